@@ -1,0 +1,171 @@
+"""Settings from the environment and an optional `.env` file, validated once at start."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Mapping
+
+from dotenv import dotenv_values
+
+DEFAULT_IMAGE_MODEL = "clip-ViT-B-32"
+DEFAULT_TEXT_MODEL = "sentence-transformers/clip-ViT-B-32-multilingual-v1"
+DEFAULT_INFER_MODEL_ID = "sentence-transformers__clip-vit-b-32-multilingual-v1"
+
+
+class ConfigError(Exception):
+    """Every configuration problem found, one clear sentence each."""
+
+    def __init__(self, problems: list[str]):
+        self.problems = problems
+        super().__init__("\n".join(problems))
+
+
+@dataclass(frozen=True)
+class Settings:
+    archive: Path = Path("archive")
+    data_dir: Path = Path(".findimage")
+    image_model: str = DEFAULT_IMAGE_MODEL
+    text_model: str = DEFAULT_TEXT_MODEL
+    quantize: str = "off"
+    batch_size: int = 32
+    index_interval_minutes: float = 15.0
+    top_k: int = 5
+    num_candidates: int | None = None
+    max_query_chars: int = 1000
+    max_image_pixels: int = 120_000_000
+    max_image_mb: float = 50.0
+    weak_score: float = 0.6
+    # Elasticsearch (unset url -> embedded store)
+    elasticsearch_url: str | None = None
+    elasticsearch_api_key: str | None = field(default=None, repr=False)
+    elasticsearch_username: str | None = None
+    elasticsearch_password: str | None = field(default=None, repr=False)
+    elasticsearch_ca_certs: Path | None = None
+    index_name: str = "my-image-embeddings"
+    es_index_options: str = "int8_hnsw"
+    es_timeout_seconds: float = 10.0
+    text_embedder: str = "local"
+    infer_model_id: str = DEFAULT_INFER_MODEL_ID
+    # Slack
+    slack_bot_token: str | None = field(default=None, repr=False)
+    slack_signing_secret: str | None = field(default=None, repr=False)
+    slack_app_token: str | None = field(default=None, repr=False)
+    slack_api_url: str = "https://slack.com/api/"
+    public_base_url: str | None = None
+    url_signing_key: str | None = field(default=None, repr=False)
+    port: int = 3000
+
+    @property
+    def uses_elasticsearch(self) -> bool:
+        return bool(self.elasticsearch_url)
+
+
+class _Reader:
+    """Reads typed values from a mapping and collects problems instead of failing at the first."""
+
+    def __init__(self, values: Mapping[str, str]):
+        self.values = values
+        self.problems: list[str] = []
+
+    def text(self, name: str, default: str | None = None) -> str | None:
+        raw = self.values.get(name)
+        if raw is None or not raw.strip():
+            return default
+        return raw.strip()
+
+    def number(self, name: str, default, kind=int, minimum=None, maximum=None):
+        raw = self.text(name)
+        if raw is None:
+            return default
+        try:
+            value = kind(raw)
+        except ValueError:
+            self.problems.append(f"{name}={raw!r} is not a {'whole ' if kind is int else ''}number.")
+            return default
+        if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
+            bounds = f"between {minimum} and {maximum}" if maximum is not None else f"at least {minimum}"
+            self.problems.append(f"{name}={raw} must be {bounds}.")
+            return default
+        return value
+
+    def choice(self, name: str, default: str, choices: tuple[str, ...]) -> str:
+        value = (self.text(name) or default).lower()
+        if value not in choices:
+            self.problems.append(f"{name}={value!r} must be one of: {', '.join(choices)}.")
+            return default
+        return value
+
+
+def load_settings(environ: Mapping[str, str] | None = None, env_file: str | Path | None = ".env") -> Settings:
+    """Settings from `environ` (default: os.environ) over an optional `.env` file; raises ConfigError."""
+    values: dict[str, str] = {}
+    if env_file and Path(env_file).is_file():
+        values.update({k: v for k, v in dotenv_values(env_file).items() if v is not None})
+    values.update(os.environ if environ is None else environ)
+    r = _Reader(values)
+
+    ca_certs = r.text("ELASTICSEARCH_CA_CERTS")
+    if ca_certs and not Path(ca_certs).is_file():
+        r.problems.append(f"ELASTICSEARCH_CA_CERTS={ca_certs} does not exist.")
+    username, password = r.text("ELASTICSEARCH_USERNAME"), r.text("ELASTICSEARCH_PASSWORD")
+    if bool(username) != bool(password):
+        r.problems.append("Set ELASTICSEARCH_USERNAME and ELASTICSEARCH_PASSWORD together (or use ELASTICSEARCH_API_KEY).")
+    es_url = r.text("ELASTICSEARCH_URL")
+    if es_url and not es_url.startswith(("http://", "https://")):
+        r.problems.append(f"ELASTICSEARCH_URL={es_url!r} must start with http:// or https://.")
+    text_embedder = r.choice("FINDIMAGE_TEXT_EMBEDDER", "local", ("local", "elasticsearch"))
+    if text_embedder == "elasticsearch" and not es_url:
+        r.problems.append("FINDIMAGE_TEXT_EMBEDDER=elasticsearch needs ELASTICSEARCH_URL.")
+    public_base_url = r.text("FINDIMAGE_PUBLIC_BASE_URL")
+    if public_base_url and not public_base_url.startswith(("http://", "https://")):
+        r.problems.append(f"FINDIMAGE_PUBLIC_BASE_URL={public_base_url!r} must start with http:// or https://.")
+
+    settings = Settings(
+        archive=Path(r.text("FINDIMAGE_ARCHIVE", "archive")),
+        data_dir=Path(r.text("FINDIMAGE_DATA_DIR", ".findimage")),
+        image_model=r.text("FINDIMAGE_IMAGE_MODEL", DEFAULT_IMAGE_MODEL),
+        text_model=r.text("FINDIMAGE_TEXT_MODEL", DEFAULT_TEXT_MODEL),
+        quantize=r.choice("FINDIMAGE_QUANTIZE", "off", ("off", "int8")),
+        batch_size=r.number("FINDIMAGE_BATCH_SIZE", 32, int, 1, 1024),
+        index_interval_minutes=r.number("FINDIMAGE_INDEX_INTERVAL_MINUTES", 15.0, float, 0.1),
+        top_k=r.number("FINDIMAGE_TOP_K", 5, int, 1, 50),
+        num_candidates=r.number("FINDIMAGE_NUM_CANDIDATES", None, int, 1, 10_000),
+        max_query_chars=r.number("FINDIMAGE_MAX_QUERY_CHARS", 1000, int, 1),
+        max_image_pixels=r.number("FINDIMAGE_MAX_IMAGE_PIXELS", 120_000_000, int, 1_000_000),
+        max_image_mb=r.number("FINDIMAGE_MAX_IMAGE_MB", 50.0, float, 0.01),
+        weak_score=r.number("FINDIMAGE_WEAK_SCORE", 0.6, float, 0.0, 1.0),
+        elasticsearch_url=es_url,
+        elasticsearch_api_key=r.text("ELASTICSEARCH_API_KEY"),
+        elasticsearch_username=username,
+        elasticsearch_password=password,
+        elasticsearch_ca_certs=Path(ca_certs) if ca_certs else None,
+        index_name=r.text("FINDIMAGE_INDEX", "my-image-embeddings"),
+        es_index_options=r.choice("FINDIMAGE_ES_INDEX_OPTIONS", "int8_hnsw", ("int8_hnsw", "hnsw", "flat", "int8_flat")),
+        es_timeout_seconds=r.number("FINDIMAGE_ES_TIMEOUT_SECONDS", 10.0, float, 0.1),
+        text_embedder=text_embedder,
+        infer_model_id=r.text("FINDIMAGE_INFER_MODEL_ID", DEFAULT_INFER_MODEL_ID),
+        slack_bot_token=r.text("SLACK_BOT_TOKEN"),
+        slack_signing_secret=r.text("SLACK_SIGNING_SECRET"),
+        slack_app_token=r.text("SLACK_APP_TOKEN"),
+        slack_api_url=r.text("SLACK_API_URL", "https://slack.com/api/"),
+        public_base_url=public_base_url,
+        url_signing_key=r.text("FINDIMAGE_URL_SIGNING_KEY"),
+        port=r.number("PORT", 3000, int, 1, 65535),
+    )
+    if r.problems:
+        raise ConfigError(r.problems)
+    return settings
+
+
+def require_slack(settings: Settings) -> None:
+    """The bot needs its tokens; the indexer and CLI do not."""
+    problems = []
+    if not settings.slack_bot_token:
+        problems.append("SLACK_BOT_TOKEN is not set (the bot token, xoxb-...).")
+    if not settings.slack_app_token and not settings.slack_signing_secret:
+        problems.append("SLACK_SIGNING_SECRET is not set (needed in HTTP mode; set SLACK_APP_TOKEN for Socket Mode).")
+    if settings.slack_app_token and not settings.slack_app_token.startswith("xapp-"):
+        problems.append("SLACK_APP_TOKEN must be an app-level token starting with xapp-.")
+    if problems:
+        raise ConfigError(problems)

@@ -1,0 +1,298 @@
+"""The embedded default store: one SQLite file (WAL) as the source of truth plus a faiss kNN cache.
+
+Crash safety comes from SQLite transactions; readers in other processes (the bot) see the indexer's
+commits through a per-write version number and apply only what changed since they last looked.
+"""
+from __future__ import annotations
+
+import logging
+import sqlite3
+import threading
+import time
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from .records import DIMS, FileState, ImageDoc, Match, cosine_to_score, normalise_folder
+from .store import default_num_candidates
+from .vector_index import VectorIndex, wanted_kind
+
+log = logging.getLogger(__name__)
+
+# Folders with at most this many images are searched exactly from SQLite instead of through the ANN index.
+EXACT_FOLDER_MAX = 20_000
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS images (
+    slot INTEGER PRIMARY KEY AUTOINCREMENT,
+    image_id TEXT NOT NULL UNIQUE,
+    image_name TEXT NOT NULL,
+    relative_path TEXT NOT NULL UNIQUE,
+    sha256 TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    mtime REAL NOT NULL,
+    width INTEGER NOT NULL,
+    height INTEGER NOT NULL,
+    indexed_at REAL NOT NULL,
+    model_id TEXT NOT NULL,
+    embedding BLOB NOT NULL,
+    version INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS images_sha256 ON images(sha256);
+CREATE INDEX IF NOT EXISTS images_version ON images(version);
+CREATE TABLE IF NOT EXISTS removed (slot INTEGER PRIMARY KEY, version INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS removed_version ON removed(version);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+
+DOC_COLUMNS = ("image_id, image_name, relative_path, embedding, sha256, size, mtime, width, height, "
+               "indexed_at, model_id")
+
+
+def _blob(vector: np.ndarray) -> bytes:
+    return np.asarray(vector, dtype=np.float32).reshape(DIMS).tobytes()
+
+
+def _vectors(blobs: Sequence[bytes]) -> np.ndarray:
+    if not blobs:
+        return np.empty((0, DIMS), np.float32)
+    return np.frombuffer(b"".join(blobs), dtype=np.float32).reshape(-1, DIMS)
+
+
+def _folder_range(folder: str) -> tuple[str, str]:
+    # Paths under "a/b" sort between "a/b/" and "a/b0" ('0' follows '/'), so the unique index serves it.
+    return folder + "/", folder + "0"
+
+
+class EmbeddedStore:
+    def __init__(self, data_dir: str | Path):
+        self.data_dir = Path(data_dir)
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.db_path = self.data_dir / "findimage.sqlite"
+        self.description = f"embedded ({self.db_path})"
+        self._lock = threading.RLock()
+        self._db = sqlite3.connect(self.db_path, timeout=30, check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")  # with WAL: safe against process kills, fast
+        self._db.executescript(SCHEMA)
+        self._index: VectorIndex | None = None
+        self._seen_data_version: int | None = None
+        self._own_writes = 0
+        self._seen_own_writes = 0
+
+    # ---- writes -------------------------------------------------------------------------------
+    def _write(self, work) -> None:
+        """Run `work(db, version)` in one immediate transaction stamped with a new version."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                version = self._current_version() + 1
+                work(self._db, version)
+                self._db.execute("INSERT INTO meta(key, value) VALUES('version', ?) "
+                                 "ON CONFLICT(key) DO UPDATE SET value=excluded.value", (str(version),))
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._own_writes += 1
+
+    def upsert(self, docs: Sequence[ImageDoc]) -> None:
+        if not docs:
+            return
+
+        def work(db, version):
+            db.executemany(
+                f"INSERT INTO images({DOC_COLUMNS}, version) VALUES(?,?,?,?,?,?,?,?,?,?,?,?) "
+                "ON CONFLICT(image_id) DO UPDATE SET image_name=excluded.image_name, "
+                "relative_path=excluded.relative_path, embedding=excluded.embedding, sha256=excluded.sha256, "
+                "size=excluded.size, mtime=excluded.mtime, width=excluded.width, height=excluded.height, "
+                "indexed_at=excluded.indexed_at, model_id=excluded.model_id, version=excluded.version",
+                [(d.image_id, d.image_name, d.relative_path, _blob(d.image_embedding), d.sha256, d.size,
+                  d.mtime, d.width, d.height, d.indexed_at, d.model_id, version) for d in docs])
+
+        self._write(work)
+
+    def delete(self, image_ids: Iterable[str]) -> None:
+        ids = list(image_ids)
+        if not ids:
+            return
+
+        def work(db, version):
+            for chunk in _chunks(ids, 500):
+                marks = ",".join("?" * len(chunk))
+                db.execute(f"INSERT OR REPLACE INTO removed(slot, version) "
+                           f"SELECT slot, ? FROM images WHERE image_id IN ({marks})", (version, *chunk))
+                db.execute(f"DELETE FROM images WHERE image_id IN ({marks})", chunk)
+
+        self._write(work)
+
+    def set_meta(self, key: str, value: str) -> None:
+        with self._lock:
+            self._db.execute("INSERT INTO meta(key, value) VALUES(?, ?) "
+                             "ON CONFLICT(key) DO UPDATE SET value=excluded.value", (key, value))
+
+    def begin_rebuild(self) -> None:
+        """Embedded rebuilds happen in place: every document is rewritten with the new model's vector."""
+
+    def finish_rebuild(self) -> None:
+        self.checkpoint()
+
+    def checkpoint(self) -> None:
+        """Save the kNN cache so the next process opens in seconds, and fold the WAL into the database."""
+        with self._lock:
+            index = self._fresh_index()
+            if index.kind != wanted_kind(len(index)):
+                index = self._rebuild_index()
+            index.save(self.data_dir)
+            self._db.execute("PRAGMA wal_checkpoint(PASSIVE)")
+
+    # ---- reads --------------------------------------------------------------------------------
+    def get(self, image_id: str) -> ImageDoc | None:
+        with self._lock:
+            row = self._db.execute(f"SELECT {DOC_COLUMNS} FROM images WHERE image_id=?", (image_id,)).fetchone()
+        return _doc(row) if row else None
+
+    def count(self) -> int:
+        with self._lock:
+            return self._db.execute("SELECT count(*) FROM images").fetchone()[0]
+
+    def get_meta(self, key: str) -> str | None:
+        with self._lock:
+            row = self._db.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+        return row[0] if row else None
+
+    def file_states(self) -> dict[str, FileState]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT image_id, relative_path, sha256, size, mtime, model_id FROM images").fetchall()
+        return {r[1]: FileState(*r) for r in rows}
+
+    def vectors_by_sha256(self, sha256s: Iterable[str], model_id: str) -> dict[str, np.ndarray]:
+        found: dict[str, np.ndarray] = {}
+        with self._lock:
+            for chunk in _chunks(sorted(set(sha256s)), 500):
+                rows = self._db.execute(
+                    f"SELECT sha256, embedding FROM images WHERE model_id=? AND sha256 IN "
+                    f"({','.join('?' * len(chunk))})", (model_id, *chunk)).fetchall()
+                found.update((sha, np.frombuffer(blob, np.float32).copy()) for sha, blob in rows)
+        return found
+
+    def knn(self, vector: np.ndarray, k: int, num_candidates: int | None = None,
+            folder: str | None = None) -> list[Match]:
+        query = np.asarray(vector, dtype=np.float32).reshape(DIMS)
+        folder = normalise_folder(folder)
+        num_candidates = max(k, num_candidates or default_num_candidates(k))
+        with self._lock:
+            index = self._fresh_index()
+            if folder is not None:
+                slots = self._slots_in_folder(folder)
+                if len(slots) <= EXACT_FOLDER_MAX:
+                    return self._exact_among(query, slots, k)
+                _, candidates = index.search(query, num_candidates, allowed=slots)
+            else:
+                sims, candidates = index.search(query, num_candidates)
+                if index.kind == "flat":  # already exact
+                    return self._matches(candidates[:k], sims[:k])
+            return self._exact_among(query, candidates, k)
+
+    def _slots_in_folder(self, folder: str) -> np.ndarray:
+        low, high = _folder_range(folder)
+        rows = self._db.execute("SELECT slot FROM images WHERE relative_path >= ? AND relative_path < ?",
+                                (low, high)).fetchall()
+        return np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+
+    def _exact_among(self, query: np.ndarray, slots: np.ndarray, k: int) -> list[Match]:
+        """Exact cosine re-ranking of candidate slots with the float32 vectors from SQLite."""
+        found_slots, blobs = [], []
+        for chunk in _chunks([int(s) for s in slots], 900):
+            for slot, blob in self._db.execute(
+                    f"SELECT slot, embedding FROM images WHERE slot IN ({','.join('?' * len(chunk))})", chunk):
+                found_slots.append(slot)
+                blobs.append(blob)
+        if not found_slots:
+            return []
+        sims = _vectors(blobs) @ query
+        order = np.argsort(-sims, kind="stable")[:k]
+        return self._matches(np.asarray(found_slots)[order], sims[order])
+
+    def _matches(self, slots: np.ndarray, sims: np.ndarray) -> list[Match]:
+        if not len(slots):
+            return []
+        ids = [int(s) for s in slots]
+        rows = self._db.execute(
+            f"SELECT slot, image_id, image_name, relative_path, sha256 FROM images "
+            f"WHERE slot IN ({','.join('?' * len(ids))})", ids).fetchall()
+        by_slot = {r[0]: r[1:] for r in rows}
+        return [Match(*by_slot[s][:3], score=cosine_to_score(sim), sha256=by_slot[s][3])
+                for s, sim in zip(ids, sims) if s in by_slot]
+
+    # ---- the kNN cache ------------------------------------------------------------------------
+    def _current_version(self) -> int:
+        row = self._db.execute("SELECT value FROM meta WHERE key='version'").fetchone()
+        return int(row[0]) if row else 0
+
+    def _fresh_index(self) -> VectorIndex:
+        """The kNN cache, brought up to date with every commit (from any process) since last use."""
+        data_version = self._db.execute("PRAGMA data_version").fetchone()[0]
+        if (self._index is not None and data_version == self._seen_data_version
+                and self._own_writes == self._seen_own_writes):
+            return self._index
+        self._seen_data_version, self._seen_own_writes = data_version, self._own_writes
+        if self._index is None or self._snapshot_kind_changed():
+            self._index = VectorIndex.load(self.data_dir) or VectorIndex.empty()
+        self._db.execute("BEGIN")
+        try:
+            current = self._current_version()
+            if self._index.version > current:  # snapshot from a database that was replaced
+                self._db.execute("COMMIT")
+                return self._rebuild_index()
+            self._apply_changes_since(self._index.version)
+            self._index.version = current
+        finally:
+            if self._db.in_transaction:
+                self._db.execute("COMMIT")
+        return self._index
+
+    def _snapshot_kind_changed(self) -> bool:
+        generation = VectorIndex.snapshot_generation(self.data_dir)
+        return generation is not None and generation != self._index.generation and wanted_kind(
+            len(self._index)) != self._index.kind
+
+    def _apply_changes_since(self, version: int) -> None:
+        removed = [r[0] for r in self._db.execute("SELECT slot FROM removed WHERE version > ?", (version,))]
+        changed = self._db.execute("SELECT slot, embedding FROM images WHERE version > ?", (version,)).fetchall()
+        slots = np.asarray([r[0] for r in changed], dtype=np.int64)
+        stale = np.asarray(removed + [int(s) for s in slots], dtype=np.int64)
+        if version > 0:
+            self._index.remove(stale)
+        self._index.add(slots, _vectors([r[1] for r in changed]))
+
+    def _rebuild_index(self) -> VectorIndex:
+        started = time.monotonic()
+        self._db.execute("BEGIN")
+        try:
+            version = self._current_version()
+            rows = self._db.execute("SELECT slot, embedding FROM images").fetchall()
+        finally:
+            self._db.execute("COMMIT")
+        slots = np.asarray([r[0] for r in rows], dtype=np.int64)
+        self._index = VectorIndex.build(slots, _vectors([r[1] for r in rows]), version)
+        log.info("built %s kNN index over %d vectors in %.1fs", self._index.kind, len(slots),
+                 time.monotonic() - started)
+        return self._index
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+
+def _doc(row) -> ImageDoc:
+    (image_id, name, path, blob, sha, size, mtime, width, height, indexed_at, model_id) = row
+    return ImageDoc(image_id, name, path, np.frombuffer(blob, np.float32).copy(), sha, size, mtime, width,
+                    height, indexed_at, model_id)
+
+
+def _chunks(items: list, size: int):
+    for start in range(0, len(items), size):
+        yield items[start:start + size]

@@ -1,0 +1,78 @@
+"""Typed records shared by stores, the indexer, the CLI and the bot."""
+from __future__ import annotations
+
+import hashlib
+import posixpath
+from dataclasses import dataclass
+
+import numpy as np
+
+DIMS = 512
+
+
+def image_id_for(relative_path: str) -> str:
+    """Stable id per archive path, so re-indexing the same file updates the same document."""
+    return hashlib.sha256(relative_path.encode("utf-8")).hexdigest()[:24]
+
+
+def cosine_to_score(cosine: float) -> float:
+    """Elasticsearch's cosine similarity score, (1 + cos) / 2, so both stores rank and print alike."""
+    return (1.0 + float(cosine)) / 2.0
+
+
+def normalise_folder(folder: str | None) -> str | None:
+    """'events/2024/' or '/events/2024' -> 'events/2024'; '' or '.' -> None (whole archive)."""
+    if folder is None:
+        return None
+    cleaned = posixpath.normpath(folder.strip().replace("\\", "/")).strip("/")
+    return None if cleaned in ("", ".") else cleaned
+
+
+def in_folder(relative_path: str, folder: str | None) -> bool:
+    return folder is None or relative_path.startswith(folder + "/")
+
+
+@dataclass
+class ImageDoc:
+    """One archive image as stored: the seed's Elasticsearch document plus what incremental indexing needs."""
+
+    image_id: str
+    image_name: str
+    relative_path: str
+    image_embedding: np.ndarray
+    sha256: str
+    size: int
+    mtime: float
+    width: int
+    height: int
+    indexed_at: float
+    model_id: str
+
+
+@dataclass(frozen=True)
+class FileState:
+    """What the indexer compares against the archive to decide what changed."""
+
+    image_id: str
+    relative_path: str
+    sha256: str
+    size: int
+    mtime: float
+    model_id: str
+
+
+@dataclass(frozen=True)
+class Match:
+    image_id: str
+    image_name: str
+    relative_path: str
+    score: float
+    sha256: str = ""
+
+    def as_json(self) -> dict:
+        return {
+            "image_id": self.image_id,
+            "image_name": self.image_name,
+            "relative_path": self.relative_path,
+            "score": round(self.score, 6),
+        }

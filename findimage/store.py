@@ -1,0 +1,71 @@
+"""The store interface both backends implement, and the factory that picks one from the settings."""
+from __future__ import annotations
+
+from typing import Iterable, Protocol, Sequence
+
+import numpy as np
+
+from .records import FileState, ImageDoc, Match
+
+# Keys of the small key/value metadata every store keeps.
+META_IMAGE_MODEL = "image_model_id"
+META_TEXT_MODEL = "text_model_id"
+META_LAST_PASS = "last_pass"
+
+
+class StoreUnavailable(Exception):
+    """The store cannot be reached right now (e.g. Elasticsearch is down); the message says what to check."""
+
+
+class StoreError(Exception):
+    """The store refused an operation, e.g. some documents of a bulk write were rejected."""
+
+
+def default_num_candidates(k: int) -> int:
+    """As many candidates as Elasticsearch users typically ask for: at least 10 x k."""
+    return max(10 * k, 100)
+
+
+class Store(Protocol):
+    description: str
+
+    def upsert(self, docs: Sequence[ImageDoc]) -> None: ...
+
+    def delete(self, image_ids: Iterable[str]) -> None: ...
+
+    def get(self, image_id: str) -> ImageDoc | None: ...
+
+    def count(self) -> int: ...
+
+    def knn(self, vector: np.ndarray, k: int, num_candidates: int | None = None,
+            folder: str | None = None) -> list[Match]: ...
+
+    def file_states(self) -> dict[str, FileState]:
+        """Every document's file state, keyed by relative path."""
+
+    def vectors_by_sha256(self, sha256s: Iterable[str], model_id: str) -> dict[str, np.ndarray]:
+        """Stored vectors of files with these contents made by this model, so moved or duplicated files are not embedded again."""
+
+    def get_meta(self, key: str) -> str | None: ...
+
+    def set_meta(self, key: str, value: str) -> None: ...
+
+    def begin_rebuild(self) -> None:
+        """Start a full rebuild (e.g. after a model change): the following writes form the new index."""
+
+    def finish_rebuild(self) -> None: ...
+
+    def checkpoint(self) -> None:
+        """Make the work so far durable and fast to open (called after each indexing pass)."""
+
+    def close(self) -> None: ...
+
+
+def open_store(settings) -> Store:
+    if settings.uses_elasticsearch:
+        from .es_store import ElasticsearchStore
+
+        return ElasticsearchStore.from_settings(settings)
+    from .embedded_store import EmbeddedStore
+
+    return EmbeddedStore(settings.data_dir)

@@ -1,0 +1,146 @@
+"""In-memory approximate kNN over the embedded store's vectors (a derived cache; SQLite is the truth).
+
+Small collections use an exact inner-product index (float32). From IVF_MIN_VECTORS on, an IVF index
+with 8-bit scalar-quantized vectors keeps memory near 0.5 GB per million vectors; its candidates are
+re-ranked exactly by the store, so quantization only affects which candidates are found.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import faiss
+import numpy as np
+
+from .records import DIMS
+
+IVF_MIN_VECTORS = 50_000
+TRAIN_SAMPLE = 100_000
+
+
+def wanted_kind(count: int) -> str:
+    return "ivf" if count >= IVF_MIN_VECTORS else "flat"
+
+
+def _nlist_for(count: int) -> int:
+    # ~4*sqrt(n) lists, a power of two: 4096 lists at 1M vectors (~250 per list).
+    return int(2 ** round(math.log2(max(64.0, 4 * math.sqrt(count)))))
+
+
+@dataclass
+class VectorIndex:
+    index: faiss.Index
+    kind: str
+    version: int = 0
+    generation: str = ""
+
+    @classmethod
+    def empty(cls) -> "VectorIndex":
+        return cls(faiss.IndexIDMap2(faiss.IndexFlatIP(DIMS)), "flat")
+
+    @classmethod
+    def build(cls, slots: np.ndarray, vectors: np.ndarray, version: int) -> "VectorIndex":
+        kind = wanted_kind(len(slots))
+        if kind == "flat":
+            built = cls.empty()
+        else:
+            nlist = _nlist_for(len(slots))
+            quantizer = faiss.IndexFlatIP(DIMS)
+            ivf = faiss.IndexIVFScalarQuantizer(quantizer, DIMS, nlist, faiss.ScalarQuantizer.QT_8bit,
+                                                faiss.METRIC_INNER_PRODUCT)
+            sample = vectors[np.random.default_rng(0).permutation(len(vectors))[:TRAIN_SAMPLE]]
+            ivf.train(np.ascontiguousarray(sample))
+            ivf.nprobe = default_nprobe(nlist)
+            built = cls(ivf, "ivf")
+        built.add(slots, vectors)
+        built.version = version
+        return built
+
+    def __len__(self) -> int:
+        return self.index.ntotal
+
+    def add(self, slots: np.ndarray, vectors: np.ndarray) -> None:
+        if len(slots):
+            self.index.add_with_ids(np.ascontiguousarray(vectors, dtype=np.float32), slots.astype(np.int64))
+
+    def remove(self, slots: np.ndarray) -> None:
+        if len(slots):
+            self.index.remove_ids(faiss.IDSelectorBatch(slots.astype(np.int64)))
+
+    def search(self, query: np.ndarray, n: int, allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Top-n (similarities, slots) for one query, optionally only among `allowed` slots."""
+        n = min(n, len(self))
+        if n == 0:
+            return np.empty(0, np.float32), np.empty(0, np.int64)
+        params = None
+        if allowed is not None or self.kind == "ivf":
+            params = self._search_params(allowed)
+        sims, slots = self.index.search(query.reshape(1, -1).astype(np.float32), n, params=params)
+        keep = slots[0] >= 0
+        return sims[0][keep], slots[0][keep]
+
+    def _search_params(self, allowed: np.ndarray | None):
+        selector = faiss.IDSelectorBatch(allowed.astype(np.int64)) if allowed is not None else None
+        if self.kind == "flat":
+            return faiss.SearchParameters(sel=selector)
+        nprobe = self.index.nprobe
+        if allowed is not None:
+            # A folder holding 1/m of the archive needs ~m times more lists to find enough of its images.
+            nprobe = min(self.index.nlist, nprobe * math.ceil(len(self) / max(1, len(allowed))))
+        params = faiss.SearchParametersIVF(sel=selector, nprobe=nprobe)
+        # keep the selector alive as long as the params (faiss does not own it)
+        params._selector = selector
+        return params
+
+    # Snapshots: `vectors.json` names the index file of its generation, replaced atomically.
+    def save(self, folder: Path) -> None:
+        generation = uuid.uuid4().hex[:12]
+        index_file = folder / f"vectors-{generation}.faiss"
+        faiss.write_index(self.index, str(index_file) + ".tmp")
+        _fsync_path(str(index_file) + ".tmp")
+        os.replace(str(index_file) + ".tmp", index_file)
+        pointer = {"file": index_file.name, "kind": self.kind, "version": self.version, "count": len(self)}
+        tmp = folder / "vectors.json.tmp"
+        tmp.write_text(json.dumps(pointer))
+        _fsync_path(str(tmp))
+        os.replace(tmp, folder / "vectors.json")
+        self.generation = index_file.name
+        for old in folder.glob("vectors-*.faiss*"):
+            if old.name != index_file.name:
+                old.unlink(missing_ok=True)
+
+    @classmethod
+    def load(cls, folder: Path) -> "VectorIndex | None":
+        """The latest snapshot, or None if there is none or it is unreadable (the store then rebuilds)."""
+        try:
+            pointer = json.loads((folder / "vectors.json").read_text())
+            index = faiss.read_index(str(folder / pointer["file"]))
+        except (OSError, ValueError, KeyError, RuntimeError):
+            return None
+        loaded = cls(index, pointer["kind"], int(pointer["version"]), pointer["file"])
+        if loaded.kind == "ivf":
+            loaded.index.nprobe = default_nprobe(loaded.index.nlist)
+        return loaded
+
+    @staticmethod
+    def snapshot_generation(folder: Path) -> str | None:
+        try:
+            return json.loads((folder / "vectors.json").read_text())["file"]
+        except (OSError, ValueError, KeyError):
+            return None
+
+
+def default_nprobe(nlist: int) -> int:
+    return max(8, nlist // 64)
+
+
+def _fsync_path(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
