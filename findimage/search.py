@@ -1,0 +1,103 @@
+"""Queries as users make them: text or an example image in, ranked archive matches out."""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import embedders
+from .imaging import ImageError, prepare_bytes, set_pixel_limit
+from .records import Match, normalise_folder
+from .store import META_IMAGE_MODEL, Store, open_store
+
+
+class QueryError(ValueError):
+    """A query that cannot be run as given; the message tells the user what to change."""
+
+
+class ModelMismatch(Exception):
+    """The configured image model differs from the one the index was built with."""
+
+
+def clean_query(text: str | None, max_chars: int) -> str:
+    cleaned = " ".join((text or "").split())
+    if not cleaned:
+        raise QueryError("The query is empty: describe the image you are looking for, e.g. \"a snow covered mountain\".")
+    if len(cleaned) > max_chars:
+        raise QueryError(f"The query is too long ({len(cleaned):,} characters; at most {max_chars:,}). "
+                         "A short description works best.")
+    return cleaned
+
+
+@dataclass
+class SearchResult:
+    matches: list[Match]
+    folder: str | None = None
+    query_sha256: str | None = None
+    weak_score: float = 0.0
+    exact: set[str] = field(default_factory=set)  # image_ids byte-identical to the query image
+
+    @property
+    def uncertain(self) -> bool:
+        """Even the best match is weak: present the matches as guesses, not answers."""
+        return bool(self.matches) and self.matches[0].score < self.weak_score
+
+
+class Searcher:
+    """Vectorizes queries and runs kNN on the configured store; safe to share between threads."""
+
+    def __init__(self, settings, store: Store | None = None, text_embedder=None, image_embedder=None):
+        self.settings = settings
+        set_pixel_limit(settings.max_image_pixels)
+        self.store = store or open_store(settings)
+        self.text_embedder = text_embedder or embedders.text_embedder(settings)
+        self.image_embedder = image_embedder or embedders.image_embedder(settings)
+
+    def warm_up(self) -> None:
+        """Load both models now so the first query does not pay for it."""
+        for embedder in (self.text_embedder, self.image_embedder):
+            if hasattr(embedder, "load"):
+                embedder.load()
+
+    def check_model(self) -> None:
+        stored = self.store.get_meta(META_IMAGE_MODEL)
+        if stored and stored != self.image_embedder.model_id:
+            raise ModelMismatch(
+                f"The index was built with the image model {stored}, but FINDIMAGE_IMAGE_MODEL is now "
+                f"{self.image_embedder.model_id}. Run `findimage index --full` to re-embed the archive.")
+
+    def by_text(self, text: str, k: int | None = None, folder: str | None = None) -> SearchResult:
+        query = clean_query(text, self.settings.max_query_chars)
+        vector = self.text_embedder.embed_texts([query])[0]
+        return self._knn(vector, k, folder)
+
+    def by_image_bytes(self, data: bytes, k: int | None = None, folder: str | None = None) -> SearchResult:
+        prepared = prepare_bytes(data)
+        vector = self.image_embedder.embed_images([prepared.image])[0]
+        result = self._knn(vector, k, folder)
+        result.query_sha256 = hashlib.sha256(data).hexdigest()
+        result.exact = {m.image_id for m in result.matches if m.sha256 == result.query_sha256}
+        return result
+
+    def by_image_file(self, path: str | Path, k: int | None = None, folder: str | None = None) -> SearchResult:
+        path = Path(path)
+        if not path.is_file():
+            raise QueryError(f"No image file at {path}.")
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            raise ImageError(f"cannot read {path}: {exc.strerror}") from None
+        return self.by_image_bytes(data, k, folder)
+
+    def _knn(self, vector, k: int | None, folder: str | None) -> SearchResult:
+        k = k or self.settings.top_k
+        folder = normalise_folder(folder)
+        matches = self.store.knn(vector, k, self.settings.num_candidates, folder)
+        return SearchResult(matches, folder, weak_score=self.settings.weak_score)
+
+
+def empty_result_sentence(result: SearchResult, store: Store) -> str:
+    """Why there is nothing to show, in one sentence."""
+    if result.folder and store.count() > 0:
+        return f"No indexed images under the folder {result.folder!r}."
+    return "The archive is not indexed yet: run `findimage index` (or wait for the scheduled indexer)."

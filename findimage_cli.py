@@ -1,0 +1,144 @@
+"""`findimage`: index the archive, search it, keep it current, show status, run the Slack bot."""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from datetime import datetime
+
+from findimage.config import ConfigError, load_settings
+
+EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        settings = load_settings()
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(f"findimage: configuration problem: {problem}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        return args.run(settings, args)
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:  # every known failure below carries a sentence meant for the user
+        if args.verbose:
+            logging.exception("failed")
+        print(f"findimage: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="findimage", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true", help="log what happens")
+    sub = parser.add_subparsers(required=True, metavar="command")
+
+    index = sub.add_parser("index", help="embed new and changed archive images, drop deleted ones")
+    index.add_argument("--full", action="store_true", help="re-embed every image (e.g. after a model change)")
+    index.set_defaults(run=cmd_index)
+
+    search = sub.add_parser("search", help="find archive images by text or by an example image")
+    search.add_argument("text", nargs="*", help="what to look for, in any language")
+    search.add_argument("--image", metavar="PATH", help="find images similar to this image file")
+    search.add_argument("-k", type=int, default=None, metavar="N", help="number of matches (default FINDIMAGE_TOP_K)")
+    search.add_argument("--folder", metavar="PREFIX", help="only images under this archive folder")
+    search.add_argument("--json", action="store_true", help="print matches as JSON")
+    search.set_defaults(run=cmd_search)
+
+    sub.add_parser("schedule", help="index now and then every FINDIMAGE_INDEX_INTERVAL_MINUTES").set_defaults(
+        run=cmd_schedule)
+    sub.add_parser("status", help="store, document count, models and the last pass").set_defaults(run=cmd_status)
+    sub.add_parser("bot", help="run the Slack bot (Socket Mode if SLACK_APP_TOKEN is set, else HTTP)").set_defaults(
+        run=cmd_bot)
+    return parser
+
+
+def cmd_index(settings, args) -> int:
+    from indexer.run import index_once
+
+    summary = index_once(settings, full=args.full)
+    for path, reason in summary.failures:
+        print(f"failed: {path}: {reason}", file=sys.stderr)
+    print(summary.line())
+    return EXIT_OK
+
+
+def cmd_search(settings, args) -> int:
+    from findimage.search import Searcher, empty_result_sentence
+
+    if args.k is not None and not 1 <= args.k <= 1000:
+        print("findimage: -k must be between 1 and 1000.", file=sys.stderr)
+        return EXIT_USAGE
+    if args.image and args.text:
+        print("findimage: give either a text or --image, not both.", file=sys.stderr)
+        return EXIT_USAGE
+    searcher = Searcher(settings)
+    searcher.check_model()
+    if args.image:
+        result = searcher.by_image_file(args.image, args.k, args.folder)
+    else:
+        result = searcher.by_text(" ".join(args.text), args.k, args.folder)
+    if args.json:
+        print(json.dumps([m.as_json() for m in result.matches], ensure_ascii=False, indent=2))
+        return EXIT_OK
+    if not result.matches:
+        print(empty_result_sentence(result, searcher.store))
+        return EXIT_OK
+    if result.uncertain:
+        print(f"(uncertain: even the best match scores below {settings.weak_score:.2f})")
+    for rank, match in enumerate(result.matches, 1):
+        exact = "  (exact match)" if match.image_id in result.exact else ""
+        print(f"{rank:>3}  {match.score:.4f}  {match.relative_path}{exact}")
+    return EXIT_OK
+
+
+def cmd_schedule(settings, args) -> int:
+    from indexer.run import schedule
+
+    logging.getLogger().setLevel(logging.INFO)
+    schedule(settings)
+    return EXIT_OK
+
+
+def cmd_status(settings, args) -> int:
+    from findimage.embedders import model_fingerprint
+    from findimage.store import META_IMAGE_MODEL, META_LAST_PASS, META_TEXT_MODEL, open_store
+
+    store = open_store(settings)
+    try:
+        print(f"store:        {store.description}")
+        print(f"documents:    {store.count()}")
+        print(f"image model:  {model_fingerprint(settings.image_model)} (index built with: "
+              f"{store.get_meta(META_IMAGE_MODEL) or 'nothing yet'})")
+        text = settings.infer_model_id if settings.text_embedder == "elasticsearch" else settings.text_model
+        print(f"text model:   {model_fingerprint(text)} via {settings.text_embedder} (last pass: "
+              f"{store.get_meta(META_TEXT_MODEL) or 'none'})")
+        print(f"last pass:    {_describe_pass(store.get_meta(META_LAST_PASS))}")
+    finally:
+        store.close()
+    return EXIT_OK
+
+
+def _describe_pass(raw: str | None) -> str:
+    if not raw:
+        return "never"
+    data = json.loads(raw)
+    when = datetime.fromtimestamp(data["finished_at"]).strftime("%Y-%m-%d %H:%M:%S")
+    return (f"{when}: added {data['added']}, updated {data['updated']}, moved {data['moved']}, "
+            f"removed {data['removed']}, unchanged {data['unchanged']}, failed {data['failed']} "
+            f"in {data['seconds']:.1f}s")
+
+
+def cmd_bot(settings, args) -> int:
+    from bot.__main__ import run
+
+    return run(settings)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Archive indexer: scans the shared image folder and keeps the store's embeddings current."""

@@ -1,0 +1,43 @@
+"""Keep the index current: one pass at start, then one every interval, never two at once."""
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+
+from apscheduler.schedulers.blocking import BlockingScheduler
+
+from .lock import AlreadyRunning, pass_lock, scheduler_lock
+
+log = logging.getLogger(__name__)
+
+
+def run_locked_pass(data_dir, run_pass) -> object | None:
+    """Run one pass unless another process is in the middle of one (then skip it and say so)."""
+    try:
+        with pass_lock(data_dir):
+            return run_pass()
+    except AlreadyRunning as exc:
+        log.warning("skipping this pass: %s", exc)
+        return None
+
+
+def make_scheduler(interval_minutes: float, job) -> BlockingScheduler:
+    scheduler = BlockingScheduler()
+    # max_instances=1 + coalesce: a pass that overruns the interval delays the next, never doubles it.
+    scheduler.add_job(job, "interval", minutes=interval_minutes, next_run_time=datetime.now(),
+                      max_instances=1, coalesce=True, id="index-pass", misfire_grace_time=None)
+    return scheduler
+
+
+def run_schedule(data_dir, interval_minutes: float, job) -> None:
+    """Block forever running `job` on schedule; raises AlreadyRunning if another scheduler holds the lock."""
+    with scheduler_lock(data_dir):
+        scheduler = make_scheduler(interval_minutes, lambda: run_locked_pass(data_dir, job))
+        log.info("indexing every %g minutes", interval_minutes)
+        try:
+            scheduler.start()
+        except (KeyboardInterrupt, SystemExit):
+            scheduler.shutdown(wait=False)
+
+
+__all__ = ["AlreadyRunning", "run_schedule", "run_locked_pass", "make_scheduler"]
