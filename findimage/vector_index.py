@@ -135,7 +135,7 @@ class VectorIndex:
 
 
 def default_nprobe(nlist: int) -> int:
-    return max(8, nlist // 64)
+    return max(32, nlist // 16)
 
 
 def _fsync_path(path: str) -> None:

@@ -1,0 +1,67 @@
+"""Shared fixtures: generated offline test models, settings pointing at temporary folders, photo archives."""
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+
+from findimage.config import load_settings  # noqa: E402
+from photos import save_photo  # noqa: E402
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def _load_script(name: str):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="session")
+def test_models() -> dict[str, Path]:
+    """Random-weight models in the real sentence-transformers layout (tiny variant, built offline)."""
+    return _load_script("make_test_models").ensure_models("tiny")
+
+
+@pytest.fixture
+def env(tmp_path, test_models) -> dict[str, str]:
+    """Environment for a findimage process working on a temporary archive and data folder."""
+    values = {
+        "FINDIMAGE_ARCHIVE": str(tmp_path / "archive"),
+        "FINDIMAGE_DATA_DIR": str(tmp_path / "data"),
+        "FINDIMAGE_IMAGE_MODEL": str(test_models["image"]),
+        "FINDIMAGE_TEXT_MODEL": str(test_models["text"]),
+        "FINDIMAGE_BATCH_SIZE": "8",
+        "HF_HUB_OFFLINE": "1",
+        "TOKENIZERS_PARALLELISM": "false",
+    }
+    (tmp_path / "archive").mkdir()
+    return values
+
+
+@pytest.fixture
+def settings(env, monkeypatch):
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.delenv("ELASTICSEARCH_URL", raising=False)
+    return load_settings(env_file=None)
+
+
+@pytest.fixture
+def archive(settings) -> Path:
+    """A small archive: two folders of distinct photos."""
+    root = settings.archive
+    for i in range(4):
+        save_photo(root / "events" / "2024" / f"stage-{i}.jpg", seed=100 + i)
+    for i in range(3):
+        save_photo(root / "nature" / f"mountain-{i}.png", seed=200 + i, size=(320, 240))
+    return root

@@ -1,0 +1,84 @@
+"""Image preparation: every odd kind of picture a team archive holds becomes a proper RGB image."""
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from findimage.imaging import ImageError, prepare_bytes, set_pixel_limit, thumbnail_jpeg
+from photos import jpeg_bytes, photo, write_bad_files
+
+
+def encoded(image: Image.Image, fmt: str, **args) -> bytes:
+    out = io.BytesIO()
+    image.save(out, fmt, **args)
+    return out.getvalue()
+
+
+def test_exif_orientation_is_applied():
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90: a portrait photo stored landscape
+    prepared = prepare_bytes(jpeg_bytes(1, size=(640, 480), exif=exif))
+    assert (prepared.width, prepared.height) == (480, 640)
+    assert prepared.image.size == (480, 640)
+
+
+def test_large_jpeg_is_decoded_in_draft_mode_but_reports_its_real_size():
+    prepared = prepare_bytes(jpeg_bytes(2, size=(4032, 3024)))
+    assert (prepared.width, prepared.height) == (4032, 3024)
+    assert prepared.image.size == (504, 378) or max(prepared.image.size) <= 1008
+    assert min(prepared.image.size) >= 224, "never smaller than the model's input"
+
+
+@pytest.mark.parametrize("mode", ["P", "RGBA", "LA", "L", "CMYK", "I;16", "1"])
+def test_every_colour_mode_becomes_rgb(mode):
+    source = photo(3, (64, 48))
+    image = source.convert(mode) if mode != "I;16" else Image.fromarray(
+        (np.asarray(source.convert("L"), dtype=np.uint16) * 256))
+    fmt = {"CMYK": "JPEG", "I;16": "PNG", "1": "BMP"}.get(mode, "PNG")
+    prepared = prepare_bytes(encoded(image, fmt))
+    assert prepared.image.mode == "RGB" and prepared.image.size == (64, 48)
+    if mode == "I;16":  # 16-bit grey keeps its tones instead of clipping to white
+        assert 20 < np.asarray(prepared.image).mean() < 235
+
+
+def test_transparent_pixels_become_white_not_black():
+    image = Image.new("RGBA", (10, 10), (0, 0, 0, 0))
+    prepared = prepare_bytes(encoded(image, "PNG"))
+    assert prepared.image.getpixel((5, 5)) == (255, 255, 255)
+
+
+def test_animated_gif_uses_its_first_frame():
+    frames = [Image.new("RGB", (20, 20), colour) for colour in ((255, 0, 0), (0, 0, 255))]
+    data = encoded(frames[0], "GIF", save_all=True, append_images=frames[1:])
+    assert prepare_bytes(data).image.getpixel((10, 10))[0] > 200
+
+
+def test_tiff_and_webp_are_read():
+    for fmt in ("TIFF", "WEBP"):
+        assert prepare_bytes(encoded(photo(4, (50, 40)), fmt)).image.size == (50, 40)
+
+
+def test_each_bad_file_gets_a_clear_reason(tmp_path):
+    expected = write_bad_files(tmp_path)
+    for name, fragment in expected.items():
+        with pytest.raises(ImageError, match=fragment):
+            prepare_bytes((tmp_path / name).read_bytes())
+
+
+def test_pixel_limit_is_configurable():
+    data = jpeg_bytes(5, size=(2000, 1500))
+    set_pixel_limit(1_000_000)
+    try:
+        with pytest.raises(ImageError, match="too large"):
+            prepare_bytes(data)
+    finally:
+        set_pixel_limit(120_000_000)
+
+
+def test_thumbnail_is_a_downscaled_jpeg(tmp_path):
+    (tmp_path / "big.jpg").write_bytes(jpeg_bytes(6, size=(3000, 2000)))
+    thumb = Image.open(io.BytesIO(thumbnail_jpeg(tmp_path / "big.jpg")))
+    assert thumb.format == "JPEG" and max(thumb.size) == 1024

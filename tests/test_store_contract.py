@@ -1,0 +1,121 @@
+"""One contract, both stores: whatever backend a team runs, documents and rankings behave the same."""
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+import uuid
+
+import numpy as np
+import pytest
+
+from findimage.records import ImageDoc, image_id_for
+from findimage.store import open_store
+
+ES_URL = os.environ.get("FINDIMAGE_TEST_ES_URL")
+BACKENDS = ["embedded", pytest.param("elasticsearch", marks=[
+    pytest.mark.elasticsearch,
+    pytest.mark.skipif(not ES_URL, reason="FINDIMAGE_TEST_ES_URL not set (scripts/elasticsearch.sh start)")])]
+
+
+@pytest.fixture(params=BACKENDS)
+def store(request, settings):
+    if request.param == "elasticsearch":
+        settings = dataclasses.replace(settings, elasticsearch_url=ES_URL,
+                                       index_name=f"test-contract-{uuid.uuid4().hex[:8]}")
+    opened = open_store(settings)
+    yield opened
+    if request.param == "elasticsearch":
+        opened.drop()
+    opened.close()
+
+
+def unit(*components: float) -> np.ndarray:
+    v = np.zeros(512, np.float32)
+    v[: len(components)] = components
+    return v / np.linalg.norm(v)
+
+
+def doc(path: str, vector: np.ndarray, sha: str | None = None, model: str = "m1") -> ImageDoc:
+    return ImageDoc(image_id_for(path), path.rsplit("/", 1)[-1], path, vector, sha or f"sha-{path}", 1234,
+                    1700000000.5, 640, 480, time.time(), model)
+
+
+def test_upsert_then_get_returns_the_document(store):
+    original = doc("events/2024/stage.jpg", unit(1, 2, 3))
+    store.upsert([original])
+    got = store.get(original.image_id)
+    assert (got.image_name, got.relative_path, got.sha256, got.size, got.width, got.height, got.model_id) == (
+        "stage.jpg", "events/2024/stage.jpg", original.sha256, 1234, 640, 480, "m1")
+    assert got.mtime == pytest.approx(1700000000.5)
+    assert np.allclose(got.image_embedding, original.image_embedding, atol=1e-6)
+    assert store.get(image_id_for("missing.jpg")) is None
+    assert store.count() == 1
+
+
+def test_upsert_of_the_same_path_updates_instead_of_duplicating(store):
+    store.upsert([doc("a.jpg", unit(1, 0))])
+    store.upsert([doc("a.jpg", unit(0, 1), sha="new")])
+    assert store.count() == 1
+    [best] = store.knn(unit(0, 1), k=1)
+    assert best.relative_path == "a.jpg" and best.score == pytest.approx(1.0, abs=0.01)
+    assert store.get(image_id_for("a.jpg")).sha256 == "new"
+
+
+def test_delete_removes_from_count_get_and_search(store):
+    store.upsert([doc("a.jpg", unit(1, 0)), doc("b.jpg", unit(0, 1))])
+    store.delete([image_id_for("a.jpg")])
+    assert store.count() == 1 and store.get(image_id_for("a.jpg")) is None
+    assert [m.relative_path for m in store.knn(unit(1, 0), k=5)] == ["b.jpg"]
+
+
+def test_knn_orders_by_cosine_on_elasticsearch_scale(store):
+    angles = [0.0, 0.3, 0.8, 1.4, 2.5]  # radians away from the query
+    store.upsert([doc(f"img{i}.jpg", unit(np.cos(a), np.sin(a))) for i, a in enumerate(angles)])
+    matches = store.knn(unit(1, 0), k=4)
+    assert [m.relative_path for m in matches] == ["img0.jpg", "img1.jpg", "img2.jpg", "img3.jpg"]
+    for match, angle in zip(matches, angles):
+        assert match.score == pytest.approx((1 + np.cos(angle)) / 2, abs=0.01)
+    assert store.knn(unit(1, 0), k=2, num_candidates=50)[1].relative_path == "img1.jpg"
+
+
+def test_folder_filter_keeps_only_that_folder(store):
+    store.upsert([doc("events/2024/a.jpg", unit(1, 0.1)), doc("events/2024/sub/b.jpg", unit(1, 0.2)),
+                  doc("events/20245/c.jpg", unit(1, 0)), doc("nature/d.jpg", unit(1, 0))])
+    found = [m.relative_path for m in store.knn(unit(1, 0), k=10, folder="events/2024")]
+    assert found == ["events/2024/a.jpg", "events/2024/sub/b.jpg"]
+    assert [m.relative_path for m in store.knn(unit(1, 0), k=10, folder="/nature/")] == ["nature/d.jpg"]
+    assert store.knn(unit(1, 0), k=10, folder="nowhere") == []
+
+
+def test_empty_store_finds_nothing(store):
+    assert store.count() == 0 and store.knn(unit(1), k=5) == []
+
+
+def test_file_states_and_vector_reuse_by_content(store):
+    store.upsert([doc("x/a.jpg", unit(1, 0), sha="s1"), doc("x/b.jpg", unit(0, 1), sha="s2", model="m2")])
+    states = store.file_states()
+    assert set(states) == {"x/a.jpg", "x/b.jpg"}
+    assert (states["x/a.jpg"].sha256, states["x/a.jpg"].size, states["x/a.jpg"].model_id) == ("s1", 1234, "m1")
+    reused = store.vectors_by_sha256(["s1", "s2", "unknown"], "m1")
+    assert set(reused) == {"s1"} and np.allclose(reused["s1"], unit(1, 0), atol=1e-6)
+
+
+def test_metadata_round_trip(store):
+    assert store.get_meta("last_pass") is None
+    store.set_meta("last_pass", '{"added": 3}')
+    store.set_meta("last_pass", '{"added": 4}')
+    assert store.get_meta("last_pass") == '{"added": 4}'
+
+
+def test_many_documents_in_batches(store):
+    rng = np.random.default_rng(1)
+    vectors = rng.standard_normal((600, 512)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    for start in range(0, 600, 200):
+        store.upsert([doc(f"bulk/{i}.jpg", vectors[i]) for i in range(start, start + 200)])
+    store.checkpoint()
+    assert store.count() == 600
+    exact = np.argsort(-(vectors @ vectors[42]))[:10]
+    found = [int(m.relative_path.split("/")[1].split(".")[0]) for m in store.knn(vectors[42], k=10)]
+    assert found[0] == 42 and len(set(found) & set(exact.tolist())) >= 9
