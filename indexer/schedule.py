@@ -21,8 +21,8 @@ def run_locked_pass(data_dir, run_pass) -> object | None:
         return None
 
 
-def make_scheduler(interval_minutes: float, job) -> BlockingScheduler:
-    scheduler = BlockingScheduler()
+def make_scheduler(interval_minutes: float, job, scheduler_class=BlockingScheduler):
+    scheduler = scheduler_class()
     # max_instances=1 + coalesce: a pass that overruns the interval delays the next, never doubles it.
     scheduler.add_job(job, "interval", minutes=interval_minutes, next_run_time=datetime.now(),
                       max_instances=1, coalesce=True, id="index-pass", misfire_grace_time=None)

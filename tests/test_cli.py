@@ -1,0 +1,111 @@
+"""The findimage command as a newcomer uses it: index, search by text or image, status, and mistakes."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from findimage_cli import main
+from indexer.run import index_once
+from photos import write_bad_files
+
+
+@pytest.fixture
+def indexed(settings, archive):
+    index_once(settings)
+    return archive
+
+
+def run(capsys, *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_index_prints_a_summary_and_the_failures(settings, archive, capsys):
+    write_bad_files(archive / "bad")
+    code, out, err = run(capsys, "index")
+    assert code == 0
+    assert out.startswith("added 7, updated 0, moved 0, removed 0, unchanged 0, failed 5 in ")
+    assert "images/s" in out
+    assert "failed: bad/empty.jpg: empty file" in err
+    code, out, _ = run(capsys, "index")
+    assert "added 0" in out and "unchanged 7" in out
+
+
+def test_text_search_prints_rank_score_and_path(indexed, capsys):
+    code, out, _ = run(capsys, "search", "ein", "schneebedeckter", "Berg", "-k", "3")
+    lines = [line for line in out.splitlines() if not line.startswith("(uncertain")]
+    assert code == 0 and len(lines) == 3
+    ranks, scores, paths = zip(*(line.split() for line in lines))
+    assert ranks == ("1", "2", "3")
+    assert all(0 <= float(s) <= 1 for s in scores) and list(scores) == sorted(scores, reverse=True)
+    assert all((indexed / p).is_file() for p in paths)
+
+
+def test_json_output_parses_and_has_the_documented_fields(indexed, capsys):
+    code, out, _ = run(capsys, "search", "雪山", "--json", "-k", "10")
+    matches = json.loads(out)
+    assert code == 0 and len(matches) == 7
+    assert set(matches[0]) == {"image_id", "image_name", "relative_path", "score"}
+
+
+def test_folder_limits_the_matches(indexed, capsys):
+    _, out, _ = run(capsys, "search", "stage lights", "--folder", "events/2024", "--json", "-k", "10")
+    assert {m["relative_path"].rsplit("/", 1)[0] for m in json.loads(out)} == {"events/2024"}
+    _, out, _ = run(capsys, "search", "stage lights", "--folder", "nowhere")
+    assert "No indexed images under the folder 'nowhere'" in out
+
+
+def test_image_search_finds_the_identical_archive_image_first(indexed, capsys):
+    code, out, _ = run(capsys, "search", "--image", str(indexed / "nature" / "mountain-1.png"), "-k", "2")
+    first = [line for line in out.splitlines() if not line.startswith("(")][0]
+    assert code == 0 and first.split()[2] == "nature/mountain-1.png" and "(exact match)" in first
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["search", "   "], "The query is empty"),
+    (["search", "x" * 10_000], "The query is too long (10,000 characters"),
+    (["search", "--image", "/no/such/photo.jpg"], "No image file at /no/such/photo.jpg"),
+    (["search", "-k", "0", "mountain"], "-k must be between 1 and 1000"),
+])
+def test_bad_queries_get_a_clear_message(indexed, capsys, argv, message):
+    code, _, err = run(capsys, *argv)
+    assert code != 0 and message in err
+
+
+def test_a_broken_query_image_gets_a_clear_message(indexed, capsys, tmp_path):
+    write_bad_files(tmp_path / "bad")
+    code, _, err = run(capsys, "search", "--image", str(tmp_path / "bad" / "login.jpg"))
+    assert code == 1 and "not an image" in err
+
+
+def test_search_before_indexing_says_so(settings, capsys):
+    code, out, _ = run(capsys, "search", "mountain")
+    assert code == 0 and "not indexed yet" in out
+
+
+def test_status_shows_store_count_models_and_last_pass(indexed, capsys, settings):
+    code, out, _ = run(capsys, "status")
+    assert code == 0
+    assert "embedded" in out and "documents:    7" in out
+    assert "clip-ViT-B-32@" in out and "added 7" in out
+
+
+def test_every_configuration_problem_is_reported_at_once(settings, capsys, monkeypatch):
+    monkeypatch.setenv("FINDIMAGE_TOP_K", "many")
+    monkeypatch.setenv("FINDIMAGE_INDEX_INTERVAL_MINUTES", "-5")
+    monkeypatch.setenv("FINDIMAGE_TEXT_EMBEDDER", "elasticsearch")
+    code, _, err = run(capsys, "status")
+    assert code == 2
+    assert "FINDIMAGE_TOP_K='many' is not a whole number" in err
+    assert "FINDIMAGE_INDEX_INTERVAL_MINUTES=-5 must be at least 0.1" in err
+    assert "FINDIMAGE_TEXT_EMBEDDER=elasticsearch needs ELASTICSEARCH_URL" in err
+
+
+def test_dotenv_file_is_read(settings, capsys, monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("FINDIMAGE_TOP_K", raising=False)
+    (tmp_path / ".env").write_text("FINDIMAGE_TOP_K=0\n")
+    code, _, err = run(capsys, "status")
+    assert code == 2 and "FINDIMAGE_TOP_K=0 must be between 1 and 50" in err
