@@ -79,7 +79,9 @@ class SentenceTransformerEmbedder:
 
     def _load(self):
         from sentence_transformers import SentenceTransformer
+        from transformers.utils import logging as transformers_logging
 
+        transformers_logging.disable_progress_bar()  # a "Loading weights" bar per load is noise in logs
         try:
             model = SentenceTransformer(self.name_or_path, device="cpu")
         except Exception as exc:  # hub unreachable, missing files, wrong layout
