@@ -1,0 +1,441 @@
+"""The Slack emulator, checked with the real slack_sdk and slack_bolt: each test is a small
+story of what a Slack user (or the bot) does and what they would see."""
+
+from __future__ import annotations
+
+import io
+import json
+import threading
+import time
+import urllib.error
+import urllib.request
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from socketserver import ThreadingMixIn
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+import pytest
+from slack_bolt import App
+from slack_bolt.adapter.wsgi import SlackRequestHandler
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
+from slack_sdk.http_retry.builtin_handlers import RateLimitErrorRetryHandler
+from slack_sdk.signature import SignatureVerifier
+
+try:  # tests/ may or may not be a package
+    from tests.slack_emulator import SlackEmulator
+except ImportError:  # pragma: no cover
+    from slack_emulator import SlackEmulator
+
+CHANNEL = "C0CHANNEL"
+ALICE = "U0ALICE"
+
+
+def png_bytes(width: int = 40, height: int = 30, color: str = "red") -> bytes:
+    from PIL import Image
+
+    out = io.BytesIO()
+    Image.new("RGB", (width, height), color).save(out, "PNG")
+    return out.getvalue()
+
+
+def http_get(url: str, token: str | None = None):
+    """GET a URL as an app downloading a Slack file does (urllib follows redirects)."""
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    request = urllib.request.Request(url, headers=headers)
+    with urllib.request.urlopen(request, timeout=5) as response:
+        return response.status, response.headers, response.read()
+
+
+# ---------------------------------------------------------------------------- fixtures
+
+
+@pytest.fixture
+def emu():
+    with SlackEmulator() as emulator:
+        yield emulator
+
+
+@pytest.fixture
+def client(emu):
+    return WebClient(token=emu.bot_token, base_url=emu.api_url)
+
+
+class _ThreadingWSGIServer(ThreadingMixIn, WSGIServer):
+    daemon_threads = True
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, *args):
+        pass
+
+
+@contextmanager
+def served_over_http(app: App):
+    """Serve a Bolt app on a real HTTP server; yields its Request URL."""
+    server = make_server(
+        "127.0.0.1", 0, SlackRequestHandler(app), server_class=_ThreadingWSGIServer, handler_class=_QuietHandler
+    )
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}/slack/events"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def findimage_like_app(emu: SlackEmulator) -> tuple[App, list]:
+    """A minimal real Bolt app behaving like findimage: answers /findimage, and answers
+    posted images in their thread with an upload. Returns the app and the retry numbers seen."""
+    app = App(client=WebClient(token=emu.bot_token, base_url=emu.api_url), signing_secret=emu.signing_secret)
+    retries_seen: list = []
+
+    @app.command("/findimage")
+    def findimage(ack, command, respond, client):
+        ack()
+        respond(f"Searching the archive for “{command['text']}”…")
+        client.chat_postMessage(channel=command["channel_id"], text=f"Found 3 images for {command['text']}")
+
+    @app.event("message")
+    def on_message(event, client, context, request):
+        retries_seen.append(request.headers.get("x-slack-retry-num", [None])[0])
+        for shared in event.get("files", []):
+            _, _, image = http_get(shared["url_private_download"], context.bot_token)
+            client.files_upload_v2(
+                file_uploads=[{"file": image, "filename": "match-" + shared["name"]}],
+                channel=event["channel"],
+                thread_ts=event["ts"],
+                initial_comment="Closest archive match",
+            )
+
+    return app, retries_seen
+
+
+# ---------------------------------------------------------------------------- Web API
+
+
+def test_the_bot_learns_who_it_is(client, emu):
+    identity = client.auth_test()
+
+    assert identity["ok"] is True
+    assert (identity["user_id"], identity["bot_id"], identity["team_id"]) == ("U0BOT", "B0BOT", "T0TEAM")
+    assert identity["url"] == "https://findimage-test.slack.com/"
+
+
+def test_wrong_tokens_are_refused_the_way_slack_refuses_them(emu):
+    with pytest.raises(SlackApiError) as wrong:
+        WebClient(token="xoxb-stolen", base_url=emu.api_url).chat_postMessage(channel=CHANNEL, text="hi")
+    with pytest.raises(SlackApiError) as app_token_for_chat:
+        WebClient(token=emu.app_token, base_url=emu.api_url).chat_postMessage(channel=CHANNEL, text="hi")
+    with pytest.raises(SlackApiError) as bot_token_for_socket:
+        WebClient(token=emu.bot_token, base_url=emu.api_url).apps_connections_open(app_token=emu.bot_token)
+
+    assert wrong.value.response["error"] == "invalid_auth"
+    assert app_token_for_chat.value.response["error"] == "not_allowed_token_type"
+    assert bot_token_for_socket.value.response["error"] == "not_allowed_token_type"
+    assert emu.messages() == []
+
+
+def test_a_reply_in_a_thread_and_an_ephemeral_hint_reach_the_right_people(client, emu):
+    question = client.chat_postMessage(channel=CHANNEL, text="Which cat is this?")
+    reply = client.chat_postMessage(
+        channel=CHANNEL,
+        thread_ts=question["ts"],
+        text="fallback",
+        blocks=[{"type": "section", "text": {"type": "mrkdwn", "text": "*3 matches* in the archive"}}],
+    )
+    as_json = {"channel": CHANNEL, "thread_ts": question["ts"], "blocks": [{"type": "divider"}], "text": "(json)"}
+    client.api_call("chat.postMessage", json=as_json)
+    hint = client.chat_postEphemeral(channel=CHANNEL, user=ALICE, text="Only you can see this")
+
+    assert reply["channel"] == CHANNEL and reply["message"]["thread_ts"] == question["ts"]
+    assert reply["message"]["bot_id"] == "B0BOT" and float(reply["ts"]) > float(question["ts"])
+    in_thread = emu.messages(CHANNEL, thread_ts=question["ts"])
+    assert [m.visible_text for m in in_thread] == ["fallback\n*3 matches* in the archive", "(json)"]
+    assert in_thread[1].blocks == [{"type": "divider"}]
+    (ephemeral,) = emu.messages(CHANNEL, ephemeral=True)
+    assert (ephemeral.user, ephemeral.text, ephemeral.ts) == (ALICE, "Only you can see this", hint["message_ts"])
+    with pytest.raises(SlackApiError, match="no_text"), pytest.warns(UserWarning):
+        client.chat_postMessage(channel=CHANNEL)
+
+
+def test_files_upload_v2_shares_the_images_in_the_thread(client, emu):
+    cat, dog = png_bytes(color="orange"), png_bytes(64, 48, "brown")
+
+    result = client.files_upload_v2(
+        file_uploads=[{"file": cat, "filename": "cat.png"}, {"file": dog, "filename": "dog.png", "title": "A dog"}],
+        channel=CHANNEL,
+        thread_ts="1700000000.000100",
+        initial_comment="Here is what I found",
+    )
+
+    (upload,) = emu.uploads(CHANNEL, thread_ts="1700000000.000100")
+    assert upload.names == ["cat.png", "dog.png"] and upload.contents == [cat, dog]
+    assert upload.initial_comment == "Here is what I found"
+    assert [f["id"] for f in result["files"]] == [f.id for f in upload.files]
+    info = client.files_info(file=upload.files[1].id)["file"]
+    assert (info["title"], info["mimetype"], info["size"]) == ("A dog", "image/png", len(dog))
+    assert (info["original_w"], info["original_h"], info["user"]) == (64, 48, "U0BOT")
+    assert http_get(info["url_private_download"], emu.bot_token)[2] == dog
+    status, headers, thumbnail = http_get(info["thumb_64"], emu.bot_token)
+    assert headers["Content-Type"] == "image/png" and thumbnail.startswith(b"\x89PNG")
+
+
+def test_an_upload_shorter_than_announced_is_rejected(client, emu):
+    ticket = client.files_getUploadURLExternal(filename="cut.png", length=10)
+
+    with pytest.raises(urllib.error.HTTPError) as rejected:
+        urllib.request.urlopen(urllib.request.Request(ticket["upload_url"], data=b"12345", method="POST"))
+    with pytest.raises(SlackApiError, match="file_not_found"):
+        client.files_completeUploadExternal(files=[{"id": ticket["file_id"], "title": "cut"}], channel_id=CHANNEL)
+
+    assert rejected.value.code == 400
+    assert emu.uploads() == []
+
+
+def test_a_multipart_upload_like_the_docs_curl_example_is_accepted(client, emu):
+    ticket = client.files_getUploadURLExternal(filename="notes.txt", length=5)
+    boundary = "emulator-boundary"
+    body = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="filename"; filename="notes.txt"\r\n'
+        f"Content-Type: text/plain\r\n\r\nhello\r\n--{boundary}--\r\n"
+    ).encode()
+    headers = {"Content-Type": f"multipart/form-data; boundary={boundary}"}
+
+    answer = urllib.request.urlopen(urllib.request.Request(ticket["upload_url"], data=body, headers=headers))
+    client.files_completeUploadExternal(files=[{"id": ticket["file_id"]}], channel_id=CHANNEL)
+
+    assert answer.read() == b"OK - 5"
+    assert emu.wait_for_upload(CHANNEL).contents == [b"hello"]
+
+
+def test_a_rate_limited_call_is_retried_by_the_sdk_and_then_succeeds(emu):
+    patient = WebClient(token=emu.bot_token, base_url=emu.api_url, retry_handlers=[RateLimitErrorRetryHandler()])
+    emu.rate_limit("chat.postMessage", times=1)
+
+    patient.chat_postMessage(channel=CHANNEL, text="eventually")
+
+    calls = emu.api_calls("chat.postMessage")
+    assert [c.status for c in calls] == [429, 200]
+    assert calls[0].response == {"ok": False, "error": "ratelimited"}
+    assert [m.text for m in emu.messages(CHANNEL)] == ["eventually"]
+    emu.rate_limit("chat.postMessage", times=1)
+    with pytest.raises(SlackApiError) as impatient:
+        WebClient(token=emu.bot_token, base_url=emu.api_url).chat_postMessage(channel=CHANNEL, text="now")
+    assert impatient.value.response.status_code == 429
+    assert impatient.value.response.headers["Retry-After"] == "1"
+
+
+def test_unknown_retired_and_unauthorized_methods_fail_loudly(client, emu):
+    with pytest.raises(SlackApiError, match="unknown_method"):
+        client.api_call("findimage.search")
+    with pytest.raises(SlackApiError, match="method_deprecated"):
+        client.api_call("files.upload", params={"channels": CHANNEL, "content": "x"})
+    emu.revoke_scope("files:read")
+    with pytest.raises(SlackApiError) as missing:
+        client.files_info(file=emu.add_file(b"x", "x.txt")["id"])
+    assert (missing.value.response["error"], missing.value.response["needed"]) == ("missing_scope", "files:read")
+    emu.inject_error("chat.postMessage", "not_in_channel")
+    with pytest.raises(SlackApiError, match="not_in_channel"):
+        client.chat_postMessage(channel="C0PRIVATE", text="hi")
+
+
+# ---------------------------------------------------------------------------- hosted files
+
+
+def test_a_download_without_the_bot_token_gets_the_sign_in_page(emu):
+    photo = emu.add_file(png_bytes(), "holiday.png", user=ALICE)
+
+    anonymous = http_get(photo["url_private_download"])
+    stranger = http_get(photo["url_private_download"], token="xoxb-someone-else")
+    bot = http_get(photo["url_private_download"], token=emu.bot_token)
+
+    for status, headers, body in (anonymous, stranger):
+        assert status == 200 and headers["Content-Type"].startswith("text/html")
+        assert b"Sign in to findimage-test.slack.com" in body
+    assert bot[2] == emu.file_content(photo["id"]) and bot[1]["Content-Type"] == "image/png"
+    # a download is recorded once the emulator has finished sending it
+    emu.wait_for(lambda: [d.authorized for d in emu.downloads(photo["id"])] == [False, False, True])
+
+
+def test_a_token_without_files_read_always_gets_the_sign_in_page(emu):
+    photo = emu.add_file(png_bytes(), "holiday.png", user=ALICE)
+    emu.revoke_scope("files:read")
+
+    direct = http_get(photo["url_private"], token=emu.bot_token)
+    emu.files_redirect_to_login = True
+    redirected = http_get(photo["url_private"], token=emu.bot_token)  # urllib follows the 302
+
+    assert b"Sign in to" in direct[2] and b"Sign in to" in redirected[2]
+    assert redirected[1]["Content-Type"].startswith("text/html")
+
+
+def test_a_huge_slow_file_announces_its_size_and_an_early_hang_up_is_noticed(emu):
+    huge = emu.add_file(name="huge.png", mimetype="image/png", size=200 * 1024 * 1024, chunk_delay=0.001)
+
+    request = urllib.request.Request(huge["url_private_download"], headers={"Authorization": f"Bearer {emu.bot_token}"})
+    with urllib.request.urlopen(request, timeout=5) as response:
+        announced = int(response.headers["Content-Length"])
+        response.read(1024)  # the app sees the size and gives up
+
+    assert announced == huge["size"] == 200 * 1024 * 1024
+    download = emu.wait_for(lambda: next(iter(emu.downloads(huge["id"])), None), timeout=10)
+    assert not download.complete and download.bytes_sent < huge["size"]
+
+
+# ---------------------------------------------------------------------------- Slack calling the app
+
+
+@contextmanager
+def capturing_server():
+    """A bare HTTP endpoint recording exactly what Slack sent it."""
+    seen: list = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self):
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            seen.append((dict(self.headers), body))
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}/", seen
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_requests_to_the_app_are_signed_exactly_like_slack_signs_them(emu):
+    verifier = SignatureVerifier(emu.signing_secret)
+    with capturing_server() as (url, seen):
+        emu.send_slash_command(url, text="red bicycle", user_id=ALICE)
+        emu.send_event(url, emu.user_message(CHANNEL, "hello"), retry_num=2)
+        emu.send_slash_command(url, text="late", timestamp=int(time.time()) - 600)
+
+    (command_headers, command_body), (event_headers, event_body), (late_headers, late_body) = seen
+    for headers, body in seen[:2]:
+        assert verifier.is_valid(body, headers["X-Slack-Request-Timestamp"], headers["X-Slack-Signature"])
+    assert not SignatureVerifier("another-secret").is_valid(
+        command_body, command_headers["X-Slack-Request-Timestamp"], command_headers["X-Slack-Signature"]
+    )
+    assert not verifier.is_valid(late_body, late_headers["X-Slack-Request-Timestamp"], late_headers["X-Slack-Signature"])
+    assert b"command=%2Ffindimage" in command_body and b"text=red+bicycle" in command_body
+    envelope = json.loads(event_body)
+    assert envelope["type"] == "event_callback" and envelope["event"]["text"] == "hello"
+    assert (event_headers["X-Slack-Retry-Num"], event_headers["X-Slack-Retry-Reason"]) == ("2", "http_timeout")
+
+
+def test_a_user_runs_findimage_and_sees_the_answers_over_http(emu):
+    app, _ = findimage_like_app(emu)
+    with served_over_http(app) as url:
+        delivery = emu.send_slash_command(url, text="red bicycle", user_id=ALICE, channel_id=CHANNEL)
+
+        searching = emu.wait_for_response(containing="red bicycle")
+        found = emu.wait_for_message(CHANNEL, containing="Found 3 images")
+
+    assert delivery.status == 200 and delivery.elapsed < 3
+    assert searching.ephemeral and searching.user_id == ALICE and searching.url == delivery.response_url
+    assert found.text == "Found 3 images for red bicycle" and not found.ephemeral
+
+
+def test_a_user_posts_a_photo_the_bot_answers_in_its_thread_and_ignores_its_own_echo(emu):
+    app, retries_seen = findimage_like_app(emu)
+    photo = emu.add_file(png_bytes(color="blue"), "beach.png", user=ALICE)
+    posted = emu.post_user_message_with_files(CHANNEL, [photo], text="where is this?", user=ALICE)
+    with served_over_http(app) as url:
+        first = emu.send_event(url, posted, event_id="Ev0PHOTO")
+        answer = emu.wait_for_upload(CHANNEL, thread_ts=posted["ts"])
+        emu.send_event(url, emu.bot_message_event(CHANNEL, files=answer))  # Slack echoes the bot's own upload
+        emu.send_event(url, posted, event_id="Ev0PHOTO", retry_num=1, retry_reason="http_timeout")
+        emu.wait_for(lambda: len(emu.uploads()) == 2, what="the answer to the retried event")
+
+    assert first.status == 200 and first.elapsed < 3
+    assert posted["files"][0]["url_private_download"] == photo["url_private_download"]
+    assert answer.names == ["match-beach.png"] and answer.contents == [emu.file_content(photo["id"])]
+    assert answer.initial_comment == "Closest archive match"
+    assert retries_seen == [None, "1"]  # the bot's own file_share never reached the listener
+
+
+def test_bolt_rejects_a_forged_request_and_answers_the_url_challenge(emu):
+    app, _ = findimage_like_app(emu)
+    with served_over_http(app) as url:
+        forged = emu.send_slash_command(url, text="x", signing_secret="not-the-secret")
+        challenge = emu.send_url_verification(url)
+
+    assert forged.status == 401 and emu.responses() == []
+    assert challenge.status == 200 and challenge.json() == {"challenge": challenge.payload["challenge"]}
+
+
+def test_a_response_url_accepts_five_posts_only(emu):
+    url = emu.new_response_url(CHANNEL, ALICE)
+
+    def respond(text: str) -> bytes:
+        body = json.dumps({"text": text, "response_type": "in_channel"}).encode()
+        request = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"}, method="POST")
+        with urllib.request.urlopen(request, timeout=5) as answer:
+            return answer.read()
+
+    assert [respond(f"#{n}") for n in range(5)] == [b"ok"] * 5
+    with pytest.raises(urllib.error.HTTPError) as sixth:
+        respond("#5")
+
+    assert sixth.value.code == 404
+    assert [r.accepted for r in emu.responses(url)] == [True] * 5 + [False]
+    assert not emu.responses(url)[0].ephemeral
+
+
+# ---------------------------------------------------------------------------- Socket Mode
+
+
+@contextmanager
+def connected_over_socket_mode(app: App, emu: SlackEmulator, client_library: str = "builtin"):
+    """Run the Bolt app with a real SocketModeHandler connected to the emulator."""
+    if client_library == "builtin":
+        from slack_bolt.adapter.socket_mode import SocketModeHandler
+    else:
+        from slack_bolt.adapter.socket_mode.websocket_client import SocketModeHandler
+    handler = SocketModeHandler(app, emu.app_token)
+    handler.connect()
+    try:
+        emu.wait_for_socket_client()
+        yield handler
+    finally:
+        if client_library == "builtin":
+            handler.close()
+        else:  # websocket-client's reader may sit up to 10 s in select() after close(): don't wait for it
+            threading.Thread(target=handler.close, daemon=True).start()
+
+
+@pytest.mark.parametrize("client_library", ["builtin", "websocket_client"])
+def test_a_user_runs_findimage_and_posts_a_photo_over_socket_mode(emu, client_library):
+    app, _ = findimage_like_app(emu)
+    photo = emu.add_file(png_bytes(color="green"), "forest.png", user=ALICE)
+    with connected_over_socket_mode(app, emu, client_library):
+        command_ack = emu.socket_slash_command("forest", user_id=ALICE)
+        searching = emu.wait_for_response(containing="forest")
+        posted = emu.post_user_message_with_files(CHANNEL, [photo], user=ALICE)
+        event_ack = emu.socket_event(posted)
+        answer = emu.wait_for_upload(CHANNEL, thread_ts=posted["ts"])
+
+    assert command_ack.elapsed < 3 and event_ack.elapsed < 3
+    assert command_ack.envelope["type"] == "slash_commands" and command_ack.envelope["accepts_response_payload"]
+    assert searching.url == command_ack.envelope["payload"]["response_url"] and searching.ephemeral
+    assert answer.contents == [emu.file_content(photo["id"])]
+
+
+def test_the_socket_mode_client_reconnects_when_slack_asks_it_to(emu):
+    app, _ = findimage_like_app(emu)
+    with connected_over_socket_mode(app, emu):
+        emu.socket_disconnect()
+        emu.wait_for_socket_client(connections_opened=2)
+        ack = emu.socket_slash_command("after reconnect")
+        emu.wait_for_response(containing="after reconnect")
+
+    assert ack.elapsed < 3
+    assert len(emu.api_calls("apps.connections.open")) == 2
