@@ -18,7 +18,11 @@ class StoreUnavailable(Exception):
 
 
 class StoreError(Exception):
-    """The store refused an operation, e.g. some documents of a bulk write were rejected."""
+    """The store refused some documents of a write; `failures` lists (relative_path, reason)."""
+
+    def __init__(self, message: str, failures: list[tuple[str, str]] | None = None):
+        super().__init__(message)
+        self.failures = failures or []
 
 
 def default_num_candidates(k: int) -> int:

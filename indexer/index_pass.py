@@ -16,7 +16,7 @@ from tqdm import tqdm
 
 from findimage.imaging import ImageError, Prepared, prepare_bytes
 from findimage.records import FileState, ImageDoc, image_id_for
-from findimage.store import META_IMAGE_MODEL, META_LAST_PASS, META_TEXT_MODEL, Store
+from findimage.store import META_IMAGE_MODEL, META_LAST_PASS, META_TEXT_MODEL, Store, StoreError, StoreUnavailable
 
 from .scan import ArchiveFile, scan_archive
 
@@ -100,7 +100,7 @@ class IndexPass:
         candidates = self._candidates(on_disk, stored)
         gone = [state for path, state in stored.items() if path not in on_disk]
         self._index(candidates, stored, gone)
-        self.store.delete(state.image_id for state in gone)
+        retry_while_unavailable(lambda: self.store.delete([state.image_id for state in gone]))
         self.summary.removed = len(gone) - self.summary.moved
         self.store.set_meta(META_IMAGE_MODEL, self.embedder.model_id)
         if self.text_model_id:
@@ -141,16 +141,17 @@ class IndexPass:
         with ThreadPoolExecutor(max_workers=2, thread_name_prefix="decode") as pool:
             for batch in _batches(_prefetched(pool, candidates, self.batch_size * 2), self.batch_size):
                 docs = self._embed_batch(batch, stored, gone_shas, seen_this_pass)
-                self.store.upsert(docs)
+                self._store_batch(docs)
                 bar.update(len(batch))
         bar.close()
 
-    def _embed_batch(self, batch: list[Loaded], stored, gone_shas, seen_this_pass) -> list[ImageDoc]:
+    def _embed_batch(self, batch: list[Loaded], stored, gone_shas, seen_this_pass) -> list[tuple[ImageDoc, str]]:
+        """Documents for a batch, each with its summary category; vectors reused wherever content is known."""
         usable = [item for item in batch if self._usable(item)]
         reusable = dict(seen_this_pass)
         if not self.full:
-            reusable.update(self.store.vectors_by_sha256({i.sha256 for i in usable} - reusable.keys(),
-                                                         self.embedder.model_id))
+            unknown = {i.sha256 for i in usable} - reusable.keys()
+            reusable.update(self.store.vectors_by_sha256(unknown, self.embedder.model_id))
         fresh = [item for item in usable if item.sha256 not in reusable]
         # one file twice in a batch (duplicates) is embedded once
         unique = list({item.sha256: item for item in fresh}.values())
@@ -160,11 +161,26 @@ class IndexPass:
             self.summary.embedded += len(unique)
         docs = []
         for item in usable:
-            previous = stored.get(item.file.relative_path)
-            self._count(item, previous, gone_shas)
             seen_this_pass[item.sha256] = reusable[item.sha256]
-            docs.append(self._doc(item, reusable[item.sha256]))
+            category = self._category(item, stored.get(item.file.relative_path), gone_shas)
+            docs.append((self._doc(item, reusable[item.sha256]), category))
         return docs
+
+    def _store_batch(self, docs: list[tuple[ImageDoc, str]]) -> None:
+        """Write a batch; documents the store rejects are reported as failed and retried next pass."""
+        rejected: dict[str, str] = {}
+        try:
+            retry_while_unavailable(lambda: self.store.upsert([doc for doc, _ in docs]))
+        except StoreError as exc:
+            rejected = dict(exc.failures)
+            for path, reason in exc.failures:
+                log.warning("store rejected %s: %s", path, reason)
+        for doc, category in docs:
+            if doc.relative_path in rejected:
+                self.summary.failed += 1
+                self.summary.failures.append((doc.relative_path, f"store rejected it: {rejected[doc.relative_path]}"))
+            else:
+                setattr(self.summary, category, getattr(self.summary, category) + 1)
 
     def _usable(self, item: Loaded) -> bool:
         if item.error:
@@ -174,17 +190,15 @@ class IndexPass:
             return False
         return True
 
-    def _count(self, item: Loaded, previous: FileState | None, gone_shas: Counter) -> None:
+    def _category(self, item: Loaded, previous: FileState | None, gone_shas: Counter) -> str:
         if previous is None:
             if gone_shas[item.sha256] > 0:  # each vanished file explains one move
                 gone_shas[item.sha256] -= 1
-                self.summary.moved += 1
-            else:
-                self.summary.added += 1
-        elif previous.sha256 == item.sha256 and not self.full:
-            self.summary.unchanged += 1  # touched, same content
-        else:
-            self.summary.updated += 1
+                return "moved"
+            return "added"
+        if previous.sha256 == item.sha256 and not self.full:
+            return "unchanged"  # touched, same content
+        return "updated"
 
     def _doc(self, item: Loaded, vector: np.ndarray) -> ImageDoc:
         file = item.file
@@ -193,6 +207,20 @@ class IndexPass:
             relative_path=file.relative_path, image_embedding=np.asarray(vector, dtype=np.float32),
             sha256=item.sha256, size=file.size, mtime=file.mtime, width=item.prepared.width,
             height=item.prepared.height, indexed_at=time.time(), model_id=self.embedder.model_id)
+
+
+def retry_while_unavailable(operation, attempts: int = 8, first_wait: float = 1.0, max_wait: float = 60.0):
+    """Retry a store write with exponential backoff while the store is down (e.g. Elasticsearch restarting)."""
+    wait = first_wait
+    for attempt in range(1, attempts + 1):
+        try:
+            return operation()
+        except StoreUnavailable as exc:
+            if attempt == attempts:
+                raise
+            log.warning("%s Retrying in %.0fs (attempt %d of %d).", exc, wait, attempt, attempts)
+            time.sleep(wait)
+            wait = min(max_wait, wait * 2)
 
 
 def _prefetched(pool: ThreadPoolExecutor, files: list[ArchiveFile], lookahead: int) -> Iterator[Loaded]:
