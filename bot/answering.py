@@ -1,0 +1,101 @@
+"""The answers themselves, run on the work pool after the ack: search, then show, errors always answered."""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
+
+from findimage.search import Searcher, empty_result_sentence
+
+from . import slack_files
+from .dedupe import SeenRecently
+from .errors import user_message
+from .options import TextQuery
+from .replies import Answer, image_heading, text_heading
+from .work import WorkPool
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Services:
+    """What the handlers share: built once per process by the app factory."""
+
+    settings: object
+    searcher: Searcher
+    presenter: object  # UploadPresenter or LinkPresenter
+    work: WorkPool
+    seen: SeenRecently
+
+    @property
+    def max_image_bytes(self) -> int:
+        return int(self.settings.max_image_mb * 1_000_000)
+
+
+def answer_text_query(services: Services, query: TextQuery, user_id: str, target) -> None:
+    heading = text_heading(user_id, query.text, query.folder)
+    try:
+        services.searcher.check_model()
+        result = services.searcher.by_text(query.text, query.k, query.folder)
+    except Exception as exc:
+        tell_safely(target, user_message(exc))
+        return
+    if not result.matches:
+        tell_safely(target, empty_result_sentence(result, services.searcher.store))
+        return
+    show_safely(services, [Answer(heading, result)], target)
+
+
+def answer_posted_images(services: Services, client: WebClient, files: list[dict], target) -> None:
+    """Several images in one message are answered together, in one reply to its thread."""
+    answers = [_answer_one_image(services, client, file) for file in files]
+    if all(a.result is None for a in answers):  # nothing found for any image: only the reasons
+        tell_safely(target, "\n\n".join(f"{a.heading}\n{a.instead}" for a in answers) if len(answers) > 1
+                    else answers[0].instead)
+        return
+    show_safely(services, answers, target)
+
+
+def _answer_one_image(services: Services, client: WebClient, file: dict) -> Answer:
+    name = file.get("name") or file.get("title") or file.get("id", "image")
+    heading = image_heading(name)
+    try:
+        file = _complete_file_object(client, file)
+        data = slack_files.fetch(file, client.token, services.max_image_bytes)
+        services.searcher.check_model()
+        result = services.searcher.by_image_bytes(data)
+    except Exception as exc:
+        return Answer(heading, instead=user_message(exc, subject=name))
+    if not result.matches:
+        return Answer(heading, instead=empty_result_sentence(result, services.searcher.store))
+    return Answer(heading, result)
+
+
+def _complete_file_object(client: WebClient, file: dict) -> dict:
+    if not slack_files.needs_file_info(file):
+        return file
+    try:
+        return client.files_info(file=file["id"])["file"]
+    except SlackApiError as exc:
+        if exc.response.get("error") == "missing_scope":
+            raise slack_files.LoginPageInstead(
+                "I may not read files here: the findimage app lacks the `files:read` permission. Ask a "
+                "workspace admin to add the `files:read` bot scope (OAuth & Permissions) and reinstall it.") from exc
+        raise
+
+
+def show_safely(services: Services, answers: list[Answer], target) -> None:
+    try:
+        services.presenter.show(answers, target)
+    except Exception as exc:
+        tell_safely(target, user_message(exc))
+
+
+def tell_safely(target, text: str) -> None:
+    """The last way to reach the user; if Slack refuses even this, the log is all that is left."""
+    try:
+        target.tell(text)
+    except Exception:
+        log.exception("could not deliver the message %r", text[:200])

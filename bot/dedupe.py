@@ -1,0 +1,37 @@
+"""Remember what was already answered, so Slack's retries and re-deliveries are answered only once.
+
+In-process and in memory: it covers one bot process, which is how the Procfile runs it (one gunicorn
+worker with threads, or one Socket Mode client). Slack retries within about five minutes, so an hour of
+memory is plenty.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict
+
+
+class SeenRecently:
+    def __init__(self, ttl_seconds: float = 3600.0, max_entries: int = 100_000, clock=time.monotonic):
+        self.ttl_seconds = ttl_seconds
+        self.max_entries = max_entries
+        self._clock = clock
+        self._seen: OrderedDict[str, float] = OrderedDict()  # key -> first seen, oldest first
+        self._lock = threading.Lock()
+
+    def first_time(self, key: str) -> bool:
+        """True exactly once per key within the TTL, also when several threads ask at the same moment."""
+        now = self._clock()
+        with self._lock:
+            self._forget_old(now)
+            if key in self._seen:
+                return False
+            self._seen[key] = now
+            return True
+
+    def _forget_old(self, now: float) -> None:
+        while self._seen:
+            key, seen_at = next(iter(self._seen.items()))
+            if now - seen_at < self.ttl_seconds and len(self._seen) < self.max_entries:
+                return
+            self._seen.popitem(last=False)

@@ -1,0 +1,123 @@
+"""Where and how an answer reaches Slack.
+
+Targets say *where*: a slash command answers in its channel (problems privately, through the
+response_url), a posted image answers in its message's thread. Presenters say *how the images are
+shown*: uploaded as downscaled copies (default, one files_upload_v2 call), or as Block Kit image
+blocks with signed links to the bot's own server (HTTP mode with FINDIMAGE_PUBLIC_BASE_URL).
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from slack_sdk import WebClient
+
+from findimage.imaging import ImageError, thumbnail_jpeg
+
+from .image_links import ImageLinks
+from .replies import (MAX_BLOCKS_PER_MESSAGE, MAX_FILES_PER_UPLOAD, Answer, answers_text, chunks, file_title,
+                      image_blocks)
+
+log = logging.getLogger(__name__)
+THUMBNAIL_LONG_SIDE = 1024
+
+
+class ResponseUrlFailed(Exception):
+    """Slack did not accept a post to the command's response_url (expired after 30 minutes, or used 5 times)."""
+
+
+@dataclass
+class CommandTarget:
+    """A `/findimage` in a channel: results visible to all in that channel, problems only to the requester."""
+
+    client: WebClient
+    respond: Callable
+    channel_id: str
+    user_id: str
+
+    def upload(self, files: list[dict], comment: str | None) -> None:
+        self.client.files_upload_v2(file_uploads=files, channel=self.channel_id, initial_comment=comment)
+
+    def post(self, text: str, blocks: list[dict] | None = None) -> None:
+        # response_url posts work in every channel the command was used in, member or not
+        self._respond(text=text, blocks=blocks, response_type="in_channel")
+
+    def tell(self, text: str) -> None:
+        try:
+            self._respond(text=text, response_type="ephemeral")
+        except ResponseUrlFailed as exc:  # expired or used up: the Web API still reaches the user
+            log.warning("%s; answering with chat.postEphemeral", exc)
+            self.client.chat_postEphemeral(channel=self.channel_id, user=self.user_id, text=text)
+
+    def _respond(self, **message) -> None:
+        answer = self.respond(replace_original=False, **message)
+        if answer is not None and answer.status_code != 200:
+            raise ResponseUrlFailed(f"response_url answered {answer.status_code}: {answer.body[:200]}")
+
+
+@dataclass
+class ThreadTarget:
+    """A posted image: everything goes into that message's thread."""
+
+    client: WebClient
+    channel_id: str
+    thread_ts: str
+
+    def upload(self, files: list[dict], comment: str | None) -> None:
+        self.client.files_upload_v2(file_uploads=files, channel=self.channel_id, thread_ts=self.thread_ts,
+                                    initial_comment=comment)
+
+    def post(self, text: str, blocks: list[dict] | None = None) -> None:
+        self.client.chat_postMessage(channel=self.channel_id, thread_ts=self.thread_ts, text=text, blocks=blocks)
+
+    def tell(self, text: str) -> None:
+        self.post(text)
+
+
+class UploadPresenter:
+    """Matches as downscaled JPEG copies (long side <= 1024 px), uploaded with the ranked list as comment."""
+
+    def __init__(self, archive: Path):
+        self.archive = Path(archive)
+
+    def show(self, answers: list[Answer], target) -> None:
+        files = [upload for answer in answers for upload in self._thumbnails(answer)]
+        text = answers_text(answers)
+        if not files:
+            target.post(text)
+            return
+        # One files_upload_v2 call per message; more than Slack's 10 files per message continue in a second.
+        for number, batch in enumerate(chunks(files, MAX_FILES_PER_UPLOAD)):
+            target.upload(batch, text if number == 0 else None)
+
+    def _thumbnails(self, answer: Answer) -> list[dict]:
+        uploads = []
+        for rank, match in enumerate(answer.matches, 1):
+            try:
+                data = thumbnail_jpeg(self.archive / match.relative_path, THUMBNAIL_LONG_SIDE)
+            except ImageError as exc:  # deleted or changed since the last indexing pass
+                log.warning("cannot show %s: %s", match.relative_path, exc)
+                answer.missing.add(match.image_id)
+                continue
+            stem = Path(match.relative_path).stem
+            uploads.append({"file": data, "filename": f"{rank}-{stem}.jpg", "alt_txt": match.relative_path,
+                            "title": file_title(rank, match, match.image_id in answer.result.exact)})
+        return uploads
+
+
+class LinkPresenter:
+    """Matches as Block Kit image blocks whose signed URLs the bot's own web server answers."""
+
+    def __init__(self, links: ImageLinks, archive: Path):
+        self.links = links
+        self.archive = Path(archive)
+
+    def show(self, answers: list[Answer], target) -> None:
+        for answer in answers:
+            answer.missing.update(m.image_id for m in answer.matches
+                                  if not (self.archive / m.relative_path).is_file())
+        text = answers_text(answers)
+        for batch in chunks(image_blocks(answers, self.links.url_for), MAX_BLOCKS_PER_MESSAGE):
+            target.post(text[:3000], batch)  # text is the notification / fallback of the blocks

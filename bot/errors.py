@@ -1,0 +1,48 @@
+"""Every failure becomes a short sentence for the person who asked; the details go to the log."""
+from __future__ import annotations
+
+import logging
+import uuid
+
+from slack_sdk.errors import SlackApiError
+
+from findimage.embedders import ModelError
+from findimage.imaging import ImageError
+from findimage.search import ModelMismatch, QueryError
+from findimage.store import StoreError, StoreUnavailable
+
+from .slack_files import DownloadError
+
+log = logging.getLogger(__name__)
+
+ASK_ADMIN = "tell whoever runs findimage; the details are in the bot's log"
+CHANNEL_ERRORS = {"not_in_channel", "channel_not_found", "is_archived", "restricted_action"}
+
+
+def user_message(exc: BaseException, subject: str | None = None) -> str:
+    """What went wrong and what to do, in one or two sentences; logs the details."""
+    if isinstance(exc, (QueryError, DownloadError)):
+        log.info("query refused: %s", exc)
+        return str(exc)
+    if isinstance(exc, ImageError):
+        log.info("unreadable image %s: %s", subject, exc)
+        what = f"*{subject}*" if subject else "that file"
+        return f"I could not read {what} as a picture ({exc}). Post it as a JPEG or PNG and I will look again."
+    if isinstance(exc, (StoreUnavailable, StoreError)):
+        log.error("store failed: %s", exc)
+        return ("The archive's search store is not reachable right now, so I could not search. "
+                f"Please try again in a few minutes; if it keeps failing, {ASK_ADMIN}.")
+    if isinstance(exc, ModelMismatch):
+        log.error("model mismatch: %s", exc)
+        return ("The archive was indexed with a different image model than the one I use now, so I cannot "
+                "compare images. Whoever runs findimage needs to run `findimage index --full`.")
+    if isinstance(exc, ModelError):
+        log.error("model failed: %s", exc)
+        return f"The image model failed on this query, so I could not search. Please try again; if it keeps failing, {ASK_ADMIN}."
+    if isinstance(exc, SlackApiError) and exc.response.get("error") in CHANNEL_ERRORS:
+        log.warning("cannot post in the channel: %s", exc.response.get("error"))
+        return ("I cannot post in this channel: invite me with `/invite @findimage` (or use `/findimage` in a "
+                "channel I am a member of) and try again.")
+    reference = uuid.uuid4().hex[:8]
+    log.error("unexpected failure (reference %s)", reference, exc_info=exc)
+    return f"Something went wrong while searching (reference `{reference}`). Please try again; if it keeps failing, {ASK_ADMIN}."

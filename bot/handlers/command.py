@@ -1,0 +1,34 @@
+"""`/findimage <text>`: ack at once (usage, an option problem, or "searching"), search after the ack."""
+from __future__ import annotations
+
+import logging
+
+from slack_bolt import App
+
+from ..answering import Services, answer_text_query
+from ..delivery import CommandTarget
+from ..options import OptionError, parse_command_text, wants_help
+from ..replies import searching_text, usage_text
+
+log = logging.getLogger(__name__)
+COMMAND = "/findimage"
+
+
+def register(app: App, services: Services) -> None:
+    def findimage_command(ack, command, respond, client):
+        raw = command.get("text") or ""
+        if wants_help(raw):
+            ack(text=usage_text(services.settings.top_k))  # text in an ack is seen only by the requester
+            return
+        try:
+            query = parse_command_text(raw, services.settings.top_k)
+        except OptionError as exc:
+            ack(text=str(exc))
+            return
+        ack(text=searching_text(query.text, query.folder))
+        target = CommandTarget(client, respond, command["channel_id"], command["user_id"])
+        log.info("command from %s in %s: %r k=%d folder=%s", command["user_id"], command["channel_id"],
+                 query.text, query.k, query.folder)
+        services.work.submit(answer_text_query, services, query, command["user_id"], target)
+
+    app.command(COMMAND)(findimage_command)

@@ -1,0 +1,121 @@
+"""What the bot says: usage, result texts and Block Kit blocks. Pure functions, no Slack calls."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+from findimage.records import Match
+from findimage.search import SearchResult
+
+from .options import MAX_K
+
+MAX_BLOCKS_PER_MESSAGE = 50  # Slack's limit for one message
+MAX_FILES_PER_UPLOAD = 10  # Slack shows at most 10 files in one message
+
+
+def escape(text: str) -> str:
+    """Slack's three control characters, so echoed text cannot ping @channel or forge links."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def usage_text(default_k: int) -> str:
+    return "\n".join([
+        "*Find images in the team's archive*",
+        "• `/findimage a snow covered mountain`: the archive images that best fit a description, in any language.",
+        f"• `k=8`: how many images to show (1 to {MAX_K}, default {min(default_k, MAX_K)}).",
+        "• `in:events/2024`: only images in that archive folder.",
+        "  Example: `/findimage in:events/2024 k=8 stage with red lights`",
+        "• Post a photo in a channel I am in, and I reply in its thread with the most similar archive images "
+        "(byte-identical copies are marked as exact matches).",
+        "• Results are posted to the channel for everyone; help and problems only to you.",
+    ])
+
+
+def searching_text(text: str, folder: str | None) -> str:
+    where = f" in `{escape(folder)}`" if folder else ""
+    return f"Searching the archive for “{escape(text)}”{where}…"
+
+
+def text_heading(user_id: str, text: str, folder: str | None) -> str:
+    where = f" in `{escape(folder)}`" if folder else ""
+    return f"<@{user_id}> searched the archive for “{escape(text)}”{where}:"
+
+
+def image_heading(file_name: str) -> str:
+    return f"Archive images most similar to *{escape(file_name)}*:"
+
+
+@dataclass
+class Answer:
+    """What one query (a text or one posted image) came to: matches, or a sentence instead of them."""
+
+    heading: str  # mrkdwn, already escaped
+    result: SearchResult | None = None
+    instead: str | None = None  # why there are no matches to show (empty index, an error), for the user
+    missing: set = field(default_factory=set)  # image_ids whose file left the archive since indexing
+
+    @property
+    def matches(self) -> list[Match]:
+        return self.result.matches if self.result and self.instead is None else []
+
+
+def uncertain_note(result: SearchResult) -> str:
+    best = result.matches[0].score
+    return (f"_Uncertain: even the best match scores only {best:.2f} (below {result.weak_score:.2f}), "
+            "so these are guesses rather than answers._")
+
+
+def match_label(rank: int, match: Match, exact: bool) -> str:
+    """One line per match: rank, score, archive path (and whether it is the very same file)."""
+    label = f"*{rank}.* `{match.score:.3f}` {escape(match.relative_path)}"
+    if exact:
+        label += " — *exact match* (byte-identical)"
+    return label
+
+
+def file_title(rank: int, match: Match, exact: bool) -> str:
+    suffix = " (exact match)" if exact else ""
+    return f"{rank}. {match.relative_path} · {match.score:.3f}{suffix}"
+
+
+def answer_text(answer: Answer) -> str:
+    lines = [answer.heading]
+    if answer.instead is not None:
+        return "\n".join(lines + [answer.instead])
+    result = answer.result
+    if result.uncertain:
+        lines.append(uncertain_note(result))
+    for rank, match in enumerate(result.matches, 1):
+        line = match_label(rank, match, match.image_id in result.exact)
+        if match.image_id in answer.missing:
+            line += " _(no longer in the archive)_"
+        lines.append(line)
+    return "\n".join(lines)
+
+
+def answers_text(answers: list[Answer]) -> str:
+    return "\n\n".join(answer_text(a) for a in answers)
+
+
+def image_blocks(answers: list[Answer], url_for: Callable[[str], str]) -> list[dict]:
+    """Per answer: a section with the heading and ranked list, then each match as an image block."""
+    blocks: list[dict] = []
+    for answer in answers:
+        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": answer_text(answer)[:3000]}})
+        if not answer.matches:
+            continue
+        exact = answer.result.exact
+        for rank, match in enumerate(answer.matches, 1):
+            if match.image_id in answer.missing:
+                continue
+            blocks.append({
+                "type": "image",
+                "image_url": url_for(match.image_id),
+                "alt_text": match.relative_path[:2000],
+                "title": {"type": "plain_text", "text": file_title(rank, match, match.image_id in exact)[:2000]},
+            })
+    return blocks
+
+
+def chunks(items: list, size: int) -> list[list]:
+    return [items[start:start + size] for start in range(0, len(items), size)] or [[]]
