@@ -50,7 +50,9 @@ def answer_text_query(services: Services, query: TextQuery, user_id: str, target
 
 def answer_posted_images(services: Services, client: WebClient, files: list[dict], target) -> None:
     """Several images in one message are answered together, in one reply to its thread."""
-    answers = [_answer_one_image(services, client, file) for file in files]
+    answers = [answer for answer in (_answer_one_image(services, client, file) for file in files) if answer]
+    if not answers:
+        return  # stripped file objects that turned out not to be images
     if all(a.result is None for a in answers):  # nothing found for any image: only the reasons
         tell_safely(target, "\n\n".join(f"{a.heading}\n{a.instead}" for a in answers) if len(answers) > 1
                     else answers[0].instead)
@@ -58,19 +60,25 @@ def answer_posted_images(services: Services, client: WebClient, files: list[dict
     show_safely(services, answers, target)
 
 
-def _answer_one_image(services: Services, client: WebClient, file: dict) -> Answer:
-    name = file.get("name") or file.get("title") or file.get("id", "image")
-    heading = image_heading(name)
+def _answer_one_image(services: Services, client: WebClient, file: dict) -> Answer | None:
+    name = _display_name(file)
     try:
         file = _complete_file_object(client, file)
+        name = _display_name(file)
+        if not slack_files.is_image_file(file):
+            return None
         data = slack_files.fetch(file, client.token, services.max_image_bytes)
         services.searcher.check_model()
         result = services.searcher.by_image_bytes(data)
     except Exception as exc:
-        return Answer(heading, instead=user_message(exc, subject=name))
+        return Answer(image_heading(name), instead=user_message(exc, subject=name))
     if not result.matches:
-        return Answer(heading, instead=empty_result_sentence(result, services.searcher.store))
-    return Answer(heading, result)
+        return Answer(image_heading(name), instead=empty_result_sentence(result, services.searcher.store))
+    return Answer(image_heading(name), result)
+
+
+def _display_name(file: dict) -> str:
+    return file.get("name") or file.get("title") or file.get("id", "image")
 
 
 def _complete_file_object(client: WebClient, file: dict) -> dict:

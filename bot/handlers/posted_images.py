@@ -7,7 +7,7 @@ from slack_bolt import App
 
 from ..answering import Services, answer_posted_images
 from ..delivery import ThreadTarget
-from ..slack_files import is_image_file
+from ..slack_files import is_image_file, needs_file_info
 
 log = logging.getLogger(__name__)
 
@@ -22,10 +22,13 @@ def is_from_this_bot(event: dict, context) -> bool:
 
 
 def images_to_answer(event: dict, services: Services) -> list[dict]:
-    """Image files of this message not answered before (non-image files are ignored silently)."""
+    """Image files of this message not answered before (non-image files are ignored silently).
+
+    Stripped file objects (`check_file_info`) carry no type yet; the answer job looks them up first.
+    """
     channel = event.get("channel")
     return [f for f in event.get("files") or []
-            if is_image_file(f) and services.seen.first_time(f"file:{channel}:{f.get('id')}")]
+            if (is_image_file(f) or needs_file_info(f)) and services.seen.first_time(f"file:{channel}:{f.get('id')}")]
 
 
 def register(app: App, services: Services) -> None:

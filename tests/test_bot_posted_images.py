@@ -1,0 +1,130 @@
+"""Photos posted in a channel the bot is in: answered in the message's thread, exactly once."""
+from __future__ import annotations
+
+from bot_support import (ALICE, CHANNEL, bot, bot_settings, emu, image_size, indexed,  # noqa: F401
+                         serve_bot)
+from indexer.run import index_once
+from photos import jpeg_bytes, save_photo
+
+
+def post_photo(emu, *files, text="", channel=CHANNEL, **options):
+    """Alice posts files in the channel; returns the message event Slack sends about it."""
+    return emu.post_user_message_with_files(channel, list(files), text=text, user=ALICE, **options)
+
+
+def test_a_posted_photo_gets_the_most_similar_archive_images_in_its_thread(bot, emu):
+    holiday = emu.add_file(jpeg_bytes(seed=300), "holiday.jpg", user=ALICE)
+    posted = post_photo(emu, holiday, text="anyone know where this is?")
+    expected = bot.searcher.by_image_bytes(jpeg_bytes(seed=300))
+
+    delivery = emu.send_event(bot.events_url, posted)
+    answer = emu.wait_for_upload(CHANNEL, thread_ts=posted["ts"], timeout=15)
+
+    assert delivery.status == 200 and delivery.elapsed < 3
+    assert answer.initial_comment.startswith("Archive images most similar to *holiday.jpg*:")
+    assert [f.title.split(" ")[1] for f in answer.files] == [m.relative_path for m in expected.matches]
+    assert "exact match" not in answer.initial_comment
+    (download,) = emu.downloads(holiday["id"])
+    assert download.authorized and download.complete
+
+
+def test_a_byte_identical_copy_is_labelled_exact_match_and_shown_downscaled(bot_settings, emu):
+    poster = save_photo(bot_settings.archive / "posters" / "festival.jpg", seed=400, size=(2400, 1600))
+    index_once(bot_settings, progress=False)
+    photo = emu.add_file(poster.read_bytes(), "IMG_2041.jpg", user=ALICE)
+    with serve_bot(bot_settings) as bot:
+        posted = post_photo(emu, photo)
+        emu.send_event(bot.events_url, posted)
+        answer = emu.wait_for_upload(CHANNEL, thread_ts=posted["ts"], timeout=15)
+
+    first_line = answer.initial_comment.splitlines()[1]
+    assert first_line.startswith("*1.* `1.000` posters/festival.jpg — *exact match*")
+    assert answer.files[0].title == "1. posters/festival.jpg · 1.000 (exact match)"
+    assert image_size(answer.files[0].content) == (1024, 683), "a downscaled copy, long side 1024"
+    assert answer.initial_comment.count("exact match") == 1
+
+
+def test_several_photos_in_one_message_are_answered_together_and_other_files_ignored(bot, emu):
+    first = emu.add_file(jpeg_bytes(seed=301), "first.jpg", user=ALICE)
+    second = emu.add_file(jpeg_bytes(seed=302, size=(500, 700)), "second.jpg", user=ALICE)
+    minutes = emu.add_file(b"%PDF-1.4 minutes of the meeting", "minutes.pdf", "application/pdf", user=ALICE)
+    posted = post_photo(emu, first, minutes, second)
+
+    emu.send_event(bot.events_url, posted)
+    answer = emu.wait_for_upload(CHANNEL, thread_ts=posted["ts"], timeout=15)
+
+    comment = answer.initial_comment
+    assert comment.index("similar to *first.jpg*") < comment.index("similar to *second.jpg*")
+    assert len(answer.files) == 10 and len(emu.uploads()) == 1, "one reply holding both answers"
+    assert "minutes" not in comment and emu.downloads(minutes["id"]) == []
+
+
+def test_a_message_with_only_other_files_is_ignored_silently(bot, emu):
+    notes = emu.add_file(b"agenda", "agenda.txt", "text/plain", user=ALICE)
+    ignored = post_photo(emu, notes)
+    photo = emu.add_file(jpeg_bytes(seed=303), "after.jpg", user=ALICE)
+    answered = post_photo(emu, photo)
+
+    emu.send_event(bot.events_url, ignored)
+    emu.send_event(bot.events_url, emu.user_message(CHANNEL, "just chatting"))
+    emu.send_event(bot.events_url, answered)
+    emu.wait_for_upload(CHANNEL, thread_ts=answered["ts"], timeout=15)
+
+    assert len(emu.uploads()) == 1 and emu.messages() == []
+    assert emu.downloads(notes["id"]) == []
+
+
+def test_slack_retries_and_re_deliveries_are_answered_once(bot, emu):
+    photo = emu.add_file(jpeg_bytes(seed=304), "retry.jpg", user=ALICE)
+    posted = post_photo(emu, photo)
+
+    first = emu.send_event(bot.events_url, posted, event_id="Ev0RETRY")
+    retries = [emu.send_event(bot.events_url, posted, event_id="Ev0RETRY", retry_num=n) for n in (1, 2, 3)]
+    redelivered = emu.send_event(bot.events_url, posted, event_id="Ev0OTHERID")  # same image, new event id
+    emu.wait_for_upload(CHANNEL, thread_ts=posted["ts"], timeout=15)
+    barrier = post_photo(emu, emu.add_file(jpeg_bytes(seed=305), "next.jpg", user=ALICE))
+    emu.send_event(bot.events_url, barrier)
+    emu.wait_for_upload(CHANNEL, thread_ts=barrier["ts"], timeout=15)
+
+    assert all(d.status == 200 for d in [first, *retries, redelivered])
+    assert len(emu.uploads(CHANNEL, thread_ts=posted["ts"])) == 1
+    assert len(emu.downloads(photo["id"])) == 1
+
+
+def test_the_bots_own_uploads_are_not_answered(bot, emu):
+    photo = emu.add_file(jpeg_bytes(seed=306), "mine.jpg", user=ALICE)
+    posted = post_photo(emu, photo)
+    emu.send_event(bot.events_url, posted)
+    answer = emu.wait_for_upload(CHANNEL, thread_ts=posted["ts"], timeout=15)
+
+    emu.send_event(bot.events_url, emu.bot_message_event(CHANNEL, files=answer))  # Slack echoes the upload
+    emu.send_event(bot.events_url, emu.bot_message_event(CHANNEL, files=answer, with_user=False))
+    other = emu.add_file(jpeg_bytes(seed=307), "barrier.jpg", user=ALICE)
+    barrier = post_photo(emu, other)
+    emu.send_event(bot.events_url, barrier)
+    emu.wait_for_upload(CHANNEL, thread_ts=barrier["ts"], timeout=15)
+
+    assert len(emu.uploads()) == 2 and emu.messages() == []
+    assert {d.file_id for d in emu.downloads()} == {photo["id"], other["id"]}, "its own files are never fetched"
+
+
+def test_a_photo_posted_inside_a_thread_is_answered_in_that_thread(bot, emu):
+    question = emu.user_message(CHANNEL, "Do we have more like this?", user=ALICE)
+    photo = emu.add_file(jpeg_bytes(seed=308), "reply.jpg", user=ALICE)
+    posted = post_photo(emu, photo, thread_ts=question["ts"])
+
+    emu.send_event(bot.events_url, posted)
+
+    answer = emu.wait_for_upload(CHANNEL, thread_ts=question["ts"], timeout=15)
+    assert len(answer.files) == 5
+
+
+def test_a_stripped_file_object_is_completed_with_files_info(bot, emu):
+    photo = emu.add_file(jpeg_bytes(seed=309), "connect.jpg", user=ALICE)
+    posted = post_photo(emu, photo, file_access="check_file_info")
+
+    emu.send_event(bot.events_url, posted)
+
+    answer = emu.wait_for_upload(CHANNEL, thread_ts=posted["ts"], timeout=15)
+    assert [c.params["file"] for c in emu.api_calls("files.info")] == [photo["id"]]
+    assert answer.initial_comment.startswith("Archive images most similar to *connect.jpg*:")
