@@ -6,9 +6,16 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import os
+import signal
+import socket
+import subprocess
+import sys
 import threading
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from socketserver import ThreadingMixIn
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
@@ -115,3 +122,66 @@ def png_bytes(color: str = "red", size=(40, 30)) -> bytes:
     out = io.BytesIO()
     Image.new("RGB", size, color).save(out, "PNG")
     return out.getvalue()
+
+
+class BotProcess:
+    """The bot as a separate process (as deployed), with its log lines readable while it runs."""
+
+    def __init__(self, argv: list[str], env: dict[str, str], cwd):
+        self.lines: list[str] = []
+        self._changed = threading.Condition()
+        self.process = subprocess.Popen(argv, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                        text=True, start_new_session=True)
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        for line in self.process.stdout:
+            with self._changed:
+                self.lines.append(line.rstrip("\n"))
+                self._changed.notify_all()
+        with self._changed:
+            self._changed.notify_all()
+
+    @property
+    def output(self) -> str:
+        with self._changed:
+            return "\n".join(self.lines)
+
+    def wait_for_line(self, fragment: str, timeout: float = 90.0) -> str:
+        """The first log line containing `fragment`; fails with the whole log if the process dies first."""
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while True:
+                found = next((line for line in self.lines if fragment in line), None)
+                if found is not None:
+                    return found
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or self.process.poll() is not None:
+                    raise AssertionError(f"no log line with {fragment!r}; log:\n" + "\n".join(self.lines))
+                self._changed.wait(min(remaining, 0.5))
+
+    def stop(self, timeout: float = 20.0) -> int:
+        """SIGTERM, as platforms stop processes; returns the exit status."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        try:
+            return self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()  # only this process, which the test started
+            self.process.wait()
+            raise
+
+
+def process_env(env: dict[str, str], **extra: str) -> dict[str, str]:
+    """The environment of a deployed bot: this machine's plus the test archive, models and Slack settings."""
+    values = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "FINDIMAGE_", "ELASTICSEARCH_"))}
+    values.update(env)
+    values.update(extra)
+    values["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{values.get('PATH', '')}"
+    return values
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]

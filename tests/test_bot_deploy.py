@@ -1,0 +1,78 @@
+"""What a deployment relies on: the Procfile's commands, the Slack app manifest, and clear start-up errors."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+
+import pytest
+import yaml
+
+from bot_support import (ALICE, CHANNEL, BotProcess, bot_settings, emu, free_port, indexed,  # noqa: F401
+                         process_env, slack_env)
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def procfile() -> dict[str, str]:
+    lines = (ROOT / "Procfile").read_text().splitlines()
+    return dict(line.split(": ", 1) for line in lines if line.strip() and not line.startswith("#"))
+
+
+def test_the_procfile_runs_gunicorn_with_threads_in_one_process_and_the_scheduled_indexer():
+    processes = procfile()
+
+    assert set(processes) == {"web", "worker"}
+    assert processes["web"].startswith("gunicorn 'bot.wsgi:create()' --bind :$PORT ")
+    assert "--worker-class gthread" in processes["web"] and "--workers 1 " in processes["web"]
+    assert processes["worker"] == "findimage schedule"
+
+
+@pytest.mark.parametrize("command", ["procfile web", "findimage bot"])
+def test_the_web_process_serves_health_checks_and_signed_slack_requests(command, indexed, env, emu, tmp_path):
+    port = free_port()
+    values = process_env({**env, **slack_env(emu)}, PORT=str(port), PYTHONUNBUFFERED="1")
+    argv = ["bash", "-c", procfile()["web"]] if command == "procfile web" else ["findimage", "bot"]
+    web = BotProcess(argv, values, cwd=tmp_path)
+    try:
+        web.wait_for_line("findimage bot ready over HTTP")
+        base = f"http://127.0.0.1:{port}"
+        with urllib.request.urlopen(f"{base}/healthz", timeout=10) as answer:
+            health = json.loads(answer.read())
+        ack = emu.send_slash_command(f"{base}/slack/events", text="stage with red lights", channel_id=CHANNEL)
+        results = emu.wait_for_upload(CHANNEL, timeout=20)
+        forged = emu.send_slash_command(f"{base}/slack/events", text="x", signing_secret="not-it")
+    finally:
+        status = web.stop()
+
+    assert health == {"status": "ok", "documents": 7, "store": health["store"]}
+    assert ack.status == 200 and ack.elapsed < 3
+    assert len(results.files) == 5 and len(emu.uploads()) == 1
+    assert forged.status == 401
+    assert "Booting worker with pid" in web.output and "gthread" in web.output
+    assert status == 0, web.output
+
+
+def test_the_bot_refuses_to_start_without_its_tokens_and_says_which(tmp_path):
+    values = process_env({"FINDIMAGE_ARCHIVE": str(tmp_path)})
+    started = subprocess.run([sys.executable, "-m", "findimage_cli", "bot"], env=values, cwd=tmp_path,
+                             capture_output=True, text=True, timeout=60)
+
+    assert started.returncode == 2
+    assert "SLACK_BOT_TOKEN is not set" in started.stderr and "SLACK_SIGNING_SECRET is not set" in started.stderr
+
+
+def test_the_manifest_declares_the_command_scopes_events_and_socket_mode_flag():
+    manifest = yaml.safe_load((ROOT / "manifest.yml").read_text())
+
+    (command,) = manifest["features"]["slash_commands"]
+    assert command["command"] == "/findimage" and command["url"].endswith("/slack/events")
+    assert set(manifest["oauth_config"]["scopes"]["bot"]) == {
+        "commands", "chat:write", "files:read", "files:write", "channels:history", "groups:history"}
+    events = manifest["settings"]["event_subscriptions"]
+    assert events["request_url"].endswith("/slack/events")
+    assert set(events["bot_events"]) == {"message.channels", "message.groups"}
+    assert manifest["settings"]["socket_mode_enabled"] is False
+    assert 175 <= len(manifest["display_information"]["long_description"]) <= 4000
