@@ -84,8 +84,11 @@ EOF
 stop() {
   local p; p=$(pid) || { log "not running"; return 0; }
   kill "$p"
-  for _ in $(seq 60); do kill -0 "$p" 2>/dev/null || { log "stopped"; return 0; }; sleep 1; done
-  log "still running after 60s, killing"; kill -9 "$p"
+  # A model's pytorch_inference would hold the JVM ~20 s at shutdown: end it too (data is per run).
+  pkill -u "$ES_USER" pytorch_infer || true
+  # Wait for the JVM and its ML native processes (controller, pytorch_inference), all run as ES_USER.
+  for _ in $(seq 60); do pgrep -u "$ES_USER" >/dev/null || { log "stopped"; return 0; }; sleep 1; done
+  log "still running after 60s, killing"; pkill -9 -u "$ES_USER" || true
 }
 
 status() {
