@@ -4,11 +4,12 @@ from __future__ import annotations
 import logging
 
 from slack_bolt import App
+from slack_bolt.error import BoltError
 from slack_sdk import WebClient
 from slack_sdk.http_retry.builtin_handlers import (ConnectionErrorRetryHandler, RateLimitErrorRetryHandler,
                                                    ServerErrorRetryHandler)
 
-from findimage.config import require_slack
+from findimage.config import ConfigError, require_slack
 from findimage.search import Searcher
 
 from . import handlers
@@ -59,12 +60,16 @@ def create_app(settings, searcher: Searcher | None = None, client: WebClient | N
     client = client or make_web_client(settings)
     searcher = searcher or Searcher(settings)
     searcher.warm_up()  # the first user must not wait for a model load
-    app = App(
-        client=client,
-        signing_secret=settings.slack_signing_secret or "",  # Bolt verifies every HTTP request with it
-        logger=logging.getLogger("bot.bolt"),
-        process_before_response=False,  # ack first; listeners hand the slow part to the work pool
-    )
+    try:
+        app = App(
+            client=client,
+            signing_secret=settings.slack_signing_secret or "",  # Bolt verifies every HTTP request with it
+            logger=logging.getLogger("bot.bolt"),
+            process_before_response=False,  # ack first; listeners hand the slow part to the work pool
+        )
+    except BoltError as exc:  # Bolt checks the token with auth.test right here
+        raise ConfigError([f"Slack refused SLACK_BOT_TOKEN ({exc}); copy the Bot User OAuth Token (xoxb-...) "
+                           "from the app's OAuth & Permissions page."]) from exc
     services = Services(settings, searcher, _presenter(settings, image_links), work or WorkPool(), SeenRecently())
     handlers.register_all(app, services)
     return app

@@ -10,8 +10,10 @@ from pathlib import Path
 import pytest
 import yaml
 
+from bot.app import create_app
 from bot_support import (ALICE, CHANNEL, BotProcess, bot_settings, emu, free_port, indexed,  # noqa: F401
-                         process_env, slack_env)
+                         process_env, slack_env, with_settings)
+from findimage.config import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -76,3 +78,8 @@ def test_the_manifest_declares_the_command_scopes_events_and_socket_mode_flag():
     assert set(events["bot_events"]) == {"message.channels", "message.groups"}
     assert manifest["settings"]["socket_mode_enabled"] is False
     assert 175 <= len(manifest["display_information"]["long_description"]) <= 4000
+
+
+def test_a_bot_token_slack_refuses_stops_the_start_with_a_clear_message(bot_settings, emu):
+    with pytest.raises(ConfigError, match=r"Slack refused SLACK_BOT_TOKEN .*invalid_auth"):
+        create_app(with_settings(bot_settings, slack_bot_token="xoxb-revoked"))
