@@ -30,9 +30,13 @@ def store(request, settings):
     opened.close()
 
 
+# A fixed random orthonormal basis: test vectors are dense like real embeddings (quantized indices such as
+# int8_hnsw handle those well), while their cosines stay exactly known.
+BASIS = np.linalg.qr(np.random.default_rng(7).standard_normal((512, 8)))[0].T.astype(np.float32)
+
+
 def unit(*components: float) -> np.ndarray:
-    v = np.zeros(512, np.float32)
-    v[: len(components)] = components
+    v = np.asarray(components, np.float32) @ BASIS[: len(components)]
     return v / np.linalg.norm(v)
 
 
