@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
 # Local Elasticsearch 8.12.2 test server (single node, no security, ML on, trial license).
-# Usage: scripts/elasticsearch.sh install|start|stop|status|url
+# Usage: scripts/elasticsearch.sh install|start [--keep-data]|stop|status|url
+# FINDIMAGE_ES_PORT (default 9250) picks the port; each port has its own run dir (data, logs, pidfile),
+# so a second server can run beside the first. `start` begins with fresh data unless --keep-data.
 set -euo pipefail
 
 VERSION=8.12.2
 SHA512=d4791e2e30221d5e6e0284089ba3347c0232c49173caccc64b6548aafac94066af1ba05c3f2f4635bc016004195371bb79864d331996f8cea76fc290976b4638
 CACHE="${FINDIMAGE_CACHE:-$HOME/.cache/findimage}/elasticsearch"
 ES_HOME="$CACHE/elasticsearch-$VERSION"
-RUN="$CACHE/run"                       # config, data, logs, pidfile (owned by ES_USER)
 PORT="${FINDIMAGE_ES_PORT:-9250}"
+RUN="$CACHE/run"                       # config, data, logs, pidfile (owned by ES_USER)
+[[ $PORT == 9250 ]] || RUN="$CACHE/run-$PORT"
 URL="http://127.0.0.1:$PORT"
 ES_USER=findimage-es
 
@@ -38,11 +41,18 @@ as_es() { setpriv --reuid="$ES_USER" --regid="$ES_USER" --clear-groups "$@"; }
 pid() { [[ -f "$RUN/es.pid" ]] && kill -0 "$(cat "$RUN/es.pid")" 2>/dev/null && cat "$RUN/es.pid"; }
 
 start() {
+  local keep=${1:-}
+  [[ -z $keep || $keep == --keep-data ]] || { echo "usage: $0 start [--keep-data]" >&2; exit 2; }
   install
   if pid >/dev/null; then log "already running at $URL"; return; fi
   if curl -s "$URL" >/dev/null; then log "port $PORT is taken by another server"; exit 1; fi
   id -u "$ES_USER" >/dev/null 2>&1 || useradd --system --no-create-home --shell /usr/sbin/nologin "$ES_USER"
-  rm -rf "$RUN"                                   # fresh data (and a fresh 30-day trial) per run
+  if [[ -n $keep && -d "$RUN/data" ]]; then
+    log "keeping the data in $RUN/data"
+  else
+    rm -rf "$RUN"                                 # fresh data (and a fresh 30-day trial) per run
+  fi
+  rm -rf "$RUN/config"
   mkdir -p "$RUN"/{data,logs}
   cp -r "$ES_HOME/config" "$RUN/config"
   sed -i "s#=logs/#=$RUN/logs/#; s#=data\$#=$RUN/logs#" "$RUN/config/jvm.options"  # paths are ES_HOME-relative
@@ -76,19 +86,27 @@ EOF
     fi
     sleep 1
   done
-  # The trial license enables ML inference (_infer); it works offline.
-  curl -fsS -XPOST "$URL/_license/start_trial?acknowledge=true" >/dev/null
+  # The trial license enables ML inference (_infer); it works offline. Kept data keeps its trial (403).
+  curl -sS -o /dev/null -XPOST "$URL/_license/start_trial?acknowledge=true"
   log "up in ${SECONDS}s, pid $(pid)"
 }
 
+tree() { echo "$1"; local c; for c in $(pgrep -P "$1"); do tree "$c"; done; }  # a pid and its descendants
+alive() { local p; for p in "$@"; do kill -0 "$p" 2>/dev/null && return 0; done; return 1; }
+
 stop() {
   local p; p=$(pid) || { log "not running"; return 0; }
+  # Only this server's processes: the JVM and its ML native processes (controller, pytorch_inference).
+  # Other servers (other ports) run as the same user and must be left alone.
+  local pids; mapfile -t pids < <(tree "$p")
   kill "$p"
-  # A model's pytorch_inference would hold the JVM ~20 s at shutdown: end it too (data is per run).
-  pkill -u "$ES_USER" pytorch_infer || true
-  # Wait for the JVM and its ML native processes (controller, pytorch_inference), all run as ES_USER.
-  for _ in $(seq 60); do pgrep -u "$ES_USER" >/dev/null || { log "stopped"; return 0; }; sleep 1; done
-  log "still running after 60s, killing"; pkill -9 -u "$ES_USER" || true
+  # A model's pytorch_inference would hold the JVM ~20 s at shutdown: end it too (its model is
+  # stored in the index and redeployed at the next start).
+  local q; for q in "${pids[@]}"; do
+    [[ "$(cat "/proc/$q/comm" 2>/dev/null)" == pytorch_infer* ]] && kill "$q" 2>/dev/null || true
+  done
+  for _ in $(seq 60); do alive "${pids[@]}" || { log "stopped"; return 0; }; sleep 1; done
+  log "still running after 60s, killing"; kill -9 "${pids[@]}" 2>/dev/null || true
 }
 
 status() {
@@ -101,7 +119,8 @@ status() {
 }
 
 case "${1:-}" in
-  install|start|stop|status) "$1" ;;
+  install|stop|status) "$1" ;;
+  start) start "${2:-}" ;;
   url) echo "$URL" ;;
-  *) echo "usage: $0 install|start|stop|status|url" >&2; exit 2 ;;
+  *) echo "usage: $0 install|start [--keep-data]|stop|status|url" >&2; exit 2 ;;
 esac
