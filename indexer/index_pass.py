@@ -14,7 +14,7 @@ from typing import Iterable, Iterator
 import numpy as np
 from tqdm import tqdm
 
-from findimage.imaging import ImageError, Prepared, prepare_bytes
+from findimage.imaging import DRAFT_MIN_SIDE, ImageError, Prepared, prepare_bytes
 from findimage.records import FileState, ImageDoc, image_id_for
 from findimage.store import META_IMAGE_MODEL, META_LAST_PASS, META_TEXT_MODEL, Store, StoreError, StoreUnavailable
 
@@ -65,14 +65,20 @@ class Loaded:
     error: str | None = None
 
 
-def read_and_decode(file: ArchiveFile) -> Loaded:
+def read_and_decode(file: ArchiveFile, embedder=None) -> Loaded:
+    """Read, hash and decode one file. With an embedder that offers it, the JPEG is drafted only down to
+    the model's input side and downsized to it here, in the decode thread, as its processor would."""
     try:
         data = file.path.read_bytes()
     except OSError as exc:
         return Loaded(file, error=f"cannot read: {exc.strerror}")
     loaded = Loaded(file, hashlib.sha256(data).hexdigest())
+    shrink = getattr(embedder, "shrink", None)
     try:
-        loaded.prepared = prepare_bytes(data)
+        side = embedder.image_input_side() if shrink else None
+        loaded.prepared = prepare_bytes(data, side or DRAFT_MIN_SIDE)
+        if shrink:
+            loaded.prepared.image = shrink(loaded.prepared.image)
     except ImageError as exc:
         loaded.error = str(exc)
     return loaded
@@ -139,7 +145,8 @@ class IndexPass:
         seen_this_pass: dict[str, np.ndarray] = {}
         bar = tqdm(total=len(candidates), unit="img", disable=not self.progress, desc="indexing")
         with ThreadPoolExecutor(max_workers=2, thread_name_prefix="decode") as pool:
-            for batch in _batches(_prefetched(pool, candidates, self.batch_size * 2), self.batch_size):
+            loaded = _prefetched(pool, candidates, self.batch_size * 2, self.embedder)
+            for batch in _batches(loaded, self.batch_size):
                 docs = self._embed_batch(batch, stored, gone_shas, seen_this_pass)
                 self._store_batch(docs)
                 bar.update(len(batch))
@@ -223,19 +230,19 @@ def retry_while_unavailable(operation, attempts: int = 8, first_wait: float = 1.
             wait = min(max_wait, wait * 2)
 
 
-def _prefetched(pool: ThreadPoolExecutor, files: list[ArchiveFile], lookahead: int) -> Iterator[Loaded]:
+def _prefetched(pool: ThreadPoolExecutor, files: list[ArchiveFile], lookahead: int, embedder) -> Iterator[Loaded]:
     """Read and decode ahead in threads while the caller runs the model on earlier files."""
     pending: deque = deque()
     remaining = iter(files)
     for file in remaining:
-        pending.append(pool.submit(read_and_decode, file))
+        pending.append(pool.submit(read_and_decode, file, embedder))
         if len(pending) >= lookahead:
             break
     while pending:
         yield pending.popleft().result()
         nxt = next(remaining, None)
         if nxt is not None:
-            pending.append(pool.submit(read_and_decode, nxt))
+            pending.append(pool.submit(read_and_decode, nxt, embedder))
 
 
 def _batches(items: Iterable, size: int) -> Iterator[list]:
