@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
+from findimage.config import Settings
 from findimage.search import Searcher, empty_result_sentence
 
 from . import slack_files
@@ -23,7 +24,7 @@ log = logging.getLogger(__name__)
 class Services:
     """What the handlers share: built once per process by the app factory."""
 
-    settings: object
+    settings: Settings
     searcher: Searcher
     presenter: object  # UploadPresenter or LinkPresenter
     work: WorkPool
@@ -53,11 +54,17 @@ def answer_posted_images(services: Services, client: WebClient, files: list[dict
     answers = [answer for answer in (_answer_one_image(services, client, file) for file in files) if answer]
     if not answers:
         return  # stripped file objects that turned out not to be images
-    if all(a.result is None for a in answers):  # nothing found for any image: only the reasons
-        tell_safely(target, "\n\n".join(f"{a.heading}\n{a.instead}" for a in answers) if len(answers) > 1
-                    else answers[0].instead)
+    if all(a.result is None for a in answers):
+        tell_safely(target, _reasons(answers))
         return
     show_safely(services, answers, target)
+
+
+def _reasons(answers: list[Answer]) -> str:
+    """No image could be searched: just why, per image when there were several."""
+    if len(answers) == 1:
+        return answers[0].instead
+    return "\n\n".join(f"{a.heading}\n{a.instead}" for a in answers)
 
 
 def _answer_one_image(services: Services, client: WebClient, file: dict) -> Answer | None:

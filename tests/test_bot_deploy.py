@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from bot.app import create_app
-from bot_support import (ALICE, CHANNEL, BotProcess, bot_settings, emu, free_port, indexed,  # noqa: F401
+from bot_support import (CHANNEL, BotProcess, bot_settings, emu, free_port, indexed,  # noqa: F401
                          process_env, slack_env, with_settings)
 from findimage.config import ConfigError
 

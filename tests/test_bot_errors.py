@@ -6,7 +6,10 @@ import logging
 import re
 
 import pytest
+from slack_bolt.context.respond import Respond
+from slack_sdk import WebClient
 
+from bot.delivery import CommandTarget
 from bot_support import ALICE, CHANNEL, bot, bot_settings, emu, indexed, serve_bot  # noqa: F401
 from findimage import embedders
 from findimage.embedders import ModelError
@@ -206,3 +209,17 @@ def test_a_rate_limited_upload_waits_for_retry_after_and_then_succeeds(bot, emu)
     assert [c.status for c in calls] == [429, 200]
     assert calls[1].at - calls[0].at >= 1.0, "Retry-After was honoured"
     assert len(answer.files) == 5
+
+
+def test_a_used_up_response_url_still_reaches_the_requester_privately(emu):
+    response_url = emu.new_response_url(CHANNEL, ALICE)
+    for n in range(5):  # Slack accepts five posts per response URL
+        Respond(response_url=response_url)(text=f"earlier answer {n}")
+    target = CommandTarget(WebClient(token=emu.bot_token, base_url=emu.api_url), Respond(response_url=response_url),
+                           CHANNEL, ALICE)
+
+    target.tell("The archive is not indexed yet")
+
+    assert emu.responses(response_url)[-1].accepted is False
+    (message,) = emu.messages(CHANNEL, ephemeral=True)
+    assert (message.user, message.text) == (ALICE, "The archive is not indexed yet")

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from bot_support import (ALICE, CHANNEL, bot, bot_settings, emu, image_size, indexed,  # noqa: F401
-                         serve_bot)
+                         serve_bot, with_settings)
 from indexer.run import index_once
 from photos import jpeg_bytes, save_photo
 
@@ -128,3 +128,17 @@ def test_a_stripped_file_object_is_completed_with_files_info(bot, emu):
     answer = emu.wait_for_upload(CHANNEL, thread_ts=posted["ts"], timeout=15)
     assert [c.params["file"] for c in emu.api_calls("files.info")] == [photo["id"]]
     assert answer.initial_comment.startswith("Archive images most similar to *connect.jpg*:")
+
+
+def test_with_a_public_base_url_the_thread_reply_shows_image_blocks(indexed, emu):
+    settings = with_settings(indexed, public_base_url="https://findimage.example.org")
+    photo = emu.add_file(jpeg_bytes(seed=310), "linked.jpg", user=ALICE)
+    with serve_bot(settings) as bot:
+        posted = post_photo(emu, photo)
+        emu.send_event(bot.events_url, posted)
+        reply = emu.wait_for_message(CHANNEL, thread_ts=posted["ts"], containing="linked.jpg", timeout=15)
+
+    images = [b for b in reply.blocks if b["type"] == "image"]
+    assert len(images) == 5 and emu.uploads() == []
+    assert all(b["image_url"].startswith("https://findimage.example.org/images/") and "sig=" in b["image_url"]
+               for b in images)
