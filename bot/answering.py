@@ -13,7 +13,7 @@ from findimage.search import Searcher, empty_result_sentence
 from . import slack_files
 from .dedupe import SeenRecently
 from .errors import user_message
-from .options import TextQuery
+from .options import MAX_K, TextQuery
 from .replies import Answer, image_heading, text_heading
 from .work import WorkPool
 
@@ -76,7 +76,7 @@ def _answer_one_image(services: Services, client: WebClient, file: dict) -> Answ
             return None
         data = slack_files.fetch(file, client.token, services.max_image_bytes)
         services.searcher.check_model()
-        result = services.searcher.by_image_bytes(data)
+        result = services.searcher.by_image_bytes(data, min(services.settings.top_k, MAX_K))
     except Exception as exc:
         return Answer(image_heading(name), instead=user_message(exc, subject=name))
     if not result.matches:

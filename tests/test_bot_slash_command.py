@@ -57,6 +57,15 @@ def test_a_slash_command_posts_the_top_images_to_the_channel_for_everyone(bot, e
     assert len(emu.api_calls("files.completeUploadExternal")) == 1, "one files_upload_v2 call"
 
 
+def test_a_query_in_another_language_and_script_arrives_intact(bot, emu):
+    for n, text in enumerate(["ein schneebedeckter Berg über dem Tal", "雪に覆われた山", "гора в снегу"]):
+        expected = bot.searcher.by_text(text, 5)
+        emu.send_slash_command(bot.events_url, text=text, channel_id=f"C0LANG{n}")
+        answer = emu.wait_for_upload(f"C0LANG{n}", timeout=15)
+        assert f"“{text}”" in answer.initial_comment
+        assert [p for *_, p in ranked(answer.initial_comment)] == [m.relative_path for m in expected.matches]
+
+
 def test_help_and_an_empty_command_answer_privately_with_the_usage(bot, emu):
     empty = emu.send_slash_command(bot.events_url, text="", user_id=ALICE, channel_id=CHANNEL)
     help_ = emu.send_slash_command(bot.events_url, text="  help ", user_id=ALICE, channel_id=CHANNEL)
