@@ -9,7 +9,7 @@ from datetime import datetime
 
 from findimage.config import ConfigError, load_settings
 
-EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
+EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_UNAVAILABLE = 0, 1, 2, 3
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -22,10 +22,17 @@ def main(argv: list[str] | None = None) -> int:
         for problem in exc.problems:
             print(f"findimage: configuration problem: {problem}", file=sys.stderr)
         return EXIT_USAGE
+    from findimage.store import StoreUnavailable
+
     try:
         return args.run(settings, args)
     except KeyboardInterrupt:
         return 130
+    except StoreUnavailable as exc:  # e.g. Elasticsearch down: one sentence, its own exit code
+        if args.verbose:
+            logging.exception("store unavailable")
+        print(f"findimage: {exc}", file=sys.stderr)
+        return EXIT_UNAVAILABLE
     except Exception as exc:  # every known failure below carries a sentence meant for the user
         if args.verbose:
             logging.exception("failed")
@@ -112,6 +119,8 @@ def cmd_status(settings, args) -> int:
     store = open_store(settings)
     try:
         print(f"store:        {store.description}")
+        for label, value in store.details() if hasattr(store, "details") else ():
+            print(f"{label + ':':<13} {value}")
         print(f"documents:    {store.count()}")
         print(f"image model:  {model_fingerprint(settings.image_model)} (index built with: "
               f"{store.get_meta(META_IMAGE_MODEL) or 'nothing yet'})")

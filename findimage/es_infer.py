@@ -1,7 +1,8 @@
 """Text queries vectorized inside Elasticsearch by a deployed text_embedding model (`_infer`)."""
 from __future__ import annotations
 
-from typing import Sequence
+import logging
+from typing import Callable, Sequence
 
 import numpy as np
 from elasticsearch import ApiError, ConnectionError, ConnectionTimeout, NotFoundError
@@ -10,42 +11,69 @@ from .embedders import ModelError, normalise_rows
 from .records import DIMS
 from .store import StoreUnavailable
 
+log = logging.getLogger(__name__)
+
 IMPORT_HINT = ("eland_import_hub_model --url $ELASTICSEARCH_URL --hub-model-id "
                "sentence-transformers/clip-ViT-B-32-multilingual-v1 --task-type text_embedding --start")
 
 
 class InferTextEmbedder:
-    """POST _ml/trained_models/<id>/_infer (the seed's `.../deployment/_infer` is deprecated since 8.x)."""
+    """POST _ml/trained_models/<id>/_infer (the seed's `.../deployment/_infer` is deprecated since 8.x).
+
+    `expected_dims` is the dims of the image embeddings the queries are compared with: a number, or a
+    callable asked once on first use (from_settings reads the index's mapping, so a 384-dim index is
+    checked against 384, and an index not created yet against the 512 the indexer will create).
+    """
 
     def __init__(self, client, model_id: str, timeout_seconds: float = 10.0, url: str = "",
-                 expected_dims: int = DIMS):
+                 expected_dims: int | Callable[[], int | None] | None = DIMS):
         self.client = client
-        self.expected_dims = expected_dims
         self.model_id = model_id
         self.timeout = f"{max(1, int(timeout_seconds))}s"
         self.url = url
+        self._expected_dims = expected_dims
+        self._field: str | None = None  # the model's input field, from its config
 
     @classmethod
     def from_settings(cls, settings) -> "InferTextEmbedder":
-        from .es_store import make_client
+        from .es_store import index_dims, make_client
 
-        return cls(make_client(settings), settings.infer_model_id, settings.es_timeout_seconds,
-                   settings.elasticsearch_url)
+        client = make_client(settings)
+        return cls(client, settings.infer_model_id, settings.es_timeout_seconds, settings.elasticsearch_url,
+                   expected_dims=lambda: index_dims(client, settings.index_name) or DIMS)
+
+    @property
+    def expected_dims(self) -> int | None:
+        if callable(self._expected_dims):
+            try:
+                self._expected_dims = self._expected_dims()
+            except (ConnectionError, ConnectionTimeout):
+                raise StoreUnavailable(self._unreachable()) from None
+        return self._expected_dims
 
     def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
         try:
             response = self.client.ml.infer_trained_model(
-                model_id=self.model_id, docs=[{"text_field": t} for t in texts], timeout=self.timeout)
+                model_id=self.model_id, docs=[{self._input_field(): t} for t in texts], timeout=self.timeout)
         except NotFoundError:
             raise ModelError(self._missing_message()) from None
         except (ConnectionError, ConnectionTimeout):
-            raise StoreUnavailable(f"Elasticsearch at {self.url} is not reachable for text vectorization.") from None
+            raise StoreUnavailable(self._unreachable()) from None
         except ApiError as exc:
+            if exc.meta.status in (429, 502, 503, 504) and not _not_deployed(_reason(exc)):
+                raise StoreUnavailable(f"Elasticsearch at {self.url} could not vectorize the query now "
+                                       f"({exc.meta.status}: {_reason(exc)}).") from None
             raise ModelError(self._explain(exc)) from None
-        vectors = [r.get("predicted_value") for r in response["inference_results"]]
+        results = response["inference_results"]
+        vectors = [r.get("predicted_value") for r in results]
         if any(v is None for v in vectors):
-            raise ModelError(f"The model {self.model_id} did not return an embedding: {response['inference_results']}")
-        return normalise_rows(np.asarray(vectors, dtype=np.float32))
+            error = next((r.get("error") for r in results if r.get("predicted_value") is None), results)
+            raise ModelError(f"The text model {self.model_id} returned no embedding: {error}")
+        vectors = np.asarray(vectors, dtype=np.float32)
+        expected = self.expected_dims
+        if expected and vectors.shape[1] != expected:
+            raise ModelError(self._dims_message(vectors.shape[1], expected))
+        return normalise_rows(vectors)
 
     def load(self) -> None:
         """At start: the model exists, is deployed, answers, and fits the index."""
@@ -53,38 +81,70 @@ class InferTextEmbedder:
 
     def check(self) -> int:
         """Fail with what to run unless the model is deployed and its output dims match the index."""
-        expected_dims = self.expected_dims
         try:
             config = self.client.ml.get_trained_models(model_id=self.model_id)["trained_model_configs"][0]
             stats = self.client.ml.get_trained_models_stats(model_id=self.model_id)["trained_model_stats"][0]
         except NotFoundError:
             raise ModelError(self._missing_message()) from None
         except (ConnectionError, ConnectionTimeout):
-            raise StoreUnavailable(f"Elasticsearch at {self.url} is not reachable.") from None
-        state = (stats.get("deployment_stats") or {}).get("state")
+            raise StoreUnavailable(self._unreachable()) from None
+        self._field = (config.get("input", {}).get("field_names") or ["text_field"])[0]
+        deployment = stats.get("deployment_stats") or {}
+        state = deployment.get("state")
+        start = f"POST _ml/trained_models/{self.model_id}/deployment/_start"
+        if state == "failed" or any(n.get("routing_state") == "failed" for n in deployment.get("nodes", [])):
+            raise ModelError(f"The text model {self.model_id} failed to deploy ({_node_reasons(deployment)}); "
+                             f"check the Elasticsearch log, re-import it with eland if needed, then stop and start "
+                             f"its deployment ({start}).")
         if state != "started":
-            reason = (stats.get("deployment_stats") or {}).get("reason", "")
-            raise ModelError(
-                f"The text model {self.model_id} is not deployed (state: {state or 'not started'}{', ' + reason if reason else ''}). "
-                f"Start it: POST _ml/trained_models/{self.model_id}/deployment/_start")
+            now = f"state: {state}" if state else "no deployment"
+            raise ModelError(f"The text model {self.model_id} is not deployed ({now}); start it with {start} "
+                             "or eland_import_hub_model ... --start.")
         dims = config.get("inference_config", {}).get("text_embedding", {}).get("embedding_size")
-        if expected_dims and dims and dims != expected_dims:
-            raise ModelError(f"The text model {self.model_id} returns {dims}-dim vectors but the index holds "
-                             f"{expected_dims}-dim image embeddings; deploy a model of the same space "
-                             f"(clip-ViT-B-32-multilingual-v1).")
+        expected = self.expected_dims
+        if expected and dims and dims != expected:
+            raise ModelError(self._dims_message(dims, expected))
         self.embed_texts(["warm-up"])  # a deployment can report 'started' and still fail on first use
-        return dims or expected_dims or 0
+        return dims or expected or 0
+
+    def _input_field(self) -> str:
+        if self._field is None:
+            try:
+                config = self.client.ml.get_trained_models(model_id=self.model_id)["trained_model_configs"][0]
+                self._field = (config.get("input", {}).get("field_names") or ["text_field"])[0]
+            except (NotFoundError, ApiError, ConnectionError, ConnectionTimeout):
+                return "text_field"  # eland's default; the _infer call itself reports what is wrong
+        return self._field
+
+    def _dims_message(self, dims: int, expected: int) -> str:
+        return (f"The text model {self.model_id} returns {dims}-dim vectors but the index holds {expected}-dim "
+                "image embeddings; deploy a text model of the image model's embedding space "
+                "(clip-ViT-B-32-multilingual-v1 for clip-ViT-B-32) and set FINDIMAGE_INFER_MODEL_ID to it.")
+
+    def _unreachable(self) -> str:
+        return (f"Elasticsearch at {self.url} is not reachable for text vectorization: check that it is running "
+                "and that ELASTICSEARCH_URL is right.")
 
     def _missing_message(self) -> str:
-        return (f"The text model {self.model_id} is not in Elasticsearch. Import and start it with eland: "
-                f"{IMPORT_HINT} (or set FINDIMAGE_TEXT_EMBEDDER=local).")
+        return (f"The text model {self.model_id} is not in Elasticsearch; import and start it with eland "
+                f"({IMPORT_HINT}) or set FINDIMAGE_TEXT_EMBEDDER=local.")
 
     def _explain(self, exc: ApiError) -> str:
         reason = _reason(exc)
-        if "not deployed" in reason or "no deployment" in reason or "not started" in reason:
-            return (f"The text model {self.model_id} is not deployed. Start it: "
-                    f"POST _ml/trained_models/{self.model_id}/deployment/_start")
+        if _not_deployed(reason):
+            return (f"The text model {self.model_id} is not deployed; start it with "
+                    f"POST _ml/trained_models/{self.model_id}/deployment/_start.")
         return f"Elasticsearch could not vectorize the query with {self.model_id}: {reason}"
+
+
+def _not_deployed(reason: str) -> bool:
+    return any(s in reason for s in ("not deployed", "must be deployed", "no deployment", "not started"))
+
+
+def _node_reasons(deployment: dict) -> str:
+    reasons = [n.get("reason", "").strip() for n in deployment.get("nodes", []) if n.get("reason")]
+    reason = "; ".join(dict.fromkeys(reasons)) or deployment.get("reason") or "no reason given"
+    return " ".join(reason.split())[:300]
 
 
 def _reason(exc: ApiError) -> str:

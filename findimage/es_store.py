@@ -1,17 +1,20 @@
 """Elasticsearch kNN store: the seed's dense_vector index behind an alias, written with helpers.bulk.
 
-The alias (FINDIMAGE_INDEX, default `my-image-embeddings`) points at one concrete index; a full rebuild
-writes a new concrete index and swaps the alias atomically, so searches keep working meanwhile.
+The alias (FINDIMAGE_INDEX, default `my-image-embeddings`) points at one concrete index,
+`<alias>-v1` at first; a full rebuild writes `<alias>-v<N+1>` and swaps the alias atomically, so
+searches keep working meanwhile, then deletes the old index.
 """
 from __future__ import annotations
 
 import functools
 import logging
+import re
 import time
 from typing import Iterable, Sequence
 
 import numpy as np
-from elasticsearch import ApiError, ConnectionError, ConnectionTimeout, Elasticsearch, NotFoundError, helpers
+from elasticsearch import (ApiError, BadRequestError, ConnectionError, ConnectionTimeout, Elasticsearch,
+                           NotFoundError, helpers)
 
 from .records import DIMS, FileState, ImageDoc, Match, normalise_folder
 from .store import StoreError, StoreUnavailable, default_num_candidates
@@ -42,6 +45,51 @@ def mapping(dims: int, index_options: str) -> dict:
     }
 
 
+# Statuses that mean "the cluster cannot serve this right now" (starting, restarting, overloaded).
+BUSY_STATUSES = (429, 502, 503, 504)
+# How long a rebuild leaves the old index in place after the alias swap, so searches that resolved
+# the alias just before the swap still finish on it.
+SWAP_GRACE_SECONDS = 1.0
+
+
+def unavailable_error(url: str, exc: Exception) -> StoreUnavailable:
+    """One sentence a user can act on for a server that cannot be reached or is not ready."""
+    if isinstance(exc, ApiError):
+        status = exc.meta.status
+        if status in (401, 403):
+            return StoreUnavailable(
+                f"Elasticsearch at {url} refused the credentials ({status}): check ELASTICSEARCH_API_KEY or "
+                "ELASTICSEARCH_USERNAME/ELASTICSEARCH_PASSWORD.")
+        return StoreUnavailable(f"Elasticsearch at {url} is not ready to serve requests ({status}, "
+                                f"{_api_reason(exc)}): it is probably starting or overloaded.")
+    return StoreUnavailable(f"Elasticsearch at {url} is not reachable ({_connection_reason(exc)}): check that "
+                            "it is running and that ELASTICSEARCH_URL is right.")
+
+
+def _connection_reason(exc: Exception) -> str:
+    text = str(exc)
+    for needle, reason in (("refused", "connection refused"), ("timed out", "timed out"),
+                           ("Timeout", "timed out"), ("CERTIFICATE", "TLS certificate not trusted; set "
+                            "ELASTICSEARCH_CA_CERTS"), ("SSL", "TLS error"), ("Name or service not known",
+                            "unknown host"), ("nodename nor servname", "unknown host"),
+                           ("Temporary failure in name resolution", "unknown host")):
+        if needle in text:
+            return reason
+    return type(exc).__name__
+
+
+def _error_type(exc: ApiError) -> str:
+    error = exc.body.get("error", {}) if isinstance(exc.body, dict) else {}
+    return error.get("type", "") if isinstance(error, dict) else ""
+
+
+def _api_reason(exc: ApiError) -> str:
+    body = exc.body if isinstance(exc.body, dict) else {}
+    error = body.get("error", {})
+    reason = (error.get("reason") or error.get("type")) if isinstance(error, dict) else error
+    return str(reason or exc.message)
+
+
 def _unavailable_on_connection_errors(method):
     """Connection trouble becomes StoreUnavailable with one sentence a user can act on."""
 
@@ -50,12 +98,10 @@ def _unavailable_on_connection_errors(method):
         try:
             return method(self, *args, **kwargs)
         except (ConnectionError, ConnectionTimeout) as exc:
-            raise StoreUnavailable(
-                f"Elasticsearch at {self.url} is not reachable ({type(exc).__name__}). Check that it is running "
-                "and that ELASTICSEARCH_URL and the credentials are right; findimage retries by itself.") from None
+            raise unavailable_error(self.url, exc) from None
         except ApiError as exc:
-            if exc.meta.status in (502, 503, 504):
-                raise StoreUnavailable(f"Elasticsearch at {self.url} is not ready ({exc.meta.status}).") from None
+            if exc.meta.status in (*BUSY_STATUSES, 401, 403):
+                raise unavailable_error(self.url, exc) from None
             raise
 
     return wrapper
@@ -73,6 +119,7 @@ class ElasticsearchStore:
         self._write_index: str | None = None  # the concrete index a rebuild writes into
         self._needs_refresh = False
         self._ready = False
+        self._index_dims: int | None = None  # dims of the index behind the alias, once known
 
     @classmethod
     def from_settings(cls, settings, dims: int = DIMS) -> "ElasticsearchStore":
@@ -81,21 +128,31 @@ class ElasticsearchStore:
 
     # ---- index lifecycle ----------------------------------------------------------------------
     def _ensure_index(self) -> None:
-        """Create the first concrete index behind the alias on first use."""
+        """Create the first concrete index (`<alias>-v1`) together with its alias on first use.
+
+        Index and alias are made in one request under a fixed name, so processes starting at the same
+        time end up sharing one index (the others get `resource_already_exists`) instead of each
+        hanging the alias on an index of its own.
+        """
         if self._ready:
             return
         if not self.client.indices.exists_alias(name=self.alias) and not self.client.indices.exists(
                 index=self.alias):
-            concrete = self._create_concrete()
+            first = f"{self.alias}-v1"
             try:
-                self.client.indices.put_alias(index=concrete, name=self.alias)
-            except ApiError:  # another process created the alias first
-                self.client.indices.delete(index=concrete, ignore_unavailable=True)
+                self._create_concrete(first, alias=True)
+            except BadRequestError as exc:
+                if _error_type(exc) != "resource_already_exists_exception":
+                    raise
+                if not self.client.indices.exists_alias(name=self.alias):  # v1 there, alias removed by hand
+                    self.client.indices.put_alias(index=first, name=self.alias)
         self._ready = True
 
-    def _create_concrete(self) -> str:
-        name = f"{self.alias}-{time.strftime('%Y%m%d%H%M%S')}-{int(time.time() * 1000) % 1000:03d}"
-        self.client.indices.create(index=name, mappings=mapping(self.dims, self.index_options),
+    def _create_concrete(self, name: str, meta: dict | None = None, alias: bool = False) -> str:
+        mappings = mapping(self.dims, self.index_options)
+        if meta:
+            mappings["_meta"] = meta
+        self.client.indices.create(index=name, mappings=mappings, aliases={self.alias: {}} if alias else None,
                                    settings={"number_of_shards": 1, "number_of_replicas": 0})
         return name
 
@@ -105,30 +162,81 @@ class ElasticsearchStore:
         except NotFoundError:
             return [self.alias] if self.client.indices.exists(index=self.alias) else []
 
+    def _versions(self) -> dict[str, int]:
+        """Every `<alias>-v<N>` index, with its N."""
+        pattern = re.compile(rf"{re.escape(self.alias)}-v(\d+)")
+        found = self.client.indices.get(index=f"{self.alias}-v*", expand_wildcards="open,closed",
+                                        allow_no_indices=True, ignore_unavailable=True)
+        return {name: int(m.group(1)) for name in found if (m := pattern.fullmatch(name))}
+
+    def _orphans(self) -> list[str]:
+        """Concrete indices of this alias it does not point at: left by an interrupted rebuild."""
+        live = set(self._concrete_indices()) | {self._write_index}
+        return sorted(i for i in self._versions() if i not in live)
+
     @_unavailable_on_connection_errors
     def begin_rebuild(self) -> None:
+        """A new concrete index receives the following writes; the alias keeps serving the old one."""
         self._ensure_index()
-        self._write_index = self._create_concrete()
+        for orphan in self._orphans():
+            log.info("deleting %s, left by an interrupted rebuild", orphan)
+            self.client.indices.delete(index=orphan, ignore_unavailable=True)
+        current = self._concrete_indices()
+        version = max(self._versions().values(), default=0) + 1
+        self._write_index = self._create_concrete(f"{self.alias}-v{version}",
+                                                  self._read_meta(current[0]) if current else None)
 
     @_unavailable_on_connection_errors
     def finish_rebuild(self) -> None:
+        """Swap the alias to the rebuilt index in one atomic step, then delete the old index."""
         new, old = self._write_index, self._concrete_indices()
         if new is None:
             return
         self.client.indices.refresh(index=new)
         actions = [{"remove": {"index": i, "alias": self.alias}} for i in old if i != self.alias]
+        if self.alias in old:  # a plain index under the alias name (made outside findimage): replace it
+            actions.append({"remove_index": {"index": self.alias}})
         self.client.indices.update_aliases(actions=[*actions, {"add": {"index": new, "alias": self.alias}}])
+        self._write_index = None
+        self._index_dims = None
+        time.sleep(SWAP_GRACE_SECONDS)
         for index in old:
             if index != self.alias:
                 self.client.indices.delete(index=index, ignore_unavailable=True)
-        self._write_index = None
 
     @_unavailable_on_connection_errors
     def drop(self) -> None:
-        """Delete the alias's indices (tests, uninstall)."""
-        for index in self._concrete_indices() + ([self._write_index] if self._write_index else []):
+        """Delete the alias's indices, including any left by an interrupted rebuild (tests, uninstall)."""
+        doomed = self._concrete_indices() + self._orphans() + ([self._write_index] if self._write_index else [])
+        for index in dict.fromkeys(doomed):
             self.client.indices.delete(index=index, ignore_unavailable=True)
+        self._write_index = None
         self._ready = False
+
+    @_unavailable_on_connection_errors
+    def index_dims(self) -> int | None:
+        """Dims of the vectors in the index behind the alias; None while there is no index."""
+        if self._index_dims is None:
+            self._index_dims = index_dims(self.client, self.alias)
+        return self._index_dims
+
+    @_unavailable_on_connection_errors
+    def details(self) -> list[tuple[str, str]]:
+        """(label, value) lines for `findimage status`: server, alias -> index, rebuild leftovers."""
+        info, health = self.client.info(), self.client.cluster.health()
+        lines = [("server", f"Elasticsearch {info['version']['number']}, cluster {info['cluster_name']} "
+                            f"({health['status']})")]
+        concrete = self._concrete_indices()
+        if not concrete:
+            lines.append(("index", f"{self.alias} (not created yet: run `findimage index`)"))
+        for index in concrete:
+            field = self.client.indices.get_mapping(index=index)[index]["mappings"]["properties"]["image_embedding"]
+            options = field.get("index_options", {}).get("type", "flat")
+            lines.append(("index", f"{self.alias} -> {index} ({field['dims']} dims, {options})"))
+        for orphan in self._orphans():
+            lines.append(("rebuilding", f"{orphan} (a `findimage index --full` is running or was interrupted; "
+                                        "the next one cleans it up)"))
+        return lines
 
     @property
     def _target(self) -> str:
@@ -149,14 +257,28 @@ class ElasticsearchStore:
         self._bulk(actions, {}, ignore_status=(404,))
 
     def _bulk(self, actions, paths: dict[str, str], ignore_status=()) -> None:
-        failures = []
+        """Every per-document failure is collected: none is silently lost.
+
+        Items refused because the cluster is busy or its shards are not ready (429/503, e.g. right after
+        a restart) make the whole call StoreUnavailable: writes are idempotent, so the caller retries it.
+        """
+        failures, busy = [], []
         for ok, item in helpers.streaming_bulk(self.client, actions, chunk_size=500, raise_on_error=False,
                                                max_retries=3, initial_backoff=1, ignore_status=ignore_status):
             if not ok:
                 result = next(iter(item.values()))
-                reason = (result.get("error") or {}).get("reason") or f"status {result.get('status')}"
-                failures.append((paths.get(result.get("_id"), result.get("_id")), reason))
+                error = result.get("error") or {}
+                reason = (error.get("reason") if isinstance(error, dict) else str(error)) or \
+                    f"status {result.get('status')}"
+                caused_by = error.get("caused_by", {}) if isinstance(error, dict) else {}
+                if caused_by.get("reason"):
+                    reason = f"{reason}: {caused_by['reason']}"
+                failure = (paths.get(result.get("_id"), result.get("_id")), reason)
+                (busy if result.get("status") in BUSY_STATUSES else failures).append(failure)
         self._needs_refresh = True
+        if busy:
+            raise StoreUnavailable(f"Elasticsearch at {self.url} could not take {len(busy)} document(s) now "
+                                   f"(e.g. {busy[0][0]}: {busy[0][1]}); the write will be repeated.")
         if failures:
             raise StoreError(f"Elasticsearch rejected {len(failures)} document(s), e.g. {failures[0][0]}: "
                              f"{failures[0][1]}", failures)
@@ -214,18 +336,36 @@ class ElasticsearchStore:
     def knn(self, vector: np.ndarray, k: int, num_candidates: int | None = None,
             folder: str | None = None) -> list[Match]:
         self._fresh()
-        knn = {"field": "image_embedding", "query_vector": np.asarray(vector, dtype=float).tolist(), "k": k,
+        vector = np.asarray(vector, dtype=float)
+        dims = self.index_dims()
+        if dims and vector.shape != (dims,):
+            raise StoreError(f"The query vector has {vector.size} dims but the index {self.alias} holds {dims}-dim "
+                             "image embeddings: the text and image models must share one embedding space.")
+        k = min(k, 10_000)
+        knn = {"field": "image_embedding", "query_vector": vector.tolist(), "k": k,
                "num_candidates": min(10_000, max(k, num_candidates or default_num_candidates(k)))}
         folder = normalise_folder(folder)
         if folder is not None:
             knn["filter"] = {"prefix": {"relative_path": folder + "/"}}
-        found = self.client.search(index=self.alias, knn=knn, size=k, source=MATCH_FIELDS)
+        for attempt in range(3):
+            try:
+                found = self.client.search(index=self.alias, knn=knn, size=k, source=MATCH_FIELDS)
+            except NotFoundError:  # the alias moved on while this search was routed (a rebuild swap)
+                if attempt == 2:
+                    raise
+                continue
+            if not found["_shards"].get("failed") or attempt == 2:
+                break
+            log.info("kNN search had shard failures (%s); retrying", found["_shards"].get("failures"))
         return [Match(h["_source"]["image_id"], h["_source"]["image_name"], h["_source"]["relative_path"],
                       float(h["_score"]), h["_source"].get("sha256", "")) for h in found["hits"]["hits"]]
 
     @_unavailable_on_connection_errors
     def file_states(self) -> dict[str, FileState]:
-        self._fresh()
+        """Every document's state, including writes of other processes not refreshed yet (start of a pass)."""
+        self._ensure_index()
+        self.client.indices.refresh(index=self.alias)
+        self._needs_refresh = False
         hits = helpers.scan(self.client, index=self.alias, query={"query": {"match_all": {}}},
                             _source=STATE_FIELDS, size=5000)
         return {h["_source"]["relative_path"]: FileState(*(h["_source"][f] for f in STATE_FIELDS)) for h in hits}
@@ -246,6 +386,19 @@ class ElasticsearchStore:
 
     def close(self) -> None:
         self.client.close()
+
+
+def index_dims(client: Elasticsearch, name: str) -> int | None:
+    """Dims of `image_embedding` in the index (or alias) `name`; None if it does not exist."""
+    try:
+        found = client.indices.get_field_mapping(index=name, fields="image_embedding")
+    except NotFoundError:
+        return None
+    for index in found.values():
+        field = index.get("mappings", {}).get("image_embedding", {}).get("mapping", {}).get("image_embedding")
+        if field and field.get("dims"):
+            return int(field["dims"])
+    return None
 
 
 def make_client(settings) -> Elasticsearch:

@@ -106,18 +106,16 @@ class IndexPass:
         candidates = self._candidates(on_disk, stored)
         gone = [state for path, state in stored.items() if path not in on_disk]
         self._index(candidates, stored, gone)
+        # From here on every store call is retried while the store is down: the work is done, keep it.
         retry_while_unavailable(lambda: self.store.delete([state.image_id for state in gone]))
         self.summary.removed = len(gone) - self.summary.moved
-        self.store.set_meta(META_IMAGE_MODEL, self.embedder.model_id)
+        retry_while_unavailable(lambda: self.store.set_meta(META_IMAGE_MODEL, self.embedder.model_id))
         if self.text_model_id:
-            self.store.set_meta(META_TEXT_MODEL, self.text_model_id)
-        if self.full:
-            self.store.finish_rebuild()
-        else:
-            self.store.checkpoint()
+            retry_while_unavailable(lambda: self.store.set_meta(META_TEXT_MODEL, self.text_model_id))
+        retry_while_unavailable(self.store.finish_rebuild if self.full else self.store.checkpoint)
         self.summary.seconds = time.monotonic() - started
         self.summary.finished_at = time.time()
-        self.store.set_meta(META_LAST_PASS, self.summary.to_json())
+        retry_while_unavailable(lambda: self.store.set_meta(META_LAST_PASS, self.summary.to_json()))
         return self.summary
 
     def _check_model(self) -> None:
@@ -158,7 +156,8 @@ class IndexPass:
         reusable = dict(seen_this_pass)
         if not self.full:
             unknown = {i.sha256 for i in usable} - reusable.keys()
-            reusable.update(self.store.vectors_by_sha256(unknown, self.embedder.model_id))
+            reusable.update(retry_while_unavailable(
+                lambda: self.store.vectors_by_sha256(unknown, self.embedder.model_id)))
         fresh = [item for item in usable if item.sha256 not in reusable]
         # one file twice in a batch (duplicates) is embedded once
         unique = list({item.sha256: item for item in fresh}.values())
@@ -216,17 +215,31 @@ class IndexPass:
             height=item.prepared.height, indexed_at=time.time(), model_id=self.embedder.model_id)
 
 
-def retry_while_unavailable(operation, attempts: int = 8, first_wait: float = 1.0, max_wait: float = 60.0):
-    """Retry a store write with exponential backoff while the store is down (e.g. Elasticsearch restarting)."""
-    wait = first_wait
-    for attempt in range(1, attempts + 1):
+# How long a pass waits for a store that went away mid-pass (e.g. Elasticsearch restarting) before it
+# gives up; the next scheduled pass starts over from what was written.
+RETRY_SECONDS = 600.0
+
+
+def retry_while_unavailable(operation, give_up_after: float | None = None, first_wait: float = 1.0,
+                            max_wait: float = 15.0):
+    """Run a store call, retrying with exponential backoff (capped at max_wait) while the store is down.
+
+    Store writes are idempotent (documents are keyed by path), so repeating one that failed halfway
+    loses and duplicates nothing. After `give_up_after` seconds (RETRY_SECONDS) the error is raised.
+    """
+    deadline = time.monotonic() + (RETRY_SECONDS if give_up_after is None else give_up_after)
+    wait, attempt = first_wait, 0
+    while True:
+        attempt += 1
         try:
             return operation()
         except StoreUnavailable as exc:
-            if attempt == attempts:
+            left = deadline - time.monotonic()
+            if left <= 0:
                 raise
-            log.warning("%s Retrying in %.0fs (attempt %d of %d).", exc, wait, attempt, attempts)
-            time.sleep(wait)
+            pause = min(wait, left)
+            log.warning("%s Retrying in %.0fs (attempt %d).", exc, pause, attempt)
+            time.sleep(pause)
             wait = min(max_wait, wait * 2)
 
 

@@ -11,6 +11,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
+import es_support  # noqa: E402
 from findimage.config import load_settings  # noqa: E402
 from photos import save_photo  # noqa: E402
 
@@ -33,8 +34,12 @@ def test_models() -> dict[str, Path]:
 
 
 @pytest.fixture
-def env(tmp_path, test_models) -> dict[str, str]:
-    """Environment for a findimage process working on a temporary archive and data folder."""
+def env(request, tmp_path, test_models) -> dict[str, str]:
+    """Environment for a findimage process working on a temporary archive and data folder.
+
+    Embedded store by default; `@both_stores` (es_support) runs a test on each store, the
+    Elasticsearch one on a fresh index (alias) that is deleted afterwards.
+    """
     values = {
         "FINDIMAGE_ARCHIVE": str(tmp_path / "archive"),
         "FINDIMAGE_DATA_DIR": str(tmp_path / "data"),
@@ -45,14 +50,18 @@ def env(tmp_path, test_models) -> dict[str, str]:
         "TOKENIZERS_PARALLELISM": "false",
     }
     (tmp_path / "archive").mkdir()
-    return values
+    if getattr(request, "param", "embedded") == "elasticsearch":
+        with es_support.scratch_index() as (url, alias):
+            yield {**values, "ELASTICSEARCH_URL": url, "FINDIMAGE_INDEX": alias}
+    else:
+        yield values
 
 
 @pytest.fixture
 def settings(env, monkeypatch):
+    monkeypatch.delenv("ELASTICSEARCH_URL", raising=False)
     for key, value in env.items():
         monkeypatch.setenv(key, value)
-    monkeypatch.delenv("ELASTICSEARCH_URL", raising=False)
     return load_settings(env_file=None)
 
 

@@ -12,9 +12,10 @@ import time
 
 import pytest
 
+from es_support import both_stores
 from findimage.embedded_store import EmbeddedStore
 from findimage.search import Searcher
-from findimage.store import META_LAST_PASS
+from findimage.store import META_LAST_PASS, open_store
 from indexer.index_pass import ModelChanged, read_and_decode
 from indexer.lock import AlreadyRunning, pass_lock
 from indexer.run import index_once
@@ -26,6 +27,7 @@ def paths_in(store) -> set[str]:
     return set(store.file_states())
 
 
+@both_stores
 def test_first_pass_indexes_every_image_and_second_pass_touches_nothing(settings, archive):
     (archive / "readme.txt").write_text("not an image, not even looked at")
     (archive / ".hidden.jpg").write_bytes(b"")
@@ -34,13 +36,14 @@ def test_first_pass_indexes_every_image_and_second_pass_touches_nothing(settings
     second = index_once(settings)
     assert (second.added, second.updated, second.moved, second.removed, second.embedded) == (0, 0, 0, 0, 0)
     assert second.unchanged == 7
-    store = EmbeddedStore(settings.data_dir)
+    store = open_store(settings)
     assert store.count() == 7
     doc = store.get(next(iter(store.file_states().values())).image_id)
     assert doc.image_embedding.shape == (512,) and abs(float((doc.image_embedding ** 2).sum()) - 1) < 1e-4
     assert doc.width > 0 and doc.height > 0 and len(doc.sha256) == 64
 
 
+@both_stores
 def test_change_delete_move_and_duplicate_cost_only_what_changed(settings, archive):
     index_once(settings)
     save_photo(archive / "events" / "2024" / "stage-0.jpg", seed=999)  # changed content
@@ -53,13 +56,14 @@ def test_change_delete_move_and_duplicate_cost_only_what_changed(settings, archi
 
     assert (summary.updated, summary.removed, summary.moved, summary.added) == (1, 1, 1, 2)
     assert summary.embedded == 2, "only the changed and the new file need the model"
-    store = EmbeddedStore(settings.data_dir)
+    store = open_store(settings)
     assert paths_in(store) == {
         "events/2024/stage-0.jpg", "events/2024/stage-1.jpg", "events/2024/stage-2.jpg",
         "events/2024/stage-3.jpg", "nature/mountain-0.png", "moved-mountain.png", "copy-of-stage-1.jpg",
         "new/fresh.webp"}
 
 
+@both_stores
 def test_touched_file_with_same_content_is_not_embedded_again(settings, archive):
     index_once(settings)
     target = archive / "nature" / "mountain-0.png"
@@ -120,6 +124,7 @@ def test_symlinks_leaving_the_archive_and_hidden_folders_are_skipped(settings, a
     assert not any(p.startswith("loop/loop") for p in paths)
 
 
+@both_stores
 def test_model_change_is_detected_and_full_rebuild_fixes_it(settings, archive, test_models, monkeypatch):
     index_once(settings)
     other = dataclasses.replace(settings, image_model=str(test_models["image"]) + "/")
@@ -148,6 +153,15 @@ def _start_indexer(env: dict, *args: str) -> subprocess.Popen:
 
 
 def _db_count(settings) -> int:
+    """Documents another process has written so far (committed / refreshed), read without the store."""
+    if settings.uses_elasticsearch:
+        from elasticsearch import Elasticsearch
+
+        with Elasticsearch(settings.elasticsearch_url) as es:
+            if not es.indices.exists_alias(name=settings.index_name):
+                return 0
+            es.indices.refresh(index=settings.index_name)
+            return es.count(index=settings.index_name)["count"]
     try:
         with sqlite3.connect(settings.data_dir / "findimage.sqlite", timeout=5) as db:
             return db.execute("SELECT count(*) FROM images").fetchone()[0]
@@ -160,6 +174,7 @@ def _many_photos(archive, n: int) -> None:
         save_photo(archive / "bulk" / f"{i:04d}.jpg", seed=1000 + i, size=(320, 240))
 
 
+@both_stores
 def test_kill_minus_9_mid_pass_then_rerun_leaves_exactly_one_document_per_image(settings, env, archive):
     _many_photos(archive, 160)
     proc = _start_indexer({**env, "FINDIMAGE_BATCH_SIZE": "4"}, "index")
@@ -172,12 +187,13 @@ def test_kill_minus_9_mid_pass_then_rerun_leaves_exactly_one_document_per_image(
     assert 0 < partial < 167, "the kill must land mid-pass"
 
     summary = index_once(settings)
-    store = EmbeddedStore(settings.data_dir)
+    store = open_store(settings)
     assert store.count() == 167 and len(paths_in(store)) == 167
     assert summary.added == 167 - partial and summary.failed == 0
     assert len(store.knn(store.get(next(iter(store.file_states().values())).image_id).image_embedding, 200)) == 167
 
 
+@both_stores
 def test_searches_keep_answering_while_a_pass_writes(settings, env, archive):
     _many_photos(archive, 120)
     searcher = Searcher(settings)
@@ -191,6 +207,7 @@ def test_searches_keep_answering_while_a_pass_writes(settings, env, archive):
     assert len(searcher.by_text("a photo", k=500).matches) == 127
 
 
+@both_stores
 def test_last_pass_is_recorded(settings, archive):
     index_once(settings)
-    assert '"added": 7' in EmbeddedStore(settings.data_dir).get_meta(META_LAST_PASS)
+    assert '"added": 7' in open_store(settings).get_meta(META_LAST_PASS)

@@ -1,0 +1,57 @@
+"""The Elasticsearch test server as tests use it: skip marks, scratch indices, a second server."""
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import uuid
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+ES_URL = os.environ.get("FINDIMAGE_TEST_ES_URL")
+SKIP_REASON = "FINDIMAGE_TEST_ES_URL not set (make test starts the server; or scripts/elasticsearch.sh start)"
+needs_es = [pytest.mark.elasticsearch, pytest.mark.skipif(not ES_URL, reason=SKIP_REASON)]
+
+# Parametrize a test's `env` (and so `settings`) over both stores.
+BACKENDS = ["embedded", pytest.param("elasticsearch", marks=needs_es)]
+both_stores = pytest.mark.parametrize("env", BACKENDS, indirect=True)
+
+
+def client(url: str | None = None):
+    from elasticsearch import Elasticsearch
+
+    return Elasticsearch(url or ES_URL, request_timeout=60)
+
+
+def scratch_name(prefix: str = "test") -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:10]}"
+
+
+@contextlib.contextmanager
+def scratch_index(url: str | None = None, prefix: str = "test"):
+    """(url, alias) of an index no other test uses; its indices are deleted afterwards."""
+    url = url or ES_URL
+    alias = scratch_name(prefix)
+    try:
+        yield url, alias
+    finally:
+        drop(url, alias)
+
+
+def drop(url: str, alias: str) -> None:
+    from findimage.es_store import ElasticsearchStore
+
+    es = client(url)
+    try:
+        ElasticsearchStore(es, url, alias).drop()
+    finally:
+        es.close()
+
+
+def es_script(*args: str, port: int | None = None, timeout: float = 180) -> subprocess.CompletedProcess:
+    """scripts/elasticsearch.sh with FINDIMAGE_ES_PORT=port (a server of its own)."""
+    env = {**os.environ, **({"FINDIMAGE_ES_PORT": str(port)} if port else {})}
+    return subprocess.run(["bash", str(ROOT / "scripts" / "elasticsearch.sh"), *args], env=env, timeout=timeout,
+                          capture_output=True, text=True, check=True)
