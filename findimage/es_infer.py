@@ -92,7 +92,7 @@ class InferTextEmbedder:
         deployment = stats.get("deployment_stats") or {}
         state = deployment.get("state")
         start = f"POST _ml/trained_models/{self.model_id}/deployment/_start"
-        if state == "failed" or any(n.get("routing_state") == "failed" for n in deployment.get("nodes", [])):
+        if state == "failed" or any(_route(n)[0] == "failed" for n in deployment.get("nodes", [])):
             raise ModelError(f"The text model {self.model_id} failed to deploy ({_node_reasons(deployment)}); "
                              f"check the Elasticsearch log, re-import it with eland if needed, then stop and start "
                              f"its deployment ({start}).")
@@ -141,8 +141,16 @@ def _not_deployed(reason: str) -> bool:
     return any(s in reason for s in ("not deployed", "must be deployed", "no deployment", "not started"))
 
 
+def _route(node: dict) -> tuple[str, str]:
+    """(routing state, reason) of one node of a deployment's stats."""
+    routing = node.get("routing_state")
+    if isinstance(routing, dict):  # 8.x: {"routing_state": "failed", "reason": "..."}
+        return routing.get("routing_state", ""), routing.get("reason", "")
+    return routing or "", node.get("reason", "")
+
+
 def _node_reasons(deployment: dict) -> str:
-    reasons = [n.get("reason", "").strip() for n in deployment.get("nodes", []) if n.get("reason")]
+    reasons = [_route(n)[1].strip() for n in deployment.get("nodes", []) if _route(n)[1].strip()]
     reason = "; ".join(dict.fromkeys(reasons)) or deployment.get("reason") or "no reason given"
     return " ".join(reason.split())[:300]
 

@@ -78,6 +78,20 @@ def _connection_reason(exc: Exception) -> str:
     return type(exc).__name__
 
 
+def _item_reason(result: dict) -> str:
+    """A bulk item's error in one line: the reason and its cause, without the source excerpt ES quotes."""
+    error = result.get("error") or {}
+    if not isinstance(error, dict):
+        return str(error)[:300] or f"status {result.get('status')}"
+    parts = []
+    for part in (error.get("reason"), (error.get("caused_by") or {}).get("reason")):
+        line = (part or "").split("\n")[0].strip()
+        if line and not any(line in p for p in parts):
+            parts.append(line)
+    reason = ": ".join(parts) or error.get("type") or f"status {result.get('status')}"
+    return reason if len(reason) <= 300 else reason[:299] + "…"
+
+
 def _error_type(exc: ApiError) -> str:
     error = exc.body.get("error", {}) if isinstance(exc.body, dict) else {}
     return error.get("type", "") if isinstance(error, dict) else ""
@@ -178,11 +192,12 @@ class ElasticsearchStore:
     def begin_rebuild(self) -> None:
         """A new concrete index receives the following writes; the alias keeps serving the old one."""
         self._ensure_index()
+        # Never reuse a name: a stray writer of an interrupted rebuild must not land in the new index.
+        version = max(self._versions().values(), default=0) + 1
         for orphan in self._orphans():
             log.info("deleting %s, left by an interrupted rebuild", orphan)
             self.client.indices.delete(index=orphan, ignore_unavailable=True)
         current = self._concrete_indices()
-        version = max(self._versions().values(), default=0) + 1
         self._write_index = self._create_concrete(f"{self.alias}-v{version}",
                                                   self._read_meta(current[0]) if current else None)
 
@@ -267,13 +282,7 @@ class ElasticsearchStore:
                                                max_retries=3, initial_backoff=1, ignore_status=ignore_status):
             if not ok:
                 result = next(iter(item.values()))
-                error = result.get("error") or {}
-                reason = (error.get("reason") if isinstance(error, dict) else str(error)) or \
-                    f"status {result.get('status')}"
-                caused_by = error.get("caused_by", {}) if isinstance(error, dict) else {}
-                if caused_by.get("reason"):
-                    reason = f"{reason}: {caused_by['reason']}"
-                failure = (paths.get(result.get("_id"), result.get("_id")), reason)
+                failure = (paths.get(result.get("_id"), result.get("_id")), _item_reason(result))
                 (busy if result.get("status") in BUSY_STATUSES else failures).append(failure)
         self._needs_refresh = True
         if busy:
@@ -402,6 +411,11 @@ def index_dims(client: Elasticsearch, name: str) -> int | None:
 
 
 def make_client(settings) -> Elasticsearch:
+    # The transport logs every failed attempt as a warning with a traceback; findimage reports
+    # unavailability itself in one sentence (StoreUnavailable), so only its errors are shown.
+    transport_log = logging.getLogger("elastic_transport")
+    if transport_log.level == logging.NOTSET:
+        transport_log.setLevel(logging.ERROR)
     auth = {}
     if settings.elasticsearch_api_key:
         auth["api_key"] = settings.elasticsearch_api_key

@@ -221,7 +221,7 @@ RETRY_SECONDS = 600.0
 
 
 def retry_while_unavailable(operation, give_up_after: float | None = None, first_wait: float = 1.0,
-                            max_wait: float = 15.0):
+                            max_wait: float = 10.0):
     """Run a store call, retrying with exponential backoff (capped at max_wait) while the store is down.
 
     Store writes are idempotent (documents are keyed by path), so repeating one that failed halfway

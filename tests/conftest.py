@@ -74,3 +74,13 @@ def archive(settings) -> Path:
     for i in range(3):
         save_photo(root / "nature" / f"mountain-{i}.png", seed=200 + i, size=(320, 240))
     return root
+
+
+def pytest_collection_modifyitems(session, config, items):
+    """Start the second Elasticsearch server early, in the background, if a collected test needs it."""
+    if es_support.ES_URL and any("second_server" in getattr(item, "fixturenames", ()) for item in items):
+        es_support.SecondServer.start_in_background()
+
+
+def pytest_sessionfinish(session, exitstatus):
+    es_support.SecondServer.stop()

@@ -17,6 +17,8 @@ needs_es = [pytest.mark.elasticsearch, pytest.mark.skipif(not ES_URL, reason=SKI
 # Parametrize a test's `env` (and so `settings`) over both stores.
 BACKENDS = ["embedded", pytest.param("elasticsearch", marks=needs_es)]
 both_stores = pytest.mark.parametrize("env", BACKENDS, indirect=True)
+# Only the Elasticsearch store (its own features: alias swaps, bulk rejections, _infer).
+es_only = pytest.mark.parametrize("env", [pytest.param("elasticsearch", marks=needs_es)], indirect=True)
 
 
 def client(url: str | None = None):
@@ -55,3 +57,40 @@ def es_script(*args: str, port: int | None = None, timeout: float = 180) -> subp
     env = {**os.environ, **({"FINDIMAGE_ES_PORT": str(port)} if port else {})}
     return subprocess.run(["bash", str(ROOT / "scripts" / "elasticsearch.sh"), *args], env=env, timeout=timeout,
                           capture_output=True, text=True, check=True)
+
+
+class SecondServer:
+    """A second test server (FINDIMAGE_TEST_ES_PORT2, default 9251) for tests that stop and start it:
+    the shared one must keep running for everyone else. Started in the background as soon as a test
+    that needs it is collected (conftest), so its ~20-30 s start overlaps with other tests."""
+
+    port = int(os.environ.get("FINDIMAGE_TEST_ES_PORT2", "9251"))
+    url = f"http://127.0.0.1:{port}"
+    _starting: subprocess.Popen | None = None
+    started = False
+
+    @classmethod
+    def start_in_background(cls) -> None:
+        if cls._starting is None and not cls.started:
+            env = {**os.environ, "FINDIMAGE_ES_PORT": str(cls.port)}
+            cls._starting = subprocess.Popen(["bash", str(ROOT / "scripts" / "elasticsearch.sh"), "start"],
+                                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    @classmethod
+    def wait(cls, timeout: float = 240) -> str:
+        cls.start_in_background()
+        if not cls.started:
+            _, err = cls._starting.communicate(timeout=timeout)
+            if cls._starting.returncode != 0:
+                raise RuntimeError(f"cannot start a second Elasticsearch on port {cls.port}: {err[-2000:]}")
+            cls.started, cls._starting = True, None
+        return cls.url
+
+    @classmethod
+    def stop(cls) -> None:
+        if cls._starting is not None:
+            cls._starting.communicate(timeout=240)
+            cls._starting, cls.started = None, True
+        if cls.started:
+            es_script("stop", port=cls.port)
+            cls.started = False
