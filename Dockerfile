@@ -1,0 +1,34 @@
+# findimage: the Slack bot (`findimage bot`) and the scheduled indexer (`findimage schedule`).
+# docker-compose.yml runs both from this image, with Elasticsearch.
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+
+# torch first, the CPU build from PyTorch's own index: a bare `torch` requirement pulls a multi-GB CUDA build.
+RUN pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu
+
+WORKDIR /app
+COPY pyproject.toml README.md Procfile findimage_cli.py ./
+COPY findimage ./findimage
+COPY indexer ./indexer
+COPY bot ./bot
+# Editable, so `findimage bot` finds the Procfile's web command next to the code.
+RUN pip install -e . \
+ && python -c "import torch; assert torch.__version__.startswith('2.13.0'), torch.__version__"
+
+RUN useradd --create-home --uid 10001 --shell /usr/sbin/nologin findimage \
+ && mkdir -p /data /archive /home/findimage/.cache/huggingface \
+ && chown -R findimage:findimage /data /home/findimage/.cache
+USER findimage
+
+# The archive is mounted read-only at /archive; /data holds the lock files (and the embedded store when
+# ELASTICSEARCH_URL is unset); models are downloaded once into the Hugging Face cache (a volume).
+ENV FINDIMAGE_ARCHIVE=/archive \
+    FINDIMAGE_DATA_DIR=/data \
+    HF_HOME=/home/findimage/.cache/huggingface \
+    PORT=3000
+EXPOSE 3000
+CMD ["findimage", "bot"]

@@ -1,0 +1,180 @@
+"""docker-compose.yml and the Dockerfile, checked without a Docker engine (none runs here): the file
+parses, its services, volumes and variables agree with findimage's settings, the Procfile, the
+Dockerfile and the documented configuration; `docker compose config` runs if a client is installed."""
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from findimage.config import DEFAULT_INFER_MODEL_ID, DEFAULT_TEXT_MODEL, Settings
+
+ROOT = Path(__file__).resolve().parents[1]
+COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+SERVICES = COMPOSE["services"]
+DOCKERFILE = (ROOT / "Dockerfile").read_text()
+INTERPOLATION = re.compile(r"(?<!\$)\$\{([A-Z0-9_]+)(?::?[-?][^}]*)?\}")
+
+
+def setting_names() -> set[str]:
+    """Every environment variable findimage/config.py reads."""
+    source = (ROOT / "findimage" / "config.py").read_text()
+    return set(re.findall(r'r\.(?:text|number|choice)\(\s*"([A-Z0-9_]+)"', source))
+
+
+def documented_names() -> set[str]:
+    """Variables in the configuration tables of the README and docs/*.md (first column, `NAME`)."""
+    names = set()
+    for doc in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
+        names |= set(re.findall(r"^\| `([A-Z0-9_]+)`", doc.read_text(), flags=re.M))
+    return names
+
+
+def default_of(value: str) -> str:
+    """`${NAME:-default}` -> default; a plain value as it is."""
+    match = re.fullmatch(r"\$\{[A-Z0-9_]+:-([^}]*)\}", value)
+    return match.group(1) if match else value
+
+
+def test_the_services_and_what_runs_in_them():
+    assert set(SERVICES) == {"elasticsearch", "text-model", "web", "worker"}
+    procfile = dict(line.split(": ", 1) for line in (ROOT / "Procfile").read_text().splitlines() if ": " in line)
+    assert " ".join(SERVICES["worker"]["command"]) == procfile["worker"] == "findimage schedule"
+    assert SERVICES["web"]["command"] == ["findimage", "bot"]  # runs the Procfile's web: line in HTTP mode
+    for name in ("web", "worker"):
+        assert SERVICES[name]["build"] == "." and SERVICES[name]["restart"] == "unless-stopped"
+
+
+def test_elasticsearch_is_the_official_image_single_node_with_security_and_a_password_from_env():
+    es = SERVICES["elasticsearch"]
+    assert re.fullmatch(r"docker\.elastic\.co/elasticsearch/elasticsearch:\$\{ELASTIC_VERSION:-8\.\d+\.\d+\}",
+                        es["image"])
+    env = es["environment"]
+    assert env["discovery.type"] == "single-node"
+    assert env["xpack.security.enabled"] == "true" and env["xpack.ml.enabled"] == "true"
+    assert env["ELASTIC_PASSWORD"].startswith("${ELASTIC_PASSWORD:?")
+    assert "esdata:/usr/share/elasticsearch/data" in es["volumes"]
+    assert "_cluster/health" in " ".join(es["healthcheck"]["test"])
+
+
+def test_the_text_model_service_imports_the_seeds_model_with_eland_and_starts_it():
+    svc = SERVICES["text-model"]
+    assert svc["image"].startswith("docker.elastic.co/eland/eland:")
+    eland_minor = re.search(r"ELAND_VERSION:-(\d+\.\d+)", svc["image"]).group(1)
+    es_minor = re.search(r"ELASTIC_VERSION:-(\d+\.\d+)", SERVICES["elasticsearch"]["image"]).group(1)
+    assert eland_minor == es_minor, "eland traces with the PyTorch of its Elasticsearch minor version"
+    command = " ".join(svc["command"])
+    for part in ("eland_import_hub_model", "--task-type text_embedding", "--start", '--hub-model-id "$$HUB_MODEL_ID"',
+                 '--es-model-id "$$FINDIMAGE_INFER_MODEL_ID"'):
+        assert part in command
+    env = svc["environment"]
+    assert default_of(env["HUB_MODEL_ID"]) == DEFAULT_TEXT_MODEL
+    assert default_of(env["FINDIMAGE_INFER_MODEL_ID"]) == DEFAULT_INFER_MODEL_ID
+    assert env["ES_URL"] == "http://elasticsearch:9200" and env["ES_PASSWORD"].startswith("${ELASTIC_PASSWORD")
+    assert svc["depends_on"] == {"elasticsearch": {"condition": "service_healthy"}}
+    host, target, _ = svc["volumes"][0].split(":")
+    assert (ROOT / host).is_file() and target in command and svc["restart"] == "no"
+
+
+def test_start_order_waits_for_health_and_the_model():
+    assert SERVICES["web"]["depends_on"] == {"elasticsearch": {"condition": "service_healthy"},
+                                             "text-model": {"condition": "service_completed_successfully"}}
+    assert SERVICES["worker"]["depends_on"] == {"elasticsearch": {"condition": "service_healthy"}}
+    assert "/healthz" in " ".join(SERVICES["web"]["healthcheck"]["test"])
+    assert SERVICES["worker"]["healthcheck"]["test"] == ["CMD", "findimage", "status"]
+
+
+def test_app_environment_uses_only_real_settings_and_they_are_documented():
+    settings, documented = setting_names(), documented_names()
+    for name in ("web", "worker"):
+        env = SERVICES[name]["environment"]
+        assert set(env) <= settings, f"{name}: not findimage settings: {set(env) - settings}"
+        assert set(env) <= documented, f"{name}: settings missing from the docs: {set(env) - documented}"
+        assert env["ELASTICSEARCH_URL"] == "http://elasticsearch:9200"
+        assert env["ELASTICSEARCH_PASSWORD"].startswith("${ELASTIC_PASSWORD")
+        assert env["FINDIMAGE_TEXT_EMBEDDER"] == "elasticsearch"
+        assert default_of(env["FINDIMAGE_INFER_MODEL_ID"]) == DEFAULT_INFER_MODEL_ID
+        assert default_of(env["FINDIMAGE_INDEX"]) == Settings.index_name
+        assert SERVICES[name]["env_file"] == [".env"]
+
+
+def test_volumes_archive_read_only_and_data_where_the_settings_point():
+    declared = set(COMPOSE["volumes"])
+    used = set()
+    for svc in SERVICES.values():
+        for volume in svc.get("volumes", []):
+            source = volume.split(":")[0]
+            if not source.startswith(("$", ".", "/")):
+                used.add(source)
+    assert used == declared, "every named volume is declared and every declared one is used"
+    for name in ("web", "worker"):
+        env, volumes = SERVICES[name]["environment"], SERVICES[name]["volumes"]
+        archive = [v for v in volumes if v.startswith("${ARCHIVE_PATH")]
+        assert len(archive) == 1 and archive[0].endswith(f":{env['FINDIMAGE_ARCHIVE']}:ro")
+        assert f"findimage-data:{env['FINDIMAGE_DATA_DIR']}" in volumes
+        assert any(v.startswith("models:") and v.split(":")[1] in DOCKERFILE for v in volumes)
+
+
+def test_compose_variables_are_in_the_example_env_file_and_documented():
+    used = set(INTERPOLATION.findall((ROOT / "docker-compose.yml").read_text()))
+    example = (ROOT / ".env.example").read_text()
+    in_example = set(re.findall(r"^#? ?([A-Z0-9_]+)=", example, flags=re.M))
+    assert used <= in_example, f"missing from .env.example: {used - in_example}"
+    assert used <= documented_names(), f"missing from the docs: {used - documented_names()}"
+    required = {m for m in re.findall(r"\$\{([A-Z0-9_]+):\?", (ROOT / "docker-compose.yml").read_text())}
+    assert required == {"ELASTIC_PASSWORD", "ARCHIVE_PATH"}
+    assert all(re.search(rf"^{name}=", example, flags=re.M) for name in required), "required ones are uncommented"
+
+
+def test_dockerfile_installs_cpu_torch_first_and_runs_as_a_user():
+    lines = [line.strip() for line in DOCKERFILE.splitlines() if line.strip() and not line.startswith("#")]
+    assert lines[0] == "FROM python:3.11-slim"
+    torch = next(i for i, line in enumerate(lines) if "torch==2.13.0" in line)
+    assert "--index-url https://download.pytorch.org/whl/cpu" in lines[torch]
+    project = next(i for i, line in enumerate(lines) if re.search(r"pip install (-e )?\.", line))
+    assert torch < project, "torch (CPU) before the project, or pip pulls a CUDA build"
+    user = [line for line in lines if line.startswith("USER ")]
+    assert user and user[-1] not in ("USER root", "USER 0")
+    for setting, value in (("FINDIMAGE_ARCHIVE", "/archive"), ("FINDIMAGE_DATA_DIR", "/data")):
+        assert f"{setting}={value}" in DOCKERFILE
+    ignored = (ROOT / ".dockerignore").read_text().split()
+    assert {".env", ".git", "archive"} <= set(ignored), "no secrets, history or photos in the build context"
+    for copied in re.findall(r"^COPY (.+) \S+$", DOCKERFILE, flags=re.M):
+        for path in copied.split():
+            assert (ROOT / path).exists() and path not in ignored, path
+
+
+def _compose_client() -> list[str] | None:
+    for command in (["docker", "compose"], ["docker-compose"]):
+        if shutil.which(command[0]) is None:
+            continue
+        try:
+            if subprocess.run([*command, "version"], capture_output=True, timeout=20).returncode == 0:
+                return command
+        except (OSError, subprocess.TimeoutExpired):
+            continue
+    return None
+
+
+def test_docker_compose_config_accepts_the_file(tmp_path):
+    client = _compose_client()
+    if client is None:
+        pytest.skip("no docker compose client installed (the engine is not needed, the client is)")
+    shutil.copy(ROOT / "docker-compose.yml", tmp_path / "docker-compose.yml")
+    env = (ROOT / ".env.example").read_text().replace("ARCHIVE_PATH=/srv/shared/images", f"ARCHIVE_PATH={tmp_path}")
+    (tmp_path / ".env").write_text(env)
+    run = subprocess.run([*client, "config"], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stderr
+    resolved = yaml.safe_load(run.stdout)
+    assert set(resolved["services"]) == set(SERVICES)
+    web_env = resolved["services"]["web"]["environment"]
+    assert web_env["FINDIMAGE_INFER_MODEL_ID"] == DEFAULT_INFER_MODEL_ID
+    assert web_env["ELASTICSEARCH_PASSWORD"] == "change-me-to-a-long-random-password"
+
+    (tmp_path / ".env").write_text(env.replace("ELASTIC_PASSWORD=", "# ELASTIC_PASSWORD="))
+    run = subprocess.run([*client, "config"], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert run.returncode != 0 and "ELASTIC_PASSWORD" in run.stderr, "no default password: it must be set"
