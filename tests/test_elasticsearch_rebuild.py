@@ -60,3 +60,17 @@ def test_an_interrupted_rebuild_leaves_the_live_index_alone_and_is_cleaned_up(se
     assert summary.updated == 7
     assert set(es.indices.get(index=f"{alias}-v*")) == {f"{alias}-v3"}, "the leftover v2 was deleted"
     assert open_store(settings).count() == 7
+
+
+@es_only
+def test_status_shows_the_server_and_the_index_behind_the_alias(settings, archive, capsys):
+    from findimage_cli import main
+
+    index_once(settings)
+    assert main(["status"]) == 0
+    out = capsys.readouterr().out
+    alias = settings.index_name
+    assert f"store:        elasticsearch ({settings.elasticsearch_url}, index {alias})" in out
+    assert "server:       Elasticsearch 8." in out
+    assert f"index:        {alias} -> {alias}-v1 (512 dims, int8_hnsw)" in out
+    assert "documents:    7" in out and "last pass:" in out and "added 7" in out

@@ -193,7 +193,6 @@ def test_kill_minus_9_mid_pass_then_rerun_leaves_exactly_one_document_per_image(
     assert len(store.knn(store.get(next(iter(store.file_states().values())).image_id).image_embedding, 200)) == 167
 
 
-@both_stores
 def test_searches_keep_answering_while_a_pass_writes(settings, env, archive):
     _many_photos(archive, 120)
     searcher = Searcher(settings)
