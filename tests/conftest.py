@@ -78,6 +78,8 @@ def archive(settings) -> Path:
 
 def pytest_collection_modifyitems(session, config, items):
     """Start slow Elasticsearch set-ups early, in the background, if a collected test needs them."""
+    if config.option.collectonly:
+        return
     needed = {name for item in items for name in getattr(item, "fixturenames", ())}
     if es_support.ES_URL and "second_server" in needed:
         es_support.SecondServer.start_in_background()
