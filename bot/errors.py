@@ -38,7 +38,9 @@ def user_message(exc: BaseException, subject: str | None = None) -> str:
                 "compare images. Whoever runs findimage needs to run `findimage index --full`.")
     if isinstance(exc, ModelError):
         log.error("model failed: %s", exc)
-        return f"The image model failed on this query, so I could not search. Please try again; if it keeps failing, {ASK_ADMIN}."
+        which = "image" if subject else "text"  # image answers name their file; text queries have none
+        return (f"The {which} model failed on this query, so I could not search. Please try again; if it keeps "
+                f"failing, {ASK_ADMIN}.")
     if isinstance(exc, SlackApiError) and exc.response.get("error") in CHANNEL_ERRORS:
         log.warning("cannot post in the channel: %s", exc.response.get("error"))
         return ("I cannot post in this channel: invite me with `/invite @findimage` (or use `/findimage` in a "

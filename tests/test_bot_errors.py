@@ -111,7 +111,8 @@ def test_a_model_failure_is_explained_and_the_next_query_works(flaky, emu):
     posted = post(emu, flaky, emu.add_file(jpeg_bytes(seed=501), "model.jpg", user=ALICE))
     in_thread = thread_reply(emu, posted, "model failed")
 
-    assert private.ephemeral and private.text.startswith("The image model failed on this query")
+    assert private.ephemeral and private.text.startswith("The text model failed on this query")
+    assert in_thread.text.count("The image model failed on this query") == 1
     assert "out of memory" not in private.text and "bot's log" in private.text
     assert in_thread.thread_ts == posted["ts"]
     assert len(still_serving(emu, flaky).files) == 5
