@@ -8,6 +8,7 @@ import numpy as np
 from elasticsearch import ApiError, ConnectionError, ConnectionTimeout, NotFoundError
 
 from .embedders import ModelError, normalise_rows
+from .es_client import api_reason
 from .records import DIMS
 from .store import StoreUnavailable
 
@@ -36,7 +37,7 @@ class InferTextEmbedder:
 
     @classmethod
     def from_settings(cls, settings) -> "InferTextEmbedder":
-        from .es_store import index_dims, make_client
+        from .es_client import index_dims, make_client
 
         client = make_client(settings)
         return cls(client, settings.infer_model_id, settings.es_timeout_seconds, settings.elasticsearch_url,
@@ -60,9 +61,9 @@ class InferTextEmbedder:
         except (ConnectionError, ConnectionTimeout):
             raise StoreUnavailable(self._unreachable()) from None
         except ApiError as exc:
-            if exc.meta.status in (429, 502, 503, 504) and not _not_deployed(_reason(exc)):
+            if exc.meta.status in (429, 502, 503, 504) and not _not_deployed(api_reason(exc)):
                 raise StoreUnavailable(f"Elasticsearch at {self.url} could not vectorize the query now "
-                                       f"({exc.meta.status}: {_reason(exc)}).") from None
+                                       f"({exc.meta.status}: {api_reason(exc)}).") from None
             raise ModelError(self._explain(exc)) from None
         results = response["inference_results"]
         vectors = [r.get("predicted_value") for r in results]
@@ -130,7 +131,7 @@ class InferTextEmbedder:
                 f"({IMPORT_HINT}) or set FINDIMAGE_TEXT_EMBEDDER=local.")
 
     def _explain(self, exc: ApiError) -> str:
-        reason = _reason(exc)
+        reason = api_reason(exc)
         if _not_deployed(reason):
             return (f"The text model {self.model_id} is not deployed; start it with "
                     f"POST _ml/trained_models/{self.model_id}/deployment/_start.")
@@ -154,8 +155,3 @@ def _node_reasons(deployment: dict) -> str:
     reason = "; ".join(dict.fromkeys(reasons)) or deployment.get("reason") or "no reason given"
     return " ".join(reason.split())[:300]
 
-
-def _reason(exc: ApiError) -> str:
-    body = exc.body if isinstance(exc.body, dict) else {}
-    error = body.get("error", {})
-    return (error.get("reason") if isinstance(error, dict) else str(error)) or str(exc)

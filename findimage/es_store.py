@@ -6,16 +6,16 @@ searches keep working meanwhile, then deletes the old index.
 """
 from __future__ import annotations
 
-import functools
 import logging
 import re
 import time
 from typing import Iterable, Sequence
 
 import numpy as np
-from elasticsearch import (ApiError, BadRequestError, ConnectionError, ConnectionTimeout, Elasticsearch,
-                           NotFoundError, helpers)
+from elasticsearch import BadRequestError, Elasticsearch, NotFoundError, helpers
 
+from .es_client import (BUSY_STATUSES, error_type, index_dims, item_reason, make_client,
+                        unavailable_on_connection_errors)
 from .records import DIMS, FileState, ImageDoc, Match, normalise_folder
 from .store import StoreError, StoreUnavailable, default_num_candidates
 
@@ -45,80 +45,9 @@ def mapping(dims: int, index_options: str) -> dict:
     }
 
 
-# Statuses that mean "the cluster cannot serve this right now" (starting, restarting, overloaded).
-BUSY_STATUSES = (429, 502, 503, 504)
 # How long a rebuild leaves the old index in place after the alias swap, so searches that resolved
 # the alias just before the swap still finish on it.
 SWAP_GRACE_SECONDS = 1.0
-
-
-def unavailable_error(url: str, exc: Exception) -> StoreUnavailable:
-    """One sentence a user can act on for a server that cannot be reached or is not ready."""
-    if isinstance(exc, ApiError):
-        status = exc.meta.status
-        if status in (401, 403):
-            return StoreUnavailable(
-                f"Elasticsearch at {url} refused the credentials ({status}): check ELASTICSEARCH_API_KEY or "
-                "ELASTICSEARCH_USERNAME/ELASTICSEARCH_PASSWORD.")
-        return StoreUnavailable(f"Elasticsearch at {url} is not ready to serve requests ({status}, "
-                                f"{_api_reason(exc)}): it is probably starting or overloaded.")
-    return StoreUnavailable(f"Elasticsearch at {url} is not reachable ({_connection_reason(exc)}): check that "
-                            "it is running and that ELASTICSEARCH_URL is right.")
-
-
-def _connection_reason(exc: Exception) -> str:
-    text = str(exc)
-    for needle, reason in (("refused", "connection refused"), ("timed out", "timed out"),
-                           ("Timeout", "timed out"), ("CERTIFICATE", "TLS certificate not trusted; set "
-                            "ELASTICSEARCH_CA_CERTS"), ("SSL", "TLS error"), ("Name or service not known",
-                            "unknown host"), ("nodename nor servname", "unknown host"),
-                           ("Temporary failure in name resolution", "unknown host")):
-        if needle in text:
-            return reason
-    return type(exc).__name__
-
-
-def _item_reason(result: dict) -> str:
-    """A bulk item's error in one line: the reason and its cause, without the source excerpt ES quotes."""
-    error = result.get("error") or {}
-    if not isinstance(error, dict):
-        return str(error)[:300] or f"status {result.get('status')}"
-    parts = []
-    for part in (error.get("reason"), (error.get("caused_by") or {}).get("reason")):
-        line = (part or "").split("\n")[0].strip()
-        if line and not any(line in p for p in parts):
-            parts.append(line)
-    reason = ": ".join(parts) or error.get("type") or f"status {result.get('status')}"
-    return reason if len(reason) <= 300 else reason[:299] + "…"
-
-
-def _error_type(exc: ApiError) -> str:
-    error = exc.body.get("error", {}) if isinstance(exc.body, dict) else {}
-    return error.get("type", "") if isinstance(error, dict) else ""
-
-
-def _api_reason(exc: ApiError) -> str:
-    body = exc.body if isinstance(exc.body, dict) else {}
-    error = body.get("error", {})
-    reason = (error.get("reason") or error.get("type")) if isinstance(error, dict) else error
-    return str(reason or exc.message)
-
-
-def _unavailable_on_connection_errors(method):
-    """Connection trouble becomes StoreUnavailable with one sentence a user can act on."""
-
-    @functools.wraps(method)
-    def wrapper(self, *args, **kwargs):
-        try:
-            return method(self, *args, **kwargs)
-        except (ConnectionError, ConnectionTimeout) as exc:
-            raise unavailable_error(self.url, exc) from None
-        except ApiError as exc:
-            if exc.meta.status in (*BUSY_STATUSES, 401, 403):
-                raise unavailable_error(self.url, exc) from None
-            raise
-
-    return wrapper
 
 
 class ElasticsearchStore:
@@ -156,7 +85,7 @@ class ElasticsearchStore:
             try:
                 self._create_concrete(first, alias=True)
             except BadRequestError as exc:
-                if _error_type(exc) != "resource_already_exists_exception":
+                if error_type(exc) != "resource_already_exists_exception":
                     raise
                 if not self.client.indices.exists_alias(name=self.alias):  # v1 there, alias removed by hand
                     self.client.indices.put_alias(index=first, name=self.alias)
@@ -188,7 +117,7 @@ class ElasticsearchStore:
         live = set(self._concrete_indices()) | {self._write_index}
         return sorted(i for i in self._versions() if i not in live)
 
-    @_unavailable_on_connection_errors
+    @unavailable_on_connection_errors
     def begin_rebuild(self) -> None:
         """A new concrete index receives the following writes; the alias keeps serving the old one."""
         self._ensure_index()
@@ -201,7 +130,7 @@ class ElasticsearchStore:
         self._write_index = self._create_concrete(f"{self.alias}-v{version}",
                                                   self._read_meta(current[0]) if current else None)
 
-    @_unavailable_on_connection_errors
+    @unavailable_on_connection_errors
     def finish_rebuild(self) -> None:
         """Swap the alias to the rebuilt index in one atomic step, then delete the old index."""
         new, old = self._write_index, self._concrete_indices()
@@ -219,7 +148,7 @@ class ElasticsearchStore:
             if index != self.alias:
                 self.client.indices.delete(index=index, ignore_unavailable=True)
 
-    @_unavailable_on_connection_errors
+    @unavailable_on_connection_errors
     def drop(self) -> None:
         """Delete the alias's indices, including any left by an interrupted rebuild (tests, uninstall)."""
         doomed = self._concrete_indices() + self._orphans() + ([self._write_index] if self._write_index else [])
@@ -228,14 +157,14 @@ class ElasticsearchStore:
         self._write_index = None
         self._ready = False
 
-    @_unavailable_on_connection_errors
+    @unavailable_on_connection_errors
     def index_dims(self) -> int | None:
         """Dims of the vectors in the index behind the alias; None while there is no index."""
         if self._index_dims is None:
             self._index_dims = index_dims(self.client, self.alias)
         return self._index_dims
 
-    @_unavailable_on_connection_errors
+    @unavailable_on_connection_errors
     def details(self) -> list[tuple[str, str]]:
         """(label, value) lines for `findimage status`: server, alias -> index, rebuild leftovers."""
         info, health = self.client.info(), self.client.cluster.health()
@@ -258,14 +187,14 @@ class ElasticsearchStore:
         return self._write_index or self.alias
 
     # ---- writes -------------------------------------------------------------------------------
-    @_unavailable_on_connection_errors
+    @unavailable_on_connection_errors
     def upsert(self, docs: Sequence[ImageDoc]) -> None:
         self._ensure_index()
         paths = {d.image_id: d.relative_path for d in docs}
         actions = ({"_index": self._target, "_id": d.image_id, "_source": _source(d)} for d in docs)
         self._bulk(actions, paths)
 
-    @_unavailable_on_connection_errors
+    @unavailable_on_connection_errors
     def delete(self, image_ids: Iterable[str]) -> None:
         self._ensure_index()
         actions = ({"_op_type": "delete", "_index": self._target, "_id": i} for i in image_ids)
@@ -282,7 +211,7 @@ class ElasticsearchStore:
                                                max_retries=3, initial_backoff=1, ignore_status=ignore_status):
             if not ok:
                 result = next(iter(item.values()))
-                failure = (paths.get(result.get("_id"), result.get("_id")), _item_reason(result))
+                failure = (paths.get(result.get("_id"), result.get("_id")), item_reason(result))
                 (busy if result.get("status") in BUSY_STATUSES else failures).append(failure)
         self._needs_refresh = True
         if busy:
@@ -292,7 +221,7 @@ class ElasticsearchStore:
             raise StoreError(f"Elasticsearch rejected {len(failures)} document(s), e.g. {failures[0][0]}: "
                              f"{failures[0][1]}", failures)
 
-    @_unavailable_on_connection_errors
+    @unavailable_on_connection_errors
     def set_meta(self, key: str, value: str) -> None:
         self._ensure_index()
         for index in self._meta_indices():
@@ -307,7 +236,7 @@ class ElasticsearchStore:
         found = self.client.indices.get_mapping(index=index)
         return dict(next(iter(found.values()))["mappings"].get("_meta", {}))
 
-    @_unavailable_on_connection_errors
+    @unavailable_on_connection_errors
     def checkpoint(self) -> None:
         if self._ready:
             self.client.indices.refresh(index=self._target)
@@ -321,7 +250,7 @@ class ElasticsearchStore:
             self.client.indices.refresh(index=self.alias)
             self._needs_refresh = False
 
-    @_unavailable_on_connection_errors
+    @unavailable_on_connection_errors
     def get(self, image_id: str) -> ImageDoc | None:
         self._ensure_index()
         try:
@@ -330,18 +259,18 @@ class ElasticsearchStore:
             return None
         return _doc(found["_source"])
 
-    @_unavailable_on_connection_errors
+    @unavailable_on_connection_errors
     def count(self) -> int:
         self._fresh()
         return int(self.client.count(index=self.alias)["count"])
 
-    @_unavailable_on_connection_errors
+    @unavailable_on_connection_errors
     def get_meta(self, key: str) -> str | None:
         self._ensure_index()
         indices = self._concrete_indices()
         return self._read_meta(indices[0]).get(key) if indices else None
 
-    @_unavailable_on_connection_errors
+    @unavailable_on_connection_errors
     def knn(self, vector: np.ndarray, k: int, num_candidates: int | None = None,
             folder: str | None = None) -> list[Match]:
         self._fresh()
@@ -369,7 +298,7 @@ class ElasticsearchStore:
         return [Match(h["_source"]["image_id"], h["_source"]["image_name"], h["_source"]["relative_path"],
                       float(h["_score"]), h["_source"].get("sha256", "")) for h in found["hits"]["hits"]]
 
-    @_unavailable_on_connection_errors
+    @unavailable_on_connection_errors
     def file_states(self) -> dict[str, FileState]:
         """Every document's state, including writes of other processes not refreshed yet (start of a pass)."""
         self._ensure_index()
@@ -379,7 +308,7 @@ class ElasticsearchStore:
                             _source=STATE_FIELDS, size=5000)
         return {h["_source"]["relative_path"]: FileState(*(h["_source"][f] for f in STATE_FIELDS)) for h in hits}
 
-    @_unavailable_on_connection_errors
+    @unavailable_on_connection_errors
     def vectors_by_sha256(self, sha256s: Iterable[str], model_id: str) -> dict[str, np.ndarray]:
         self._fresh()
         wanted, found = sorted(set(sha256s)), {}
@@ -395,36 +324,6 @@ class ElasticsearchStore:
 
     def close(self) -> None:
         self.client.close()
-
-
-def index_dims(client: Elasticsearch, name: str) -> int | None:
-    """Dims of `image_embedding` in the index (or alias) `name`; None if it does not exist."""
-    try:
-        found = client.indices.get_field_mapping(index=name, fields="image_embedding")
-    except NotFoundError:
-        return None
-    for index in found.values():
-        field = index.get("mappings", {}).get("image_embedding", {}).get("mapping", {}).get("image_embedding")
-        if field and field.get("dims"):
-            return int(field["dims"])
-    return None
-
-
-def make_client(settings) -> Elasticsearch:
-    # The transport logs every failed attempt as a warning with a traceback; findimage reports
-    # unavailability itself in one sentence (StoreUnavailable), so only its errors are shown.
-    transport_log = logging.getLogger("elastic_transport")
-    if transport_log.level == logging.NOTSET:
-        transport_log.setLevel(logging.ERROR)
-    auth = {}
-    if settings.elasticsearch_api_key:
-        auth["api_key"] = settings.elasticsearch_api_key
-    elif settings.elasticsearch_username:
-        auth["basic_auth"] = (settings.elasticsearch_username, settings.elasticsearch_password)
-    if settings.elasticsearch_ca_certs:
-        auth["ca_certs"] = str(settings.elasticsearch_ca_certs)
-    return Elasticsearch(settings.elasticsearch_url, request_timeout=settings.es_timeout_seconds,
-                         retry_on_timeout=True, max_retries=2, **auth)
 
 
 def _source(d: ImageDoc) -> dict:

@@ -1,0 +1,109 @@
+"""The Elasticsearch client as findimage uses it: built from settings, its failures in one sentence."""
+from __future__ import annotations
+
+import functools
+import logging
+
+from elasticsearch import ApiError, ConnectionError, ConnectionTimeout, Elasticsearch, NotFoundError
+
+from .store import StoreUnavailable
+
+# Statuses that mean "the cluster cannot serve this right now" (starting, restarting, overloaded).
+BUSY_STATUSES = (429, 502, 503, 504)
+def unavailable_error(url: str, exc: Exception) -> StoreUnavailable:
+    """One sentence a user can act on for a server that cannot be reached or is not ready."""
+    if isinstance(exc, ApiError):
+        status = exc.meta.status
+        if status in (401, 403):
+            return StoreUnavailable(
+                f"Elasticsearch at {url} refused the credentials ({status}): check ELASTICSEARCH_API_KEY or "
+                "ELASTICSEARCH_USERNAME/ELASTICSEARCH_PASSWORD.")
+        return StoreUnavailable(f"Elasticsearch at {url} is not ready to serve requests ({status}, "
+                                f"{api_reason(exc)}): it is probably starting or overloaded.")
+    return StoreUnavailable(f"Elasticsearch at {url} is not reachable ({_connection_reason(exc)}): check that "
+                            "it is running and that ELASTICSEARCH_URL is right.")
+
+
+def _connection_reason(exc: Exception) -> str:
+    text = str(exc)
+    for needle, reason in (("refused", "connection refused"), ("timed out", "timed out"),
+                           ("Timeout", "timed out"), ("CERTIFICATE", "TLS certificate not trusted; set "
+                            "ELASTICSEARCH_CA_CERTS"), ("SSL", "TLS error"), ("Name or service not known",
+                            "unknown host"), ("nodename nor servname", "unknown host"),
+                           ("Temporary failure in name resolution", "unknown host")):
+        if needle in text:
+            return reason
+    return type(exc).__name__
+
+
+def item_reason(result: dict) -> str:
+    """A bulk item's error in one line: the reason and its cause, without the source excerpt ES quotes."""
+    error = result.get("error") or {}
+    if not isinstance(error, dict):
+        return str(error)[:300] or f"status {result.get('status')}"
+    parts = []
+    for part in (error.get("reason"), (error.get("caused_by") or {}).get("reason")):
+        line = (part or "").split("\n")[0].strip()
+        if line and not any(line in p for p in parts):
+            parts.append(line)
+    reason = ": ".join(parts) or error.get("type") or f"status {result.get('status')}"
+    return reason if len(reason) <= 300 else reason[:299] + "…"
+
+
+def error_type(exc: ApiError) -> str:
+    error = exc.body.get("error", {}) if isinstance(exc.body, dict) else {}
+    return error.get("type", "") if isinstance(error, dict) else ""
+
+
+def api_reason(exc: ApiError) -> str:
+    body = exc.body if isinstance(exc.body, dict) else {}
+    error = body.get("error", {})
+    reason = (error.get("reason") or error.get("type")) if isinstance(error, dict) else error
+    return str(reason or exc.message)
+
+
+def unavailable_on_connection_errors(method):
+    """Connection trouble becomes StoreUnavailable with one sentence a user can act on."""
+
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        try:
+            return method(self, *args, **kwargs)
+        except (ConnectionError, ConnectionTimeout) as exc:
+            raise unavailable_error(self.url, exc) from None
+        except ApiError as exc:
+            if exc.meta.status in (*BUSY_STATUSES, 401, 403):
+                raise unavailable_error(self.url, exc) from None
+            raise
+
+    return wrapper
+
+
+def index_dims(client: Elasticsearch, name: str) -> int | None:
+    """Dims of `image_embedding` in the index (or alias) `name`; None if it does not exist."""
+    try:
+        found = client.indices.get_field_mapping(index=name, fields="image_embedding")
+    except NotFoundError:
+        return None
+    for index in found.values():
+        field = index.get("mappings", {}).get("image_embedding", {}).get("mapping", {}).get("image_embedding")
+        if field and field.get("dims"):
+            return int(field["dims"])
+    return None
+
+
+def make_client(settings) -> Elasticsearch:
+    # The transport logs every failed attempt as a warning with a traceback; findimage reports
+    # unavailability itself in one sentence (StoreUnavailable), so only its errors are shown.
+    transport_log = logging.getLogger("elastic_transport")
+    if transport_log.level == logging.NOTSET:
+        transport_log.setLevel(logging.ERROR)
+    auth = {}
+    if settings.elasticsearch_api_key:
+        auth["api_key"] = settings.elasticsearch_api_key
+    elif settings.elasticsearch_username:
+        auth["basic_auth"] = (settings.elasticsearch_username, settings.elasticsearch_password)
+    if settings.elasticsearch_ca_certs:
+        auth["ca_certs"] = str(settings.elasticsearch_ca_certs)
+    return Elasticsearch(settings.elasticsearch_url, request_timeout=settings.es_timeout_seconds,
+                         retry_on_timeout=True, max_retries=2, **auth)
