@@ -29,6 +29,7 @@ class Settings:
     text_model: str = DEFAULT_TEXT_MODEL
     quantize: str = "off"
     quantize_min_cosine: float = 0.99
+    torch_threads: int = 0  # 0: torch's default (one per core)
     batch_size: int = 32
     index_interval_minutes: float = 15.0
     top_k: int = 5
@@ -129,6 +130,7 @@ def load_settings(environ: Mapping[str, str] | None = None, env_file: str | Path
         text_model=r.text("FINDIMAGE_TEXT_MODEL", DEFAULT_TEXT_MODEL),
         quantize=r.choice("FINDIMAGE_QUANTIZE", "off", ("off", "int8")),
         quantize_min_cosine=r.number("FINDIMAGE_QUANTIZE_MIN_COSINE", 0.99, float, 0.0, 1.0),
+        torch_threads=r.number("FINDIMAGE_TORCH_THREADS", 0, int, 0, 256),
         batch_size=r.number("FINDIMAGE_BATCH_SIZE", 32, int, 1, 1024),
         index_interval_minutes=r.number("FINDIMAGE_INDEX_INTERVAL_MINUTES", 15.0, float, 0.1),
         top_k=r.number("FINDIMAGE_TOP_K", 5, int, 1, 50),

@@ -73,10 +73,11 @@ class SentenceTransformerEmbedder:
     `min_cosine` it is refused with a warning and the exact model is used instead.
     """
 
-    def __init__(self, name_or_path: str, quantize: str = "off", min_cosine: float = 0.99):
+    def __init__(self, name_or_path: str, quantize: str = "off", min_cosine: float = 0.99, threads: int = 0):
         self.name_or_path = name_or_path
         self.quantize = quantize
         self.min_cosine = min_cosine
+        self.threads = threads
         self.model_id = model_fingerprint(name_or_path)
         self.fidelity: Fidelity | None = None  # set when a quantized model was checked at load
         self.quantized = False  # whether the loaded model runs quantized
@@ -112,6 +113,7 @@ class SentenceTransformerEmbedder:
                 "Point FINDIMAGE_IMAGE_MODEL / FINDIMAGE_TEXT_MODEL at a hub id you can reach or a local directory."
             ) from exc
         model.eval()
+        _use_fast_activations(model)
         self._input_size = _processor_input_size(model)
         if self.quantize == "int8":
             model = self._quantized(model)
@@ -183,14 +185,67 @@ class SentenceTransformerEmbedder:
         return self._encode(list(images))
 
 
+def use_torch_threads(threads: int) -> None:
+    """Intra-op threads of torch for this process (0: leave torch's default, one per core).
+
+    One thread suits a query process that shares its cores with an indexer: torch splits every
+    operation across its threads, and when another process holds one core, each operation waits
+    for the descheduled half (measured here: single queries 5-10x slower, p95 worse still).
+    """
+    if threads > 0:
+        import torch
+
+        if torch.get_num_threads() != threads:
+            torch.set_num_threads(threads)
+
+
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
+_allocator_tuned = False
+
+
+def _keep_freed_memory_for_reuse() -> None:
+    """Let glibc reuse freed activation buffers instead of returning them to the kernel after every
+    operation: CLIP's 5-20 MB intermediates otherwise cost fresh page faults each time (measured:
+    int8 inference 38 -> 33 CPU-ms per image). Keeps at most a few dozen MB more resident."""
+    global _allocator_tuned
+    if _allocator_tuned:
+        return
+    _allocator_tuned = True
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(_M_MMAP_THRESHOLD, 32 * 2**20)  # the largest glibc accepts
+        libc.mallopt(_M_TRIM_THRESHOLD, 64 * 2**20)
+    except (OSError, AttributeError):  # not glibc (macOS, musl): nothing to tune
+        pass
+
+
+def _use_fast_activations(model) -> None:
+    """CLIP's quick GELU, x * sigmoid(1.702 x), as one in-place SiLU pass: the same values (to 1 ulp)
+    without two activation-sized temporaries per layer (measured: int8 inference 45 -> 37 CPU-ms/image)."""
+    import torch
+
+    class QuickGELU(torch.nn.Module):
+        def forward(self, x):
+            if torch.is_grad_enabled():  # in-place would break autograd; inference runs without it
+                return x * torch.sigmoid(1.702 * x)
+            return torch.nn.functional.silu(x.mul_(1.702), inplace=True).div_(1.702)
+
+    for module in list(model.modules()):
+        for name, child in list(module.named_children()):
+            if type(child).__name__ == "QuickGELUActivation":
+                setattr(module, name, QuickGELU())
+
+
 def _quantize_int8(model):
     """Dynamic int8 quantization of the linear layers, in place: ~2-3x faster CLIP on CPU."""
     import warnings
 
     import torch
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
+    with warnings.catch_warnings():  # torch deprecates its quantized tensors (DeprecationWarning, UserWarning)
+        warnings.simplefilter("ignore")
         return torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8, inplace=True)
 
 
@@ -233,17 +288,19 @@ _shared: dict[tuple[str, str], SentenceTransformerEmbedder] = {}
 _shared_lock = threading.Lock()
 
 
-def shared_embedder(name_or_path: str, quantize: str = "off", min_cosine: float = 0.99) -> SentenceTransformerEmbedder:
+def shared_embedder(name_or_path: str, quantize: str = "off", min_cosine: float = 0.99,
+                    threads: int = 0) -> SentenceTransformerEmbedder:
     """The process-wide embedder for a model, so each model is loaded once per process."""
     with _shared_lock:
-        key = (name_or_path, quantize, min_cosine)
+        key = (name_or_path, quantize, min_cosine, threads)
         if key not in _shared:
-            _shared[key] = SentenceTransformerEmbedder(name_or_path, quantize, min_cosine)
+            _shared[key] = SentenceTransformerEmbedder(name_or_path, quantize, min_cosine, threads)
         return _shared[key]
 
 
 def image_embedder(settings) -> SentenceTransformerEmbedder:
-    return shared_embedder(settings.image_model, settings.quantize, settings.quantize_min_cosine)
+    return shared_embedder(settings.image_model, settings.quantize, settings.quantize_min_cosine,
+                           settings.torch_threads)
 
 
 def text_embedder(settings) -> TextEmbedder:
@@ -251,4 +308,4 @@ def text_embedder(settings) -> TextEmbedder:
         from .es_infer import InferTextEmbedder
 
         return InferTextEmbedder.from_settings(settings)
-    return shared_embedder(settings.text_model)
+    return shared_embedder(settings.text_model, threads=settings.torch_threads)
