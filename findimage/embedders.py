@@ -68,9 +68,10 @@ class Fidelity:
 class SentenceTransformerEmbedder:
     """One sentence-transformers model, loaded once per process on first use, usable from many threads.
 
-    `quantize="int8"` runs the linear layers in int8 (about 2-3x faster on CPU). At load the
-    quantized model is checked against the exact one on built-in probe images; below
-    `min_cosine` it is refused with a warning and the exact model is used instead.
+    `quantize="int8"` runs the linear layers in int8 (images ~2.5x, text queries ~4x faster on CPU).
+    At load the quantized model is checked against the exact one on built-in probes (pictures for an
+    image model, sentences for a text model); below `min_cosine` it is refused with a warning and the
+    exact model is used instead.
     """
 
     def __init__(self, name_or_path: str, quantize: str = "off", min_cosine: float = 0.99, threads: int = 0):
@@ -101,6 +102,16 @@ class SentenceTransformerEmbedder:
         _ = self.model
 
     def _load(self):
+        use_torch_threads(self.threads)
+        _keep_freed_memory_for_reuse()
+        model = self._open()
+        self._input_size = _processor_input_size(model)
+        if self.quantize == "int8":
+            model = self._quantized(model)
+        log.info("loaded model %s%s", self.model_id, " (int8)" if self.quantized else "")
+        return model
+
+    def _open(self):
         from sentence_transformers import SentenceTransformer
         from transformers.utils import logging as transformers_logging
 
@@ -114,15 +125,13 @@ class SentenceTransformerEmbedder:
             ) from exc
         model.eval()
         _use_fast_activations(model)
-        self._input_size = _processor_input_size(model)
-        if self.quantize == "int8":
-            model = self._quantized(model)
-        log.info("loaded model %s%s", self.model_id, " (int8)" if self.quantized else "")
         return model
 
     def _quantized(self, model):
-        """The int8 model if it passes the fidelity check against the exact model, else the exact model."""
-        probes = probe_images()
+        """The int8 model if it passes the fidelity check against the exact model, else the exact model.
+
+        The probes are pictures for an image model (one with an image processor), sentences otherwise."""
+        probes = probe_images() if self._input_size else list(PROBE_SENTENCES)
         with self._run_lock:
             exact = self._run(model, probes)
             quantized = _quantize_int8(model)  # in place: no second copy of the weights in memory
@@ -132,9 +141,7 @@ class SentenceTransformerEmbedder:
         if self.fidelity.min_cosine < self.min_cosine:
             log.warning("int8 quantization of %s refused: %s is below FINDIMAGE_QUANTIZE_MIN_COSINE=%s; "
                         "using the exact float32 model", self.model_id, self.fidelity.line(), self.min_cosine)
-            from sentence_transformers import SentenceTransformer
-
-            return SentenceTransformer(self.name_or_path, device="cpu").eval()
+            return self._open()
         log.info("int8 quantization of %s accepted: %s", self.model_id, self.fidelity.line())
         self.quantized = True
         return quantized
@@ -265,6 +272,13 @@ def _processor_input_size(model) -> tuple[int, int] | None:
         return None
 
 
+PROBE_SENTENCES = (
+    "a snow covered mountain", "ein schneebedeckter Berg", "red roses in a glass vase", "un chat qui dort",
+    "perro corriendo en la playa", "team photo at the summer party on the roof terrace", "夜の駅のホーム",
+    "whiteboard with a sketch", "Kinder spielen im Park bei Sonnenuntergang", "close-up of a circuit board",
+)
+
+
 def probe_images(count: int = 8, size: int = 256) -> list[Image.Image]:
     """Deterministic picture-like probes (gradients, shapes, textures, noise) for the fidelity check."""
     rng = np.random.default_rng(20240611)
@@ -308,4 +322,5 @@ def text_embedder(settings) -> TextEmbedder:
         from .es_infer import InferTextEmbedder
 
         return InferTextEmbedder.from_settings(settings)
-    return shared_embedder(settings.text_model, threads=settings.torch_threads)
+    return shared_embedder(settings.text_model, settings.quantize, settings.quantize_min_cosine,
+                           settings.torch_threads)

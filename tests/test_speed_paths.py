@@ -12,7 +12,7 @@ from sentence_transformers import SentenceTransformer
 
 from findimage.config import load_settings
 from findimage.embedded_store import EmbeddedStore
-from findimage.embedders import SentenceTransformerEmbedder, use_torch_threads
+from findimage.embedders import PROBE_SENTENCES, SentenceTransformerEmbedder, use_torch_threads
 from findimage.imaging import prepare_bytes
 from findimage.records import ImageDoc, image_id_for
 from findimage.vector_index import VectorIndex, default_nprobe
@@ -38,6 +38,13 @@ def test_int8_is_used_only_after_its_fidelity_check(image_model):
     refused.load()
     assert not refused.quantized and refused.fidelity.min_cosine < 1.0
     np.testing.assert_allclose(refused.embed_images(pictures), exact.embed_images(pictures), atol=1e-6)
+
+
+def test_the_text_model_is_checked_with_sentences(test_models):
+    text = SentenceTransformerEmbedder(str(test_models["text"]), quantize="int8", min_cosine=0.5)
+    vectors = text.embed_texts(["ein schneebedeckter Berg"])
+    assert text.quantized and text.fidelity.probes == len(PROBE_SENTENCES)
+    assert vectors.shape == (1, 512) and abs(np.linalg.norm(vectors[0]) - 1) < 1e-5
 
 
 def test_shrinking_in_the_decode_thread_changes_no_embedding(image_model):
