@@ -12,7 +12,7 @@ from sentence_transformers import SentenceTransformer
 
 from findimage.config import load_settings
 from findimage.embedded_store import EmbeddedStore
-from findimage.embedders import PROBE_SENTENCES, SentenceTransformerEmbedder, use_torch_threads
+from findimage.embedders import MIN_PER_STREAM, PROBE_SENTENCES, SentenceTransformerEmbedder, use_torch_threads
 from findimage.imaging import prepare_bytes
 from findimage.records import ImageDoc, image_id_for
 from findimage.vector_index import VectorIndex, default_nprobe
@@ -55,6 +55,15 @@ def test_shrinking_in_the_decode_thread_changes_no_embedding(image_model):
     assert np.array_equal(embedder.embed_images([big]), embedder.embed_images([small]))
     tiny = photo(4, (100, 80))
     assert embedder.shrink(tiny) is tiny  # the processor upsamples those itself
+
+
+def test_a_batch_split_over_inference_streams_gives_each_image_its_own_vector(image_model):
+    embedder = SentenceTransformerEmbedder(image_model, threads=2)
+    pictures = [photo(i, (240, 224)) for i in range(4 * MIN_PER_STREAM)]
+    batch = embedder.embed_images(pictures)
+    assert embedder._pool is not None  # the batch went through the streams
+    one_by_one = np.vstack([embedder.embed_images([p]) for p in pictures])
+    np.testing.assert_allclose(batch, one_by_one, atol=1e-5)
 
 
 def test_the_indexer_decodes_at_the_model_size(image_model, tmp_path):
