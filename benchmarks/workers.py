@@ -1,0 +1,352 @@
+"""Measurements that run in their own process (clean memory figures, one model setup each).
+
+    python -m benchmarks.workers <name> [json arguments]
+
+Each prints one JSON object on its last stdout line. Settings come from the FINDIMAGE_* environment
+the orchestrator (benchmarks/run.py) passes, exactly as the product reads them.
+"""
+from __future__ import annotations
+
+import glob
+import json
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def cpu_seconds() -> float:
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def memory() -> dict:
+    """Current and peak resident set size of this process, in MB."""
+    values = {}
+    with open("/proc/self/status") as f:
+        for line in f:
+            key, _, rest = line.partition(":")
+            if key in ("VmRSS", "VmHWM"):
+                values[key] = int(rest.split()[0]) / 1024
+    return {"rss_mb": round(values["VmRSS"], 1), "peak_rss_mb": round(values["VmHWM"], 1)}
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))]
+
+
+def _settings():
+    from findimage.config import load_settings
+
+    return load_settings(env_file=None)
+
+
+# ---- indexing --------------------------------------------------------------------------------
+def seed_loop(args: dict) -> dict:
+    """The seed document's ingest loop, as written there (model load and one warm-up call untimed)."""
+    from PIL import Image
+    from sentence_transformers import SentenceTransformer
+
+    started = time.perf_counter()
+    img_model = SentenceTransformer(args["model"])
+    load_seconds = time.perf_counter() - started
+    img_model.encode(Image.new("RGB", (640, 480), (90, 120, 150)))  # warm-up, as for the candidates
+    PATH_TO_IMAGES = os.path.join(args["folder"], "**", "*.jpg")
+    lst = []
+    started, cpu = time.perf_counter(), cpu_seconds()
+    for filename in glob.glob(PATH_TO_IMAGES, recursive=True):
+        doc = {}
+        image = Image.open(filename)
+        embedding = img_model.encode(image)
+        doc['image_name'] = os.path.basename(filename)
+        doc['image_embedding'] = embedding.tolist()
+        lst.append(doc)
+    seconds, cpu = time.perf_counter() - started, cpu_seconds() - cpu
+    np.savez(args["vectors"], **{d["image_name"]: np.asarray(d["image_embedding"], np.float32) for d in lst})
+    return {"images": len(lst), "seconds": seconds, "images_per_second": len(lst) / seconds,
+            "cpu_ms_per_image": 1000 * cpu / len(lst), "load_seconds": load_seconds, **memory()}
+
+
+def index_pass(args: dict) -> dict:
+    """A product indexing pass (`findimage index`) over a fresh archive, with the model loaded first."""
+    from PIL import Image
+
+    from findimage import embedders
+    from findimage.embedded_store import EmbeddedStore
+    from findimage.records import image_id_for
+    from indexer.run import index_once
+
+    settings = _settings()
+    embedder = embedders.image_embedder(settings)
+    started = time.perf_counter()
+    embedder.load()
+    load_seconds = time.perf_counter() - started
+    embedder.embed_images([Image.new("RGB", (640, 480), (90, 120, 150))])  # warm-up, as for the seed loop
+    cpu = cpu_seconds()
+    summary = index_once(settings, progress=False)
+    cpu = cpu_seconds() - cpu
+    result = {"images": summary.embedded, "seconds": summary.seconds,
+              "images_per_second": summary.images_per_second, "failed": summary.failed,
+              "cpu_ms_per_image": 1000 * cpu / max(1, summary.embedded),
+              "load_seconds": load_seconds, "quantized": embedder.quantized,
+              "fidelity": embedder.fidelity.__dict__ if embedder.fidelity else None, **memory()}
+    if args.get("vectors"):
+        store = EmbeddedStore(settings.data_dir)
+        names = sorted(p.name for p in Path(settings.archive).glob("*.jpg"))
+        np.savez(args["vectors"], **{n: store.get(image_id_for(n)).image_embedding for n in names})
+        store.close()
+    return result
+
+
+def archive_pass(args: dict) -> dict:
+    """One `findimage index` pass over an already indexed archive (the model is loaded only if needed)."""
+    from findimage import embedders
+    from indexer.run import index_once
+
+    settings = _settings()
+    embedder = embedders.image_embedder(settings)
+    if args.get("load_first"):
+        embedder.load()
+    calls = []
+    original = embedder.embed_images
+
+    def counting(images):
+        calls.append(len(images))
+        return original(images)
+
+    embedder.embed_images = counting
+    summary = index_once(settings, progress=False)
+    return {"seconds": summary.seconds, "embedded": summary.embedded, "embed_calls": len(calls),
+            "images_through_model": sum(calls), "unchanged": summary.unchanged, "updated": summary.updated,
+            "added": summary.added, "failed": summary.failed, "model_loaded": embedder._model is not None,
+            **memory()}
+
+
+# ---- queries ---------------------------------------------------------------------------------
+TEXT_QUERIES = [
+    "ein schneebedeckter Berg", "a snow covered mountain", "Rosen", "red roses in a vase", "team photo at the summer party",
+    "whiteboard with a sketch of the architecture", "un chat qui dort sur un canapé", "perro corriendo en la playa",
+    "sunset over the harbour", "the new office kitchen", "Weihnachtsfeier 2023", "people laughing around a table",
+    "a bicycle leaning against a wall", "rainy street at night with neon lights", "Kinder spielen im Park",
+    "close-up of a circuit board", "conference stage with a speaker", "a cake with candles", "Hund im Schnee",
+    "aerial view of a city", "screenshot of a dashboard", "forest path in autumn", "トンネルの中の電車",
+    "chien qui saute", "old black and white family picture", "product shot of a blue mug on white background",
+    "the parking lot from above", "Sonnenuntergang am Meer", "a crowded train station", "hands typing on a laptop",
+    "two people shaking hands", "mountain lake with reflections", "a pile of cardboard boxes", "firework",
+    "Eiffel tower", "Katze", "server room with blinking lights", "a map on a wall", "green leaves with water drops",
+    "a dog wearing sunglasses on a skateboard in front of a graffiti wall",
+]
+
+
+def format_matches(result) -> str:
+    """What a user gets: the CLI's ranked lines (the bot formats the same matches into blocks)."""
+    lines = [f"{rank:>3}  {m.score:.4f}  {m.relative_path}" for rank, m in enumerate(result.matches, 1)]
+    return "\n".join(lines) + json.dumps([m.as_json() for m in result.matches])
+
+
+def queries(args: dict) -> dict:
+    """Text and image queries end to end through the product's Searcher, then the process's memory."""
+    from findimage.search import Searcher
+
+    settings = _settings()
+    started = time.perf_counter()
+    searcher = Searcher(settings)
+    searcher.warm_up()
+    warm_seconds = time.perf_counter() - started
+    searcher.check_model()
+    loaded = memory()
+
+    for text in TEXT_QUERIES[:3]:  # first calls build caches (tokenizer, kNN snapshot): not what users wait for
+        format_matches(searcher.by_text(text))
+    text_ms = []
+    for _ in range(args.get("rounds", 2)):
+        for text in TEXT_QUERIES:
+            t = time.perf_counter()
+            format_matches(searcher.by_text(text))
+            text_ms.append((time.perf_counter() - t) * 1000)
+
+    image_ms, decode_ms = [], []
+    photos = [Path(p).read_bytes() for p in args["images"]]
+    format_matches(searcher.by_image_bytes(photos[-1]))
+    for data in photos[:-1]:
+        t = time.perf_counter()
+        format_matches(searcher.by_image_bytes(data))
+        image_ms.append((time.perf_counter() - t) * 1000)
+
+    from findimage.imaging import prepare_bytes
+
+    for data in photos[:5]:
+        t = time.perf_counter()
+        prepare_bytes(data)
+        decode_ms.append((time.perf_counter() - t) * 1000)
+    knn_ms = []
+    vector = searcher.text_embedder.embed_texts(["a snow covered mountain"])[0]
+    for _ in range(50):
+        t = time.perf_counter()
+        searcher.store.knn(vector, settings.top_k, settings.num_candidates)
+        knn_ms.append((time.perf_counter() - t) * 1000)
+    return {
+        "documents": searcher.store.count(), "warm_up_seconds": warm_seconds,
+        "text_p50_ms": statistics.median(text_ms), "text_p95_ms": percentile(text_ms, 95), "text_queries": len(text_ms),
+        "image_p50_ms": statistics.median(image_ms), "image_queries": len(image_ms),
+        "image_decode_p50_ms": statistics.median(decode_ms), "knn_p50_ms": statistics.median(knn_ms),
+        "image_quantized": getattr(searcher.image_embedder, "quantized", False),
+        "models_loaded": loaded, **memory(),
+    }
+
+
+# ---- stores of synthetic vectors -------------------------------------------------------------
+def synthetic_docs(start: int, vectors: np.ndarray, model_id: str, files=None) -> list:
+    """Documents for `vectors`: for archive files if given, else for made-up paths (folders of 1,000)."""
+    from findimage.records import ImageDoc, image_id_for
+
+    now = time.time()
+    docs = []
+    for i, vector in enumerate(vectors, start):
+        if files is not None:
+            f = files[i]
+            path, size, mtime = f.relative_path, f.size, f.mtime
+        else:
+            path, size, mtime = f"s{i // 1000:04d}/{i:07d}.jpg", 2_500_000, now
+        docs.append(ImageDoc(image_id_for(path), path.rsplit("/", 1)[-1], path, vector, f"bench-{i}", size, mtime,
+                             4032, 3024, now, model_id))
+    return docs
+
+
+def build_store(args: dict) -> dict:
+    """An embedded store of `count` synthetic vectors (or one per archive file), as a first pass writes it."""
+    from benchmarks.corpus import VectorMixture
+    from findimage.embedded_store import EmbeddedStore
+    from findimage.embedders import model_fingerprint
+    from findimage.store import META_IMAGE_MODEL
+    from indexer.scan import scan_archive
+
+    files = None
+    if args.get("archive"):
+        files = sorted(scan_archive(args["archive"]).values(), key=lambda f: f.relative_path)
+    count = len(files) if files is not None else args["count"]
+    model_id = model_fingerprint(args["model"])
+    store = EmbeddedStore(args["data_dir"])
+    started = time.perf_counter()
+    for start, block in VectorMixture(args["seed"]).chunks(count):
+        store.upsert(synthetic_docs(start, block, model_id, files))
+    store.set_meta(META_IMAGE_MODEL, model_id)
+    upserted = time.perf_counter() - started
+    store.checkpoint()
+    result = {"documents": store.count(), "seconds": time.perf_counter() - started, "upsert_seconds": upserted,
+              **memory()}
+    store.close()
+    return result
+
+
+def elasticsearch(args: dict) -> dict:
+    """Bulk writes and kNN through the product's Elasticsearch store (a throw-away index)."""
+    from benchmarks.corpus import VectorMixture, exact_top_k
+    from findimage.embedders import model_fingerprint
+    from findimage.store import open_store
+
+    settings = _settings()
+    store = open_store(settings)
+    mixture, count = VectorMixture(args["seed"]), args["count"]
+    model_id = model_fingerprint(args["model"])
+    try:
+        batch = args.get("batch", 1000)  # documents per upsert call (the indexer sends its batch size)
+        started = time.perf_counter()
+        for start, block in mixture.chunks(count):
+            for i in range(0, len(block), batch):
+                store.upsert(synthetic_docs(start + i, block[i:i + batch], model_id))
+        store.checkpoint()  # refresh: what was written is searchable
+        seconds = time.perf_counter() - started
+        queries = mixture.queries(100)  # image-like, then text-like
+        exact = exact_top_k(mixture, count, queries)
+        for q in queries[:5]:
+            store.knn(q, k=10, num_candidates=100)
+        ms, hits = [], []
+        for q, truth in zip(queries, exact):
+            t = time.perf_counter()
+            found = store.knn(q, k=10, num_candidates=100)
+            ms.append((time.perf_counter() - t) * 1000)
+            hits.append(len({int(m.relative_path.split("/")[-1][:-4]) for m in found} & set(truth.tolist())) / 10)
+        half = len(queries) // 2
+        return {"documents": store.count(), "bulk_seconds": seconds, "docs_per_second": count / seconds,
+                "upsert_batch": batch, "knn_p50_ms": statistics.median(ms), "knn_p95_ms": percentile(ms, 95),
+                "recall_at_10": float(np.mean(hits)), "recall_image": float(np.mean(hits[:half])),
+                "recall_text": float(np.mean(hits[half:])), "index_options": settings.es_index_options}
+    finally:
+        store.drop()
+
+
+# ---- the 1M-vector store ---------------------------------------------------------------------
+def store_scale(args: dict) -> dict:
+    """Cold open, kNN latency, recall@10 and memory of a large embedded store, in a fresh process."""
+    from benchmarks.corpus import VectorMixture
+    from findimage.embedded_store import EmbeddedStore
+
+    mixture = VectorMixture(args["seed"])
+    queries = mixture.queries(args["queries"])
+    exact = np.load(args["exact"])
+    before = memory()
+    started = time.perf_counter()
+    store = EmbeddedStore(args["data_dir"])
+    store.knn(queries[0], k=10)
+    cold_open = time.perf_counter() - started
+    opened = memory()
+    index = store._index
+
+    def recall_and_latency(nprobe: int | None) -> tuple[np.ndarray, list[float]]:
+        if nprobe is not None and index.kind == "ivf":
+            index.index.nprobe = nprobe
+        hits, ms = [], []
+        for q, truth in zip(queries, exact):
+            t = time.perf_counter()
+            found = store.knn(q, k=10)
+            ms.append((time.perf_counter() - t) * 1000)
+            hits.append(len({int(m.relative_path.split("/")[-1][:-4]) for m in found} & set(truth.tolist())))
+        return np.asarray(hits) / 10, ms
+
+    default_nprobe = index.index.nprobe if index.kind == "ivf" else None
+    half = len(queries) // 2  # image-like first, then text-like
+    recall_and_latency(None)  # warm the page cache of the SQLite rows the re-ranking reads
+    recall, ms = recall_and_latency(None)
+    sweep = []
+    if index.kind == "ivf":
+        for nprobe in args.get("sweep", []):
+            r, m = recall_and_latency(nprobe)
+            sweep.append({"nprobe": nprobe, "recall_at_10": float(r.mean()), "recall_text": float(r[half:].mean()),
+                          "knn_p50_ms": statistics.median(m)})
+        index.index.nprobe = default_nprobe
+    return {
+        "documents": store.count(), "kind": index.kind, "nlist": getattr(index.index, "nlist", None),
+        "nprobe": default_nprobe, "cold_open_seconds": cold_open, "recall_at_10": float(recall.mean()),
+        "recall_image": float(recall[:half].mean()), "recall_text": float(recall[half:].mean()),
+        "knn_p50_ms": statistics.median(ms), "knn_p95_ms": percentile(ms, 95),
+        "vector_memory_mb": round(opened["rss_mb"] - before["rss_mb"], 1),
+        "index_bytes_mb": round(index.memory_bytes() / 2**20, 1) if hasattr(index, "memory_bytes") else None,
+        "sweep": sweep, **memory(),
+    }
+
+
+WORKERS = {"seed": seed_loop, "index": index_pass, "pass": archive_pass, "queries": queries,
+           "build": build_store, "store": store_scale, "es": elasticsearch}
+
+
+def main() -> None:
+    name = sys.argv[1]
+    args = json.loads(sys.argv[2]) if len(sys.argv) > 2 else {}
+    result = WORKERS[name](args)
+    sys.stdout.flush()
+    print("\n" + json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
