@@ -235,7 +235,8 @@ class Bench:
         mem = r["vector_memory_mb"]
         self.add("m_memory", f"{label}: vector memory", f"{mem / 1024:.2f} GB (index {r['index_bytes_mb'] / 1024:.2f} GB)",
                  "<= 0.6 GB", mem <= 0.6 * 1024, mem)
-        self.add("m_cold_open", f"{label}: cold open + first query", f"{r['cold_open_seconds']:.2f} s", "<= 5 s",
+        self.add("m_cold_open", f"{label}: cold open + first query", f"{r['cold_open_seconds']:.2f} s "
+                 f"({r['evicted_mb'] / 1024:.1f} GB of store files evicted from the page cache first)", "<= 5 s",
                  r["cold_open_seconds"] <= 5, r["cold_open_seconds"])
         self.add("m_build", f"{label}: first full build (upserts + checkpoint)",
                  f"{built['seconds']:.0f} s, peak RSS {built['peak_rss_mb'] / 1024:.1f} GB", value=built["seconds"])

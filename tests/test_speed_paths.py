@@ -12,7 +12,8 @@ from sentence_transformers import SentenceTransformer
 
 from findimage.config import load_settings
 from findimage.embedded_store import EmbeddedStore
-from findimage.embedders import MIN_PER_STREAM, PROBE_SENTENCES, SentenceTransformerEmbedder, use_torch_threads
+from findimage.embedders import (MIN_PER_STREAM, PROBE_SENTENCES, SentenceTransformerEmbedder, _quantize_int8,
+                                 _release_pages, use_torch_threads)
 from findimage.imaging import prepare_bytes
 from findimage.records import ImageDoc, image_id_for
 from findimage.vector_index import VectorIndex, default_nprobe
@@ -38,6 +39,17 @@ def test_int8_is_used_only_after_its_fidelity_check(image_model):
     refused.load()
     assert not refused.quantized and refused.fidelity.min_cosine < 1.0
     np.testing.assert_allclose(refused.embed_images(pictures), exact.embed_images(pictures), atol=1e-6)
+
+
+def test_releasing_the_replaced_float32_pages_keeps_the_int8_model_intact(image_model):
+    released = SentenceTransformerEmbedder(image_model, quantize="int8", min_cosine=0.5)
+    kept = SentenceTransformer(image_model, device="cpu").eval()
+    _quantize_int8(kept)
+    pictures = [photo(i, (224, 224)) for i in range(3)]
+    np.testing.assert_allclose(released.embed_images(pictures), kept.encode(pictures, normalize_embeddings=True),
+                               atol=1e-5)
+    anonymous = np.ones(1 << 20, np.uint8)  # not from a weights file: must be left alone
+    assert not _release_pages([(anonymous.ctypes.data, anonymous.nbytes)]) and anonymous.all()
 
 
 def test_the_text_model_is_checked_with_sentences(test_models):
