@@ -63,7 +63,7 @@ class Fidelity:
     probes: int
 
     def line(self) -> str:
-        return f"min cosine {self.min_cosine:.4f}, mean {self.mean_cosine:.4f} over {self.probes} probe images"
+        return f"min cosine {self.min_cosine:.4f}, mean {self.mean_cosine:.4f} over {self.probes} probes"
 
 
 MIN_PER_STREAM = 4  # images per inference stream below which a batch runs as one
@@ -194,6 +194,9 @@ class SentenceTransformerEmbedder:
                 vectors = self._run(model, inputs)
         except Exception as exc:
             raise ModelError(f"The model {self.model_id} failed: {exc}") from exc
+        return self._checked(vectors)
+
+    def _checked(self, vectors: np.ndarray) -> np.ndarray:
         if vectors.shape[1] != DIMS:
             raise ModelError(f"The model {self.model_id} returns {vectors.shape[1]} dims; findimage needs {DIMS}.")
         return vectors
@@ -217,7 +220,7 @@ class SentenceTransformerEmbedder:
                                                   zip(bounds[:-1], bounds[1:])))
         except Exception as exc:
             raise ModelError(f"The model {self.model_id} failed: {exc}") from exc
-        return np.vstack(parts)
+        return self._checked(np.vstack(parts))
 
     @property
     def _streams(self) -> int:
