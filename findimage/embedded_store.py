@@ -142,7 +142,7 @@ class EmbeddedStore:
         """Save the kNN cache so the next process opens in seconds, and fold the WAL into the database."""
         with self._lock:
             index = self._fresh_index()
-            if index.kind != wanted_kind(len(index)):
+            if index.kind != wanted_kind(len(index)) or index.outgrown():  # more lists as the archive grows
                 index = self._rebuild_index()
             index.save(self.data_dir)
             self._db.execute("PRAGMA wal_checkpoint(PASSIVE)")

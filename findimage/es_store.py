@@ -48,6 +48,7 @@ def mapping(dims: int, index_options: str) -> dict:
 # How long a rebuild leaves the old index in place after the alias swap, so searches that resolved
 # the alias just before the swap still finish on it.
 SWAP_GRACE_SECONDS = 1.0
+BULK_THREADS = 2
 
 
 class ElasticsearchStore:
@@ -207,8 +208,9 @@ class ElasticsearchStore:
         a restart) make the whole call StoreUnavailable: writes are idempotent, so the caller retries it.
         """
         failures, busy = [], []
-        for ok, item in helpers.streaming_bulk(self.client, actions, chunk_size=500, raise_on_error=False,
-                                               max_retries=3, initial_backoff=1, ignore_status=ignore_status):
+        # Two requests in flight: the client serialises one chunk while the server indexes the other.
+        for ok, item in helpers.parallel_bulk(self.client, actions, thread_count=BULK_THREADS, chunk_size=500,
+                                              raise_on_error=False, ignore_status=ignore_status):
             if not ok:
                 result = next(iter(item.values()))
                 failure = (paths.get(result.get("_id"), result.get("_id")), item_reason(result))
