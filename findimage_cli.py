@@ -7,7 +7,7 @@ import logging
 import sys
 from datetime import datetime
 
-from findimage.config import ConfigError, load_settings
+from findimage.config import load_settings_or_report
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_UNAVAILABLE = 0, 1, 2, 3
 
@@ -16,11 +16,8 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    try:
-        settings = load_settings()
-    except ConfigError as exc:
-        for problem in exc.problems:
-            print(f"findimage: configuration problem: {problem}", file=sys.stderr)
+    settings = load_settings_or_report()
+    if settings is None:
         return EXIT_USAGE
     from findimage.store import StoreUnavailable
 

@@ -13,7 +13,7 @@ import sys
 import threading
 from pathlib import Path
 
-from findimage.config import ConfigError, load_settings, require_slack
+from findimage.config import ConfigError, load_settings_or_report, require_slack
 
 log = logging.getLogger("bot")
 PROCFILE = Path(__file__).resolve().parents[1] / "Procfile"
@@ -72,13 +72,8 @@ def run_http(settings) -> int:
 
 
 def main() -> int:
-    try:
-        settings = load_settings()
-    except ConfigError as exc:
-        for problem in exc.problems:
-            print(f"findimage: configuration problem: {problem}", file=sys.stderr)
-        return EXIT_USAGE
-    return run(settings)
+    settings = load_settings_or_report()
+    return EXIT_USAGE if settings is None else run(settings)
 
 
 if __name__ == "__main__":

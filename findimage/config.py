@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
@@ -160,6 +161,16 @@ def load_settings(environ: Mapping[str, str] | None = None, env_file: str | Path
     if r.problems:
         raise ConfigError(r.problems)
     return settings
+
+
+def load_settings_or_report() -> Settings | None:
+    """Settings for a command's start: None after printing every problem, one line each, to stderr."""
+    try:
+        return load_settings()
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(f"findimage: configuration problem: {problem}", file=sys.stderr)
+        return None
 
 
 def require_slack(settings: Settings) -> None:
