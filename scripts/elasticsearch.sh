@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Local Elasticsearch 8.12.2 test server (single node, no security, ML on, trial license).
 # Usage: scripts/elasticsearch.sh install|start [--keep-data]|stop|status|url
+# FINDIMAGE_ES_SECURITY=on turns security on (plain HTTP, no TLS) with the `elastic` user's password
+# FINDIMAGE_ES_PASSWORD (default findimage-test-password): for the API key and privilege tests.
 # FINDIMAGE_ES_PORT (default 9250) picks the port; each port has its own run dir (data, logs, pidfile),
 # so a second server can run beside the first. `start` begins with fresh data unless --keep-data.
 set -euo pipefail
@@ -14,6 +16,8 @@ RUN="$CACHE/run"                       # config, data, logs, pidfile (owned by E
 [[ $PORT == 9250 ]] || RUN="$CACHE/run-$PORT"
 URL="http://127.0.0.1:$PORT"
 ES_USER=findimage-es
+SECURITY=$([[ ${FINDIMAGE_ES_SECURITY:-off} == on ]] && echo true || echo false)
+AUTH=(); [[ $SECURITY == true ]] && AUTH=(-u "elastic:${FINDIMAGE_ES_PASSWORD:-findimage-test-password}")
 
 log() { echo "elasticsearch.sh: $*" >&2; }
 
@@ -64,12 +68,19 @@ transport.port: $((PORT + 100))
 discovery.type: single-node
 path.data: $RUN/data
 path.logs: $RUN/logs
-xpack.security.enabled: false
+xpack.security.enabled: $SECURITY
+xpack.security.http.ssl.enabled: false
+xpack.security.transport.ssl.enabled: false
 xpack.ml.enabled: true
 cluster.routing.allocation.disk.threshold_enabled: false
 node.store.allow_mmap: false
 EOF
   chown -R "$ES_USER:$ES_USER" "$RUN"
+  if [[ $SECURITY == true ]]; then  # the elastic user's password, before the first start
+    as_es env -u ES_JAVA_HOME ES_PATH_CONF="$RUN/config" "$ES_HOME/bin/elasticsearch-keystore" create >/dev/null
+    printf '%s' "${FINDIMAGE_ES_PASSWORD:-findimage-test-password}" | as_es env -u ES_JAVA_HOME \
+      ES_PATH_CONF="$RUN/config" "$ES_HOME/bin/elasticsearch-keystore" add -x bootstrap.password >/dev/null
+  fi
   # The cache may sit below a root-only dir (/root is 0700): let ES_USER traverse (not list) it.
   local d="$CACHE"
   until [[ $d == / ]]; do as_es test -x "$d" || chmod o+x "$d"; d=$(dirname "$d"); done
@@ -79,7 +90,7 @@ EOF
     "$ES_HOME/bin/elasticsearch" -d -p "$RUN/es.pid" >/dev/null \
     || { tail -n 50 "$RUN/logs/findimage-test.log" >&2 || true; exit 1; }
   local deadline=$((SECONDS + 120))
-  until curl -fsS "$URL/_cluster/health?wait_for_status=yellow&timeout=5s" >/dev/null 2>&1; do
+  until curl -fsS "${AUTH[@]}" "$URL/_cluster/health?wait_for_status=yellow&timeout=5s" >/dev/null 2>&1; do
     if ((SECONDS > deadline)) || ! pid >/dev/null; then
       log "did not become healthy; log tail:"; tail -n 50 "$RUN/logs/findimage-test.log" >&2 || true
       stop; exit 1
@@ -87,7 +98,7 @@ EOF
     sleep 1
   done
   # The trial license enables ML inference (_infer); it works offline. Kept data keeps its trial (403).
-  curl -sS -o /dev/null -XPOST "$URL/_license/start_trial?acknowledge=true"
+  curl -sS "${AUTH[@]}" -o /dev/null -XPOST "$URL/_license/start_trial?acknowledge=true"
   log "up in ${SECONDS}s, pid $(pid)"
 }
 
