@@ -9,7 +9,7 @@ from datetime import datetime
 
 from findimage.config import load_settings_or_report
 
-EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_UNAVAILABLE = 0, 1, 2, 3
+EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_UNAVAILABLE, EXIT_REFUSED = 0, 1, 2, 3, 4
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -44,6 +44,8 @@ def _parser() -> argparse.ArgumentParser:
 
     index = sub.add_parser("index", help="embed new and changed archive images, drop deleted ones")
     index.add_argument("--full", action="store_true", help="re-embed every image (e.g. after a model change)")
+    index.add_argument("--allow-mass-removal", action="store_true",
+                       help="remove documents even if more than FINDIMAGE_MAX_REMOVAL_FRACTION of them are gone")
     index.set_defaults(run=cmd_index)
 
     search = sub.add_parser("search", help="find archive images by text or by an example image")
@@ -63,12 +65,21 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def cmd_index(settings, args) -> int:
+    from indexer.index_pass import MassRemovalRefused
     from indexer.run import index_once
+    from indexer.scan import ArchiveUnavailable
 
-    summary = index_once(settings, full=args.full)
+    try:
+        summary = index_once(settings, full=args.full, allow_mass_removal=args.allow_mass_removal)
+    except (ArchiveUnavailable, MassRemovalRefused) as exc:  # nothing was changed
+        print(f"findimage: {exc}", file=sys.stderr)
+        return EXIT_REFUSED
     for path, reason in summary.failures:
         print(f"failed: {path}: {reason}", file=sys.stderr)
     print(summary.line())
+    if summary.removal_sentence:
+        print(f"findimage: {summary.removal_sentence}", file=sys.stderr)
+        return EXIT_REFUSED
     return EXIT_OK
 
 
@@ -124,10 +135,49 @@ def cmd_status(settings, args) -> int:
         text = settings.infer_model_id if settings.text_embedder == "elasticsearch" else settings.text_model
         print(f"text model:   {model_fingerprint(text)} via {settings.text_embedder} (last pass: "
               f"{store.get_meta(META_TEXT_MODEL) or 'none'})")
+        if settings.text_embedder == "elasticsearch":
+            print(f"text _infer:  {_infer_state(settings)}")
         print(f"last pass:    {_describe_pass(store.get_meta(META_LAST_PASS))}")
     finally:
         store.close()
+    for line in _indexer_state_lines(settings):
+        print(line)
     return EXIT_OK
+
+
+def _indexer_state_lines(settings, shown: int = 5) -> list[str]:
+    """Failed files (count and the first few, with reasons) and a removal waiting for confirmation."""
+    from indexer.state import load_state
+
+    state = load_state(settings.data_dir)
+    lines = [f"failed files: {len(state.failed)}" + (" (retried when they change, or with --full)"
+                                                      if state.failed else "")]
+    for path, failed in sorted(state.failed.items())[:shown]:
+        lines.append(f"  {path}: {failed.reason}")
+    if len(state.failed) > shown:
+        lines.append(f"  ... and {len(state.failed) - shown} more")
+    pending = state.pending_removal
+    if pending:
+        when = datetime.fromtimestamp(pending.refused_at).strftime("%Y-%m-%d %H:%M:%S")
+        lines.append(f"refused removal: {pending.count} of {pending.indexed} documents at {when} (e.g. "
+                     f"{', '.join(pending.examples[:3])}); confirm with `findimage index --allow-mass-removal`")
+    return lines
+
+
+def _infer_state(settings) -> str:
+    """Whether Elasticsearch runs the text model, or the sentence saying why not (license, deployment)."""
+    from findimage.embedders import ModelError, model_fingerprint
+    from findimage.es_infer import InferTextEmbedder, LicenseRefused
+
+    try:
+        InferTextEmbedder.from_settings(settings).check()
+    except LicenseRefused as exc:
+        if settings.text_fallback == "off":
+            return f"{exc} Text queries fail (FINDIMAGE_TEXT_FALLBACK=off)."
+        return f"{exc} Text queries use the local text model {model_fingerprint(settings.text_model)} meanwhile."
+    except ModelError as exc:
+        return str(exc)
+    return "deployed and answering"
 
 
 def _describe_pass(raw: str | None) -> str:

@@ -233,7 +233,7 @@ def build_store(args: dict) -> dict:
 
     files = None
     if args.get("archive"):
-        files = sorted(scan_archive(args["archive"]).values(), key=lambda f: f.relative_path)
+        files = sorted(scan_archive(args["archive"]).files.values(), key=lambda f: f.relative_path)
     count = len(files) if files is not None else args["count"]
     model_id = model_fingerprint(args["model"])
     store = EmbeddedStore(args["data_dir"])

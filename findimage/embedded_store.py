@@ -2,9 +2,14 @@
 
 Crash safety comes from SQLite transactions; readers in other processes (the bot) see the indexer's
 commits through a per-write version number and apply only what changed since they last looked.
+
+Two connections, two locks: documents and metadata (count, get, writes: always quick) on one; the kNN
+cache (loading a snapshot, rebuilding it, searching) on the other. Loading a large snapshot therefore
+never stalls `/healthz`, image links or the indexer's bookkeeping, only other kNN searches.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import sqlite3
 import threading
@@ -15,7 +20,7 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from .records import DIMS, FileState, ImageDoc, Match, cosine_to_score, normalise_folder
-from .store import default_num_candidates
+from .store import StoreError, default_num_candidates
 from .vector_index import VectorIndex, wanted_kind
 
 log = logging.getLogger(__name__)
@@ -65,37 +70,53 @@ def _folder_range(folder: str) -> tuple[str, str]:
     return folder + "/", folder + "0"
 
 
+def _connect(path: Path) -> sqlite3.Connection:
+    db = sqlite3.connect(path, timeout=30, check_same_thread=False, isolation_level=None)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=NORMAL")  # with WAL: safe against process kills, fast
+    return db
+
+
 class EmbeddedStore:
     def __init__(self, data_dir: str | Path):
         self.data_dir = Path(data_dir)
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.db_path = self.data_dir / "findimage.sqlite"
         self.description = f"embedded ({self.db_path})"
-        self._lock = threading.RLock()
-        self._db = sqlite3.connect(self.db_path, timeout=30, check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")  # with WAL: safe against process kills, fast
+        self._lock = threading.RLock()  # the documents connection
+        self._db = _connect(self.db_path)
         self._db.executescript(SCHEMA)
+        self._index_lock = threading.RLock()  # the kNN cache and its own connection
+        self._index_db = _connect(self.db_path)
         self._index: VectorIndex | None = None
         self._seen_data_version: int | None = None
-        self._own_writes = 0
-        self._seen_own_writes = 0
 
     # ---- writes -------------------------------------------------------------------------------
     def _write(self, work) -> None:
         """Run `work(db, version)` in one immediate transaction stamped with a new version."""
-        with self._lock:
+        with self._lock, self._write_errors_explained():
             self._db.execute("BEGIN IMMEDIATE")
             try:
-                version = self._current_version() + 1
+                version = self._current_version(self._db) + 1
                 work(self._db, version)
                 self._db.execute("INSERT INTO meta(key, value) VALUES('version', ?) "
                                  "ON CONFLICT(key) DO UPDATE SET value=excluded.value", (str(version),))
                 self._db.execute("COMMIT")
             except BaseException:
-                self._db.execute("ROLLBACK")
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
                 raise
-            self._own_writes += 1
+
+    @contextlib.contextmanager
+    def _write_errors_explained(self):
+        """A failed write (disk full, read-only folder) as one sentence; the transaction left nothing behind."""
+        try:
+            yield
+        except (sqlite3.OperationalError, sqlite3.DatabaseError, OSError) as exc:
+            reason = getattr(exc, "strerror", None) or str(exc)
+            raise StoreError(f"Could not write the index in {self.data_dir} ({reason}): free some disk space or "
+                             "fix the folder's permissions, then run the pass again; it continues where this one "
+                             "stopped.") from exc
 
     def upsert(self, docs: Sequence[ImageDoc]) -> None:
         if not docs:
@@ -128,7 +149,7 @@ class EmbeddedStore:
         self._write(work)
 
     def set_meta(self, key: str, value: str) -> None:
-        with self._lock:
+        with self._lock, self._write_errors_explained():
             self._db.execute("INSERT INTO meta(key, value) VALUES(?, ?) "
                              "ON CONFLICT(key) DO UPDATE SET value=excluded.value", (key, value))
 
@@ -140,11 +161,12 @@ class EmbeddedStore:
 
     def checkpoint(self) -> None:
         """Save the kNN cache so the next process opens in seconds, and fold the WAL into the database."""
-        with self._lock:
+        with self._index_lock, self._write_errors_explained():
             index = self._fresh_index()
             if index.kind != wanted_kind(len(index)) or index.outgrown():  # more lists as the archive grows
                 index = self._rebuild_index()
             index.save(self.data_dir)
+        with self._lock:
             self._db.execute("PRAGMA wal_checkpoint(PASSIVE)")
 
     # ---- reads --------------------------------------------------------------------------------
@@ -183,7 +205,7 @@ class EmbeddedStore:
         query = np.asarray(vector, dtype=np.float32).reshape(DIMS)
         folder = normalise_folder(folder)
         num_candidates = max(k, num_candidates or default_num_candidates(k))
-        with self._lock:
+        with self._index_lock:
             index = self._fresh_index()
             if folder is not None:
                 slots = self._slots_in_folder(folder)
@@ -198,7 +220,7 @@ class EmbeddedStore:
 
     def _slots_in_folder(self, folder: str) -> np.ndarray:
         low, high = _folder_range(folder)
-        rows = self._db.execute("SELECT slot FROM images WHERE relative_path >= ? AND relative_path < ?",
+        rows = self._index_db.execute("SELECT slot FROM images WHERE relative_path >= ? AND relative_path < ?",
                                 (low, high)).fetchall()
         return np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
 
@@ -206,7 +228,7 @@ class EmbeddedStore:
         """Exact cosine re-ranking of candidate slots with the float32 vectors from SQLite."""
         found_slots, blobs = [], []
         for chunk in _chunks([int(s) for s in slots], 900):
-            for slot, blob in self._db.execute(
+            for slot, blob in self._index_db.execute(
                     f"SELECT slot, embedding FROM images WHERE slot IN ({','.join('?' * len(chunk))})", chunk):
                 found_slots.append(slot)
                 blobs.append(blob)
@@ -220,38 +242,42 @@ class EmbeddedStore:
         if not len(slots):
             return []
         ids = [int(s) for s in slots]
-        rows = self._db.execute(
+        rows = self._index_db.execute(
             f"SELECT slot, image_id, image_name, relative_path, sha256 FROM images "
             f"WHERE slot IN ({','.join('?' * len(ids))})", ids).fetchall()
         by_slot = {r[0]: r[1:] for r in rows}
         return [Match(*by_slot[s][:3], score=cosine_to_score(sim), sha256=by_slot[s][3])
                 for s, sim in zip(ids, sims) if s in by_slot]
 
-    # ---- the kNN cache ------------------------------------------------------------------------
-    def _current_version(self) -> int:
-        row = self._db.execute("SELECT value FROM meta WHERE key='version'").fetchone()
+    # ---- the kNN cache (under _index_lock, on _index_db) ---------------------------------------
+    @staticmethod
+    def _current_version(db: sqlite3.Connection) -> int:
+        row = db.execute("SELECT value FROM meta WHERE key='version'").fetchone()
         return int(row[0]) if row else 0
 
     def _fresh_index(self) -> VectorIndex:
-        """The kNN cache, brought up to date with every commit (from any process) since last use."""
-        data_version = self._db.execute("PRAGMA data_version").fetchone()[0]
-        if (self._index is not None and data_version == self._seen_data_version
-                and self._own_writes == self._seen_own_writes):
+        """The kNN cache, brought up to date with every commit (this process's too) since last use.
+
+        PRAGMA data_version counts commits of other connections, and every write goes through the
+        documents connection, so one number covers this process and the indexer in another."""
+        db = self._index_db
+        data_version = db.execute("PRAGMA data_version").fetchone()[0]
+        if self._index is not None and data_version == self._seen_data_version:
             return self._index
-        self._seen_data_version, self._seen_own_writes = data_version, self._own_writes
+        self._seen_data_version = data_version
         if self._index is None or self._snapshot_kind_changed():
             self._index = VectorIndex.load(self.data_dir) or VectorIndex.empty()
-        self._db.execute("BEGIN")
+        db.execute("BEGIN")
         try:
-            current = self._current_version()
+            current = self._current_version(db)
             if self._index.version > current:  # snapshot from a database that was replaced
-                self._db.execute("COMMIT")
+                db.execute("COMMIT")
                 return self._rebuild_index()
             self._apply_changes_since(self._index.version)
             self._index.version = current
         finally:
-            if self._db.in_transaction:
-                self._db.execute("COMMIT")
+            if db.in_transaction:
+                db.execute("COMMIT")
         return self._index
 
     def _snapshot_kind_changed(self) -> bool:
@@ -260,8 +286,9 @@ class EmbeddedStore:
             len(self._index)) != self._index.kind
 
     def _apply_changes_since(self, version: int) -> None:
-        removed = [r[0] for r in self._db.execute("SELECT slot FROM removed WHERE version > ?", (version,))]
-        changed = self._db.execute("SELECT slot, embedding FROM images WHERE version > ?", (version,)).fetchall()
+        db = self._index_db
+        removed = [r[0] for r in db.execute("SELECT slot FROM removed WHERE version > ?", (version,))]
+        changed = db.execute("SELECT slot, embedding FROM images WHERE version > ?", (version,)).fetchall()
         slots = np.asarray([r[0] for r in changed], dtype=np.int64)
         stale = np.asarray(removed + [int(s) for s in slots], dtype=np.int64)
         if version > 0:
@@ -270,12 +297,13 @@ class EmbeddedStore:
 
     def _rebuild_index(self) -> VectorIndex:
         started = time.monotonic()
-        self._db.execute("BEGIN")
+        db = self._index_db
+        db.execute("BEGIN")
         try:
-            version = self._current_version()
-            rows = self._db.execute("SELECT slot, embedding FROM images").fetchall()
+            version = self._current_version(db)
+            rows = db.execute("SELECT slot, embedding FROM images").fetchall()
         finally:
-            self._db.execute("COMMIT")
+            db.execute("COMMIT")
         slots = np.asarray([r[0] for r in rows], dtype=np.int64)
         self._index = VectorIndex.build(slots, _vectors([r[1] for r in rows]), version)
         log.info("built %s kNN index over %d vectors in %.1fs", self._index.kind, len(slots),
@@ -283,6 +311,8 @@ class EmbeddedStore:
         return self._index
 
     def close(self) -> None:
+        with self._index_lock:
+            self._index_db.close()
         with self._lock:
             self._db.close()
 

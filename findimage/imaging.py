@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import io
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,6 +11,15 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 # keeps quality for the model while skipping most of the decode work of a 12-MP photo.
 DRAFT_MIN_SIDE = 448
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"}
+# The decoders findimage uses; Pillow's other plugins (some of which do work at open) are never tried.
+FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF")  # JPEG includes multi-picture (MPO) files
+# Archive files (the indexer, previews); query images have their own, lower limit (FINDIMAGE_MAX_QUERY_PIXELS).
+DEFAULT_MAX_PIXELS = 120_000_000
+
+# Every caller passes its own pixel limit, checked right after the header is read (see _check_size).
+# Pillow's process-wide guard would make one caller's limit every thread's, and its warning between
+# 1x and 2x the limit can only be turned into an error through process-global warning filters.
+Image.MAX_IMAGE_PIXELS = None
 
 
 class ImageError(Exception):
@@ -25,15 +33,10 @@ class Prepared:
     height: int
 
 
-def set_pixel_limit(max_pixels: int) -> None:
-    """Pillow's decompression-bomb guard: refuse images above this many pixels."""
-    Image.MAX_IMAGE_PIXELS = max_pixels
-
-
-def prepare_file(path: str | Path, min_side: int = DRAFT_MIN_SIDE) -> Prepared:
+def prepare_file(path: str | Path, min_side: int = DRAFT_MIN_SIDE, max_pixels: int = DEFAULT_MAX_PIXELS) -> Prepared:
     try:
         with open(path, "rb") as f:
-            return prepare_stream(f, min_side)
+            return prepare_stream(f, min_side, max_pixels)
     except PermissionError:
         raise ImageError("permission denied") from None
     except FileNotFoundError:
@@ -42,26 +45,27 @@ def prepare_file(path: str | Path, min_side: int = DRAFT_MIN_SIDE) -> Prepared:
         raise ImageError("is a directory") from None
 
 
-def prepare_bytes(data: bytes, min_side: int = DRAFT_MIN_SIDE) -> Prepared:
-    return prepare_stream(io.BytesIO(data), min_side)
+def prepare_bytes(data: bytes, min_side: int = DRAFT_MIN_SIDE, max_pixels: int | None = None) -> Prepared:
+    return prepare_stream(io.BytesIO(data), min_side, max_pixels or DEFAULT_MAX_PIXELS)
 
 
-def prepare_stream(stream, min_side: int = DRAFT_MIN_SIDE) -> Prepared:
-    """Decode the first frame, apply EXIF orientation and convert to RGB, as small as the model allows."""
+def prepare_stream(stream, min_side: int = DRAFT_MIN_SIDE, max_pixels: int = DEFAULT_MAX_PIXELS) -> Prepared:
+    """Decode the first frame, apply EXIF orientation and convert to RGB, as small as the model allows.
+
+    Images that would decode to more than `max_pixels` are refused from their header, before any pixel
+    data is read (a few hundred kB of PNG can claim 12,000 x 12,000 pixels: ~2 GB once decoded)."""
     try:
-        with warnings.catch_warnings():
-            # Pillow only warns between 1x and 2x its pixel limit; refuse those too.
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image = Image.open(stream)
-            width, height = _oriented_size(image)
-            if image.format == "JPEG":
-                image.draft("RGB", _draft_size(image.size, min_side))
-            image.seek(0)
-            image.load()
-            image = ImageOps.exif_transpose(image)
-            return Prepared(_to_rgb(image), width, height)
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise ImageError(f"image too large to decode safely ({exc})") from None
+        image = Image.open(stream, formats=FORMATS)
+        original_size = image.size
+        if image.format in ("JPEG", "MPO"):
+            # JPEGs decode at 1/2..1/8 scale when drafted: what counts is what will be decoded.
+            image.draft("RGB", _draft_size(image.size, min_side))
+        _check_size(image.size, max_pixels)  # before anything that may decode (a PNG's EXIF can follow its pixels)
+        width, height = _oriented_size(image, original_size)
+        image.seek(0)
+        image.load()
+        image = ImageOps.exif_transpose(image)
+        return Prepared(_to_rgb(image), width, height)
     except UnidentifiedImageError:
         if _looks_empty(stream):
             raise ImageError("empty file (0 bytes)") from None
@@ -70,9 +74,16 @@ def prepare_stream(stream, min_side: int = DRAFT_MIN_SIDE) -> Prepared:
         raise ImageError(f"broken or truncated image ({exc})") from None
 
 
-def _oriented_size(image: Image.Image) -> tuple[int, int]:
+def _check_size(size: tuple[int, int], max_pixels: int) -> None:
+    w, h = size
+    if w * h > max_pixels:
+        raise ImageError(f"image too large to decode safely ({w:,} x {h:,} pixels; at most "
+                         f"{max_pixels / 1e6:g} megapixels)")
+
+
+def _oriented_size(image: Image.Image, size: tuple[int, int]) -> tuple[int, int]:
     orientation = image.getexif().get(0x0112, 1)
-    w, h = image.size
+    w, h = size
     return (h, w) if orientation in (5, 6, 7, 8) else (w, h)
 
 
@@ -105,9 +116,10 @@ def _looks_empty(stream) -> bool:
         return False
 
 
-def thumbnail_jpeg(path: str | Path, long_side: int = 1024, quality: int = 85) -> bytes:
+def thumbnail_jpeg(path: str | Path, long_side: int = 1024, quality: int = 85,
+                   max_pixels: int = DEFAULT_MAX_PIXELS) -> bytes:
     """A downscaled JPEG copy for showing a match (Slack uploads, served previews)."""
-    image = prepare_file(path, min_side=long_side).image
+    image = prepare_file(path, min_side=long_side, max_pixels=max_pixels).image
     image.thumbnail((long_side, long_side), Image.Resampling.LANCZOS)
     out = io.BytesIO()
     image.save(out, "JPEG", quality=quality, optimize=True)

@@ -2,13 +2,17 @@
 from __future__ import annotations
 
 import hashlib
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import embedders
-from .imaging import ImageError, prepare_bytes, set_pixel_limit
+from .imaging import ImageError, prepare_bytes
 from .records import Match, normalise_folder
 from .store import META_IMAGE_MODEL, Store, open_store
+
+
+QUERY_DECODES = 2
 
 
 class QueryError(ValueError):
@@ -48,7 +52,9 @@ class Searcher:
 
     def __init__(self, settings, store: Store | None = None, text_embedder=None, image_embedder=None):
         self.settings = settings
-        set_pixel_limit(settings.max_image_pixels)
+        # Query images decode at most this many at a time: a burst of large posted photos queues here
+        # instead of multiplying the process's memory (each may take up to FINDIMAGE_MAX_QUERY_PIXELS).
+        self._decodes = threading.BoundedSemaphore(QUERY_DECODES)
         self.store = store or open_store(settings)
         self.text_embedder = text_embedder or embedders.text_embedder(settings)
         self.image_embedder = image_embedder or embedders.image_embedder(settings)
@@ -72,7 +78,8 @@ class Searcher:
         return self._knn(vector, k, folder)
 
     def by_image_bytes(self, data: bytes, k: int | None = None, folder: str | None = None) -> SearchResult:
-        prepared = prepare_bytes(data)
+        with self._decodes:
+            prepared = prepare_bytes(data, max_pixels=self.settings.max_query_pixels)
         vector = self.image_embedder.embed_images([prepared.image])[0]
         result = self._knn(vector, k, folder)
         result.query_sha256 = hashlib.sha256(data).hexdigest()

@@ -120,14 +120,25 @@ class VectorIndex:
             return  # nothing changed since it was loaded or saved: at 1M vectors that spares 0.5 GB of writes
         generation = uuid.uuid4().hex[:12]
         index_file = folder / f"vectors-{generation}.faiss"
-        faiss.write_index(self.index, str(index_file) + ".tmp")
-        _fsync_path(str(index_file) + ".tmp")
-        os.replace(str(index_file) + ".tmp", index_file)
+        index_tmp, pointer_tmp = Path(str(index_file) + ".tmp"), folder / "vectors.json.tmp"
         pointer = {"file": index_file.name, "kind": self.kind, "version": self.version, "count": len(self)}
-        tmp = folder / "vectors.json.tmp"
-        tmp.write_text(json.dumps(pointer))
-        _fsync_path(str(tmp))
-        os.replace(tmp, folder / "vectors.json")
+        try:
+            try:
+                faiss.write_index(self.index, str(index_tmp))
+            except RuntimeError as exc:  # faiss reports a failed write (disk full) as a RuntimeError
+                raise OSError(f"writing {index_tmp.name} failed ({str(exc).strip().splitlines()[-1]})") from exc
+            _fsync_path(str(index_tmp))
+            os.replace(index_tmp, index_file)
+            pointer_tmp.write_text(json.dumps(pointer))
+            _fsync_path(str(pointer_tmp))
+            os.replace(pointer_tmp, folder / "vectors.json")
+        except BaseException:
+            # Nothing half-written stays behind; the previous snapshot (if any) is still the current one.
+            for leftover in (index_tmp, pointer_tmp):
+                leftover.unlink(missing_ok=True)
+            if not (folder / "vectors.json").is_file() or VectorIndex.snapshot_generation(folder) != index_file.name:
+                index_file.unlink(missing_ok=True)
+            raise
         self.generation = index_file.name
         for old in folder.glob("vectors-*.faiss*"):
             if old.name != index_file.name:

@@ -1,30 +1,46 @@
-"""One indexing pass: bring the store in line with the archive, embedding only what is new."""
+"""One indexing pass: bring the store in line with the archive, embedding only what is new.
+
+A pass never trusts an absence it cannot explain: a missing or empty archive root, a folder that could
+not be listed, or a removal of more than FINDIMAGE_MAX_REMOVAL_FRACTION of the index changes nothing
+(until confirmed with --allow-mass-removal), because re-embedding a large archive takes hours.
+"""
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import sys
 import time
-from collections import Counter, deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
-from typing import Iterable, Iterator
+from functools import partial
 
 import numpy as np
 from tqdm import tqdm
 
-from findimage.imaging import DRAFT_MIN_SIDE, ImageError, Prepared, prepare_bytes
 from findimage.records import FileState, ImageDoc, image_id_for
-from findimage.store import META_IMAGE_MODEL, META_LAST_PASS, META_TEXT_MODEL, Store, StoreError, StoreUnavailable
+from findimage.store import META_IMAGE_MODEL, META_LAST_PASS, META_TEXT_MODEL, Store, StoreError
 
-from .scan import ArchiveFile, scan_archive
+from .reading import Loaded, batches, prefetched, read_and_decode  # noqa: F401 (read_and_decode: public)
+from .retry import retry_while_unavailable
+from .scan import ArchiveFile, ArchiveUnavailable, Scan, scan_archive
+from .state import FailedFile, IndexerState, PendingRemoval
 
 log = logging.getLogger(__name__)
+DEFAULT_MAX_REMOVAL_FRACTION = 0.5
 
 
 class ModelChanged(Exception):
     pass
+
+
+class MassRemovalRefused(Exception):
+    """A pass would remove too much of the index at once; the message says how to confirm it."""
+
+
+def mass_removal_sentence(count: int, indexed: int, fraction: float) -> str:
+    return (f"Refused to remove {count:,} of the {indexed:,} indexed images (more than {fraction:.0%}): is the "
+            "archive fully mounted? If these images were really deleted, run `findimage index "
+            "--allow-mass-removal` to remove them from the index.")
 
 
 @dataclass
@@ -39,15 +55,26 @@ class PassSummary:
     seconds: float = 0.0
     failures: list[tuple[str, str]] = field(default_factory=list)
     finished_at: float = 0.0
+    known_failed: int = 0  # files that failed before and have not changed: not read again
+    kept_unlisted: int = 0  # documents under folders that could not be listed: kept
+    removal_refused: int = 0  # removals held back (mass removal not confirmed)
+    removal_sentence: str = ""
 
     @property
     def images_per_second(self) -> float:
         return self.embedded / self.seconds if self.seconds > 0 else 0.0
 
     def line(self) -> str:
-        return (f"added {self.added}, updated {self.updated}, moved {self.moved}, removed {self.removed}, "
+        text = (f"added {self.added}, updated {self.updated}, moved {self.moved}, removed {self.removed}, "
                 f"unchanged {self.unchanged}, failed {self.failed} in {self.seconds:.1f}s "
                 f"({self.images_per_second:.1f} images/s)")
+        if self.known_failed:
+            text += f"; {self.known_failed} known bad file(s) skipped (see `findimage status`)"
+        if self.kept_unlisted:
+            text += f"; kept {self.kept_unlisted} document(s) under folders that could not be listed"
+        if self.removal_refused:
+            text += f"; {self.removal_refused} removal(s) refused"
+        return text
 
     def to_json(self) -> str:
         data = asdict(self)
@@ -55,38 +82,11 @@ class PassSummary:
         return json.dumps(data)
 
 
-@dataclass
-class Loaded:
-    """A candidate file read from disk: its content hash and decoded picture, or why it failed."""
-
-    file: ArchiveFile
-    sha256: str = ""
-    prepared: Prepared | None = None
-    error: str | None = None
-
-
-def read_and_decode(file: ArchiveFile, embedder=None) -> Loaded:
-    """Read, hash and decode one file. With an embedder that offers it, the JPEG is drafted only down to
-    the model's input side and downsized to it here, in the decode thread, as its processor would."""
-    try:
-        data = file.path.read_bytes()
-    except OSError as exc:
-        return Loaded(file, error=f"cannot read: {exc.strerror}")
-    loaded = Loaded(file, hashlib.sha256(data).hexdigest())
-    shrink = getattr(embedder, "shrink", None)
-    try:
-        side = embedder.image_input_side() if shrink else None
-        loaded.prepared = prepare_bytes(data, side or DRAFT_MIN_SIDE)
-        if shrink:
-            loaded.prepared.image = shrink(loaded.prepared.image)
-    except ImageError as exc:
-        loaded.error = str(exc)
-    return loaded
-
-
 class IndexPass:
     def __init__(self, store: Store, image_embedder, archive, batch_size: int = 32, text_model_id: str = "",
-                 full: bool = False, progress: bool | None = None):
+                 full: bool = False, progress: bool | None = None, state: IndexerState | None = None,
+                 allow_mass_removal: bool = False, max_removal_fraction: float = DEFAULT_MAX_REMOVAL_FRACTION,
+                 max_pixels: int | None = None):
         self.store = store
         self.embedder = image_embedder
         self.archive = archive
@@ -94,21 +94,29 @@ class IndexPass:
         self.text_model_id = text_model_id
         self.full = full
         self.progress = sys.stderr.isatty() if progress is None else progress
+        self.state = state if state is not None else IndexerState()
+        self.allow_mass_removal = allow_mass_removal
+        self.max_removal_fraction = max_removal_fraction
+        self.max_pixels = max_pixels
         self.summary = PassSummary()
+        self._moved_ids: set[str] = set()
 
     def run(self) -> PassSummary:
+        """One pass; ArchiveUnavailable or MassRemovalRefused (before any change) when the archive looks wrong."""
         started = time.monotonic()
         self._check_model()
-        if self.full:
-            self.store.begin_rebuild()
-        on_disk = scan_archive(self.archive)
+        scan = scan_archive(self.archive)
         stored = self.store.file_states()
-        candidates = self._candidates(on_disk, stored)
-        gone = [state for path, state in stored.items() if path not in on_disk]
+        self._refuse_empty_archive(scan, stored)
+        gone = [state for path, state in stored.items() if path not in scan.files and not scan.hides(path)]
+        self.summary.kept_unlisted = sum(1 for path in stored if path not in scan.files and scan.hides(path))
+        if self.full:
+            self._refuse_mass_removal(len(gone), len(stored), gone)  # a rebuild cannot hold removals back
+            self.store.begin_rebuild()
+        candidates = self._candidates(scan.files, stored)
         self._index(candidates, stored, gone)
         # From here on every store call is retried while the store is down: the work is done, keep it.
-        retry_while_unavailable(lambda: self.store.delete([state.image_id for state in gone]))
-        self.summary.removed = len(gone) - self.summary.moved
+        self._remove(gone, len(stored))
         retry_while_unavailable(lambda: self.store.set_meta(META_IMAGE_MODEL, self.embedder.model_id))
         if self.text_model_id:
             retry_while_unavailable(lambda: self.store.set_meta(META_TEXT_MODEL, self.text_model_id))
@@ -116,6 +124,7 @@ class IndexPass:
         self.summary.seconds = time.monotonic() - started
         self.summary.finished_at = time.time()
         retry_while_unavailable(lambda: self.store.set_meta(META_LAST_PASS, self.summary.to_json()))
+        self._remember_failures(scan)
         return self.summary
 
     def _check_model(self) -> None:
@@ -125,8 +134,47 @@ class IndexPass:
                 f"The index was built with the image model {stored}, but FINDIMAGE_IMAGE_MODEL is now "
                 f"{self.embedder.model_id}. Run `findimage index --full` to re-embed the archive with it.")
 
+    # ---- what the archive may remove ------------------------------------------------------------
+    def _refuse_empty_archive(self, scan: Scan, stored: dict[str, FileState]) -> None:
+        if scan.files or scan.unlisted or not stored or self.allow_mass_removal:
+            return
+        raise ArchiveUnavailable(
+            f"The archive folder {self.archive} holds no images, but the index has {len(stored):,}; nothing "
+            "was changed. Is the archive mounted, and is FINDIMAGE_ARCHIVE right? If every image was really "
+            "deleted, run `findimage index --allow-mass-removal`.")
+
+    def _too_many(self, count: int, indexed: int) -> bool:
+        return (not self.allow_mass_removal and count > 0 and indexed > 0
+                and count > self.max_removal_fraction * indexed)
+
+    def _refuse_mass_removal(self, count: int, indexed: int, gone: list[FileState]) -> None:
+        if self._too_many(count, indexed):
+            self._hold_back(count, indexed, gone)
+            raise MassRemovalRefused(mass_removal_sentence(count, indexed, self.max_removal_fraction))
+
+    def _hold_back(self, count: int, indexed: int, gone: list[FileState]) -> None:
+        self.state.pending_removal = PendingRemoval(count, indexed, time.time(),
+                                                    sorted(s.relative_path for s in gone)[:5])
+        self.summary.removal_refused = count
+        self.summary.removal_sentence = mass_removal_sentence(count, indexed, self.max_removal_fraction)
+
+    def _remove(self, gone: list[FileState], indexed: int) -> None:
+        """Moved files' old documents always go (their vectors live on); other removals unless too many."""
+        removals = [state for state in gone if state.image_id not in self._moved_ids]
+        if self._too_many(len(removals), indexed):
+            self._hold_back(len(removals), indexed, removals)
+            doomed = list(self._moved_ids)
+        else:
+            self.state.pending_removal = None
+            doomed = [state.image_id for state in gone]
+            self.summary.removed = len(removals)
+        retry_while_unavailable(lambda: self.store.delete(doomed))
+
+    # ---- what to read ---------------------------------------------------------------------------
     def _candidates(self, on_disk: dict[str, ArchiveFile], stored: dict[str, FileState]) -> list[ArchiveFile]:
-        """Files that are new or whose size or modification time changed (no file is read to decide)."""
+        """Files that are new or whose size or modification time changed (no file is read to decide).
+
+        Files that failed before and have not changed since are skipped (and not logged again)."""
         if self.full:
             return sorted(on_disk.values(), key=lambda f: f.relative_path)
         candidates = []
@@ -134,23 +182,44 @@ class IndexPass:
             state = stored.get(path)
             if state and state.size == file.size and state.mtime == file.mtime:
                 self.summary.unchanged += 1
+            elif self.state.known_failure(path, file.size, file.mtime):
+                self.summary.known_failed += 1
             else:
                 candidates.append(file)
         return sorted(candidates, key=lambda f: f.relative_path)
 
+    def _remember_failures(self, scan: Scan) -> None:
+        """Failures of this pass replace earlier ones for the same files; files gone from disk are forgotten."""
+        retried = set() if not self.full else set(self.state.failed)
+        kept = {path: failed for path, failed in self.state.failed.items()
+                if path not in retried and (self._still_there(scan, path, failed) or scan.hides(path))}
+        for path, reason in self.summary.failures:
+            file = scan.files.get(path)
+            if file is not None:
+                kept[path] = FailedFile(file.size, file.mtime, reason)
+        self.state.failed = kept
+
+    @staticmethod
+    def _still_there(scan: Scan, path: str, failed: FailedFile) -> bool:
+        file = scan.files.get(path)
+        return file is not None and file.size == failed.size and file.mtime == failed.mtime
+
+    # ---- embedding and writing ------------------------------------------------------------------
     def _index(self, candidates: list[ArchiveFile], stored: dict[str, FileState], gone: list[FileState]) -> None:
-        gone_shas = Counter(state.sha256 for state in gone)
+        gone_by_sha: dict[str, list[str]] = {}
+        for state in gone:
+            gone_by_sha.setdefault(state.sha256, []).append(state.image_id)
         seen_this_pass: dict[str, np.ndarray] = {}
         bar = tqdm(total=len(candidates), unit="img", disable=not self.progress, desc="indexing")
+        decode = partial(read_and_decode, embedder=self.embedder, max_pixels=self.max_pixels)
         with ThreadPoolExecutor(max_workers=2, thread_name_prefix="decode") as pool:
-            loaded = _prefetched(pool, candidates, self.batch_size * 2, self.embedder)
-            for batch in _batches(loaded, self.batch_size):
-                docs = self._embed_batch(batch, stored, gone_shas, seen_this_pass)
+            for batch in batches(prefetched(pool, candidates, self.batch_size * 2, decode), self.batch_size):
+                docs = self._embed_batch(batch, stored, gone_by_sha, seen_this_pass)
                 self._store_batch(docs)
                 bar.update(len(batch))
         bar.close()
 
-    def _embed_batch(self, batch: list[Loaded], stored, gone_shas, seen_this_pass) -> list[tuple[ImageDoc, str]]:
+    def _embed_batch(self, batch: list[Loaded], stored, gone_by_sha, seen_this_pass) -> list[tuple[ImageDoc, str]]:
         """Documents for a batch, each with its summary category; vectors reused wherever content is known."""
         usable = [item for item in batch if self._usable(item)]
         reusable = dict(seen_this_pass)
@@ -168,7 +237,7 @@ class IndexPass:
         docs = []
         for item in usable:
             seen_this_pass[item.sha256] = reusable[item.sha256]
-            category = self._category(item, stored.get(item.file.relative_path), gone_shas)
+            category = self._category(item, stored.get(item.file.relative_path), gone_by_sha)
             docs.append((self._doc(item, reusable[item.sha256]), category))
         return docs
 
@@ -178,6 +247,8 @@ class IndexPass:
         try:
             retry_while_unavailable(lambda: self.store.upsert([doc for doc, _ in docs]))
         except StoreError as exc:
+            if not exc.failures:
+                raise  # the whole write failed (e.g. disk full): not a per-document rejection
             rejected = dict(exc.failures)
             for path, reason in exc.failures:
                 log.warning("store rejected %s: %s", path, reason)
@@ -196,10 +267,10 @@ class IndexPass:
             return False
         return True
 
-    def _category(self, item: Loaded, previous: FileState | None, gone_shas: Counter) -> str:
+    def _category(self, item: Loaded, previous: FileState | None, gone_by_sha: dict[str, list[str]]) -> str:
         if previous is None:
-            if gone_shas[item.sha256] > 0:  # each vanished file explains one move
-                gone_shas[item.sha256] -= 1
+            if gone_by_sha.get(item.sha256):  # each vanished file explains one move
+                self._moved_ids.add(gone_by_sha[item.sha256].pop())
                 return "moved"
             return "added"
         if previous.sha256 == item.sha256 and not self.full:
@@ -213,57 +284,3 @@ class IndexPass:
             relative_path=file.relative_path, image_embedding=np.asarray(vector, dtype=np.float32),
             sha256=item.sha256, size=file.size, mtime=file.mtime, width=item.prepared.width,
             height=item.prepared.height, indexed_at=time.time(), model_id=self.embedder.model_id)
-
-
-# How long a pass waits for a store that went away mid-pass (e.g. Elasticsearch restarting) before it
-# gives up; the next scheduled pass starts over from what was written.
-RETRY_SECONDS = 600.0
-
-
-def retry_while_unavailable(operation, give_up_after: float | None = None, first_wait: float = 1.0,
-                            max_wait: float = 10.0):
-    """Run a store call, retrying with exponential backoff (capped at max_wait) while the store is down.
-
-    Store writes are idempotent (documents are keyed by path), so repeating one that failed halfway
-    loses and duplicates nothing. After `give_up_after` seconds (RETRY_SECONDS) the error is raised.
-    """
-    deadline = time.monotonic() + (RETRY_SECONDS if give_up_after is None else give_up_after)
-    wait, attempt = first_wait, 0
-    while True:
-        attempt += 1
-        try:
-            return operation()
-        except StoreUnavailable as exc:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise
-            pause = min(wait, left)
-            log.warning("%s Retrying in %.0fs (attempt %d).", exc, pause, attempt)
-            time.sleep(pause)
-            wait = min(max_wait, wait * 2)
-
-
-def _prefetched(pool: ThreadPoolExecutor, files: list[ArchiveFile], lookahead: int, embedder) -> Iterator[Loaded]:
-    """Read and decode ahead in threads while the caller runs the model on earlier files."""
-    pending: deque = deque()
-    remaining = iter(files)
-    for file in remaining:
-        pending.append(pool.submit(read_and_decode, file, embedder))
-        if len(pending) >= lookahead:
-            break
-    while pending:
-        yield pending.popleft().result()
-        nxt = next(remaining, None)
-        if nxt is not None:
-            pending.append(pool.submit(read_and_decode, nxt, embedder))
-
-
-def _batches(items: Iterable, size: int) -> Iterator[list]:
-    batch = []
-    for item in items:
-        batch.append(item)
-        if len(batch) == size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch

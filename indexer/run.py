@@ -4,45 +4,53 @@ from __future__ import annotations
 import logging
 
 from findimage import embedders
-from findimage.imaging import set_pixel_limit
 from findimage.store import open_store
 
-from .index_pass import IndexPass, PassSummary
+from .index_pass import IndexPass, MassRemovalRefused, PassSummary
 from .lock import pass_lock
-from .schedule import run_locked_pass, run_schedule
+from .scan import ArchiveUnavailable
+from .schedule import run_schedule
+from .state import load_state, save_state
 
 log = logging.getLogger(__name__)
 
 
-def _one_pass(settings, full: bool = False, progress: bool | None = None) -> PassSummary:
-    set_pixel_limit(settings.max_image_pixels)
+def _one_pass(settings, full: bool = False, progress: bool | None = None,
+              allow_mass_removal: bool = False) -> PassSummary:
+    state = load_state(settings.data_dir)
     store = open_store(settings)
     try:
         text_model = settings.infer_model_id if settings.text_embedder == "elasticsearch" else settings.text_model
         return IndexPass(store, embedders.image_embedder(settings), settings.archive, settings.batch_size,
                          text_model_id=embedders.model_fingerprint(text_model), full=full,
-                         progress=progress).run()
+                         progress=progress, state=state, allow_mass_removal=allow_mass_removal,
+                         max_removal_fraction=settings.max_removal_fraction,
+                         max_pixels=settings.max_image_pixels).run()
     finally:
         store.close()
+        save_state(settings.data_dir, state)  # failures and a refused removal, also when the pass stopped
 
 
-def index_once(settings, full: bool = False, progress: bool | None = None) -> PassSummary:
+def index_once(settings, full: bool = False, progress: bool | None = None,
+               allow_mass_removal: bool = False) -> PassSummary:
     """One pass, refused (AlreadyRunning) while another process is indexing the same data."""
     with pass_lock(settings.data_dir):
-        return _one_pass(settings, full, progress)
+        return _one_pass(settings, full, progress, allow_mass_removal)
 
 
 def schedule(settings) -> None:
     def scheduled_pass():
         try:
             summary = _one_pass(settings, progress=False)
-            log.info("pass done: %s", summary.line())
-            return summary
+        except (ArchiveUnavailable, MassRemovalRefused) as exc:  # nothing changed; the next pass looks again
+            log.error("indexing pass refused: %s", exc)
+            return None
         except Exception:  # one bad pass (store down, model error) must not end the schedule
             log.exception("indexing pass failed; the next pass will retry")
             return None
+        log.info("pass done: %s", summary.line())
+        if summary.removal_sentence:
+            log.error("%s", summary.removal_sentence)
+        return summary
 
     run_schedule(settings.data_dir, settings.index_interval_minutes, scheduled_pass)
-
-
-__all__ = ["index_once", "schedule", "run_locked_pass"]

@@ -2,12 +2,13 @@
 from __future__ import annotations
 
 import io
+import threading
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from findimage.imaging import ImageError, prepare_bytes, set_pixel_limit, thumbnail_jpeg
+from findimage.imaging import ImageError, prepare_bytes, thumbnail_jpeg
 from photos import jpeg_bytes, photo, write_bad_files
 
 
@@ -68,14 +69,56 @@ def test_each_bad_file_gets_a_clear_reason(tmp_path):
             prepare_bytes((tmp_path / name).read_bytes())
 
 
-def test_pixel_limit_is_configurable():
-    data = jpeg_bytes(5, size=(2000, 1500))
-    set_pixel_limit(1_000_000)
-    try:
-        with pytest.raises(ImageError, match="too large"):
-            prepare_bytes(data)
-    finally:
-        set_pixel_limit(120_000_000)
+def test_pixel_limit_is_per_call_and_counts_what_will_be_decoded():
+    png = encoded(photo(5, (2000, 1500)), "PNG")  # 3 MP, decoded at full size
+    with pytest.raises(ImageError, match=r"too large to decode safely \(2,000 x 1,500 pixels; at most 1 megapixels\)"):
+        prepare_bytes(png, max_pixels=1_000_000)
+    assert prepare_bytes(png, max_pixels=3_000_000).image.size == (2000, 1500)
+    # A JPEG is drafted (decoded at 1/2..1/8 scale): 2000x1500 needs only 1000x750 for a 448-px model side.
+    assert prepare_bytes(jpeg_bytes(5, size=(2000, 1500)), max_pixels=1_000_000).width == 2000
+
+
+def test_a_huge_image_is_refused_from_its_header_without_decoding_pixels():
+    # A PNG whose header claims 12,000 x 12,000 but whose pixel data is cut off: had the decoder run,
+    # the error would be "truncated"; refused from the header, it is "too large".
+    full = encoded(Image.new("1", (12_000, 12_000)), "PNG")
+    header_only = full[:200]
+    with pytest.raises(ImageError, match="too large"):
+        prepare_bytes(header_only, max_pixels=40_000_000)
+    with pytest.raises(ImageError, match="truncated|broken"):
+        prepare_bytes(header_only, max_pixels=200_000_000)
+
+
+def test_limits_of_concurrent_callers_do_not_leak_into_each_other():
+    """The guard is per call: a strict caller in one thread never changes what another thread accepts."""
+    png = encoded(photo(6, (1500, 1000)), "PNG")
+    barrier = threading.Barrier(8)
+    outcomes: dict[int, str] = {}
+
+    def decode(i: int) -> None:
+        strict = i % 2 == 0
+        barrier.wait()
+        for _ in range(5):
+            try:
+                prepare_bytes(png, max_pixels=1_000_000 if strict else 2_000_000)
+                outcomes[i] = outcomes.get(i, "") + "ok "
+            except ImageError:
+                outcomes[i] = outcomes.get(i, "") + "refused "
+
+    threads = [threading.Thread(target=decode, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert {i: set(o.split()) for i, o in outcomes.items()} == {
+        i: {"refused"} if i % 2 == 0 else {"ok"} for i in range(8)}
+
+
+def test_only_the_image_formats_findimage_reads_are_opened(tmp_path):
+    ico = io.BytesIO()
+    photo(7, (64, 64)).save(ico, "ICO")
+    with pytest.raises(ImageError, match="not an image"):
+        prepare_bytes(ico.getvalue())
 
 
 def test_thumbnail_is_a_downscaled_jpeg(tmp_path):

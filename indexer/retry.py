@@ -1,0 +1,36 @@
+"""Store calls of a pass that outlive a store restart: retried with backoff while the store is down."""
+from __future__ import annotations
+
+import logging
+import time
+
+from findimage.store import StoreUnavailable
+
+log = logging.getLogger(__name__)
+
+# How long a pass waits for a store that went away mid-pass (e.g. Elasticsearch restarting) before it
+# gives up; the next scheduled pass starts over from what was written.
+RETRY_SECONDS = 600.0
+
+
+def retry_while_unavailable(operation, give_up_after: float | None = None, first_wait: float = 1.0,
+                            max_wait: float = 10.0):
+    """Run a store call, retrying with exponential backoff (capped at max_wait) while the store is down.
+
+    Store writes are idempotent (documents are keyed by path), so repeating one that failed halfway
+    loses and duplicates nothing. After `give_up_after` seconds (RETRY_SECONDS) the error is raised.
+    """
+    deadline = time.monotonic() + (RETRY_SECONDS if give_up_after is None else give_up_after)
+    wait, attempt = first_wait, 0
+    while True:
+        attempt += 1
+        try:
+            return operation()
+        except StoreUnavailable as exc:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise
+            pause = min(wait, left)
+            log.warning("%s Retrying in %.0fs (attempt %d).", exc, pause, attempt)
+            time.sleep(pause)
+            wait = min(max_wait, wait * 2)
