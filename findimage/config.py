@@ -37,6 +37,8 @@ class Settings:
     num_candidates: int | None = None
     max_query_chars: int = 1000
     max_image_pixels: int = 120_000_000
+    max_query_pixels: int = 40_000_000
+    max_removal_fraction: float = 0.5
     max_image_mb: float = 50.0
     weak_score: float = 0.6
     # Elasticsearch (unset url -> embedded store)
@@ -50,6 +52,7 @@ class Settings:
     es_timeout_seconds: float = 10.0
     text_embedder: str = "local"
     infer_model_id: str = DEFAULT_INFER_MODEL_ID
+    text_fallback: str = "local"  # while Elasticsearch's license refuses _infer: the local text model, or off
     # Slack
     slack_bot_token: str | None = field(default=None, repr=False)
     slack_signing_secret: str | None = field(default=None, repr=False)
@@ -57,6 +60,8 @@ class Settings:
     slack_api_url: str = "https://slack.com/api/"
     public_base_url: str | None = None
     url_signing_key: str | None = field(default=None, repr=False)
+    allow_shared_channels: bool = False  # answer in Slack Connect channels and to users of other teams
+    channels: tuple[str, ...] = ()  # channel ids the bot answers in; empty: every channel it is in
     port: int = 3000
 
     @property
@@ -123,6 +128,10 @@ def load_settings(environ: Mapping[str, str] | None = None, env_file: str | Path
     public_base_url = r.text("FINDIMAGE_PUBLIC_BASE_URL")
     if public_base_url and not public_base_url.startswith(("http://", "https://")):
         r.problems.append(f"FINDIMAGE_PUBLIC_BASE_URL={public_base_url!r} must start with http:// or https://.")
+    channels = tuple(c.strip() for c in (r.text("FINDIMAGE_CHANNELS") or "").split(",") if c.strip())
+    for channel in channels:
+        if not (channel[:1] in "CGD" and channel.isalnum() and channel.isupper()):
+            r.problems.append(f"FINDIMAGE_CHANNELS: {channel!r} is not a channel id (like C0123ABCD; names do not work).")
 
     settings = Settings(
         archive=Path(r.text("FINDIMAGE_ARCHIVE", "archive")),
@@ -138,6 +147,8 @@ def load_settings(environ: Mapping[str, str] | None = None, env_file: str | Path
         num_candidates=r.number("FINDIMAGE_NUM_CANDIDATES", None, int, 1, 10_000),
         max_query_chars=r.number("FINDIMAGE_MAX_QUERY_CHARS", 1000, int, 1),
         max_image_pixels=r.number("FINDIMAGE_MAX_IMAGE_PIXELS", 120_000_000, int, 1_000_000),
+        max_query_pixels=r.number("FINDIMAGE_MAX_QUERY_PIXELS", 40_000_000, int, 1_000_000),
+        max_removal_fraction=r.number("FINDIMAGE_MAX_REMOVAL_FRACTION", 0.5, float, 0.0, 1.0),
         max_image_mb=r.number("FINDIMAGE_MAX_IMAGE_MB", 50.0, float, 0.01),
         weak_score=r.number("FINDIMAGE_WEAK_SCORE", 0.6, float, 0.0, 1.0),
         elasticsearch_url=es_url,
@@ -150,12 +161,15 @@ def load_settings(environ: Mapping[str, str] | None = None, env_file: str | Path
         es_timeout_seconds=r.number("FINDIMAGE_ES_TIMEOUT_SECONDS", 10.0, float, 0.1),
         text_embedder=text_embedder,
         infer_model_id=r.text("FINDIMAGE_INFER_MODEL_ID", DEFAULT_INFER_MODEL_ID),
+        text_fallback=r.choice("FINDIMAGE_TEXT_FALLBACK", "local", ("local", "off")),
         slack_bot_token=r.text("SLACK_BOT_TOKEN"),
         slack_signing_secret=r.text("SLACK_SIGNING_SECRET"),
         slack_app_token=r.text("SLACK_APP_TOKEN"),
         slack_api_url=r.text("SLACK_API_URL", "https://slack.com/api/"),
         public_base_url=public_base_url,
         url_signing_key=r.text("FINDIMAGE_URL_SIGNING_KEY"),
+        allow_shared_channels=r.choice("FINDIMAGE_ALLOW_SHARED_CHANNELS", "false", ("true", "false")) == "true",
+        channels=channels,
         port=r.number("PORT", 3000, int, 1, 65535),
     )
     if r.problems:
