@@ -137,6 +137,8 @@ def cmd_status(settings, args) -> int:
               f"{store.get_meta(META_TEXT_MODEL) or 'none'})")
         if settings.text_embedder == "elasticsearch":
             print(f"text _infer:  {_infer_state(settings)}")
+        if settings.text_embedder == "elasticsearch":
+            print(f"text _infer:  {_infer_state(settings)}")
         print(f"last pass:    {_describe_pass(store.get_meta(META_LAST_PASS))}")
     finally:
         store.close()
@@ -162,6 +164,22 @@ def _indexer_state_lines(settings, shown: int = 5) -> list[str]:
         lines.append(f"refused removal: {pending.count} of {pending.indexed} documents at {when} (e.g. "
                      f"{', '.join(pending.examples[:3])}); confirm with `findimage index --allow-mass-removal`")
     return lines
+
+
+def _infer_state(settings) -> str:
+    """Whether Elasticsearch runs the text model, or the sentence saying why not (license, deployment)."""
+    from findimage.embedders import ModelError, model_fingerprint
+    from findimage.es_infer import InferTextEmbedder, LicenseRefused
+
+    try:
+        InferTextEmbedder.from_settings(settings).check()
+    except LicenseRefused as exc:
+        if settings.text_fallback == "off":
+            return f"{exc} Text queries fail (FINDIMAGE_TEXT_FALLBACK=off)."
+        return f"{exc} Text queries use the local text model {model_fingerprint(settings.text_model)} meanwhile."
+    except ModelError as exc:
+        return str(exc)
+    return "deployed and answering"
 
 
 def _infer_state(settings) -> str:

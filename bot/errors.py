@@ -7,6 +7,7 @@ import uuid
 from slack_sdk.errors import SlackApiError
 
 from findimage.embedders import ModelError
+from findimage.es_infer import LicenseRefused
 from findimage.imaging import ImageError
 from findimage.search import ModelMismatch, QueryError
 from findimage.store import StoreError, StoreUnavailable
@@ -36,6 +37,10 @@ def user_message(exc: BaseException, subject: str | None = None) -> str:
         log.error("model mismatch: %s", exc)
         return ("The archive was indexed with a different image model than the one I use now, so I cannot "
                 "compare images. Whoever runs findimage needs to run `findimage index --full`.")
+    if isinstance(exc, LicenseRefused):  # with FINDIMAGE_TEXT_FALLBACK=off nothing else answers text queries
+        log.error("text model refused: %s", exc)
+        return ("I could not search by text because Elasticsearch's license does not allow its text model; "
+                f"search with an example image meanwhile, and {ASK_ADMIN}.")
     if isinstance(exc, ModelError):
         log.error("model failed: %s", exc)
         which = "image" if subject else "text"  # image answers name their file; text queries have none

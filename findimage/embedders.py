@@ -405,6 +405,15 @@ def text_embedder(settings) -> TextEmbedder:
     if settings.text_embedder == "elasticsearch":
         from .es_infer import InferTextEmbedder
 
-        return InferTextEmbedder.from_settings(settings)
+        remote = InferTextEmbedder.from_settings(settings)
+        if settings.text_fallback == "off":
+            return remote
+        from .text_fallback import FallbackTextEmbedder
+
+        return FallbackTextEmbedder(remote, lambda: local_text_embedder(settings))
+    return local_text_embedder(settings)
+
+
+def local_text_embedder(settings) -> SentenceTransformerEmbedder:
     return shared_embedder(settings.text_model, settings.quantize, settings.quantize_min_cosine,
                            settings.torch_threads)

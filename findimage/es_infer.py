@@ -14,8 +14,23 @@ from .store import StoreUnavailable
 
 log = logging.getLogger(__name__)
 
+# Licenses that include machine learning on third-party (PyTorch) models; Elasticsearch refuses _infer
+# on any other with 403 security_exception "current license is non-compliant for [ml]".
+ML_LICENSES = ("trial", "platinum", "enterprise")
+
 IMPORT_HINT = ("eland_import_hub_model --url $ELASTICSEARCH_URL --hub-model-id "
                "sentence-transformers/clip-ViT-B-32-multilingual-v1 --task-type text_embedding --start")
+
+
+class LicenseRefused(ModelError):
+    """Elasticsearch's license does not include machine learning, so _infer cannot run the text model."""
+
+
+def license_sentence(license: str | None) -> str:
+    named = f" ({license})" if license else ""
+    return (f"Elasticsearch's license{named} does not allow ML inference for the text model: set "
+            "FINDIMAGE_TEXT_EMBEDDER=local or use a license that includes machine learning "
+            "(Platinum, Enterprise or the trial).")
 
 
 class InferTextEmbedder:
@@ -54,6 +69,14 @@ class InferTextEmbedder:
 
     def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
         try:
+            return self._embed(texts)
+        except LicenseRefused:
+            raise
+        except ModelError as exc:
+            raise self._license_refusal() or exc
+
+    def _embed(self, texts: Sequence[str]) -> np.ndarray:
+        try:
             response = self.client.ml.infer_trained_model(
                 model_id=self.model_id, docs=[{self._input_field(): t} for t in texts], timeout=self.timeout)
         except NotFoundError:
@@ -61,6 +84,8 @@ class InferTextEmbedder:
         except (ConnectionError, ConnectionTimeout):
             raise StoreUnavailable(self._unreachable()) from None
         except ApiError as exc:
+            if _license_refused(exc):
+                raise self._license_refusal(refused=True) from None
             if exc.meta.status in (429, 502, 503, 504) and not _not_deployed(api_reason(exc)):
                 raise StoreUnavailable(f"Elasticsearch at {self.url} could not vectorize the query now "
                                        f"({exc.meta.status}: {api_reason(exc)}).") from None
@@ -82,6 +107,31 @@ class InferTextEmbedder:
 
     def check(self) -> int:
         """Fail with what to run unless the model is deployed and its output dims match the index."""
+        try:
+            return self._check()
+        except LicenseRefused:
+            raise
+        except ModelError as exc:
+            # A basic license cannot import or start the model either: say what would fix all of it.
+            raise self._license_refusal() or exc
+
+    def license(self) -> str | None:
+        """The cluster's license, e.g. 'basic' or 'trial, expired'; None if it cannot be read."""
+        try:
+            info = self.client.license.get()["license"]
+        except (ApiError, ConnectionError, ConnectionTimeout, KeyError, TypeError):
+            return None  # e.g. an API key without the monitor privilege
+        kind, status = info.get("type") or "unknown", info.get("status") or "active"
+        return kind if status == "active" else f"{kind}, {status}"
+
+    def _license_refusal(self, refused: bool = False) -> LicenseRefused | None:
+        """The license sentence when the license explains a failure (`refused`: Elasticsearch said so)."""
+        license = self.license()
+        if refused or (license is not None and license not in ML_LICENSES):
+            return LicenseRefused(license_sentence(license))
+        return None
+
+    def _check(self) -> int:
         try:
             config = self.client.ml.get_trained_models(model_id=self.model_id)["trained_model_configs"][0]
             stats = self.client.ml.get_trained_models_stats(model_id=self.model_id)["trained_model_stats"][0]
@@ -105,7 +155,7 @@ class InferTextEmbedder:
         expected = self.expected_dims
         if expected and dims and dims != expected:
             raise ModelError(self._dims_message(dims, expected))
-        self.embed_texts(["warm-up"])  # a deployment can report 'started' and still fail on first use
+        self._embed(["warm-up"])  # a deployment can report 'started' and still fail on first use
         return dims or expected or 0
 
     def _input_field(self) -> str:
@@ -136,6 +186,13 @@ class InferTextEmbedder:
             return (f"The text model {self.model_id} is not deployed; start it with "
                     f"POST _ml/trained_models/{self.model_id}/deployment/_start.")
         return f"Elasticsearch could not vectorize the query with {self.model_id}: {reason}"
+
+
+def _license_refused(exc: ApiError) -> bool:
+    error = exc.body.get("error", {}) if isinstance(exc.body, dict) else {}
+    if not isinstance(error, dict) or exc.meta.status != 403:
+        return False
+    return "license.expired.feature" in error or "license" in str(error.get("reason", ""))
 
 
 def _not_deployed(reason: str) -> bool:

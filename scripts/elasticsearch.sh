@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Local Elasticsearch 8.12.2 test server (single node, no security, ML on, trial license).
 # Usage: scripts/elasticsearch.sh install|start [--keep-data]|stop|status|url
+# FINDIMAGE_ES_LICENSE=basic keeps the self-generated basic license (no trial): what a production
+# cluster falls back to when its trial ends, where third-party ML models are refused.
 # FINDIMAGE_ES_SECURITY=on turns security on (plain HTTP, no TLS) with the `elastic` user's password
 # FINDIMAGE_ES_PASSWORD (default findimage-test-password): for the API key and privilege tests.
 # FINDIMAGE_ES_PORT (default 9250) picks the port; each port has its own run dir (data, logs, pidfile),
@@ -98,7 +100,8 @@ EOF
     sleep 1
   done
   # The trial license enables ML inference (_infer); it works offline. Kept data keeps its trial (403).
-  curl -sS "${AUTH[@]}" -o /dev/null -XPOST "$URL/_license/start_trial?acknowledge=true"
+  [[ ${FINDIMAGE_ES_LICENSE:-trial} == basic ]] \
+    || curl -sS "${AUTH[@]}" -o /dev/null -XPOST "$URL/_license/start_trial?acknowledge=true"
   log "up in ${SECONDS}s, pid $(pid)"
 }
 

@@ -66,13 +66,14 @@ class SecondServer:
 
     port = int(os.environ.get("FINDIMAGE_TEST_ES_PORT2", "9251"))
     url = f"http://127.0.0.1:{port}"
+    license = "trial"
     _starting: subprocess.Popen | None = None
     started = False
 
     @classmethod
     def start_in_background(cls) -> None:
         if cls._starting is None and not cls.started:
-            env = {**os.environ, "FINDIMAGE_ES_PORT": str(cls.port)}
+            env = {**os.environ, "FINDIMAGE_ES_PORT": str(cls.port), "FINDIMAGE_ES_LICENSE": cls.license}
             cls._starting = subprocess.Popen(["bash", str(ROOT / "scripts" / "elasticsearch.sh"), "start"],
                                              env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
@@ -94,6 +95,17 @@ class SecondServer:
         if cls.started:
             es_script("stop", port=cls.port)
             cls.started = False
+
+
+class BasicLicenseServer(SecondServer):
+    """A test server on the basic license (FINDIMAGE_TEST_ES_PORT_BASIC, default 9280): what a cluster
+    falls back to when its trial ends, where machine learning on third-party models is refused."""
+
+    port = int(os.environ.get("FINDIMAGE_TEST_ES_PORT_BASIC", "9280"))
+    url = f"http://127.0.0.1:{port}"
+    license = "basic"
+    _starting = None
+    started = False
 
 
 class TestModel:
