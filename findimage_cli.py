@@ -61,6 +61,13 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("status", help="store, document count, models and the last pass").set_defaults(run=cmd_status)
     sub.add_parser("bot", help="run the Slack bot (Socket Mode if SLACK_APP_TOKEN is set, else HTTP)").set_defaults(
         run=cmd_bot)
+    keys = sub.add_parser("keys", help="make the bot's and the indexer's least-privilege Elasticsearch API keys "
+                                       "(run once as the elastic user)")
+    keys.add_argument("action", choices=["create"])
+    for role in ("bot", "indexer"):
+        keys.add_argument(f"--{role}-key-file", metavar="PATH",
+                          help=f"keep the {role}'s key in this file (kept while still valid) instead of printing it")
+    keys.set_defaults(run=cmd_keys)
     return parser
 
 
@@ -206,6 +213,18 @@ def _describe_pass(raw: str | None) -> str:
     return (f"{when}: added {data['added']}, updated {data['updated']}, moved {data['moved']}, "
             f"removed {data['removed']}, unchanged {data['unchanged']}, failed {data['failed']} "
             f"in {data['seconds']:.1f}s")
+
+
+def cmd_keys(settings, args) -> int:
+    from findimage.es_privileges import make_keys
+
+    if not settings.uses_elasticsearch:
+        print("findimage: API keys are for Elasticsearch: set ELASTICSEARCH_URL and the elastic user's "
+              "ELASTICSEARCH_USERNAME/ELASTICSEARCH_PASSWORD.", file=sys.stderr)
+        return EXIT_USAGE
+    for line in make_keys(settings, {"bot": args.bot_key_file, "indexer": args.indexer_key_file}):
+        print(line)
+    return EXIT_OK
 
 
 def cmd_bot(settings, args) -> int:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import os
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Mapping
 
@@ -68,6 +68,14 @@ class Settings:
     def uses_elasticsearch(self) -> bool:
         return bool(self.elasticsearch_url)
 
+    def __repr__(self) -> str:
+        """Secrets never appear (the repr=False fields), the Elasticsearch URL without its userinfo."""
+        from .es_client import public_url
+
+        values = {f.name: getattr(self, f.name) for f in fields(self) if f.repr}
+        values["elasticsearch_url"] = public_url(self.elasticsearch_url)
+        return f"Settings({', '.join(f'{name}={value!r}' for name, value in values.items())})"
+
 
 class _Reader:
     """Reads typed values from a mapping and collects problems instead of failing at the first."""
@@ -121,7 +129,20 @@ def load_settings(environ: Mapping[str, str] | None = None, env_file: str | Path
         r.problems.append("Set ELASTICSEARCH_USERNAME and ELASTICSEARCH_PASSWORD together (or use ELASTICSEARCH_API_KEY).")
     es_url = r.text("ELASTICSEARCH_URL")
     if es_url and not es_url.startswith(("http://", "https://")):
-        r.problems.append(f"ELASTICSEARCH_URL={es_url!r} must start with http:// or https://.")
+        from .es_client import public_url
+
+        r.problems.append(f"ELASTICSEARCH_URL={public_url(es_url)!r} must start with http:// or https://.")
+    api_key, key_file = r.text("ELASTICSEARCH_API_KEY"), r.text("ELASTICSEARCH_API_KEY_FILE")
+    if api_key and key_file:
+        r.problems.append("Set ELASTICSEARCH_API_KEY or ELASTICSEARCH_API_KEY_FILE, not both.")
+    elif key_file:
+        try:
+            api_key = Path(key_file).read_text().strip()
+        except OSError as exc:
+            r.problems.append(f"ELASTICSEARCH_API_KEY_FILE={key_file} cannot be read ({exc.strerror}).")
+        else:
+            if not api_key:
+                r.problems.append(f"ELASTICSEARCH_API_KEY_FILE={key_file} is empty.")
     text_embedder = r.choice("FINDIMAGE_TEXT_EMBEDDER", "local", ("local", "elasticsearch"))
     if text_embedder == "elasticsearch" and not es_url:
         r.problems.append("FINDIMAGE_TEXT_EMBEDDER=elasticsearch needs ELASTICSEARCH_URL.")
@@ -152,7 +173,7 @@ def load_settings(environ: Mapping[str, str] | None = None, env_file: str | Path
         max_image_mb=r.number("FINDIMAGE_MAX_IMAGE_MB", 50.0, float, 0.01),
         weak_score=r.number("FINDIMAGE_WEAK_SCORE", 0.6, float, 0.0, 1.0),
         elasticsearch_url=es_url,
-        elasticsearch_api_key=r.text("ELASTICSEARCH_API_KEY"),
+        elasticsearch_api_key=api_key or None,
         elasticsearch_username=username,
         elasticsearch_password=password,
         elasticsearch_ca_certs=Path(ca_certs) if ca_certs else None,

@@ -3,21 +3,56 @@ from __future__ import annotations
 
 import functools
 import logging
+import re
 
 from elasticsearch import ApiError, ConnectionError, ConnectionTimeout, Elasticsearch, NotFoundError
 
-from .store import StoreUnavailable
+from .store import AccessDenied, StoreUnavailable
 
 # Statuses that mean "the cluster cannot serve this right now" (starting, restarting, overloaded).
 BUSY_STATUSES = (429, 502, 503, 504)
+
+
+def public_url(url: str | None) -> str | None:
+    """The URL without its userinfo (`https://user:pw@host:9200` -> `https://host:9200`): safe to show or log."""
+    if not url:
+        return url
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        scheme, rest = "", url
+    end = min((i for i in (rest.find(c) for c in "/?#") if i >= 0), default=len(rest))
+    host = rest[:end].rpartition("@")[2]  # the last @: a password may contain @ unescaped
+    return f"{scheme}{sep}{host}{rest[end:]}"
+
+
+# What a refused action was trying to do, by the prefix of its Elasticsearch action name.
+ACTIONS = (("indices:admin/create", "create the index"), ("indices:admin/delete", "delete an index"),
+           ("indices:admin/aliases", "move the alias"), ("indices:admin/mapping", "change the index's metadata"),
+           ("indices:data/write", "write to the index"), ("indices:", "read the index"),
+           ("cluster:monitor/xpack/ml", "use the text model"), ("cluster:", "read the cluster's state"))
+KEYS_HINT = ("the indexer needs the indexer's API key and the bot the bot's (`findimage keys create` makes "
+             "both); check ELASTICSEARCH_API_KEY.")
+
+
+def access_denied(url: str, status: int = 403, reason: str = "", what: str | None = None) -> AccessDenied:
+    """One sentence for credentials Elasticsearch refuses (401) or that may not do this (403)."""
+    url = public_url(url)
+    if status == 401:
+        return AccessDenied(f"Elasticsearch at {url} refused the credentials (401): check ELASTICSEARCH_API_KEY or "
+                            "ELASTICSEARCH_USERNAME/ELASTICSEARCH_PASSWORD.")
+    if what is None:
+        action = re.search(r"action \[([^\]]+)\]", reason)
+        what = next((text for prefix, text in ACTIONS if action and action.group(1).startswith(prefix)), "do this")
+    return AccessDenied(f"Elasticsearch at {url} does not allow these credentials to {what} (403): {KEYS_HINT}")
+
+
 def unavailable_error(url: str, exc: Exception) -> StoreUnavailable:
     """One sentence a user can act on for a server that cannot be reached or is not ready."""
+    url = public_url(url)
     if isinstance(exc, ApiError):
         status = exc.meta.status
         if status in (401, 403):
-            return StoreUnavailable(
-                f"Elasticsearch at {url} refused the credentials ({status}): check ELASTICSEARCH_API_KEY or "
-                "ELASTICSEARCH_USERNAME/ELASTICSEARCH_PASSWORD.")
+            return access_denied(url, status, api_reason(exc))
         return StoreUnavailable(f"Elasticsearch at {url} is not ready to serve requests ({status}, "
                                 f"{api_reason(exc)}): it is probably starting or overloaded.")
     return StoreUnavailable(f"Elasticsearch at {url} is not reachable ({_connection_reason(exc)}): check that "

@@ -8,7 +8,7 @@ import numpy as np
 from elasticsearch import ApiError, ConnectionError, ConnectionTimeout, NotFoundError
 
 from .embedders import ModelError, normalise_rows
-from .es_client import api_reason
+from .es_client import access_denied, api_reason, public_url
 from .records import DIMS
 from .store import StoreUnavailable
 
@@ -46,7 +46,7 @@ class InferTextEmbedder:
         self.client = client
         self.model_id = model_id
         self.timeout = f"{max(1, int(timeout_seconds))}s"
-        self.url = url
+        self.url = public_url(url)
         self._expected_dims = expected_dims
         self._field: str | None = None  # the model's input field, from its config
 
@@ -86,6 +86,8 @@ class InferTextEmbedder:
         except ApiError as exc:
             if _license_refused(exc):
                 raise self._license_refusal(refused=True) from None
+            if exc.meta.status in (401, 403):
+                raise access_denied(self.url, exc.meta.status, api_reason(exc)) from None
             if exc.meta.status in (429, 502, 503, 504) and not _not_deployed(api_reason(exc)):
                 raise StoreUnavailable(f"Elasticsearch at {self.url} could not vectorize the query now "
                                        f"({exc.meta.status}: {api_reason(exc)}).") from None

@@ -2,22 +2,24 @@
 
 The alias (FINDIMAGE_INDEX, default `my-image-embeddings`) points at one concrete index,
 `<alias>-v1` at first; a full rebuild writes `<alias>-v<N+1>` and swaps the alias atomically, so
-searches keep working meanwhile, then deletes the old index.
+searches keep working meanwhile, and keeps the index it replaced as a rollback copy until the next
+rebuild. Only a store opened as writer (the indexer) creates indices: a reader of a missing alias
+finds nothing (count 0) or is told to run the indexer (search).
 """
 from __future__ import annotations
 
+import json
 import logging
 import re
-import time
 from typing import Iterable, Sequence
 
 import numpy as np
-from elasticsearch import BadRequestError, Elasticsearch, NotFoundError, helpers
+from elasticsearch import ApiError, BadRequestError, Elasticsearch, NotFoundError, helpers
 
-from .es_client import (BUSY_STATUSES, error_type, index_dims, item_reason, make_client,
+from .es_client import (BUSY_STATUSES, access_denied, error_type, index_dims, item_reason, make_client, public_url,
                         unavailable_on_connection_errors)
 from .records import DIMS, FileState, ImageDoc, Match, normalise_folder
-from .store import StoreError, StoreUnavailable, default_num_candidates
+from .store import IndexMissing, StoreError, StoreUnavailable, default_num_candidates
 
 log = logging.getLogger(__name__)
 
@@ -45,32 +47,54 @@ def mapping(dims: int, index_options: str) -> dict:
     }
 
 
-# How long a rebuild leaves the old index in place after the alias swap, so searches that resolved
-# the alias just before the swap still finish on it.
-SWAP_GRACE_SECONDS = 1.0
 BULK_THREADS = 2
+# What the indexer does to its indices: checked when the store is opened for writing, so credentials
+# that may only search fail at the start of a pass with one sentence instead of on the first write.
+WRITER_PRIVILEGES = ["create_index", "write", "delete_index", "manage", "read", "view_index_metadata"]
 
 
 class ElasticsearchStore:
     def __init__(self, client: Elasticsearch, url: str, alias: str = "my-image-embeddings",
                  index_options: str = "int8_hnsw", dims: int = DIMS):
         self.client = client
-        self.url = url
+        self.url = public_url(url)  # only ever shown: the client holds the credentials
         self.alias = alias
         self.index_options = index_options
         self.dims = dims
-        self.description = f"elasticsearch ({url}, index {alias})"
+        self.description = f"elasticsearch ({self.url}, index {alias})"
         self._write_index: str | None = None  # the concrete index a rebuild writes into
         self._needs_refresh = False
         self._ready = False
         self._index_dims: int | None = None  # dims of the index behind the alias, once known
 
     @classmethod
-    def from_settings(cls, settings, dims: int = DIMS) -> "ElasticsearchStore":
-        return cls(make_client(settings), settings.elasticsearch_url, settings.index_name,
-                   settings.es_index_options, dims)
+    def from_settings(cls, settings, dims: int = DIMS, writer: bool = False) -> "ElasticsearchStore":
+        store = cls(make_client(settings), settings.elasticsearch_url, settings.index_name,
+                    settings.es_index_options, dims)
+        if writer:
+            store.open_for_writing()
+        return store
 
     # ---- index lifecycle ----------------------------------------------------------------------
+    @unavailable_on_connection_errors
+    def open_for_writing(self) -> None:
+        """Fail now, in one sentence, unless these credentials may manage the alias's indices; create them."""
+        names = [self.alias, f"{self.alias}-v*"]
+        try:
+            found = self.client.security.has_privileges(index=[{"names": names, "privileges": WRITER_PRIVILEGES}])
+        except ApiError as exc:
+            if exc.meta.status in (401, 403):
+                raise
+            found = {"has_all_requested": True}  # security is off: everything is allowed
+        if not found.get("has_all_requested"):
+            missing = sorted({p for index in found.get("index", {}).values() for p, ok in index.items() if not ok})
+            raise access_denied(self.url, what=f"write the index {self.alias} (no {', '.join(missing)})")
+        self._ensure_index()
+
+    def _missing(self) -> bool:
+        return not self.client.indices.exists_alias(name=self.alias) and not self.client.indices.exists(
+            index=self.alias)
+
     def _ensure_index(self) -> None:
         """Create the first concrete index (`<alias>-v1`) together with its alias on first use.
 
@@ -80,8 +104,7 @@ class ElasticsearchStore:
         """
         if self._ready:
             return
-        if not self.client.indices.exists_alias(name=self.alias) and not self.client.indices.exists(
-                index=self.alias):
+        if self._missing():
             first = f"{self.alias}-v1"
             try:
                 self._create_concrete(first, alias=True)
@@ -114,26 +137,47 @@ class ElasticsearchStore:
         return {name: int(m.group(1)) for name in found if (m := pattern.fullmatch(name))}
 
     def _orphans(self) -> list[str]:
-        """Concrete indices of this alias it does not point at: left by an interrupted rebuild."""
+        """Concrete indices of this alias it does not point at: the copy kept by the last rebuild, one
+        left by an interrupted rebuild, or one rolled back from."""
         live = set(self._concrete_indices()) | {self._write_index}
         return sorted(i for i in self._versions() if i not in live)
 
+    def _kept_and_stray(self) -> tuple[list[str], list[str]]:
+        """Unaliased indices split into older generations than the live one (rollback copies) and newer."""
+        versions, live = self._versions(), self._concrete_indices()
+        newest_live = max((versions.get(i, 0) for i in live), default=0)
+        orphans = self._orphans()
+        return ([i for i in orphans if versions[i] < newest_live],
+                [i for i in orphans if versions[i] >= newest_live])
+
+    def rollback_command(self, previous: str, live: list[str]) -> str:
+        actions = [{"add": {"index": previous, "alias": self.alias}},
+                   *({"remove": {"index": i, "alias": self.alias}} for i in live if i != self.alias)]
+        return f"POST _aliases {json.dumps({'actions': actions}, separators=(',', ':'))}"
+
     @unavailable_on_connection_errors
     def begin_rebuild(self) -> None:
-        """A new concrete index receives the following writes; the alias keeps serving the old one."""
+        """A new concrete index receives the following writes; the alias keeps serving the old one.
+
+        Indices the alias did not point at when this rebuild began go now: the copy the previous rebuild
+        kept (this rebuild keeps the live index instead) and any left by an interrupted rebuild.
+        """
         self._ensure_index()
         # Never reuse a name: a stray writer of an interrupted rebuild must not land in the new index.
         version = max(self._versions().values(), default=0) + 1
-        for orphan in self._orphans():
-            log.info("deleting %s, left by an interrupted rebuild", orphan)
-            self.client.indices.delete(index=orphan, ignore_unavailable=True)
+        kept, stray = self._kept_and_stray()
+        for index in kept + stray:
+            log.info("deleting %s (%s)", index, "the previous rollback copy" if index in kept
+                     else "left by an interrupted or rolled-back rebuild")
+            self.client.indices.delete(index=index, ignore_unavailable=True)
         current = self._concrete_indices()
         self._write_index = self._create_concrete(f"{self.alias}-v{version}",
                                                   self._read_meta(current[0]) if current else None)
 
     @unavailable_on_connection_errors
     def finish_rebuild(self) -> None:
-        """Swap the alias to the rebuilt index in one atomic step, then delete the old index."""
+        """Swap the alias to the rebuilt index in one atomic step; the old index stays, unaliased, as the
+        rollback copy (`findimage status` shows the command) until the next rebuild begins."""
         new, old = self._write_index, self._concrete_indices()
         if new is None:
             return
@@ -144,10 +188,9 @@ class ElasticsearchStore:
         self.client.indices.update_aliases(actions=[*actions, {"add": {"index": new, "alias": self.alias}}])
         self._write_index = None
         self._index_dims = None
-        time.sleep(SWAP_GRACE_SECONDS)
         for index in old:
             if index != self.alias:
-                self.client.indices.delete(index=index, ignore_unavailable=True)
+                log.info("kept %s as the rollback copy: %s", index, self.rollback_command(index, [new]))
 
     @unavailable_on_connection_errors
     def drop(self) -> None:
@@ -178,9 +221,13 @@ class ElasticsearchStore:
             field = self.client.indices.get_mapping(index=index)[index]["mappings"]["properties"]["image_embedding"]
             options = field.get("index_options", {}).get("type", "flat")
             lines.append(("index", f"{self.alias} -> {index} ({field['dims']} dims, {options})"))
-        for orphan in self._orphans():
-            lines.append(("rebuilding", f"{orphan} (a `findimage index --full` is running or was interrupted; "
-                                        "the next one cleans it up)"))
+        kept, stray = self._kept_and_stray()
+        for index in kept:
+            lines.append(("previous", f"{index} (kept by the last `findimage index --full`; roll back with "
+                                      f"{self.rollback_command(index, concrete)})"))
+        for index in stray:
+            lines.append(("rebuilding", f"{index} (a `findimage index --full` is running, was interrupted or "
+                                        "was rolled back; the next one deletes it)"))
         return lines
 
     @property
@@ -214,6 +261,8 @@ class ElasticsearchStore:
             if not ok:
                 result = next(iter(item.values()))
                 failure = (paths.get(result.get("_id"), result.get("_id")), item_reason(result))
+                if result.get("status") in (401, 403):  # every item would fail alike: one sentence
+                    raise access_denied(self.url, result["status"], item_reason(result))
                 (busy if result.get("status") in BUSY_STATUSES else failures).append(failure)
         self._needs_refresh = True
         if busy:
@@ -247,15 +296,13 @@ class ElasticsearchStore:
     # ---- reads --------------------------------------------------------------------------------
     def _fresh(self) -> None:
         """Read-your-writes inside this process without a refresh per bulk (which would cap throughput)."""
-        self._ensure_index()
         if self._needs_refresh:
             self.client.indices.refresh(index=self.alias)
             self._needs_refresh = False
 
     @unavailable_on_connection_errors
     def get(self, image_id: str) -> ImageDoc | None:
-        self._ensure_index()
-        try:
+        try:  # a missing document or a missing index
             found = self.client.get(index=self.alias, id=image_id)
         except NotFoundError:
             return None
@@ -264,11 +311,13 @@ class ElasticsearchStore:
     @unavailable_on_connection_errors
     def count(self) -> int:
         self._fresh()
-        return int(self.client.count(index=self.alias)["count"])
+        try:
+            return int(self.client.count(index=self.alias)["count"])
+        except NotFoundError:  # not created yet
+            return 0
 
     @unavailable_on_connection_errors
     def get_meta(self, key: str) -> str | None:
-        self._ensure_index()
         indices = self._concrete_indices()
         return self._read_meta(indices[0]).get(key) if indices else None
 
@@ -290,7 +339,10 @@ class ElasticsearchStore:
         for attempt in range(3):
             try:
                 found = self.client.search(index=self.alias, knn=knn, size=k, source=MATCH_FIELDS)
-            except NotFoundError:  # the alias moved on while this search was routed (a rebuild swap)
+            except NotFoundError:  # not created yet, or the alias moved on while this search was routed
+                if self._missing():
+                    raise IndexMissing(f"The Elasticsearch index {self.alias} does not exist yet: run "
+                                       "`findimage index` (or check FINDIMAGE_INDEX).") from None
                 if attempt == 2:
                     raise
                 continue
@@ -303,8 +355,10 @@ class ElasticsearchStore:
     @unavailable_on_connection_errors
     def file_states(self) -> dict[str, FileState]:
         """Every document's state, including writes of other processes not refreshed yet (start of a pass)."""
-        self._ensure_index()
-        self.client.indices.refresh(index=self.alias)
+        try:
+            self.client.indices.refresh(index=self.alias)
+        except NotFoundError:  # not created yet: nothing is stored
+            return {}
         self._needs_refresh = False
         hits = helpers.scan(self.client, index=self.alias, query={"query": {"match_all": {}}},
                             _source=STATE_FIELDS, size=5000)
@@ -317,9 +371,11 @@ class ElasticsearchStore:
         for start in range(0, len(wanted), 1000):
             chunk = wanted[start:start + 1000]
             query = {"bool": {"filter": [{"terms": {"sha256": chunk}}, {"term": {"model_id": model_id}}]}}
-            result = self.client.search(index=self.alias, query=query, size=len(chunk),
-                                        source=["sha256", "image_embedding"],
-                                        collapse={"field": "sha256"})
+            try:
+                result = self.client.search(index=self.alias, query=query, size=len(chunk),
+                                            source=["sha256", "image_embedding"], collapse={"field": "sha256"})
+            except NotFoundError:  # not created yet: nothing to reuse
+                return {}
             for hit in result["hits"]["hits"]:
                 found[hit["_source"]["sha256"]] = np.asarray(hit["_source"]["image_embedding"], np.float32)
         return found
@@ -339,3 +395,4 @@ def _doc(s: dict) -> ImageDoc:
     return ImageDoc(s["image_id"], s["image_name"], s["relative_path"],
                     np.asarray(s["image_embedding"], np.float32), s["sha256"], s["size"], s["mtime"], s["width"],
                     s["height"], s["indexed_at"], s["model_id"])
+

@@ -17,6 +17,14 @@ class StoreUnavailable(Exception):
     """The store cannot be reached right now (e.g. Elasticsearch is down); the message says what to check."""
 
 
+class IndexMissing(StoreUnavailable):
+    """The index a search asked for does not exist yet: only an indexing pass creates it."""
+
+
+class AccessDenied(StoreUnavailable):
+    """Elasticsearch refused the credentials, or this operation for them; the message names the key to use."""
+
+
 class StoreError(Exception):
     """The store refused some documents of a write; `failures` lists (relative_path, reason)."""
 
@@ -65,11 +73,12 @@ class Store(Protocol):
     def close(self) -> None: ...
 
 
-def open_store(settings) -> Store:
+def open_store(settings, writer: bool = False) -> Store:
+    """The configured store. Only the indexer opens it as `writer`: it may create the index, readers never do."""
     if settings.uses_elasticsearch:
         from .es_store import ElasticsearchStore
 
-        return ElasticsearchStore.from_settings(settings)
+        return ElasticsearchStore.from_settings(settings, writer=writer)
     from .embedded_store import EmbeddedStore
 
     return EmbeddedStore(settings.data_dir)

@@ -18,7 +18,7 @@ log = logging.getLogger(__name__)
 def _one_pass(settings, full: bool = False, progress: bool | None = None,
               allow_mass_removal: bool = False) -> PassSummary:
     state = load_state(settings.data_dir)
-    store = open_store(settings)
+    store = open_store(settings, writer=True)
     try:
         text_model = settings.infer_model_id if settings.text_embedder == "elasticsearch" else settings.text_model
         return IndexPass(store, embedders.image_embedder(settings), settings.archive, settings.batch_size,

@@ -1,5 +1,6 @@
 """`findimage index --full` on Elasticsearch: a new index is built beside the live one and the alias
-swaps to it in one step, so searches keep answering, with every document, throughout."""
+swaps to it in one step, so searches keep answering, with every document, throughout; the index it
+replaced stays as a rollback copy until the next rebuild."""
 from __future__ import annotations
 
 import os
@@ -38,7 +39,7 @@ def test_full_rebuild_swaps_the_alias_while_searches_keep_answering(settings, en
     assert any(indices == (f"{alias}-v1",) and building for _, indices, building in seen), \
         "some searches ran on the old index while the new one was being written"
     assert list(es.indices.get_alias(name=alias)) == [f"{alias}-v2"]
-    assert not es.indices.exists(index=f"{alias}-v1"), "the old index is deleted after the swap"
+    assert es.count(index=f"{alias}-v1")["count"] == 47, "the old index is kept, whole, as the rollback copy"
     store = open_store(settings)
     assert store.count() == 47 and len(store.file_states()) == 47
     assert len(searcher.by_text("a photo", k=100).matches) == 47
@@ -58,7 +59,9 @@ def test_an_interrupted_rebuild_leaves_the_live_index_alone_and_is_cleaned_up(se
 
     summary = index_once(settings, full=True)
     assert summary.updated == 7
-    assert set(es.indices.get(index=f"{alias}-v*")) == {f"{alias}-v3"}, "the leftover v2 was deleted"
+    assert set(es.indices.get(index=f"{alias}-v*")) == {f"{alias}-v1", f"{alias}-v3"}, \
+        "the leftover v2 was deleted; v1, live before the rebuild, is kept"
+    assert list(es.indices.get_alias(name=alias)) == [f"{alias}-v3"]
     assert open_store(settings).count() == 7
 
 

@@ -1,0 +1,136 @@
+"""Least-privilege Elasticsearch API keys: what the bot and the indexer may do, in one place.
+
+The bot only searches: it reads the alias's indices and runs the deployed text model. The indexer owns
+the indices: it creates, writes, swaps and deletes `<alias>-v<N>` and reads cluster health for
+`findimage status`. Neither may touch any other index, user, role or model.
+"""
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+from pathlib import Path
+
+from elasticsearch import ApiError, AuthenticationException, ConnectionError, ConnectionTimeout, Elasticsearch
+
+from .es_client import access_denied, api_reason, make_client, public_url, unavailable_error
+from .store import AccessDenied
+
+ROLES = ("bot", "indexer")
+USES = {"bot": "the bot (`findimage bot`, `findimage search`): searches the index, runs the text model",
+        "indexer": "the indexer (`findimage index`, `schedule`, `status`): creates, writes and rebuilds the index"}
+
+
+class SecurityOff(Exception):
+    """The cluster runs without security: there are no API keys to make (and none needed)."""
+
+
+def index_names(alias: str) -> list[str]:
+    """The alias and its concrete indices, and nothing else that happens to share the prefix."""
+    return [alias, f"{alias}-v*"]
+
+
+def bot_role(alias: str) -> dict:
+    # monitor_ml covers reading trained models, their stats and `_infer`; it cannot create, start or
+    # delete a model (Elasticsearch has no per-model privilege).
+    return {"cluster": ["monitor_ml"],
+            "indices": [{"names": index_names(alias), "privileges": ["read", "view_index_metadata"]}]}
+
+
+def indexer_role(alias: str) -> dict:
+    # `monitor` only for `findimage status` (server version, cluster health).
+    return {"cluster": ["monitor"],
+            "indices": [{"names": index_names(alias),
+                         "privileges": ["create_index", "write", "delete_index", "manage", "read",
+                                        "view_index_metadata"]}]}
+
+
+def role_descriptors(role: str, alias: str) -> dict:
+    return {f"findimage-{role}": bot_role(alias) if role == "bot" else indexer_role(alias)}
+
+
+def key_name(role: str, alias: str) -> str:
+    """Names the privileges too: a key made for other privileges (or another alias) is replaced."""
+    digest = hashlib.sha256(json.dumps(role_descriptors(role, alias), sort_keys=True).encode()).hexdigest()[:8]
+    return f"findimage-{role}-{alias}-{digest}"
+
+
+def create_key(client: Elasticsearch, role: str, alias: str) -> str:
+    """A new API key for `role` ("bot" or "indexer"), in the encoded form ELASTICSEARCH_API_KEY takes."""
+    created = client.security.create_api_key(name=key_name(role, alias), role_descriptors=role_descriptors(role, alias),
+                                             metadata={"application": "findimage", "role": role, "alias": alias})
+    return created["encoded"]
+
+
+def key_is_current(client: Elasticsearch, encoded: str, role: str, alias: str) -> bool:
+    """The key still authenticates and was made for these privileges."""
+    try:
+        who = client.options(api_key=encoded).security.authenticate()
+    except AuthenticationException:
+        return False
+    return (who.get("api_key") or {}).get("name") == key_name(role, alias)
+
+
+def key_id(encoded: str) -> str | None:
+    try:
+        return base64.b64decode(encoded, validate=True).decode().split(":", 1)[0]
+    except ValueError:
+        return None
+
+
+def ensure_key_file(client: Elasticsearch, path: Path, role: str, alias: str) -> bool:
+    """Keep the key in `path` if it is still current, else create one there (and invalidate the old one).
+
+    Returns whether a new key was written. The file is readable by its owner only.
+    """
+    old = path.read_text().strip() if path.is_file() else ""
+    if old and key_is_current(client, old, role, alias):
+        return False
+    encoded = create_key(client, role, alias)
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(encoded + "\n")
+    os.replace(tmp, path)
+    if old and key_id(old):
+        client.security.invalidate_api_key(ids=[key_id(old)])
+    return True
+
+
+def make_keys(settings, key_files: dict[str, str | None]) -> list[str]:
+    """Both keys, made with the configured (superuser) credentials; lines to show the operator.
+
+    A role with a file keeps a still-current key there; a role without one gets a new key, printed in
+    the form a `.env` takes.
+    """
+    client, url = make_client(settings), public_url(settings.elasticsearch_url)
+    lines = []
+    try:
+        try:
+            client.security.authenticate()
+        except ApiError as exc:
+            if exc.meta.status in (401, 403):
+                raise
+            raise SecurityOff(f"Elasticsearch at {url} runs without security, so it has no API keys: findimage "
+                              "needs none there.") from None
+        for role in ROLES:
+            path = key_files.get(role)
+            if path:
+                written = ensure_key_file(client, Path(path), role, settings.index_name)
+                lines.append(f"{role}: {'new key written to' if written else 'key still valid in'} {path}")
+            else:
+                lines += [f"# {USES[role]}", f"ELASTICSEARCH_API_KEY={create_key(client, role, settings.index_name)}"]
+    except (ConnectionError, ConnectionTimeout) as exc:
+        raise unavailable_error(url, exc) from None
+    except ApiError as exc:
+        if exc.meta.status == 403:
+            raise AccessDenied(f"Elasticsearch at {url} does not allow these credentials to create API keys (403): "
+                               "run this as the elastic user (ELASTICSEARCH_USERNAME=elastic and its "
+                               "ELASTICSEARCH_PASSWORD).") from None
+        if exc.meta.status == 401:
+            raise access_denied(url, 401) from None
+        raise RuntimeError(f"Elasticsearch at {url} could not create the API keys: {api_reason(exc)}") from None
+    finally:
+        client.close()
+    return lines
