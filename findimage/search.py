@@ -13,6 +13,7 @@ from .store import META_IMAGE_MODEL, Store, open_store
 
 
 QUERY_DECODES = 2
+MAX_LOOKAHEAD = 4  # at most 4 x k matches are fetched to replace ones whose file has gone
 
 
 class QueryError(ValueError):
@@ -99,8 +100,22 @@ class Searcher:
     def _knn(self, vector, k: int | None, folder: str | None) -> SearchResult:
         k = k or self.settings.top_k
         folder = normalise_folder(folder)
-        matches = self.store.knn(vector, k, self.settings.num_candidates, folder)
-        return SearchResult(matches, folder, weak_score=self.settings.weak_score)
+        asked = k
+        found = self.store.knn(vector, asked, self.settings.num_candidates, folder)
+        present = self._on_disk(found)
+        # Files deleted since the last pass (or kept by a refused mass removal) are left out and the
+        # next matches move up: an answer never offers a file that cannot be shown.
+        while len(present) < k and len(found) == asked and asked < k * MAX_LOOKAHEAD:
+            asked = min(k * MAX_LOOKAHEAD, asked + 2 * (len(found) - len(present)))
+            found = self.store.knn(vector, asked, self.settings.num_candidates, folder)
+            present = self._on_disk(found)
+        return SearchResult(present[:k], folder, weak_score=self.settings.weak_score)
+
+    def _on_disk(self, matches: list[Match]) -> list[Match]:
+        archive = Path(self.settings.archive)
+        if not archive.is_dir():  # the archive is not mounted here (e.g. a search from another machine)
+            return matches
+        return [m for m in matches if (archive / m.relative_path).is_file()]
 
 
 def empty_result_sentence(result: SearchResult, store: Store) -> str:
