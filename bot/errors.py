@@ -12,6 +12,7 @@ from findimage.imaging import ImageError
 from findimage.search import ModelMismatch, QueryError
 from findimage.store import StoreError, StoreUnavailable
 
+from .replies import escape
 from .slack_files import DownloadError
 
 log = logging.getLogger(__name__)
@@ -21,14 +22,18 @@ CHANNEL_ERRORS = {"not_in_channel", "channel_not_found", "is_archived", "restric
 
 
 def user_message(exc: BaseException, subject: str | None = None) -> str:
-    """What went wrong and what to do, in one or two sentences; logs the details."""
-    if isinstance(exc, (QueryError, DownloadError)):
-        log.info("query refused: %s", exc)
+    """What went wrong and what to do, in one or two sentences of mrkdwn (user text escaped); logs the details."""
+    if isinstance(exc, DownloadError):  # its sentences are mrkdwn already, names escaped
+        log.info("download refused: %s", exc)
         return str(exc)
+    if isinstance(exc, QueryError):
+        log.info("query refused: %s", exc)
+        return escape(str(exc))
     if isinstance(exc, ImageError):
         log.info("unreadable image %s: %s", subject, exc)
-        what = f"*{subject}*" if subject else "that file"
-        return f"I could not read {what} as a picture ({exc}). Post it as a JPEG or PNG and I will look again."
+        what = f"*{escape(subject)}*" if subject else "that file"
+        return (f"I could not read {what} as a picture ({escape(str(exc))}). "
+                "Post it as a JPEG or PNG and I will look again.")
     if isinstance(exc, (StoreUnavailable, StoreError)):
         log.error("store failed: %s", exc)
         return ("The archive's search store is not reachable right now, so I could not search. "

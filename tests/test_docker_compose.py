@@ -76,13 +76,13 @@ def test_the_text_model_service_imports_the_seeds_model_with_eland_and_starts_it
     assert default_of(env["FINDIMAGE_INFER_MODEL_ID"]) == DEFAULT_INFER_MODEL_ID
     assert env["ES_URL"] == "http://elasticsearch:9200" and env["ES_PASSWORD"].startswith("${ELASTIC_PASSWORD")
     assert svc["depends_on"] == {"elasticsearch": {"condition": "service_healthy"}}
+    assert svc["profiles"] == ["infer"], "only on request: a basic license refuses the import"
     host, target, _ = svc["volumes"][0].split(":")
     assert (ROOT / host).is_file() and target in command and svc["restart"] == "no"
 
 
-def test_start_order_waits_for_health_and_the_model():
-    assert SERVICES["web"]["depends_on"] == {"elasticsearch": {"condition": "service_healthy"},
-                                             "text-model": {"condition": "service_completed_successfully"}}
+def test_start_order_waits_for_health():
+    assert SERVICES["web"]["depends_on"] == {"elasticsearch": {"condition": "service_healthy"}}
     assert SERVICES["worker"]["depends_on"] == {"elasticsearch": {"condition": "service_healthy"}}
     assert "/healthz" in " ".join(SERVICES["web"]["healthcheck"]["test"])
     assert SERVICES["worker"]["healthcheck"]["test"] == ["CMD", "findimage", "status"]
@@ -96,10 +96,19 @@ def test_app_environment_uses_only_real_settings_and_they_are_documented():
         assert set(env) <= documented, f"{name}: settings missing from the docs: {set(env) - documented}"
         assert env["ELASTICSEARCH_URL"] == "http://elasticsearch:9200"
         assert env["ELASTICSEARCH_PASSWORD"].startswith("${ELASTIC_PASSWORD")
-        assert env["FINDIMAGE_TEXT_EMBEDDER"] == "elasticsearch"
+        assert env["FINDIMAGE_TEXT_EMBEDDER"] == "${FINDIMAGE_TEXT_EMBEDDER:-local}"
         assert default_of(env["FINDIMAGE_INFER_MODEL_ID"]) == DEFAULT_INFER_MODEL_ID
         assert default_of(env["FINDIMAGE_INDEX"]) == Settings.index_name
         assert SERVICES[name]["env_file"] == [".env"]
+
+
+def test_the_default_outlives_a_trial_license_and_binds_the_bot_to_localhost():
+    license = SERVICES["elasticsearch"]["environment"]["xpack.license.self_generated.type"]
+    assert default_of(license) == "basic", "a trial ends after 30 days, and _infer with it"
+    assert default_of(SERVICES["web"]["environment"]["FINDIMAGE_TEXT_EMBEDDER"]) == Settings.text_embedder == "local"
+    assert Settings.text_fallback == "local"
+    assert SERVICES["web"]["ports"] == ["${WEB_PORT:-127.0.0.1:3000}:3000"], "TLS comes from a proxy on the host"
+    assert all(port.startswith("${ES_PORT:-127.0.0.1:") for port in SERVICES["elasticsearch"]["ports"])
 
 
 def test_volumes_archive_read_only_and_data_where_the_settings_point():
@@ -165,7 +174,14 @@ def test_docker_compose_config_accepts_the_file(tmp_path):
     if client is None:
         pytest.skip("no docker compose client installed (the engine is not needed, the client is)")
     shutil.copy(ROOT / "docker-compose.yml", tmp_path / "docker-compose.yml")
-    env = (ROOT / ".env.example").read_text().replace("ARCHIVE_PATH=/srv/shared/images", f"ARCHIVE_PATH={tmp_path}")
+    example = (ROOT / ".env.example").read_text().replace("ARCHIVE_PATH=/srv/shared/images",
+                                                          f"ARCHIVE_PATH={tmp_path}")
+    (tmp_path / ".env").write_text(example)
+    run = subprocess.run([*client, "config"], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert run.returncode != 0, "the example's password must not pass for a real one"
+    assert "set ELASTIC_PASSWORD in .env to a long random password" in run.stderr, run.stderr
+
+    env = re.sub(r"^ELASTIC_PASSWORD=$", "ELASTIC_PASSWORD=0f4c2a9e7b", example, flags=re.M)
     (tmp_path / ".env").write_text(env)
     run = subprocess.run([*client, "config"], cwd=tmp_path, capture_output=True, text=True, timeout=60)
     assert run.returncode == 0, run.stderr
@@ -173,7 +189,12 @@ def test_docker_compose_config_accepts_the_file(tmp_path):
     assert set(resolved["services"]) == set(SERVICES)
     web_env = resolved["services"]["web"]["environment"]
     assert web_env["FINDIMAGE_INFER_MODEL_ID"] == DEFAULT_INFER_MODEL_ID
-    assert web_env["ELASTICSEARCH_PASSWORD"] == "change-me-to-a-long-random-password"
+    assert web_env["ELASTICSEARCH_PASSWORD"] == "0f4c2a9e7b"
+    assert web_env["FINDIMAGE_TEXT_EMBEDDER"] == "local"
+    assert resolved["services"]["elasticsearch"]["environment"]["xpack.license.self_generated.type"] == "basic"
+    published = resolved["services"]["web"]["ports"][0]
+    host = published.split(":")[0] if isinstance(published, str) else published.get("host_ip")
+    assert host == "127.0.0.1", published
 
     (tmp_path / ".env").write_text(env.replace("ELASTIC_PASSWORD=", "# ELASTIC_PASSWORD="))
     run = subprocess.run([*client, "config"], cwd=tmp_path, capture_output=True, text=True, timeout=60)
