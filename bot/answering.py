@@ -11,10 +11,11 @@ from findimage.config import Settings
 from findimage.search import Searcher, empty_result_sentence
 
 from . import slack_files
+from .channels import ChannelPolicy
 from .dedupe import SeenRecently
 from .errors import user_message
 from .options import MAX_K, TextQuery
-from .replies import Answer, image_heading, text_heading
+from .replies import Answer, escape, image_heading, text_heading
 from .work import WorkPool
 
 log = logging.getLogger(__name__)
@@ -29,13 +30,18 @@ class Services:
     presenter: object  # UploadPresenter or LinkPresenter
     work: WorkPool
     seen: SeenRecently
+    policy: ChannelPolicy
 
     @property
     def max_image_bytes(self) -> int:
         return int(self.settings.max_image_mb * 1_000_000)
 
 
-def answer_text_query(services: Services, query: TextQuery, user_id: str, target) -> None:
+def answer_text_query(services: Services, client: WebClient, query: TextQuery, user_id: str, target) -> None:
+    refusal = services.policy.channel_refusal(client, target.channel_id)
+    if refusal is not None:
+        tell_safely(target, refusal)
+        return
     heading = text_heading(user_id, query.text, query.folder)
     try:
         services.searcher.check_model()
@@ -44,7 +50,7 @@ def answer_text_query(services: Services, query: TextQuery, user_id: str, target
         tell_safely(target, user_message(exc))
         return
     if not result.matches:
-        tell_safely(target, empty_result_sentence(result, services.searcher.store))
+        tell_safely(target, escape(empty_result_sentence(result, services.searcher.store)))
         return
     show_safely(services, [Answer(heading, result)], target)
 
@@ -74,13 +80,13 @@ def _answer_one_image(services: Services, client: WebClient, file: dict) -> Answ
         name = _display_name(file)
         if not slack_files.is_image_file(file):
             return None
-        data = slack_files.fetch(file, client.token, services.max_image_bytes)
+        data = slack_files.fetch(file, client.token, services.max_image_bytes, services.settings.slack_api_url)
         services.searcher.check_model()
         result = services.searcher.by_image_bytes(data, min(services.settings.top_k, MAX_K))
     except Exception as exc:
         return Answer(image_heading(name), instead=user_message(exc, subject=name))
     if not result.matches:
-        return Answer(image_heading(name), instead=empty_result_sentence(result, services.searcher.store))
+        return Answer(image_heading(name), instead=escape(empty_result_sentence(result, services.searcher.store)))
     return Answer(image_heading(name), result)
 
 

@@ -14,6 +14,7 @@ from findimage.search import Searcher
 
 from . import handlers
 from .answering import Services
+from .channels import ChannelPolicy
 from .dedupe import SeenRecently
 from .delivery import LinkPresenter, UploadPresenter
 from .image_links import ImageLinks
@@ -50,11 +51,12 @@ def uses_image_links(settings) -> bool:
 
 
 def create_app(settings, searcher: Searcher | None = None, client: WebClient | None = None, *,
-               image_links: bool | None = None, work: WorkPool | None = None) -> App:
+               image_links: bool | None = None, links: ImageLinks | None = None, work: WorkPool | None = None) -> App:
     """The Bolt app with every handler registered.
 
     `searcher` and `client` may be passed in (tests, Slack-compatible gateways); by default they are
-    built from the settings. `image_links` defaults to `uses_image_links(settings)`.
+    built from the settings. `image_links` defaults to `uses_image_links(settings)`; `links` are the
+    web server's own ImageLinks (one clock and key for making and checking links).
     """
     require_slack(settings)
     client = client or make_web_client(settings)
@@ -70,15 +72,19 @@ def create_app(settings, searcher: Searcher | None = None, client: WebClient | N
     except BoltError as exc:  # Bolt checks the token with auth.test right here
         raise ConfigError([f"Slack refused SLACK_BOT_TOKEN ({exc}); copy the Bot User OAuth Token (xoxb-...) "
                            "from the app's OAuth & Permissions page."]) from exc
-    services = Services(settings, searcher, _presenter(settings, image_links), work or WorkPool(), SeenRecently())
+    # Bolt's own auth.test result is not public API; the team id decides who counts as another organisation.
+    policy = ChannelPolicy(settings, client.auth_test().get("team_id"))
+    services = Services(settings, searcher, _presenter(settings, image_links, links), work or WorkPool(),
+                        SeenRecently(), policy)
     handlers.register_all(app, services)
     return app
 
 
-def _presenter(settings, image_links: bool | None):
+def _presenter(settings, image_links: bool | None, links: ImageLinks | None):
     if image_links is None:
         image_links = uses_image_links(settings)
-    links = ImageLinks.from_settings(settings) if image_links else None
+    if links is None:
+        links = ImageLinks.from_settings(settings) if image_links else None
     if image_links and links is None:
         log.warning("FINDIMAGE_PUBLIC_BASE_URL needs a signing key (FINDIMAGE_URL_SIGNING_KEY or "
                     "SLACK_SIGNING_SECRET); uploading images instead")

@@ -16,7 +16,7 @@ _IN_OPTION = re.compile(r'(?<!\S)in:(?:"([^"]*)"|“([^”]*)”|(\S+))', re.IGN
 
 
 class OptionError(ValueError):
-    """The options cannot be used as typed; the message says how to fix them."""
+    """The options cannot be used as typed; the message (mrkdwn, user text escaped) says how to fix them."""
 
 
 @dataclass(frozen=True)
@@ -24,6 +24,11 @@ class TextQuery:
     text: str
     k: int
     folder: str | None = None
+
+
+def escape(text: str) -> str:
+    """Slack's three control characters, so echoed text cannot ping @channel or forge links."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def unescape_slack(text: str) -> str:
@@ -55,7 +60,7 @@ def _take_folder(text: str) -> tuple[str | None, str]:
     match = found[0]
     folder = normalise_folder(next(group for group in match.groups() if group is not None))
     if folder is not None and folder.split("/")[0] == "..":
-        raise OptionError(f"`in:{folder}` is outside the archive; name a folder inside it, e.g. `in:events/2024`.")
+        raise OptionError(f"`in:{escape(folder)}` is outside the archive; name a folder inside it, e.g. `in:events/2024`.")
     return folder, text[:match.start()] + " " + text[match.end():]
 
 
@@ -68,6 +73,6 @@ def _take_k(words: list[str], k: int) -> tuple[int, list[str]]:
             continue
         value = option.group(1)
         if not value.isdigit() or not 1 <= int(value) <= MAX_K:
-            raise OptionError(f"`k={value}` must be a whole number from 1 to {MAX_K} (how many images to show).")
+            raise OptionError(f"`k={escape(value)}` must be a whole number from 1 to {MAX_K} (how many images to show).")
         k = int(value)
     return k, rest

@@ -7,15 +7,10 @@ from typing import Callable
 from findimage.records import Match
 from findimage.search import SearchResult
 
-from .options import MAX_K
+from .options import MAX_K, escape
 
 MAX_BLOCKS_PER_MESSAGE = 50  # Slack's limit for one message
 MAX_FILES_PER_UPLOAD = 10  # Slack shows at most 10 files in one message
-
-
-def escape(text: str) -> str:
-    """Slack's three control characters, so echoed text cannot ping @channel or forge links."""
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def usage_text(default_k: int) -> str:
@@ -97,7 +92,7 @@ def answers_text(answers: list[Answer]) -> str:
     return "\n\n".join(answer_text(a) for a in answers)
 
 
-def image_blocks(answers: list[Answer], url_for: Callable[[str], str]) -> list[dict]:
+def image_blocks(answers: list[Answer], url_for: Callable[[str, str], str]) -> list[dict]:
     """Per answer: a section with the heading and ranked list, then each match as an image block."""
     blocks: list[dict] = []
     for answer in answers:
@@ -110,7 +105,7 @@ def image_blocks(answers: list[Answer], url_for: Callable[[str], str]) -> list[d
                 continue
             blocks.append({
                 "type": "image",
-                "image_url": url_for(match.image_id),
+                "image_url": url_for(match.image_id, match.sha256),
                 "alt_text": match.relative_path[:2000],
                 "title": {"type": "plain_text", "text": file_title(rank, match, match.image_id in exact)[:2000]},
             })

@@ -3,14 +3,27 @@
 Slack's file URLs need `Authorization: Bearer <bot token>` and the `files:read` scope. Without them
 Slack does not refuse: it answers 200 (or a redirect to) its sign-in page, which must not be mistaken
 for a broken image.
+
+The token goes only to Slack's own file hosts (https, files.slack.com, *.slack.com, *.slack-edge.com)
+or to the host of SLACK_API_URL (a Slack-compatible gateway). A file object is data from the request,
+and external files (Google Drive, remote files) carry URLs of any host: sending the token there
+would hand it to whoever runs that host.
 """
 from __future__ import annotations
 
+from urllib.parse import urljoin, urlsplit
+
 import requests
+
+from .replies import escape
 
 CHUNK_BYTES = 256 * 1024
 TIMEOUT_SECONDS = (10, 60)  # connect, read
 HTML_STARTS = (b"<!doctype html", b"<html", b"<?xml", b"<!--")
+SLACK_FILE_HOSTS = ("files.slack.com",)
+SLACK_FILE_DOMAINS = (".slack.com", ".slack-edge.com")
+MAX_REDIRECTS = 5
+DEFAULT_API_URL = "https://slack.com/api/"
 
 
 class DownloadError(Exception):
@@ -29,6 +42,14 @@ class DownloadRefused(DownloadError):
     pass
 
 
+class ExternalFile(DownloadError):
+    pass
+
+
+class NotASlackHost(DownloadError):
+    pass
+
+
 def is_image_file(file: dict) -> bool:
     return str(file.get("mimetype") or "").startswith("image/")
 
@@ -42,19 +63,41 @@ def download_url(file: dict) -> str | None:
     return file.get("url_private_download") or file.get("url_private")
 
 
+def is_external(file: dict) -> bool:
+    """Stored outside Slack (Google Drive, Dropbox, remote files added by apps): not Slack's to serve."""
+    return file.get("is_external") is True or file.get("mode") == "external"
+
+
+def may_receive_token(url: str | None, api_url: str = DEFAULT_API_URL) -> bool:
+    """Whether `url` is one of Slack's file hosts (or the configured API's own host) over the expected scheme."""
+    try:
+        parts = urlsplit(url or "")
+        host = (parts.hostname or "").lower()
+        api = urlsplit(api_url or DEFAULT_API_URL)
+        port, api_port = parts.port, api.port
+    except ValueError:  # unparseable ports and the like
+        return False
+    if not host:
+        return False
+    if (parts.scheme, host, port) == (api.scheme, (api.hostname or "").lower(), api_port):
+        return True
+    return parts.scheme == "https" and port in (None, 443) and (
+        host in SLACK_FILE_HOSTS or host.endswith(SLACK_FILE_DOMAINS))
+
+
 def _megabytes(size: int) -> str:
     return f"{size / 1_000_000:.1f} MB"
 
 
 def _too_large(name: str, size: int | None, max_bytes: int) -> ImageTooLarge:
     size_text = f"is {_megabytes(size)}" if size else "is larger than that"
-    return ImageTooLarge(f"*{name}* {size_text}; I only search images up to {_megabytes(max_bytes)}. "
+    return ImageTooLarge(f"*{escape(name)}* {size_text}; I only search images up to {_megabytes(max_bytes)}. "
                          "Post a smaller copy (e.g. exported at a lower resolution) and I will look again.")
 
 
 def _login_page(name: str) -> LoginPageInstead:
     return LoginPageInstead(
-        f"Slack sent me its sign-in page instead of *{name}*: the findimage app lacks the `files:read` "
+        f"Slack sent me its sign-in page instead of *{escape(name)}*: the findimage app lacks the `files:read` "
         "permission. Ask a workspace admin to add the `files:read` bot scope to the app (OAuth & Permissions) "
         "and reinstall it.")
 
@@ -66,25 +109,42 @@ def check_announced_size(file: dict, max_bytes: int) -> None:
         raise _too_large(file.get("name") or file.get("id", "the image"), size, max_bytes)
 
 
-def fetch(file: dict, token: str, max_bytes: int, session: requests.Session | None = None) -> bytes:
-    """The file's bytes; DownloadError (too large, login page, refused) otherwise."""
+def fetch(file: dict, token: str, max_bytes: int, api_url: str = DEFAULT_API_URL,
+          session: requests.Session | None = None) -> bytes:
+    """The file's bytes; DownloadError (external, not Slack's host, too large, login page, refused) otherwise."""
     name = file.get("name") or file.get("id", "the image")
+    if is_external(file):
+        raise ExternalFile(f"*{escape(name)}* is stored outside Slack, and I cannot search external files; "
+                           "upload the image itself to Slack and I will look again.")
     check_announced_size(file, max_bytes)
-    http = session or requests
-    try:
-        response = http.get(download_url(file), headers={"Authorization": f"Bearer {token}"},
-                            stream=True, timeout=TIMEOUT_SECONDS)
-    except requests.RequestException as exc:
-        raise DownloadRefused(f"I could not download *{name}* from Slack ({type(exc).__name__}). "
-                              "Please try posting it again in a minute.") from exc
+    response = _get_following_slack_redirects(download_url(file), name, token, api_url, session or requests)
     with response:
         _check_response(response, name, max_bytes)
         return _read_capped(response, name, max_bytes)
 
 
+def _get_following_slack_redirects(url: str | None, name: str, token: str, api_url: str, http) -> requests.Response:
+    """GET with the token, following redirects by hand and only to hosts that may see the token."""
+    for _ in range(MAX_REDIRECTS + 1):
+        if not may_receive_token(url, api_url):
+            raise NotASlackHost(f"*{escape(name)}* is not served by Slack's file servers, so I did not download it; "
+                                "upload the image itself to Slack and I will look again.")
+        try:
+            response = http.get(url, headers={"Authorization": f"Bearer {token}"}, stream=True,
+                                timeout=TIMEOUT_SECONDS, allow_redirects=False)
+        except requests.RequestException as exc:
+            raise DownloadRefused(f"I could not download *{escape(name)}* from Slack ({type(exc).__name__}). "
+                                  "Please try posting it again in a minute.") from exc
+        if not response.is_redirect:
+            return response
+        url = urljoin(url, response.headers.get("Location", ""))
+        response.close()
+    raise DownloadRefused(f"Slack redirected the download of *{escape(name)}* too often; please post it again.")
+
+
 def _check_response(response: requests.Response, name: str, max_bytes: int) -> None:
     if response.status_code != 200:
-        raise DownloadRefused(f"Slack refused the download of *{name}* (HTTP {response.status_code}). "
+        raise DownloadRefused(f"Slack refused the download of *{escape(name)}* (HTTP {response.status_code}). "
                               "If the file was deleted or is in a channel I cannot see, post it again here.")
     if response.headers.get("Content-Type", "").lower().startswith("text/html"):
         raise _login_page(name)

@@ -1,36 +1,61 @@
 """HTTP mode: one WSGI app for gunicorn (`gunicorn 'bot.wsgi:create()'`, see the Procfile).
 
-Routes: POST /slack/events (Bolt: signature check, slash commands, events), GET /healthz, and with
-FINDIMAGE_PUBLIC_BASE_URL set, GET /images/<image_id>.jpg?expires=..&sig=.. (signed archive previews).
+Routes: POST /slack/events (body limit and signature check here, then Bolt: slash commands, events),
+GET /healthz (status and document count only), and with FINDIMAGE_PUBLIC_BASE_URL set,
+GET /images/<image_id>.jpg?expires=..&v=..&sig=.. (signed archive previews).
 """
 from __future__ import annotations
 
+import io
 import json
 import logging
+import re
 import sys
+import threading
+import time
 from pathlib import Path
-from urllib.parse import parse_qs, unquote
 
 from slack_bolt.adapter.wsgi import SlackRequestHandler
+from slack_sdk.signature import SignatureVerifier
 
 from findimage.config import ConfigError, load_settings, require_slack
-from findimage.imaging import ImageError, thumbnail_jpeg
+from findimage.imaging import ImageError
 from findimage.search import Searcher
 
 from .app import configure_logging, create_app
-from .image_links import PATH_PREFIX, ImageLinks
+from .image_links import PATH_PREFIX, ImageLinks, MalformedLink, content_tag, parse_link
+from .previews import Previews, RenderBusy
 
 log = logging.getLogger(__name__)
 SLACK_PATH = "/slack/events"
+# Slack's payloads are a few KB (a message event with ten files stays far below 64 KB); anything
+# larger is not from Slack and is refused before it is read.
+MAX_BODY_BYTES = 256 * 1024
+HEALTH_TTL_SECONDS = 5.0
+_TIMESTAMP = re.compile(r"[0-9]{1,12}")
+_SIGNATURE = re.compile(r"v0=[0-9a-f]{64}")
+
+
+class BodyRefused(Exception):
+    def __init__(self, status: str, sentence: str):
+        super().__init__(sentence)
+        self.status = status
+        self.sentence = sentence
 
 
 class FindimageWsgi:
-    def __init__(self, settings, bolt_app, searcher: Searcher, links: ImageLinks | None):
+    def __init__(self, settings, bolt_app, searcher: Searcher, links: ImageLinks | None, *,
+                 previews: Previews | None = None, health_clock=time.monotonic):
         self.settings = settings
         self.slack = SlackRequestHandler(bolt_app, path=SLACK_PATH)
+        self.verifier = SignatureVerifier(settings.slack_signing_secret)
         self.searcher = searcher
         self.links = links
+        self.previews = previews or Previews()
         self.archive = Path(settings.archive).resolve()
+        self._health_clock = health_clock
+        self._health_lock = threading.Lock()
+        self._health: tuple[float, str, dict] | None = None  # (valid until, status, body)
 
     def __call__(self, environ, start_response):
         path, method = environ.get("PATH_INFO", ""), environ.get("REQUEST_METHOD", "GET")
@@ -38,43 +63,137 @@ class FindimageWsgi:
             return self._healthz(start_response)
         if path.startswith(PATH_PREFIX) and method in ("GET", "HEAD") and self.links is not None:
             return self._image(path, environ.get("QUERY_STRING", ""), start_response)
+        if method == "POST":
+            return self._post(path, environ, start_response)
         return self.slack(environ, start_response)
 
-    def _healthz(self, start_response):
-        """Up when the models are loaded and the store answers; the platform restarts us otherwise."""
+    # ---- POST: bounded, verified, then Bolt -----------------------------------------------------
+    def _post(self, path: str, environ, start_response):
         try:
-            documents = self.searcher.store.count()
-        except Exception as exc:
-            log.warning("health check: store not answering: %s", exc)
-            return _reply(start_response, "503 Service Unavailable", "application/json",
-                          json.dumps({"status": "store unavailable", "detail": str(exc)[:300]}).encode())
-        body = {"status": "ok", "documents": documents, "store": self.searcher.store.description}
-        return _reply(start_response, "200 OK", "application/json", json.dumps(body).encode())
+            body = read_bounded_body(environ, MAX_BODY_BYTES)
+        except BodyRefused as refused:
+            log.warning("refused a POST to %s from %s: %s", path, environ.get("REMOTE_ADDR", "?"), refused)
+            return _text(start_response, refused.status, refused.sentence)
+        if path != SLACK_PATH:
+            return _text(start_response, "404 Not Found", "Not found.")
+        if not self._signed_by_slack(environ, body):
+            # Never the body: whoever sends forged requests may also send secrets or junk to fill the log.
+            log.warning("refused a request without a valid Slack signature from %s (%d bytes)",
+                        environ.get("REMOTE_ADDR", "?"), len(body))
+            return _reply(start_response, "401 Unauthorized", "application/json", b'{"error": "invalid request"}')
+        environ["wsgi.input"] = io.BytesIO(body)
+        environ["CONTENT_LENGTH"] = str(len(body))
+        return self.slack(environ, start_response)
 
+    def _signed_by_slack(self, environ, body: bytes) -> bool:
+        timestamp = environ.get("HTTP_X_SLACK_REQUEST_TIMESTAMP", "")
+        signature = environ.get("HTTP_X_SLACK_SIGNATURE", "")
+        if not _TIMESTAMP.fullmatch(timestamp) or not _SIGNATURE.fullmatch(signature):
+            return False
+        return self.verifier.is_valid(body, timestamp, signature)
+
+    # ---- /healthz -------------------------------------------------------------------------------
+    def _healthz(self, start_response):
+        """Up when the store answers; the platform restarts us otherwise. Only a status and a count."""
+        status, body = self._health_status()
+        return _reply(start_response, status, "application/json", json.dumps(body).encode(),
+                      [("Cache-Control", "no-store")])
+
+    def _health_status(self) -> tuple[str, dict]:
+        # Health checks come from platforms and from anyone who finds the URL: one store query per
+        # few seconds, however often they ask.
+        with self._health_lock:
+            now = self._health_clock()
+            if self._health is not None and now < self._health[0]:
+                return self._health[1], self._health[2]
+            try:
+                status, body = "200 OK", {"status": "ok", "documents": int(self.searcher.store.count())}
+            except Exception as exc:
+                log.warning("health check: the store is not answering (%s: %s)", type(exc).__name__, exc)
+                status, body = "503 Service Unavailable", {"status": "unavailable"}
+            self._health = (now + HEALTH_TTL_SECONDS, status, body)
+            return status, body
+
+    # ---- /images/... ----------------------------------------------------------------------------
     def _image(self, path: str, query_string: str, start_response):
-        image_id = unquote(path[len(PATH_PREFIX):]).removesuffix(".jpg")
-        query = parse_qs(query_string)
-        expires, signature = query.get("expires", [""])[0], query.get("sig", [""])[0]
-        if not self.links.is_valid(image_id, expires, signature):
-            return _reply(start_response, "403 Forbidden", "text/plain", b"This image link is invalid or expired.\n")
-        file = self._archive_file(image_id)
-        if file is None:
-            return _reply(start_response, "404 Not Found", "text/plain", b"This image is no longer in the archive.\n")
         try:
-            data = thumbnail_jpeg(file)
+            link = parse_link(path, query_string)
+        except MalformedLink as exc:
+            log.info("malformed image link %s: %s", path[:100], exc)
+            return _text(start_response, "400 Bad Request", "This image link is malformed.")
+        if not self.links.is_valid(link):
+            return _text(start_response, "403 Forbidden", "This image link is invalid or expired.")
+        try:
+            doc = self.searcher.store.get(link.image_id)
+        except Exception as exc:
+            log.warning("cannot look up image %s: %s: %s", link.image_id, type(exc).__name__, exc)
+            return _text(start_response, "503 Service Unavailable", "The archive is not reachable right now.",
+                         [("Retry-After", "30")])
+        if doc is None:
+            return _text(start_response, "404 Not Found", "This image is no longer in the archive.")
+        if content_tag(doc.sha256) != link.tag:
+            return _text(start_response, "404 Not Found", "This image has been replaced since the link was made.")
+        file = self._archive_file(doc)
+        if file is None:
+            return _text(start_response, "404 Not Found", "This image is no longer in the archive.")
+        try:
+            data = self.previews.get(doc.sha256, file)
+        except RenderBusy as exc:
+            log.info("image link answered busy: %s", exc)
+            return _text(start_response, "503 Service Unavailable", "Too many images at once; try again shortly.",
+                         [("Retry-After", "2")])
         except ImageError as exc:
             log.warning("cannot serve %s: %s", file, exc)
-            return _reply(start_response, "404 Not Found", "text/plain", b"This image cannot be shown.\n")
+            return _text(start_response, "404 Not Found", "This image cannot be shown.")
         return _reply(start_response, "200 OK", "image/jpeg", data, [("Cache-Control", "private, max-age=86400")])
 
-    def _archive_file(self, image_id: str) -> Path | None:
-        doc = self.searcher.store.get(image_id)
-        if doc is None:
-            return None
+    def _archive_file(self, doc) -> Path | None:
+        """The indexed file, if it is still inside the archive and unchanged since indexing."""
         file = (self.archive / doc.relative_path).resolve()
-        if not file.is_relative_to(self.archive) or not file.is_file():  # never serve outside the archive
+        if not file.is_relative_to(self.archive):  # a symlink or `..` must never reach outside the archive
+            log.warning("image %s resolves outside the archive; not served", doc.image_id)
+            return None
+        try:
+            stat = file.stat()
+        except OSError:
+            return None
+        # Changed on disk but not re-indexed yet: the stored hash no longer describes these bytes.
+        if not file.is_file() or stat.st_size != doc.size or stat.st_mtime != doc.mtime:
             return None
         return file
+
+
+def read_bounded_body(environ, limit: int) -> bytes:
+    """The request body, read only when it is at most `limit` bytes; BodyRefused otherwise.
+
+    A Content-Length above the limit is refused before a byte is read; a chunked body (no length)
+    is read up to limit + 1 bytes and refused if it gets there.
+    """
+    announced = (environ.get("CONTENT_LENGTH") or "").strip()
+    chunked = "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower()
+    if announced:
+        if not announced.isascii() or not announced.isdigit():
+            raise BodyRefused("400 Bad Request", "The Content-Length header is not a number.")
+        if int(announced) > limit:
+            raise BodyRefused("413 Content Too Large", f"Request bodies are limited to {limit // 1024} KB.")
+        wanted = int(announced)
+    elif chunked:
+        wanted = limit + 1
+    else:
+        return b""
+    stream, data = environ["wsgi.input"], bytearray()
+    while len(data) < wanted:
+        chunk = stream.read(min(64 * 1024, wanted - len(data)))
+        if not chunk:
+            break
+        data += chunk
+    if len(data) > limit:
+        raise BodyRefused("413 Content Too Large", f"Request bodies are limited to {limit // 1024} KB.")
+    return bytes(data)
+
+
+def _text(start_response, status: str, sentence: str, headers=()):
+    return _reply(start_response, status, "text/plain; charset=utf-8", f"{sentence}\n".encode(), headers)
 
 
 def _reply(start_response, status: str, content_type: str, body: bytes, headers=()):
@@ -82,13 +201,14 @@ def _reply(start_response, status: str, content_type: str, body: bytes, headers=
     return [body]
 
 
-def build_wsgi_app(settings, searcher: Searcher | None = None, client=None) -> FindimageWsgi:
+def build_wsgi_app(settings, searcher: Searcher | None = None, client=None, *, link_clock=time.time,
+                   health_clock=time.monotonic, previews: Previews | None = None) -> FindimageWsgi:
     """The whole HTTP app; models load here, before the server takes its first request."""
     require_http_mode(settings)
     searcher = searcher or Searcher(settings)
-    links = ImageLinks.from_settings(settings) if settings.public_base_url else None
-    bolt_app = create_app(settings, searcher, client, image_links=links is not None)
-    return FindimageWsgi(settings, bolt_app, searcher, links)
+    links = ImageLinks.from_settings(settings, clock=link_clock) if settings.public_base_url else None
+    bolt_app = create_app(settings, searcher, client, image_links=links is not None, links=links)
+    return FindimageWsgi(settings, bolt_app, searcher, links, previews=previews, health_clock=health_clock)
 
 
 def require_http_mode(settings) -> None:

@@ -74,10 +74,39 @@ class _QuietHandler(WSGIRequestHandler):
         pass
 
 
+class _CountingInput:
+    """wsgi.input that counts the body bytes the app reads."""
+
+    def __init__(self, stream):
+        self._stream = stream
+        self.count = 0
+
+    def _counted(self, data: bytes) -> bytes:
+        self.count += len(data)
+        return data
+
+    def read(self, *args):
+        return self._counted(self._stream.read(*args))
+
+    def readline(self, *args):
+        return self._counted(self._stream.readline(*args))
+
+    def readlines(self, *args):
+        return [self._counted(line) for line in self._stream.readlines(*args)]
+
+    def __iter__(self):
+        return (self._counted(line) for line in self._stream)
+
+
 @dataclass
 class RunningBot:
     base_url: str
     wsgi: object
+    body_bytes_read: list = dataclasses.field(default_factory=list)  # (path, bytes) per finished request
+
+    @property
+    def port(self) -> int:
+        return int(self.base_url.rsplit(":", 1)[1])
 
     @property
     def events_url(self) -> str:
@@ -89,14 +118,28 @@ class RunningBot:
 
 
 @contextmanager
-def serve_bot(settings, searcher: Searcher | None = None):
-    """The bot's real WSGI app (bot.wsgi) on a real threaded HTTP server on a free port."""
-    wsgi = build_wsgi_app(settings, searcher)
-    server = make_server("127.0.0.1", 0, wsgi, server_class=_ThreadingWSGIServer, handler_class=_QuietHandler)
+def serve_bot(settings, searcher: Searcher | None = None, **options):
+    """The bot's real WSGI app (bot.wsgi) on a real threaded HTTP server on a free port.
+
+    `options` go to build_wsgi_app (clocks, previews). The server counts the body bytes each request
+    made the app read (`RunningBot.body_bytes_read`).
+    """
+    wsgi = build_wsgi_app(settings, searcher, **options)
+    read: list = []
+
+    def counting(environ, start_response):
+        meter = _CountingInput(environ["wsgi.input"])
+        environ["wsgi.input"] = meter
+        try:
+            return wsgi(environ, start_response)
+        finally:
+            read.append((environ.get("PATH_INFO"), meter.count))
+
+    server = make_server("127.0.0.1", 0, counting, server_class=_ThreadingWSGIServer, handler_class=_QuietHandler)
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     try:
-        yield RunningBot(f"http://127.0.0.1:{server.server_port}", wsgi)
+        yield RunningBot(f"http://127.0.0.1:{server.server_port}", wsgi, read)
     finally:
         server.shutdown()
         server.server_close()
@@ -185,3 +228,16 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
+
+
+class FakeClock:
+    """A clock the test moves by hand (link expiry, cache lifetimes)."""
+
+    def __init__(self, now: float | None = None):
+        self.now = time.time() if now is None else now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds

@@ -6,10 +6,12 @@ import socket
 import threading
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import quote, unquote
 
 import pytest
 
-from bot.slack_files import DownloadRefused, ImageTooLarge, LoginPageInstead, fetch
+from bot.slack_files import (DownloadRefused, ExternalFile, ImageTooLarge, LoginPageInstead, NotASlackHost, fetch,
+                             may_receive_token)
 from photos import jpeg_bytes
 
 TOKEN = "xoxb-test"
@@ -27,6 +29,8 @@ def file_server():
 
         def do_GET(self):
             case = self.path.strip("/")
+            if case.startswith("go?to="):  # a redirect, wherever the test says
+                return self._redirect(unquote(case[len("go?to="):]))
             if self.headers.get("Authorization") != f"Bearer {TOKEN}":
                 return self._send(200, "text/html", b"<!DOCTYPE html><html>Sign in</html>")
             if case == "photo":
@@ -38,6 +42,12 @@ def file_server():
             if case == "endless":
                 return self._stream_without_length()
             return self._send(404, "text/html", b"<html>not found</html>")
+
+        def _redirect(self, location):
+            self.send_response(302)
+            self.send_header("Location", location)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
 
         def _send(self, status, content_type, body):
             self.send_response(status)
@@ -80,6 +90,11 @@ def file_server():
         server.server_close()
 
 
+def api_url(base: str) -> str:
+    """The file server plays Slack: the API's own host may receive the token, as the emulator's does."""
+    return f"{base}/api/"
+
+
 def slack_file(base: str, case: str, **fields) -> dict:
     return {"id": "F0TEST", "name": f"{case}.jpg", "mimetype": "image/jpeg",
             "url_private_download": f"{base}/{case}", **fields}
@@ -87,26 +102,26 @@ def slack_file(base: str, case: str, **fields) -> dict:
 
 def test_an_image_is_fetched_with_the_bot_token():
     with file_server() as (base, _, _):
-        assert fetch(slack_file(base, "photo"), TOKEN, LIMIT) == jpeg_bytes(seed=1)
+        assert fetch(slack_file(base, "photo"), TOKEN, LIMIT, api_url(base)) == jpeg_bytes(seed=1)
 
 
 def test_a_size_in_the_file_object_above_the_limit_is_refused_before_connecting():
     with file_server() as (base, sent, _):
         with pytest.raises(ImageTooLarge, match=r"is 0.2 MB; I only search images up to 0.1 MB"):
-            fetch(slack_file(base, "photo", size=200_000), TOKEN, LIMIT)
+            fetch(slack_file(base, "photo", size=200_000), TOKEN, LIMIT, api_url(base))
     assert sent == {}
 
 
 def test_a_content_length_above_the_limit_is_refused_before_reading_the_body():
     with file_server() as (base, _, _):
         with pytest.raises(ImageTooLarge, match=r"is 0.1 MB; I only search images up to 0.1 MB"):
-            fetch(slack_file(base, "announced-too-large"), TOKEN, LIMIT)
+            fetch(slack_file(base, "announced-too-large"), TOKEN, LIMIT, api_url(base))
 
 
 def test_a_stream_without_content_length_is_cut_off_at_the_limit():
     with file_server() as (base, sent, stream_ended):
         with pytest.raises(ImageTooLarge, match="is larger than that"):
-            fetch(slack_file(base, "endless"), TOKEN, LIMIT)
+            fetch(slack_file(base, "endless"), TOKEN, LIMIT, api_url(base))
         assert stream_ended.wait(10), "the server noticed the hang-up"
     assert sent["endless"] < 500 * LIMIT, "the download stopped long before the end of the stream"
 
@@ -114,17 +129,97 @@ def test_a_stream_without_content_length_is_cut_off_at_the_limit():
 def test_html_is_recognised_as_the_sign_in_page_whatever_its_content_type():
     with file_server() as (base, _, _):
         with pytest.raises(LoginPageInstead, match="files:read"):
-            fetch(slack_file(base, "photo"), "xoxb-wrong-token", LIMIT)
+            fetch(slack_file(base, "photo"), "xoxb-wrong-token", LIMIT, api_url(base))
         with pytest.raises(LoginPageInstead, match="files:read"):
-            fetch(slack_file(base, "html-as-image"), TOKEN, LIMIT)
+            fetch(slack_file(base, "html-as-image"), TOKEN, LIMIT, api_url(base))
 
 
 def test_refusals_and_unreachable_servers_are_download_errors():
     with file_server() as (base, _, _):
         with pytest.raises(DownloadRefused, match=r"HTTP 404"):
-            fetch(slack_file(base, "deleted"), TOKEN, LIMIT)
+            fetch(slack_file(base, "deleted"), TOKEN, LIMIT, api_url(base))
     with socket.socket() as probe:  # a port nobody listens on
         probe.bind(("127.0.0.1", 0))
         closed = probe.getsockname()[1]
     with pytest.raises(DownloadRefused, match="could not download"):
-        fetch(slack_file(f"http://127.0.0.1:{closed}", "photo"), TOKEN, LIMIT)
+        fetch(slack_file(f"http://127.0.0.1:{closed}", "photo"), TOKEN, LIMIT, f"http://127.0.0.1:{closed}/api/")
+
+
+@contextmanager
+def recording_server():
+    """Another host: answers every request with a picture and records what it was sent."""
+    requests_seen: list[dict] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):
+            requests_seen.append({"path": self.path, "authorization": self.headers.get("Authorization")})
+            body = jpeg_bytes(seed=2)
+            self.send_response(200)
+            self.send_header("Content-Type", "image/jpeg")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}", requests_seen
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.mark.parametrize("url, allowed", [
+    ("https://files.slack.com/files-pri/T1-F1/download/a.png", True),
+    ("https://myteam.slack.com/files/U1/F1/a.png", True),
+    ("https://a.slack-edge.com/img/a.png", True),
+    ("https://files.slack.com:443/files-pri/T1-F1/a.png", True),
+    ("http://files.slack.com/files-pri/T1-F1/a.png", False),  # the token never travels in clear text
+    ("https://files.slack.com:8443/a.png", False),
+    ("https://files.slack.com.example.org/a.png", False),
+    ("https://evilslack.com/a.png", False),
+    ("https://slack.com@example.org/a.png", False),
+    ("https://example.org/?u=https://files.slack.com/", False),
+    ("ftp://files.slack.com/a.png", False),
+    ("https://files.slack.com:99999/a.png", False),
+    ("", False),
+    (None, False),
+])
+def test_the_token_may_go_only_to_slack_file_hosts(url, allowed):
+    assert may_receive_token(url) is allowed
+
+
+def test_the_configured_api_host_may_receive_the_token_but_no_other_port_or_scheme():
+    assert may_receive_token("http://127.0.0.1:5000/files-pri/x.png", "http://127.0.0.1:5000/api/")
+    assert not may_receive_token("http://127.0.0.1:5001/files-pri/x.png", "http://127.0.0.1:5000/api/")
+    assert not may_receive_token("https://127.0.0.1:5000/files-pri/x.png", "http://127.0.0.1:5000/api/")
+    assert not may_receive_token("http://127.0.0.1:5000/x.png")  # default API: slack.com only
+
+
+def test_a_file_on_another_host_is_refused_without_any_request():
+    with recording_server() as (other, seen):
+        with pytest.raises(NotASlackHost, match=r"^\*elsewhere.jpg\* is not served by Slack's file servers"):
+            fetch(slack_file(other, "elsewhere"), TOKEN, LIMIT)
+    assert seen == []
+
+
+def test_redirects_are_followed_only_to_hosts_that_may_see_the_token():
+    with file_server() as (base, _, _), recording_server() as (other, seen):
+        same_host = slack_file(base, "go?to=" + quote("/photo", safe=""), name="moved.jpg")
+        assert fetch(same_host, TOKEN, LIMIT, api_url(base)) == jpeg_bytes(seed=1)
+        away = slack_file(base, "go?to=" + quote(f"{other}/steal", safe=""), name="away.jpg")
+        with pytest.raises(NotASlackHost, match=r"\*away.jpg\*"):
+            fetch(away, TOKEN, LIMIT, api_url(base))
+    assert seen == [], "the other host was never contacted, so it never saw the token"
+
+
+def test_external_files_are_not_downloaded():
+    with recording_server() as (other, seen):
+        drive = slack_file(other, "drive", is_external=True, external_type="gdrive", mode="external")
+        with pytest.raises(ExternalFile, match="I cannot search external files"):
+            fetch(drive, TOKEN, LIMIT, api_url(other))
+    assert seen == []

@@ -20,6 +20,10 @@ def register(app: App, services: Services) -> None:
         if wants_help(raw):
             ack(text=usage_text(services.settings.top_k))  # text in an ack is seen only by the requester
             return
+        refusal = services.policy.quick_refusal(command.get("channel_id"), command.get("team_id"))
+        if refusal is not None:
+            ack(text=refusal)
+            return
         try:
             query = parse_command_text(raw, services.settings.top_k)
         except OptionError as exc:
@@ -29,6 +33,6 @@ def register(app: App, services: Services) -> None:
         target = CommandTarget(client, respond, command["channel_id"], command["user_id"])
         log.info("command from %s in %s: %r k=%d folder=%s", command["user_id"], command["channel_id"],
                  query.text, query.k, query.folder)
-        services.work.submit(answer_text_query, services, query, command["user_id"], target)
+        services.work.submit(answer_text_query, services, client, query, command["user_id"], target)
 
     app.command(COMMAND)(findimage_command)

@@ -5,7 +5,7 @@ import logging
 
 from slack_bolt import App
 
-from ..answering import Services, answer_posted_images
+from ..answering import Services, answer_posted_images, tell_safely
 from ..delivery import ThreadTarget
 from ..slack_files import is_image_file, needs_file_info
 
@@ -46,6 +46,11 @@ def register(app: App, services: Services) -> None:
             return
         thread_ts = event.get("thread_ts") or event["ts"]
         target = ThreadTarget(client, event["channel"], thread_ts)
+        refusal = services.policy.event_refusal(body, event)
+        if refusal is not None:
+            log.info("image(s) posted by %s in %s not searched: %s", event.get("user"), event["channel"], refusal)
+            services.work.submit(tell_safely, target, refusal)  # a Web API call: after the ack
+            return
         log.info("%d image(s) posted by %s in %s", len(images), event.get("user"), event["channel"])
         services.work.submit(answer_posted_images, services, client, images, target)
 

@@ -90,11 +90,16 @@ class DriverMixin:
         user_name: str = "alice",
         channel_name: str = "general",
         response_url: Optional[str] = None,
+        team_id: Optional[str] = None,
     ) -> dict:
-        """The fields Slack posts for a slash command (form body over HTTP, dict over Socket Mode)."""
+        """The fields Slack posts for a slash command (form body over HTTP, dict over Socket Mode).
+
+        ``team_id`` is the workspace of the person who typed the command (emulator choice for users of
+        a connected organisation in a Slack Connect channel: their own team id; default the app's).
+        """
         return {
             "token": self.verification_token,
-            "team_id": self.team_id,
+            "team_id": team_id or self.team_id,
             "team_domain": self.team_domain,
             "channel_id": channel_id,
             "channel_name": channel_name,
@@ -129,7 +134,7 @@ class DriverMixin:
                     "is_enterprise_install": False,
                 }
             ],
-            "is_ext_shared_channel": False,
+            "is_ext_shared_channel": self.is_ext_shared(event.get("channel")),
             "event_context": "4-" + uuid.uuid4().hex,
         }
 
@@ -147,12 +152,27 @@ class DriverMixin:
         return event
 
     def user_message(
-        self, channel: str, text: str, user: str = "U0USER", *, thread_ts: Optional[str] = None, channel_type: str = "channel"
+        self,
+        channel: str,
+        text: str,
+        user: str = "U0USER",
+        *,
+        thread_ts: Optional[str] = None,
+        channel_type: str = "channel",
+        user_team: Optional[str] = None,
     ) -> dict:
         """A plain ``message`` event: a user typed ``text`` in ``channel``."""
         event = self._message_base(channel, user, text, thread_ts, channel_type)
-        event.update(client_msg_id=str(uuid.uuid4()), team=self.team_id, blocks=_rich_text(text))
+        event.update(client_msg_id=str(uuid.uuid4()), blocks=_rich_text(text))
+        self._set_user_team(event, channel, user_team)
         return event
+
+    def _set_user_team(self, event: dict, channel: str, user_team: Optional[str]) -> None:
+        """``team`` of the author; in Slack Connect channels also ``user_team`` and ``source_team``."""
+        team = user_team or self.team_id
+        event["team"] = team
+        if team != self.team_id or self.is_ext_shared(channel):
+            event.update(user_team=team, source_team=team)
 
     def post_user_message_with_files(
         self,
@@ -164,15 +184,18 @@ class DriverMixin:
         thread_ts: Optional[str] = None,
         channel_type: str = "channel",
         file_access: str = "visible",
+        user_team: Optional[str] = None,
     ) -> dict:
         """The ``message`` event (subtype ``file_share``) Slack sends when ``user`` posts files.
 
         ``files`` are file objects from ``add_file`` or file ids; they become shared in
         ``channel``. ``file_access="check_file_info"`` gives the stripped file objects Slack sends
-        when the app must call files.info first (e.g. Slack Connect channels).
+        when the app must call files.info first (e.g. Slack Connect channels). ``user_team``: the
+        author's workspace, for users of a connected organisation (default: the app's team).
         """
         event = self._message_base(channel, user, text, thread_ts, channel_type)
-        event.update(subtype="file_share", upload=False, display_as_bot=False, team=self.team_id)
+        event.update(subtype="file_share", upload=False, display_as_bot=False)
+        self._set_user_team(event, channel, user_team)
         event["files"] = self._files_in_event(files, channel, event["ts"], thread_ts, file_access)
         if text:
             event["blocks"] = _rich_text(text)
@@ -239,10 +262,11 @@ class DriverMixin:
         signing_secret: Optional[str] = None,
         timestamp: Optional[int] = None,
         timeout: float = 10.0,
+        team_id: Optional[str] = None,
     ) -> HttpDelivery:
         """POST a signed slash command to the app, as Slack does; the answer is the app's ack."""
         payload = self.slash_command_payload(
-            text, command, user_id, channel_id, user_name=user_name, channel_name=channel_name
+            text, command, user_id, channel_id, user_name=user_name, channel_name=channel_name, team_id=team_id
         )
         headers = {}
         if retry_num is not None:

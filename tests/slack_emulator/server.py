@@ -34,12 +34,16 @@ from .web_api import SlackApiError, WebApiMixin
 DEFAULT_BOT_SCOPES = (
     "app_mentions:read",
     "channels:history",
+    "channels:read",
     "chat:write",
     "commands",
     "files:read",
     "files:write",
     "groups:history",
+    "groups:read",
     "im:history",
+    "im:read",
+    "mpim:read",
 )
 
 

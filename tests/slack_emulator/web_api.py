@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from typing import Any
+from typing import Any, Optional
 
 from .records import Message, Upload, UploadedFile
 
@@ -43,6 +43,8 @@ class WebApiMixin:
         self.register_method("files.getUploadURLExternal", self._api_files_get_upload_url, scope="files:write")
         self.register_method("files.completeUploadExternal", self._api_files_complete_upload, scope="files:write")
         self.register_method("files.info", self._api_files_info, scope="files:read")
+        self.register_method("conversations.info", self._api_conversations_info)  # scope depends on the type
+        self._conversations: dict = {}  # channel id -> fields set by tests (shared, private, ...)
         self.register_method("apps.connections.open", self._api_apps_connections_open, token_kinds=("app",))
         for name in RETIRED_METHODS:
             self.register_method(name, self._api_retired, token_kinds=("bot", "app"))
@@ -189,6 +191,68 @@ class WebApiMixin:
             "comments": [],
             "response_metadata": {"next_cursor": ""},
         }
+
+    # ------------------------------------------------------------------ conversations.*
+
+    def share_channel_externally(self, channel_id: str, team_id: str = "T0PARTNER", *, pending: bool = False) -> None:
+        """Make ``channel_id`` a Slack Connect channel shared with ``team_id`` (or one with a pending invitation).
+
+        conversations.info then reports it as shared, and events from it carry
+        ``is_ext_shared_channel: true`` in their envelope.
+        """
+        with self._lock:
+            fields = self._conversations.setdefault(channel_id, {})
+            if pending:
+                fields.update(is_pending_ext_shared=True, pending_shared=[team_id], pending_connected_team_ids=[team_id])
+            else:
+                fields.update(is_shared=True, is_ext_shared=True, connected_team_ids=[team_id],
+                              shared_team_ids=[self.team_id, team_id], conversation_host_id=self.team_id)
+
+    def is_ext_shared(self, channel_id: Optional[str]) -> bool:
+        with self._lock:
+            return bool(self._conversations.get(channel_id or "", {}).get("is_ext_shared"))
+
+    def conversation_object(self, channel_id: str) -> dict:
+        """The conversation object as conversations.info answers it.
+
+        Emulator choice: every well-formed id exists (as chat.postMessage accepts any channel here);
+        C... is a public channel, G... a private one, D... a direct message.
+        """
+        with self._lock:
+            fields = dict(self._conversations.get(channel_id, {}))
+        if channel_id.startswith("D"):
+            base = {"id": channel_id, "created": 1700000000, "is_im": True, "is_org_shared": False,
+                    "context_team_id": self.team_id, "updated": 1700000000000, "user": "U0USER",
+                    "is_user_deleted": False, "priority": 0}
+            base.update(fields)
+            return base
+        private = channel_id.startswith("G")
+        name = fields.pop("name", channel_id.lower())
+        base = {
+            "id": channel_id, "name": name, "is_channel": not private, "is_group": private, "is_im": False,
+            "is_mpim": False, "is_private": private, "created": 1700000000, "is_archived": False,
+            "is_general": False, "unlinked": 0, "name_normalized": name, "is_shared": False, "is_frozen": False,
+            "is_org_shared": False, "is_pending_ext_shared": False, "pending_shared": [],
+            "context_team_id": self.team_id, "updated": 1700000000000, "parent_conversation": None,
+            "creator": "U0USER", "is_ext_shared": False, "shared_team_ids": [self.team_id],
+            "pending_connected_team_ids": [], "is_member": True,
+            "topic": {"value": "", "creator": "", "last_set": 0},
+            "purpose": {"value": "", "creator": "", "last_set": 0},
+            "previous_names": [],
+        }
+        base.update(fields)
+        return base
+
+    def _api_conversations_info(self, params: dict, kind: str) -> dict:
+        channel_id = params.get("channel")
+        if not channel_id or channel_id[0] not in "CGD":
+            raise SlackApiError("channel_not_found")
+        needed = {"C": "channels:read", "G": "groups:read", "D": "im:read"}[channel_id[0]]
+        with self._lock:
+            scopes = set(self.bot_scopes)
+        if needed not in scopes:
+            raise SlackApiError("missing_scope", needed=needed, provided=",".join(sorted(scopes)))
+        return {"channel": self.conversation_object(channel_id)}
 
     # ------------------------------------------------------------------ apps.connections.open
 
