@@ -66,3 +66,45 @@ def test_writes_after_the_snapshot_are_seen_by_a_reader(tmp_path):
     found = reader.knn(extra[0], k=100)
     assert found[0].relative_path == "late/0.jpg" and len(found) == 54
     assert all(m.relative_path != "bulk/0.jpg" for m in found)
+
+
+def test_documents_and_metadata_answer_while_the_knn_snapshot_loads(tmp_path, monkeypatch):
+    """/healthz (count), image links (get) and the indexer's bookkeeping never wait for a snapshot load."""
+    import threading
+
+    from findimage import vector_index
+
+    vectors = clustered(500)
+    writer = EmbeddedStore(tmp_path)
+    writer.upsert(docs(vectors))
+    writer.set_meta("last_pass", "{}")
+    writer.checkpoint()
+    writer.close()
+
+    loading, release = threading.Event(), threading.Event()
+    real_load = vector_index.VectorIndex.load.__func__
+
+    def paused_load(cls, folder):
+        loading.set()
+        release.wait()
+        return real_load(cls, folder)
+
+    monkeypatch.setattr(vector_index.VectorIndex, "load", classmethod(paused_load))
+    reader = EmbeddedStore(tmp_path)  # a new process's store: its kNN cache is loaded on the first search
+    found: list = []
+    search = threading.Thread(target=lambda: found.extend(reader.knn(vectors[7], 3)))
+    search.start()
+    assert loading.wait(60), "the search starts loading the snapshot"
+
+    answered: list = []
+    others = threading.Thread(target=lambda: answered.extend(
+        [reader.count(), reader.get(image_id_for("bulk/3.jpg")).relative_path, reader.get_meta("last_pass"),
+         len(reader.file_states())]))
+    others.start()
+    others.join(60)
+    still_loading = not release.is_set() and search.is_alive()
+    release.set()
+    search.join(60)
+
+    assert still_loading and answered == [500, "bulk/3.jpg", "{}", 500]
+    assert found[0].relative_path == "bulk/7.jpg"
