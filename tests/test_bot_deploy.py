@@ -1,9 +1,11 @@
 """What a deployment relies on: the Procfile's commands, the Slack app manifest, and clear start-up errors."""
 from __future__ import annotations
 
+import http.client
 import json
 import subprocess
 import sys
+import time
 import urllib.request
 from pathlib import Path
 
@@ -14,6 +16,7 @@ from bot.app import create_app
 from bot_support import (CHANNEL, BotProcess, bot_settings, emu, free_port, indexed,  # noqa: F401
                          process_env, slack_env, with_settings)
 from findimage.config import ConfigError
+from slack_emulator import slack_signature
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -46,15 +49,46 @@ def test_the_web_process_serves_health_checks_and_signed_slack_requests(command,
         ack = emu.send_slash_command(f"{base}/slack/events", text="stage with red lights", channel_id=CHANNEL)
         results = emu.wait_for_upload(CHANNEL, timeout=20)
         forged = emu.send_slash_command(f"{base}/slack/events", text="x", signing_secret="not-it")
+        chunked_small = post_chunked(emu, port, [b"a" * 10])
+        chunked_large = post_chunked(emu, port, [b"a" * 64 * 1024] * 5)  # 320 KB, no Content-Length
     finally:
         status = web.stop()
 
-    assert health == {"status": "ok", "documents": 7, "store": health["store"]}
+    assert health == {"status": "ok", "documents": 7}
+    assert chunked_small[0] == 200 and b"c" * 10 in chunked_small[1], "gunicorn hands chunked bodies over"
+    assert chunked_large[0] == 413, "and they are bounded too"
     assert ack.status == 200 and ack.elapsed < 3
     assert len(results.files) == 5 and len(emu.uploads()) == 1
     assert forged.status == 401
     assert "Booting worker with pid" in web.output and "gthread" in web.output
     assert status == 0, web.output
+
+
+def post_chunked(emu, port: int, chunks: list[bytes]):
+    """A signed url_verification-shaped POST sent with Transfer-Encoding: chunked (no Content-Length)."""
+    if sum(map(len, chunks)) < 1000:
+        body = json.dumps({"token": emu.verification_token, "challenge": "c" * 10, "type": "url_verification"})
+        chunks = [body.encode()]
+    body = b"".join(chunks)
+    timestamp = str(int(time.time()))
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        connection.putrequest("POST", "/slack/events")
+        for name, value in (("Content-Type", "application/json"), ("Transfer-Encoding", "chunked"),
+                            ("X-Slack-Request-Timestamp", timestamp),
+                            ("X-Slack-Signature", slack_signature(emu.signing_secret, timestamp, body))):
+            connection.putheader(name, value)
+        connection.endheaders()
+        try:
+            for chunk in chunks:
+                connection.send(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+            connection.send(b"0\r\n\r\n")
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the server answered and closed before the rest arrived
+        response = connection.getresponse()
+        return response.status, response.read()
+    finally:
+        connection.close()
 
 
 def test_the_bot_refuses_to_start_without_its_tokens_and_says_which(tmp_path):
@@ -72,7 +106,8 @@ def test_the_manifest_declares_the_command_scopes_events_and_socket_mode_flag():
     (command,) = manifest["features"]["slash_commands"]
     assert command["command"] == "/findimage" and command["url"].endswith("/slack/events")
     assert set(manifest["oauth_config"]["scopes"]["bot"]) == {
-        "commands", "chat:write", "files:read", "files:write", "channels:history", "groups:history"}
+        "commands", "chat:write", "files:read", "files:write", "channels:history", "groups:history",
+        "channels:read", "groups:read", "im:read", "mpim:read"}
     events = manifest["settings"]["event_subscriptions"]
     assert events["request_url"].endswith("/slack/events")
     assert set(events["bot_events"]) == {"message.channels", "message.groups"}
