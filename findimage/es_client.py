@@ -42,7 +42,9 @@ def access_denied(url: str, status: int = 403, reason: str = "", what: str | Non
                             "ELASTICSEARCH_USERNAME/ELASTICSEARCH_PASSWORD.")
     if what is None:
         action = re.search(r"action \[([^\]]+)\]", reason)
-        what = next((text for prefix, text in ACTIONS if action and action.group(1).startswith(prefix)), "do this")
+        # No action named: a HEAD request (an existence check of the index), which has no body.
+        what = next((text for prefix, text in ACTIONS if action and action.group(1).startswith(prefix)),
+                    "read the index")
     return AccessDenied(f"Elasticsearch at {url} does not allow these credentials to {what} (403): {KEYS_HINT}")
 
 

@@ -39,8 +39,9 @@ def bot_role(alias: str) -> dict:
 
 
 def indexer_role(alias: str) -> dict:
-    # `monitor` only for `findimage status` (server version, cluster health).
-    return {"cluster": ["monitor"],
+    # Only the two cluster actions `findimage status` uses (server version, cluster health): the named
+    # `monitor` privilege would also let it run ML models and read every index's stats.
+    return {"cluster": ["cluster:monitor/main", "cluster:monitor/health"],
             "indices": [{"names": index_names(alias),
                          "privileges": ["create_index", "write", "delete_index", "manage", "read",
                                         "view_index_metadata"]}]}

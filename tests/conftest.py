@@ -87,8 +87,11 @@ def pytest_collection_modifyitems(session, config, items):
         es_support.TestModel.import_in_background()
     if es_support.ES_URL and "basic_server" in needed:
         es_support.BasicLicenseServer.start_in_background()
+    if es_support.ES_URL and "secure_server" in needed:
+        es_support.SecureServer.start_in_background()
 
 
 def pytest_sessionfinish(session, exitstatus):
     es_support.SecondServer.stop()
     es_support.BasicLicenseServer.stop()
+    es_support.SecureServer.stop()

@@ -67,13 +67,15 @@ class SecondServer:
     port = int(os.environ.get("FINDIMAGE_TEST_ES_PORT2", "9251"))
     url = f"http://127.0.0.1:{port}"
     license = "trial"
+    security = "off"
     _starting: subprocess.Popen | None = None
     started = False
 
     @classmethod
     def start_in_background(cls) -> None:
         if cls._starting is None and not cls.started:
-            env = {**os.environ, "FINDIMAGE_ES_PORT": str(cls.port), "FINDIMAGE_ES_LICENSE": cls.license}
+            env = {**os.environ, "FINDIMAGE_ES_PORT": str(cls.port), "FINDIMAGE_ES_LICENSE": cls.license,
+                   "FINDIMAGE_ES_SECURITY": cls.security, "FINDIMAGE_ES_PASSWORD": SecureServer.password}
             cls._starting = subprocess.Popen(["bash", str(ROOT / "scripts" / "elasticsearch.sh"), "start"],
                                              env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
@@ -104,6 +106,18 @@ class BasicLicenseServer(SecondServer):
     port = int(os.environ.get("FINDIMAGE_TEST_ES_PORT_BASIC", "9280"))
     url = f"http://127.0.0.1:{port}"
     license = "basic"
+    _starting = None
+    started = False
+
+
+class SecureServer(SecondServer):
+    """A test server with security on (FINDIMAGE_TEST_ES_PORT_SECURE, default 9260; plain HTTP) whose
+    `elastic` user has `password`: for API keys and what each key may do."""
+
+    port = int(os.environ.get("FINDIMAGE_TEST_ES_PORT_SECURE", "9260"))
+    url = f"http://127.0.0.1:{port}"
+    security = "on"
+    password = "findimage-test-password"
     _starting = None
     started = False
 

@@ -1,0 +1,153 @@
+"""Least-privilege API keys on a server with security on: `findimage keys create` makes a bot key and an
+indexer key; the indexer's key runs real passes and status, the bot's key searches, and every write,
+index creation or deletion with the bot's key is refused in one sentence."""
+from __future__ import annotations
+
+import json
+import os
+import stat
+import time
+
+import numpy as np
+import pytest
+from elasticsearch import Elasticsearch
+
+from es_support import ES_URL, SecureServer, needs_es
+from findimage.embedders import ModelError
+from findimage.es_infer import InferTextEmbedder
+from findimage.es_privileges import ensure_key_file, key_is_current
+from findimage.es_store import ElasticsearchStore
+from findimage.records import ImageDoc, image_id_for
+from findimage.store import AccessDenied
+from findimage_cli import EXIT_OK, EXIT_UNAVAILABLE, main
+
+pytestmark = [*needs_es, pytest.mark.timeout(300)]
+KEYS_HINT = ("the indexer needs the indexer's API key and the bot the bot's (`findimage keys create` makes both); "
+             "check ELASTICSEARCH_API_KEY.")
+
+
+@pytest.fixture(scope="session")
+def secure_server() -> str:
+    """A server of its own with security on (conftest starts it in the background at collection)."""
+    if not ES_URL:
+        pytest.skip(needs_es[1].kwargs["reason"])
+    try:
+        return SecureServer.wait()
+    except RuntimeError as exc:
+        pytest.fail(str(exc))
+
+
+@pytest.fixture
+def as_elastic(secure_server, settings, monkeypatch):
+    """The environment of the operator who makes the keys: the elastic superuser."""
+    monkeypatch.setenv("ELASTICSEARCH_URL", secure_server)
+    monkeypatch.setenv("ELASTICSEARCH_USERNAME", "elastic")
+    monkeypatch.setenv("ELASTICSEARCH_PASSWORD", SecureServer.password)
+    superuser = Elasticsearch(secure_server, basic_auth=("elastic", SecureServer.password))
+    yield superuser
+    for index in superuser.indices.get(index=f"{settings.index_name}*", allow_no_indices=True):
+        superuser.indices.delete(index=index)
+    superuser.close()
+
+
+def _use_key(monkeypatch, key_file) -> None:
+    monkeypatch.delenv("ELASTICSEARCH_USERNAME", raising=False)
+    monkeypatch.delenv("ELASTICSEARCH_PASSWORD", raising=False)
+    monkeypatch.setenv("ELASTICSEARCH_API_KEY_FILE", str(key_file))
+
+
+def _doc(path: str) -> ImageDoc:
+    vector = np.random.default_rng(len(path)).standard_normal(512).astype(np.float32)
+    return ImageDoc(image_id_for(path), path, path, vector, "sha", 1, 1.0, 8, 8, time.time(), "m")
+
+
+def test_each_key_does_its_job_and_the_bot_key_cannot_write(as_elastic, settings, archive, tmp_path, monkeypatch,
+                                                             capsys):
+    url, alias = SecureServer.url, settings.index_name
+    bot_file, indexer_file = tmp_path / "bot.key", tmp_path / "indexer.key"
+    argv = ["keys", "create", "--bot-key-file", str(bot_file), "--indexer-key-file", str(indexer_file)]
+    assert main(argv) == EXIT_OK
+    assert capsys.readouterr().out == f"bot: new key written to {bot_file}\nindexer: new key written to {indexer_file}\n"
+    assert stat.S_IMODE(os.stat(bot_file).st_mode) == 0o600
+    assert main(argv) == EXIT_OK, "a rerun keeps keys that are still valid"
+    assert capsys.readouterr().out.count("key still valid in") == 2
+    bot_key = bot_file.read_text().strip()
+
+    # The bot's key: a search on an index that does not exist yet neither creates it nor may.
+    _use_key(monkeypatch, bot_file)
+    assert main(["search", "a photo"]) == EXIT_UNAVAILABLE
+    assert capsys.readouterr().err == (f"findimage: The Elasticsearch index {alias} does not exist yet: run "
+                                       "`findimage index` (or check FINDIMAGE_INDEX).\n")
+    bot_store = ElasticsearchStore(Elasticsearch(url, api_key=bot_key), url, alias)
+    with pytest.raises(AccessDenied) as caught:
+        bot_store.upsert([_doc("a.jpg")])
+    assert str(caught.value) == f"Elasticsearch at {url} does not allow these credentials to create the index (403): {KEYS_HINT}"
+    assert not as_elastic.indices.exists_alias(name=alias)
+
+    # The bot's key cannot index either: refused at the start of the pass, in one line.
+    started = time.monotonic()
+    assert main(["index"]) == EXIT_UNAVAILABLE
+    err = capsys.readouterr().err
+    assert err == (f"findimage: Elasticsearch at {url} does not allow these credentials to write the index {alias} "
+                   f"(no create_index, delete_index, manage, write) (403): {KEYS_HINT}\n")
+    assert time.monotonic() - started < 30
+
+    # The indexer's key: a real pass, status.
+    _use_key(monkeypatch, indexer_file)
+    assert main(["index"]) == EXIT_OK
+    assert capsys.readouterr().out.startswith("added 7, updated 0, moved 0, removed 0, unchanged 0, failed 0")
+    assert main(["status"]) == EXIT_OK
+    out = capsys.readouterr().out
+    assert f"index:        {alias} -> {alias}-v1" in out and "documents:    7" in out
+
+    # The bot's key searches the index the indexer made, with the local text model...
+    _use_key(monkeypatch, bot_file)
+    assert main(["search", "a photo", "-k", "7", "--json"]) == EXIT_OK
+    assert len(json.loads(capsys.readouterr().out)) == 7
+    # ...and may write, delete or drop nothing in it.
+    for write, what in ((lambda: bot_store.upsert([_doc("b.jpg")]), "write to the index"),
+                        (lambda: bot_store.delete([image_id_for("events/2024/stage-0.jpg")]), "write to the index"),
+                        (lambda: bot_store.set_meta("k", "v"), "change the index's metadata"),
+                        (bot_store.begin_rebuild, "create the index"),
+                        (bot_store.drop, "delete an index")):
+        with pytest.raises(AccessDenied) as caught:
+            write()
+        assert str(caught.value) == f"Elasticsearch at {url} does not allow these credentials to {what} (403): {KEYS_HINT}"
+    as_elastic.indices.refresh(index=alias)
+    assert as_elastic.count(index=alias)["count"] == 7
+    assert set(as_elastic.indices.get(index=f"{alias}*")) == {f"{alias}-v1"}
+
+
+def test_the_bot_key_may_run_the_text_model_and_the_indexer_key_may_not(as_elastic, settings, tmp_path):
+    # No model is deployed on this server: "not found" proves the key got past authorization.
+    alias, url, keys = settings.index_name, SecureServer.url, {}
+    for role in ("bot", "indexer"):
+        ensure_key_file(as_elastic, tmp_path / role, role, alias)
+        keys[role] = (tmp_path / role).read_text().strip()
+    bot = InferTextEmbedder(Elasticsearch(url, api_key=keys["bot"]), "no-such-model", url=url, expected_dims=512)
+    with pytest.raises(ModelError, match="The text model no-such-model is not in Elasticsearch"):
+        bot.embed_texts(["a photo"])
+    indexer = InferTextEmbedder(Elasticsearch(url, api_key=keys["indexer"]), "no-such-model", url=url,
+                                expected_dims=512)
+    with pytest.raises(AccessDenied, match="does not allow these credentials to use the text model"):
+        indexer.embed_texts(["a photo"])
+
+    # Neither key reaches another index.
+    for key in keys.values():
+        with pytest.raises(AccessDenied, match="to read the index"):
+            ElasticsearchStore(Elasticsearch(url, api_key=key), url, f"{alias}x").upsert([_doc("c.jpg")])
+
+    # Keys made for another alias are replaced, and the replaced one stops working.
+    old = keys["bot"]
+    assert ensure_key_file(as_elastic, tmp_path / "bot", "bot", alias + "-renamed")
+    assert not key_is_current(as_elastic, old, "bot", alias)
+    assert key_is_current(as_elastic, (tmp_path / "bot").read_text().strip(), "bot", alias + "-renamed")
+
+
+def test_keys_create_needs_a_user_who_may_make_keys(as_elastic, tmp_path, monkeypatch, capsys):
+    ensure_key_file(as_elastic, tmp_path / "bot", "bot", "anything")
+    _use_key(monkeypatch, tmp_path / "bot")
+    assert main(["keys", "create"]) == EXIT_UNAVAILABLE
+    assert capsys.readouterr().err == (
+        f"findimage: Elasticsearch at {SecureServer.url} does not allow these credentials to create API keys (403): "
+        "run this as the elastic user (ELASTICSEARCH_USERNAME=elastic and its ELASTICSEARCH_PASSWORD).\n")
