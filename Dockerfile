@@ -20,8 +20,8 @@ RUN pip install -e . \
  && python -c "import torch; assert torch.__version__.startswith('2.13.0'), torch.__version__"
 
 RUN useradd --create-home --uid 10001 --shell /usr/sbin/nologin findimage \
- && mkdir -p /data /archive /home/findimage/.cache/huggingface \
- && chown -R findimage:findimage /data /home/findimage/.cache
+ && mkdir -p /data /archive /home/findimage/.cache/huggingface /keys/bot /keys/indexer \
+ && chown -R findimage:findimage /data /home/findimage/.cache /keys
 USER findimage
 
 # The archive is mounted read-only at /archive; /data holds the lock files (and the embedded store when

@@ -41,7 +41,7 @@ def default_of(value: str) -> str:
 
 
 def test_the_services_and_what_runs_in_them():
-    assert set(SERVICES) == {"elasticsearch", "text-model", "web", "worker"}
+    assert set(SERVICES) == {"elasticsearch", "text-model", "api-keys", "web", "worker"}
     procfile = dict(line.split(": ", 1) for line in (ROOT / "Procfile").read_text().splitlines() if ": " in line)
     assert " ".join(SERVICES["worker"]["command"]) == procfile["worker"] == "findimage schedule"
     assert SERVICES["web"]["command"] == ["findimage", "bot"]  # runs the Procfile's web: line in HTTP mode
@@ -82,8 +82,9 @@ def test_the_text_model_service_imports_the_seeds_model_with_eland_and_starts_it
 
 
 def test_start_order_waits_for_health():
-    assert SERVICES["web"]["depends_on"] == {"elasticsearch": {"condition": "service_healthy"}}
-    assert SERVICES["worker"]["depends_on"] == {"elasticsearch": {"condition": "service_healthy"}}
+    for name in ("web", "worker"):
+        assert SERVICES[name]["depends_on"] == {"elasticsearch": {"condition": "service_healthy"},
+                                                "api-keys": {"condition": "service_completed_successfully"}}
     assert "/healthz" in " ".join(SERVICES["web"]["healthcheck"]["test"])
     assert SERVICES["worker"]["healthcheck"]["test"] == ["CMD", "findimage", "status"]
 
@@ -91,15 +92,34 @@ def test_start_order_waits_for_health():
 def test_app_environment_uses_only_real_settings_and_they_are_documented():
     settings, documented = setting_names(), documented_names()
     for name in ("web", "worker"):
-        env = SERVICES[name]["environment"]
+        env = dict(SERVICES[name]["environment"])
+        assert env.pop("ELASTIC_PASSWORD") == "", "blanked: env_file would pass the superuser's password on"
         assert set(env) <= settings, f"{name}: not findimage settings: {set(env) - settings}"
         assert set(env) <= documented, f"{name}: settings missing from the docs: {set(env) - documented}"
         assert env["ELASTICSEARCH_URL"] == "http://elasticsearch:9200"
-        assert env["ELASTICSEARCH_PASSWORD"].startswith("${ELASTIC_PASSWORD")
         assert env["FINDIMAGE_TEXT_EMBEDDER"] == "${FINDIMAGE_TEXT_EMBEDDER:-local}"
         assert default_of(env["FINDIMAGE_INFER_MODEL_ID"]) == DEFAULT_INFER_MODEL_ID
         assert default_of(env["FINDIMAGE_INDEX"]) == Settings.index_name
         assert SERVICES[name]["env_file"] == [".env"]
+
+
+def test_web_and_worker_log_in_with_their_own_key_never_as_the_elastic_superuser():
+    keys = SERVICES["api-keys"]
+    assert keys["command"][:3] == ["findimage", "keys", "create"] and keys["restart"] == "no"
+    assert keys["environment"]["ELASTICSEARCH_USERNAME"] == "elastic"
+    assert keys["depends_on"] == {"elasticsearch": {"condition": "service_healthy"}}
+    made = dict(zip(keys["command"][3::2], keys["command"][4::2]))
+    for name, role in (("web", "bot"), ("worker", "indexer")):
+        env, volumes = SERVICES[name]["environment"], SERVICES[name]["volumes"]
+        assert not {"ELASTICSEARCH_USERNAME", "ELASTICSEARCH_PASSWORD", "ELASTICSEARCH_API_KEY"} & set(env)
+        assert "elastic" not in " ".join(str(v) for k, v in env.items() if k != "ELASTICSEARCH_URL")
+        key_file = env["ELASTICSEARCH_API_KEY_FILE"]
+        assert made[f"--{role}-key-file"] == key_file
+        # Its own key's volume, read-only; never the other one's.
+        assert volumes.count(f"{role}-key:{key_file.rsplit('/', 1)[0]}:ro") == 1
+        assert not [v for v in volumes if v.startswith(("bot-key", "indexer-key")) and not v.startswith(role)]
+        assert SERVICES[name]["depends_on"]["api-keys"] == {"condition": "service_completed_successfully"}
+    assert "/keys" in DOCKERFILE, "the key volumes start owned by the image's user"
 
 
 def test_the_default_outlives_a_trial_license_and_binds_the_bot_to_localhost():
@@ -189,7 +209,8 @@ def test_docker_compose_config_accepts_the_file(tmp_path):
     assert set(resolved["services"]) == set(SERVICES)
     web_env = resolved["services"]["web"]["environment"]
     assert web_env["FINDIMAGE_INFER_MODEL_ID"] == DEFAULT_INFER_MODEL_ID
-    assert web_env["ELASTICSEARCH_PASSWORD"] == "0f4c2a9e7b"
+    assert web_env["ELASTIC_PASSWORD"] == "" and "ELASTICSEARCH_PASSWORD" not in web_env
+    assert resolved["services"]["api-keys"]["environment"]["ELASTICSEARCH_PASSWORD"] == "0f4c2a9e7b"
     assert web_env["FINDIMAGE_TEXT_EMBEDDER"] == "local"
     assert resolved["services"]["elasticsearch"]["environment"]["xpack.license.self_generated.type"] == "basic"
     published = resolved["services"]["web"]["ports"][0]
