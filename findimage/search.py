@@ -80,8 +80,13 @@ class Searcher:
 
     def by_image_bytes(self, data: bytes, k: int | None = None, folder: str | None = None) -> SearchResult:
         with self._decodes:
-            prepared = prepare_bytes(data, max_pixels=self.settings.max_query_pixels)
-        vector = self.image_embedder.embed_images([prepared.image])[0]
+            image = prepare_bytes(data, max_pixels=self.settings.max_query_pixels).image
+            # Down to the model's input size while still bounded: a 40-MP picture waiting for the model
+            # (which runs one query at a time) would hold ~160 MB, and the model's processor would copy it.
+            shrink = getattr(self.image_embedder, "shrink", None)
+            if shrink is not None:
+                image = shrink(image)
+        vector = self.image_embedder.embed_images([image])[0]
         result = self._knn(vector, k, folder)
         result.query_sha256 = hashlib.sha256(data).hexdigest()
         result.exact = {m.image_id for m in result.matches if m.sha256 == result.query_sha256}
