@@ -56,7 +56,7 @@ def test_rejected_documents_are_reported_per_file_and_retried_next_pass(settings
     es.ingest.put_pipeline(id=pipeline, processors=[{"fail": {
         "if": "ctx.relative_path.startsWith('nature/')", "message": "refused by pipeline {{relative_path}}"}}])
     try:
-        open_store(settings).count()  # creates the index
+        open_store(settings, writer=True)  # the indexer creates the index
         es.indices.put_settings(index=alias, settings={"index.default_pipeline": pipeline})
 
         assert main(["index"]) == 0

@@ -23,7 +23,7 @@ def store(request, settings):
     if request.param == "elasticsearch":
         settings = dataclasses.replace(settings, elasticsearch_url=ES_URL,
                                        index_name=f"test-contract-{uuid.uuid4().hex[:8]}")
-    opened = open_store(settings)
+    opened = open_store(settings, writer=True)  # as the indexer: the index exists, empty
     yield opened
     if request.param == "elasticsearch":
         opened.drop()
