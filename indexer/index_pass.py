@@ -100,6 +100,7 @@ class IndexPass:
         self.max_pixels = max_pixels
         self.summary = PassSummary()
         self._moved_ids: set[str] = set()
+        self._rejected_by_store: set[str] = set()
 
     def run(self) -> PassSummary:
         """One pass; ArchiveUnavailable or MassRemovalRefused (before any change) when the archive looks wrong."""
@@ -195,7 +196,7 @@ class IndexPass:
                 if path not in retried and (self._still_there(scan, path, failed) or scan.hides(path))}
         for path, reason in self.summary.failures:
             file = scan.files.get(path)
-            if file is not None:
+            if file is not None and path not in self._rejected_by_store:  # the store may take it next time
                 kept[path] = FailedFile(file.size, file.mtime, reason)
         self.state.failed = kept
 
@@ -254,6 +255,7 @@ class IndexPass:
                 log.warning("store rejected %s: %s", path, reason)
         for doc, category in docs:
             if doc.relative_path in rejected:
+                self._rejected_by_store.add(doc.relative_path)
                 self.summary.failed += 1
                 self.summary.failures.append((doc.relative_path, f"store rejected it: {rejected[doc.relative_path]}"))
             else:

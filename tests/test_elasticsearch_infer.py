@@ -14,6 +14,7 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -68,6 +69,9 @@ def test_findimage_search_vectorizes_the_query_in_elasticsearch(caption_index, e
         [sys.executable, "-m", "findimage_cli", "search", query, "--json", "-k", "3"], capture_output=True,
         text=True, timeout=120, env={**os.environ, **env, "ELASTICSEARCH_URL": url, "FINDIMAGE_INDEX": alias,
                                      "FINDIMAGE_TEXT_EMBEDDER": "elasticsearch", "FINDIMAGE_INFER_MODEL_ID": MODEL_ID,
+                                     # the caption index has no files behind it: searched from a machine
+                                     # without the archive, every match is shown
+                                     "FINDIMAGE_ARCHIVE": str(Path(env["FINDIMAGE_ARCHIVE"]) / "not-mounted"),
                                      # the local text model must not be what answers: point it nowhere
                                      "FINDIMAGE_TEXT_MODEL": "/nonexistent/text-model"})
     assert run.returncode == 0, run.stderr
