@@ -10,7 +10,7 @@ from findimage.embedders import ModelError
 from findimage.es_infer import LicenseRefused
 from findimage.imaging import ImageError
 from findimage.search import ModelMismatch, QueryError
-from findimage.store import StoreError, StoreUnavailable
+from findimage.store import AccessDenied, IndexMissing, StoreError, StoreUnavailable
 
 from .replies import escape
 from .slack_files import DownloadError
@@ -34,6 +34,13 @@ def user_message(exc: BaseException, subject: str | None = None) -> str:
         what = f"*{escape(subject)}*" if subject else "that file"
         return (f"I could not read {what} as a picture ({escape(str(exc))}). "
                 "Post it as a JPEG or PNG and I will look again.")
+    if isinstance(exc, IndexMissing):
+        log.error("no index: %s", exc)
+        return ("The archive is not indexed yet, so there is nothing to search. Whoever runs findimage needs to "
+                "run `findimage index` (or wait for the scheduled indexer).")
+    if isinstance(exc, AccessDenied):
+        log.error("store refused the bot's credentials: %s", exc)
+        return f"The archive's search store refused my credentials, so I could not search; {ASK_ADMIN}."
     if isinstance(exc, (StoreUnavailable, StoreError)):
         log.error("store failed: %s", exc)
         return ("The archive's search store is not reachable right now, so I could not search. "

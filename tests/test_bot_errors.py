@@ -11,6 +11,7 @@ from slack_sdk import WebClient
 
 from bot.delivery import CommandTarget
 from bot_support import ALICE, CHANNEL, bot, bot_settings, emu, indexed, serve_bot  # noqa: F401
+from es_support import es_only
 from findimage import embedders
 from findimage.embedders import ModelError
 from findimage.search import Searcher
@@ -224,3 +225,23 @@ def test_a_used_up_response_url_still_reaches_the_requester_privately(emu):
     assert emu.responses(response_url)[-1].accepted is False
     (message,) = emu.messages(CHANNEL, ephemeral=True)
     assert (message.user, message.text) == (ALICE, "The archive is not indexed yet")
+
+
+@es_only
+def test_before_the_first_pass_on_elasticsearch_the_bot_says_the_archive_is_not_indexed(bot_settings, emu):
+    """A real Elasticsearch without the index: the bot creates nothing and tells the requester why."""
+    from es_support import client
+
+    with serve_bot(bot_settings) as running:
+        ack = command(emu, running)
+        private = emu.wait_for_response(ack.response_url, timeout=15)
+        posted = post(emu, running, emu.add_file(jpeg_bytes(seed=501), "early.jpg", user=ALICE))
+        in_thread = thread_reply(emu, posted, "not indexed yet")
+
+    assert private.ephemeral and private.text == (
+        "The archive is not indexed yet, so there is nothing to search. Whoever runs findimage needs to run "
+        "`findimage index` (or wait for the scheduled indexer).")
+    assert "findimage index" in in_thread.text
+    es = client(bot_settings.elasticsearch_url)
+    found = es.indices.resolve_index(name=f"{bot_settings.index_name}*")
+    assert (found["indices"], found["aliases"]) == ([], []), "a reader creates no index"
