@@ -11,12 +11,11 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 RUN pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu
 
 WORKDIR /app
-COPY pyproject.toml README.md Procfile findimage_cli.py ./
+COPY pyproject.toml README.md findimage_cli.py ./
 COPY findimage ./findimage
 COPY indexer ./indexer
 COPY bot ./bot
-# Editable, so `findimage bot` finds the Procfile's web command next to the code.
-RUN pip install -e . \
+RUN pip install . \
  && python -c "import torch; assert torch.__version__.startswith('2.13.0'), torch.__version__"
 
 RUN useradd --create-home --uid 10001 --shell /usr/sbin/nologin findimage \

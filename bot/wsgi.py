@@ -1,4 +1,4 @@
-"""HTTP mode: one WSGI app for gunicorn (`gunicorn 'bot.wsgi:create()'`, see the Procfile).
+"""HTTP mode: one WSGI app, which `findimage bot` serves with gunicorn (bot.server).
 
 Routes: POST /slack/events (body limit and signature check here, then Bolt: slash commands, events),
 GET /healthz (status and document count only), and with FINDIMAGE_PUBLIC_BASE_URL set,
@@ -10,7 +10,6 @@ import io
 import json
 import logging
 import re
-import sys
 import threading
 import time
 from pathlib import Path
@@ -18,7 +17,7 @@ from pathlib import Path
 from slack_bolt.adapter.wsgi import SlackRequestHandler
 from slack_sdk.signature import SignatureVerifier
 
-from findimage.config import ConfigError, load_settings, require_slack
+from findimage.config import ConfigError, load_settings, report_problems, require_slack
 from findimage.imaging import ImageError
 from findimage.search import Searcher
 
@@ -225,8 +224,7 @@ def create() -> FindimageWsgi:
         settings = load_settings()
         app = build_wsgi_app(settings)
     except ConfigError as exc:
-        for problem in exc.problems:
-            print(f"findimage: configuration problem: {problem}", file=sys.stderr)
+        report_problems(exc.problems)
         raise
     mode = f"image links under {app.links.base_url}" if app.links else "uploaded images"
     log.info("findimage bot ready over HTTP (%s)", mode)

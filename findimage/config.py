@@ -198,13 +198,18 @@ def load_settings(environ: Mapping[str, str] | None = None, env_file: str | Path
     return settings
 
 
+def report_problems(problems: list[str]) -> None:
+    """Every configuration problem on stderr, one line each, as every command prints them at start."""
+    for problem in problems:
+        print(f"findimage: configuration problem: {problem}", file=sys.stderr)
+
+
 def load_settings_or_report() -> Settings | None:
-    """Settings for a command's start: None after printing every problem, one line each, to stderr."""
+    """Settings for a command's start: None after printing every problem."""
     try:
         return load_settings()
     except ConfigError as exc:
-        for problem in exc.problems:
-            print(f"findimage: configuration problem: {problem}", file=sys.stderr)
+        report_problems(exc.problems)
         return None
 
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import re
 import subprocess
 import sys
 import time
@@ -26,21 +27,14 @@ def procfile() -> dict[str, str]:
     return dict(line.split(": ", 1) for line in lines if line.strip() and not line.startswith("#"))
 
 
-def test_the_procfile_runs_gunicorn_with_threads_in_one_process_and_the_scheduled_indexer():
-    processes = procfile()
-
-    assert set(processes) == {"web", "worker"}
-    assert processes["web"].startswith("gunicorn 'bot.wsgi:create()' --bind :$PORT ")
-    assert "--worker-class gthread" in processes["web"] and "--workers 1 " in processes["web"]
-    assert processes["worker"] == "findimage schedule"
+def test_the_procfile_runs_the_bot_and_the_scheduled_indexer():
+    assert procfile() == {"web": "findimage bot", "worker": "findimage schedule"}
 
 
-@pytest.mark.parametrize("command", ["procfile web", "findimage bot"])
-def test_the_web_process_serves_health_checks_and_signed_slack_requests(command, indexed, env, emu, tmp_path):
+def test_the_web_process_serves_health_checks_and_signed_slack_requests(indexed, env, emu, tmp_path):
     port = free_port()
     values = process_env({**env, **slack_env(emu)}, PORT=str(port), PYTHONUNBUFFERED="1")
-    argv = ["bash", "-c", procfile()["web"]] if command == "procfile web" else ["findimage", "bot"]
-    web = BotProcess(argv, values, cwd=tmp_path)
+    web = BotProcess(["bash", "-c", procfile()["web"]], values, cwd=tmp_path)
     try:
         web.wait_for_line("findimage bot ready over HTTP")
         base = f"http://127.0.0.1:{port}"
@@ -60,7 +54,45 @@ def test_the_web_process_serves_health_checks_and_signed_slack_requests(command,
     assert ack.status == 200 and ack.elapsed < 3
     assert len(results.files) == 5 and len(emu.uploads()) == 1
     assert forged.status == 401
-    assert "Booting worker with pid" in web.output and "gthread" in web.output
+    # one gunicorn worker process with request threads: the models are loaded once
+    assert "Using worker: gthread" in web.output and len(re.findall(r"Booting worker with pid", web.output)) == 1
+    assert status == 0, web.output
+
+
+@pytest.fixture(scope="module")
+def installed_copy(tmp_path_factory) -> Path:
+    """The project built as a wheel and installed (not editable) into a fresh venv; dependencies are
+    borrowed from this venv through a path entry, so only findimage itself comes from the install."""
+    root = tmp_path_factory.mktemp("installed")
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w",
+                    str(root / "wheel"), str(ROOT)], check=True, capture_output=True, timeout=300)
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(root / "venv")], check=True, timeout=120)
+    fresh = root / "venv" / "bin" / "python"
+    site = subprocess.run([str(fresh), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    ours = subprocess.run([sys.executable, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    Path(site, "borrowed-dependencies.pth").write_text(ours + "\n")
+    (wheel,) = (root / "wheel").glob("findimage-*.whl")
+    subprocess.run([sys.executable, "-m", "pip", "--python", str(fresh), "install", "-q", "--no-deps", str(wheel)],
+                   check=True, capture_output=True, timeout=300)
+    return root / "venv" / "bin"
+
+
+def test_a_plain_install_serves_http_mode_from_any_folder(installed_copy, indexed, env, emu, tmp_path):
+    where = subprocess.run([str(installed_copy / "python"), "-c", "import bot.server, findimage; "
+                            "print(findimage.__file__)"], capture_output=True, text=True, cwd=tmp_path, check=True)
+    assert where.stdout.startswith(str(installed_copy.parent)), "findimage comes from the installed copy"
+    port = free_port()
+    values = process_env({**env, **slack_env(emu)}, PORT=str(port), PYTHONUNBUFFERED="1")
+    web = BotProcess([str(installed_copy / "findimage"), "bot"], values, cwd=tmp_path)
+    try:
+        web.wait_for_line("findimage bot ready over HTTP")
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=10) as answer:
+            health = json.loads(answer.read())
+    finally:
+        status = web.stop()
+    assert health == {"status": "ok", "documents": 7}
     assert status == 0, web.output
 
 

@@ -44,7 +44,7 @@ def test_the_services_and_what_runs_in_them():
     assert set(SERVICES) == {"elasticsearch", "text-model", "api-keys", "web", "worker"}
     procfile = dict(line.split(": ", 1) for line in (ROOT / "Procfile").read_text().splitlines() if ": " in line)
     assert " ".join(SERVICES["worker"]["command"]) == procfile["worker"] == "findimage schedule"
-    assert SERVICES["web"]["command"] == ["findimage", "bot"]  # runs the Procfile's web: line in HTTP mode
+    assert SERVICES["web"]["command"] == ["findimage", "bot"]  # the Procfile's web: line
     for name in ("web", "worker"):
         assert SERVICES[name]["build"] == "." and SERVICES[name]["restart"] == "unless-stopped"
 

@@ -1,0 +1,80 @@
+"""`findimage bot`: Socket Mode when SLACK_APP_TOKEN is set, else the HTTP server (gunicorn, started here).
+
+HTTP mode runs one gunicorn process with threads, so the models are loaded once and every request
+thread shares them; the settings below are the whole web server configuration (the Procfile's `web:`
+line is just `findimage bot`).
+"""
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+
+from gunicorn.app.base import BaseApplication
+
+from findimage.config import ConfigError, report_problems, require_slack
+
+log = logging.getLogger("bot")
+EXIT_OK, EXIT_USAGE = 0, 2
+
+# One worker process (the models are loaded once), 16 request threads (Slack's acks must not queue
+# behind image links), 120 s for a slow image render, 30 s on SIGTERM to finish answers in progress.
+GUNICORN_OPTIONS = {"worker_class": "gthread", "workers": 1, "threads": 16, "timeout": 120,
+                    "graceful_timeout": 30, "accesslog": "-"}
+
+
+def run(settings) -> int:
+    try:
+        require_slack(settings)
+        if settings.slack_app_token:
+            return run_socket_mode(settings)
+        return run_http(settings)
+    except ConfigError as exc:
+        report_problems(exc.problems)
+        return EXIT_USAGE
+
+
+def run_socket_mode(settings) -> int:
+    """Connect out to Slack over a WebSocket: no public URL needed, works from behind a firewall."""
+    from slack_bolt.adapter.socket_mode import SocketModeHandler
+
+    from .app import configure_logging, create_app
+
+    configure_logging()
+    app = create_app(settings)  # loads the models before connecting
+    handler = SocketModeHandler(app, settings.slack_app_token)
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    handler.connect()
+    log.info("findimage bot connected over Socket Mode")
+    stop.wait()
+    log.info("stopping")
+    handler.close()
+    return EXIT_OK
+
+
+class WebServer(BaseApplication):
+    """gunicorn serving bot.wsgi's app; the worker builds it (settings are read again there)."""
+
+    def __init__(self, port: int, options: dict | None = None):
+        self.options = {"bind": f":{port}", **GUNICORN_OPTIONS, **(options or {})}
+        super().__init__()
+
+    def load_config(self) -> None:
+        for key, value in self.options.items():
+            self.cfg.set(key, value)
+
+    def load(self):
+        from .wsgi import create
+
+        return create()
+
+
+def run_http(settings) -> int:
+    """Serve HTTP mode on PORT until SIGTERM; gunicorn exits the process itself on a failed start."""
+    from .wsgi import require_http_mode
+
+    require_http_mode(settings)
+    WebServer(settings.port).run()
+    return EXIT_OK
