@@ -45,18 +45,13 @@ def make_web_client(settings) -> WebClient:
     )
 
 
-def uses_image_links(settings) -> bool:
-    """Image blocks need a web server Slack can reach: HTTP mode with FINDIMAGE_PUBLIC_BASE_URL only."""
-    return bool(settings.public_base_url) and not settings.slack_app_token
-
-
 def create_app(settings, searcher: Searcher | None = None, client: WebClient | None = None, *,
-               image_links: bool | None = None, links: ImageLinks | None = None, work: WorkPool | None = None) -> App:
+               links: ImageLinks | None = None, work: WorkPool | None = None) -> App:
     """The Bolt app with every handler registered.
 
     `searcher` and `client` may be passed in (tests, Slack-compatible gateways); by default they are
-    built from the settings. `image_links` defaults to `uses_image_links(settings)`; `links` are the
-    web server's own ImageLinks (one clock and key for making and checking links).
+    built from the settings. With `links` (the HTTP server's own signed image links) matches are shown
+    as image blocks served by that server; without them they are uploaded.
     """
     require_slack(settings)
     client = client or make_web_client(settings)
@@ -74,22 +69,7 @@ def create_app(settings, searcher: Searcher | None = None, client: WebClient | N
                            "from the app's OAuth & Permissions page."]) from exc
     # Bolt's own auth.test result is not public API; the team id decides who counts as another organisation.
     policy = ChannelPolicy(settings, client.auth_test().get("team_id"))
-    services = Services(settings, searcher, _presenter(settings, image_links, links), work or WorkPool(),
-                        SeenRecently(), policy)
+    presenter = LinkPresenter(links, settings.archive) if links else UploadPresenter(settings.archive)
+    services = Services(settings, searcher, presenter, work or WorkPool(), SeenRecently(), policy)
     handlers.register_all(app, services)
     return app
-
-
-def _presenter(settings, image_links: bool | None, links: ImageLinks | None):
-    if image_links is None:
-        image_links = uses_image_links(settings)
-    if links is None:
-        links = ImageLinks.from_settings(settings) if image_links else None
-    if image_links and links is None:
-        log.warning("FINDIMAGE_PUBLIC_BASE_URL needs a signing key (FINDIMAGE_URL_SIGNING_KEY or "
-                    "SLACK_SIGNING_SECRET); uploading images instead")
-    if settings.public_base_url and settings.slack_app_token:
-        log.warning("FINDIMAGE_PUBLIC_BASE_URL is ignored in Socket Mode (no web server); uploading images")
-    if links is not None:
-        return LinkPresenter(links, settings.archive)
-    return UploadPresenter(settings.archive)

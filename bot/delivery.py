@@ -17,11 +17,16 @@ from slack_sdk import WebClient
 from findimage.imaging import ImageError, thumbnail_jpeg
 
 from .image_links import ImageLinks
-from .replies import (MAX_BLOCKS_PER_MESSAGE, MAX_FILES_PER_UPLOAD, Answer, answers_text, chunks, file_title,
-                      image_blocks)
+from .replies import Answer, answers_text, file_title, image_blocks
 
 log = logging.getLogger(__name__)
 THUMBNAIL_LONG_SIDE = 1024
+MAX_BLOCKS_PER_MESSAGE = 50  # Slack's limit for one message
+MAX_FILES_PER_UPLOAD = 10  # Slack shows at most 10 files in one message
+
+
+def chunks(items: list, size: int) -> list[list]:
+    return [items[start:start + size] for start in range(0, len(items), size)] or [[]]
 
 
 class ResponseUrlFailed(Exception):

@@ -9,8 +9,6 @@ from findimage.search import SearchResult
 
 from .options import MAX_K, escape
 
-MAX_BLOCKS_PER_MESSAGE = 50  # Slack's limit for one message
-MAX_FILES_PER_UPLOAD = 10  # Slack shows at most 10 files in one message
 
 
 def usage_text(default_k: int) -> str:
@@ -110,7 +108,3 @@ def image_blocks(answers: list[Answer], url_for: Callable[[str, str], str]) -> l
                 "title": {"type": "plain_text", "text": file_title(rank, match, match.image_id in exact)[:2000]},
             })
     return blocks
-
-
-def chunks(items: list, size: int) -> list[list]:
-    return [items[start:start + size] for start in range(0, len(items), size)] or [[]]

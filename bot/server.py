@@ -41,6 +41,8 @@ def run_socket_mode(settings) -> int:
     from .app import configure_logging, create_app
 
     configure_logging()
+    if settings.public_base_url:
+        log.warning("FINDIMAGE_PUBLIC_BASE_URL is ignored in Socket Mode (no web server); uploading images")
     app = create_app(settings)  # loads the models before connecting
     handler = SocketModeHandler(app, settings.slack_app_token)
     stop = threading.Event()

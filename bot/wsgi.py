@@ -206,7 +206,7 @@ def build_wsgi_app(settings, searcher: Searcher | None = None, client=None, *, l
     require_http_mode(settings)
     searcher = searcher or Searcher(settings)
     links = ImageLinks.from_settings(settings, clock=link_clock) if settings.public_base_url else None
-    bolt_app = create_app(settings, searcher, client, image_links=links is not None, links=links)
+    bolt_app = create_app(settings, searcher, client, links=links)
     return FindimageWsgi(settings, bolt_app, searcher, links, previews=previews, health_clock=health_clock)
 
 

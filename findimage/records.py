@@ -28,10 +28,6 @@ def normalise_folder(folder: str | None) -> str | None:
     return None if cleaned in ("", ".") else cleaned
 
 
-def in_folder(relative_path: str, folder: str | None) -> bool:
-    return folder is None or relative_path.startswith(folder + "/")
-
-
 @dataclass
 class ImageDoc:
     """One archive image as stored: the seed's Elasticsearch document plus what incremental indexing needs."""

@@ -39,5 +39,3 @@ def run_schedule(data_dir, interval_minutes: float, job) -> None:
         except (KeyboardInterrupt, SystemExit):
             scheduler.shutdown(wait=False)
 
-
-__all__ = ["AlreadyRunning", "run_schedule", "run_locked_pass", "make_scheduler"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 import http.client
 import json
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -64,8 +65,14 @@ def installed_copy(tmp_path_factory) -> Path:
     """The project built as a wheel and installed (not editable) into a fresh venv; dependencies are
     borrowed from this venv through a path entry, so only findimage itself comes from the install."""
     root = tmp_path_factory.mktemp("installed")
+    source = root / "source"  # a copy: building in the checkout would leave build/ behind in it
+    for name in ("pyproject.toml", "README.md", "findimage_cli.py"):
+        (source / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(ROOT / name, source / name)
+    for package in ("findimage", "indexer", "bot"):
+        shutil.copytree(ROOT / package, source / package, ignore=shutil.ignore_patterns("__pycache__"))
     subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w",
-                    str(root / "wheel"), str(ROOT)], check=True, capture_output=True, timeout=300)
+                    str(root / "wheel"), str(source)], check=True, capture_output=True, timeout=300)
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(root / "venv")], check=True, timeout=120)
     fresh = root / "venv" / "bin" / "python"
     site = subprocess.run([str(fresh), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
