@@ -15,6 +15,7 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -71,7 +72,10 @@ def test_the_refusal_elasticsearch_gives(basic_server):
 
 
 def index_some(env: dict, count: int = 6) -> None:
-    """Documents with unit vectors in the 512-dim space, straight into the store."""
+    """Documents with unit vectors in the 512-dim space, straight into the store (their files present)."""
+    for i in range(count):
+        (Path(env["FINDIMAGE_ARCHIVE"]) / "p").mkdir(parents=True, exist_ok=True)
+        (Path(env["FINDIMAGE_ARCHIVE"]) / "p" / f"{i}.jpg").touch()
     store = ElasticsearchStore(client(env["ELASTICSEARCH_URL"]), env["ELASTICSEARCH_URL"], env["FINDIMAGE_INDEX"])
     vectors = normalise_rows(np.random.default_rng(7).normal(size=(count, 512)))
     store.upsert([ImageDoc(image_id_for(f"p/{i}.jpg"), f"{i}.jpg", f"p/{i}.jpg", v, f"sha-{i}", 1, 1.0, 64, 48,
