@@ -7,9 +7,10 @@ import uuid
 from slack_sdk.errors import SlackApiError
 
 from findimage.embedders import ModelError
+from findimage.errors import ModelMismatch
 from findimage.es_infer import LicenseRefused
 from findimage.imaging import ImageError
-from findimage.search import ModelMismatch, QueryError
+from findimage.search import QueryError
 from findimage.store import AccessDenied, IndexMissing, StoreError, StoreUnavailable
 
 from .replies import escape

@@ -66,6 +66,9 @@ class ElasticsearchStore:
         self._needs_refresh = False
         self._ready = False
         self._index_dims: int | None = None  # dims of the index behind the alias, once known
+        # (concrete index, its _meta): read once per index, so a query costs one search request. A search
+        # answered by another index (a rebuild swapped the alias) drops it; see knn.
+        self._meta_cache: tuple[str, dict] | None = None
 
     @classmethod
     def from_settings(cls, settings, dims: int = DIMS, writer: bool = False) -> "ElasticsearchStore":
@@ -181,6 +184,7 @@ class ElasticsearchStore:
         new, old = self._write_index, self._concrete_indices()
         if new is None:
             return
+        self._meta_cache = None
         self.client.indices.refresh(index=new)
         actions = [{"remove": {"index": i, "alias": self.alias}} for i in old if i != self.alias]
         if self.alias in old:  # a plain index under the alias name (made outside findimage): replace it
@@ -275,6 +279,7 @@ class ElasticsearchStore:
     @unavailable_on_connection_errors
     def set_meta(self, key: str, value: str) -> None:
         self._ensure_index()
+        self._meta_cache = None
         for index in self._meta_indices():
             meta = self._read_meta(index)
             meta[key] = value
@@ -318,8 +323,13 @@ class ElasticsearchStore:
 
     @unavailable_on_connection_errors
     def get_meta(self, key: str) -> str | None:
-        indices = self._concrete_indices()
-        return self._read_meta(indices[0]).get(key) if indices else None
+        cached = self._meta_cache
+        if cached is None:
+            indices = self._concrete_indices()
+            if not indices:
+                return None
+            cached = self._meta_cache = (indices[0], self._read_meta(indices[0]))
+        return cached[1].get(key)
 
     @unavailable_on_connection_errors
     def knn(self, vector: np.ndarray, k: int, num_candidates: int | None = None,
@@ -349,8 +359,12 @@ class ElasticsearchStore:
             if not found["_shards"].get("failed") or attempt == 2:
                 break
             log.info("kNN search had shard failures (%s); retrying", found["_shards"].get("failures"))
+        hits = found["hits"]["hits"]
+        cached = self._meta_cache
+        if hits and cached is not None and hits[0]["_index"] != cached[0]:
+            self._meta_cache = None  # the alias now points elsewhere: read that index's models again
         return [Match(h["_source"]["image_id"], h["_source"]["image_name"], h["_source"]["relative_path"],
-                      float(h["_score"]), h["_source"].get("sha256", "")) for h in found["hits"]["hits"]]
+                      float(h["_score"]), h["_source"].get("sha256", "")) for h in hits]
 
     @unavailable_on_connection_errors
     def file_states(self) -> dict[str, FileState]:

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import embedders
+from .errors import check_image_model
 from .imaging import ImageError, prepare_bytes
 from .records import Match, normalise_folder
 from .store import META_IMAGE_MODEL, Store, open_store
@@ -18,10 +19,6 @@ MAX_LOOKAHEAD = 4  # at most 4 x k matches are fetched to replace ones whose fil
 
 class QueryError(ValueError):
     """A query that cannot be run as given; the message tells the user what to change."""
-
-
-class ModelMismatch(Exception):
-    """The configured image model differs from the one the index was built with."""
 
 
 def clean_query(text: str | None, max_chars: int) -> str:
@@ -67,11 +64,9 @@ class Searcher:
                 embedder.load()
 
     def check_model(self) -> None:
-        stored = self.store.get_meta(META_IMAGE_MODEL)
-        if stored and stored != self.image_embedder.model_id:
-            raise ModelMismatch(
-                f"The index was built with the image model {stored}, but FINDIMAGE_IMAGE_MODEL is now "
-                f"{self.image_embedder.model_id}. Run `findimage index --full` to re-embed the archive.")
+        """ModelMismatch unless the index was built with the configured image model (cheap to repeat:
+        the stores keep the answer until the index behind them changes)."""
+        check_image_model(self.store.get_meta(META_IMAGE_MODEL), self.image_embedder.model_id)
 
     def by_text(self, text: str, k: int | None = None, folder: str | None = None) -> SearchResult:
         query = clean_query(text, self.settings.max_query_chars)
@@ -114,6 +109,7 @@ class Searcher:
             asked = min(k * MAX_LOOKAHEAD, asked + 2 * (len(found) - len(present)))
             found = self.store.knn(vector, asked, self.settings.num_candidates, folder)
             present = self._on_disk(found)
+        self.check_model()  # again after the search: a rebuild may have swapped the index meanwhile
         return SearchResult(present[:k], folder, weak_score=self.settings.weak_score)
 
     def _on_disk(self, matches: list[Match]) -> list[Match]:

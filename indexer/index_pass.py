@@ -17,6 +17,7 @@ from functools import partial
 import numpy as np
 from tqdm import tqdm
 
+from findimage.errors import check_image_model
 from findimage.records import FileState, ImageDoc, image_id_for
 from findimage.store import META_IMAGE_MODEL, META_LAST_PASS, META_TEXT_MODEL, Store, StoreError
 
@@ -27,10 +28,6 @@ from .state import FailedFile, IndexerState, PendingRemoval
 
 log = logging.getLogger(__name__)
 DEFAULT_MAX_REMOVAL_FRACTION = 0.5
-
-
-class ModelChanged(Exception):
-    pass
 
 
 class MassRemovalRefused(Exception):
@@ -129,11 +126,8 @@ class IndexPass:
         return self.summary
 
     def _check_model(self) -> None:
-        stored = self.store.get_meta(META_IMAGE_MODEL)
-        if stored and stored != self.embedder.model_id and not self.full and self.store.count() > 0:
-            raise ModelChanged(
-                f"The index was built with the image model {stored}, but FINDIMAGE_IMAGE_MODEL is now "
-                f"{self.embedder.model_id}. Run `findimage index --full` to re-embed the archive with it.")
+        if not self.full and self.store.count() > 0:  # an empty index takes any model
+            check_image_model(self.store.get_meta(META_IMAGE_MODEL), self.embedder.model_id)
 
     # ---- what the archive may remove ------------------------------------------------------------
     def _refuse_empty_archive(self, scan: Scan, stored: dict[str, FileState]) -> None:

@@ -14,9 +14,10 @@ import pytest
 
 from es_support import both_stores
 from findimage.embedded_store import EmbeddedStore
+from findimage.errors import ModelMismatch
 from findimage.search import Searcher
 from findimage.store import META_LAST_PASS, open_store
-from indexer.index_pass import ModelChanged, read_and_decode
+from indexer.index_pass import read_and_decode
 from indexer.lock import AlreadyRunning, pass_lock
 from indexer.run import index_once
 from indexer.scan import ArchiveFile
@@ -134,7 +135,7 @@ def test_model_change_is_detected_and_full_rebuild_fixes_it(settings, archive, t
     with open(moved_model / "modules.json", "a") as f:
         f.write("\n")  # same layout, different files: a different model as far as the index knows
     changed = dataclasses.replace(settings, image_model=str(moved_model))
-    with pytest.raises(ModelChanged, match="findimage index --full"):
+    with pytest.raises(ModelMismatch, match="findimage index --full"):
         index_once(changed)
     summary = index_once(changed, full=True)
     assert summary.updated == 7 and summary.embedded == 7
