@@ -134,7 +134,7 @@ def cmd_status(settings, args) -> int:
     store = open_store(settings)
     try:
         print(f"store:        {store.description}")
-        for label, value in store.details() if hasattr(store, "details") else ():
+        for label, value in store.details():
             print(f"{label + ':':<13} {value}")
         print(f"documents:    {store.count()}")
         print(f"image model:  {model_fingerprint(settings.image_model)} (index built with: "

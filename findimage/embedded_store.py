@@ -310,6 +310,17 @@ class EmbeddedStore:
                  time.monotonic() - started)
         return self._index
 
+    def details(self) -> list[tuple[str, str]]:
+        """The kNN snapshot on disk: what kind, how many vectors, and how far behind the database it is."""
+        pointer = VectorIndex.snapshot_info(self.data_dir)
+        if pointer is None:
+            return [("knn index", "no snapshot yet (made at the end of each indexing pass)")]
+        with self._lock:
+            version = self._current_version(self._db)
+        behind = version - int(pointer.get("version", 0))
+        state = "current" if behind <= 0 else f"{behind} write(s) behind, applied when a search opens it"
+        return [("knn index", f"{pointer.get('kind')} over {pointer.get('count'):,} vectors ({state})")]
+
     def close(self) -> None:
         with self._index_lock:
             self._index_db.close()

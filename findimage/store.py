@@ -70,6 +70,9 @@ class Store(Protocol):
     def checkpoint(self) -> None:
         """Make the work so far durable and fast to open (called after each indexing pass)."""
 
+    def details(self) -> list[tuple[str, str]]:
+        """(label, value) lines for `findimage status`, beyond the description and the count."""
+
     def close(self) -> None: ...
 
 

@@ -167,11 +167,18 @@ class VectorIndex:
         return loaded
 
     @staticmethod
-    def snapshot_generation(folder: Path) -> str | None:
+    def snapshot_info(folder: Path) -> dict | None:
+        """The snapshot pointer (file, kind, version, count), or None if there is no readable one."""
         try:
-            return json.loads((folder / "vectors.json").read_text())["file"]
-        except (OSError, ValueError, KeyError):
+            pointer = json.loads((folder / "vectors.json").read_text())
+        except (OSError, ValueError):
             return None
+        return pointer if isinstance(pointer, dict) and "file" in pointer else None
+
+    @staticmethod
+    def snapshot_generation(folder: Path) -> str | None:
+        info = VectorIndex.snapshot_info(folder)
+        return info["file"] if info else None
 
 
 def default_nprobe(nlist: int) -> int:

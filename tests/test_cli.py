@@ -90,6 +90,7 @@ def test_status_shows_store_count_models_and_last_pass(indexed, capsys, settings
     assert code == 0
     assert "embedded" in out and "documents:    7" in out
     assert "clip-ViT-B-32@" in out and "added 7" in out
+    assert "knn index:    flat over 7 vectors (current)" in out
 
 
 def test_every_configuration_problem_is_reported_at_once(settings, capsys, monkeypatch):
