@@ -11,11 +11,16 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 RUN pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu
 
 WORKDIR /app
+# Then every other dependency at the exact version and hash of requirements.lock (`make lock`), in a
+# layer of its own that code changes do not invalidate. The build uses the locked setuptools too.
+COPY requirements.lock ./
+RUN pip install --require-hashes --no-deps -r requirements.lock
 COPY pyproject.toml README.md findimage_cli.py ./
 COPY findimage ./findimage
 COPY indexer ./indexer
 COPY bot ./bot
-RUN pip install . \
+RUN pip install --no-deps --no-build-isolation . \
+ && pip check \
  && python -c "import torch; assert torch.__version__.startswith('2.13.0'), torch.__version__"
 
 RUN useradd --create-home --uid 10001 --shell /usr/sbin/nologin findimage \

@@ -164,8 +164,11 @@ def test_dockerfile_installs_cpu_torch_first_and_runs_as_a_user():
     assert lines[0] == "FROM python:3.11-slim"
     torch = next(i for i, line in enumerate(lines) if "torch==2.13.0" in line)
     assert "--index-url https://download.pytorch.org/whl/cpu" in lines[torch]
-    project = next(i for i, line in enumerate(lines) if re.search(r"pip install (-e )?\.", line))
+    project = next(i for i, line in enumerate(lines) if re.search(r"pip install (-\S+ )*\.", line))
     assert torch < project, "torch (CPU) before the project, or pip pulls a CUDA build"
+    lock = next(i for i, line in enumerate(lines) if "-r requirements.lock" in line)
+    assert torch < lock < project and "--require-hashes --no-deps" in lines[lock]
+    assert "--no-deps" in lines[project], "every dependency comes from the lock"
     user = [line for line in lines if line.startswith("USER ")]
     assert user and user[-1] not in ("USER root", "USER 0")
     for setting, value in (("FINDIMAGE_ARCHIVE", "/archive"), ("FINDIMAGE_DATA_DIR", "/data")):
@@ -175,6 +178,22 @@ def test_dockerfile_installs_cpu_torch_first_and_runs_as_a_user():
     for copied in re.findall(r"^COPY (.+) \S+$", DOCKERFILE, flags=re.M):
         for path in copied.split():
             assert (ROOT / path).exists() and path not in ignored, path
+
+
+def test_the_locks_pin_every_dependency_with_hashes_and_leave_torch_out():
+    makefile = (ROOT / "Makefile").read_text()
+    assert "--require-hashes --no-deps -r requirements-dev.lock" in makefile
+    for name in ("requirements.lock", "requirements-dev.lock"):
+        text = (ROOT / name).read_text()
+        pins = dict(re.findall(r"^([A-Za-z0-9_.-]+)==(\S+) \\$", text, flags=re.M))
+        assert {"sentence-transformers", "elasticsearch", "slack-bolt", "numpy", "sympy"} <= set(pins), name
+        assert not {p for p in pins if p == "torch" or p.startswith(("nvidia-", "cuda-", "triton"))}, name
+        entries = re.split(r"\n(?=[A-Za-z0-9_.-]+==)", text.split("\n\n", 1)[-1])
+        assert all("--hash=sha256:" in e for e in entries if re.match(r"[A-Za-z0-9_.-]+==", e)), name
+        assert "index-url" not in text and "find-links" not in text, "no machine's package sources"
+    runtime = set(re.findall(r"^([A-Za-z0-9_.-]+==\S+) \\$", (ROOT / "requirements.lock").read_text(), flags=re.M))
+    dev = set(re.findall(r"^([A-Za-z0-9_.-]+==\S+) \\$", (ROOT / "requirements-dev.lock").read_text(), flags=re.M))
+    assert runtime <= dev, f"the image and the dev setup differ: {runtime - dev}"
 
 
 def _compose_client() -> list[str] | None:
