@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -26,12 +27,21 @@ def setting_names() -> set[str]:
     return set(re.findall(r'r\.(?:text|number|choice)\(\s*"([A-Z0-9_]+)"', source))
 
 
-def documented_names() -> set[str]:
-    """Variables in the configuration tables of the README and docs/*.md (first column, `NAME`)."""
+DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+REFERENCE = ROOT / "docs" / "configuration.md"
+
+
+def table_names(text: str) -> set[str]:
+    """Variables in the first column of a configuration table (`| `NAME`` and `| `A`, `B``)."""
     names = set()
-    for doc in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
-        names |= set(re.findall(r"^\| `([A-Z0-9_]+)`", doc.read_text(), flags=re.M))
+    for cell in re.findall(r"^\| (`[A-Z0-9_]+`(?:, `[A-Z0-9_]+`)*) \|", text, flags=re.M):
+        names |= set(re.findall(r"`([A-Z0-9_]+)`", cell))
     return names
+
+
+def documented_names() -> set[str]:
+    """Variables in the configuration tables of the README and docs/*.md."""
+    return set().union(*(table_names(doc.read_text()) for doc in DOCS))
 
 
 def default_of(value: str) -> str:
@@ -61,7 +71,7 @@ def test_elasticsearch_is_the_official_image_single_node_with_security_and_a_pas
     assert "_cluster/health" in " ".join(es["healthcheck"]["test"])
 
 
-def test_the_text_model_service_imports_the_seeds_model_with_eland_and_starts_it():
+def test_the_text_model_service_imports_the_blogs_text_model_with_eland_and_starts_it():
     svc = SERVICES["text-model"]
     assert svc["image"].startswith("docker.elastic.co/eland/eland:")
     eland_minor = re.search(r"ELAND_VERSION:-(\d+\.\d+)", svc["image"]).group(1)
@@ -157,6 +167,42 @@ def test_compose_variables_are_in_the_example_env_file_and_documented():
     required = {m for m in re.findall(r"\$\{([A-Z0-9_]+):\?", (ROOT / "docker-compose.yml").read_text())}
     assert required == {"ELASTIC_PASSWORD", "ARCHIVE_PATH"}
     assert all(re.search(rf"^{name}=", example, flags=re.M) for name in required), "required ones are uncommented"
+
+
+def test_every_setting_is_in_the_configuration_reference_and_nothing_else_is():
+    settings, reference = setting_names(), table_names(REFERENCE.read_text())
+    compose = set(INTERPOLATION.findall((ROOT / "docker-compose.yml").read_text())) - settings
+    assert settings <= reference, f"settings missing from docs/configuration.md: {settings - reference}"
+    unknown = reference - settings - compose - {"HF_HUB_OFFLINE"}
+    assert not unknown, f"docs/configuration.md lists variables nothing reads: {unknown}"
+    readme = table_names((ROOT / "README.md").read_text())
+    assert readme <= settings, f"README lists variables that are not settings: {readme - settings}"
+
+
+def test_the_readme_is_short_and_its_commands_and_links_hold():
+    readme = (ROOT / "README.md").read_text()
+    assert len(readme.splitlines()) <= 300, "details belong in docs/"
+    makefile = (ROOT / "Makefile").read_text()
+    for target in ("demo", "test"):
+        assert re.search(rf"^make {target} +# ", readme, flags=re.M) and re.search(rf"^{target}:", makefile, flags=re.M)
+    procfile = (ROOT / "Procfile").read_text().splitlines()
+    assert all(line in readme for line in procfile if line.strip()), "the README quotes the Procfile"
+    subcommands = set(re.findall(r"^    (\w+) ", subprocess.run(
+        [sys.executable, "-m", "findimage_cli", "--help"], cwd=ROOT, capture_output=True, text=True).stdout, flags=re.M))
+    for doc in DOCS:
+        text = doc.read_text()
+        for used in re.findall(r"`findimage (\w+)", text):
+            assert used in subcommands, f"{doc.name}: no command `findimage {used}`"
+        for target in re.findall(r"\]\(([^)\s]+)\)", text):
+            if target.startswith(("http://", "https://")):
+                continue
+            path, _, anchor = target.partition("#")
+            linked = (doc.parent / path).resolve() if path else doc
+            assert linked.exists(), f"{doc.name}: broken link {target}"
+            if anchor and linked.suffix == ".md":
+                headings = re.findall(r"^#+ (.+)$", linked.read_text(), flags=re.M)
+                slugs = {re.sub(r"[^\w\- ]", "", h.lower()).replace(" ", "-") for h in headings}
+                assert anchor in slugs, f"{doc.name}: no heading for #{anchor} in {linked.name}"
 
 
 def test_dockerfile_installs_cpu_torch_first_and_runs_as_a_user():
