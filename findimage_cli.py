@@ -19,13 +19,13 @@ def main(argv: list[str] | None = None) -> int:
     settings = load_settings_or_report()
     if settings is None:
         return EXIT_USAGE
-    from findimage.store import StoreUnavailable
+    from findimage.errors import BackendUnavailable
 
     try:
         return args.run(settings, args)
     except KeyboardInterrupt:
         return 130
-    except StoreUnavailable as exc:  # e.g. Elasticsearch down: one sentence, its own exit code
+    except BackendUnavailable as exc:  # e.g. Elasticsearch down: one sentence, its own exit code
         if args.verbose:
             logging.exception("store unavailable")
         print(f"findimage: {exc}", file=sys.stderr)
@@ -128,8 +128,9 @@ def cmd_schedule(settings, args) -> int:
 
 
 def cmd_status(settings, args) -> int:
+    from findimage.backends import open_store, text_model_id
     from findimage.embedders import model_fingerprint
-    from findimage.store import META_IMAGE_MODEL, META_LAST_PASS, META_TEXT_MODEL, open_store
+    from findimage.store import META_IMAGE_MODEL, META_LAST_PASS, META_TEXT_MODEL
 
     store = open_store(settings)
     try:
@@ -139,8 +140,7 @@ def cmd_status(settings, args) -> int:
         print(f"documents:    {store.count()}")
         print(f"image model:  {model_fingerprint(settings.image_model)} (index built with: "
               f"{store.get_meta(META_IMAGE_MODEL) or 'nothing yet'})")
-        text = settings.infer_model_id if settings.text_embedder == "elasticsearch" else settings.text_model
-        print(f"text model:   {model_fingerprint(text)} via {settings.text_embedder} (last pass: "
+        print(f"text model:   {text_model_id(settings)} via {settings.text_embedder} (last pass: "
               f"{store.get_meta(META_TEXT_MODEL) or 'none'})")
         if settings.text_embedder == "elasticsearch":
             print(f"text _infer:  {_infer_state(settings)}")
@@ -175,9 +175,9 @@ def _infer_state(settings) -> str:
     """Whether Elasticsearch runs the text model, or the sentence saying why not (license, deployment)."""
     from elasticsearch import ApiError
 
-    from findimage.embedders import ModelError, model_fingerprint
-    from findimage.es_infer import InferTextEmbedder, LicenseRefused
-    from findimage.store import StoreUnavailable
+    from findimage.embedders import model_fingerprint
+    from findimage.errors import BackendUnavailable, LicenseRefused, ModelError
+    from findimage.es_infer import InferTextEmbedder
 
     try:
         InferTextEmbedder.from_settings(settings).check()
@@ -185,7 +185,7 @@ def _infer_state(settings) -> str:
         if settings.text_fallback == "off":
             return f"{exc} Text queries fail (FINDIMAGE_TEXT_FALLBACK=off)."
         return f"{exc} Text queries use the local text model {model_fingerprint(settings.text_model)} meanwhile."
-    except (ModelError, StoreUnavailable) as exc:
+    except (ModelError, BackendUnavailable) as exc:
         return str(exc)
     except ApiError as exc:  # e.g. the indexer's key, which may not read trained models: not a failure of status
         return f"not checked ({exc.meta.status}: {exc.message})."

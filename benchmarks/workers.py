@@ -81,13 +81,13 @@ def index_pass(args: dict) -> dict:
     """A product indexing pass (`findimage index`) over a fresh archive, with the model loaded first."""
     from PIL import Image
 
-    from findimage import embedders
+    from findimage import backends
     from findimage.embedded_store import EmbeddedStore
     from findimage.records import image_id_for
     from indexer.run import index_once
 
     settings = _settings()
-    embedder = embedders.image_embedder(settings)
+    embedder = backends.image_embedder(settings)
     started = time.perf_counter()
     embedder.load()
     load_seconds = time.perf_counter() - started
@@ -110,11 +110,11 @@ def index_pass(args: dict) -> dict:
 
 def archive_pass(args: dict) -> dict:
     """One `findimage index` pass over an already indexed archive (the model is loaded only if needed)."""
-    from findimage import embedders
+    from findimage import backends
     from indexer.run import index_once
 
     settings = _settings()
-    embedder = embedders.image_embedder(settings)
+    embedder = backends.image_embedder(settings)
     if args.get("load_first"):
         embedder.load()
     calls = []
@@ -252,8 +252,8 @@ def build_store(args: dict) -> dict:
 def elasticsearch(args: dict) -> dict:
     """Bulk writes and kNN through the product's Elasticsearch store (a throw-away index)."""
     from benchmarks.corpus import VectorMixture, exact_top_k
+    from findimage.backends import open_store
     from findimage.embedders import model_fingerprint
-    from findimage.store import open_store
 
     settings = _settings()
     store = open_store(settings)

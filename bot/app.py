@@ -6,8 +6,11 @@ import logging
 from slack_bolt import App
 from slack_bolt.error import BoltError
 from slack_sdk import WebClient
-from slack_sdk.http_retry.builtin_handlers import (ConnectionErrorRetryHandler, RateLimitErrorRetryHandler,
-                                                   ServerErrorRetryHandler)
+from slack_sdk.http_retry.builtin_handlers import (
+    ConnectionErrorRetryHandler,
+    RateLimitErrorRetryHandler,
+    ServerErrorRetryHandler,
+)
 
 from findimage.config import ConfigError, require_slack
 from findimage.search import Searcher

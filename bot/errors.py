@@ -6,12 +6,17 @@ import uuid
 
 from slack_sdk.errors import SlackApiError
 
-from findimage.embedders import ModelError
-from findimage.errors import ModelMismatch
-from findimage.es_infer import LicenseRefused
+from findimage.errors import (
+    AccessDenied,
+    BackendUnavailable,
+    IndexMissing,
+    LicenseRefused,
+    ModelError,
+    ModelMismatch,
+    StoreError,
+)
 from findimage.imaging import ImageError
 from findimage.search import QueryError
-from findimage.store import AccessDenied, IndexMissing, StoreError, StoreUnavailable
 
 from .replies import escape
 from .slack_files import DownloadError
@@ -42,7 +47,7 @@ def user_message(exc: BaseException, subject: str | None = None) -> str:
     if isinstance(exc, AccessDenied):
         log.error("store refused the bot's credentials: %s", exc)
         return f"The archive's search store refused my credentials, so I could not search; {ASK_ADMIN}."
-    if isinstance(exc, (StoreUnavailable, StoreError)):
+    if isinstance(exc, (BackendUnavailable, StoreError)):
         log.error("store failed: %s", exc)
         return ("The archive's search store is not reachable right now, so I could not search. "
                 f"Please try again in a few minutes; if it keeps failing, {ASK_ADMIN}.")

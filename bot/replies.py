@@ -10,7 +10,6 @@ from findimage.search import SearchResult
 from .options import MAX_K, escape
 
 
-
 def usage_text(default_k: int) -> str:
     return "\n".join([
         "*Find images in the team's archive*",

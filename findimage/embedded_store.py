@@ -19,8 +19,9 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
+from .errors import StoreError
 from .records import DIMS, FileState, ImageDoc, Match, cosine_to_score, normalise_folder
-from .store import StoreError, default_num_candidates
+from .store import default_num_candidates
 from .vector_index import VectorIndex, wanted_kind
 
 log = logging.getLogger(__name__)

@@ -1,36 +1,31 @@
-"""Vectorize text and images into CLIP's shared 512-dim space (float32, L2-normalised)."""
+"""Vectorize text and images into CLIP's shared 512-dim space (float32, L2-normalised).
+
+What a model computes lives here; how the process runs it (threads, allocator, int8 and its fidelity
+check) in findimage.runtime; which embedder the settings ask for in findimage.backends.
+"""
 from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import threading
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, Sequence
 
 import numpy as np
 from PIL import Image
 
+from .errors import ModelError
 from .records import DIMS
+from .runtime import (PROBE_SENTENCES, Fidelity, keep_freed_memory_for_reuse, probe_images, quantized_if_faithful,
+                      use_fast_activations, use_torch_threads)
 
 log = logging.getLogger(__name__)
-
-
-class ModelError(Exception):
-    """A model that cannot be loaded or run, with what to do about it."""
 
 
 class TextEmbedder(Protocol):
     model_id: str
 
     def embed_texts(self, texts: Sequence[str]) -> np.ndarray: ...
-
-
-class ImageEmbedder(Protocol):
-    model_id: str
-
-    def embed_images(self, images: Sequence[Image.Image]) -> np.ndarray: ...
 
 
 def model_fingerprint(name_or_path: str) -> str:
@@ -52,18 +47,6 @@ def normalise_rows(vectors: np.ndarray) -> np.ndarray:
     vectors = np.asarray(vectors, dtype=np.float32)
     norms = np.linalg.norm(vectors, axis=1, keepdims=True)
     return vectors / np.maximum(norms, 1e-12)
-
-
-@dataclass(frozen=True)
-class Fidelity:
-    """How close the quantized model's embeddings are to the exact (float32) model's, as cosines."""
-
-    min_cosine: float
-    mean_cosine: float
-    probes: int
-
-    def line(self) -> str:
-        return f"min cosine {self.min_cosine:.4f}, mean {self.mean_cosine:.4f} over {self.probes} probes"
 
 
 MIN_PER_STREAM = 4  # images per inference stream below which a batch runs as one
@@ -109,7 +92,7 @@ class SentenceTransformerEmbedder:
 
     def _load(self):
         use_torch_threads(self.threads)
-        _keep_freed_memory_for_reuse()
+        keep_freed_memory_for_reuse()
         import torch
 
         self._threads_at_load = torch.get_num_threads()
@@ -133,31 +116,19 @@ class SentenceTransformerEmbedder:
                 "Point FINDIMAGE_IMAGE_MODEL / FINDIMAGE_TEXT_MODEL at a hub id you can reach or a local directory."
             ) from exc
         model.eval()
-        _use_fast_activations(model)
+        use_fast_activations(model)
         return model
 
-    def _quantized(self, model, release: bool = True):
+    def _quantized(self, model):
         """The int8 model if it passes the fidelity check against the exact model, else the exact model.
 
         The probes are pictures for an image model (one with an image processor), sentences otherwise."""
         probes = probe_images() if self._input_size else list(PROBE_SENTENCES)
         with self._run_lock:
-            exact = self._run(model, probes)
-            replaced = _linear_weight_ranges(model)
-            quantized = _quantize_int8(model)  # in place: no second copy of the weights in memory
-            approx = self._run(quantized, probes)
-            if release and _release_pages(replaced) and not np.array_equal(self._run(quantized, probes), approx):
-                log.warning("int8 model of %s changed after releasing its float32 weights; reloading", self.model_id)
-                return self._quantized(self._open(), release=False)
-        cosines = np.sum(exact * approx, axis=1)
-        self.fidelity = Fidelity(float(cosines.min()), float(cosines.mean()), len(probes))
-        if self.fidelity.min_cosine < self.min_cosine:
-            log.warning("int8 quantization of %s refused: %s is below FINDIMAGE_QUANTIZE_MIN_COSINE=%s; "
-                        "using the exact float32 model", self.model_id, self.fidelity.line(), self.min_cosine)
-            return self._open()
-        log.info("int8 quantization of %s accepted: %s", self.model_id, self.fidelity.line())
-        self.quantized = True
-        return quantized
+            chosen, self.fidelity = quantized_if_faithful(model, lambda m: self._run(m, probes), self._open,
+                                                          self.min_cosine, self.model_id)
+        self.quantized = chosen is not None
+        return chosen if chosen is not None else self._open()
 
     @staticmethod
     def _run(model, inputs: list) -> np.ndarray:
@@ -239,107 +210,6 @@ class SentenceTransformerEmbedder:
         return self._pool
 
 
-def use_torch_threads(threads: int) -> None:
-    """Intra-op threads of torch for this process (0: leave torch's default, one per core).
-
-    One thread suits a query process that shares its cores with an indexer: torch splits every
-    operation across its threads, and when another process holds one core, each operation waits
-    for the descheduled half (measured here: single queries 5-10x slower, p95 worse still).
-    """
-    if threads > 0:
-        import torch
-
-        if torch.get_num_threads() != threads:
-            torch.set_num_threads(threads)
-
-
-_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
-_allocator_tuned = False
-
-
-def _keep_freed_memory_for_reuse() -> None:
-    """Let glibc reuse freed activation buffers instead of returning them to the kernel after every
-    operation: CLIP's 5-20 MB intermediates otherwise cost fresh page faults each time (measured:
-    int8 inference 38 -> 33 CPU-ms per image). Keeps at most a few dozen MB more resident."""
-    global _allocator_tuned
-    if _allocator_tuned:
-        return
-    _allocator_tuned = True
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL("libc.so.6")
-        libc.mallopt(_M_MMAP_THRESHOLD, 32 * 2**20)  # the largest glibc accepts
-        libc.mallopt(_M_TRIM_THRESHOLD, 64 * 2**20)
-    except (OSError, AttributeError):  # not glibc (macOS, musl): nothing to tune
-        pass
-
-
-def _use_fast_activations(model) -> None:
-    """CLIP's quick GELU, x * sigmoid(1.702 x), as one in-place SiLU pass: the same values (to 1 ulp)
-    without two activation-sized temporaries per layer (measured: int8 inference 45 -> 37 CPU-ms/image)."""
-    import torch
-
-    class QuickGELU(torch.nn.Module):
-        def forward(self, x):
-            if torch.is_grad_enabled():  # in-place would break autograd; inference runs without it
-                return x * torch.sigmoid(1.702 * x)
-            return torch.nn.functional.silu(x.mul_(1.702), inplace=True).div_(1.702)
-
-    for module in list(model.modules()):
-        for name, child in list(module.named_children()):
-            if type(child).__name__ == "QuickGELUActivation":
-                setattr(module, name, QuickGELU())
-
-
-def _quantize_int8(model):
-    """Dynamic int8 quantization of the linear layers, in place: ~2-3x faster CLIP on CPU."""
-    import warnings
-
-    import torch
-
-    with warnings.catch_warnings():  # torch deprecates its quantized tensors (DeprecationWarning, UserWarning)
-        warnings.simplefilter("ignore")
-        return torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8, inplace=True)
-
-
-def _linear_weight_ranges(model) -> list[tuple[int, int]]:
-    """(address, bytes) of the float32 weights quantization replaces."""
-    import torch
-
-    return [(m.weight.data_ptr(), m.weight.nbytes) for m in model.modules() if isinstance(m, torch.nn.Linear)]
-
-
-_MADV_DONTNEED = 4
-
-
-def _release_pages(ranges: list[tuple[int, int]]) -> bool:
-    """Give the kernel back the pages of replaced float32 weights, where they are mapped from the model's
-    weight files (safetensors loads by mmap): they stay resident after the fidelity check read them, ~0.5 GB
-    for the two CLIP models. Only whole pages inside those ranges and inside a file mapping: a later read,
-    if any, refills them from the file. Returns whether anything was released (Linux only)."""
-    try:
-        import ctypes
-
-        files = []
-        with open("/proc/self/maps") as maps:
-            for line in maps:
-                fields = line.split()
-                if len(fields) >= 6 and fields[5].endswith(".safetensors"):
-                    start, end = (int(x, 16) for x in fields[0].split("-"))
-                    files.append((start, end))
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        page = os.sysconf("SC_PAGE_SIZE")
-        released = False
-        for address, size in ranges:
-            low, high = -(-address // page) * page, (address + size) // page * page
-            if high > low and any(start <= address and address + size <= end for start, end in files):
-                released |= libc.madvise(ctypes.c_void_p(low), ctypes.c_size_t(high - low), _MADV_DONTNEED) == 0
-        return released
-    except (OSError, AttributeError, ValueError):
-        return False
-
-
 def _processor_input_size(model) -> tuple[int, int] | None:
     """(shortest edge, PIL filter) the model's image processor resizes to, or None (text models, others)."""
     try:
@@ -356,32 +226,6 @@ def _processor_input_size(model) -> tuple[int, int] | None:
         return None
 
 
-PROBE_SENTENCES = (
-    "a snow covered mountain", "ein schneebedeckter Berg", "red roses in a glass vase", "un chat qui dort",
-    "perro corriendo en la playa", "team photo at the summer party on the roof terrace", "夜の駅のホーム",
-    "whiteboard with a sketch", "Kinder spielen im Park bei Sonnenuntergang", "close-up of a circuit board",
-)
-
-
-def probe_images(count: int = 8, size: int = 256) -> list[Image.Image]:
-    """Deterministic picture-like probes (gradients, shapes, textures, noise) for the fidelity check."""
-    rng = np.random.default_rng(20240611)
-    y, x = np.mgrid[0:size, 0:size].astype(np.float32) / size
-    images = []
-    for i in range(count):
-        top, bottom = rng.uniform(0, 255, 3), rng.uniform(0, 255, 3)
-        img = top * (1 - y[..., None]) + bottom * y[..., None]
-        for _ in range(3 + i):
-            cx, cy, r = rng.uniform(0, 1, 2).tolist() + [rng.uniform(0.05, 0.35)]
-            mask = ((x - cx) ** 2 + (y - cy) ** 2) < r * r
-            img[mask] = rng.uniform(0, 255, 3)
-        if i % 2:  # stripes: high-frequency content
-            img += 40 * np.sin(2 * np.pi * (x * rng.uniform(4, 30) + y * rng.uniform(0, 10)))[..., None]
-        img += rng.normal(0, 4 + 4 * (i % 3), img.shape)
-        images.append(Image.fromarray(np.clip(img, 0, 255).astype(np.uint8), "RGB"))
-    return images
-
-
 _shared: dict[tuple[str, str], SentenceTransformerEmbedder] = {}
 _shared_lock = threading.Lock()
 
@@ -394,26 +238,3 @@ def shared_embedder(name_or_path: str, quantize: str = "off", min_cosine: float 
         if key not in _shared:
             _shared[key] = SentenceTransformerEmbedder(name_or_path, quantize, min_cosine, threads)
         return _shared[key]
-
-
-def image_embedder(settings) -> SentenceTransformerEmbedder:
-    return shared_embedder(settings.image_model, settings.quantize, settings.quantize_min_cosine,
-                           settings.torch_threads)
-
-
-def text_embedder(settings) -> TextEmbedder:
-    if settings.text_embedder == "elasticsearch":
-        from .es_infer import InferTextEmbedder
-
-        remote = InferTextEmbedder.from_settings(settings)
-        if settings.text_fallback == "off":
-            return remote
-        from .text_fallback import FallbackTextEmbedder
-
-        return FallbackTextEmbedder(remote, lambda: local_text_embedder(settings))
-    return local_text_embedder(settings)
-
-
-def local_text_embedder(settings) -> SentenceTransformerEmbedder:
-    return shared_embedder(settings.text_model, settings.quantize, settings.quantize_min_cosine,
-                           settings.torch_threads)

@@ -1,5 +1,39 @@
-"""Exceptions the core raises across modules, named for what they mean to the person who reads them."""
+"""Exceptions the core raises across modules, named for what they mean to the person who reads them.
+
+Each message is one sentence a user can act on; the bot and the CLI show it (or a gentler version).
+"""
 from __future__ import annotations
+
+
+class BackendUnavailable(Exception):
+    """Elasticsearch (the store, or the ML node vectorizing text) cannot serve right now: down, starting,
+    overloaded; the message says what to check. Worth retrying later."""
+
+
+class IndexMissing(BackendUnavailable):
+    """The index a search asked for does not exist yet: only an indexing pass creates it."""
+
+
+class AccessDenied(BackendUnavailable):
+    """Elasticsearch refused the credentials, or this operation for them; the message names the key to use."""
+
+
+class StoreError(Exception):
+    """The store could not take a write: some documents refused (`failures` lists (relative_path, reason)),
+    or the whole write failed (no failures listed: e.g. disk full)."""
+
+    def __init__(self, message: str, failures: list[tuple[str, str]] | None = None):
+        super().__init__(message)
+        self.failures = failures or []
+
+
+class ModelError(Exception):
+    """A model that cannot be loaded or run, with what to do about it."""
+
+
+class LicenseRefused(ModelError):
+    """Elasticsearch's license does not include machine learning, so _infer cannot run the text model."""
+
 
 
 class ModelMismatch(Exception):

@@ -7,7 +7,7 @@ import re
 
 from elasticsearch import ApiError, ConnectionError, ConnectionTimeout, Elasticsearch, NotFoundError
 
-from .store import AccessDenied, StoreUnavailable
+from .errors import AccessDenied, BackendUnavailable
 
 # Statuses that mean "the cluster cannot serve this right now" (starting, restarting, overloaded).
 BUSY_STATUSES = (429, 502, 503, 504)
@@ -48,16 +48,16 @@ def access_denied(url: str, status: int = 403, reason: str = "", what: str | Non
     return AccessDenied(f"Elasticsearch at {url} does not allow these credentials to {what} (403): {KEYS_HINT}")
 
 
-def unavailable_error(url: str, exc: Exception) -> StoreUnavailable:
+def unavailable_error(url: str, exc: Exception) -> BackendUnavailable:
     """One sentence a user can act on for a server that cannot be reached or is not ready."""
     url = public_url(url)
     if isinstance(exc, ApiError):
         status = exc.meta.status
         if status in (401, 403):
             return access_denied(url, status, api_reason(exc))
-        return StoreUnavailable(f"Elasticsearch at {url} is not ready to serve requests ({status}, "
+        return BackendUnavailable(f"Elasticsearch at {url} is not ready to serve requests ({status}, "
                                 f"{api_reason(exc)}): it is probably starting or overloaded.")
-    return StoreUnavailable(f"Elasticsearch at {url} is not reachable ({_connection_reason(exc)}): check that "
+    return BackendUnavailable(f"Elasticsearch at {url} is not reachable ({_connection_reason(exc)}): check that "
                             "it is running and that ELASTICSEARCH_URL is right.")
 
 
@@ -100,7 +100,7 @@ def api_reason(exc: ApiError) -> str:
 
 
 def unavailable_on_connection_errors(method):
-    """Connection trouble becomes StoreUnavailable with one sentence a user can act on."""
+    """Connection trouble becomes BackendUnavailable with one sentence a user can act on."""
 
     @functools.wraps(method)
     def wrapper(self, *args, **kwargs):
@@ -131,7 +131,7 @@ def index_dims(client: Elasticsearch, name: str) -> int | None:
 
 def make_client(settings) -> Elasticsearch:
     # The transport logs every failed attempt as a warning with a traceback; findimage reports
-    # unavailability itself in one sentence (StoreUnavailable), so only its errors are shown.
+    # unavailability itself in one sentence (BackendUnavailable), so only its errors are shown.
     transport_log = logging.getLogger("elastic_transport")
     if transport_log.level == logging.NOTSET:
         transport_log.setLevel(logging.ERROR)

@@ -7,10 +7,10 @@ from typing import Callable, Sequence
 import numpy as np
 from elasticsearch import ApiError, ConnectionError, ConnectionTimeout, NotFoundError
 
-from .embedders import ModelError, normalise_rows
+from .embedders import normalise_rows
+from .errors import BackendUnavailable, LicenseRefused, ModelError
 from .es_client import access_denied, api_reason, public_url
 from .records import DIMS
-from .store import StoreUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -20,10 +20,6 @@ ML_LICENSES = ("trial", "platinum", "enterprise")
 
 IMPORT_HINT = ("eland_import_hub_model --url $ELASTICSEARCH_URL --hub-model-id "
                "sentence-transformers/clip-ViT-B-32-multilingual-v1 --task-type text_embedding --start")
-
-
-class LicenseRefused(ModelError):
-    """Elasticsearch's license does not include machine learning, so _infer cannot run the text model."""
 
 
 def license_sentence(license: str | None) -> str:
@@ -64,7 +60,7 @@ class InferTextEmbedder:
             try:
                 self._expected_dims = self._expected_dims()
             except (ConnectionError, ConnectionTimeout):
-                raise StoreUnavailable(self._unreachable()) from None
+                raise BackendUnavailable(self._unreachable()) from None
         return self._expected_dims
 
     def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
@@ -82,14 +78,14 @@ class InferTextEmbedder:
         except NotFoundError:
             raise ModelError(self._missing_message()) from None
         except (ConnectionError, ConnectionTimeout):
-            raise StoreUnavailable(self._unreachable()) from None
+            raise BackendUnavailable(self._unreachable()) from None
         except ApiError as exc:
             if _license_refused(exc):
                 raise self._license_refusal(refused=True) from None
             if exc.meta.status in (401, 403):
                 raise access_denied(self.url, exc.meta.status, api_reason(exc)) from None
             if exc.meta.status in (429, 502, 503, 504) and not _not_deployed(api_reason(exc)):
-                raise StoreUnavailable(f"Elasticsearch at {self.url} could not vectorize the query now "
+                raise BackendUnavailable(f"Elasticsearch at {self.url} could not vectorize the query now "
                                        f"({exc.meta.status}: {api_reason(exc)}).") from None
             raise ModelError(self._explain(exc)) from None
         results = response["inference_results"]
@@ -140,7 +136,7 @@ class InferTextEmbedder:
         except NotFoundError:
             raise ModelError(self._missing_message()) from None
         except (ConnectionError, ConnectionTimeout):
-            raise StoreUnavailable(self._unreachable()) from None
+            raise BackendUnavailable(self._unreachable()) from None
         self._field = (config.get("input", {}).get("field_names") or ["text_field"])[0]
         deployment = stats.get("deployment_stats") or {}
         state = deployment.get("state")

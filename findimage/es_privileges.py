@@ -14,8 +14,8 @@ from pathlib import Path
 
 from elasticsearch import ApiError, AuthenticationException, ConnectionError, ConnectionTimeout, Elasticsearch
 
+from .errors import AccessDenied
 from .es_client import access_denied, api_reason, make_client, public_url, unavailable_error
-from .store import AccessDenied
 
 ROLES = ("bot", "indexer")
 USES = {"bot": "the bot (`findimage bot`, `findimage search`): searches the index, runs the text model",

@@ -16,10 +16,19 @@ from typing import Iterable, Sequence
 import numpy as np
 from elasticsearch import ApiError, BadRequestError, Elasticsearch, NotFoundError, helpers
 
-from .es_client import (BUSY_STATUSES, access_denied, error_type, index_dims, item_reason, make_client, public_url,
-                        unavailable_on_connection_errors)
+from .errors import BackendUnavailable, IndexMissing, StoreError
+from .es_client import (
+    BUSY_STATUSES,
+    access_denied,
+    error_type,
+    index_dims,
+    item_reason,
+    make_client,
+    public_url,
+    unavailable_on_connection_errors,
+)
 from .records import DIMS, FileState, ImageDoc, Match, normalise_folder
-from .store import IndexMissing, StoreError, StoreUnavailable, default_num_candidates
+from .store import default_num_candidates
 
 log = logging.getLogger(__name__)
 
@@ -256,7 +265,7 @@ class ElasticsearchStore:
         """Every per-document failure is collected: none is silently lost.
 
         Items refused because the cluster is busy or its shards are not ready (429/503, e.g. right after
-        a restart) make the whole call StoreUnavailable: writes are idempotent, so the caller retries it.
+        a restart) make the whole call BackendUnavailable: writes are idempotent, so the caller retries it.
         """
         failures, busy = [], []
         # Two requests in flight: the client serialises one chunk while the server indexes the other.
@@ -270,7 +279,7 @@ class ElasticsearchStore:
                 (busy if result.get("status") in BUSY_STATUSES else failures).append(failure)
         self._needs_refresh = True
         if busy:
-            raise StoreUnavailable(f"Elasticsearch at {self.url} could not take {len(busy)} document(s) now "
+            raise BackendUnavailable(f"Elasticsearch at {self.url} could not take {len(busy)} document(s) now "
                                    f"(e.g. {busy[0][0]}: {busy[0][1]}); the write will be repeated.")
         if failures:
             raise StoreError(f"Elasticsearch rejected {len(failures)} document(s), e.g. {failures[0][0]}: "

@@ -6,12 +6,12 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import embedders
+from . import backends
+from .backends import open_store
 from .errors import check_image_model
 from .imaging import ImageError, prepare_bytes
 from .records import Match, normalise_folder
-from .store import META_IMAGE_MODEL, Store, open_store
-
+from .store import META_IMAGE_MODEL, Store
 
 QUERY_DECODES = 2
 MAX_LOOKAHEAD = 4  # at most 4 x k matches are fetched to replace ones whose file has gone
@@ -54,8 +54,8 @@ class Searcher:
         # instead of multiplying the process's memory (each may take up to FINDIMAGE_MAX_QUERY_PIXELS).
         self._decodes = threading.BoundedSemaphore(QUERY_DECODES)
         self.store = store or open_store(settings)
-        self.text_embedder = text_embedder or embedders.text_embedder(settings)
-        self.image_embedder = image_embedder or embedders.image_embedder(settings)
+        self.text_embedder = text_embedder or backends.text_embedder(settings)
+        self.image_embedder = image_embedder or backends.image_embedder(settings)
 
     def warm_up(self) -> None:
         """Load both models now so the first query does not pay for it."""

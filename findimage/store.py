@@ -1,4 +1,4 @@
-"""The store interface both backends implement, and the factory that picks one from the settings."""
+"""The store interface both backends implement (the factory that picks one is findimage.backends)."""
 from __future__ import annotations
 
 from typing import Iterable, Protocol, Sequence
@@ -11,26 +11,6 @@ from .records import FileState, ImageDoc, Match
 META_IMAGE_MODEL = "image_model_id"
 META_TEXT_MODEL = "text_model_id"
 META_LAST_PASS = "last_pass"
-
-
-class StoreUnavailable(Exception):
-    """The store cannot be reached right now (e.g. Elasticsearch is down); the message says what to check."""
-
-
-class IndexMissing(StoreUnavailable):
-    """The index a search asked for does not exist yet: only an indexing pass creates it."""
-
-
-class AccessDenied(StoreUnavailable):
-    """Elasticsearch refused the credentials, or this operation for them; the message names the key to use."""
-
-
-class StoreError(Exception):
-    """The store refused some documents of a write; `failures` lists (relative_path, reason)."""
-
-    def __init__(self, message: str, failures: list[tuple[str, str]] | None = None):
-        super().__init__(message)
-        self.failures = failures or []
 
 
 def default_num_candidates(k: int) -> int:
@@ -74,14 +54,3 @@ class Store(Protocol):
         """(label, value) lines for `findimage status`, beyond the description and the count."""
 
     def close(self) -> None: ...
-
-
-def open_store(settings, writer: bool = False) -> Store:
-    """The configured store. Only the indexer opens it as `writer`: it may create the index, readers never do."""
-    if settings.uses_elasticsearch:
-        from .es_store import ElasticsearchStore
-
-        return ElasticsearchStore.from_settings(settings, writer=writer)
-    from .embedded_store import EmbeddedStore
-
-    return EmbeddedStore(settings.data_dir)

@@ -8,7 +8,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from .es_infer import LicenseRefused
+from .errors import LicenseRefused
 
 log = logging.getLogger(__name__)
 

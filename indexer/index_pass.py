@@ -17,9 +17,9 @@ from functools import partial
 import numpy as np
 from tqdm import tqdm
 
-from findimage.errors import check_image_model
+from findimage.errors import StoreError, check_image_model
 from findimage.records import FileState, ImageDoc, image_id_for
-from findimage.store import META_IMAGE_MODEL, META_LAST_PASS, META_TEXT_MODEL, Store, StoreError
+from findimage.store import META_IMAGE_MODEL, META_LAST_PASS, META_TEXT_MODEL, Store
 
 from .reading import Loaded, batches, prefetched, read_and_decode  # noqa: F401 (read_and_decode: public)
 from .retry import retry_while_unavailable

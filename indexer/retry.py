@@ -4,7 +4,7 @@ from __future__ import annotations
 import logging
 import time
 
-from findimage.store import StoreUnavailable
+from findimage.errors import BackendUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +26,7 @@ def retry_while_unavailable(operation, give_up_after: float | None = None, first
         attempt += 1
         try:
             return operation()
-        except StoreUnavailable as exc:
+        except BackendUnavailable as exc:
             left = deadline - time.monotonic()
             if left <= 0:
                 raise

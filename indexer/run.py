@@ -3,8 +3,7 @@ from __future__ import annotations
 
 import logging
 
-from findimage import embedders
-from findimage.store import open_store
+from findimage.backends import image_embedder, open_store, text_model_id
 
 from .index_pass import IndexPass, MassRemovalRefused, PassSummary
 from .lock import pass_lock
@@ -20,9 +19,8 @@ def _one_pass(settings, full: bool = False, progress: bool | None = None,
     state = load_state(settings.data_dir)
     store = open_store(settings, writer=True)
     try:
-        text_model = settings.infer_model_id if settings.text_embedder == "elasticsearch" else settings.text_model
-        return IndexPass(store, embedders.image_embedder(settings), settings.archive, settings.batch_size,
-                         text_model_id=embedders.model_fingerprint(text_model), full=full,
+        return IndexPass(store, image_embedder(settings), settings.archive, settings.batch_size,
+                         text_model_id=text_model_id(settings), full=full,
                          progress=progress, state=state, allow_mass_removal=allow_mass_removal,
                          max_removal_fraction=settings.max_removal_fraction,
                          max_pixels=settings.max_image_pixels).run()

@@ -15,8 +15,17 @@ import pytest
 import yaml
 
 from bot.app import create_app
-from bot_support import (CHANNEL, BotProcess, bot_settings, emu, free_port, indexed,  # noqa: F401
-                         process_env, slack_env, with_settings)
+from bot_support import (  # noqa: F401
+    CHANNEL,
+    BotProcess,
+    bot_settings,
+    emu,
+    free_port,
+    indexed,
+    process_env,
+    slack_env,
+    with_settings,
+)
 from findimage.config import ConfigError
 from slack_emulator import slack_signature
 

@@ -10,8 +10,15 @@ from urllib.parse import quote, unquote
 
 import pytest
 
-from bot.slack_files import (DownloadRefused, ExternalFile, ImageTooLarge, LoginPageInstead, NotASlackHost, fetch,
-                             may_receive_token)
+from bot.slack_files import (
+    DownloadRefused,
+    ExternalFile,
+    ImageTooLarge,
+    LoginPageInstead,
+    NotASlackHost,
+    fetch,
+    may_receive_token,
+)
 from photos import jpeg_bytes
 
 TOKEN = "xoxb-test"

@@ -12,10 +12,11 @@ from slack_sdk import WebClient
 from bot.delivery import CommandTarget
 from bot_support import ALICE, CHANNEL, bot, bot_settings, emu, indexed, serve_bot  # noqa: F401
 from es_support import es_only
-from findimage import embedders
-from findimage.embedders import ModelError
+from findimage import backends
+from findimage.backends import open_store
+from findimage.errors import BackendUnavailable, ModelError
 from findimage.search import Searcher
-from findimage.store import META_IMAGE_MODEL, StoreUnavailable, open_store
+from findimage.store import META_IMAGE_MODEL
 from photos import jpeg_bytes
 
 
@@ -62,7 +63,7 @@ class FlakyEmbedder:
 @pytest.fixture
 def flaky(indexed):
     store = FlakyStore(open_store(indexed))
-    text, image = FlakyEmbedder(embedders.text_embedder(indexed)), FlakyEmbedder(embedders.image_embedder(indexed))
+    text, image = FlakyEmbedder(backends.text_embedder(indexed)), FlakyEmbedder(backends.image_embedder(indexed))
     with serve_bot(indexed, Searcher(indexed, store=store, text_embedder=text, image_embedder=image)) as running:
         running.store, running.text_model, running.image_model = store, text, image
         yield running
@@ -91,7 +92,7 @@ def still_serving(emu, bot, channel="C0AFTER"):
 
 
 def test_a_store_that_is_down_is_explained_and_answers_resume_when_it_is_back(flaky, emu):
-    flaky.store.failure = StoreUnavailable("Elasticsearch at http://es:9200 is unreachable (connection refused)")
+    flaky.store.failure = BackendUnavailable("Elasticsearch at http://es:9200 is unreachable (connection refused)")
     ack = command(emu, flaky)
     private = emu.wait_for_response(ack.response_url, timeout=15)
     posted = post(emu, flaky, emu.add_file(jpeg_bytes(seed=500), "down.jpg", user=ALICE))

@@ -1,8 +1,7 @@
 """Photos posted in a channel the bot is in: answered in the message's thread, exactly once."""
 from __future__ import annotations
 
-from bot_support import (ALICE, CHANNEL, bot, bot_settings, emu, image_size, indexed,  # noqa: F401
-                         serve_bot, with_settings)
+from bot_support import ALICE, CHANNEL, bot, bot_settings, emu, image_size, indexed, serve_bot, with_settings  # noqa: F401
 from indexer.run import index_once
 from photos import jpeg_bytes, save_photo
 

@@ -11,14 +11,12 @@ import urllib.request
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-import pytest
 
 from bot.channels import CANNOT_CHECK_SCOPE, NOT_ENABLED, OTHER_TEAM, SHARED_CHANNEL
 from bot.wsgi import MAX_BODY_BYTES
-from bot_support import (ALICE, CHANNEL, FakeClock, bot, bot_settings, emu, indexed,  # noqa: F401
-                         serve_bot, with_settings)
+from bot_support import ALICE, CHANNEL, FakeClock, bot, bot_settings, emu, indexed, serve_bot, with_settings  # noqa: F401
+from findimage.backends import open_store
 from findimage.search import Searcher
-from findimage.store import open_store
 from photos import jpeg_bytes
 
 PARTNER_TEAM = "T0PARTNER"

@@ -11,8 +11,7 @@ import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 
-from bot_support import (ALICE, BOB, CHANNEL, bot, bot_settings, emu, image_size, indexed,  # noqa: F401
-                         serve_bot, with_settings)
+from bot_support import ALICE, BOB, CHANNEL, bot, bot_settings, emu, image_size, indexed, serve_bot, with_settings  # noqa: F401
 
 RANKED_LINE = re.compile(r"^\*(\d+)\.\* `(\d\.\d{3})` (\S+)", re.MULTILINE)
 

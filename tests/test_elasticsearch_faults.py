@@ -13,9 +13,10 @@ import numpy as np
 import pytest
 
 from es_support import ES_URL, SecondServer, client, es_only, es_script, needs_es, scratch_index
+from findimage.backends import open_store
+from findimage.errors import StoreError
 from findimage.es_store import ElasticsearchStore
 from findimage.records import ImageDoc, image_id_for
-from findimage.store import StoreError, open_store
 from findimage_cli import EXIT_UNAVAILABLE, main
 from indexer.run import index_once
 from photos import save_photo

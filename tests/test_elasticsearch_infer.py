@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 from es_support import ES_URL, TestModel, client, needs_es, scratch_index, scratch_name
-from findimage.embedders import ModelError
+from findimage.errors import ModelError
 from findimage.es_infer import InferTextEmbedder
 from findimage.es_store import ElasticsearchStore
 from findimage.records import ImageDoc, image_id_for

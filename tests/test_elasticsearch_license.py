@@ -21,9 +21,11 @@ import numpy as np
 import pytest
 
 from es_support import BasicLicenseServer, client, needs_es, scratch_index
+from findimage.backends import text_embedder
 from findimage.config import load_settings
-from findimage.embedders import normalise_rows, text_embedder
-from findimage.es_infer import InferTextEmbedder, LicenseRefused, license_sentence
+from findimage.embedders import normalise_rows
+from findimage.errors import LicenseRefused
+from findimage.es_infer import InferTextEmbedder, license_sentence
 from findimage.es_store import ElasticsearchStore
 from findimage.records import ImageDoc, image_id_for
 from findimage.text_fallback import FallbackTextEmbedder

@@ -13,12 +13,11 @@ import pytest
 from elasticsearch import Elasticsearch
 
 from es_support import ES_URL, SecureServer, needs_es
-from findimage.embedders import ModelError
+from findimage.errors import AccessDenied, ModelError
 from findimage.es_infer import InferTextEmbedder
 from findimage.es_privileges import ensure_key_file, key_is_current
 from findimage.es_store import ElasticsearchStore
 from findimage.records import ImageDoc, image_id_for
-from findimage.store import AccessDenied
 from findimage_cli import EXIT_OK, EXIT_UNAVAILABLE, main
 
 pytestmark = [*needs_es, pytest.mark.timeout(300)]

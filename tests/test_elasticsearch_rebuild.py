@@ -8,8 +8,8 @@ import subprocess
 import sys
 
 from es_support import client, es_only
+from findimage.backends import open_store
 from findimage.search import Searcher
-from findimage.store import open_store
 from indexer.run import index_once
 from photos import save_photo
 

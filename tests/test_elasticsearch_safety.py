@@ -8,15 +8,15 @@ import subprocess
 import sys
 
 import pytest
+from test_elasticsearch_faults import _dead_url
 
 from es_support import ES_URL, client, es_only
+from findimage.backends import open_store
 from findimage.config import load_settings
+from findimage.errors import IndexMissing
 from findimage.search import Searcher
-from findimage.store import IndexMissing, open_store
 from findimage_cli import EXIT_UNAVAILABLE, main
 from indexer.run import index_once
-from photos import save_photo
-from test_elasticsearch_faults import _dead_url
 
 
 def _nothing_exists(alias: str) -> bool:

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from es_support import both_stores
-from findimage.store import open_store
+from findimage.backends import open_store
 from findimage_cli import EXIT_ERROR, EXIT_OK, EXIT_REFUSED, main
 from photos import save_photo, write_bad_files
 

@@ -12,10 +12,10 @@ from sentence_transformers import SentenceTransformer
 
 from findimage.config import load_settings
 from findimage.embedded_store import EmbeddedStore
-from findimage.embedders import (MIN_PER_STREAM, PROBE_SENTENCES, SentenceTransformerEmbedder, _quantize_int8,
-                                 _release_pages, use_torch_threads)
+from findimage.embedders import MIN_PER_STREAM, SentenceTransformerEmbedder
 from findimage.imaging import prepare_bytes
 from findimage.records import ImageDoc, image_id_for
+from findimage.runtime import PROBE_SENTENCES, quantize_int8, release_pages, use_torch_threads
 from findimage.vector_index import VectorIndex, default_nprobe
 from indexer.index_pass import read_and_decode
 from indexer.scan import ArchiveFile
@@ -44,12 +44,12 @@ def test_int8_is_used_only_after_its_fidelity_check(image_model):
 def test_releasing_the_replaced_float32_pages_keeps_the_int8_model_intact(image_model):
     released = SentenceTransformerEmbedder(image_model, quantize="int8", min_cosine=0.5)
     kept = SentenceTransformer(image_model, device="cpu").eval()
-    _quantize_int8(kept)
+    quantize_int8(kept)
     pictures = [photo(i, (224, 224)) for i in range(3)]
     np.testing.assert_allclose(released.embed_images(pictures), kept.encode(pictures, normalize_embeddings=True),
                                atol=1e-5)
     anonymous = np.ones(1 << 20, np.uint8)  # not from a weights file: must be left alone
-    assert not _release_pages([(anonymous.ctypes.data, anonymous.nbytes)]) and anonymous.all()
+    assert not release_pages([(anonymous.ctypes.data, anonymous.nbytes)]) and anonymous.all()
 
 
 def test_the_text_model_is_checked_with_sentences(test_models):

@@ -9,8 +9,8 @@ import uuid
 import numpy as np
 import pytest
 
+from findimage.backends import open_store
 from findimage.records import ImageDoc, image_id_for
-from findimage.store import open_store
 
 ES_URL = os.environ.get("FINDIMAGE_TEST_ES_URL")
 BACKENDS = ["embedded", pytest.param("elasticsearch", marks=[
