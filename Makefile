@@ -21,10 +21,10 @@ install: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml requirements-dev.lock
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q --require-hashes --no-deps -r requirements-dev.lock
-	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
+	$(PY) -m pip install -qq --upgrade pip
+	$(PY) -m pip install -qq torch==2.13.0
+	$(PY) -m pip install -qq --require-hashes --no-deps -r requirements-dev.lock
+	$(PY) -m pip install -qq --no-deps --no-build-isolation -e .
 	$(PY) -m pip check
 	touch $@
 
