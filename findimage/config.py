@@ -34,6 +34,7 @@ class Settings:
     batch_size: int = 32
     index_interval_minutes: float = 15.0
     top_k: int = 5
+    max_results: int = 50  # how far "Show more" pages go in Slack
     num_candidates: int | None = None
     max_query_chars: int = 1000
     max_image_pixels: int = 120_000_000
@@ -165,6 +166,7 @@ def load_settings(environ: Mapping[str, str] | None = None, env_file: str | Path
         batch_size=r.number("FINDIMAGE_BATCH_SIZE", 32, int, 1, 1024),
         index_interval_minutes=r.number("FINDIMAGE_INDEX_INTERVAL_MINUTES", 15.0, float, 0.1),
         top_k=r.number("FINDIMAGE_TOP_K", 5, int, 1, 50),
+        max_results=r.number("FINDIMAGE_MAX_RESULTS", 50, int, 1, 200),
         num_candidates=r.number("FINDIMAGE_NUM_CANDIDATES", None, int, 1, 10_000),
         max_query_chars=r.number("FINDIMAGE_MAX_QUERY_CHARS", 1000, int, 1),
         max_image_pixels=r.number("FINDIMAGE_MAX_IMAGE_PIXELS", 120_000_000, int, 1_000_000),

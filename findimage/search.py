@@ -97,6 +97,20 @@ class Searcher:
             raise ImageError(f"cannot read {path}: {exc.strerror}") from None
         return self.by_image_bytes(data, k, folder)
 
+    def by_image_id(self, image_id: str, k: int | None = None, folder: str | None = None,
+                    skip: int = 0) -> SearchResult:
+        """The archive images nearest to an indexed one, from its stored vector (no file read, no model
+        call). The image itself is left out: whoever asks is looking at it already. `skip` pages on."""
+        doc = self.store.get(image_id)
+        if doc is None:
+            raise QueryError("That image is no longer in the archive (it was removed or re-indexed since).")
+        k = k or self.settings.top_k
+        result = self._knn(doc.image_embedding, skip + k + 1, folder)
+        result.matches = [m for m in result.matches if m.image_id != image_id][skip:skip + k]
+        result.query_sha256 = doc.sha256
+        result.exact = {m.image_id for m in result.matches if m.sha256 == doc.sha256}
+        return result
+
     def _knn(self, vector, k: int | None, folder: str | None) -> SearchResult:
         k = k or self.settings.top_k
         folder = normalise_folder(folder)
