@@ -34,7 +34,7 @@ def sample_archive() -> Path:
     if all((archive / target).is_file() for target, _ in SAMPLES.values()):
         return archive
     with tempfile.TemporaryDirectory() as tmp:
-        subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--only-binary=:all:",
+        subprocess.run([sys.executable, "-m", "pip", "download", "-qq", "--no-deps", "--only-binary=:all:",
                         SKIMAGE, "-d", tmp], check=True)
         wheel = next(Path(tmp).glob("scikit_image-*.whl"))
         with zipfile.ZipFile(wheel) as zf:
