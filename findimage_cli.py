@@ -145,6 +145,7 @@ def cmd_status(settings, args) -> int:
         if settings.text_embedder == "elasticsearch":
             print(f"text _infer:  {_infer_state(settings)}")
         print(f"last pass:    {_describe_pass(store.get_meta(META_LAST_PASS))}")
+        print(f"indexing:     {_running_pass(settings)}")
     finally:
         store.close()
     for line in _indexer_state_lines(settings):
@@ -169,6 +170,18 @@ def _indexer_state_lines(settings, shown: int = 5) -> list[str]:
         lines.append(f"refused removal: {pending.count} of {pending.indexed} documents at {when} (e.g. "
                      f"{', '.join(pending.examples[:3])}); confirm with `findimage index --allow-mass-removal`")
     return lines
+
+
+def _running_pass(settings) -> str:
+    """The pass holding the lock (embedded) or the lease (Elasticsearch), or why that is not known."""
+    from elasticsearch import ApiError
+
+    from indexer.lock import running_pass
+
+    try:
+        return running_pass(settings)
+    except ApiError as exc:  # e.g. the bot's key, which may not read the lease
+        return f"not known ({exc.meta.status}: {exc.message})"
 
 
 def _infer_state(settings) -> str:

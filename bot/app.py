@@ -18,7 +18,7 @@ from findimage.search import Searcher
 from . import handlers
 from .answering import Services
 from .channels import ChannelPolicy
-from .dedupe import SeenRecently
+from .dedupe import seen_keys
 from .delivery import LinkPresenter, UploadPresenter
 from .image_links import ImageLinks
 from .work import WorkPool
@@ -73,6 +73,7 @@ def create_app(settings, searcher: Searcher | None = None, client: WebClient | N
     # Bolt's own auth.test result is not public API; the team id decides who counts as another organisation.
     policy = ChannelPolicy(settings, client.auth_test().get("team_id"))
     presenter = LinkPresenter(links, settings.archive) if links else UploadPresenter(settings.archive)
-    services = Services(settings, searcher, presenter, work or WorkPool(), SeenRecently(), policy)
+    services = Services(settings, searcher, presenter, work or WorkPool.from_settings(settings), seen_keys(settings),
+                        policy)
     handlers.register_all(app, services)
     return app

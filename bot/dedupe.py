@@ -1,8 +1,10 @@
 """Remember what was already answered, so Slack's retries and re-deliveries are answered only once.
 
-In-process and in memory: it covers one bot process, which is how the Procfile runs it (one gunicorn
-worker with threads, or one Socket Mode client). Slack retries within about five minutes, so an hour of
-memory is plenty.
+Two implementations of `first_time(key) -> bool`, chosen by `seen_keys(settings)`: with the embedded
+store, this process's memory (SeenRecently: one bot process is all the embedded store supports); with
+Elasticsearch, an index every replica shares (findimage.es_seen.SharedSeen), since Slack's retry of an
+event may reach another replica than the first delivery. Slack retries within about five minutes, so
+an hour of memory is plenty.
 """
 from __future__ import annotations
 
@@ -10,9 +12,11 @@ import threading
 import time
 from collections import OrderedDict
 
+SEEN_TTL_SECONDS = 3600.0
+
 
 class SeenRecently:
-    def __init__(self, ttl_seconds: float = 3600.0, max_entries: int = 100_000, clock=time.monotonic):
+    def __init__(self, ttl_seconds: float = SEEN_TTL_SECONDS, max_entries: int = 100_000, clock=time.monotonic):
         self.ttl_seconds = ttl_seconds
         self.max_entries = max_entries
         self._clock = clock
@@ -35,3 +39,15 @@ class SeenRecently:
             if now - seen_at < self.ttl_seconds and len(self._seen) < self.max_entries:
                 return
             self._seen.popitem(last=False)
+
+
+def seen_keys(settings):
+    """The de-duplication the configured store calls for: shared through Elasticsearch, else in memory."""
+    memory = SeenRecently()
+    if not settings.uses_elasticsearch:
+        return memory
+    from findimage.es_client import make_client
+    from findimage.es_seen import SharedSeen
+
+    return SharedSeen(make_client(settings), settings.index_name, memory, url=settings.elasticsearch_url,
+                      ttl_seconds=SEEN_TTL_SECONDS)

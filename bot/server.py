@@ -19,8 +19,19 @@ EXIT_OK, EXIT_USAGE = 0, 2
 
 # One worker process (the models are loaded once), 16 request threads (Slack's acks must not queue
 # behind image links), 120 s for a slow image render, 30 s on SIGTERM to finish answers in progress.
+GRACEFUL_SECONDS = 30
 GUNICORN_OPTIONS = {"worker_class": "gthread", "workers": 1, "threads": 16, "timeout": 120,
-                    "graceful_timeout": 30, "accesslog": "-"}
+                    "graceful_timeout": GRACEFUL_SECONDS, "accesslog": "-"}
+# Of the graceful time, what the answers queued after their acks may still use; the rest is for the
+# requests in flight, which gunicorn finishes first, and for exiting before the arbiter's SIGKILL.
+DRAIN_SECONDS = GRACEFUL_SECONDS - 5
+
+
+def drain_answers(server, worker) -> None:
+    """gunicorn's worker_exit hook: the worker stopped accepting requests; finish the queued answers."""
+    work = getattr(getattr(worker, "wsgi", None), "work", None)
+    if work is not None:
+        work.drain(DRAIN_SECONDS)
 
 
 def run(settings) -> int:
@@ -39,11 +50,13 @@ def run_socket_mode(settings) -> int:
     from slack_bolt.adapter.socket_mode import SocketModeHandler
 
     from .app import configure_logging, create_app
+    from .work import WorkPool
 
     configure_logging()
     if settings.public_base_url:
         log.warning("FINDIMAGE_PUBLIC_BASE_URL is ignored in Socket Mode (no web server); uploading images")
-    app = create_app(settings)  # loads the models before connecting
+    work = WorkPool.from_settings(settings)
+    app = create_app(settings, work=work)  # loads the models before connecting
     handler = SocketModeHandler(app, settings.slack_app_token)
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -51,8 +64,9 @@ def run_socket_mode(settings) -> int:
     handler.connect()
     log.info("findimage bot connected over Socket Mode")
     stop.wait()
-    log.info("stopping")
-    handler.close()
+    log.info("stopping: no new requests; finishing the queued answers")
+    handler.close()  # Slack sends what this connection no longer takes to the other replicas' connections
+    work.drain(DRAIN_SECONDS)
     return EXIT_OK
 
 
@@ -60,7 +74,7 @@ class WebServer(BaseApplication):
     """gunicorn serving bot.wsgi's app; the worker builds it (settings are read again there)."""
 
     def __init__(self, port: int, options: dict | None = None):
-        self.options = {"bind": f":{port}", **GUNICORN_OPTIONS, **(options or {})}
+        self.options = {"bind": f":{port}", **GUNICORN_OPTIONS, "worker_exit": drain_answers, **(options or {})}
         super().__init__()
 
     def load_config(self) -> None:

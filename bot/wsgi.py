@@ -1,7 +1,7 @@
 """HTTP mode: one WSGI app, which `findimage bot` serves with gunicorn (bot.server).
 
 Routes: POST /slack/events (body limit and signature check here, then Bolt: slash commands, events),
-GET /healthz (status and document count only), and with FINDIMAGE_PUBLIC_BASE_URL set,
+GET /healthz (status, document count and queued answers only), and with FINDIMAGE_PUBLIC_BASE_URL set,
 GET /images/<image_id>.jpg?expires=..&v=..&sig=.. (signed archive previews).
 """
 from __future__ import annotations
@@ -24,6 +24,7 @@ from findimage.search import Searcher
 from .app import configure_logging, create_app
 from .image_links import PATH_PREFIX, ImageLinks, MalformedLink, content_tag, parse_link
 from .previews import Previews, RenderBusy
+from .work import WorkPool
 
 log = logging.getLogger(__name__)
 SLACK_PATH = "/slack/events"
@@ -44,8 +45,9 @@ class BodyRefused(Exception):
 
 class FindimageWsgi:
     def __init__(self, settings, bolt_app, searcher: Searcher, links: ImageLinks | None, *,
-                 previews: Previews | None = None, health_clock=time.monotonic):
+                 previews: Previews | None = None, health_clock=time.monotonic, work: WorkPool | None = None):
         self.settings = settings
+        self.work = work  # the answers' queue: its length in /healthz, drained on shutdown (bot.server)
         self.slack = SlackRequestHandler(bolt_app, path=SLACK_PATH)
         self.verifier = SignatureVerifier(settings.slack_signing_secret)
         self.searcher = searcher
@@ -93,8 +95,10 @@ class FindimageWsgi:
 
     # ---- /healthz -------------------------------------------------------------------------------
     def _healthz(self, start_response):
-        """Up when the store answers; the platform restarts us otherwise. Only a status and a count."""
+        """Up when the store answers; the platform restarts us otherwise. A status and two counts only."""
         status, body = self._health_status()
+        if self.work is not None:  # not cached: a router or an operator watches it change
+            body = {**body, "queued": self.work.pending}
         return _reply(start_response, status, "application/json", json.dumps(body).encode(),
                       [("Cache-Control", "no-store")])
 
@@ -201,13 +205,16 @@ def _reply(start_response, status: str, content_type: str, body: bytes, headers=
 
 
 def build_wsgi_app(settings, searcher: Searcher | None = None, client=None, *, link_clock=time.time,
-                   health_clock=time.monotonic, previews: Previews | None = None) -> FindimageWsgi:
+                   health_clock=time.monotonic, previews: Previews | None = None,
+                   work: WorkPool | None = None) -> FindimageWsgi:
     """The whole HTTP app; models load here, before the server takes its first request."""
     require_http_mode(settings)
     searcher = searcher or Searcher(settings)
     links = ImageLinks.from_settings(settings, clock=link_clock) if settings.public_base_url else None
-    bolt_app = create_app(settings, searcher, client, links=links)
-    return FindimageWsgi(settings, bolt_app, searcher, links, previews=previews, health_clock=health_clock)
+    work = work or WorkPool.from_settings(settings)
+    bolt_app = create_app(settings, searcher, client, links=links, work=work)
+    return FindimageWsgi(settings, bolt_app, searcher, links, previews=previews, health_clock=health_clock,
+                         work=work)
 
 
 def require_http_mode(settings) -> None:

@@ -64,6 +64,8 @@ class Settings:
     allow_shared_channels: bool = False  # answer in Slack Connect channels and to users of other teams
     channels: tuple[str, ...] = ()  # channel ids the bot answers in; empty: every channel it is in
     port: int = 3000
+    max_queued: int = 32  # answers accepted and not finished per bot process; past it: "busy"
+    lease_seconds: float = 60.0  # an indexing pass's Elasticsearch lease; a dead holder's lapses after it
 
     @property
     def uses_elasticsearch(self) -> bool:
@@ -194,6 +196,8 @@ def load_settings(environ: Mapping[str, str] | None = None, env_file: str | Path
         allow_shared_channels=r.choice("FINDIMAGE_ALLOW_SHARED_CHANNELS", "false", ("true", "false")) == "true",
         channels=channels,
         port=r.number("PORT", 3000, int, 1, 65535),
+        max_queued=r.number("FINDIMAGE_MAX_QUEUED", 32, int, 1, 10_000),
+        lease_seconds=r.number("FINDIMAGE_LEASE_SECONDS", 60.0, float, 1.0, 3600.0),
     )
     if r.problems:
         raise ConfigError(r.problems)

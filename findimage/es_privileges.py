@@ -1,8 +1,10 @@
 """Least-privilege Elasticsearch API keys: what the bot and the indexer may do, in one place.
 
-The bot only searches: it reads the alias's indices and runs the deployed text model. The indexer owns
-the indices: it creates, writes, swaps and deletes `<alias>-v<N>` and reads cluster health for
-`findimage status`. Neither may touch any other index, user, role or model.
+The bot searches: it reads the alias's indices and runs the deployed text model; its only writes are
+the keys of answered Slack events in `<alias>-seen`, shared by its replicas. The indexer owns the
+indices: it creates, writes, swaps and deletes `<alias>-v<N>`, holds the indexing lease in
+`<alias>-lease` and reads cluster health for `findimage status`. Neither may touch any other index,
+user, role or model.
 """
 from __future__ import annotations
 
@@ -33,9 +35,11 @@ def index_names(alias: str) -> list[str]:
 
 def bot_role(alias: str) -> dict:
     # monitor_ml covers reading trained models, their stats and `_infer`; it cannot create, start or
-    # delete a model (Elasticsearch has no per-model privilege).
+    # delete a model (Elasticsearch has no per-model privilege). On the seen keys: create a key (`index`
+    # includes create-only writes; it also re-takes an expired key), read one, purge old ones.
     return {"cluster": ["monitor_ml"],
-            "indices": [{"names": index_names(alias), "privileges": ["read", "view_index_metadata"]}]}
+            "indices": [{"names": index_names(alias), "privileges": ["read", "view_index_metadata"]},
+                        {"names": [f"{alias}-seen"], "privileges": ["create_index", "index", "read", "delete"]}]}
 
 
 def indexer_role(alias: str) -> dict:
@@ -44,7 +48,8 @@ def indexer_role(alias: str) -> dict:
     return {"cluster": ["cluster:monitor/main", "cluster:monitor/health"],
             "indices": [{"names": index_names(alias),
                          "privileges": ["create_index", "write", "delete_index", "manage", "read",
-                                        "view_index_metadata"]}]}
+                                        "view_index_metadata"]},
+                        {"names": [f"{alias}-lease"], "privileges": ["create_index", "write", "read"]}]}
 
 
 def role_descriptors(role: str, alias: str) -> dict:

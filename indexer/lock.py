@@ -1,10 +1,16 @@
-"""A lock file per data directory, so two indexers never write the same index at once."""
+"""One indexing pass at a time: a lock file per data directory, and with Elasticsearch also a lease in
+the index itself (findimage.es_lease), since indexers with other data folders or on other machines
+write the same index and never see each other's lock files."""
 from __future__ import annotations
 
+import contextlib
 import fcntl
+import logging
 import os
 import time
 from pathlib import Path
+
+log = logging.getLogger(__name__)
 
 
 class AlreadyRunning(Exception):
@@ -33,6 +39,21 @@ class ProcessLock:
         self._fd = fd
         return self
 
+    def holder(self) -> str | None:
+        """Who holds the lock now ("pid N, since ..."), or None; the lock is not taken."""
+        if not self.path.is_file():
+            return None
+        fd = os.open(self.path, os.O_RDONLY)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return os.pread(fd, 200, 0).decode(errors="replace").strip() or "another process"
+        else:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            return None
+        finally:
+            os.close(fd)
+
     def release(self) -> None:
         if self._fd is not None:
             os.ftruncate(self._fd, 0)
@@ -53,3 +74,55 @@ def pass_lock(data_dir: str | Path) -> ProcessLock:
 
 def scheduler_lock(data_dir: str | Path) -> ProcessLock:
     return ProcessLock(Path(data_dir) / "scheduler.lock", "scheduled indexer")
+
+
+def es_lease(settings):
+    from findimage.es_client import make_client
+    from findimage.es_lease import IndexingLease
+
+    return IndexingLease(make_client(settings), settings.index_name, settings.lease_seconds)
+
+
+@contextlib.contextmanager
+def pass_guard(settings):
+    """Hold everything that keeps a second pass out: the data folder's lock, and the index's lease when the
+    store is Elasticsearch. AlreadyRunning (naming the holder) when another pass has either."""
+    with pass_lock(settings.data_dir):
+        if not settings.uses_elasticsearch:
+            yield
+            return
+        from elasticsearch import ApiError, TransportError
+
+        from findimage.es_client import unavailable_error
+        from findimage.es_lease import LeaseHeld
+
+        lease = es_lease(settings)
+        try:
+            try:
+                lease.acquire()
+            except LeaseHeld as exc:
+                raise AlreadyRunning(str(exc)) from None
+            except (ApiError, TransportError) as exc:
+                raise unavailable_error(settings.elasticsearch_url, exc) from None
+            try:
+                yield
+            finally:
+                lease.release()
+        finally:
+            lease.client.close()
+
+
+def running_pass(settings) -> str:
+    """For `findimage status`: who is indexing right now, if anyone."""
+    if settings.uses_elasticsearch:
+        lease = es_lease(settings)
+        try:
+            holder = lease.holder()
+        finally:
+            lease.client.close()
+        if holder is None:
+            return "none"
+        until = time.strftime("%H:%M:%S", time.localtime(holder.expires_at))
+        return f"running {holder.describe()}, lease renewed until {until}"
+    holder = pass_lock(settings.data_dir).holder()
+    return f"running ({holder})" if holder else "none"

@@ -6,7 +6,7 @@ import logging
 from findimage.backends import image_embedder, open_store, text_model_id
 
 from .index_pass import IndexPass, MassRemovalRefused, PassSummary
-from .lock import pass_lock
+from .lock import pass_guard
 from .scan import ArchiveUnavailable
 from .schedule import run_schedule
 from .state import load_state, save_state
@@ -31,8 +31,8 @@ def _one_pass(settings, full: bool = False, progress: bool | None = None,
 
 def index_once(settings, full: bool = False, progress: bool | None = None,
                allow_mass_removal: bool = False) -> PassSummary:
-    """One pass, refused (AlreadyRunning) while another process is indexing the same data."""
-    with pass_lock(settings.data_dir):
+    """One pass, refused (AlreadyRunning) while another process is indexing the same data or index."""
+    with pass_guard(settings):
         return _one_pass(settings, full, progress, allow_mass_removal)
 
 
@@ -51,4 +51,5 @@ def schedule(settings) -> None:
             log.error("%s", summary.removal_sentence)
         return summary
 
-    run_schedule(settings.data_dir, settings.index_interval_minutes, scheduled_pass)
+    run_schedule(settings.data_dir, settings.index_interval_minutes, scheduled_pass,
+                 lambda: pass_guard(settings))

@@ -11,10 +11,13 @@ from .lock import AlreadyRunning, pass_lock, scheduler_lock
 log = logging.getLogger(__name__)
 
 
-def run_locked_pass(data_dir, run_pass) -> object | None:
-    """Run one pass unless another process is in the middle of one (then skip it and say so)."""
+def run_locked_pass(data_dir, run_pass, guard=None) -> object | None:
+    """Run one pass unless another process is in the middle of one (then skip it and say so).
+
+    `guard` makes what keeps other passes out (indexer.lock.pass_guard); by default the data folder's lock.
+    """
     try:
-        with pass_lock(data_dir):
+        with (guard or (lambda: pass_lock(data_dir)))():
             return run_pass()
     except AlreadyRunning as exc:
         log.warning("skipping this pass: %s", exc)
@@ -29,10 +32,10 @@ def make_scheduler(interval_minutes: float, job, scheduler_class=BlockingSchedul
     return scheduler
 
 
-def run_schedule(data_dir, interval_minutes: float, job) -> None:
+def run_schedule(data_dir, interval_minutes: float, job, guard=None) -> None:
     """Block forever running `job` on schedule; raises AlreadyRunning if another scheduler holds the lock."""
     with scheduler_lock(data_dir):
-        scheduler = make_scheduler(interval_minutes, lambda: run_locked_pass(data_dir, job))
+        scheduler = make_scheduler(interval_minutes, lambda: run_locked_pass(data_dir, job, guard))
         log.info("indexing every %g minutes", interval_minutes)
         try:
             scheduler.start()

@@ -58,7 +58,7 @@ def test_the_web_process_serves_health_checks_and_signed_slack_requests(indexed,
     finally:
         status = web.stop()
 
-    assert health == {"status": "ok", "documents": 7}
+    assert health == {"status": "ok", "documents": 7, "queued": 0}
     assert chunked_small[0] == 200 and b"c" * 10 in chunked_small[1], "gunicorn hands chunked bodies over"
     assert chunked_large[0] == 413, "and they are bounded too"
     assert ack.status == 200 and ack.elapsed < 3
@@ -108,7 +108,7 @@ def test_a_plain_install_serves_http_mode_from_any_folder(installed_copy, indexe
             health = json.loads(answer.read())
     finally:
         status = web.stop()
-    assert health == {"status": "ok", "documents": 7}
+    assert health == {"status": "ok", "documents": 7, "queued": 0}
     assert status == 0, web.output
 
 

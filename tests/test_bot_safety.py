@@ -123,9 +123,9 @@ def test_the_health_check_says_only_ok_and_the_count_and_asks_the_store_once_per
         store.failure = RuntimeError("connection to https://elastic:secret@es.internal:9200 refused")
         after_ttl = http_get(f"{running.base_url}/healthz")
 
-    assert first == [(200, {"status": "ok", "documents": 7})] * 3 and still_cached == first[0]
+    assert first == [(200, {"status": "ok", "documents": 7, "queued": 0})] * 3 and still_cached == first[0]
     assert asked_within_ttl == 1 and store.counts == 2
-    assert after_ttl == (503, {"status": "unavailable"}), "no exception text, no store address"
+    assert after_ttl == (503, {"status": "unavailable", "queued": 0}), "no exception text, no store address"
 
 
 def test_the_health_check_of_a_bot_whose_elasticsearch_is_gone_is_503_without_details(indexed):
@@ -136,7 +136,7 @@ def test_the_health_check_of_a_bot_whose_elasticsearch_is_gone_is_503_without_de
     with serve_bot(dead) as running:
         status, body = http_get(f"{running.base_url}/healthz")
 
-    assert (status, body) == (503, {"status": "unavailable"})
+    assert (status, body) == (503, {"status": "unavailable", "queued": 0})
 
 
 # ---- where the bot token goes -------------------------------------------------------------------------

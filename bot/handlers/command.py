@@ -9,6 +9,7 @@ from ..answering import Services, answer_text_query
 from ..delivery import CommandTarget
 from ..options import OptionError, parse_command_text, wants_help
 from ..replies import searching_text, usage_text
+from ..work import BUSY_TEXT
 
 log = logging.getLogger(__name__)
 COMMAND = "/findimage"
@@ -29,10 +30,16 @@ def register(app: App, services: Services) -> None:
         except OptionError as exc:
             ack(text=str(exc))
             return
-        ack(text=searching_text(query.text, query.folder))
         target = CommandTarget(client, respond, command["channel_id"], command["user_id"])
+        ticket = services.work.reserve()  # before the ack, which tells whether an answer will come
+        if ticket is None:
+            log.warning("command from %s in %s refused: the answer queue is full", command["user_id"],
+                        command["channel_id"])
+            ack(text=BUSY_TEXT)
+            return
+        ack(text=searching_text(query.text, query.folder))
         log.info("command from %s in %s: %r k=%d folder=%s", command["user_id"], command["channel_id"],
                  query.text, query.k, query.folder)
-        services.work.submit(answer_text_query, services, client, query, command["user_id"], target)
+        ticket.submit(answer_text_query, services, client, query, command["user_id"], target)
 
     app.command(COMMAND)(findimage_command)

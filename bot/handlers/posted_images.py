@@ -8,6 +8,7 @@ from slack_bolt import App
 from ..answering import Services, answer_posted_images, tell_safely
 from ..delivery import ThreadTarget
 from ..slack_files import is_image_file, needs_file_info
+from ..work import BUSY_TEXT
 
 log = logging.getLogger(__name__)
 
@@ -49,9 +50,11 @@ def register(app: App, services: Services) -> None:
         refusal = services.policy.event_refusal(body, event)
         if refusal is not None:
             log.info("image(s) posted by %s in %s not searched: %s", event.get("user"), event["channel"], refusal)
-            services.work.submit(tell_safely, target, refusal)  # a Web API call: after the ack
+            if not services.work.submit(tell_safely, target, refusal):  # a Web API call: after the ack
+                tell_safely(target, refusal)
             return
         log.info("%d image(s) posted by %s in %s", len(images), event.get("user"), event["channel"])
-        services.work.submit(answer_posted_images, services, client, images, target)
+        if not services.work.submit(answer_posted_images, services, client, images, target):
+            tell_safely(target, BUSY_TEXT)  # now, from Bolt's listener thread: better than never
 
     app.event("message")(on_message)
