@@ -14,23 +14,23 @@ RETRY_SECONDS = 600.0
 
 
 def retry_while_unavailable(operation, give_up_after: float | None = None, first_wait: float = 1.0,
-                            max_wait: float = 10.0):
+                            max_wait: float = 10.0, clock=time.monotonic, sleep=time.sleep):
     """Run a store call, retrying with exponential backoff (capped at max_wait) while the store is down.
 
     Store writes are idempotent (documents are keyed by path), so repeating one that failed halfway
     loses and duplicates nothing. After `give_up_after` seconds (RETRY_SECONDS) the error is raised.
     """
-    deadline = time.monotonic() + (RETRY_SECONDS if give_up_after is None else give_up_after)
+    deadline = clock() + (RETRY_SECONDS if give_up_after is None else give_up_after)
     wait, attempt = first_wait, 0
     while True:
         attempt += 1
         try:
             return operation()
         except BackendUnavailable as exc:
-            left = deadline - time.monotonic()
+            left = deadline - clock()
             if left <= 0:
                 raise
             pause = min(wait, left)
             log.warning("%s Retrying in %.0fs (attempt %d).", exc, pause, attempt)
-            time.sleep(pause)
+            sleep(pause)
             wait = min(max_wait, wait * 2)

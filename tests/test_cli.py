@@ -2,10 +2,11 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 
-from findimage_cli import main
+from findimage_cli import EXIT_ERROR, main
 from indexer.run import index_once
 from photos import write_bad_files
 
@@ -47,7 +48,8 @@ def test_json_output_parses_and_has_the_documented_fields(indexed, capsys):
     code, out, _ = run(capsys, "search", "雪山", "--json", "-k", "10")
     matches = json.loads(out)
     assert code == 0 and len(matches) == 7
-    assert set(matches[0]) == {"image_id", "image_name", "relative_path", "score"}
+    assert set(matches[0]) == {"image_id", "image_name", "relative_path", "score", "matched", "also_at", "taken",
+                               "taken_source"}
 
 
 def test_folder_limits_the_matches(indexed, capsys):
@@ -110,3 +112,30 @@ def test_dotenv_file_is_read(settings, capsys, monkeypatch, tmp_path):
     (tmp_path / ".env").write_text("FINDIMAGE_TOP_K=0\n")
     code, _, err = run(capsys, "status")
     assert code == 2 and "FINDIMAGE_TOP_K=0 must be between 1 and 50" in err
+
+
+def test_search_after_an_image_model_change_says_how_to_rebuild(indexed, capsys, monkeypatch, test_models, tmp_path):
+    from findimage.embedders import model_fingerprint
+
+    other = tmp_path / "other-image-model"
+    shutil.copytree(test_models["image"], other)
+    with open(other / "modules.json", "a") as f:
+        f.write("\n")  # same layout, other files: another model as far as the index knows
+    monkeypatch.setenv("FINDIMAGE_IMAGE_MODEL", str(other))
+
+    code, out, err = run(capsys, "search", "a mountain")
+
+    assert code == EXIT_ERROR and out == ""
+    assert err == (f"findimage: The index was built with the image model {model_fingerprint(str(test_models['image']))}, "
+                   f"but FINDIMAGE_IMAGE_MODEL is now {model_fingerprint(str(other))}. Run `findimage index --full` "
+                   "to re-embed the archive with it.\n")
+
+
+def test_a_text_model_that_cannot_be_loaded_is_one_sentence(indexed, capsys, monkeypatch, tmp_path):
+    monkeypatch.setenv("FINDIMAGE_TEXT_MODEL", str(tmp_path / "no-such-model"))
+    code, out, err = run(capsys, "search", "a mountain")
+    assert code == EXIT_ERROR and out == ""
+    assert err.startswith(f"findimage: Could not load the model '{tmp_path / 'no-such-model'}': ")
+    assert err.rstrip().endswith("Point FINDIMAGE_IMAGE_MODEL / FINDIMAGE_TEXT_MODEL at a hub id you can reach or "
+                                 "a local directory.")
+    assert "Traceback" not in err

@@ -71,3 +71,22 @@ def _eventually(condition, timeout: float) -> bool:
             return True
         time.sleep(0.1)
     return False
+
+
+def test_a_refused_pass_is_logged_and_the_schedule_goes_on_until_the_archive_is_back(env, settings, archive, tmp_path):
+    away = archive.rename(archive.with_name("unmounted"))
+    log_file = tmp_path / "schedule.log"
+    with open(log_file, "w") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "findimage_cli", "schedule"],
+                                env={**os.environ, **env, "FINDIMAGE_INDEX_INTERVAL_MINUTES": "0.1"},
+                                stdout=log, stderr=subprocess.STDOUT, text=True)
+    try:
+        refused = f"ERROR indexer.run: indexing pass refused: The archive folder {archive} does not exist"
+        assert _eventually(lambda: log_file.read_text().count(refused) >= 2, 60), log_file.read_text()
+        assert proc.poll() is None, "a refused pass does not end the schedule"
+        away.rename(archive)
+        store = EmbeddedStore(settings.data_dir)
+        assert _eventually(lambda: store.count() == 7, 60), "the next pass after the archive is back indexes it"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
