@@ -1,6 +1,7 @@
 """The answers themselves, run on the work pool after the ack: search, then show, errors always answered."""
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass
 
@@ -8,14 +9,15 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
 from findimage.config import Settings
-from findimage.search import Searcher, empty_result_sentence
+from findimage.search import QueryError, Searcher, empty_result_sentence
 
 from . import slack_files
+from .buttons import Page
 from .channels import ChannelPolicy
 from .dedupe import SeenRecently
 from .errors import user_message
 from .options import MAX_K, TextQuery
-from .replies import Answer, escape, image_heading, text_heading
+from .replies import Answer, escape, image_heading, more_heading, similar_heading, text_heading
 from .work import WorkPool
 
 log = logging.getLogger(__name__)
@@ -38,32 +40,84 @@ class Services:
 
 
 def answer_text_query(services: Services, client: WebClient, query: TextQuery, user_id: str, target) -> None:
+    page = Page(k=query.k, text=query.text, folder=query.folder, options=_extra_options(query))
+    answer_page(services, client, page, user_id, target)
+
+
+def answer_page(services: Services, client: WebClient, page: Page, user_id: str, target) -> None:
+    """One page of a text or archive-image query ("More like this", "Show more"), with its buttons."""
     refusal = services.policy.channel_refusal(client, target.channel_id)
     if refusal is not None:
         tell_safely(target, refusal)
         return
-    heading = text_heading(user_id, query.text, query.folder)
     try:
         services.searcher.check_model()
-        result = services.searcher.by_text(query.text, query.k, query.folder)
+        if page.text is not None:
+            heading, result = _text_page(services, page, user_id)
+        else:
+            heading, result = _image_page(services, page, user_id)
     except Exception as exc:
         tell_safely(target, user_message(exc))
         return
     if not result.matches:
-        tell_safely(target, escape(empty_result_sentence(result, services.searcher.store)))
+        tell_safely(target, _nothing_sentence(services, page, result))
         return
-    show_safely(services, [Answer(heading, result)], target)
+    show_safely(services, [Answer(heading, result, first_rank=page.skip + 1,
+                                  next_page=_next_page(services, page, len(result.matches)))], target)
 
 
-def answer_posted_images(services: Services, client: WebClient, files: list[dict], target) -> None:
-    """Several images in one message are answered together, in one reply to its thread."""
+def _text_page(services: Services, page: Page, user_id: str):
+    query = TextQuery(page.text, page.k, page.folder, **page.options)
+    # The store ranks from the top each time; the earlier pages are asked for again and dropped.
+    result = services.searcher.by_text(query.text, page.skip + page.k, query.folder, **page.options)
+    result.matches = result.matches[page.skip:]
+    if page.skip == 0:
+        return text_heading(user_id, page.text, page.folder), result
+    return more_heading(user_id, page, page.text, len(result.matches)), result
+
+
+def _image_page(services: Services, page: Page, user_id: str):
+    doc = services.searcher.store.get(page.image_id)
+    if doc is None:
+        raise QueryError("That image is no longer in the archive (it was removed or re-indexed since).")
+    result = services.searcher.by_image_id(page.image_id, page.k, page.folder, skip=page.skip)
+    if page.skip == 0:
+        return similar_heading(user_id, doc.relative_path), result
+    return more_heading(user_id, page, doc.relative_path, len(result.matches)), result
+
+
+def _next_page(services: Services, page: Page, found: int) -> Page | None:
+    """The following page, while this one was full and FINDIMAGE_MAX_RESULTS is not reached."""
+    shown = page.skip + page.k
+    if found < page.k or shown >= services.settings.max_results:
+        return None
+    return dataclasses.replace(page.next(), k=min(page.k, services.settings.max_results - shown))
+
+
+def _nothing_sentence(services: Services, page: Page, result) -> str:
+    if page.skip:
+        return "There are no further matches for this query."
+    return escape(empty_result_sentence(result, services.searcher.store))
+
+
+def _extra_options(query: TextQuery) -> dict:
+    """TextQuery fields beyond text, k and folder, for "Show more" to repeat the query exactly."""
+    extra = {f.name: getattr(query, f.name) for f in dataclasses.fields(query) if f.name not in ("text", "k", "folder")}
+    return {name: value for name, value in extra.items() if value is not None}
+
+
+def answer_posted_images(services: Services, client: WebClient, files: list[dict], target) -> bool:
+    """Several images in one message are answered together, in one reply to its thread.
+
+    False when none of the files was an image after all (stripped file objects say so only later)."""
     answers = [answer for answer in (_answer_one_image(services, client, file) for file in files) if answer]
     if not answers:
-        return  # stripped file objects that turned out not to be images
+        return False
     if all(a.result is None for a in answers):
         tell_safely(target, _reasons(answers))
-        return
+        return True
     show_safely(services, answers, target)
+    return True
 
 
 def _reasons(answers: list[Answer]) -> str:

@@ -17,12 +17,13 @@ from slack_sdk import WebClient
 from findimage.imaging import ImageError, thumbnail_jpeg
 
 from .image_links import ImageLinks
-from .replies import Answer, answers_text, file_title, image_blocks
+from .replies import Answer, answers_text, button_blocks, file_title, image_blocks
 
 log = logging.getLogger(__name__)
 THUMBNAIL_LONG_SIDE = 1024
 MAX_BLOCKS_PER_MESSAGE = 50  # Slack's limit for one message
 MAX_FILES_PER_UPLOAD = 10  # Slack shows at most 10 files in one message
+BUTTONS_TEXT = "More like one of these, or more of the same?"  # the notification text of the buttons
 
 
 def chunks(items: list, size: int) -> list[list]:
@@ -63,6 +64,27 @@ class CommandTarget:
 
 
 @dataclass
+class InteractionTarget(CommandTarget):
+    """A button or shortcut: answers where it was used (in its thread, if any); problems only to the user.
+
+    Without a thread, results go through the interaction's response_url like a command's (it works in
+    channels the bot is not a member of); in a thread they are posted there with the Web API.
+    """
+
+    thread_ts: str | None = None
+
+    def upload(self, files: list[dict], comment: str | None) -> None:
+        self.client.files_upload_v2(file_uploads=files, channel=self.channel_id, thread_ts=self.thread_ts,
+                                    initial_comment=comment)
+
+    def post(self, text: str, blocks: list[dict] | None = None) -> None:
+        if self.thread_ts is None:
+            super().post(text, blocks)
+            return
+        self.client.chat_postMessage(channel=self.channel_id, thread_ts=self.thread_ts, text=text, blocks=blocks)
+
+
+@dataclass
 class ThreadTarget:
     """A posted image: everything goes into that message's thread."""
 
@@ -96,10 +118,14 @@ class UploadPresenter:
         # One files_upload_v2 call per message; more than Slack's 10 files per message continue in a second.
         for number, batch in enumerate(chunks(files, MAX_FILES_PER_UPLOAD)):
             target.upload(batch, text if number == 0 else None)
+        # An upload cannot carry buttons: they follow in a message of their own, in the same place.
+        buttons = button_blocks(answers)
+        if buttons:
+            target.post(BUTTONS_TEXT, buttons)
 
     def _thumbnails(self, answer: Answer) -> list[dict]:
         uploads = []
-        for rank, match in enumerate(answer.matches, 1):
+        for rank, match in answer.ranked():
             try:
                 data = thumbnail_jpeg(self.archive / match.relative_path, THUMBNAIL_LONG_SIDE)
             except ImageError as exc:  # deleted or changed since the last indexing pass

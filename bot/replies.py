@@ -7,6 +7,7 @@ from typing import Callable
 from findimage.records import Match
 from findimage.search import SearchResult
 
+from .buttons import Page, answer_actions
 from .options import MAX_K, escape
 
 
@@ -37,6 +38,18 @@ def image_heading(file_name: str) -> str:
     return f"Archive images most similar to *{escape(file_name)}*:"
 
 
+def similar_heading(user_id: str, relative_path: str) -> str:
+    return (f"<@{user_id}> asked for more like *{escape(relative_path)}* "
+            "(that image itself is left out, its nearest neighbours follow):")
+
+
+def more_heading(user_id: str, page: Page, about: str, shown: int) -> str:
+    """`about`: the query as the user knows it (the text, or the archive path of the image)."""
+    where = f" in `{escape(page.folder)}`" if page.folder else ""
+    query = f"“{escape(about)}”" if page.text is not None else f"images like *{escape(about)}*"
+    return f"<@{user_id}> asked for more of {query}{where}: results {page.skip + 1} to {page.skip + shown}:"
+
+
 @dataclass
 class Answer:
     """What one query (a text or one posted image) came to: matches, or a sentence instead of them."""
@@ -45,6 +58,16 @@ class Answer:
     result: SearchResult | None = None
     instead: str | None = None  # why there are no matches to show (empty index, an error), for the user
     missing: set = field(default_factory=set)  # image_ids whose file left the archive since indexing
+    first_rank: int = 1  # later pages ("Show more") go on counting
+    next_page: Page | None = None  # what "Show more" asks for; None: no more to show
+
+    def ranked(self) -> list[tuple[int, Match]]:
+        return list(enumerate(self.matches, self.first_rank))
+
+    def actions(self) -> dict | None:
+        """The answer's buttons: "More like #n" per match still in the archive, and "Show more"."""
+        shown = [(rank, m.image_id) for rank, m in self.ranked() if m.image_id not in self.missing]
+        return answer_actions(shown, self.next_page) if self.matches else None
 
     @property
     def matches(self) -> list[Match]:
@@ -77,7 +100,7 @@ def answer_text(answer: Answer) -> str:
     result = answer.result
     if result.uncertain:
         lines.append(uncertain_note(result))
-    for rank, match in enumerate(result.matches, 1):
+    for rank, match in answer.ranked():
         line = match_label(rank, match, match.image_id in result.exact)
         if match.image_id in answer.missing:
             line += " _(no longer in the archive)_"
@@ -97,7 +120,7 @@ def image_blocks(answers: list[Answer], url_for: Callable[[str, str], str]) -> l
         if not answer.matches:
             continue
         exact = answer.result.exact
-        for rank, match in enumerate(answer.matches, 1):
+        for rank, match in answer.ranked():
             if match.image_id in answer.missing:
                 continue
             blocks.append({
@@ -106,4 +129,21 @@ def image_blocks(answers: list[Answer], url_for: Callable[[str, str], str]) -> l
                 "alt_text": match.relative_path[:2000],
                 "title": {"type": "plain_text", "text": file_title(rank, match, match.image_id in exact)[:2000]},
             })
+        actions = answer.actions()
+        if actions:
+            blocks.append(actions)
+    return blocks
+
+
+def button_blocks(answers: list[Answer]) -> list[dict]:
+    """The buttons of answers whose images were uploaded (an upload cannot carry blocks): per answer
+    its buttons, introduced by its heading when one message answers several images."""
+    blocks: list[dict] = []
+    for answer in answers:
+        actions = answer.actions()
+        if actions is None:
+            continue
+        if len(answers) > 1:
+            blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": answer.heading[:3000]}})
+        blocks.append(actions)
     return blocks

@@ -3,9 +3,12 @@ from __future__ import annotations
 
 from slack_bolt import App
 
-from . import command, posted_images
+from . import actions, command, home, posted_images, shortcut
 
 
 def register_all(app: App, services) -> None:
     command.register(app, services)
     posted_images.register(app, services)
+    actions.register(app, services)
+    shortcut.register(app, services)
+    home.register(app, services)

@@ -367,6 +367,7 @@ class DriverMixin:
             target and target["user_id"],
             status == 200,
             time.monotonic(),
+            self._next_ts() if status == 200 else None,
         )
         self._recorder.add("responses", record)
         return web.Response(status=status, text=answer)

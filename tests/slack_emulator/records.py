@@ -112,6 +112,7 @@ class ResponsePost:
     user_id: Optional[str]
     accepted: bool
     at: float
+    ts: Optional[str] = None  # the message ts Slack gave an accepted post (what a click on it refers to)
 
     @property
     def text(self) -> Optional[str]:
@@ -140,6 +141,25 @@ class ResponsePost:
     @property
     def visible_text(self) -> str:
         return visible_text(self.text, self.blocks)
+
+
+@dataclass(frozen=True)
+class PublishedView:
+    """A Home tab the app published with views.publish."""
+
+    user_id: str
+    view: dict
+    view_id: str
+    hash: str
+    at: float
+
+    @property
+    def blocks(self) -> list:
+        return self.view.get("blocks") or []
+
+    @property
+    def visible_text(self) -> str:
+        return visible_text(None, self.blocks)
 
 
 @dataclass(frozen=True)

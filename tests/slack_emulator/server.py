@@ -27,6 +27,7 @@ from aiohttp import web
 
 from .driver import DriverMixin
 from .files import FilesMixin
+from .interactivity import InteractivityMixin
 from .records import ApiCall, Message, Recorder, ResponsePost, Upload
 from .socket_mode import SocketModeMixin
 from .web_api import SlackApiError, WebApiMixin
@@ -43,6 +44,7 @@ DEFAULT_BOT_SCOPES = (
     "groups:read",
     "im:history",
     "im:read",
+    "im:write",
     "mpim:read",
 )
 
@@ -54,7 +56,7 @@ class _MethodSpec:
     scope: Optional[str]
 
 
-class SlackEmulator(WebApiMixin, FilesMixin, DriverMixin, SocketModeMixin):
+class SlackEmulator(WebApiMixin, FilesMixin, DriverMixin, SocketModeMixin, InteractivityMixin):
     """A local stand-in for slack.com, files.slack.com, hooks.slack.com and wss-primary.slack.com.
 
     Use as a context manager (or ``start()`` / ``stop()``) and point the app at it::
@@ -111,6 +113,7 @@ class SlackEmulator(WebApiMixin, FilesMixin, DriverMixin, SocketModeMixin):
         self._init_files()
         self._init_driver()
         self._init_socket_mode()
+        self._init_interactivity()
 
     # ------------------------------------------------------------------ lifecycle
 

@@ -77,6 +77,9 @@ class WebApiMixin:
             raise SlackApiError("no_text")
         if blocks is not None and not isinstance(blocks, list):
             raise SlackApiError("invalid_blocks_format")
+        from .interactivity import check_blocks  # interactivity imports this module
+
+        check_blocks(blocks)
         return channel, text, blocks, attachments
 
     def _api_chat_post_message(self, params: dict, kind: str) -> dict:

@@ -1,0 +1,87 @@
+"""The buttons under every answer: "More like #n" (an archive image's neighbours) and "Show more".
+
+Acked at once; the search runs on the work pool and answers where the button was clicked (its thread, if
+any). A button answers once per person: Slack's re-deliveries and double-clicks of the same button on the
+same message are dropped, the first answer is already there.
+"""
+from __future__ import annotations
+
+import logging
+
+from slack_bolt import App
+
+from ..answering import Services, answer_page, tell_safely
+from ..buttons import MORE_LIKE_THIS_IDS, SHOW_MORE, BadButton, Page
+from ..delivery import InteractionTarget
+from ..options import MAX_K
+
+log = logging.getLogger(__name__)
+BUSY = "I'm busy with other searches right now and could not take this one; please try again in a minute."
+UNREADABLE = "I cannot read this button (it may come from an older version of me); please search again."
+
+
+def interaction_target(body: dict, client, respond) -> InteractionTarget:
+    """Where a message's button or shortcut was used: its channel, and its thread when it is in one."""
+    container = body.get("container") or {}
+    message = body.get("message") or {}
+    channel = container.get("channel_id") or (body.get("channel") or {}).get("id")
+    thread_ts = container.get("thread_ts") or message.get("thread_ts")
+    return InteractionTarget(client, respond, channel, body["user"]["id"], thread_ts=thread_ts)
+
+
+def submit_or_busy(services: Services, target, job, *args) -> None:
+    """Queue the job; when the work pool refuses it (full), say so privately instead of answering late."""
+    if services.work.submit(job, *args) is False:
+        tell_safely(target, BUSY)
+
+
+def first_click(services: Services, body: dict, action: dict) -> bool:
+    view = body.get("view") or {}
+    # A message's button, or a Home tab's as published (its hash changes with every publication)
+    where = (body.get("container") or {}).get("message_ts") or f"{view.get('id')}:{view.get('hash')}"
+    key = f"click:{body['user']['id']}:{where}:{action.get('action_id')}:{action.get('value')}"
+    if services.seen.first_time(key):
+        return True
+    log.info("button %s of %s clicked again by %s; answered already", action.get("action_id"), where,
+             body["user"]["id"])
+    return False
+
+
+def register(app: App, services: Services) -> None:
+    def start(body: dict, action: dict, client, respond, page_of) -> None:
+        target = interaction_target(body, client, respond)
+        refusal = services.policy.quick_refusal(target.channel_id, body["user"].get("team_id"))
+        if refusal is not None:
+            services.work.submit(tell_safely, target, refusal)
+            return
+        try:
+            page = page_of(action.get("value"))
+        except BadButton as exc:
+            log.warning("unreadable button from %s: %s", target.user_id, exc)
+            services.work.submit(tell_safely, target, UNREADABLE)
+            return
+        log.info("%s from %s in %s: %s", action.get("action_id"), target.user_id, target.channel_id, page.encode())
+        submit_or_busy(services, target, answer_page, services, client, page, target.user_id, target)
+
+    # The duplicate check comes before the ack: once Slack has its answer, the click is either queued or dropped.
+    def more_like_this(ack, body, action, client, respond):
+        first = first_click(services, body, action)
+        ack()
+        if first:
+            k = min(services.settings.top_k, MAX_K)
+            start(body, action, client, respond, lambda value: _image_page(value, k))
+
+    def show_more(ack, body, action, client, respond):
+        first = first_click(services, body, action)
+        ack()
+        if first:
+            start(body, action, client, respond, Page.decode)
+
+    app.action(MORE_LIKE_THIS_IDS)(more_like_this)
+    app.action(SHOW_MORE)(show_more)
+
+
+def _image_page(value: str | None, k: int) -> Page:
+    if not value:
+        raise BadButton("a More like this button without an image id")
+    return Page(k=k, image_id=value)

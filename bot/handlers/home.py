@@ -1,0 +1,112 @@
+"""The App Home tab: the archive's status, how to search, and example queries to try.
+
+Published anew (views.publish) each time someone opens the tab, from the work pool so the event's ack
+never waits for the store. An example query's answer goes to the person's direct messages with the app
+(its Messages tab): private, and with room for the images and their buttons, which a Home tab has not.
+"""
+from __future__ import annotations
+
+import json
+import logging
+from datetime import datetime, timezone
+
+from slack_bolt import App
+
+from findimage.store import META_LAST_PASS
+
+from ..answering import Services, answer_text_query
+from ..buttons import HOME_EXAMPLE, HOME_EXAMPLE_IDS, button
+from ..delivery import ThreadTarget
+from ..errors import user_message
+from ..options import MAX_K, TextQuery, escape
+from ..replies import usage_text
+from .actions import first_click
+
+log = logging.getLogger(__name__)
+EXAMPLES = ("a snow covered mountain", "stage with red lights", "people laughing at a party")
+
+
+def describe_pass(raw: str | None) -> str:
+    if not raw:
+        return "no indexing pass has finished yet"
+    data = json.loads(raw)
+    when = datetime.fromtimestamp(data["finished_at"], timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    return (f"{when}: {data['added']} added, {data['updated']} updated, {data['moved']} moved, "
+            f"{data['removed']} removed, {data['unchanged']} unchanged, {data['failed']} failed "
+            f"({data['seconds']:.0f} s)")
+
+
+def status_lines(services: Services) -> list[str]:
+    """What an archive user may want to know before searching: size, freshness, failures, models."""
+    from indexer.state import load_state  # the indexer's own bookkeeping, read-only here
+
+    searcher, settings = services.searcher, services.settings
+    try:
+        count = searcher.store.count()
+        last_pass = describe_pass(searcher.store.get_meta(META_LAST_PASS))
+    except Exception as exc:
+        return [user_message(exc)]
+    lines = [f"*Images indexed:* {count:,}", f"*Last completed pass:* {last_pass}"]
+    try:
+        lines.append(f"*Files that failed to index:* {len(load_state(settings.data_dir).failed):,}")
+    except Exception as exc:  # the indexer's state lives on its machine; the bot may not see it
+        log.info("indexer state not readable here: %s", exc)
+    lines.append(f"*Store:* {escape(searcher.store.description)}")
+    text_model = getattr(searcher.text_embedder, "model_id", settings.text_model)
+    lines.append(f"*Models:* images `{escape(searcher.image_embedder.model_id)}`, text `{escape(str(text_model))}`")
+    return lines
+
+
+def home_view(services: Services) -> dict:
+    examples = [button(f"“{text}”", f"{HOME_EXAMPLE}:{n}", text) for n, text in enumerate(EXAMPLES, 1)]
+    return {
+        "type": "home",
+        "blocks": [
+            {"type": "header", "text": {"type": "plain_text", "text": "findimage: the team's image archive"}},
+            {"type": "section", "text": {"type": "mrkdwn", "text": "\n".join(status_lines(services))[:3000]}},
+            {"type": "divider"},
+            {"type": "section", "text": {"type": "mrkdwn", "text": usage_text(services.settings.top_k)[:3000]}},
+            {"type": "section", "text": {"type": "mrkdwn", "text": (
+                "• On any message with a photo: *⋮ More actions → Find similar images*.\n"
+                "• Under every answer: *More like #n* for that image's neighbours, *Show more* for the next "
+                f"matches (up to {services.settings.max_results}).")}},
+            {"type": "divider"},
+            {"type": "section", "text": {"type": "mrkdwn",
+                                         "text": "*Try an example* (the answer comes to you in my Messages tab):"}},
+            {"type": "actions", "elements": examples},
+        ],
+    }
+
+
+def publish_home(services: Services, client, user_id: str) -> None:
+    try:
+        client.views_publish(user_id=user_id, view=home_view(services))
+    except Exception:
+        log.exception("could not publish the Home tab for %s", user_id)
+
+
+def answer_example(services: Services, client, text: str, user_id: str) -> None:
+    """An example query, answered in the person's direct messages with the app."""
+    try:
+        channel = client.conversations_open(users=user_id)["channel"]["id"]
+    except Exception:
+        log.exception("could not open a direct message with %s", user_id)
+        return
+    query = TextQuery(text, min(services.settings.top_k, MAX_K))
+    answer_text_query(services, client, query, user_id, ThreadTarget(client, channel, None))
+
+
+def register(app: App, services: Services) -> None:
+    def home_opened(event, client):
+        if event.get("tab") != "home":
+            return  # the Messages tab: nothing to refresh
+        services.work.submit(publish_home, services, client, event["user"])
+
+    def example(ack, body, action, client):
+        ack()
+        if not first_click(services, body, action) or action.get("value") not in EXAMPLES:
+            return
+        services.work.submit(answer_example, services, client, action["value"], body["user"]["id"])
+
+    app.event("app_home_opened")(home_opened)
+    app.action(HOME_EXAMPLE_IDS)(example)

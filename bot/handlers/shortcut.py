@@ -1,0 +1,55 @@
+"""The "Find similar images" message shortcut: any message with images, searched like a posted photo.
+
+The answer goes into that message's thread. Everything the user should know but the channel should not
+(no images in the message, the bot may not post or read files there) goes only to them, through the
+shortcut's response_url, which reaches them in any conversation.
+"""
+from __future__ import annotations
+
+import logging
+
+from slack_bolt import App
+
+from ..answering import Services, answer_posted_images, tell_safely
+from ..delivery import InteractionTarget
+from ..slack_files import is_image_file, needs_file_info
+from .actions import submit_or_busy
+
+log = logging.getLogger(__name__)
+CALLBACK_ID = "find_similar"
+NO_IMAGES = ("This message has no images, so there is nothing to compare. Use *Find similar images* on a "
+             "message with a photo, or search by description with `/findimage`.")
+
+
+def answer_shortcut(services: Services, client, files: list[dict], target: InteractionTarget) -> None:
+    refusal = services.policy.channel_refusal(client, target.channel_id)
+    if refusal is not None:
+        tell_safely(target, refusal)
+        return
+    if not answer_posted_images(services, client, files, target):
+        tell_safely(target, NO_IMAGES)  # its files turned out not to be images (files.info said so)
+
+
+def register(app: App, services: Services) -> None:
+    def find_similar(ack, shortcut, client, respond):
+        ack()
+        # Slack re-sends an interaction it got no ack for in time; trigger_id is the same then.
+        if not services.seen.first_time(f"shortcut:{shortcut.get('trigger_id')}"):
+            log.info("shortcut %s delivered again; answered already", shortcut.get("trigger_id"))
+            return
+        message = shortcut.get("message") or {}
+        user = shortcut["user"]["id"]
+        channel = (shortcut.get("channel") or {}).get("id")
+        target = InteractionTarget(client, respond, channel, user, thread_ts=message.get("thread_ts") or message.get("ts"))
+        files = [f for f in message.get("files") or [] if is_image_file(f) or needs_file_info(f)]
+        if not files:
+            services.work.submit(tell_safely, target, NO_IMAGES)
+            return
+        refusal = services.policy.quick_refusal(channel, shortcut["user"].get("team_id"))
+        if refusal is not None:
+            services.work.submit(tell_safely, target, refusal)
+            return
+        log.info("find similar: %d image(s) of message %s in %s, for %s", len(files), message.get("ts"), channel, user)
+        submit_or_busy(services, target, answer_shortcut, services, client, files, target)
+
+    app.shortcut(CALLBACK_ID)(find_similar)

@@ -1,0 +1,219 @@
+"""Interactivity: users clicking buttons (``block_actions``), message shortcuts (``message_action``),
+the App Home (``app_home_opened``, views.publish) and conversations.open.
+
+Shapes: https://docs.slack.dev/reference/interaction-payloads/block_actions-payload,
+https://docs.slack.dev/reference/interaction-payloads/shortcuts-interaction-payload (message shortcuts),
+https://docs.slack.dev/reference/events/app_home_opened, https://docs.slack.dev/reference/methods/views.publish.
+Over HTTP, interaction payloads arrive form-encoded as a single ``payload`` field holding JSON (signed
+like every request); over Socket Mode they come in ``interactive`` envelopes.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+import uuid
+from typing import Any, Optional, Union
+from urllib.parse import urlencode
+
+from .records import Message, PublishedView, ResponsePost
+from .web_api import SlackApiError
+
+MAX_VIEW_BYTES = 250_000  # views.publish: view_too_large above 250 kB
+MAX_BUTTON_VALUE = 2000
+MAX_BUTTON_TEXT = 75
+MAX_ACTIONS_ELEMENTS = 25
+
+
+def check_blocks(blocks: Any) -> None:
+    """The Block Kit limits apps most often trip over, answered with ``invalid_blocks`` as Slack does."""
+    for block in blocks or []:
+        if not isinstance(block, dict) or block.get("type") != "actions":
+            continue
+        elements = block.get("elements") or []
+        action_ids = [e.get("action_id") for e in elements if e.get("action_id")]
+        if not elements or len(elements) > MAX_ACTIONS_ELEMENTS or len(action_ids) != len(set(action_ids)):
+            raise SlackApiError("invalid_blocks")
+        for element in elements:
+            if element.get("type") == "button" and (
+                len(str(element.get("value", ""))) > MAX_BUTTON_VALUE
+                or len((element.get("text") or {}).get("text", "")) > MAX_BUTTON_TEXT
+            ):
+                raise SlackApiError("invalid_blocks")
+
+
+def _trigger_id() -> str:
+    return f"{random.randint(10**9, 10**10)}.{random.randint(10**9, 10**10)}.{uuid.uuid4().hex}"
+
+
+def find_button(blocks: Any, action_id: str) -> tuple:
+    """(block, element) of the button whose action_id is ``action_id``; AssertionError if none."""
+    for block in blocks or []:
+        for element in block.get("elements") or [] if block.get("type") == "actions" else []:
+            if element.get("action_id") == action_id:
+                return block, element
+    raise AssertionError(f"no button {action_id!r} in {json.dumps(blocks)[:500]}")
+
+
+class InteractivityMixin:
+    def _init_interactivity(self) -> None:
+        self._views: dict = {}  # user id -> (view id, hash, view)
+        self._dm_channels: dict = {}  # user id -> D... channel id
+        self.register_method("views.publish", self._api_views_publish)  # no scope: any bot token
+        self.register_method("conversations.open", self._api_conversations_open, scope="im:write")
+
+    # ------------------------------------------------------------------ Web API
+
+    def _api_views_publish(self, params: dict, kind: str) -> dict:
+        user_id = params.get("user_id")
+        raw = params.get("view")
+        if not user_id or raw is None:
+            raise SlackApiError("invalid_arguments")
+        view = json.loads(raw) if isinstance(raw, (str, bytes)) else raw
+        if not isinstance(view, dict) or view.get("type") != "home" or not isinstance(view.get("blocks"), list):
+            raise SlackApiError("invalid_arguments")
+        if len(json.dumps(view).encode("utf-8")) > MAX_VIEW_BYTES:
+            raise SlackApiError("view_too_large")
+        check_blocks(view["blocks"])
+        with self._lock:
+            view_id = self._views.get(user_id, (f"V{uuid.uuid4().hex[:10].upper()}",))[0]
+            view_hash = f"{time.time():.6f}.{uuid.uuid4().hex[:8]}"
+            self._views[user_id] = (view_id, view_hash, view)
+        self._recorder.add("views", PublishedView(user_id, view, view_id, view_hash, time.monotonic()))
+        return {"view": self._view_object(user_id)}
+
+    def _view_object(self, user_id: str) -> Optional[dict]:
+        with self._lock:
+            known = self._views.get(user_id)
+        if known is None:
+            return None
+        view_id, view_hash, view = known
+        return {"id": view_id, "team_id": self.team_id, "type": "home", "blocks": view["blocks"],
+                "private_metadata": view.get("private_metadata", ""), "callback_id": view.get("callback_id", ""),
+                "state": {"values": {}}, "hash": view_hash, "clear_on_close": False, "notify_on_close": False,
+                "root_view_id": view_id, "previous_view_id": None, "app_id": self.app_id, "external_id": "",
+                "app_installed_team_id": self.team_id, "bot_id": self.bot_id}
+
+    def _api_conversations_open(self, params: dict, kind: str) -> dict:
+        users = str(params.get("users") or "")
+        if not users or "," in users:  # emulator choice: one-to-one conversations only
+            raise SlackApiError("invalid_arguments" if users else "users_list_not_supplied")
+        return {"channel": {"id": self.dm_channel(users)}}
+
+    def dm_channel(self, user_id: str) -> str:
+        """The id of ``user_id``'s direct message conversation with the app (its Messages tab)."""
+        with self._lock:
+            return self._dm_channels.setdefault(user_id, "D" + user_id.lstrip("UW")[:9].ljust(9, "0"))
+
+    # ------------------------------------------------------------------ recordings
+
+    def views(self, user_id: Optional[str] = None) -> list:
+        return [v for v in self._recorder.get("views") if user_id is None or v.user_id == user_id]
+
+    def wait_for_view(self, user_id: str, *, containing: Optional[str] = None, timeout: float = 5.0) -> PublishedView:
+        def found() -> Optional[PublishedView]:
+            return next((v for v in reversed(self.views(user_id))
+                         if containing is None or containing in v.visible_text), None)
+
+        return self.wait_for(found, timeout, f"a Home tab for {user_id} containing {containing!r}")
+
+    # ------------------------------------------------------------------ payload builders
+
+    def _user_object(self, user_id: str, user_name: str) -> dict:
+        return {"id": user_id, "username": user_name, "name": user_name, "team_id": self.team_id}
+
+    def block_actions_payload(
+        self,
+        source: Union[Message, ResponsePost, PublishedView],
+        action_id: str,
+        user_id: str = "U0USER",
+        *,
+        user_name: str = "alice",
+    ) -> dict:
+        """What Slack sends when ``user_id`` clicks the button ``action_id`` of a message the app posted
+        (chat.postMessage or a response_url) or of the Home tab it published."""
+        block, element = find_button(source.blocks, action_id)
+        action = {"action_id": action_id, "block_id": block.get("block_id") or uuid.uuid4().hex[:5],
+                  "text": element.get("text"), "type": "button", "action_ts": f"{time.time():.6f}"}
+        if "value" in element:
+            action["value"] = element["value"]
+        payload: dict = {
+            "type": "block_actions",
+            "user": self._user_object(user_id, user_name),
+            "api_app_id": self.app_id,
+            "token": self.verification_token,
+            "trigger_id": _trigger_id(),
+            "team": {"id": self.team_id, "domain": self.team_domain},
+            "enterprise": None,
+            "is_enterprise_install": False,
+            "state": {"values": {}},
+            "actions": [action],
+        }
+        if isinstance(source, PublishedView):
+            payload["container"] = {"type": "view", "view_id": source.view_id}
+            payload["view"] = self._view_object(source.user_id)
+            return payload
+        channel = source.channel if isinstance(source, Message) else source.channel_id
+        thread_ts = source.thread_ts
+        ephemeral = source.ephemeral
+        container = {"type": "message", "message_ts": source.ts, "channel_id": channel, "is_ephemeral": ephemeral}
+        message = {"type": "message", "user": self.bot_user_id, "ts": source.ts, "bot_id": self.bot_id,
+                   "app_id": self.app_id, "text": source.text or "", "team": self.team_id, "blocks": source.blocks}
+        if thread_ts:
+            container["thread_ts"] = thread_ts
+            message["thread_ts"] = thread_ts
+        payload.update(container=container, channel={"id": channel, "name": channel.lower()},
+                       response_url=self.new_response_url(channel, user_id))
+        if not ephemeral:  # ephemeral messages are not sent back with the payload
+            payload["message"] = message
+        return payload
+
+    def message_action_payload(
+        self,
+        message: dict,
+        channel: str,
+        user_id: str = "U0USER",
+        callback_id: str = "find_similar",
+        *,
+        user_name: str = "alice",
+    ) -> dict:
+        """A message shortcut used on ``message`` (e.g. an event from ``post_user_message_with_files``)."""
+        message = {k: v for k, v in message.items() if k not in ("channel", "event_ts", "channel_type")}
+        return {
+            "type": "message_action",
+            "token": self.verification_token,
+            "action_ts": f"{time.time():.6f}",
+            "team": {"id": self.team_id, "domain": self.team_domain},
+            "user": self._user_object(user_id, user_name),
+            "channel": {"id": channel, "name": channel.lower()},
+            "is_enterprise_install": False,
+            "enterprise": None,
+            "callback_id": callback_id,
+            "trigger_id": _trigger_id(),
+            "response_url": self.new_response_url(channel, user_id),
+            "message_ts": message["ts"],
+            "message": message,
+        }
+
+    def app_home_opened(self, user_id: str = "U0USER", tab: str = "home") -> dict:
+        """The event sent when ``user_id`` opens the app's Home (or Messages) tab."""
+        event = {"type": "app_home_opened", "user": user_id, "channel": self.dm_channel(user_id),
+                 "event_ts": f"{time.time():.6f}", "tab": tab}
+        view = self._view_object(user_id) if tab == "home" else None
+        if view is not None:  # only once a Home tab was published
+            event["view"] = view
+        return event
+
+    # ------------------------------------------------------------------ delivering them
+
+    def send_interaction(self, app_url: str, payload: dict, *, signing_secret: Optional[str] = None,
+                         timestamp: Optional[int] = None, timeout: float = 10.0):
+        """POST an interaction payload to the app as Slack does: ``payload=<json>``, form-encoded, signed."""
+        body = urlencode({"payload": json.dumps(payload)}).encode("utf-8")
+        return self._post_to_app(app_url, body, "application/x-www-form-urlencoded", {}, payload,
+                                 signing_secret, timestamp, timeout)
+
+    def socket_interaction(self, payload: dict, *, timeout: float = 5.0):
+        """Deliver an interaction payload over Socket Mode (an ``interactive`` envelope); returns the ack."""
+        return self.wait_for_ack(self.socket_send("interactive", payload), timeout)
