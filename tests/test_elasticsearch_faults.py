@@ -162,3 +162,32 @@ def test_elasticsearch_stopped_mid_pass_and_started_again_loses_nothing(second_s
     assert {p for p in states if p.startswith("bulk/")} == {f"bulk/{i:04d}.jpg" for i in range(160)}
     again = index_once(on_second)
     assert (again.unchanged, again.added, again.embedded) == (167, 0, 0), "nothing was lost or half-written"
+
+
+@es_only
+def test_a_bulk_refused_with_429_is_repeated_until_elasticsearch_takes_it(settings, archive, caplog):
+    """A flood-stage disk block answers every write with 429: the pass waits, then writes everything."""
+    import logging
+    import threading
+
+    es, alias = client(settings.elasticsearch_url), settings.index_name
+    open_store(settings, writer=True)  # the indexer creates the index
+    es.indices.put_settings(index=alias, settings={"index.blocks.read_only_allow_delete": True})
+    caplog.set_level(logging.WARNING, logger="indexer.retry")
+    outcome: dict = {}
+    passing = threading.Thread(target=lambda: outcome.update(summary=index_once(settings)))
+    try:
+        passing.start()
+        refused = "could not take 7 document(s) now"
+        deadline = time.monotonic() + 120
+        while not any(refused in r.getMessage() for r in caplog.records) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        status = es.indices.stats(index=alias)["_all"]["primaries"]["docs"]["count"]
+    finally:
+        es.indices.put_settings(index=alias, settings={"index.blocks.read_only_allow_delete": None})
+    passing.join(300)
+
+    message = next(r.getMessage() for r in caplog.records if refused in r.getMessage())
+    assert "429" in message or "TOO_MANY_REQUESTS" in message, message
+    assert status == 0, "nothing was written while the block held"
+    assert outcome["summary"].added == 7 and open_store(settings).count() == 7
