@@ -129,6 +129,8 @@ class SharedSeen:
     def purge(self, now: float | None = None, wait: bool = False) -> None:
         """Delete keys older than the TTL; in the background unless `wait` (tests, operators)."""
         cutoff = int(((self._clock() if now is None else now) - self.ttl_seconds) * 1000)
+        if wait:  # keys written within the last second are not searchable before a refresh
+            self.client.indices.refresh(index=self.index)
         self.client.delete_by_query(index=self.index, query={"range": {"seen_at": {"lt": cutoff}}},
                                     conflicts="proceed", wait_for_completion=wait, refresh=wait)
 
