@@ -19,10 +19,11 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
+from .embedded_schema import filter_sql, forget_names, migrate, name_ranking, write_names
 from .errors import StoreError
 from .records import DIMS, FileState, ImageDoc, Match, cosine_to_score, normalise_folder
 from .store import default_num_candidates
-from .vector_index import VectorIndex, wanted_kind
+from .vector_index import VectorIndex, sample_positions, wanted_kind
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +44,9 @@ CREATE TABLE IF NOT EXISTS images (
     indexed_at REAL NOT NULL,
     model_id TEXT NOT NULL,
     embedding BLOB NOT NULL,
-    version INTEGER NOT NULL
+    version INTEGER NOT NULL,
+    taken TEXT,
+    taken_source TEXT
 );
 CREATE INDEX IF NOT EXISTS images_sha256 ON images(sha256);
 CREATE INDEX IF NOT EXISTS images_version ON images(version);
@@ -53,7 +56,7 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
 DOC_COLUMNS = ("image_id, image_name, relative_path, embedding, sha256, size, mtime, width, height, "
-               "indexed_at, model_id")
+               "indexed_at, model_id, taken, taken_source")
 
 
 def _blob(vector: np.ndarray) -> bytes:
@@ -64,11 +67,6 @@ def _vectors(blobs: Sequence[bytes]) -> np.ndarray:
     if not blobs:
         return np.empty((0, DIMS), np.float32)
     return np.frombuffer(b"".join(blobs), dtype=np.float32).reshape(-1, DIMS)
-
-
-def _folder_range(folder: str) -> tuple[str, str]:
-    # Paths under "a/b" sort between "a/b/" and "a/b0" ('0' follows '/'), so the unique index serves it.
-    return folder + "/", folder + "0"
 
 
 def _connect(path: Path) -> sqlite3.Connection:
@@ -87,6 +85,7 @@ class EmbeddedStore:
         self._lock = threading.RLock()  # the documents connection
         self._db = _connect(self.db_path)
         self._db.executescript(SCHEMA)
+        migrate(self._db)
         self._index_lock = threading.RLock()  # the kNN cache and its own connection
         self._index_db = _connect(self.db_path)
         self._index: VectorIndex | None = None
@@ -125,13 +124,16 @@ class EmbeddedStore:
 
         def work(db, version):
             db.executemany(
-                f"INSERT INTO images({DOC_COLUMNS}, version) VALUES(?,?,?,?,?,?,?,?,?,?,?,?) "
+                f"INSERT INTO images({DOC_COLUMNS}, version) VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?) "
                 "ON CONFLICT(image_id) DO UPDATE SET image_name=excluded.image_name, "
                 "relative_path=excluded.relative_path, embedding=excluded.embedding, sha256=excluded.sha256, "
                 "size=excluded.size, mtime=excluded.mtime, width=excluded.width, height=excluded.height, "
-                "indexed_at=excluded.indexed_at, model_id=excluded.model_id, version=excluded.version",
+                "indexed_at=excluded.indexed_at, model_id=excluded.model_id, taken=excluded.taken, "
+                "taken_source=excluded.taken_source, version=excluded.version",
                 [(d.image_id, d.image_name, d.relative_path, _blob(d.image_embedding), d.sha256, d.size,
-                  d.mtime, d.width, d.height, d.indexed_at, d.model_id, version) for d in docs])
+                  d.mtime, d.width, d.height, d.indexed_at, d.model_id, d.taken, d.taken_source or None, version)
+                 for d in docs])
+            write_names(db, [(d.image_id, d.relative_path) for d in docs])
 
         self._write(work)
 
@@ -143,9 +145,23 @@ class EmbeddedStore:
         def work(db, version):
             for chunk in _chunks(ids, 500):
                 marks = ",".join("?" * len(chunk))
+                forget_names(db, marks, chunk)
                 db.execute(f"INSERT OR REPLACE INTO removed(slot, version) "
                            f"SELECT slot, ? FROM images WHERE image_id IN ({marks})", (version, *chunk))
                 db.execute(f"DELETE FROM images WHERE image_id IN ({marks})", chunk)
+
+        self._write(work)
+
+    def add_dates(self, dates: Sequence[tuple[str, str, str, str]]) -> None:
+        """(image_id, relative_path, taken, taken_source) of documents indexed before dates were kept.
+        Vectors are untouched, so the kNN cache has nothing to apply."""
+        if not dates:
+            return
+
+        def work(db, version):
+            db.executemany("UPDATE images SET taken=?, taken_source=? WHERE image_id=?",
+                           [(taken, source, image_id) for image_id, _, taken, source in dates])
+            write_names(db, [(image_id, path) for image_id, path, _, _ in dates])
 
         self._write(work)
 
@@ -188,7 +204,8 @@ class EmbeddedStore:
     def file_states(self) -> dict[str, FileState]:
         with self._lock:
             rows = self._db.execute(
-                "SELECT image_id, relative_path, sha256, size, mtime, model_id FROM images").fetchall()
+                "SELECT image_id, relative_path, sha256, size, mtime, model_id, coalesce(taken_source, '') "
+                "FROM images").fetchall()
         return {r[1]: FileState(*r) for r in rows}
 
     def vectors_by_sha256(self, sha256s: Iterable[str], model_id: str) -> dict[str, np.ndarray]:
@@ -202,27 +219,52 @@ class EmbeddedStore:
         return found
 
     def knn(self, vector: np.ndarray, k: int, num_candidates: int | None = None,
-            folder: str | None = None) -> list[Match]:
-        query = np.asarray(vector, dtype=np.float32).reshape(DIMS)
-        folder = normalise_folder(folder)
-        num_candidates = max(k, num_candidates or default_num_candidates(k))
+            folder: str | None = None, after: str | None = None, before: str | None = None) -> list[Match]:
         with self._index_lock:
-            index = self._fresh_index()
-            if folder is not None:
-                slots = self._slots_in_folder(folder)
-                if len(slots) <= EXACT_FOLDER_MAX:
-                    return self._exact_among(query, slots, k)
-                _, candidates = index.search(query, num_candidates, allowed=slots)
-            else:
-                sims, candidates = index.search(query, num_candidates)
-                if index.kind == "flat":  # already exact
-                    return self._matches(candidates[:k], sims[:k])
-            return self._exact_among(query, candidates, k)
+            return self._knn(vector, k, num_candidates, normalise_folder(folder), after, before)
 
-    def _slots_in_folder(self, folder: str) -> np.ndarray:
-        low, high = _folder_range(folder)
-        rows = self._index_db.execute("SELECT slot FROM images WHERE relative_path >= ? AND relative_path < ?",
-                                (low, high)).fetchall()
+    def hybrid(self, vector: np.ndarray, words: Sequence[str], k: int, num_candidates: int | None = None,
+               folder: str | None = None, after: str | None = None,
+               before: str | None = None) -> tuple[list[Match], list[Match]]:
+        """The CLIP ranking and the path-word (BM25) ranking, each of k, under the same filters; matches
+        found by name carry their exact CLIP score too."""
+        folder = normalise_folder(folder)
+        query = np.asarray(vector, dtype=np.float32).reshape(DIMS)
+        with self._index_lock:
+            by_image = self._knn(query, k, num_candidates, folder, after, before)
+            self._fresh_index()
+            slots = name_ranking(self._index_db, words, k, folder, after, before)
+            by_name = {m.image_id: m for m in self._exact_among(query, np.asarray(slots, np.int64), len(slots))}
+            ids = self._ids_of(slots)
+            return by_image, [by_name[i] for i in ids if i in by_name]
+
+    def _ids_of(self, slots: list[int]) -> list[str]:
+        if not slots:
+            return []
+        found = dict(self._index_db.execute(
+            f"SELECT slot, image_id FROM images WHERE slot IN ({','.join('?' * len(slots))})", slots).fetchall())
+        return [found[s] for s in slots if s in found]
+
+    def _knn(self, vector, k, num_candidates, folder, after, before) -> list[Match]:
+        query = np.asarray(vector, dtype=np.float32).reshape(DIMS)
+        num_candidates = max(k, num_candidates or default_num_candidates(k))
+        index = self._fresh_index()
+        if folder is not None or after is not None or before is not None:
+            # Filters go inside the search (exact, or the ANN restricted to these slots): a post-filter
+            # would lose matches that are not among the unfiltered candidates.
+            slots = self._slots_where(folder, after, before)
+            if len(slots) <= EXACT_FOLDER_MAX:
+                return self._exact_among(query, slots, k)
+            _, candidates = index.search(query, num_candidates, allowed=slots)
+        else:
+            sims, candidates = index.search(query, num_candidates)
+            if index.kind == "flat":  # already exact
+                return self._matches(candidates[:k], sims[:k])
+        return self._exact_among(query, candidates, k)
+
+    def _slots_where(self, folder: str | None, after: str | None, before: str | None) -> np.ndarray:
+        where, params = filter_sql(folder, after, before)
+        rows = self._index_db.execute(f"SELECT slot FROM images WHERE {where}", params).fetchall()
         return np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
 
     def _exact_among(self, query: np.ndarray, slots: np.ndarray, k: int) -> list[Match]:
@@ -244,10 +286,11 @@ class EmbeddedStore:
             return []
         ids = [int(s) for s in slots]
         rows = self._index_db.execute(
-            f"SELECT slot, image_id, image_name, relative_path, sha256 FROM images "
+            f"SELECT slot, image_id, image_name, relative_path, sha256, taken, taken_source FROM images "
             f"WHERE slot IN ({','.join('?' * len(ids))})", ids).fetchall()
         by_slot = {r[0]: r[1:] for r in rows}
-        return [Match(*by_slot[s][:3], score=cosine_to_score(sim), sha256=by_slot[s][3])
+        return [Match(*by_slot[s][:3], score=cosine_to_score(sim), sha256=by_slot[s][3], taken=by_slot[s][4],
+                      taken_source=by_slot[s][5] or "")
                 for s, sim in zip(ids, sims) if s in by_slot]
 
     # ---- the kNN cache (under _index_lock, on _index_db) ---------------------------------------
@@ -274,6 +317,9 @@ class EmbeddedStore:
             if self._index.version > current:  # snapshot from a database that was replaced
                 db.execute("COMMIT")
                 return self._rebuild_index()
+            if self._index.version == 0 and len(self._index) == 0 and wanted_kind(self._rows(db)) == "ivf":
+                db.execute("COMMIT")  # a first open of a large store: build the right kind, in chunks
+                return self._rebuild_index()
             self._apply_changes_since(self._index.version)
             self._index.version = current
         finally:
@@ -288,28 +334,44 @@ class EmbeddedStore:
 
     def _apply_changes_since(self, version: int) -> None:
         db = self._index_db
-        removed = [r[0] for r in db.execute("SELECT slot FROM removed WHERE version > ?", (version,))]
-        changed = db.execute("SELECT slot, embedding FROM images WHERE version > ?", (version,)).fetchall()
-        slots = np.asarray([r[0] for r in changed], dtype=np.int64)
-        stale = np.asarray(removed + [int(s) for s in slots], dtype=np.int64)
         if version > 0:
-            self._index.remove(stale)
-        self._index.add(slots, _vectors([r[1] for r in changed]))
+            removed = [r[0] for r in db.execute("SELECT slot FROM removed WHERE version > ?", (version,))]
+            changed = [r[0] for r in db.execute("SELECT slot FROM images WHERE version > ?", (version,))]
+            self._index.remove(np.asarray(removed + changed, dtype=np.int64))
+        for slots, vectors in _chunked(db.execute("SELECT slot, embedding FROM images WHERE version > ?",
+                                                  (version,))):
+            self._index.add(slots, vectors)
+
+    @staticmethod
+    def _rows(db: sqlite3.Connection) -> int:
+        return db.execute("SELECT count(*) FROM images").fetchone()[0]
 
     def _rebuild_index(self) -> VectorIndex:
+        """A new kNN index from every stored vector, streamed from SQLite in one read transaction:
+        the training sample, then the vectors in chunks, never all of them in memory at once."""
         started = time.monotonic()
         db = self._index_db
         db.execute("BEGIN")
         try:
-            version = self._current_version(db)
-            rows = db.execute("SELECT slot, embedding FROM images").fetchall()
+            version, count = self._current_version(db), self._rows(db)
+            sample = self._training_sample(db, count) if wanted_kind(count) == "ivf" else None
+            self._index = VectorIndex.build_from(count, sample, _chunked(db.execute(
+                "SELECT slot, embedding FROM images ORDER BY slot")), version)
         finally:
             db.execute("COMMIT")
-        slots = np.asarray([r[0] for r in rows], dtype=np.int64)
-        self._index = VectorIndex.build(slots, _vectors([r[1] for r in rows]), version)
-        log.info("built %s kNN index over %d vectors in %.1fs", self._index.kind, len(slots),
+        log.info("built %s kNN index over %d vectors in %.1fs", self._index.kind, len(self._index),
                  time.monotonic() - started)
         return self._index
+
+    @staticmethod
+    def _training_sample(db: sqlite3.Connection, count: int) -> np.ndarray:
+        all_slots = np.fromiter((r[0] for r in db.execute("SELECT slot FROM images ORDER BY slot")), np.int64, count)
+        chosen = all_slots[sample_positions(len(all_slots))]
+        blobs = []
+        for chunk in _chunks([int(s) for s in chosen], 900):
+            blobs += [r[0] for r in db.execute(
+                f"SELECT embedding FROM images WHERE slot IN ({','.join('?' * len(chunk))})", chunk)]
+        return _vectors(blobs)
 
     def details(self) -> list[tuple[str, str]]:
         """The kNN snapshot on disk: what kind, how many vectors, and how far behind the database it is."""
@@ -330,9 +392,15 @@ class EmbeddedStore:
 
 
 def _doc(row) -> ImageDoc:
-    (image_id, name, path, blob, sha, size, mtime, width, height, indexed_at, model_id) = row
+    (image_id, name, path, blob, sha, size, mtime, width, height, indexed_at, model_id, taken, source) = row
     return ImageDoc(image_id, name, path, np.frombuffer(blob, np.float32).copy(), sha, size, mtime, width,
-                    height, indexed_at, model_id)
+                    height, indexed_at, model_id, taken, source or "")
+
+
+def _chunked(cursor, size: int = 20_000):
+    """(slots, vectors) from a cursor over (slot, embedding) rows, `size` rows at a time."""
+    while rows := cursor.fetchmany(size):
+        yield np.asarray([r[0] for r in rows], dtype=np.int64), _vectors([r[1] for r in rows])
 
 
 def _chunks(items: list, size: int):

@@ -16,6 +16,7 @@ import os
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterable
 
 import faiss
 import numpy as np
@@ -49,20 +50,28 @@ class VectorIndex:
 
     @classmethod
     def build(cls, slots: np.ndarray, vectors: np.ndarray, version: int) -> "VectorIndex":
-        kind = wanted_kind(len(slots))
-        if kind == "flat":
+        """An index over vectors already in memory (small collections, tests)."""
+        sample = vectors[sample_positions(len(slots))] if wanted_kind(len(slots)) == "ivf" else None
+        return cls.build_from(len(slots), sample, [(slots, vectors)], version)
+
+    @classmethod
+    def build_from(cls, count: int, sample: np.ndarray | None, chunks: Iterable[tuple[np.ndarray, np.ndarray]],
+                   version: int) -> "VectorIndex":
+        """An index for `count` vectors that arrive in chunks of (slots, vectors), trained on `sample`
+        (see sample_positions) when it is an IVF index: memory stays at the index plus one chunk and the
+        sample (~1.2 GB at 1M vectors) instead of every vector at once."""
+        if wanted_kind(count) == "flat":
             built = cls.empty()
         else:
-            nlist = _nlist_for(len(slots))
+            nlist = _nlist_for(count)
             quantizer = faiss.IndexFlatIP(DIMS)
             ivf = faiss.IndexIVFScalarQuantizer(quantizer, DIMS, nlist, faiss.ScalarQuantizer.QT_8bit,
                                                 faiss.METRIC_INNER_PRODUCT)
-            sample_size = max(TRAIN_SAMPLE, TRAIN_POINTS_PER_LIST * nlist)
-            sample = vectors[np.random.default_rng(0).permutation(len(vectors))[:sample_size]]
-            ivf.train(np.ascontiguousarray(sample))
+            ivf.train(np.ascontiguousarray(sample, dtype=np.float32))
             ivf.nprobe = default_nprobe(nlist)
             built = cls(ivf, "ivf")
-        built.add(slots, vectors)
+        for slots, vectors in chunks:
+            built.add(slots, vectors)
         built.version = version
         return built
 
@@ -179,6 +188,12 @@ class VectorIndex:
     def snapshot_generation(folder: Path) -> str | None:
         info = VectorIndex.snapshot_info(folder)
         return info["file"] if info else None
+
+
+def sample_positions(count: int) -> np.ndarray:
+    """Which of `count` vectors (by position, sorted) train an IVF index: ~50 per list, at least 100k."""
+    size = min(count, max(TRAIN_SAMPLE, TRAIN_POINTS_PER_LIST * _nlist_for(count)))
+    return np.sort(np.random.default_rng(0).permutation(count)[:size])
 
 
 def default_nprobe(nlist: int) -> int:
