@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from bot_support import ALICE, CHANNEL, bot, bot_settings, emu, image_size, indexed, serve_bot, with_settings  # noqa: F401
+from bot.delivery import BUTTONS_TEXT
 from indexer.run import index_once
 from photos import jpeg_bytes, save_photo
 
@@ -68,8 +69,9 @@ def test_a_message_with_only_other_files_is_ignored_silently(bot, emu):
     emu.send_event(bot.events_url, emu.user_message(CHANNEL, "just chatting"))
     emu.send_event(bot.events_url, answered)
     emu.wait_for_upload(CHANNEL, thread_ts=answered["ts"], timeout=15)
+    emu.wait_for_message(CHANNEL, thread_ts=answered["ts"], containing=BUTTONS_TEXT, timeout=15)
 
-    assert len(emu.uploads()) == 1 and emu.messages() == []
+    assert len(emu.uploads()) == 1 and [m.text for m in emu.messages()] == [BUTTONS_TEXT], "only the buttons"
     assert emu.downloads(notes["id"]) == []
 
 
@@ -102,8 +104,9 @@ def test_the_bots_own_uploads_are_not_answered(bot, emu):
     barrier = post_photo(emu, other)
     emu.send_event(bot.events_url, barrier)
     emu.wait_for_upload(CHANNEL, thread_ts=barrier["ts"], timeout=15)
+    emu.wait_for_message(CHANNEL, thread_ts=barrier["ts"], containing=BUTTONS_TEXT, timeout=15)
 
-    assert len(emu.uploads()) == 2 and emu.messages() == []
+    assert len(emu.uploads()) == 2 and [m.text for m in emu.messages()] == [BUTTONS_TEXT] * 2
     assert {d.file_id for d in emu.downloads()} == {photo["id"], other["id"]}, "its own files are never fetched"
 
 

@@ -11,6 +11,7 @@ import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 
+from bot.delivery import BUTTONS_TEXT
 from bot_support import ALICE, BOB, CHANNEL, bot, bot_settings, emu, image_size, indexed, serve_bot, with_settings  # noqa: F401
 
 RANKED_LINE = re.compile(r"^\*(\d+)\.\* `(\d\.\d{3})` (\S+)", re.MULTILINE)
@@ -70,12 +71,13 @@ def test_help_and_an_empty_command_answer_privately_with_the_usage(bot, emu):
     help_ = emu.send_slash_command(bot.events_url, text="  help ", user_id=ALICE, channel_id=CHANNEL)
     emu.send_slash_command(bot.events_url, text="mountain", user_id=BOB, channel_id=CHANNEL)
     emu.wait_for_upload(CHANNEL, timeout=15)  # the next command was answered, so the first two are done
+    emu.wait_for_response(containing=BUTTONS_TEXT, timeout=15)
 
     for ack in (empty, help_):
         assert ack.status == 200 and ack.elapsed < 3
         usage = ack_text(ack)
         assert "k=8" in usage and "in:events/2024" in usage and "Post a photo" in usage
-    assert len(emu.uploads()) == 1 and emu.messages() == [] and emu.responses() == []
+    assert len(emu.uploads()) == 1 and emu.messages() == [] and [r.text for r in emu.responses()] == [BUTTONS_TEXT]
 
 
 def test_k_and_in_options_choose_how_many_images_and_from_which_folder(bot, emu):
@@ -140,9 +142,10 @@ def test_forged_and_stale_signatures_get_401_and_no_answer(bot, emu):
                                   signing_secret="guessed-secret")
     emu.send_slash_command(bot.events_url, text="the real one", channel_id="C0REAL")
     emu.wait_for_upload("C0REAL", timeout=15)
+    emu.wait_for_response(containing=BUTTONS_TEXT, timeout=15)
 
     assert (forged.status, stale.status, forged_event.status) == (401, 401, 401)
-    assert len(emu.uploads()) == 1 and emu.responses() == [] and emu.messages() == []
+    assert len(emu.uploads()) == 1 and [r.text for r in emu.responses()] == [BUTTONS_TEXT] and emu.messages() == []
     assert emu.downloads(photo["id"]) == []
 
 
