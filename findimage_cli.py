@@ -53,6 +53,10 @@ def _parser() -> argparse.ArgumentParser:
     search.add_argument("--image", metavar="PATH", help="find images similar to this image file")
     search.add_argument("-k", type=int, default=None, metavar="N", help="number of matches (default FINDIMAGE_TOP_K)")
     search.add_argument("--folder", metavar="PREFIX", help="only images under this archive folder")
+    search.add_argument("--after", metavar="DATE", help="only photos taken on or after DATE (YYYY, YYYY-MM or "
+                                                       "YYYY-MM-DD)")
+    search.add_argument("--before", metavar="DATE", help="only photos taken before DATE (YYYY, YYYY-MM or "
+                                                        "YYYY-MM-DD)")
     search.add_argument("--json", action="store_true", help="print matches as JSON")
     search.set_defaults(run=cmd_search)
 
@@ -99,12 +103,21 @@ def cmd_search(settings, args) -> int:
     if args.image and args.text:
         print("findimage: give either a text or --image, not both.", file=sys.stderr)
         return EXIT_USAGE
+    from findimage.dates import DateError, bound_start, check_range
+
+    try:
+        after = bound_start(args.after, "--after") if args.after else None
+        before = bound_start(args.before, "--before") if args.before else None
+        check_range(after, before)
+    except DateError as exc:
+        print(f"findimage: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     searcher = Searcher(settings)
     searcher.check_model()
     if args.image:
-        result = searcher.by_image_file(args.image, args.k, args.folder)
+        result = searcher.by_image_file(args.image, args.k, args.folder, after=after, before=before)
     else:
-        result = searcher.by_text(" ".join(args.text), args.k, args.folder)
+        result = searcher.by_text(" ".join(args.text), args.k, args.folder, after=after, before=before)
     if args.json:
         print(json.dumps([m.as_json() for m in result.matches], ensure_ascii=False, indent=2))
         return EXIT_OK
@@ -115,7 +128,9 @@ def cmd_search(settings, args) -> int:
         print(f"(uncertain: even the best match scores below {settings.weak_score:.2f})")
     for rank, match in enumerate(result.matches, 1):
         exact = "  (exact match)" if match.image_id in result.exact else ""
-        print(f"{rank:>3}  {match.score:.4f}  {match.relative_path}{exact}")
+        taken = f"  {match.taken[:10]}" if match.taken else ""
+        also = f"  (also at {', '.join(match.also_at)})" if match.also_at else ""
+        print(f"{rank:>3}  {match.score:.4f}  {match.relative_path}{taken}{exact}{also}")
     return EXIT_OK
 
 

@@ -42,6 +42,7 @@ class Settings:
     max_removal_fraction: float = 0.5
     max_image_mb: float = 50.0
     weak_score: float = 0.6
+    hybrid: bool = True  # text queries fuse CLIP with the words of archive paths (off: CLIP alone)
     # Elasticsearch (unset url -> embedded store)
     elasticsearch_url: str | None = None
     elasticsearch_api_key: str | None = field(default=None, repr=False)
@@ -176,6 +177,7 @@ def load_settings(environ: Mapping[str, str] | None = None, env_file: str | Path
         max_removal_fraction=r.number("FINDIMAGE_MAX_REMOVAL_FRACTION", 0.5, float, 0.0, 1.0),
         max_image_mb=r.number("FINDIMAGE_MAX_IMAGE_MB", 50.0, float, 0.01),
         weak_score=r.number("FINDIMAGE_WEAK_SCORE", 0.6, float, 0.0, 1.0),
+        hybrid=r.choice("FINDIMAGE_HYBRID", "on", ("on", "off")) == "on",
         elasticsearch_url=es_url,
         elasticsearch_api_key=api_key or None,
         elasticsearch_username=username,

@@ -27,13 +27,13 @@ from .es_client import (
     public_url,
     unavailable_on_connection_errors,
 )
+from .es_query import MATCH_FIELDS, NEW_FIELDS, filters, knn_body, matches, names_body
+from .names import name_words
 from .records import DIMS, FileState, ImageDoc, Match, normalise_folder
-from .store import default_num_candidates
 
 log = logging.getLogger(__name__)
 
-STATE_FIELDS = ["image_id", "relative_path", "sha256", "size", "mtime", "model_id"]
-MATCH_FIELDS = ["image_id", "image_name", "relative_path", "sha256"]
+STATE_FIELDS = ["image_id", "relative_path", "sha256", "size", "mtime", "model_id", "taken_source"]
 
 
 def mapping(dims: int, index_options: str) -> dict:
@@ -52,6 +52,7 @@ def mapping(dims: int, index_options: str) -> dict:
             "height": {"type": "integer"},
             "indexed_at": {"type": "double"},
             "model_id": {"type": "keyword"},
+            **NEW_FIELDS,
         },
     }
 
@@ -125,6 +126,11 @@ class ElasticsearchStore:
                     raise
                 if not self.client.indices.exists_alias(name=self.alias):  # v1 there, alias removed by hand
                     self.client.indices.put_alias(index=first, name=self.alias)
+        else:
+            # An index made by an earlier version: the mapping is strict, so the new fields must exist
+            # before any document carries them (idempotent, and no reindex).
+            for index in self._concrete_indices():
+                self.client.indices.put_mapping(index=index, properties=NEW_FIELDS)
         self._ready = True
 
     def _create_concrete(self, name: str, meta: dict | None = None, alias: bool = False) -> str:
@@ -256,6 +262,17 @@ class ElasticsearchStore:
         self._bulk(actions, paths)
 
     @unavailable_on_connection_errors
+    def add_dates(self, dates: Sequence[tuple[str, str, str, str]]) -> None:
+        """(image_id, relative_path, taken, taken_source) of documents indexed before dates and path words
+        were kept: partial updates, the vectors stay as they are."""
+        self._ensure_index()
+        paths = {image_id: path for image_id, path, _, _ in dates}
+        actions = ({"_op_type": "update", "_index": self._target, "_id": image_id,
+                    "doc": {"taken": taken, "taken_source": source, "name_words": name_words(path)}}
+                   for image_id, path, taken, source in dates)
+        self._bulk(actions, paths)
+
+    @unavailable_on_connection_errors
     def delete(self, image_ids: Iterable[str]) -> None:
         self._ensure_index()
         actions = ({"_op_type": "delete", "_index": self._target, "_id": i} for i in image_ids)
@@ -340,24 +357,22 @@ class ElasticsearchStore:
             cached = self._meta_cache = (indices[0], self._read_meta(indices[0]))
         return cached[1].get(key)
 
-    @unavailable_on_connection_errors
-    def knn(self, vector: np.ndarray, k: int, num_candidates: int | None = None,
-            folder: str | None = None) -> list[Match]:
-        self._fresh()
-        vector = np.asarray(vector, dtype=float)
+    def _check_dims(self, vector: np.ndarray) -> None:
         dims = self.index_dims()
         if dims and vector.shape != (dims,):
             raise StoreError(f"The query vector has {vector.size} dims but the index {self.alias} holds {dims}-dim "
                              "image embeddings: the text and image models must share one embedding space.")
-        k = min(k, 10_000)
-        knn = {"field": "image_embedding", "query_vector": vector.tolist(), "k": k,
-               "num_candidates": min(10_000, max(k, num_candidates or default_num_candidates(k)))}
-        folder = normalise_folder(folder)
-        if folder is not None:
-            knn["filter"] = {"prefix": {"relative_path": folder + "/"}}
+
+    @unavailable_on_connection_errors
+    def knn(self, vector: np.ndarray, k: int, num_candidates: int | None = None,
+            folder: str | None = None, after: str | None = None, before: str | None = None) -> list[Match]:
+        self._fresh()
+        vector = np.asarray(vector, dtype=float)
+        self._check_dims(vector)
+        body = knn_body(vector, k, num_candidates, filters(normalise_folder(folder), after, before))
         for attempt in range(3):
             try:
-                found = self.client.search(index=self.alias, knn=knn, size=k, source=MATCH_FIELDS)
+                found = self.client.search(index=self.alias, body=body)
             except NotFoundError:  # not created yet, or the alias moved on while this search was routed
                 if self._missing():
                     raise IndexMissing(f"The Elasticsearch index {self.alias} does not exist yet: run "
@@ -369,11 +384,41 @@ class ElasticsearchStore:
                 break
             log.info("kNN search had shard failures (%s); retrying", found["_shards"].get("failures"))
         hits = found["hits"]["hits"]
+        self._notice_index(hits)
+        return matches(hits)
+
+    def _notice_index(self, hits: list[dict]) -> None:
         cached = self._meta_cache
         if hits and cached is not None and hits[0]["_index"] != cached[0]:
             self._meta_cache = None  # the alias now points elsewhere: read that index's models again
-        return [Match(h["_source"]["image_id"], h["_source"]["image_name"], h["_source"]["relative_path"],
-                      float(h["_score"]), h["_source"].get("sha256", "")) for h in hits]
+
+    @unavailable_on_connection_errors
+    def hybrid(self, vector: np.ndarray, words: Sequence[str], k: int, num_candidates: int | None = None,
+               folder: str | None = None, after: str | None = None,
+               before: str | None = None) -> tuple[list[Match], list[Match]]:
+        """The CLIP and the path-word (BM25) rankings in one `_msearch`, both under the same filters."""
+        self._fresh()
+        vector = np.asarray(vector, dtype=float)
+        self._check_dims(vector)
+        filter_ = filters(normalise_folder(folder), after, before)
+        found = self.client.msearch(searches=[{"index": self.alias}, knn_body(vector, k, num_candidates, filter_),
+                                              {"index": self.alias}, names_body(vector, words, k, filter_)])
+        by_image, by_name = found["responses"]
+        for response in (by_image, by_name):
+            if "error" in response:
+                self._raise_search_error(response)
+        self._notice_index(by_image["hits"]["hits"])
+        return matches(by_image["hits"]["hits"]), matches(by_name["hits"]["hits"], "clip")
+
+    def _raise_search_error(self, response: dict) -> None:
+        error = response["error"]
+        if response.get("status") == 404 and self._missing():
+            raise IndexMissing(f"The Elasticsearch index {self.alias} does not exist yet: run "
+                               "`findimage index` (or check FINDIMAGE_INDEX).")
+        if response.get("status") in BUSY_STATUSES:
+            raise BackendUnavailable(f"Elasticsearch at {self.url} cannot search now ({error.get('type')}); "
+                                     "try again in a minute.")
+        raise StoreError(f"Elasticsearch refused the search: {error.get('reason') or error.get('type')}.")
 
     @unavailable_on_connection_errors
     def file_states(self) -> dict[str, FileState]:
@@ -385,7 +430,9 @@ class ElasticsearchStore:
         self._needs_refresh = False
         hits = helpers.scan(self.client, index=self.alias, query={"query": {"match_all": {}}},
                             _source=STATE_FIELDS, size=5000)
-        return {h["_source"]["relative_path"]: FileState(*(h["_source"][f] for f in STATE_FIELDS)) for h in hits}
+        return {h["_source"]["relative_path"]: FileState(*(h["_source"].get(f) or "" if f == "taken_source"
+                                                           else h["_source"][f] for f in STATE_FIELDS))
+                for h in hits}
 
     @unavailable_on_connection_errors
     def vectors_by_sha256(self, sha256s: Iterable[str], model_id: str) -> dict[str, np.ndarray]:
@@ -411,11 +458,12 @@ def _source(d: ImageDoc) -> dict:
     return {"image_id": d.image_id, "image_name": d.image_name, "relative_path": d.relative_path,
             "image_embedding": np.asarray(d.image_embedding, dtype=float).tolist(), "sha256": d.sha256,
             "size": d.size, "mtime": d.mtime, "width": d.width, "height": d.height, "indexed_at": d.indexed_at,
-            "model_id": d.model_id}
+            "model_id": d.model_id, "name_words": name_words(d.relative_path), "taken": d.taken,
+            "taken_source": d.taken_source or None}
 
 
 def _doc(s: dict) -> ImageDoc:
     return ImageDoc(s["image_id"], s["image_name"], s["relative_path"],
                     np.asarray(s["image_embedding"], np.float32), s["sha256"], s["size"], s["mtime"], s["width"],
-                    s["height"], s["indexed_at"], s["model_id"])
+                    s["height"], s["indexed_at"], s["model_id"], s.get("taken"), s.get("taken_source") or "")
 

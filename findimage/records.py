@@ -43,6 +43,8 @@ class ImageDoc:
     height: int
     indexed_at: float
     model_id: str
+    taken: str | None = None  # naive local ISO 8601 (see findimage.dates)
+    taken_source: str = ""  # exif_original, exif_digitized, exif_datetime or mtime; "" before dates were kept
 
 
 @dataclass(frozen=True)
@@ -55,6 +57,7 @@ class FileState:
     size: int
     mtime: float
     model_id: str
+    taken_source: str = ""  # "": indexed before dates were kept, upgraded by the next pass
 
 
 @dataclass(frozen=True)
@@ -62,8 +65,12 @@ class Match:
     image_id: str
     image_name: str
     relative_path: str
-    score: float
+    score: float  # the image similarity (CLIP cosine on Elasticsearch's scale), also for matches found by name
     sha256: str = ""
+    taken: str | None = None
+    taken_source: str = ""
+    matched: tuple[str, ...] = ("image",)  # which rankings found it: "image" (CLIP), "name" (path words)
+    also_at: tuple[str, ...] = ()  # other paths of byte-identical copies
 
     def as_json(self) -> dict:
         return {
@@ -71,4 +78,8 @@ class Match:
             "image_name": self.image_name,
             "relative_path": self.relative_path,
             "score": round(self.score, 6),
+            "matched": list(self.matched),
+            "also_at": list(self.also_at),
+            "taken": self.taken,
+            "taken_source": self.taken_source or None,
         }

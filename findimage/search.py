@@ -8,13 +8,17 @@ from pathlib import Path
 
 from . import backends
 from .backends import open_store
+from .dates import DateError, bound_start, check_range
 from .errors import check_image_model
+from .fusion import collapse_copies, fuse
 from .imaging import ImageError, prepare_bytes
+from .names import query_words
 from .records import Match, normalise_folder
-from .store import META_IMAGE_MODEL, Store
+from .store import META_IMAGE_MODEL, Store, default_num_candidates
 
 QUERY_DECODES = 2
-MAX_LOOKAHEAD = 4  # at most 4 x k matches are fetched to replace ones whose file has gone
+MAX_LOOKAHEAD = 4  # at most 4 x k matches are fetched to replace ones whose file has gone (or copies)
+FUSION_DEPTH = 50  # each ranking contributes at least this many to the fusion
 
 
 class QueryError(ValueError):
@@ -31,6 +35,25 @@ def clean_query(text: str | None, max_chars: int) -> str:
     return cleaned
 
 
+def date_bound(value: str | None) -> str | None:
+    """'2024', '2024-05', '2024-05-14' (or an ISO start as stored) -> the ISO start; QueryError if not a date."""
+    if value is None or "T" in value:
+        return value
+    try:
+        return bound_start(value)
+    except DateError as exc:
+        raise QueryError(str(exc)) from None
+
+
+def date_range(after: str | None, before: str | None) -> tuple[str | None, str | None]:
+    after, before = date_bound(after), date_bound(before)
+    try:
+        check_range(after, before)
+    except DateError as exc:
+        raise QueryError(str(exc)) from None
+    return after, before
+
+
 @dataclass
 class SearchResult:
     matches: list[Match]
@@ -38,11 +61,14 @@ class SearchResult:
     query_sha256: str | None = None
     weak_score: float = 0.0
     exact: set[str] = field(default_factory=set)  # image_ids byte-identical to the query image
+    after: str | None = None
+    before: str | None = None
 
     @property
     def uncertain(self) -> bool:
-        """Even the best match is weak: present the matches as guesses, not answers."""
-        return bool(self.matches) and self.matches[0].score < self.weak_score
+        """Even the best match is weak (and was not found by its name): guesses, not answers."""
+        return (bool(self.matches) and "name" not in self.matches[0].matched
+                and self.matches[0].score < self.weak_score)
 
 
 class Searcher:
@@ -68,12 +94,19 @@ class Searcher:
         the stores keep the answer until the index behind them changes)."""
         check_image_model(self.store.get_meta(META_IMAGE_MODEL), self.image_embedder.model_id)
 
-    def by_text(self, text: str, k: int | None = None, folder: str | None = None) -> SearchResult:
+    def by_text(self, text: str, k: int | None = None, folder: str | None = None, *,
+                after: str | None = None, before: str | None = None) -> SearchResult:
+        """Ranked by CLIP fused with the archive paths' words (unless FINDIMAGE_HYBRID=off); `after` and
+        `before` are dates as YYYY, YYYY-MM or YYYY-MM-DD (taken on or after / before their start)."""
         query = clean_query(text, self.settings.max_query_chars)
+        after, before = date_range(after, before)
         vector = self.text_embedder.embed_texts([query])[0]
-        return self._knn(vector, k, folder)
+        words = query_words(query) if getattr(self.settings, "hybrid", True) else []
+        return self._knn(vector, k, folder, after, before, words)
 
-    def by_image_bytes(self, data: bytes, k: int | None = None, folder: str | None = None) -> SearchResult:
+    def by_image_bytes(self, data: bytes, k: int | None = None, folder: str | None = None, *,
+                       after: str | None = None, before: str | None = None) -> SearchResult:
+        after, before = date_range(after, before)
         with self._decodes:
             image = prepare_bytes(data, max_pixels=self.settings.max_query_pixels).image
             # Down to the model's input size while still bounded: a 40-MP picture waiting for the model
@@ -82,12 +115,13 @@ class Searcher:
             if shrink is not None:
                 image = shrink(image)
         vector = self.image_embedder.embed_images([image])[0]
-        result = self._knn(vector, k, folder)
+        result = self._knn(vector, k, folder, after, before)
         result.query_sha256 = hashlib.sha256(data).hexdigest()
         result.exact = {m.image_id for m in result.matches if m.sha256 == result.query_sha256}
         return result
 
-    def by_image_file(self, path: str | Path, k: int | None = None, folder: str | None = None) -> SearchResult:
+    def by_image_file(self, path: str | Path, k: int | None = None, folder: str | None = None, *,
+                      after: str | None = None, before: str | None = None) -> SearchResult:
         path = Path(path)
         if not path.is_file():
             raise QueryError(f"No image file at {path}.")
@@ -95,7 +129,7 @@ class Searcher:
             data = path.read_bytes()
         except OSError as exc:
             raise ImageError(f"cannot read {path}: {exc.strerror}") from None
-        return self.by_image_bytes(data, k, folder)
+        return self.by_image_bytes(data, k, folder, after=after, before=before)
 
     def by_image_id(self, image_id: str, k: int | None = None, folder: str | None = None,
                     skip: int = 0) -> SearchResult:
@@ -111,20 +145,32 @@ class Searcher:
         result.exact = {m.image_id for m in result.matches if m.sha256 == doc.sha256}
         return result
 
-    def _knn(self, vector, k: int | None, folder: str | None) -> SearchResult:
+    def _knn(self, vector, k: int | None, folder: str | None, after: str | None = None,
+             before: str | None = None, words: list[str] | None = None) -> SearchResult:
         k = k or self.settings.top_k
         folder = normalise_folder(folder)
         asked = k
-        found = self.store.knn(vector, asked, self.settings.num_candidates, folder)
-        present = self._on_disk(found)
+        found = self._ranked(vector, asked, folder, after, before, words)
+        shown = collapse_copies(self._on_disk(found))
         # Files deleted since the last pass (or kept by a refused mass removal) are left out and the
-        # next matches move up: an answer never offers a file that cannot be shown.
-        while len(present) < k and len(found) == asked and asked < k * MAX_LOOKAHEAD:
-            asked = min(k * MAX_LOOKAHEAD, asked + 2 * (len(found) - len(present)))
-            found = self.store.knn(vector, asked, self.settings.num_candidates, folder)
-            present = self._on_disk(found)
+        # next matches move up: an answer never offers a file that cannot be shown. Copies of one
+        # picture count once, so k results are k different pictures.
+        while len(shown) < k and len(found) >= asked and asked < k * MAX_LOOKAHEAD:
+            asked = min(k * MAX_LOOKAHEAD, asked + 2 * max(1, k - len(shown)))
+            found = self._ranked(vector, asked, folder, after, before, words)
+            shown = collapse_copies(self._on_disk(found))
         self.check_model()  # again after the search: a rebuild may have swapped the index meanwhile
-        return SearchResult(present[:k], folder, weak_score=self.settings.weak_score)
+        return SearchResult(shown[:k], folder, weak_score=self.settings.weak_score, after=after, before=before)
+
+    def _ranked(self, vector, asked: int, folder, after, before, words) -> list[Match]:
+        if not words:
+            return self.store.knn(vector, asked, self.settings.num_candidates, folder, after=after, before=before)
+        depth = max(2 * asked, FUSION_DEPTH)
+        # At least the candidates pure CLIP would consider, so a query matching no name ranks exactly as
+        # pure CLIP does.
+        candidates = max(depth, self.settings.num_candidates or default_num_candidates(asked))
+        by_image, by_name = self.store.hybrid(vector, words, depth, candidates, folder, after, before)
+        return fuse(by_image, by_name)[:asked]
 
     def _on_disk(self, matches: list[Match]) -> list[Match]:
         archive = Path(self.settings.archive)

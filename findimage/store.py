@@ -30,7 +30,18 @@ class Store(Protocol):
     def count(self) -> int: ...
 
     def knn(self, vector: np.ndarray, k: int, num_candidates: int | None = None,
-            folder: str | None = None) -> list[Match]: ...
+            folder: str | None = None, after: str | None = None, before: str | None = None) -> list[Match]:
+        """The k nearest images; `after`/`before` are ISO starts (taken on or after / strictly before)."""
+
+    def hybrid(self, vector: np.ndarray, words: Sequence[str], k: int, num_candidates: int | None = None,
+               folder: str | None = None, after: str | None = None,
+               before: str | None = None) -> tuple[list[Match], list[Match]]:
+        """(CLIP ranking, path-word BM25 ranking), each of at most k, under the same filters; matches
+        found by name carry their CLIP score too (findimage.fusion combines the two)."""
+
+    def add_dates(self, dates: Sequence[tuple[str, str, str, str]]) -> None:
+        """(image_id, relative_path, taken, taken_source) for documents indexed before dates and path
+        words were kept; vectors stay untouched."""
 
     def file_states(self) -> dict[str, FileState]:
         """Every document's file state, keyed by relative path."""

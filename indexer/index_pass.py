@@ -17,6 +17,7 @@ from functools import partial
 import numpy as np
 from tqdm import tqdm
 
+from findimage.dates import taken_of_file
 from findimage.errors import StoreError, check_image_model
 from findimage.records import FileState, ImageDoc, image_id_for
 from findimage.store import META_IMAGE_MODEL, META_LAST_PASS, META_TEXT_MODEL, Store
@@ -56,6 +57,7 @@ class PassSummary:
     kept_unlisted: int = 0  # documents under folders that could not be listed: kept
     removal_refused: int = 0  # removals held back (mass removal not confirmed)
     removal_sentence: str = ""
+    upgraded: int = 0  # documents of an earlier version given dates and path words (no model call)
 
     @property
     def images_per_second(self) -> float:
@@ -71,6 +73,8 @@ class PassSummary:
             text += f"; kept {self.kept_unlisted} document(s) under folders that could not be listed"
         if self.removal_refused:
             text += f"; {self.removal_refused} removal(s) refused"
+        if self.upgraded:
+            text += f"; upgraded {self.upgraded} document(s) with dates and name words (no re-embedding)"
         return text
 
     def to_json(self) -> str:
@@ -97,6 +101,7 @@ class IndexPass:
         self.max_pixels = max_pixels
         self.summary = PassSummary()
         self._moved_ids: set[str] = set()
+        self._outdated: list[tuple[ArchiveFile, FileState]] = []  # unchanged, but indexed without a date
         self._rejected_by_store: set[str] = set()
 
     def run(self) -> PassSummary:
@@ -113,6 +118,7 @@ class IndexPass:
             self.store.begin_rebuild()
         candidates = self._candidates(scan.files, stored)
         self._index(candidates, stored, gone)
+        self._upgrade()
         # From here on every store call is retried while the store is down: the work is done, keep it.
         self._remove(gone, len(stored))
         retry_while_unavailable(lambda: self.store.set_meta(META_IMAGE_MODEL, self.embedder.model_id))
@@ -177,6 +183,8 @@ class IndexPass:
             state = stored.get(path)
             if state and state.size == file.size and state.mtime == file.mtime:
                 self.summary.unchanged += 1
+                if not state.taken_source:
+                    self._outdated.append((file, state))
             elif self.state.known_failure(path, file.size, file.mtime):
                 self.summary.known_failed += 1
             else:
@@ -198,6 +206,19 @@ class IndexPass:
     def _still_there(scan: Scan, path: str, failed: FailedFile) -> bool:
         file = scan.files.get(path)
         return file is not None and file.size == failed.size and file.mtime == failed.mtime
+
+    # ---- upgrading documents of an earlier version --------------------------------------------------
+    def _upgrade(self, batch_size: int = 500) -> None:
+        """Dates (from file headers) and path words for unchanged documents that have none: no decode,
+        no model call, vectors untouched."""
+        for start in range(0, len(self._outdated), batch_size):
+            chunk = self._outdated[start:start + batch_size]
+            with ThreadPoolExecutor(max_workers=4, thread_name_prefix="header") as pool:
+                taken = list(pool.map(lambda item: taken_of_file(item[0].path, item[0].mtime), chunk))
+            dates = [(state.image_id, file.relative_path, iso, source)
+                     for (file, state), (iso, source) in zip(chunk, taken)]
+            retry_while_unavailable(lambda: self.store.add_dates(dates))
+            self.summary.upgraded += len(dates)
 
     # ---- embedding and writing ------------------------------------------------------------------
     def _index(self, candidates: list[ArchiveFile], stored: dict[str, FileState], gone: list[FileState]) -> None:
@@ -279,4 +300,5 @@ class IndexPass:
             image_id=image_id_for(file.relative_path), image_name=file.path.name,
             relative_path=file.relative_path, image_embedding=np.asarray(vector, dtype=np.float32),
             sha256=item.sha256, size=file.size, mtime=file.mtime, width=item.prepared.width,
-            height=item.prepared.height, indexed_at=time.time(), model_id=self.embedder.model_id)
+            height=item.prepared.height, indexed_at=time.time(), model_id=self.embedder.model_id,
+            taken=item.taken[0] or None, taken_source=item.taken[1])

@@ -2,12 +2,16 @@
 from __future__ import annotations
 
 import hashlib
+import io
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Iterable, Iterator
 
-from findimage.imaging import DRAFT_MIN_SIDE, ImageError, Prepared, prepare_bytes
+from PIL import Image
+
+from findimage.dates import taken_of
+from findimage.imaging import DRAFT_MIN_SIDE, FORMATS, ImageError, Prepared, prepare_bytes
 
 from .scan import ArchiveFile
 
@@ -20,6 +24,7 @@ class Loaded:
     sha256: str = ""
     prepared: Prepared | None = None
     error: str | None = None
+    taken: tuple[str, str] = ("", "")  # (ISO 8601, source): when the photo was taken, see findimage.dates
 
 
 def read_and_decode(file: ArchiveFile, embedder=None, max_pixels: int | None = None) -> Loaded:
@@ -38,7 +43,19 @@ def read_and_decode(file: ArchiveFile, embedder=None, max_pixels: int | None = N
             loaded.prepared.image = shrink(loaded.prepared.image)
     except ImageError as exc:
         loaded.error = str(exc)
+        return loaded
+    loaded.taken = taken_of(_header(data), file.mtime)
     return loaded
+
+
+def _header(data: bytes) -> Image.Image | None:
+    """The file opened again for its EXIF only (the decoded picture above has had its orientation
+    applied, which rewrites EXIF); opening reads the header, no pixels."""
+    try:
+        image = Image.open(io.BytesIO(data), formats=FORMATS)
+    except Exception:  # noqa: BLE001 - it decoded above; a header that fails now just means no EXIF date
+        return None
+    return image
 
 
 def prefetched(pool: ThreadPoolExecutor, files: list[ArchiveFile], lookahead: int, decode) -> Iterator[Loaded]:

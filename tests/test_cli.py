@@ -38,7 +38,7 @@ def test_text_search_prints_rank_score_and_path(indexed, capsys):
     code, out, _ = run(capsys, "search", "ein", "schneebedeckter", "Berg", "-k", "3")
     lines = [line for line in out.splitlines() if not line.startswith("(uncertain")]
     assert code == 0 and len(lines) == 3
-    ranks, scores, paths = zip(*(line.split() for line in lines))
+    ranks, scores, paths = zip(*(line.split()[:3] for line in lines))
     assert ranks == ("1", "2", "3")
     assert all(0 <= float(s) <= 1 for s in scores) and list(scores) == sorted(scores, reverse=True)
     assert all((indexed / p).is_file() for p in paths)

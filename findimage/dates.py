@@ -1,0 +1,95 @@
+"""When a photo was taken (from its EXIF header, else the file's modification time), and date filters.
+
+Dates are kept as naive local ISO 8601 text ('2024-06-14T18:03:00'): EXIF has no time zone, and text in
+this one format sorts and compares like the dates it stands for, in SQLite and in Elasticsearch alike.
+"""
+from __future__ import annotations
+
+import re
+from datetime import date, datetime, timedelta
+
+from PIL import Image
+
+EXIF_IFD = 0x8769
+DATE_TIME_ORIGINAL, DATE_TIME_DIGITIZED, DATE_TIME = 0x9003, 0x9004, 0x0132
+SOURCES = ("exif_original", "exif_digitized", "exif_datetime", "mtime")
+EARLIEST_YEAR = 1900
+_EXIF_DATE = re.compile(r"^\s*(\d{4})[:\-](\d{2})[:\-](\d{2})(?:[ T](\d{2}):(\d{2})(?::(\d{2}))?)?")
+_BOUND = re.compile(r"^(\d{4})(?:-(\d{1,2})(?:-(\d{1,2}))?)?$")
+
+
+class DateError(ValueError):
+    """A date filter that is not a date; the message shows the forms that work."""
+
+
+def iso(moment: datetime) -> str:
+    return moment.replace(microsecond=0).isoformat()
+
+
+def parse_exif_date(raw) -> datetime | None:
+    """'2024:06:14 18:03:00' -> datetime; None for blanks, garbage, year 0000, before 1900 or in the future."""
+    if isinstance(raw, bytes):
+        raw = raw.decode("ascii", "replace")
+    if not isinstance(raw, str):
+        return None
+    found = _EXIF_DATE.match(raw.strip("\x00"))
+    if not found:
+        return None
+    try:
+        moment = datetime(*(int(part or 0) for part in found.groups()))
+    except ValueError:  # month 13, February 30th, hour 25
+        return None
+    if moment.year < EARLIEST_YEAR or moment > datetime.now() + timedelta(days=1):
+        return None
+    return moment
+
+
+def exif_taken(image: Image.Image) -> tuple[str, str] | None:
+    """(iso, source) from an opened image's EXIF, best tag first; None if it carries no usable date.
+
+    Only the header is read: Pillow parses EXIF without decoding pixels."""
+    try:
+        exif = image.getexif()
+        sub = exif.get_ifd(EXIF_IFD)
+    except Exception:  # noqa: BLE001 - a mangled EXIF block must never cost the file, only its date
+        return None
+    for raw, source in ((sub.get(DATE_TIME_ORIGINAL), "exif_original"),
+                        (sub.get(DATE_TIME_DIGITIZED), "exif_digitized"), (exif.get(DATE_TIME), "exif_datetime")):
+        moment = parse_exif_date(raw)
+        if moment is not None:
+            return iso(moment), source
+    return None
+
+
+def taken_of(image: Image.Image | None, mtime: float) -> tuple[str, str]:
+    """When the photo was taken and where that came from; the file's modification time as the last resort."""
+    found = exif_taken(image) if image is not None else None
+    return found or (iso(datetime.fromtimestamp(mtime)), "mtime")
+
+
+def taken_of_file(path, mtime: float) -> tuple[str, str]:
+    """The same from a file, reading only its header (for indexes made before dates were kept)."""
+    try:
+        with Image.open(path) as image:
+            return taken_of(image, mtime)
+    except Exception:  # noqa: BLE001 - unreadable now: its modification time still says something
+        return taken_of(None, mtime)
+
+
+def bound_start(text: str, option: str = "after") -> str:
+    """'2024', '2024-05' or '2024-05-14' -> the ISO start of that year, month or day."""
+    found = _BOUND.match(text.strip())
+    example = f"{option} 2024-05" if option.startswith("--") else f"{option}:2024-05"
+    try:
+        if not found:
+            raise ValueError
+        year, month, day = int(found.group(1)), int(found.group(2) or 1), int(found.group(3) or 1)
+        return date(year, month, day).isoformat() + "T00:00:00"
+    except ValueError:
+        raise DateError(f"{text!r} is not a date: use YYYY, YYYY-MM or YYYY-MM-DD, e.g. {example}.") from None
+
+
+def check_range(after: str | None, before: str | None) -> None:
+    if after and before and after >= before:
+        raise DateError(f"Nothing is both on or after {after[:10]} and before {before[:10]}: "
+                        "the after date must come first, e.g. after 2024-05 before 2024-07.")

@@ -1,0 +1,97 @@
+"""The embedded store's tables beyond the vectors: the path-word (FTS5) table, dates, filters, migration.
+
+Schema 2 added `taken`/`taken_source` columns and the `names` table. A database made before opens
+migrated in one transaction (path words filled from relative_path); its dates stay empty until the next
+indexing pass reads them from the files' headers, without embedding anything again.
+"""
+from __future__ import annotations
+
+import sqlite3
+from typing import Sequence
+
+from .names import name_words
+
+SCHEMA_VERSION = "2"
+META_SCHEMA = "schema_version"
+
+# unicode61 with remove_diacritics 2 folds what findimage.names leaves (it already lowercases and strips
+# accents), so words typed into SQLite by hand match too.
+NAMES_TABLE = ("CREATE VIRTUAL TABLE IF NOT EXISTS names USING fts5(words, "
+               "tokenize='unicode61 remove_diacritics 2')")
+
+
+def migrate(db: sqlite3.Connection) -> None:
+    """Bring an older database to schema 2; several processes opening it at once migrate it once."""
+    if _schema(db) == SCHEMA_VERSION:
+        return
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        if _schema(db) != SCHEMA_VERSION:
+            columns = {row[1] for row in db.execute("PRAGMA table_info(images)")}
+            for column in ("taken", "taken_source"):
+                if column not in columns:
+                    db.execute(f"ALTER TABLE images ADD COLUMN {column} TEXT")
+            db.execute("CREATE INDEX IF NOT EXISTS images_taken ON images(taken)")
+            db.execute(NAMES_TABLE)
+            db.execute("DELETE FROM names")
+            rows = db.execute("SELECT slot, relative_path FROM images").fetchall()
+            db.executemany("INSERT INTO names(rowid, words) VALUES(?, ?)",
+                           [(slot, name_words(path)) for slot, path in rows])
+            db.execute("INSERT INTO meta(key, value) VALUES(?, ?) ON CONFLICT(key) DO UPDATE SET "
+                       "value=excluded.value", (META_SCHEMA, SCHEMA_VERSION))
+        db.execute("COMMIT")
+    except BaseException:
+        if db.in_transaction:
+            db.execute("ROLLBACK")
+        raise
+
+
+def _schema(db: sqlite3.Connection) -> str | None:
+    row = db.execute("SELECT value FROM meta WHERE key=?", (META_SCHEMA,)).fetchone()
+    return row[0] if row else None
+
+
+def write_names(db: sqlite3.Connection, paths_by_id: Sequence[tuple[str, str]]) -> None:
+    """(image_id, relative_path) rows' words, replacing what their slots held (inside the caller's transaction)."""
+    db.executemany("DELETE FROM names WHERE rowid = (SELECT slot FROM images WHERE image_id=?)",
+                   [(image_id,) for image_id, _ in paths_by_id])
+    db.executemany("INSERT INTO names(rowid, words) SELECT slot, ? FROM images WHERE image_id=?",
+                   [(name_words(path), image_id) for image_id, path in paths_by_id])
+
+
+def forget_names(db: sqlite3.Connection, marks: str, ids: Sequence[str]) -> None:
+    db.execute(f"DELETE FROM names WHERE rowid IN (SELECT slot FROM images WHERE image_id IN ({marks}))", ids)
+
+
+def filter_sql(folder: str | None, after: str | None, before: str | None, table: str = "images") -> tuple[str, list]:
+    """A WHERE clause (or '') and its parameters for the folder and date filters."""
+    clauses, params = [], []
+    if folder is not None:
+        # Paths under "a/b" sort between "a/b/" and "a/b0" ('0' follows '/'), so the unique index serves it.
+        clauses.append(f"{table}.relative_path >= ? AND {table}.relative_path < ?")
+        params += [folder + "/", folder + "0"]
+    if after is not None:
+        clauses.append(f"{table}.taken >= ?")
+        params.append(after)
+    if before is not None:
+        clauses.append(f"{table}.taken < ?")
+        params.append(before)
+    return (" AND ".join(clauses), params)
+
+
+def match_expression(words: Sequence[str]) -> str:
+    """FTS5 query: any of the words (each quoted, so no word is read as an operator)."""
+    return " OR ".join('"' + w.replace('"', '""') + '"' for w in words)
+
+
+def name_ranking(db: sqlite3.Connection, words: Sequence[str], limit: int, folder: str | None,
+                 after: str | None, before: str | None) -> list[int]:
+    """Slots whose path words match, best BM25 first, within the filters."""
+    if not words:
+        return []
+    where, params = filter_sql(folder, after, before)
+    rows = db.execute(
+        "SELECT names.rowid FROM names JOIN images ON images.slot = names.rowid WHERE names MATCH ? "
+        f"{'AND ' + where if where else ''} ORDER BY bm25(names), images.relative_path LIMIT ?",
+        [match_expression(words), *params, limit]).fetchall()
+    return [r[0] for r in rows]

@@ -1,0 +1,73 @@
+"""Elasticsearch request bodies and hit parsing: the kNN search, the path-word (BM25) search, filters.
+
+Text queries send both searches in one `_msearch` and fuse the rankings client-side (findimage.fusion):
+Elasticsearch's own RRF needs a paid license, this works on basic.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+from .records import Match
+from .store import default_num_candidates
+
+MATCH_FIELDS = ["image_id", "image_name", "relative_path", "sha256", "taken", "taken_source"]
+
+# Fields added after the first release: new indices get them from the mapping, older ones through
+# put_mapping when the indexer opens them (adding fields never needs a reindex).
+NEW_FIELDS = {
+    # findimage.names already lowercases and strips accents on both sides, so the standard analyzer
+    # (standard tokenizer + lowercase) sees what asciifolding would leave, and an existing index can
+    # take the field without being closed to define an analyzer.
+    "name_words": {"type": "text", "analyzer": "standard"},
+    "taken": {"type": "date", "format": "strict_date_hour_minute_second||strict_date_optional_time"},
+    "taken_source": {"type": "keyword"},
+}
+
+# The CLIP score of a hit found by name, on the kNN scale ((1 + cos) / 2). Painless, so basic licenses run it;
+# the query vector is sent normalised, the stored one is divided by its magnitude.
+COSINE_SCRIPT = ("float[] v = doc['image_embedding'].vectorValue; double dot = 0; "
+                 "for (int i = 0; i < v.length; i++) { dot += v[i] * params.q[i]; } "
+                 "return (1.0 + dot / doc['image_embedding'].magnitude) / 2.0;")
+
+
+def filters(folder: str | None, after: str | None, before: str | None) -> list[dict]:
+    found: list[dict] = []
+    if folder is not None:
+        found.append({"prefix": {"relative_path": folder + "/"}})
+    dates = {op: value for op, value in (("gte", after), ("lt", before)) if value is not None}
+    if dates:
+        found.append({"range": {"taken": dates}})
+    return found
+
+
+def knn_body(vector: np.ndarray, k: int, num_candidates: int | None, filter_: list[dict]) -> dict:
+    k = min(k, 10_000)
+    knn = {"field": "image_embedding", "query_vector": np.asarray(vector, dtype=float).tolist(), "k": k,
+           "num_candidates": min(10_000, max(k, num_candidates or default_num_candidates(k)))}
+    if filter_:
+        knn["filter"] = filter_
+    return {"knn": knn, "size": k, "_source": MATCH_FIELDS}
+
+
+def names_body(vector: np.ndarray, words: Sequence[str], k: int, filter_: list[dict]) -> dict:
+    unit = np.asarray(vector, dtype=float)
+    unit = unit / (np.linalg.norm(unit) or 1.0)
+    return {
+        "query": {"bool": {"must": [{"match": {"name_words": {"query": " ".join(words), "operator": "or"}}}],
+                           "filter": filter_}},
+        "size": min(k, 10_000), "_source": MATCH_FIELDS,
+        "sort": [{"_score": "desc"}, {"relative_path": "asc"}],
+        "script_fields": {"clip": {"script": {"source": COSINE_SCRIPT, "params": {"q": unit.tolist()}}}},
+    }
+
+
+def matches(hits: list[dict], score_field: str | None = None) -> list[Match]:
+    found = []
+    for h in hits:
+        s = h["_source"]
+        score = float(h["fields"][score_field][0]) if score_field else float(h["_score"])
+        found.append(Match(s["image_id"], s["image_name"], s["relative_path"], score, s.get("sha256", ""),
+                           s.get("taken"), s.get("taken_source") or ""))
+    return found

@@ -1,0 +1,44 @@
+"""Combining rankings: reciprocal rank fusion of the CLIP and the path-word rankings, and identical copies
+shown once."""
+from __future__ import annotations
+
+import dataclasses
+from typing import Sequence
+
+from .records import Match
+
+RRF_K = 60  # the constant of Cormack et al.: a lower rank adds little, so neither ranking dominates
+
+
+def fuse(by_image: Sequence[Match], by_name: Sequence[Match], k: int = RRF_K) -> list[Match]:
+    """Matches ordered by sum(1 / (k + rank)) over the rankings that found them, each marked with those
+    rankings. Without name matches this is the CLIP ranking itself; ties keep the CLIP order first."""
+    fused: dict[str, float] = {}
+    first: dict[str, Match] = {}
+    signals: dict[str, list[str]] = {}
+    for signal, ranking in (("image", by_image), ("name", by_name)):
+        for rank, match in enumerate(ranking, 1):
+            fused[match.image_id] = fused.get(match.image_id, 0.0) + 1.0 / (k + rank)
+            first.setdefault(match.image_id, match)
+            signals.setdefault(match.image_id, []).append(signal)
+    order = sorted(fused, key=lambda image_id: -fused[image_id])  # stable: equal sums keep insertion order
+    return [dataclasses.replace(first[i], matched=tuple(signals[i])) for i in order]
+
+
+def collapse_copies(matches: Sequence[Match]) -> list[Match]:
+    """Byte-identical files (same sha256) as one result at the best-ranked path, the others in `also_at`:
+    k results are k different pictures."""
+    kept: list[Match] = []
+    by_sha: dict[str, int] = {}
+    for match in matches:
+        where = by_sha.get(match.sha256) if match.sha256 else None
+        if where is None:
+            if match.sha256:
+                by_sha[match.sha256] = len(kept)
+            kept.append(match)
+            continue
+        best = kept[where]
+        signals = tuple(dict.fromkeys(best.matched + match.matched))
+        kept[where] = dataclasses.replace(best, matched=signals,
+                                          also_at=best.also_at + (match.relative_path, *match.also_at))
+    return kept

@@ -1,0 +1,48 @@
+"""The words of an archive path (folders and file name) as people remember them, for keyword search.
+
+Both stores index these words and queries are cut the same way, so `Kundenbesuch_Bosch_03.jpg` is found
+by "bosch", `2024-06 Sommerfest/` by "sommerfest" or "2024", and `Ärger.jpg` by "ärger" or "arger".
+"""
+from __future__ import annotations
+
+import posixpath
+import re
+import unicodedata
+
+# Names cameras and phones give every file: they say nothing about the picture.
+CAMERA_NOISE = {"img", "dsc", "dscn", "dscf", "pxl", "mvimg", "dcim", "vid", "pano", "burst"}
+
+# Runs of letters or of digits; camelCase is split before (a lowercase letter followed by an uppercase one,
+# and an acronym followed by a word: "HTMLPage" -> "HTML Page").
+_TOKEN = re.compile(r"[^\W\d_]+|\d+")
+_CAMEL = re.compile(r"(?<=[^\W\d_])(?=[^\W\d_])(?:(?<=[a-zß-öø-ÿ])(?=[A-ZÀ-ÖØ-Þ])|(?<=[A-ZÀ-ÖØ-Þ])(?=[A-ZÀ-ÖØ-Þ][a-zß-öø-ÿ]))")
+
+
+def fold(word: str) -> str:
+    """Lowercase without accents: 'Ärger' -> 'arger', 'Straße' -> 'strasse'."""
+    decomposed = unicodedata.normalize("NFKD", word.casefold())
+    return "".join(c for c in decomposed if not unicodedata.combining(c))
+
+
+def words(text: str) -> list[str]:
+    """Folded words of free text: split at anything not a letter or digit, at camelCase and between
+    letters and digits; camera prefixes and single letters dropped, numbers kept."""
+    found = []
+    for token in _TOKEN.findall(_CAMEL.sub(" ", text)):
+        word = fold(token)
+        if word in CAMERA_NOISE or (len(word) == 1 and not word.isdigit()):
+            continue
+        found.append(word)
+    return found
+
+
+def name_words(relative_path: str) -> str:
+    """The words of a relative path, space separated, without the file's extension."""
+    folder, name = posixpath.split(relative_path.replace("\\", "/"))
+    stem = posixpath.splitext(name)[0] if not name.startswith(".") else name
+    return " ".join(words(f"{folder} {stem}"))
+
+
+def query_words(text: str) -> list[str]:
+    """The distinct words of a query, in order, as names were cut into words."""
+    return list(dict.fromkeys(words(text)))
