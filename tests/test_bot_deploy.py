@@ -155,10 +155,15 @@ def test_the_manifest_declares_the_command_scopes_events_and_socket_mode_flag():
     assert command["command"] == "/findimage" and command["url"].endswith("/slack/events")
     assert set(manifest["oauth_config"]["scopes"]["bot"]) == {
         "commands", "chat:write", "files:read", "files:write", "channels:history", "groups:history",
-        "channels:read", "groups:read", "im:read", "mpim:read"}
+        "channels:read", "groups:read", "im:read", "mpim:read", "im:write"}
     events = manifest["settings"]["event_subscriptions"]
     assert events["request_url"].endswith("/slack/events")
-    assert set(events["bot_events"]) == {"message.channels", "message.groups"}
+    assert set(events["bot_events"]) == {"message.channels", "message.groups", "app_home_opened"}
+    interactivity = manifest["settings"]["interactivity"]
+    assert interactivity["is_enabled"] is True and interactivity["request_url"] == events["request_url"]
+    (shortcut,) = manifest["features"]["shortcuts"]
+    assert (shortcut["type"], shortcut["callback_id"]) == ("message", "find_similar")
+    assert manifest["features"]["app_home"]["home_tab_enabled"] is True
     assert manifest["settings"]["socket_mode_enabled"] is False
     assert 175 <= len(manifest["display_information"]["long_description"]) <= 4000
 
