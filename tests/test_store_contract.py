@@ -40,9 +40,11 @@ def unit(*components: float) -> np.ndarray:
     return v / np.linalg.norm(v)
 
 
-def doc(path: str, vector: np.ndarray, sha: str | None = None, model: str = "m1") -> ImageDoc:
+def doc(path: str, vector: np.ndarray, sha: str | None = None, model: str = "m1", taken: str | None = None,
+        taken_source: str = "") -> ImageDoc:
     return ImageDoc(image_id_for(path), path.rsplit("/", 1)[-1], path, vector, sha or f"sha-{path}", 1234,
-                    1700000000.5, 640, 480, time.time(), model)
+                    1700000000.5, 640, 480, time.time(), model, taken,
+                    taken_source or ("exif_original" if taken else ""))
 
 
 def test_upsert_then_get_returns_the_document(store):
@@ -123,3 +125,78 @@ def test_many_documents_in_batches(store):
     exact = np.argsort(-(vectors @ vectors[42]))[:10]
     found = [int(m.relative_path.split("/")[1].split(".")[0]) for m in store.knn(vectors[42], k=10)]
     assert found[0] == 42 and len(set(found) & set(exact.tolist())) >= 9
+
+
+NAMED = ["2024-06 Sommerfest/crowd-01.jpg", "2024-06 Sommerfest/stage.jpg", "Kunden/Kundenbesuch_Bosch_03.jpg",
+         "Messe Hannover 2023/hall.jpg", "Messe Hannover 2023/Sommerfest-poster.jpg", "misc/Ärger.jpg",
+         "misc/bosch-und-siemens.jpg", "misc/tree.jpg"]
+
+
+def named_archive(store) -> dict[str, np.ndarray]:
+    vectors = {path: unit(*np.random.default_rng(i).standard_normal(8)) for i, path in enumerate(NAMED)}
+    store.upsert([doc(path, vector) for path, vector in vectors.items()])
+    store.checkpoint()
+    return vectors
+
+
+def paths(matches) -> list[str]:
+    return [m.relative_path for m in matches]
+
+
+def test_hybrid_ranks_path_words_by_bm25_beside_the_clip_ranking(store):
+    vectors = named_archive(store)
+    by_image, by_name = store.hybrid(unit(1, 0), ["bosch"], k=10)
+    assert paths(by_image) == paths(store.knn(unit(1, 0), k=10))
+    assert set(paths(by_name)) == {"Kunden/Kundenbesuch_Bosch_03.jpg", "misc/bosch-und-siemens.jpg"}
+    for match in by_name:  # a name match carries its CLIP score, for display
+        cosine = float(vectors[match.relative_path] @ unit(1, 0))
+        assert match.score == pytest.approx((1 + cosine) / 2, abs=0.01)
+    _, by_name = store.hybrid(unit(1, 0), ["sommerfest"], k=10)
+    assert set(paths(by_name)) == {"2024-06 Sommerfest/crowd-01.jpg", "2024-06 Sommerfest/stage.jpg",
+                                   "Messe Hannover 2023/Sommerfest-poster.jpg"}
+    assert paths(store.hybrid(unit(1, 0), ["arger"], k=10)[1]) == ["misc/Ärger.jpg"]
+    assert store.hybrid(unit(1, 0), ["xyzzy"], k=10)[1] == []
+
+
+def test_hybrid_applies_the_folder_filter_to_both_rankings(store):
+    named_archive(store)
+    by_image, by_name = store.hybrid(unit(1, 0), ["sommerfest"], k=10, folder="Messe Hannover 2023")
+    assert set(paths(by_image)) == {"Messe Hannover 2023/hall.jpg", "Messe Hannover 2023/Sommerfest-poster.jpg"}
+    assert paths(by_name) == ["Messe Hannover 2023/Sommerfest-poster.jpg"]
+
+
+def test_names_follow_updates_and_deletes(store):
+    named_archive(store)
+    store.delete([image_id_for("Kunden/Kundenbesuch_Bosch_03.jpg")])
+    store.upsert([doc("misc/bosch-und-siemens.jpg", unit(0, 1), sha="new")])
+    assert paths(store.hybrid(unit(1, 0), ["bosch"], k=10)[1]) == ["misc/bosch-und-siemens.jpg"]
+    assert paths(store.hybrid(unit(1, 0), ["kundenbesuch"], k=10)[1]) == []
+
+
+def test_date_filters_apply_inside_the_search(store):
+    store.upsert([doc("may.jpg", unit(1, 0.5), taken="2024-05-31T23:59:59"),
+                  doc("june.jpg", unit(1, 0.9), taken="2024-06-01T00:00:00"),
+                  doc("july.jpg", unit(1, 0), taken="2024-07-01T00:00:00"),
+                  doc("undated.jpg", unit(1, 0.1))])
+    june, july = "2024-06-01T00:00:00", "2024-07-01T00:00:00"
+    assert paths(store.knn(unit(1, 0), k=1, after=june)) == ["july.jpg"]
+    assert paths(store.knn(unit(1, 0), k=1, after=june, before=july)) == ["june.jpg"]
+    assert paths(store.knn(unit(1, 0), k=10, before=june)) == ["may.jpg"]
+    found = store.knn(unit(1, 0), k=10, after="2024-01-01T00:00:00")
+    assert paths(found) == ["july.jpg", "may.jpg", "june.jpg"]
+    assert (found[0].taken, found[0].taken_source) == ("2024-07-01T00:00:00", "exif_original")
+    by_image, by_name = store.hybrid(unit(1, 0), ["may", "june"], k=10, before=july)
+    assert set(paths(by_image)) == {"may.jpg", "june.jpg"} and set(paths(by_name)) == {"may.jpg", "june.jpg"}
+    assert paths(store.hybrid(unit(1, 0), ["july"], k=10, before=july)[1]) == []
+
+
+def test_add_dates_upgrades_documents_without_touching_vectors(store):
+    store.upsert([doc("old/Sommerfest.jpg", unit(1, 0))])
+    assert store.file_states()["old/Sommerfest.jpg"].taken_source == ""
+    store.add_dates([(image_id_for("old/Sommerfest.jpg"), "old/Sommerfest.jpg", "2024-06-14T18:03:00", "mtime")])
+    got = store.get(image_id_for("old/Sommerfest.jpg"))
+    assert (got.taken, got.taken_source) == ("2024-06-14T18:03:00", "mtime")
+    assert np.allclose(got.image_embedding, unit(1, 0), atol=1e-6)
+    assert store.file_states()["old/Sommerfest.jpg"].taken_source == "mtime"
+    assert paths(store.knn(unit(1, 0), k=5, after="2024-06-01T00:00:00")) == ["old/Sommerfest.jpg"]
+    assert paths(store.hybrid(unit(1, 0), ["sommerfest"], k=5)[1]) == ["old/Sommerfest.jpg"]
