@@ -1,9 +1,11 @@
-"""What a user typed after `/findimage`: the description to look for plus the options `k=N` and `in:<folder>`."""
+"""What a user typed after `/findimage`: the description to look for plus the options `k=N`, `in:<folder>`,
+`after:<date>` and `before:<date>`."""
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
 
+from findimage.dates import DateError, bound_start, check_range
 from findimage.records import normalise_folder
 
 # Slack shows at most 10 files in one message, and a reply longer than that is a wall, not an answer.
@@ -13,6 +15,7 @@ HELP_WORDS = {"", "help", "-h", "--help", "?", "hilfe", "aide", "ayuda"}
 _K_OPTION = re.compile(r"^k=(.*)$", re.IGNORECASE)
 # in:events/2024, in:"Summer party" or in:“Summer party” (Slack turns typed quotes into curly ones)
 _IN_OPTION = re.compile(r'(?<!\S)in:(?:"([^"]*)"|“([^”]*)”|(\S+))', re.IGNORECASE)
+_DATE_OPTION = re.compile(r"^(after|before):(.*)$", re.IGNORECASE)
 
 
 class OptionError(ValueError):
@@ -24,6 +27,8 @@ class TextQuery:
     text: str
     k: int
     folder: str | None = None
+    after: str | None = None  # as typed (YYYY, YYYY-MM or YYYY-MM-DD): taken on or after its start
+    before: str | None = None  # taken before its start
 
 
 def escape(text: str) -> str:
@@ -45,10 +50,39 @@ def parse_command_text(raw: str | None, default_k: int) -> TextQuery:
     text = unescape_slack(raw or "")
     folder, text = _take_folder(text)
     k, words = _take_k(text.split(), min(default_k, MAX_K))
+    dates, words = _take_dates(words)
     if not words:
         raise OptionError("Add what to look for after the options, e.g. "
                           "`/findimage in:events/2024 k=8 stage with red lights`.")
-    return TextQuery(" ".join(words), k, folder)
+    return TextQuery(" ".join(words), k, folder, dates.get("after"), dates.get("before"))
+
+
+def _take_dates(words: list[str]) -> tuple[dict[str, str], list[str]]:
+    """`after:2024-05` and `before:2024-07`, each at most once, checked as dates and as a range."""
+    dates: dict[str, str] = {}
+    rest = []
+    for word in words:
+        option = _DATE_OPTION.match(word)
+        if option is None:
+            rest.append(word)
+            continue
+        name, value = option.group(1).lower(), option.group(2)
+        if name in dates:
+            raise OptionError(f"Give `{name}:` at most once, e.g. `{name}:2024-05`.")
+        try:
+            bound_start(value)
+        except DateError:
+            raise OptionError(f"`{name}:{escape(value)}` is not a date: use YYYY, YYYY-MM or YYYY-MM-DD, "
+                              f"e.g. `{name}:2024-05`.") from None
+        dates[name] = value
+    if "after" in dates and "before" in dates:
+        try:
+            check_range(bound_start(dates["after"]), bound_start(dates["before"]))
+        except DateError:
+            raise OptionError(f"Nothing is both on or after {escape(dates['after'])} and before "
+                              f"{escape(dates['before'])}: put the earlier date in `after:`, e.g. "
+                              "`after:2024-05 before:2024-07`.") from None
+    return dates, rest
 
 
 def _take_folder(text: str) -> tuple[str | None, str]:

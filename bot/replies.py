@@ -18,6 +18,9 @@ def usage_text(default_k: int) -> str:
         f"• `k=8`: how many images to show (1 to {MAX_K}, default {min(default_k, MAX_K)}).",
         "• `in:events/2024`: only images in that archive folder.",
         "  Example: `/findimage in:events/2024 k=8 stage with red lights`",
+        "• `after:2024-05 before:2024-07`: only photos taken in that time (YYYY, YYYY-MM or YYYY-MM-DD; "
+        "after is inclusive, before is not). Example: `/findimage after:2024-05 before:2024-07 Sommerfest`",
+        "• Folder and file names count too: `/findimage Sommerfest` finds `2024-06 Sommerfest/`.",
         "• Post a photo in a channel I am in, and I reply in its thread with the most similar archive images "
         "(byte-identical copies are marked as exact matches).",
         "• Results are posted to the channel for everyone; help and problems only to you.",
@@ -83,8 +86,13 @@ def uncertain_note(result: SearchResult) -> str:
 def match_label(rank: int, match: Match, exact: bool) -> str:
     """One line per match: rank, score, archive path (and whether it is the very same file)."""
     label = f"*{rank}.* `{match.score:.3f}` {escape(match.relative_path)}"
+    if match.taken:
+        label += f" · {match.taken[:10]}"
     if exact:
         label += " — *exact match* (byte-identical)"
+    if match.also_at:
+        more = f" and {len(match.also_at) - 2} more" if len(match.also_at) > 2 else ""
+        label += f" _(also at {escape(', '.join(match.also_at[:2]))}{more})_"
     return label
 
 

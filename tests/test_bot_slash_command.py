@@ -108,7 +108,7 @@ def test_option_mistakes_and_an_empty_folder_are_explained_to_the_requester_only
 
 def test_weak_best_matches_are_presented_as_uncertain(indexed, emu):
     with serve_bot(with_settings(indexed, weak_score=0.95)) as bot:
-        emu.send_slash_command(bot.events_url, text="a snow covered mountain", channel_id=CHANNEL)
+        emu.send_slash_command(bot.events_url, text="a snow covered peak", channel_id=CHANNEL)
         answer = emu.wait_for_upload(CHANNEL, timeout=15)
 
     assert "_Uncertain: even the best match scores only 0." in answer.initial_comment
