@@ -93,16 +93,22 @@ def pass_guard(settings):
             return
         from elasticsearch import ApiError, TransportError
 
-        from findimage.es_client import unavailable_error
+        from findimage.es_client import access_denied, unavailable_error
         from findimage.es_lease import LeaseHeld
+        from findimage.es_store import ElasticsearchStore
 
         lease = es_lease(settings)
         try:
+            # Credentials that may not index fail here in the store's one sentence, not as a lease problem.
+            ElasticsearchStore(lease.client, settings.elasticsearch_url, settings.index_name).open_for_writing()
             try:
                 lease.acquire()
             except LeaseHeld as exc:
                 raise AlreadyRunning(str(exc)) from None
             except (ApiError, TransportError) as exc:
+                if isinstance(exc, ApiError) and exc.meta.status == 403:  # a key made before the lease existed
+                    raise access_denied(settings.elasticsearch_url,
+                                        what=f"hold the indexing lease in {lease.index}") from None
                 raise unavailable_error(settings.elasticsearch_url, exc) from None
             try:
                 yield

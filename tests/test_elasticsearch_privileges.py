@@ -1,21 +1,26 @@
 """Least-privilege API keys on a server with security on: `findimage keys create` makes a bot key and an
-indexer key; the indexer's key runs real passes and status, the bot's key searches, and every write,
-index creation or deletion with the bot's key is refused in one sentence."""
+indexer key; the indexer's key runs real passes (holding the indexing lease) and status, the bot's key
+searches and writes seen keys, and every other write, index creation or deletion with the bot's key is
+refused in one sentence."""
 from __future__ import annotations
 
 import json
+import logging
 import os
 import stat
 import time
 
 import numpy as np
 import pytest
-from elasticsearch import Elasticsearch
+from elasticsearch import AuthorizationException, Elasticsearch
 
+from bot.dedupe import SeenRecently
 from es_support import ES_URL, SecureServer, needs_es
 from findimage.errors import AccessDenied, ModelError
 from findimage.es_infer import InferTextEmbedder
+from findimage.es_lease import LEASE_ID, IndexingLease
 from findimage.es_privileges import ensure_key_file, key_is_current
+from findimage.es_seen import SharedSeen
 from findimage.es_store import ElasticsearchStore
 from findimage.records import ImageDoc, image_id_for
 from findimage_cli import EXIT_OK, EXIT_UNAVAILABLE, main
@@ -61,7 +66,7 @@ def _doc(path: str) -> ImageDoc:
 
 
 def test_each_key_does_its_job_and_the_bot_key_cannot_write(as_elastic, settings, archive, tmp_path, monkeypatch,
-                                                             capsys):
+                                                             capsys, caplog):
     url, alias = SecureServer.url, settings.index_name
     bot_file, indexer_file = tmp_path / "bot.key", tmp_path / "indexer.key"
     argv = ["keys", "create", "--bot-key-file", str(bot_file), "--indexer-key-file", str(indexer_file)]
@@ -103,7 +108,18 @@ def test_each_key_does_its_job_and_the_bot_key_cannot_write(as_elastic, settings
     _use_key(monkeypatch, bot_file)
     assert main(["search", "a photo", "-k", "7", "--json"]) == EXIT_OK
     assert len(json.loads(capsys.readouterr().out)) == 7
-    # ...and may write, delete or drop nothing in it.
+    # ...its one write is the seen keys its replicas share, create-only, without falling back to memory.
+    seen = SharedSeen(Elasticsearch(url, api_key=bot_key), alias, SeenRecently(), url=url)
+    with caplog.at_level(logging.WARNING, logger="findimage.es_seen"):
+        assert seen.first_time("event:EvKEY") is True and seen.first_time("event:EvKEY") is False
+        seen.purge()  # as the bot does it: a background delete_by_query of keys older than an hour
+    assert "memory" not in caplog.text
+    assert as_elastic.get(index=f"{alias}-seen", id="event:EvKEY")["found"]
+    # ...and it may not take the indexing lease, which only the indexer's key holds.
+    with pytest.raises(AuthorizationException):
+        IndexingLease(Elasticsearch(url, api_key=bot_key), alias).acquire()
+    assert not as_elastic.exists(index=f"{alias}-lease", id=LEASE_ID), "the pass released its lease"
+    # ...and otherwise it may write, delete or drop nothing.
     for write, what in ((lambda: bot_store.upsert([_doc("b.jpg")]), "write to the index"),
                         (lambda: bot_store.delete([image_id_for("events/2024/stage-0.jpg")]), "write to the index"),
                         (lambda: bot_store.set_meta("k", "v"), "change the index's metadata"),
@@ -114,7 +130,8 @@ def test_each_key_does_its_job_and_the_bot_key_cannot_write(as_elastic, settings
         assert str(caught.value) == f"Elasticsearch at {url} does not allow these credentials to {what} (403): {KEYS_HINT}"
     as_elastic.indices.refresh(index=alias)
     assert as_elastic.count(index=alias)["count"] == 7
-    assert set(as_elastic.indices.get(index=f"{alias}*")) == {f"{alias}-v1"}
+    assert set(as_elastic.indices.get(index=f"{alias}*")) == {f"{alias}-v1", f"{alias}-lease", f"{alias}-seen"}
+
 
 
 def test_the_bot_key_may_run_the_text_model_and_the_indexer_key_may_not(as_elastic, settings, tmp_path):
