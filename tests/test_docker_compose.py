@@ -51,11 +51,11 @@ def default_of(value: str) -> str:
 
 
 def test_the_services_and_what_runs_in_them():
-    assert set(SERVICES) == {"elasticsearch", "text-model", "api-keys", "web", "worker"}
+    assert set(SERVICES) == {"elasticsearch", "text-model", "api-keys", "web", "web-2", "worker"}
     procfile = dict(line.split(": ", 1) for line in (ROOT / "Procfile").read_text().splitlines() if ": " in line)
     assert " ".join(SERVICES["worker"]["command"]) == procfile["worker"] == "findimage schedule"
     assert SERVICES["web"]["command"] == ["findimage", "bot"]  # the Procfile's web: line
-    for name in ("web", "worker"):
+    for name in ("web", "web-2", "worker"):
         assert SERVICES[name]["build"] == "." and SERVICES[name]["restart"] == "unless-stopped"
 
 
@@ -92,7 +92,7 @@ def test_the_text_model_service_imports_the_blogs_text_model_with_eland_and_star
 
 
 def test_start_order_waits_for_health():
-    for name in ("web", "worker"):
+    for name in ("web", "web-2", "worker"):
         assert SERVICES[name]["depends_on"] == {"elasticsearch": {"condition": "service_healthy"},
                                                 "api-keys": {"condition": "service_completed_successfully"}}
     assert "/healthz" in " ".join(SERVICES["web"]["healthcheck"]["test"])
@@ -101,7 +101,7 @@ def test_start_order_waits_for_health():
 
 def test_app_environment_uses_only_real_settings_and_they_are_documented():
     settings, documented = setting_names(), documented_names()
-    for name in ("web", "worker"):
+    for name in ("web", "web-2", "worker"):
         env = dict(SERVICES[name]["environment"])
         assert env.pop("ELASTIC_PASSWORD") == "", "blanked: env_file would pass the superuser's password on"
         assert set(env) <= settings, f"{name}: not findimage settings: {set(env) - settings}"
@@ -119,7 +119,7 @@ def test_web_and_worker_log_in_with_their_own_key_never_as_the_elastic_superuser
     assert keys["environment"]["ELASTICSEARCH_USERNAME"] == "elastic"
     assert keys["depends_on"] == {"elasticsearch": {"condition": "service_healthy"}}
     made = dict(zip(keys["command"][3::2], keys["command"][4::2]))
-    for name, role in (("web", "bot"), ("worker", "indexer")):
+    for name, role in (("web", "bot"), ("web-2", "bot"), ("worker", "indexer")):
         env, volumes = SERVICES[name]["environment"], SERVICES[name]["volumes"]
         assert not {"ELASTICSEARCH_USERNAME", "ELASTICSEARCH_PASSWORD", "ELASTICSEARCH_API_KEY"} & set(env)
         assert "elastic" not in " ".join(str(v) for k, v in env.items() if k != "ELASTICSEARCH_URL")
@@ -138,6 +138,13 @@ def test_the_default_outlives_a_trial_license_and_binds_the_bot_to_localhost():
     assert default_of(SERVICES["web"]["environment"]["FINDIMAGE_TEXT_EMBEDDER"]) == Settings.text_embedder == "local"
     assert Settings.text_fallback == "local"
     assert SERVICES["web"]["ports"] == ["${WEB_PORT:-127.0.0.1:3000}:3000"], "TLS comes from a proxy on the host"
+    assert SERVICES["web-2"]["ports"] == ["${WEB_PORT_2:-127.0.0.1:3001}:3000"]
+
+
+def test_the_second_bot_replica_is_the_first_on_another_port():
+    one, two = dict(SERVICES["web"]), dict(SERVICES["web-2"])
+    assert one.pop("ports") != two.pop("ports")
+    assert one == two, "same image, command, key, volumes, health check and start order"
     assert all(port.startswith("${ES_PORT:-127.0.0.1:") for port in SERVICES["elasticsearch"]["ports"])
 
 
@@ -150,7 +157,7 @@ def test_volumes_archive_read_only_and_data_where_the_settings_point():
             if not source.startswith(("$", ".", "/")):
                 used.add(source)
     assert used == declared, "every named volume is declared and every declared one is used"
-    for name in ("web", "worker"):
+    for name in ("web", "web-2", "worker"):
         env, volumes = SERVICES[name]["environment"], SERVICES[name]["volumes"]
         archive = [v for v in volumes if v.startswith("${ARCHIVE_PATH")]
         assert len(archive) == 1 and archive[0].endswith(f":{env['FINDIMAGE_ARCHIVE']}:ro")
