@@ -150,27 +150,42 @@ class Searcher:
         k = k or self.settings.top_k
         folder = normalise_folder(folder)
         asked = k
-        found = self._ranked(vector, asked, folder, after, before, words)
-        shown = collapse_copies(self._on_disk(found))
+        found, complete = self._ranked(vector, asked, folder, after, before, words)
+        shown = self._shown(found, k)
         # Files deleted since the last pass (or kept by a refused mass removal) are left out and the
         # next matches move up: an answer never offers a file that cannot be shown. Copies of one
         # picture count once, so k results are k different pictures.
-        while len(shown) < k and len(found) >= asked and asked < k * MAX_LOOKAHEAD:
+        while len(shown) < k and not complete and asked < k * MAX_LOOKAHEAD:
             asked = min(k * MAX_LOOKAHEAD, asked + 2 * max(1, k - len(shown)))
-            found = self._ranked(vector, asked, folder, after, before, words)
-            shown = collapse_copies(self._on_disk(found))
+            found, complete = self._ranked(vector, asked, folder, after, before, words)
+            shown = self._shown(found, k)
         self.check_model()  # again after the search: a rebuild may have swapped the index meanwhile
-        return SearchResult(shown[:k], folder, weak_score=self.settings.weak_score, after=after, before=before)
+        return SearchResult(shown, folder, weak_score=self.settings.weak_score, after=after, before=before)
 
-    def _ranked(self, vector, asked: int, folder, after, before, words) -> list[Match]:
-        if not words:
-            return self.store.knn(vector, asked, self.settings.num_candidates, folder, after=after, before=before)
+    def _ranked(self, vector, asked: int, folder, after, before, words) -> tuple[list[Match], bool]:
+        """The ranking (fused with names when there are query words) beyond `asked`, so copies of the
+        last pictures are found too; and whether the store had nothing more to give."""
         depth = max(2 * asked, FUSION_DEPTH)
-        # At least the candidates pure CLIP would consider, so a query matching no name ranks exactly as
-        # pure CLIP does.
+        # The same candidates with and without names, so a query matching no name ranks exactly as CLIP alone.
         candidates = max(depth, self.settings.num_candidates or default_num_candidates(asked))
+        if not words:
+            found = self.store.knn(vector, depth, candidates, folder, after=after, before=before)
+            return found, len(found) < depth
         by_image, by_name = self.store.hybrid(vector, words, depth, candidates, folder, after, before)
-        return fuse(by_image, by_name)[:asked]
+        return fuse(by_image, by_name), len(by_image) < depth and len(by_name) < depth
+
+    def _shown(self, found: list[Match], k: int) -> list[Match]:
+        """The first k different pictures whose files are there, each with its copies' paths; files are
+        looked at only for those (a slow network mount pays for k, not for the whole ranking)."""
+        kept: list[Match] = []
+        contents: set[str] = set()
+        for match in found:
+            if len(kept) >= k and not (match.sha256 and match.sha256 in contents):
+                continue
+            if self._on_disk([match]):
+                kept = collapse_copies([*kept, match])
+                contents.add(match.sha256)
+        return kept[:k]
 
     def _on_disk(self, matches: list[Match]) -> list[Match]:
         archive = Path(self.settings.archive)

@@ -94,6 +94,8 @@ def test_identical_copies_are_one_result_with_the_other_paths(settings, named, c
                                                            "backup/2024/crowd-01.jpg"}
     image = search(capsys, "--image", str(archive / "copies/crowd.jpg"), "-k", "3")
     assert len(image[0]["also_at"]) == 2 and len({m["relative_path"] for m in image}) == 3
+    [only] = search(capsys, "--image", str(archive / "copies/crowd.jpg"), "-k", "1")
+    assert len(only["also_at"]) == 2  # copies are looked for beyond the k asked for
     main(["search", "crowd", "-k", "15"])
     assert "(also at " in capsys.readouterr().out
 
