@@ -90,8 +90,11 @@ def name_ranking(db: sqlite3.Connection, words: Sequence[str], limit: int, folde
     if not words:
         return []
     where, params = filter_sql(folder, after, before)
-    rows = db.execute(
-        "SELECT names.rowid FROM names JOIN images ON images.slot = names.rowid WHERE names MATCH ? "
-        f"{'AND ' + where if where else ''} ORDER BY bm25(names), images.relative_path LIMIT ?",
-        [match_expression(words), *params, limit]).fetchall()
+    if not where:  # FTS5 alone ranks without touching the images table
+        rows = db.execute("SELECT rowid FROM names WHERE names MATCH ? ORDER BY rank LIMIT ?",
+                          (match_expression(words), limit)).fetchall()
+    else:
+        rows = db.execute(
+            "SELECT names.rowid FROM names JOIN images ON images.slot = names.rowid WHERE names MATCH ? "
+            f"AND {where} ORDER BY names.rank LIMIT ?", [match_expression(words), *params, limit]).fetchall()
     return [r[0] for r in rows]

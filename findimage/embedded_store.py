@@ -250,8 +250,15 @@ class EmbeddedStore:
         num_candidates = max(k, num_candidates or default_num_candidates(k))
         index = self._fresh_index()
         if folder is not None or after is not None or before is not None:
-            # Filters go inside the search (exact, or the ANN restricted to these slots): a post-filter
-            # would lose matches that are not among the unfiltered candidates.
+            # Most filters (after:2020, a large folder) keep many images: when k of the unfiltered
+            # candidates pass, they are the filtered top k (anything allowed that ranks higher would be
+            # among those candidates too), without listing every allowed slot.
+            _, candidates = index.search(query, max(num_candidates, 4 * k))
+            passing = self._passing(candidates, folder, after, before)
+            if len(passing) >= k:
+                return self._exact_among(query, passing, k)
+            # Otherwise the filters go inside the search (exact, or the ANN restricted to these slots):
+            # filtering afterwards would lose matches that are not among the unfiltered candidates.
             slots = self._slots_where(folder, after, before)
             if len(slots) <= EXACT_FOLDER_MAX:
                 return self._exact_among(query, slots, k)
@@ -261,6 +268,15 @@ class EmbeddedStore:
             if index.kind == "flat":  # already exact
                 return self._matches(candidates[:k], sims[:k])
         return self._exact_among(query, candidates, k)
+
+    def _passing(self, slots: np.ndarray, folder: str | None, after: str | None, before: str | None) -> np.ndarray:
+        where, params = filter_sql(folder, after, before)
+        found = []
+        for chunk in _chunks([int(s) for s in slots], 900):
+            found += [r[0] for r in self._index_db.execute(
+                f"SELECT slot FROM images WHERE slot IN ({','.join('?' * len(chunk))}) AND {where}",
+                [*chunk, *params])]
+        return np.asarray(found, dtype=np.int64)
 
     def _slots_where(self, folder: str | None, after: str | None, before: str | None) -> np.ndarray:
         where, params = filter_sql(folder, after, before)

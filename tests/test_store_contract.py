@@ -200,3 +200,11 @@ def test_add_dates_upgrades_documents_without_touching_vectors(store):
     assert store.file_states()["old/Sommerfest.jpg"].taken_source == "mtime"
     assert paths(store.knn(unit(1, 0), k=5, after="2024-06-01T00:00:00")) == ["old/Sommerfest.jpg"]
     assert paths(store.hybrid(unit(1, 0), ["sommerfest"], k=5)[1]) == ["old/Sommerfest.jpg"]
+
+
+def test_a_date_filter_finds_matches_far_beyond_the_unfiltered_candidates(store):
+    near = [doc(f"recent/{i}.jpg", unit(1, 0.01 * i), taken="2024-06-01T00:00:00") for i in range(300)]
+    store.upsert(near + [doc("old/far.jpg", unit(0, 1), taken="1999-01-01T00:00:00")])
+    store.checkpoint()
+    assert paths(store.knn(unit(1, 0), k=1, before="2000-01-01T00:00:00")) == ["old/far.jpg"]
+    assert paths(store.knn(unit(1, 0), k=2, after="2024-01-01T00:00:00")) == ["recent/0.jpg", "recent/1.jpg"]

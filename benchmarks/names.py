@@ -1,0 +1,160 @@
+#!/usr/bin/env python3
+"""Names and dates on the embedded store at 100k documents: text query latency with fusion vs CLIP alone,
+and the upgrade of an index made before names and dates were kept.
+
+    .venv/bin/python -m benchmarks.names [--docs 100000] [--queries 400]
+
+Writes an archive of tiny EXIF-dated JPEGs in folders with everyday names (the files' content does not
+matter here: the vectors are a clustered CLIP-like mixture, benchmarks/corpus.py), stores them as the
+previous version did (no path words, no dates), then times through product code: opening the store (the
+schema migration fills the FTS5 table), one ordinary `IndexPass` (headers only, nothing embedded), and
+`Searcher.by_text` with FINDIMAGE_HYBRID on and off (the text model is left out: the same for both).
+"""
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import shutil
+import sqlite3
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+if __package__ in (None, ""):
+    sys.path.insert(0, str(ROOT))
+
+import numpy as np  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from benchmarks.corpus import VectorMixture  # noqa: E402
+from findimage.config import load_settings  # noqa: E402
+from findimage.embedded_store import EmbeddedStore  # noqa: E402
+from findimage.records import ImageDoc, image_id_for  # noqa: E402
+from findimage.search import Searcher  # noqa: E402
+from findimage.store import META_IMAGE_MODEL  # noqa: E402
+from indexer.index_pass import IndexPass  # noqa: E402
+
+EVENTS = ["Sommerfest", "Weihnachtsfeier", "Kundenbesuch Bosch", "Messe Hannover", "Betriebsausflug",
+          "Produktfotos", "Team Offsite", "Jubiläum", "Workshop Berlin", "Baustelle Nord"]
+NAMED_QUERIES = ["Sommerfest", "bosch", "messe hannover 2023", "jubiläum", "team offsite crowd"]
+OTHER_QUERIES = ["a red car at night", "snow covered mountain", "people laughing at a table",
+                 "sunset over the sea", "a dog on a sofa"]
+MODEL = "bench-model"
+
+
+class Fixed:
+    """Stands in for both models: the text model costs the same with and without fusion."""
+
+    model_id = MODEL
+
+    def __init__(self, vectors: np.ndarray):
+        self.vectors, self.calls = vectors, 0
+
+    def embed_texts(self, texts):
+        self.calls += 1
+        return self.vectors[self.calls % len(self.vectors)][None, :]
+
+
+def jpeg(year: int) -> bytes:
+    exif = Image.Exif()
+    exif.get_ifd(0x8769)[0x9003] = f"{year}:06:14 18:03:00"
+    out = io.BytesIO()
+    Image.new("RGB", (16, 12), (year % 255, 90, 160)).save(out, "JPEG", exif=exif)
+    return out.getvalue()
+
+
+def make_archive(root: Path, count: int) -> list[str]:
+    contents = {year: jpeg(year) for year in range(2015, 2025)}
+    paths = []
+    for i in range(count):
+        folder, year = i // 100, 2015 + (i // 100) % 10
+        path = f"{year}-{folder % 12 + 1:02d} {EVENTS[folder % len(EVENTS)]} {folder}/IMG_{i:06d}.jpg"
+        (root / path).parent.mkdir(parents=True, exist_ok=True)
+        (root / path).write_bytes(contents[year])
+        paths.append(path)
+    return paths
+
+
+def old_index(data: Path, root: Path, paths: list[str], mixture: VectorMixture) -> None:
+    """The documents as the previous version stored them: vectors, no path words, no dates."""
+    store = EmbeddedStore(data)
+    for start, vectors in mixture.chunks(len(paths), 5000):
+        docs = []
+        for offset, vector in enumerate(vectors):
+            path = paths[start + offset]
+            stat = (root / path).stat()
+            docs.append(ImageDoc(image_id_for(path), path.rsplit("/", 1)[1], path, vector, f"sha{start + offset}",
+                                 stat.st_size, stat.st_mtime, 16, 12, time.time(), MODEL))
+        store.upsert(docs)
+    store.set_meta(META_IMAGE_MODEL, MODEL)
+    store.checkpoint()
+    store.close()
+    db = sqlite3.connect(data / "findimage.sqlite")
+    db.executescript("DROP INDEX images_taken; DROP TABLE names; ALTER TABLE images DROP COLUMN taken; "
+                     "ALTER TABLE images DROP COLUMN taken_source; DELETE FROM meta WHERE key='schema_version';")
+    db.close()
+
+
+def timed_queries(searcher: Searcher, queries: list[str], rounds: int) -> list[float]:
+    times = []
+    for i in range(rounds):
+        started = time.perf_counter()
+        searcher.by_text(queries[i % len(queries)], k=5)
+        times.append((time.perf_counter() - started) * 1000)
+    return times
+
+
+def percentiles(times: list[float]) -> str:
+    ordered = sorted(times)
+    return f"p50 {statistics.median(ordered):.2f} ms, p95 {ordered[int(0.95 * (len(ordered) - 1))]:.2f} ms"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--docs", type=int, default=100_000)
+    parser.add_argument("--queries", type=int, default=400)
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="findimage-names-bench-"))
+    try:
+        root, data = work / "archive", work / "data"
+        started = time.perf_counter()
+        paths = make_archive(root, args.docs)
+        mixture = VectorMixture()
+        old_index(data, root, paths, mixture)
+        print(f"setup: {args.docs:,} files and an index of the previous version in {time.perf_counter() - started:.0f} s")
+
+        started = time.perf_counter()
+        store = EmbeddedStore(data)
+        migrated = time.perf_counter() - started
+        started = time.perf_counter()
+        summary = IndexPass(store, Fixed(np.zeros((1, 512), np.float32)), root, progress=False).run()
+        upgraded = time.perf_counter() - started
+        print(f"upgrade: schema migration (path words of {args.docs:,} documents) {migrated:.2f} s; ordinary pass "
+              f"{upgraded:.1f} s: {summary.line()}")
+        assert summary.embedded == 0 and summary.upgraded == args.docs
+
+        text = Fixed(mixture.rows(0, 64, stream=2))
+        env = {"FINDIMAGE_ARCHIVE": str(root), "FINDIMAGE_DATA_DIR": str(data)}
+        searchers = {mode: Searcher(load_settings({**env, "FINDIMAGE_HYBRID": mode}, env_file=None), store=store,
+                                    text_embedder=text, image_embedder=text) for mode in ("on", "off")}
+        for searcher in searchers.values():
+            timed_queries(searcher, NAMED_QUERIES, 20)  # warm: kNN cache loaded, SQLite pages cached
+        for label, queries in (("queries matching names", NAMED_QUERIES), ("queries matching no name", OTHER_QUERIES)):
+            results = {mode: [] for mode in searchers}
+            for _ in range(4):  # alternate, so both modes see the same machine
+                for mode, searcher in searchers.items():
+                    results[mode] += timed_queries(searcher, queries, args.queries // 8)
+            print(f"{label} (k=5, {args.docs:,} docs, search without the text model): "
+                  f"fusion {percentiles(results['on'])}; CLIP alone {percentiles(results['off'])}")
+        store.close()
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    main()
