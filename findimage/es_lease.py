@@ -6,7 +6,9 @@ run anywhere. The lease document (id `index-pass`) names its holder (owner id, h
 expiry that a background thread renews every third of the lease time. It is taken with `create` (only
 one of several starters gets it) and renewed, taken over or released with `if_seq_no`/`if_primary_term`
 (only when nobody changed it since it was read). A holder killed with -9 stops renewing: the next pass
-takes its lease over once it has expired, without anyone removing it by hand.
+takes its lease over once it has expired, without anyone removing it by hand; on the holder's own
+machine (same boot and pid namespace, so its pid means the same process) at once, since that pid is
+seen to be gone.
 
 Expiry compares the holder's clock with the taker's: machines are assumed to keep time with NTP (a
 lease of 60 s tolerates seconds of drift).
@@ -21,6 +23,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 
 from elasticsearch import ApiError, BadRequestError, ConflictError, Elasticsearch, NotFoundError, TransportError
 
@@ -38,6 +41,25 @@ class LeaseHeld(Exception):
     """Another indexing pass holds the lease; the message names it."""
 
 
+def process_scope() -> str:
+    """Where a pid names one process: this boot of this kernel, this pid namespace (container); "" if unknown."""
+    try:
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+        return f"{boot}/{os.readlink('/proc/self/ns/pid')}"
+    except OSError:
+        return ""
+
+
+def _pid_gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # alive, another user's
+        return False
+    return False
+
+
 @dataclass(frozen=True)
 class Holder:
     owner: str
@@ -45,11 +67,12 @@ class Holder:
     pid: int
     started_at: float
     expires_at: float
+    scope: str = ""
 
     @classmethod
     def from_source(cls, source: dict) -> "Holder":
         return cls(source["owner"], source["host"], int(source["pid"]), float(source["started_at"]),
-                   float(source["expires_at"]))
+                   float(source["expires_at"]), source.get("scope", ""))
 
     def describe(self) -> str:
         return f"on host {self.host} (pid {self.pid}, since {_when(self.started_at)})"
@@ -61,7 +84,7 @@ def _when(epoch: float) -> str:
 
 class IndexingLease:
     def __init__(self, client: Elasticsearch, alias: str, seconds: float = 60.0, *, clock=time.time,
-                 host: str | None = None, pid: int | None = None):
+                 host: str | None = None, pid: int | None = None, scope: str | None = None):
         self.client = client
         self.index = lease_index(alias)
         self.seconds = seconds
@@ -69,6 +92,7 @@ class IndexingLease:
         self.owner = uuid.uuid4().hex
         self.host = host or socket.gethostname()
         self.pid = pid or os.getpid()
+        self.scope = process_scope() if scope is None else scope
         self._version: tuple[int, int] | None = None  # (seq_no, primary_term) of our last write
         self._started_at = 0.0
         self._stop = threading.Event()
@@ -111,7 +135,7 @@ class IndexingLease:
             except ConflictError:
                 found = self.client.get(index=self.index, id=LEASE_ID)
         holder = Holder.from_source(found["_source"])
-        if holder.expires_at > self._clock():
+        if holder.expires_at > self._clock() and not self._died_here(holder):
             raise LeaseHeld(f"Another indexing pass is running {holder.describe()}; not starting a second one.")
         try:
             written = self.client.index(index=self.index, id=LEASE_ID, document=self._source(),
@@ -120,9 +144,14 @@ class IndexingLease:
             now = self.client.get(index=self.index, id=LEASE_ID)
             raise LeaseHeld(f"Another indexing pass is running {Holder.from_source(now['_source']).describe()}; "
                             "not starting a second one.") from None
-        log.warning("took over the indexing lease of the pass %s, which stopped renewing it at %s",
-                    holder.describe(), _when(holder.expires_at - self.seconds))
+        log.warning("took over the indexing lease of the pass %s, which %s", holder.describe(),
+                    "is no longer running" if self._died_here(holder)
+                    else f"stopped renewing it at {_when(holder.expires_at - self.seconds)}")
         return written
+
+    def _died_here(self, holder: Holder) -> bool:
+        """The holder ran in this very scope and its process is gone (killed): no need to wait for expiry."""
+        return bool(self.scope) and holder.scope == self.scope and _pid_gone(holder.pid)
 
     def renew(self) -> bool:
         """Extend the lease; False if another pass has taken it over."""
@@ -170,8 +199,8 @@ class IndexingLease:
 
     def _source(self) -> dict:
         now = self._clock()
-        return {"owner": self.owner, "host": self.host, "pid": self.pid, "started_at": self._started_at,
-                "renewed_at": now, "expires_at": now + self.seconds}
+        return {"owner": self.owner, "host": self.host, "pid": self.pid, "scope": self.scope,
+                "started_at": self._started_at, "renewed_at": now, "expires_at": now + self.seconds}
 
     def _ensure_index(self) -> None:
         try:
@@ -179,6 +208,7 @@ class IndexingLease:
                 index=self.index,
                 mappings={"dynamic": "strict", "properties": {
                     "owner": {"type": "keyword"}, "host": {"type": "keyword"}, "pid": {"type": "long"},
+                    "scope": {"type": "keyword"},
                     "started_at": {"type": "double"}, "renewed_at": {"type": "double"},
                     "expires_at": {"type": "double"}}},
                 settings={"number_of_shards": 1, "auto_expand_replicas": "0-1"})

@@ -48,6 +48,8 @@ def drop(url: str, alias: str) -> None:
     es = client(url)
     try:
         ElasticsearchStore(es, url, alias).drop()
+        # The bot's seen keys and the indexer's lease live beside the alias, in indices of their own.
+        es.indices.delete(index=[f"{alias}-seen", f"{alias}-lease"], ignore_unavailable=True)
     finally:
         es.close()
 

@@ -245,4 +245,7 @@ def test_before_the_first_pass_on_elasticsearch_the_bot_says_the_archive_is_not_
     assert "findimage index" in in_thread.text
     es = client(bot_settings.elasticsearch_url)
     found = es.indices.resolve_index(name=f"{bot_settings.index_name}*")
-    assert (found["indices"], found["aliases"]) == ([], []), "a reader creates no index"
+    made = [i["name"] for i in found["indices"]]
+    assert (made, found["aliases"]) == ([f"{bot_settings.index_name}-seen"], []), \
+        "a reader creates no index of images, only the seen keys its replicas share"
+    es.indices.delete(index=f"{bot_settings.index_name}-seen")

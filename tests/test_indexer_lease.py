@@ -14,16 +14,21 @@ import pytest
 
 from bot_support import FakeClock
 from es_support import ES_URL, client, es_only
-from findimage.es_lease import LEASE_ID, IndexingLease, LeaseHeld, lease_index
+from findimage.es_lease import LEASE_ID, IndexingLease, LeaseHeld, lease_index, process_scope
 from indexer.lock import pass_guard
 from indexer.schedule import run_locked_pass
 
-# A pass that stops after its first batch is written and waits for a file that never comes: "mid-pass",
-# for as long as the test needs, without depending on how fast the pass would otherwise be.
+# A pass "on another machine" (its own host name and boot: only the expiry frees its lease) that stops
+# after its first batch is written and waits forever: "mid-pass" for as long as the test needs, without
+# depending on how fast the pass would otherwise be.
 STALLED_PASS = textwrap.dedent("""
-    import sys, time
+    import socket, sys, time
     from pathlib import Path
+    from findimage import es_lease
     from findimage.es_store import ElasticsearchStore
+
+    socket.gethostname = lambda: "indexer-elsewhere"
+    es_lease.process_scope = lambda: "another-machine"
 
     gate, written = Path(sys.argv[1]), ElasticsearchStore.upsert
 
@@ -48,8 +53,11 @@ def lease_alias(env):
         es.indices.delete(index=lease_index(alias), ignore_unavailable=True)
 
 
-def lease_of(alias: str, clock=None, host: str = "indexer-a", pid: int = 4242, seconds: float = 60) -> IndexingLease:
-    return IndexingLease(client(), alias, seconds, clock=clock or FakeClock(), host=host, pid=pid)
+def lease_of(alias: str, clock=None, host: str = "indexer-a", pid: int = 4242, seconds: float = 60,
+             scope: str | None = None) -> IndexingLease:
+    """A lease as taken on machine `host` (its own boot and pid namespace, unless `scope` says otherwise)."""
+    return IndexingLease(client(), alias, seconds, clock=clock or FakeClock(), host=host, pid=pid,
+                         scope=f"boot-of-{host}" if scope is None else scope)
 
 
 @es_only
@@ -77,6 +85,23 @@ def test_the_lease_names_its_holder_and_is_taken_over_only_after_it_expires(leas
         assert second.holder() is None
     finally:
         first._stop.set()
+
+
+@es_only
+def test_on_the_holders_own_machine_a_killed_holder_is_taken_over_at_once(lease_alias):
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()  # a pid that no longer runs, as a holder killed with -9 leaves it
+    here = process_scope()
+    dead = lease_of(lease_alias, host="this-machine", pid=gone.pid, scope=here)
+    dead.acquire()
+    dead._stop.set()
+    alive = lease_of(lease_alias, host="this-machine", pid=os.getpid(), scope=here)
+    alive.acquire()  # no waiting for the expiry: the holder's pid is gone from this very machine
+    try:
+        with pytest.raises(LeaseHeld, match=f"pid {os.getpid()}"):  # a live holder is never taken over early
+            lease_of(lease_alias, host="this-machine", pid=4242, scope=here).acquire()
+    finally:
+        alive.release()
 
 
 @es_only
@@ -111,11 +136,11 @@ def test_two_indexers_with_other_data_folders_one_runs_and_a_killed_one_is_taken
         second = _findimage(env, tmp_path / "data-b", "index")
         out, err = second.communicate(timeout=120)
         assert second.returncode == 1, (out, err)
-        assert err.startswith(f"findimage: Another indexing pass is running on host {os.uname().nodename} "
+        assert err.startswith(f"findimage: Another indexing pass is running on host indexer-elsewhere "
                               f"(pid {holder.pid}, since "), err
         status = _findimage(env, tmp_path / "data-b", "status")
         out, _ = status.communicate(timeout=120)
-        assert f"indexing:     running on host {os.uname().nodename} (pid {holder.pid}, since " in out
+        assert f"indexing:     running on host indexer-elsewhere (pid {holder.pid}, since " in out
 
         os.killpg(holder.pid, signal.SIGKILL)  # no release, no last renewal
         holder.wait()
