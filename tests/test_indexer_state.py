@@ -77,7 +77,9 @@ def test_an_unreadable_state_file_is_ignored_with_a_warning(tmp_path, caplog, co
         state = load_state(tmp_path)
 
     assert state == IndexerState()
-    assert [r.getMessage().startswith(f"ignoring {path} (") for r in caplog.records] == [True]
+    (record,) = caplog.records
+    assert record.getMessage().startswith(f"ignoring {path} (") and len(record.getMessage()) > len(f"ignoring {path} ()")
+    assert record.args[1] is not None and str(record.args[1]) in record.getMessage(), "the reason is in the log"
 
 
 def test_a_state_file_that_is_a_folder_is_ignored(tmp_path, caplog):
