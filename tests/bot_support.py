@@ -5,6 +5,7 @@ Test modules import the fixtures they use from here (`from bot_support import ..
 from __future__ import annotations
 
 import dataclasses
+import functools
 import io
 import os
 import signal
@@ -19,12 +20,15 @@ from pathlib import Path
 from socketserver import ThreadingMixIn
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
+import numpy as np
 import pytest
 from PIL import Image
 
 from bot.wsgi import build_wsgi_app
+from findimage.backends import open_store
 from findimage.config import load_settings
 from findimage.search import Searcher
+from bot.work import WorkPool
 from indexer.run import index_once
 from slack_emulator import SlackEmulator
 
@@ -116,6 +120,11 @@ class RunningBot:
     def searcher(self) -> Searcher:
         return self.wsgi.searcher
 
+    @property
+    def work(self):
+        """The bot's answer pool (a HeldWork under `held_bot`)."""
+        return self.wsgi.work
+
 
 @contextmanager
 def serve_bot(settings, searcher: Searcher | None = None, **options):
@@ -149,6 +158,63 @@ def serve_bot(settings, searcher: Searcher | None = None, **options):
 def bot(indexed):
     """The bot over HTTP, with the indexed archive, uploading matches as images (the default)."""
     with serve_bot(indexed) as running:
+        yield running
+
+
+@functools.lru_cache(maxsize=4)
+def reference_model(path: str):
+    """The model at `path` loaded by sentence-transformers itself, not through findimage's embedders."""
+    from sentence_transformers import SentenceTransformer
+
+    return SentenceTransformer(path, device="cpu")
+
+
+def stored_vectors(settings) -> tuple[list[str], np.ndarray]:
+    """Every indexed file's path and stored image vector (unit length), read straight from the store."""
+    store = open_store(settings)
+    try:
+        docs = [store.get(state.image_id) for state in store.file_states().values()]
+    finally:
+        store.close()
+    vectors = np.stack([d.image_embedding for d in docs]).astype(np.float64)
+    return [d.relative_path for d in docs], vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+
+
+def brute_force_ranking(settings, query_vector, k: int, folder: str = "") -> list[tuple[str, float]]:
+    """The k archive paths nearest to `query_vector` by cosine over every stored vector, each with its
+    score on the scale findimage shows (Elasticsearch's for cosine: (1 + cos) / 2)."""
+    paths, vectors = stored_vectors(settings)
+    query = np.asarray(query_vector, dtype=np.float64)
+    scores = vectors @ (query / np.linalg.norm(query))
+    order = [i for i in np.argsort(-scores, kind="stable") if paths[i].startswith(folder)]
+    return [(paths[i], (1.0 + float(scores[i])) / 2.0) for i in order[:k]]
+
+
+def reference_text_ranking(settings, text: str, k: int, folder: str = "") -> list[tuple[str, float]]:
+    """What a text query should answer, computed without findimage's search: the text model through
+    sentence-transformers, then brute-force cosine. (CLIP alone: use queries with no archive-path words.)"""
+    vector = reference_model(str(settings.text_model)).encode([text])[0]
+    return brute_force_ranking(settings, vector, k, folder)
+
+
+def reference_image_ranking(settings, data: bytes, k: int) -> list[tuple[str, float]]:
+    """What a posted picture should answer: the image model through sentence-transformers, brute-force cosine."""
+    with Image.open(io.BytesIO(data)) as image:
+        vector = reference_model(str(settings.image_model)).encode([image.convert("RGB")])[0]
+    return brute_force_ranking(settings, vector, k)
+
+
+def assert_same_ranking(shown: list[tuple[str, float]], expected: list[tuple[str, float]], shown_decimals: int = 3):
+    """Same paths in the same order, and each shown score the reference cosine as rounded for display."""
+    assert [p for p, _ in shown] == [p for p, _ in expected], (shown, expected)
+    tolerance = 0.5 * 10 ** -shown_decimals + 1e-4
+    assert all(abs(got - want) <= tolerance for (_, got), (_, want) in zip(shown, expected)), (shown, expected)
+
+
+@pytest.fixture
+def held_bot(indexed):
+    """The `bot`, but its answers wait until the test calls `held_bot.work.release()` (see HeldWork)."""
+    with held_work() as work, serve_bot(indexed, work=work) as running:
         yield running
 
 
@@ -228,6 +294,57 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
+
+
+class HeldWork(WorkPool):
+    """The bot's own work pool, with a gate in front of every job: answers are accepted (queued, counted
+    in `pending`) but none starts until the test calls `release()`.
+
+    A Slack ack that arrives while the answers are held shows, without any clock, that the ack did not
+    wait for an answer: had it waited, the request would still be open (or the test would time out).
+    """
+
+    def __init__(self, workers: int = 4, max_queued: int = 32):
+        super().__init__(workers=workers, max_queued=max_queued)
+        self.gate = threading.Event()
+        self._counts = threading.Condition()
+        self.started = 0  # jobs that got past the gate
+
+    def _run(self, job, args) -> None:
+        self.gate.wait()
+        with self._counts:
+            self.started += 1
+        super()._run(job, args)
+
+    def release(self) -> None:
+        self.gate.set()
+
+    def wait_until_pending(self, jobs: int, timeout: float = 30.0) -> None:
+        """Until exactly `jobs` answers are accepted (queued, not finished); fails after `timeout` s."""
+        deadline = time.monotonic() + timeout
+        while self.pending != jobs:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{self.pending} answers pending, expected {jobs}")
+            time.sleep(0.01)
+
+
+@contextmanager
+def held_work(workers: int = 4, max_queued: int = 32):
+    """A HeldWork pool, released and shut down at the end (so a failing test leaves no thread waiting)."""
+    work = HeldWork(workers, max_queued)
+    try:
+        yield work
+    finally:
+        work.release()
+        work.shutdown(wait=False)
+
+
+def assert_answers_held(work: HeldWork, emu, jobs: int) -> None:
+    """After the acks: `jobs` answers accepted, none started, and the bot has said nothing else in Slack."""
+    work.wait_until_pending(jobs)
+    assert work.started == 0, "an answer started before the gate was opened"
+    said = {"uploads": len(emu.uploads()), "messages": len(emu.messages()), "responses": len(emu.responses())}
+    assert said == {"uploads": 0, "messages": 0, "responses": 0}, f"the bot spoke before its answers were released: {said}"
 
 
 class FakeClock:

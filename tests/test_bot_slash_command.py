@@ -12,7 +12,8 @@ import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 
 from bot.delivery import BUTTONS_TEXT
-from bot_support import ALICE, BOB, CHANNEL, bot, bot_settings, emu, image_size, indexed, serve_bot, with_settings  # noqa: F401
+from bot_support import (ALICE, BOB, CHANNEL, assert_answers_held, assert_same_ranking, bot, bot_settings, emu,  # noqa: F401
+                         held_bot, image_size, indexed, reference_text_ranking, serve_bot, with_settings)
 
 RANKED_LINE = re.compile(r"^\*(\d+)\.\* `(\d\.\d{3})` (\S+)", re.MULTILINE)
 
@@ -34,36 +35,45 @@ def http_get(url: str):
         return error.code, error.headers, error.read()
 
 
-def test_a_slash_command_posts_the_top_images_to_the_channel_for_everyone(bot, emu):
-    expected = bot.searcher.by_text("stage with red lights", 5)
+def shown_ranking(comment: str) -> list[tuple[str, float]]:
+    return [(path, score) for _, score, path in ranked(comment)]
 
-    ack = emu.send_slash_command(bot.events_url, text="stage with red lights", user_id=ALICE, channel_id=CHANNEL)
+
+def test_a_slash_command_is_acked_before_its_answer_then_posts_the_top_images_for_everyone(held_bot, emu, indexed):
+    bot = held_bot
+    query = "a concert under red lights"  # no archive-path word in it: the ranking is CLIP's alone
+    expected = reference_text_ranking(indexed, query, 5)
+
+    ack = emu.send_slash_command(bot.events_url, text=query, user_id=ALICE, channel_id=CHANNEL)
+    assert ack.status == 200
+    assert ack_text(ack) == f"Searching the archive for “{query}”…"  # only Alice sees this
+    assert_answers_held(bot.work, emu, 1)  # the ack came back while its answer had not even started
+    bot.work.release()
     answer = emu.wait_for_upload(CHANNEL, timeout=15)
 
-    assert ack.status == 200 and ack.elapsed < 3
-    assert ack_text(ack) == "Searching the archive for “stage with red lights”…"  # only Alice sees this
     assert answer.thread_ts is None, "a command's results go to the channel itself"
-    assert answer.initial_comment.startswith(f"<@{ALICE}> searched the archive for “stage with red lights”:")
+    assert answer.initial_comment.startswith(f"<@{ALICE}> searched the archive for “{query}”:")
     shown = ranked(answer.initial_comment)
-    assert [path for _, _, path in shown] == [m.relative_path for m in expected.matches]
+    assert_same_ranking(shown_ranking(answer.initial_comment), expected)
     assert [rank for rank, _, _ in shown] == [1, 2, 3, 4, 5]
-    assert [score for _, score, _ in shown] == [round(m.score, 3) for m in expected.matches]
     assert len(answer.files) == 5 and all(f.mimetype == "image/jpeg" for f in answer.files)
-    first = expected.matches[0]
-    assert answer.files[0].title == f"1. {first.relative_path} · {first.score:.3f}"
-    assert image_size(answer.files[0].content) in ((640, 480), (320, 240))  # small photos stay as they are
+    first_path, first_score = shown[0][2], shown[0][1]
+    assert answer.files[0].title == f"1. {first_path} · {first_score:.3f}"
+    # the archive's photos are 640x480 (events) and 320x240 (nature): small photos are sent as they are
+    sizes = {"events": (640, 480), "nature": (320, 240)}
+    assert [image_size(f.content) for f in answer.files] == [sizes[p.split("/")[0]] for _, _, p in shown]
     assert "Uncertain" not in answer.initial_comment
     assert emu.api_calls("files.upload") == [], "the retired upload method is never used"
     assert len(emu.api_calls("files.completeUploadExternal")) == 1, "one files_upload_v2 call"
 
 
-def test_a_query_in_another_language_and_script_arrives_intact(bot, emu):
+def test_a_query_in_another_language_and_script_arrives_intact(bot, emu, indexed):
     for n, text in enumerate(["ein schneebedeckter Berg über dem Tal", "雪に覆われた山", "гора в снегу"]):
-        expected = bot.searcher.by_text(text, 5)
+        expected = reference_text_ranking(indexed, text, 5)
         emu.send_slash_command(bot.events_url, text=text, channel_id=f"C0LANG{n}")
         answer = emu.wait_for_upload(f"C0LANG{n}", timeout=15)
         assert f"“{text}”" in answer.initial_comment
-        assert [p for *_, p in ranked(answer.initial_comment)] == [m.relative_path for m in expected.matches]
+        assert_same_ranking(shown_ranking(answer.initial_comment), expected)
 
 
 def test_help_and_an_empty_command_answer_privately_with_the_usage(bot, emu):
@@ -74,7 +84,7 @@ def test_help_and_an_empty_command_answer_privately_with_the_usage(bot, emu):
     emu.wait_for_response(containing=BUTTONS_TEXT, timeout=15)
 
     for ack in (empty, help_):
-        assert ack.status == 200 and ack.elapsed < 3
+        assert ack.status == 200
         usage = ack_text(ack)
         assert "k=8" in usage and "in:events/2024" in usage and "Post a photo" in usage
     assert len(emu.uploads()) == 1 and emu.messages() == [] and [r.text for r in emu.responses()] == [BUTTONS_TEXT]
@@ -149,16 +159,20 @@ def test_forged_and_stale_signatures_get_401_and_no_answer(bot, emu):
     assert emu.downloads(photo["id"]) == []
 
 
-def test_twenty_commands_at_once_are_all_acked_within_3_seconds_and_all_answered(bot, emu):
+def test_twenty_commands_at_once_are_all_acked_before_any_answer_starts_and_then_all_answered(held_bot, emu):
+    bot = held_bot
     queries = [f"picture number {n}" for n in range(20)]
     channels = [f"C0ROOM{n:02d}" for n in range(20)]
     with ThreadPoolExecutor(max_workers=20) as senders:
         acks = list(senders.map(lambda q, c: emu.send_slash_command(bot.events_url, text=q, channel_id=c),
                                 queries, channels))
 
-    emu.wait_for(lambda: len(emu.uploads()) == 20, timeout=60, what="20 answers")
     assert [a.status for a in acks] == [200] * 20
-    assert max(a.elapsed for a in acks) < 3, sorted(round(a.elapsed, 2) for a in acks)
+    assert [ack_text(a) for a in acks] == [f"Searching the archive for “{q}”…" for q in queries]
+    # every ack came back while all 20 answers were queued behind the 4 held workers
+    assert_answers_held(bot.work, emu, 20)
+    bot.work.release()
+    emu.wait_for(lambda: len(emu.uploads()) == 20, timeout=60, what="20 answers")
     for query, channel in zip(queries, channels):
         (answer,) = emu.uploads(channel)
         assert f"“{query}”" in answer.initial_comment and len(answer.files) == 5
@@ -195,4 +209,4 @@ def test_the_health_check_reports_the_indexed_archive(bot):
     status, headers, body = http_get(f"{bot.base_url}/healthz")
 
     assert status == 200 and headers["Content-Type"] == "application/json"
-    assert json.loads(body)["status"] == "ok" and json.loads(body)["documents"] == 7
+    assert json.loads(body) == {"status": "ok", "documents": 7, "queued": 0}
