@@ -30,7 +30,7 @@ def license_sentence(license: str | None) -> str:
 
 
 class InferTextEmbedder:
-    """POST _ml/trained_models/<id>/_infer (the seed's `.../deployment/_infer` is deprecated since 8.x).
+    """POST _ml/trained_models/<id>/_infer (the blog post's `.../deployment/_infer` is deprecated since 8.x).
 
     `expected_dims` is the dims of the image embeddings the queries are compared with: a number, or a
     callable asked once on first use (from_settings reads the index's mapping, so a 384-dim index is

@@ -1,4 +1,4 @@
-"""Elasticsearch kNN store: the seed's dense_vector index behind an alias, written with helpers.bulk.
+"""Elasticsearch kNN store: the blog post's dense_vector index behind an alias, written with helpers.bulk.
 
 The alias (FINDIMAGE_INDEX, default `my-image-embeddings`) points at one concrete index,
 `<alias>-v1` at first; a full rebuild writes `<alias>-v<N+1>` and swaps the alias atomically, so

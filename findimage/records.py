@@ -30,7 +30,7 @@ def normalise_folder(folder: str | None) -> str | None:
 
 @dataclass
 class ImageDoc:
-    """One archive image as stored: the seed's Elasticsearch document plus what incremental indexing needs."""
+    """One archive image as stored: the blog post's Elasticsearch document plus what incremental indexing needs."""
 
     image_id: str
     image_name: str
