@@ -48,7 +48,7 @@ class SharedSeen:
 
     def __init__(self, client: Elasticsearch, alias: str, fallback, *, url: str = "", ttl_seconds: float = 3600.0,
                  purge_every_seconds: float = 600.0, clock=time.time):
-        self.client = client.options(request_timeout=REQUEST_TIMEOUT_SECONDS, max_retries=1)
+        self.client = client.options(request_timeout=REQUEST_TIMEOUT_SECONDS, max_retries=0)
         self.index = seen_index(alias)
         self.url = public_url(url)
         self.fallback = fallback  # the in-process SeenRecently, used while Elasticsearch is unreachable

@@ -6,6 +6,8 @@ from datetime import datetime
 
 from apscheduler.schedulers.blocking import BlockingScheduler
 
+from findimage.errors import BackendUnavailable
+
 from .lock import AlreadyRunning, pass_lock, scheduler_lock
 
 log = logging.getLogger(__name__)
@@ -21,6 +23,9 @@ def run_locked_pass(data_dir, run_pass, guard=None) -> object | None:
             return run_pass()
     except AlreadyRunning as exc:
         log.warning("skipping this pass: %s", exc)
+        return None
+    except BackendUnavailable as exc:  # the lease could not be taken: Elasticsearch is down or refuses the key
+        log.error("indexing pass not started: %s", exc)
         return None
 
 
