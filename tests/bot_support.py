@@ -319,6 +319,12 @@ class HeldWork(WorkPool):
     def release(self) -> None:
         self.gate.set()
 
+    def hold(self) -> None:
+        """Close the gate again: jobs from now on wait for the next `release()`."""
+        with self._counts:
+            self.gate.clear()
+            self.started = 0
+
     def wait_until_pending(self, jobs: int, timeout: float = 30.0) -> None:
         """Until exactly `jobs` answers are accepted (queued, not finished); fails after `timeout` s."""
         deadline = time.monotonic() + timeout
@@ -339,12 +345,19 @@ def held_work(workers: int = 4, max_queued: int = 32):
         work.shutdown(wait=False)
 
 
-def assert_answers_held(work: HeldWork, emu, jobs: int) -> None:
-    """After the acks: `jobs` answers accepted, none started, and the bot has said nothing else in Slack."""
+def said_in_slack(emu) -> dict:
+    """How much the bot has posted so far (uploads, messages, response_url posts)."""
+    return {"uploads": len(emu.uploads()), "messages": len(emu.messages()), "responses": len(emu.responses())}
+
+
+def assert_answers_held(work: HeldWork, emu, jobs: int, said_before: dict | None = None) -> None:
+    """After the acks: `jobs` answers accepted, none started, and the bot has said nothing more in Slack
+    than `said_before` (a `said_in_slack` from before the requests; default nothing at all)."""
     work.wait_until_pending(jobs)
     assert work.started == 0, "an answer started before the gate was opened"
-    said = {"uploads": len(emu.uploads()), "messages": len(emu.messages()), "responses": len(emu.responses())}
-    assert said == {"uploads": 0, "messages": 0, "responses": 0}, f"the bot spoke before its answers were released: {said}"
+    said = said_in_slack(emu)
+    before = said_before or {"uploads": 0, "messages": 0, "responses": 0}
+    assert said == before, f"the bot spoke before its answers were released: {said}, before {before}"
 
 
 class FakeClock:

@@ -61,7 +61,7 @@ def test_the_web_process_serves_health_checks_and_signed_slack_requests(indexed,
     assert health == {"status": "ok", "documents": 7, "queued": 0}
     assert chunked_small[0] == 200 and b"c" * 10 in chunked_small[1], "gunicorn hands chunked bodies over"
     assert chunked_large[0] == 413, "and they are bounded too"
-    assert ack.status == 200 and ack.elapsed < 3
+    assert ack.status == 200  # acks before answers: test_bot_slash_command (same WSGI app, answers held)
     assert len(results.files) == 5 and len(emu.uploads()) == 1
     assert forged.status == 401
     # one gunicorn worker process with request threads: the models are loaded once

@@ -1,7 +1,10 @@
 """Photos posted in a channel the bot is in: answered in the message's thread, exactly once."""
 from __future__ import annotations
 
-from bot_support import ALICE, CHANNEL, bot, bot_settings, emu, image_size, indexed, serve_bot, with_settings  # noqa: F401
+import re
+
+from bot_support import (ALICE, CHANNEL, assert_answers_held, assert_same_ranking, bot, bot_settings, emu,  # noqa: F401
+                         held_bot, image_size, indexed, reference_image_ranking, serve_bot, with_settings)
 from bot.delivery import BUTTONS_TEXT
 from indexer.run import index_once
 from photos import jpeg_bytes, save_photo
@@ -12,17 +15,27 @@ def post_photo(emu, *files, text="", channel=CHANNEL, **options):
     return emu.post_user_message_with_files(channel, list(files), text=text, user=ALICE, **options)
 
 
-def test_a_posted_photo_gets_the_most_similar_archive_images_in_its_thread(bot, emu):
+def titled_ranking(upload) -> list[tuple[str, float]]:
+    """(path, score) of each uploaded file, from titles "<rank>. <path> · <score>"."""
+    return [(path, float(score)) for path, score in
+            (re.fullmatch(r"\d+\. (\S+) · (\d\.\d{3})", f.title).groups() for f in upload.files)]
+
+
+def test_a_posted_photo_is_acked_first_then_answered_with_the_most_similar_archive_images(held_bot, emu, indexed):
+    bot = held_bot
     holiday = emu.add_file(jpeg_bytes(seed=300), "holiday.jpg", user=ALICE)
     posted = post_photo(emu, holiday, text="anyone know where this is?")
-    expected = bot.searcher.by_image_bytes(jpeg_bytes(seed=300))
+    expected = reference_image_ranking(indexed, jpeg_bytes(seed=300), 5)
 
     delivery = emu.send_event(bot.events_url, posted)
+    assert delivery.status == 200
+    assert_answers_held(bot.work, emu, 1)
+    assert emu.downloads(holiday["id"]) == [], "not even downloaded before the ack"
+    bot.work.release()
     answer = emu.wait_for_upload(CHANNEL, thread_ts=posted["ts"], timeout=15)
 
-    assert delivery.status == 200 and delivery.elapsed < 3
     assert answer.initial_comment.startswith("Archive images most similar to *holiday.jpg*:")
-    assert [f.title.split(" ")[1] for f in answer.files] == [m.relative_path for m in expected.matches]
+    assert_same_ranking(titled_ranking(answer), expected)
     assert "exact match" not in answer.initial_comment
     (download,) = emu.downloads(holiday["id"])
     assert download.authorized and download.complete
