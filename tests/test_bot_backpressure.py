@@ -7,14 +7,22 @@ The pool's jobs wait until the test releases them, so "full" is a state the test
 from __future__ import annotations
 
 import json
+import signal
+import sys
 import threading
 import urllib.request
+from pathlib import Path
 from types import SimpleNamespace
+
+import pytest
 
 from bot.server import DRAIN_SECONDS, drain_answers
 from bot.work import BUSY_TEXT, WorkPool
-from bot_support import ALICE, CHANNEL, bot_settings, emu, indexed, serve_bot  # noqa: F401
+from bot_support import (ALICE, CHANNEL, BotProcess, bot_settings, emu, free_port, indexed,  # noqa: F401
+                         process_env, serve_bot, slack_env)
 from photos import jpeg_bytes
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 class HeldPool(WorkPool):
@@ -87,3 +95,50 @@ def test_what_is_unfinished_when_the_time_is_up_is_counted_and_gunicorns_hook_dr
     worker = SimpleNamespace(wsgi=SimpleNamespace(work=SimpleNamespace(drain=drained.append)))
     drain_answers(None, worker)
     assert drained == [DRAIN_SECONDS] and 0 < DRAIN_SECONDS < 30
+
+
+# The deployed web process, with answers that wait for a file the test writes: SIGTERM arrives while
+# two accepted answers are still queued.
+HELD_ANSWERS = """
+import sys, time
+from pathlib import Path
+import bot.answering
+
+gate, answer = Path(sys.argv[1]), bot.answering.answer_text_query
+
+def answer_when_released(*args):
+    while not gate.exists():
+        time.sleep(0.05)
+    answer(*args)
+
+bot.answering.answer_text_query = answer_when_released
+from findimage_cli import main
+sys.exit(main(["bot"]))
+"""
+
+
+def test_on_sigterm_the_web_process_takes_no_new_requests_and_delivers_what_it_accepted(indexed, env, emu, tmp_path):
+    port, gate = free_port(), tmp_path / "release"
+    script = tmp_path / "held_answers.py"
+    script.write_text(HELD_ANSWERS)
+    values = process_env({**env, **slack_env(emu)}, PORT=str(port), PYTHONUNBUFFERED="1")
+    web = BotProcess([sys.executable, str(script), str(gate)], values, cwd=ROOT)
+    try:
+        web.wait_for_line("findimage bot ready over HTTP")
+        base = f"http://127.0.0.1:{port}"
+        acks = [emu.send_slash_command(f"{base}/slack/events", text=f"stage {n}", channel_id=CHANNEL)
+                for n in range(2)]
+        assert health(base)["queued"] == 2
+        web.process.send_signal(signal.SIGTERM)
+        web.wait_for_line("Worker exiting")  # requests are no longer taken; the queued answers are drained
+        with pytest.raises(OSError):
+            health(base)
+        gate.touch()
+        status = web.process.wait(60)
+    finally:
+        web.stop()
+
+    assert all(a.status == 200 and a.elapsed < 3 for a in acks)
+    assert len(emu.uploads(CHANNEL)) == 2, "both accepted answers were delivered before the exit"
+    assert "every accepted answer was delivered; stopping" in web.output
+    assert status == 0, web.output
