@@ -13,7 +13,7 @@ import time
 import pytest
 
 from bot_support import FakeClock
-from es_support import ES_URL, client, es_only
+from es_support import client, es_only
 from findimage.es_lease import LEASE_ID, IndexingLease, LeaseHeld, lease_index, process_scope
 from indexer.lock import pass_guard
 from indexer.schedule import run_locked_pass
