@@ -58,6 +58,7 @@ class PassSummary:
     removal_refused: int = 0  # removals held back (mass removal not confirmed)
     removal_sentence: str = ""
     upgraded: int = 0  # documents of an earlier version given dates and path words (no model call)
+    failing_files: int = 0  # files that cannot be indexed as they are now (this pass's and known ones)
 
     @property
     def images_per_second(self) -> float:
@@ -127,8 +128,9 @@ class IndexPass:
         retry_while_unavailable(self.store.finish_rebuild if self.full else self.store.checkpoint)
         self.summary.seconds = time.monotonic() - started
         self.summary.finished_at = time.time()
-        retry_while_unavailable(lambda: self.store.set_meta(META_LAST_PASS, self.summary.to_json()))
         self._remember_failures(scan)
+        self.summary.failing_files = len(self.state.failed)
+        retry_while_unavailable(lambda: self.store.set_meta(META_LAST_PASS, self.summary.to_json()))
         return self.summary
 
     def _check_model(self) -> None:

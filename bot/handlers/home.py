@@ -38,19 +38,15 @@ def describe_pass(raw: str | None) -> str:
 
 def status_lines(services: Services) -> list[str]:
     """What an archive user may want to know before searching: size, freshness, failures, models."""
-    from indexer.state import load_state  # the indexer's own bookkeeping, read-only here
-
     searcher, settings = services.searcher, services.settings
     try:
         count = searcher.store.count()
-        last_pass = describe_pass(searcher.store.get_meta(META_LAST_PASS))
+        raw_pass = searcher.store.get_meta(META_LAST_PASS)
     except Exception as exc:
         return [user_message(exc)]
-    lines = [f"*Images indexed:* {count:,}", f"*Last completed pass:* {last_pass}"]
-    try:
-        lines.append(f"*Files that failed to index:* {len(load_state(settings.data_dir).failed):,}")
-    except Exception as exc:  # the indexer's state lives on its machine; the bot may not see it
-        log.info("indexer state not readable here: %s", exc)
+    lines = [f"*Images indexed:* {count:,}", f"*Last completed pass:* {describe_pass(raw_pass)}"]
+    if raw_pass:  # the pass records it in the store: the indexer's own files may be on another machine
+        lines.append(f"*Files that failed to index:* {json.loads(raw_pass).get('failing_files', 0):,}")
     lines.append(f"*Store:* {escape(searcher.store.description)}")
     text_model = getattr(searcher.text_embedder, "model_id", settings.text_model)
     lines.append(f"*Models:* images `{escape(searcher.image_embedder.model_id)}`, text `{escape(str(text_model))}`")
