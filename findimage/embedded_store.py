@@ -83,9 +83,10 @@ class EmbeddedStore:
         self.db_path = self.data_dir / "findimage.sqlite"
         self.description = f"embedded ({self.db_path})"
         self._lock = threading.RLock()  # the documents connection
-        self._db = _connect(self.db_path)
-        self._db.executescript(SCHEMA)
-        migrate(self._db)
+        with self._write_errors_explained():  # a full disk can stop the very first write
+            self._db = _connect(self.db_path)
+            self._db.executescript(SCHEMA)
+            migrate(self._db)
         self._index_lock = threading.RLock()  # the kNN cache and its own connection
         self._index_db = _connect(self.db_path)
         self._index: VectorIndex | None = None

@@ -7,6 +7,7 @@ import os
 import resource
 import shutil
 import signal
+import sqlite3
 import stat
 import subprocess
 import sys
@@ -265,7 +266,7 @@ def test_a_full_disk_mid_pass_is_one_sentence_and_the_next_pass_completes(settin
     for i in range(60):
         save_photo(archive / "bulk" / f"{i:03d}.jpg", seed=500 + i, size=(160, 120))
 
-    failed = _index_with_file_size_limit({**env, "FINDIMAGE_BATCH_SIZE": "8"}, 96 * 1024)
+    failed = _index_with_file_size_limit({**env, "FINDIMAGE_BATCH_SIZE": "8"}, 256 * 1024)
 
     assert failed.returncode == EXIT_ERROR, failed.stdout + failed.stderr
     lines = failed.stderr.strip().splitlines()
@@ -274,6 +275,8 @@ def test_a_full_disk_mid_pass_is_one_sentence_and_the_next_pass_completes(settin
     assert "free some disk space" in lines[0] and "Traceback" not in failed.stderr
     leftovers = [p.name for p in settings.data_dir.iterdir() if ".tmp" in p.name]
     assert leftovers == []
+    written = sqlite3.connect(settings.data_dir / "findimage.sqlite").execute("SELECT count(*) FROM images")
+    assert 0 < written.fetchone()[0] < 67, "the disk filled up mid-pass, after some batches were written"
 
     code, out, _ = run(capsys, "index")
     assert code == EXIT_OK, out
