@@ -1,7 +1,10 @@
 """Photos posted in a channel the bot is in: answered in the message's thread, exactly once."""
 from __future__ import annotations
 
+import io
 import re
+
+from PIL import Image
 
 from bot_support import (ALICE, CHANNEL, assert_answers_held, assert_same_ranking, bot, bot_settings, emu,  # noqa: F401
                          held_bot, image_size, indexed, reference_image_ranking, serve_bot, with_settings)
@@ -157,3 +160,79 @@ def test_with_a_public_base_url_the_thread_reply_shows_image_blocks(indexed, emu
     assert len(images) == 5 and emu.uploads() == []
     assert all(b["image_url"].startswith("https://findimage.example.org/images/") and "sig=" in b["image_url"]
                for b in images)
+
+
+def test_more_than_ten_images_in_one_answer_continue_in_a_second_upload_in_the_same_thread(bot, emu):
+    photos = [emu.add_file(jpeg_bytes(seed=320 + n), f"p{n}.jpg", user=ALICE) for n in range(3)]
+    posted = post_photo(emu, *photos)
+
+    emu.send_event(bot.events_url, posted)
+    emu.wait_for(lambda: len(emu.uploads(CHANNEL, thread_ts=posted["ts"])) == 2, 20, "two uploads")
+    first, second = emu.uploads(CHANNEL, thread_ts=posted["ts"])
+
+    assert len(emu.api_calls("files.completeUploadExternal")) == 2, "one files_upload_v2 call per 10 files"
+    assert (len(first.files), len(second.files)) == (10, 5), "Slack shows at most 10 files in one message"
+    assert [f.title.split(".")[0] for f in first.files + second.files] == [str(r) for r in [1, 2, 3, 4, 5] * 3]
+    assert all(f"similar to *p{n}.jpg*" in first.initial_comment for n in range(3))
+    assert not second.initial_comment, "the ranked list is said once, with the first files"
+
+
+def test_image_links_for_many_photos_are_split_into_messages_of_at_most_50_blocks(indexed, emu):
+    settings = with_settings(indexed, public_base_url="https://findimage.example.org")
+    photos = [emu.add_file(jpeg_bytes(seed=330 + n), f"many{n}.jpg", user=ALICE) for n in range(8)]
+    with serve_bot(settings) as bot:
+        posted = post_photo(emu, *photos)
+        emu.send_event(bot.events_url, posted)
+        emu.wait_for(lambda: len(emu.messages(CHANNEL, thread_ts=posted["ts"])) == 2, 30, "two messages")
+
+    first, second = emu.messages(CHANNEL, thread_ts=posted["ts"])
+    blocks = first.blocks + second.blocks
+    # per photo: its heading, its 5 image blocks, its buttons = 7 blocks; 8 photos = 56 blocks
+    assert (len(first.blocks), len(second.blocks)) == (50, 6)
+    assert [b["type"] for b in blocks] == (["section"] + ["image"] * 5 + ["actions"]) * 8
+    assert all(b["image_url"].startswith("https://findimage.example.org/images/") for b in blocks
+               if b["type"] == "image")
+    headings = [b["text"]["text"] for b in blocks if b["type"] == "section"]
+    assert [f"*many{n}.jpg*" in h for n, h in enumerate(headings)] == [True] * 8, "in the order posted"
+    assert emu.uploads() == []
+
+
+def test_an_edited_message_is_not_answered_again(bot, emu):
+    photo = emu.add_file(jpeg_bytes(seed=340), "edited.jpg", user=ALICE)
+    original = post_photo(emu, photo, text="first words")
+    edited = {**original, "text": "better words"}
+    # Slack puts the edited message under `message`; the files are also given at the top level here,
+    # so that only the subtype can keep the bot from answering.
+    change = {"type": "message", "subtype": "message_changed", "hidden": True, "channel": CHANNEL,
+              "ts": f"{float(original['ts']) + 5:.6f}", "event_ts": f"{float(original['ts']) + 5:.6f}",
+              "message": edited, "previous_message": original, "files": original["files"]}
+
+    delivery = emu.send_event(bot.events_url, change)
+    barrier = post_photo(emu, emu.add_file(jpeg_bytes(seed=341), "barrier.jpg", user=ALICE))
+    emu.send_event(bot.events_url, barrier)
+    emu.wait_for_upload(CHANNEL, thread_ts=barrier["ts"], timeout=15)
+
+    assert delivery.status == 200
+    assert emu.uploads(CHANNEL, thread_ts=original["ts"]) == [] and emu.downloads(photo["id"]) == []
+    assert len(emu.uploads()) == 1
+
+
+def test_a_decompression_bomb_gets_one_sentence_and_no_images_and_the_bot_goes_on(bot, emu):
+    bomb = io.BytesIO()
+    Image.new("L", (12_000, 12_000)).save(bomb, "PNG", optimize=True)  # 144 MP of zeros in a few KB
+    assert len(bomb.getvalue()) < 300_000
+    photo = emu.add_file(bomb.getvalue(), "bomb.png", "image/png", user=ALICE)
+    posted = post_photo(emu, photo)
+
+    emu.send_event(bot.events_url, posted)
+    reply = emu.wait_for_message(CHANNEL, thread_ts=posted["ts"], timeout=30)
+    after = post_photo(emu, emu.add_file(jpeg_bytes(seed=342), "after.jpg", user=ALICE))
+    emu.send_event(bot.events_url, after)
+    answer = emu.wait_for_upload(CHANNEL, thread_ts=after["ts"], timeout=15)
+
+    assert reply.text.startswith("I could not read *bomb.png* as a picture (image too large to decode safely "
+                                 "(12,000 x 12,000 pixels; at most 40 megapixels))"), reply.text
+    assert reply.text.count(". ") <= 2 and "Traceback" not in reply.text
+    assert len(emu.messages(CHANNEL, thread_ts=posted["ts"])) == 1, "one sentence, no buttons"
+    assert emu.uploads(CHANNEL, thread_ts=posted["ts"]) == [], "no answer images"
+    assert len(answer.files) == 5, "the next photo is answered as usual"

@@ -18,6 +18,7 @@ class SocketModeMixin:
     def _init_socket_mode(self) -> None:
         self._tickets: set = set()
         self._socket_connections: list = []  # live aiohttp WebSocketResponse objects, oldest first
+        self._socket_transports: dict = {}  # WebSocketResponse -> its TCP transport (to drop it)
         self._socket_connection_count = 0
         self._sent_envelopes: dict = {}  # envelope_id -> (envelope, sent_at)
         #: Slack pings Socket Mode clients (the Node SDK's serverPingTimeout waits for those pings).
@@ -129,6 +130,27 @@ class SocketModeMixin:
         message = {"type": "disconnect", "reason": reason, "debug_info": {"host": "applink-emulator"}}
         self._run_in_loop(ws.send_str(json.dumps(message)))
 
+    def socket_drop(self, *, abrupt: bool = False) -> None:
+        """End the newest client's connection from the server side, without a ``disconnect`` message first.
+
+        Default: a WebSocket close frame (code 1011, as when a Slack server fails). ``abrupt=True`` cuts
+        the TCP connection with no close frame, as a network failure does; the client can only notice
+        that by its own pings.
+        """
+        with self._lock:
+            if not self._socket_connections:
+                raise AssertionError("no Socket Mode client is connected")
+            ws = self._socket_connections[-1]
+            transport = self._socket_transports[ws]
+
+        async def drop() -> None:
+            if abrupt:
+                transport.abort()
+            else:
+                await ws.close(code=1011, message=b"emulator dropped the connection")
+
+        self._run_in_loop(drop())
+
     # ------------------------------------------------------------------ server side
 
     async def _handle_socket(self, request: web.Request) -> web.StreamResponse:
@@ -149,6 +171,7 @@ class SocketModeMixin:
         await ws.send_str(json.dumps(hello))
         with self._lock:
             self._socket_connections.append(ws)
+            self._socket_transports[ws] = request.transport
         self._recorder.changed()
         pinger = asyncio.ensure_future(self._ping_socket(ws))
         try:
@@ -160,6 +183,7 @@ class SocketModeMixin:
             with self._lock:
                 if ws in self._socket_connections:
                     self._socket_connections.remove(ws)
+                self._socket_transports.pop(ws, None)
             self._recorder.changed()
         return ws
 
