@@ -130,7 +130,9 @@ class ElasticsearchStore:
             # An index made by an earlier version: the mapping is strict, so the new fields must exist
             # before any document carries them (idempotent, and no reindex).
             for index in self._concrete_indices():
-                self.client.indices.put_mapping(index=index, properties=NEW_FIELDS)
+                known = self.client.indices.get_mapping(index=index)[index]["mappings"].get("properties", {})
+                if any(name not in known for name in NEW_FIELDS):
+                    self.client.indices.put_mapping(index=index, properties=NEW_FIELDS)
         self._ready = True
 
     def _create_concrete(self, name: str, meta: dict | None = None, alias: bool = False) -> str:
