@@ -15,6 +15,7 @@ import pytest
 import yaml
 
 from bot.app import create_app
+from bot.server import EXIT_USAGE
 from bot_support import (  # noqa: F401
     CHANNEL,
     BotProcess,
@@ -144,7 +145,7 @@ def test_the_bot_refuses_to_start_without_its_tokens_and_says_which(tmp_path):
     started = subprocess.run([sys.executable, "-m", "findimage_cli", "bot"], env=values, cwd=tmp_path,
                              capture_output=True, text=True, timeout=60)
 
-    assert started.returncode == 2
+    assert started.returncode == EXIT_USAGE
     assert "SLACK_BOT_TOKEN is not set" in started.stderr and "SLACK_SIGNING_SECRET is not set" in started.stderr
 
 

@@ -6,7 +6,7 @@ import shutil
 
 import pytest
 
-from findimage_cli import EXIT_ERROR, main
+from findimage_cli import EXIT_ERROR, EXIT_OK, EXIT_USAGE, main
 from indexer.run import index_once
 from photos import write_bad_files
 
@@ -26,7 +26,7 @@ def run(capsys, *argv: str) -> tuple[int, str, str]:
 def test_index_prints_a_summary_and_the_failures(settings, archive, capsys):
     write_bad_files(archive / "bad")
     code, out, err = run(capsys, "index")
-    assert code == 0
+    assert code == EXIT_OK
     assert out.startswith("added 7, updated 0, moved 0, removed 0, unchanged 0, failed 5 in ")
     assert "images/s" in out
     assert "failed: bad/empty.jpg: empty file" in err
@@ -37,7 +37,7 @@ def test_index_prints_a_summary_and_the_failures(settings, archive, capsys):
 def test_text_search_prints_rank_score_and_path(indexed, capsys):
     code, out, _ = run(capsys, "search", "ein", "schneebedeckter", "Berg", "-k", "3")
     lines = [line for line in out.splitlines() if not line.startswith("(uncertain")]
-    assert code == 0 and len(lines) == 3
+    assert code == EXIT_OK and len(lines) == 3
     ranks, scores, paths = zip(*(line.split()[:3] for line in lines))
     assert ranks == ("1", "2", "3")
     assert all(0 <= float(s) <= 1 for s in scores) and list(scores) == sorted(scores, reverse=True)
@@ -47,7 +47,7 @@ def test_text_search_prints_rank_score_and_path(indexed, capsys):
 def test_json_output_parses_and_has_the_documented_fields(indexed, capsys):
     code, out, _ = run(capsys, "search", "雪山", "--json", "-k", "10")
     matches = json.loads(out)
-    assert code == 0 and len(matches) == 7
+    assert code == EXIT_OK and len(matches) == 7
     assert set(matches[0]) == {"image_id", "image_name", "relative_path", "score", "matched", "also_at", "taken",
                                "taken_source"}
 
@@ -62,34 +62,35 @@ def test_folder_limits_the_matches(indexed, capsys):
 def test_image_search_finds_the_identical_archive_image_first(indexed, capsys):
     code, out, _ = run(capsys, "search", "--image", str(indexed / "nature" / "mountain-1.png"), "-k", "2")
     first = [line for line in out.splitlines() if not line.startswith("(")][0]
-    assert code == 0 and first.split()[2] == "nature/mountain-1.png" and "(exact match)" in first
+    assert code == EXIT_OK and first.split()[2] == "nature/mountain-1.png" and "(exact match)" in first
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["search", "   "], "The query is empty"),
-    (["search", "x" * 10_000], "The query is too long (10,000 characters"),
-    (["search", "--image", "/no/such/photo.jpg"], "No image file at /no/such/photo.jpg"),
-    (["search", "-k", "0", "mountain"], "-k must be between 1 and 1000"),
+@pytest.mark.parametrize("argv, message, exit_code", [
+    (["search", "   "], "The query is empty", EXIT_ERROR),
+    (["search", "x" * 10_000], "The query is too long (10,000 characters", EXIT_ERROR),
+    (["search", "--image", "/no/such/photo.jpg"], "No image file at /no/such/photo.jpg", EXIT_ERROR),
+    (["search", "-k", "0", "mountain"], "-k must be between 1 and 1000", EXIT_USAGE),
 ])
-def test_bad_queries_get_a_clear_message(indexed, capsys, argv, message):
-    code, _, err = run(capsys, *argv)
-    assert code != 0 and message in err
+def test_bad_queries_get_a_clear_message(indexed, capsys, argv, message, exit_code):
+    code, out, err = run(capsys, *argv)
+    assert code == exit_code and out == ""
+    assert err.startswith("findimage: ") and message in err and len(err.strip().splitlines()) == 1
 
 
 def test_a_broken_query_image_gets_a_clear_message(indexed, capsys, tmp_path):
     write_bad_files(tmp_path / "bad")
     code, _, err = run(capsys, "search", "--image", str(tmp_path / "bad" / "login.jpg"))
-    assert code == 1 and "not an image" in err
+    assert code == EXIT_ERROR and "not an image" in err
 
 
 def test_search_before_indexing_says_so(settings, capsys):
     code, out, _ = run(capsys, "search", "mountain")
-    assert code == 0 and "not indexed yet" in out
+    assert code == EXIT_OK and "not indexed yet" in out
 
 
 def test_status_shows_store_count_models_and_last_pass(indexed, capsys, settings):
     code, out, _ = run(capsys, "status")
-    assert code == 0
+    assert code == EXIT_OK
     assert "embedded" in out and "documents:    7" in out
     assert "clip-ViT-B-32@" in out and "added 7" in out
     assert "knn index:    flat over 7 vectors (current)" in out
@@ -100,7 +101,7 @@ def test_every_configuration_problem_is_reported_at_once(settings, capsys, monke
     monkeypatch.setenv("FINDIMAGE_INDEX_INTERVAL_MINUTES", "-5")
     monkeypatch.setenv("FINDIMAGE_TEXT_EMBEDDER", "elasticsearch")
     code, _, err = run(capsys, "status")
-    assert code == 2
+    assert code == EXIT_USAGE
     assert "FINDIMAGE_TOP_K='many' is not a whole number" in err
     assert "FINDIMAGE_INDEX_INTERVAL_MINUTES=-5 must be at least 0.1" in err
     assert "FINDIMAGE_TEXT_EMBEDDER=elasticsearch needs ELASTICSEARCH_URL" in err
@@ -111,7 +112,7 @@ def test_dotenv_file_is_read(settings, capsys, monkeypatch, tmp_path):
     monkeypatch.delenv("FINDIMAGE_TOP_K", raising=False)
     (tmp_path / ".env").write_text("FINDIMAGE_TOP_K=0\n")
     code, _, err = run(capsys, "status")
-    assert code == 2 and "FINDIMAGE_TOP_K=0 must be between 1 and 50" in err
+    assert code == EXIT_USAGE and "FINDIMAGE_TOP_K=0 must be between 1 and 50" in err
 
 
 def test_search_after_an_image_model_change_says_how_to_rebuild(indexed, capsys, monkeypatch, test_models, tmp_path):

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from findimage.imaging import ImageError, prepare_bytes, thumbnail_jpeg
+from findimage.imaging import DRAFT_MIN_SIDE, ImageError, prepare_bytes, thumbnail_jpeg
 from photos import jpeg_bytes, photo, write_bad_files
 
 
@@ -29,8 +29,10 @@ def test_exif_orientation_is_applied():
 def test_large_jpeg_is_decoded_in_draft_mode_but_reports_its_real_size():
     prepared = prepare_bytes(jpeg_bytes(2, size=(4032, 3024)))
     assert (prepared.width, prepared.height) == (4032, 3024)
-    assert prepared.image.size == (504, 378) or max(prepared.image.size) <= 1008
-    assert min(prepared.image.size) >= 224, "never smaller than the model's input"
+    # drafted at 1/4 scale: the smallest JPEG scale whose short side (756) is still >= DRAFT_MIN_SIDE (448);
+    # 1/8 would give 378
+    assert prepared.image.size == (1008, 756)
+    assert DRAFT_MIN_SIDE == 448
 
 
 @pytest.mark.parametrize("mode", ["P", "RGBA", "LA", "L", "CMYK", "I;16", "1"])

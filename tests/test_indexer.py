@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import os
 import shutil
 import signal
@@ -42,7 +44,12 @@ def test_first_pass_indexes_every_image_and_second_pass_touches_nothing(settings
     assert store.count() == 7
     doc = store.get(next(iter(store.file_states().values())).image_id)
     assert doc.image_embedding.shape == (512,) and abs(float((doc.image_embedding ** 2).sum()) - 1) < 1e-4
-    assert doc.width > 0 and doc.height > 0 and len(doc.sha256) == 64
+    sizes = {"events": (640, 480), "nature": (320, 240)}  # the `archive` fixture's photos
+    for state in store.file_states().values():
+        doc = store.get(state.image_id)
+        path = settings.archive / doc.relative_path
+        assert (doc.width, doc.height) == sizes[doc.relative_path.split("/")[0]], doc.relative_path
+        assert doc.sha256 == hashlib.sha256(path.read_bytes()).hexdigest() and doc.size == path.stat().st_size
 
 
 @both_stores
@@ -210,5 +217,12 @@ def test_searches_keep_answering_while_a_pass_writes(settings, env, archive):
 
 @both_stores
 def test_last_pass_is_recorded(settings, archive):
+    before = time.time()
+    summary = index_once(settings)
+    recorded = json.loads(open_store(settings).get_meta(META_LAST_PASS))
+    assert (recorded["added"], recorded["updated"], recorded["moved"], recorded["removed"]) == (7, 0, 0, 0)
+    assert (recorded["unchanged"], recorded["failed"], recorded["embedded"], recorded["failures"]) == (0, 0, 7, [])
+    assert before <= recorded["finished_at"] <= time.time() and recorded["finished_at"] == summary.finished_at
     index_once(settings)
-    assert '"added": 7' in open_store(settings).get_meta(META_LAST_PASS)
+    again = json.loads(open_store(settings).get_meta(META_LAST_PASS))
+    assert (again["added"], again["unchanged"], again["embedded"]) == (0, 7, 0), "the latest pass replaces it"
