@@ -86,10 +86,10 @@ def uncertain_note(result: SearchResult) -> str:
 def match_label(rank: int, match: Match, exact: bool) -> str:
     """One line per match: rank, score, archive path (and whether it is the very same file)."""
     label = f"*{rank}.* `{match.score:.3f}` {escape(match.relative_path)}"
-    if match.taken:
-        label += f" · {match.taken[:10]}"
     if exact:
         label += " — *exact match* (byte-identical)"
+    if match.taken:
+        label += f" · {match.taken[:10]}"
     if match.also_at:
         more = f" and {len(match.also_at) - 2} more" if len(match.also_at) > 2 else ""
         label += f" _(also at {escape(', '.join(match.also_at[:2]))}{more})_"

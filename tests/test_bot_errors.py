@@ -32,6 +32,11 @@ class FlakyStore:
             raise self.failure
         return self._store.knn(*args, **kwargs)
 
+    def hybrid(self, *args, **kwargs):  # text queries with words: CLIP and names in one call
+        if self.failure is not None:
+            raise self.failure
+        return self._store.hybrid(*args, **kwargs)
+
     def __getattr__(self, name):
         return getattr(self._store, name)
 
