@@ -11,6 +11,7 @@ from urllib.parse import quote, unquote
 import pytest
 
 from bot.slack_files import (
+    CHUNK_BYTES,
     DownloadRefused,
     ExternalFile,
     ImageTooLarge,
@@ -23,6 +24,26 @@ from photos import jpeg_bytes
 
 TOKEN = "xoxb-test"
 LIMIT = 100_000
+SOCKET_BUFFER = 4096  # asked for on both ends of a download; the kernel doubles it
+# Bytes the kernel may hold between the two programs (send and receive buffers, in flight): a
+# generous bound, far below what a client that kept reading would take.
+KERNEL_SLACK = 128 * 1024
+
+
+@pytest.fixture(autouse=True)
+def small_receive_buffer(monkeypatch):
+    """The client's sockets get a small receive buffer (set before connecting, as urllib3 applies
+    socket options), so the server cannot push much more than the client actually reads."""
+    from urllib3.util import connection
+
+    original = connection.create_connection
+
+    def create_connection(address, timeout=connection.socket.getdefaulttimeout(), source_address=None,
+                          socket_options=None):
+        options = list(socket_options or []) + [(socket.SOL_SOCKET, socket.SO_RCVBUF, SOCKET_BUFFER)]
+        return original(address, timeout, source_address, options)
+
+    monkeypatch.setattr(connection, "create_connection", create_connection)
 
 
 @contextmanager
@@ -34,6 +55,11 @@ def file_server():
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
 
+        def setup(self):
+            # A small send buffer: what `sent` counts is then close to what the client took off the wire.
+            self.request.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SOCKET_BUFFER)
+            super().setup()
+
         def do_GET(self):
             case = self.path.strip("/")
             if case.startswith("go?to="):  # a redirect, wherever the test says
@@ -44,6 +70,8 @@ def file_server():
                 return self._send(200, "image/jpeg", jpeg_bytes(seed=1))
             if case == "announced-too-large":
                 return self._send(200, "image/jpeg", bytes(LIMIT + 1))
+            if case == "announced-huge":
+                return self._stream_with_length(500 * LIMIT)
             if case == "html-as-image":
                 return self._send(200, "image/png", b"  <!doctype html><html>Sign in</html>")
             if case == "endless":
@@ -66,6 +94,21 @@ def file_server():
                 sent[self.path.strip("/")] = len(body)
             except ConnectionError:
                 sent[self.path.strip("/")] = -1
+
+        def _stream_with_length(self, length):
+            self.send_response(200)
+            self.send_header("Content-Type", "image/jpeg")
+            self.send_header("Content-Length", str(length))
+            self.end_headers()
+            total = 0
+            try:
+                while total < length:
+                    self.wfile.write(bytes(16 * 1024))
+                    total += 16 * 1024
+            except (ConnectionError, socket.error):
+                pass
+            sent[self.path.strip("/")] = total
+            stream_ended.set()
 
         def _stream_without_length(self):
             self.send_response(200)
@@ -120,9 +163,15 @@ def test_a_size_in_the_file_object_above_the_limit_is_refused_before_connecting(
 
 
 def test_a_content_length_above_the_limit_is_refused_before_reading_the_body():
-    with file_server() as (base, _, _):
+    with file_server() as (base, sent, stream_ended):
         with pytest.raises(ImageTooLarge, match=r"is 0.1 MB; I only search images up to 0.1 MB"):
             fetch(slack_file(base, "announced-too-large"), TOKEN, LIMIT, api_url(base))
+        with pytest.raises(ImageTooLarge, match=r"is 50.0 MB; I only search images up to 0.1 MB"):
+            fetch(slack_file(base, "announced-huge"), TOKEN, LIMIT, api_url(base))
+        assert stream_ended.wait(10), "the client hung up"
+    # of 50 MB announced, the server got rid of no more than the kernel buffers hold: the client read
+    # none of the body (reading it up to the limit would have taken more than LIMIT bytes)
+    assert sent["announced-huge"] < KERNEL_SLACK < LIMIT + KERNEL_SLACK
 
 
 def test_a_stream_without_content_length_is_cut_off_at_the_limit():
@@ -130,7 +179,8 @@ def test_a_stream_without_content_length_is_cut_off_at_the_limit():
         with pytest.raises(ImageTooLarge, match="is larger than that"):
             fetch(slack_file(base, "endless"), TOKEN, LIMIT, api_url(base))
         assert stream_ended.wait(10), "the server noticed the hang-up"
-    assert sent["endless"] < 500 * LIMIT, "the download stopped long before the end of the stream"
+    # the client stops after the read that passed the limit: at most the limit plus one read
+    assert LIMIT < sent["endless"] <= LIMIT + CHUNK_BYTES + KERNEL_SLACK, sent
 
 
 def test_html_is_recognised_as_the_sign_in_page_whatever_its_content_type():
