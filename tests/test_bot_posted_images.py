@@ -6,7 +6,7 @@ import re
 
 from PIL import Image
 
-from bot_support import (ALICE, CHANNEL, assert_answers_held, assert_same_ranking, bot, bot_settings, emu,  # noqa: F401
+from bot_support import (ALICE, CHANNEL, FakeClock, assert_answers_held, assert_same_ranking, bot, bot_settings, emu,  # noqa: F401
                          held_bot, image_size, indexed, reference_image_ranking, serve_bot, with_settings)
 from bot.delivery import BUTTONS_TEXT
 from indexer.run import index_once
@@ -236,3 +236,29 @@ def test_a_decompression_bomb_gets_one_sentence_and_no_images_and_the_bot_goes_o
     assert len(emu.messages(CHANNEL, thread_ts=posted["ts"])) == 1, "one sentence, no buttons"
     assert emu.uploads(CHANNEL, thread_ts=posted["ts"]) == [], "no answer images"
     assert len(answer.files) == 5, "the next photo is answered as usual"
+
+
+def test_a_photo_delivered_again_after_the_memory_expired_is_answered_again(indexed, emu, monkeypatch):
+    import bot.app
+    from bot.dedupe import SEEN_TTL_SECONDS, SeenRecently
+
+    clock = FakeClock(1000.0)
+    monkeypatch.setattr(bot.app, "seen_keys", lambda settings: SeenRecently(clock=clock))
+    photo = emu.add_file(jpeg_bytes(seed=350), "again.jpg", user=ALICE)
+    posted = post_photo(emu, photo)
+
+    def deliver(event_id: str, answers: int) -> None:
+        emu.send_event(running.events_url, posted, event_id=event_id)
+        barrier = post_photo(emu, emu.add_file(jpeg_bytes(seed=351), f"{event_id}.jpg", user=ALICE))
+        emu.send_event(running.events_url, barrier)
+        emu.wait_for_upload(CHANNEL, thread_ts=barrier["ts"], timeout=15)  # answered after the delivery
+        assert len(emu.uploads(CHANNEL, thread_ts=posted["ts"])) == answers, event_id
+
+    with serve_bot(indexed) as running:
+        deliver("Ev0FIRST", 1)
+        clock.advance(SEEN_TTL_SECONDS - 1)
+        deliver("Ev0SECOND", 1)  # a re-delivery (new event id) within the hour: the file is remembered
+        clock.advance(1)
+        deliver("Ev0THIRD", 2)  # an hour on, it is forgotten: answered again
+
+    assert len(emu.downloads(photo["id"])) == 2
