@@ -339,7 +339,7 @@ def test_a_user_runs_findimage_and_sees_the_answers_over_http(emu):
         searching = emu.wait_for_response(containing="red bicycle")
         found = emu.wait_for_message(CHANNEL, containing="Found 3 images")
 
-    assert delivery.status == 200 and delivery.elapsed < 3
+    assert delivery.status == 200
     assert searching.ephemeral and searching.user_id == ALICE and searching.url == delivery.response_url
     assert found.text == "Found 3 images for red bicycle" and not found.ephemeral
 
@@ -355,7 +355,7 @@ def test_a_user_posts_a_photo_the_bot_answers_in_its_thread_and_ignores_its_own_
         emu.send_event(url, posted, event_id="Ev0PHOTO", retry_num=1, retry_reason="http_timeout")
         emu.wait_for(lambda: len(emu.uploads()) == 2, what="the answer to the retried event")
 
-    assert first.status == 200 and first.elapsed < 3
+    assert first.status == 200
     assert posted["files"][0]["url_private_download"] == photo["url_private_download"]
     assert answer.names == ["match-beach.png"] and answer.contents == [emu.file_content(photo["id"])]
     assert answer.initial_comment == "Closest archive match"
@@ -423,7 +423,7 @@ def test_a_user_runs_findimage_and_posts_a_photo_over_socket_mode(emu, client_li
         event_ack = emu.socket_event(posted)
         answer = emu.wait_for_upload(CHANNEL, thread_ts=posted["ts"])
 
-    assert command_ack.elapsed < 3 and event_ack.elapsed < 3
+    assert event_ack.envelope["type"] == "events_api" and event_ack.envelope["payload"]["event"]["ts"] == posted["ts"]
     assert command_ack.envelope["type"] == "slash_commands" and command_ack.envelope["accepts_response_payload"]
     assert searching.url == command_ack.envelope["payload"]["response_url"] and searching.ephemeral
     assert answer.contents == [emu.file_content(photo["id"])]
@@ -437,7 +437,20 @@ def test_the_socket_mode_client_reconnects_when_slack_asks_it_to(emu):
         ack = emu.socket_slash_command("after reconnect")
         emu.wait_for_response(containing="after reconnect")
 
-    # slack_sdk's builtin client may still be swapping sockets right after the reconnect; the point here
-    # is that the envelope on the new connection is acked at all (the bot's 3 s acks are tested elsewhere)
-    assert ack.envelope is not None and ack.elapsed < 5
+    # the envelope on the new connection is acked at all (that the bot acks before answering is tested
+    # in test_bot_socket_mode, with its answers held)
+    assert ack.envelope is not None and ack.envelope["payload"]["text"] == "after reconnect"
+    assert len(emu.api_calls("apps.connections.open")) == 2
+
+
+def test_a_dropped_connection_is_gone_from_the_emulator_and_the_client_comes_back(emu):
+    app, _ = findimage_like_app(emu)
+    with connected_over_socket_mode(app, emu):
+        emu.socket_drop()
+        emu.wait_for(lambda: emu.socket_connections == 0, 10, "the dropped connection to be gone")
+        emu.wait_for_socket_client(timeout=60, connections_opened=2)
+        ack = emu.socket_slash_command("after the drop")
+        emu.wait_for_response(containing="after the drop")
+
+    assert ack.envelope["payload"]["text"] == "after the drop"
     assert len(emu.api_calls("apps.connections.open")) == 2
