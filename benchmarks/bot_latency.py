@@ -36,6 +36,9 @@ from photos import jpeg_bytes, save_photo  # noqa: E402
 from slack_emulator import SlackEmulator  # noqa: E402
 
 CHANNEL = "C0BENCH"
+# Slack shows the user an error when an ack takes longer (slash commands, interactivity; events are
+# retried). The tests prove the order (ack before the answer's work); this checks the time, under load.
+SLACK_ACK_LIMIT_SECONDS = 3.0
 TEXTS = ["stage with red lights", "ein schneebedeckter Berg", "a cat on a sofa", "people dancing at night",
          "un coucher de soleil sur la mer", "old red bicycle", "crowd at a concert", "green forest path"]
 
@@ -134,7 +137,7 @@ def main() -> int:
     from bot.app import create_app
 
     models = load_models(args.models)
-    rows = []
+    rows, slowest_ack = [], 0.0
     with tempfile.TemporaryDirectory() as tmp, SlackEmulator() as emu:
         settings = make_settings(emu, Path(tmp), models, args.photos)
         with serve_bot(settings) as bot:
@@ -144,7 +147,9 @@ def main() -> int:
             rows.append(row("HTTP, text command", [text_over_http(emu, bot.events_url, n) for n in range(args.queries)]))
             rows.append(row("HTTP, posted image (2048x1536)",
                             [image_over_http(emu, bot.events_url, n) for n in range(args.queries)]))
-            rows.append(row(f"HTTP, {args.burst} text commands at once", burst_over_http(emu, bot.events_url, args.burst)))
+            burst = burst_over_http(emu, bot.events_url, args.burst)
+            slowest_ack = max(s.ack for s in burst)
+            rows.append(row(f"HTTP, {args.burst} text commands at once", burst))
         handler = SocketModeHandler(create_app(dataclasses.replace(settings, slack_app_token=emu.app_token)),
                                     emu.app_token)
         handler.connect()
@@ -159,7 +164,10 @@ def main() -> int:
     print("| case                             |   n |  ack p50 |  ack p95 | answer p50 | answer p95 |")
     print("|----------------------------------|-----|----------|----------|------------|------------|")
     print("\n".join(rows))
-    return 0
+    met = slowest_ack < SLACK_ACK_LIMIT_SECONDS
+    print(f"\nslowest ack of the {args.burst} commands at once: {slowest_ack * 1000:.0f} ms "
+          f"({'within' if met else 'OVER'} Slack's {SLACK_ACK_LIMIT_SECONDS:g} s)")
+    return 0 if met else 1
 
 
 if __name__ == "__main__":
