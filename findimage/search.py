@@ -132,14 +132,14 @@ class Searcher:
         return self.by_image_bytes(data, k, folder, after=after, before=before)
 
     def by_image_id(self, image_id: str, k: int | None = None, folder: str | None = None,
-                    skip: int = 0) -> SearchResult:
+                    skip: int = 0, *, after: str | None = None, before: str | None = None) -> SearchResult:
         """The archive images nearest to an indexed one, from its stored vector (no file read, no model
         call). The image itself is left out: whoever asks is looking at it already. `skip` pages on."""
         doc = self.store.get(image_id)
         if doc is None:
             raise QueryError("That image is no longer in the archive (it was removed or re-indexed since).")
         k = k or self.settings.top_k
-        result = self._knn(doc.image_embedding, skip + k + 1, folder)
+        result = self._knn(doc.image_embedding, skip + k + 1, folder, *date_range(after, before))
         result.matches = [m for m in result.matches if m.image_id != image_id][skip:skip + k]
         result.query_sha256 = doc.sha256
         result.exact = {m.image_id for m in result.matches if m.sha256 == doc.sha256}

@@ -192,3 +192,14 @@ def test_an_index_of_the_previous_version_gains_names_and_dates_without_embeddin
     assert all(m["taken"] and m["taken_source"] == "mtime" for m in found)
     again = index_once(settings)
     assert again.upgraded == 0 and again.embedded == 0
+
+
+def test_neighbours_of_an_indexed_image_keep_to_the_dates(settings, capsys):
+    from findimage.records import image_id_for
+    from findimage.search import Searcher
+
+    for month in (5, 6, 7):
+        dated(settings.archive / f"m/{month}.jpg", month, original=f"2024:{month:02d}:10 12:00:00")
+    index_once(settings)
+    result = Searcher(settings).by_image_id(image_id_for("m/5.jpg"), k=5, after="2024-06", before="2024-07")
+    assert [m.relative_path for m in result.matches] == ["m/6.jpg"]
