@@ -227,7 +227,7 @@ def _describe_pass(raw: str | None) -> str:
     when = datetime.fromtimestamp(data["finished_at"]).strftime("%Y-%m-%d %H:%M:%S")
     return (f"{when}: added {data['added']}, updated {data['updated']}, moved {data['moved']}, "
             f"removed {data['removed']}, unchanged {data['unchanged']}, failed {data['failed']} "
-            f"in {data['seconds']:.1f}s")
+            f"in {data['seconds']:.1f}s" + (f", upgraded {data['upgraded']}" if data.get("upgraded") else ""))
 
 
 def cmd_keys(settings, args) -> int:
