@@ -58,7 +58,8 @@ def load_state(data_dir: str | Path) -> IndexerState:
         return IndexerState(failed, PendingRemoval(**pending) if pending else None)
     except FileNotFoundError:
         return IndexerState()
-    except (OSError, ValueError, TypeError) as exc:  # unreadable: start afresh, the bad files are read once more
+    except (OSError, ValueError, TypeError, AttributeError) as exc:  # unreadable or another shape: start
+        # afresh; the bad files are read once more
         log.warning("ignoring %s (%s)", path, exc)
         return IndexerState()
 
