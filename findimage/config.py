@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import re
 import sys
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -51,6 +52,8 @@ class Settings:
     elasticsearch_ca_certs: Path | None = None
     index_name: str = "my-image-embeddings"
     es_index_options: str = "int8_hnsw"
+    es_shards: int = 1
+    es_replicas: str = "0-1"  # a number, or a range Elasticsearch expands with the nodes ("0-1": a copy once a second node joins)
     es_timeout_seconds: float = 10.0
     text_embedder: str = "local"
     infer_model_id: str = DEFAULT_INFER_MODEL_ID
@@ -158,6 +161,12 @@ def load_settings(environ: Mapping[str, str] | None = None, env_file: str | Path
         if not (channel[:1] in "CGD" and channel.isalnum() and channel.isupper()):
             r.problems.append(f"FINDIMAGE_CHANNELS: {channel!r} is not a channel id (like C0123ABCD; names do not work).")
 
+    es_replicas = r.text("FINDIMAGE_ES_REPLICAS", "0-1")
+    if not re.fullmatch(r"\d{1,2}|\d{1,2}-(\d{1,2}|all)", es_replicas):
+        r.problems.append(f"FINDIMAGE_ES_REPLICAS={es_replicas!r} must be a number of replicas (e.g. 1) or a range "
+                          "Elasticsearch expands with the cluster (e.g. 0-1 or 0-all).")
+        es_replicas = "0-1"
+
     settings = Settings(
         archive=Path(r.text("FINDIMAGE_ARCHIVE", "archive")),
         data_dir=Path(r.text("FINDIMAGE_DATA_DIR", ".findimage")),
@@ -184,6 +193,8 @@ def load_settings(environ: Mapping[str, str] | None = None, env_file: str | Path
         elasticsearch_password=password,
         elasticsearch_ca_certs=Path(ca_certs) if ca_certs else None,
         index_name=r.text("FINDIMAGE_INDEX", "my-image-embeddings"),
+        es_shards=r.number("FINDIMAGE_ES_SHARDS", 1, int, 1, 64),
+        es_replicas=es_replicas,
         es_index_options=r.choice("FINDIMAGE_ES_INDEX_OPTIONS", "int8_hnsw", ("int8_hnsw", "hnsw", "flat", "int8_flat")),
         es_timeout_seconds=r.number("FINDIMAGE_ES_TIMEOUT_SECONDS", 10.0, float, 0.1),
         text_embedder=text_embedder,

@@ -65,8 +65,10 @@ WRITER_PRIVILEGES = ["create_index", "write", "delete_index", "manage", "read", 
 
 class ElasticsearchStore:
     def __init__(self, client: Elasticsearch, url: str, alias: str = "my-image-embeddings",
-                 index_options: str = "int8_hnsw", dims: int = DIMS):
+                 index_options: str = "int8_hnsw", dims: int = DIMS, shards: int = 1, replicas: str = "0-1"):
         self.client = client
+        self.shards = shards
+        self.replicas = replicas
         self.url = public_url(url)  # only ever shown: the client holds the credentials
         self.alias = alias
         self.index_options = index_options
@@ -81,9 +83,9 @@ class ElasticsearchStore:
         self._meta_cache: tuple[str, dict] | None = None
 
     @classmethod
-    def from_settings(cls, settings, dims: int = DIMS, writer: bool = False) -> "ElasticsearchStore":
-        store = cls(make_client(settings), settings.elasticsearch_url, settings.index_name,
-                    settings.es_index_options, dims)
+    def from_settings(cls, settings, dims: int = DIMS, writer: bool = False, client=None) -> "ElasticsearchStore":
+        store = cls(client or make_client(settings), settings.elasticsearch_url, settings.index_name,
+                    settings.es_index_options, dims, settings.es_shards, settings.es_replicas)
         if writer:
             store.open_for_writing()
         return store
@@ -135,12 +137,23 @@ class ElasticsearchStore:
                     self.client.indices.put_mapping(index=index, properties=NEW_FIELDS)
         self._ready = True
 
-    def _create_concrete(self, name: str, meta: dict | None = None, alias: bool = False) -> str:
+    def _replica_settings(self) -> dict:
+        if "-" in self.replicas:  # e.g. "0-1": none on one node, a copy as soon as a second node joins
+            return {"auto_expand_replicas": self.replicas}
+        return {"auto_expand_replicas": "false", "number_of_replicas": int(self.replicas)}
+
+    def _create_concrete(self, name: str, meta: dict | None = None, alias: bool = False,
+                         building: bool = False) -> str:
+        """A concrete index with the configured shards and replicas; one being rebuilt is filled first with
+        no replicas and no refresh (the fastest bulk indexing), and gets the configured ones before the swap."""
         mappings = mapping(self.dims, self.index_options)
         if meta:
             mappings["_meta"] = meta
+        settings = {"number_of_shards": self.shards, **self._replica_settings()}
+        if building:
+            settings.update({"auto_expand_replicas": "false", "number_of_replicas": 0, "refresh_interval": "-1"})
         self.client.indices.create(index=name, mappings=mappings, aliases={self.alias: {}} if alias else None,
-                                   settings={"number_of_shards": 1, "number_of_replicas": 0})
+                                   settings=settings)
         return name
 
     def _concrete_indices(self) -> list[str]:
@@ -192,7 +205,7 @@ class ElasticsearchStore:
             self.client.indices.delete(index=index, ignore_unavailable=True)
         current = self._concrete_indices()
         self._write_index = self._create_concrete(f"{self.alias}-v{version}",
-                                                  self._read_meta(current[0]) if current else None)
+                                                  self._read_meta(current[0]) if current else None, building=True)
 
     @unavailable_on_connection_errors
     def finish_rebuild(self) -> None:
@@ -202,7 +215,11 @@ class ElasticsearchStore:
         if new is None:
             return
         self._meta_cache = None
+        # The configured replicas and refresh back before searches see the index; then wait until every
+        # primary (and, where the cluster has the nodes, every copy) is assigned.
+        self.client.indices.put_settings(index=new, settings={**self._replica_settings(), "refresh_interval": None})
         self.client.indices.refresh(index=new)
+        self.client.cluster.health(index=new, wait_for_status="yellow", timeout="60s")
         actions = [{"remove": {"index": i, "alias": self.alias}} for i in old if i != self.alias]
         if self.alias in old:  # a plain index under the alias name (made outside findimage): replace it
             actions.append({"remove_index": {"index": self.alias}})
@@ -241,7 +258,8 @@ class ElasticsearchStore:
         for index in concrete:
             field = self.client.indices.get_mapping(index=index)[index]["mappings"]["properties"]["image_embedding"]
             options = field.get("index_options", {}).get("type", "flat")
-            lines.append(("index", f"{self.alias} -> {index} ({field['dims']} dims, {options})"))
+            lines.append(("index", f"{self.alias} -> {index} ({field['dims']} dims, {options}; "
+                                   f"{self._layout(index)})"))
         kept, stray = self._kept_and_stray()
         for index in kept:
             lines.append(("previous", f"{index} (kept by the last `findimage index --full`; roll back with "
@@ -250,6 +268,15 @@ class ElasticsearchStore:
             lines.append(("rebuilding", f"{index} (a `findimage index --full` is running, was interrupted or "
                                         "was rolled back; the next one deletes it)"))
         return lines
+
+    def _layout(self, index: str) -> str:
+        """Shards, replicas (as configured and as assigned now) and the index's health."""
+        found = self.client.indices.get_settings(index=index)[index]["settings"]["index"]
+        expand = found.get("auto_expand_replicas", "false")
+        replicas = f"replicas {expand} (now {found.get('number_of_replicas')})" if expand != "false" else \
+            f"replicas {found.get('number_of_replicas')}"
+        health = self.client.cluster.health(index=index)["status"]
+        return f"{found.get('number_of_shards')} shard(s), {replicas}, {health}"
 
     @property
     def _target(self) -> str:

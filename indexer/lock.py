@@ -100,7 +100,7 @@ def pass_guard(settings):
         lease = es_lease(settings)
         try:
             # Credentials that may not index fail here in the store's one sentence, not as a lease problem.
-            ElasticsearchStore(lease.client, settings.elasticsearch_url, settings.index_name).open_for_writing()
+            ElasticsearchStore.from_settings(settings, client=lease.client, writer=True)
             try:
                 lease.acquire()
             except LeaseHeld as exc:

@@ -1,0 +1,60 @@
+"""Production index settings on the real server: shards and replicas from configuration on every index a
+pass or a rebuild creates, a rebuild filled without replicas or refreshes and given the configured ones
+back before the alias moves to it, and `findimage status` showing them with the health."""
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from es_support import client, es_only
+from findimage.backends import open_store
+from findimage.config import ConfigError, load_settings
+from findimage_cli import main
+from indexer.run import index_once
+
+
+def index_settings(url: str, index: str) -> dict:
+    with client(url) as es:
+        return es.indices.get_settings(index=index)[index]["settings"]["index"]
+
+
+@es_only
+def test_every_index_gets_the_configured_layout_and_a_rebuild_fills_fast_then_restores_it(settings, archive):
+    index_once(settings)
+    first = f"{settings.index_name}-v1"
+    made = index_settings(settings.elasticsearch_url, first)
+    assert (made["number_of_shards"], made["auto_expand_replicas"]) == ("1", "0-1")
+    assert "refresh_interval" not in made
+
+    store = open_store(settings, writer=True)
+    store.begin_rebuild()
+    building = index_settings(settings.elasticsearch_url, store._write_index)
+    assert (building["number_of_replicas"], building["auto_expand_replicas"], building["refresh_interval"]) == (
+        "0", "false", "-1"), "filled without replicas or refreshes"
+    rebuilt = store._write_index
+    store.finish_rebuild()
+    restored = index_settings(settings.elasticsearch_url, rebuilt)
+    assert restored["auto_expand_replicas"] == "0-1" and "refresh_interval" not in restored
+    with client(settings.elasticsearch_url) as es:
+        assert list(es.indices.get_alias(name=settings.index_name)) == [rebuilt]
+
+
+@es_only
+def test_a_fixed_number_of_replicas_and_shards(settings, archive, capsys, monkeypatch):
+    two = dataclasses.replace(settings, es_shards=2, es_replicas="0")
+    index_once(two)
+    made = index_settings(settings.elasticsearch_url, f"{settings.index_name}-v1")
+    assert (made["number_of_shards"], made["number_of_replicas"], made["auto_expand_replicas"]) == ("2", "0", "false")
+
+    for key, value in {"ELASTICSEARCH_URL": settings.elasticsearch_url, "FINDIMAGE_INDEX": settings.index_name}.items():
+        monkeypatch.setenv(key, value)
+    assert main(["status"]) == 0
+    out = capsys.readouterr().out
+    assert f"{settings.index_name} -> {settings.index_name}-v1 (512 dims, int8_hnsw; 2 shard(s), replicas 0, green)" in out
+
+
+@pytest.mark.parametrize("value", ["two", "1-", "-1", "0-many"])
+def test_a_replica_setting_that_is_neither_a_number_nor_a_range_is_refused(value):
+    with pytest.raises(ConfigError, match=f"FINDIMAGE_ES_REPLICAS='{value}' must be a number of replicas"):
+        load_settings({"FINDIMAGE_ES_REPLICAS": value}, env_file=None)
