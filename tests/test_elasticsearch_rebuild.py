@@ -75,5 +75,6 @@ def test_status_shows_the_server_and_the_index_behind_the_alias(settings, archiv
     alias = settings.index_name
     assert f"store:        elasticsearch ({settings.elasticsearch_url}, index {alias})" in out
     assert "server:       Elasticsearch 8." in out
-    assert f"index:        {alias} -> {alias}-v1 (512 dims, int8_hnsw)" in out
+    assert (f"index:        {alias} -> {alias}-v1 (512 dims, int8_hnsw; 1 shard(s), replicas 0-1 (now 0), green)"
+            in out), "one node: the auto-expanding replica range holds no copy, so the index is green"
     assert "documents:    7" in out and "last pass:" in out and "added 7" in out
