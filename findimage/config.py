@@ -53,6 +53,7 @@ class Settings:
     index_name: str = "my-image-embeddings"
     es_index_options: str = "int8_hnsw"
     es_shards: int = 1
+    es_rescore_oversample: float = 3.0
     es_replicas: str = "0-1"  # a number, or a range Elasticsearch expands with the nodes ("0-1": a copy once a second node joins)
     es_timeout_seconds: float = 10.0
     text_embedder: str = "local"
@@ -194,6 +195,7 @@ def load_settings(environ: Mapping[str, str] | None = None, env_file: str | Path
         elasticsearch_ca_certs=Path(ca_certs) if ca_certs else None,
         index_name=r.text("FINDIMAGE_INDEX", "my-image-embeddings"),
         es_shards=r.number("FINDIMAGE_ES_SHARDS", 1, int, 1, 64),
+        es_rescore_oversample=r.number("FINDIMAGE_ES_RESCORE_OVERSAMPLE", 3.0, float, 1.0, 20.0),
         es_replicas=es_replicas,
         es_index_options=r.choice("FINDIMAGE_ES_INDEX_OPTIONS", "int8_hnsw", ("int8_hnsw", "hnsw", "flat", "int8_flat")),
         es_timeout_seconds=r.number("FINDIMAGE_ES_TIMEOUT_SECONDS", 10.0, float, 0.1),

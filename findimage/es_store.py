@@ -27,7 +27,7 @@ from .es_client import (
     public_url,
     unavailable_on_connection_errors,
 )
-from .es_query import MATCH_FIELDS, NEW_FIELDS, filters, knn_body, matches, names_body
+from .es_query import MATCH_FIELDS, NEW_FIELDS, exact_top, filters, knn_body, matches, names_body
 from .names import name_words
 from .records import DIMS, FileState, ImageDoc, Match, normalise_folder
 
@@ -65,8 +65,10 @@ WRITER_PRIVILEGES = ["create_index", "write", "delete_index", "manage", "read", 
 
 class ElasticsearchStore:
     def __init__(self, client: Elasticsearch, url: str, alias: str = "my-image-embeddings",
-                 index_options: str = "int8_hnsw", dims: int = DIMS, shards: int = 1, replicas: str = "0-1"):
+                 index_options: str = "int8_hnsw", dims: int = DIMS, shards: int = 1, replicas: str = "0-1",
+                 oversample: float = 1.0):
         self.client = client
+        self.oversample = oversample  # kNN candidates per result, re-ranked by exact cosine (1: none)
         self.shards = shards
         self.replicas = replicas
         self.url = public_url(url)  # only ever shown: the client holds the credentials
@@ -85,7 +87,8 @@ class ElasticsearchStore:
     @classmethod
     def from_settings(cls, settings, dims: int = DIMS, writer: bool = False, client=None) -> "ElasticsearchStore":
         store = cls(client or make_client(settings), settings.elasticsearch_url, settings.index_name,
-                    settings.es_index_options, dims, settings.es_shards, settings.es_replicas)
+                    settings.es_index_options, dims, settings.es_shards, settings.es_replicas,
+                    settings.es_rescore_oversample)
         if writer:
             store.open_for_writing()
         return store
@@ -398,7 +401,7 @@ class ElasticsearchStore:
         self._fresh()
         vector = np.asarray(vector, dtype=float)
         self._check_dims(vector)
-        body = knn_body(vector, k, num_candidates, filters(normalise_folder(folder), after, before))
+        body = knn_body(vector, k, num_candidates, filters(normalise_folder(folder), after, before), self.oversample)
         for attempt in range(3):
             try:
                 found = self.client.search(index=self.alias, body=body)
@@ -414,7 +417,7 @@ class ElasticsearchStore:
             log.info("kNN search had shard failures (%s); retrying", found["_shards"].get("failures"))
         hits = found["hits"]["hits"]
         self._notice_index(hits)
-        return matches(hits)
+        return exact_top(hits, k, self.oversample)
 
     def _notice_index(self, hits: list[dict]) -> None:
         cached = self._meta_cache
@@ -430,14 +433,15 @@ class ElasticsearchStore:
         vector = np.asarray(vector, dtype=float)
         self._check_dims(vector)
         filter_ = filters(normalise_folder(folder), after, before)
-        found = self.client.msearch(searches=[{"index": self.alias}, knn_body(vector, k, num_candidates, filter_),
+        found = self.client.msearch(searches=[{"index": self.alias},
+                                              knn_body(vector, k, num_candidates, filter_, self.oversample),
                                               {"index": self.alias}, names_body(vector, words, k, filter_)])
         by_image, by_name = found["responses"]
         for response in (by_image, by_name):
             if "error" in response:
                 self._raise_search_error(response)
         self._notice_index(by_image["hits"]["hits"])
-        return matches(by_image["hits"]["hits"]), matches(by_name["hits"]["hits"], "clip")
+        return exact_top(by_image["hits"]["hits"], k, self.oversample), matches(by_name["hits"]["hits"], "clip")
 
     def _raise_search_error(self, response: dict) -> None:
         error = response["error"]
