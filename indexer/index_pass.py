@@ -13,6 +13,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from functools import partial
+from typing import Callable
 
 import numpy as np
 from tqdm import tqdm
@@ -29,6 +30,10 @@ from .state import FailedFile, IndexerState, PendingRemoval
 
 log = logging.getLogger(__name__)
 DEFAULT_MAX_REMOVAL_FRACTION = 0.5
+
+
+class PassSuperseded(Exception):
+    """Another pass took this one's lease over (this one stalled past the expiry): it stops writing."""
 
 
 class MassRemovalRefused(Exception):
@@ -88,7 +93,7 @@ class IndexPass:
     def __init__(self, store: Store, image_embedder, archive, batch_size: int = 32, text_model_id: str = "",
                  full: bool = False, progress: bool | None = None, state: IndexerState | None = None,
                  allow_mass_removal: bool = False, max_removal_fraction: float = DEFAULT_MAX_REMOVAL_FRACTION,
-                 max_pixels: int | None = None):
+                 max_pixels: int | None = None, superseded: Callable[[], bool] = lambda: False):
         self.store = store
         self.embedder = image_embedder
         self.archive = archive
@@ -100,6 +105,7 @@ class IndexPass:
         self.allow_mass_removal = allow_mass_removal
         self.max_removal_fraction = max_removal_fraction
         self.max_pixels = max_pixels
+        self.superseded = superseded
         self.summary = PassSummary()
         self._moved_ids: set[str] = set()
         self._outdated: list[tuple[ArchiveFile, FileState]] = []  # unchanged, but indexed without a date
@@ -120,6 +126,7 @@ class IndexPass:
         candidates = self._candidates(scan.files, stored)
         self._index(candidates, stored, gone)
         self._upgrade()
+        self._stop_if_superseded()
         # From here on every store call is retried while the store is down: the work is done, keep it.
         self._remove(gone, len(stored))
         retry_while_unavailable(lambda: self.store.set_meta(META_IMAGE_MODEL, self.embedder.model_id))
@@ -132,6 +139,11 @@ class IndexPass:
         self.summary.failing_files = len(self.state.failed)
         retry_while_unavailable(lambda: self.store.set_meta(META_LAST_PASS, self.summary.to_json()))
         return self.summary
+
+    def _stop_if_superseded(self) -> None:
+        if self.superseded():  # the other pass redoes this work; two writers would race on the same documents
+            raise PassSuperseded("Another indexing pass took over this index while this one was stalled; this one "
+                                 "stops without removing anything.")
 
     def _check_model(self) -> None:
         if not self.full and self.store.count() > 0:  # an empty index takes any model
@@ -232,6 +244,7 @@ class IndexPass:
         decode = partial(read_and_decode, embedder=self.embedder, max_pixels=self.max_pixels)
         with ThreadPoolExecutor(max_workers=2, thread_name_prefix="decode") as pool:
             for batch in batches(prefetched(pool, candidates, self.batch_size * 2, decode), self.batch_size):
+                self._stop_if_superseded()
                 docs = self._embed_batch(batch, stored, gone_by_sha, seen_this_pass)
                 self._store_batch(docs)
                 bar.update(len(batch))

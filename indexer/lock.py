@@ -7,6 +7,7 @@ import contextlib
 import fcntl
 import logging
 import os
+import threading
 import time
 from pathlib import Path
 
@@ -110,12 +111,23 @@ def pass_guard(settings):
                     raise access_denied(settings.elasticsearch_url,
                                         what=f"hold the indexing lease in {lease.index}") from None
                 raise unavailable_error(settings.elasticsearch_url, exc) from None
+            _held.lease = lease
             try:
                 yield
             finally:
+                _held.lease = None
                 lease.release()
         finally:
             lease.client.close()
+
+
+_held = threading.local()
+
+
+def lease_lost() -> bool:
+    """Whether another pass took over the lease this thread's pass holds (it stalled past the expiry)."""
+    lease = getattr(_held, "lease", None)
+    return lease is not None and lease.lost.is_set()
 
 
 def running_pass(settings) -> str:

@@ -6,7 +6,7 @@ import logging
 from findimage.backends import image_embedder, open_store, text_model_id
 
 from .index_pass import IndexPass, MassRemovalRefused, PassSummary
-from .lock import pass_guard
+from .lock import lease_lost, pass_guard
 from .scan import ArchiveUnavailable
 from .schedule import run_schedule
 from .state import load_state, save_state
@@ -23,7 +23,7 @@ def _one_pass(settings, full: bool = False, progress: bool | None = None,
                          text_model_id=text_model_id(settings), full=full,
                          progress=progress, state=state, allow_mass_removal=allow_mass_removal,
                          max_removal_fraction=settings.max_removal_fraction,
-                         max_pixels=settings.max_image_pixels).run()
+                         max_pixels=settings.max_image_pixels, superseded=lease_lost).run()
     finally:
         store.close()
         save_state(settings.data_dir, state)  # failures and a refused removal, also when the pass stopped

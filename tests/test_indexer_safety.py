@@ -300,3 +300,26 @@ def test_searches_leave_out_files_that_have_gone_and_fill_up_with_the_next(setti
     code, out, _ = run(capsys, "search", "--image", str(indexed_archive / "nature" / "mountain-0.png"), "--json")
     assert [m["relative_path"] for m in json.loads(out)][0] == "nature/mountain-0.png"
     assert not any(m["relative_path"].startswith("events/") for m in json.loads(out))
+
+
+def test_a_pass_that_lost_its_lease_stops_before_its_next_batch_and_removes_nothing(settings, archive):
+    from findimage.backends import image_embedder
+    from indexer.index_pass import IndexPass, PassSuperseded
+
+    store = open_store(settings, writer=True)
+    IndexPass(store, image_embedder(settings), archive, batch_size=2).run()
+    (archive / "nature" / "mountain-0.png").unlink()
+    for i in range(6):
+        save_photo(archive / "later" / f"{i}.jpg", seed=900 + i)
+    batches_seen = []
+
+    def taken_over() -> bool:  # the lease is lost once the first batch was written
+        batches_seen.append(1)
+        return len(batches_seen) > 1
+
+    with pytest.raises(PassSuperseded, match="took over this index while this one was stalled"):
+        IndexPass(store, image_embedder(settings), archive, batch_size=2, superseded=taken_over).run()
+    paths = documents(settings)
+    assert "nature/mountain-0.png" in paths, "nothing removed"
+    assert len([p for p in paths if p.startswith("later/")]) == 2, "only the batch before the takeover"
+    store.close()
