@@ -1,0 +1,238 @@
+"""The alias and its concrete indices on Elasticsearch: the mapping, creation with the configured layout
+(shards, replicas), full rebuilds beside the live index with an atomic alias swap and a rollback copy,
+and the status lines. ElasticsearchStore (es_store) adds documents and searches on top.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import re
+
+from elasticsearch import ApiError, BadRequestError, NotFoundError
+
+from .es_client import access_denied, error_type, index_dims, unavailable_on_connection_errors
+from .es_query import NEW_FIELDS
+
+log = logging.getLogger(__name__)
+
+
+def mapping(dims: int, index_options: str) -> dict:
+    return {
+        "dynamic": "strict",
+        "properties": {
+            "image_id": {"type": "keyword"},
+            "image_name": {"type": "keyword"},
+            "relative_path": {"type": "keyword"},
+            "image_embedding": {"type": "dense_vector", "dims": dims, "index": True, "similarity": "cosine",
+                                "index_options": {"type": index_options}},
+            "sha256": {"type": "keyword"},
+            "size": {"type": "long"},
+            "mtime": {"type": "double"},
+            "width": {"type": "integer"},
+            "height": {"type": "integer"},
+            "indexed_at": {"type": "double"},
+            "model_id": {"type": "keyword"},
+            **NEW_FIELDS,
+        },
+    }
+
+
+# What the indexer does to its indices: checked when the store is opened for writing, so credentials
+# that may only search fail at the start of a pass with one sentence instead of on the first write.
+WRITER_PRIVILEGES = ["create_index", "write", "delete_index", "manage", "read", "view_index_metadata"]
+
+
+class IndexLifecycle:
+    """What ElasticsearchStore does to its indices (it sets client, url, alias, index_options, dims, shards,
+    replicas and the state these methods keep)."""
+
+    @unavailable_on_connection_errors
+    def open_for_writing(self) -> None:
+        """Fail now, in one sentence, unless these credentials may manage the alias's indices; create them."""
+        names = [self.alias, f"{self.alias}-v*"]
+        try:
+            found = self.client.security.has_privileges(index=[{"names": names, "privileges": WRITER_PRIVILEGES}])
+        except ApiError as exc:
+            if exc.meta.status in (401, 403):
+                raise
+            found = {"has_all_requested": True}  # security is off: everything is allowed
+        if not found.get("has_all_requested"):
+            missing = sorted({p for index in found.get("index", {}).values() for p, ok in index.items() if not ok})
+            raise access_denied(self.url, what=f"write the index {self.alias} (no {', '.join(missing)})")
+        self._ensure_index()
+
+    def _missing(self) -> bool:
+        return not self.client.indices.exists_alias(name=self.alias) and not self.client.indices.exists(
+            index=self.alias)
+
+    def _ensure_index(self) -> None:
+        """Create the first concrete index (`<alias>-v1`) together with its alias on first use.
+
+        Index and alias are made in one request under a fixed name, so processes starting at the same
+        time end up sharing one index (the others get `resource_already_exists`) instead of each
+        hanging the alias on an index of its own.
+        """
+        if self._ready:
+            return
+        if self._missing():
+            first = f"{self.alias}-v1"
+            try:
+                self._create_concrete(first, alias=True)
+            except BadRequestError as exc:
+                if error_type(exc) != "resource_already_exists_exception":
+                    raise
+                if not self.client.indices.exists_alias(name=self.alias):  # v1 there, alias removed by hand
+                    self.client.indices.put_alias(index=first, name=self.alias)
+        else:
+            # An index made by an earlier version: the mapping is strict, so the new fields must exist
+            # before any document carries them (idempotent, and no reindex).
+            for index in self._concrete_indices():
+                known = self.client.indices.get_mapping(index=index)[index]["mappings"].get("properties", {})
+                if any(name not in known for name in NEW_FIELDS):
+                    self.client.indices.put_mapping(index=index, properties=NEW_FIELDS)
+        self._ready = True
+
+    def _replica_settings(self) -> dict:
+        if "-" in self.replicas:  # e.g. "0-1": none on one node, a copy as soon as a second node joins
+            return {"auto_expand_replicas": self.replicas}
+        return {"auto_expand_replicas": "false", "number_of_replicas": int(self.replicas)}
+
+    def _create_concrete(self, name: str, meta: dict | None = None, alias: bool = False,
+                         building: bool = False) -> str:
+        """A concrete index with the configured shards and replicas; one being rebuilt is filled first with
+        no replicas and no refresh (the fastest bulk indexing), and gets the configured ones before the swap."""
+        mappings = mapping(self.dims, self.index_options)
+        if meta:
+            mappings["_meta"] = meta
+        settings = {"number_of_shards": self.shards, **self._replica_settings()}
+        if building:
+            settings.update({"auto_expand_replicas": "false", "number_of_replicas": 0, "refresh_interval": "-1"})
+        self.client.indices.create(index=name, mappings=mappings, aliases={self.alias: {}} if alias else None,
+                                   settings=settings)
+        return name
+
+    def _concrete_indices(self) -> list[str]:
+        try:
+            return list(self.client.indices.get_alias(name=self.alias))
+        except NotFoundError:
+            return [self.alias] if self.client.indices.exists(index=self.alias) else []
+
+    def _versions(self) -> dict[str, int]:
+        """Every `<alias>-v<N>` index, with its N."""
+        pattern = re.compile(rf"{re.escape(self.alias)}-v(\d+)")
+        found = self.client.indices.get(index=f"{self.alias}-v*", expand_wildcards="open,closed",
+                                        allow_no_indices=True, ignore_unavailable=True)
+        return {name: int(m.group(1)) for name in found if (m := pattern.fullmatch(name))}
+
+    def _orphans(self) -> list[str]:
+        """Concrete indices of this alias it does not point at: the copy kept by the last rebuild, one
+        left by an interrupted rebuild, or one rolled back from."""
+        live = set(self._concrete_indices()) | {self._write_index}
+        return sorted(i for i in self._versions() if i not in live)
+
+    def _kept_and_stray(self) -> tuple[list[str], list[str]]:
+        """Unaliased indices split into older generations than the live one (rollback copies) and newer."""
+        versions, live = self._versions(), self._concrete_indices()
+        newest_live = max((versions.get(i, 0) for i in live), default=0)
+        orphans = self._orphans()
+        return ([i for i in orphans if versions[i] < newest_live],
+                [i for i in orphans if versions[i] >= newest_live])
+
+    def rollback_command(self, previous: str, live: list[str]) -> str:
+        actions = [{"add": {"index": previous, "alias": self.alias}},
+                   *({"remove": {"index": i, "alias": self.alias}} for i in live if i != self.alias)]
+        return f"POST _aliases {json.dumps({'actions': actions}, separators=(',', ':'))}"
+
+    @unavailable_on_connection_errors
+    def begin_rebuild(self) -> None:
+        """A new concrete index receives the following writes; the alias keeps serving the old one.
+
+        Indices the alias did not point at when this rebuild began go now: the copy the previous rebuild
+        kept (this rebuild keeps the live index instead) and any left by an interrupted rebuild.
+        """
+        self._ensure_index()
+        # Never reuse a name: a stray writer of an interrupted rebuild must not land in the new index.
+        version = max(self._versions().values(), default=0) + 1
+        kept, stray = self._kept_and_stray()
+        for index in kept + stray:
+            log.info("deleting %s (%s)", index, "the previous rollback copy" if index in kept
+                     else "left by an interrupted or rolled-back rebuild")
+            self.client.indices.delete(index=index, ignore_unavailable=True)
+        current = self._concrete_indices()
+        self._write_index = self._create_concrete(f"{self.alias}-v{version}",
+                                                  self._read_meta(current[0]) if current else None, building=True)
+
+    @unavailable_on_connection_errors
+    def finish_rebuild(self) -> None:
+        """Swap the alias to the rebuilt index in one atomic step; the old index stays, unaliased, as the
+        rollback copy (`findimage status` shows the command) until the next rebuild begins."""
+        new, old = self._write_index, self._concrete_indices()
+        if new is None:
+            return
+        self._meta_cache = None
+        # The configured replicas and refresh back before searches see the index; then wait until every
+        # primary (and, where the cluster has the nodes, every copy) is assigned.
+        self.client.indices.put_settings(index=new, settings={**self._replica_settings(), "refresh_interval": None})
+        self.client.indices.refresh(index=new)
+        self.client.cluster.health(index=new, wait_for_status="yellow", timeout="60s")
+        actions = [{"remove": {"index": i, "alias": self.alias}} for i in old if i != self.alias]
+        if self.alias in old:  # a plain index under the alias name (made outside findimage): replace it
+            actions.append({"remove_index": {"index": self.alias}})
+        self.client.indices.update_aliases(actions=[*actions, {"add": {"index": new, "alias": self.alias}}])
+        self._write_index = None
+        self._index_dims = None
+        for index in old:
+            if index != self.alias:
+                log.info("kept %s as the rollback copy: %s", index, self.rollback_command(index, [new]))
+
+    @unavailable_on_connection_errors
+    def drop(self) -> None:
+        """Delete the alias's indices, including any left by an interrupted rebuild (tests, uninstall)."""
+        doomed = self._concrete_indices() + self._orphans() + ([self._write_index] if self._write_index else [])
+        for index in dict.fromkeys(doomed):
+            self.client.indices.delete(index=index, ignore_unavailable=True)
+        self._write_index = None
+        self._ready = False
+
+    @unavailable_on_connection_errors
+    def index_dims(self) -> int | None:
+        """Dims of the vectors in the index behind the alias; None while there is no index."""
+        if self._index_dims is None:
+            self._index_dims = index_dims(self.client, self.alias)
+        return self._index_dims
+
+    @unavailable_on_connection_errors
+    def details(self) -> list[tuple[str, str]]:
+        """(label, value) lines for `findimage status`: server, alias -> index, rebuild leftovers."""
+        info, health = self.client.info(), self.client.cluster.health()
+        lines = [("server", f"Elasticsearch {info['version']['number']}, cluster {info['cluster_name']} "
+                            f"({health['status']})")]
+        concrete = self._concrete_indices()
+        if not concrete:
+            lines.append(("index", f"{self.alias} (not created yet: run `findimage index`)"))
+        for index in concrete:
+            field = self.client.indices.get_mapping(index=index)[index]["mappings"]["properties"]["image_embedding"]
+            options = field.get("index_options", {}).get("type", "flat")
+            lines.append(("index", f"{self.alias} -> {index} ({field['dims']} dims, {options}; "
+                                   f"{self._layout(index)})"))
+        kept, stray = self._kept_and_stray()
+        for index in kept:
+            lines.append(("previous", f"{index} (kept by the last `findimage index --full`; roll back with "
+                                      f"{self.rollback_command(index, concrete)})"))
+        for index in stray:
+            lines.append(("rebuilding", f"{index} (a `findimage index --full` is running, was interrupted or "
+                                        "was rolled back; the next one deletes it)"))
+        return lines
+
+    def _layout(self, index: str) -> str:
+        """Shards, replicas (as configured and as assigned now) and the index's health."""
+        found = self.client.indices.get_settings(index=index)[index]["settings"]["index"]
+        expand = found.get("auto_expand_replicas", "false")
+        replicas = f"replicas {expand} (now {found.get('number_of_replicas')})" if expand != "false" else \
+            f"replicas {found.get('number_of_replicas')}"
+        health = self.client.cluster.health(index=index)["status"]
+        return f"{found.get('number_of_shards')} shard(s), {replicas}, {health}"
+
+    @property
+    def _target(self) -> str:
+        return self._write_index or self.alias
