@@ -10,6 +10,10 @@ class BackendUnavailable(Exception):
     overloaded; the message says what to check. Worth retrying later."""
 
 
+class BackendBusy(BackendUnavailable):
+    """Elasticsearch answers but cannot serve yet (starting, recovering shards, overloaded: 429/5xx)."""
+
+
 class IndexMissing(BackendUnavailable):
     """The index a search asked for does not exist yet: only an indexing pass creates it."""
 

@@ -7,7 +7,7 @@ import re
 
 from elasticsearch import ApiError, ConnectionError, ConnectionTimeout, Elasticsearch, NotFoundError
 
-from .errors import AccessDenied, BackendUnavailable
+from .errors import AccessDenied, BackendBusy, BackendUnavailable
 
 # Statuses that mean "the cluster cannot serve this right now" (starting, restarting, overloaded).
 BUSY_STATUSES = (429, 502, 503, 504)
@@ -55,8 +55,8 @@ def unavailable_error(url: str, exc: Exception) -> BackendUnavailable:
         status = exc.meta.status
         if status in (401, 403):
             return access_denied(url, status, api_reason(exc))
-        return BackendUnavailable(f"Elasticsearch at {url} is not ready to serve requests ({status}, "
-                                f"{api_reason(exc)}): it is probably starting or overloaded.")
+        return BackendBusy(f"Elasticsearch at {url} is not ready to serve requests ({status}, "
+                           f"{api_reason(exc)}): it is probably starting or overloaded.")
     return BackendUnavailable(f"Elasticsearch at {url} is not reachable ({_connection_reason(exc)}): check that "
                             "it is running and that ELASTICSEARCH_URL is right.")
 

@@ -99,7 +99,8 @@ def pass_guard(settings):
         from findimage.es_store import ElasticsearchStore
 
         lease = es_lease(settings)
-        try:
+
+        def take_lease() -> None:
             # Credentials that may not index fail here in the store's one sentence, not as a lease problem.
             ElasticsearchStore.from_settings(settings, client=lease.client, writer=True)
             try:
@@ -111,6 +112,11 @@ def pass_guard(settings):
                     raise access_denied(settings.elasticsearch_url,
                                         what=f"hold the indexing lease in {lease.index}") from None
                 raise unavailable_error(settings.elasticsearch_url, exc) from None
+
+        try:
+            # A cluster that answers but is still starting (shards recovering, 503) gets a minute; one that
+            # cannot be reached at all is reported at once.
+            retry_while_busy(take_lease, give_up_after=STARTING_SECONDS)
             _held.lease = lease
             try:
                 yield
@@ -122,6 +128,22 @@ def pass_guard(settings):
 
 
 _held = threading.local()
+STARTING_SECONDS = 60.0
+
+
+def retry_while_busy(operation, give_up_after: float, pause: float = 1.0, clock=time.monotonic, sleep=time.sleep):
+    """Run `operation`, repeating it while Elasticsearch answers that it is busy, until `give_up_after`."""
+    from findimage.errors import BackendBusy
+
+    deadline = clock() + give_up_after
+    while True:
+        try:
+            return operation()
+        except BackendBusy as exc:
+            if clock() >= deadline:
+                raise
+            log.warning("%s Trying again in %.0fs.", exc, pause)
+            sleep(pause)
 
 
 def lease_lost() -> bool:

@@ -138,7 +138,7 @@ def test_elasticsearch_stopped_mid_pass_and_started_again_loses_nothing(second_s
             time.sleep(0.1)
         written = _count(second_server, alias)
         es_script("stop", port=SecondServer.port)
-        assert proc.poll() is None, "the pass must still be running when the server goes away"
+        assert proc.poll() is None, f"the pass must still be running when the server goes away: {log.read_text()}"
         assert 20 <= written < 167
 
         # Meanwhile the CLI says what is wrong, and the indexer waits instead of giving up.
