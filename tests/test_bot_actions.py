@@ -7,8 +7,8 @@ import logging
 import numpy as np
 
 from bot_support import (ALICE, BOB, CHANNEL, assert_answers_held, bot, bot_settings, emu, held_bot,  # noqa: F401
-                         indexed, reference_text_ranking, said_in_slack, serve_bot)
-from findimage.backends import open_store
+                         indexed, reference_text_ranking, said_in_slack, serve_bot, stored_vectors)
+from findimage.records import image_id_for
 from photos import jpeg_bytes
 
 
@@ -40,16 +40,10 @@ def button_value(post, action_id: str) -> str:
 
 def brute_force_neighbours(settings, image_id: str, k: int) -> list[str]:
     """The k archive paths nearest to `image_id` by cosine over every stored vector (itself excluded)."""
-    store = open_store(settings)
-    try:
-        docs = [store.get(state.image_id) for state in store.file_states().values()]
-    finally:
-        store.close()
-    vectors = np.stack([d.image_embedding for d in docs]).astype(np.float64)
-    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
-    query = vectors[[d.image_id for d in docs].index(image_id)]
-    order = np.argsort(-(vectors @ query), kind="stable")
-    return [docs[i].relative_path for i in order if docs[i].image_id != image_id][:k]
+    paths, vectors = stored_vectors(settings)
+    ids = [image_id_for(p) for p in paths]
+    order = np.argsort(-(vectors @ vectors[ids.index(image_id)]), kind="stable")
+    return [paths[i] for i in order if ids[i] != image_id][:k]
 
 
 def test_more_like_this_on_result_3_is_acked_first_then_answers_its_neighbours_and_leaves_it_out(

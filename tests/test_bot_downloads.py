@@ -20,6 +20,7 @@ from bot.slack_files import (
     fetch,
     may_receive_token,
 )
+from bot_support import recording_server
 from photos import jpeg_bytes
 
 TOKEN = "xoxb-test"
@@ -200,34 +201,6 @@ def test_refusals_and_unreachable_servers_are_download_errors():
         closed = probe.getsockname()[1]
     with pytest.raises(DownloadRefused, match="could not download"):
         fetch(slack_file(f"http://127.0.0.1:{closed}", "photo"), TOKEN, LIMIT, f"http://127.0.0.1:{closed}/api/")
-
-
-@contextmanager
-def recording_server():
-    """Another host: answers every request with a picture and records what it was sent."""
-    requests_seen: list[dict] = []
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self):
-            requests_seen.append({"path": self.path, "authorization": self.headers.get("Authorization")})
-            body = jpeg_bytes(seed=2)
-            self.send_response(200)
-            self.send_header("Content-Type", "image/jpeg")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args):
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}", requests_seen
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 @pytest.mark.parametrize("url, allowed", [

@@ -5,16 +5,14 @@ from __future__ import annotations
 import json
 import logging
 import socket
-import threading
 import urllib.error
 import urllib.request
-from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
 from bot.channels import CANNOT_CHECK_SCOPE, NOT_ENABLED, OTHER_TEAM, SHARED_CHANNEL
 from bot.wsgi import MAX_BODY_BYTES
-from bot_support import ALICE, CHANNEL, FakeClock, bot, bot_settings, emu, indexed, serve_bot, with_settings  # noqa: F401
+from bot_support import (ALICE, CHANNEL, FakeClock, bot, bot_settings, emu, indexed,  # noqa: F401
+                         recording_server, serve_bot, with_settings)
 from findimage.backends import open_store
 from findimage.search import Searcher
 from photos import jpeg_bytes
@@ -141,33 +139,6 @@ def test_the_health_check_of_a_bot_whose_elasticsearch_is_gone_is_503_without_de
 
 # ---- where the bot token goes -------------------------------------------------------------------------
 
-@contextmanager
-def other_host():
-    """A web server that is not Slack, recording every request it gets."""
-    seen: list[dict] = []
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self):
-            seen.append({"path": self.path, "authorization": self.headers.get("Authorization")})
-            body = jpeg_bytes(seed=3)
-            self.send_response(200)
-            self.send_header("Content-Type", "image/jpeg")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args):
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}", seen
-    finally:
-        server.shutdown()
-        server.server_close()
-
-
 def post_photo(emu, bot, *files, channel=CHANNEL, **options):
     posted = emu.post_user_message_with_files(channel, list(files), user=ALICE, **options)
     assert emu.send_event(bot.events_url, posted).status == 200
@@ -175,7 +146,7 @@ def post_photo(emu, bot, *files, channel=CHANNEL, **options):
 
 
 def test_a_file_object_pointing_at_another_host_never_gets_the_token(bot, emu):
-    with other_host() as (elsewhere, seen):
+    with recording_server() as (elsewhere, seen):
         planted = emu.add_file(jpeg_bytes(seed=700), "planted.jpg", user=ALICE,
                                url_private=f"{elsewhere}/a.jpg", url_private_download=f"{elsewhere}/a.jpg")
         posted = post_photo(emu, bot, planted)
@@ -188,7 +159,7 @@ def test_a_file_object_pointing_at_another_host_never_gets_the_token(bot, emu):
 
 
 def test_an_external_file_is_not_downloaded_and_the_poster_is_told_why(bot, emu):
-    with other_host() as (drive, seen):
+    with recording_server() as (drive, seen):
         external = emu.add_file(jpeg_bytes(seed=701), "from-drive.jpg", user=ALICE, is_external=True,
                                 external_type="gdrive", mode="external", url_private=f"{drive}/d.jpg",
                                 url_private_download=f"{drive}/d.jpg")
