@@ -7,6 +7,9 @@
 # FINDIMAGE_ES_PASSWORD (default findimage-test-password): for the API key and privilege tests.
 # FINDIMAGE_ES_PORT (default 9250) picks the port; each port has its own run dir (data, logs, pidfile),
 # so a second server can run beside the first. `start` begins with fresh data unless --keep-data.
+# FINDIMAGE_ES_HEAP (default 1g) sizes the JVM heap; FINDIMAGE_ES_MMAP=on lets Lucene memory-map its
+# files as production nodes do (off by default: it wants vm.max_map_count >= 262144, which a container
+# may not be allowed to set). The 1M-document benchmark uses both.
 set -euo pipefail
 
 VERSION=8.12.2
@@ -18,6 +21,8 @@ RUN="$CACHE/run"                       # config, data, logs, pidfile (owned by E
 [[ $PORT == 9250 ]] || RUN="$CACHE/run-$PORT"
 URL="http://127.0.0.1:$PORT"
 ES_USER=findimage-es
+HEAP="${FINDIMAGE_ES_HEAP:-1g}"
+MMAP=$([[ ${FINDIMAGE_ES_MMAP:-off} == on ]] && echo true || echo false)
 SECURITY=$([[ ${FINDIMAGE_ES_SECURITY:-off} == on ]] && echo true || echo false)
 AUTH=(); [[ $SECURITY == true ]] && AUTH=(-u "elastic:${FINDIMAGE_ES_PASSWORD:-findimage-test-password}")
 
@@ -75,7 +80,7 @@ xpack.security.http.ssl.enabled: false
 xpack.security.transport.ssl.enabled: false
 xpack.ml.enabled: true
 cluster.routing.allocation.disk.threshold_enabled: false
-node.store.allow_mmap: false
+node.store.allow_mmap: $MMAP
 EOF
   chown -R "$ES_USER:$ES_USER" "$RUN"
   if [[ $SECURITY == true ]]; then  # the elastic user's password, before the first start
@@ -88,7 +93,7 @@ EOF
   until [[ $d == / ]]; do as_es test -x "$d" || chmod o+x "$d"; d=$(dirname "$d"); done
   log "starting on $URL"
   # Elasticsearch refuses to run as root.
-  as_es env -u ES_JAVA_HOME ES_PATH_CONF="$RUN/config" ES_JAVA_OPTS="-Xms1g -Xmx1g" \
+  as_es env -u ES_JAVA_HOME ES_PATH_CONF="$RUN/config" ES_JAVA_OPTS="-Xms$HEAP -Xmx$HEAP" \
     "$ES_HOME/bin/elasticsearch" -d -p "$RUN/es.pid" >/dev/null \
     || { tail -n 50 "$RUN/logs/findimage-test.log" >&2 || true; exit 1; }
   local deadline=$((SECONDS + 120))

@@ -171,3 +171,9 @@ class TestModel:
             assert code == 0, f"es_import_model.sh failed: {err[-3000:]}"
         assert cls.answers(), f"{cls.model_id} does not answer _infer"
         return path
+
+
+def retries_logged(caplog) -> list[str]:
+    """The "retrying"/"trying again" warnings of the indexer's waits (indexer/retry.py, indexer/lock.py)."""
+    return [r.getMessage() for r in caplog.records if "Retrying in" in r.getMessage()
+            or "Trying again in" in r.getMessage()]
