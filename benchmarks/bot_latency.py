@@ -1,12 +1,13 @@
 #!/usr/bin/env python3
-"""Ack and answer latency of the Slack bot, for text commands and posted images, against the Slack emulator.
+"""Ack and answer latency of the Slack bot (text commands, posted images, button clicks), against the Slack emulator.
 
     .venv/bin/python benchmarks/bot_latency.py [--models full|tiny] [--photos 200] [--queries 30]
 
 The real bot (bot.wsgi on a threaded HTTP server, and Socket Mode through slack_bolt's handler) answers
 the emulator over real sockets; the archive is generated photos indexed into the embedded store.
 `ack` is the time until Slack has the app's HTTP answer / WebSocket ack; `answer` is the time from
-sending until the emulator has received the finished upload (the moment the user sees the images).
+sending (the command, the event, the click) until the emulator has received the finished upload (the
+moment the user sees the images).
 `--models full` uses full-size random-weight CLIP stand-ins (same compute as the real models).
 """
 from __future__ import annotations
@@ -103,6 +104,29 @@ def image_over_socket(emu, n: int) -> Sample:
     return Sample(ack.elapsed, upload.at - started)
 
 
+def buttons_under_answer(emu, channel: str):
+    """The message with the buttons that follows an answer in `channel` (response_url or chat.postMessage)."""
+    def found():
+        posts = [p for p in [*emu.responses(), *emu.messages()]
+                 if getattr(p, "channel_id", getattr(p, "channel", None)) == channel and p.blocks
+                 and any(b.get("type") == "actions" for b in p.blocks)]
+        return min(posts, key=lambda p: p.at) if posts else None
+
+    return emu.wait_for(found, 120, f"the buttons under the answer in {channel}")
+
+
+def click_over_http(emu, url: str, n: int, action_id: str) -> Sample:
+    """A button under a text command's answer clicked: its ack, and when the second answer arrived."""
+    channel = f"C0K{action_id[:4]}{n:05d}"
+    emu.send_slash_command(url, text=TEXTS[n % len(TEXTS)], channel_id=channel)
+    emu.wait_for_upload(channel, timeout=120)
+    payload = emu.block_actions_payload(buttons_under_answer(emu, channel), action_id)
+    started = time.monotonic()
+    ack = emu.send_interaction(url, payload)
+    answer = emu.wait_for(lambda: emu.uploads(channel)[1:], 120, "the answer to the click")[0]
+    return Sample(ack.elapsed, answer.at - started)
+
+
 def burst_over_http(emu, url: str, count: int) -> list[Sample]:
     """`count` commands sent at the same moment: each one's ack, and when its answer arrived."""
     channels = [f"C0B{n:05d}" for n in range(count)]
@@ -147,6 +171,10 @@ def main() -> int:
             rows.append(row("HTTP, text command", [text_over_http(emu, bot.events_url, n) for n in range(args.queries)]))
             rows.append(row("HTTP, posted image (2048x1536)",
                             [image_over_http(emu, bot.events_url, n) for n in range(args.queries)]))
+            rows.append(row('HTTP, "More like #3" clicked',
+                            [click_over_http(emu, bot.events_url, n, "more_like_this:3") for n in range(args.queries)]))
+            rows.append(row('HTTP, "Show more" clicked',
+                            [click_over_http(emu, bot.events_url, n, "show_more") for n in range(args.queries)]))
             burst = burst_over_http(emu, bot.events_url, args.burst)
             slowest_ack = max(s.ack for s in burst)
             rows.append(row(f"HTTP, {args.burst} text commands at once", burst))

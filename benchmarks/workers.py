@@ -250,7 +250,9 @@ def build_store(args: dict) -> dict:
 
 
 def elasticsearch(args: dict) -> dict:
-    """Bulk writes and kNN through the product's Elasticsearch store (a throw-away index)."""
+    """A `--full`-style build (the rebuild's bulk settings, restored before the alias swap) and kNN through
+    the product's Elasticsearch store, on a throw-away index; kNN with the configured exact re-ranking and,
+    on the same index, with the int8 codes alone (oversample 1) as the baseline."""
     from benchmarks.corpus import VectorMixture, exact_top_k
     from findimage.backends import open_store
     from findimage.embedders import model_fingerprint
@@ -259,34 +261,62 @@ def elasticsearch(args: dict) -> dict:
     store = open_store(settings)
     mixture, count = VectorMixture(args["seed"]), args["count"]
     model_id = model_fingerprint(args["model"])
+    server = _es_server_memory(store.client)
     try:
         batch = args.get("batch", 1000)  # documents per upsert call (the indexer sends its batch size)
+        store.open_for_writing()
         started, client_cpu, server_cpu = time.perf_counter(), cpu_seconds(), _es_cpu_seconds(store.client)
+        store.begin_rebuild()
         for start, block in mixture.chunks(count):
             for i in range(0, len(block), batch):
                 store.upsert(synthetic_docs(start + i, block[i:i + batch], model_id))
-        store.checkpoint()  # refresh: what was written is searchable
+        bulk_seconds = time.perf_counter() - started
+        store.finish_rebuild()  # settings restored, refreshed, alias swapped: what a --full pass ends with
         seconds = time.perf_counter() - started
         client_cpu, server_cpu = cpu_seconds() - client_cpu, _es_cpu_seconds(store.client) - server_cpu
         merging = _wait_for_merges(store.client, store.alias)
-        queries = mixture.queries(100)  # image-like, then text-like
+        queries = mixture.queries(args.get("queries", 100))  # image-like, then text-like
         exact = exact_top_k(mixture, count, queries)
-        for q in queries[:5]:
-            store.knn(q, k=10, num_candidates=100)
-        ms, hits = [], []
-        for q, truth in zip(queries, exact):
-            t = time.perf_counter()
-            found = store.knn(q, k=10, num_candidates=100)
-            ms.append((time.perf_counter() - t) * 1000)
-            hits.append(len({int(m.relative_path.split("/")[-1][:-4]) for m in found} & set(truth.tolist())) / 10)
-        half = len(queries) // 2
-        return {"documents": store.count(), "bulk_seconds": seconds, "docs_per_second": count / seconds,
-                "client_cpu_ms_per_doc": 1000 * client_cpu / count, "server_cpu_ms_per_doc": 1000 * server_cpu / count,
-                "merge_wait_seconds": merging, "upsert_batch": batch, "knn_p50_ms": statistics.median(ms), "knn_p95_ms": percentile(ms, 95),
-                "recall_at_10": float(np.mean(hits)), "recall_image": float(np.mean(hits[:half])),
-                "recall_text": float(np.mean(hits[half:])), "index_options": settings.es_index_options}
+        runs = {}
+        for oversample in dict.fromkeys([settings.es_rescore_oversample, 1.0]):
+            store.oversample = oversample
+            for q in queries[:10]:  # warm-up: graph and vectors into the page cache
+                store.knn(q, k=10, num_candidates=100)
+            ms, hits = [], []
+            for q, truth in zip(queries, exact):
+                t = time.perf_counter()
+                found = store.knn(q, k=10, num_candidates=100)
+                ms.append((time.perf_counter() - t) * 1000)
+                hits.append(len({int(m.relative_path.split("/")[-1][:-4]) for m in found} & set(truth.tolist())) / 10)
+            half = len(queries) // 2
+            runs[f"{oversample:g}"] = {"knn_p50_ms": statistics.median(ms), "knn_p95_ms": percentile(ms, 95),
+                                       "recall_at_10": float(np.mean(hits)), "recall_image": float(np.mean(hits[:half])),
+                                       "recall_text": float(np.mean(hits[half:]))}
+        configured = runs[f"{settings.es_rescore_oversample:g}"]
+        disk = store.client.indices.stats(index=store.alias, metric="store")["_all"]["total"]["store"]
+        return {"documents": store.count(), "bulk_seconds": bulk_seconds, "build_seconds": seconds,
+                "docs_per_second": count / seconds, "client_cpu_ms_per_doc": 1000 * client_cpu / count,
+                "server_cpu_ms_per_doc": 1000 * server_cpu / count, "merge_wait_seconds": merging,
+                "upsert_batch": batch, **configured, "oversample": settings.es_rescore_oversample, "knn": runs,
+                "index_disk_mb": disk["size_in_bytes"] / 2**20, "server": {**server, **_es_server_memory(store.client)},
+                "index_options": settings.es_index_options}
     finally:
         store.drop()
+
+
+def _es_server_memory(client) -> dict:
+    """The node's heap (used now, max) and, for a node on this machine, its resident set (now, peak)."""
+    node = next(iter(client.nodes.stats(metric="jvm")["nodes"].values()))
+    heap = node["jvm"]["mem"]
+    out = {"heap_used_mb": heap["heap_used_in_bytes"] / 2**20, "heap_max_mb": heap["heap_max_in_bytes"] / 2**20}
+    pid = next(iter(client.nodes.info(metric="process")["nodes"].values()))["process"]["id"]
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            fields = dict(line.split(":", 1) for line in f)
+        out.update(rss_mb=int(fields["VmRSS"].split()[0]) / 1024, peak_rss_mb=int(fields["VmHWM"].split()[0]) / 1024)
+    except OSError:  # a remote node: heap only
+        pass
+    return out
 
 
 def _es_cpu_seconds(client) -> float:
