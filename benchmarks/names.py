@@ -2,13 +2,14 @@
 """Names and dates on the embedded store at 100k documents: text query latency with fusion vs CLIP alone,
 and the upgrade of an index made before names and dates were kept.
 
-    .venv/bin/python -m benchmarks.names [--docs 100000] [--queries 400]
+    .venv/bin/python -m benchmarks.names [--docs 100000] [--queries 400] [--es http://127.0.0.1:9250]
 
 Writes an archive of tiny EXIF-dated JPEGs in folders with everyday names (the files' content does not
 matter here: the vectors are a clustered CLIP-like mixture, benchmarks/corpus.py), stores them as the
 previous version did (no path words, no dates), then times through product code: opening the store (the
 schema migration fills the FTS5 table), one ordinary `IndexPass` (headers only, nothing embedded), and
-`Searcher.by_text` with FINDIMAGE_HYBRID on and off (the text model is left out: the same for both).
+`Searcher.by_text` with FINDIMAGE_HYBRID on and off (the text model is left out: the same for both); with
+--es, the same documents copied into an Elasticsearch index (deleted at the end) and timed the same way.
 """
 from __future__ import annotations
 
@@ -31,6 +32,7 @@ import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from benchmarks.corpus import VectorMixture  # noqa: E402
+from findimage.backends import open_store  # noqa: E402
 from findimage.config import load_settings  # noqa: E402
 from findimage.embedded_store import EmbeddedStore  # noqa: E402
 from findimage.records import ImageDoc, image_id_for  # noqa: E402
@@ -113,10 +115,37 @@ def percentiles(times: list[float]) -> str:
     return f"p50 {statistics.median(ordered):.2f} ms, p95 {ordered[int(0.95 * (len(ordered) - 1))]:.2f} ms"
 
 
+def compare(label: str, store, env: dict, text: Fixed, args) -> None:
+    """Text query latency through Searcher.by_text with fusion on and off, alternating on one store."""
+    searchers = {mode: Searcher(load_settings({**env, "FINDIMAGE_HYBRID": mode}, env_file=None), store=store,
+                                text_embedder=text, image_embedder=text) for mode in ("on", "off")}
+    for searcher in searchers.values():
+        timed_queries(searcher, NAMED_QUERIES, 20)  # warm: kNN cache loaded, pages cached
+    for kind, queries in (("queries matching names", NAMED_QUERIES), ("queries matching no name", OTHER_QUERIES)):
+        results = {mode: [] for mode in searchers}
+        for _ in range(4):  # alternate, so both modes see the same machine
+            for mode, searcher in searchers.items():
+                results[mode] += timed_queries(searcher, queries, args.queries // 8)
+        on, off = statistics.median(results["on"]), statistics.median(results["off"])
+        print(f"{label}, {kind} (k=5, {store.count():,} docs, search without the text model): "
+              f"fusion {percentiles(results['on'])}; CLIP alone {percentiles(results['off'])}; "
+              f"fusion adds {on - off:+.2f} ms at p50")
+
+
+def copy_documents(source: EmbeddedStore, target, chunk: int = 1000) -> None:
+    """Every document of the embedded store, names and dates included, into another store."""
+    ids = sorted(state.image_id for state in source.file_states().values())
+    for start in range(0, len(ids), chunk):
+        target.upsert([source.get(i) for i in ids[start:start + chunk]])
+    target.set_meta(META_IMAGE_MODEL, MODEL)
+    target.checkpoint()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--docs", type=int, default=100_000)
     parser.add_argument("--queries", type=int, default=400)
+    parser.add_argument("--es", metavar="URL", help="also measure the Elasticsearch store on this server")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="findimage-names-bench-"))
     try:
@@ -139,17 +168,18 @@ def main() -> None:
 
         text = Fixed(mixture.rows(0, 64, stream=2))
         env = {"FINDIMAGE_ARCHIVE": str(root), "FINDIMAGE_DATA_DIR": str(data)}
-        searchers = {mode: Searcher(load_settings({**env, "FINDIMAGE_HYBRID": mode}, env_file=None), store=store,
-                                    text_embedder=text, image_embedder=text) for mode in ("on", "off")}
-        for searcher in searchers.values():
-            timed_queries(searcher, NAMED_QUERIES, 20)  # warm: kNN cache loaded, SQLite pages cached
-        for label, queries in (("queries matching names", NAMED_QUERIES), ("queries matching no name", OTHER_QUERIES)):
-            results = {mode: [] for mode in searchers}
-            for _ in range(4):  # alternate, so both modes see the same machine
-                for mode, searcher in searchers.items():
-                    results[mode] += timed_queries(searcher, queries, args.queries // 8)
-            print(f"{label} (k=5, {args.docs:,} docs, search without the text model): "
-                  f"fusion {percentiles(results['on'])}; CLIP alone {percentiles(results['off'])}")
+        compare("embedded", store, env, text, args)
+        if args.es:
+            env = {**env, "ELASTICSEARCH_URL": args.es, "FINDIMAGE_INDEX": f"findimage-names-bench-{os.getpid()}"}
+            es = open_store(load_settings(env, env_file=None))
+            try:
+                started = time.perf_counter()
+                copy_documents(store, es)
+                print(f"elasticsearch: {es.count():,} documents with names and dates written in "
+                      f"{time.perf_counter() - started:.0f} s")
+                compare("elasticsearch", es, env, text, args)
+            finally:
+                es.drop()
         store.close()
     finally:
         shutil.rmtree(work, ignore_errors=True)

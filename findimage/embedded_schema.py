@@ -84,6 +84,37 @@ def match_expression(words: Sequence[str]) -> str:
     return " OR ".join('"' + w.replace('"', '""') + '"' for w in words)
 
 
+def documents_per_word(db: sqlite3.Connection, words: Sequence[str]) -> dict[str, int]:
+    """How many documents' path words hold each query word, for the words that any does (in query order)."""
+    # A per-connection view of the FTS5 index's term statistics: no schema change, nothing to migrate.
+    db.execute("CREATE VIRTUAL TABLE IF NOT EXISTS temp.names_vocab USING fts5vocab(main, names, row)")
+    found = {}
+    for word in words:  # one term lookup each: an IN list makes fts5vocab walk every term
+        row = db.execute("SELECT doc FROM temp.names_vocab WHERE term = ?", (word,)).fetchone()
+        if row and row[0]:
+            found[word] = row[0]
+    return found
+
+
+def holds_all(db: sqlite3.Connection, words: Sequence[str]) -> bool:
+    """Whether any document's path words hold every one of `words`."""
+    every = " AND ".join('"' + w.replace('"', '""') + '"' for w in words)
+    return db.execute("SELECT 1 FROM names WHERE names MATCH ? LIMIT 1", (every,)).fetchone() is not None
+
+
+def named_among(db: sqlite3.Connection, slots: Sequence[int], words: Sequence[str], every: bool) -> list[int]:
+    """Those of `slots` (in their order) whose path words hold every word (or any, if not `every`)."""
+    wanted, held = set(words), {}
+    for start in range(0, len(slots), 900):
+        chunk = [int(s) for s in slots[start:start + 900]]
+        # names_content is FTS5's own table of the indexed text (id = rowid = slot, c0 = words): a plain
+        # primary-key lookup, where a rowid list on the FTS table itself is answered row by row.
+        held.update(db.execute(f"SELECT id, c0 FROM names_content WHERE id IN ({','.join('?' * len(chunk))})",
+                               chunk).fetchall())
+    test = wanted.issubset if every else wanted.intersection
+    return [s for s in slots if s in held and test(held[s].split())]
+
+
 def name_ranking(db: sqlite3.Connection, words: Sequence[str], limit: int, folder: str | None,
                  after: str | None, before: str | None) -> list[int]:
     """Slots whose path words match, best BM25 first, within the filters."""

@@ -19,7 +19,8 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from .embedded_schema import filter_sql, forget_names, migrate, name_ranking, write_names
+from .embedded_schema import (documents_per_word, filter_sql, forget_names, holds_all, migrate, name_ranking,
+                              named_among, write_names)
 from .errors import StoreError
 from .records import DIMS, FileState, ImageDoc, Match, cosine_to_score, normalise_folder
 from .store import default_num_candidates
@@ -29,6 +30,10 @@ log = logging.getLogger(__name__)
 
 # Folders with at most this many images are searched exactly from SQLite instead of through the ANN index.
 EXACT_FOLDER_MAX = 20_000
+# Query words held by more path words than this are ranked by CLIP among the documents that hold them
+# (EmbeddedStore._best_looking_named) instead of by FTS5's BM25, which costs ~1 us per matching document.
+BM25_MAX_DOCUMENTS = 2_000
+NAMED_AMONG_CANDIDATES = 10  # ...when CLIP's candidates hold at least this many of them (or k)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS images (
@@ -227,17 +232,43 @@ class EmbeddedStore:
     def hybrid(self, vector: np.ndarray, words: Sequence[str], k: int, num_candidates: int | None = None,
                folder: str | None = None, after: str | None = None,
                before: str | None = None) -> tuple[list[Match], list[Match]]:
-        """The CLIP ranking and the path-word (BM25) ranking, each of k, under the same filters; matches
+        """The CLIP ranking and the path-word ranking, each of up to k, under the same filters; matches
         found by name carry their exact CLIP score too."""
         folder = normalise_folder(folder)
         query = np.asarray(vector, dtype=np.float32).reshape(DIMS)
         with self._index_lock:
             by_image = self._knn(query, k, num_candidates, folder, after, before)
-            self._fresh_index()
-            slots = name_ranking(self._index_db, words, k, folder, after, before)
+            present = documents_per_word(self._index_db, words)
+            by_name = self._best_looking_named(query, present, k, num_candidates, folder, after, before)
+            if by_name is not None:
+                return by_image, by_name
+            slots = name_ranking(self._index_db, list(present), k, folder, after, before)
             by_name = {m.image_id: m for m in self._exact_among(query, np.asarray(slots, np.int64), len(slots))}
-            ids = self._ids_of(slots)
-            return by_image, [by_name[i] for i in ids if i in by_name]
+            return by_image, [by_name[i] for i in self._ids_of(slots) if i in by_name]
+
+    def _best_looking_named(self, query, present: dict[str, int], k, num_candidates, folder, after,
+                            before) -> list[Match] | None:
+        """The name side for words that thousands of paths share, or None to rank by BM25.
+
+        BM25 gives such paths near-equal scores (the same words, paths of similar length) at ~1 us per
+        matching document, so it would order them by path length. Where they are a large enough share of
+        the archive, CLIP's own candidates hold plenty of them: among those whose names hold every word
+        (any, where none holds all), CLIP's order decides. The list ends where the candidates do; the
+        rest look less like the query than any of them."""
+        index = self._fresh_index()
+        candidates_wanted = 4 * max(k, num_candidates or default_num_candidates(k))
+        need = min(k, NAMED_AMONG_CANDIDATES)
+        holding = sum(present.values())
+        if holding <= BM25_MAX_DOCUMENTS or candidates_wanted * holding < 2 * need * len(index):
+            return None
+        words = list(present)
+        _, candidates = index.search(query, candidates_wanted)
+        named = named_among(self._index_db, candidates.tolist(), words, holds_all(self._index_db, words))
+        if folder is not None or after is not None or before is not None:
+            named = self._passing(np.asarray(named, np.int64), folder, after, before).tolist()
+        if len(named) < need and len(candidates) < len(index):  # unlucky: BM25 over all of them after all
+            return None
+        return self._exact_among(query, np.asarray(named, np.int64), k)
 
     def _ids_of(self, slots: list[int]) -> list[str]:
         if not slots:

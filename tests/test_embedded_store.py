@@ -4,6 +4,7 @@ from __future__ import annotations
 import time
 
 import numpy as np
+import pytest
 
 from findimage.embedded_store import EmbeddedStore
 from findimage.records import ImageDoc, image_id_for
@@ -108,3 +109,46 @@ def test_documents_and_metadata_answer_while_the_knn_snapshot_loads(tmp_path, mo
 
     assert still_loading and answered == [500, "bulk/3.jpg", "{}", 500]
     assert found[0].relative_path == "bulk/7.jpg"
+
+
+NAMED_PATHS = ["2024-06 Sommerfest/crowd-01.jpg", "2024-06 Sommerfest/crowd-02.jpg", "2024-06 Sommerfest/stage.jpg",
+               "2024-06 Sommerfest/a-much-longer-name-of-the-last-photo.jpg", "Messe 2023/Sommerfest-Plakat.jpg",
+               "Kunden/Bosch_03.jpg", "misc/tree.jpg", "misc/lake.jpg"]
+
+
+def named_store(tmp_path):
+    vectors = clustered(len(NAMED_PATHS), seed=5)
+    store = EmbeddedStore(tmp_path)
+    store.upsert([ImageDoc(image_id_for(p), p.rsplit("/", 1)[1], p, v, f"s{i}", 1, 1.0, 1, 1, time.time(), "m")
+                  for i, (p, v) in enumerate(zip(NAMED_PATHS, vectors))])
+    store.checkpoint()
+    return store, dict(zip(NAMED_PATHS, vectors))
+
+
+def by_cosine(query, vectors: dict, wanted) -> list[str]:
+    """Archive paths among `wanted`, most similar to `query` first, by brute-force cosine."""
+    return sorted((p for p in vectors if wanted(p)), key=lambda p: -float(vectors[p] @ query))
+
+
+def test_words_that_many_names_share_are_ranked_by_clip_among_the_documents_holding_them(tmp_path, monkeypatch):
+    from findimage import embedded_store
+
+    store, vectors = named_store(tmp_path)
+    query = clustered(1, seed=9)[0]
+    bm25 = [m.relative_path for m in store.hybrid(query, ["sommerfest"], 5)[1]]
+    monkeypatch.setattr(embedded_store, "BM25_MAX_DOCUMENTS", 1)  # every word is now a common one
+    sommerfest = by_cosine(query, vectors, lambda p: "Sommerfest" in p)
+
+    by_name = [m.relative_path for m in store.hybrid(query, ["sommerfest", "unknownword"], 5)[1]]
+    assert by_name == sommerfest and bm25 != sommerfest, "CLIP's order, not BM25's (path length)"
+    in_folder = store.hybrid(query, ["sommerfest"], 5, folder="2024-06 Sommerfest")[1]
+    assert [m.relative_path for m in in_folder] == [p for p in sommerfest if p.startswith("2024-06 ")]
+    assert [m.relative_path for m in store.hybrid(query, ["sommerfest"], 2)[1]] == sommerfest[:2]
+    # Every word where some names hold them all, any of them where none does.
+    assert [m.relative_path for m in store.hybrid(query, ["sommerfest", "plakat"], 5)[1]] == [
+        "Messe 2023/Sommerfest-Plakat.jpg"]
+    assert [m.relative_path for m in store.hybrid(query, ["stage", "bosch"], 5)[1]] == by_cosine(
+        query, vectors, lambda p: "stage" in p or "Bosch" in p)
+    scores = {m.relative_path: m.score for m in in_folder}  # the CLIP score, as for any match
+    assert scores == pytest.approx({m.relative_path: m.score for m in store.knn(query, 8) if m.relative_path in scores})
+    store.close()
