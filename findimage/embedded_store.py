@@ -19,21 +19,13 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from .embedded_schema import (documents_per_word, filter_sql, forget_names, holds_all, migrate, name_ranking,
-                              named_among, write_names)
+from .embedded_schema import forget_names, migrate, write_names
+from .embedded_search import EmbeddedSearch, in_chunks, vectors_of
 from .errors import StoreError
-from .records import DIMS, FileState, ImageDoc, Match, cosine_to_score, normalise_folder
-from .store import default_num_candidates
+from .records import DIMS, FileState, ImageDoc
 from .vector_index import VectorIndex, sample_positions, wanted_kind
 
 log = logging.getLogger(__name__)
-
-# Folders with at most this many images are searched exactly from SQLite instead of through the ANN index.
-EXACT_FOLDER_MAX = 20_000
-# Query words held by more path words than this are ranked by CLIP among the documents that hold them
-# (EmbeddedStore._best_looking_named) instead of by FTS5's BM25, which costs ~1 us per matching document.
-BM25_MAX_DOCUMENTS = 2_000
-NAMED_AMONG_CANDIDATES = 10  # ...when CLIP's candidates hold at least this many of them (or k)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS images (
@@ -68,12 +60,6 @@ def _blob(vector: np.ndarray) -> bytes:
     return np.asarray(vector, dtype=np.float32).reshape(DIMS).tobytes()
 
 
-def _vectors(blobs: Sequence[bytes]) -> np.ndarray:
-    if not blobs:
-        return np.empty((0, DIMS), np.float32)
-    return np.frombuffer(b"".join(blobs), dtype=np.float32).reshape(-1, DIMS)
-
-
 def _connect(path: Path) -> sqlite3.Connection:
     db = sqlite3.connect(path, timeout=30, check_same_thread=False, isolation_level=None)
     db.execute("PRAGMA journal_mode=WAL")
@@ -81,7 +67,7 @@ def _connect(path: Path) -> sqlite3.Connection:
     return db
 
 
-class EmbeddedStore:
+class EmbeddedStore(EmbeddedSearch):
     def __init__(self, data_dir: str | Path):
         self.data_dir = Path(data_dir)
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -149,7 +135,7 @@ class EmbeddedStore:
             return
 
         def work(db, version):
-            for chunk in _chunks(ids, 500):
+            for chunk in in_chunks(ids, 500):
                 marks = ",".join("?" * len(chunk))
                 forget_names(db, marks, chunk)
                 db.execute(f"INSERT OR REPLACE INTO removed(slot, version) "
@@ -217,129 +203,12 @@ class EmbeddedStore:
     def vectors_by_sha256(self, sha256s: Iterable[str], model_id: str) -> dict[str, np.ndarray]:
         found: dict[str, np.ndarray] = {}
         with self._lock:
-            for chunk in _chunks(sorted(set(sha256s)), 500):
+            for chunk in in_chunks(sorted(set(sha256s)), 500):
                 rows = self._db.execute(
                     f"SELECT sha256, embedding FROM images WHERE model_id=? AND sha256 IN "
                     f"({','.join('?' * len(chunk))})", (model_id, *chunk)).fetchall()
                 found.update((sha, np.frombuffer(blob, np.float32).copy()) for sha, blob in rows)
         return found
-
-    def knn(self, vector: np.ndarray, k: int, num_candidates: int | None = None,
-            folder: str | None = None, after: str | None = None, before: str | None = None) -> list[Match]:
-        with self._index_lock:
-            return self._knn(vector, k, num_candidates, normalise_folder(folder), after, before)
-
-    def hybrid(self, vector: np.ndarray, words: Sequence[str], k: int, num_candidates: int | None = None,
-               folder: str | None = None, after: str | None = None,
-               before: str | None = None) -> tuple[list[Match], list[Match]]:
-        """The CLIP ranking and the path-word ranking, each of up to k, under the same filters; matches
-        found by name carry their exact CLIP score too."""
-        folder = normalise_folder(folder)
-        query = np.asarray(vector, dtype=np.float32).reshape(DIMS)
-        with self._index_lock:
-            by_image = self._knn(query, k, num_candidates, folder, after, before)
-            present = documents_per_word(self._index_db, words)
-            by_name = self._best_looking_named(query, present, k, num_candidates, folder, after, before)
-            if by_name is not None:
-                return by_image, by_name
-            slots = name_ranking(self._index_db, list(present), k, folder, after, before)
-            by_name = {m.image_id: m for m in self._exact_among(query, np.asarray(slots, np.int64), len(slots))}
-            return by_image, [by_name[i] for i in self._ids_of(slots) if i in by_name]
-
-    def _best_looking_named(self, query, present: dict[str, int], k, num_candidates, folder, after,
-                            before) -> list[Match] | None:
-        """The name side for words that thousands of paths share, or None to rank by BM25.
-
-        BM25 gives such paths near-equal scores (the same words, paths of similar length) at ~1 us per
-        matching document, so it would order them by path length. Where they are a large enough share of
-        the archive, CLIP's own candidates hold plenty of them: among those whose names hold every word
-        (any, where none holds all), CLIP's order decides. The list ends where the candidates do; the
-        rest look less like the query than any of them."""
-        index = self._fresh_index()
-        candidates_wanted = 4 * max(k, num_candidates or default_num_candidates(k))
-        need = min(k, NAMED_AMONG_CANDIDATES)
-        holding = sum(present.values())
-        if holding <= BM25_MAX_DOCUMENTS or candidates_wanted * holding < 2 * need * len(index):
-            return None
-        words = list(present)
-        _, candidates = index.search(query, candidates_wanted)
-        named = named_among(self._index_db, candidates.tolist(), words, holds_all(self._index_db, words))
-        if folder is not None or after is not None or before is not None:
-            named = self._passing(np.asarray(named, np.int64), folder, after, before).tolist()
-        if len(named) < need and len(candidates) < len(index):  # unlucky: BM25 over all of them after all
-            return None
-        return self._exact_among(query, np.asarray(named, np.int64), k)
-
-    def _ids_of(self, slots: list[int]) -> list[str]:
-        if not slots:
-            return []
-        found = dict(self._index_db.execute(
-            f"SELECT slot, image_id FROM images WHERE slot IN ({','.join('?' * len(slots))})", slots).fetchall())
-        return [found[s] for s in slots if s in found]
-
-    def _knn(self, vector, k, num_candidates, folder, after, before) -> list[Match]:
-        query = np.asarray(vector, dtype=np.float32).reshape(DIMS)
-        num_candidates = max(k, num_candidates or default_num_candidates(k))
-        index = self._fresh_index()
-        if folder is not None or after is not None or before is not None:
-            # Most filters (after:2020, a large folder) keep many images: when k of the unfiltered
-            # candidates pass, they are the filtered top k (anything allowed that ranks higher would be
-            # among those candidates too), without listing every allowed slot.
-            _, candidates = index.search(query, max(num_candidates, 4 * k))
-            passing = self._passing(candidates, folder, after, before)
-            if len(passing) >= k:
-                return self._exact_among(query, passing, k)
-            # Otherwise the filters go inside the search (exact, or the ANN restricted to these slots):
-            # filtering afterwards would lose matches that are not among the unfiltered candidates.
-            slots = self._slots_where(folder, after, before)
-            if len(slots) <= EXACT_FOLDER_MAX:
-                return self._exact_among(query, slots, k)
-            _, candidates = index.search(query, num_candidates, allowed=slots)
-        else:
-            sims, candidates = index.search(query, num_candidates)
-            if index.kind == "flat":  # already exact
-                return self._matches(candidates[:k], sims[:k])
-        return self._exact_among(query, candidates, k)
-
-    def _passing(self, slots: np.ndarray, folder: str | None, after: str | None, before: str | None) -> np.ndarray:
-        where, params = filter_sql(folder, after, before)
-        found = []
-        for chunk in _chunks([int(s) for s in slots], 900):
-            found += [r[0] for r in self._index_db.execute(
-                f"SELECT slot FROM images WHERE slot IN ({','.join('?' * len(chunk))}) AND {where}",
-                [*chunk, *params])]
-        return np.asarray(found, dtype=np.int64)
-
-    def _slots_where(self, folder: str | None, after: str | None, before: str | None) -> np.ndarray:
-        where, params = filter_sql(folder, after, before)
-        rows = self._index_db.execute(f"SELECT slot FROM images WHERE {where}", params).fetchall()
-        return np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
-
-    def _exact_among(self, query: np.ndarray, slots: np.ndarray, k: int) -> list[Match]:
-        """Exact cosine re-ranking of candidate slots with the float32 vectors from SQLite."""
-        found_slots, blobs = [], []
-        for chunk in _chunks([int(s) for s in slots], 900):
-            for slot, blob in self._index_db.execute(
-                    f"SELECT slot, embedding FROM images WHERE slot IN ({','.join('?' * len(chunk))})", chunk):
-                found_slots.append(slot)
-                blobs.append(blob)
-        if not found_slots:
-            return []
-        sims = _vectors(blobs) @ query
-        order = np.argsort(-sims, kind="stable")[:k]
-        return self._matches(np.asarray(found_slots)[order], sims[order])
-
-    def _matches(self, slots: np.ndarray, sims: np.ndarray) -> list[Match]:
-        if not len(slots):
-            return []
-        ids = [int(s) for s in slots]
-        rows = self._index_db.execute(
-            f"SELECT slot, image_id, image_name, relative_path, sha256, taken, taken_source FROM images "
-            f"WHERE slot IN ({','.join('?' * len(ids))})", ids).fetchall()
-        by_slot = {r[0]: r[1:] for r in rows}
-        return [Match(*by_slot[s][:3], score=cosine_to_score(sim), sha256=by_slot[s][3], taken=by_slot[s][4],
-                      taken_source=by_slot[s][5] or "")
-                for s, sim in zip(ids, sims) if s in by_slot]
 
     # ---- the kNN cache (under _index_lock, on _index_db) ---------------------------------------
     @staticmethod
@@ -416,10 +285,10 @@ class EmbeddedStore:
         all_slots = np.fromiter((r[0] for r in db.execute("SELECT slot FROM images ORDER BY slot")), np.int64, count)
         chosen = all_slots[sample_positions(len(all_slots))]
         blobs = []
-        for chunk in _chunks([int(s) for s in chosen], 900):
+        for chunk in in_chunks([int(s) for s in chosen], 900):
             blobs += [r[0] for r in db.execute(
                 f"SELECT embedding FROM images WHERE slot IN ({','.join('?' * len(chunk))})", chunk)]
-        return _vectors(blobs)
+        return vectors_of(blobs)
 
     def details(self) -> list[tuple[str, str]]:
         """The kNN snapshot on disk: what kind, how many vectors, and how far behind the database it is."""
@@ -448,9 +317,4 @@ def _doc(row) -> ImageDoc:
 def _chunked(cursor, size: int = 20_000):
     """(slots, vectors) from a cursor over (slot, embedding) rows, `size` rows at a time."""
     while rows := cursor.fetchmany(size):
-        yield np.asarray([r[0] for r in rows], dtype=np.int64), _vectors([r[1] for r in rows])
-
-
-def _chunks(items: list, size: int):
-    for start in range(0, len(items), size):
-        yield items[start:start + size]
+        yield np.asarray([r[0] for r in rows], dtype=np.int64), vectors_of([r[1] for r in rows])

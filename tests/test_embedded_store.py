@@ -131,12 +131,12 @@ def by_cosine(query, vectors: dict, wanted) -> list[str]:
 
 
 def test_words_that_many_names_share_are_ranked_by_clip_among_the_documents_holding_them(tmp_path, monkeypatch):
-    from findimage import embedded_store
+    from findimage import embedded_search
 
     store, vectors = named_store(tmp_path)
     query = clustered(1, seed=9)[0]
     bm25 = [m.relative_path for m in store.hybrid(query, ["sommerfest"], 5)[1]]
-    monkeypatch.setattr(embedded_store, "BM25_MAX_DOCUMENTS", 1)  # every word is now a common one
+    monkeypatch.setattr(embedded_search, "BM25_MAX_DOCUMENTS", 1)  # every word is now a common one
     sommerfest = by_cosine(query, vectors, lambda p: "Sommerfest" in p)
 
     by_name = [m.relative_path for m in store.hybrid(query, ["sommerfest", "unknownword"], 5)[1]]
