@@ -14,6 +14,10 @@ from .records import Match
 from .store import default_num_candidates
 
 MATCH_FIELDS = ["image_id", "image_name", "relative_path", "sha256", "taken", "taken_source"]
+# A hit's fields from doc values (all keyword or date): the stored _source, which holds the 512-float
+# vector as JSON (~10 kB), is then never loaded and parsed to answer a query.
+FETCH = {"_source": False, "docvalue_fields": [
+    *(f for f in MATCH_FIELDS if f != "taken"), {"field": "taken", "format": "strict_date_hour_minute_second"}]}
 
 # Fields added after the first release: new indices get them from the mapping, older ones through
 # put_mapping when the indexer opens them (adding fields never needs a reindex).
@@ -53,7 +57,7 @@ def knn_body(vector: np.ndarray, k: int, num_candidates: int | None, filter_: li
            "num_candidates": min(10_000, max(wanted, num_candidates or default_num_candidates(k)))}
     if filter_:
         knn["filter"] = filter_
-    body = {"knn": knn, "size": wanted, "_source": MATCH_FIELDS}
+    body = {"knn": knn, "size": wanted, **FETCH}
     if oversample > 1:
         unit = np.asarray(vector, dtype=float)
         unit = unit / (np.linalg.norm(unit) or 1.0)
@@ -75,7 +79,7 @@ def names_body(vector: np.ndarray, words: Sequence[str], k: int, filter_: list[d
     return {
         "query": {"bool": {"must": [{"match": {"name_words": {"query": " ".join(words), "operator": "or"}}}],
                            "filter": filter_}},
-        "size": min(k, 10_000), "_source": MATCH_FIELDS,
+        "size": min(k, 10_000), **FETCH,
         "sort": [{"_score": "desc"}, {"relative_path": "asc"}],
         "script_fields": {"clip": {"script": {"source": COSINE_SCRIPT, "params": {"q": unit.tolist()}}}},
     }
@@ -84,8 +88,12 @@ def names_body(vector: np.ndarray, words: Sequence[str], k: int, filter_: list[d
 def matches(hits: list[dict], score_field: str | None = None) -> list[Match]:
     found = []
     for h in hits:
-        s = h["_source"]
-        score = float(h["fields"][score_field][0]) if score_field else float(h["_score"])
-        found.append(Match(s["image_id"], s["image_name"], s["relative_path"], score, s.get("sha256", ""),
-                           s.get("taken"), s.get("taken_source") or ""))
+        fields = h["fields"]
+
+        def value(name: str, default=None):
+            return fields.get(name, [default])[0]
+
+        score = float(value(score_field)) if score_field else float(h["_score"])
+        found.append(Match(value("image_id"), value("image_name"), value("relative_path"), score,
+                           value("sha256", ""), value("taken"), value("taken_source") or ""))
     return found
