@@ -179,7 +179,10 @@ def main() -> None:
                       f"{time.perf_counter() - started:.0f} s")
                 compare("elasticsearch", es, env, text, args)
             finally:
-                es.drop()
+                try:
+                    es.drop()
+                except Exception as exc:  # the figures are printed already; say what is left behind
+                    print(f"could not delete the benchmark index: {exc}", file=sys.stderr)
         store.close()
     finally:
         shutil.rmtree(work, ignore_errors=True)
