@@ -70,19 +70,6 @@ def indexed(bot_settings):
     return bot_settings
 
 
-class HeldPool(WorkPool):
-    """A work pool whose accepted jobs wait for `release`: "the ack did not wait for the answer" and "the
-    queue is full" become states a test sets, not races against the clock."""
-
-    def __init__(self, max_queued: int):
-        super().__init__(max_queued=max_queued)
-        self.release = threading.Event()
-
-    def _run(self, job, args):
-        self.release.wait()
-        super()._run(job, args)
-
-
 class _ThreadingWSGIServer(ThreadingMixIn, WSGIServer):
     daemon_threads = True
     request_queue_size = 64  # 20+ commands arrive at once

@@ -17,8 +17,8 @@ from types import SimpleNamespace
 import pytest
 
 from bot.server import DRAIN_SECONDS, drain_answers
-from bot.work import BUSY_TEXT, WorkPool
-from bot_support import (ALICE, CHANNEL, BotProcess, HeldPool, bot_settings, emu, free_port, indexed,  # noqa: F401
+from bot.work import BUSY_TEXT
+from bot_support import (ALICE, CHANNEL, BotProcess, HeldWork, bot_settings, emu, free_port, indexed,  # noqa: F401
                          process_env, serve_bot, slack_env)
 from photos import jpeg_bytes
 
@@ -35,7 +35,7 @@ def health(base_url: str) -> dict:
 
 
 def test_a_burst_beyond_the_bound_is_told_busy_at_once_and_every_accepted_request_is_answered(indexed, emu):
-    pool = HeldPool(max_queued=3)
+    pool = HeldWork(max_queued=3)
     with serve_bot(indexed, work=pool) as bot:
         acks = [emu.send_slash_command(bot.events_url, text=f"stage {n}", user_id=ALICE, channel_id=CHANNEL)
                 for n in range(5)]
@@ -48,7 +48,7 @@ def test_a_burst_beyond_the_bound_is_told_busy_at_once_and_every_accepted_reques
         # Every ack (and the "busy" note) came back while no accepted job had run: they wait for no work.
         assert emu.uploads(CHANNEL) == []
 
-        pool.release.set()
+        pool.release()
         assert pool.drain(60) == 0
         assert health(bot.base_url)["queued"] == 0
 
@@ -61,7 +61,7 @@ def test_a_burst_beyond_the_bound_is_told_busy_at_once_and_every_accepted_reques
 
 
 def test_stopping_takes_no_new_work_and_finishes_what_was_accepted():
-    pool, ran = HeldPool(max_queued=10), []
+    pool, ran = HeldWork(max_queued=10), []
     for n in range(4):
         assert pool.submit(ran.append, n)
     left = []
@@ -70,16 +70,16 @@ def test_stopping_takes_no_new_work_and_finishes_what_was_accepted():
     while not pool._closed:  # drain has begun
         threading.Event().wait(0.01)
     assert pool.submit(ran.append, 99) is False and pool.reserve() is None
-    pool.release.set()
+    pool.release()
     stopping.join()
     assert left == [0] and sorted(ran) == [0, 1, 2, 3]
 
 
 def test_what_is_unfinished_when_the_time_is_up_is_counted_and_gunicorns_hook_drains_the_apps_pool():
-    pool = HeldPool(max_queued=10)
+    pool = HeldWork(max_queued=10)
     pool.submit(lambda: None)
     assert pool.drain(0) == 1
-    pool.release.set()
+    pool.release()
 
     drained = []
     worker = SimpleNamespace(wsgi=SimpleNamespace(work=SimpleNamespace(drain=drained.append)))

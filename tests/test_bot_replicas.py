@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from bot_support import ALICE, CHANNEL, HeldPool, bot_settings, emu, indexed, serve_bot  # noqa: F401
+from bot_support import ALICE, CHANNEL, HeldWork, bot_settings, emu, indexed, serve_bot  # noqa: F401
 from es_support import client, es_only
 from findimage.es_lease import lease_index
 from findimage.es_seen import seen_index
@@ -23,7 +23,7 @@ pytestmark = [es_only, pytest.mark.timeout(300)]
 def replicas(indexed):
     # Each replica's answers wait until the test releases them: deliveries acked before any answer
     # ran were acked without waiting for the work (Slack's 3 s), on however busy a machine.
-    pools = [HeldPool(max_queued=indexed.max_queued), HeldPool(max_queued=indexed.max_queued)]
+    pools = [HeldWork(max_queued=indexed.max_queued), HeldWork(max_queued=indexed.max_queued)]
     with serve_bot(indexed, work=pools[0]) as one, serve_bot(indexed, work=pools[1]) as two:
         yield one, two
     with client() as es:
@@ -38,7 +38,7 @@ def post_photo(emu, seed: int, name: str) -> dict:
 
 def release(replicas) -> None:
     for replica in replicas:
-        replica.wsgi.work.release.set()
+        replica.wsgi.work.release()
 
 
 def settle(emu, replicas, seed: int) -> None:
