@@ -184,6 +184,8 @@ def make_old_elasticsearch(settings) -> None:
 def test_an_index_of_the_previous_version_gains_names_and_dates_without_embedding(settings, named, capsys):
     index_once(settings)
     (make_old_elasticsearch if settings.uses_elasticsearch else make_old_embedded)(settings)
+    before = search(capsys, "bosch", "-k", "3")  # a reader (the bot) answers from the old index until the pass
+    assert len(before) == 3 and all(m["taken"] is None and m["taken_source"] is None for m in before)
     summary = index_once(settings)
     assert summary.embedded == 0 and summary.upgraded == len(NAMED) and summary.unchanged == len(NAMED)
     assert f"upgraded {len(NAMED)} document(s)" in summary.line()
