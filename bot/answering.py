@@ -9,7 +9,7 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
 from findimage.config import Settings
-from findimage.search import QueryError, Searcher, empty_result_sentence
+from findimage.search import Searcher, empty_result_sentence
 
 from . import slack_files
 from .buttons import Page
@@ -18,7 +18,7 @@ from .dedupe import SeenRecently
 from .errors import user_message
 from .options import MAX_K, TextQuery
 from .replies import Answer, escape, image_heading, more_heading, similar_heading, text_heading
-from .work import WorkPool
+from .work import BUSY_TEXT, WorkPool
 
 log = logging.getLogger(__name__)
 
@@ -67,23 +67,17 @@ def answer_page(services: Services, client: WebClient, page: Page, user_id: str,
 
 
 def _text_page(services: Services, page: Page, user_id: str):
-    query = TextQuery(page.text, page.k, page.folder, **page.options)
-    # The store ranks from the top each time; the earlier pages are asked for again and dropped.
-    result = services.searcher.by_text(query.text, page.skip + page.k, query.folder, **page.options)
-    result.matches = result.matches[page.skip:]
+    result = services.searcher.by_text(page.text, page.k, page.folder, skip=page.skip, **page.options)
     if page.skip == 0:
         return text_heading(user_id, page.text, page.folder), result
     return more_heading(user_id, page, page.text, len(result.matches)), result
 
 
 def _image_page(services: Services, page: Page, user_id: str):
-    doc = services.searcher.store.get(page.image_id)
-    if doc is None:
-        raise QueryError("That image is no longer in the archive (it was removed or re-indexed since).")
     result = services.searcher.by_image_id(page.image_id, page.k, page.folder, skip=page.skip)
     if page.skip == 0:
-        return similar_heading(user_id, doc.relative_path), result
-    return more_heading(user_id, page, doc.relative_path, len(result.matches)), result
+        return similar_heading(user_id, result.query_path), result
+    return more_heading(user_id, page, result.query_path, len(result.matches)), result
 
 
 def _next_page(services: Services, page: Page, found: int) -> Page | None:
@@ -91,7 +85,7 @@ def _next_page(services: Services, page: Page, found: int) -> Page | None:
     shown = page.skip + page.k
     if found < page.k or shown >= services.settings.max_results:
         return None
-    return dataclasses.replace(page.next(), k=min(page.k, services.settings.max_results - shown))
+    return dataclasses.replace(page, skip=shown, k=min(page.k, services.settings.max_results - shown))
 
 
 def _nothing_sentence(services: Services, page: Page, result) -> str:
@@ -166,6 +160,12 @@ def show_safely(services: Services, answers: list[Answer], target) -> None:
         services.presenter.show(answers, target)
     except Exception as exc:
         tell_safely(target, user_message(exc))
+
+
+def submit_or_busy(services: Services, target, job, *args) -> None:
+    """Queue the job; when the work pool refuses it (full), say so now instead of answering late."""
+    if services.work.submit(job, *args) is False:
+        tell_safely(target, BUSY_TEXT)
 
 
 def tell_safely(target, text: str) -> None:

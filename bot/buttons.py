@@ -7,7 +7,6 @@ restart, can answer it. Slack keeps a button value to 2000 characters; a query t
 """
 from __future__ import annotations
 
-import dataclasses
 import json
 import re
 from dataclasses import dataclass, field
@@ -18,7 +17,6 @@ HOME_EXAMPLE = "home_example"
 MORE_LIKE_THIS_IDS = re.compile(rf"^{MORE_LIKE_THIS}(:[0-9]+)?$")
 HOME_EXAMPLE_IDS = re.compile(rf"^{HOME_EXAMPLE}(:[0-9]+)?$")
 MAX_VALUE_CHARS = 2000  # Slack's limit for a button value
-MAX_ELEMENTS_PER_ACTIONS_BLOCK = 25
 
 
 class BadButton(ValueError):
@@ -35,9 +33,6 @@ class Page:
     image_id: str | None = None
     folder: str | None = None
     options: dict = field(default_factory=dict)  # further TextQuery fields, carried as they are
-
-    def next(self) -> "Page":
-        return dataclasses.replace(self, skip=self.skip + self.k)
 
     def encode(self) -> str:
         state = {"k": self.k, "s": self.skip}
@@ -74,13 +69,8 @@ def answer_actions(image_ids: list[tuple[int, str]], next_page: Page | None) -> 
     # action_ids must be unique within a block; the rank suffix keeps them so.
     elements = [button(f"More like #{rank}", f"{MORE_LIKE_THIS}:{rank}", image_id)
                 for rank, image_id in image_ids if len(image_id) <= MAX_VALUE_CHARS]
-    if next_page is not None:
-        try:
-            value = next_page.encode()
-        except (TypeError, ValueError):  # an option JSON cannot carry: no "Show more" rather than a wrong one
-            value = None
-        if value is not None and len(value) <= MAX_VALUE_CHARS:
-            elements.append(button("Show more", SHOW_MORE, value))
+    if next_page is not None and len(value := next_page.encode()) <= MAX_VALUE_CHARS:
+        elements.append(button("Show more", SHOW_MORE, value))
     if not elements:
         return None
-    return {"type": "actions", "elements": elements[:MAX_ELEMENTS_PER_ACTIONS_BLOCK]}
+    return {"type": "actions", "elements": elements}

@@ -12,7 +12,6 @@ from PIL import Image
 
 EXIF_IFD = 0x8769
 DATE_TIME_ORIGINAL, DATE_TIME_DIGITIZED, DATE_TIME = 0x9003, 0x9004, 0x0132
-SOURCES = ("exif_original", "exif_digitized", "exif_datetime", "mtime")
 EARLIEST_YEAR = 1900
 _EXIF_DATE = re.compile(r"^\s*(\d{4})[:\-](\d{2})[:\-](\d{2})(?:[ T](\d{2}):(\d{2})(?::(\d{2}))?)?")
 _BOUND = re.compile(r"^(\d{4})(?:-(\d{1,2})(?:-(\d{1,2}))?)?$")

@@ -1,4 +1,5 @@
-"""The embedded store's tables beyond the vectors: the path-word (FTS5) table, dates, filters, migration.
+"""The embedded store's tables beyond the vectors: the path-word (FTS5) table, dates, filters, migration,
+and the small SQL helpers both store modules use.
 
 Schema 2 added `taken`/`taken_source` columns and the `names` table. A database made before opens
 migrated in one transaction (path words filled from relative_path); its dates stay empty until the next
@@ -9,7 +10,10 @@ from __future__ import annotations
 import sqlite3
 from typing import Sequence
 
+import numpy as np
+
 from .names import name_words
+from .records import DIMS
 
 SCHEMA_VERSION = "2"
 META_SCHEMA = "schema_version"
@@ -63,31 +67,35 @@ def forget_names(db: sqlite3.Connection, marks: str, ids: Sequence[str]) -> None
     db.execute(f"DELETE FROM names WHERE rowid IN (SELECT slot FROM images WHERE image_id IN ({marks}))", ids)
 
 
-def filter_sql(folder: str | None, after: str | None, before: str | None, table: str = "images") -> tuple[str, list]:
+def filter_sql(folder: str | None, after: str | None, before: str | None) -> tuple[str, list]:
     """A WHERE clause (or '') and its parameters for the folder and date filters."""
     clauses, params = [], []
     if folder is not None:
         # Paths under "a/b" sort between "a/b/" and "a/b0" ('0' follows '/'), so the unique index serves it.
-        clauses.append(f"{table}.relative_path >= ? AND {table}.relative_path < ?")
+        clauses.append("images.relative_path >= ? AND images.relative_path < ?")
         params += [folder + "/", folder + "0"]
     if after is not None:
-        clauses.append(f"{table}.taken >= ?")
+        clauses.append("images.taken >= ?")
         params.append(after)
     if before is not None:
-        clauses.append(f"{table}.taken < ?")
+        clauses.append("images.taken < ?")
         params.append(before)
     return (" AND ".join(clauses), params)
 
 
-def match_expression(words: Sequence[str]) -> str:
-    """FTS5 query: any of the words (each quoted, so no word is read as an operator)."""
-    return " OR ".join('"' + w.replace('"', '""') + '"' for w in words)
+def match_expression(words: Sequence[str], operator: str = "OR") -> str:
+    """FTS5 query: any (or, with "AND", every one) of the words, each quoted so none is read as an operator."""
+    return f" {operator} ".join('"' + w.replace('"', '""') + '"' for w in words)
+
+
+def open_term_counts(db: sqlite3.Connection) -> None:
+    """A per-connection view of the FTS5 index's term statistics (for documents_per_word): no schema
+    change, nothing to migrate."""
+    db.execute("CREATE VIRTUAL TABLE IF NOT EXISTS temp.names_vocab USING fts5vocab(main, names, row)")
 
 
 def documents_per_word(db: sqlite3.Connection, words: Sequence[str]) -> dict[str, int]:
     """How many documents' path words hold each query word, for the words that any does (in query order)."""
-    # A per-connection view of the FTS5 index's term statistics: no schema change, nothing to migrate.
-    db.execute("CREATE VIRTUAL TABLE IF NOT EXISTS temp.names_vocab USING fts5vocab(main, names, row)")
     found = {}
     for word in words:  # one term lookup each: an IN list makes fts5vocab walk every term
         row = db.execute("SELECT doc FROM temp.names_vocab WHERE term = ?", (word,)).fetchone()
@@ -98,15 +106,14 @@ def documents_per_word(db: sqlite3.Connection, words: Sequence[str]) -> dict[str
 
 def holds_all(db: sqlite3.Connection, words: Sequence[str]) -> bool:
     """Whether any document's path words hold every one of `words`."""
-    every = " AND ".join('"' + w.replace('"', '""') + '"' for w in words)
-    return db.execute("SELECT 1 FROM names WHERE names MATCH ? LIMIT 1", (every,)).fetchone() is not None
+    return db.execute("SELECT 1 FROM names WHERE names MATCH ? LIMIT 1",
+                      (match_expression(words, "AND"),)).fetchone() is not None
 
 
 def named_among(db: sqlite3.Connection, slots: Sequence[int], words: Sequence[str], every: bool) -> list[int]:
     """Those of `slots` (in their order) whose path words hold every word (or any, if not `every`)."""
     wanted, held = set(words), {}
-    for start in range(0, len(slots), 900):
-        chunk = [int(s) for s in slots[start:start + 900]]
+    for chunk in in_chunks([int(s) for s in slots], 900):
         # names_content is FTS5's own table of the indexed text (id = rowid = slot, c0 = words): a plain
         # primary-key lookup, where a rowid list on the FTS table itself is answered row by row.
         held.update(db.execute(f"SELECT id, c0 FROM names_content WHERE id IN ({','.join('?' * len(chunk))})",
@@ -129,3 +136,14 @@ def name_ranking(db: sqlite3.Connection, words: Sequence[str], limit: int, folde
             "SELECT names.rowid FROM names JOIN images ON images.slot = names.rowid WHERE names MATCH ? "
             f"AND {where} ORDER BY names.rank LIMIT ?", [match_expression(words), *params, limit]).fetchall()
     return [r[0] for r in rows]
+
+
+def vectors_of(blobs: Sequence[bytes]) -> np.ndarray:
+    if not blobs:
+        return np.empty((0, DIMS), np.float32)
+    return np.frombuffer(b"".join(blobs), dtype=np.float32).reshape(-1, DIMS)
+
+
+def in_chunks(items: list, size: int):
+    for start in range(0, len(items), size):
+        yield items[start:start + size]

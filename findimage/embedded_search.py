@@ -8,7 +8,8 @@ from typing import Sequence
 
 import numpy as np
 
-from .embedded_schema import documents_per_word, filter_sql, holds_all, name_ranking, named_among
+from .embedded_schema import (documents_per_word, filter_sql, holds_all, in_chunks, name_ranking, named_among,
+                               vectors_of)
 from .records import DIMS, Match, cosine_to_score, normalise_folder
 from .store import default_num_candidates
 
@@ -39,9 +40,8 @@ class EmbeddedSearch:
             by_name = self._best_looking_named(query, present, k, num_candidates, folder, after, before)
             if by_name is not None:
                 return by_image, by_name
-            slots = name_ranking(self._index_db, list(present), k, folder, after, before)
-            by_name = {m.image_id: m for m in self._exact_among(query, np.asarray(slots, np.int64), len(slots))}
-            return by_image, [by_name[i] for i in self._ids_of(slots) if i in by_name]
+            return by_image, self._in_order_given(query, name_ranking(self._index_db, list(present), k, folder,
+                                                                      after, before))
 
     def _best_looking_named(self, query, present: dict[str, int], k, num_candidates, folder, after,
                             before) -> list[Match] | None:
@@ -66,13 +66,6 @@ class EmbeddedSearch:
         if len(named) < need and len(candidates) < len(index):  # unlucky: BM25 over all of them after all
             return None
         return self._exact_among(query, np.asarray(named, np.int64), k)
-
-    def _ids_of(self, slots: list[int]) -> list[str]:
-        if not slots:
-            return []
-        found = dict(self._index_db.execute(
-            f"SELECT slot, image_id FROM images WHERE slot IN ({','.join('?' * len(slots))})", slots).fetchall())
-        return [found[s] for s in slots if s in found]
 
     def _knn(self, vector, k, num_candidates, folder, after, before) -> list[Match]:
         query = np.asarray(vector, dtype=np.float32).reshape(DIMS)
@@ -114,17 +107,26 @@ class EmbeddedSearch:
 
     def _exact_among(self, query: np.ndarray, slots: np.ndarray, k: int) -> list[Match]:
         """Exact cosine re-ranking of candidate slots with the float32 vectors from SQLite."""
-        found_slots, blobs = [], []
-        for chunk in in_chunks([int(s) for s in slots], 900):
-            for slot, blob in self._index_db.execute(
-                    f"SELECT slot, embedding FROM images WHERE slot IN ({','.join('?' * len(chunk))})", chunk):
-                found_slots.append(slot)
-                blobs.append(blob)
-        if not found_slots:
+        blobs = self._embeddings_of(slots)
+        found = np.asarray(sorted(blobs), dtype=np.int64)
+        if not len(found):
             return []
-        sims = vectors_of(blobs) @ query
+        sims = vectors_of([blobs[s] for s in found.tolist()]) @ query
         order = np.argsort(-sims, kind="stable")[:k]
-        return self._matches(np.asarray(found_slots)[order], sims[order])
+        return self._matches(found[order], sims[order])
+
+    def _in_order_given(self, query: np.ndarray, slots: list[int]) -> list[Match]:
+        """The slots still stored, in the order given (a BM25 ranking), each with its exact CLIP score."""
+        blobs = self._embeddings_of(slots)
+        kept = [s for s in slots if s in blobs]
+        return self._matches(np.asarray(kept, dtype=np.int64), vectors_of([blobs[s] for s in kept]) @ query)
+
+    def _embeddings_of(self, slots) -> dict[int, bytes]:
+        found: dict[int, bytes] = {}
+        for chunk in in_chunks([int(s) for s in slots], 900):
+            found.update(self._index_db.execute(
+                f"SELECT slot, embedding FROM images WHERE slot IN ({','.join('?' * len(chunk))})", chunk))
+        return found
 
     def _matches(self, slots: np.ndarray, sims: np.ndarray) -> list[Match]:
         if not len(slots):
@@ -137,14 +139,3 @@ class EmbeddedSearch:
         return [Match(*by_slot[s][:3], score=cosine_to_score(sim), sha256=by_slot[s][3], taken=by_slot[s][4],
                       taken_source=by_slot[s][5] or "")
                 for s, sim in zip(ids, sims) if s in by_slot]
-
-
-def vectors_of(blobs: Sequence[bytes]) -> np.ndarray:
-    if not blobs:
-        return np.empty((0, DIMS), np.float32)
-    return np.frombuffer(b"".join(blobs), dtype=np.float32).reshape(-1, DIMS)
-
-
-def in_chunks(items: list, size: int):
-    for start in range(0, len(items), size):
-        yield items[start:start + size]

@@ -19,8 +19,8 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from .embedded_schema import forget_names, migrate, write_names
-from .embedded_search import EmbeddedSearch, in_chunks, vectors_of
+from .embedded_schema import forget_names, in_chunks, migrate, open_term_counts, vectors_of, write_names
+from .embedded_search import EmbeddedSearch
 from .errors import StoreError
 from .records import DIMS, FileState, ImageDoc
 from .vector_index import VectorIndex, sample_positions, wanted_kind
@@ -80,6 +80,7 @@ class EmbeddedStore(EmbeddedSearch):
             migrate(self._db)
         self._index_lock = threading.RLock()  # the kNN cache and its own connection
         self._index_db = _connect(self.db_path)
+        open_term_counts(self._index_db)
         self._index: VectorIndex | None = None
         self._seen_data_version: int | None = None
 

@@ -59,10 +59,15 @@ def knn_body(vector: np.ndarray, k: int, num_candidates: int | None, filter_: li
         knn["filter"] = filter_
     body = {"knn": knn, "size": wanted, **FETCH}
     if oversample > 1:
-        unit = np.asarray(vector, dtype=float)
-        unit = unit / (np.linalg.norm(unit) or 1.0)
-        body["script_fields"] = {"clip": {"script": {"source": COSINE_SCRIPT, "params": {"q": unit.tolist()}}}}
+        body["script_fields"] = clip_field(vector)
     return body
+
+
+def clip_field(vector: np.ndarray) -> dict:
+    """`script_fields` giving each hit its exact CLIP score (`clip`) for the query vector."""
+    unit = np.asarray(vector, dtype=float)
+    unit = unit / (np.linalg.norm(unit) or 1.0)
+    return {"clip": {"script": {"source": COSINE_SCRIPT, "params": {"q": unit.tolist()}}}}
 
 
 def exact_top(hits: list[dict], k: int, oversample: float) -> list[Match]:
@@ -74,14 +79,12 @@ def exact_top(hits: list[dict], k: int, oversample: float) -> list[Match]:
 
 
 def names_body(vector: np.ndarray, words: Sequence[str], k: int, filter_: list[dict]) -> dict:
-    unit = np.asarray(vector, dtype=float)
-    unit = unit / (np.linalg.norm(unit) or 1.0)
     return {
         "query": {"bool": {"must": [{"match": {"name_words": {"query": " ".join(words), "operator": "or"}}}],
                            "filter": filter_}},
         "size": min(k, 10_000), **FETCH,
         "sort": [{"_score": "desc"}, {"relative_path": "asc"}],
-        "script_fields": {"clip": {"script": {"source": COSINE_SCRIPT, "params": {"q": unit.tolist()}}}},
+        "script_fields": clip_field(vector),
     }
 
 

@@ -63,6 +63,7 @@ class SearchResult:
     exact: set[str] = field(default_factory=set)  # image_ids byte-identical to the query image
     after: str | None = None
     before: str | None = None
+    query_path: str | None = None  # by_image_id: the archive path of the image asked about
 
     @property
     def uncertain(self) -> bool:
@@ -95,14 +96,18 @@ class Searcher:
         check_image_model(self.store.get_meta(META_IMAGE_MODEL), self.image_embedder.model_id)
 
     def by_text(self, text: str, k: int | None = None, folder: str | None = None, *,
-                after: str | None = None, before: str | None = None) -> SearchResult:
+                after: str | None = None, before: str | None = None, skip: int = 0) -> SearchResult:
         """Ranked by CLIP fused with the archive paths' words (unless FINDIMAGE_HYBRID=off); `after` and
-        `before` are dates as YYYY, YYYY-MM or YYYY-MM-DD (taken on or after / before their start)."""
+        `before` are dates as YYYY, YYYY-MM or YYYY-MM-DD (taken on or after / before their start).
+        `skip` pages on: the ranking starts from the top each time and the earlier pages are dropped."""
         query = clean_query(text, self.settings.max_query_chars)
         after, before = date_range(after, before)
         vector = self.text_embedder.embed_texts([query])[0]
         words = query_words(query) if getattr(self.settings, "hybrid", True) else []
-        return self._knn(vector, k, folder, after, before, words)
+        k = k or self.settings.top_k
+        result = self._knn(vector, skip + k, folder, after, before, words)
+        result.matches = result.matches[skip:]
+        return result
 
     def by_image_bytes(self, data: bytes, k: int | None = None, folder: str | None = None, *,
                        after: str | None = None, before: str | None = None) -> SearchResult:
@@ -141,7 +146,7 @@ class Searcher:
         k = k or self.settings.top_k
         result = self._knn(doc.image_embedding, skip + k + 1, folder, *date_range(after, before))
         result.matches = [m for m in result.matches if m.image_id != image_id][skip:skip + k]
-        result.query_sha256 = doc.sha256
+        result.query_sha256, result.query_path = doc.sha256, doc.relative_path
         result.exact = {m.image_id for m in result.matches if m.sha256 == doc.sha256}
         return result
 

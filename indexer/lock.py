@@ -11,6 +11,8 @@ import threading
 import time
 from pathlib import Path
 
+from .retry import retry_while_unavailable
+
 log = logging.getLogger(__name__)
 
 
@@ -132,18 +134,12 @@ STARTING_SECONDS = 60.0
 
 
 def retry_while_busy(operation, give_up_after: float, pause: float = 1.0, clock=time.monotonic, sleep=time.sleep):
-    """Run `operation`, repeating it while Elasticsearch answers that it is busy, until `give_up_after`."""
+    """Run `operation`, repeating it every `pause` s while Elasticsearch answers that it is busy, until
+    `give_up_after`; one that cannot be reached at all is reported at once."""
     from findimage.errors import BackendBusy
 
-    deadline = clock() + give_up_after
-    while True:
-        try:
-            return operation()
-        except BackendBusy as exc:
-            if clock() >= deadline:
-                raise
-            log.warning("%s Trying again in %.0fs.", exc, pause)
-            sleep(pause)
+    return retry_while_unavailable(operation, give_up_after, first_wait=pause, max_wait=pause, clock=clock,
+                                   sleep=sleep, retry_on=BackendBusy)
 
 
 def lease_lost() -> bool:

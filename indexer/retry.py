@@ -14,11 +14,13 @@ RETRY_SECONDS = 600.0
 
 
 def retry_while_unavailable(operation, give_up_after: float | None = None, first_wait: float = 1.0,
-                            max_wait: float = 10.0, clock=time.monotonic, sleep=time.sleep):
+                            max_wait: float = 10.0, clock=time.monotonic, sleep=time.sleep,
+                            retry_on: type[BackendUnavailable] = BackendUnavailable):
     """Run a store call, retrying with exponential backoff (capped at max_wait) while the store is down.
 
     Store writes are idempotent (documents are keyed by path), so repeating one that failed halfway
     loses and duplicates nothing. After `give_up_after` seconds (RETRY_SECONDS) the error is raised.
+    `retry_on` narrows what is waited for (e.g. BackendBusy: a cluster that answers but is still starting).
     """
     deadline = clock() + (RETRY_SECONDS if give_up_after is None else give_up_after)
     wait, attempt = first_wait, 0
@@ -26,7 +28,7 @@ def retry_while_unavailable(operation, give_up_after: float | None = None, first
         attempt += 1
         try:
             return operation()
-        except BackendUnavailable as exc:
+        except retry_on as exc:
             left = deadline - clock()
             if left <= 0:
                 raise

@@ -147,13 +147,8 @@ def serve_bot(settings, searcher: Searcher | None = None, **options):
             read.append((environ.get("PATH_INFO"), meter.count))
 
     server = make_server("127.0.0.1", 0, counting, server_class=_ThreadingWSGIServer, handler_class=_QuietHandler)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    try:
-        yield RunningBot(f"http://127.0.0.1:{server.server_port}", wsgi, read)
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serving(server) as url:
+        yield RunningBot(url, wsgi, read)
 
 
 @pytest.fixture
@@ -376,6 +371,17 @@ class FakeClock:
 
 
 @contextmanager
+def serving(server):
+    """A local HTTP server answering from a background thread until the block ends; yields its base URL."""
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@contextmanager
 def recording_server():
     """Another host: answers every request with a picture and records what it was sent."""
     requests_seen: list[dict] = []
@@ -393,11 +399,5 @@ def recording_server():
         def log_message(self, *args):
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}", requests_seen
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serving(ThreadingHTTPServer(("127.0.0.1", 0), Handler)) as url:
+        yield url, requests_seen

@@ -174,6 +174,5 @@ class TestModel:
 
 
 def retries_logged(caplog) -> list[str]:
-    """The "retrying"/"trying again" warnings of the indexer's waits (indexer/retry.py, indexer/lock.py)."""
-    return [r.getMessage() for r in caplog.records if "Retrying in" in r.getMessage()
-            or "Trying again in" in r.getMessage()]
+    """The "Retrying in ..." warnings of the indexer's waits for a store (indexer/retry.py)."""
+    return [r.getMessage() for r in caplog.records if "Retrying in" in r.getMessage()]

@@ -18,7 +18,7 @@ import pytest
 
 from bot.server import DRAIN_SECONDS, drain_answers
 from bot.work import BUSY_TEXT
-from bot_support import (ALICE, CHANNEL, BotProcess, HeldWork, bot_settings, emu, free_port, indexed,  # noqa: F401
+from bot_support import (ALICE, CHANNEL, BotProcess, bot_settings, emu, free_port, held_work, indexed,  # noqa: F401
                          process_env, serve_bot, slack_env)
 from photos import jpeg_bytes
 
@@ -35,8 +35,7 @@ def health(base_url: str) -> dict:
 
 
 def test_a_burst_beyond_the_bound_is_told_busy_at_once_and_every_accepted_request_is_answered(indexed, emu):
-    pool = HeldWork(max_queued=3)
-    with serve_bot(indexed, work=pool) as bot:
+    with held_work(max_queued=3) as pool, serve_bot(indexed, work=pool) as bot:
         acks = [emu.send_slash_command(bot.events_url, text=f"stage {n}", user_id=ALICE, channel_id=CHANNEL)
                 for n in range(5)]
         assert health(bot.base_url)["queued"] == 3
@@ -61,25 +60,25 @@ def test_a_burst_beyond_the_bound_is_told_busy_at_once_and_every_accepted_reques
 
 
 def test_stopping_takes_no_new_work_and_finishes_what_was_accepted():
-    pool, ran = HeldWork(max_queued=10), []
-    for n in range(4):
-        assert pool.submit(ran.append, n)
-    left = []
-    stopping = threading.Thread(target=lambda: left.append(pool.drain(60)))
-    stopping.start()
-    while not pool._closed:  # drain has begun
-        threading.Event().wait(0.01)
-    assert pool.submit(ran.append, 99) is False and pool.reserve() is None
-    pool.release()
-    stopping.join()
+    ran, left = [], []
+    with held_work(max_queued=10) as pool:
+        for n in range(4):
+            assert pool.submit(ran.append, n)
+        stopping = threading.Thread(target=lambda: left.append(pool.drain(60)))
+        stopping.start()
+        while not pool._closed:  # drain has begun
+            threading.Event().wait(0.01)
+        assert pool.submit(ran.append, 99) is False and pool.reserve() is None
+        pool.release()
+        stopping.join()
     assert left == [0] and sorted(ran) == [0, 1, 2, 3]
 
 
 def test_what_is_unfinished_when_the_time_is_up_is_counted_and_gunicorns_hook_drains_the_apps_pool():
-    pool = HeldWork(max_queued=10)
-    pool.submit(lambda: None)
-    assert pool.drain(0) == 1
-    pool.release()
+    with held_work(max_queued=10) as pool:
+        pool.submit(lambda: None)
+        assert pool.drain(0) == 1
+        pool.release()
 
     drained = []
     worker = SimpleNamespace(wsgi=SimpleNamespace(work=SimpleNamespace(drain=drained.append)))

@@ -20,7 +20,7 @@ from bot.slack_files import (
     fetch,
     may_receive_token,
 )
-from bot_support import recording_server
+from bot_support import recording_server, serving
 from photos import jpeg_bytes
 
 TOKEN = "xoxb-test"
@@ -131,14 +131,8 @@ def file_server():
         def log_message(self, *args):
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}", sent, stream_ended
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serving(ThreadingHTTPServer(("127.0.0.1", 0), Handler)) as url:
+        yield url, sent, stream_ended
 
 
 def api_url(base: str) -> str:

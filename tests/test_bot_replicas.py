@@ -10,10 +10,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from bot_support import ALICE, CHANNEL, HeldWork, bot_settings, emu, indexed, serve_bot  # noqa: F401
-from es_support import client, es_only
-from findimage.es_lease import lease_index
-from findimage.es_seen import seen_index
+from bot_support import ALICE, CHANNEL, bot_settings, emu, held_work, indexed, serve_bot  # noqa: F401
+from es_support import es_only
 from photos import jpeg_bytes
 
 pytestmark = [es_only, pytest.mark.timeout(300)]
@@ -23,12 +21,10 @@ pytestmark = [es_only, pytest.mark.timeout(300)]
 def replicas(indexed):
     # Each replica's answers wait until the test releases them: deliveries acked before any answer
     # ran were acked without waiting for the work (Slack's 3 s), on however busy a machine.
-    pools = [HeldWork(max_queued=indexed.max_queued), HeldWork(max_queued=indexed.max_queued)]
-    with serve_bot(indexed, work=pools[0]) as one, serve_bot(indexed, work=pools[1]) as two:
+    # (The seen keys and the lease go with the test's index: es_support.drop.)
+    with held_work(max_queued=indexed.max_queued) as first, held_work(max_queued=indexed.max_queued) as second, \
+            serve_bot(indexed, work=first) as one, serve_bot(indexed, work=second) as two:
         yield one, two
-    with client() as es:
-        for index in (seen_index(indexed.index_name), lease_index(indexed.index_name)):
-            es.indices.delete(index=index, ignore_unavailable=True)
 
 
 def post_photo(emu, seed: int, name: str) -> dict:

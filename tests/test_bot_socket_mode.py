@@ -31,10 +31,10 @@ def test_over_socket_mode_a_command_and_a_posted_photo_are_answered_once_each(so
 
     photo = emu.add_file(jpeg_bytes(seed=600), "firewall.jpg", user=ALICE)
     posted = emu.post_user_message_with_files(CHANNEL, [photo], user=ALICE)
-    event_ack = emu.socket_event(posted, event_id="Ev0SOCKET")
+    emu.socket_event(posted, event_id="Ev0SOCKET")
     reply = emu.wait_for_upload(CHANNEL, thread_ts=posted["ts"], timeout=20)
-    retry_ack = emu.socket_event(posted, event_id="Ev0SOCKET", retry_attempt=1)
-    echo_ack = emu.socket_event(emu.bot_message_event(CHANNEL, files=reply))
+    emu.socket_event(posted, event_id="Ev0SOCKET", retry_attempt=1)
+    emu.socket_event(emu.bot_message_event(CHANNEL, files=reply))
     help_ack = emu.socket_slash_command("help", user_id=ALICE, channel_id=CHANNEL)
     barrier = emu.post_user_message_with_files(CHANNEL, [emu.add_file(jpeg_bytes(seed=601), "b.jpg")], user=ALICE)
     emu.socket_event(barrier)

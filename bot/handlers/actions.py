@@ -10,13 +10,12 @@ import logging
 
 from slack_bolt import App
 
-from ..answering import Services, answer_page, tell_safely
+from ..answering import Services, answer_page, submit_or_busy, tell_safely
 from ..buttons import MORE_LIKE_THIS_IDS, SHOW_MORE, BadButton, Page
 from ..delivery import InteractionTarget
 from ..options import MAX_K
 
 log = logging.getLogger(__name__)
-BUSY = "I'm busy with other searches right now and could not take this one; please try again in a minute."
 UNREADABLE = "I cannot read this button (it may come from an older version of me); please search again."
 
 
@@ -27,12 +26,6 @@ def interaction_target(body: dict, client, respond) -> InteractionTarget:
     channel = container.get("channel_id") or (body.get("channel") or {}).get("id")
     thread_ts = container.get("thread_ts") or message.get("thread_ts")
     return InteractionTarget(client, respond, channel, body["user"]["id"], thread_ts=thread_ts)
-
-
-def submit_or_busy(services: Services, target, job, *args) -> None:
-    """Queue the job; when the work pool refuses it (full), say so privately instead of answering late."""
-    if services.work.submit(job, *args) is False:
-        tell_safely(target, BUSY)
 
 
 def first_click(services: Services, body: dict, action: dict) -> bool:

@@ -26,10 +26,9 @@ log = logging.getLogger(__name__)
 EXAMPLES = ("a snow covered mountain", "stage with red lights", "people laughing at a party")
 
 
-def describe_pass(raw: str | None) -> str:
-    if not raw:
+def describe_pass(data: dict | None) -> str:
+    if not data:
         return "no indexing pass has finished yet"
-    data = json.loads(raw)
     when = datetime.fromtimestamp(data["finished_at"], timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     return (f"{when}: {data['added']} added, {data['updated']} updated, {data['moved']} moved, "
             f"{data['removed']} removed, {data['unchanged']} unchanged, {data['failed']} failed "
@@ -44,9 +43,10 @@ def status_lines(services: Services) -> list[str]:
         raw_pass = searcher.store.get_meta(META_LAST_PASS)
     except Exception as exc:
         return [user_message(exc)]
-    lines = [f"*Images indexed:* {count:,}", f"*Last completed pass:* {describe_pass(raw_pass)}"]
-    if raw_pass:  # the pass records it in the store: the indexer's own files may be on another machine
-        lines.append(f"*Files that failed to index:* {json.loads(raw_pass).get('failing_files', 0):,}")
+    last_pass = json.loads(raw_pass) if raw_pass else None
+    lines = [f"*Images indexed:* {count:,}", f"*Last completed pass:* {describe_pass(last_pass)}"]
+    if last_pass:  # the pass records it in the store: the indexer's own files may be on another machine
+        lines.append(f"*Files that failed to index:* {last_pass.get('failing_files', 0):,}")
     lines.append(f"*Store:* {escape(searcher.store.description)}")
     text_model = getattr(searcher.text_embedder, "model_id", settings.text_model)
     lines.append(f"*Models:* images `{escape(searcher.image_embedder.model_id)}`, text `{escape(str(text_model))}`")

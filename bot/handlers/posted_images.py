@@ -5,10 +5,9 @@ import logging
 
 from slack_bolt import App
 
-from ..answering import Services, answer_posted_images, tell_safely
+from ..answering import Services, answer_posted_images, submit_or_busy, tell_safely
 from ..delivery import ThreadTarget
 from ..slack_files import is_image_file, needs_file_info
-from ..work import BUSY_TEXT
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +53,7 @@ def register(app: App, services: Services) -> None:
                 tell_safely(target, refusal)
             return
         log.info("%d image(s) posted by %s in %s", len(images), event.get("user"), event["channel"])
-        if not services.work.submit(answer_posted_images, services, client, images, target):
-            tell_safely(target, BUSY_TEXT)  # now, from Bolt's listener thread: better than never
+        # When full: "busy" now, from Bolt's listener thread, better than never.
+        submit_or_busy(services, target, answer_posted_images, services, client, images, target)
 
     app.event("message")(on_message)

@@ -10,10 +10,9 @@ import logging
 
 from slack_bolt import App
 
-from ..answering import Services, answer_posted_images, tell_safely
+from ..answering import Services, answer_posted_images, submit_or_busy, tell_safely
 from ..delivery import InteractionTarget
 from ..slack_files import is_image_file, needs_file_info
-from .actions import submit_or_busy
 
 log = logging.getLogger(__name__)
 CALLBACK_ID = "find_similar"
