@@ -72,7 +72,8 @@ def create_app(settings, searcher: Searcher | None = None, client: WebClient | N
                            "from the app's OAuth & Permissions page."]) from exc
     # Bolt's own auth.test result is not public API; the team id decides who counts as another organisation.
     policy = ChannelPolicy(settings, client.auth_test().get("team_id"))
-    presenter = LinkPresenter(links, settings.archive) if links else UploadPresenter(settings.archive)
+    presenter = LinkPresenter(links, settings.archive) if links else UploadPresenter(
+        settings.archive, max_pixels=settings.max_image_pixels, budget=settings.decode_budget_bytes)
     services = Services(settings, searcher, presenter, work or WorkPool.from_settings(settings), seen_keys(settings),
                         policy)
     handlers.register_all(app, services)

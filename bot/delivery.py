@@ -14,7 +14,9 @@ from typing import Callable
 
 from slack_sdk import WebClient
 
-from findimage.imaging import ImageError, thumbnail_jpeg
+from findimage.archive_files import is_servable
+from findimage.decode_budget import DEFAULT_BUDGET_BYTES
+from findimage.imaging import DEFAULT_MAX_PIXELS, ImageError, archive_thumbnail
 
 from .image_links import ImageLinks
 from .replies import Answer, answers_text, button_blocks, file_title, image_blocks
@@ -106,8 +108,10 @@ class ThreadTarget:
 class UploadPresenter:
     """Matches as downscaled JPEG copies (long side <= 1024 px), uploaded with the ranked list as comment."""
 
-    def __init__(self, archive: Path):
+    def __init__(self, archive: Path, *, max_pixels: int = DEFAULT_MAX_PIXELS, budget: int = DEFAULT_BUDGET_BYTES):
         self.archive = Path(archive)
+        self.max_pixels = max_pixels
+        self.budget = budget
 
     def show(self, answers: list[Answer], target) -> None:
         files = [upload for answer in answers for upload in self._thumbnails(answer)]
@@ -127,8 +131,9 @@ class UploadPresenter:
         uploads = []
         for rank, match in answer.ranked():
             try:
-                data = thumbnail_jpeg(self.archive / match.relative_path, THUMBNAIL_LONG_SIDE)
-            except ImageError as exc:  # deleted or changed since the last indexing pass
+                data = archive_thumbnail(self.archive, match.relative_path, match.indexed, THUMBNAIL_LONG_SIDE,
+                                         max_pixels=self.max_pixels, budget=self.budget)
+            except ImageError as exc:  # deleted, changed or swapped for a link since the last indexing pass
                 log.warning("cannot show %s: %s", match.relative_path, exc)
                 answer.missing.add(match.image_id)
                 continue
@@ -148,7 +153,7 @@ class LinkPresenter:
     def show(self, answers: list[Answer], target) -> None:
         for answer in answers:
             answer.missing.update(m.image_id for m in answer.matches
-                                  if not (self.archive / m.relative_path).is_file())
+                                  if not is_servable(self.archive, m.relative_path, m.indexed))
         text = answers_text(answers)
         for batch in chunks(image_blocks(answers, self.links.url_for), MAX_BLOCKS_PER_MESSAGE):
             target.post(text[:3000], batch)  # text is the notification / fallback of the blocks

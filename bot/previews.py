@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from pathlib import Path
 from typing import Callable
 
 from findimage.imaging import thumbnail_jpeg
@@ -24,7 +23,7 @@ class RenderBusy(Exception):
 
 
 class Previews:
-    def __init__(self, render: Callable[[Path], bytes] = thumbnail_jpeg, *, entries: int = CACHE_ENTRIES,
+    def __init__(self, render: Callable[[bytes], bytes] = thumbnail_jpeg, *, entries: int = CACHE_ENTRIES,
                  max_bytes: int = CACHE_BYTES, concurrent: int = CONCURRENT_RENDERS,
                  wait_seconds: float = RENDER_WAIT_SECONDS):
         self._render = render
@@ -37,18 +36,19 @@ class Previews:
         self._cached_bytes = 0
         self._lock = threading.Lock()
 
-    def get(self, sha256: str, file: Path) -> bytes:
-        """The preview of `file`, whose indexed content hash is `sha256`; ImageError or RenderBusy otherwise."""
+    def get(self, sha256: str, read: Callable[[], bytes], name: str = "image") -> bytes:
+        """The preview of the file `read` returns (read inside a render slot, so at most `concurrent`
+        files are in memory), whose indexed content hash is `sha256`; ImageError or RenderBusy otherwise."""
         cached = self._lookup(sha256)
         if cached is not None:
             return cached
         if not self._slots.acquire(timeout=self._wait_seconds):
-            raise RenderBusy(f"{file.name}: all {self._concurrent} render slots busy")
+            raise RenderBusy(f"{name}: all {self._concurrent} render slots busy")
         try:
             cached = self._lookup(sha256)  # another request may have made it while this one waited
             if cached is not None:
                 return cached
-            data = self._render(file)
+            data = self._render(read())
         finally:
             self._slots.release()
         self._store(sha256, data)

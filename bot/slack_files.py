@@ -11,9 +11,12 @@ would hand it to whoever runs that host.
 """
 from __future__ import annotations
 
+import re
 from urllib.parse import urljoin, urlsplit
 
 import requests
+from requests.adapters import HTTPAdapter
+from urllib3.util import parse_url
 
 from .replies import escape
 
@@ -24,6 +27,7 @@ SLACK_FILE_HOSTS = ("files.slack.com",)
 SLACK_FILE_DOMAINS = (".slack.com", ".slack-edge.com")
 MAX_REDIRECTS = 5
 DEFAULT_API_URL = "https://slack.com/api/"
+_UNSAFE_IN_AUTHORITY = re.compile(r"[\\%\s\x00-\x1f\x7f]")
 
 
 class DownloadError(Exception):
@@ -69,20 +73,57 @@ def is_external(file: dict) -> bool:
 
 
 def may_receive_token(url: str | None, api_url: str = DEFAULT_API_URL) -> bool:
-    """Whether `url` is one of Slack's file hosts (or the configured API's own host) over the expected scheme."""
+    """Whether `url` is one of Slack's file hosts (or the configured API's own host) over the expected scheme.
+
+    The host is read by both parsers that matter, Python's (urlsplit) and the one requests connects
+    with (urllib3's parse_url), and must be the same for both: they disagree on authorities such as
+    `attacker.example\\@files.slack.com`, where urlsplit sees files.slack.com and urllib3 connects to
+    attacker.example. Characters that only such tricks need (backslash, percent, whitespace, control
+    characters) are refused in the authority outright."""
     try:
         parts = urlsplit(url or "")
+        if _UNSAFE_IN_AUTHORITY.search(parts.netloc):
+            return False
+        connected = parse_url(url or "")
         host = (parts.hostname or "").lower()
+        if host != (connected.host or "").lower().strip("[]") or parts.port != connected.port:
+            return False
         api = urlsplit(api_url or DEFAULT_API_URL)
         port, api_port = parts.port, api.port
-    except ValueError:  # unparseable ports and the like
+    except ValueError:  # unparseable ports and the like (LocationParseError is a ValueError)
         return False
-    if not host:
+    if not host or parts.scheme != (connected.scheme or "").lower():
         return False
     if (parts.scheme, host, port) == (api.scheme, (api.hostname or "").lower(), api_port):
         return True
     return parts.scheme == "https" and port in (None, 443) and (
         host in SLACK_FILE_HOSTS or host.endswith(SLACK_FILE_DOMAINS))
+
+
+class TokenAdapter(HTTPAdapter):
+    """Attaches the bot token at send time, to the URL requests is about to connect to, and only where
+    may_receive_token allows it: whatever a URL looked like before requests prepared it, the token
+    goes to no other host."""
+
+    def __init__(self, token: str, api_url: str):
+        super().__init__(max_retries=0)
+        self._token = token
+        self._api_url = api_url
+
+    def send(self, request, *args, **kwargs):
+        if not may_receive_token(request.url, self._api_url):
+            raise NotASlackHost(f"refused to send the token to {urlsplit(request.url or '').hostname!r}")
+        request.headers["Authorization"] = f"Bearer {self._token}"
+        return super().send(request, *args, **kwargs)
+
+
+def token_session(token: str, api_url: str = DEFAULT_API_URL) -> requests.Session:
+    session = requests.Session()
+    session.trust_env = False  # no proxy or .netrc credentials from the environment on these requests
+    adapter = TokenAdapter(token, api_url)
+    session.mount("https://", adapter)
+    session.mount("http://", adapter)
+    return session
 
 
 def _megabytes(size: int) -> str:
@@ -109,29 +150,36 @@ def check_announced_size(file: dict, max_bytes: int) -> None:
         raise _too_large(file.get("name") or file.get("id", "the image"), size, max_bytes)
 
 
-def fetch(file: dict, token: str, max_bytes: int, api_url: str = DEFAULT_API_URL,
-          session: requests.Session | None = None) -> bytes:
+def fetch(file: dict, token: str, max_bytes: int, api_url: str = DEFAULT_API_URL) -> bytes:
     """The file's bytes; DownloadError (external, not Slack's host, too large, login page, refused) otherwise."""
     name = file.get("name") or file.get("id", "the image")
     if is_external(file):
         raise ExternalFile(f"*{escape(name)}* is stored outside Slack, and I cannot search external files; "
                            "upload the image itself to Slack and I will look again.")
     check_announced_size(file, max_bytes)
-    response = _get_following_slack_redirects(download_url(file), name, token, api_url, session or requests)
-    with response:
-        _check_response(response, name, max_bytes)
-        return _read_capped(response, name, max_bytes)
+    with token_session(token, api_url) as session:
+        response = _get_following_slack_redirects(download_url(file), name, api_url, session)
+        with response:
+            _check_response(response, name, max_bytes)
+            return _read_capped(response, name, max_bytes)
 
 
-def _get_following_slack_redirects(url: str | None, name: str, token: str, api_url: str, http) -> requests.Response:
-    """GET with the token, following redirects by hand and only to hosts that may see the token."""
+def _not_slack(name: str) -> NotASlackHost:
+    return NotASlackHost(f"*{escape(name)}* is not served by Slack's file servers, so I did not download it; "
+                         "upload the image itself to Slack and I will look again.")
+
+
+def _get_following_slack_redirects(url: str | None, name: str, api_url: str,
+                                   session: requests.Session) -> requests.Response:
+    """GET with the token (attached by the session's TokenAdapter), following redirects by hand and only
+    to hosts that may see the token: checked here on the URL, and again on the prepared one at send time."""
     for _ in range(MAX_REDIRECTS + 1):
         if not may_receive_token(url, api_url):
-            raise NotASlackHost(f"*{escape(name)}* is not served by Slack's file servers, so I did not download it; "
-                                "upload the image itself to Slack and I will look again.")
+            raise _not_slack(name)
         try:
-            response = http.get(url, headers={"Authorization": f"Bearer {token}"}, stream=True,
-                                timeout=TIMEOUT_SECONDS, allow_redirects=False)
+            response = session.get(url, stream=True, timeout=TIMEOUT_SECONDS, allow_redirects=False)
+        except NotASlackHost:
+            raise _not_slack(name) from None
         except requests.RequestException as exc:
             raise DownloadRefused(f"I could not download *{escape(name)}* from Slack ({type(exc).__name__}). "
                                   "Please try posting it again in a minute.") from exc

@@ -12,13 +12,15 @@ import logging
 import re
 import threading
 import time
+from functools import partial
 from pathlib import Path
 
 from slack_bolt.adapter.wsgi import SlackRequestHandler
 from slack_sdk.signature import SignatureVerifier
 
 from findimage.config import ConfigError, load_settings, report_problems, require_slack
-from findimage.imaging import ImageError
+from findimage.archive_files import ArchiveFileRefused, Indexed, is_servable, read_archive_file
+from findimage.imaging import ImageError, thumbnail_jpeg
 from findimage.search import Searcher
 
 from .app import configure_logging, create_app
@@ -52,7 +54,8 @@ class FindimageWsgi:
         self.verifier = SignatureVerifier(settings.slack_signing_secret)
         self.searcher = searcher
         self.links = links
-        self.previews = previews or Previews()
+        self.previews = previews or Previews(partial(thumbnail_jpeg, max_pixels=settings.max_image_pixels,
+                                                     budget=settings.decode_budget_bytes))
         self.archive = Path(settings.archive).resolve()
         self._health_clock = health_clock
         self._health_lock = threading.Lock()
@@ -136,34 +139,28 @@ class FindimageWsgi:
             return _text(start_response, "404 Not Found", "This image is no longer in the archive.")
         if content_tag(doc.sha256) != link.tag:
             return _text(start_response, "404 Not Found", "This image has been replaced since the link was made.")
-        file = self._archive_file(doc)
-        if file is None:
+        indexed = Indexed(doc.size, doc.mtime)
+        if not is_servable(self.archive, doc.relative_path, indexed):
+            # Gone, changed since indexing (the stored hash no longer describes its bytes), or reached
+            # through a link that leaves the archive: never served.
+            log.info("image %s is not in the archive as indexed; not served", doc.image_id)
             return _text(start_response, "404 Not Found", "This image is no longer in the archive.")
         try:
-            data = self.previews.get(doc.sha256, file)
+            data = self.previews.get(doc.sha256, partial(self._read, doc.relative_path, indexed), doc.image_name)
         except RenderBusy as exc:
             log.info("image link answered busy: %s", exc)
             return _text(start_response, "503 Service Unavailable", "Too many images at once; try again shortly.",
                          [("Retry-After", "2")])
         except ImageError as exc:
-            log.warning("cannot serve %s: %s", file, exc)
+            log.warning("cannot serve image %s: %s", doc.image_id, exc)
             return _text(start_response, "404 Not Found", "This image cannot be shown.")
         return _reply(start_response, "200 OK", "image/jpeg", data, [("Cache-Control", "private, max-age=86400")])
 
-    def _archive_file(self, doc) -> Path | None:
-        """The indexed file, if it is still inside the archive and unchanged since indexing."""
-        file = (self.archive / doc.relative_path).resolve()
-        if not file.is_relative_to(self.archive):  # a symlink or `..` must never reach outside the archive
-            log.warning("image %s resolves outside the archive; not served", doc.image_id)
-            return None
+    def _read(self, relative_path: str, indexed: Indexed) -> bytes:
         try:
-            stat = file.stat()
-        except OSError:
-            return None
-        # Changed on disk but not re-indexed yet: the stored hash no longer describes these bytes.
-        if not file.is_file() or stat.st_size != doc.size or stat.st_mtime != doc.mtime:
-            return None
-        return file
+            return read_archive_file(self.archive, relative_path, self.settings.decode_budget_bytes, indexed)
+        except ArchiveFileRefused as exc:
+            raise ImageError(str(exc)) from None
 
 
 def read_bounded_body(environ, limit: int) -> bytes:

@@ -40,6 +40,7 @@ class Settings:
     max_query_chars: int = 1000
     max_image_pixels: int = 120_000_000
     max_query_pixels: int = 40_000_000
+    decode_budget_mb: int = 768  # memory one image decode may take (findimage.decode_budget)
     max_removal_fraction: float = 0.5
     max_image_mb: float = 50.0
     weak_score: float = 0.6
@@ -71,6 +72,10 @@ class Settings:
     port: int = 3000
     max_queued: int = 32  # answers accepted and not finished per bot process; past it: "busy"
     lease_seconds: float = 60.0  # an indexing pass's Elasticsearch lease; a dead holder's lapses after it
+
+    @property
+    def decode_budget_bytes(self) -> int:
+        return self.decode_budget_mb * 2**20
 
     @property
     def uses_elasticsearch(self) -> bool:
@@ -184,6 +189,7 @@ def load_settings(environ: Mapping[str, str] | None = None, env_file: str | Path
         max_query_chars=r.number("FINDIMAGE_MAX_QUERY_CHARS", 1000, int, 1),
         max_image_pixels=r.number("FINDIMAGE_MAX_IMAGE_PIXELS", 120_000_000, int, 1_000_000),
         max_query_pixels=r.number("FINDIMAGE_MAX_QUERY_PIXELS", 40_000_000, int, 1_000_000),
+        decode_budget_mb=r.number("FINDIMAGE_DECODE_BUDGET_MB", 768, int, 16, 65_536),
         max_removal_fraction=r.number("FINDIMAGE_MAX_REMOVAL_FRACTION", 0.5, float, 0.0, 1.0),
         max_image_mb=r.number("FINDIMAGE_MAX_IMAGE_MB", 50.0, float, 0.01),
         weak_score=r.number("FINDIMAGE_WEAK_SCORE", 0.6, float, 0.0, 1.0),

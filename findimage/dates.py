@@ -10,6 +10,8 @@ from datetime import date, datetime, timedelta
 
 from PIL import Image
 
+from .imaging import FORMATS, header_exif
+
 EXIF_IFD = 0x8769
 DATE_TIME_ORIGINAL, DATE_TIME_DIGITIZED, DATE_TIME = 0x9003, 0x9004, 0x0132
 EARLIEST_YEAR = 1900
@@ -43,12 +45,9 @@ def parse_exif_date(raw) -> datetime | None:
     return moment
 
 
-def exif_taken(image: Image.Image) -> tuple[str, str] | None:
-    """(iso, source) from an opened image's EXIF, best tag first; None if it carries no usable date.
-
-    Only the header is read: Pillow parses EXIF without decoding pixels."""
+def exif_taken(exif: Image.Exif) -> tuple[str, str] | None:
+    """(iso, source) from an image's EXIF, best tag first; None if it carries no usable date."""
     try:
-        exif = image.getexif()
         sub = exif.get_ifd(EXIF_IFD)
     except Exception:  # noqa: BLE001 - a mangled EXIF block must never cost the file, only its date
         return None
@@ -60,17 +59,18 @@ def exif_taken(image: Image.Image) -> tuple[str, str] | None:
     return None
 
 
-def taken_of(image: Image.Image | None, mtime: float) -> tuple[str, str]:
+def taken_of(exif: Image.Exif | None, mtime: float) -> tuple[str, str]:
     """When the photo was taken and where that came from; the file's modification time as the last resort."""
-    found = exif_taken(image) if image is not None else None
+    found = exif_taken(exif) if exif is not None else None
     return found or (iso(datetime.fromtimestamp(mtime)), "mtime")
 
 
-def taken_of_file(path, mtime: float) -> tuple[str, str]:
-    """The same from a file, reading only its header (for indexes made before dates were kept)."""
+def taken_of_header(stream, mtime: float) -> tuple[str, str]:
+    """The same from an open image file, reading only its header (for indexes made before dates were
+    kept): only findimage's own decoders are tried, and no pixel is decoded."""
     try:
-        with Image.open(path) as image:
-            return taken_of(image, mtime)
+        with Image.open(stream, formats=FORMATS) as image:
+            return taken_of(header_exif(image), mtime)
     except Exception:  # noqa: BLE001 - unreadable now: its modification time still says something
         return taken_of(None, mtime)
 

@@ -133,9 +133,9 @@ class EmbeddedSearch:
             return []
         ids = [int(s) for s in slots]
         rows = self._index_db.execute(
-            f"SELECT slot, image_id, image_name, relative_path, sha256, taken, taken_source FROM images "
+            f"SELECT slot, image_id, image_name, relative_path, sha256, taken, taken_source, size, mtime FROM images "
             f"WHERE slot IN ({','.join('?' * len(ids))})", ids).fetchall()
         by_slot = {r[0]: r[1:] for r in rows}
         return [Match(*by_slot[s][:3], score=cosine_to_score(sim), sha256=by_slot[s][3], taken=by_slot[s][4],
-                      taken_source=by_slot[s][5] or "")
+                      taken_source=by_slot[s][5] or "", size=by_slot[s][6], mtime=by_slot[s][7])
                 for s, sim in zip(ids, sims) if s in by_slot]

@@ -13,7 +13,7 @@ import numpy as np
 from .records import Match
 from .store import default_num_candidates
 
-MATCH_FIELDS = ["image_id", "image_name", "relative_path", "sha256", "taken", "taken_source"]
+MATCH_FIELDS = ["image_id", "image_name", "relative_path", "sha256", "taken", "taken_source", "size", "mtime"]
 # A hit's fields from doc values (all keyword or date): the stored _source, which holds the 512-float
 # vector as JSON (~10 kB), is then never loaded and parsed to answer a query.
 FETCH = {"_source": False, "docvalue_fields": [
@@ -98,5 +98,6 @@ def matches(hits: list[dict], score_field: str | None = None) -> list[Match]:
 
         score = float(value(score_field)) if score_field else float(h["_score"])
         found.append(Match(value("image_id"), value("image_name"), value("relative_path"), score,
-                           value("sha256", ""), value("taken"), value("taken_source") or ""))
+                           value("sha256", ""), value("taken"), value("taken_source") or "",
+                           size=value("size"), mtime=value("mtime")))
     return found

@@ -7,6 +7,10 @@ from pathlib import Path
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from . import decode_budget
+from .archive_files import ArchiveFileRefused, Indexed, read_archive_file
+from .decode_budget import DEFAULT_BUDGET_BYTES
+
 # CLIP looks at 224x224; decoding a JPEG at 1/2..1/8 scale (draft mode) down to at least this
 # keeps quality for the model while skipping most of the decode work of a 12-MP photo.
 DRAFT_MIN_SIDE = 448
@@ -35,29 +39,36 @@ class Prepared:
     image: Image.Image
     width: int  # of the original, after EXIF orientation
     height: int
+    exif: Image.Exif | None = None  # read while decoding (dates come from it without opening the file again)
 
 
-def prepare_file(path: str | Path, min_side: int = DRAFT_MIN_SIDE, max_pixels: int = DEFAULT_MAX_PIXELS) -> Prepared:
+def prepare_file(path: str | Path, min_side: int = DRAFT_MIN_SIDE, max_pixels: int = DEFAULT_MAX_PIXELS,
+                 budget: int = DEFAULT_BUDGET_BYTES) -> Prepared:
+    """A file given by path by the person running the command (not an archive file: see archive_files)."""
     try:
         with open(path, "rb") as f:
-            return prepare_stream(f, min_side, max_pixels)
+            data = f.read(budget + 1)
     except PermissionError:
         raise ImageError("permission denied") from None
     except FileNotFoundError:
         raise ImageError("file not found") from None
     except IsADirectoryError:
         raise ImageError("is a directory") from None
+    if len(data) > budget:
+        raise ImageError(f"file too large to decode safely (more than {budget / 2**20:,.0f} MB)")
+    return prepare_bytes(data, min_side, max_pixels, budget)
 
 
-def prepare_bytes(data: bytes, min_side: int = DRAFT_MIN_SIDE, max_pixels: int | None = None) -> Prepared:
-    return prepare_stream(io.BytesIO(data), min_side, max_pixels or DEFAULT_MAX_PIXELS)
-
-
-def prepare_stream(stream, min_side: int = DRAFT_MIN_SIDE, max_pixels: int = DEFAULT_MAX_PIXELS) -> Prepared:
+def prepare_bytes(data: bytes, min_side: int = DRAFT_MIN_SIDE, max_pixels: int | None = None,
+                  budget: int | None = None) -> Prepared:
     """Decode the first frame, apply EXIF orientation and convert to RGB, as small as the model allows.
 
-    Images that would decode to more than `max_pixels` are refused from their header, before any pixel
-    data is read (a few hundred kB of PNG can claim 12,000 x 12,000 pixels: ~2 GB once decoded)."""
+    Images that would decode to more than `max_pixels`, or whose decoding would take more than `budget`
+    bytes of memory (findimage.decode_budget), are refused from their header, before any pixel data is
+    read (a few hundred kB of PNG can claim 12,000 x 12,000 pixels: ~2 GB once decoded)."""
+    max_pixels = max_pixels or DEFAULT_MAX_PIXELS
+    budget = budget or DEFAULT_BUDGET_BYTES
+    stream = io.BytesIO(data)
     try:
         image = Image.open(stream, formats=FORMATS)
         original_size = image.size
@@ -65,13 +76,17 @@ def prepare_stream(stream, min_side: int = DRAFT_MIN_SIDE, max_pixels: int = DEF
             # JPEGs decode at 1/2..1/8 scale when drafted: what counts is what will be decoded.
             image.draft("RGB", _draft_size(image.size, min_side))
         _check_size(image.size, max_pixels)  # before anything that may decode (a PNG's EXIF can follow its pixels)
-        width, height = _oriented_size(image, original_size)
+        decode_budget.check(image, original_size, data, budget, max_pixels)
         image.seek(0)
         image.load()
+        exif = image.getexif()  # loaded: no second decode, even for a PNG whose EXIF follows its pixels
+        width, height = _oriented_size(exif, original_size)
         ImageOps.exif_transpose(image, in_place=True)  # a copy would double the peak for a large picture
-        return Prepared(_to_rgb(image), width, height)
+        return Prepared(_to_rgb(image), width, height, exif)
+    except decode_budget.OverBudget as exc:
+        raise ImageError(str(exc)) from None
     except UnidentifiedImageError:
-        if _looks_empty(stream):
+        if not data:
             raise ImageError("empty file (0 bytes)") from None
         raise ImageError("not an image (unrecognised format)") from None
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
@@ -85,8 +100,8 @@ def _check_size(size: tuple[int, int], max_pixels: int) -> None:
                          f"{max_pixels / 1e6:g} megapixels)")
 
 
-def _oriented_size(image: Image.Image, size: tuple[int, int]) -> tuple[int, int]:
-    orientation = image.getexif().get(0x0112, 1)
+def _oriented_size(exif: Image.Exif, size: tuple[int, int]) -> tuple[int, int]:
+    orientation = exif.get(0x0112, 1)
     w, h = size
     return (h, w) if orientation in (5, 6, 7, 8) else (w, h)
 
@@ -106,25 +121,37 @@ def _to_rgb(image: Image.Image) -> Image.Image:
     if image.mode == "P" and "transparency" in image.info:
         image = image.convert("RGBA")
     if image.mode in ("RGBA", "LA", "PA"):
+        rgba = image if image.mode == "RGBA" else image.convert("RGBA")  # one copy at most (decode_budget counts it)
         background = Image.new("RGB", image.size, (255, 255, 255))
-        background.paste(image.convert("RGBA"), mask=image.convert("RGBA").getchannel("A"))
+        background.paste(rgba, mask=rgba.getchannel("A"))
         return background
     return image.convert("RGB")
 
 
-def _looks_empty(stream) -> bool:
-    try:
-        stream.seek(0, io.SEEK_END)
-        return stream.tell() == 0
-    except (OSError, ValueError):
-        return False
+def header_exif(image: Image.Image) -> Image.Exif:
+    """An opened image's EXIF from its header only. Pillow's PNG reader decodes the whole image to look
+    for an EXIF chunk after the pixels; that one is ignored here (an opened file is not decoded)."""
+    if image.format == "PNG" and "exif" not in image.info:
+        return Image.Exif()
+    return image.getexif()
 
 
-def thumbnail_jpeg(path: str | Path, long_side: int = 1024, quality: int = 85,
-                   max_pixels: int = DEFAULT_MAX_PIXELS) -> bytes:
-    """A downscaled JPEG copy for showing a match (Slack uploads, served previews)."""
-    image = prepare_file(path, min_side=long_side, max_pixels=max_pixels).image
+def thumbnail_jpeg(data: bytes, long_side: int = 1024, quality: int = 85,
+                   max_pixels: int = DEFAULT_MAX_PIXELS, budget: int = DEFAULT_BUDGET_BYTES) -> bytes:
+    """A downscaled JPEG copy of an image file's bytes for showing a match (Slack uploads, previews)."""
+    image = prepare_bytes(data, min_side=long_side, max_pixels=max_pixels, budget=budget).image
     image.thumbnail((long_side, long_side), Image.Resampling.LANCZOS)
     out = io.BytesIO()
     image.save(out, "JPEG", quality=quality, optimize=True)
     return out.getvalue()
+
+
+def archive_thumbnail(root: str | Path, relative_path: str, indexed: Indexed | None, long_side: int = 1024, *,
+                      max_pixels: int = DEFAULT_MAX_PIXELS, budget: int = DEFAULT_BUDGET_BYTES) -> bytes:
+    """thumbnail_jpeg of an archive file read as archive_files reads it (inside the archive, a regular
+    file, as indexed); ImageError with the reason otherwise."""
+    try:
+        data = read_archive_file(root, relative_path, budget, indexed)
+    except ArchiveFileRefused as exc:
+        raise ImageError(str(exc)) from None
+    return thumbnail_jpeg(data, long_side, max_pixels=max_pixels, budget=budget)

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .archive_files import Indexed
+
 DIMS = 512
 
 
@@ -71,6 +73,12 @@ class Match:
     taken_source: str = ""
     matched: tuple[str, ...] = ("image",)  # which rankings found it: "image" (CLIP), "name" (path words)
     also_at: tuple[str, ...] = ()  # other paths of byte-identical copies
+    size: int | None = None  # of the file as indexed: a file changed since is not the one that matched
+    mtime: float | None = None
+
+    @property
+    def indexed(self) -> Indexed | None:
+        return Indexed(self.size, self.mtime) if self.size is not None and self.mtime is not None else None
 
     def as_json(self) -> dict:
         return {

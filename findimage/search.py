@@ -11,6 +11,7 @@ from .backends import open_store
 from .dates import DateError, bound_start, check_range
 from .errors import check_image_model
 from .fusion import collapse_copies, fuse
+from .archive_files import is_servable
 from .imaging import ImageError, prepare_bytes
 from .names import query_words
 from .records import Match, normalise_folder
@@ -113,7 +114,8 @@ class Searcher:
                        after: str | None = None, before: str | None = None) -> SearchResult:
         after, before = date_range(after, before)
         with self._decodes:
-            image = prepare_bytes(data, max_pixels=self.settings.max_query_pixels).image
+            image = prepare_bytes(data, max_pixels=self.settings.max_query_pixels,
+                                  budget=self.settings.decode_budget_bytes).image
             # Down to the model's input size while still bounded: a 40-MP picture waiting for the model
             # (which runs one query at a time) would hold ~160 MB, and the model's processor would copy it.
             shrink = getattr(self.image_embedder, "shrink", None)
@@ -193,10 +195,12 @@ class Searcher:
         return kept[:k]
 
     def _on_disk(self, matches: list[Match]) -> list[Match]:
+        """Matches whose file is there as indexed: inside the archive (no link leading out), a regular
+        file, of the indexed size and modification time (archive_files, as every reader opens them)."""
         archive = Path(self.settings.archive)
         if not archive.is_dir():  # the archive is not mounted here (e.g. a search from another machine)
             return matches
-        return [m for m in matches if (archive / m.relative_path).is_file()]
+        return [m for m in matches if is_servable(archive, m.relative_path, m.indexed)]
 
 
 def empty_result_sentence(result: SearchResult, store: Store) -> str:

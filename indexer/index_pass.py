@@ -18,12 +18,12 @@ from typing import Callable
 import numpy as np
 from tqdm import tqdm
 
-from findimage.dates import taken_of_file
+from findimage.decode_budget import DEFAULT_BUDGET_BYTES
 from findimage.errors import StoreError, check_image_model
 from findimage.records import FileState, ImageDoc, image_id_for
 from findimage.store import META_IMAGE_MODEL, META_LAST_PASS, META_TEXT_MODEL, Store
 
-from .reading import Loaded, batches, prefetched, read_and_decode  # noqa: F401 (read_and_decode: public)
+from .reading import Loaded, batches, prefetched, read_and_decode, taken_from_header  # noqa: F401 (read_and_decode: public)
 from .retry import retry_while_unavailable
 from .scan import ArchiveFile, ArchiveUnavailable, Scan, scan_archive
 from .state import FailedFile, IndexerState, PendingRemoval
@@ -93,7 +93,8 @@ class IndexPass:
     def __init__(self, store: Store, image_embedder, archive, batch_size: int = 32, text_model_id: str = "",
                  full: bool = False, progress: bool | None = None, state: IndexerState | None = None,
                  allow_mass_removal: bool = False, max_removal_fraction: float = DEFAULT_MAX_REMOVAL_FRACTION,
-                 max_pixels: int | None = None, superseded: Callable[[], bool] = lambda: False):
+                 max_pixels: int | None = None, superseded: Callable[[], bool] = lambda: False,
+                 decode_budget: int = DEFAULT_BUDGET_BYTES):
         self.store = store
         self.embedder = image_embedder
         self.archive = archive
@@ -105,6 +106,7 @@ class IndexPass:
         self.allow_mass_removal = allow_mass_removal
         self.max_removal_fraction = max_removal_fraction
         self.max_pixels = max_pixels
+        self.decode_budget = decode_budget
         self.superseded = superseded
         self.summary = PassSummary()
         self._moved_ids: set[str] = set()
@@ -228,7 +230,7 @@ class IndexPass:
         for start in range(0, len(self._outdated), batch_size):
             chunk = self._outdated[start:start + batch_size]
             with ThreadPoolExecutor(max_workers=4, thread_name_prefix="header") as pool:
-                taken = list(pool.map(lambda item: taken_of_file(item[0].path, item[0].mtime), chunk))
+                taken = list(pool.map(lambda item: taken_from_header(item[0]), chunk))
             dates = [(state.image_id, file.relative_path, iso, source)
                      for (file, state), (iso, source) in zip(chunk, taken)]
             retry_while_unavailable(lambda: self.store.add_dates(dates))
@@ -241,7 +243,8 @@ class IndexPass:
             gone_by_sha.setdefault(state.sha256, []).append(state.image_id)
         seen_this_pass: dict[str, np.ndarray] = {}
         bar = tqdm(total=len(candidates), unit="img", disable=not self.progress, desc="indexing")
-        decode = partial(read_and_decode, embedder=self.embedder, max_pixels=self.max_pixels)
+        decode = partial(read_and_decode, embedder=self.embedder, max_pixels=self.max_pixels,
+                         budget=self.decode_budget)
         with ThreadPoolExecutor(max_workers=2, thread_name_prefix="decode") as pool:
             for batch in batches(prefetched(pool, candidates, self.batch_size * 2, decode), self.batch_size):
                 self._stop_if_superseded()

@@ -2,16 +2,16 @@
 from __future__ import annotations
 
 import hashlib
-import io
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
 from typing import Iterable, Iterator
 
-from PIL import Image
-
-from findimage.dates import taken_of
-from findimage.imaging import DRAFT_MIN_SIDE, FORMATS, ImageError, Prepared, prepare_bytes
+from findimage.archive_files import ArchiveFileRefused, Indexed, open_archive_file, read_archive_file
+from findimage.dates import taken_of, taken_of_header
+from findimage.decode_budget import DEFAULT_BUDGET_BYTES
+from findimage.imaging import DRAFT_MIN_SIDE, ImageError, Prepared, prepare_bytes
 
 from .scan import ArchiveFile
 
@@ -27,35 +27,43 @@ class Loaded:
     taken: tuple[str, str] = ("", "")  # (ISO 8601, source): when the photo was taken, see findimage.dates
 
 
-def read_and_decode(file: ArchiveFile, embedder=None, max_pixels: int | None = None) -> Loaded:
+def read_and_decode(file: ArchiveFile, embedder=None, max_pixels: int | None = None,
+                    budget: int = DEFAULT_BUDGET_BYTES) -> Loaded:
     """Read, hash and decode one file. With an embedder that offers it, the JPEG is drafted only down to
-    the model's input side and downsized to it here, in the decode thread, as its processor would."""
+    the model's input side and downsized to it here, in the decode thread, as its processor would.
+
+    The file is read as the scan saw it (archive_files): a link, FIFO or device swapped in since, or a
+    file changed since, is refused instead of followed, waited on or read without end."""
     try:
-        data = file.path.read_bytes()
-    except OSError as exc:
-        return Loaded(file, error=f"cannot read: {exc.strerror}")
+        data = read_archive_file(archive_root(file), file.relative_path, budget, Indexed(file.size, file.mtime))
+    except ArchiveFileRefused as exc:
+        return Loaded(file, error=f"cannot read: {exc}")
     loaded = Loaded(file, hashlib.sha256(data).hexdigest())
     shrink = getattr(embedder, "shrink", None)
     try:
         side = embedder.image_input_side() if shrink else None
-        loaded.prepared = prepare_bytes(data, side or DRAFT_MIN_SIDE, max_pixels=max_pixels)
+        loaded.prepared = prepare_bytes(data, side or DRAFT_MIN_SIDE, max_pixels=max_pixels, budget=budget)
         if shrink:
             loaded.prepared.image = shrink(loaded.prepared.image)
     except ImageError as exc:
         loaded.error = str(exc)
         return loaded
-    loaded.taken = taken_of(_header(data), file.mtime)
+    loaded.taken = taken_of(loaded.prepared.exif, file.mtime)
     return loaded
 
 
-def _header(data: bytes) -> Image.Image | None:
-    """The file opened again for its EXIF only (the decoded picture above has had its orientation
-    applied, which rewrites EXIF); opening reads the header, no pixels."""
+def archive_root(file: ArchiveFile) -> Path:
+    """The archive folder the scan found `file` in (its path is always root / relative_path)."""
+    return file.path.parents[len(PurePosixPath(file.relative_path).parts) - 1]
+
+
+def taken_from_header(file: ArchiveFile) -> tuple[str, str]:
+    """When an unchanged, already indexed file was taken, from its header only (the upgrade pass)."""
     try:
-        image = Image.open(io.BytesIO(data), formats=FORMATS)
-    except Exception:  # noqa: BLE001 - it decoded above; a header that fails now just means no EXIF date
-        return None
-    return image
+        with open_archive_file(archive_root(file), file.relative_path, Indexed(file.size, file.mtime)) as stream:
+            return taken_of_header(stream, file.mtime)
+    except ArchiveFileRefused:
+        return taken_of(None, file.mtime)
 
 
 def prefetched(pool: ThreadPoolExecutor, files: list[ArchiveFile], lookahead: int, decode) -> Iterator[Loaded]:

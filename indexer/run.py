@@ -23,7 +23,8 @@ def _one_pass(settings, full: bool = False, progress: bool | None = None,
                          text_model_id=text_model_id(settings), full=full,
                          progress=progress, state=state, allow_mass_removal=allow_mass_removal,
                          max_removal_fraction=settings.max_removal_fraction,
-                         max_pixels=settings.max_image_pixels, superseded=lease_lost).run()
+                         max_pixels=settings.max_image_pixels, superseded=lease_lost,
+                         decode_budget=settings.decode_budget_bytes).run()
     finally:
         store.close()
         save_state(settings.data_dir, state)  # failures and a refused removal, also when the pass stopped

@@ -375,14 +375,14 @@ def serving(server):
     """A local HTTP server answering from a background thread until the block ends; yields its base URL."""
     threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
     try:
-        yield f"http://127.0.0.1:{server.server_port}"
+        yield f"http://{server.server_address[0]}:{server.server_port}"
     finally:
         server.shutdown()
         server.server_close()
 
 
 @contextmanager
-def recording_server():
+def recording_server(host: str = "127.0.0.1"):
     """Another host: answers every request with a picture and records what it was sent."""
     requests_seen: list[dict] = []
 
@@ -399,5 +399,5 @@ def recording_server():
         def log_message(self, *args):
             pass
 
-    with serving(ThreadingHTTPServer(("127.0.0.1", 0), Handler)) as url:
+    with serving(ThreadingHTTPServer((host, 0), Handler)) as url:
         yield url, requests_seen

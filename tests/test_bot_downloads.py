@@ -6,7 +6,7 @@ import socket
 import threading
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import quote, unquote
+from urllib.parse import quote, unquote, urlsplit
 
 import pytest
 
@@ -19,6 +19,7 @@ from bot.slack_files import (
     NotASlackHost,
     fetch,
     may_receive_token,
+    token_session,
 )
 from bot_support import recording_server, serving
 from photos import jpeg_bytes
@@ -210,6 +211,13 @@ def test_refusals_and_unreachable_servers_are_download_errors():
     ("https://example.org/?u=https://files.slack.com/", False),
     ("ftp://files.slack.com/a.png", False),
     ("https://files.slack.com:99999/a.png", False),
+    # Python's urlsplit reads files.slack.com; urllib3, which requests connects with, reads attacker.example.
+    ("https://attacker.example\\@files.slack.com/x", False),
+    ("https://attacker.example%5C@files.slack.com/x", False),
+    ("https://files.slack.com%2eexample.org/x", False),
+    ("https://files.slack.com\t/x", False),
+    ("https://files.slack.com\n.example.org/x", False),
+    ("https://files .slack.com/x", False),
     ("", False),
     (None, False),
 ])
@@ -239,6 +247,33 @@ def test_redirects_are_followed_only_to_hosts_that_may_see_the_token():
         with pytest.raises(NotASlackHost, match=r"\*away.jpg\*"):
             fetch(away, TOKEN, LIMIT, api_url(base))
     assert seen == [], "the other host was never contacted, so it never saw the token"
+
+
+def test_a_backslash_in_the_authority_never_carries_the_token_to_the_host_urllib3_connects_to():
+    """The file URL names the configured API host after a backslash and '@': Python's parser reads that
+    host, while requests (urllib3) would connect to the listener on the second loopback address."""
+    with file_server() as (base, _, _), recording_server("127.0.0.2") as (other, seen):
+        trick = f"{other}\\@{base.removeprefix('http://')}/photo"
+        assert urlsplit(trick).netloc.endswith(base.removeprefix("http://"))  # what the old check looked at
+        with pytest.raises(NotASlackHost, match=r"\*trick.jpg\* is not served by Slack's file servers"):
+            fetch({"id": "F1", "name": "trick.jpg", "mimetype": "image/jpeg", "url_private_download": trick},
+                  TOKEN, LIMIT, api_url(base))
+        redirected = slack_file(base, "go?to=" + quote(trick, safe=""), name="bounced.jpg")
+        with pytest.raises(NotASlackHost, match=r"\*bounced.jpg\*"):
+            fetch(redirected, TOKEN, LIMIT, api_url(base))
+    assert seen == [], "the listener on 127.0.0.2 never saw a request, so never the token"
+
+
+def test_the_token_is_attached_at_send_time_only_for_hosts_that_may_see_it():
+    """Even a URL that reached the session without the check gets no token: the adapter re-checks
+    the prepared URL requests is about to connect to."""
+    with recording_server("127.0.0.2") as (other, seen), token_session(TOKEN, api_url(other)) as session:
+        assert session.get(f"{other}/ok", timeout=10).status_code == 200
+        with pytest.raises(NotASlackHost):
+            session.get(f"{other.replace('127.0.0.2', '127.0.0.1')}/elsewhere", timeout=10)
+        with pytest.raises(NotASlackHost):
+            session.get(f"http://127.0.0.1:1\\@{other.removeprefix('http://')}/x", timeout=10)
+    assert seen == [{"path": "/ok", "authorization": f"Bearer {TOKEN}"}]
 
 
 def test_external_files_are_not_downloaded():

@@ -130,7 +130,7 @@ def test_a_replaced_files_old_link_stops_working_and_its_new_link_shows_the_new_
     assert changed_not_indexed[0] == 404, "bytes that no longer match the index are not shown"
     assert reindexed == (404, b"This image has been replaced since the link was made.\n")
     assert new[0] == 200 and new[1] != old_preview
-    assert new[1] == thumbnail_jpeg(link_settings.archive / path)
+    assert new[1] == thumbnail_jpeg((link_settings.archive / path).read_bytes())
 
 
 def test_a_document_whose_path_resolves_outside_the_archive_gets_404(linked, link_settings, emu, tmp_path):
@@ -157,12 +157,12 @@ class CountingRender:
             self.release.set()
         self._lock = threading.Lock()
 
-    def __call__(self, path):
+    def __call__(self, data):
         with self._lock:
             self.calls += 1
         self.entered.release()
         assert self.release.wait(60), "the test released the renders"
-        return thumbnail_jpeg(path)
+        return thumbnail_jpeg(data)
 
 
 def test_previews_are_rendered_once_per_content_hash(link_settings, emu):

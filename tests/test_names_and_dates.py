@@ -43,14 +43,14 @@ def test_exif_dates_that_make_no_sense_are_ignored(raw, expected):
     assert parse_exif_date(raw) == expected
 
 
-def exif_jpeg(tags: dict[int, str], ifd_tags: dict[int, str] | None = None) -> Image.Image:
+def exif_jpeg(tags: dict[int, str], ifd_tags: dict[int, str] | None = None) -> Image.Exif:
     exif = Image.Exif()
     exif.update(tags)
     if ifd_tags:
         exif.get_ifd(0x8769).update(ifd_tags)
     out = io.BytesIO()
     photo(1, (64, 48)).save(out, "JPEG", exif=exif)
-    return Image.open(io.BytesIO(out.getvalue()))
+    return Image.open(io.BytesIO(out.getvalue())).getexif()
 
 
 def test_the_best_exif_date_wins_and_mtime_is_the_last_resort():
