@@ -114,7 +114,7 @@ def _check(fd: int, max_bytes: int | None, expect: Indexed | None) -> int:
     if not stat.S_ISREG(info.st_mode):
         raise ArchiveFileRefused("not a regular file (a FIFO, device or socket)")
     if expect is not None and (info.st_size != expect.size or info.st_mtime != expect.mtime):
-        raise ArchiveFileRefused("changed since it was indexed")
+        raise ArchiveFileRefused("changed since it was listed (size or modification time)")
     if max_bytes is not None and info.st_size > max_bytes:
         raise ArchiveFileRefused(f"file too large ({info.st_size / 2**20:,.0f} MB; at most "
                                  f"{max_bytes / 2**20:,.0f} MB)")
