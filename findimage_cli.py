@@ -7,15 +7,16 @@ import logging
 import sys
 from datetime import datetime
 
+from findimage import process
 from findimage.config import load_settings_or_report
+from findimage.process import printable
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_UNAVAILABLE, EXIT_REFUSED = 0, 1, 2, 3, 4
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    process.start(logging.INFO if args.verbose else logging.WARNING)
     settings = load_settings_or_report()
     if settings is None:
         return EXIT_USAGE
@@ -86,7 +87,7 @@ def cmd_index(settings, args) -> int:
         print(f"findimage: {exc}", file=sys.stderr)
         return EXIT_REFUSED
     for path, reason in summary.failures:
-        print(f"failed: {path}: {reason}", file=sys.stderr)
+        print(f"failed: {printable(path)}: {printable(reason)}", file=sys.stderr)
     print(summary.line())
     if summary.removal_sentence:
         print(f"findimage: {summary.removal_sentence}", file=sys.stderr)
@@ -130,7 +131,8 @@ def cmd_search(settings, args) -> int:
         exact = "  (exact match)" if match.image_id in result.exact else ""
         taken = f"  {match.taken[:10]}" if match.taken else ""
         also = f"  (also at {', '.join(match.also_at)})" if match.also_at else ""
-        print(f"{rank:>3}  {match.score:.4f}  {match.relative_path}{taken}{exact}{also}")
+        also = printable(also)
+        print(f"{rank:>3}  {match.score:.4f}  {printable(match.relative_path)}{taken}{exact}{also}")
     return EXIT_OK
 
 
@@ -176,14 +178,14 @@ def _indexer_state_lines(settings, shown: int = 5) -> list[str]:
     lines = [f"failed files: {len(state.failed)}" + (" (retried when they change, or with --full)"
                                                       if state.failed else "")]
     for path, failed in sorted(state.failed.items())[:shown]:
-        lines.append(f"  {path}: {failed.reason}")
+        lines.append(f"  {printable(path)}: {printable(failed.reason)}")
     if len(state.failed) > shown:
         lines.append(f"  ... and {len(state.failed) - shown} more")
     pending = state.pending_removal
     if pending:
         when = datetime.fromtimestamp(pending.refused_at).strftime("%Y-%m-%d %H:%M:%S")
         lines.append(f"refused removal: {pending.count} of {pending.indexed} documents at {when} (e.g. "
-                     f"{', '.join(pending.examples[:3])}); confirm with `findimage index --allow-mass-removal`")
+                     f"{printable(', '.join(pending.examples[:3]))}); confirm with `findimage index --allow-mass-removal`")
     return lines
 
 

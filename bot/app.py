@@ -28,9 +28,9 @@ WEB_API_TIMEOUT_SECONDS = 30
 
 
 def configure_logging(level: int = logging.INFO) -> None:
-    """Log lines with time and origin, unless the host (gunicorn, pytest) configured logging already."""
-    if not logging.getLogger().handlers:
-        logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    """Private files and escaped log lines with time and origin (findimage.process), unless the host
+    (gunicorn, pytest) configured logging already."""
+    process.start(level)
     logging.getLogger("bot").setLevel(level)
 
 

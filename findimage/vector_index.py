@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +27,9 @@ from .records import DIMS
 IVF_MIN_VECTORS = 50_000
 TRAIN_SAMPLE = 100_000  # at least; and ~50 points per list, so k-means has enough to place each centroid
 TRAIN_POINTS_PER_LIST = 50
+
+
+SNAPSHOT_NAME = re.compile(r"vectors-[0-9a-f]{12}\.faiss")
 
 
 def wanted_kind(count: int) -> str:
@@ -154,9 +158,8 @@ class VectorIndex:
                 old.unlink(missing_ok=True)
 
     def _snapshot_is_current(self, folder: Path) -> bool:
-        try:
-            pointer = json.loads((folder / "vectors.json").read_text())
-        except (OSError, ValueError):
+        pointer = VectorIndex.snapshot_info(folder)
+        if pointer is None:
             return False
         return (bool(self.generation) and pointer.get("file") == self.generation
                 and pointer.get("version") == self.version and pointer.get("count") == len(self)
@@ -165,8 +168,10 @@ class VectorIndex:
     @classmethod
     def load(cls, folder: Path) -> "VectorIndex | None":
         """The latest snapshot, or None if there is none or it is unreadable (the store then rebuilds)."""
+        pointer = cls.snapshot_info(folder)
+        if pointer is None:
+            return None
         try:
-            pointer = json.loads((folder / "vectors.json").read_text())
             index = faiss.read_index(str(folder / pointer["file"]))
         except (OSError, ValueError, KeyError, RuntimeError):
             return None
@@ -177,12 +182,19 @@ class VectorIndex:
 
     @staticmethod
     def snapshot_info(folder: Path) -> dict | None:
-        """The snapshot pointer (file, kind, version, count), or None if there is no readable one."""
+        """The snapshot pointer (file, kind, version, count), or None if there is no readable one.
+
+        The file it names must be one this module writes (`vectors-<12 hex>.faiss`, in the data folder):
+        a pointer edited to name another path is no snapshot, and the store rebuilds from SQLite."""
         try:
             pointer = json.loads((folder / "vectors.json").read_text())
         except (OSError, ValueError):
             return None
-        return pointer if isinstance(pointer, dict) and "file" in pointer else None
+        if not (isinstance(pointer, dict) and isinstance(pointer.get("file"), str)
+                and SNAPSHOT_NAME.fullmatch(pointer["file"]) and pointer.get("kind") in ("flat", "ivf")
+                and isinstance(pointer.get("version"), int)):
+            return None
+        return pointer
 
     @staticmethod
     def snapshot_generation(folder: Path) -> str | None:

@@ -27,6 +27,16 @@ def _load_script(name: str):
     return module
 
 
+@pytest.fixture(autouse=True)
+def _umask_kept():
+    """`findimage` entry points run in-process set the private umask (findimage.process); the next test
+    starts with the session's own."""
+    saved = os.umask(0o022)
+    os.umask(saved)
+    yield
+    os.umask(saved)
+
+
 @pytest.fixture(scope="session")
 def test_models() -> dict[str, Path]:
     """Random-weight models in the real sentence-transformers layout (tiny variant, built offline)."""

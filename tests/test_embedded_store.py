@@ -55,6 +55,30 @@ def test_a_broken_snapshot_is_rebuilt_from_sqlite(tmp_path):
     assert reopened.knn(vectors[7], k=1)[0].relative_path == "bulk/7.jpg"
 
 
+def test_a_snapshot_pointer_naming_another_path_is_never_read(tmp_path, monkeypatch):
+    import json
+
+    import findimage.vector_index as vector_index
+
+    data = tmp_path / "data"
+    vectors = clustered(300)
+    store = EmbeddedStore(data)
+    store.upsert(docs(vectors))
+    store.checkpoint()
+    store.close()
+    pointer = json.loads((data / "vectors.json").read_text())
+    (tmp_path / "planted.faiss").write_bytes((data / pointer["file"]).read_bytes())
+    read = []
+    real_read = vector_index.faiss.read_index
+    monkeypatch.setattr(vector_index.faiss, "read_index", lambda path, *a: read.append(path) or real_read(path, *a))
+    for planted in ("../planted.faiss", str(tmp_path / "planted.faiss"), "vectors-0123456789ab.faiss/../../planted.faiss"):
+        (data / "vectors.json").write_text(json.dumps({**pointer, "file": planted}))
+        reopened = EmbeddedStore(data)
+        assert reopened.knn(vectors[7], k=1)[0].relative_path == "bulk/7.jpg", "rebuilt from SQLite"
+        reopened.close()
+    assert not any("planted" in path for path in read)
+
+
 def test_writes_after_the_snapshot_are_seen_by_a_reader(tmp_path):
     writer = EmbeddedStore(tmp_path)
     writer.upsert(docs(clustered(50)))
