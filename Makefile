@@ -1,6 +1,6 @@
 # Quick start: `make demo` (index sample photos, search them) and `make test` (the whole suite).
-# Each target sets up .venv itself. torch 2.13.0 (CPU) goes in first: a bare `torch` requirement
-# would pull a multi-GB CUDA build. Everything else comes from requirements-dev.lock (exact versions,
+# Each target sets up .venv itself. torch's CPU build (requirements-torch.txt) goes in first: a bare
+# `torch` requirement would pull a multi-GB CUDA build. Everything else comes from requirements-dev.lock (exact versions,
 # hashes checked); `make lock` refreshes the lock files from pyproject.toml.
 PYTHON ?= python3
 VENV := .venv
@@ -19,10 +19,10 @@ PIP_COMPILE = CUSTOM_COMPILE_COMMAND="make lock" $(LOCK_VENV)/bin/pip-compile -q
 
 install: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml requirements-dev.lock
+$(VENV)/.installed: pyproject.toml requirements-dev.lock requirements-torch.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -qq --upgrade pip
-	$(PY) -m pip install -qq torch==2.13.0
+	$(PY) -m pip install -qq -r requirements-torch.txt
 	$(PY) -m pip install -qq --require-hashes --no-deps -r requirements-dev.lock
 	$(PY) -m pip install -qq --no-deps --no-build-isolation -e .
 	$(PY) -m pip check
@@ -31,7 +31,7 @@ $(VENV)/.installed: pyproject.toml requirements-dev.lock
 # The dev lock is resolved first; the runtime lock (the Docker image's) takes the same versions.
 lock:
 	test -x $(LOCK_VENV)/bin/pip-compile || { $(PYTHON) -m venv $(LOCK_VENV) && $(LOCK_VENV)/bin/pip install -q pip-tools==7.6.2; }
-	echo 'torch==2.13.0+cpu' > $(LOCK_VENV)/torch.txt
+	grep -E '^torch==' requirements-torch.txt > $(LOCK_VENV)/torch.txt
 	$(PIP_COMPILE) --extra dev -o requirements-dev.lock pyproject.toml
 	grep -E '^[A-Za-z0-9_.-]+==' requirements-dev.lock | sed 's/ .*//' > $(LOCK_VENV)/dev-pins.txt
 	$(PIP_COMPILE) -c $(LOCK_VENV)/dev-pins.txt -o requirements.lock pyproject.toml

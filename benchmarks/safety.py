@@ -8,6 +8,11 @@
 2. Peak RSS of a bot-like process (both full-size models loaded) while four query images are decoded
    at once: four 12,000 x 12,000 PNGs (refused from the header), and four 39.6-MP PNGs (just under the
    query limit) with the decode bound (2 at a time) and, as the baseline, without it (4 at a time).
+3. Decode bombs under the pixel limit (`--bombs` runs only this): two 2.1 MB progressive grey JPEGs of
+   32768 x 32768 and two ~1 MB TIFFs whose one deflate tile is 32768 x 32768, posted at once to a
+   bot-like process, with the decode budget and, as the baseline, with the previous decoder (pixel
+   limit on the drafted size only); and the same four files in an archive, indexed by `findimage index`
+   (peak RSS of the whole command, and what it reports).
 """
 from __future__ import annotations
 
@@ -139,30 +144,141 @@ def query_memory(models: dict, work: Path) -> dict:
     return results
 
 
+BOMBS = {"progressive-a.jpg": "jpeg", "progressive-b.jpg": "jpeg", "tile-a.tif": "tiff", "tile-b.tif": "tiff"}
+
+
+def _make_bombs(folder: Path) -> dict[str, Path]:
+    """The real files (they decode for real without a guard): made once, in a process of their own."""
+    folder.mkdir(parents=True, exist_ok=True)
+    jpeg, tiff = folder / "progressive.jpg", folder / "tile.tif"
+    if not jpeg.exists() or not tiff.exists():
+        code = ("import sys; sys.path.insert(0, 'tests'); from pathlib import Path; import hostile_images as h; "
+                f"Path({str(jpeg)!r}).write_bytes(h.real_progressive_jpeg(32768, 32768)); "
+                f"Path({str(tiff)!r}).write_bytes(h.tiled_tiff(64, 64, (32768, 32768), h.zero_tile((32768, 32768))))")
+        subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True)
+    return {name: jpeg if kind == "jpeg" else tiff for name, kind in BOMBS.items()}
+
+
+def _previous_decoder(data: bytes, min_side: int = 448, max_pixels: int | None = None, budget: int | None = None):
+    """What prepare_bytes did before the decode budget: the pixel limit on the drafted size only."""
+    from PIL import Image
+
+    from findimage import imaging
+
+    image = Image.open(io.BytesIO(data), formats=imaging.FORMATS)
+    if image.format in ("JPEG", "MPO"):
+        image.draft("RGB", imaging._draft_size(image.size, min_side))
+    imaging._check_size(image.size, max_pixels or imaging.DEFAULT_MAX_PIXELS)
+    image.load()
+    return imaging.Prepared(imaging._to_rgb(image), *image.size)
+
+
+def bomb_worker(args: dict) -> dict:
+    import threading
+
+    from benchmarks.workers import memory
+    from findimage import search
+    from findimage.config import load_settings
+    from findimage.imaging import ImageError
+
+    if args["previous"]:
+        search.prepare_bytes = _previous_decoder
+    settings = load_settings(env_file=None)
+    searcher = search.Searcher(settings)
+    searcher.warm_up()
+    idle = memory()
+    files = {name: Path(path).read_bytes() for name, path in args["files"].items()}
+    barrier = threading.Barrier(len(files))
+    outcomes: dict[str, str] = {}
+
+    def post(name: str, data: bytes):
+        barrier.wait()
+        try:
+            searcher.by_image_bytes(data, 5)
+            outcomes[name] = "answered"
+        except ImageError as exc:
+            outcomes[name] = f"refused: {exc}"
+
+    threads = [threading.Thread(target=post, args=item) for item in files.items()]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    after = memory()
+    return {"file_mb": {n: round(len(d) / 2**20, 2) for n, d in files.items()}, "idle_rss_mb": idle["rss_mb"],
+            "peak_rss_mb": after["peak_rss_mb"], "peak_over_idle_mb": round(after["peak_rss_mb"] - idle["rss_mb"], 1),
+            "outcomes": outcomes}
+
+
+def bombs(models: dict, work: Path) -> dict:
+    files = _make_bombs(ROOT / "benchmarks" / "results" / "bombs")
+    data = work / "data-bombs"
+    shutil.rmtree(data, ignore_errors=True)
+    subprocess.run([sys.executable, "-m", "benchmarks.workers", "build",
+                    json.dumps({"data_dir": str(data), "count": 1000, "seed": 2, "model": str(models["image"])})],
+                   env=_env(models), cwd=ROOT, check=True, capture_output=True)
+    results = {}
+    for name, previous in (("bot_with_budget", False), ("bot_previous_decoder", True)):
+        proc = subprocess.run([sys.executable, "-m", "benchmarks.safety", "--bomb-worker",
+                               json.dumps({"files": {n: str(p) for n, p in files.items()}, "previous": previous})],
+                              env=_env(models, FINDIMAGE_DATA_DIR=data, FINDIMAGE_ARCHIVE=work / "no-archive"),
+                              cwd=ROOT, capture_output=True, text=True)
+        results[name] = (json.loads(proc.stdout.strip().splitlines()[-1]) if proc.returncode == 0
+                         else {"crashed": proc.returncode, "stderr": proc.stderr[-500:]})
+        print(f"  {name}: {results[name]}", flush=True)
+    archive = work / "bomb-archive"
+    archive.mkdir()
+    for name, path in files.items():
+        shutil.copy(path, archive / name)
+    sys.path.insert(0, str(ROOT / "tests"))
+    from photos import save_photo
+
+    for i in range(4):
+        save_photo(archive / f"photo-{i}.jpg", seed=i)
+    code = ("import resource, sys; from findimage_cli import main; rc = main(['index']); "
+            "print('peak_rss_mb', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, file=sys.stderr); "
+            "sys.exit(rc)")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                          env=_env(models, FINDIMAGE_DATA_DIR=work / "data-bomb-index", FINDIMAGE_ARCHIVE=archive))
+    peak = [float(line.split()[1]) for line in proc.stderr.splitlines() if line.startswith("peak_rss_mb")]
+    results["indexer_with_budget"] = {"exit": proc.returncode, "summary": proc.stdout.strip(),
+                                      "failed": [l for l in proc.stderr.splitlines() if l.startswith("failed:")],
+                                      "peak_rss_mb": round(peak[0], 1) if peak else None}
+    print(f"  indexer_with_budget: {results['indexer_with_budget']}", flush=True)
+    return results
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--files", type=int, default=100_000)
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
+    parser.add_argument("--bombs", action="store_true", help="only the decode bombs (part 3)")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
+    parser.add_argument("--bomb-worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
         print(json.dumps(query_memory_worker(json.loads(args.worker))))
+        return 0
+    if args.bomb_worker:
+        print(json.dumps(bomb_worker(json.loads(args.bomb_worker))))
         return 0
     sys.path.insert(0, str(ROOT / "scripts"))
     from make_test_models import ensure_models
 
     models = ensure_models("full")
     work = Path(tempfile.mkdtemp(prefix="findimage-safety-"))
+    result: dict = {"when": time.strftime("%Y-%m-%d %H:%M:%S"), "cores": os.cpu_count()}
     try:
-        print("== unchanged pass with 5 known bad files", flush=True)
-        passes = unchanged_pass(models, args.files, work)
-        print(f"  {json.dumps(passes)}", flush=True)
-        print("== peak RSS, four query images at once", flush=True)
-        memory = query_memory(models, work)
+        if not args.bombs:
+            print("== unchanged pass with 5 known bad files", flush=True)
+            result["unchanged_pass"] = unchanged_pass(models, args.files, work)
+            print(f"  {json.dumps(result['unchanged_pass'])}", flush=True)
+            print("== peak RSS, four query images at once", flush=True)
+            result["query_memory"] = query_memory(models, work)
+        print("== decode bombs under the pixel limit, four at once", flush=True)
+        result["bombs"] = bombs(models, work)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    result = {"when": time.strftime("%Y-%m-%d %H:%M:%S"), "cores": os.cpu_count(), "unchanged_pass": passes,
-              "query_memory": memory}
     out = Path(args.out) / f"safety-{time.strftime('%Y%m%d-%H%M%S')}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2))

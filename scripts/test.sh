@@ -8,13 +8,6 @@ export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 
 $PY scripts/make_test_models.py --variant tiny >/dev/null
 
-# Debian's docker-compose (1.29) checks docker-compose.yml offline (`config`): no Docker engine needed.
-if ! command -v docker-compose >/dev/null && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-  apt-get install -y -q docker-compose >/dev/null 2>&1 \
-    || { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q docker-compose >/dev/null 2>&1; } \
-    || echo "test.sh: could not install docker-compose; the compose file check will be skipped" >&2
-fi
-
 if [ "${FINDIMAGE_TEST_ES:-on}" != off ]; then
   bash scripts/elasticsearch.sh start
   trap 'bash scripts/elasticsearch.sh stop' EXIT
