@@ -22,12 +22,14 @@ from photos import save_photo
 PUBLIC = "https://findimage.example.org"
 
 
-def http_get(url: str):
+def http_get(url: str, with_headers: bool = False):
+    """(status, body), and the response headers too with `with_headers`."""
     try:
         with urllib.request.urlopen(url, timeout=20) as answer:
-            return answer.status, answer.read()
+            status, body, headers = answer.status, answer.read(), answer.headers
     except urllib.error.HTTPError as error:
-        return error.code, error.read()
+        status, body, headers = error.code, error.read(), error.headers
+    return (status, body, headers) if with_headers else (status, body)
 
 
 @pytest.fixture
@@ -176,20 +178,23 @@ def test_previews_are_rendered_once_per_content_hash(link_settings, emu):
     assert render.calls == len(first) == 7
 
 
-def test_renders_run_two_at_a_time_and_a_third_waits_briefly_then_gets_503(link_settings, emu):
+def test_renders_run_two_at_a_time_and_a_third_is_refused_at_once_with_503_and_retry_after(link_settings, emu):
     render = CountingRender(hold=True)
-    with serve_bot(link_settings, previews=Previews(render, concurrent=2, wait_seconds=0.2)) as bot:
+    with serve_bot(link_settings, previews=Previews(render, concurrent=2)) as bot:
         a, b, c = list(links(emu, bot).values())[:3]
         with ThreadPoolExecutor(2) as pool:
             held = [pool.submit(http_get, a), pool.submit(http_get, b)]
             assert render.entered.acquire(timeout=20) and render.entered.acquire(timeout=20)
-            busy = http_get(c)
+            # Both slots are held until the test lets go: answers that came back did not wait for one.
+            busy = [http_get(c, with_headers=True), http_get(a, with_headers=True)]
             commands_still_answered = emu.send_slash_command(bot.events_url, text="still acked?", channel_id="C0X")
             render.release.set()
             results = [f.result() for f in held]
         later = http_get(c)
 
-    assert busy == (503, b"Too many images at once; try again shortly.\n")
+    refused = (503, b"Too many images at once; try again shortly.\n")
+    assert [(status, body) for status, body, _ in busy] == [refused, refused], "also the image being rendered"
+    assert all(headers["Retry-After"] == "2" for _, _, headers in busy)
     assert commands_still_answered.status == 200
     assert [status for status, _ in results] == [200, 200] and later[0] == 200
-    assert render.calls == 3
+    assert render.calls == 3, "a refused request renders nothing"
