@@ -124,7 +124,12 @@ class FindimageWsgi:
         if path == "/healthz" and method in ("GET", "HEAD"):
             return self._healthz(start_response)
         if path.startswith(PATH_PREFIX) and method in ("GET", "HEAD") and self.links is not None:
-            return self._image(path, environ.get("QUERY_STRING", ""), start_response)
+            try:
+                return self._image(path, environ.get("QUERY_STRING", ""), start_response)
+            except Exception:
+                # Logged here, by path: gunicorn would log the whole URL, whose signature opens the image.
+                log.exception("image link %s failed", path[:100])
+                return _text(start_response, "500 Internal Server Error", "Something went wrong with this image.")
         if method == "POST":
             return self._post(path, environ, start_response)
         return self.slack(environ, start_response)

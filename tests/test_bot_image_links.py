@@ -2,6 +2,7 @@
 tampered, malformed, pointing at files that moved, changed or left the archive, and fetched in bursts."""
 from __future__ import annotations
 
+import logging
 import os
 import re
 import shutil
@@ -198,3 +199,18 @@ def test_renders_run_two_at_a_time_and_a_third_is_refused_at_once_with_503_and_r
     assert commands_still_answered.status == 200
     assert [status for status, _ in results] == [200, 200] and later[0] == 200
     assert render.calls == 3, "a refused request renders nothing"
+
+
+def test_an_unexpected_render_failure_is_a_500_logged_by_path_never_with_the_signature(link_settings, emu, caplog):
+    def broken_render(path):
+        raise RuntimeError("the decoder fell over")
+
+    caplog.set_level(logging.INFO)
+    with serve_bot(link_settings, previews=Previews(broken_render)) as bot:
+        url = next(iter(links(emu, bot).values()))
+        answer = http_get(url)
+
+    assert answer == (500, b"Something went wrong with this image.\n")
+    path = url.split("?")[0].removeprefix(bot.base_url)
+    assert f"image link {path} failed" in caplog.text and "the decoder fell over" in caplog.text
+    assert "sig=" not in caplog.text and re.search(r"sig=([0-9a-f]+)", url).group(1) not in caplog.text
