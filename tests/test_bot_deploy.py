@@ -209,3 +209,16 @@ def test_the_access_log_shows_image_links_without_their_signatures(indexed, env,
     signature = re.search(r"sig=([0-9a-f]+)", query).group(1)
     assert "sig=" not in web.output and "expires=" not in web.output and signature not in web.output
 
+
+def test_a_url_signing_key_shorter_than_32_bytes_stops_the_start_without_showing_it(indexed, env, emu, tmp_path):
+    key = "short-but-secret-key-31-bytes.."
+    values = process_env({**env, **slack_env(emu)}, FINDIMAGE_PUBLIC_BASE_URL=PUBLIC, FINDIMAGE_URL_SIGNING_KEY=key)
+    started = subprocess.run([sys.executable, "-m", "findimage_cli", "bot"], env=values, cwd=ROOT,
+                             capture_output=True, text=True, timeout=60)
+
+    assert started.returncode == EXIT_USAGE
+    assert started.stderr.splitlines() == [
+        "findimage: configuration problem: FINDIMAGE_URL_SIGNING_KEY must be at least 32 bytes long "
+        "(e.g. the output of `openssl rand -hex 32`)."]
+    assert key not in started.stdout + started.stderr
+    assert len(key.encode()) == 31
