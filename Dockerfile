@@ -7,8 +7,10 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 
-# torch first, the CPU build from PyTorch's own index: a bare `torch` requirement pulls a multi-GB CUDA build.
-RUN pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu
+# torch first, the CPU build (requirements-torch.txt: a `+cpu` version from PyTorch's CPU index): a bare
+# `torch` requirement pulls a multi-GB CUDA build.
+COPY requirements-torch.txt /tmp/
+RUN pip install -r /tmp/requirements-torch.txt
 
 WORKDIR /app
 # Then every other dependency at the exact version and hash of requirements.lock (`make lock`), in a
@@ -21,7 +23,7 @@ COPY indexer ./indexer
 COPY bot ./bot
 RUN pip install --no-deps --no-build-isolation . \
  && pip check \
- && python -c "import torch; assert torch.__version__.startswith('2.13.0'), torch.__version__"
+ && python -c "import torch; assert torch.__version__.endswith('+cpu'), torch.__version__"
 
 RUN useradd --create-home --uid 10001 --shell /usr/sbin/nologin findimage \
  && mkdir -p /data /archive /home/findimage/.cache/huggingface /keys/bot /keys/indexer \

@@ -12,6 +12,7 @@ from slack_sdk.http_retry.builtin_handlers import (
     ServerErrorRetryHandler,
 )
 
+from findimage import process
 from findimage.config import ConfigError, require_slack
 from findimage.search import Searcher
 

@@ -2,7 +2,9 @@
 
 Slack's image proxy and every client that opens a message fetch the same previews, and gunicorn's
 threads are shared with Slack's events: without a bound, a burst of image fetches would keep all of
-them decoding JPEGs while commands wait for their ack.
+them decoding JPEGs while commands wait for their ack. So at most CONCURRENT_RENDERS renders run, and
+a request that finds every slot taken is refused at once (RenderBusy) instead of holding its thread
+while it waits for one.
 """
 from __future__ import annotations
 
@@ -15,21 +17,18 @@ from findimage.imaging import thumbnail_jpeg
 CACHE_ENTRIES = 64  # ~100 KB per 1024-px preview: a few MB
 CACHE_BYTES = 32 * 1024 * 1024
 CONCURRENT_RENDERS = 2
-RENDER_WAIT_SECONDS = 2.0
 
 
 class RenderBusy(Exception):
-    """Every render slot stayed taken for the whole wait."""
+    """Every render slot is taken."""
 
 
 class Previews:
     def __init__(self, render: Callable[[bytes], bytes] = thumbnail_jpeg, *, entries: int = CACHE_ENTRIES,
-                 max_bytes: int = CACHE_BYTES, concurrent: int = CONCURRENT_RENDERS,
-                 wait_seconds: float = RENDER_WAIT_SECONDS):
+                 max_bytes: int = CACHE_BYTES, concurrent: int = CONCURRENT_RENDERS):
         self._render = render
         self._entries = entries
         self._max_bytes = max_bytes
-        self._wait_seconds = wait_seconds
         self._concurrent = concurrent
         self._slots = threading.BoundedSemaphore(concurrent)
         self._cache: OrderedDict[str, bytes] = OrderedDict()  # content sha256 -> JPEG, least recent first
@@ -42,10 +41,10 @@ class Previews:
         cached = self._lookup(sha256)
         if cached is not None:
             return cached
-        if not self._slots.acquire(timeout=self._wait_seconds):
+        if not self._slots.acquire(blocking=False):
             raise RenderBusy(f"{name}: all {self._concurrent} render slots busy")
         try:
-            cached = self._lookup(sha256)  # another request may have made it while this one waited
+            cached = self._lookup(sha256)  # another request may have finished it in the meantime
             if cached is not None:
                 return cached
             data = self._render(read())

@@ -11,17 +11,40 @@ import signal
 import threading
 
 from gunicorn.app.base import BaseApplication
+from gunicorn.glogging import Logger
 
 from findimage.config import ConfigError, report_problems, require_slack
 
 log = logging.getLogger("bot")
 EXIT_OK, EXIT_USAGE = 0, 2
 
+
+class AccessLog(Logger):
+    """gunicorn's logger, with request lines and referers in the access log cut at the `?`.
+
+    An image link's query string (`?expires=..&v=..&sig=..`) shows that image to anyone for a week, so
+    whoever reads the log must not be able to copy it from there; a browser that opened a link also sends
+    it as the referer of its next request (the favicon). Nothing the bot serves needs a query string.
+    """
+
+    def atoms(self, resp, req, environ, request_time):
+        atoms = super().atoms(resp, req, environ, request_time)
+        atoms["r"] = " ".join((environ.get("REQUEST_METHOD", "-"), without_query(environ.get("RAW_URI", "")),
+                               environ.get("SERVER_PROTOCOL", "-")))
+        atoms["q"] = "-"
+        atoms["f"] = without_query(atoms.get("f", "-"))
+        return atoms
+
+
+def without_query(uri: str) -> str:
+    return uri.split("?", 1)[0]
+
+
 # One worker process (the models are loaded once), 16 request threads (Slack's acks must not queue
 # behind image links), 120 s for a slow image render, 30 s on SIGTERM to finish answers in progress.
 GRACEFUL_SECONDS = 30
 GUNICORN_OPTIONS = {"worker_class": "gthread", "workers": 1, "threads": 16, "timeout": 120,
-                    "graceful_timeout": GRACEFUL_SECONDS, "accesslog": "-"}
+                    "graceful_timeout": GRACEFUL_SECONDS, "accesslog": "-", "logger_class": AccessLog}
 # Of the graceful time, what the answers queued after their acks may still use; the rest is for the
 # requests in flight, which gunicorn finishes first, and for exiting before the arbiter's SIGKILL.
 DRAIN_SECONDS = GRACEFUL_SECONDS - 5

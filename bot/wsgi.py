@@ -14,6 +14,7 @@ import threading
 import time
 from functools import partial
 from pathlib import Path
+from typing import Callable
 
 from slack_bolt.adapter.wsgi import SlackRequestHandler
 from slack_sdk.signature import SignatureVerifier
@@ -33,9 +34,11 @@ SLACK_PATH = "/slack/events"
 # Slack's payloads are a few KB (a message event with ten files stays far below 64 KB); anything
 # larger is not from Slack and is refused before it is read.
 MAX_BODY_BYTES = 256 * 1024
-HEALTH_TTL_SECONDS = 5.0
+HEALTH_TTL_SECONDS = 5.0  # how old a count /healthz may show
+HEALTH_TIMEOUT_SECONDS = 5.0  # a count not back by then: the store is not answering
 _TIMESTAMP = re.compile(r"[0-9]{1,12}")
 _SIGNATURE = re.compile(r"v0=[0-9a-f]{64}")
+UNAVAILABLE = ("503 Service Unavailable", {"status": "unavailable"})
 
 
 class BodyRefused(Exception):
@@ -43,6 +46,65 @@ class BodyRefused(Exception):
         super().__init__(sentence)
         self.status = status
         self.sentence = sentence
+
+
+class HealthCheck:
+    """The store's document count for /healthz, kept fresh in the background: a request never waits on the store.
+
+    Health checks come from platforms and from anyone who finds the URL, on the request threads Slack's
+    acks need; with Elasticsearch one count can take its timeout and retries (half a minute). So every
+    request answers at once from the last count; once that is HEALTH_TTL_SECONDS old, one thread asks the
+    store again (never two at once). A count still running after HEALTH_TIMEOUT_SECONDS is a store that
+    does not answer: 503 until it comes back.
+    """
+
+    def __init__(self, count: Callable[[], int], *, clock=time.monotonic, ttl: float = HEALTH_TTL_SECONDS,
+                 timeout: float = HEALTH_TIMEOUT_SECONDS):
+        self._count = count
+        self._clock = clock
+        self._ttl = ttl
+        self._timeout = timeout
+        self._lock = threading.Lock()  # held for bookkeeping only, never around the store
+        self._last: tuple[str, dict] | None = None
+        self._fresh_until = float("-inf")
+        self._refreshing_since: float | None = None
+
+    def start(self) -> None:
+        """The first count, before the server takes requests; waited for at most the timeout."""
+        thread = self._claim_refresh()
+        if thread is not None:
+            thread.join(self._timeout)
+
+    def status(self) -> tuple[str, dict]:
+        self._claim_refresh()
+        with self._lock:
+            now, last, since = self._clock(), self._last, self._refreshing_since
+        if since is not None and now - since >= self._timeout:
+            return UNAVAILABLE
+        return last or UNAVAILABLE
+
+    def _claim_refresh(self) -> threading.Thread | None:
+        """A started refresh thread when the last count is stale and none is running; else None."""
+        with self._lock:
+            now = self._clock()
+            if self._refreshing_since is not None or now < self._fresh_until:
+                return None
+            self._refreshing_since = now
+        thread = threading.Thread(target=self._refresh, name="health-check", daemon=True)
+        thread.start()
+        return thread
+
+    def _refresh(self) -> None:
+        result = UNAVAILABLE
+        try:
+            result = ("200 OK", {"status": "ok", "documents": int(self._count())})
+        except Exception as exc:
+            log.warning("health check: the store is not answering (%s: %s)", type(exc).__name__, exc)
+        finally:
+            with self._lock:
+                self._last = result
+                self._fresh_until = self._clock() + self._ttl
+                self._refreshing_since = None
 
 
 class FindimageWsgi:
@@ -57,16 +119,20 @@ class FindimageWsgi:
         self.previews = previews or Previews(partial(thumbnail_jpeg, max_pixels=settings.max_image_pixels,
                                                      budget=settings.decode_budget_bytes))
         self.archive = Path(settings.archive).resolve()
-        self._health_clock = health_clock
-        self._health_lock = threading.Lock()
-        self._health: tuple[float, str, dict] | None = None  # (valid until, status, body)
+        self.health = HealthCheck(lambda: searcher.store.count(), clock=health_clock)
+        self.health.start()
 
     def __call__(self, environ, start_response):
         path, method = environ.get("PATH_INFO", ""), environ.get("REQUEST_METHOD", "GET")
         if path == "/healthz" and method in ("GET", "HEAD"):
             return self._healthz(start_response)
         if path.startswith(PATH_PREFIX) and method in ("GET", "HEAD") and self.links is not None:
-            return self._image(path, environ.get("QUERY_STRING", ""), start_response)
+            try:
+                return self._image(path, environ.get("QUERY_STRING", ""), start_response)
+            except Exception:
+                # Logged here, by path: gunicorn would log the whole URL, whose signature opens the image.
+                log.exception("image link %s failed", path[:100])
+                return _text(start_response, "500 Internal Server Error", "Something went wrong with this image.")
         if method == "POST":
             return self._post(path, environ, start_response)
         return self.slack(environ, start_response)
@@ -99,26 +165,11 @@ class FindimageWsgi:
     # ---- /healthz -------------------------------------------------------------------------------
     def _healthz(self, start_response):
         """Up when the store answers; the platform restarts us otherwise. A status and two counts only."""
-        status, body = self._health_status()
+        status, body = self.health.status()
         if self.work is not None:  # not cached: a router or an operator watches it change
             body = {**body, "queued": self.work.pending}
         return _reply(start_response, status, "application/json", json.dumps(body).encode(),
                       [("Cache-Control", "no-store")])
-
-    def _health_status(self) -> tuple[str, dict]:
-        # Health checks come from platforms and from anyone who finds the URL: one store query per
-        # few seconds, however often they ask.
-        with self._health_lock:
-            now = self._health_clock()
-            if self._health is not None and now < self._health[0]:
-                return self._health[1], self._health[2]
-            try:
-                status, body = "200 OK", {"status": "ok", "documents": int(self.searcher.store.count())}
-            except Exception as exc:
-                log.warning("health check: the store is not answering (%s: %s)", type(exc).__name__, exc)
-                status, body = "503 Service Unavailable", {"status": "unavailable"}
-            self._health = (now + HEALTH_TTL_SECONDS, status, body)
-            return status, body
 
     # ---- /images/... ----------------------------------------------------------------------------
     def _image(self, path: str, query_string: str, start_response):

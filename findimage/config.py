@@ -13,6 +13,7 @@ from dotenv import dotenv_values
 DEFAULT_IMAGE_MODEL = "clip-ViT-B-32"
 DEFAULT_TEXT_MODEL = "sentence-transformers/clip-ViT-B-32-multilingual-v1"
 DEFAULT_INFER_MODEL_ID = "sentence-transformers__clip-vit-b-32-multilingual-v1"
+MIN_URL_SIGNING_KEY_BYTES = 32  # the image links' HMAC-SHA256 key: at least its output size
 
 
 class ConfigError(Exception):
@@ -167,6 +168,12 @@ def load_settings(environ: Mapping[str, str] | None = None, env_file: str | Path
         if not (channel[:1] in "CGD" and channel.isalnum() and channel.isupper()):
             r.problems.append(f"FINDIMAGE_CHANNELS: {channel!r} is not a channel id (like C0123ABCD; names do not work).")
 
+    url_signing_key = r.text("FINDIMAGE_URL_SIGNING_KEY")
+    if url_signing_key is not None and len(url_signing_key.encode("utf-8")) < MIN_URL_SIGNING_KEY_BYTES:
+        # An HMAC key anyone can guess lets them sign links to every archive image; never echoed.
+        r.problems.append(f"FINDIMAGE_URL_SIGNING_KEY must be at least {MIN_URL_SIGNING_KEY_BYTES} bytes long "
+                          "(e.g. the output of `openssl rand -hex 32`).")
+
     es_replicas = r.text("FINDIMAGE_ES_REPLICAS", "0-1")
     if not re.fullmatch(r"\d{1,2}|\d{1,2}-(\d{1,2}|all)", es_replicas):
         r.problems.append(f"FINDIMAGE_ES_REPLICAS={es_replicas!r} must be a number of replicas (e.g. 1) or a range "
@@ -213,7 +220,7 @@ def load_settings(environ: Mapping[str, str] | None = None, env_file: str | Path
         slack_app_token=r.text("SLACK_APP_TOKEN"),
         slack_api_url=r.text("SLACK_API_URL", "https://slack.com/api/"),
         public_base_url=public_base_url,
-        url_signing_key=r.text("FINDIMAGE_URL_SIGNING_KEY"),
+        url_signing_key=url_signing_key,
         allow_shared_channels=r.choice("FINDIMAGE_ALLOW_SHARED_CHANNELS", "false", ("true", "false")) == "true",
         channels=channels,
         port=r.number("PORT", 3000, int, 1, 65535),

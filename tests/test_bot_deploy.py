@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -172,3 +173,52 @@ def test_the_manifest_declares_the_command_scopes_events_and_socket_mode_flag():
 def test_a_bot_token_slack_refuses_stops_the_start_with_a_clear_message(bot_settings, emu):
     with pytest.raises(ConfigError, match=r"Slack refused SLACK_BOT_TOKEN .*invalid_auth"):
         create_app(with_settings(bot_settings, slack_bot_token="xoxb-revoked"))
+
+
+PUBLIC = "https://findimage.example.org"
+
+
+def test_the_access_log_shows_image_links_without_their_signatures(indexed, env, emu, tmp_path):
+    port = free_port()
+    values = process_env({**env, **slack_env(emu)}, PORT=str(port), PYTHONUNBUFFERED="1",
+                         FINDIMAGE_PUBLIC_BASE_URL=PUBLIC, FINDIMAGE_URL_SIGNING_KEY="s" * 32)
+    web = BotProcess(["bash", "-c", procfile()["web"]], values, cwd=tmp_path)
+    try:
+        web.wait_for_line("findimage bot ready over HTTP")
+        base = f"http://127.0.0.1:{port}"
+        ack = emu.send_slash_command(f"{base}/slack/events", text="stage with red lights", channel_id=CHANNEL)
+        reply = emu.wait_for_response(ack.response_url, containing="searched the archive", timeout=20)
+        link = next(b["image_url"] for b in reply.blocks if b["type"] == "image")
+        with urllib.request.urlopen(link.replace(PUBLIC, base), timeout=20) as answer:
+            shown = answer.status
+        # A browser that opened the link sends it as the referer of its next request.
+        favicon = urllib.request.Request(f"{base}/favicon.ico", headers={"Referer": link})
+        try:
+            urllib.request.urlopen(favicon, timeout=20).close()
+        except urllib.error.HTTPError:
+            pass
+        image_line = web.wait_for_line("GET /images/")
+        favicon_line = web.wait_for_line("GET /favicon.ico")
+    finally:
+        status = web.stop()
+
+    path, query = link.removeprefix(PUBLIC).split("?")
+    assert shown == 200 and status == 0, web.output
+    assert f'"GET {path} HTTP/1.1" 200' in image_line
+    assert f'"{PUBLIC}{path}"' in favicon_line, "the referer without its query string"
+    signature = re.search(r"sig=([0-9a-f]+)", query).group(1)
+    assert "sig=" not in web.output and "expires=" not in web.output and signature not in web.output
+
+
+def test_a_url_signing_key_shorter_than_32_bytes_stops_the_start_without_showing_it(indexed, env, emu, tmp_path):
+    key = "short-but-secret-key-31-bytes.."
+    values = process_env({**env, **slack_env(emu)}, FINDIMAGE_PUBLIC_BASE_URL=PUBLIC, FINDIMAGE_URL_SIGNING_KEY=key)
+    started = subprocess.run([sys.executable, "-m", "findimage_cli", "bot"], env=values, cwd=ROOT,
+                             capture_output=True, text=True, timeout=60)
+
+    assert started.returncode == EXIT_USAGE
+    assert started.stderr.splitlines() == [
+        "findimage: configuration problem: FINDIMAGE_URL_SIGNING_KEY must be at least 32 bytes long "
+        "(e.g. the output of `openssl rand -hex 32`)."]
+    assert key not in started.stdout + started.stderr
+    assert len(key.encode()) == 31

@@ -2,6 +2,7 @@
 tampered, malformed, pointing at files that moved, changed or left the archive, and fetched in bursts."""
 from __future__ import annotations
 
+import logging
 import os
 import re
 import shutil
@@ -22,12 +23,14 @@ from photos import save_photo
 PUBLIC = "https://findimage.example.org"
 
 
-def http_get(url: str):
+def http_get(url: str, with_headers: bool = False):
+    """(status, body), and the response headers too with `with_headers`."""
     try:
         with urllib.request.urlopen(url, timeout=20) as answer:
-            return answer.status, answer.read()
+            status, body, headers = answer.status, answer.read(), answer.headers
     except urllib.error.HTTPError as error:
-        return error.code, error.read()
+        status, body, headers = error.code, error.read(), error.headers
+    return (status, body, headers) if with_headers else (status, body)
 
 
 @pytest.fixture
@@ -176,20 +179,38 @@ def test_previews_are_rendered_once_per_content_hash(link_settings, emu):
     assert render.calls == len(first) == 7
 
 
-def test_renders_run_two_at_a_time_and_a_third_waits_briefly_then_gets_503(link_settings, emu):
+def test_renders_run_two_at_a_time_and_a_third_is_refused_at_once_with_503_and_retry_after(link_settings, emu):
     render = CountingRender(hold=True)
-    with serve_bot(link_settings, previews=Previews(render, concurrent=2, wait_seconds=0.2)) as bot:
+    with serve_bot(link_settings, previews=Previews(render, concurrent=2)) as bot:
         a, b, c = list(links(emu, bot).values())[:3]
         with ThreadPoolExecutor(2) as pool:
             held = [pool.submit(http_get, a), pool.submit(http_get, b)]
             assert render.entered.acquire(timeout=20) and render.entered.acquire(timeout=20)
-            busy = http_get(c)
+            # Both slots are held until the test lets go: answers that came back did not wait for one.
+            busy = [http_get(c, with_headers=True), http_get(a, with_headers=True)]
             commands_still_answered = emu.send_slash_command(bot.events_url, text="still acked?", channel_id="C0X")
             render.release.set()
             results = [f.result() for f in held]
         later = http_get(c)
 
-    assert busy == (503, b"Too many images at once; try again shortly.\n")
+    refused = (503, b"Too many images at once; try again shortly.\n")
+    assert [(status, body) for status, body, _ in busy] == [refused, refused], "also the image being rendered"
+    assert all(headers["Retry-After"] == "2" for _, _, headers in busy)
     assert commands_still_answered.status == 200
     assert [status for status, _ in results] == [200, 200] and later[0] == 200
-    assert render.calls == 3
+    assert render.calls == 3, "a refused request renders nothing"
+
+
+def test_an_unexpected_render_failure_is_a_500_logged_by_path_never_with_the_signature(link_settings, emu, caplog):
+    def broken_render(path):
+        raise RuntimeError("the decoder fell over")
+
+    caplog.set_level(logging.INFO)
+    with serve_bot(link_settings, previews=Previews(broken_render)) as bot:
+        url = next(iter(links(emu, bot).values()))
+        answer = http_get(url)
+
+    assert answer == (500, b"Something went wrong with this image.\n")
+    path = url.split("?")[0].removeprefix(bot.base_url)
+    assert f"image link {path} failed" in caplog.text and "the decoder fell over" in caplog.text
+    assert "sig=" not in caplog.text and re.search(r"sig=([0-9a-f]+)", url).group(1) not in caplog.text

@@ -3,6 +3,7 @@ parses, its services, volumes and variables agree with findimage's settings, the
 Dockerfile and the documented configuration; `docker compose config` runs if a client is installed."""
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
@@ -110,7 +111,49 @@ def test_app_environment_uses_only_real_settings_and_they_are_documented():
         assert env["FINDIMAGE_TEXT_EMBEDDER"] == "${FINDIMAGE_TEXT_EMBEDDER:-local}"
         assert default_of(env["FINDIMAGE_INFER_MODEL_ID"]) == DEFAULT_INFER_MODEL_ID
         assert default_of(env["FINDIMAGE_INDEX"]) == Settings.index_name
-        assert SERVICES[name]["env_file"] == [".env"]
+    assert SERVICES["web"]["env_file"] == SERVICES["web-2"]["env_file"] == [".env"]
+
+
+def section(text: str, heading: str) -> str:
+    return text.split(f"\n## {heading}\n", 1)[1].split("\n## ", 1)[0]
+
+
+SECRETS = {"ELASTICSEARCH_API_KEY", "ELASTICSEARCH_USERNAME", "ELASTICSEARCH_PASSWORD", "ELASTIC_PASSWORD"}
+
+
+def test_the_worker_gets_no_slack_secrets_only_the_core_indexer_and_elasticsearch_settings():
+    reference = REFERENCE.read_text()
+    slack = table_names(section(reference, "Slack bot"))
+    wanted = (table_names(section(reference, "Core and indexer")) - {"HF_HUB_OFFLINE"}
+              | {n for n in table_names(section(reference, "Elasticsearch")) if n.startswith("FINDIMAGE_")})
+    worker = SERVICES["worker"]
+    env = dict(worker["environment"])
+
+    assert "env_file" not in worker, "an env_file would hand the indexer every secret in .env"
+    assert {"SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET", "FINDIMAGE_URL_SIGNING_KEY"} <= slack
+    assert not slack & set(env), f"the indexer needs no Slack setting: {slack & set(env)}"
+    assert env.pop("ELASTIC_PASSWORD") == "" and not SECRETS & set(env)
+    assert wanted <= set(env), f"settings the worker does not get from .env: {wanted - set(env)}"
+    set_here = {name for name, value in env.items() if value is not None}
+    from_env_file = {name for name, value in env.items() if value is None}  # compose takes them from .env
+    assert from_env_file == wanted - set_here
+
+
+def megabytes(limit) -> float:
+    """`2g`, `512m` or a number of bytes (as `docker compose config` may print it) in MB."""
+    number, unit = re.fullmatch(r"(\d+(?:\.\d+)?)([kmg]?)b?", str(limit).lower()).groups()
+    return float(number) * {"": 1 / 2**20, "k": 1 / 1024, "m": 1, "g": 1024}[unit]
+
+
+def test_every_container_running_findimage_code_has_a_memory_limit():
+    runs_findimage = {name for name, svc in SERVICES.items()
+                      if svc.get("image") == "findimage:latest" or any("deploy/" in v for v in svc.get("volumes", []))}
+    assert runs_findimage == {"web", "web-2", "worker", "api-keys", "text-model"}
+    limits = {name: default_of(str(SERVICES[name].get("mem_limit"))) for name in runs_findimage}
+    assert limits["worker"] == "2g", "the indexer's budget"
+    # the bot: 1.1 GB with both models, 1.3 GB decoding two 40-MP photos (docs/performance.md), with room
+    assert 1500 < megabytes(limits["web"]) == megabytes(limits["web-2"]) <= 4096
+    assert all(megabytes(limit) > 0 for limit in limits.values()), limits
 
 
 def test_web_and_worker_log_in_with_their_own_key_never_as_the_elastic_superuser():
@@ -274,11 +317,22 @@ def test_docker_compose_config_accepts_the_file(tmp_path):
     assert "set ELASTIC_PASSWORD in .env to a long random password" in run.stderr, run.stderr
 
     env = re.sub(r"^ELASTIC_PASSWORD=$", "ELASTIC_PASSWORD=0f4c2a9e7b", example, flags=re.M)
+    env = re.sub(r"^SLACK_BOT_TOKEN=.*$", "SLACK_BOT_TOKEN=xoxb-compose-token", env, flags=re.M)
+    env = re.sub(r"^SLACK_SIGNING_SECRET=.*$", "SLACK_SIGNING_SECRET=compose-signing-secret", env, flags=re.M)
+    env += "FINDIMAGE_URL_SIGNING_KEY=compose-link-key-of-at-least-32-bytes\nFINDIMAGE_BATCH_SIZE=8\n"
     (tmp_path / ".env").write_text(env)
     run = subprocess.run([*client, "config"], cwd=tmp_path, capture_output=True, text=True, timeout=60)
     assert run.returncode == 0, run.stderr
     resolved = yaml.safe_load(run.stdout)
     assert set(resolved["services"]) == set(SERVICES)
+    worker = resolved["services"]["worker"]
+    secrets = ("xoxb-compose-token", "compose-signing-secret", "compose-link-key")
+    assert not [secret for secret in secrets if secret in json.dumps(worker)], "the indexer gets no Slack secret"
+    assert not [name for name in worker["environment"] if name.startswith("SLACK_")]
+    assert worker["environment"]["FINDIMAGE_BATCH_SIZE"] == "8", "the indexer's settings still come from .env"
+    assert resolved["services"]["web"]["environment"]["SLACK_BOT_TOKEN"] == "xoxb-compose-token"
+    limits = {name: megabytes(svc["mem_limit"]) for name, svc in resolved["services"].items()}
+    assert limits["worker"] == 2048 and limits["web"] == limits["web-2"] == 2048 and all(limits.values())
     web_env = resolved["services"]["web"]["environment"]
     assert web_env["FINDIMAGE_INFER_MODEL_ID"] == DEFAULT_INFER_MODEL_ID
     assert web_env["ELASTIC_PASSWORD"] == "" and "ELASTICSEARCH_PASSWORD" not in web_env

@@ -68,7 +68,8 @@ def register(app: App, services: Services) -> None:
         first = first_click(services, body, action)
         ack()
         if first:
-            start(body, action, client, respond, Page.decode)
+            start(body, action, client, respond,
+                  lambda value: Page.decode(value, max_results=services.settings.max_results))
 
     app.action(MORE_LIKE_THIS_IDS)(more_like_this)
     app.action(SHOW_MORE)(show_more)
