@@ -255,11 +255,26 @@ def test_the_readme_is_short_and_its_commands_and_links_hold():
                 assert anchor in slugs, f"{doc.name}: no heading for #{anchor} in {linked.name}"
 
 
+def test_every_setup_path_installs_torch_from_the_one_cpu_pin():
+    """torch's version is written once (requirements-torch.txt), as a `+cpu` build from PyTorch's CPU
+    index: PyPI has no `+cpu` versions, so no setup path can fall back to its multi-GB CUDA build."""
+    pin = (ROOT / "requirements-torch.txt").read_text()
+    assert "--extra-index-url https://download.pytorch.org/whl/cpu" in pin.splitlines()
+    assert re.search(r"^torch==\d+\.\d+\.\d+\+cpu$", pin, re.MULTILINE)
+    makefile = (ROOT / "Makefile").read_text()
+    assert "pip install -qq -r requirements-torch.txt" in makefile
+    assert "requirements-torch.txt > $(LOCK_VENV)/torch.txt" in makefile
+    assert "requirements-torch.txt" in (ROOT / "scripts" / "es_import_model.sh").read_text()
+    written = [str(p.relative_to(ROOT)) for p in [ROOT / "Makefile", ROOT / "Dockerfile", ROOT / "pyproject.toml",
+                                                  *ROOT.glob("scripts/*.sh"), *ROOT.glob(".ci/*")]
+               if re.search(r"torch==\d", p.read_text())]
+    assert written == [], "torch's version appears only in requirements-torch.txt"
+
+
 def test_dockerfile_installs_cpu_torch_first_and_runs_as_a_user():
     lines = [line.strip() for line in DOCKERFILE.splitlines() if line.strip() and not line.startswith("#")]
     assert lines[0] == "FROM python:3.11-slim"
-    torch = next(i for i, line in enumerate(lines) if "torch==2.13.0" in line)
-    assert "--index-url https://download.pytorch.org/whl/cpu" in lines[torch]
+    torch = next(i for i, line in enumerate(lines) if "-r /tmp/requirements-torch.txt" in line)
     project = next(i for i, line in enumerate(lines) if re.search(r"pip install (-\S+ )*\.", line))
     assert torch < project, "torch (CPU) before the project, or pip pulls a CUDA build"
     lock = next(i for i, line in enumerate(lines) if "-r requirements.lock" in line)
