@@ -145,9 +145,9 @@ def cmd_schedule(settings, args) -> int:
 
 
 def cmd_status(settings, args) -> int:
-    from findimage.backends import open_store, text_model_id
-    from findimage.embedders import model_fingerprint
-    from findimage.store import META_IMAGE_MODEL, META_LAST_PASS, META_TEXT_MODEL
+    from findimage.backends import open_store, text_embedder_state, text_model_id
+    from findimage.models.clip import model_fingerprint
+    from findimage.stores.base import META_IMAGE_MODEL, META_LAST_PASS, META_TEXT_MODEL
 
     store = open_store(settings)
     try:
@@ -159,8 +159,9 @@ def cmd_status(settings, args) -> int:
               f"{store.get_meta(META_IMAGE_MODEL) or 'nothing yet'})")
         print(f"text model:   {text_model_id(settings)} via {settings.text_embedder} (last pass: "
               f"{store.get_meta(META_TEXT_MODEL) or 'none'})")
-        if settings.text_embedder == "elasticsearch":
-            print(f"text _infer:  {_infer_state(settings)}")
+        infer_state = text_embedder_state(settings)
+        if infer_state is not None:
+            print(f"text _infer:  {infer_state}")
         print(f"last pass:    {_describe_pass(store.get_meta(META_LAST_PASS))}")
         print(f"indexing:     {_running_pass(settings)}")
     finally:
@@ -201,27 +202,6 @@ def _running_pass(settings) -> str:
         return f"not known ({exc.meta.status}: {exc.message})"
 
 
-def _infer_state(settings) -> str:
-    """Whether Elasticsearch runs the text model, or the sentence saying why not (license, deployment)."""
-    from elasticsearch import ApiError
-
-    from findimage.embedders import model_fingerprint
-    from findimage.errors import BackendUnavailable, LicenseRefused, ModelError
-    from findimage.es_infer import InferTextEmbedder
-
-    try:
-        InferTextEmbedder.from_settings(settings).check()
-    except LicenseRefused as exc:
-        if settings.text_fallback == "off":
-            return f"{exc} Text queries fail (FINDIMAGE_TEXT_FALLBACK=off)."
-        return f"{exc} Text queries use the local text model {model_fingerprint(settings.text_model)} meanwhile."
-    except (ModelError, BackendUnavailable) as exc:
-        return str(exc)
-    except ApiError as exc:  # e.g. the indexer's key, which may not read trained models: not a failure of status
-        return f"not checked ({exc.meta.status}: {exc.message})."
-    return "deployed and answering"
-
-
 def _describe_pass(raw: str | None) -> str:
     if not raw:
         return "never"
@@ -233,7 +213,7 @@ def _describe_pass(raw: str | None) -> str:
 
 
 def cmd_keys(settings, args) -> int:
-    from findimage.es_privileges import make_keys
+    from findimage.stores.elasticsearch.privileges import make_keys
 
     if not settings.uses_elasticsearch:
         print("findimage: API keys are for Elasticsearch: set ELASTICSEARCH_URL and the elastic user's "

@@ -21,8 +21,8 @@ import uuid
 from elasticsearch import Elasticsearch
 
 from bot.dedupe import SeenRecently
-from findimage.es_lease import IndexingLease, LeaseHeld, lease_index
-from findimage.es_seen import SharedSeen, seen_index
+from findimage.stores.elasticsearch.lease import IndexingLease, LeaseHeld, lease_index
+from findimage.stores.elasticsearch.seen import SharedSeen, seen_index
 
 
 def _summary(samples: list[float]) -> dict:

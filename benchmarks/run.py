@@ -239,7 +239,7 @@ class Bench:
 
     # ---- 6. Elasticsearch -----------------------------------------------------------------------
     def elasticsearch(self) -> None:
-        if importlib.util.find_spec("findimage.es_store") is None:
+        if importlib.util.find_spec("findimage.stores.elasticsearch.store") is None:
             self.add("es", "Elasticsearch store", "skipped: findimage/es_store.py is not there yet")
             return
         count = self.args.es_docs or (self.args.million_count if self.args.million else 100_000)

@@ -82,7 +82,7 @@ def index_pass(args: dict) -> dict:
     from PIL import Image
 
     from findimage import backends
-    from findimage.embedded_store import EmbeddedStore
+    from findimage.stores.embedded.store import EmbeddedStore
     from findimage.records import image_id_for
     from indexer.run import index_once
 
@@ -226,9 +226,9 @@ def synthetic_docs(start: int, vectors: np.ndarray, model_id: str, files=None) -
 def build_store(args: dict) -> dict:
     """An embedded store of `count` synthetic vectors (or one per archive file), as a first pass writes it."""
     from benchmarks.corpus import VectorMixture
-    from findimage.embedded_store import EmbeddedStore
-    from findimage.embedders import model_fingerprint
-    from findimage.store import META_IMAGE_MODEL
+    from findimage.stores.embedded.store import EmbeddedStore
+    from findimage.models.clip import model_fingerprint
+    from findimage.stores.base import META_IMAGE_MODEL
     from indexer.scan import scan_archive
 
     files = None
@@ -255,7 +255,7 @@ def elasticsearch(args: dict) -> dict:
     on the same index, with the int8 codes alone (oversample 1) as the baseline."""
     from benchmarks.corpus import VectorMixture, exact_top_k
     from findimage.backends import open_store
-    from findimage.embedders import model_fingerprint
+    from findimage.models.clip import model_fingerprint
 
     settings = _settings()
     store = open_store(settings)
@@ -341,7 +341,7 @@ def _wait_for_merges(client, index: str, limit: float = 300.0) -> float:
 def store_scale(args: dict) -> dict:
     """Cold open, kNN latency, recall@10 and memory of a large embedded store, in a fresh process."""
     from benchmarks.corpus import VectorMixture
-    from findimage.embedded_store import EmbeddedStore
+    from findimage.stores.embedded.store import EmbeddedStore
 
     mixture = VectorMixture(args["seed"])
     queries = mixture.queries(args["queries"])

@@ -2,7 +2,7 @@
 
 Two implementations of `first_time(key) -> bool`, chosen by `seen_keys(settings)`: with the embedded
 store, this process's memory (SeenRecently: one bot process is all the embedded store supports); with
-Elasticsearch, an index every replica shares (findimage.es_seen.SharedSeen), since Slack's retry of an
+Elasticsearch, an index every replica shares (SharedSeen in the Elasticsearch store's package), since Slack's retry of an
 event may reach another replica than the first delivery. Slack retries within about five minutes, so
 an hour of memory is plenty.
 """
@@ -12,7 +12,8 @@ import threading
 import time
 from collections import OrderedDict
 
-SEEN_TTL_SECONDS = 3600.0
+from findimage import backends
+from findimage.stores.base import SEEN_TTL_SECONDS
 
 
 class SeenRecently:
@@ -42,12 +43,6 @@ class SeenRecently:
 
 
 def seen_keys(settings):
-    """The de-duplication the configured store calls for: shared through Elasticsearch, else in memory."""
-    memory = SeenRecently()
-    if not settings.uses_elasticsearch:
-        return memory
-    from findimage.es_client import make_client
-    from findimage.es_seen import SharedSeen
-
-    return SharedSeen(make_client(settings), settings.index_name, memory, url=settings.elasticsearch_url,
-                      ttl_seconds=SEEN_TTL_SECONDS)
+    """The de-duplication the configured store calls for (findimage.backends): shared through
+    Elasticsearch, else in memory."""
+    return backends.seen_keys(settings, SeenRecently())

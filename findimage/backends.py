@@ -1,21 +1,23 @@
-"""Which implementation the settings ask for: the store, the image embedder and the text embedder.
+"""The one factory: every choice the settings make between implementations is made here.
 
-The one module above the implementations (stores, local models, Elasticsearch's `_infer`), so none of
-them imports another to find out which one is in use.
+The store, the image and text embedders, the bot's seen keys (shared by replicas), the indexing lease,
+and the state of Elasticsearch's `_infer`. Outside a store's package only this module (and the CLI's
+`keys` command) imports it (tests/test_architecture.py), so none of the implementations, the bot or
+the indexer asks which store is in use.
 """
 from __future__ import annotations
 
-from .embedders import SentenceTransformerEmbedder, TextEmbedder, model_fingerprint, shared_embedder
-from .store import Store
+from findimage.models.clip import SentenceTransformerEmbedder, TextEmbedder, model_fingerprint, shared_embedder
+from findimage.stores.base import Store
 
 
 def open_store(settings, writer: bool = False) -> Store:
     """The configured store. Only the indexer opens it as `writer`: it may create the index, readers never do."""
     if settings.uses_elasticsearch:
-        from .es_store import ElasticsearchStore
+        from findimage.stores.elasticsearch.store import ElasticsearchStore
 
         return ElasticsearchStore.from_settings(settings, writer=writer)
-    from .embedded_store import EmbeddedStore
+    from findimage.stores.embedded.store import EmbeddedStore
 
     return EmbeddedStore(settings.data_dir)
 
@@ -34,12 +36,12 @@ def text_embedder(settings) -> TextEmbedder:
     """The local text model, or Elasticsearch's `_infer` (falling back to the local model while a license
     refuses it, unless FINDIMAGE_TEXT_FALLBACK=off)."""
     if settings.text_embedder == "elasticsearch":
-        from .es_infer import InferTextEmbedder
+        from findimage.stores.elasticsearch.infer import InferTextEmbedder
 
         remote = InferTextEmbedder.from_settings(settings)
         if settings.text_fallback == "off":
             return remote
-        from .text_fallback import FallbackTextEmbedder
+        from findimage.models.fallback import FallbackTextEmbedder
 
         return FallbackTextEmbedder(remote, lambda: local_text_embedder(settings))
     return local_text_embedder(settings)
@@ -49,3 +51,48 @@ def text_model_id(settings) -> str:
     """The id of the text model queries are vectorized with, as the index records it."""
     return model_fingerprint(settings.infer_model_id if settings.text_embedder == "elasticsearch"
                              else settings.text_model)
+
+
+def seen_keys(settings, memory):
+    """Keys already answered: shared through Elasticsearch by every bot replica (`memory`, this
+    process's own, answers while Elasticsearch cannot), else `memory` alone (one bot process is all
+    the embedded store supports)."""
+    if not settings.uses_elasticsearch:
+        return memory
+    from .stores.elasticsearch.client import make_client
+    from .stores.elasticsearch.seen import SharedSeen
+
+    return SharedSeen(make_client(settings), settings.index_name, memory, url=settings.elasticsearch_url)
+
+
+def indexing_lease(settings):
+    """The lease that keeps indexing passes on other machines out (Elasticsearch: `take()`, `lost`,
+    `release()`, `holder()`, `close()`), or None where the data folder's lock file is enough."""
+    if not settings.uses_elasticsearch:
+        return None
+    from .stores.elasticsearch.lease import IndexerLease
+
+    return IndexerLease(settings)
+
+
+def text_embedder_state(settings) -> str | None:
+    """For `findimage status`: whether Elasticsearch runs the text model, or the sentence saying why not
+    (license, deployment); None when text queries use the local model."""
+    if settings.text_embedder != "elasticsearch":
+        return None
+    from elasticsearch import ApiError
+
+    from .errors import BackendUnavailable, LicenseRefused, ModelError
+    from .stores.elasticsearch.infer import InferTextEmbedder
+
+    try:
+        InferTextEmbedder.from_settings(settings).check()
+    except LicenseRefused as exc:
+        if settings.text_fallback == "off":
+            return f"{exc} Text queries fail (FINDIMAGE_TEXT_FALLBACK=off)."
+        return f"{exc} Text queries use the local text model {model_fingerprint(settings.text_model)} meanwhile."
+    except (ModelError, BackendUnavailable) as exc:
+        return str(exc)
+    except ApiError as exc:  # e.g. the indexer's key, which may not read trained models: not a failure of status
+        return f"not checked ({exc.meta.status}: {exc.message})."
+    return "deployed and answering"

@@ -16,6 +16,18 @@ DEFAULT_INFER_MODEL_ID = "sentence-transformers__clip-vit-b-32-multilingual-v1"
 MIN_URL_SIGNING_KEY_BYTES = 32  # the image links' HMAC-SHA256 key: at least its output size
 
 
+def public_url(url: str | None) -> str | None:
+    """The URL without its userinfo (`https://user:pw@host:9200` -> `https://host:9200`): safe to show or log."""
+    if not url:
+        return url
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        scheme, rest = "", url
+    end = min((i for i in (rest.find(c) for c in "/?#") if i >= 0), default=len(rest))
+    host = rest[:end].rpartition("@")[2]  # the last @: a password may contain @ unescaped
+    return f"{scheme}{sep}{host}{rest[end:]}"
+
+
 class ConfigError(Exception):
     """Every configuration problem found, one clear sentence each."""
 
@@ -84,8 +96,6 @@ class Settings:
 
     def __repr__(self) -> str:
         """Secrets never appear (the repr=False fields), the Elasticsearch URL without its userinfo."""
-        from .es_client import public_url
-
         values = {f.name: getattr(self, f.name) for f in fields(self) if f.repr}
         values["elasticsearch_url"] = public_url(self.elasticsearch_url)
         return f"Settings({', '.join(f'{name}={value!r}' for name, value in values.items())})"
@@ -143,8 +153,6 @@ def load_settings(environ: Mapping[str, str] | None = None, env_file: str | Path
         r.problems.append("Set ELASTICSEARCH_USERNAME and ELASTICSEARCH_PASSWORD together (or use ELASTICSEARCH_API_KEY).")
     es_url = r.text("ELASTICSEARCH_URL")
     if es_url and not es_url.startswith(("http://", "https://")):
-        from .es_client import public_url
-
         r.problems.append(f"ELASTICSEARCH_URL={public_url(es_url)!r} must start with http:// or https://.")
     api_key, key_file = r.text("ELASTICSEARCH_API_KEY"), r.text("ELASTICSEARCH_API_KEY_FILE")
     if api_key and key_file:

@@ -10,7 +10,7 @@ from datetime import date, datetime, timedelta
 
 from PIL import Image
 
-from .imaging import FORMATS, header_exif
+from findimage.imaging import FORMATS, header_exif
 
 EXIF_IFD = 0x8769
 DATE_TIME_ORIGINAL, DATE_TIME_DIGITIZED, DATE_TIME = 0x9003, 0x9004, 0x0132

@@ -50,3 +50,7 @@ def check_image_model(stored: str | None, configured: str) -> None:
         raise ModelMismatch(
             f"The index was built with the image model {stored}, but FINDIMAGE_IMAGE_MODEL is now "
             f"{configured}. Run `findimage index --full` to re-embed the archive with it.")
+
+
+class LeaseHeld(Exception):
+    """Another indexing pass holds the indexing lease; the message names it."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Sequence
 
-from .records import Match
+from findimage.records import Match
 
 RRF_K = 60  # the constant of Cormack et al.: a lower rank adds little, so neither ranking dominates
 

@@ -7,9 +7,9 @@ from pathlib import Path
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from . import decode_budget
-from .archive_files import ArchiveFileRefused, Indexed, read_archive_file
-from .decode_budget import DEFAULT_BUDGET_BYTES
+from findimage import decode_budget
+from findimage.archive_files import ArchiveFileRefused, Indexed, read_archive_file
+from findimage.decode_budget import DEFAULT_BUDGET_BYTES
 
 # CLIP looks at 224x224; decoding a JPEG at 1/2..1/8 scale (draft mode) down to at least this
 # keeps quality for the model while skipping most of the decode work of a 12-MP photo.

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .archive_files import Indexed
+from findimage.archive_files import Indexed
 
 DIMS = 512
 

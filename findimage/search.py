@@ -6,16 +6,16 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import backends
-from .backends import open_store
-from .dates import DateError, bound_start, check_range
-from .errors import check_image_model
-from .fusion import collapse_copies, fuse
-from .archive_files import is_servable
-from .imaging import ImageError, prepare_bytes
-from .names import query_words
-from .records import Match, normalise_folder
-from .store import META_IMAGE_MODEL, Store, default_num_candidates
+from findimage import backends
+from findimage.backends import open_store
+from findimage.dates import DateError, bound_start, check_range
+from findimage.errors import check_image_model
+from findimage.fusion import collapse_copies, fuse
+from findimage.archive_files import is_servable
+from findimage.imaging import ImageError, prepare_bytes
+from findimage.names import query_words
+from findimage.records import Match, normalise_folder
+from findimage.stores.base import META_IMAGE_MODEL, Store, default_num_candidates
 
 QUERY_DECODES = 2
 MAX_LOOKAHEAD = 4  # at most 4 x k matches are fetched to replace ones whose file has gone (or copies)

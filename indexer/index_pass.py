@@ -21,7 +21,7 @@ from tqdm import tqdm
 from findimage.decode_budget import DEFAULT_BUDGET_BYTES
 from findimage.errors import StoreError, check_image_model
 from findimage.records import FileState, ImageDoc, image_id_for
-from findimage.store import META_IMAGE_MODEL, META_LAST_PASS, META_TEXT_MODEL, Store
+from findimage.stores.base import META_IMAGE_MODEL, META_LAST_PASS, META_TEXT_MODEL, Store
 
 from .reading import Loaded, batches, prefetched, read_and_decode, taken_from_header  # noqa: F401 (read_and_decode: public)
 from .retry import retry_while_unavailable

@@ -1,5 +1,5 @@
 """One indexing pass at a time: a lock file per data directory, and with Elasticsearch also a lease in
-the index itself (findimage.es_lease), since indexers with other data folders or on other machines
+the index itself (an indexing lease, from findimage.backends), since indexers with other data folders or on other machines
 write the same index and never see each other's lock files."""
 from __future__ import annotations
 
@@ -7,9 +7,12 @@ import contextlib
 import fcntl
 import logging
 import os
-import threading
 import time
 from pathlib import Path
+from typing import Callable
+
+from findimage.backends import indexing_lease
+from findimage.errors import BackendBusy, LeaseHeld
 
 from .retry import retry_while_unavailable
 
@@ -79,83 +82,54 @@ def scheduler_lock(data_dir: str | Path) -> ProcessLock:
     return ProcessLock(Path(data_dir) / "scheduler.lock", "scheduled indexer")
 
 
-def es_lease(settings):
-    from findimage.es_client import make_client
-    from findimage.es_lease import IndexingLease
-
-    return IndexingLease(make_client(settings), settings.index_name, settings.lease_seconds)
-
-
 @contextlib.contextmanager
 def pass_guard(settings):
     """Hold everything that keeps a second pass out: the data folder's lock, and the index's lease when the
-    store is Elasticsearch. AlreadyRunning (naming the holder) when another pass has either."""
+    store has one (findimage.backends.indexing_lease). Yields the lease (or None), which the pass watches
+    for a takeover; AlreadyRunning (naming the holder) when another pass has either."""
     with pass_lock(settings.data_dir):
-        if not settings.uses_elasticsearch:
-            yield
+        lease = indexing_lease(settings)
+        if lease is None:
+            yield None
             return
-        from elasticsearch import ApiError, TransportError
-
-        from findimage.es_client import access_denied, unavailable_error
-        from findimage.es_lease import LeaseHeld
-        from findimage.es_store import ElasticsearchStore
-
-        lease = es_lease(settings)
-
-        def take_lease() -> None:
-            # Credentials that may not index fail here in the store's one sentence, not as a lease problem.
-            ElasticsearchStore.from_settings(settings, client=lease.client, writer=True)
+        try:
             try:
-                lease.acquire()
+                # A cluster that answers but is still starting (shards recovering, 503) gets a minute; one
+                # that cannot be reached at all is reported at once.
+                retry_while_busy(lease.take, give_up_after=STARTING_SECONDS)
             except LeaseHeld as exc:
                 raise AlreadyRunning(str(exc)) from None
-            except (ApiError, TransportError) as exc:
-                if isinstance(exc, ApiError) and exc.meta.status == 403:  # a key made before the lease existed
-                    raise access_denied(settings.elasticsearch_url,
-                                        what=f"hold the indexing lease in {lease.index}") from None
-                raise unavailable_error(settings.elasticsearch_url, exc) from None
-
-        try:
-            # A cluster that answers but is still starting (shards recovering, 503) gets a minute; one that
-            # cannot be reached at all is reported at once.
-            retry_while_busy(take_lease, give_up_after=STARTING_SECONDS)
-            _held.lease = lease
             try:
-                yield
+                yield lease
             finally:
-                _held.lease = None
                 lease.release()
         finally:
-            lease.client.close()
+            lease.close()
 
 
-_held = threading.local()
 STARTING_SECONDS = 60.0
 
 
 def retry_while_busy(operation, give_up_after: float, pause: float = 1.0, clock=time.monotonic, sleep=time.sleep):
     """Run `operation`, repeating it every `pause` s while Elasticsearch answers that it is busy, until
     `give_up_after`; one that cannot be reached at all is reported at once."""
-    from findimage.errors import BackendBusy
-
     return retry_while_unavailable(operation, give_up_after, first_wait=pause, max_wait=pause, clock=clock,
                                    sleep=sleep, retry_on=BackendBusy)
 
 
-def lease_lost() -> bool:
-    """Whether another pass took over the lease this thread's pass holds (it stalled past the expiry)."""
-    lease = getattr(_held, "lease", None)
-    return lease is not None and lease.lost.is_set()
+def taken_over(lease) -> Callable[[], bool]:
+    """Whether another pass took over `lease` (this one stalled past the expiry); never without a lease."""
+    return lease.lost.is_set if lease is not None else (lambda: False)
 
 
 def running_pass(settings) -> str:
     """For `findimage status`: who is indexing right now, if anyone."""
-    if settings.uses_elasticsearch:
-        lease = es_lease(settings)
+    lease = indexing_lease(settings)
+    if lease is not None:
         try:
             holder = lease.holder()
         finally:
-            lease.client.close()
+            lease.close()
         if holder is None:
             return "none"
         until = time.strftime("%H:%M:%S", time.localtime(holder.expires_at))

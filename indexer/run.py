@@ -6,7 +6,7 @@ import logging
 from findimage.backends import image_embedder, open_store, text_model_id
 
 from .index_pass import IndexPass, MassRemovalRefused, PassSummary
-from .lock import lease_lost, pass_guard
+from .lock import pass_guard, taken_over
 from .scan import ArchiveUnavailable
 from .schedule import run_schedule
 from .state import load_state, save_state
@@ -14,8 +14,9 @@ from .state import load_state, save_state
 log = logging.getLogger(__name__)
 
 
-def _one_pass(settings, full: bool = False, progress: bool | None = None,
+def _one_pass(settings, lease, full: bool = False, progress: bool | None = None,
               allow_mass_removal: bool = False) -> PassSummary:
+    """One pass under `lease` (pass_guard's), which it stops writing under once another pass took it."""
     state = load_state(settings.data_dir)
     store = open_store(settings, writer=True)
     try:
@@ -23,7 +24,7 @@ def _one_pass(settings, full: bool = False, progress: bool | None = None,
                          text_model_id=text_model_id(settings), full=full,
                          progress=progress, state=state, allow_mass_removal=allow_mass_removal,
                          max_removal_fraction=settings.max_removal_fraction,
-                         max_pixels=settings.max_image_pixels, superseded=lease_lost,
+                         max_pixels=settings.max_image_pixels, superseded=taken_over(lease),
                          decode_budget=settings.decode_budget_bytes).run()
     finally:
         store.close()
@@ -33,14 +34,14 @@ def _one_pass(settings, full: bool = False, progress: bool | None = None,
 def index_once(settings, full: bool = False, progress: bool | None = None,
                allow_mass_removal: bool = False) -> PassSummary:
     """One pass, refused (AlreadyRunning) while another process is indexing the same data or index."""
-    with pass_guard(settings):
-        return _one_pass(settings, full, progress, allow_mass_removal)
+    with pass_guard(settings) as lease:
+        return _one_pass(settings, lease, full, progress, allow_mass_removal)
 
 
 def schedule(settings) -> None:
-    def scheduled_pass():
+    def scheduled_pass(lease):
         try:
-            summary = _one_pass(settings, progress=False)
+            summary = _one_pass(settings, lease, progress=False)
         except (ArchiveUnavailable, MassRemovalRefused) as exc:  # nothing changed; the next pass looks again
             log.error("indexing pass refused: %s", exc)
             return None

@@ -1,6 +1,7 @@
 """Keep the index current: one pass at start, then one every interval, never two at once."""
 from __future__ import annotations
 
+import contextlib
 import logging
 from datetime import datetime
 
@@ -17,16 +18,23 @@ def run_locked_pass(data_dir, run_pass, guard=None) -> object | None:
     """Run one pass unless another process is in the middle of one (then skip it and say so).
 
     `guard` makes what keeps other passes out (indexer.lock.pass_guard); by default the data folder's lock.
+    `run_pass` is given what the guard holds (the indexing lease, or None).
     """
     try:
-        with (guard or (lambda: pass_lock(data_dir)))():
-            return run_pass()
+        with (guard or (lambda: _lock_only(data_dir)))() as held:
+            return run_pass(held)
     except AlreadyRunning as exc:
         log.warning("skipping this pass: %s", exc)
         return None
     except BackendUnavailable as exc:  # the lease could not be taken: Elasticsearch is down or refuses the key
         log.error("indexing pass not started: %s", exc)
         return None
+
+
+@contextlib.contextmanager
+def _lock_only(data_dir):
+    with pass_lock(data_dir):
+        yield None
 
 
 def make_scheduler(interval_minutes: float, job, scheduler_class=BlockingScheduler):

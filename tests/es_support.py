@@ -43,7 +43,7 @@ def scratch_index(url: str | None = None, prefix: str = "test"):
 
 
 def drop(url: str, alias: str) -> None:
-    from findimage.es_store import ElasticsearchStore
+    from findimage.stores.elasticsearch.store import ElasticsearchStore
 
     es = client(url)
     try:

@@ -16,7 +16,7 @@ from findimage import backends
 from findimage.backends import open_store
 from findimage.errors import BackendUnavailable, ModelError
 from findimage.search import Searcher
-from findimage.store import META_IMAGE_MODEL
+from findimage.stores.base import META_IMAGE_MODEL
 from photos import jpeg_bytes
 
 

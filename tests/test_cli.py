@@ -116,7 +116,7 @@ def test_dotenv_file_is_read(settings, capsys, monkeypatch, tmp_path):
 
 
 def test_search_after_an_image_model_change_says_how_to_rebuild(indexed, capsys, monkeypatch, test_models, tmp_path):
-    from findimage.embedders import model_fingerprint
+    from findimage.models.clip import model_fingerprint
 
     other = tmp_path / "other-image-model"
     shutil.copytree(test_models["image"], other)

@@ -15,7 +15,7 @@ import pytest
 from es_support import ES_URL, SecondServer, client, es_only, es_script, needs_es, retries_logged, scratch_index
 from findimage.backends import open_store
 from findimage.errors import StoreError
-from findimage.es_store import ElasticsearchStore
+from findimage.stores.elasticsearch.store import ElasticsearchStore
 from findimage.records import ImageDoc, image_id_for
 from findimage_cli import EXIT_UNAVAILABLE, main
 from indexer.run import index_once

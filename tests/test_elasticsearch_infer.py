@@ -21,8 +21,8 @@ import pytest
 
 from es_support import ES_URL, TestModel, client, needs_es, scratch_index, scratch_name
 from findimage.errors import ModelError
-from findimage.es_infer import InferTextEmbedder
-from findimage.es_store import ElasticsearchStore
+from findimage.stores.elasticsearch.infer import InferTextEmbedder
+from findimage.stores.elasticsearch.store import ElasticsearchStore
 from findimage.records import ImageDoc, image_id_for
 from findimage.search import Searcher
 

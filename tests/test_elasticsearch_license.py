@@ -23,12 +23,12 @@ import pytest
 from es_support import BasicLicenseServer, client, needs_es, scratch_index
 from findimage.backends import text_embedder
 from findimage.config import load_settings
-from findimage.embedders import normalise_rows
+from findimage.models.clip import normalise_rows
 from findimage.errors import LicenseRefused
-from findimage.es_infer import InferTextEmbedder, license_sentence
-from findimage.es_store import ElasticsearchStore
+from findimage.stores.elasticsearch.infer import InferTextEmbedder, license_sentence
+from findimage.stores.elasticsearch.store import ElasticsearchStore
 from findimage.records import ImageDoc, image_id_for
-from findimage.text_fallback import FallbackTextEmbedder
+from findimage.models.fallback import FallbackTextEmbedder
 
 pytestmark = needs_es
 
@@ -118,7 +118,7 @@ def test_the_bot_falls_back_at_start_and_logs_it_once(basic_env, monkeypatch, ca
     settings = load_settings(env_file=None)
     embedder = text_embedder(settings)
     assert isinstance(embedder, FallbackTextEmbedder)
-    with caplog.at_level(logging.WARNING, logger="findimage.text_fallback"):
+    with caplog.at_level(logging.WARNING, logger="findimage.models.fallback"):
         embedder.load()  # the bot's warm-up: the start check is refused, the local model is loaded
         vectors = [embedder.embed_texts([f"query {i}"]) for i in range(3)]
     assert [r.getMessage().startswith(SENTENCE) for r in caplog.records] == [True]

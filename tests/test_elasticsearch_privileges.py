@@ -17,11 +17,11 @@ from elasticsearch import AuthorizationException, Elasticsearch
 from bot.dedupe import SeenRecently
 from es_support import ES_URL, SecureServer, needs_es, retries_logged
 from findimage.errors import AccessDenied, ModelError
-from findimage.es_infer import InferTextEmbedder
-from findimage.es_lease import LEASE_ID, IndexingLease
-from findimage.es_privileges import ensure_key_file, key_is_current
-from findimage.es_seen import SharedSeen
-from findimage.es_store import ElasticsearchStore
+from findimage.stores.elasticsearch.infer import InferTextEmbedder
+from findimage.stores.elasticsearch.lease import LEASE_ID, IndexingLease
+from findimage.stores.elasticsearch.privileges import ensure_key_file, key_is_current
+from findimage.stores.elasticsearch.seen import SharedSeen
+from findimage.stores.elasticsearch.store import ElasticsearchStore
 from findimage.records import ImageDoc, image_id_for
 from findimage_cli import EXIT_OK, EXIT_UNAVAILABLE, main
 
@@ -110,7 +110,7 @@ def test_each_key_does_its_job_and_the_bot_key_cannot_write(as_elastic, settings
     assert len(json.loads(capsys.readouterr().out)) == 7
     # ...its one write is the seen keys its replicas share, create-only, without falling back to memory.
     seen = SharedSeen(Elasticsearch(url, api_key=bot_key), alias, SeenRecently(), url=url)
-    with caplog.at_level(logging.WARNING, logger="findimage.es_seen"):
+    with caplog.at_level(logging.WARNING, logger="findimage.stores.elasticsearch.seen"):
         assert seen.first_time("event:EvKEY") is True and seen.first_time("event:EvKEY") is False
         seen.purge()  # as the bot does it: a background delete_by_query of keys older than an hour
     assert "memory" not in caplog.text

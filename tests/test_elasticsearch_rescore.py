@@ -8,7 +8,7 @@ import time
 import numpy as np
 
 from es_support import client, es_only
-from findimage.es_store import ElasticsearchStore
+from findimage.stores.elasticsearch.store import ElasticsearchStore
 from findimage.records import ImageDoc, cosine_to_score, image_id_for
 
 

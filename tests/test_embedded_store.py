@@ -6,9 +6,9 @@ import time
 import numpy as np
 import pytest
 
-from findimage.embedded_store import EmbeddedStore
+from findimage.stores.embedded.store import EmbeddedStore
 from findimage.records import ImageDoc, image_id_for
-from findimage.vector_index import IVF_MIN_VECTORS
+from findimage.stores.embedded.vector_index import IVF_MIN_VECTORS
 
 
 def clustered(n: int, seed: int = 0) -> np.ndarray:
@@ -58,7 +58,7 @@ def test_a_broken_snapshot_is_rebuilt_from_sqlite(tmp_path):
 def test_a_snapshot_pointer_naming_another_path_is_never_read(tmp_path, monkeypatch):
     import json
 
-    import findimage.vector_index as vector_index
+    import findimage.stores.embedded.vector_index as vector_index
 
     data = tmp_path / "data"
     vectors = clustered(300)
@@ -97,7 +97,7 @@ def test_documents_and_metadata_answer_while_the_knn_snapshot_loads(tmp_path, mo
     """/healthz (count), image links (get) and the indexer's bookkeeping never wait for a snapshot load."""
     import threading
 
-    from findimage import vector_index
+    from findimage.stores.embedded import vector_index as vector_index
 
     vectors = clustered(500)
     writer = EmbeddedStore(tmp_path)
@@ -155,7 +155,7 @@ def by_cosine(query, vectors: dict, wanted) -> list[str]:
 
 
 def test_words_that_many_names_share_are_ranked_by_clip_among_the_documents_holding_them(tmp_path, monkeypatch):
-    from findimage import embedded_search
+    from findimage.stores.embedded import search as embedded_search
 
     store, vectors = named_store(tmp_path)
     query = clustered(1, seed=9)[0]

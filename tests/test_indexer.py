@@ -16,10 +16,10 @@ import pytest
 
 from es_support import both_stores
 from findimage.backends import open_store
-from findimage.embedded_store import EmbeddedStore
+from findimage.stores.embedded.store import EmbeddedStore
 from findimage.errors import ModelMismatch
 from findimage.search import Searcher
-from findimage.store import META_LAST_PASS
+from findimage.stores.base import META_LAST_PASS
 from indexer.index_pass import read_and_decode
 from indexer.lock import AlreadyRunning, pass_lock
 from indexer.run import index_once

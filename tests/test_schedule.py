@@ -10,7 +10,7 @@ import time
 from apscheduler.events import EVENT_JOB_MAX_INSTANCES
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from findimage.embedded_store import EmbeddedStore
+from findimage.stores.embedded.store import EmbeddedStore
 from indexer.lock import pass_lock
 from indexer.schedule import make_scheduler, run_locked_pass
 from photos import save_photo
@@ -38,9 +38,9 @@ def test_scheduler_runs_a_pass_at_start_then_picks_up_new_images(env, settings, 
 def test_a_pass_is_skipped_while_another_process_holds_the_pass_lock(tmp_path):
     calls = []
     with pass_lock(tmp_path):
-        assert run_locked_pass(tmp_path, lambda: calls.append("ran")) is None
+        assert run_locked_pass(tmp_path, lambda held: calls.append("ran")) is None
     assert calls == []
-    assert run_locked_pass(tmp_path, lambda: calls.append("ran") or "done") == "done"
+    assert run_locked_pass(tmp_path, lambda held: calls.append("ran") or "done") == "done"
 
 
 def test_an_overrunning_pass_never_runs_twice_at_once():

@@ -159,8 +159,8 @@ def make_old_elasticsearch(settings) -> None:
     """The index as the version before names and dates left it: old mapping, documents without the fields."""
     from elasticsearch import helpers
 
-    from findimage.es_index import mapping
-    from findimage.es_query import NEW_FIELDS
+    from findimage.stores.elasticsearch.index import mapping
+    from findimage.stores.elasticsearch.query import NEW_FIELDS
 
     es = es_support.client(settings.elasticsearch_url)
     alias, old = settings.index_name, f"{settings.index_name}-v2"

@@ -12,7 +12,7 @@ from bot.dedupe import SeenRecently, seen_keys
 from bot_support import FakeClock
 from es_support import ES_URL, client, needs_es, scratch_name
 from findimage.config import load_settings
-from findimage.es_seen import SharedSeen, doc_id, seen_index
+from findimage.stores.elasticsearch.seen import SharedSeen, doc_id, seen_index
 
 pytestmark = needs_es
 
@@ -90,7 +90,7 @@ def test_without_elasticsearch_each_call_falls_back_to_memory_and_says_so(caplog
         probe.bind(("127.0.0.1", 0))
         closed = probe.getsockname()[1]
     seen = shared("unreachable", url=f"http://127.0.0.1:{closed}")
-    with caplog.at_level(logging.WARNING, logger="findimage.es_seen"):
+    with caplog.at_level(logging.WARNING, logger="findimage.stores.elasticsearch.seen"):
         assert seen.first_time("event:EvDOWN") is True, "answering twice is better than not answering"
         assert seen.first_time("event:EvDOWN") is False, "this process still remembers it"
     assert "using this process's memory for event:EvDOWN" in caplog.text

@@ -11,12 +11,12 @@ import torch
 from sentence_transformers import SentenceTransformer
 
 from findimage.config import load_settings
-from findimage.embedded_store import EmbeddedStore
-from findimage.embedders import MIN_PER_STREAM, SentenceTransformerEmbedder
+from findimage.stores.embedded.store import EmbeddedStore
+from findimage.models.clip import MIN_PER_STREAM, SentenceTransformerEmbedder
 from findimage.imaging import prepare_bytes
 from findimage.records import ImageDoc, image_id_for
-from findimage.runtime import PROBE_SENTENCES, quantize_int8, release_pages, use_torch_threads
-from findimage.vector_index import VectorIndex, default_nprobe
+from findimage.models.runtime import PROBE_SENTENCES, quantize_int8, release_pages, use_torch_threads
+from findimage.stores.embedded.vector_index import VectorIndex, default_nprobe
 from indexer.index_pass import read_and_decode
 from indexer.scan import ArchiveFile
 from photos import jpeg_bytes, photo

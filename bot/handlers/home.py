@@ -12,7 +12,7 @@ from datetime import datetime, timezone
 
 from slack_bolt import App
 
-from findimage.store import META_LAST_PASS
+from findimage.stores.base import META_LAST_PASS
 
 from ..answering import Services, answer_text_query
 from ..buttons import HOME_EXAMPLE, HOME_EXAMPLE_IDS, button

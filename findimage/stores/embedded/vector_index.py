@@ -22,7 +22,7 @@ from typing import Iterable
 import faiss
 import numpy as np
 
-from .records import DIMS
+from findimage.records import DIMS
 
 IVF_MIN_VECTORS = 50_000
 TRAIN_SAMPLE = 100_000  # at least; and ~50 points per list, so k-means has enough to place each centroid

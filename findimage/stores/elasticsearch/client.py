@@ -7,22 +7,12 @@ import re
 
 from elasticsearch import ApiError, ConnectionError, ConnectionTimeout, Elasticsearch, NotFoundError
 
-from .errors import AccessDenied, BackendBusy, BackendUnavailable
+from findimage.config import public_url
+from findimage.errors import AccessDenied, BackendBusy, BackendUnavailable
 
 # Statuses that mean "the cluster cannot serve this right now" (starting, restarting, overloaded).
 BUSY_STATUSES = (429, 502, 503, 504)
 
-
-def public_url(url: str | None) -> str | None:
-    """The URL without its userinfo (`https://user:pw@host:9200` -> `https://host:9200`): safe to show or log."""
-    if not url:
-        return url
-    scheme, sep, rest = url.partition("://")
-    if not sep:
-        scheme, rest = "", url
-    end = min((i for i in (rest.find(c) for c in "/?#") if i >= 0), default=len(rest))
-    host = rest[:end].rpartition("@")[2]  # the last @: a password may contain @ unescaped
-    return f"{scheme}{sep}{host}{rest[end:]}"
 
 
 # What a refused action was trying to do, by the prefix of its Elasticsearch action name.

@@ -8,7 +8,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from .errors import LicenseRefused
+from findimage.errors import LicenseRefused
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """Vectorize text and images into CLIP's shared 512-dim space (float32, L2-normalised).
 
 What a model computes lives here; how the process runs it (threads, allocator, int8 and its fidelity
-check) in findimage.runtime; which embedder the settings ask for in findimage.backends.
+check) in findimage.models.runtime; which embedder the settings ask for in findimage.backends.
 """
 from __future__ import annotations
 
@@ -14,9 +14,9 @@ from typing import Protocol, Sequence
 import numpy as np
 from PIL import Image
 
-from .errors import ModelError
-from .records import DIMS
-from .runtime import (PROBE_SENTENCES, Fidelity, keep_freed_memory_for_reuse, probe_images, quantized_if_faithful,
+from findimage.errors import ModelError
+from findimage.records import DIMS
+from findimage.models.runtime import (PROBE_SENTENCES, Fidelity, keep_freed_memory_for_reuse, probe_images, quantized_if_faithful,
                       use_fast_activations, use_torch_threads)
 
 log = logging.getLogger(__name__)

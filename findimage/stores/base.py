@@ -5,12 +5,14 @@ from typing import Iterable, Protocol, Sequence
 
 import numpy as np
 
-from .records import FileState, ImageDoc, Match
+from findimage.records import FileState, ImageDoc, Match
 
 # Keys of the small key/value metadata every store keeps.
 META_IMAGE_MODEL = "image_model_id"
 META_TEXT_MODEL = "text_model_id"
 META_LAST_PASS = "last_pass"
+# How long the bot remembers what it answered (seen keys): Slack retries within about five minutes.
+SEEN_TTL_SECONDS = 3600.0
 
 
 def default_num_candidates(k: int) -> int:

@@ -10,8 +10,8 @@ import re
 
 from elasticsearch import ApiError, BadRequestError, NotFoundError
 
-from .es_client import access_denied, error_type, index_dims, unavailable_on_connection_errors
-from .es_query import NEW_FIELDS
+from findimage.stores.elasticsearch.client import access_denied, error_type, index_dims, unavailable_on_connection_errors
+from findimage.stores.elasticsearch.query import NEW_FIELDS
 
 log = logging.getLogger(__name__)
 

@@ -8,10 +8,10 @@ from typing import Sequence
 
 import numpy as np
 
-from .embedded_schema import (documents_per_word, filter_sql, holds_all, in_chunks, name_ranking, named_among,
+from findimage.stores.embedded.schema import (documents_per_word, filter_sql, holds_all, in_chunks, name_ranking, named_among,
                                vectors_of)
-from .records import DIMS, Match, cosine_to_score, normalise_folder
-from .store import default_num_candidates
+from findimage.records import DIMS, Match, cosine_to_score, normalise_folder
+from findimage.stores.base import default_num_candidates
 
 # Folders with at most this many images are searched exactly from SQLite instead of through the ANN index.
 EXACT_FOLDER_MAX = 20_000

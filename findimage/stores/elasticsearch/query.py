@@ -10,8 +10,8 @@ from typing import Sequence
 
 import numpy as np
 
-from .records import Match
-from .store import default_num_candidates
+from findimage.records import Match
+from findimage.stores.base import default_num_candidates
 
 MATCH_FIELDS = ["image_id", "image_name", "relative_path", "sha256", "taken", "taken_source", "size", "mtime"]
 # A hit's fields from doc values (all keyword or date): the stored _source, which holds the 512-float

@@ -12,8 +12,8 @@ from typing import Sequence
 
 import numpy as np
 
-from .names import name_words
-from .records import DIMS
+from findimage.names import name_words
+from findimage.records import DIMS
 
 SCHEMA_VERSION = "2"
 META_SCHEMA = "schema_version"

@@ -27,7 +27,8 @@ from pathlib import Path
 
 from elasticsearch import ApiError, BadRequestError, ConflictError, Elasticsearch, NotFoundError, TransportError
 
-from .es_client import error_type
+from findimage.errors import LeaseHeld
+from findimage.stores.elasticsearch.client import access_denied, error_type, make_client, unavailable_error
 
 log = logging.getLogger(__name__)
 LEASE_ID = "index-pass"
@@ -35,10 +36,6 @@ LEASE_ID = "index-pass"
 
 def lease_index(alias: str) -> str:
     return f"{alias}-lease"
-
-
-class LeaseHeld(Exception):
-    """Another indexing pass holds the lease; the message names it."""
 
 
 def process_scope() -> str:
@@ -215,3 +212,41 @@ class IndexingLease:
         except BadRequestError as exc:
             if error_type(exc) != "resource_already_exists_exception":
                 raise
+
+
+class IndexerLease:
+    """The lease as an indexing pass holds it, on a client of its own: taken only with credentials that
+    may index (checked first, so a key that may not write fails in the store's one sentence, not as a
+    lease problem)."""
+
+    def __init__(self, settings):
+        self.settings = settings
+        self.lease = IndexingLease(make_client(settings), settings.index_name, settings.lease_seconds)
+
+    @property
+    def lost(self) -> threading.Event:
+        return self.lease.lost
+
+    def take(self) -> None:
+        """LeaseHeld while another pass holds it; AccessDenied or BackendUnavailable in one sentence."""
+        from findimage.stores.elasticsearch.store import ElasticsearchStore
+
+        ElasticsearchStore.from_settings(self.settings, client=self.lease.client, writer=True)
+        try:
+            self.lease.acquire()
+        except LeaseHeld:
+            raise
+        except (ApiError, TransportError) as exc:
+            url = self.settings.elasticsearch_url
+            if isinstance(exc, ApiError) and exc.meta.status == 403:  # a key made before the lease existed
+                raise access_denied(url, what=f"hold the indexing lease in {self.lease.index}") from None
+            raise unavailable_error(url, exc) from None
+
+    def release(self) -> None:
+        self.lease.release()
+
+    def holder(self) -> Holder | None:
+        return self.lease.holder()
+
+    def close(self) -> None:
+        self.lease.client.close()

@@ -14,13 +14,14 @@ from typing import Iterable, Sequence
 import numpy as np
 from elasticsearch import Elasticsearch, NotFoundError, helpers
 
-from .errors import BackendUnavailable, IndexMissing, StoreError
-from .es_client import (BUSY_STATUSES, access_denied, item_reason, make_client, public_url,
-                        unavailable_on_connection_errors)
-from .es_index import IndexLifecycle
-from .es_query import exact_top, filters, knn_body, matches, names_body
-from .names import name_words
-from .records import DIMS, FileState, ImageDoc, Match, normalise_folder
+from findimage.errors import BackendUnavailable, IndexMissing, StoreError
+from findimage.config import public_url
+from findimage.stores.elasticsearch.client import (BUSY_STATUSES, access_denied, item_reason, make_client,
+                                                   unavailable_on_connection_errors)
+from findimage.stores.elasticsearch.index import IndexLifecycle
+from findimage.stores.elasticsearch.query import exact_top, filters, knn_body, matches, names_body
+from findimage.names import name_words
+from findimage.records import DIMS, FileState, ImageDoc, Match, normalise_folder
 
 log = logging.getLogger(__name__)
 

@@ -24,7 +24,10 @@ import time
 
 from elasticsearch import ApiError, BadRequestError, ConflictError, Elasticsearch, NotFoundError, TransportError
 
-from .es_client import error_type, public_url
+from findimage.stores.elasticsearch.client import error_type
+
+from findimage.config import public_url
+from findimage.stores.base import SEEN_TTL_SECONDS
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +49,7 @@ def doc_id(key: str) -> str:
 class SharedSeen:
     """`first_time(key)` True exactly once per key and TTL across every process using the same index."""
 
-    def __init__(self, client: Elasticsearch, alias: str, fallback, *, url: str = "", ttl_seconds: float = 3600.0,
+    def __init__(self, client: Elasticsearch, alias: str, fallback, *, url: str = "", ttl_seconds: float = SEEN_TTL_SECONDS,
                  purge_every_seconds: float = 600.0, clock=time.time):
         self.client = client.options(request_timeout=REQUEST_TIMEOUT_SECONDS, max_retries=0)
         self.index = seen_index(alias)

@@ -19,11 +19,11 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from .embedded_schema import forget_names, in_chunks, migrate, open_term_counts, vectors_of, write_names
-from .embedded_search import EmbeddedSearch
-from .errors import StoreError
-from .records import DIMS, FileState, ImageDoc
-from .vector_index import VectorIndex, sample_positions, wanted_kind
+from findimage.stores.embedded.schema import forget_names, in_chunks, migrate, open_term_counts, vectors_of, write_names
+from findimage.stores.embedded.search import EmbeddedSearch
+from findimage.errors import StoreError
+from findimage.records import DIMS, FileState, ImageDoc
+from findimage.stores.embedded.vector_index import VectorIndex, sample_positions, wanted_kind
 
 log = logging.getLogger(__name__)
 

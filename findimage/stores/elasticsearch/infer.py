@@ -7,10 +7,11 @@ from typing import Callable, Sequence
 import numpy as np
 from elasticsearch import ApiError, ConnectionError, ConnectionTimeout, NotFoundError
 
-from .embedders import normalise_rows
-from .errors import BackendUnavailable, LicenseRefused, ModelError
-from .es_client import access_denied, api_reason, public_url
-from .records import DIMS
+from findimage.models.clip import normalise_rows
+from findimage.errors import BackendUnavailable, LicenseRefused, ModelError
+from findimage.stores.elasticsearch.client import access_denied, api_reason
+from findimage.config import public_url
+from findimage.records import DIMS
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +49,7 @@ class InferTextEmbedder:
 
     @classmethod
     def from_settings(cls, settings) -> "InferTextEmbedder":
-        from .es_client import index_dims, make_client
+        from findimage.stores.elasticsearch.client import index_dims, make_client
 
         client = make_client(settings)
         return cls(client, settings.infer_model_id, settings.es_timeout_seconds, settings.elasticsearch_url,

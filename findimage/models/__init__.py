@@ -1,0 +1,1 @@
+"""What the models compute (CLIP embedders) and how the process runs them (runtime)."""

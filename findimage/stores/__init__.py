@@ -1,0 +1,1 @@
+"""Where documents live: the protocol both stores implement, and the stores below it."""

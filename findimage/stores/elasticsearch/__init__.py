@@ -1,0 +1,1 @@
+"""The Elasticsearch store and everything else findimage keeps in Elasticsearch."""
