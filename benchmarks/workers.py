@@ -353,7 +353,7 @@ def store_scale(args: dict) -> dict:
     store.knn(queries[0], k=10)
     cold_open = time.perf_counter() - started
     opened = memory()
-    index = store._index
+    index = store.knn_index
 
     def recall_and_latency(nprobe: int | None) -> tuple[np.ndarray, list[float]]:
         if nprobe is not None and index.kind == "ivf":

@@ -94,10 +94,12 @@ def run_socket_mode(settings) -> int:
 
 
 class WebServer(BaseApplication):
-    """gunicorn serving bot.wsgi's app; the worker builds it (settings are read again there)."""
+    """gunicorn serving bot.wsgi's app; the worker builds it from the settings it was started with."""
 
-    def __init__(self, port: int, options: dict | None = None):
-        self.options = {"bind": f":{port}", **GUNICORN_OPTIONS, "worker_exit": drain_answers, **(options or {})}
+    def __init__(self, settings, options: dict | None = None):
+        self.settings = settings
+        self.options = {"bind": f":{settings.port}", **GUNICORN_OPTIONS, "worker_exit": drain_answers,
+                        **(options or {})}
         super().__init__()
 
     def load_config(self) -> None:
@@ -107,7 +109,7 @@ class WebServer(BaseApplication):
     def load(self):
         from .wsgi import create
 
-        return create()
+        return create(self.settings)
 
 
 def run_http(settings) -> int:
@@ -115,5 +117,5 @@ def run_http(settings) -> int:
     from .wsgi import require_http_mode
 
     require_http_mode(settings)
-    WebServer(settings.port).run()
+    WebServer(settings).run()
     return EXIT_OK

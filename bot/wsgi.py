@@ -272,11 +272,12 @@ def require_http_mode(settings) -> None:
                            "(Basic Information > App Credentials > Signing Secret)."])
 
 
-def create() -> FindimageWsgi:
-    """gunicorn's app factory: settings from the environment and `.env`."""
+def create(settings=None) -> FindimageWsgi:
+    """gunicorn's app factory: the settings `findimage bot` was started with (the worker is forked from
+    it), or, for `gunicorn 'bot.wsgi:create()'`, the environment and `.env`."""
     configure_logging()
     try:
-        settings = load_settings()
+        settings = settings or load_settings()
         app = build_wsgi_app(settings)
     except ConfigError as exc:
         report_problems(exc.problems)

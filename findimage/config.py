@@ -36,55 +36,75 @@ class ConfigError(Exception):
         super().__init__("\n".join(problems))
 
 
+def setting(env: str, default, kind: type = str, minimum=None, maximum=None, choices: tuple[str, ...] = (),
+            true: str | None = None, secret: bool = False):
+    """A Settings field read from the environment variable `env`: its default, type and bounds, declared
+    once here (the reader below reads every field from this)."""
+    return field(default=default, repr=not secret, metadata={
+        "env": env, "kind": kind, "minimum": minimum, "maximum": maximum, "choices": choices, "true": true})
+
+
 @dataclass(frozen=True)
 class Settings:
-    archive: Path = Path("archive")
-    data_dir: Path = Path(".findimage")
-    image_model: str = DEFAULT_IMAGE_MODEL
-    text_model: str = DEFAULT_TEXT_MODEL
-    quantize: str = "off"
-    quantize_min_cosine: float = 0.99
-    torch_threads: int = 0  # 0: torch's default (one per core)
-    batch_size: int = 32
-    index_interval_minutes: float = 15.0
-    top_k: int = 5
-    max_results: int = 50  # how far "Show more" pages go in Slack
-    num_candidates: int | None = None
-    max_query_chars: int = 1000
-    max_image_pixels: int = 120_000_000
-    max_query_pixels: int = 40_000_000
-    decode_budget_mb: int = 768  # memory one image decode may take (findimage.decode_budget)
-    max_removal_fraction: float = 0.5
-    max_image_mb: float = 50.0
-    weak_score: float = 0.6
-    hybrid: bool = True  # text queries fuse CLIP with the words of archive paths (off: CLIP alone)
+    # Core: the archive, the models, queries, the indexer
+    archive: Path = setting("FINDIMAGE_ARCHIVE", Path("archive"), Path)
+    data_dir: Path = setting("FINDIMAGE_DATA_DIR", Path(".findimage"), Path)
+    image_model: str = setting("FINDIMAGE_IMAGE_MODEL", DEFAULT_IMAGE_MODEL)
+    text_model: str = setting("FINDIMAGE_TEXT_MODEL", DEFAULT_TEXT_MODEL)
+    quantize: str = setting("FINDIMAGE_QUANTIZE", "off", choices=("off", "int8"))
+    quantize_min_cosine: float = setting("FINDIMAGE_QUANTIZE_MIN_COSINE", 0.99, float, 0.0, 1.0)
+    torch_threads: int = setting("FINDIMAGE_TORCH_THREADS", 0, int, 0, 256)  # 0: torch's default (one per core)
+    batch_size: int = setting("FINDIMAGE_BATCH_SIZE", 32, int, 1, 1024)
+    index_interval_minutes: float = setting("FINDIMAGE_INDEX_INTERVAL_MINUTES", 15.0, float, 0.1)
+    top_k: int = setting("FINDIMAGE_TOP_K", 5, int, 1, 50)
+    max_results: int = setting("FINDIMAGE_MAX_RESULTS", 50, int, 1, 200)  # how far "Show more" pages go in Slack
+    num_candidates: int | None = setting("FINDIMAGE_NUM_CANDIDATES", None, int, 1, 10_000)
+    max_query_chars: int = setting("FINDIMAGE_MAX_QUERY_CHARS", 1000, int, 1)
+    max_image_pixels: int = setting("FINDIMAGE_MAX_IMAGE_PIXELS", 120_000_000, int, 1_000_000)
+    max_query_pixels: int = setting("FINDIMAGE_MAX_QUERY_PIXELS", 40_000_000, int, 1_000_000)
+    # Memory one image decode may take (findimage.decode_budget); also the largest archive file read. Above a
+    # 120-MP RGB or grey picture (the indexer's pixel limit) with its RGB copy, below what the bombs it exists
+    # for claim (2 GB of a progressive JPEG's coefficients, a 1 GB TIFF tile).
+    decode_budget_mb: int = setting("FINDIMAGE_DECODE_BUDGET_MB", 768, int, 16, 65_536)
+    max_removal_fraction: float = setting("FINDIMAGE_MAX_REMOVAL_FRACTION", 0.5, float, 0.0, 1.0)
+    max_image_mb: float = setting("FINDIMAGE_MAX_IMAGE_MB", 50.0, float, 0.01)
+    weak_score: float = setting("FINDIMAGE_WEAK_SCORE", 0.6, float, 0.0, 1.0)
+    # Text queries fuse CLIP with the words of archive paths (off: CLIP alone).
+    hybrid: bool = setting("FINDIMAGE_HYBRID", True, bool, choices=("on", "off"), true="on")
+    lease_seconds: float = setting("FINDIMAGE_LEASE_SECONDS", 60.0, float, 1.0, 3600.0)  # a dead holder's lapses after it
     # Elasticsearch (unset url -> embedded store)
-    elasticsearch_url: str | None = None
-    elasticsearch_api_key: str | None = field(default=None, repr=False)
-    elasticsearch_username: str | None = None
-    elasticsearch_password: str | None = field(default=None, repr=False)
-    elasticsearch_ca_certs: Path | None = None
-    index_name: str = "my-image-embeddings"
-    es_index_options: str = "int8_hnsw"
-    es_shards: int = 1
-    es_rescore_oversample: float = 3.0
-    es_replicas: str = "0-1"  # a number, or a range Elasticsearch expands with the nodes ("0-1": a copy once a second node joins)
-    es_timeout_seconds: float = 10.0
-    text_embedder: str = "local"
-    infer_model_id: str = DEFAULT_INFER_MODEL_ID
-    text_fallback: str = "local"  # while Elasticsearch's license refuses _infer: the local text model, or off
+    elasticsearch_url: str | None = setting("ELASTICSEARCH_URL", None)
+    elasticsearch_api_key: str | None = setting("ELASTICSEARCH_API_KEY", None, secret=True)  # or _FILE
+    elasticsearch_username: str | None = setting("ELASTICSEARCH_USERNAME", None)
+    elasticsearch_password: str | None = setting("ELASTICSEARCH_PASSWORD", None, secret=True)
+    elasticsearch_ca_certs: Path | None = setting("ELASTICSEARCH_CA_CERTS", None, Path)
+    index_name: str = setting("FINDIMAGE_INDEX", "my-image-embeddings")
+    es_index_options: str = setting("FINDIMAGE_ES_INDEX_OPTIONS", "int8_hnsw",
+                                    choices=("int8_hnsw", "hnsw", "flat", "int8_flat"))
+    es_shards: int = setting("FINDIMAGE_ES_SHARDS", 1, int, 1, 64)
+    es_rescore_oversample: float = setting("FINDIMAGE_ES_RESCORE_OVERSAMPLE", 3.0, float, 1.0, 20.0)
+    # A number, or a range Elasticsearch expands with the nodes ("0-1": a copy once a second node joins).
+    es_replicas: str = setting("FINDIMAGE_ES_REPLICAS", "0-1")
+    es_timeout_seconds: float = setting("FINDIMAGE_ES_TIMEOUT_SECONDS", 10.0, float, 0.1)
+    text_embedder: str = setting("FINDIMAGE_TEXT_EMBEDDER", "local", choices=("local", "elasticsearch"))
+    infer_model_id: str = setting("FINDIMAGE_INFER_MODEL_ID", DEFAULT_INFER_MODEL_ID)
+    # While Elasticsearch's license refuses _infer: the local text model, or off.
+    text_fallback: str = setting("FINDIMAGE_TEXT_FALLBACK", "local", choices=("local", "off"))
     # Slack
-    slack_bot_token: str | None = field(default=None, repr=False)
-    slack_signing_secret: str | None = field(default=None, repr=False)
-    slack_app_token: str | None = field(default=None, repr=False)
-    slack_api_url: str = "https://slack.com/api/"
-    public_base_url: str | None = None
-    url_signing_key: str | None = field(default=None, repr=False)
-    allow_shared_channels: bool = False  # answer in Slack Connect channels and to users of other teams
-    channels: tuple[str, ...] = ()  # channel ids the bot answers in; empty: every channel it is in
-    port: int = 3000
-    max_queued: int = 32  # answers accepted and not finished per bot process; past it: "busy"
-    lease_seconds: float = 60.0  # an indexing pass's Elasticsearch lease; a dead holder's lapses after it
+    slack_bot_token: str | None = setting("SLACK_BOT_TOKEN", None, secret=True)
+    slack_signing_secret: str | None = setting("SLACK_SIGNING_SECRET", None, secret=True)
+    slack_app_token: str | None = setting("SLACK_APP_TOKEN", None, secret=True)
+    slack_api_url: str = setting("SLACK_API_URL", "https://slack.com/api/")
+    public_base_url: str | None = setting("FINDIMAGE_PUBLIC_BASE_URL", None)
+    url_signing_key: str | None = setting("FINDIMAGE_URL_SIGNING_KEY", None, secret=True)
+    # Answer in Slack Connect channels and to users of other teams.
+    allow_shared_channels: bool = setting("FINDIMAGE_ALLOW_SHARED_CHANNELS", False, bool, choices=("true", "false"),
+                                          true="true")
+    # Channel ids the bot answers in; empty: every channel it is in.
+    channels: tuple[str, ...] = setting("FINDIMAGE_CHANNELS", (), tuple)
+    port: int = setting("PORT", 3000, int, 1, 65535)
+    # Answers accepted and not finished per bot process; past it: "busy".
+    max_queued: int = setting("FINDIMAGE_MAX_QUEUED", 32, int, 1, 10_000)
 
     @property
     def decode_budget_bytes(self) -> int:
@@ -136,6 +156,24 @@ class _Reader:
             return default
         return value
 
+    def field(self, declared) -> object:
+        """A Settings field's value, read as its declaration says (see `setting`)."""
+        meta, default = declared.metadata, declared.default
+        name, kind = meta["env"], meta["kind"]
+        if kind is bool:
+            false = next(c for c in meta["choices"] if c != meta["true"])
+            return self.choice(name, meta["true"] if default else false, meta["choices"]) == meta["true"]
+        if meta["choices"]:
+            return self.choice(name, default, meta["choices"])
+        if kind in (int, float):
+            return self.number(name, default, kind, meta["minimum"], meta["maximum"])
+        raw = self.text(name)
+        if raw is None:
+            return default
+        if kind is tuple:
+            return tuple(item.strip() for item in raw.split(",") if item.strip())
+        return kind(raw)
+
 
 def load_settings(environ: Mapping[str, str] | None = None, env_file: str | Path | None = ".env") -> Settings:
     """Settings from `environ` (default: os.environ) over an optional `.env` file; raises ConfigError."""
@@ -144,100 +182,52 @@ def load_settings(environ: Mapping[str, str] | None = None, env_file: str | Path
         values.update({k: v for k, v in dotenv_values(env_file).items() if v is not None})
     values.update(os.environ if environ is None else environ)
     r = _Reader(values)
+    read = {f.name: r.field(f) for f in fields(Settings) if "env" in f.metadata}
+    _check(read, r)
+    settings = Settings(**read)
+    if r.problems:
+        raise ConfigError(r.problems)
+    return settings
 
-    ca_certs = r.text("ELASTICSEARCH_CA_CERTS")
-    if ca_certs and not Path(ca_certs).is_file():
+
+def _check(read: dict, r: _Reader) -> None:
+    """What a single setting's type and bounds cannot say: settings that go together, files that must
+    exist, formats. Each problem is one sentence; `read` is completed where a setting comes from a file."""
+    ca_certs = read["elasticsearch_ca_certs"]
+    if ca_certs and not ca_certs.is_file():
         r.problems.append(f"ELASTICSEARCH_CA_CERTS={ca_certs} does not exist.")
-    username, password = r.text("ELASTICSEARCH_USERNAME"), r.text("ELASTICSEARCH_PASSWORD")
-    if bool(username) != bool(password):
+    if bool(read["elasticsearch_username"]) != bool(read["elasticsearch_password"]):
         r.problems.append("Set ELASTICSEARCH_USERNAME and ELASTICSEARCH_PASSWORD together (or use ELASTICSEARCH_API_KEY).")
-    es_url = r.text("ELASTICSEARCH_URL")
+    es_url = read["elasticsearch_url"]
     if es_url and not es_url.startswith(("http://", "https://")):
         r.problems.append(f"ELASTICSEARCH_URL={public_url(es_url)!r} must start with http:// or https://.")
-    api_key, key_file = r.text("ELASTICSEARCH_API_KEY"), r.text("ELASTICSEARCH_API_KEY_FILE")
-    if api_key and key_file:
+    key_file = r.text("ELASTICSEARCH_API_KEY_FILE")
+    if read["elasticsearch_api_key"] and key_file:
         r.problems.append("Set ELASTICSEARCH_API_KEY or ELASTICSEARCH_API_KEY_FILE, not both.")
     elif key_file:
         try:
-            api_key = Path(key_file).read_text().strip()
+            read["elasticsearch_api_key"] = Path(key_file).read_text().strip() or None
         except OSError as exc:
             r.problems.append(f"ELASTICSEARCH_API_KEY_FILE={key_file} cannot be read ({exc.strerror}).")
         else:
-            if not api_key:
+            if not read["elasticsearch_api_key"]:
                 r.problems.append(f"ELASTICSEARCH_API_KEY_FILE={key_file} is empty.")
-    text_embedder = r.choice("FINDIMAGE_TEXT_EMBEDDER", "local", ("local", "elasticsearch"))
-    if text_embedder == "elasticsearch" and not es_url:
+    if read["text_embedder"] == "elasticsearch" and not es_url:
         r.problems.append("FINDIMAGE_TEXT_EMBEDDER=elasticsearch needs ELASTICSEARCH_URL.")
-    public_base_url = r.text("FINDIMAGE_PUBLIC_BASE_URL")
+    public_base_url = read["public_base_url"]
     if public_base_url and not public_base_url.startswith(("http://", "https://")):
         r.problems.append(f"FINDIMAGE_PUBLIC_BASE_URL={public_base_url!r} must start with http:// or https://.")
-    channels = tuple(c.strip() for c in (r.text("FINDIMAGE_CHANNELS") or "").split(",") if c.strip())
-    for channel in channels:
+    for channel in read["channels"]:
         if not (channel[:1] in "CGD" and channel.isalnum() and channel.isupper()):
             r.problems.append(f"FINDIMAGE_CHANNELS: {channel!r} is not a channel id (like C0123ABCD; names do not work).")
-
-    url_signing_key = r.text("FINDIMAGE_URL_SIGNING_KEY")
+    url_signing_key = read["url_signing_key"]
     if url_signing_key is not None and len(url_signing_key.encode("utf-8")) < MIN_URL_SIGNING_KEY_BYTES:
         # An HMAC key anyone can guess lets them sign links to every archive image; never echoed.
         r.problems.append(f"FINDIMAGE_URL_SIGNING_KEY must be at least {MIN_URL_SIGNING_KEY_BYTES} bytes long "
                           "(e.g. the output of `openssl rand -hex 32`).")
-
-    es_replicas = r.text("FINDIMAGE_ES_REPLICAS", "0-1")
-    if not re.fullmatch(r"\d{1,2}|\d{1,2}-(\d{1,2}|all)", es_replicas):
-        r.problems.append(f"FINDIMAGE_ES_REPLICAS={es_replicas!r} must be a number of replicas (e.g. 1) or a range "
-                          "Elasticsearch expands with the cluster (e.g. 0-1 or 0-all).")
-        es_replicas = "0-1"
-
-    settings = Settings(
-        archive=Path(r.text("FINDIMAGE_ARCHIVE", "archive")),
-        data_dir=Path(r.text("FINDIMAGE_DATA_DIR", ".findimage")),
-        image_model=r.text("FINDIMAGE_IMAGE_MODEL", DEFAULT_IMAGE_MODEL),
-        text_model=r.text("FINDIMAGE_TEXT_MODEL", DEFAULT_TEXT_MODEL),
-        quantize=r.choice("FINDIMAGE_QUANTIZE", "off", ("off", "int8")),
-        quantize_min_cosine=r.number("FINDIMAGE_QUANTIZE_MIN_COSINE", 0.99, float, 0.0, 1.0),
-        torch_threads=r.number("FINDIMAGE_TORCH_THREADS", 0, int, 0, 256),
-        batch_size=r.number("FINDIMAGE_BATCH_SIZE", 32, int, 1, 1024),
-        index_interval_minutes=r.number("FINDIMAGE_INDEX_INTERVAL_MINUTES", 15.0, float, 0.1),
-        top_k=r.number("FINDIMAGE_TOP_K", 5, int, 1, 50),
-        max_results=r.number("FINDIMAGE_MAX_RESULTS", 50, int, 1, 200),
-        num_candidates=r.number("FINDIMAGE_NUM_CANDIDATES", None, int, 1, 10_000),
-        max_query_chars=r.number("FINDIMAGE_MAX_QUERY_CHARS", 1000, int, 1),
-        max_image_pixels=r.number("FINDIMAGE_MAX_IMAGE_PIXELS", 120_000_000, int, 1_000_000),
-        max_query_pixels=r.number("FINDIMAGE_MAX_QUERY_PIXELS", 40_000_000, int, 1_000_000),
-        decode_budget_mb=r.number("FINDIMAGE_DECODE_BUDGET_MB", 768, int, 16, 65_536),
-        max_removal_fraction=r.number("FINDIMAGE_MAX_REMOVAL_FRACTION", 0.5, float, 0.0, 1.0),
-        max_image_mb=r.number("FINDIMAGE_MAX_IMAGE_MB", 50.0, float, 0.01),
-        weak_score=r.number("FINDIMAGE_WEAK_SCORE", 0.6, float, 0.0, 1.0),
-        hybrid=r.choice("FINDIMAGE_HYBRID", "on", ("on", "off")) == "on",
-        elasticsearch_url=es_url,
-        elasticsearch_api_key=api_key or None,
-        elasticsearch_username=username,
-        elasticsearch_password=password,
-        elasticsearch_ca_certs=Path(ca_certs) if ca_certs else None,
-        index_name=r.text("FINDIMAGE_INDEX", "my-image-embeddings"),
-        es_shards=r.number("FINDIMAGE_ES_SHARDS", 1, int, 1, 64),
-        es_rescore_oversample=r.number("FINDIMAGE_ES_RESCORE_OVERSAMPLE", 3.0, float, 1.0, 20.0),
-        es_replicas=es_replicas,
-        es_index_options=r.choice("FINDIMAGE_ES_INDEX_OPTIONS", "int8_hnsw", ("int8_hnsw", "hnsw", "flat", "int8_flat")),
-        es_timeout_seconds=r.number("FINDIMAGE_ES_TIMEOUT_SECONDS", 10.0, float, 0.1),
-        text_embedder=text_embedder,
-        infer_model_id=r.text("FINDIMAGE_INFER_MODEL_ID", DEFAULT_INFER_MODEL_ID),
-        text_fallback=r.choice("FINDIMAGE_TEXT_FALLBACK", "local", ("local", "off")),
-        slack_bot_token=r.text("SLACK_BOT_TOKEN"),
-        slack_signing_secret=r.text("SLACK_SIGNING_SECRET"),
-        slack_app_token=r.text("SLACK_APP_TOKEN"),
-        slack_api_url=r.text("SLACK_API_URL", "https://slack.com/api/"),
-        public_base_url=public_base_url,
-        url_signing_key=url_signing_key,
-        allow_shared_channels=r.choice("FINDIMAGE_ALLOW_SHARED_CHANNELS", "false", ("true", "false")) == "true",
-        channels=channels,
-        port=r.number("PORT", 3000, int, 1, 65535),
-        max_queued=r.number("FINDIMAGE_MAX_QUEUED", 32, int, 1, 10_000),
-        lease_seconds=r.number("FINDIMAGE_LEASE_SECONDS", 60.0, float, 1.0, 3600.0),
-    )
-    if r.problems:
-        raise ConfigError(r.problems)
-    return settings
+    if not re.fullmatch(r"\d{1,2}|\d{1,2}-(\d{1,2}|all)", read["es_replicas"]):
+        r.problems.append(f"FINDIMAGE_ES_REPLICAS={read['es_replicas']!r} must be a number of replicas (e.g. 1) or a "
+                          "range Elasticsearch expands with the cluster (e.g. 0-1 or 0-all).")
 
 
 def report_problems(problems: list[str]) -> None:

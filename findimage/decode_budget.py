@@ -14,9 +14,9 @@ import math
 
 from PIL import Image
 
-# Above a 120-MP RGB or grey picture (the indexer's pixel limit) with its RGB copy, below what the
-# bombs it exists for claim (2 GB of JPEG coefficients, a 1 GB TIFF tile).
-DEFAULT_BUDGET_BYTES = 768 * 2**20
+from findimage.config import Settings
+
+DEFAULT_BUDGET_BYTES = Settings().decode_budget_bytes  # the setting's default (see its declaration)
 # Drafting shrinks a JPEG by at most 8 per side, and the other formats decode at full size: no
 # original may be more than this many times the pixel limit, whatever its decoded size would be.
 MAX_ORIGINAL_FACTOR = 16

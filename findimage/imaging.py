@@ -8,6 +8,7 @@ from pathlib import Path
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from findimage import decode_budget
+from findimage.config import Settings
 from findimage.archive_files import ArchiveFileRefused, Indexed, read_archive_file
 from findimage.decode_budget import DEFAULT_BUDGET_BYTES
 
@@ -17,8 +18,8 @@ DRAFT_MIN_SIDE = 448
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"}
 # The decoders findimage uses; Pillow's other plugins (some of which do work at open) are never tried.
 FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF")  # JPEG includes multi-picture (MPO) files
-# Archive files (the indexer, previews); query images have their own, lower limit (FINDIMAGE_MAX_QUERY_PIXELS).
-DEFAULT_MAX_PIXELS = 120_000_000
+# Archive files (the indexer, previews); query images have their own, lower limit (max_query_pixels).
+DEFAULT_MAX_PIXELS = Settings.max_image_pixels
 
 # Every caller passes its own pixel limit, checked right after the header is read (see _check_size).
 # Pillow's process-wide guard would make one caller's limit every thread's, and its warning between

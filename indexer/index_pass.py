@@ -18,6 +18,7 @@ from typing import Callable
 import numpy as np
 from tqdm import tqdm
 
+from findimage.config import Settings
 from findimage.decode_budget import DEFAULT_BUDGET_BYTES
 from findimage.errors import StoreError, check_image_model
 from findimage.records import FileState, ImageDoc, image_id_for
@@ -29,7 +30,7 @@ from .scan import ArchiveFile, ArchiveUnavailable, Scan, scan_archive
 from .state import FailedFile, IndexerState, PendingRemoval
 
 log = logging.getLogger(__name__)
-DEFAULT_MAX_REMOVAL_FRACTION = 0.5
+DEFAULT_MAX_REMOVAL_FRACTION = Settings.max_removal_fraction
 
 
 class PassSuperseded(Exception):
@@ -90,7 +91,7 @@ class PassSummary:
 
 
 class IndexPass:
-    def __init__(self, store: Store, image_embedder, archive, batch_size: int = 32, text_model_id: str = "",
+    def __init__(self, store: Store, image_embedder, archive, batch_size: int = Settings.batch_size, text_model_id: str = "",
                  full: bool = False, progress: bool | None = None, state: IndexerState | None = None,
                  allow_mass_removal: bool = False, max_removal_fraction: float = DEFAULT_MAX_REMOVAL_FRACTION,
                  max_pixels: int | None = None, superseded: Callable[[], bool] = lambda: False,

@@ -37,7 +37,7 @@ def test_large_store_switches_to_ivf_and_keeps_recall(tmp_path):
         exact = set(np.argsort(-(vectors @ q))[:10].tolist())
         found = {int(m.relative_path.split("/")[1][:-4]) for m in reopened.knn(q, k=10)}
         hits += len(exact & found)
-    assert reopened._index.kind == "ivf"
+    assert reopened.knn_index.kind == "ivf"
     assert hits / 200 >= 0.95
     # a folder filter on the ANN path still finds its own images
     reopened.upsert(docs(clustered(3, seed=5), prefix="tiny-folder"))

@@ -15,7 +15,7 @@ import numpy as np
 from elasticsearch import Elasticsearch, NotFoundError, helpers
 
 from findimage.errors import BackendUnavailable, IndexMissing, StoreError
-from findimage.config import public_url
+from findimage.config import Settings, public_url
 from findimage.stores.elasticsearch.client import (BUSY_STATUSES, access_denied, item_reason, make_client,
                                                    unavailable_on_connection_errors)
 from findimage.stores.elasticsearch.index import IndexLifecycle
@@ -30,9 +30,10 @@ BULK_THREADS = 2
 
 
 class ElasticsearchStore(IndexLifecycle):
-    def __init__(self, client: Elasticsearch, url: str, alias: str = "my-image-embeddings",
-                 index_options: str = "int8_hnsw", dims: int = DIMS, shards: int = 1, replicas: str = "0-1",
-                 oversample: float = 1.0):
+    def __init__(self, client: Elasticsearch, url: str, alias: str = Settings.index_name,
+                 index_options: str = Settings.es_index_options, dims: int = DIMS, shards: int = Settings.es_shards,
+                 replicas: str = Settings.es_replicas, oversample: float = Settings.es_rescore_oversample):
+        """Defaults are the settings' own (findimage.config): a store built directly ranks as configured ones do."""
         self.client = client
         self.oversample = oversample  # kNN candidates per result, re-ranked by exact cosine (1: none)
         self.shards = shards

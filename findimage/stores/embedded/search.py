@@ -1,6 +1,5 @@
 """The embedded store's searches: kNN (filters inside, exact re-ranking from SQLite) and the path-word side
-of fusion. EmbeddedStore (embedded_store.py) provides the kNN cache (`_fresh_index`), its connection
-(`_index_db`) and lock (`_index_lock`); everything here runs under that lock, on that connection.
+of fusion, over the kNN cache (knn_cache.KnnCache): everything here runs under its lock, on its connection.
 """
 from __future__ import annotations
 
@@ -8,6 +7,7 @@ from typing import Sequence
 
 import numpy as np
 
+from findimage.stores.embedded.knn_cache import KnnCache
 from findimage.stores.embedded.schema import (documents_per_word, filter_sql, holds_all, in_chunks, name_ranking, named_among,
                                vectors_of)
 from findimage.records import DIMS, Match, cosine_to_score, normalise_folder
@@ -22,9 +22,12 @@ NAMED_AMONG_CANDIDATES = 10  # ...when CLIP's candidates hold at least this many
 
 
 class EmbeddedSearch:
+    def __init__(self, cache: KnnCache):
+        self.cache = cache
+
     def knn(self, vector: np.ndarray, k: int, num_candidates: int | None = None,
             folder: str | None = None, after: str | None = None, before: str | None = None) -> list[Match]:
-        with self._index_lock:
+        with self.cache.lock:
             return self._knn(vector, k, num_candidates, normalise_folder(folder), after, before)
 
     def hybrid(self, vector: np.ndarray, words: Sequence[str], k: int, num_candidates: int | None = None,
@@ -34,13 +37,13 @@ class EmbeddedSearch:
         found by name carry their exact CLIP score too."""
         folder = normalise_folder(folder)
         query = np.asarray(vector, dtype=np.float32).reshape(DIMS)
-        with self._index_lock:
+        with self.cache.lock:
             by_image = self._knn(query, k, num_candidates, folder, after, before)
-            present = documents_per_word(self._index_db, words)
+            present = documents_per_word(self.cache.db, words)
             by_name = self._best_looking_named(query, present, k, num_candidates, folder, after, before)
             if by_name is not None:
                 return by_image, by_name
-            return by_image, self._in_order_given(query, name_ranking(self._index_db, list(present), k, folder,
+            return by_image, self._in_order_given(query, name_ranking(self.cache.db, list(present), k, folder,
                                                                       after, before))
 
     def _best_looking_named(self, query, present: dict[str, int], k, num_candidates, folder, after,
@@ -52,7 +55,7 @@ class EmbeddedSearch:
         the archive, CLIP's own candidates hold plenty of them: among those whose names hold every word
         (any, where none holds all), CLIP's order decides. The list ends where the candidates do; the
         rest look less like the query than any of them."""
-        index = self._fresh_index()
+        index = self.cache.fresh()
         candidates_wanted = 4 * max(k, num_candidates or default_num_candidates(k))
         need = min(k, NAMED_AMONG_CANDIDATES)
         holding = sum(present.values())
@@ -60,7 +63,7 @@ class EmbeddedSearch:
             return None
         words = list(present)
         _, candidates = index.search(query, candidates_wanted)
-        named = named_among(self._index_db, candidates.tolist(), words, holds_all(self._index_db, words))
+        named = named_among(self.cache.db, candidates.tolist(), words, holds_all(self.cache.db, words))
         if folder is not None or after is not None or before is not None:
             named = self._passing(np.asarray(named, np.int64), folder, after, before).tolist()
         if len(named) < need and len(candidates) < len(index):  # unlucky: BM25 over all of them after all
@@ -70,7 +73,7 @@ class EmbeddedSearch:
     def _knn(self, vector, k, num_candidates, folder, after, before) -> list[Match]:
         query = np.asarray(vector, dtype=np.float32).reshape(DIMS)
         num_candidates = max(k, num_candidates or default_num_candidates(k))
-        index = self._fresh_index()
+        index = self.cache.fresh()
         if folder is not None or after is not None or before is not None:
             # Most filters (after:2020, a large folder) keep many images: when k of the unfiltered
             # candidates pass, they are the filtered top k (anything allowed that ranks higher would be
@@ -95,14 +98,14 @@ class EmbeddedSearch:
         where, params = filter_sql(folder, after, before)
         found = []
         for chunk in in_chunks([int(s) for s in slots], 900):
-            found += [r[0] for r in self._index_db.execute(
+            found += [r[0] for r in self.cache.db.execute(
                 f"SELECT slot FROM images WHERE slot IN ({','.join('?' * len(chunk))}) AND {where}",
                 [*chunk, *params])]
         return np.asarray(found, dtype=np.int64)
 
     def _slots_where(self, folder: str | None, after: str | None, before: str | None) -> np.ndarray:
         where, params = filter_sql(folder, after, before)
-        rows = self._index_db.execute(f"SELECT slot FROM images WHERE {where}", params).fetchall()
+        rows = self.cache.db.execute(f"SELECT slot FROM images WHERE {where}", params).fetchall()
         return np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
 
     def _exact_among(self, query: np.ndarray, slots: np.ndarray, k: int) -> list[Match]:
@@ -124,7 +127,7 @@ class EmbeddedSearch:
     def _embeddings_of(self, slots) -> dict[int, bytes]:
         found: dict[int, bytes] = {}
         for chunk in in_chunks([int(s) for s in slots], 900):
-            found.update(self._index_db.execute(
+            found.update(self.cache.db.execute(
                 f"SELECT slot, embedding FROM images WHERE slot IN ({','.join('?' * len(chunk))})", chunk))
         return found
 
@@ -132,7 +135,7 @@ class EmbeddedSearch:
         if not len(slots):
             return []
         ids = [int(s) for s in slots]
-        rows = self._index_db.execute(
+        rows = self.cache.db.execute(
             f"SELECT slot, image_id, image_name, relative_path, sha256, taken, taken_source, size, mtime FROM images "
             f"WHERE slot IN ({','.join('?' * len(ids))})", ids).fetchall()
         by_slot = {r[0]: r[1:] for r in rows}

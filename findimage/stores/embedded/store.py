@@ -1,11 +1,9 @@
 """The embedded default store: one SQLite file (WAL) as the source of truth plus a faiss kNN cache.
 
-Crash safety comes from SQLite transactions; readers in other processes (the bot) see the indexer's
-commits through a per-write version number and apply only what changed since they last looked.
-
-Two connections, two locks: documents and metadata (count, get, writes: always quick) on one; the kNN
-cache (loading a snapshot, rebuilding it, searching) on the other. Loading a large snapshot therefore
-never stalls `/healthz`, image links or the indexer's bookkeeping, only other kNN searches.
+Crash safety comes from SQLite transactions. Two connections, two locks: documents and metadata (count,
+get, writes: always quick) here; the kNN cache (loading a snapshot, rebuilding it, searching) in
+knn_cache.py, searched by search.py. Loading a large snapshot therefore never stalls `/healthz`, image
+links or the indexer's bookkeeping, only other kNN searches.
 """
 from __future__ import annotations
 
@@ -19,11 +17,12 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from findimage.stores.embedded.schema import forget_names, in_chunks, migrate, open_term_counts, vectors_of, write_names
-from findimage.stores.embedded.search import EmbeddedSearch
 from findimage.errors import StoreError
-from findimage.records import DIMS, FileState, ImageDoc
-from findimage.stores.embedded.vector_index import VectorIndex, sample_positions, wanted_kind
+from findimage.records import DIMS, FileState, ImageDoc, Match
+from findimage.stores.embedded.knn_cache import KnnCache, connect, current_version
+from findimage.stores.embedded.schema import forget_names, in_chunks, migrate, write_names
+from findimage.stores.embedded.search import EmbeddedSearch
+from findimage.stores.embedded.vector_index import VectorIndex
 
 log = logging.getLogger(__name__)
 
@@ -60,14 +59,10 @@ def _blob(vector: np.ndarray) -> bytes:
     return np.asarray(vector, dtype=np.float32).reshape(DIMS).tobytes()
 
 
-def _connect(path: Path) -> sqlite3.Connection:
-    db = sqlite3.connect(path, timeout=30, check_same_thread=False, isolation_level=None)
-    db.execute("PRAGMA journal_mode=WAL")
-    db.execute("PRAGMA synchronous=NORMAL")  # with WAL: safe against process kills, fast
-    return db
+class EmbeddedStore:
+    """Documents and metadata on one connection (always quick); the kNN cache (KnnCache) and the
+    searches over it (EmbeddedSearch) on another, composed here."""
 
-
-class EmbeddedStore(EmbeddedSearch):
     def __init__(self, data_dir: str | Path):
         self.data_dir = Path(data_dir)
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -75,14 +70,21 @@ class EmbeddedStore(EmbeddedSearch):
         self.description = f"embedded ({self.db_path})"
         self._lock = threading.RLock()  # the documents connection
         with self._write_errors_explained():  # a full disk can stop the very first write
-            self._db = _connect(self.db_path)
+            self._db = connect(self.db_path)
             self._db.executescript(SCHEMA)
             migrate(self._db)
-        self._index_lock = threading.RLock()  # the kNN cache and its own connection
-        self._index_db = _connect(self.db_path)
-        open_term_counts(self._index_db)
-        self._index: VectorIndex | None = None
-        self._seen_data_version: int | None = None
+        self._cache = KnnCache(self.data_dir, self.db_path)
+        self._search = EmbeddedSearch(self._cache)
+
+    # ---- searches (EmbeddedSearch, on the kNN cache) -------------------------------------------
+    def knn(self, vector: np.ndarray, k: int, num_candidates: int | None = None, folder: str | None = None,
+            after: str | None = None, before: str | None = None) -> list[Match]:
+        return self._search.knn(vector, k, num_candidates, folder, after, before)
+
+    def hybrid(self, vector: np.ndarray, words: Sequence[str], k: int, num_candidates: int | None = None,
+               folder: str | None = None, after: str | None = None,
+               before: str | None = None) -> tuple[list[Match], list[Match]]:
+        return self._search.hybrid(vector, words, k, num_candidates, folder, after, before)
 
     # ---- writes -------------------------------------------------------------------------------
     def _write(self, work) -> None:
@@ -90,7 +92,7 @@ class EmbeddedStore(EmbeddedSearch):
         with self._lock, self._write_errors_explained():
             self._db.execute("BEGIN IMMEDIATE")
             try:
-                version = self._current_version(self._db) + 1
+                version = current_version(self._db) + 1
                 work(self._db, version)
                 self._db.execute("INSERT INTO meta(key, value) VALUES('version', ?) "
                                  "ON CONFLICT(key) DO UPDATE SET value=excluded.value", (str(version),))
@@ -171,11 +173,8 @@ class EmbeddedStore(EmbeddedSearch):
 
     def checkpoint(self) -> None:
         """Save the kNN cache so the next process opens in seconds, and fold the WAL into the database."""
-        with self._index_lock, self._write_errors_explained():
-            index = self._fresh_index()
-            if index.kind != wanted_kind(len(index)) or index.outgrown():  # more lists as the archive grows
-                index = self._rebuild_index()
-            index.save(self.data_dir)
+        with self._write_errors_explained():
+            self._cache.save()
         with self._lock:
             self._db.execute("PRAGMA wal_checkpoint(PASSIVE)")
 
@@ -211,85 +210,10 @@ class EmbeddedStore(EmbeddedSearch):
                 found.update((sha, np.frombuffer(blob, np.float32).copy()) for sha, blob in rows)
         return found
 
-    # ---- the kNN cache (under _index_lock, on _index_db) ---------------------------------------
-    @staticmethod
-    def _current_version(db: sqlite3.Connection) -> int:
-        row = db.execute("SELECT value FROM meta WHERE key='version'").fetchone()
-        return int(row[0]) if row else 0
-
-    def _fresh_index(self) -> VectorIndex:
-        """The kNN cache, brought up to date with every commit (this process's too) since last use.
-
-        PRAGMA data_version counts commits of other connections, and every write goes through the
-        documents connection, so one number covers this process and the indexer in another."""
-        db = self._index_db
-        data_version = db.execute("PRAGMA data_version").fetchone()[0]
-        if self._index is not None and data_version == self._seen_data_version:
-            return self._index
-        self._seen_data_version = data_version
-        if self._index is None or self._snapshot_kind_changed():
-            self._index = VectorIndex.load(self.data_dir) or VectorIndex.empty()
-        db.execute("BEGIN")
-        try:
-            current = self._current_version(db)
-            if self._index.version > current:  # snapshot from a database that was replaced
-                db.execute("COMMIT")
-                return self._rebuild_index()
-            if self._index.version == 0 and len(self._index) == 0 and wanted_kind(self._rows(db)) == "ivf":
-                db.execute("COMMIT")  # a first open of a large store: build the right kind, in chunks
-                return self._rebuild_index()
-            self._apply_changes_since(self._index.version)
-            self._index.version = current
-        finally:
-            if db.in_transaction:
-                db.execute("COMMIT")
-        return self._index
-
-    def _snapshot_kind_changed(self) -> bool:
-        generation = VectorIndex.snapshot_generation(self.data_dir)
-        return generation is not None and generation != self._index.generation and wanted_kind(
-            len(self._index)) != self._index.kind
-
-    def _apply_changes_since(self, version: int) -> None:
-        db = self._index_db
-        if version > 0:
-            removed = [r[0] for r in db.execute("SELECT slot FROM removed WHERE version > ?", (version,))]
-            changed = [r[0] for r in db.execute("SELECT slot FROM images WHERE version > ?", (version,))]
-            self._index.remove(np.asarray(removed + changed, dtype=np.int64))
-        for slots, vectors in _chunked(db.execute("SELECT slot, embedding FROM images WHERE version > ?",
-                                                  (version,))):
-            self._index.add(slots, vectors)
-
-    @staticmethod
-    def _rows(db: sqlite3.Connection) -> int:
-        return db.execute("SELECT count(*) FROM images").fetchone()[0]
-
-    def _rebuild_index(self) -> VectorIndex:
-        """A new kNN index from every stored vector, streamed from SQLite in one read transaction:
-        the training sample, then the vectors in chunks, never all of them in memory at once."""
-        started = time.monotonic()
-        db = self._index_db
-        db.execute("BEGIN")
-        try:
-            version, count = self._current_version(db), self._rows(db)
-            sample = self._training_sample(db, count) if wanted_kind(count) == "ivf" else None
-            self._index = VectorIndex.build_from(count, sample, _chunked(db.execute(
-                "SELECT slot, embedding FROM images ORDER BY slot")), version)
-        finally:
-            db.execute("COMMIT")
-        log.info("built %s kNN index over %d vectors in %.1fs", self._index.kind, len(self._index),
-                 time.monotonic() - started)
-        return self._index
-
-    @staticmethod
-    def _training_sample(db: sqlite3.Connection, count: int) -> np.ndarray:
-        all_slots = np.fromiter((r[0] for r in db.execute("SELECT slot FROM images ORDER BY slot")), np.int64, count)
-        chosen = all_slots[sample_positions(len(all_slots))]
-        blobs = []
-        for chunk in in_chunks([int(s) for s in chosen], 900):
-            blobs += [r[0] for r in db.execute(
-                f"SELECT embedding FROM images WHERE slot IN ({','.join('?' * len(chunk))})", chunk)]
-        return vectors_of(blobs)
+    @property
+    def knn_index(self) -> VectorIndex | None:
+        """The kNN index as the last search left it (for measurements and tests)."""
+        return self._cache.index
 
     def details(self) -> list[tuple[str, str]]:
         """The kNN snapshot on disk: what kind, how many vectors, and how far behind the database it is."""
@@ -297,14 +221,13 @@ class EmbeddedStore(EmbeddedSearch):
         if pointer is None:
             return [("knn index", "no snapshot yet (made at the end of each indexing pass)")]
         with self._lock:
-            version = self._current_version(self._db)
+            version = current_version(self._db)
         behind = version - int(pointer.get("version", 0))
         state = "current" if behind <= 0 else f"{behind} write(s) behind, applied when a search opens it"
         return [("knn index", f"{pointer.get('kind')} over {pointer.get('count'):,} vectors ({state})")]
 
     def close(self) -> None:
-        with self._index_lock:
-            self._index_db.close()
+        self._cache.close()
         with self._lock:
             self._db.close()
 
@@ -313,9 +236,3 @@ def _doc(row) -> ImageDoc:
     (image_id, name, path, blob, sha, size, mtime, width, height, indexed_at, model_id, taken, source) = row
     return ImageDoc(image_id, name, path, np.frombuffer(blob, np.float32).copy(), sha, size, mtime, width,
                     height, indexed_at, model_id, taken, source or "")
-
-
-def _chunked(cursor, size: int = 20_000):
-    """(slots, vectors) from a cursor over (slot, embedding) rows, `size` rows at a time."""
-    while rows := cursor.fetchmany(size):
-        yield np.asarray([r[0] for r in rows], dtype=np.int64), vectors_of([r[1] for r in rows])
