@@ -29,10 +29,10 @@ def test_every_index_gets_the_configured_layout_and_a_rebuild_fills_fast_then_re
 
     store = open_store(settings, writer=True)
     store.begin_rebuild()
-    building = index_settings(settings.elasticsearch_url, store._write_index)
+    building = index_settings(settings.elasticsearch_url, store.indices.write_index)
     assert (building["number_of_replicas"], building["auto_expand_replicas"], building["refresh_interval"]) == (
         "0", "false", "-1"), "filled without replicas or refreshes"
-    rebuilt = store._write_index
+    rebuilt = store.indices.write_index
     store.finish_rebuild()
     restored = index_settings(settings.elasticsearch_url, rebuilt)
     assert restored["auto_expand_replicas"] == "0-1" and "refresh_interval" not in restored

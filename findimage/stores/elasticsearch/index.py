@@ -1,6 +1,6 @@
 """The alias and its concrete indices on Elasticsearch: the mapping, creation with the configured layout
 (shards, replicas), full rebuilds beside the live index with an atomic alias swap and a rollback copy,
-and the status lines. ElasticsearchStore (es_store) adds documents and searches on top.
+and the status lines. ElasticsearchStore (store.py) holds one and adds documents and searches.
 """
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import json
 import logging
 import re
 
-from elasticsearch import ApiError, BadRequestError, NotFoundError
+from elasticsearch import ApiError, BadRequestError, Elasticsearch, NotFoundError
 
 from findimage.stores.elasticsearch.client import access_denied, error_type, index_dims, unavailable_on_connection_errors
 from findimage.stores.elasticsearch.query import NEW_FIELDS
@@ -42,9 +42,31 @@ def mapping(dims: int, index_options: str) -> dict:
 WRITER_PRIVILEGES = ["create_index", "write", "delete_index", "manage", "read", "view_index_metadata"]
 
 
-class IndexLifecycle:
-    """What ElasticsearchStore does to its indices (it sets client, url, alias, index_options, dims, shards,
-    replicas and the state these methods keep)."""
+class IndexLayout:
+    """The alias's concrete indices as ElasticsearchStore writes them: created on first use with the
+    configured mapping and layout, rebuilt beside the live one, swapped, rolled back, described."""
+
+    def __init__(self, client: Elasticsearch, url: str, alias: str, index_options: str, dims: int, shards: int,
+                 replicas: str):
+        self.client = client
+        self.url = url
+        self.alias = alias
+        self.index_options = index_options
+        self.dims = dims
+        self.shards = shards
+        self.replicas = replicas
+        self.write_index: str | None = None  # the concrete index a rebuild writes into
+        self.ready = False
+        self._index_dims: int | None = None  # dims of the index behind the alias, once known
+
+    @property
+    def target(self) -> str:
+        """Where writes go: the index being rebuilt, else the alias."""
+        return self.write_index or self.alias
+
+    def read_meta(self, index: str) -> dict:
+        found = self.client.indices.get_mapping(index=index)
+        return dict(next(iter(found.values()))["mappings"].get("_meta", {}))
 
     @unavailable_on_connection_errors
     def open_for_writing(self) -> None:
@@ -59,25 +81,25 @@ class IndexLifecycle:
         if not found.get("has_all_requested"):
             missing = sorted({p for index in found.get("index", {}).values() for p, ok in index.items() if not ok})
             raise access_denied(self.url, what=f"write the index {self.alias} (no {', '.join(missing)})")
-        self._ensure_index()
+        self.ensure()
 
-    def _missing(self) -> bool:
+    def missing(self) -> bool:
         return not self.client.indices.exists_alias(name=self.alias) and not self.client.indices.exists(
             index=self.alias)
 
-    def _ensure_index(self) -> None:
+    def ensure(self) -> None:
         """Create the first concrete index (`<alias>-v1`) together with its alias on first use.
 
         Index and alias are made in one request under a fixed name, so processes starting at the same
         time end up sharing one index (the others get `resource_already_exists`) instead of each
         hanging the alias on an index of its own.
         """
-        if self._ready:
+        if self.ready:
             return
-        if self._missing():
+        if self.missing():
             first = f"{self.alias}-v1"
             try:
-                self._create_concrete(first, alias=True)
+                self.create_concrete(first, alias=True)
             except BadRequestError as exc:
                 if error_type(exc) != "resource_already_exists_exception":
                     raise
@@ -86,18 +108,18 @@ class IndexLifecycle:
         else:
             # An index made by an earlier version: the mapping is strict, so the new fields must exist
             # before any document carries them (idempotent, and no reindex).
-            for index in self._concrete_indices():
+            for index in self.concrete_indices():
                 known = self.client.indices.get_mapping(index=index)[index]["mappings"].get("properties", {})
                 if any(name not in known for name in NEW_FIELDS):
                     self.client.indices.put_mapping(index=index, properties=NEW_FIELDS)
-        self._ready = True
+        self.ready = True
 
     def _replica_settings(self) -> dict:
         if "-" in self.replicas:  # e.g. "0-1": none on one node, a copy as soon as a second node joins
             return {"auto_expand_replicas": self.replicas}
         return {"auto_expand_replicas": "false", "number_of_replicas": int(self.replicas)}
 
-    def _create_concrete(self, name: str, meta: dict | None = None, alias: bool = False,
+    def create_concrete(self, name: str, meta: dict | None = None, alias: bool = False,
                          building: bool = False) -> str:
         """A concrete index with the configured shards and replicas; one being rebuilt is filled first with
         no replicas and no refresh (the fastest bulk indexing), and gets the configured ones before the swap."""
@@ -111,7 +133,7 @@ class IndexLifecycle:
                                    settings=settings)
         return name
 
-    def _concrete_indices(self) -> list[str]:
+    def concrete_indices(self) -> list[str]:
         try:
             return list(self.client.indices.get_alias(name=self.alias))
         except NotFoundError:
@@ -127,12 +149,12 @@ class IndexLifecycle:
     def _orphans(self) -> list[str]:
         """Concrete indices of this alias it does not point at: the copy kept by the last rebuild, one
         left by an interrupted rebuild, or one rolled back from."""
-        live = set(self._concrete_indices()) | {self._write_index}
+        live = set(self.concrete_indices()) | {self.write_index}
         return sorted(i for i in self._versions() if i not in live)
 
     def _kept_and_stray(self) -> tuple[list[str], list[str]]:
         """Unaliased indices split into older generations than the live one (rollback copies) and newer."""
-        versions, live = self._versions(), self._concrete_indices()
+        versions, live = self._versions(), self.concrete_indices()
         newest_live = max((versions.get(i, 0) for i in live), default=0)
         orphans = self._orphans()
         return ([i for i in orphans if versions[i] < newest_live],
@@ -150,7 +172,7 @@ class IndexLifecycle:
         Indices the alias did not point at when this rebuild began go now: the copy the previous rebuild
         kept (this rebuild keeps the live index instead) and any left by an interrupted rebuild.
         """
-        self._ensure_index()
+        self.ensure()
         # Never reuse a name: a stray writer of an interrupted rebuild must not land in the new index.
         version = max(self._versions().values(), default=0) + 1
         kept, stray = self._kept_and_stray()
@@ -158,18 +180,17 @@ class IndexLifecycle:
             log.info("deleting %s (%s)", index, "the previous rollback copy" if index in kept
                      else "left by an interrupted or rolled-back rebuild")
             self.client.indices.delete(index=index, ignore_unavailable=True)
-        current = self._concrete_indices()
-        self._write_index = self._create_concrete(f"{self.alias}-v{version}",
-                                                  self._read_meta(current[0]) if current else None, building=True)
+        current = self.concrete_indices()
+        self.write_index = self.create_concrete(f"{self.alias}-v{version}",
+                                                  self.read_meta(current[0]) if current else None, building=True)
 
     @unavailable_on_connection_errors
     def finish_rebuild(self) -> None:
         """Swap the alias to the rebuilt index in one atomic step; the old index stays, unaliased, as the
         rollback copy (`findimage status` shows the command) until the next rebuild begins."""
-        new, old = self._write_index, self._concrete_indices()
+        new, old = self.write_index, self.concrete_indices()
         if new is None:
             return
-        self._meta_cache = None
         # The configured replicas and refresh back before searches see the index; then wait until every
         # primary (and, where the cluster has the nodes, every copy) is assigned.
         self.client.indices.put_settings(index=new, settings={**self._replica_settings(), "refresh_interval": None})
@@ -179,7 +200,7 @@ class IndexLifecycle:
         if self.alias in old:  # a plain index under the alias name (made outside findimage): replace it
             actions.append({"remove_index": {"index": self.alias}})
         self.client.indices.update_aliases(actions=[*actions, {"add": {"index": new, "alias": self.alias}}])
-        self._write_index = None
+        self.write_index = None
         self._index_dims = None
         for index in old:
             if index != self.alias:
@@ -188,11 +209,11 @@ class IndexLifecycle:
     @unavailable_on_connection_errors
     def drop(self) -> None:
         """Delete the alias's indices, including any left by an interrupted rebuild (tests, uninstall)."""
-        doomed = self._concrete_indices() + self._orphans() + ([self._write_index] if self._write_index else [])
+        doomed = self.concrete_indices() + self._orphans() + ([self.write_index] if self.write_index else [])
         for index in dict.fromkeys(doomed):
             self.client.indices.delete(index=index, ignore_unavailable=True)
-        self._write_index = None
-        self._ready = False
+        self.write_index = None
+        self.ready = False
 
     @unavailable_on_connection_errors
     def index_dims(self) -> int | None:
@@ -207,7 +228,7 @@ class IndexLifecycle:
         info, health = self.client.info(), self.client.cluster.health()
         lines = [("server", f"Elasticsearch {info['version']['number']}, cluster {info['cluster_name']} "
                             f"({health['status']})")]
-        concrete = self._concrete_indices()
+        concrete = self.concrete_indices()
         if not concrete:
             lines.append(("index", f"{self.alias} (not created yet: run `findimage index`)"))
         for index in concrete:
@@ -232,7 +253,3 @@ class IndexLifecycle:
             f"replicas {found.get('number_of_replicas')}"
         health = self.client.cluster.health(index=index)["status"]
         return f"{found.get('number_of_shards')} shard(s), {replicas}, {health}"
-
-    @property
-    def _target(self) -> str:
-        return self._write_index or self.alias

@@ -18,7 +18,7 @@ from findimage.errors import BackendUnavailable, IndexMissing, StoreError
 from findimage.config import Settings, public_url
 from findimage.stores.elasticsearch.client import (BUSY_STATUSES, access_denied, item_reason, make_client,
                                                    unavailable_on_connection_errors)
-from findimage.stores.elasticsearch.index import IndexLifecycle
+from findimage.stores.elasticsearch.index import IndexLayout
 from findimage.stores.elasticsearch.query import exact_top, filters, knn_body, matches, names_body
 from findimage.names import name_words
 from findimage.records import DIMS, FileState, ImageDoc, Match, normalise_folder
@@ -29,7 +29,9 @@ STATE_FIELDS = ["image_id", "relative_path", "sha256", "size", "mtime", "model_i
 BULK_THREADS = 2
 
 
-class ElasticsearchStore(IndexLifecycle):
+class ElasticsearchStore:
+    """Documents and searches on the alias; its indices (creation, rebuilds, status) are `indices`."""
+
     def __init__(self, client: Elasticsearch, url: str, alias: str = Settings.index_name,
                  index_options: str = Settings.es_index_options, dims: int = DIMS, shards: int = Settings.es_shards,
                  replicas: str = Settings.es_replicas, oversample: float = Settings.es_rescore_oversample):
@@ -43,10 +45,8 @@ class ElasticsearchStore(IndexLifecycle):
         self.index_options = index_options
         self.dims = dims
         self.description = f"elasticsearch ({self.url}, index {alias})"
-        self._write_index: str | None = None  # the concrete index a rebuild writes into
         self._needs_refresh = False
-        self._ready = False
-        self._index_dims: int | None = None  # dims of the index behind the alias, once known
+        self.indices = IndexLayout(client, self.url, alias, index_options, dims, shards, replicas)
         # (concrete index, its _meta): read once per index, so a query costs one search request. A search
         # answered by another index (a rebuild swapped the alias) drops it; see knn.
         self._meta_cache: tuple[str, dict] | None = None
@@ -63,26 +63,26 @@ class ElasticsearchStore(IndexLifecycle):
     # ---- writes -------------------------------------------------------------------------------
     @unavailable_on_connection_errors
     def upsert(self, docs: Sequence[ImageDoc]) -> None:
-        self._ensure_index()
+        self.indices.ensure()
         paths = {d.image_id: d.relative_path for d in docs}
-        actions = ({"_index": self._target, "_id": d.image_id, "_source": _source(d)} for d in docs)
+        actions = ({"_index": self.indices.target, "_id": d.image_id, "_source": _source(d)} for d in docs)
         self._bulk(actions, paths)
 
     @unavailable_on_connection_errors
     def add_dates(self, dates: Sequence[tuple[str, str, str, str]]) -> None:
         """(image_id, relative_path, taken, taken_source) of documents indexed before dates and path words
         were kept: partial updates, the vectors stay as they are."""
-        self._ensure_index()
+        self.indices.ensure()
         paths = {image_id: path for image_id, path, _, _ in dates}
-        actions = ({"_op_type": "update", "_index": self._target, "_id": image_id,
+        actions = ({"_op_type": "update", "_index": self.indices.target, "_id": image_id,
                     "doc": {"taken": taken, "taken_source": source, "name_words": name_words(path)}}
                    for image_id, path, taken, source in dates)
         self._bulk(actions, paths)
 
     @unavailable_on_connection_errors
     def delete(self, image_ids: Iterable[str]) -> None:
-        self._ensure_index()
-        actions = ({"_op_type": "delete", "_index": self._target, "_id": i} for i in image_ids)
+        self.indices.ensure()
+        actions = ({"_op_type": "delete", "_index": self.indices.target, "_id": i} for i in image_ids)
         self._bulk(actions, {}, ignore_status=(404,))
 
     def _bulk(self, actions, paths: dict[str, str], ignore_status=()) -> None:
@@ -111,24 +111,37 @@ class ElasticsearchStore(IndexLifecycle):
 
     @unavailable_on_connection_errors
     def set_meta(self, key: str, value: str) -> None:
-        self._ensure_index()
+        self.indices.ensure()
         self._meta_cache = None
         for index in self._meta_indices():
-            meta = self._read_meta(index)
+            meta = self.indices.read_meta(index)
             meta[key] = value
             self.client.indices.put_mapping(index=index, meta=meta)
 
     def _meta_indices(self) -> list[str]:
-        return [self._write_index] if self._write_index else self._concrete_indices()
+        return [self.indices.write_index] if self.indices.write_index else self.indices.concrete_indices()
 
-    def _read_meta(self, index: str) -> dict:
-        found = self.client.indices.get_mapping(index=index)
-        return dict(next(iter(found.values()))["mappings"].get("_meta", {}))
+    # ---- the indices (IndexLayout) -----------------------------------------------------------
+    def open_for_writing(self) -> None:
+        self.indices.open_for_writing()
+
+    def begin_rebuild(self) -> None:
+        self.indices.begin_rebuild()
+
+    def finish_rebuild(self) -> None:
+        self._meta_cache = None  # the alias moves: the new index's models are read again
+        self.indices.finish_rebuild()
+
+    def drop(self) -> None:
+        self.indices.drop()
+
+    def details(self) -> list[tuple[str, str]]:
+        return self.indices.details()
 
     @unavailable_on_connection_errors
     def checkpoint(self) -> None:
-        if self._ready:
-            self.client.indices.refresh(index=self._target)
+        if self.indices.ready:
+            self.client.indices.refresh(index=self.indices.target)
             self._needs_refresh = False
 
     # ---- reads --------------------------------------------------------------------------------
@@ -158,14 +171,14 @@ class ElasticsearchStore(IndexLifecycle):
     def get_meta(self, key: str) -> str | None:
         cached = self._meta_cache
         if cached is None:
-            indices = self._concrete_indices()
+            indices = self.indices.concrete_indices()
             if not indices:
                 return None
-            cached = self._meta_cache = (indices[0], self._read_meta(indices[0]))
+            cached = self._meta_cache = (indices[0], self.indices.read_meta(indices[0]))
         return cached[1].get(key)
 
     def _check_dims(self, vector: np.ndarray) -> None:
-        dims = self.index_dims()
+        dims = self.indices.index_dims()
         if dims and vector.shape != (dims,):
             raise StoreError(f"The query vector has {vector.size} dims but the index {self.alias} holds {dims}-dim "
                              "image embeddings: the text and image models must share one embedding space.")
@@ -181,7 +194,7 @@ class ElasticsearchStore(IndexLifecycle):
             try:
                 found = self.client.search(index=self.alias, body=body)
             except NotFoundError:  # not created yet, or the alias moved on while this search was routed
-                if self._missing():
+                if self.indices.missing():
                     raise IndexMissing(f"The Elasticsearch index {self.alias} does not exist yet: run "
                                        "`findimage index` (or check FINDIMAGE_INDEX).") from None
                 if attempt == 2:
@@ -220,7 +233,7 @@ class ElasticsearchStore(IndexLifecycle):
 
     def _raise_search_error(self, response: dict) -> None:
         error = response["error"]
-        if response.get("status") == 404 and self._missing():
+        if response.get("status") == 404 and self.indices.missing():
             raise IndexMissing(f"The Elasticsearch index {self.alias} does not exist yet: run "
                                "`findimage index` (or check FINDIMAGE_INDEX).")
         if response.get("status") in BUSY_STATUSES:
