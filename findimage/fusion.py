@@ -3,7 +3,7 @@ shown once."""
 from __future__ import annotations
 
 import dataclasses
-from typing import Sequence
+from collections.abc import Sequence
 
 from findimage.records import Match
 

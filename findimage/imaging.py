@@ -8,8 +8,8 @@ from pathlib import Path
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from findimage import decode_budget
-from findimage.config import Settings
 from findimage.archive_files import ArchiveFileRefused, Indexed, read_archive_file
+from findimage.config import Settings
 from findimage.decode_budget import DEFAULT_BUDGET_BYTES
 
 # CLIP looks at 224x224; decoding a JPEG at 1/2..1/8 scale (draft mode) down to at least this

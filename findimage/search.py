@@ -7,11 +7,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from findimage import backends
+from findimage.archive_files import is_servable
 from findimage.backends import open_store
 from findimage.dates import DateError, bound_start, check_range
 from findimage.errors import check_image_model
 from findimage.fusion import collapse_copies, fuse
-from findimage.archive_files import is_servable
 from findimage.imaging import ImageError, prepare_bytes
 from findimage.names import query_words
 from findimage.records import Match, normalise_folder

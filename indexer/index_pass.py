@@ -10,10 +10,10 @@ import json
 import logging
 import sys
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from functools import partial
-from typing import Callable
 
 import numpy as np
 from tqdm import tqdm

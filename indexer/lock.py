@@ -8,8 +8,8 @@ import fcntl
 import logging
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from findimage.backends import indexing_lease
 from findimage.errors import BackendBusy, LeaseHeld
@@ -31,7 +31,7 @@ class ProcessLock:
         self.what = what
         self._fd: int | None = None
 
-    def acquire(self) -> "ProcessLock":
+    def acquire(self) -> ProcessLock:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
@@ -67,7 +67,7 @@ class ProcessLock:
             os.close(self._fd)
             self._fd = None
 
-    def __enter__(self) -> "ProcessLock":
+    def __enter__(self) -> ProcessLock:
         return self.acquire()
 
     def __exit__(self, *exc) -> None:

@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import hashlib
 from collections import deque
+from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Iterable, Iterator
 
 from findimage.archive_files import ArchiveFileRefused, Indexed, open_archive_file, read_archive_file
 from findimage.dates import taken_of, taken_of_header

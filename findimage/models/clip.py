@@ -8,16 +8,24 @@ from __future__ import annotations
 import hashlib
 import logging
 import threading
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Protocol, Sequence
+from typing import Protocol
 
 import numpy as np
 from PIL import Image
 
 from findimage.errors import ModelError
+from findimage.models.runtime import (
+    PROBE_SENTENCES,
+    Fidelity,
+    keep_freed_memory_for_reuse,
+    probe_images,
+    quantized_if_faithful,
+    use_fast_activations,
+    use_torch_threads,
+)
 from findimage.records import DIMS
-from findimage.models.runtime import (PROBE_SENTENCES, Fidelity, keep_freed_memory_for_reuse, probe_images, quantized_if_faithful,
-                      use_fast_activations, use_torch_threads)
 
 log = logging.getLogger(__name__)
 

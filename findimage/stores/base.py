@@ -1,7 +1,8 @@
 """The store interface both backends implement (the factory that picks one is findimage.backends)."""
 from __future__ import annotations
 
-from typing import Iterable, Protocol, Sequence
+from collections.abc import Iterable, Sequence
+from typing import Protocol
 
 import numpy as np
 

@@ -10,7 +10,12 @@ import re
 
 from elasticsearch import ApiError, BadRequestError, Elasticsearch, NotFoundError
 
-from findimage.stores.elasticsearch.client import access_denied, error_type, index_dims, unavailable_on_connection_errors
+from findimage.stores.elasticsearch.client import (
+    access_denied,
+    error_type,
+    index_dims,
+    unavailable_on_connection_errors,
+)
 from findimage.stores.elasticsearch.query import NEW_FIELDS
 
 log = logging.getLogger(__name__)

@@ -2,16 +2,16 @@
 from __future__ import annotations
 
 import logging
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 from elasticsearch import ApiError, ConnectionError, ConnectionTimeout, NotFoundError
 
-from findimage.models.clip import normalise_rows
-from findimage.errors import BackendUnavailable, LicenseRefused, ModelError
-from findimage.stores.elasticsearch.client import access_denied, api_reason
 from findimage.config import public_url
+from findimage.errors import BackendUnavailable, LicenseRefused, ModelError
+from findimage.models.clip import normalise_rows
 from findimage.records import DIMS
+from findimage.stores.elasticsearch.client import access_denied, api_reason
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +48,7 @@ class InferTextEmbedder:
         self._field: str | None = None  # the model's input field, from its config
 
     @classmethod
-    def from_settings(cls, settings) -> "InferTextEmbedder":
+    def from_settings(cls, settings) -> InferTextEmbedder:
         from findimage.stores.elasticsearch.client import index_dims, make_client
 
         client = make_client(settings)

@@ -67,7 +67,7 @@ class Holder:
     scope: str = ""
 
     @classmethod
-    def from_source(cls, source: dict) -> "Holder":
+    def from_source(cls, source: dict) -> Holder:
         return cls(source["owner"], source["host"], int(source["pid"]), float(source["started_at"]),
                    float(source["expires_at"]), source.get("scope", ""))
 
@@ -107,7 +107,7 @@ class IndexingLease:
         return holder if holder.expires_at > self._clock() else None
 
     # ---- taking, renewing, giving back ------------------------------------------------------------
-    def acquire(self) -> "IndexingLease":
+    def acquire(self) -> IndexingLease:
         """Take the lease, or raise LeaseHeld naming the pass that holds it."""
         self._ensure_index()
         self._started_at = self._clock()
@@ -188,7 +188,7 @@ class IndexingLease:
             log.warning("could not release the indexing lease (it lapses in %g s): %s", self.seconds, exc)
         self._version = None
 
-    def __enter__(self) -> "IndexingLease":
+    def __enter__(self) -> IndexingLease:
         return self.acquire()
 
     def __exit__(self, *exc) -> None:

@@ -16,9 +16,9 @@ from pathlib import Path
 
 from elasticsearch import ApiError, AuthenticationException, ConnectionError, ConnectionTimeout, Elasticsearch
 
+from findimage.config import public_url
 from findimage.errors import AccessDenied
 from findimage.stores.elasticsearch.client import access_denied, api_reason, make_client, unavailable_error
-from findimage.config import public_url
 
 ROLES = ("bot", "indexer")
 USES = {"bot": "the bot (`findimage bot`, `findimage search`): searches the index, runs the text model",

@@ -6,7 +6,7 @@ Elasticsearch's own RRF needs a paid license, this works on basic.
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 

@@ -24,10 +24,9 @@ import time
 
 from elasticsearch import ApiError, BadRequestError, ConflictError, Elasticsearch, NotFoundError, TransportError
 
-from findimage.stores.elasticsearch.client import error_type
-
 from findimage.config import public_url
 from findimage.stores.base import SEEN_TTL_SECONDS
+from findimage.stores.elasticsearch.client import error_type
 
 log = logging.getLogger(__name__)
 

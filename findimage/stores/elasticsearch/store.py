@@ -9,19 +9,24 @@ finds nothing (count 0) or is told to run the indexer (search).
 from __future__ import annotations
 
 import logging
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 from elasticsearch import Elasticsearch, NotFoundError, helpers
 
-from findimage.errors import BackendUnavailable, IndexMissing, StoreError
 from findimage.config import Settings, public_url
-from findimage.stores.elasticsearch.client import (BUSY_STATUSES, access_denied, item_reason, make_client,
-                                                   unavailable_on_connection_errors)
-from findimage.stores.elasticsearch.index import IndexLayout
-from findimage.stores.elasticsearch.query import exact_top, filters, knn_body, matches, names_body
+from findimage.errors import BackendUnavailable, IndexMissing, StoreError
 from findimage.names import name_words
 from findimage.records import DIMS, FileState, ImageDoc, Match, normalise_folder
+from findimage.stores.elasticsearch.client import (
+    BUSY_STATUSES,
+    access_denied,
+    item_reason,
+    make_client,
+    unavailable_on_connection_errors,
+)
+from findimage.stores.elasticsearch.index import IndexLayout
+from findimage.stores.elasticsearch.query import exact_top, filters, knn_body, matches, names_body
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +57,7 @@ class ElasticsearchStore:
         self._meta_cache: tuple[str, dict] | None = None
 
     @classmethod
-    def from_settings(cls, settings, dims: int = DIMS, writer: bool = False, client=None) -> "ElasticsearchStore":
+    def from_settings(cls, settings, dims: int = DIMS, writer: bool = False, client=None) -> ElasticsearchStore:
         store = cls(client or make_client(settings), settings.elasticsearch_url, settings.index_name,
                     settings.es_index_options, dims, settings.es_shards, settings.es_replicas,
                     settings.es_rescore_oversample)

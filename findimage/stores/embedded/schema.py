@@ -8,7 +8,7 @@ indexing pass reads them from the files' headers, without embedding anything aga
 from __future__ import annotations
 
 import sqlite3
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 

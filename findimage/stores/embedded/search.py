@@ -3,15 +3,22 @@ of fusion, over the kNN cache (knn_cache.KnnCache): everything here runs under i
 """
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
-from findimage.stores.embedded.knn_cache import KnnCache
-from findimage.stores.embedded.schema import (documents_per_word, filter_sql, holds_all, in_chunks, name_ranking, named_among,
-                               vectors_of)
 from findimage.records import DIMS, Match, cosine_to_score, normalise_folder
 from findimage.stores.base import default_num_candidates
+from findimage.stores.embedded.knn_cache import KnnCache
+from findimage.stores.embedded.schema import (
+    documents_per_word,
+    filter_sql,
+    holds_all,
+    in_chunks,
+    name_ranking,
+    named_among,
+    vectors_of,
+)
 
 # Folders with at most this many images are searched exactly from SQLite instead of through the ANN index.
 EXACT_FOLDER_MAX = 20_000

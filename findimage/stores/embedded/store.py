@@ -11,9 +11,8 @@ import contextlib
 import logging
 import sqlite3
 import threading
-import time
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Iterable, Sequence
 
 import numpy as np
 

@@ -15,9 +15,9 @@ import math
 import os
 import re
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
 
 import faiss
 import numpy as np
@@ -49,18 +49,18 @@ class VectorIndex:
     generation: str = ""
 
     @classmethod
-    def empty(cls) -> "VectorIndex":
+    def empty(cls) -> VectorIndex:
         return cls(faiss.IndexIDMap2(faiss.IndexFlatIP(DIMS)), "flat")
 
     @classmethod
-    def build(cls, slots: np.ndarray, vectors: np.ndarray, version: int) -> "VectorIndex":
+    def build(cls, slots: np.ndarray, vectors: np.ndarray, version: int) -> VectorIndex:
         """An index over vectors already in memory (small collections, tests)."""
         sample = vectors[sample_positions(len(slots))] if wanted_kind(len(slots)) == "ivf" else None
         return cls.build_from(len(slots), sample, [(slots, vectors)], version)
 
     @classmethod
     def build_from(cls, count: int, sample: np.ndarray | None, chunks: Iterable[tuple[np.ndarray, np.ndarray]],
-                   version: int) -> "VectorIndex":
+                   version: int) -> VectorIndex:
         """An index for `count` vectors that arrive in chunks of (slots, vectors), trained on `sample`
         (see sample_positions) when it is an IVF index: memory stays at the index plus one chunk and the
         sample (~1.2 GB at 1M vectors) instead of every vector at once."""
@@ -166,7 +166,7 @@ class VectorIndex:
                 and (folder / self.generation).is_file())
 
     @classmethod
-    def load(cls, folder: Path) -> "VectorIndex | None":
+    def load(cls, folder: Path) -> VectorIndex | None:
         """The latest snapshot, or None if there is none or it is unreadable (the store then rebuilds)."""
         pointer = cls.snapshot_info(folder)
         if pointer is None:
