@@ -100,3 +100,18 @@ def test_the_architecture_page_has_a_table_row_for_every_module():
     assert missing == []
     assert not rows - {path.relative_to(ROOT / name.split(".")[0]).as_posix() for name, path in ALL.items()
                        if name != "findimage_cli"} - {"handlers/"}, "rows for modules that do not exist"
+
+
+def test_settings_are_read_from_the_environment_in_one_module():
+    """findimage/config.py declares and reads every setting; no other module looks at os.environ."""
+    reading = set()
+    for name, path in ALL.items():
+        if name == "findimage.config":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Attribute) and node.attr in ("environ", "getenv") and \
+                    isinstance(node.value, ast.Name) and node.value.id == "os":
+                reading.add(name)
+            if isinstance(node, ast.ImportFrom) and node.module == "dotenv":
+                reading.add(name)
+    assert reading == set()

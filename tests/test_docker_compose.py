@@ -23,9 +23,15 @@ INTERPOLATION = re.compile(r"(?<!\$)\$\{([A-Z0-9_]+)(?::?[-?][^}]*)?\}")
 
 
 def setting_names() -> set[str]:
-    """Every environment variable findimage/config.py reads."""
+    """Every environment variable findimage/config.py reads: the declared settings, and the few read
+    beside them (ELASTICSEARCH_API_KEY_FILE)."""
+    from dataclasses import fields
+
+    from findimage.config import Settings
+
     source = (ROOT / "findimage" / "config.py").read_text()
-    return set(re.findall(r'r\.(?:text|number|choice)\(\s*"([A-Z0-9_]+)"', source))
+    declared = {f.metadata["env"] for f in fields(Settings) if "env" in f.metadata}
+    return declared | set(re.findall(r'r\.(?:text|number|choice)\(\s*"([A-Z0-9_]+)"', source))
 
 
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
