@@ -7,11 +7,13 @@ the indexer asks which store is in use.
 """
 from __future__ import annotations
 
-from findimage.models.clip import SentenceTransformerEmbedder, TextEmbedder, model_fingerprint, shared_embedder
-from findimage.stores.base import Store
+from findimage.config import Settings
+from findimage.models.base import TextEmbedder
+from findimage.models.clip import SentenceTransformerEmbedder, model_fingerprint, shared_embedder
+from findimage.stores.base import PassLease, SeenKeys, Store
 
 
-def open_store(settings, writer: bool = False) -> Store:
+def open_store(settings: Settings, writer: bool = False) -> Store:
     """The configured store. Only the indexer opens it as `writer`: it may create the index, readers never do."""
     if settings.uses_elasticsearch:
         from findimage.stores.elasticsearch.store import ElasticsearchStore
@@ -22,17 +24,17 @@ def open_store(settings, writer: bool = False) -> Store:
     return EmbeddedStore(settings.data_dir)
 
 
-def image_embedder(settings) -> SentenceTransformerEmbedder:
+def image_embedder(settings: Settings) -> SentenceTransformerEmbedder:
     return shared_embedder(settings.image_model, settings.quantize, settings.quantize_min_cosine,
                            settings.torch_threads)
 
 
-def local_text_embedder(settings) -> SentenceTransformerEmbedder:
+def local_text_embedder(settings: Settings) -> SentenceTransformerEmbedder:
     return shared_embedder(settings.text_model, settings.quantize, settings.quantize_min_cosine,
                            settings.torch_threads)
 
 
-def text_embedder(settings) -> TextEmbedder:
+def text_embedder(settings: Settings) -> TextEmbedder:
     """The local text model, or Elasticsearch's `_infer` (falling back to the local model while a license
     refuses it, unless FINDIMAGE_TEXT_FALLBACK=off)."""
     if settings.text_embedder == "elasticsearch":
@@ -47,13 +49,13 @@ def text_embedder(settings) -> TextEmbedder:
     return local_text_embedder(settings)
 
 
-def text_model_id(settings) -> str:
+def text_model_id(settings: Settings) -> str:
     """The id of the text model queries are vectorized with, as the index records it."""
     return model_fingerprint(settings.infer_model_id if settings.text_embedder == "elasticsearch"
                              else settings.text_model)
 
 
-def seen_keys(settings, memory):
+def seen_keys(settings: Settings, memory: SeenKeys) -> SeenKeys:
     """Keys already answered: shared through Elasticsearch by every bot replica (`memory`, this
     process's own, answers while Elasticsearch cannot), else `memory` alone (one bot process is all
     the embedded store supports)."""
@@ -65,7 +67,7 @@ def seen_keys(settings, memory):
     return SharedSeen(make_client(settings), settings.index_name, memory, url=settings.elasticsearch_url)
 
 
-def indexing_lease(settings):
+def indexing_lease(settings: Settings) -> PassLease | None:
     """The lease that keeps indexing passes on other machines out (Elasticsearch: `take()`, `lost`,
     `release()`, `holder()`, `close()`), or None where the data folder's lock file is enough."""
     if not settings.uses_elasticsearch:
@@ -75,7 +77,7 @@ def indexing_lease(settings):
     return IndexerLease(settings)
 
 
-def text_embedder_state(settings) -> str | None:
+def text_embedder_state(settings: Settings) -> str | None:
     """For `findimage status`: whether Elasticsearch runs the text model, or the sentence saying why not
     (license, deployment); None when text queries use the local model."""
     if settings.text_embedder != "elasticsearch":

@@ -5,8 +5,9 @@ import os
 import re
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import Field, dataclass, field, fields
 from pathlib import Path
+from typing import Any, TypeVar, overload
 
 from dotenv import dotenv_values
 
@@ -15,7 +16,13 @@ DEFAULT_TEXT_MODEL = "sentence-transformers/clip-ViT-B-32-multilingual-v1"
 DEFAULT_INFER_MODEL_ID = "sentence-transformers__clip-vit-b-32-multilingual-v1"
 MIN_URL_SIGNING_KEY_BYTES = 32  # the image links' HMAC-SHA256 key: at least its output size
 
+T = TypeVar("T")
 
+
+@overload
+def public_url(url: str) -> str: ...
+@overload
+def public_url(url: str | None) -> str | None: ...
 def public_url(url: str | None) -> str | None:
     """The URL without its userinfo (`https://user:pw@host:9200` -> `https://host:9200`): safe to show or log."""
     if not url:
@@ -36,8 +43,8 @@ class ConfigError(Exception):
         super().__init__("\n".join(problems))
 
 
-def setting(env: str, default, kind: type = str, minimum=None, maximum=None, choices: tuple[str, ...] = (),
-            true: str | None = None, secret: bool = False):
+def setting(env: str, default: T, kind: type = str, minimum: float | None = None, maximum: float | None = None,
+            choices: tuple[str, ...] = (), true: str | None = None, secret: bool = False) -> T:
     """A Settings field read from the environment variable `env`: its default, type and bounds, declared
     once here (the reader below reads every field from this)."""
     return field(default=default, repr=not secret, metadata={
@@ -71,7 +78,8 @@ class Settings:
     weak_score: float = setting("FINDIMAGE_WEAK_SCORE", 0.6, float, 0.0, 1.0)
     # Text queries fuse CLIP with the words of archive paths (off: CLIP alone).
     hybrid: bool = setting("FINDIMAGE_HYBRID", True, bool, choices=("on", "off"), true="on")
-    lease_seconds: float = setting("FINDIMAGE_LEASE_SECONDS", 60.0, float, 1.0, 3600.0)  # a dead holder's lapses after it
+    # A dead holder's lease lapses after it.
+    lease_seconds: float = setting("FINDIMAGE_LEASE_SECONDS", 60.0, float, 1.0, 3600.0)
     # Elasticsearch (unset url -> embedded store)
     elasticsearch_url: str | None = setting("ELASTICSEARCH_URL", None)
     elasticsearch_api_key: str | None = setting("ELASTICSEARCH_API_KEY", None, secret=True)  # or _FILE
@@ -134,7 +142,8 @@ class _Reader:
             return default
         return raw.strip()
 
-    def number(self, name: str, default, kind=int, minimum=None, maximum=None):
+    def number(self, name: str, default: float | None, kind: type[int] | type[float] = int,
+               minimum: float | None = None, maximum: float | None = None) -> float | None:
         raw = self.text(name)
         if raw is None:
             return default
@@ -156,9 +165,10 @@ class _Reader:
             return default
         return value
 
-    def field(self, declared) -> object:
+    def field(self, declared: Field[Any]) -> object:
         """A Settings field's value, read as its declaration says (see `setting`)."""
-        meta, default = declared.metadata, declared.default
+        meta = declared.metadata
+        default: Any = declared.default  # every setting declares one
         name, kind = meta["env"], meta["kind"]
         if kind is bool:
             false = next(c for c in meta["choices"] if c != meta["true"])
@@ -182,7 +192,7 @@ def load_settings(environ: Mapping[str, str] | None = None, env_file: str | Path
         values.update({k: v for k, v in dotenv_values(env_file).items() if v is not None})
     values.update(os.environ if environ is None else environ)
     r = _Reader(values)
-    read = {f.name: r.field(f) for f in fields(Settings) if "env" in f.metadata}
+    read: dict[str, Any] = {f.name: r.field(f) for f in fields(Settings) if "env" in f.metadata}
     _check(read, r)
     settings = Settings(**read)
     if r.problems:
@@ -190,14 +200,15 @@ def load_settings(environ: Mapping[str, str] | None = None, env_file: str | Path
     return settings
 
 
-def _check(read: dict, r: _Reader) -> None:
+def _check(read: dict[str, Any], r: _Reader) -> None:
     """What a single setting's type and bounds cannot say: settings that go together, files that must
     exist, formats. Each problem is one sentence; `read` is completed where a setting comes from a file."""
     ca_certs = read["elasticsearch_ca_certs"]
     if ca_certs and not ca_certs.is_file():
         r.problems.append(f"ELASTICSEARCH_CA_CERTS={ca_certs} does not exist.")
     if bool(read["elasticsearch_username"]) != bool(read["elasticsearch_password"]):
-        r.problems.append("Set ELASTICSEARCH_USERNAME and ELASTICSEARCH_PASSWORD together (or use ELASTICSEARCH_API_KEY).")
+        r.problems.append("Set ELASTICSEARCH_USERNAME and ELASTICSEARCH_PASSWORD together "
+                          "(or use ELASTICSEARCH_API_KEY).")
     es_url = read["elasticsearch_url"]
     if es_url and not es_url.startswith(("http://", "https://")):
         r.problems.append(f"ELASTICSEARCH_URL={public_url(es_url)!r} must start with http:// or https://.")
@@ -219,7 +230,8 @@ def _check(read: dict, r: _Reader) -> None:
         r.problems.append(f"FINDIMAGE_PUBLIC_BASE_URL={public_base_url!r} must start with http:// or https://.")
     for channel in read["channels"]:
         if not (channel[:1] in "CGD" and channel.isalnum() and channel.isupper()):
-            r.problems.append(f"FINDIMAGE_CHANNELS: {channel!r} is not a channel id (like C0123ABCD; names do not work).")
+            r.problems.append(f"FINDIMAGE_CHANNELS: {channel!r} is not a channel id "
+                              "(like C0123ABCD; names do not work).")
     url_signing_key = read["url_signing_key"]
     if url_signing_key is not None and len(url_signing_key.encode("utf-8")) < MIN_URL_SIGNING_KEY_BYTES:
         # An HMAC key anyone can guess lets them sign links to every archive image; never echoed.

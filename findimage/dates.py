@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 from datetime import date, datetime, timedelta
+from typing import BinaryIO
 
 from PIL import Image
 
@@ -27,7 +28,7 @@ def iso(moment: datetime) -> str:
     return moment.replace(microsecond=0).isoformat()
 
 
-def parse_exif_date(raw) -> datetime | None:
+def parse_exif_date(raw: object) -> datetime | None:
     """'2024:06:14 18:03:00' -> datetime; None for blanks, garbage, year 0000, before 1900 or in the future."""
     if isinstance(raw, bytes):
         raw = raw.decode("ascii", "replace")
@@ -37,7 +38,8 @@ def parse_exif_date(raw) -> datetime | None:
     if not found:
         return None
     try:
-        moment = datetime(*(int(part or 0) for part in found.groups()))
+        year, month, day, hour, minute, second = (int(part or 0) for part in found.groups())
+        moment = datetime(year, month, day, hour, minute, second)
     except ValueError:  # month 13, February 30th, hour 25
         return None
     if moment.year < EARLIEST_YEAR or moment > datetime.now() + timedelta(days=1):
@@ -49,7 +51,7 @@ def exif_taken(exif: Image.Exif) -> tuple[str, str] | None:
     """(iso, source) from an image's EXIF, best tag first; None if it carries no usable date."""
     try:
         sub = exif.get_ifd(EXIF_IFD)
-    except Exception:  # noqa: BLE001 - a mangled EXIF block must never cost the file, only its date
+    except Exception:  # a mangled EXIF block must never cost the file, only its date
         return None
     for raw, source in ((sub.get(DATE_TIME_ORIGINAL), "exif_original"),
                         (sub.get(DATE_TIME_DIGITIZED), "exif_digitized"), (exif.get(DATE_TIME), "exif_datetime")):
@@ -65,13 +67,13 @@ def taken_of(exif: Image.Exif | None, mtime: float) -> tuple[str, str]:
     return found or (iso(datetime.fromtimestamp(mtime)), "mtime")
 
 
-def taken_of_header(stream, mtime: float) -> tuple[str, str]:
+def taken_of_header(stream: BinaryIO, mtime: float) -> tuple[str, str]:
     """The same from an open image file, reading only its header (for indexes made before dates were
     kept): only findimage's own decoders are tried, and no pixel is decoded."""
     try:
         with Image.open(stream, formats=FORMATS) as image:
             return taken_of(header_exif(image), mtime)
-    except Exception:  # noqa: BLE001 - unreadable now: its modification time still says something
+    except Exception:  # unreadable now: its modification time still says something
         return taken_of(None, mtime)
 
 

@@ -6,13 +6,17 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from findimage import backends
 from findimage.archive_files import is_servable
 from findimage.backends import open_store
+from findimage.config import Settings
 from findimage.dates import DateError, bound_start, check_range
 from findimage.errors import check_image_model
 from findimage.fusion import collapse_copies, fuse
 from findimage.imaging import ImageError, prepare_bytes
+from findimage.models.base import ImageEmbedder, TextEmbedder
 from findimage.names import query_words
 from findimage.records import Match, normalise_folder
 from findimage.stores.base import META_IMAGE_MODEL, Store, default_num_candidates
@@ -29,7 +33,8 @@ class QueryError(ValueError):
 def clean_query(text: str | None, max_chars: int) -> str:
     cleaned = " ".join((text or "").split())
     if not cleaned:
-        raise QueryError("The query is empty: describe the image you are looking for, e.g. \"a snow covered mountain\".")
+        raise QueryError("The query is empty: describe the image you are looking for, "
+                         "e.g. \"a snow covered mountain\".")
     if len(cleaned) > max_chars:
         raise QueryError(f"The query is too long ({len(cleaned):,} characters; at most {max_chars:,}). "
                          "A short description works best.")
@@ -76,20 +81,20 @@ class SearchResult:
 class Searcher:
     """Vectorizes queries and runs kNN on the configured store; safe to share between threads."""
 
-    def __init__(self, settings, store: Store | None = None, text_embedder=None, image_embedder=None):
+    def __init__(self, settings: Settings, store: Store | None = None, text_embedder: TextEmbedder | None = None,
+                 image_embedder: ImageEmbedder | None = None):
         self.settings = settings
         # Query images decode at most this many at a time: a burst of large posted photos queues here
         # instead of multiplying the process's memory (each may take up to FINDIMAGE_MAX_QUERY_PIXELS).
         self._decodes = threading.BoundedSemaphore(QUERY_DECODES)
         self.store = store or open_store(settings)
-        self.text_embedder = text_embedder or backends.text_embedder(settings)
-        self.image_embedder = image_embedder or backends.image_embedder(settings)
+        self.text_embedder: TextEmbedder = text_embedder or backends.text_embedder(settings)
+        self.image_embedder: ImageEmbedder = image_embedder or backends.image_embedder(settings)
 
     def warm_up(self) -> None:
         """Load both models now so the first query does not pay for it."""
-        for embedder in (self.text_embedder, self.image_embedder):
-            if hasattr(embedder, "load"):
-                embedder.load()
+        self.text_embedder.load()
+        self.image_embedder.load()
 
     def check_model(self) -> None:
         """ModelMismatch unless the index was built with the configured image model (cheap to repeat:
@@ -104,7 +109,7 @@ class Searcher:
         query = clean_query(text, self.settings.max_query_chars)
         after, before = date_range(after, before)
         vector = self.text_embedder.embed_texts([query])[0]
-        words = query_words(query) if getattr(self.settings, "hybrid", True) else []
+        words = query_words(query) if self.settings.hybrid else []
         k = k or self.settings.top_k
         result = self._knn(vector, skip + k, folder, after, before, words)
         result.matches = result.matches[skip:]
@@ -118,9 +123,7 @@ class Searcher:
                                   budget=self.settings.decode_budget_bytes).image
             # Down to the model's input size while still bounded: a 40-MP picture waiting for the model
             # (which runs one query at a time) would hold ~160 MB, and the model's processor would copy it.
-            shrink = getattr(self.image_embedder, "shrink", None)
-            if shrink is not None:
-                image = shrink(image)
+            image = self.image_embedder.shrink(image)
         vector = self.image_embedder.embed_images([image])[0]
         result = self._knn(vector, k, folder, after, before)
         result.query_sha256 = hashlib.sha256(data).hexdigest()
@@ -152,7 +155,7 @@ class Searcher:
         result.exact = {m.image_id for m in result.matches if m.sha256 == doc.sha256}
         return result
 
-    def _knn(self, vector, k: int | None, folder: str | None, after: str | None = None,
+    def _knn(self, vector: np.ndarray, k: int | None, folder: str | None, after: str | None = None,
              before: str | None = None, words: list[str] | None = None) -> SearchResult:
         k = k or self.settings.top_k
         folder = normalise_folder(folder)
@@ -169,7 +172,8 @@ class Searcher:
         self.check_model()  # again after the search: a rebuild may have swapped the index meanwhile
         return SearchResult(shown, folder, weak_score=self.settings.weak_score, after=after, before=before)
 
-    def _ranked(self, vector, asked: int, folder, after, before, words) -> tuple[list[Match], bool]:
+    def _ranked(self, vector: np.ndarray, asked: int, folder: str | None, after: str | None, before: str | None,
+                words: list[str] | None) -> tuple[list[Match], bool]:
         """The ranking (fused with names when there are query words) beyond `asked`, so copies of the
         last pictures are found too; and whether the store had nothing more to give."""
         depth = max(2 * asked, FUSION_DEPTH)

@@ -10,7 +10,7 @@ import logging
 import threading
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image
@@ -27,13 +27,12 @@ from findimage.models.runtime import (
 )
 from findimage.records import DIMS
 
+if TYPE_CHECKING:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from sentence_transformers import SentenceTransformer
+
 log = logging.getLogger(__name__)
-
-
-class TextEmbedder(Protocol):
-    model_id: str
-
-    def embed_texts(self, texts: Sequence[str]) -> np.ndarray: ...
 
 
 def model_fingerprint(name_or_path: str) -> str:
@@ -61,7 +60,8 @@ MIN_PER_STREAM = 4  # images per inference stream below which a batch runs as on
 
 
 class SentenceTransformerEmbedder:
-    """One sentence-transformers model, loaded once per process on first use, usable from many threads.
+    """One sentence-transformers model, loaded once per process on first use, usable from many threads
+    (an ImageEmbedder and a TextEmbedder of findimage.models.base).
 
     `quantize="int8"` runs the linear layers in int8 (images ~2.5x, text queries ~4x faster on CPU).
     At load the quantized model is checked against the exact one on built-in probes (pictures for an
@@ -77,17 +77,17 @@ class SentenceTransformerEmbedder:
         self.model_id = model_fingerprint(name_or_path)
         self.fidelity: Fidelity | None = None  # set when a quantized model was checked at load
         self.quantized = False  # whether the loaded model runs quantized
-        self._model = None
+        self._model: SentenceTransformer | None = None
         self._input_size: tuple[int, int] | None = None  # (shortest edge, resample) of the image processor
         self._load_lock = threading.Lock()
         # Fast tokenizers raise "Already borrowed" when used from two threads at once; on a
         # 2-core CPU serialising inference costs nothing, as torch already uses both cores.
         self._run_lock = threading.Lock()
-        self._pool = None  # inference streams for big image batches, made on first use
+        self._pool: ThreadPoolExecutor | None = None  # inference streams for big image batches, made on first use
         self._threads_at_load = 1
 
     @property
-    def model(self):
+    def model(self) -> SentenceTransformer:
         if self._model is None:
             with self._load_lock:
                 if self._model is None:
@@ -98,7 +98,7 @@ class SentenceTransformerEmbedder:
         """Load now (e.g. at bot start) so the first user does not wait."""
         _ = self.model
 
-    def _load(self):
+    def _load(self) -> SentenceTransformer:
         use_torch_threads(self.threads)
         keep_freed_memory_for_reuse()
         import torch
@@ -111,7 +111,7 @@ class SentenceTransformerEmbedder:
         log.info("loaded model %s%s", self.model_id, " (int8)" if self.quantized else "")
         return model
 
-    def _open(self):
+    def _open(self) -> SentenceTransformer:
         from sentence_transformers import SentenceTransformer
         from transformers.utils import logging as transformers_logging
 
@@ -127,7 +127,7 @@ class SentenceTransformerEmbedder:
         use_fast_activations(model)
         return model
 
-    def _quantized(self, model):
+    def _quantized(self, model: SentenceTransformer) -> SentenceTransformer:
         """The int8 model if it passes the fidelity check against the exact model, else the exact model.
 
         The probes are pictures for an image model (one with an image processor), sentences otherwise."""
@@ -139,7 +139,7 @@ class SentenceTransformerEmbedder:
         return chosen if chosen is not None else self._open()
 
     @staticmethod
-    def _run(model, inputs: list) -> np.ndarray:
+    def _run(model: SentenceTransformer, inputs: list[str] | list[Image.Image]) -> np.ndarray:
         return normalise_rows(model.encode(inputs, batch_size=max(1, len(inputs)), convert_to_numpy=True,
                                            normalize_embeddings=True, show_progress_bar=False))
 
@@ -166,7 +166,7 @@ class SentenceTransformerEmbedder:
         size = (long, shortest) if w > h else (shortest, long)
         return image.resize(size, resample)
 
-    def _encode(self, inputs: list) -> np.ndarray:
+    def _encode(self, inputs: list[str] | list[Image.Image]) -> np.ndarray:
         model = self.model
         try:
             with self._run_lock:
@@ -196,7 +196,7 @@ class SentenceTransformerEmbedder:
         bounds = np.linspace(0, len(images), streams + 1).astype(int)
         try:
             parts = list(self._stream_pool().map(lambda b: self._run(model, images[b[0]:b[1]]),
-                                                  zip(bounds[:-1], bounds[1:])))
+                                                  zip(bounds[:-1], bounds[1:], strict=True)))
         except Exception as exc:
             raise ModelError(f"The model {self.model_id} failed: {exc}") from exc
         return self._checked(np.vstack(parts))
@@ -208,7 +208,7 @@ class SentenceTransformerEmbedder:
         _ = self.model
         return self._threads_at_load if self._input_size else 1
 
-    def _stream_pool(self):
+    def _stream_pool(self) -> ThreadPoolExecutor:
         with self._load_lock:
             if self._pool is None:
                 from concurrent.futures import ThreadPoolExecutor
@@ -218,7 +218,7 @@ class SentenceTransformerEmbedder:
         return self._pool
 
 
-def _processor_input_size(model) -> tuple[int, int] | None:
+def _processor_input_size(model: SentenceTransformer) -> tuple[int, int] | None:
     """(shortest edge, PIL filter) the model's image processor resizes to, or None (text models, others)."""
     try:
         processor = getattr(model[0], "processor", None)
@@ -234,7 +234,7 @@ def _processor_input_size(model) -> tuple[int, int] | None:
         return None
 
 
-_shared: dict[tuple[str, str], SentenceTransformerEmbedder] = {}
+_shared: dict[tuple[str, str, float, int], SentenceTransformerEmbedder] = {}
 _shared_lock = threading.Lock()
 
 

@@ -9,6 +9,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from findimage.errors import LicenseRefused
+from findimage.models.base import TextEmbedder
 
 log = logging.getLogger(__name__)
 
@@ -18,17 +19,17 @@ class FallbackTextEmbedder:
     refuses machine learning, e.g. after a 30-day trial has ended. The refusal is logged once, not per
     query; `_infer` is tried again every `retry_seconds`, so a renewed license needs no restart."""
 
-    def __init__(self, remote, local_factory: Callable[[], object], retry_seconds: float = 600.0):
+    def __init__(self, remote: TextEmbedder, local_factory: Callable[[], TextEmbedder], retry_seconds: float = 600.0):
         self.remote = remote
         self._local_factory = local_factory
-        self._local = None
+        self._local: TextEmbedder | None = None
         self.retry_seconds = retry_seconds
         self.refusal: LicenseRefused | None = None  # set while queries are answered locally
         self._refused_at = 0.0
         self._lock = threading.Lock()
 
     @property
-    def local(self):
+    def local(self) -> TextEmbedder:
         with self._lock:
             if self._local is None:
                 self._local = self._local_factory()

@@ -1,6 +1,7 @@
 """The store interface both backends implement (the factory that picks one is findimage.backends)."""
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterable, Sequence
 from typing import Protocol
 
@@ -50,7 +51,8 @@ class Store(Protocol):
         """Every document's file state, keyed by relative path."""
 
     def vectors_by_sha256(self, sha256s: Iterable[str], model_id: str) -> dict[str, np.ndarray]:
-        """Stored vectors of files with these contents made by this model, so moved or duplicated files are not embedded again."""
+        """Stored vectors of files with these contents made by this model, so moved or duplicated files are
+        not embedded again."""
 
     def get_meta(self, key: str) -> str | None: ...
 
@@ -66,5 +68,48 @@ class Store(Protocol):
 
     def details(self) -> list[tuple[str, str]]:
         """(label, value) lines for `findimage status`, beyond the description and the count."""
+
+    def close(self) -> None: ...
+
+
+class SeenKeys(Protocol):
+    """What the bot already answered (findimage.backends.seen_keys): in memory, or shared by replicas."""
+
+    def first_time(self, key: str) -> bool:
+        """True exactly once per key within the time keys are remembered."""
+        ...
+
+
+class LeaseHolder(Protocol):
+    """The indexing pass that holds a lease."""
+
+    @property
+    def expires_at(self) -> float:
+        """When its lease lapses unless renewed (epoch seconds)."""
+        ...
+
+    def describe(self) -> str:
+        """Where it runs and since when, to finish "Another indexing pass is running ..."."""
+        ...
+
+
+class PassLease(Protocol):
+    """What keeps indexing passes on other machines out of an index the store shares with them
+    (findimage.backends.indexing_lease)."""
+
+    @property
+    def lost(self) -> threading.Event:
+        """Set when another pass took the lease over."""
+        ...
+
+    def take(self) -> None:
+        """Take it (LeaseHeld while another pass holds it)."""
+        ...
+
+    def release(self) -> None: ...
+
+    def holder(self) -> LeaseHolder | None:
+        """The pass holding it now, if any; the lease is not taken."""
+        ...
 
     def close(self) -> None: ...
