@@ -4,10 +4,12 @@ from __future__ import annotations
 import functools
 import logging
 import re
+from collections.abc import Callable
+from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
 
 from elasticsearch import ApiError, ConnectionError, ConnectionTimeout, Elasticsearch, NotFoundError
 
-from findimage.config import public_url
+from findimage.config import Settings, public_url
 from findimage.errors import AccessDenied, BackendBusy, BackendUnavailable
 
 # Statuses that mean "the cluster cannot serve this right now" (starting, restarting, overloaded).
@@ -24,7 +26,7 @@ KEYS_HINT = ("the indexer needs the indexer's API key and the bot the bot's (`fi
              "both); check ELASTICSEARCH_API_KEY.")
 
 
-def access_denied(url: str, status: int = 403, reason: str = "", what: str | None = None) -> AccessDenied:
+def access_denied(url: str | None, status: int = 403, reason: str = "", what: str | None = None) -> AccessDenied:
     """One sentence for credentials Elasticsearch refuses (401) or that may not do this (403)."""
     url = public_url(url)
     if status == 401:
@@ -38,7 +40,7 @@ def access_denied(url: str, status: int = 403, reason: str = "", what: str | Non
     return AccessDenied(f"Elasticsearch at {url} does not allow these credentials to {what} (403): {KEYS_HINT}")
 
 
-def unavailable_error(url: str, exc: Exception) -> BackendUnavailable:
+def unavailable_error(url: str | None, exc: Exception) -> BackendUnavailable:
     """One sentence a user can act on for a server that cannot be reached or is not ready."""
     url = public_url(url)
     if isinstance(exc, ApiError):
@@ -63,12 +65,12 @@ def _connection_reason(exc: Exception) -> str:
     return type(exc).__name__
 
 
-def item_reason(result: dict) -> str:
+def item_reason(result: dict[str, Any]) -> str:
     """A bulk item's error in one line: the reason and its cause, without the source excerpt ES quotes."""
     error = result.get("error") or {}
     if not isinstance(error, dict):
         return str(error)[:300] or f"status {result.get('status')}"
-    parts = []
+    parts: list[str] = []
     for part in (error.get("reason"), (error.get("caused_by") or {}).get("reason")):
         line = (part or "").split("\n")[0].strip()
         if line and not any(line in p for p in parts):
@@ -89,11 +91,21 @@ def api_reason(exc: ApiError) -> str:
     return str(reason or exc.message)
 
 
-def unavailable_on_connection_errors(method):
+class _HasUrl(Protocol):
+    @property
+    def url(self) -> str | None: ...
+
+
+P = ParamSpec("P")
+R = TypeVar("R")
+S = TypeVar("S", bound=_HasUrl)
+
+
+def unavailable_on_connection_errors(method: Callable[Concatenate[S, P], R]) -> Callable[Concatenate[S, P], R]:
     """Connection trouble becomes BackendUnavailable with one sentence a user can act on."""
 
     @functools.wraps(method)
-    def wrapper(self, *args, **kwargs):
+    def wrapper(self: S, *args: P.args, **kwargs: P.kwargs) -> R:
         try:
             return method(self, *args, **kwargs)
         except (ConnectionError, ConnectionTimeout) as exc:
@@ -119,13 +131,13 @@ def index_dims(client: Elasticsearch, name: str) -> int | None:
     return None
 
 
-def make_client(settings) -> Elasticsearch:
+def make_client(settings: Settings) -> Elasticsearch:
     # The transport logs every failed attempt as a warning with a traceback; findimage reports
     # unavailability itself in one sentence (BackendUnavailable), so only its errors are shown.
     transport_log = logging.getLogger("elastic_transport")
     if transport_log.level == logging.NOTSET:
         transport_log.setLevel(logging.ERROR)
-    auth = {}
+    auth: dict[str, Any] = {}
     if settings.elasticsearch_api_key:
         auth["api_key"] = settings.elasticsearch_api_key
     elif settings.elasticsearch_username:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+from typing import Any
 
 from elasticsearch import ApiError, BadRequestError, Elasticsearch, NotFoundError
 
@@ -51,7 +52,7 @@ class IndexLayout:
     """The alias's concrete indices as ElasticsearchStore writes them: created on first use with the
     configured mapping and layout, rebuilt beside the live one, swapped, rolled back, described."""
 
-    def __init__(self, client: Elasticsearch, url: str, alias: str, index_options: str, dims: int, shards: int,
+    def __init__(self, client: Elasticsearch, url: str | None, alias: str, index_options: str, dims: int, shards: int,
                  replicas: str):
         self.client = client
         self.url = url
@@ -78,7 +79,8 @@ class IndexLayout:
         """Fail now, in one sentence, unless these credentials may manage the alias's indices; create them."""
         names = [self.alias, f"{self.alias}-v*"]
         try:
-            found = self.client.security.has_privileges(index=[{"names": names, "privileges": WRITER_PRIVILEGES}])
+            found: dict[str, Any] = self.client.security.has_privileges(
+                index=[{"names": names, "privileges": WRITER_PRIVILEGES}]).body
         except ApiError as exc:
             if exc.meta.status in (401, 403):
                 raise

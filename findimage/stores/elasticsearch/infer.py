@@ -3,11 +3,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
-from elasticsearch import ApiError, ConnectionError, ConnectionTimeout, NotFoundError
+from elasticsearch import ApiError, ConnectionError, ConnectionTimeout, Elasticsearch, NotFoundError
 
-from findimage.config import public_url
+from findimage.config import Settings, public_url
 from findimage.errors import BackendUnavailable, LicenseRefused, ModelError
 from findimage.models.clip import normalise_rows
 from findimage.records import DIMS
@@ -31,14 +32,15 @@ def license_sentence(license: str | None) -> str:
 
 
 class InferTextEmbedder:
-    """POST _ml/trained_models/<id>/_infer (the blog post's `.../deployment/_infer` is deprecated since 8.x).
+    """POST _ml/trained_models/<id>/_infer (the blog post's `.../deployment/_infer` is deprecated since 8.x);
+    a TextEmbedder of findimage.models.base.
 
     `expected_dims` is the dims of the image embeddings the queries are compared with: a number, or a
     callable asked once on first use (from_settings reads the index's mapping, so a 384-dim index is
     checked against 384, and an index not created yet against the 512 the indexer will create).
     """
 
-    def __init__(self, client, model_id: str, timeout_seconds: float = 10.0, url: str = "",
+    def __init__(self, client: Elasticsearch, model_id: str, timeout_seconds: float = 10.0, url: str | None = "",
                  expected_dims: int | Callable[[], int | None] | None = DIMS):
         self.client = client
         self.model_id = model_id
@@ -48,7 +50,7 @@ class InferTextEmbedder:
         self._field: str | None = None  # the model's input field, from its config
 
     @classmethod
-    def from_settings(cls, settings) -> InferTextEmbedder:
+    def from_settings(cls, settings: Settings) -> InferTextEmbedder:
         from findimage.stores.elasticsearch.client import index_dims, make_client
 
         client = make_client(settings)
@@ -70,7 +72,10 @@ class InferTextEmbedder:
         except LicenseRefused:
             raise
         except ModelError as exc:
-            raise self._license_refusal() or exc
+            refusal = self._license_refusal()
+            if refusal is None:
+                raise
+            raise refusal from exc
 
     def _embed(self, texts: Sequence[str]) -> np.ndarray:
         try:
@@ -82,7 +87,7 @@ class InferTextEmbedder:
             raise BackendUnavailable(self._unreachable()) from None
         except ApiError as exc:
             if _license_refused(exc):
-                raise self._license_refusal(refused=True) from None
+                raise LicenseRefused(license_sentence(self.license())) from None
             if exc.meta.status in (401, 403):
                 raise access_denied(self.url, exc.meta.status, api_reason(exc)) from None
             if exc.meta.status in (429, 502, 503, 504) and not _not_deployed(api_reason(exc)):
@@ -90,11 +95,11 @@ class InferTextEmbedder:
                                        f"({exc.meta.status}: {api_reason(exc)}).") from None
             raise ModelError(self._explain(exc)) from None
         results = response["inference_results"]
-        vectors = [r.get("predicted_value") for r in results]
-        if any(v is None for v in vectors):
+        predicted = [r.get("predicted_value") for r in results]
+        if any(v is None for v in predicted):
             error = next((r.get("error") for r in results if r.get("predicted_value") is None), results)
             raise ModelError(f"The text model {self.model_id} returned no embedding: {error}")
-        vectors = np.asarray(vectors, dtype=np.float32)
+        vectors = np.asarray(predicted, dtype=np.float32)
         expected = self.expected_dims
         if expected and vectors.shape[1] != expected:
             raise ModelError(self._dims_message(vectors.shape[1], expected))
@@ -112,7 +117,10 @@ class InferTextEmbedder:
             raise
         except ModelError as exc:
             # A basic license cannot import or start the model either: say what would fix all of it.
-            raise self._license_refusal() or exc
+            refusal = self._license_refusal()
+            if refusal is None:
+                raise
+            raise refusal from exc
 
     def license(self) -> str | None:
         """The cluster's license, e.g. 'basic' or 'trial, expired'; None if it cannot be read."""
@@ -123,10 +131,10 @@ class InferTextEmbedder:
         kind, status = info.get("type") or "unknown", info.get("status") or "active"
         return kind if status == "active" else f"{kind}, {status}"
 
-    def _license_refusal(self, refused: bool = False) -> LicenseRefused | None:
-        """The license sentence when the license explains a failure (`refused`: Elasticsearch said so)."""
+    def _license_refusal(self) -> LicenseRefused | None:
+        """The license sentence when the license explains a failure."""
         license = self.license()
-        if refused or (license is not None and license not in ML_LICENSES):
+        if license is not None and license not in ML_LICENSES:
             return LicenseRefused(license_sentence(license))
         return None
 
@@ -198,7 +206,7 @@ def _not_deployed(reason: str) -> bool:
     return any(s in reason for s in ("not deployed", "must be deployed", "no deployment", "not started"))
 
 
-def _route(node: dict) -> tuple[str, str]:
+def _route(node: dict[str, Any]) -> tuple[str, str]:
     """(routing state, reason) of one node of a deployment's stats."""
     routing = node.get("routing_state")
     if isinstance(routing, dict):  # 8.x: {"routing_state": "failed", "reason": "..."}
@@ -206,7 +214,7 @@ def _route(node: dict) -> tuple[str, str]:
     return routing or "", node.get("reason", "")
 
 
-def _node_reasons(deployment: dict) -> str:
+def _node_reasons(deployment: dict[str, Any]) -> str:
     reasons = [_route(n)[1].strip() for n in deployment.get("nodes", []) if _route(n)[1].strip()]
     reason = "; ".join(dict.fromkeys(reasons)) or deployment.get("reason") or "no reason given"
     return " ".join(reason.split())[:300]

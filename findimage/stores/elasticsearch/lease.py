@@ -21,12 +21,16 @@ import socket
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
+from elastic_transport import ObjectApiResponse
 from elasticsearch import ApiError, BadRequestError, ConflictError, Elasticsearch, NotFoundError, TransportError
 
+from findimage.config import Settings
 from findimage.errors import LeaseHeld
 from findimage.stores.elasticsearch.client import access_denied, error_type, make_client, unavailable_error
 
@@ -67,7 +71,7 @@ class Holder:
     scope: str = ""
 
     @classmethod
-    def from_source(cls, source: dict) -> Holder:
+    def from_source(cls, source: dict[str, Any]) -> Holder:
         return cls(source["owner"], source["host"], int(source["pid"]), float(source["started_at"]),
                    float(source["expires_at"]), source.get("scope", ""))
 
@@ -80,8 +84,9 @@ def _when(epoch: float) -> str:
 
 
 class IndexingLease:
-    def __init__(self, client: Elasticsearch, alias: str, seconds: float = 60.0, *, clock=time.time,
-                 host: str | None = None, pid: int | None = None, scope: str | None = None):
+    def __init__(self, client: Elasticsearch, alias: str, seconds: float = 60.0, *,
+                 clock: Callable[[], float] = time.time, host: str | None = None, pid: int | None = None,
+                 scope: str | None = None):
         self.client = client
         self.index = lease_index(alias)
         self.seconds = seconds
@@ -123,7 +128,7 @@ class IndexingLease:
         self._thread.start()
         return self
 
-    def _take_over(self) -> dict:
+    def _take_over(self) -> ObjectApiResponse[Any]:
         try:
             found = self.client.get(index=self.index, id=LEASE_ID)
         except NotFoundError:  # released between our create and this read: try once more
@@ -151,7 +156,9 @@ class IndexingLease:
         return bool(self.scope) and holder.scope == self.scope and _pid_gone(holder.pid)
 
     def renew(self) -> bool:
-        """Extend the lease; False if another pass has taken it over."""
+        """Extend the lease; False if another pass has taken it over (or it was never taken)."""
+        if self._version is None:
+            return False
         seq_no, primary_term = self._version
         try:
             written = self.client.index(index=self.index, id=LEASE_ID, document=self._source(),
@@ -191,10 +198,10 @@ class IndexingLease:
     def __enter__(self) -> IndexingLease:
         return self.acquire()
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.release()
 
-    def _source(self) -> dict:
+    def _source(self) -> dict[str, Any]:
         now = self._clock()
         return {"owner": self.owner, "host": self.host, "pid": self.pid, "scope": self.scope,
                 "started_at": self._started_at, "renewed_at": now, "expires_at": now + self.seconds}
@@ -219,7 +226,7 @@ class IndexerLease:
     may index (checked first, so a key that may not write fails in the store's one sentence, not as a
     lease problem)."""
 
-    def __init__(self, settings):
+    def __init__(self, settings: Settings):
         self.settings = settings
         self.lease = IndexingLease(make_client(settings), settings.index_name, settings.lease_seconds)
 

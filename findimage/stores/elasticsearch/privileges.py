@@ -16,7 +16,7 @@ from pathlib import Path
 
 from elasticsearch import ApiError, AuthenticationException, ConnectionError, ConnectionTimeout, Elasticsearch
 
-from findimage.config import public_url
+from findimage.config import Settings, public_url
 from findimage.errors import AccessDenied
 from findimage.stores.elasticsearch.client import access_denied, api_reason, make_client, unavailable_error
 
@@ -100,12 +100,13 @@ def ensure_key_file(client: Elasticsearch, path: Path, role: str, alias: str) ->
     with os.fdopen(fd, "w") as f:
         f.write(encoded + "\n")
     os.replace(tmp, path)
-    if old and key_id(old):
-        client.security.invalidate_api_key(ids=[key_id(old)])
+    old_id = key_id(old) if old else None
+    if old_id:
+        client.security.invalidate_api_key(ids=[old_id])
     return True
 
 
-def make_keys(settings, key_files: dict[str, str | None]) -> list[str]:
+def make_keys(settings: Settings, key_files: dict[str, str | None]) -> list[str]:
     """Both keys, made with the configured (superuser) credentials; lines to show the operator.
 
     A role with a file keeps a still-current key there; a role without one gets a new key, printed in

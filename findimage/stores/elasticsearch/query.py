@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -91,9 +92,9 @@ def names_body(vector: np.ndarray, words: Sequence[str], k: int, filter_: list[d
 def matches(hits: list[dict], score_field: str | None = None) -> list[Match]:
     found = []
     for h in hits:
-        fields = h["fields"]
+        fields: dict[str, list[Any]] = h["fields"]
 
-        def value(name: str, default=None):
+        def value(name: str, default: Any = None, fields: dict[str, list[Any]] = fields) -> Any:
             return fields.get(name, [default])[0]
 
         score = float(value(score_field)) if score_field else float(h["_score"])

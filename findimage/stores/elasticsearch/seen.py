@@ -21,11 +21,13 @@ import hashlib
 import logging
 import threading
 import time
+from collections.abc import Callable
+from typing import Any
 
 from elasticsearch import ApiError, BadRequestError, ConflictError, Elasticsearch, NotFoundError, TransportError
 
 from findimage.config import public_url
-from findimage.stores.base import SEEN_TTL_SECONDS
+from findimage.stores.base import SEEN_TTL_SECONDS, SeenKeys
 from findimage.stores.elasticsearch.client import error_type
 
 log = logging.getLogger(__name__)
@@ -48,8 +50,9 @@ def doc_id(key: str) -> str:
 class SharedSeen:
     """`first_time(key)` True exactly once per key and TTL across every process using the same index."""
 
-    def __init__(self, client: Elasticsearch, alias: str, fallback, *, url: str = "", ttl_seconds: float = SEEN_TTL_SECONDS,
-                 purge_every_seconds: float = 600.0, clock=time.time):
+    def __init__(self, client: Elasticsearch, alias: str, fallback: SeenKeys, *, url: str | None = "",
+                 ttl_seconds: float = SEEN_TTL_SECONDS, purge_every_seconds: float = 600.0,
+                 clock: Callable[[], float] = time.time):
         self.client = client.options(request_timeout=REQUEST_TIMEOUT_SECONDS, max_retries=0)
         self.index = seen_index(alias)
         self.url = public_url(url)
@@ -88,7 +91,8 @@ class SharedSeen:
             return False
         return self._take_expired(_id, source, key, found["_seq_no"], found["_primary_term"])
 
-    def _take_expired(self, _id: str, source: dict, key: str, seq_no=None, primary_term=None) -> bool:
+    def _take_expired(self, _id: str, source: dict[str, Any], key: str, seq_no: int | None = None,
+                      primary_term: int | None = None) -> bool:
         """Whoever re-writes an expired key first answers; everyone else conflicts."""
         try:
             if seq_no is None:

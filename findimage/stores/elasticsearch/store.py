@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 import numpy as np
 from elasticsearch import Elasticsearch, NotFoundError, helpers
@@ -37,7 +38,7 @@ BULK_THREADS = 2
 class ElasticsearchStore:
     """Documents and searches on the alias; its indices (creation, rebuilds, status) are `indices`."""
 
-    def __init__(self, client: Elasticsearch, url: str, alias: str = Settings.index_name,
+    def __init__(self, client: Elasticsearch, url: str | None, alias: str = Settings.index_name,
                  index_options: str = Settings.es_index_options, dims: int = DIMS, shards: int = Settings.es_shards,
                  replicas: str = Settings.es_replicas, oversample: float = Settings.es_rescore_oversample):
         """Defaults are the settings' own (findimage.config): a store built directly ranks as configured ones do."""
@@ -57,7 +58,8 @@ class ElasticsearchStore:
         self._meta_cache: tuple[str, dict] | None = None
 
     @classmethod
-    def from_settings(cls, settings, dims: int = DIMS, writer: bool = False, client=None) -> ElasticsearchStore:
+    def from_settings(cls, settings: Settings, dims: int = DIMS, writer: bool = False,
+                      client: Elasticsearch | None = None) -> ElasticsearchStore:
         store = cls(client or make_client(settings), settings.elasticsearch_url, settings.index_name,
                     settings.es_index_options, dims, settings.es_shards, settings.es_replicas,
                     settings.es_rescore_oversample)
@@ -90,13 +92,15 @@ class ElasticsearchStore:
         actions = ({"_op_type": "delete", "_index": self.indices.target, "_id": i} for i in image_ids)
         self._bulk(actions, {}, ignore_status=(404,))
 
-    def _bulk(self, actions, paths: dict[str, str], ignore_status=()) -> None:
+    def _bulk(self, actions: Iterable[dict[str, Any]], paths: dict[str, str],
+              ignore_status: tuple[int, ...] = ()) -> None:
         """Every per-document failure is collected: none is silently lost.
 
         Items refused because the cluster is busy or its shards are not ready (429/503, e.g. right after
         a restart) make the whole call BackendUnavailable: writes are idempotent, so the caller retries it.
         """
-        failures, busy = [], []
+        failures: list[tuple[str, str]] = []
+        busy: list[tuple[str, str]] = []
         # Two requests in flight: the client serialises one chunk while the server indexes the other.
         for ok, item in helpers.parallel_bulk(self.client, actions, thread_count=BULK_THREADS, chunk_size=500,
                                               raise_on_error=False, ignore_status=ignore_status):
@@ -256,9 +260,7 @@ class ElasticsearchStore:
         self._needs_refresh = False
         hits = helpers.scan(self.client, index=self.alias, query={"query": {"match_all": {}}},
                             _source=STATE_FIELDS, size=5000)
-        return {h["_source"]["relative_path"]: FileState(*(h["_source"].get(f) or "" if f == "taken_source"
-                                                           else h["_source"][f] for f in STATE_FIELDS))
-                for h in hits}
+        return {h["_source"]["relative_path"]: _state(h["_source"]) for h in hits}
 
     @unavailable_on_connection_errors
     def vectors_by_sha256(self, sha256s: Iterable[str], model_id: str) -> dict[str, np.ndarray]:
@@ -269,7 +271,8 @@ class ElasticsearchStore:
             query = {"bool": {"filter": [{"terms": {"sha256": chunk}}, {"term": {"model_id": model_id}}]}}
             try:
                 result = self.client.search(index=self.alias, query=query, size=len(chunk),
-                                            source=["sha256", "image_embedding"], collapse={"field": "sha256"})
+                                            source={"includes": ["sha256", "image_embedding"]},
+                                            collapse={"field": "sha256"})
             except NotFoundError:  # not created yet: nothing to reuse
                 return {}
             for hit in result["hits"]["hits"]:
@@ -286,6 +289,12 @@ def _source(d: ImageDoc) -> dict:
             "size": d.size, "mtime": d.mtime, "width": d.width, "height": d.height, "indexed_at": d.indexed_at,
             "model_id": d.model_id, "name_words": name_words(d.relative_path), "taken": d.taken,
             "taken_source": d.taken_source or None}
+
+
+def _state(s: dict[str, Any]) -> FileState:
+    """The STATE_FIELDS of a document's source."""
+    return FileState(s["image_id"], s["relative_path"], s["sha256"], s["size"], s["mtime"], s["model_id"],
+                     s.get("taken_source") or "")
 
 
 def _doc(s: dict) -> ImageDoc:
