@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 
-from PIL import Image
+from PIL import Image, TiffImagePlugin
 
 from findimage.config import Settings
 
@@ -51,7 +51,7 @@ def working_bytes(image: Image.Image, original_size: tuple[int, int], data: byte
     total = w * h * (_stored_bytes_per_pixel(image.mode) + _conversion_bytes_per_pixel(image))
     if image.format in ("JPEG", "MPO") and _needs_coefficient_buffer(image, data):
         total += _jpeg_coefficient_bytes(image, original_size)
-    elif image.format == "TIFF":
+    elif image.format == "TIFF" and isinstance(image, TiffImagePlugin.TiffImageFile):
         total += _tiff_buffer_bytes(image)
     return total
 
@@ -130,8 +130,8 @@ def _jpeg_coefficient_bytes(image: Image.Image, original_size: tuple[int, int]) 
     return total
 
 
-def _tiff_buffer_bytes(image: Image.Image) -> int:
-    tags = image.tag_v2  # type: ignore[attr-defined]
+def _tiff_buffer_bytes(image: TiffImagePlugin.TiffImageFile) -> int:
+    tags = image.tag_v2
     w, h = image.size
     samples = int(tags.get(277, 1) or 1)
     bits = tags.get(258, (8,))

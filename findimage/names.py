@@ -15,7 +15,8 @@ CAMERA_NOISE = {"img", "dsc", "dscn", "dscf", "pxl", "mvimg", "dcim", "vid", "pa
 # Runs of letters or of digits; camelCase is split before (a lowercase letter followed by an uppercase one,
 # and an acronym followed by a word: "HTMLPage" -> "HTML Page").
 _TOKEN = re.compile(r"[^\W\d_]+|\d+")
-_CAMEL = re.compile(r"(?<=[^\W\d_])(?=[^\W\d_])(?:(?<=[a-zß-öø-ÿ])(?=[A-ZÀ-ÖØ-Þ])|(?<=[A-ZÀ-ÖØ-Þ])(?=[A-ZÀ-ÖØ-Þ][a-zß-öø-ÿ]))")
+_CAMEL = re.compile(r"(?<=[^\W\d_])(?=[^\W\d_])"
+                    r"(?:(?<=[a-zß-öø-ÿ])(?=[A-ZÀ-ÖØ-Þ])|(?<=[A-ZÀ-ÖØ-Þ])(?=[A-ZÀ-ÖØ-Þ][a-zß-öø-ÿ]))")
 
 
 def fold(word: str) -> str:

@@ -73,7 +73,7 @@ class KnnCache:
         if self._index is not None and data_version == self._seen_data_version:
             return self._index
         self._seen_data_version = data_version
-        if self._index is None or self._snapshot_kind_changed():
+        if self._index is None or self._snapshot_kind_changed(self._index):
             self._index = VectorIndex.load(self.data_dir) or VectorIndex.empty()
         db.execute("BEGIN")
         try:
@@ -84,27 +84,27 @@ class KnnCache:
             if self._index.version == 0 and len(self._index) == 0 and wanted_kind(self._rows(db)) == "ivf":
                 db.execute("COMMIT")  # a first open of a large store: build the right kind, in chunks
                 return self.rebuild()
-            self._apply_changes_since(self._index.version)
+            self._apply_changes_since(self._index)
             self._index.version = current
         finally:
             if db.in_transaction:
                 db.execute("COMMIT")
         return self._index
 
-    def _snapshot_kind_changed(self) -> bool:
+    def _snapshot_kind_changed(self, index: VectorIndex) -> bool:
         generation = VectorIndex.snapshot_generation(self.data_dir)
-        return generation is not None and generation != self._index.generation and wanted_kind(
-            len(self._index)) != self._index.kind
+        return generation is not None and generation != index.generation and wanted_kind(len(index)) != index.kind
 
-    def _apply_changes_since(self, version: int) -> None:
-        db = self.db
+    def _apply_changes_since(self, index: VectorIndex) -> None:
+        """Every write since `index.version` applied to `index`."""
+        db, version = self.db, index.version
         if version > 0:
             removed = [r[0] for r in db.execute("SELECT slot FROM removed WHERE version > ?", (version,))]
             changed = [r[0] for r in db.execute("SELECT slot FROM images WHERE version > ?", (version,))]
-            self._index.remove(np.asarray(removed + changed, dtype=np.int64))
+            index.remove(np.asarray(removed + changed, dtype=np.int64))
         for slots, vectors in _chunked(db.execute("SELECT slot, embedding FROM images WHERE version > ?",
                                                   (version,))):
-            self._index.add(slots, vectors)
+            index.add(slots, vectors)
 
     @staticmethod
     def _rows(db: sqlite3.Connection) -> int:
@@ -139,7 +139,7 @@ class KnnCache:
 
 
 
-def _chunked(cursor, size: int = 20_000) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+def _chunked(cursor: sqlite3.Cursor, size: int = 20_000) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """(slots, vectors) from a cursor over (slot, embedding) rows, `size` rows at a time."""
     while rows := cursor.fetchmany(size):
         yield np.asarray([r[0] for r in rows], dtype=np.int64), vectors_of([r[1] for r in rows])

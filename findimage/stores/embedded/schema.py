@@ -8,12 +8,15 @@ indexing pass reads them from the files' headers, without embedding anything aga
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from typing import TypeVar
 
 import numpy as np
 
 from findimage.names import name_words
 from findimage.records import DIMS
+
+T = TypeVar("T")
 
 SCHEMA_VERSION = "2"
 META_SCHEMA = "schema_version"
@@ -112,7 +115,8 @@ def holds_all(db: sqlite3.Connection, words: Sequence[str]) -> bool:
 
 def named_among(db: sqlite3.Connection, slots: Sequence[int], words: Sequence[str], every: bool) -> list[int]:
     """Those of `slots` (in their order) whose path words hold every word (or any, if not `every`)."""
-    wanted, held = set(words), {}
+    wanted = set(words)
+    held: dict[int, str] = {}
     for chunk in in_chunks([int(s) for s in slots], 900):
         # names_content is FTS5's own table of the indexed text (id = rowid = slot, c0 = words): a plain
         # primary-key lookup, where a rowid list on the FTS table itself is answered row by row.
@@ -144,6 +148,6 @@ def vectors_of(blobs: Sequence[bytes]) -> np.ndarray:
     return np.frombuffer(b"".join(blobs), dtype=np.float32).reshape(-1, DIMS)
 
 
-def in_chunks(items: list, size: int):
+def in_chunks(items: list[T], size: int) -> Iterator[list[T]]:
     for start in range(0, len(items), size):
         yield items[start:start + size]

@@ -27,6 +27,9 @@ EXACT_FOLDER_MAX = 20_000
 BM25_MAX_DOCUMENTS = 2_000
 NAMED_AMONG_CANDIDATES = 10  # ...when CLIP's candidates hold at least this many of them (or k)
 
+# image_id, image_name, relative_path, sha256, taken, taken_source, size, mtime: the columns _matches reads
+_MatchRow = tuple[str, str, str, str, str | None, str | None, int | None, float | None]
+
 
 class EmbeddedSearch:
     def __init__(self, cache: KnnCache):
@@ -53,8 +56,8 @@ class EmbeddedSearch:
             return by_image, self._in_order_given(query, name_ranking(self.cache.db, list(present), k, folder,
                                                                       after, before))
 
-    def _best_looking_named(self, query, present: dict[str, int], k, num_candidates, folder, after,
-                            before) -> list[Match] | None:
+    def _best_looking_named(self, query: np.ndarray, present: dict[str, int], k: int, num_candidates: int | None,
+                            folder: str | None, after: str | None, before: str | None) -> list[Match] | None:
         """The name side for words that thousands of paths share, or None to rank by BM25.
 
         BM25 gives such paths near-equal scores (the same words, paths of similar length) at ~1 us per
@@ -77,7 +80,8 @@ class EmbeddedSearch:
             return None
         return self._exact_among(query, np.asarray(named, np.int64), k)
 
-    def _knn(self, vector, k, num_candidates, folder, after, before) -> list[Match]:
+    def _knn(self, vector: np.ndarray, k: int, num_candidates: int | None, folder: str | None, after: str | None,
+             before: str | None) -> list[Match]:
         query = np.asarray(vector, dtype=np.float32).reshape(DIMS)
         num_candidates = max(k, num_candidates or default_num_candidates(k))
         index = self.cache.fresh()
@@ -131,7 +135,7 @@ class EmbeddedSearch:
         kept = [s for s in slots if s in blobs]
         return self._matches(np.asarray(kept, dtype=np.int64), vectors_of([blobs[s] for s in kept]) @ query)
 
-    def _embeddings_of(self, slots) -> dict[int, bytes]:
+    def _embeddings_of(self, slots: np.ndarray | list[int]) -> dict[int, bytes]:
         found: dict[int, bytes] = {}
         for chunk in in_chunks([int(s) for s in slots], 900):
             found.update(self.cache.db.execute(
@@ -145,7 +149,7 @@ class EmbeddedSearch:
         rows = self.cache.db.execute(
             f"SELECT slot, image_id, image_name, relative_path, sha256, taken, taken_source, size, mtime FROM images "
             f"WHERE slot IN ({','.join('?' * len(ids))})", ids).fetchall()
-        by_slot = {r[0]: r[1:] for r in rows}
+        by_slot: dict[int, _MatchRow] = {r[0]: r[1:] for r in rows}
         return [Match(*by_slot[s][:3], score=cosine_to_score(sim), sha256=by_slot[s][3], taken=by_slot[s][4],
                       taken_source=by_slot[s][5] or "", size=by_slot[s][6], mtime=by_slot[s][7])
-                for s, sim in zip(ids, sims) if s in by_slot]
+                for s, sim in zip(ids, sims, strict=True) if s in by_slot]

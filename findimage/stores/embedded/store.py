@@ -11,8 +11,9 @@ import contextlib
 import logging
 import sqlite3
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -86,7 +87,7 @@ class EmbeddedStore:
         return self._search.hybrid(vector, words, k, num_candidates, folder, after, before)
 
     # ---- writes -------------------------------------------------------------------------------
-    def _write(self, work) -> None:
+    def _write(self, work: Callable[[sqlite3.Connection, int], None]) -> None:
         """Run `work(db, version)` in one immediate transaction stamped with a new version."""
         with self._lock, self._write_errors_explained():
             self._db.execute("BEGIN IMMEDIATE")
@@ -102,7 +103,7 @@ class EmbeddedStore:
                 raise
 
     @contextlib.contextmanager
-    def _write_errors_explained(self):
+    def _write_errors_explained(self) -> Iterator[None]:
         """A failed write (disk full, read-only folder) as one sentence; the transaction left nothing behind."""
         try:
             yield
@@ -116,7 +117,7 @@ class EmbeddedStore:
         if not docs:
             return
 
-        def work(db, version):
+        def work(db: sqlite3.Connection, version: int) -> None:
             db.executemany(
                 f"INSERT INTO images({DOC_COLUMNS}, version) VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?) "
                 "ON CONFLICT(image_id) DO UPDATE SET image_name=excluded.image_name, "
@@ -136,7 +137,7 @@ class EmbeddedStore:
         if not ids:
             return
 
-        def work(db, version):
+        def work(db: sqlite3.Connection, version: int) -> None:
             for chunk in in_chunks(ids, 500):
                 marks = ",".join("?" * len(chunk))
                 forget_names(db, marks, chunk)
@@ -152,7 +153,7 @@ class EmbeddedStore:
         if not dates:
             return
 
-        def work(db, version):
+        def work(db: sqlite3.Connection, version: int) -> None:
             db.executemany("UPDATE images SET taken=?, taken_source=? WHERE image_id=?",
                            [(taken, source, image_id) for image_id, _, taken, source in dates])
             write_names(db, [(image_id, path) for image_id, path, _, _ in dates])
@@ -231,7 +232,7 @@ class EmbeddedStore:
             self._db.close()
 
 
-def _doc(row) -> ImageDoc:
+def _doc(row: tuple[Any, ...]) -> ImageDoc:
     (image_id, name, path, blob, sha, size, mtime, width, height, indexed_at, model_id, taken, source) = row
     return ImageDoc(image_id, name, path, np.frombuffer(blob, np.float32).copy(), sha, size, mtime, width,
                     height, indexed_at, model_id, taken, source or "")

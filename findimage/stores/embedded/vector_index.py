@@ -18,6 +18,7 @@ import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import faiss
 import numpy as np
@@ -82,16 +83,23 @@ class VectorIndex:
     def __len__(self) -> int:
         return self.index.ntotal
 
+    @property
+    def ivf(self) -> faiss.IndexIVF:
+        """The index as the IVF index it is when `kind` is "ivf" (faiss reads indexes back as their own class)."""
+        if not isinstance(self.index, faiss.IndexIVF):
+            raise TypeError(f"a {self.kind} kNN index has no inverted lists")
+        return self.index
+
     def outgrown(self) -> bool:
         """An IVF index trained when the collection was much smaller: rebuilding it (more lists) keeps
         recall and latency where the tuning put them. Shrinking never asks for a rebuild."""
-        return self.kind == "ivf" and _nlist_for(len(self)) >= 2 * self.index.nlist
+        return self.kind == "ivf" and _nlist_for(len(self)) >= 2 * self.ivf.nlist
 
     def memory_bytes(self) -> int:
         """What the index holds in memory (vectors or codes, ids, centroids), approximately."""
         n = len(self)
         if self.kind == "ivf":
-            return n * (self.index.code_size + 8) + self.index.nlist * DIMS * 4
+            return n * (self.ivf.code_size + 8) + self.ivf.nlist * DIMS * 4
         return n * (DIMS * 4 + 8 + 16)  # float32 vectors, ids and IDMap2's reverse map
 
     def add(self, slots: np.ndarray, vectors: np.ndarray) -> None:
@@ -114,17 +122,20 @@ class VectorIndex:
         keep = slots[0] >= 0
         return sims[0][keep], slots[0][keep]
 
-    def _search_params(self, allowed: np.ndarray | None):
+    def _search_params(self, allowed: np.ndarray | None) -> faiss.SearchParameters:
         selector = faiss.IDSelectorBatch(allowed.astype(np.int64)) if allowed is not None else None
         if self.kind == "flat":
-            return faiss.SearchParameters(sel=selector)
-        nprobe = self.index.nprobe
+            flat = faiss.SearchParameters()
+            flat.sel = selector
+            return flat
+        nprobe = self.ivf.nprobe
         if allowed is not None:
             # A folder holding 1/m of the archive needs ~m times more lists to find enough of its images.
-            nprobe = min(self.index.nlist, nprobe * math.ceil(len(self) / max(1, len(allowed))))
-        params = faiss.SearchParametersIVF(sel=selector, nprobe=nprobe)
+            nprobe = min(self.ivf.nlist, nprobe * math.ceil(len(self) / max(1, len(allowed))))
+        params = faiss.SearchParametersIVF()
+        params.sel, params.nprobe = selector, nprobe
         # keep the selector alive as long as the params (faiss does not own it)
-        params._selector = selector
+        params._selector = selector  # type: ignore[attr-defined]  # an attribute of ours; the stubs list faiss's only
         return params
 
     # Snapshots: `vectors.json` names the index file of its generation, replaced atomically.
@@ -177,11 +188,11 @@ class VectorIndex:
             return None
         loaded = cls(index, pointer["kind"], int(pointer["version"]), pointer["file"])
         if loaded.kind == "ivf":
-            loaded.index.nprobe = default_nprobe(loaded.index.nlist)
+            loaded.ivf.nprobe = default_nprobe(loaded.ivf.nlist)
         return loaded
 
     @staticmethod
-    def snapshot_info(folder: Path) -> dict | None:
+    def snapshot_info(folder: Path) -> dict[str, Any] | None:
         """The snapshot pointer (file, kind, version, count), or None if there is no readable one.
 
         The file it names must be one this module writes (`vectors-<12 hex>.faiss`, in the data folder):
