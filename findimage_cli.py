@@ -8,7 +8,7 @@ import sys
 from datetime import datetime
 
 from findimage import process
-from findimage.config import load_settings_or_report
+from findimage.config import Settings, load_settings_or_report
 from findimage.process import printable
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_UNAVAILABLE, EXIT_REFUSED = 0, 1, 2, 3, 4
@@ -76,7 +76,7 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def cmd_index(settings, args) -> int:
+def cmd_index(settings: Settings, args: argparse.Namespace) -> int:
     from indexer.index_pass import MassRemovalRefused
     from indexer.run import index_once
     from indexer.scan import ArchiveUnavailable
@@ -95,7 +95,7 @@ def cmd_index(settings, args) -> int:
     return EXIT_OK
 
 
-def cmd_search(settings, args) -> int:
+def cmd_search(settings: Settings, args: argparse.Namespace) -> int:
     from findimage.search import Searcher, empty_result_sentence
 
     if args.k is not None and not 1 <= args.k <= 1000:
@@ -136,7 +136,7 @@ def cmd_search(settings, args) -> int:
     return EXIT_OK
 
 
-def cmd_schedule(settings, args) -> int:
+def cmd_schedule(settings: Settings, args: argparse.Namespace) -> int:
     from indexer.run import schedule
 
     logging.getLogger().setLevel(logging.INFO)
@@ -144,7 +144,7 @@ def cmd_schedule(settings, args) -> int:
     return EXIT_OK
 
 
-def cmd_status(settings, args) -> int:
+def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
     from findimage.backends import open_store, text_embedder_state, text_model_id
     from findimage.models.clip import model_fingerprint
     from findimage.stores.base import META_IMAGE_MODEL, META_LAST_PASS, META_TEXT_MODEL
@@ -171,7 +171,7 @@ def cmd_status(settings, args) -> int:
     return EXIT_OK
 
 
-def _indexer_state_lines(settings, shown: int = 5) -> list[str]:
+def _indexer_state_lines(settings: Settings, shown: int = 5) -> list[str]:
     """Failed files (count and the first few, with reasons) and a removal waiting for confirmation."""
     from indexer.state import load_state
 
@@ -186,11 +186,12 @@ def _indexer_state_lines(settings, shown: int = 5) -> list[str]:
     if pending:
         when = datetime.fromtimestamp(pending.refused_at).strftime("%Y-%m-%d %H:%M:%S")
         lines.append(f"refused removal: {pending.count} of {pending.indexed} documents at {when} (e.g. "
-                     f"{printable(', '.join(pending.examples[:3]))}); confirm with `findimage index --allow-mass-removal`")
+                     f"{printable(', '.join(pending.examples[:3]))}); "
+                     "confirm with `findimage index --allow-mass-removal`")
     return lines
 
 
-def _running_pass(settings) -> str:
+def _running_pass(settings: Settings) -> str:
     """The pass holding the lock (embedded) or the lease (Elasticsearch), or why that is not known."""
     from elasticsearch import ApiError
 
@@ -212,7 +213,7 @@ def _describe_pass(raw: str | None) -> str:
             f"in {data['seconds']:.1f}s" + (f", upgraded {data['upgraded']}" if data.get("upgraded") else ""))
 
 
-def cmd_keys(settings, args) -> int:
+def cmd_keys(settings: Settings, args: argparse.Namespace) -> int:
     from findimage.stores.elasticsearch.privileges import make_keys
 
     if not settings.uses_elasticsearch:
@@ -224,7 +225,7 @@ def cmd_keys(settings, args) -> int:
     return EXIT_OK
 
 
-def cmd_bot(settings, args) -> int:
+def cmd_bot(settings: Settings, args: argparse.Namespace) -> int:
     from bot.server import run
 
     return run(settings)

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from functools import partial
+from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
@@ -21,10 +22,11 @@ from tqdm import tqdm
 from findimage.config import Settings
 from findimage.decode_budget import DEFAULT_BUDGET_BYTES
 from findimage.errors import StoreError, check_image_model
+from findimage.models.base import ImageEmbedder
 from findimage.records import FileState, ImageDoc, image_id_for
 from findimage.stores.base import META_IMAGE_MODEL, META_LAST_PASS, META_TEXT_MODEL, Store
 
-from .reading import Loaded, batches, prefetched, read_and_decode, taken_from_header  # noqa: F401 (read_and_decode: public)
+from .reading import Loaded, batches, prefetched, read_and_decode, taken_from_header
 from .retry import retry_while_unavailable
 from .scan import ArchiveFile, ArchiveUnavailable, Scan, scan_archive
 from .state import FailedFile, IndexerState, PendingRemoval
@@ -91,8 +93,9 @@ class PassSummary:
 
 
 class IndexPass:
-    def __init__(self, store: Store, image_embedder, archive, batch_size: int = Settings.batch_size, text_model_id: str = "",
-                 full: bool = False, progress: bool | None = None, state: IndexerState | None = None,
+    def __init__(self, store: Store, image_embedder: ImageEmbedder, archive: str | Path,
+                 batch_size: int = Settings.batch_size, text_model_id: str = "", full: bool = False,
+                 progress: bool | None = None, state: IndexerState | None = None,
                  allow_mass_removal: bool = False, max_removal_fraction: float = DEFAULT_MAX_REMOVAL_FRACTION,
                  max_pixels: int | None = None, superseded: Callable[[], bool] = lambda: False,
                  decode_budget: int = DEFAULT_BUDGET_BYTES):
@@ -233,8 +236,8 @@ class IndexPass:
             with ThreadPoolExecutor(max_workers=4, thread_name_prefix="header") as pool:
                 taken = list(pool.map(lambda item: taken_from_header(item[0]), chunk))
             dates = [(state.image_id, file.relative_path, iso, source)
-                     for (file, state), (iso, source) in zip(chunk, taken)]
-            retry_while_unavailable(lambda: self.store.add_dates(dates))
+                     for (file, state), (iso, source) in zip(chunk, taken, strict=True)]
+            retry_while_unavailable(partial(self.store.add_dates, dates))
             self.summary.upgraded += len(dates)
 
     # ---- embedding and writing ------------------------------------------------------------------
@@ -254,7 +257,8 @@ class IndexPass:
                 bar.update(len(batch))
         bar.close()
 
-    def _embed_batch(self, batch: list[Loaded], stored, gone_by_sha, seen_this_pass) -> list[tuple[ImageDoc, str]]:
+    def _embed_batch(self, batch: list[Loaded], stored: dict[str, FileState], gone_by_sha: dict[str, list[str]],
+                     seen_this_pass: dict[str, np.ndarray]) -> list[tuple[ImageDoc, str]]:
         """Documents for a batch, each with its summary category; vectors reused wherever content is known."""
         usable = [item for item in batch if self._usable(item)]
         reusable = dict(seen_this_pass)
@@ -266,8 +270,8 @@ class IndexPass:
         # one file twice in a batch (duplicates) is embedded once
         unique = list({item.sha256: item for item in fresh}.values())
         if unique:
-            vectors = self.embedder.embed_images([item.prepared.image for item in unique])
-            reusable.update(zip((item.sha256 for item in unique), vectors))
+            vectors = self.embedder.embed_images([item.picture.image for item in unique])
+            reusable.update(zip((item.sha256 for item in unique), vectors, strict=True))
             self.summary.embedded += len(unique)
         docs = []
         for item in usable:
@@ -318,6 +322,6 @@ class IndexPass:
         return ImageDoc(
             image_id=image_id_for(file.relative_path), image_name=file.path.name,
             relative_path=file.relative_path, image_embedding=np.asarray(vector, dtype=np.float32),
-            sha256=item.sha256, size=file.size, mtime=file.mtime, width=item.prepared.width,
-            height=item.prepared.height, indexed_at=time.time(), model_id=self.embedder.model_id,
+            sha256=item.sha256, size=file.size, mtime=file.mtime, width=item.picture.width,
+            height=item.picture.height, indexed_at=time.time(), model_id=self.embedder.model_id,
             taken=item.taken[0] or None, taken_source=item.taken[1])

@@ -1,6 +1,6 @@
 """One indexing pass at a time: a lock file per data directory, and with Elasticsearch also a lease in
-the index itself (an indexing lease, from findimage.backends), since indexers with other data folders or on other machines
-write the same index and never see each other's lock files."""
+the index itself (an indexing lease, from findimage.backends), since indexers with other data folders or
+on other machines write the same index and never see each other's lock files."""
 from __future__ import annotations
 
 import contextlib
@@ -8,11 +8,14 @@ import fcntl
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TypeVar
 
 from findimage.backends import indexing_lease
+from findimage.config import Settings
 from findimage.errors import BackendBusy, LeaseHeld
+from findimage.stores.base import PassLease
 
 from .retry import retry_while_unavailable
 
@@ -39,7 +42,8 @@ class ProcessLock:
         except BlockingIOError:
             holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "another process"
             os.close(fd)
-            raise AlreadyRunning(f"Another {self.what} is already running ({holder}); not starting a second one.")
+            raise AlreadyRunning(
+                f"Another {self.what} is already running ({holder}); not starting a second one.") from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"pid {os.getpid()}, since {time.strftime('%Y-%m-%d %H:%M:%S')}".encode(), 0)
         self._fd = fd
@@ -70,7 +74,7 @@ class ProcessLock:
     def __enter__(self) -> ProcessLock:
         return self.acquire()
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.release()
 
 
@@ -83,7 +87,7 @@ def scheduler_lock(data_dir: str | Path) -> ProcessLock:
 
 
 @contextlib.contextmanager
-def pass_guard(settings):
+def pass_guard(settings: Settings) -> Iterator[PassLease | None]:
     """Hold everything that keeps a second pass out: the data folder's lock, and the index's lease when the
     store has one (findimage.backends.indexing_lease). Yields the lease (or None), which the pass watches
     for a takeover; AlreadyRunning (naming the holder) when another pass has either."""
@@ -110,19 +114,24 @@ def pass_guard(settings):
 STARTING_SECONDS = 60.0
 
 
-def retry_while_busy(operation, give_up_after: float, pause: float = 1.0, clock=time.monotonic, sleep=time.sleep):
+T = TypeVar("T")
+
+
+def retry_while_busy(operation: Callable[[], T], give_up_after: float, pause: float = 1.0,
+                     clock: Callable[[], float] = time.monotonic,
+                     sleep: Callable[[float], object] = time.sleep) -> T:
     """Run `operation`, repeating it every `pause` s while Elasticsearch answers that it is busy, until
     `give_up_after`; one that cannot be reached at all is reported at once."""
     return retry_while_unavailable(operation, give_up_after, first_wait=pause, max_wait=pause, clock=clock,
                                    sleep=sleep, retry_on=BackendBusy)
 
 
-def taken_over(lease) -> Callable[[], bool]:
+def taken_over(lease: PassLease | None) -> Callable[[], bool]:
     """Whether another pass took over `lease` (this one stalled past the expiry); never without a lease."""
     return lease.lost.is_set if lease is not None else (lambda: False)
 
 
-def running_pass(settings) -> str:
+def running_pass(settings: Settings) -> str:
     """For `findimage status`: who is indexing right now, if anyone."""
     lease = indexing_lease(settings)
     if lease is not None:
@@ -134,5 +143,5 @@ def running_pass(settings) -> str:
             return "none"
         until = time.strftime("%H:%M:%S", time.localtime(holder.expires_at))
         return f"running {holder.describe()}, lease renewed until {until}"
-    holder = pass_lock(settings.data_dir).holder()
-    return f"running ({holder})" if holder else "none"
+    locked_by = pass_lock(settings.data_dir).holder()
+    return f"running ({locked_by})" if locked_by else "none"

@@ -3,15 +3,17 @@ from __future__ import annotations
 
 import hashlib
 from collections import deque
-from collections.abc import Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from typing import TypeVar
 
 from findimage.archive_files import ArchiveFileRefused, Indexed, open_archive_file, read_archive_file
 from findimage.dates import taken_of, taken_of_header
 from findimage.decode_budget import DEFAULT_BUDGET_BYTES
 from findimage.imaging import DRAFT_MIN_SIDE, ImageError, Prepared, prepare_bytes
+from findimage.models.base import ImageEmbedder
 
 from .scan import ArchiveFile
 
@@ -26,11 +28,18 @@ class Loaded:
     error: str | None = None
     taken: tuple[str, str] = ("", "")  # (ISO 8601, source): when the photo was taken, see findimage.dates
 
+    @property
+    def picture(self) -> Prepared:
+        """The decoded picture of a file read without error."""
+        if self.prepared is None:
+            raise ValueError(f"{self.file.relative_path} was not decoded: {self.error}")
+        return self.prepared
 
-def read_and_decode(file: ArchiveFile, embedder=None, max_pixels: int | None = None,
+
+def read_and_decode(file: ArchiveFile, embedder: ImageEmbedder | None = None, max_pixels: int | None = None,
                     budget: int = DEFAULT_BUDGET_BYTES) -> Loaded:
-    """Read, hash and decode one file. With an embedder that offers it, the JPEG is drafted only down to
-    the model's input side and downsized to it here, in the decode thread, as its processor would.
+    """Read, hash and decode one file. With an embedder, the JPEG is drafted only down to the model's
+    input side and downsized to it here, in the decode thread, as its processor would.
 
     The file is read as the scan saw it (archive_files): a link, FIFO or device swapped in since, or a
     file changed since, is refused instead of followed, waited on or read without end."""
@@ -39,12 +48,11 @@ def read_and_decode(file: ArchiveFile, embedder=None, max_pixels: int | None = N
     except ArchiveFileRefused as exc:
         return Loaded(file, error=f"cannot read: {exc}")
     loaded = Loaded(file, hashlib.sha256(data).hexdigest())
-    shrink = getattr(embedder, "shrink", None)
     try:
-        side = embedder.image_input_side() if shrink else None
+        side = embedder.image_input_side() if embedder is not None else None
         loaded.prepared = prepare_bytes(data, side or DRAFT_MIN_SIDE, max_pixels=max_pixels, budget=budget)
-        if shrink:
-            loaded.prepared.image = shrink(loaded.prepared.image)
+        if embedder is not None:
+            loaded.prepared.image = embedder.shrink(loaded.prepared.image)
     except ImageError as exc:
         loaded.error = str(exc)
         return loaded
@@ -66,9 +74,10 @@ def taken_from_header(file: ArchiveFile) -> tuple[str, str]:
         return taken_of(None, file.mtime)
 
 
-def prefetched(pool: ThreadPoolExecutor, files: list[ArchiveFile], lookahead: int, decode) -> Iterator[Loaded]:
+def prefetched(pool: ThreadPoolExecutor, files: list[ArchiveFile], lookahead: int,
+               decode: Callable[[ArchiveFile], Loaded]) -> Iterator[Loaded]:
     """Read and decode ahead in threads while the caller runs the model on earlier files."""
-    pending: deque = deque()
+    pending: deque[Future[Loaded]] = deque()
     remaining = iter(files)
     for file in remaining:
         pending.append(pool.submit(decode, file))
@@ -81,8 +90,11 @@ def prefetched(pool: ThreadPoolExecutor, files: list[ArchiveFile], lookahead: in
             pending.append(pool.submit(decode, nxt))
 
 
-def batches(items: Iterable, size: int) -> Iterator[list]:
-    batch = []
+T = TypeVar("T")
+
+
+def batches(items: Iterable[T], size: int) -> Iterator[list[T]]:
+    batch: list[T] = []
     for item in items:
         batch.append(item)
         if len(batch) == size:

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
+from typing import TypeVar
 
 from findimage.errors import BackendUnavailable
 
@@ -13,9 +15,13 @@ log = logging.getLogger(__name__)
 RETRY_SECONDS = 600.0
 
 
-def retry_while_unavailable(operation, give_up_after: float | None = None, first_wait: float = 1.0,
-                            max_wait: float = 10.0, clock=time.monotonic, sleep=time.sleep,
-                            retry_on: type[BackendUnavailable] = BackendUnavailable):
+T = TypeVar("T")
+
+
+def retry_while_unavailable(operation: Callable[[], T], give_up_after: float | None = None, first_wait: float = 1.0,
+                            max_wait: float = 10.0, clock: Callable[[], float] = time.monotonic,
+                            sleep: Callable[[float], object] = time.sleep,
+                            retry_on: type[BackendUnavailable] = BackendUnavailable) -> T:
     """Run a store call, retrying with exponential backoff (capped at max_wait) while the store is down.
 
     Store writes are idempotent (documents are keyed by path), so repeating one that failed halfway

@@ -4,6 +4,8 @@ from __future__ import annotations
 import logging
 
 from findimage.backends import image_embedder, open_store, text_model_id
+from findimage.config import Settings
+from findimage.stores.base import PassLease
 
 from .index_pass import IndexPass, MassRemovalRefused, PassSummary
 from .lock import pass_guard, taken_over
@@ -14,7 +16,7 @@ from .state import load_state, save_state
 log = logging.getLogger(__name__)
 
 
-def _one_pass(settings, lease, full: bool = False, progress: bool | None = None,
+def _one_pass(settings: Settings, lease: PassLease | None, full: bool = False, progress: bool | None = None,
               allow_mass_removal: bool = False) -> PassSummary:
     """One pass under `lease` (pass_guard's), which it stops writing under once another pass took it."""
     state = load_state(settings.data_dir)
@@ -31,15 +33,15 @@ def _one_pass(settings, lease, full: bool = False, progress: bool | None = None,
         save_state(settings.data_dir, state)  # failures and a refused removal, also when the pass stopped
 
 
-def index_once(settings, full: bool = False, progress: bool | None = None,
+def index_once(settings: Settings, full: bool = False, progress: bool | None = None,
                allow_mass_removal: bool = False) -> PassSummary:
     """One pass, refused (AlreadyRunning) while another process is indexing the same data or index."""
     with pass_guard(settings) as lease:
         return _one_pass(settings, lease, full, progress, allow_mass_removal)
 
 
-def schedule(settings) -> None:
-    def scheduled_pass(lease):
+def schedule(settings: Settings) -> None:
+    def scheduled_pass(lease: PassLease | None) -> PassSummary | None:
         try:
             summary = _one_pass(settings, lease, progress=False)
         except (ArchiveUnavailable, MassRemovalRefused) as exc:  # nothing changed; the next pass looks again
