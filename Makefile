@@ -15,7 +15,7 @@ PIP_COMPILE = CUSTOM_COMPILE_COMMAND="make lock" $(LOCK_VENV)/bin/pip-compile -q
 	--unsafe-package torch --no-emit-index-url --no-emit-find-links $(if $(UPGRADE),--upgrade) \
 	$(if $(TORCH_INDEX),--pip-args "--extra-index-url $(TORCH_INDEX)") -c $(LOCK_VENV)/torch.txt
 
-.PHONY: demo test install lock
+.PHONY: demo test test-fast lint install lock
 
 install: $(VENV)/.installed
 
@@ -41,3 +41,11 @@ demo: install
 
 test: install
 	bash scripts/test.sh
+
+# The unit tests (tests/unit: tiny generated models, no Elasticsearch), in well under two minutes.
+test-fast: install
+	FINDIMAGE_TEST_ES=off bash scripts/test.sh tests/unit
+
+lint: install
+	$(PY) -m ruff check .
+	$(PY) -m mypy
