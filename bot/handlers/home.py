@@ -16,6 +16,7 @@ from findimage.store import META_LAST_PASS
 
 from ..answering import Services, answer_text_query
 from ..buttons import HOME_EXAMPLE, HOME_EXAMPLE_IDS, button
+from ..channels import Requester
 from ..delivery import ThreadTarget
 from ..errors import user_message
 from ..options import MAX_K, TextQuery, escape
@@ -81,15 +82,15 @@ def publish_home(services: Services, client, user_id: str) -> None:
         log.exception("could not publish the Home tab for %s", user_id)
 
 
-def answer_example(services: Services, client, text: str, user_id: str) -> None:
+def answer_example(services: Services, client, text: str, requester: Requester) -> None:
     """An example query, answered in the person's direct messages with the app."""
     try:
-        channel = client.conversations_open(users=user_id)["channel"]["id"]
+        channel = client.conversations_open(users=requester.user_id)["channel"]["id"]
     except Exception:
-        log.exception("could not open a direct message with %s", user_id)
+        log.exception("could not open a direct message with %s", requester.user_id)
         return
     query = TextQuery(text, min(services.settings.top_k, MAX_K))
-    answer_text_query(services, client, query, user_id, ThreadTarget(client, channel, None))
+    answer_text_query(services, client, query, requester, ThreadTarget(client, channel, None))
 
 
 def register(app: App, services: Services) -> None:
@@ -102,7 +103,7 @@ def register(app: App, services: Services) -> None:
         ack()
         if not first_click(services, body, action) or action.get("value") not in EXAMPLES:
             return
-        services.work.submit(answer_example, services, client, action["value"], body["user"]["id"])
+        services.work.submit(answer_example, services, client, action["value"], Requester.of_interaction(body))
 
     app.event("app_home_opened")(home_opened)
     app.action(HOME_EXAMPLE_IDS)(example)
