@@ -27,6 +27,14 @@ def is_from_this_bot(event: dict, context) -> bool:
     return bool((bot_id and event.get("bot_id") == bot_id) or (bot_user_id and event.get("user") == bot_user_id))
 
 
+def is_from_another_app(event: dict, answered: frozenset) -> bool:
+    """Posted by a bot or app (bot_id, bot_profile or app_id) not in FINDIMAGE_ANSWER_BOTS: answering one
+    invites its answer in turn, and two findimage installations in one channel would answer each other."""
+    profile = event.get("bot_profile") or {}
+    ids = {event.get("bot_id"), event.get("app_id"), profile.get("id"), profile.get("app_id")} - {None}
+    return bool(ids or event.get("bot_profile")) and not ids & answered
+
+
 def images_to_answer(event: dict, services: Services) -> list[dict]:
     """Image files of this message not answered before, and stripped file objects (`check_file_info`, no
     type yet) for the answer job to look up; other files are ignored silently."""
@@ -40,6 +48,10 @@ def register(app: App, services: Services) -> None:
         if not event.get("files") or event.get("subtype") not in ANSWERED_SUBTYPES:
             return
         if is_from_this_bot(event, context):
+            return
+        if is_from_another_app(event, frozenset(services.settings.answer_bots)):
+            log.info("files posted by the app %s in %s ignored (not in FINDIMAGE_ANSWER_BOTS)",
+                     event.get("bot_id") or event.get("app_id"), event.get("channel"))
             return
         event_id = body.get("event_id") or f"{event.get('channel')}:{event.get('ts')}"
         if not services.seen.first_time(f"event:{event_id}"):

@@ -288,19 +288,22 @@ class DriverMixin:
         app_id: str = "A0OTHER",
         bot_user_id: str = "U0OTHERBOT",
         thread_ts: Optional[str] = None,
+        file_access: str = "visible",
     ) -> dict:
         """Another app's post (events/message_bot_other_app.json), with ``files`` its upload
         (events/message_file_share_bot.json): e.g. a second findimage installed for staging."""
         profile = fixture("events/message_bot_other_app")["event"]["bot_profile"]
         profile.update(id=bot_id, app_id=app_id, team_id=self.team_id)
         return self._bot_event(channel, text, list(files), thread_ts, "channel", bot_id, app_id, bot_user_id,
-                               profile)
+                               profile, file_access)
 
-    def _bot_event(self, channel, text, files, thread_ts, channel_type, bot_id, app_id, user, profile) -> dict:
+    def _bot_event(self, channel, text, files, thread_ts, channel_type, bot_id, app_id, user, profile,
+                   file_access: str = "visible") -> dict:
         ts = self._next_ts()
         if files:
+            access = "check_file_info" if self.is_ext_shared(channel) else file_access
             event = _event_of("events/message_file_share_bot")
-            event.update(text=text, files=self._files_in_event(files, channel, ts, thread_ts, "visible"))
+            event.update(text=text, files=self._files_in_event(files, channel, ts, thread_ts, access))
         elif bot_id == self.bot_id:
             event = _event_of("events/message_own_bot")
             event.update(text=text, app_id=app_id, team=self.team_id, blocks=_rich_text(text))
