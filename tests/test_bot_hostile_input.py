@@ -6,12 +6,14 @@ import json
 
 import pytest
 
-from findimage.config import ConfigError, load_settings
-from bot.channels import (CANNOT_CHECK_SCOPE, CANNOT_CHECK_USER_SCOPE, OTHER_TEAM,  # noqa: F401
-                          SHARED_CHANNEL)
+from bot.channels import CANNOT_CHECK_SCOPE, CANNOT_CHECK_USER_SCOPE, OTHER_TEAM, SHARED_CHANNEL
 from bot_support import (ALICE, BOB, CHANNEL, bot, bot_settings, emu, indexed, serve_bot,  # noqa: F401
                          with_settings)
+from findimage.backends import open_store
+from findimage.config import ConfigError, load_settings
+from findimage.search import Searcher
 from photos import jpeg_bytes
+from slack_emulator.fixtures import fixture
 
 GUEST, PARTNER = "U0GUEST", "T0PARTNER"
 
@@ -68,6 +70,60 @@ def test_FINDIMAGE_ANSWER_BOTS_takes_bot_and_app_ids_only(env):
 
     assert listed.answer_bots == ("B0STAGING", "A0PROD")
     assert load_settings(env, env_file=None).answer_bots == ()
+
+
+# ---- the Home tab ---------------------------------------------------------------------------------------
+
+class DescribedStore:
+    """The real store, describing itself as an Elasticsearch store does (with its host)."""
+
+    description = "elasticsearch (https://es.internal.example:9200, index images)"
+
+    def __init__(self, store):
+        self._store = store
+
+    def __getattr__(self, name):
+        return getattr(self._store, name)
+
+
+def test_the_home_tab_shows_no_path_and_no_host(indexed, emu, test_models):
+    searcher = Searcher(indexed, store=DescribedStore(open_store(indexed)))
+    with serve_bot(indexed, searcher) as running:
+        emu.send_event(running.events_url, emu.app_home_opened(ALICE))
+        home = emu.wait_for_view(ALICE, containing="Images indexed", timeout=15)
+
+    text = json.dumps(home.view)
+    assert "es.internal.example" not in text and "9200" not in text
+    for path in (indexed.data_dir, indexed.archive, test_models["image"], test_models["text"]):
+        assert str(path) not in text, path
+    assert "findimage.sqlite" not in text and "*Store:* embedded" in text
+
+
+def test_with_an_allowlist_the_home_tab_offers_no_examples_and_an_example_click_posts_nothing(indexed, emu):
+    with serve_bot(with_settings(indexed, channels=("C0ENABLED",))) as running:
+        emu.send_event(running.events_url, emu.app_home_opened(ALICE))
+        home = emu.wait_for_view(ALICE, containing="Images indexed", timeout=15)
+        click = emu.adopt(fixture("interactivity/block_actions_home"))  # a tab published before the allowlist
+        assert emu.send_interaction(running.events_url, click).status == 200
+        answered_in(emu, running, "C0ENABLED")
+
+    assert "home_example" not in json.dumps(home.blocks)
+    dm = emu.dm_channel(ALICE)
+    assert emu.uploads(dm) == [] and emu.messages(dm) == []
+
+
+def test_the_home_tab_of_a_user_of_another_team_shows_only_the_refusal_and_their_click_posts_nothing(bot, emu):
+    emu.add_user(GUEST, PARTNER)
+    emu.send_event(bot.events_url, emu.app_home_opened(GUEST))
+    home = emu.wait_for_view(GUEST, containing=OTHER_TEAM, timeout=15)
+    click = emu.adopt(fixture("interactivity/block_actions_home"))
+    click["user"].update(id=GUEST, username="guest", name="guest", team_id=PARTNER)
+    emu.send_interaction(bot.events_url, click)
+    answered_in(emu, bot)
+
+    assert "Images indexed" not in home.visible_text and "home_example" not in json.dumps(home.blocks)
+    dm = emu.dm_channel(GUEST)
+    assert emu.uploads(dm) == [] and emu.messages(dm) == []
 
 
 # ---- fail closed ----------------------------------------------------------------------------------------
