@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import json
 
-from bot.channels import (CANNOT_CHECK_USER, NOT_A_MEMBER, NOT_ENABLED, OTHER_TEAM,  # noqa: F401
-                          SHARED_CHANNEL)
+from bot.channels import CANNOT_CHECK_USER, NOT_A_MEMBER, NOT_ENABLED, OTHER_TEAM, BoundedCache
 from bot.errors import FILE_GONE
-from bot_support import (ALICE, BOB, CHANNEL, bot, bot_settings, emu, indexed, serve_bot,  # noqa: F401
-                         with_settings)
+from bot_support import (ALICE, BOB, CHANNEL, FakeClock, bot, bot_settings, emu, indexed,  # noqa: F401
+                         serve_bot, with_settings)
 from photos import jpeg_bytes
 
 PARTNER = "T0PARTNER"
@@ -191,3 +190,14 @@ def test_the_shortcut_on_a_message_whose_file_was_deleted_says_so(bot, emu):
     assert all(n.ephemeral for n in notes)
     assert [c.response["error"] for c in emu.api_calls("files.info")] == ["file_deleted", "file_not_found"]
     assert emu.downloads() == [] and emu.uploads() == []
+
+
+def test_the_look_ups_are_cached_for_a_while_and_at_most_so_many():
+    clock = FakeClock(0.0)
+    cache = BoundedCache(60.0, max_entries=2, clock=clock)
+    for user, team in (("U1", "T1"), ("U2", "T2"), ("U3", "T3")):
+        cache.put(user, team)
+
+    assert [cache.get(u) for u in ("U1", "U2", "U3")] == [None, "T2", "T3"], "the oldest is dropped"
+    clock.advance(60.0)
+    assert cache.get("U3") is None, "and every answer expires"
