@@ -24,6 +24,7 @@ def answered_in(emu, bot, channel: str = "C0BARRIER", seed: int = 990) -> None:
     posted = emu.post_user_message_with_files(channel, [photo], user=ALICE)
     emu.send_event(bot.events_url, posted)
     emu.wait_for_upload(channel, thread_ts=posted["ts"], timeout=15)
+    emu.wait_for(lambda: bot.work.pending == 0, 15, "every accepted answer to finish")
 
 
 # ---- bot loops ------------------------------------------------------------------------------------------

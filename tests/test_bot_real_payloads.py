@@ -21,6 +21,7 @@ def answered_elsewhere(emu, bot, seed: int = 900) -> None:
     posted = emu.post_user_message_with_files("C0BARRIER", [photo], user=ALICE)
     emu.send_event(bot.events_url, posted)
     emu.wait_for_upload("C0BARRIER", thread_ts=posted["ts"], timeout=15)
+    emu.wait_for(lambda: bot.work.pending == 0, 15, "every accepted answer to finish")
 
 
 # ---- 1. private channels and direct messages the bot is not in ------------------------------------------
