@@ -70,6 +70,7 @@ class Settings:
     url_signing_key: str | None = field(default=None, repr=False)
     allow_shared_channels: bool = False  # answer in Slack Connect channels and to users of other teams
     channels: tuple[str, ...] = ()  # channel ids the bot answers in; empty: every channel it is in
+    answer_bots: tuple[str, ...] = ()  # bot (B...) or app (A...) ids whose posted images are answered; others' are not
     port: int = 3000
     max_queued: int = 32  # answers accepted and not finished per bot process; past it: "busy"
     lease_seconds: float = 60.0  # an indexing pass's Elasticsearch lease; a dead holder's lapses after it
@@ -174,6 +175,11 @@ def load_settings(environ: Mapping[str, str] | None = None, env_file: str | Path
         r.problems.append(f"FINDIMAGE_URL_SIGNING_KEY must be at least {MIN_URL_SIGNING_KEY_BYTES} bytes long "
                           "(e.g. the output of `openssl rand -hex 32`).")
 
+    answer_bots = tuple(b.strip() for b in (r.text("FINDIMAGE_ANSWER_BOTS") or "").split(",") if b.strip())
+    for bot_id in answer_bots:
+        if not (bot_id[:1] in "AB" and bot_id.isalnum() and bot_id.isupper()):
+            r.problems.append(f"FINDIMAGE_ANSWER_BOTS: {bot_id!r} is not a bot or app id (like B0123ABCD or A0123ABCD).")
+
     es_replicas = r.text("FINDIMAGE_ES_REPLICAS", "0-1")
     if not re.fullmatch(r"\d{1,2}|\d{1,2}-(\d{1,2}|all)", es_replicas):
         r.problems.append(f"FINDIMAGE_ES_REPLICAS={es_replicas!r} must be a number of replicas (e.g. 1) or a range "
@@ -223,6 +229,7 @@ def load_settings(environ: Mapping[str, str] | None = None, env_file: str | Path
         url_signing_key=url_signing_key,
         allow_shared_channels=r.choice("FINDIMAGE_ALLOW_SHARED_CHANNELS", "false", ("true", "false")) == "true",
         channels=channels,
+        answer_bots=answer_bots,
         port=r.number("PORT", 3000, int, 1, 65535),
         max_queued=r.number("FINDIMAGE_MAX_QUEUED", 32, int, 1, 10_000),
         lease_seconds=r.number("FINDIMAGE_LEASE_SECONDS", 60.0, float, 1.0, 3600.0),
