@@ -13,7 +13,7 @@ from findimage.search import Searcher, empty_result_sentence
 
 from . import slack_files
 from .buttons import Page
-from .channels import ChannelPolicy
+from .channels import ChannelPolicy, Requester
 from .dedupe import SeenRecently
 from .errors import user_message
 from .options import MAX_K, TextQuery
@@ -39,17 +39,19 @@ class Services:
         return int(self.settings.max_image_mb * 1_000_000)
 
 
-def answer_text_query(services: Services, client: WebClient, query: TextQuery, user_id: str, target) -> None:
+def answer_text_query(services: Services, client: WebClient, query: TextQuery, requester: Requester,
+                      target) -> None:
     page = Page(k=query.k, text=query.text, folder=query.folder, options=_extra_options(query))
-    answer_page(services, client, page, user_id, target)
+    answer_page(services, client, page, requester, target)
 
 
-def answer_page(services: Services, client: WebClient, page: Page, user_id: str, target) -> None:
+def answer_page(services: Services, client: WebClient, page: Page, requester: Requester, target) -> None:
     """One page of a text or archive-image query ("More like this", "Show more"), with its buttons."""
-    refusal = services.policy.channel_refusal(client, target.channel_id)
+    refusal = services.policy.refusal(client, target.channel_id, requester)
     if refusal is not None:
         tell_safely(target, refusal)
         return
+    user_id = requester.user_id
     try:
         services.searcher.check_model()
         if page.text is not None:
@@ -100,18 +102,32 @@ def _extra_options(query: TextQuery) -> dict:
     return {name: value for name, value in extra.items() if value is not None}
 
 
-def answer_posted_images(services: Services, client: WebClient, files: list[dict], target) -> bool:
-    """Several images in one message are answered together, in one reply to its thread.
+def answer_posted_images(services: Services, client: WebClient, files: list[dict], requester: Requester, target,
+                         shared_hint: bool = False, no_images: str | None = None) -> None:
+    """A message's images, answered together in one reply to its thread.
 
-    False when none of the files was an image after all (stripped file objects say so only later)."""
-    answers = [answer for answer in (_answer_one_image(services, client, file) for file in files) if answer]
-    if not answers:
-        return False
+    Stripped file objects (Slack Connect) are completed with files.info first, so whether the message
+    holds any image is known before anything is said: a message without images gets no reply (or
+    `no_images`, for someone who asked), and only a message with images gets a refusal where the archive
+    may not be shown."""
+    completed = [_completed(client, file) for file in files]
+    wanted = [(file, problem) for file, problem in completed if problem is not None or slack_files.is_image_file(file)]
+    if not wanted:
+        if no_images is not None:
+            tell_safely(target, no_images)
+        return
+    refusal = services.policy.refusal(client, target.channel_id, requester, shared_hint=shared_hint)
+    if refusal is not None:
+        log.info("image(s) of %s in %s not searched: %s", requester.user_id, target.channel_id, refusal)
+        tell_safely(target, refusal)
+        return
+    answers = [_answer_one_image(services, client, file) if problem is None
+               else Answer(image_heading(_display_name(file)), instead=user_message(problem, subject=_display_name(file)))
+               for file, problem in wanted]
     if all(a.result is None for a in answers):
         tell_safely(target, _reasons(answers))
-        return True
+        return
     show_safely(services, answers, target)
-    return True
 
 
 def _reasons(answers: list[Answer]) -> str:
@@ -121,13 +137,9 @@ def _reasons(answers: list[Answer]) -> str:
     return "\n\n".join(f"{a.heading}\n{a.instead}" for a in answers)
 
 
-def _answer_one_image(services: Services, client: WebClient, file: dict) -> Answer | None:
+def _answer_one_image(services: Services, client: WebClient, file: dict) -> Answer:
     name = _display_name(file)
     try:
-        file = _complete_file_object(client, file)
-        name = _display_name(file)
-        if not slack_files.is_image_file(file):
-            return None
         data = slack_files.fetch(file, client.token, services.max_image_bytes, services.settings.slack_api_url)
         services.searcher.check_model()
         result = services.searcher.by_image_bytes(data, min(services.settings.top_k, MAX_K))
@@ -142,17 +154,21 @@ def _display_name(file: dict) -> str:
     return file.get("name") or file.get("title") or file.get("id", "image")
 
 
-def _complete_file_object(client: WebClient, file: dict) -> dict:
+def _completed(client: WebClient, file: dict) -> tuple[dict, Exception | None]:
+    """The whole file object (files.info for a stripped one), or the file as given and why it could not be had."""
     if not slack_files.needs_file_info(file):
-        return file
+        return file, None
     try:
-        return client.files_info(file=file["id"])["file"]
+        return client.files_info(file=file["id"])["file"], None
     except SlackApiError as exc:
+        log.info("files.info for %s failed: %s", file.get("id"), exc.response.get("error"))
         if exc.response.get("error") == "missing_scope":
-            raise slack_files.LoginPageInstead(
+            return file, slack_files.LoginPageInstead(
                 "I may not read files here: the findimage app lacks the `files:read` permission. Ask a "
-                "workspace admin to add the `files:read` bot scope (OAuth & Permissions) and reinstall it.") from exc
-        raise
+                "workspace admin to add the `files:read` bot scope (OAuth & Permissions) and reinstall it.")
+        return file, exc
+    except Exception as exc:
+        return file, exc
 
 
 def show_safely(services: Services, answers: list[Answer], target) -> None:

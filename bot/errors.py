@@ -25,6 +25,9 @@ log = logging.getLogger(__name__)
 
 ASK_ADMIN = "tell whoever runs findimage; the details are in the bot's log"
 CHANNEL_ERRORS = {"not_in_channel", "channel_not_found", "is_archived", "restricted_action"}
+FILE_ERRORS = {"file_not_found", "file_deleted"}  # files.info: deleted, or not visible to the bot
+FILE_GONE = ("That file was deleted or I cannot see it, so I could not compare it; post the image again in a "
+             "channel I am a member of and I will look.")
 
 
 def user_message(exc: BaseException, subject: str | None = None) -> str:
@@ -64,6 +67,9 @@ def user_message(exc: BaseException, subject: str | None = None) -> str:
         which = "image" if subject else "text"  # image answers name their file; text queries have none
         return (f"The {which} model failed on this query, so I could not search. Please try again; if it keeps "
                 f"failing, {ASK_ADMIN}.")
+    if isinstance(exc, SlackApiError) and exc.response.get("error") in FILE_ERRORS:
+        log.info("file %s not available: %s", subject, exc.response.get("error"))
+        return FILE_GONE
     if isinstance(exc, SlackApiError) and exc.response.get("error") in CHANNEL_ERRORS:
         log.warning("cannot post in the channel: %s", exc.response.get("error"))
         return ("I cannot post in this channel: invite me with `/invite @findimage` (or use `/findimage` in a "

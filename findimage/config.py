@@ -110,6 +110,8 @@ class Settings:
                                           true="true")
     # Channel ids the bot answers in; empty: every channel it is in.
     channels: tuple[str, ...] = setting("FINDIMAGE_CHANNELS", (), tuple)
+    # Bot (B...) or app (A...) ids whose posted images are answered; other apps' posts are not.
+    answer_bots: tuple[str, ...] = setting("FINDIMAGE_ANSWER_BOTS", (), tuple)
     port: int = setting("PORT", 3000, int, 1, 65535)
     # Answers accepted and not finished per bot process; past it: "busy".
     max_queued: int = setting("FINDIMAGE_MAX_QUEUED", 32, int, 1, 10_000)
@@ -232,6 +234,9 @@ def _check(read: dict[str, Any], r: _Reader) -> None:
         if not (channel[:1] in "CGD" and channel.isalnum() and channel.isupper()):
             r.problems.append(f"FINDIMAGE_CHANNELS: {channel!r} is not a channel id "
                               "(like C0123ABCD; names do not work).")
+    for bot_id in read["answer_bots"]:
+        if not (bot_id[:1] in "AB" and bot_id.isalnum() and bot_id.isupper()):
+            r.problems.append(f"FINDIMAGE_ANSWER_BOTS: {bot_id!r} is not a bot or app id (like B0123ABCD or A0123ABCD).")
     url_signing_key = read["url_signing_key"]
     if url_signing_key is not None and len(url_signing_key.encode("utf-8")) < MIN_URL_SIGNING_KEY_BYTES:
         # An HMAC key anyone can guess lets them sign links to every archive image; never echoed.

@@ -157,7 +157,7 @@ def test_the_manifest_declares_the_command_scopes_events_and_socket_mode_flag():
     assert command["command"] == "/findimage" and command["url"].endswith("/slack/events")
     assert set(manifest["oauth_config"]["scopes"]["bot"]) == {
         "commands", "chat:write", "files:read", "files:write", "channels:history", "groups:history",
-        "channels:read", "groups:read", "im:read", "mpim:read", "im:write"}
+        "channels:read", "groups:read", "im:read", "mpim:read", "im:write", "users:read"}
     events = manifest["settings"]["event_subscriptions"]
     assert events["request_url"].endswith("/slack/events")
     assert set(events["bot_events"]) == {"message.channels", "message.groups", "app_home_opened"}

@@ -74,14 +74,18 @@ def test_the_refusal_elasticsearch_gives(basic_server):
 
 
 def index_some(env: dict, count: int = 6) -> None:
-    """Documents with unit vectors in the 512-dim space, straight into the store (their files present)."""
+    """Documents with unit vectors in the 512-dim space, straight into the store (their files present, of
+    the size and modification time the documents record)."""
+    files = []
     for i in range(count):
         (Path(env["FINDIMAGE_ARCHIVE"]) / "p").mkdir(parents=True, exist_ok=True)
-        (Path(env["FINDIMAGE_ARCHIVE"]) / "p" / f"{i}.jpg").touch()
+        file = Path(env["FINDIMAGE_ARCHIVE"]) / "p" / f"{i}.jpg"
+        file.write_bytes(b"x" * (i + 1))
+        files.append(file.stat())
     store = ElasticsearchStore(client(env["ELASTICSEARCH_URL"]), env["ELASTICSEARCH_URL"], env["FINDIMAGE_INDEX"])
     vectors = normalise_rows(np.random.default_rng(7).normal(size=(count, 512)))
-    store.upsert([ImageDoc(image_id_for(f"p/{i}.jpg"), f"{i}.jpg", f"p/{i}.jpg", v, f"sha-{i}", 1, 1.0, 64, 48,
-                           time.time(), "vectors") for i, v in enumerate(vectors)])
+    store.upsert([ImageDoc(image_id_for(f"p/{i}.jpg"), f"{i}.jpg", f"p/{i}.jpg", v, f"sha-{i}", files[i].st_size,
+                           files[i].st_mtime, 64, 48, time.time(), "vectors") for i, v in enumerate(vectors)])
     store.checkpoint()
 
 

@@ -454,3 +454,176 @@ def test_a_dropped_connection_is_gone_from_the_emulator_and_the_client_comes_bac
 
     assert ack.envelope["payload"]["text"] == "after the drop"
     assert len(emu.api_calls("apps.connections.open")) == 2
+
+
+# ---------------------------------------------------------------------------- real payload shapes
+
+try:
+    from tests.slack_emulator.fixtures import fixture, keys_of, names, shape, source
+except ImportError:  # pragma: no cover
+    from slack_emulator.fixtures import fixture, keys_of, names, shape, source
+
+
+def without_thumbnails(keys) -> set:
+    """Which thumb_* a file object has depends on the image's size; everything else is fixed."""
+    return {k for k in keys if not k.startswith("thumb_") or k == "thumb_tiny"}
+
+
+def test_every_fixture_names_the_real_payload_it_was_written_from():
+    assert len(names()) >= 20
+    for name in names():
+        assert source(name).strip(), name
+        assert "slackapi/" in source(name) or "MercuryTechnologies/" in source(name) or "https://" in source(name) \
+            or source(name).startswith("interactivity/"), name
+
+
+def test_a_posted_photo_has_exactly_the_fields_of_a_real_file_share(emu):
+    photo = emu.add_file(png_bytes(1134, 362), "photo.png", user=ALICE)
+    posted = emu.post_user_message_with_files(CHANNEL, [photo], text="Hi there!", user=ALICE)
+    envelope = emu.event_callback(posted)
+
+    assert list(envelope) == keys_of("events/message_file_share")
+    assert list(posted) == keys_of("events/message_file_share", "event")
+    assert "team" not in posted and "user_team" not in posted, "a real file_share names only its user"
+    assert without_thumbnails(posted["files"][0]) == without_thumbnails(keys_of("events/message_file_share", "event", "files"))
+    assert shape(posted["files"][0]) == shape(fixture("events/message_file_share")["event"]["files"][0])
+
+
+def test_in_a_slack_connect_channel_files_are_stripped_and_the_envelope_names_the_actors_team(emu):
+    emu.share_channel_externally("C0CONNECT", "T0PARTNER")
+    emu.add_user("U0GUEST", "T0PARTNER")
+    photo = emu.add_file(png_bytes(), "guest.png", user="U0GUEST")
+    posted = emu.post_user_message_with_files("C0CONNECT", [photo], text="look", user="U0GUEST")
+    envelope = emu.event_callback(posted)
+    said = emu.user_message("C0CONNECT", "Hey!", "U0GUEST")
+
+    assert posted["files"] == [{"id": photo["id"], "mode": "file_access", "file_access": "check_file_info",
+                                "created": 0, "timestamp": 0, "user": ""}]
+    assert list(envelope) == [k for k in keys_of("events/message_slack_connect") if k != "enterprise_id"]
+    assert (envelope["team_id"], envelope["context_team_id"], envelope["is_ext_shared_channel"]) == (
+        "T0PARTNER", emu.team_id, True)
+    assert envelope["authorizations"][0]["team_id"] == emu.team_id
+    assert list(said) == keys_of("events/message", "event") and said["team"] == "T0PARTNER"
+
+
+def test_interactions_have_exactly_the_fields_of_real_ones(emu, client):
+    posted = client.chat_postMessage(channel=CHANNEL, text="answer", blocks=[{"type": "actions", "elements": [
+        {"type": "button", "action_id": "b", "text": {"type": "plain_text", "text": "B"}, "value": "v"}]}])
+    (message,) = emu.messages(CHANNEL)
+    click = emu.block_actions_payload(message, "b", ALICE)
+    shortcut = emu.message_action_payload(emu.user_message(CHANNEL, "hello", ALICE), CHANNEL, ALICE)
+    command = emu.slash_command_payload("x", user_id=ALICE, channel_id=CHANNEL)
+
+    for path in ((), ("container",), ("message",), ("actions",), ("user",), ("team",)):
+        node = click
+        for step in path:
+            node = node[step][0] if isinstance(node[step], list) else node[step]
+        assert list(node) == keys_of("interactivity/block_actions", *path), path
+    assert list(shortcut) == keys_of("interactivity/message_action")
+    assert shortcut["user"] == {"id": ALICE, "name": "alice"}, "a real message shortcut's user has no team_id"
+    assert list(command) == keys_of("commands/slash_command")
+    assert posted["ts"] == click["container"]["message_ts"]
+
+
+def test_a_top_level_message_with_replies_carries_its_own_ts_as_thread_ts(emu, client):
+    blocks = [{"type": "actions", "elements": [{"type": "button", "action_id": "b", "text": {"type": "plain_text",
+                                                                                          "text": "B"}}]}]
+    top = client.chat_postMessage(channel=CHANNEL, text="answer", blocks=blocks)
+    emu.user_message(CHANNEL, "nice!", "U0BOB", thread_ts=top["ts"])
+    client.chat_postMessage(channel=CHANNEL, thread_ts=top["ts"], text="reply", blocks=blocks)
+    parent, reply = emu.messages(CHANNEL)
+
+    on_parent = emu.block_actions_payload(parent, "b", ALICE)
+    on_reply = emu.block_actions_payload(reply, "b", ALICE)
+
+    assert on_parent["message"]["thread_ts"] == on_parent["message"]["ts"] == top["ts"]
+    assert on_parent["message"]["reply_count"] == 2 and "thread_ts" not in on_parent["container"]
+    assert list(on_parent["message"]) == keys_of("interactivity/block_actions_thread_parent", "message")
+    assert on_reply["container"]["thread_ts"] == on_reply["message"]["thread_ts"] == top["ts"]
+    assert list(on_reply["container"]) == keys_of("interactivity/block_actions_in_thread", "container")
+    assert list(on_reply["message"]) == keys_of("interactivity/block_actions_in_thread", "message")
+
+
+def test_conversations_the_bot_is_not_in_answer_like_slack(emu, client):
+    emu.add_conversation("C0PRIVATE", "private", member=False)
+    emu.add_conversation("D0OTHERS1", "im", member=False)
+    emu.add_conversation("C0PUBLIC", "public", member=False)
+
+    for hidden in ("C0PRIVATE", "D0OTHERS1"):
+        with pytest.raises(SlackApiError, match="channel_not_found"):
+            client.conversations_info(channel=hidden)
+        with pytest.raises(SlackApiError, match="channel_not_found"):
+            client.chat_postMessage(channel=hidden, text="hi")
+    public = client.conversations_info(channel="C0PUBLIC")["channel"]
+    with pytest.raises(SlackApiError, match="not_in_channel"):
+        client.chat_postMessage(channel="C0PUBLIC", text="hi")
+    with pytest.raises(SlackApiError, match="not_in_channel"):
+        client.files_upload_v2(content="x", filename="x.txt", channel="C0PUBLIC")
+
+    assert public["is_member"] is False and public["is_private"] is False
+    assert list(public) == keys_of("web_api/conversations.info", "channel")
+    emu.add_conversation("C0NEWPRIV", "private")  # a private channel with a C... id needs groups:read
+    emu.revoke_scope("groups:read")
+    with pytest.raises(SlackApiError) as missing:
+        client.conversations_info(channel="C0NEWPRIV")
+    assert missing.value.response["needed"] == "groups:read"
+    emu.share_channel_externally("C0PENDING", pending=True)
+    pending = client.conversations_info(channel="C0PENDING")["channel"]
+    assert pending["is_pending_ext_shared"] is True and pending["is_ext_shared"] is False
+    assert list(client.conversations_info(channel=emu.dm_channel(ALICE))["channel"]) == keys_of(
+        "web_api/conversations.info_im", "channel")
+
+
+def test_users_info_answers_with_the_real_user_object(emu, client):
+    emu.add_user("U0GUEST", "T0PARTNER")
+    emu.forget_user("U0GONE")
+
+    alice = client.users_info(user=ALICE)["user"]
+    guest = client.users_info(user="U0GUEST")["user"]
+    with pytest.raises(SlackApiError, match="user_not_found"):
+        client.users_info(user="U0GONE")
+    emu.revoke_scope("users:read")
+    with pytest.raises(SlackApiError, match="missing_scope"):
+        client.users_info(user=ALICE)
+
+    assert list(alice) == keys_of("web_api/users.info", "user")
+    assert (alice["team_id"], alice["profile"]["team"]) == (emu.team_id, emu.team_id)
+    assert guest["team_id"] == "T0PARTNER" and guest["is_stranger"] is True
+
+
+def test_files_info_answers_deleted_and_hidden_files_with_slacks_errors(emu, client):
+    gone, hidden = emu.add_file(png_bytes(), "gone.png"), emu.add_file(png_bytes(), "hidden.png")
+    kept = emu.add_file(png_bytes(), "kept.png")
+    emu.delete_file(gone["id"])
+    emu.delete_file(hidden["id"], hidden=True)
+
+    with pytest.raises(SlackApiError, match="file_deleted"):
+        client.files_info(file=gone["id"])
+    with pytest.raises(SlackApiError, match="file_not_found"):
+        client.files_info(file=hidden["id"])
+    with pytest.raises(urllib.error.HTTPError) as download:
+        http_get(gone["url_private_download"], emu.bot_token)
+
+    assert download.value.code == 404
+    info = client.files_info(file=kept["id"])
+    assert set(info.data) == {"ok", "file", "comments", "response_metadata"}
+    assert without_thumbnails(info["file"]) >= without_thumbnails(keys_of("web_api/files.info", "file")) - {
+        "deanimate_gif", "pjpeg", "thumb_360_gif"}, "gif-only renditions aside"
+
+
+def test_socket_mode_envelopes_accept_a_response_payload_only_for_slash_commands(emu):
+    app, _ = findimage_like_app(emu)
+
+    @app.shortcut("find_similar")
+    def shortcut(ack):
+        ack()
+
+    with connected_over_socket_mode(app, emu):
+        command = emu.socket_slash_command("forest", user_id=ALICE)
+        event = emu.socket_event(emu.user_message(CHANNEL, "hello", ALICE))
+        interaction = emu.socket_interaction(emu.message_action_payload(emu.user_message(CHANNEL, "x"), CHANNEL))
+
+    assert [a.envelope["accepts_response_payload"] for a in (command, event, interaction)] == [True, False, False]
+    for ack in (command, event, interaction):
+        kind = ack.envelope["type"]
+        assert list(ack.envelope) == keys_of(f"socket_mode/{kind}"), kind

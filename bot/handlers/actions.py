@@ -12,6 +12,7 @@ from slack_bolt import App
 
 from ..answering import Services, answer_page, submit_or_busy, tell_safely
 from ..buttons import MORE_LIKE_THIS_IDS, SHOW_MORE, BadButton, Page
+from ..channels import Requester
 from ..delivery import InteractionTarget
 from ..options import MAX_K
 
@@ -20,11 +21,16 @@ UNREADABLE = "I cannot read this button (it may come from an older version of me
 
 
 def interaction_target(body: dict, client, respond) -> InteractionTarget:
-    """Where a message's button or shortcut was used: its channel, and its thread when it is in one."""
+    """Where a message's button was used: its channel, and its thread when the message is a reply in one.
+
+    A message that has replies carries thread_ts too, equal to its own ts: it is the thread's parent, not
+    in a thread, and is answered like any top-level message (through the response_url)."""
     container = body.get("container") or {}
     message = body.get("message") or {}
     channel = container.get("channel_id") or (body.get("channel") or {}).get("id")
     thread_ts = container.get("thread_ts") or message.get("thread_ts")
+    if thread_ts is not None and thread_ts == (container.get("message_ts") or message.get("ts")):
+        thread_ts = None
     return InteractionTarget(client, respond, channel, body["user"]["id"], thread_ts=thread_ts)
 
 
@@ -43,7 +49,8 @@ def first_click(services: Services, body: dict, action: dict) -> bool:
 def register(app: App, services: Services) -> None:
     def start(body: dict, action: dict, client, respond, page_of) -> None:
         target = interaction_target(body, client, respond)
-        refusal = services.policy.quick_refusal(target.channel_id, body["user"].get("team_id"))
+        requester = Requester.of_interaction(body)
+        refusal = services.policy.quick_refusal(target.channel_id, requester)
         if refusal is not None:
             services.work.submit(tell_safely, target, refusal)
             return
@@ -54,7 +61,7 @@ def register(app: App, services: Services) -> None:
             services.work.submit(tell_safely, target, UNREADABLE)
             return
         log.info("%s from %s in %s: %s", action.get("action_id"), target.user_id, target.channel_id, page.encode())
-        submit_or_busy(services, target, answer_page, services, client, page, target.user_id, target)
+        submit_or_busy(services, target, answer_page, services, client, page, requester, target)
 
     # The duplicate check comes before the ack: once Slack has its answer, the click is either queued or dropped.
     def more_like_this(ack, body, action, client, respond):

@@ -6,6 +6,7 @@ import logging
 from slack_bolt import App
 
 from ..answering import Services, answer_text_query
+from ..channels import Requester
 from ..delivery import CommandTarget
 from ..options import OptionError, parse_command_text, wants_help
 from ..replies import searching_text, usage_text
@@ -21,7 +22,8 @@ def register(app: App, services: Services) -> None:
         if wants_help(raw):
             ack(text=usage_text(services.settings.top_k))  # text in an ack is seen only by the requester
             return
-        refusal = services.policy.quick_refusal(command.get("channel_id"), command.get("team_id"))
+        requester = Requester.of_command(command)
+        refusal = services.policy.quick_refusal(command.get("channel_id"), requester)
         if refusal is not None:
             ack(text=refusal)
             return
@@ -40,6 +42,6 @@ def register(app: App, services: Services) -> None:
         ack(text=searching_text(query.text, query.folder))
         log.info("command from %s in %s: %r k=%d folder=%s", command["user_id"], command["channel_id"],
                  query.text, query.k, query.folder)
-        ticket.submit(answer_text_query, services, client, query, command["user_id"], target)
+        ticket.submit(answer_text_query, services, client, query, requester, target)
 
     app.command(COMMAND)(findimage_command)

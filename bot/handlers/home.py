@@ -3,12 +3,18 @@
 Published anew (views.publish) each time someone opens the tab, from the work pool so the event's ack
 never waits for the store. An example query's answer goes to the person's direct messages with the app
 (its Messages tab): private, and with room for the images and their buttons, which a Home tab has not.
+
+The tab applies the refusals every answer does: a user of another team (or one whose team cannot be
+learned) sees only the sentence why; where FINDIMAGE_CHANNELS does not list the person's direct messages
+with the app, the tab offers no examples, and an example clicked anyway posts nothing. The status names
+no path and no host.
 """
 from __future__ import annotations
 
 import json
 import logging
 from datetime import datetime, timezone
+from pathlib import Path
 
 from slack_bolt import App
 
@@ -16,6 +22,7 @@ from findimage.stores.base import META_LAST_PASS
 
 from ..answering import Services, answer_text_query
 from ..buttons import HOME_EXAMPLE, HOME_EXAMPLE_IDS, button
+from ..channels import Requester
 from ..delivery import ThreadTarget
 from ..errors import user_message
 from ..options import MAX_K, TextQuery, escape
@@ -35,6 +42,15 @@ def describe_pass(data: dict | None) -> str:
             f"({data['seconds']:.0f} s)")
 
 
+def model_name(model_id: object) -> str:
+    """A model as users may see it: a hub id as it is, a local folder by its name only (no paths)."""
+    text = str(model_id)
+    path = Path(text).expanduser()
+    if path.is_absolute() or text.startswith((".", "~")) or path.exists():
+        return path.name or "local model"
+    return text
+
+
 def status_lines(services: Services) -> list[str]:
     """What an archive user may want to know before searching: size, freshness, failures, models."""
     searcher, settings = services.searcher, services.settings
@@ -47,62 +63,80 @@ def status_lines(services: Services) -> list[str]:
     lines = [f"*Images indexed:* {count:,}", f"*Last completed pass:* {describe_pass(last_pass)}"]
     if last_pass:  # the pass records it in the store: the indexer's own files may be on another machine
         lines.append(f"*Files that failed to index:* {last_pass.get('failing_files', 0):,}")
-    lines.append(f"*Store:* {escape(searcher.store.description)}")
+    lines.append(f"*Store:* {'Elasticsearch' if settings.uses_elasticsearch else 'embedded'}")
     text_model = getattr(searcher.text_embedder, "model_id", settings.text_model)
-    lines.append(f"*Models:* images `{escape(searcher.image_embedder.model_id)}`, text `{escape(str(text_model))}`")
+    lines.append(f"*Models:* images `{escape(model_name(searcher.image_embedder.model_id))}`, "
+                 f"text `{escape(model_name(text_model))}`")
     return lines
 
 
-def home_view(services: Services) -> dict:
-    examples = [button(f"“{text}”", f"{HOME_EXAMPLE}:{n}", text) for n, text in enumerate(EXAMPLES, 1)]
-    return {
-        "type": "home",
-        "blocks": [
-            {"type": "header", "text": {"type": "plain_text", "text": "findimage: the team's image archive"}},
-            {"type": "section", "text": {"type": "mrkdwn", "text": "\n".join(status_lines(services))[:3000]}},
-            {"type": "divider"},
-            {"type": "section", "text": {"type": "mrkdwn", "text": usage_text(services.settings.top_k)[:3000]}},
-            {"type": "section", "text": {"type": "mrkdwn", "text": (
-                "• On any message with a photo: *⋮ More actions → Find similar images*.\n"
-                "• Under every answer: *More like #n* for that image's neighbours, *Show more* for the next "
-                f"matches (up to {services.settings.max_results}).")}},
+HEADER = {"type": "header", "text": {"type": "plain_text", "text": "findimage: the team's image archive"}}
+
+
+def home_view(services: Services, refusal: str | None = None, examples: bool = True) -> dict:
+    """The tab; only `refusal` when the archive may not be shown to this person, no examples where they
+    would not be answered."""
+    if refusal is not None:
+        return {"type": "home", "blocks": [HEADER, {"type": "section", "text": {"type": "mrkdwn", "text": refusal}}]}
+    blocks = [
+        HEADER,
+        {"type": "section", "text": {"type": "mrkdwn", "text": "\n".join(status_lines(services))[:3000]}},
+        {"type": "divider"},
+        {"type": "section", "text": {"type": "mrkdwn", "text": usage_text(services.settings.top_k)[:3000]}},
+        {"type": "section", "text": {"type": "mrkdwn", "text": (
+            "• On any message with a photo: *⋮ More actions → Find similar images*.\n"
+            "• Under every answer: *More like #n* for that image's neighbours, *Show more* for the next "
+            f"matches (up to {services.settings.max_results}).")}},
+    ]
+    if examples:
+        buttons = [button(f"“{text}”", f"{HOME_EXAMPLE}:{n}", text) for n, text in enumerate(EXAMPLES, 1)]
+        blocks += [
             {"type": "divider"},
             {"type": "section", "text": {"type": "mrkdwn",
                                          "text": "*Try an example* (the answer comes to you in my Messages tab):"}},
-            {"type": "actions", "elements": examples},
-        ],
-    }
+            {"type": "actions", "elements": buttons},
+        ]
+    return {"type": "home", "blocks": blocks}
 
 
-def publish_home(services: Services, client, user_id: str) -> None:
+def publish_home(services: Services, client, user_id: str, channel_id: str | None) -> None:
+    """`channel_id`: the person's direct messages with the app, where the examples are answered."""
+    requester = Requester(user_id)
+    refusal = services.policy.people_refusal(client, channel_id, requester)
+    view = home_view(services, refusal, examples=services.policy.enabled_in(channel_id))
     try:
-        client.views_publish(user_id=user_id, view=home_view(services))
+        client.views_publish(user_id=user_id, view=view)
     except Exception:
         log.exception("could not publish the Home tab for %s", user_id)
 
 
-def answer_example(services: Services, client, text: str, user_id: str) -> None:
-    """An example query, answered in the person's direct messages with the app."""
+def answer_example(services: Services, client, text: str, requester: Requester) -> None:
+    """An example query, answered in the person's direct messages with the app; nothing where the tab
+    would not have offered it (the refusal is on the tab already)."""
     try:
-        channel = client.conversations_open(users=user_id)["channel"]["id"]
+        channel = client.conversations_open(users=requester.user_id)["channel"]["id"]
     except Exception:
-        log.exception("could not open a direct message with %s", user_id)
+        log.exception("could not open a direct message with %s", requester.user_id)
+        return
+    refusal = services.policy.refusal(client, channel, requester)
+    if refusal is not None:
+        log.info("example clicked by %s not answered: %s", requester.user_id, refusal)
         return
     query = TextQuery(text, min(services.settings.top_k, MAX_K))
-    answer_text_query(services, client, query, user_id, ThreadTarget(client, channel, None))
+    answer_text_query(services, client, query, requester, ThreadTarget(client, channel, None))
 
 
 def register(app: App, services: Services) -> None:
     def home_opened(event, client):
         if event.get("tab") != "home":
             return  # the Messages tab: nothing to refresh
-        services.work.submit(publish_home, services, client, event["user"])
+        services.work.submit(publish_home, services, client, event["user"], event.get("channel"))
 
     def example(ack, body, action, client):
         ack()
         if not first_click(services, body, action) or action.get("value") not in EXAMPLES:
             return
-        services.work.submit(answer_example, services, client, action["value"], body["user"]["id"])
+        services.work.submit(answer_example, services, client, action["value"], Requester.of_interaction(body))
 
     app.event("app_home_opened")(home_opened)
     app.action(HOME_EXAMPLE_IDS)(example)

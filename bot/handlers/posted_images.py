@@ -1,13 +1,19 @@
-"""Images posted in a channel the bot is in: answered in the message's thread, once per event and image."""
+"""Photos posted in a channel: answered in the message's thread, once per event and image.
+
+The listener only filters and queues (so the event is acked at once); the job completes stripped file
+objects with files.info, and only if the message holds images checks where they may be answered.
+"""
 from __future__ import annotations
 
 import logging
 
 from slack_bolt import App
 
-from ..answering import Services, answer_posted_images, submit_or_busy, tell_safely
+from ..answering import Services, answer_posted_images, tell_safely
+from ..channels import Requester
 from ..delivery import ThreadTarget
 from ..slack_files import is_image_file, needs_file_info
+from ..work import BUSY_TEXT
 
 log = logging.getLogger(__name__)
 
@@ -21,11 +27,17 @@ def is_from_this_bot(event: dict, context) -> bool:
     return bool((bot_id and event.get("bot_id") == bot_id) or (bot_user_id and event.get("user") == bot_user_id))
 
 
-def images_to_answer(event: dict, services: Services) -> list[dict]:
-    """Image files of this message not answered before (non-image files are ignored silently).
+def is_from_another_app(event: dict, answered: frozenset) -> bool:
+    """Posted by a bot or app (bot_id, bot_profile or app_id) not in FINDIMAGE_ANSWER_BOTS: answering one
+    invites its answer in turn, and two findimage installations in one channel would answer each other."""
+    profile = event.get("bot_profile") or {}
+    ids = {event.get("bot_id"), event.get("app_id"), profile.get("id"), profile.get("app_id")} - {None}
+    return bool(ids or event.get("bot_profile")) and not ids & answered
 
-    Stripped file objects (`check_file_info`) carry no type yet; the answer job looks them up first.
-    """
+
+def images_to_answer(event: dict, services: Services) -> list[dict]:
+    """Image files of this message not answered before, and stripped file objects (`check_file_info`, no
+    type yet) for the answer job to look up; other files are ignored silently."""
     channel = event.get("channel")
     return [f for f in event.get("files") or []
             if (is_image_file(f) or needs_file_info(f)) and services.seen.first_time(f"file:{channel}:{f.get('id')}")]
@@ -37,23 +49,27 @@ def register(app: App, services: Services) -> None:
             return
         if is_from_this_bot(event, context):
             return
+        if is_from_another_app(event, frozenset(services.settings.answer_bots)):
+            log.info("files posted by the app %s in %s ignored (not in FINDIMAGE_ANSWER_BOTS)",
+                     event.get("bot_id") or event.get("app_id"), event.get("channel"))
+            return
         event_id = body.get("event_id") or f"{event.get('channel')}:{event.get('ts')}"
         if not services.seen.first_time(f"event:{event_id}"):
             log.info("event %s was already answered; ignoring Slack's re-delivery", event_id)
             return
-        images = images_to_answer(event, services)
-        if not images:
+        files = images_to_answer(event, services)
+        if not files:
             return
         thread_ts = event.get("thread_ts") or event["ts"]
         target = ThreadTarget(client, event["channel"], thread_ts)
-        refusal = services.policy.event_refusal(body, event)
-        if refusal is not None:
-            log.info("image(s) posted by %s in %s not searched: %s", event.get("user"), event["channel"], refusal)
-            if not services.work.submit(tell_safely, target, refusal):  # a Web API call: after the ack
-                tell_safely(target, refusal)
-            return
-        log.info("%d image(s) posted by %s in %s", len(images), event.get("user"), event["channel"])
-        # When full: "busy" now, from Bolt's listener thread, better than never.
-        submit_or_busy(services, target, answer_posted_images, services, client, images, target)
+        requester = Requester.of_event(event)
+        shared = body.get("is_ext_shared_channel") is True
+        log.info("%d file(s) posted by %s in %s", len(files), event.get("user"), event["channel"])
+        if not services.work.submit(answer_posted_images, services, client, files, requester, target, shared):
+            # Full: "busy" now, from Bolt's listener thread, better than never; but not where no image is
+            # known yet, nor where the answer would have been a refusal.
+            if any(is_image_file(f) for f in files) and not shared and \
+                    services.policy.quick_refusal(event["channel"], requester) is None:
+                tell_safely(target, BUSY_TEXT)
 
     app.event("message")(on_message)

@@ -11,6 +11,7 @@ import logging
 from slack_bolt import App
 
 from ..answering import Services, answer_posted_images, submit_or_busy, tell_safely
+from ..channels import Requester
 from ..delivery import InteractionTarget
 from ..slack_files import is_image_file, needs_file_info
 
@@ -18,15 +19,6 @@ log = logging.getLogger(__name__)
 CALLBACK_ID = "find_similar"
 NO_IMAGES = ("This message has no images, so there is nothing to compare. Use *Find similar images* on a "
              "message with a photo, or search by description with `/findimage`.")
-
-
-def answer_shortcut(services: Services, client, files: list[dict], target: InteractionTarget) -> None:
-    refusal = services.policy.channel_refusal(client, target.channel_id)
-    if refusal is not None:
-        tell_safely(target, refusal)
-        return
-    if not answer_posted_images(services, client, files, target):
-        tell_safely(target, NO_IMAGES)  # its files turned out not to be images (files.info said so)
 
 
 def register(app: App, services: Services) -> None:
@@ -37,18 +29,21 @@ def register(app: App, services: Services) -> None:
             log.info("shortcut %s delivered again; answered already", shortcut.get("trigger_id"))
             return
         message = shortcut.get("message") or {}
-        user = shortcut["user"]["id"]
+        requester = Requester.of_interaction(shortcut)  # a shortcut's user has no team_id: users.info tells
         channel = (shortcut.get("channel") or {}).get("id")
-        target = InteractionTarget(client, respond, channel, user, thread_ts=message.get("thread_ts") or message.get("ts"))
+        target = InteractionTarget(client, respond, channel, requester.user_id,
+                                   thread_ts=message.get("thread_ts") or message.get("ts"))
         files = [f for f in message.get("files") or [] if is_image_file(f) or needs_file_info(f)]
         if not files:
             services.work.submit(tell_safely, target, NO_IMAGES)
             return
-        refusal = services.policy.quick_refusal(channel, shortcut["user"].get("team_id"))
+        refusal = services.policy.quick_refusal(channel, requester)
         if refusal is not None:
             services.work.submit(tell_safely, target, refusal)
             return
-        log.info("find similar: %d image(s) of message %s in %s, for %s", len(files), message.get("ts"), channel, user)
-        submit_or_busy(services, target, answer_shortcut, services, client, files, target)
+        log.info("find similar: %d file(s) of message %s in %s, for %s", len(files), message.get("ts"), channel,
+                 requester.user_id)
+        submit_or_busy(services, target, answer_posted_images, services, client, files, requester, target, False,
+                       NO_IMAGES)
 
     app.shortcut(CALLBACK_ID)(find_similar)

@@ -24,9 +24,11 @@ from urllib.parse import urlencode
 
 from aiohttp import web
 
+from .fixtures import SLACK_FILE_HOST, SLACK_HOOKS_HOST, fixture, keys_of
 from .records import ResponsePost, Upload
 
 RESPONSE_URL_MAX_USES = 5  # "up to 5 times within 30 minutes"
+RESPONSE_URL_KINDS = ("commands", "actions", "app")  # hooks.slack.com/<kind>/<team>/<number>/<secret>
 
 
 def slack_signature(signing_secret: str, timestamp: Union[int, str], body: Union[bytes, str]) -> str:
@@ -64,21 +66,73 @@ def _rich_text(text: str) -> list:
     return [{"type": "rich_text", "block_id": _random_id("", 5).lower(), "elements": [section]}]
 
 
+def _trigger_id() -> str:
+    return f"{random.randint(10**9, 10**10)}.{random.randint(10**9, 10**10)}.{uuid.uuid4().hex}"
+
+
+def _event_of(name: str) -> dict:
+    return fixture(name)["event"]
+
+
+#: Keys of a visible file object inside a message event (events/message_file_share.json), thumbnails
+#: aside: which of those exist depends on the image's size.
+EVENT_FILE_KEYS = tuple(k for k in keys_of("events/message_file_share", "event", "files")
+                        if not k.startswith("thumb_") or k == "thumb_tiny")
+
+
 class DriverMixin:
     def _init_driver(self) -> None:
         self._response_urls: dict = {}  # path -> {"channel_id", "user_id", "uses"}
         self._authors: dict = {}  # message ts -> user id (for parent_user_id)
+        self._replies: dict = {}  # (channel, parent ts) -> [(user, ts), ...]
 
     def _add_driver_routes(self, router: web.UrlDispatcher) -> None:
-        router.add_post("/commands/{team}/{number}/{secret}", self._handle_response_url)
+        for kind in RESPONSE_URL_KINDS:
+            router.add_post(f"/{kind}/{{team}}/{{number}}/{{secret}}", self._handle_response_url)
+
+    # ------------------------------------------------------------------ threads
+
+    def _add_reply(self, channel: str, thread_ts: str, user: str, ts: str) -> None:
+        with self._lock:
+            self._replies.setdefault((channel, thread_ts), []).append((user, ts))
+            self._authors.setdefault(ts, user)
+
+    def thread_fields(self, channel: str, ts: str) -> dict:
+        """What a message that has replies carries besides its own fields (thread_ts equal to its ts, ...),
+        as interactivity/block_actions_thread_parent.json shows; nothing when it has none."""
+        with self._lock:
+            replies = list(self._replies.get((channel, ts), ()))
+        if not replies:
+            return {}
+        parent = fixture("interactivity/block_actions_thread_parent")["message"]
+        users = list(dict.fromkeys(user for user, _ in replies))
+        fields = {"thread_ts": ts, "reply_count": len(replies), "reply_users": users,
+                  "reply_users_count": len(users), "latest_reply": replies[-1][1]}
+        return {key: fields.get(key, parent[key]) for key in parent
+                if key in fields or key in ("is_locked", "subscribed")}
+
+    def _in_thread(self, event: dict, channel: str, thread_ts: Optional[str]) -> None:
+        """A reply: thread_ts and parent_user_id (events/message_own_bot.json shows both)."""
+        if not thread_ts or thread_ts == event["ts"]:
+            return
+        event["thread_ts"] = thread_ts
+        if self._authors.get(thread_ts):
+            event["parent_user_id"] = self._authors[thread_ts]
+        self._add_reply(channel, thread_ts, event.get("user") or event.get("bot_id"), event["ts"])
 
     # ------------------------------------------------------------------ payload builders
 
-    def new_response_url(self, channel_id: Optional[str] = None, user_id: Optional[str] = None) -> str:
-        path = f"/commands/{self.team_id}/{random.randint(10**12, 10**13 - 1)}/{uuid.uuid4().hex[:24]}"
-        with self._lock:
-            self._response_urls[path] = {"channel_id": channel_id, "user_id": user_id, "uses": 0}
+    def new_response_url(self, channel_id: Optional[str] = None, user_id: Optional[str] = None,
+                         kind: str = "commands") -> str:
+        """A response_url as Slack hands them out: hooks.slack.com/commands/... for slash commands,
+        /actions/... for block_actions, /app/... for shortcuts (here on the emulator's host)."""
+        path = f"/{kind}/{self.team_id}/{random.randint(10**12, 10**13 - 1)}/{uuid.uuid4().hex[:24]}"
+        self._register_response_url(path, channel_id, user_id)
         return self.base_url + path
+
+    def _register_response_url(self, path: str, channel_id: Optional[str], user_id: Optional[str]) -> None:
+        with self._lock:
+            self._response_urls.setdefault(path, {"channel_id": channel_id, "user_id": user_id, "uses": 0})
 
     def slash_command_payload(
         self,
@@ -92,64 +146,54 @@ class DriverMixin:
         response_url: Optional[str] = None,
         team_id: Optional[str] = None,
     ) -> dict:
-        """The fields Slack posts for a slash command (form body over HTTP, dict over Socket Mode).
+        """The fields Slack posts for a slash command (commands/slash_command.json; a form body over HTTP,
+        a dict over Socket Mode).
 
-        ``team_id`` is the workspace of the person who typed the command (emulator choice for users of
-        a connected organisation in a Slack Connect channel: their own team id; default the app's).
+        ``team_id`` is the workspace of the person who typed the command (default: the one users.info
+        knows them by, the app's unless ``add_user`` said otherwise).
         """
-        return {
-            "token": self.verification_token,
-            "team_id": team_id or self.team_id,
-            "team_domain": self.team_domain,
-            "channel_id": channel_id,
-            "channel_name": channel_name,
-            "user_id": user_id,
-            "user_name": user_name,
-            "command": command,
-            "text": text,
-            "api_app_id": self.app_id,
-            "is_enterprise_install": "false",
-            "response_url": response_url or self.new_response_url(channel_id, user_id),
-            "trigger_id": f"{random.randint(10**9, 10**10)}.{random.randint(10**9, 10**10)}.{uuid.uuid4().hex}",
-        }
+        payload = fixture("commands/slash_command")
+        payload.update(
+            token=self.verification_token, team_id=team_id or self.user_team(user_id), team_domain=self.team_domain,
+            channel_id=channel_id, channel_name=channel_name, user_id=user_id, user_name=user_name,
+            command=command, text=text, api_app_id=self.app_id,
+            response_url=response_url or self.new_response_url(channel_id, user_id), trigger_id=_trigger_id(),
+        )
+        return payload
+
+    def _authorization(self) -> dict:
+        authorization = fixture("events/message_file_share")["authorizations"][0]
+        authorization.update(team_id=self.team_id, user_id=self.bot_user_id)
+        return authorization
 
     def event_callback(self, event: dict, event_id: Optional[str] = None, event_time: Optional[int] = None) -> dict:
-        """The Events API envelope around ``event``."""
-        return {
-            "token": self.verification_token,
-            "team_id": self.team_id,
-            "context_team_id": self.team_id,
-            "context_enterprise_id": None,
-            "api_app_id": self.app_id,
-            "event": event,
-            "type": "event_callback",
-            "event_id": event_id or _random_id("Ev"),
-            "event_time": event_time or int(time.time()),
-            "authorizations": [
-                {
-                    "enterprise_id": None,
-                    "team_id": self.team_id,
-                    "user_id": self.bot_user_id,
-                    "is_bot": True,
-                    "is_enterprise_install": False,
-                }
-            ],
-            "is_ext_shared_channel": self.is_ext_shared(event.get("channel")),
-            "event_context": "4-" + uuid.uuid4().hex,
-        }
+        """The Events API envelope around ``event``.
 
-    def _message_base(self, channel: str, user: Optional[str], text: str, thread_ts: Optional[str], channel_type: str) -> dict:
-        ts = self._next_ts()
-        event: dict = {"type": "message", "text": text}
-        if user:
-            event["user"] = user
-            self._authors[ts] = user
-        event.update(ts=ts, channel=channel, event_ts=ts, channel_type=channel_type)
-        if thread_ts:
-            event["thread_ts"] = thread_ts
-            if self._authors.get(thread_ts):
-                event["parent_user_id"] = self._authors[thread_ts]
-        return event
+        In a Slack Connect channel it is the envelope of events/message_slack_connect.json: team_id is the
+        acting user's workspace, the app's is context_team_id. app_home_opened comes in the envelope of
+        events/app_home_opened.json (no event_context).
+        """
+        channel = event.get("channel")
+        shared = self.is_ext_shared(channel)
+        if event.get("type") == "app_home_opened":
+            envelope = fixture("events/app_home_opened")
+        elif shared:
+            envelope = fixture("events/message_slack_connect")
+            actor = self.user_record(event.get("user"))
+            envelope.update(team_id=actor["team_id"], context_team_id=self.team_id, context_enterprise_id=None)
+            if actor["enterprise_id"]:
+                envelope["enterprise_id"] = actor["enterprise_id"]
+            else:
+                envelope.pop("enterprise_id")
+        else:
+            envelope = fixture("events/message_file_share")
+            envelope["team_id"] = self.team_id
+        envelope.update(token=self.verification_token, api_app_id=self.app_id, event=event,
+                        event_id=event_id or _random_id("Ev"), event_time=event_time or int(time.time()),
+                        authorizations=[self._authorization()], is_ext_shared_channel=shared)
+        if "event_context" in envelope:
+            envelope["event_context"] = "4-" + uuid.uuid4().hex
+        return envelope
 
     def user_message(
         self,
@@ -161,18 +205,19 @@ class DriverMixin:
         channel_type: str = "channel",
         user_team: Optional[str] = None,
     ) -> dict:
-        """A plain ``message`` event: a user typed ``text`` in ``channel``."""
-        event = self._message_base(channel, user, text, thread_ts, channel_type)
-        event.update(client_msg_id=str(uuid.uuid4()), blocks=_rich_text(text))
-        self._set_user_team(event, channel, user_team)
-        return event
+        """A plain ``message`` event (events/message.json): a user typed ``text`` in ``channel``.
 
-    def _set_user_team(self, event: dict, channel: str, user_team: Optional[str]) -> None:
-        """``team`` of the author; in Slack Connect channels also ``user_team`` and ``source_team``."""
-        team = user_team or self.team_id
-        event["team"] = team
-        if team != self.team_id or self.is_ext_shared(channel):
-            event.update(user_team=team, source_team=team)
+        ``user_team``: the author's workspace, for users of a connected organisation (users.info then
+        says so too; default: the app's)."""
+        if user_team:
+            self.add_user(user, user_team)
+        event = _event_of("events/message")
+        ts = self._next_ts()
+        event.update(client_msg_id=str(uuid.uuid4()), text=text, user=user, ts=ts, team=self.user_team(user),
+                     blocks=_rich_text(text), channel=channel, event_ts=ts, channel_type=channel_type)
+        self._authors[ts] = user
+        self._in_thread(event, channel, thread_ts)
+        return event
 
     def post_user_message_with_files(
         self,
@@ -186,19 +231,26 @@ class DriverMixin:
         file_access: str = "visible",
         user_team: Optional[str] = None,
     ) -> dict:
-        """The ``message`` event (subtype ``file_share``) Slack sends when ``user`` posts files.
+        """The ``message`` event (subtype ``file_share``, events/message_file_share.json) Slack sends when
+        ``user`` posts files: no team on the event, only the user.
 
-        ``files`` are file objects from ``add_file`` or file ids; they become shared in
-        ``channel``. ``file_access="check_file_info"`` gives the stripped file objects Slack sends
-        when the app must call files.info first (e.g. Slack Connect channels). ``user_team``: the
-        author's workspace, for users of a connected organisation (default: the app's team).
+        ``files`` are file objects from ``add_file`` or file ids; they become shared in ``channel``. In a
+        Slack Connect channel, or with ``file_access="check_file_info"``, they come as the stripped objects of
+        events/message_file_share_slack_connect.json (the app must call files.info). ``user_team``: the
+        author's workspace, for users of a connected organisation (users.info then says so).
         """
-        event = self._message_base(channel, user, text, thread_ts, channel_type)
-        event.update(subtype="file_share", upload=False, display_as_bot=False)
-        self._set_user_team(event, channel, user_team)
-        event["files"] = self._files_in_event(files, channel, event["ts"], thread_ts, file_access)
-        if text:
-            event["blocks"] = _rich_text(text)
+        if user_team:
+            self.add_user(user, user_team)
+        event = _event_of("events/message_file_share")
+        ts = self._next_ts()
+        access = "check_file_info" if self.is_ext_shared(channel) else file_access
+        event.update(text=text, files=self._files_in_event(files, channel, ts, thread_ts, access), user=user, ts=ts,
+                     blocks=_rich_text(text), client_msg_id=str(uuid.uuid4()), channel=channel, event_ts=ts,
+                     channel_type=channel_type)
+        if not text:
+            event.pop("blocks")
+        self._authors[ts] = user
+        self._in_thread(event, channel, thread_ts)
         return event
 
     def bot_message_event(
@@ -211,38 +263,74 @@ class DriverMixin:
         channel_type: str = "channel",
         with_user: bool = True,
     ) -> dict:
-        """The ``message`` event Slack sends about the bot's own post (what the app must ignore).
-
-        With ``files`` (e.g. an ``Upload`` record) it is the ``file_share`` message of the bot's
-        upload: ``bot_id`` and ``user`` = the bot user. ``with_user=False`` drops ``user``, as
-        some payloads do (Bolt's self-event filter then relies on ``bot_id``).
+        """The ``message`` event Slack sends about the bot's own post (what the app must ignore):
+        events/message_own_bot.json, or with ``files`` (e.g. an ``Upload`` record) the file_share of its
+        upload (events/message_file_share_bot.json). ``with_user=False`` drops ``user`` (Bolt's self-event
+        filter then relies on ``bot_id``).
         """
         if isinstance(files, Upload):
             thread_ts = thread_ts or files.thread_ts
             text = text or files.initial_comment or ""
             files = files.file_objects
-        files = list(files)
-        event = self._message_base(channel, self.bot_user_id if with_user else None, text, thread_ts, channel_type)
-        event.update(bot_id=self.bot_id, app_id=self.app_id, team=self.team_id, bot_profile=self.bot_profile())
+        event = self._bot_event(channel, text, list(files), thread_ts, channel_type, self.bot_id, self.app_id,
+                                self.bot_user_id, self.bot_profile())
+        if not with_user:
+            event.pop("user")
+        return event
+
+    def other_bot_message_event(
+        self,
+        channel: str,
+        *,
+        text: str = "",
+        files: Iterable[Union[dict, str]] = (),
+        bot_id: str = "B0OTHER",
+        app_id: str = "A0OTHER",
+        bot_user_id: str = "U0OTHERBOT",
+        thread_ts: Optional[str] = None,
+        file_access: str = "visible",
+    ) -> dict:
+        """Another app's post (events/message_bot_other_app.json), with ``files`` its upload
+        (events/message_file_share_bot.json): e.g. a second findimage installed for staging."""
+        profile = fixture("events/message_bot_other_app")["event"]["bot_profile"]
+        profile.update(id=bot_id, app_id=app_id, team_id=self.team_id)
+        return self._bot_event(channel, text, list(files), thread_ts, "channel", bot_id, app_id, bot_user_id,
+                               profile, file_access)
+
+    def _bot_event(self, channel, text, files, thread_ts, channel_type, bot_id, app_id, user, profile,
+                   file_access: str = "visible") -> dict:
+        ts = self._next_ts()
         if files:
-            event.update(subtype="file_share", upload=True, display_as_bot=False)
-            event["files"] = self._files_in_event(files, channel, event["ts"], thread_ts, "visible")
+            access = "check_file_info" if self.is_ext_shared(channel) else file_access
+            event = _event_of("events/message_file_share_bot")
+            event.update(text=text, files=self._files_in_event(files, channel, ts, thread_ts, access))
+        elif bot_id == self.bot_id:
+            event = _event_of("events/message_own_bot")
+            event.update(text=text, app_id=app_id, team=self.team_id, blocks=_rich_text(text))
+            del event["thread_ts"], event["parent_user_id"]  # set again for a reply
+        else:
+            event = _event_of("events/message_bot_other_app")
+            event.update(text=text, team=self.team_id)
+        event.update(bot_id=bot_id, user=user, bot_profile=profile, ts=ts, channel=channel, event_ts=ts,
+                     channel_type=channel_type)
+        self._authors[ts] = user
+        self._in_thread(event, channel, thread_ts)
         return event
 
     def _files_in_event(self, files: Iterable, channel: str, ts: str, thread_ts: Optional[str], access: str) -> list:
         result = []
+        stripped_shape = fixture("events/message_file_share_slack_connect")["event"]["files"][0]
         for f in files:
             file_id = f["id"] if isinstance(f, dict) else f
             with self._lock:
                 stored = self._files[file_id]
             self._share_file(stored, channel, ts, thread_ts)
             if access == "check_file_info":
-                obj = {"id": file_id, "mode": "file_access", "file_access": "check_file_info"}
-                obj.update(created=stored["created"], timestamp=stored["created"], user=stored["user"])
+                obj = dict(stripped_shape, id=file_id)  # created 0, timestamp 0, user "": Slack hides them too
             else:
-                obj = self.file_object(file_id)
-                for key in ("shares", "channels", "groups", "ims", "comments_count"):
-                    obj.pop(key, None)
+                full = self.file_object(file_id)
+                obj = {k: v for k, v in full.items() if k in EVENT_FILE_KEYS or k.startswith("thumb_")
+                       or k in stored["fields"]}
             result.append(obj)
         return result
 
@@ -297,6 +385,28 @@ class DriverMixin:
             headers["X-Slack-Retry-Reason"] = retry_reason or "http_timeout"
         body = json.dumps(envelope).encode("utf-8")
         return self._post_to_app(app_url, body, "application/json", headers, envelope, signing_secret, timestamp, timeout)
+
+    def send_envelope(self, app_url: str, envelope: dict, *, timeout: float = 10.0) -> HttpDelivery:
+        """POST an Events API envelope exactly as given (e.g. a fixture, after ``adopt``)."""
+        body = json.dumps(envelope).encode("utf-8")
+        return self._post_to_app(app_url, body, "application/json", {}, envelope, None, None, timeout)
+
+    def send_command_payload(self, app_url: str, payload: dict, *, timeout: float = 10.0) -> HttpDelivery:
+        """POST slash-command fields exactly as given (e.g. commands/slash_command.json, after ``adopt``)."""
+        body = urlencode(payload).encode("utf-8")
+        return self._post_to_app(app_url, body, "application/x-www-form-urlencoded", {}, payload, None, None, timeout)
+
+    def adopt(self, payload: Any) -> Any:
+        """A payload recorded from real Slack, made deliverable here: Slack's file and hook hosts point at
+        the emulator, and its response_urls are registered (for the channel and user the payload names)."""
+        text = json.dumps(payload).replace(SLACK_FILE_HOST, self.base_url).replace(SLACK_HOOKS_HOST, self.base_url)
+        adopted = json.loads(text)
+        url = adopted.get("response_url") if isinstance(adopted, dict) else None
+        if url:
+            channel = adopted.get("channel_id") or (adopted.get("channel") or {}).get("id")
+            user = adopted.get("user_id") or (adopted.get("user") or {}).get("id")
+            self._register_response_url(url[len(self.base_url):], channel, user)
+        return adopted
 
     def send_url_verification(self, app_url: str, timeout: float = 10.0) -> HttpDelivery:
         """The challenge Slack sends when the Request URL is configured."""
@@ -360,6 +470,12 @@ class DriverMixin:
             status, answer = 400, "invalid_payload"
         elif not (payload.get("text") or payload.get("blocks") or payload.get("attachments") or payload.get("delete_original")):
             status, answer = 400, "no_text"
+        ts = self._next_ts() if status == 200 else None
+        if ts:
+            with self._lock:
+                self._authors[ts] = self.bot_user_id
+            if isinstance(payload, dict) and payload.get("thread_ts"):
+                self._add_reply(target["channel_id"], payload["thread_ts"], self.bot_user_id, ts)
         record = ResponsePost(
             self.base_url + request.path,
             payload if isinstance(payload, dict) else {},
@@ -367,7 +483,7 @@ class DriverMixin:
             target and target["user_id"],
             status == 200,
             time.monotonic(),
-            self._next_ts() if status == 200 else None,
+            ts,
         )
         self._recorder.add("responses", record)
         return web.Response(status=status, text=answer)

@@ -20,6 +20,7 @@ from urllib.parse import quote
 
 from aiohttp import web
 
+from .fixtures import fixture
 from .records import Download
 
 _FILE_TYPES = {
@@ -34,6 +35,7 @@ _FILE_TYPES = {
     "text/plain": ("text", "Plain Text"),
 }
 _THUMB_SIZES = (64, 80, 160, 360, 480, 720, 800, 960, 1024)
+THUMB_TINY = fixture("events/message_file_share")["event"]["files"][0]["thumb_tiny"]  # a few bytes of JPEG
 
 LOGIN_PAGE = """<!DOCTYPE html><html lang="en-US"><head><meta charset="utf-8">
 <title>Slack</title></head><body class="signin">
@@ -81,6 +83,7 @@ class FilesMixin:
         size: Optional[int] = None,
         chunk_size: int = 64 * 1024,
         chunk_delay: float = 0.0,
+        file_id: Optional[str] = None,
         **fields: Any,
     ) -> dict:
         """Register a file as if ``user`` had uploaded it; returns its Slack file object.
@@ -102,6 +105,7 @@ class FilesMixin:
             chunk_size=chunk_size,
             chunk_delay=chunk_delay,
             fields=fields,
+            file_id=file_id,
         )
         return self.file_object(stored["id"])
 
@@ -123,13 +127,13 @@ class FilesMixin:
             "filetype": f["filetype"],
             "pretty_type": f["pretty_type"],
             "user": f["user"],
-            "user_team": self.team_id,
+            "user_team": self.user_team(f["user"]),
             "editable": False,
             "size": f["size"],
             "mode": "hosted",
             "is_external": False,
             "external_type": "",
-            "is_public": any(c.startswith("C") for c in channels),
+            "is_public": any(self._conversation(c)["kind"] == "public" for c in channels),
             "public_url_shared": False,
             "display_as_bot": False,
             "username": "",
@@ -139,9 +143,9 @@ class FilesMixin:
             "permalink": f"https://{self.team_domain}.slack.com/files/{f['user']}/{f['id']}/{quoted}",
             "permalink_public": f"https://slack-files.com/{ref}-0a1b2c3d4e",
             "file_access": "visible",
-            "channels": [c for c in channels if c.startswith("C")],
-            "groups": [c for c in channels if c.startswith("G")],
-            "ims": [c for c in channels if c.startswith("D")],
+            "channels": [c for c in channels if self._conversation(c)["kind"] == "public"],
+            "groups": [c for c in channels if self._conversation(c)["kind"] in ("private", "mpim")],
+            "ims": [c for c in channels if self._conversation(c)["kind"] == "im"],
             "shares": shares,
             "comments_count": 0,
             "is_starred": False,
@@ -158,8 +162,19 @@ class FilesMixin:
                 if n >= 360:
                     scale = min(1.0, n / max(width, height))
                     obj[f"thumb_{n}_w"], obj[f"thumb_{n}_h"] = round(width * scale), round(height * scale)
+            obj["thumb_tiny"] = THUMB_TINY
         obj.update(f["fields"])
         return obj
+
+    def delete_file(self, file_id: str, *, hidden: bool = False) -> None:
+        """The file is deleted (files.info: file_deleted) or, with ``hidden``, no longer visible to the bot
+        (file_not_found); its URLs answer 404 either way."""
+        with self._lock:
+            self._files[file_id]["gone"] = "file_not_found" if hidden else "file_deleted"
+
+    def _file_gone(self, file_id: str) -> Optional[str]:
+        with self._lock:
+            return self._files[file_id].get("gone")
 
     def file_content(self, file_id: str) -> bytes:
         with self._lock:
@@ -218,7 +233,7 @@ class FilesMixin:
         share = {"ts": ts, "channel_name": channel, "team_id": self.team_id, "share_user_id": stored["user"]}
         if thread_ts:
             share["thread_ts"] = thread_ts
-        kind = "public" if channel.startswith("C") else "private"
+        kind = "public" if self._conversation(channel)["kind"] == "public" else "private"
         with self._lock:
             if channel not in stored["channels"]:
                 stored["channels"].append(channel)
@@ -285,7 +300,7 @@ class FilesMixin:
         with self._lock:
             f = self._files.get(ref[len(prefix) :]) if ref.startswith(prefix) else None
             scopes_ok = "files:read" in self.bot_scopes
-        if f is None:
+        if f is None or f.get("gone"):
             return web.Response(status=404, text="<html><body>File not found</body></html>", content_type="text/html")
         auth = request.headers.get("Authorization", "")
         authorized = auth == f"Bearer {self.bot_token}" and scopes_ok

@@ -1,9 +1,9 @@
 """Interactivity: users clicking buttons (``block_actions``), message shortcuts (``message_action``),
 the App Home (``app_home_opened``, views.publish) and conversations.open.
 
-Shapes: https://docs.slack.dev/reference/interaction-payloads/block_actions-payload,
-https://docs.slack.dev/reference/interaction-payloads/shortcuts-interaction-payload (message shortcuts),
-https://docs.slack.dev/reference/events/app_home_opened, https://docs.slack.dev/reference/methods/views.publish.
+Shapes: tests/fixtures/slack/interactivity/*.json (block_actions on a message, in a thread, on a thread's
+parent and on the Home tab; the message shortcut) and events/app_home_opened*.json, each naming its source;
+https://docs.slack.dev/reference/methods/views.publish.
 Over HTTP, interaction payloads arrive form-encoded as a single ``payload`` field holding JSON (signed
 like every request); over Socket Mode they come in ``interactive`` envelopes.
 """
@@ -17,6 +17,7 @@ import uuid
 from typing import Any, Optional, Union
 from urllib.parse import urlencode
 
+from .fixtures import fixture
 from .records import Message, PublishedView, ResponsePost
 from .web_api import SlackApiError
 
@@ -84,16 +85,18 @@ class InteractivityMixin:
         return {"view": self._view_object(user_id)}
 
     def _view_object(self, user_id: str) -> Optional[dict]:
+        """The Home tab as events and block_actions carry it (the view of events/app_home_opened_view.json)."""
         with self._lock:
             known = self._views.get(user_id)
         if known is None:
             return None
         view_id, view_hash, view = known
-        return {"id": view_id, "team_id": self.team_id, "type": "home", "blocks": view["blocks"],
-                "private_metadata": view.get("private_metadata", ""), "callback_id": view.get("callback_id", ""),
-                "state": {"values": {}}, "hash": view_hash, "clear_on_close": False, "notify_on_close": False,
-                "root_view_id": view_id, "previous_view_id": None, "app_id": self.app_id, "external_id": "",
-                "app_installed_team_id": self.team_id, "bot_id": self.bot_id}
+        obj = fixture("events/app_home_opened_view")["event"]["view"]
+        obj.update(id=view_id, team_id=self.team_id, blocks=view["blocks"],
+                   private_metadata=view.get("private_metadata", ""), callback_id=view.get("callback_id", ""),
+                   hash=view_hash, root_view_id=view_id, app_id=self.app_id,
+                   external_id=view.get("external_id", ""), app_installed_team_id=self.team_id, bot_id=self.bot_id)
+        return obj
 
     def _api_conversations_open(self, params: dict, kind: str) -> dict:
         users = str(params.get("users") or "")
@@ -104,7 +107,12 @@ class InteractivityMixin:
     def dm_channel(self, user_id: str) -> str:
         """The id of ``user_id``'s direct message conversation with the app (its Messages tab)."""
         with self._lock:
-            return self._dm_channels.setdefault(user_id, "D" + user_id.lstrip("UW")[:9].ljust(9, "0"))
+            known = self._dm_channels.get(user_id)
+            if known is None:
+                known = self._dm_channels[user_id] = "D" + user_id.lstrip("UW")[:9].ljust(9, "0")
+                self._conversations.setdefault(known, self._default_conversation(known)).update(
+                    kind="im", user=user_id)
+            return known
 
     # ------------------------------------------------------------------ recordings
 
@@ -120,9 +128,6 @@ class InteractivityMixin:
 
     # ------------------------------------------------------------------ payload builders
 
-    def _user_object(self, user_id: str, user_name: str) -> dict:
-        return {"id": user_id, "username": user_name, "name": user_name, "team_id": self.team_id}
-
     def block_actions_payload(
         self,
         source: Union[Message, ResponsePost, PublishedView],
@@ -132,41 +137,41 @@ class InteractivityMixin:
         user_name: str = "alice",
     ) -> dict:
         """What Slack sends when ``user_id`` clicks the button ``action_id`` of a message the app posted
-        (chat.postMessage or a response_url) or of the Home tab it published."""
+        (chat.postMessage or a response_url) or of the Home tab it published.
+
+        Shapes: interactivity/block_actions.json; in a thread block_actions_in_thread.json; on a message
+        that has replies block_actions_thread_parent.json (thread_ts equal to its own ts); on the Home tab
+        block_actions_home.json. An ephemeral message is not sent back (container.is_ephemeral)."""
         block, element = find_button(source.blocks, action_id)
-        action = {"action_id": action_id, "block_id": block.get("block_id") or uuid.uuid4().hex[:5],
-                  "text": element.get("text"), "type": "button", "action_ts": f"{time.time():.6f}"}
+        user = {"id": user_id, "username": user_name, "name": user_name, "team_id": self.user_team(user_id)}
+        if isinstance(source, PublishedView):
+            payload = fixture("interactivity/block_actions_home")
+            payload.update(container={"type": "view", "view_id": source.view_id}, view=self._view_object(source.user_id))
+        else:
+            payload = fixture("interactivity/block_actions")
+            channel = source.channel if isinstance(source, Message) else source.channel_id
+            payload["container"].update(message_ts=source.ts, channel_id=channel, is_ephemeral=source.ephemeral)
+            payload["message"].update(user=self.bot_user_id, ts=source.ts, bot_id=self.bot_id, app_id=self.app_id,
+                                      text=source.text or "", team=self.team_id, blocks=source.blocks)
+            if source.thread_ts and source.thread_ts != source.ts:
+                payload["container"]["thread_ts"] = source.thread_ts
+                payload["message"].update(thread_ts=source.thread_ts,
+                                          parent_user_id=self._authors.get(source.thread_ts, user_id))
+            else:
+                payload["message"].update(self.thread_fields(channel, source.ts))
+            payload.update(channel={"id": channel, "name": self._conversation(channel)["name"]},
+                           response_url=self.new_response_url(channel, user_id, kind="actions"))
+            if source.ephemeral:  # ephemeral messages are not sent back with the payload
+                del payload["message"]
+        action = payload["actions"][0]
+        action.update(action_id=action_id, block_id=block.get("block_id") or uuid.uuid4().hex[:5],
+                      text=element.get("text"), type="button", action_ts=f"{time.time():.6f}")
         if "value" in element:
             action["value"] = element["value"]
-        payload: dict = {
-            "type": "block_actions",
-            "user": self._user_object(user_id, user_name),
-            "api_app_id": self.app_id,
-            "token": self.verification_token,
-            "trigger_id": _trigger_id(),
-            "team": {"id": self.team_id, "domain": self.team_domain},
-            "enterprise": None,
-            "is_enterprise_install": False,
-            "state": {"values": {}},
-            "actions": [action],
-        }
-        if isinstance(source, PublishedView):
-            payload["container"] = {"type": "view", "view_id": source.view_id}
-            payload["view"] = self._view_object(source.user_id)
-            return payload
-        channel = source.channel if isinstance(source, Message) else source.channel_id
-        thread_ts = source.thread_ts
-        ephemeral = source.ephemeral
-        container = {"type": "message", "message_ts": source.ts, "channel_id": channel, "is_ephemeral": ephemeral}
-        message = {"type": "message", "user": self.bot_user_id, "ts": source.ts, "bot_id": self.bot_id,
-                   "app_id": self.app_id, "text": source.text or "", "team": self.team_id, "blocks": source.blocks}
-        if thread_ts:
-            container["thread_ts"] = thread_ts
-            message["thread_ts"] = thread_ts
-        payload.update(container=container, channel={"id": channel, "name": channel.lower()},
-                       response_url=self.new_response_url(channel, user_id))
-        if not ephemeral:  # ephemeral messages are not sent back with the payload
-            payload["message"] = message
+        else:
+            del action["value"]
+        payload.update(user=user, api_app_id=self.app_id, token=self.verification_token, trigger_id=_trigger_id(),
+                       team={"id": self.team_id, "domain": self.team_domain})
         return payload
 
     def message_action_payload(
@@ -178,30 +183,25 @@ class InteractivityMixin:
         *,
         user_name: str = "alice",
     ) -> dict:
-        """A message shortcut used on ``message`` (e.g. an event from ``post_user_message_with_files``)."""
-        message = {k: v for k, v in message.items() if k not in ("channel", "event_ts", "channel_type")}
-        return {
-            "type": "message_action",
-            "token": self.verification_token,
-            "action_ts": f"{time.time():.6f}",
-            "team": {"id": self.team_id, "domain": self.team_domain},
-            "user": self._user_object(user_id, user_name),
-            "channel": {"id": channel, "name": channel.lower()},
-            "is_enterprise_install": False,
-            "enterprise": None,
-            "callback_id": callback_id,
-            "trigger_id": _trigger_id(),
-            "response_url": self.new_response_url(channel, user_id),
-            "message_ts": message["ts"],
-            "message": message,
-        }
+        """A message shortcut used on ``message`` (e.g. an event from ``post_user_message_with_files``):
+        interactivity/message_action.json, whose user is only {id, name}."""
+        shown = {k: v for k, v in message.items() if k not in ("channel", "event_ts", "channel_type")}
+        shown.update(self.thread_fields(channel, message["ts"]))
+        payload = fixture("interactivity/message_action")
+        payload.update(token=self.verification_token, action_ts=f"{time.time():.6f}",
+                       team={"id": self.team_id, "domain": self.team_domain}, user={"id": user_id, "name": user_name},
+                       channel={"id": channel, "name": self._conversation(channel)["name"]}, callback_id=callback_id,
+                       trigger_id=_trigger_id(), message_ts=message["ts"], message=shown,
+                       response_url=self.new_response_url(channel, user_id, kind="app"))
+        return payload
 
     def app_home_opened(self, user_id: str = "U0USER", tab: str = "home") -> dict:
-        """The event sent when ``user_id`` opens the app's Home (or Messages) tab."""
-        event = {"type": "app_home_opened", "user": user_id, "channel": self.dm_channel(user_id),
-                 "event_ts": f"{time.time():.6f}", "tab": tab}
+        """The event sent when ``user_id`` opens the app's Home (or Messages) tab: with the published view
+        (events/app_home_opened_view.json) once there is one, else events/app_home_opened.json."""
         view = self._view_object(user_id) if tab == "home" else None
-        if view is not None:  # only once a Home tab was published
+        event = fixture("events/app_home_opened_view" if view else "events/app_home_opened")["event"]
+        event.update(user=user_id, channel=self.dm_channel(user_id), tab=tab, event_ts=f"{time.time():.6f}")
+        if view is not None:
             event["view"] = view
         return event
 

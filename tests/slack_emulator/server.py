@@ -8,9 +8,9 @@ state created in ``SlackEmulator.__init__``:
 * ``driver.DriverMixin``   – Slack calling the app over HTTP, payload builders, response_url,
 * ``socket_mode.SocketModeMixin`` – the Socket Mode WebSocket.
 
-Request and response shapes follow api.slack.com / docs.slack.dev and what
-slack_sdk 3.x sends; where Slack's behaviour is undocumented the choice is
-marked "emulator choice".
+Request and response shapes are built from the real payloads in ``tests/fixtures/slack/``
+(see ``fixtures``); where Slack's behaviour is undocumented the choice is marked
+"emulator choice".
 """
 
 from __future__ import annotations
@@ -46,6 +46,7 @@ DEFAULT_BOT_SCOPES = (
     "im:read",
     "im:write",
     "mpim:read",
+    "users:read",
 )
 
 

@@ -11,6 +11,7 @@ from typing import Any, Optional
 
 from aiohttp import WSMsgType, web
 
+from .fixtures import fixture
 from .records import SocketAck
 
 
@@ -66,15 +67,13 @@ class SocketModeMixin:
         retry_reason: str = "",
         envelope_id: Optional[str] = None,
     ) -> str:
-        """Send an envelope to the newest connected client; returns its ``envelope_id``."""
-        if accepts_response_payload is None:
-            accepts_response_payload = envelope_type in ("slash_commands", "interactive")
-        envelope: dict = {
-            "envelope_id": envelope_id or str(uuid.uuid4()),
-            "payload": payload,
-            "type": envelope_type,
-            "accepts_response_payload": accepts_response_payload,
-        }
+        """Send an envelope to the newest connected client; returns its ``envelope_id``.
+
+        Envelopes are socket_mode/<type>.json: only slash_commands accept a response payload."""
+        envelope = fixture(f"socket_mode/{envelope_type}")
+        envelope.update(envelope_id=envelope_id or str(uuid.uuid4()), payload=payload)
+        if accepts_response_payload is not None:
+            envelope["accepts_response_payload"] = accepts_response_payload
         if envelope_type == "events_api":
             envelope.update(retry_attempt=retry_attempt, retry_reason=retry_reason)
         with self._lock:
@@ -127,7 +126,8 @@ class SocketModeMixin:
         """Ask the newest client to reconnect, as Slack does before recycling a connection."""
         with self._lock:
             ws = self._socket_connections[-1]
-        message = {"type": "disconnect", "reason": reason, "debug_info": {"host": "applink-emulator"}}
+        message = fixture("socket_mode/disconnect")
+        message.update(reason=reason, debug_info={"host": "applink-emulator"})
         self._run_in_loop(ws.send_str(json.dumps(message)))
 
     def socket_drop(self, *, abrupt: bool = False) -> None:
@@ -162,12 +162,9 @@ class SocketModeMixin:
         await ws.prepare(request)
         with self._lock:
             self._socket_connection_count += 1
-            hello = {
-                "type": "hello",
-                "num_connections": len(self._socket_connections) + 1,
-                "debug_info": {"host": "applink-emulator", "build_number": 1, "approximate_connection_time": 18060},
-                "connection_info": {"app_id": self.app_id},
-            }
+            hello = fixture("socket_mode/hello")
+            hello.update(num_connections=len(self._socket_connections) + 1, connection_info={"app_id": self.app_id})
+            hello["debug_info"]["host"] = "applink-emulator"
         await ws.send_str(json.dumps(hello))
         with self._lock:
             self._socket_connections.append(ws)

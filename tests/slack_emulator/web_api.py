@@ -7,6 +7,7 @@ import time
 import uuid
 from typing import Any, Optional
 
+from .fixtures import fixture
 from .records import Message, Upload, UploadedFile
 
 
@@ -21,6 +22,10 @@ class SlackApiError(Exception):
 
 # Retired methods: apps still calling them must notice.
 RETIRED_METHODS = ("files.upload",)
+
+#: conversations.info needs the scope of the conversation's kind, whatever its id looks like (a private
+#: channel created since 2021 has a C... id like a public one).
+CONVERSATION_SCOPES = {"public": "channels:read", "private": "groups:read", "im": "im:read", "mpim": "mpim:read"}
 
 
 def _json_arg(value: Any) -> Any:
@@ -43,8 +48,11 @@ class WebApiMixin:
         self.register_method("files.getUploadURLExternal", self._api_files_get_upload_url, scope="files:write")
         self.register_method("files.completeUploadExternal", self._api_files_complete_upload, scope="files:write")
         self.register_method("files.info", self._api_files_info, scope="files:read")
-        self.register_method("conversations.info", self._api_conversations_info)  # scope depends on the type
-        self._conversations: dict = {}  # channel id -> fields set by tests (shared, private, ...)
+        self.register_method("conversations.info", self._api_conversations_info)  # scope depends on the kind
+        self.register_method("users.info", self._api_users_info, scope="users:read")
+        self._conversations: dict = {}  # channel id -> {"kind", "member", "user", "name", "shared_with", "pending"}
+        self._users: dict = {}  # user id -> {"team_id", "name", "is_bot", "enterprise_id"}
+        self._unknown_users: set = set()  # users.info answers user_not_found
         self.register_method("apps.connections.open", self._api_apps_connections_open, token_kinds=("app",))
         for name in RETIRED_METHODS:
             self.register_method(name, self._api_retired, token_kinds=("bot", "app"))
@@ -82,8 +90,16 @@ class WebApiMixin:
         check_blocks(blocks)
         return channel, text, blocks, attachments
 
+    def _check_can_post(self, channel: str) -> None:
+        """Where the bot is not a member Slack refuses posts: not_in_channel in a public channel (without
+        chat:write.public), channel_not_found where it cannot even see the conversation."""
+        conversation = self._conversation(channel)
+        if not conversation["member"]:
+            raise SlackApiError("not_in_channel" if conversation["kind"] == "public" else "channel_not_found")
+
     def _api_chat_post_message(self, params: dict, kind: str) -> dict:
         channel, text, blocks, attachments = self._message_content(params)
+        self._check_can_post(channel)
         ts = self._next_ts()
         thread_ts = params.get("thread_ts") or None
         message = {
@@ -105,6 +121,7 @@ class WebApiMixin:
             parent_user = self._authors.get(thread_ts)
             if parent_user:
                 message["parent_user_id"] = parent_user
+            self._add_reply(channel, thread_ts, self.bot_user_id, ts)
         self._authors[ts] = self.bot_user_id
         self._recorder.add(
             "messages", Message(channel, ts, text, blocks, thread_ts, False, None, dict(params), time.monotonic())
@@ -113,6 +130,7 @@ class WebApiMixin:
 
     def _api_chat_post_ephemeral(self, params: dict, kind: str) -> dict:
         channel, text, blocks, _ = self._message_content(params)
+        self._check_can_post(channel)
         user = params.get("user")
         if not user:
             raise SlackApiError("user_not_in_channel")
@@ -155,6 +173,8 @@ class WebApiMixin:
             channel = str(params["channels"]).split(",")[0]
         thread_ts = params.get("thread_ts") or None
         initial_comment = params.get("initial_comment") or None
+        if channel:
+            self._check_can_post(channel)
         with self._lock:
             pending = []
             for f in files:
@@ -166,6 +186,10 @@ class WebApiMixin:
             for _, key, _ in pending:
                 del self._pending_uploads[key]
         ts = self._next_ts() if channel else None
+        if channel and thread_ts:
+            self._add_reply(channel, thread_ts, self.bot_user_id, ts)
+        elif ts:
+            self._authors[ts] = self.bot_user_id
         uploaded = []
         for f, _, upload in pending:
             stored = self._store_file(
@@ -189,73 +213,149 @@ class WebApiMixin:
         file_id = params.get("file")
         if not file_id or not self._has_file(file_id):
             raise SlackApiError("file_not_found")
-        return {
-            "file": self.file_object(file_id),
-            "comments": [],
-            "response_metadata": {"next_cursor": ""},
-        }
+        gone = self._file_gone(file_id)
+        if gone:
+            raise SlackApiError(gone)
+        answer = fixture("web_api/files.info")
+        answer.pop("ok")
+        answer.update(file=self.file_object(file_id), comments=[], response_metadata={"next_cursor": ""})
+        return answer
 
     # ------------------------------------------------------------------ conversations.*
+
+    def add_conversation(self, channel_id: str, kind: str = "public", *, member: bool = True,
+                         user: Optional[str] = None, name: Optional[str] = None) -> None:
+        """Make ``channel_id`` a conversation of ``kind`` (public, private, im, mpim), with the bot a member or not.
+
+        Where the bot is not a member, conversations.info answers channel_not_found unless the channel is
+        public, and posting there (chat.postMessage, chat.postEphemeral, sharing an upload) is refused.
+        """
+        if kind not in CONVERSATION_SCOPES:
+            raise ValueError(f"unknown conversation kind {kind!r}")
+        with self._lock:
+            known = self._conversations.setdefault(channel_id, self._default_conversation(channel_id))
+            known.update(kind=kind, member=member)
+            if user is not None:
+                known["user"] = user
+            if name is not None:
+                known["name"] = name
+
+    def remove_bot_from(self, channel_id: str) -> None:
+        """The bot leaves (or was never invited to) ``channel_id``."""
+        with self._lock:
+            self._conversations.setdefault(channel_id, self._default_conversation(channel_id))["member"] = False
+
+    def _default_conversation(self, channel_id: str) -> dict:
+        """Emulator choice for ids no test declared: C... a public channel, G... a private one (the ids of
+        private channels created before 2021), D... a direct message; the bot is a member of each."""
+        kind = {"G": "private", "D": "im"}.get(channel_id[:1], "public")
+        return {"kind": kind, "member": True, "user": "U0USER", "name": channel_id.lower(), "shared_with": None,
+                "pending": False}
+
+    def _conversation(self, channel_id: Optional[str]) -> dict:
+        with self._lock:
+            known = self._conversations.get(channel_id or "")
+            return dict(known) if known else self._default_conversation(channel_id or "")
 
     def share_channel_externally(self, channel_id: str, team_id: str = "T0PARTNER", *, pending: bool = False) -> None:
         """Make ``channel_id`` a Slack Connect channel shared with ``team_id`` (or one with a pending invitation).
 
-        conversations.info then reports it as shared, and events from it carry
-        ``is_ext_shared_channel: true`` in their envelope.
+        conversations.info then reports it as shared; events from a shared (not pending) channel carry
+        ``is_ext_shared_channel: true`` and stripped file objects, as Slack Connect hides files from apps.
         """
         with self._lock:
-            fields = self._conversations.setdefault(channel_id, {})
-            if pending:
-                fields.update(is_pending_ext_shared=True, pending_shared=[team_id], pending_connected_team_ids=[team_id])
-            else:
-                fields.update(is_shared=True, is_ext_shared=True, connected_team_ids=[team_id],
-                              shared_team_ids=[self.team_id, team_id], conversation_host_id=self.team_id)
+            known = self._conversations.setdefault(channel_id, self._default_conversation(channel_id))
+            known.update(shared_with=team_id, pending=pending)
 
     def is_ext_shared(self, channel_id: Optional[str]) -> bool:
-        with self._lock:
-            return bool(self._conversations.get(channel_id or "", {}).get("is_ext_shared"))
+        conversation = self._conversation(channel_id)
+        return bool(conversation["shared_with"] and not conversation["pending"])
 
     def conversation_object(self, channel_id: str) -> dict:
-        """The conversation object as conversations.info answers it.
-
-        Emulator choice: every well-formed id exists (as chat.postMessage accepts any channel here);
-        C... is a public channel, G... a private one, D... a direct message.
-        """
-        with self._lock:
-            fields = dict(self._conversations.get(channel_id, {}))
-        if channel_id.startswith("D"):
-            base = {"id": channel_id, "created": 1700000000, "is_im": True, "is_org_shared": False,
-                    "context_team_id": self.team_id, "updated": 1700000000000, "user": "U0USER",
-                    "is_user_deleted": False, "priority": 0}
-            base.update(fields)
-            return base
-        private = channel_id.startswith("G")
-        name = fields.pop("name", channel_id.lower())
-        base = {
-            "id": channel_id, "name": name, "is_channel": not private, "is_group": private, "is_im": False,
-            "is_mpim": False, "is_private": private, "created": 1700000000, "is_archived": False,
-            "is_general": False, "unlinked": 0, "name_normalized": name, "is_shared": False, "is_frozen": False,
-            "is_org_shared": False, "is_pending_ext_shared": False, "pending_shared": [],
-            "context_team_id": self.team_id, "updated": 1700000000000, "parent_conversation": None,
-            "creator": "U0USER", "is_ext_shared": False, "shared_team_ids": [self.team_id],
-            "pending_connected_team_ids": [], "is_member": True,
-            "topic": {"value": "", "creator": "", "last_set": 0},
-            "purpose": {"value": "", "creator": "", "last_set": 0},
-            "previous_names": [],
-        }
-        base.update(fields)
-        return base
+        """The conversation object as conversations.info answers it (web_api/conversations.info*.json)."""
+        c = self._conversation(channel_id)
+        if c["kind"] == "im":
+            channel = fixture("web_api/conversations.info_im")["channel"]
+            channel.update(id=channel_id, context_team_id=self.team_id, user=c["user"])
+            channel["latest"].update(user=self.bot_user_id, bot_id=self.bot_id, app_id=self.app_id, team=self.team_id,
+                                     bot_profile=self.bot_profile())
+            return channel
+        if c["shared_with"] and not c["pending"]:
+            channel = fixture("web_api/conversations.info_shared")["channel"]
+            channel.update(conversation_host_id=self.team_id)
+        else:
+            channel = fixture("web_api/conversations.info")["channel"]
+            channel.update(shared_team_ids=[self.team_id])
+            if c["pending"]:
+                channel.update(is_pending_ext_shared=True, pending_shared=[c["shared_with"]],
+                               pending_connected_team_ids=[c["shared_with"]])
+        # https://api.slack.com/types/conversation: is_group only for private channels created before 2021 (G...)
+        old_group = c["kind"] == "private" and channel_id.startswith("G")
+        channel.update(id=channel_id, name=c["name"], name_normalized=c["name"],
+                       is_private=c["kind"] != "public", is_channel=c["kind"] != "mpim" and not old_group,
+                       is_group=old_group, is_mpim=c["kind"] == "mpim", context_team_id=self.team_id,
+                       creator="U0USER", is_member=c["member"])
+        return channel
 
     def _api_conversations_info(self, params: dict, kind: str) -> dict:
         channel_id = params.get("channel")
         if not channel_id or channel_id[0] not in "CGD":
             raise SlackApiError("channel_not_found")
-        needed = {"C": "channels:read", "G": "groups:read", "D": "im:read"}[channel_id[0]]
+        conversation = self._conversation(channel_id)
+        needed = CONVERSATION_SCOPES[conversation["kind"]]
         with self._lock:
             scopes = set(self.bot_scopes)
         if needed not in scopes:
             raise SlackApiError("missing_scope", needed=needed, provided=",".join(sorted(scopes)))
+        if not conversation["member"] and conversation["kind"] != "public":
+            raise SlackApiError("channel_not_found")  # private channels and DMs the bot is not in
         return {"channel": self.conversation_object(channel_id)}
+
+    # ------------------------------------------------------------------ users.*
+
+    def add_user(self, user_id: str, team_id: Optional[str] = None, *, name: Optional[str] = None,
+                 is_bot: bool = False, enterprise_id: Optional[str] = None) -> None:
+        """A person (or bot user) users.info knows; ``team_id``: their workspace (default the app's)."""
+        with self._lock:
+            self._users[user_id] = {"team_id": team_id or self.team_id, "name": name or user_id.lower(),
+                                    "is_bot": is_bot, "enterprise_id": enterprise_id}
+            self._unknown_users.discard(user_id)
+
+    def forget_user(self, user_id: str) -> None:
+        """users.info answers user_not_found for ``user_id`` (e.g. a user the bot may not see)."""
+        with self._lock:
+            self._unknown_users.add(user_id)
+
+    def user_record(self, user_id: Optional[str]) -> dict:
+        """Emulator choice: a user no test declared is a member of the app's workspace."""
+        with self._lock:
+            known = self._users.get(user_id or "")
+            return dict(known) if known else {"team_id": self.team_id, "name": (user_id or "").lower(),
+                                              "is_bot": user_id == self.bot_user_id, "enterprise_id": None}
+
+    def user_team(self, user_id: Optional[str]) -> str:
+        return self.user_record(user_id)["team_id"]
+
+    def user_object(self, user_id: str) -> dict:
+        """The user object as users.info answers it (web_api/users.info.json)."""
+        record = self.user_record(user_id)
+        user = fixture("web_api/users.info")["user"]
+        user.update(id=user_id, team_id=record["team_id"], name=record["name"], real_name=record["name"].title(),
+                    is_bot=record["is_bot"], is_admin=False)
+        user["profile"].update(team=record["team_id"], real_name=record["name"].title(),
+                               real_name_normalized=record["name"].title(), display_name=record["name"],
+                               display_name_normalized=record["name"], email=f"{record['name']}@example.org")
+        if record["team_id"] != self.team_id:
+            user["is_stranger"] = True  # a user of a foreign workspace party to a shared channel
+        return user
+
+    def _api_users_info(self, params: dict, kind: str) -> dict:
+        user_id = params.get("user")
+        with self._lock:
+            unknown = user_id in self._unknown_users
+        if not user_id or unknown or user_id[0] not in "UWB":
+            raise SlackApiError("user_not_found")
+        return {"user": self.user_object(user_id)}
 
     # ------------------------------------------------------------------ apps.connections.open
 
