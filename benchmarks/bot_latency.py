@@ -31,10 +31,11 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 from bot_support import serve_bot, slack_env  # noqa: E402
-from findimage.config import load_settings  # noqa: E402
-from indexer.run import index_once  # noqa: E402
 from photos import jpeg_bytes, save_photo  # noqa: E402
 from slack_emulator import SlackEmulator  # noqa: E402
+
+from findimage.config import load_settings  # noqa: E402
+from indexer.run import index_once  # noqa: E402
 
 CHANNEL = "C0BENCH"
 # Slack shows the user an error when an ack takes longer (slash commands, interactivity; events are

@@ -25,8 +25,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from findimage.stores.elasticsearch.store import ElasticsearchStore  # noqa: E402
 from findimage.records import ImageDoc  # noqa: E402
+from findimage.stores.elasticsearch.store import ElasticsearchStore  # noqa: E402
 
 DIMS = 512
 

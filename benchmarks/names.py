@@ -34,10 +34,10 @@ from PIL import Image  # noqa: E402
 from benchmarks.corpus import VectorMixture  # noqa: E402
 from findimage.backends import open_store  # noqa: E402
 from findimage.config import load_settings  # noqa: E402
-from findimage.stores.embedded.store import EmbeddedStore  # noqa: E402
 from findimage.records import ImageDoc, image_id_for  # noqa: E402
 from findimage.search import Searcher  # noqa: E402
 from findimage.stores.base import META_IMAGE_MODEL  # noqa: E402
+from findimage.stores.embedded.store import EmbeddedStore  # noqa: E402
 from indexer.index_pass import IndexPass  # noqa: E402
 
 EVENTS = ["Sommerfest", "Weihnachtsfeier", "Kundenbesuch Bosch", "Messe Hannover", "Betriebsausflug",

@@ -82,8 +82,8 @@ def index_pass(args: dict) -> dict:
     from PIL import Image
 
     from findimage import backends
-    from findimage.stores.embedded.store import EmbeddedStore
     from findimage.records import image_id_for
+    from findimage.stores.embedded.store import EmbeddedStore
     from indexer.run import index_once
 
     settings = _settings()
@@ -226,9 +226,9 @@ def synthetic_docs(start: int, vectors: np.ndarray, model_id: str, files=None) -
 def build_store(args: dict) -> dict:
     """An embedded store of `count` synthetic vectors (or one per archive file), as a first pass writes it."""
     from benchmarks.corpus import VectorMixture
-    from findimage.stores.embedded.store import EmbeddedStore
     from findimage.models.clip import model_fingerprint
     from findimage.stores.base import META_IMAGE_MODEL
+    from findimage.stores.embedded.store import EmbeddedStore
     from indexer.scan import scan_archive
 
     files = None

@@ -71,7 +71,7 @@ class Page:
         return json.dumps(state, ensure_ascii=False, separators=(",", ":"))
 
     @classmethod
-    def decode(cls, value: str | None, *, max_results: int) -> "Page":
+    def decode(cls, value: str | None, *, max_results: int) -> Page:
         """The page a "Show more" value asks for; BadButton unless this module could have written it."""
         if not isinstance(value, str) or len(value) > MAX_VALUE_CHARS:
             raise BadButton("not a button value this bot writes")

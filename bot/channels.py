@@ -60,17 +60,17 @@ class Requester:
     team_id: str | None = None
 
     @classmethod
-    def of_command(cls, command: dict) -> "Requester":
+    def of_command(cls, command: dict) -> Requester:
         return cls(command.get("user_id"), workspace_id(command.get("team_id")))
 
     @classmethod
-    def of_interaction(cls, body: dict) -> "Requester":
+    def of_interaction(cls, body: dict) -> Requester:
         """A click's user carries team_id; a message shortcut's user ({id, name}) does not."""
         user = body.get("user") or {}
         return cls(user.get("id"), workspace_id(user.get("team_id")))
 
     @classmethod
-    def of_event(cls, event: dict) -> "Requester":
+    def of_event(cls, event: dict) -> Requester:
         """`user_team` where Slack sends it (Slack Connect); not `team`, which is not the author's in every event."""
         return cls(event.get("user"), workspace_id(event.get("user_team")))
 

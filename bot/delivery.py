@@ -8,9 +8,9 @@ blocks with signed links to the bot's own server (HTTP mode with FINDIMAGE_PUBLI
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from slack_sdk import WebClient
 

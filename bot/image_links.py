@@ -80,14 +80,14 @@ class ImageLinks:
         self._clock = clock
 
     @classmethod
-    def from_settings(cls, settings, clock=time.time) -> "ImageLinks | None":
+    def from_settings(cls, settings, clock=time.time) -> ImageLinks | None:
         key = signing_key(settings)
         if not settings.public_base_url or key is None:
             return None
         return cls(settings.public_base_url, key, clock=clock)
 
     def _signature(self, image_id: str, tag: str, expires: int) -> str:
-        message = f"{image_id}:{tag}:{expires}".encode("utf-8")
+        message = f"{image_id}:{tag}:{expires}".encode()
         return hmac.new(self._key, message, hashlib.sha256).hexdigest()[:32]
 
     def url_for(self, image_id: str, sha256: str) -> str:

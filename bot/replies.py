@@ -1,8 +1,8 @@
 """What the bot says: usage, result texts and Block Kit blocks. Pure functions, no Slack calls."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 from findimage.records import Match
 from findimage.search import SearchResult

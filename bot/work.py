@@ -14,8 +14,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +29,7 @@ BUSY_TEXT = ("I'm busy with other searches right now and could not take this one
 class Ticket:
     """A place in the queue, taken before the ack so the ack can say whether the answer will come."""
 
-    def __init__(self, pool: "WorkPool"):
+    def __init__(self, pool: WorkPool):
         self._pool = pool
 
     def submit(self, job: Callable, *args) -> None:
@@ -45,7 +45,7 @@ class WorkPool:
         self._changed = threading.Condition()
 
     @classmethod
-    def from_settings(cls, settings) -> "WorkPool":
+    def from_settings(cls, settings) -> WorkPool:
         return cls(max_queued=settings.max_queued)
 
     @property

@@ -12,15 +12,15 @@ import logging
 import re
 import threading
 import time
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
-from typing import Callable
 
 from slack_bolt.adapter.wsgi import SlackRequestHandler
 from slack_sdk.signature import SignatureVerifier
 
-from findimage.config import ConfigError, load_settings, report_problems, require_slack
 from findimage.archive_files import ArchiveFileRefused, Indexed, is_servable, read_archive_file
+from findimage.config import ConfigError, load_settings, report_problems, require_slack
 from findimage.imaging import ImageError, thumbnail_jpeg
 from findimage.search import Searcher
 

@@ -15,10 +15,10 @@ import tempfile
 import time
 
 import numpy as np
-from elasticsearch import Elasticsearch, NotFoundError
 from eland.common import parse_es_version
 from eland.ml.pytorch import PyTorchModel
 from eland.ml.pytorch.transformers import TransformerModel
+from elasticsearch import Elasticsearch, NotFoundError
 from sentence_transformers import SentenceTransformer
 
 PROBE = "a snow covered mountain"

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from slack_bolt import App
@@ -36,7 +36,7 @@ EXAMPLES = ("a snow covered mountain", "stage with red lights", "people laughing
 def describe_pass(data: dict | None) -> str:
     if not data:
         return "no indexing pass has finished yet"
-    when = datetime.fromtimestamp(data["finished_at"], timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    when = datetime.fromtimestamp(data["finished_at"], UTC).strftime("%Y-%m-%d %H:%M UTC")
     return (f"{when}: {data['added']} added, {data['updated']} updated, {data['moved']} moved, "
             f"{data['removed']} removed, {data['unchanged']} unchanged, {data['failed']} failed "
             f"({data['seconds']:.0f} s)")
