@@ -136,7 +136,7 @@ def burst_over_http(emu, url: str, count: int) -> list[Sample]:
         acks = list(senders.map(lambda c: emu.send_slash_command(url, text="crowd at a concert", channel_id=c),
                                 channels))
     uploads = [emu.wait_for_upload(c, timeout=300) for c in channels]
-    return [Sample(a.elapsed, u.at - started) for a, u in zip(acks, uploads)]
+    return [Sample(a.elapsed, u.at - started) for a, u in zip(acks, uploads, strict=True)]
 
 
 def row(label: str, samples: list[Sample]) -> str:
@@ -169,7 +169,8 @@ def main() -> int:
             for n in range(3):  # warm caches and connections; not measured
                 text_over_http(emu, bot.events_url, 90_000 + n)
                 image_over_http(emu, bot.events_url, 90_000 + n)
-            rows.append(row("HTTP, text command", [text_over_http(emu, bot.events_url, n) for n in range(args.queries)]))
+            rows.append(row("HTTP, text command",
+                            [text_over_http(emu, bot.events_url, n) for n in range(args.queries)]))
             rows.append(row("HTTP, posted image (2048x1536)",
                             [image_over_http(emu, bot.events_url, n) for n in range(args.queries)]))
             rows.append(row('HTTP, "More like #3" clicked',

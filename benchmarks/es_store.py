@@ -86,7 +86,7 @@ def run(url: str, size: int, args) -> dict:
             for oversample in args.oversample:  # 1: int8 codes alone (the baseline), else exact re-ranking
                 store.oversample = oversample
                 ms, hits = [], 0
-                for q, expected in zip(queries, truth):
+                for q, expected in zip(queries, truth, strict=True):
                     t = time.perf_counter()
                     found = store.knn(q, args.k, num_candidates)
                     ms.append((time.perf_counter() - t) * 1000)

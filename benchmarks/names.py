@@ -154,7 +154,8 @@ def main() -> None:
         paths = make_archive(root, args.docs)
         mixture = VectorMixture()
         old_index(data, root, paths, mixture)
-        print(f"setup: {args.docs:,} files and an index of the previous version in {time.perf_counter() - started:.0f} s")
+        print(f"setup: {args.docs:,} files and an index of the previous version in "
+              f"{time.perf_counter() - started:.0f} s")
 
         started = time.perf_counter()
         store = EmbeddedStore(data)

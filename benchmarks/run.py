@@ -229,8 +229,9 @@ class Bench:
         self.add("m_knn_p50", f"{label}: kNN p50", f"{r['knn_p50_ms']:.1f} ms (p95 {r['knn_p95_ms']:.1f})", "<= 20 ms",
                  r["knn_p50_ms"] <= 20, r["knn_p50_ms"])
         mem = r["vector_memory_mb"]
-        self.add("m_memory", f"{label}: vector memory", f"{mem / 1024:.2f} GB (index {r['index_bytes_mb'] / 1024:.2f} GB)",
-                 "<= 0.6 GB", mem <= 0.6 * 1024, mem)
+        self.add("m_memory", f"{label}: vector memory",
+                 f"{mem / 1024:.2f} GB (index {r['index_bytes_mb'] / 1024:.2f} GB)", "<= 0.6 GB",
+                 mem <= 0.6 * 1024, mem)
         self.add("m_cold_open", f"{label}: cold open + first query", f"{r['cold_open_seconds']:.2f} s "
                  f"({r['evicted_mb'] / 1024:.1f} GB of store files evicted from the page cache first)", "<= 5 s",
                  r["cold_open_seconds"] <= 5, r["cold_open_seconds"])
@@ -255,8 +256,10 @@ class Bench:
                  r["docs_per_second"])
         server = r["server"]
         self.add("es_memory", f"{label}: server memory and index size",
-                 f"peak RSS {server.get('peak_rss_mb', float('nan')) / 1024:.2f} GB (heap {server['heap_max_mb'] / 1024:.0f} GB "
-                 f"max, {server['heap_used_mb'] / 1024:.2f} GB used after), index {r['index_disk_mb'] / 1024:.2f} GB on disk",
+                 f"peak RSS {server.get('peak_rss_mb', float('nan')) / 1024:.2f} GB "
+                 f"(heap {server['heap_max_mb'] / 1024:.0f} GB max, "
+                 f"{server['heap_used_mb'] / 1024:.2f} GB used after), "
+                 f"index {r['index_disk_mb'] / 1024:.2f} GB on disk",
                  value=server.get("peak_rss_mb"))
         baseline = r["knn"]["1"]
         self.add("es_knn", f"{label}: kNN p50 with exact re-ranking ({r['oversample']:g}x, num_candidates 100)",
@@ -297,7 +300,10 @@ def render_table(rows: list[Row]) -> str:
     header = ("target", "measured", "goal", "")
     body = [(r.what, r.figure, r.goal, "" if r.ok is None else ("pass" if r.ok else "SHORT")) for r in rows]
     widths = [max(len(x[i]) for x in [header, *body]) for i in range(4)]
-    line = lambda cells: "| " + " | ".join(c.ljust(w) for c, w in zip(cells, widths)) + " |"  # noqa: E731
+
+    def line(cells: tuple[str, ...]) -> str:
+        return "| " + " | ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)) + " |"
+
     return "\n".join([line(header), "|" + "|".join("-" * (w + 2) for w in widths) + "|", *map(line, body)])
 
 

@@ -242,7 +242,7 @@ def bombs(models: dict, work: Path) -> dict:
                           env=_env(models, FINDIMAGE_DATA_DIR=work / "data-bomb-index", FINDIMAGE_ARCHIVE=archive))
     peak = [float(line.split()[1]) for line in proc.stderr.splitlines() if line.startswith("peak_rss_mb")]
     results["indexer_with_budget"] = {"exit": proc.returncode, "summary": proc.stdout.strip(),
-                                      "failed": [l for l in proc.stderr.splitlines() if l.startswith("failed:")],
+                                      "failed": [f for f in proc.stderr.splitlines() if f.startswith("failed:")],
                                       "peak_rss_mb": round(peak[0], 1) if peak else None}
     print(f"  indexer_with_budget: {results['indexer_with_budget']}", flush=True)
     return results

@@ -134,7 +134,8 @@ def archive_pass(args: dict) -> dict:
 
 # ---- queries ---------------------------------------------------------------------------------
 TEXT_QUERIES = [
-    "ein schneebedeckter Berg", "a snow covered mountain", "Rosen", "red roses in a vase", "team photo at the summer party",
+    "ein schneebedeckter Berg", "a snow covered mountain", "Rosen", "red roses in a vase",
+    "team photo at the summer party",
     "whiteboard with a sketch of the architecture", "un chat qui dort sur un canapé", "perro corriendo en la playa",
     "sunset over the harbour", "the new office kitchen", "Weihnachtsfeier 2023", "people laughing around a table",
     "a bicycle leaning against a wall", "rainy street at night with neon lights", "Kinder spielen im Park",
@@ -283,7 +284,7 @@ def elasticsearch(args: dict) -> dict:
             for q in queries[:20]:
                 store.knn(q, k=10, num_candidates=100)
         ms, hits = {m: [] for m in modes}, {m: [] for m in modes}
-        for q, truth in zip(queries, exact):
+        for q, truth in zip(queries, exact, strict=True):
             for oversample in modes:  # alternating per query: both see the same caches and machine
                 store.oversample = oversample
                 t = time.perf_counter()
@@ -359,7 +360,7 @@ def store_scale(args: dict) -> dict:
         if nprobe is not None and index.kind == "ivf":
             index.index.nprobe = nprobe
         hits, ms = [], []
-        for q, truth in zip(queries, exact):
+        for q, truth in zip(queries, exact, strict=True):
             t = time.perf_counter()
             found = store.knn(q, k=10)
             ms.append((time.perf_counter() - t) * 1000)

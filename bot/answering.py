@@ -122,7 +122,8 @@ def answer_posted_images(services: Services, client: WebClient, files: list[dict
         tell_safely(target, refusal)
         return
     answers = [_answer_one_image(services, client, file) if problem is None
-               else Answer(image_heading(_display_name(file)), instead=user_message(problem, subject=_display_name(file)))
+               else Answer(image_heading(_display_name(file)),
+                           instead=user_message(problem, subject=_display_name(file)))
                for file, problem in wanted]
     if all(a.result is None for a in answers):
         tell_safely(target, _reasons(answers))

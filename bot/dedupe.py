@@ -2,9 +2,9 @@
 
 Two implementations of `first_time(key) -> bool`, chosen by `seen_keys(settings)`: with the embedded
 store, this process's memory (SeenRecently: one bot process is all the embedded store supports); with
-Elasticsearch, an index every replica shares (SharedSeen in the Elasticsearch store's package), since Slack's retry of an
-event may reach another replica than the first delivery. Slack retries within about five minutes, so
-an hour of memory is plenty.
+Elasticsearch, an index every replica shares (SharedSeen in the Elasticsearch store's package), since
+Slack's retry of an event may reach another replica than the first delivery. Slack retries within about
+five minutes, so an hour of memory is plenty.
 """
 from __future__ import annotations
 

@@ -76,4 +76,5 @@ def user_message(exc: BaseException, subject: str | None = None) -> str:
                 "channel I am a member of) and try again.")
     reference = uuid.uuid4().hex[:8]
     log.error("unexpected failure (reference %s)", reference, exc_info=exc)
-    return f"Something went wrong while searching (reference `{reference}`). Please try again; if it keeps failing, {ASK_ADMIN}."
+    return (f"Something went wrong while searching (reference `{reference}`). Please try again; if it keeps "
+            f"failing, {ASK_ADMIN}.")

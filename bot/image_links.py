@@ -54,7 +54,7 @@ def parse_link(path: str, query_string: str) -> LinkRequest:
     except ValueError as exc:
         raise MalformedLink("unreadable query string") from exc
     values = {}
-    for key, pattern in zip(_PARAMS, (_EXPIRES, _TAG, _SIGNATURE)):
+    for key, pattern in zip(_PARAMS, (_EXPIRES, _TAG, _SIGNATURE), strict=True):
         found = query.get(key, [])
         if len(found) != 1 or not pattern.fullmatch(found[0]):
             raise MalformedLink(f"{key} missing, repeated or malformed")

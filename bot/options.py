@@ -94,7 +94,8 @@ def _take_folder(text: str) -> tuple[str | None, str]:
     match = found[0]
     folder = normalise_folder(next(group for group in match.groups() if group is not None))
     if folder is not None and folder.split("/")[0] == "..":
-        raise OptionError(f"`in:{escape(folder)}` is outside the archive; name a folder inside it, e.g. `in:events/2024`.")
+        raise OptionError(f"`in:{escape(folder)}` is outside the archive; name a folder inside it, "
+                          "e.g. `in:events/2024`.")
     return folder, text[:match.start()] + " " + text[match.end():]
 
 
@@ -107,6 +108,7 @@ def _take_k(words: list[str], k: int) -> tuple[int, list[str]]:
             continue
         value = option.group(1)
         if not value.isdigit() or not 1 <= int(value) <= MAX_K:
-            raise OptionError(f"`k={escape(value)}` must be a whole number from 1 to {MAX_K} (how many images to show).")
+            raise OptionError(f"`k={escape(value)}` must be a whole number from 1 to {MAX_K} "
+                              "(how many images to show).")
         k = int(value)
     return k, rest
