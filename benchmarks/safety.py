@@ -152,7 +152,8 @@ def _make_bombs(folder: Path) -> dict[str, Path]:
     folder.mkdir(parents=True, exist_ok=True)
     jpeg, tiff = folder / "progressive.jpg", folder / "tile.tif"
     if not jpeg.exists() or not tiff.exists():
-        code = ("import sys; sys.path.insert(0, 'tests'); from pathlib import Path; import hostile_images as h; "
+        code = ("import sys; sys.path.insert(0, 'tests/support'); from pathlib import Path; "
+                "import hostile_images as h; "
                 f"Path({str(jpeg)!r}).write_bytes(h.real_progressive_jpeg(32768, 32768)); "
                 f"Path({str(tiff)!r}).write_bytes(h.tiled_tiff(64, 64, (32768, 32768), h.zero_tile((32768, 32768))))")
         subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True)
@@ -230,7 +231,7 @@ def bombs(models: dict, work: Path) -> dict:
     archive.mkdir()
     for name, path in files.items():
         shutil.copy(path, archive / name)
-    sys.path.insert(0, str(ROOT / "tests"))
+    sys.path.insert(0, str(ROOT / "tests" / "support"))
     from photos import save_photo
 
     for i in range(4):
