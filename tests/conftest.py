@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "tests" / "support"))  # the emulator, photos and helpers
 
 import es_support  # noqa: E402
 from findimage.config import load_settings  # noqa: E402

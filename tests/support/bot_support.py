@@ -39,12 +39,6 @@ ALICE = "U0ALICE"
 BOB = "U0BOB"
 
 
-@pytest.fixture
-def emu():
-    with SlackEmulator() as emulator:
-        yield emulator
-
-
 def slack_env(emu: SlackEmulator) -> dict[str, str]:
     return {
         "SLACK_BOT_TOKEN": emu.bot_token,
@@ -54,20 +48,6 @@ def slack_env(emu: SlackEmulator) -> dict[str, str]:
         # (not "uncertain") unless a test asks for it.
         "FINDIMAGE_WEAK_SCORE": "0.3",
     }
-
-
-@pytest.fixture
-def bot_settings(env, emu, archive):
-    """Settings of a bot talking to the emulator, over the `archive` fixture's photos (not indexed yet)."""
-    return load_settings({**env, **slack_env(emu)}, env_file=None)
-
-
-@pytest.fixture
-def indexed(bot_settings):
-    """The archive indexed with the tiny test models into the embedded store."""
-    summary = index_once(bot_settings, progress=False)
-    assert summary.added == 7 and summary.failed == 0
-    return bot_settings
 
 
 class _ThreadingWSGIServer(ThreadingMixIn, WSGIServer):
@@ -151,13 +131,6 @@ def serve_bot(settings, searcher: Searcher | None = None, **options):
         yield RunningBot(url, wsgi, read)
 
 
-@pytest.fixture
-def bot(indexed):
-    """The bot over HTTP, with the indexed archive, uploading matches as images (the default)."""
-    with serve_bot(indexed) as running:
-        yield running
-
-
 @functools.lru_cache(maxsize=4)
 def reference_model(path: str):
     """The model at `path` loaded by sentence-transformers itself, not through findimage's embedders."""
@@ -206,13 +179,6 @@ def assert_same_ranking(shown: list[tuple[str, float]], expected: list[tuple[str
     assert [p for p, _ in shown] == [p for p, _ in expected], (shown, expected)
     tolerance = 0.5 * 10 ** -shown_decimals + 1e-4
     assert all(abs(got - want) <= tolerance for (_, got), (_, want) in zip(shown, expected)), (shown, expected)
-
-
-@pytest.fixture
-def held_bot(indexed):
-    """The `bot`, but its answers wait until the test calls `held_bot.work.release()` (see HeldWork)."""
-    with held_work() as work, serve_bot(indexed, work=work) as running:
-        yield running
 
 
 def with_settings(settings, **changes):
@@ -401,3 +367,23 @@ def recording_server(host: str = "127.0.0.1"):
 
     with serving(ThreadingHTTPServer((host, 0), Handler)) as url:
         yield url, requests_seen
+
+
+def titles(upload) -> list[str]:
+    """Archive paths of an uploaded answer, in rank order (titles are "<rank>. <path> · <score>")."""
+    return [f.title.split(" ")[1] for f in upload.files]
+
+
+def ranks(upload) -> list[int]:
+    return [int(f.title.split(".")[0]) for f in upload.files]
+
+
+def buttons_post(emu, index: int = 0):
+    """The index-th message with buttons that followed an uploaded answer (response_url or chat.postMessage)."""
+    def found():
+        posts = [p for p in [*emu.responses(), *emu.messages()] if p.blocks and any(
+            b.get("type") == "actions" for b in p.blocks)]
+        posts.sort(key=lambda p: p.at)
+        return posts[index] if len(posts) > index else None
+
+    return emu.wait_for(found, 15, f"buttons message #{index + 1}")

@@ -3,13 +3,14 @@ from __future__ import annotations
 
 import contextlib
 import os
+import socket
 import subprocess
 import uuid
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 ES_URL = os.environ.get("FINDIMAGE_TEST_ES_URL")
 SKIP_REASON = "FINDIMAGE_TEST_ES_URL not set (make test starts the server; or scripts/elasticsearch.sh start)"
 needs_es = [pytest.mark.elasticsearch, pytest.mark.skipif(not ES_URL, reason=SKIP_REASON)]
@@ -176,3 +177,9 @@ class TestModel:
 def retries_logged(caplog) -> list[str]:
     """The "Retrying in ..." warnings of the indexer's waits for a store (indexer/retry.py)."""
     return [r.getMessage() for r in caplog.records if "Retrying in" in r.getMessage()]
+
+
+def dead_url() -> str:
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{s.getsockname()[1]}"

@@ -6,30 +6,21 @@ import logging
 
 import numpy as np
 
-from bot_support import (ALICE, BOB, CHANNEL, assert_answers_held, bot, bot_settings, emu, held_bot,  # noqa: F401
-                         indexed, reference_text_ranking, said_in_slack, serve_bot, stored_vectors)
+from bot_support import (
+    buttons_post,
+    ranks,
+    titles,
+    ALICE,
+    BOB,
+    CHANNEL,
+    assert_answers_held,
+    reference_text_ranking,
+    said_in_slack,
+    serve_bot,
+    stored_vectors,
+)
 from findimage.records import image_id_for
 from photos import jpeg_bytes
-
-
-def titles(upload) -> list[str]:
-    """Archive paths of an uploaded answer, in rank order (titles are "<rank>. <path> · <score>")."""
-    return [f.title.split(" ")[1] for f in upload.files]
-
-
-def ranks(upload) -> list[int]:
-    return [int(f.title.split(".")[0]) for f in upload.files]
-
-
-def buttons_post(emu, index: int = 0):
-    """The index-th message with buttons that followed an uploaded answer (response_url or chat.postMessage)."""
-    def found():
-        posts = [p for p in [*emu.responses(), *emu.messages()] if p.blocks and any(
-            b.get("type") == "actions" for b in p.blocks)]
-        posts.sort(key=lambda p: p.at)
-        return posts[index] if len(posts) > index else None
-
-    return emu.wait_for(found, 15, f"buttons message #{index + 1}")
 
 
 def button_value(post, action_id: str) -> str:

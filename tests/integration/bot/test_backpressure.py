@@ -18,11 +18,10 @@ import pytest
 
 from bot.server import DRAIN_SECONDS, drain_answers
 from bot.work import BUSY_TEXT
-from bot_support import (ALICE, CHANNEL, BotProcess, bot_settings, emu, free_port, held_work, indexed,  # noqa: F401
-                         process_env, serve_bot, slack_env)
+from bot_support import ALICE, CHANNEL, BotProcess, free_port, held_work, process_env, serve_bot, slack_env
 from photos import jpeg_bytes
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def ack_text(ack) -> str:

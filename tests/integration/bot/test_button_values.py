@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 from bot.handlers.actions import UNREADABLE
-from bot_support import ALICE, CHANNEL, bot, bot_settings, emu, indexed  # noqa: F401
+from bot_support import ALICE, CHANNEL
 
 
 def buttons_post(emu, index: int = 0):

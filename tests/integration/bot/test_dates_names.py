@@ -8,7 +8,7 @@ from PIL import Image
 
 from bot.options import OptionError, TextQuery, parse_command_text
 from bot.replies import usage_text
-from bot_support import CHANNEL, bot_settings, emu, serve_bot  # noqa: F401
+from bot_support import CHANNEL, serve_bot
 from indexer.run import index_once
 from photos import save_photo
 

@@ -17,21 +17,11 @@ import yaml
 
 from bot.app import create_app
 from bot.server import EXIT_USAGE
-from bot_support import (  # noqa: F401
-    CHANNEL,
-    BotProcess,
-    bot_settings,
-    emu,
-    free_port,
-    indexed,
-    process_env,
-    slack_env,
-    with_settings,
-)
+from bot_support import CHANNEL, BotProcess, free_port, process_env, slack_env, with_settings
 from findimage.config import ConfigError
 from slack_emulator import slack_signature
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def procfile() -> dict[str, str]:

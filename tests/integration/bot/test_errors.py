@@ -10,7 +10,7 @@ from slack_bolt.context.respond import Respond
 from slack_sdk import WebClient
 
 from bot.delivery import CommandTarget
-from bot_support import ALICE, CHANNEL, bot, bot_settings, emu, indexed, serve_bot  # noqa: F401
+from bot_support import ALICE, CHANNEL, serve_bot
 from es_support import es_only
 from findimage import backends
 from findimage.backends import open_store

@@ -9,7 +9,7 @@ import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 
 from bot.wsgi import HEALTH_TIMEOUT_SECONDS, HEALTH_TTL_SECONDS
-from bot_support import FakeClock, bot_settings, emu, indexed, serve_bot  # noqa: F401
+from bot_support import FakeClock, serve_bot
 from findimage.backends import open_store
 from findimage.search import Searcher
 

@@ -7,8 +7,7 @@ import json
 import pytest
 
 from bot.channels import CANNOT_CHECK_SCOPE, CANNOT_CHECK_USER_SCOPE, OTHER_TEAM, SHARED_CHANNEL
-from bot_support import (ALICE, BOB, CHANNEL, bot, bot_settings, emu, indexed, serve_bot,  # noqa: F401
-                         with_settings)
+from bot_support import ALICE, BOB, CHANNEL, serve_bot, with_settings
 from findimage.backends import open_store
 from findimage.config import ConfigError, load_settings
 from findimage.search import Searcher

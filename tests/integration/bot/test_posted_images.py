@@ -6,8 +6,17 @@ import re
 
 from PIL import Image
 
-from bot_support import (ALICE, CHANNEL, FakeClock, assert_answers_held, assert_same_ranking, bot, bot_settings, emu,  # noqa: F401
-                         held_bot, image_size, indexed, reference_image_ranking, serve_bot, with_settings)
+from bot_support import (
+    ALICE,
+    CHANNEL,
+    FakeClock,
+    assert_answers_held,
+    assert_same_ranking,
+    image_size,
+    reference_image_ranking,
+    serve_bot,
+    with_settings,
+)
 from bot.delivery import BUTTONS_TEXT
 from indexer.run import index_once
 from photos import jpeg_bytes, save_photo

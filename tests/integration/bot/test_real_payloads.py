@@ -6,8 +6,7 @@ import json
 
 from bot.channels import CANNOT_CHECK_USER, NOT_A_MEMBER, NOT_ENABLED, OTHER_TEAM, BoundedCache
 from bot.errors import FILE_GONE
-from bot_support import (ALICE, BOB, CHANNEL, FakeClock, bot, bot_settings, emu, indexed,  # noqa: F401
-                         serve_bot, with_settings)
+from bot_support import ALICE, BOB, CHANNEL, FakeClock, serve_bot, with_settings
 from photos import jpeg_bytes
 
 PARTNER = "T0PARTNER"

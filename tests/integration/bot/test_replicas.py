@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from bot_support import ALICE, CHANNEL, bot_settings, emu, held_work, indexed, serve_bot  # noqa: F401
+from bot_support import ALICE, CHANNEL, held_work, serve_bot
 from es_support import es_only
 from photos import jpeg_bytes
 

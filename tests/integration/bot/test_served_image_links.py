@@ -15,7 +15,7 @@ import pytest
 
 from bot.image_links import LINK_TTL_SECONDS
 from bot.previews import Previews
-from bot_support import CHANNEL, FakeClock, bot_settings, emu, indexed, serve_bot, with_settings  # noqa: F401
+from bot_support import CHANNEL, FakeClock, serve_bot, with_settings
 from findimage.imaging import thumbnail_jpeg
 from indexer.run import index_once
 from photos import save_photo

@@ -3,8 +3,7 @@ from __future__ import annotations
 
 import json
 
-from bot_support import (ALICE, BOB, CHANNEL, assert_answers_held, bot, bot_settings, emu, held_bot,  # noqa: F401
-                         held_work, indexed, serve_bot)
+from bot_support import ALICE, BOB, CHANNEL, assert_answers_held, held_work, serve_bot
 from indexer.run import index_once
 from photos import jpeg_bytes, save_photo
 

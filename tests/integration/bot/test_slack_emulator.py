@@ -22,10 +22,7 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.builtin_handlers import RateLimitErrorRetryHandler
 from slack_sdk.signature import SignatureVerifier
 
-try:  # tests/ may or may not be a package
-    from tests.slack_emulator import SlackEmulator
-except ImportError:  # pragma: no cover
-    from slack_emulator import SlackEmulator
+from slack_emulator import SlackEmulator
 
 CHANNEL = "C0CHANNEL"
 ALICE = "U0ALICE"

@@ -12,8 +12,17 @@ import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 
 from bot.delivery import BUTTONS_TEXT
-from bot_support import (ALICE, BOB, CHANNEL, assert_answers_held, assert_same_ranking, bot, bot_settings, emu,  # noqa: F401
-                         held_bot, image_size, indexed, reference_text_ranking, serve_bot, with_settings)
+from bot_support import (
+    ALICE,
+    BOB,
+    CHANNEL,
+    assert_answers_held,
+    assert_same_ranking,
+    image_size,
+    reference_text_ranking,
+    serve_bot,
+    with_settings,
+)
 
 RANKED_LINE = re.compile(r"^\*(\d+)\.\* `(\d\.\d{3})` (\S+)", re.MULTILINE)
 

@@ -12,8 +12,7 @@ import urllib.request
 
 from bot.channels import CANNOT_CHECK_SCOPE, NOT_ENABLED, OTHER_TEAM, SHARED_CHANNEL
 from bot.wsgi import MAX_BODY_BYTES
-from bot_support import (ALICE, CHANNEL, FakeClock, bot, bot_settings, emu, indexed,  # noqa: F401
-                         recording_server, serve_bot, with_settings)
+from bot_support import ALICE, CHANNEL, FakeClock, recording_server, serve_bot, with_settings
 from findimage.backends import open_store
 from findimage.search import Searcher
 from photos import jpeg_bytes

@@ -15,7 +15,7 @@ import yaml
 
 from findimage.config import DEFAULT_INFER_MODEL_ID, DEFAULT_TEXT_MODEL, Settings
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[3]
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
 SERVICES = COMPOSE["services"]
 DOCKERFILE = (ROOT / "Dockerfile").read_text()

@@ -9,7 +9,7 @@ import sys
 from bot_support import process_env
 from photos import save_photo
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
 
 def findimage(env: dict, *argv: str) -> subprocess.CompletedProcess:

@@ -12,7 +12,8 @@ import time
 import numpy as np
 import pytest
 
-from es_support import ES_URL, SecondServer, client, es_only, es_script, needs_es, retries_logged, scratch_index
+from es_support import (ES_URL, SecondServer, client, dead_url, es_only, es_script, needs_es, retries_logged,
+                        scratch_index)
 from findimage.backends import open_store
 from findimage.errors import StoreError
 from findimage.stores.elasticsearch.store import ElasticsearchStore
@@ -75,16 +76,10 @@ def test_rejected_documents_are_reported_per_file_and_retried_next_pass(settings
         es.ingest.delete_pipeline(id=pipeline)
 
 
-def _dead_url() -> str:
-    with socket.socket() as s:  # a port nothing listens on
-        s.bind(("127.0.0.1", 0))
-        return f"http://127.0.0.1:{s.getsockname()[1]}"
-
-
 @pytest.mark.parametrize("argv", [["status"], ["search", "a snowy mountain"], ["index"]])
 def test_the_cli_says_in_one_sentence_that_elasticsearch_is_down(settings, archive, monkeypatch, capsys, caplog,
                                                                  argv):
-    url = _dead_url()
+    url = dead_url()
     monkeypatch.setenv("ELASTICSEARCH_URL", url)
     assert main(argv) == EXIT_UNAVAILABLE
     out, err = capsys.readouterr()

@@ -8,9 +8,8 @@ import subprocess
 import sys
 
 import pytest
-from test_elasticsearch_faults import _dead_url
 
-from es_support import ES_URL, client, es_only
+from es_support import ES_URL, client, dead_url, es_only
 from findimage.backends import open_store
 from findimage.config import load_settings
 from findimage.errors import IndexMissing
@@ -102,7 +101,7 @@ def _cli(env: dict, *argv: str) -> subprocess.CompletedProcess:
 @pytest.mark.parametrize("argv", [["status"], ["search", "a snowy mountain"], ["index"], ["-v", "status"],
                                   ["-v", "search", "a snowy mountain"], ["-v", "index"]])
 def test_a_url_with_a_password_never_shows_it_when_elasticsearch_is_down(env, archive, argv):
-    dead = _dead_url()
+    dead = dead_url()
     run = _cli({**env, "ELASTICSEARCH_URL": dead.replace("://", f"://elastic:{SECRET}@")}, *argv)
     assert run.returncode == EXIT_UNAVAILABLE, run.stderr
     assert SECRET not in run.stdout + run.stderr and "elastic:" not in run.stdout + run.stderr

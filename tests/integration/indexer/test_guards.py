@@ -21,7 +21,7 @@ from findimage.backends import open_store
 from findimage_cli import EXIT_ERROR, EXIT_OK, EXIT_REFUSED, main
 from photos import save_photo, write_bad_files
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def run(capsys, *argv: str) -> tuple[int, str, str]:

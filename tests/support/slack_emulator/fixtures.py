@@ -14,7 +14,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "slack"
+FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "slack"
 SLACK_FILE_HOST = "https://files.slack.com"
 SLACK_HOOKS_HOST = "https://hooks.slack.com"
 

@@ -6,16 +6,13 @@ import io
 import struct
 
 import pytest
+from hostile_images import claims_baseline_jpeg, claims_multi_scan_jpeg, claims_progressive_jpeg, tiled_tiff, zero_tile
+from photos import jpeg_bytes
 from PIL import Image, PngImagePlugin
 
-from bot_support import ALICE, CHANNEL, bot, bot_settings, emu, indexed  # noqa: F401
 from findimage.dates import taken_of_header
 from findimage.decode_budget import working_bytes
 from findimage.imaging import ImageError, prepare_bytes, thumbnail_jpeg
-from hostile_images import (claims_baseline_jpeg, claims_multi_scan_jpeg, claims_progressive_jpeg, tiled_tiff,
-                            zero_tile)
-from indexer.run import index_once
-from photos import jpeg_bytes, save_photo
 
 MB = 2**20
 QUERY = {"max_pixels": 40_000_000, "budget": 256 * MB}
@@ -103,28 +100,3 @@ def test_dates_are_never_read_with_other_pillow_plugins():
     finally:
         Image.open = saved
     assert opened and all(f is not None and "ICO" not in f for f in opened)
-
-
-def test_the_indexer_reports_each_bomb_as_a_bad_file_and_indexes_the_rest(settings):
-    archive = settings.archive
-    save_photo(archive / "fine.jpg", seed=1)
-    (archive / "progressive.jpg").write_bytes(claims_progressive_jpeg(32_000, 24_000))
-    (archive / "tile.tif").write_bytes(tiled_tiff(64, 64, (32_768, 32_768)))
-    summary = index_once(settings, progress=False)
-    reasons = dict(summary.failures)
-    assert summary.added == 1
-    assert reasons == {
-        "progressive.jpg": "image needs too much memory to decode safely (about 1,522 MB for a 32,000 x 24,000 "
-                           "progressive JPEG; at most 768 MB)",
-        "tile.tif": "TIFF claims 32,768 x 32,768 pixel tiles for a 64 x 64 image"}
-
-
-def test_two_bombs_posted_at_once_are_each_answered_with_one_sentence(bot, emu):
-    progressive = emu.add_file(claims_progressive_jpeg(24_000, 24_000), "huge.jpg", user=ALICE)
-    tile = emu.add_file(tiled_tiff(64, 64, (32_768, 32_768)), "tile.tif", "image/tiff", user=ALICE)
-    posted = emu.post_user_message_with_files(CHANNEL, [progressive, tile], user=ALICE)
-    emu.send_event(bot.events_url, posted)
-    reply = emu.wait_for_message(CHANNEL, thread_ts=posted["ts"], timeout=30)
-    assert "I could not read *huge.jpg* as a picture (image needs too much memory to decode safely" in reply.text
-    assert "I could not read *tile.tif* as a picture (TIFF claims 32,768 x 32,768 pixel tiles" in reply.text
-    assert emu.uploads(CHANNEL, thread_ts=posted["ts"]) == []
