@@ -59,7 +59,7 @@ class Page:
             raise BadButton("the image id is not an image id")
 
     def encode(self) -> str:
-        state = {"k": self.k, "s": self.skip}
+        state: dict[str, object] = {"k": self.k, "s": self.skip}
         if self.text is not None:
             state["t"] = self.text
         if self.image_id is not None:

@@ -174,7 +174,7 @@ def _get_following_slack_redirects(url: str | None, name: str, api_url: str,
     """GET with the token (attached by the session's TokenAdapter), following redirects by hand and only
     to hosts that may see the token: checked here on the URL, and again on the prepared one at send time."""
     for _ in range(MAX_REDIRECTS + 1):
-        if not may_receive_token(url, api_url):
+        if url is None or not may_receive_token(url, api_url):
             raise _not_slack(name)
         try:
             response = session.get(url, stream=True, timeout=TIMEOUT_SECONDS, allow_redirects=False)

@@ -38,7 +38,7 @@ HEALTH_TTL_SECONDS = 5.0  # how old a count /healthz may show
 HEALTH_TIMEOUT_SECONDS = 5.0  # a count not back by then: the store is not answering
 _TIMESTAMP = re.compile(r"[0-9]{1,12}")
 _SIGNATURE = re.compile(r"v0=[0-9a-f]{64}")
-UNAVAILABLE = ("503 Service Unavailable", {"status": "unavailable"})
+UNAVAILABLE: tuple[str, dict] = ("503 Service Unavailable", {"status": "unavailable"})
 
 
 class BodyRefused(Exception):
@@ -128,7 +128,7 @@ class FindimageWsgi:
             return self._healthz(start_response)
         if path.startswith(PATH_PREFIX) and method in ("GET", "HEAD") and self.links is not None:
             try:
-                return self._image(path, environ.get("QUERY_STRING", ""), start_response)
+                return self._image(self.links, path, environ.get("QUERY_STRING", ""), start_response)
             except Exception:
                 # Logged here, by path: gunicorn would log the whole URL, whose signature opens the image.
                 log.exception("image link %s failed", path[:100])
@@ -172,13 +172,13 @@ class FindimageWsgi:
                       [("Cache-Control", "no-store")])
 
     # ---- /images/... ----------------------------------------------------------------------------
-    def _image(self, path: str, query_string: str, start_response):
+    def _image(self, links: ImageLinks, path: str, query_string: str, start_response):
         try:
             link = parse_link(path, query_string)
         except MalformedLink as exc:
             log.info("malformed image link %s: %s", path[:100], exc)
             return _text(start_response, "400 Bad Request", "This image link is malformed.")
-        if not self.links.is_valid(link):
+        if not links.is_valid(link):
             return _text(start_response, "403 Forbidden", "This image link is invalid or expired.")
         try:
             doc = self.searcher.store.get(link.image_id)
