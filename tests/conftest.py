@@ -37,6 +37,18 @@ def _umask_kept():
     os.umask(saved)
 
 
+@pytest.fixture(autouse=True)
+def _torch_threads_kept():
+    """A model loaded in-process with FINDIMAGE_TORCH_THREADS (findimage.models.runtime) changes torch's
+    thread count for the whole process: the next test starts with the session's own."""
+    torch = sys.modules.get("torch")
+    saved = torch.get_num_threads() if torch else None
+    yield
+    torch = sys.modules.get("torch")
+    if torch is not None and saved is not None and torch.get_num_threads() != saved:
+        torch.set_num_threads(saved)
+
+
 @pytest.fixture(scope="session")
 def test_models() -> dict[str, Path]:
     """Random-weight models in the real sentence-transformers layout (tiny variant, built offline)."""

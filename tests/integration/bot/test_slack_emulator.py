@@ -82,9 +82,10 @@ def served_over_http(app: App):
         server.server_close()
 
 
-def findimage_like_app(emu: SlackEmulator) -> tuple[App, list]:
-    """A minimal real Bolt app behaving like findimage: answers /findimage, and answers
-    posted images in their thread with an upload. Returns the app and the retry numbers seen."""
+def minimal_bolt_app(emu: SlackEmulator) -> tuple[App, list]:
+    """A minimal real Bolt app, to test the emulator with (findimage itself is driven by the other bot tests):
+    answers a slash command, and posted images in their thread with an upload. Returns the app and the retry
+    numbers seen."""
     app = App(client=WebClient(token=emu.bot_token, base_url=emu.api_url), signing_secret=emu.signing_secret)
     retries_seen: list = []
 
@@ -328,8 +329,8 @@ def test_requests_to_the_app_are_signed_exactly_like_slack_signs_them(emu):
     assert (event_headers["X-Slack-Retry-Num"], event_headers["X-Slack-Retry-Reason"]) == ("2", "http_timeout")
 
 
-def test_a_user_runs_findimage_and_sees_the_answers_over_http(emu):
-    app, _ = findimage_like_app(emu)
+def test_a_bolt_app_over_http_gets_a_command_and_answers_through_its_response_url_and_the_web_api(emu):
+    app, _ = minimal_bolt_app(emu)
     with served_over_http(app) as url:
         delivery = emu.send_slash_command(url, text="red bicycle", user_id=ALICE, channel_id=CHANNEL)
 
@@ -341,8 +342,8 @@ def test_a_user_runs_findimage_and_sees_the_answers_over_http(emu):
     assert found.text == "Found 3 images for red bicycle" and not found.ephemeral
 
 
-def test_a_user_posts_a_photo_the_bot_answers_in_its_thread_and_ignores_its_own_echo(emu):
-    app, retries_seen = findimage_like_app(emu)
+def test_a_bolt_app_gets_a_file_share_then_its_own_upload_echoed_and_a_retry_as_slack_sends_them(emu):
+    app, retries_seen = minimal_bolt_app(emu)
     photo = emu.add_file(png_bytes(color="blue"), "beach.png", user=ALICE)
     posted = emu.post_user_message_with_files(CHANNEL, [photo], text="where is this?", user=ALICE)
     with served_over_http(app) as url:
@@ -360,7 +361,7 @@ def test_a_user_posts_a_photo_the_bot_answers_in_its_thread_and_ignores_its_own_
 
 
 def test_bolt_rejects_a_forged_request_and_answers_the_url_challenge(emu):
-    app, _ = findimage_like_app(emu)
+    app, _ = minimal_bolt_app(emu)
     with served_over_http(app) as url:
         forged = emu.send_slash_command(url, text="x", signing_secret="not-the-secret")
         challenge = emu.send_url_verification(url)
@@ -410,8 +411,8 @@ def connected_over_socket_mode(app: App, emu: SlackEmulator, client_library: str
 
 
 @pytest.mark.parametrize("client_library", ["builtin", "websocket_client"])
-def test_a_user_runs_findimage_and_posts_a_photo_over_socket_mode(emu, client_library):
-    app, _ = findimage_like_app(emu)
+def test_a_bolt_app_over_socket_mode_gets_a_command_and_a_file_share_as_slack_sends_them(emu, client_library):
+    app, _ = minimal_bolt_app(emu)
     photo = emu.add_file(png_bytes(color="green"), "forest.png", user=ALICE)
     with connected_over_socket_mode(app, emu, client_library):
         command_ack = emu.socket_slash_command("forest", user_id=ALICE)
@@ -427,7 +428,7 @@ def test_a_user_runs_findimage_and_posts_a_photo_over_socket_mode(emu, client_li
 
 
 def test_the_socket_mode_client_reconnects_when_slack_asks_it_to(emu):
-    app, _ = findimage_like_app(emu)
+    app, _ = minimal_bolt_app(emu)
     with connected_over_socket_mode(app, emu):
         emu.socket_disconnect()
         emu.wait_for_socket_client(connections_opened=2)
@@ -441,7 +442,7 @@ def test_the_socket_mode_client_reconnects_when_slack_asks_it_to(emu):
 
 
 def test_a_dropped_connection_is_gone_from_the_emulator_and_the_client_comes_back(emu):
-    app, _ = findimage_like_app(emu)
+    app, _ = minimal_bolt_app(emu)
     with connected_over_socket_mode(app, emu):
         emu.socket_drop()
         emu.wait_for(lambda: emu.socket_connections == 0, 10, "the dropped connection to be gone")
@@ -609,7 +610,7 @@ def test_files_info_answers_deleted_and_hidden_files_with_slacks_errors(emu, cli
 
 
 def test_socket_mode_envelopes_accept_a_response_payload_only_for_slash_commands(emu):
-    app, _ = findimage_like_app(emu)
+    app, _ = minimal_bolt_app(emu)
 
     @app.shortcut("find_similar")
     def shortcut(ack):

@@ -162,19 +162,20 @@ def test_start_check_failed_deployment_gives_the_nodes_reason(settings, config_o
 
 
 def test_start_check_wrong_dims_names_both(settings, minilm):
-    # An index made by the indexer holds 512-dim CLIP image vectors; MiniLM gives 384.
+    # MiniLM gives 384-dim vectors; the index holds whatever the image model made: here 256-dim ones,
+    # created as the indexer creates indices (a writer opens it).
     with scratch_index() as (url, alias):
-        ElasticsearchStore(client(url), url, alias).count()  # creates the (512-dim) index
+        ElasticsearchStore(client(url), url, alias, dims=256).open_for_writing()
         embedder = _embedder(settings, MODEL_ID, alias)
         with pytest.raises(ModelError) as caught:
             embedder.load()
         assert str(caught.value).startswith(
-            f"The text model {MODEL_ID} returns 384-dim vectors but the index holds 512-dim image embeddings; ")
-        with pytest.raises(ModelError, match="returns 384-dim vectors"):
+            f"The text model {MODEL_ID} returns 384-dim vectors but the index holds 256-dim image embeddings; ")
+        with pytest.raises(ModelError, match="returns 384-dim vectors but the index holds 256-dim"):
             embedder.embed_texts(["a query"])  # checked on every query too, before Elasticsearch's kNN 400
-        # Before the first indexing pass there is no index: checked against the 512 the indexer will create.
-        with pytest.raises(ModelError, match="but the index holds 512-dim"):
-            _embedder(settings, MODEL_ID).load()
+    # Before the first indexing pass there is no index: checked against the 512 the indexer will create.
+    with pytest.raises(ModelError, match="but the index holds 512-dim"):
+        _embedder(settings, MODEL_ID).load()
 
 
 def test_the_bot_warm_up_runs_the_check(settings, config_only_model, monkeypatch):
