@@ -13,7 +13,8 @@ import time
 from collections import OrderedDict
 
 from findimage import backends
-from findimage.stores.base import SEEN_TTL_SECONDS
+from findimage.config import Settings
+from findimage.stores.base import SEEN_TTL_SECONDS, SeenKeys
 
 
 class SeenRecently:
@@ -42,7 +43,7 @@ class SeenRecently:
             self._seen.popitem(last=False)
 
 
-def seen_keys(settings):
+def seen_keys(settings: Settings) -> SeenKeys:
     """The de-duplication the configured store calls for (findimage.backends): shared through
     Elasticsearch, else in memory."""
     return backends.seen_keys(settings, SeenRecently())

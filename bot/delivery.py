@@ -11,6 +11,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from slack_sdk import WebClient
 
@@ -32,6 +33,27 @@ def chunks(items: list, size: int) -> list[list]:
     return [items[start:start + size] for start in range(0, len(items), size)] or [[]]
 
 
+class Target(Protocol):
+    """Where an answer goes: CommandTarget, InteractionTarget or ThreadTarget."""
+
+    @property
+    def channel_id(self) -> str | None: ...
+
+    def upload(self, files: list[dict], comment: str | None) -> None: ...
+
+    def post(self, text: str, blocks: list[dict] | None = None) -> None: ...
+
+    def tell(self, text: str) -> None:
+        """Problems and refusals, only to the person who asked wherever the target allows it."""
+        ...
+
+
+class Presenter(Protocol):
+    """How matches are shown: UploadPresenter or LinkPresenter."""
+
+    def show(self, answers: list[Answer], target: Target) -> None: ...
+
+
 class ResponseUrlFailed(Exception):
     """Slack did not accept a post to the command's response_url (expired after 30 minutes, or used 5 times)."""
 
@@ -42,8 +64,9 @@ class CommandTarget:
 
     client: WebClient
     respond: Callable
-    channel_id: str
-    user_id: str
+    # An interaction's payload may name neither (its response_url reaches the user all the same).
+    channel_id: str | None
+    user_id: str | None
 
     def upload(self, files: list[dict], comment: str | None) -> None:
         self.client.files_upload_v2(file_uploads=files, channel=self.channel_id, initial_comment=comment)
@@ -56,6 +79,8 @@ class CommandTarget:
         try:
             self._respond(text=text, response_type="ephemeral")
         except ResponseUrlFailed as exc:  # expired or used up: the Web API still reaches the user
+            if self.channel_id is None or self.user_id is None:
+                raise
             log.warning("%s; answering with chat.postEphemeral", exc)
             self.client.chat_postEphemeral(channel=self.channel_id, user=self.user_id, text=text)
 
@@ -80,7 +105,7 @@ class InteractionTarget(CommandTarget):
                                     initial_comment=comment)
 
     def post(self, text: str, blocks: list[dict] | None = None) -> None:
-        if self.thread_ts is None:
+        if self.thread_ts is None or self.channel_id is None:
             super().post(text, blocks)
             return
         self.client.chat_postMessage(channel=self.channel_id, thread_ts=self.thread_ts, text=text, blocks=blocks)
@@ -88,11 +113,12 @@ class InteractionTarget(CommandTarget):
 
 @dataclass
 class ThreadTarget:
-    """A posted image: everything goes into that message's thread."""
+    """A posted image: everything goes into that message's thread (or, without thread_ts, into the
+    conversation itself, as the Home tab's examples are answered in the person's direct messages)."""
 
     client: WebClient
     channel_id: str
-    thread_ts: str
+    thread_ts: str | None
 
     def upload(self, files: list[dict], comment: str | None) -> None:
         self.client.files_upload_v2(file_uploads=files, channel=self.channel_id, thread_ts=self.thread_ts,
@@ -113,7 +139,7 @@ class UploadPresenter:
         self.max_pixels = max_pixels
         self.budget = budget
 
-    def show(self, answers: list[Answer], target) -> None:
+    def show(self, answers: list[Answer], target: Target) -> None:
         files = [upload for answer in answers for upload in self._thumbnails(answer)]
         text = answers_text(answers)
         if not files:
@@ -139,7 +165,7 @@ class UploadPresenter:
                 continue
             stem = Path(match.relative_path).stem
             uploads.append({"file": data, "filename": f"{rank}-{stem}.jpg", "alt_txt": match.relative_path,
-                            "title": file_title(rank, match, match.image_id in answer.result.exact)})
+                            "title": file_title(rank, match, match.image_id in answer.exact)})
         return uploads
 
 
@@ -150,7 +176,7 @@ class LinkPresenter:
         self.links = links
         self.archive = Path(archive)
 
-    def show(self, answers: list[Answer], target) -> None:
+    def show(self, answers: list[Answer], target: Target) -> None:
         for answer in answers:
             answer.missing.update(m.image_id for m in answer.matches
                                   if not is_servable(self.archive, m.relative_path, m.indexed))

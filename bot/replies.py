@@ -60,7 +60,7 @@ class Answer:
     heading: str  # mrkdwn, already escaped
     result: SearchResult | None = None
     instead: str | None = None  # why there are no matches to show (empty index, an error), for the user
-    missing: set = field(default_factory=set)  # image_ids whose file left the archive since indexing
+    missing: set[str] = field(default_factory=set)  # image_ids whose file left the archive since indexing
     first_rank: int = 1  # later pages ("Show more") go on counting
     next_page: Page | None = None  # what "Show more" asks for; None: no more to show
 
@@ -75,6 +75,11 @@ class Answer:
     @property
     def matches(self) -> list[Match]:
         return self.result.matches if self.result and self.instead is None else []
+
+    @property
+    def exact(self) -> set[str]:
+        """image_ids byte-identical to the query image (none without a result)."""
+        return self.result.exact if self.result is not None else set()
 
 
 def uncertain_note(result: SearchResult) -> str:
@@ -106,6 +111,8 @@ def answer_text(answer: Answer) -> str:
     if answer.instead is not None:
         return "\n".join(lines + [answer.instead])
     result = answer.result
+    if result is None:
+        raise ValueError("an answer needs a result or a sentence instead of one")
     if result.uncertain:
         lines.append(uncertain_note(result))
     for rank, match in answer.ranked():
@@ -127,7 +134,7 @@ def image_blocks(answers: list[Answer], url_for: Callable[[str, str], str]) -> l
         blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": answer_text(answer)[:3000]}})
         if not answer.matches:
             continue
-        exact = answer.result.exact
+        exact = answer.exact
         for rank, match in answer.ranked():
             if match.image_id in answer.missing:
                 continue
