@@ -3,18 +3,20 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
 from findimage.config import Settings
-from findimage.search import Searcher, empty_result_sentence
+from findimage.search import Searcher, SearchResult, empty_result_sentence
+from findimage.stores.base import SeenKeys
 
 from . import slack_files
-from .buttons import Page
+from .buttons import BadButton, Page
 from .channels import ChannelPolicy, Requester
-from .dedupe import SeenRecently
+from .delivery import Presenter, Target
 from .errors import user_message
 from .options import MAX_K, TextQuery
 from .replies import Answer, escape, image_heading, more_heading, similar_heading, text_heading
@@ -29,9 +31,9 @@ class Services:
 
     settings: Settings
     searcher: Searcher
-    presenter: object  # UploadPresenter or LinkPresenter
+    presenter: Presenter
     work: WorkPool
-    seen: SeenRecently
+    seen: SeenKeys  # in memory, or shared by the replicas through Elasticsearch
     policy: ChannelPolicy
 
     @property
@@ -40,24 +42,29 @@ class Services:
 
 
 def answer_text_query(services: Services, client: WebClient, query: TextQuery, requester: Requester,
-                      target) -> None:
+                      target: Target) -> None:
     page = Page(k=query.k, text=query.text, folder=query.folder, options=_extra_options(query))
     answer_page(services, client, page, requester, target)
 
 
-def answer_page(services: Services, client: WebClient, page: Page, requester: Requester, target) -> None:
+def answer_page(services: Services, client: WebClient, page: Page, requester: Requester, target: Target) -> None:
     """One page of a text or archive-image query ("More like this", "Show more"), with its buttons."""
     refusal = services.policy.refusal(client, target.channel_id, requester)
     if refusal is not None:
         tell_safely(target, refusal)
         return
     user_id = requester.user_id
+    if user_id is None:  # Slack names the user of every command and click; the heading names them too
+        log.warning("a query without a user; not answering it")
+        return
     try:
         services.searcher.check_model()
         if page.text is not None:
-            heading, result = _text_page(services, page, user_id)
+            heading, result = _text_page(services, page, page.text, user_id)
+        elif page.image_id is not None:
+            heading, result = _image_page(services, page, page.image_id, user_id)
         else:
-            heading, result = _image_page(services, page, user_id)
+            raise BadButton("a page needs a text or an image id")
     except Exception as exc:
         tell_safely(target, user_message(exc))
         return
@@ -68,18 +75,19 @@ def answer_page(services: Services, client: WebClient, page: Page, requester: Re
                                   next_page=_next_page(services, page, len(result.matches)))], target)
 
 
-def _text_page(services: Services, page: Page, user_id: str):
-    result = services.searcher.by_text(page.text, page.k, page.folder, skip=page.skip, **page.options)
+def _text_page(services: Services, page: Page, text: str, user_id: str) -> tuple[str, SearchResult]:
+    result = services.searcher.by_text(text, page.k, page.folder, skip=page.skip, **page.options)
     if page.skip == 0:
-        return text_heading(user_id, page.text, page.folder), result
-    return more_heading(user_id, page, page.text, len(result.matches)), result
+        return text_heading(user_id, text, page.folder), result
+    return more_heading(user_id, page, text, len(result.matches)), result
 
 
-def _image_page(services: Services, page: Page, user_id: str):
-    result = services.searcher.by_image_id(page.image_id, page.k, page.folder, skip=page.skip)
+def _image_page(services: Services, page: Page, image_id: str, user_id: str) -> tuple[str, SearchResult]:
+    result = services.searcher.by_image_id(image_id, page.k, page.folder, skip=page.skip)
+    about = result.query_path or image_id  # by_image_id names the image by its archive path
     if page.skip == 0:
-        return similar_heading(user_id, result.query_path), result
-    return more_heading(user_id, page, result.query_path, len(result.matches)), result
+        return similar_heading(user_id, about), result
+    return more_heading(user_id, page, about, len(result.matches)), result
 
 
 def _next_page(services: Services, page: Page, found: int) -> Page | None:
@@ -90,7 +98,7 @@ def _next_page(services: Services, page: Page, found: int) -> Page | None:
     return dataclasses.replace(page, skip=shown, k=min(page.k, services.settings.max_results - shown))
 
 
-def _nothing_sentence(services: Services, page: Page, result) -> str:
+def _nothing_sentence(services: Services, page: Page, result: SearchResult) -> str:
     if page.skip:
         return "There are no further matches for this query."
     return escape(empty_result_sentence(result, services.searcher.store))
@@ -102,8 +110,8 @@ def _extra_options(query: TextQuery) -> dict:
     return {name: value for name, value in extra.items() if value is not None}
 
 
-def answer_posted_images(services: Services, client: WebClient, files: list[dict], requester: Requester, target,
-                         shared_hint: bool = False, no_images: str | None = None) -> None:
+def answer_posted_images(services: Services, client: WebClient, files: list[dict], requester: Requester,
+                         target: Target, shared_hint: bool = False, no_images: str | None = None) -> None:
     """A message's images, answered together in one reply to its thread.
 
     Stripped file objects (Slack Connect) are completed with files.info first, so whether the message
@@ -133,7 +141,7 @@ def answer_posted_images(services: Services, client: WebClient, files: list[dict
 
 def _reasons(answers: list[Answer]) -> str:
     """No image could be searched: just why, per image when there were several."""
-    if len(answers) == 1:
+    if len(answers) == 1 and answers[0].instead is not None:
         return answers[0].instead
     return "\n\n".join(f"{a.heading}\n{a.instead}" for a in answers)
 
@@ -141,6 +149,8 @@ def _reasons(answers: list[Answer]) -> str:
 def _answer_one_image(services: Services, client: WebClient, file: dict) -> Answer:
     name = _display_name(file)
     try:
+        if client.token is None:  # the app's client is made with SLACK_BOT_TOKEN
+            raise RuntimeError("the Slack client has no bot token to download images with")
         data = slack_files.fetch(file, client.token, services.max_image_bytes, services.settings.slack_api_url)
         services.searcher.check_model()
         result = services.searcher.by_image_bytes(data, min(services.settings.top_k, MAX_K))
@@ -172,20 +182,20 @@ def _completed(client: WebClient, file: dict) -> tuple[dict, Exception | None]:
         return file, exc
 
 
-def show_safely(services: Services, answers: list[Answer], target) -> None:
+def show_safely(services: Services, answers: list[Answer], target: Target) -> None:
     try:
         services.presenter.show(answers, target)
     except Exception as exc:
         tell_safely(target, user_message(exc))
 
 
-def submit_or_busy(services: Services, target, job, *args) -> None:
+def submit_or_busy(services: Services, target: Target, job: Callable[..., object], *args: object) -> None:
     """Queue the job; when the work pool refuses it (full), say so now instead of answering late."""
     if services.work.submit(job, *args) is False:
         tell_safely(target, BUSY_TEXT)
 
 
-def tell_safely(target, text: str) -> None:
+def tell_safely(target: Target, text: str) -> None:
     """The last way to reach the user; if Slack refuses even this, the log is all that is left."""
     try:
         target.tell(text)

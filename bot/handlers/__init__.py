@@ -3,10 +3,11 @@ from __future__ import annotations
 
 from slack_bolt import App
 
+from ..answering import Services
 from . import actions, command, home, posted_images, shortcut
 
 
-def register_all(app: App, services) -> None:
+def register_all(app: App, services: Services) -> None:
     command.register(app, services)
     posted_images.register(app, services)
     actions.register(app, services)
