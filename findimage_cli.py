@@ -9,9 +9,11 @@ from datetime import datetime
 
 from findimage import process
 from findimage.config import Settings, load_settings_or_report
+from findimage.errors import EXIT_ERROR, EXIT_OK, EXIT_REFUSED, EXIT_UNAVAILABLE, EXIT_USAGE, FindimageError
 from findimage.process import printable
 
-EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_UNAVAILABLE, EXIT_REFUSED = 0, 1, 2, 3, 4
+__all__ = ["EXIT_ERROR", "EXIT_OK", "EXIT_REFUSED", "EXIT_UNAVAILABLE", "EXIT_USAGE", "main"]
+log = logging.getLogger("findimage")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -20,21 +22,18 @@ def main(argv: list[str] | None = None) -> int:
     settings = load_settings_or_report()
     if settings is None:
         return EXIT_USAGE
-    from findimage.errors import BackendUnavailable
-
     try:
         return args.run(settings, args)
     except KeyboardInterrupt:
         return 130
-    except BackendUnavailable as exc:  # e.g. Elasticsearch down: one sentence, its own exit code
+    except FindimageError as exc:  # a failure findimage explains: its sentence, its exit code
         if args.verbose:
-            logging.exception("store unavailable")
+            log.exception("failed")
         print(f"findimage: {exc}", file=sys.stderr)
-        return EXIT_UNAVAILABLE
-    except Exception as exc:  # every known failure below carries a sentence meant for the user
-        if args.verbose:
-            logging.exception("failed")
-        print(f"findimage: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except Exception:  # a bug: say so, and where to look
+        log.info("unexpected error", exc_info=True)
+        print("findimage: unexpected error (run with -v to see where it happened).", file=sys.stderr)
         return EXIT_ERROR
 
 
@@ -77,15 +76,10 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def cmd_index(settings: Settings, args: argparse.Namespace) -> int:
-    from indexer.index_pass import MassRemovalRefused
     from indexer.run import index_once
-    from indexer.scan import ArchiveUnavailable
 
-    try:
-        summary = index_once(settings, full=args.full, allow_mass_removal=args.allow_mass_removal)
-    except (ArchiveUnavailable, MassRemovalRefused) as exc:  # nothing was changed
-        print(f"findimage: {exc}", file=sys.stderr)
-        return EXIT_REFUSED
+    # A missing archive or a mass removal stops the pass before any change (exit 4: EXIT_REFUSED).
+    summary = index_once(settings, full=args.full, allow_mass_removal=args.allow_mass_removal)
     for path, reason in summary.failures:
         print(f"failed: {printable(path)}: {printable(reason)}", file=sys.stderr)
     print(summary.line())
@@ -206,11 +200,15 @@ def _running_pass(settings: Settings) -> str:
 def _describe_pass(raw: str | None) -> str:
     if not raw:
         return "never"
-    data = json.loads(raw)
-    when = datetime.fromtimestamp(data["finished_at"]).strftime("%Y-%m-%d %H:%M:%S")
-    return (f"{when}: added {data['added']}, updated {data['updated']}, moved {data['moved']}, "
-            f"removed {data['removed']}, unchanged {data['unchanged']}, failed {data['failed']} "
-            f"in {data['seconds']:.1f}s" + (f", upgraded {data['upgraded']}" if data.get("upgraded") else ""))
+    try:
+        data = json.loads(raw)
+        when = datetime.fromtimestamp(float(data["finished_at"])).strftime("%Y-%m-%d %H:%M:%S")
+    except (ValueError, TypeError, KeyError):  # written by another version, or damaged: still not a failure
+        return "recorded in a form this version does not read"
+    counts = ", ".join(f"{name} {data.get(name, 0)}" for name in ("added", "updated", "moved", "removed",
+                                                                    "unchanged", "failed"))
+    return (f"{when}: {counts} in {float(data.get('seconds', 0)):.1f}s"
+            + (f", upgraded {data['upgraded']}" if data.get("upgraded") else ""))
 
 
 def cmd_keys(settings: Settings, args: argparse.Namespace) -> int:

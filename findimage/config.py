@@ -11,6 +11,8 @@ from typing import Any, TypeVar, overload
 
 from dotenv import dotenv_values
 
+from findimage.errors import EXIT_USAGE, FindimageError
+
 DEFAULT_IMAGE_MODEL = "clip-ViT-B-32"
 DEFAULT_TEXT_MODEL = "sentence-transformers/clip-ViT-B-32-multilingual-v1"
 DEFAULT_INFER_MODEL_ID = "sentence-transformers__clip-vit-b-32-multilingual-v1"
@@ -35,8 +37,10 @@ def public_url(url: str | None) -> str | None:
     return f"{scheme}{sep}{host}{rest[end:]}"
 
 
-class ConfigError(Exception):
+class ConfigError(FindimageError):
     """Every configuration problem found, one clear sentence each."""
+
+    exit_code = EXIT_USAGE
 
     def __init__(self, problems: list[str]):
         self.problems = problems

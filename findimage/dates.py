@@ -11,6 +11,7 @@ from typing import BinaryIO
 
 from PIL import Image
 
+from findimage.errors import EXIT_USAGE, FindimageError
 from findimage.imaging import FORMATS, header_exif
 
 EXIF_IFD = 0x8769
@@ -20,8 +21,10 @@ _EXIF_DATE = re.compile(r"^\s*(\d{4})[:\-](\d{2})[:\-](\d{2})(?:[ T](\d{2}):(\d{
 _BOUND = re.compile(r"^(\d{4})(?:-(\d{1,2})(?:-(\d{1,2}))?)?$")
 
 
-class DateError(ValueError):
+class DateError(FindimageError, ValueError):
     """A date filter that is not a date; the message shows the forms that work."""
+
+    exit_code = EXIT_USAGE
 
 
 def iso(moment: datetime) -> str:

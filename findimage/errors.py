@@ -4,10 +4,22 @@ Each message is one sentence a user can act on; the bot and the CLI show it (or 
 """
 from __future__ import annotations
 
+# The command's exit codes, by kind of failure (findimage_cli; FindimageError.exit_code).
+EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_UNAVAILABLE, EXIT_REFUSED = 0, 1, 2, 3, 4
 
-class BackendUnavailable(Exception):
+
+class FindimageError(Exception):
+    """The root of every failure findimage explains: its message is the sentence to show, `exit_code`
+    what the command exits with. Anything else that escapes is a bug, reported as such."""
+
+    exit_code = EXIT_ERROR
+
+
+class BackendUnavailable(FindimageError):
     """Elasticsearch (the store, or the ML node vectorizing text) cannot serve right now: down, starting,
     overloaded; the message says what to check. Worth retrying later."""
+
+    exit_code = EXIT_UNAVAILABLE
 
 
 class BackendBusy(BackendUnavailable):
@@ -22,7 +34,7 @@ class AccessDenied(BackendUnavailable):
     """Elasticsearch refused the credentials, or this operation for them; the message names the key to use."""
 
 
-class StoreError(Exception):
+class StoreError(FindimageError):
     """The store could not take a write: some documents refused (`failures` lists (relative_path, reason)),
     or the whole write failed (no failures listed: e.g. disk full)."""
 
@@ -31,7 +43,7 @@ class StoreError(Exception):
         self.failures = failures or []
 
 
-class ModelError(Exception):
+class ModelError(FindimageError):
     """A model that cannot be loaded or run, with what to do about it."""
 
 
@@ -40,7 +52,7 @@ class LicenseRefused(ModelError):
 
 
 
-class ModelMismatch(Exception):
+class ModelMismatch(FindimageError):
     """The configured image model differs from the one the index was built with."""
 
 
@@ -52,5 +64,5 @@ def check_image_model(stored: str | None, configured: str) -> None:
             f"{configured}. Run `findimage index --full` to re-embed the archive with it.")
 
 
-class LeaseHeld(Exception):
+class LeaseHeld(FindimageError):
     """Another indexing pass holds the indexing lease; the message names it."""

@@ -11,6 +11,7 @@ from findimage import decode_budget
 from findimage.archive_files import ArchiveFileRefused, Indexed, read_archive_file
 from findimage.config import Settings
 from findimage.decode_budget import DEFAULT_BUDGET_BYTES
+from findimage.errors import FindimageError
 
 # CLIP looks at 224x224; decoding a JPEG at 1/2..1/8 scale (draft mode) down to at least this
 # keeps quality for the model while skipping most of the decode work of a 12-MP photo.
@@ -31,7 +32,7 @@ Image.MAX_IMAGE_PIXELS = None
 Image.core.set_block_size(64 * 2**20)
 
 
-class ImageError(Exception):
+class ImageError(FindimageError):
     """A file that cannot be used as an image, with a reason a person can act on."""
 
 

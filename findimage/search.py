@@ -13,7 +13,7 @@ from findimage.archive_files import is_servable
 from findimage.backends import open_store
 from findimage.config import Settings
 from findimage.dates import DateError, bound_start, check_range
-from findimage.errors import check_image_model
+from findimage.errors import EXIT_USAGE, FindimageError, check_image_model
 from findimage.fusion import collapse_copies, fuse
 from findimage.imaging import ImageError, prepare_bytes
 from findimage.models.base import ImageEmbedder, TextEmbedder
@@ -26,8 +26,10 @@ MAX_LOOKAHEAD = 4  # at most 4 x k matches are fetched to replace ones whose fil
 FUSION_DEPTH = 50  # each ranking contributes at least this many to the fusion
 
 
-class QueryError(ValueError):
+class QueryError(FindimageError, ValueError):
     """A query that cannot be run as given; the message tells the user what to change."""
+
+    exit_code = EXIT_USAGE
 
 
 def clean_query(text: str | None, max_chars: int) -> str:

@@ -21,7 +21,7 @@ from tqdm import tqdm
 
 from findimage.config import Settings
 from findimage.decode_budget import DEFAULT_BUDGET_BYTES
-from findimage.errors import StoreError, check_image_model
+from findimage.errors import EXIT_REFUSED, FindimageError, StoreError, check_image_model
 from findimage.models.base import ImageEmbedder
 from findimage.records import FileState, ImageDoc, image_id_for
 from findimage.stores.base import META_IMAGE_MODEL, META_LAST_PASS, META_TEXT_MODEL, Store
@@ -35,12 +35,14 @@ log = logging.getLogger(__name__)
 DEFAULT_MAX_REMOVAL_FRACTION = Settings.max_removal_fraction
 
 
-class PassSuperseded(Exception):
+class PassSuperseded(FindimageError):
     """Another pass took this one's lease over (this one stalled past the expiry): it stops writing."""
 
 
-class MassRemovalRefused(Exception):
+class MassRemovalRefused(FindimageError):
     """A pass would remove too much of the index at once; the message says how to confirm it."""
+
+    exit_code = EXIT_REFUSED
 
 
 def mass_removal_sentence(count: int, indexed: int, fraction: float) -> str:

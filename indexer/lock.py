@@ -14,7 +14,7 @@ from typing import TypeVar
 
 from findimage.backends import indexing_lease
 from findimage.config import Settings
-from findimage.errors import BackendBusy, LeaseHeld
+from findimage.errors import BackendBusy, FindimageError, LeaseHeld
 from findimage.stores.base import PassLease
 
 from .retry import retry_while_unavailable
@@ -22,7 +22,7 @@ from .retry import retry_while_unavailable
 log = logging.getLogger(__name__)
 
 
-class AlreadyRunning(Exception):
+class AlreadyRunning(FindimageError):
     pass
 
 

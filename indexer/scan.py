@@ -6,13 +6,16 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from findimage.errors import EXIT_REFUSED, FindimageError
 from findimage.imaging import IMAGE_EXTENSIONS
 
 log = logging.getLogger(__name__)
 
 
-class ArchiveUnavailable(Exception):
+class ArchiveUnavailable(FindimageError):
     """The archive root cannot be used as it is (missing, not a folder, unreadable): nothing may change."""
+
+    exit_code = EXIT_REFUSED
 
 
 @dataclass(frozen=True)

@@ -65,11 +65,13 @@ def test_image_search_finds_the_identical_archive_image_first(indexed, capsys):
     assert code == EXIT_OK and first.split()[2] == "nature/mountain-1.png" and "(exact match)" in first
 
 
+# Every mistake in what was asked exits 2 (EXIT_USAGE), whichever layer finds it.
 @pytest.mark.parametrize("argv, message, exit_code", [
-    (["search", "   "], "The query is empty", EXIT_ERROR),
-    (["search", "x" * 10_000], "The query is too long (10,000 characters", EXIT_ERROR),
-    (["search", "--image", "/no/such/photo.jpg"], "No image file at /no/such/photo.jpg", EXIT_ERROR),
+    (["search", "   "], "The query is empty", EXIT_USAGE),
+    (["search", "x" * 10_000], "The query is too long (10,000 characters", EXIT_USAGE),
+    (["search", "--image", "/no/such/photo.jpg"], "No image file at /no/such/photo.jpg", EXIT_USAGE),
     (["search", "-k", "0", "mountain"], "-k must be between 1 and 1000", EXIT_USAGE),
+    (["search", "mountain", "--after", "2024-13"], "2024-13", EXIT_USAGE),
 ])
 def test_bad_queries_get_a_clear_message(indexed, capsys, argv, message, exit_code):
     code, out, err = run(capsys, *argv)
@@ -140,3 +142,27 @@ def test_a_text_model_that_cannot_be_loaded_is_one_sentence(indexed, capsys, mon
     assert err.rstrip().endswith("Point FINDIMAGE_IMAGE_MODEL / FINDIMAGE_TEXT_MODEL at a hub id you can reach or "
                                  "a local directory.")
     assert "Traceback" not in err
+
+
+def test_a_bug_is_reported_as_one_and_its_traceback_only_with_v(indexed, capsys, monkeypatch):
+    import findimage.search
+
+    def broken(*args, **kwargs):
+        raise KeyError("finished_at")
+
+    monkeypatch.setattr(findimage.search.Searcher, "by_text", broken)
+    code, _, err = run(capsys, "search", "a photo")
+    assert code == EXIT_ERROR
+    assert err == "findimage: unexpected error (run with -v to see where it happened).\n"
+    assert "finished_at" not in err
+
+
+def test_status_reads_a_last_pass_recorded_by_another_version(indexed, capsys, settings):
+    from findimage.backends import open_store
+    from findimage.stores.base import META_LAST_PASS
+
+    store = open_store(settings, writer=True)
+    store.set_meta(META_LAST_PASS, '{"added": 3}')  # no finished_at: an older or damaged record
+    store.close()
+    code, out, _ = run(capsys, "status")
+    assert code == EXIT_OK and "last pass:    recorded in a form this version does not read" in out
