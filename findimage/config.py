@@ -240,7 +240,8 @@ def _check(read: dict[str, Any], r: _Reader) -> None:
                               "(like C0123ABCD; names do not work).")
     for bot_id in read["answer_bots"]:
         if not (bot_id[:1] in "AB" and bot_id.isalnum() and bot_id.isupper()):
-            r.problems.append(f"FINDIMAGE_ANSWER_BOTS: {bot_id!r} is not a bot or app id (like B0123ABCD or A0123ABCD).")
+            r.problems.append(f"FINDIMAGE_ANSWER_BOTS: {bot_id!r} is not a bot or app id "
+                              "(like B0123ABCD or A0123ABCD).")
     url_signing_key = read["url_signing_key"]
     if url_signing_key is not None and len(url_signing_key.encode("utf-8")) < MIN_URL_SIGNING_KEY_BYTES:
         # An HMAC key anyone can guess lets them sign links to every archive image; never echoed.

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 from typing import Any
 
 from elasticsearch import ApiError, BadRequestError, Elasticsearch, NotFoundError
@@ -17,6 +16,7 @@ from findimage.stores.elasticsearch.client import (
     index_dims,
     unavailable_on_connection_errors,
 )
+from findimage.stores.elasticsearch.names import generation, generation_number, generations_pattern
 from findimage.stores.elasticsearch.query import NEW_FIELDS
 
 log = logging.getLogger(__name__)
@@ -77,7 +77,7 @@ class IndexLayout:
     @unavailable_on_connection_errors
     def open_for_writing(self) -> None:
         """Fail now, in one sentence, unless these credentials may manage the alias's indices; create them."""
-        names = [self.alias, f"{self.alias}-v*"]
+        names = [self.alias, generations_pattern(self.alias)]
         try:
             found: dict[str, Any] = self.client.security.has_privileges(
                 index=[{"names": names, "privileges": WRITER_PRIVILEGES}]).body
@@ -104,7 +104,7 @@ class IndexLayout:
         if self.ready:
             return
         if self.missing():
-            first = f"{self.alias}-v1"
+            first = generation(self.alias, 1)
             try:
                 self.create_concrete(first, alias=True)
             except BadRequestError as exc:
@@ -148,10 +148,10 @@ class IndexLayout:
 
     def _versions(self) -> dict[str, int]:
         """Every `<alias>-v<N>` index, with its N."""
-        pattern = re.compile(rf"{re.escape(self.alias)}-v(\d+)")
-        found = self.client.indices.get(index=f"{self.alias}-v*", expand_wildcards="open,closed",
+        found = self.client.indices.get(index=generations_pattern(self.alias), expand_wildcards="open,closed",
                                         allow_no_indices=True, ignore_unavailable=True)
-        return {name: int(m.group(1)) for name in found if (m := pattern.fullmatch(name))}
+        numbers = {name: generation_number(self.alias, name) for name in found}
+        return {name: n for name, n in numbers.items() if n is not None}
 
     def _orphans(self) -> list[str]:
         """Concrete indices of this alias it does not point at: the copy kept by the last rebuild, one
@@ -188,7 +188,7 @@ class IndexLayout:
                      else "left by an interrupted or rolled-back rebuild")
             self.client.indices.delete(index=index, ignore_unavailable=True)
         current = self.concrete_indices()
-        self.write_index = self.create_concrete(f"{self.alias}-v{version}",
+        self.write_index = self.create_concrete(generation(self.alias, version),
                                                   self.read_meta(current[0]) if current else None, building=True)
 
     @unavailable_on_connection_errors

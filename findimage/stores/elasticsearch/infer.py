@@ -12,7 +12,7 @@ from findimage.config import Settings, public_url
 from findimage.errors import BackendUnavailable, LicenseRefused, ModelError
 from findimage.models.clip import normalise_rows
 from findimage.records import DIMS
-from findimage.stores.elasticsearch.client import access_denied, api_reason
+from findimage.stores.elasticsearch.client import BUSY_STATUSES, access_denied, api_reason
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +90,7 @@ class InferTextEmbedder:
                 raise LicenseRefused(license_sentence(self.license())) from None
             if exc.meta.status in (401, 403):
                 raise access_denied(self.url, exc.meta.status, api_reason(exc)) from None
-            if exc.meta.status in (429, 502, 503, 504) and not _not_deployed(api_reason(exc)):
+            if exc.meta.status in BUSY_STATUSES and not _not_deployed(api_reason(exc)):
                 raise BackendUnavailable(f"Elasticsearch at {self.url} could not vectorize the query now "
                                        f"({exc.meta.status}: {api_reason(exc)}).") from None
             raise ModelError(self._explain(exc)) from None

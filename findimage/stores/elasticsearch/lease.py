@@ -33,13 +33,12 @@ from elasticsearch import ApiError, BadRequestError, ConflictError, Elasticsearc
 from findimage.config import Settings
 from findimage.errors import LeaseHeld
 from findimage.stores.elasticsearch.client import access_denied, error_type, make_client, unavailable_error
+from findimage.stores.elasticsearch.names import lease_index
 
 log = logging.getLogger(__name__)
 LEASE_ID = "index-pass"
 
 
-def lease_index(alias: str) -> str:
-    return f"{alias}-lease"
 
 
 def process_scope() -> str:

@@ -19,6 +19,7 @@ from elasticsearch import ApiError, AuthenticationException, ConnectionError, Co
 from findimage.config import Settings, public_url
 from findimage.errors import AccessDenied
 from findimage.stores.elasticsearch.client import access_denied, api_reason, make_client, unavailable_error
+from findimage.stores.elasticsearch.names import generations_pattern, lease_index, seen_index
 
 ROLES = ("bot", "indexer")
 USES = {"bot": "the bot (`findimage bot`, `findimage search`): searches the index, runs the text model",
@@ -31,7 +32,7 @@ class SecurityOff(Exception):
 
 def index_names(alias: str) -> list[str]:
     """The alias and its concrete indices, and nothing else that happens to share the prefix."""
-    return [alias, f"{alias}-v*"]
+    return [alias, generations_pattern(alias)]
 
 
 def bot_role(alias: str) -> dict:
@@ -40,7 +41,7 @@ def bot_role(alias: str) -> dict:
     # includes create-only writes; it also re-takes an expired key), read one, purge old ones.
     return {"cluster": ["monitor_ml"],
             "indices": [{"names": index_names(alias), "privileges": ["read", "view_index_metadata"]},
-                        {"names": [f"{alias}-seen"], "privileges": ["create_index", "index", "read", "delete"]}]}
+                        {"names": [seen_index(alias)], "privileges": ["create_index", "index", "read", "delete"]}]}
 
 
 def indexer_role(alias: str) -> dict:
@@ -50,7 +51,7 @@ def indexer_role(alias: str) -> dict:
             "indices": [{"names": index_names(alias),
                          "privileges": ["create_index", "write", "delete_index", "manage", "read",
                                         "view_index_metadata"]},
-                        {"names": [f"{alias}-lease"], "privileges": ["create_index", "write", "read"]}]}
+                        {"names": [lease_index(alias)], "privileges": ["create_index", "write", "read"]}]}
 
 
 def role_descriptors(role: str, alias: str) -> dict:

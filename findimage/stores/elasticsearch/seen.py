@@ -29,6 +29,7 @@ from elasticsearch import ApiError, BadRequestError, ConflictError, Elasticsearc
 from findimage.config import public_url
 from findimage.stores.base import SEEN_TTL_SECONDS, SeenKeys
 from findimage.stores.elasticsearch.client import error_type
+from findimage.stores.elasticsearch.names import seen_index
 
 log = logging.getLogger(__name__)
 
@@ -37,8 +38,6 @@ REQUEST_TIMEOUT_SECONDS = 2.0
 MAX_ID_BYTES = 256  # Elasticsearch allows 512; longer keys are hashed
 
 
-def seen_index(alias: str) -> str:
-    return f"{alias}-seen"
 
 
 def doc_id(key: str) -> str:
