@@ -13,7 +13,7 @@ from slack_sdk.http_retry.builtin_handlers import (
 )
 
 from findimage import process
-from findimage.config import ConfigError, require_slack
+from findimage.config import ConfigError, Settings, require_slack
 from findimage.search import Searcher
 
 from . import handlers
@@ -35,7 +35,7 @@ def configure_logging(level: int = logging.INFO) -> None:
     logging.getLogger("bot").setLevel(level)
 
 
-def make_web_client(settings) -> WebClient:
+def make_web_client(settings: Settings) -> WebClient:
     """The Web API client, pointed at SLACK_API_URL, retrying what Slack asks to retry (429 Retry-After)."""
     return WebClient(
         token=settings.slack_bot_token,
@@ -49,7 +49,7 @@ def make_web_client(settings) -> WebClient:
     )
 
 
-def create_app(settings, searcher: Searcher | None = None, client: WebClient | None = None, *,
+def create_app(settings: Settings, searcher: Searcher | None = None, client: WebClient | None = None, *,
                links: ImageLinks | None = None, work: WorkPool | None = None) -> App:
     """The Bolt app with every handler registered.
 

@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
+from findimage.config import Settings
+
 log = logging.getLogger(__name__)
 
 CHANNEL_INFO_TTL_SECONDS = 300.0
@@ -109,7 +111,7 @@ class BoundedCache:
 
 
 class ChannelPolicy:
-    def __init__(self, settings, team_id: str | None, ttl_seconds: float = CHANNEL_INFO_TTL_SECONDS,
+    def __init__(self, settings: Settings, team_id: str | None, ttl_seconds: float = CHANNEL_INFO_TTL_SECONDS,
                  clock=time.monotonic, user_ttl_seconds: float = USER_INFO_TTL_SECONDS, max_cached: int = MAX_CACHED):
         self.allow_shared = settings.allow_shared_channels
         self.channels = frozenset(settings.channels or ())

@@ -14,6 +14,8 @@ import time
 from dataclasses import dataclass
 from urllib.parse import parse_qs, quote
 
+from findimage.config import Settings
+
 # Slack's image proxy fetches the picture when the message is posted and may fetch it again later
 # (other clients, cache expiry); a week keeps recent answers visible without making links permanent.
 LINK_TTL_SECONDS = 7 * 24 * 3600
@@ -62,7 +64,7 @@ def parse_link(path: str, query_string: str) -> LinkRequest:
     return LinkRequest(name[:-4], int(values["expires"]), values["v"], values["sig"])
 
 
-def signing_key(settings) -> bytes | None:
+def signing_key(settings: Settings) -> bytes | None:
     """FINDIMAGE_URL_SIGNING_KEY, else a key derived from the Slack signing secret (never the secret itself)."""
     if settings.url_signing_key:
         return settings.url_signing_key.encode("utf-8")
@@ -80,7 +82,7 @@ class ImageLinks:
         self._clock = clock
 
     @classmethod
-    def from_settings(cls, settings, clock=time.time) -> ImageLinks | None:
+    def from_settings(cls, settings: Settings, clock=time.time) -> ImageLinks | None:
         key = signing_key(settings)
         if not settings.public_base_url or key is None:
             return None

@@ -13,7 +13,7 @@ import threading
 from gunicorn.app.base import BaseApplication
 from gunicorn.glogging import Logger
 
-from findimage.config import ConfigError, report_problems, require_slack
+from findimage.config import ConfigError, Settings, report_problems, require_slack
 
 log = logging.getLogger("bot")
 EXIT_OK, EXIT_USAGE = 0, 2
@@ -57,7 +57,7 @@ def drain_answers(server, worker) -> None:
         work.drain(DRAIN_SECONDS)
 
 
-def run(settings) -> int:
+def run(settings: Settings) -> int:
     try:
         require_slack(settings)
         if settings.slack_app_token:
@@ -68,7 +68,7 @@ def run(settings) -> int:
         return EXIT_USAGE
 
 
-def run_socket_mode(settings) -> int:
+def run_socket_mode(settings: Settings) -> int:
     """Connect out to Slack over a WebSocket: no public URL needed, works from behind a firewall."""
     from slack_bolt.adapter.socket_mode import SocketModeHandler
 
@@ -96,7 +96,7 @@ def run_socket_mode(settings) -> int:
 class WebServer(BaseApplication):
     """gunicorn serving bot.wsgi's app; the worker builds it from the settings it was started with."""
 
-    def __init__(self, settings, options: dict | None = None):
+    def __init__(self, settings: Settings, options: dict | None = None):
         self.settings = settings
         self.options = {"bind": f":{settings.port}", **GUNICORN_OPTIONS, "worker_exit": drain_answers,
                         **(options or {})}
@@ -112,7 +112,7 @@ class WebServer(BaseApplication):
         return create(self.settings)
 
 
-def run_http(settings) -> int:
+def run_http(settings: Settings) -> int:
     """Serve HTTP mode on PORT until SIGTERM; gunicorn exits the process itself on a failed start."""
     from .wsgi import require_http_mode
 

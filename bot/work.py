@@ -17,6 +17,8 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
+from findimage.config import Settings
+
 log = logging.getLogger(__name__)
 
 # The models run one query at a time (see embedders); more threads overlap Slack downloads and uploads.
@@ -45,7 +47,7 @@ class WorkPool:
         self._changed = threading.Condition()
 
     @classmethod
-    def from_settings(cls, settings) -> WorkPool:
+    def from_settings(cls, settings: Settings) -> WorkPool:
         return cls(max_queued=settings.max_queued)
 
     @property

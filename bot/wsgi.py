@@ -20,7 +20,7 @@ from slack_bolt.adapter.wsgi import SlackRequestHandler
 from slack_sdk.signature import SignatureVerifier
 
 from findimage.archive_files import ArchiveFileRefused, Indexed, is_servable, read_archive_file
-from findimage.config import ConfigError, load_settings, report_problems, require_slack
+from findimage.config import ConfigError, Settings, load_settings, report_problems, require_slack
 from findimage.imaging import ImageError, thumbnail_jpeg
 from findimage.search import Searcher
 
@@ -108,12 +108,12 @@ class HealthCheck:
 
 
 class FindimageWsgi:
-    def __init__(self, settings, bolt_app, searcher: Searcher, links: ImageLinks | None, *,
+    def __init__(self, settings: Settings, bolt_app, searcher: Searcher, links: ImageLinks | None, *,
                  previews: Previews | None = None, health_clock=time.monotonic, work: WorkPool | None = None):
         self.settings = settings
         self.work = work  # the answers' queue: its length in /healthz, drained on shutdown (bot.server)
         self.slack = SlackRequestHandler(bolt_app, path=SLACK_PATH)
-        self.verifier = SignatureVerifier(settings.slack_signing_secret)
+        self.verifier = SignatureVerifier(signing_secret(settings))
         self.searcher = searcher
         self.links = links
         self.previews = previews or Previews(partial(thumbnail_jpeg, max_pixels=settings.max_image_pixels,
@@ -252,7 +252,7 @@ def _reply(start_response, status: str, content_type: str, body: bytes, headers=
     return [body]
 
 
-def build_wsgi_app(settings, searcher: Searcher | None = None, client=None, *, link_clock=time.time,
+def build_wsgi_app(settings: Settings, searcher: Searcher | None = None, client=None, *, link_clock=time.time,
                    health_clock=time.monotonic, previews: Previews | None = None,
                    work: WorkPool | None = None) -> FindimageWsgi:
     """The whole HTTP app; models load here, before the server takes its first request."""
@@ -265,14 +265,20 @@ def build_wsgi_app(settings, searcher: Searcher | None = None, client=None, *, l
                          work=work)
 
 
-def require_http_mode(settings) -> None:
+def require_http_mode(settings: Settings) -> None:
     require_slack(settings)
+    signing_secret(settings)
+
+
+def signing_secret(settings: Settings) -> str:
+    """SLACK_SIGNING_SECRET; ConfigError without it (never an empty key, which anyone could sign with)."""
     if not settings.slack_signing_secret:
         raise ConfigError(["SLACK_SIGNING_SECRET is not set: HTTP mode verifies every request from Slack with it "
                            "(Basic Information > App Credentials > Signing Secret)."])
+    return settings.slack_signing_secret
 
 
-def create(settings=None) -> FindimageWsgi:
+def create(settings: Settings | None = None) -> FindimageWsgi:
     """gunicorn's app factory: the settings `findimage bot` was started with (the worker is forked from
     it), or, for `gunicorn 'bot.wsgi:create()'`, the environment and `.env`."""
     configure_logging()
