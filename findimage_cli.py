@@ -126,7 +126,9 @@ def cmd_search(settings: Settings, args: argparse.Namespace) -> int:
         taken = f"  {match.taken[:10]}" if match.taken else ""
         also = f"  (also at {', '.join(match.also_at)})" if match.also_at else ""
         also = printable(also)
-        print(f"{rank:>3}  {match.score:.4f}  {printable(match.relative_path)}{taken}{exact}{also}")
+        print(f"{rank:>3}  {match.score:.4f}  {printable(match.relative_path)}{taken}{exact}{also}{why(match)}")
+        if match.text_snippet:
+            print(f"     text: {printable(match.text_snippet)}")
     return EXIT_OK
 
 
@@ -149,6 +151,8 @@ def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
         for label, value in store.details():
             print(f"{label + ':':<13} {value}")
         print(f"documents:    {store.count()}")
+        read, total = store.text_status()
+        print(f"text read:    {read:,} of {total:,} images" + ("" if settings.ocr else " (FINDIMAGE_OCR=off)"))
         print(f"image model:  {model_fingerprint(settings.image_model)} (index built with: "
               f"{store.get_meta(META_IMAGE_MODEL) or 'nothing yet'})")
         print(f"text model:   {text_model_id(settings)} via {settings.text_embedder} (last pass: "
@@ -195,6 +199,13 @@ def _running_pass(settings: Settings) -> str:
         return running_pass(settings)
     except ApiError as exc:  # e.g. the bot's key, which may not read the lease
         return f"not known ({exc.meta.status}: {exc.message})"
+
+
+def why(match) -> str:
+    """Where a match stands for a reason its score (the CLIP similarity) does not show: its name or the
+    text in it matched the query's words (the ranking fuses those; see findimage.fusion)."""
+    reasons = [signal for signal in match.matched if signal != "image"]
+    return f"  [{' and '.join(reasons)} matched]" if reasons else ""
 
 
 def _describe_pass(raw: str | None) -> str:

@@ -1,9 +1,11 @@
 """What the bot says: usage, result texts and Block Kit blocks. Pure functions, no Slack calls."""
 from __future__ import annotations
 
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from findimage.names import fold
 from findimage.records import Match
 from findimage.search import SearchResult
 
@@ -101,6 +103,32 @@ def match_label(rank: int, match: Match, exact: bool) -> str:
     return label
 
 
+SNIPPET_CHARS = 160
+_WORDS = re.compile(r"([^\W_]+)")
+_MRKDWN = str.maketrans({c: " " for c in "*_~`\n\r\t"})
+
+
+def text_snippet(line: str, words: Sequence[str], width: int = SNIPPET_CHARS) -> str:
+    """The line of text read from an image, as a quote: the query's words in bold, the rest escaped like
+    any untrusted text (text in a screenshot must not ping @channel, format or link), cut around the
+    first word that matched."""
+    wanted = set(words)
+    parts = _WORDS.split(" ".join(line.translate(_MRKDWN).split()))
+    hits = [i for i in range(1, len(parts), 2) if fold(parts[i]) in wanted]
+    start = sum(len(p) for p in parts[:hits[0]]) if hits else 0
+    begin = max(0, start - width // 3)
+    shown, used, out = False, 0, []
+    for i, part in enumerate(parts):
+        end = used + len(part)
+        if end > begin and used < begin + width:
+            piece = part[max(0, begin - used):begin + width - used]
+            out.append(f"*{escape(piece)}*" if i in hits and piece == part else escape(piece))
+            shown = True
+        used = end
+    text = "".join(out).strip() if shown else ""
+    return ("…" if begin > 0 else "") + text + ("…" if used > begin + width else "")
+
+
 def file_title(rank: int, match: Match, exact: bool) -> str:
     suffix = " (exact match)" if exact else ""
     return f"{rank}. {match.relative_path} · {match.score:.3f}{suffix}"
@@ -120,6 +148,8 @@ def answer_text(answer: Answer) -> str:
         if match.image_id in answer.missing:
             line += " _(no longer in the archive)_"
         lines.append(line)
+        if match.text_snippet and match.image_id not in answer.missing:
+            lines.append(f">{text_snippet(match.text_snippet, result.words)}")
     return "\n".join(lines)
 
 

@@ -84,6 +84,11 @@ class Settings:
     hybrid: bool = setting("FINDIMAGE_HYBRID", True, bool, choices=("on", "off"), true="on")
     # A dead holder's lease lapses after it.
     lease_seconds: float = setting("FINDIMAGE_LEASE_SECONDS", 60.0, float, 1.0, 3600.0)
+    # Text in images: read by the indexer (after the embeddings) and fused into text queries.
+    ocr: bool = setting("FINDIMAGE_OCR", True, bool, choices=("on", "off"), true="on")
+    ocr_threads: int = setting("FINDIMAGE_OCR_THREADS", 1, int, 0, 64)  # onnxruntime threads; 0: its default
+    # One image's reading taking longer is stopped and recorded as failed (retried when the file changes).
+    ocr_timeout_seconds: float = setting("FINDIMAGE_OCR_TIMEOUT_SECONDS", 120.0, float, 1.0, 3600.0)
     # Elasticsearch (unset url -> embedded store)
     elasticsearch_url: str | None = setting("ELASTICSEARCH_URL", None)
     elasticsearch_api_key: str | None = setting("ELASTICSEARCH_API_KEY", None, secret=True)  # or _FILE

@@ -1,5 +1,5 @@
-"""Combining rankings: reciprocal rank fusion of the CLIP and the path-word rankings, and identical copies
-shown once."""
+"""Combining rankings: reciprocal rank fusion of the CLIP, the path-word and the image-text rankings, and
+identical copies shown once."""
 from __future__ import annotations
 
 import dataclasses
@@ -10,19 +10,24 @@ from findimage.records import Match
 RRF_K = 60  # the constant of Cormack et al.: a lower rank adds little, so neither ranking dominates
 
 
-def fuse(by_image: Sequence[Match], by_name: Sequence[Match], k: int = RRF_K) -> list[Match]:
+def fuse(by_image: Sequence[Match], by_name: Sequence[Match], by_text: Sequence[Match] = (),
+         k: int = RRF_K) -> list[Match]:
     """Matches ordered by sum(1 / (k + rank)) over the rankings that found them, each marked with those
-    rankings. Without name matches this is the CLIP ranking itself; ties keep the CLIP order first."""
+    rankings (and, if the text ranking found it, the line of text that matched). Without name and text
+    matches this is the CLIP ranking itself; ties keep the CLIP order first."""
     fused: dict[str, float] = {}
     first: dict[str, Match] = {}
     signals: dict[str, list[str]] = {}
-    for signal, ranking in (("image", by_image), ("name", by_name)):
+    snippets: dict[str, str] = {}
+    for signal, ranking in (("image", by_image), ("name", by_name), ("text", by_text)):
         for rank, match in enumerate(ranking, 1):
             fused[match.image_id] = fused.get(match.image_id, 0.0) + 1.0 / (k + rank)
             first.setdefault(match.image_id, match)
             signals.setdefault(match.image_id, []).append(signal)
+            if match.text_snippet:
+                snippets.setdefault(match.image_id, match.text_snippet)
     order = sorted(fused, key=lambda image_id: -fused[image_id])  # stable: equal sums keep insertion order
-    return [dataclasses.replace(first[i], matched=tuple(signals[i])) for i in order]
+    return [dataclasses.replace(first[i], matched=tuple(signals[i]), text_snippet=snippets.get(i)) for i in order]
 
 
 def collapse_copies(matches: Sequence[Match]) -> list[Match]:
@@ -39,6 +44,6 @@ def collapse_copies(matches: Sequence[Match]) -> list[Match]:
             continue
         best = kept[where]
         signals = tuple(dict.fromkeys(best.matched + match.matched))
-        kept[where] = dataclasses.replace(best, matched=signals,
+        kept[where] = dataclasses.replace(best, matched=signals, text_snippet=best.text_snippet or match.text_snippet,
                                           also_at=best.also_at + (match.relative_path, *match.also_at))
     return kept

@@ -72,6 +72,7 @@ class SearchResult:
     after: str | None = None
     before: str | None = None
     query_path: str | None = None  # by_image_id: the archive path of the image asked about
+    words: list[str] = field(default_factory=list)  # by_text: the query's words (matched in names and text)
 
     @property
     def uncertain(self) -> bool:
@@ -115,6 +116,7 @@ class Searcher:
         k = k or self.settings.top_k
         result = self._knn(vector, skip + k, folder, after, before, words)
         result.matches = result.matches[skip:]
+        result.words = words
         return result
 
     def by_image_bytes(self, data: bytes, k: int | None = None, folder: str | None = None, *,
@@ -185,7 +187,10 @@ class Searcher:
             found = self.store.knn(vector, depth, candidates, folder, after=after, before=before)
             return found, len(found) < depth
         by_image, by_name = self.store.hybrid(vector, words, depth, candidates, folder, after, before)
-        return fuse(by_image, by_name), len(by_image) < depth and len(by_name) < depth
+        # Text read from the images (FINDIMAGE_OCR): a third ranking, fused like the names.
+        by_text = self.store.text_ranking(vector, words, depth, folder, after, before) if self.settings.ocr else []
+        complete = len(by_image) < depth and len(by_name) < depth and len(by_text) < depth
+        return fuse(by_image, by_name, by_text), complete
 
     def _shown(self, found: list[Match], k: int) -> list[Match]:
         """The first k different pictures whose files are there, each with its copies' paths; files are

@@ -30,6 +30,7 @@ from .reading import Loaded, batches, prefetched, read_and_decode, taken_from_he
 from .retry import retry_while_unavailable
 from .scan import ArchiveFile, ArchiveUnavailable, Scan, scan_archive
 from .state import FailedFile, IndexerState, PendingRemoval
+from .text_stage import TextStage
 
 log = logging.getLogger(__name__)
 DEFAULT_MAX_REMOVAL_FRACTION = Settings.max_removal_fraction
@@ -69,6 +70,10 @@ class PassSummary:
     removal_sentence: str = ""
     upgraded: int = 0  # documents of an earlier version given dates and path words (no model call)
     failing_files: int = 0  # files that cannot be indexed as they are now (this pass's and known ones)
+    text_read: int = 0  # images whose text was read this pass (indexer.text_stage)
+    text_reused: int = 0  # documents given the text stored for their content
+    text_failed: int = 0  # images whose text could not be read (recorded, not failed files)
+    text_stopped: str = ""
 
     @property
     def images_per_second(self) -> float:
@@ -86,6 +91,11 @@ class PassSummary:
             text += f"; {self.removal_refused} removal(s) refused"
         if self.upgraded:
             text += f"; upgraded {self.upgraded} document(s) with dates and name words (no re-embedding)"
+        if self.text_read or self.text_reused or self.text_failed:
+            text += (f"; text read in {self.text_read} image(s), reused for {self.text_reused}, "
+                     f"failed in {self.text_failed}")
+        if self.text_stopped:
+            text += f"; reading text stopped: {self.text_stopped}"
         return text
 
     def to_json(self) -> str:
@@ -100,7 +110,7 @@ class IndexPass:
                  progress: bool | None = None, state: IndexerState | None = None,
                  allow_mass_removal: bool = False, max_removal_fraction: float = DEFAULT_MAX_REMOVAL_FRACTION,
                  max_pixels: int | None = None, superseded: Callable[[], bool] = lambda: False,
-                 decode_budget: int = DEFAULT_BUDGET_BYTES):
+                 decode_budget: int = DEFAULT_BUDGET_BYTES, text: TextStage | None = None):
         self.store = store
         self.embedder = image_embedder
         self.archive = archive
@@ -113,6 +123,7 @@ class IndexPass:
         self.max_removal_fraction = max_removal_fraction
         self.max_pixels = max_pixels
         self.decode_budget = decode_budget
+        self.text = text  # reading the text in images, after the embeddings (None: FINDIMAGE_OCR=off)
         self.superseded = superseded
         self.summary = PassSummary()
         self._moved_ids: set[str] = set()
@@ -140,13 +151,31 @@ class IndexPass:
         retry_while_unavailable(lambda: self.store.set_meta(META_IMAGE_MODEL, self.embedder.model_id))
         if self.text_model_id:
             retry_while_unavailable(lambda: self.store.set_meta(META_TEXT_MODEL, self.text_model_id))
+        if self.full and self.text is not None:
+            self.text.reuse()  # before the rebuilt index goes live: no text of unchanged content is read again
         retry_while_unavailable(self.store.finish_rebuild if self.full else self.store.checkpoint)
+        self._read_texts()
         self.summary.seconds = time.monotonic() - started
         self.summary.finished_at = time.time()
         self._remember_failures(scan)
         self.summary.failing_files = len(self.state.failed)
         retry_while_unavailable(lambda: self.store.set_meta(META_LAST_PASS, self.summary.to_json()))
         return self.summary
+
+    def _read_texts(self) -> None:
+        """The text stage, after the embeddings are live: it never fails the pass (a store that stays
+        down stops it, and the next pass goes on where it stopped)."""
+        if self.text is None:
+            return
+        try:
+            self.text.run()
+            retry_while_unavailable(self.store.checkpoint)
+        except Exception as exc:  # noqa: BLE001 - the pass's own work is done and kept
+            log.warning("reading text stopped: %s", exc)
+            self.text.summary.stopped = str(exc) or type(exc).__name__
+        found = self.text.summary
+        self.summary.text_read, self.summary.text_failed = found.read, found.failed
+        self.summary.text_reused, self.summary.text_stopped = found.reused, found.stopped
 
     def _stop_if_superseded(self) -> None:
         if self.superseded():  # the other pass redoes this work; two writers would race on the same documents

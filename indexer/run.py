@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 
 from findimage.backends import image_embedder, open_store, text_model_id
 from findimage.config import Settings
@@ -12,6 +13,7 @@ from .lock import pass_guard, taken_over
 from .scan import ArchiveUnavailable
 from .schedule import run_schedule
 from .state import load_state, save_state
+from .text_stage import ReadingLimits, TextStage
 
 log = logging.getLogger(__name__)
 
@@ -21,13 +23,17 @@ def _one_pass(settings: Settings, lease: PassLease | None, full: bool = False, p
     """One pass under `lease` (pass_guard's), which it stops writing under once another pass took it."""
     state = load_state(settings.data_dir)
     store = open_store(settings, writer=True)
+    shown = sys.stderr.isatty() if progress is None else progress
+    text = TextStage(store, settings.archive, ReadingLimits(settings.ocr_threads, settings.ocr_timeout_seconds,
+                                                            settings.max_image_pixels, settings.decode_budget_bytes),
+                     progress=shown, superseded=taken_over(lease)) if settings.ocr else None
     try:
         return IndexPass(store, image_embedder(settings), settings.archive, settings.batch_size,
                          text_model_id=text_model_id(settings), full=full,
                          progress=progress, state=state, allow_mass_removal=allow_mass_removal,
                          max_removal_fraction=settings.max_removal_fraction,
                          max_pixels=settings.max_image_pixels, superseded=taken_over(lease),
-                         decode_budget=settings.decode_budget_bytes).run()
+                         decode_budget=settings.decode_budget_bytes, text=text).run()
     finally:
         store.close()
         save_state(settings.data_dir, state)  # failures and a refused removal, also when the pass stopped

@@ -1,0 +1,190 @@
+"""Reading the text in images: the indexing pass's last stage, after its embeddings are written and
+visible, so new images are searchable by CLIP and by name first.
+
+Each distinct content is read once: a copy or a moved file reuses the text stored for its content hash
+(on a `--full` rebuild too, before the new index goes live, so nothing is read again). Reading happens in
+a child process (`ReaderProcess`): a picture that crashes or hangs the engine costs that child, not the
+pass, and is recorded as failed (read again only when the file changes). Texts are written in small
+batches, so a pass killed here continues on the next one where this one stopped.
+"""
+from __future__ import annotations
+
+import logging
+import multiprocessing
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from findimage.archive_files import ArchiveFileRefused, Indexed, read_archive_file
+from findimage.records import FileState, ReadText
+from findimage.stores.base import Store
+
+from .retry import retry_while_unavailable
+
+log = logging.getLogger(__name__)
+BATCH = 16  # texts per write: what a killed pass reads again at most
+# Pictures are decoded for reading with their short side drafted down to no less than this: the reader
+# detects at a bounded size, but recognises lines cut from the decoded picture.
+READ_MIN_SIDE = 1600
+
+
+@dataclass
+class TextSummary:
+    read: int = 0  # images whose text was read (lines or none)
+    reused: int = 0  # copies, moved or rebuilt documents given the text stored for their content
+    failed: int = 0  # images whose reading failed or timed out (recorded; read again when they change)
+    failures: list[tuple[str, str]] = field(default_factory=list)
+    stopped: str = ""  # why the stage stopped before the end ("" if it did not)
+
+
+@dataclass(frozen=True)
+class ReadingLimits:
+    threads: int
+    timeout_seconds: float
+    max_pixels: int
+    budget: int
+
+
+class ReaderProcess:
+    """A child process that reads text: its engine is loaded once, a picture that takes longer than the
+    timeout (or kills the child) is answered as failed, and the next picture gets a new child."""
+
+    def __init__(self, limits: ReadingLimits):
+        self.limits = limits
+        self._context = multiprocessing.get_context("spawn")  # no copy of the parent's torch threads
+        self._process: Any = None
+        self._connection: Connection | None = None
+
+    def read(self, data: bytes) -> ReadText:
+        if self._process is None or not self._process.is_alive():
+            self._start()
+        assert self._connection is not None
+        self._connection.send((data, self.limits.max_pixels, self.limits.budget))
+        if not self._connection.poll(self.limits.timeout_seconds):
+            self._stop()
+            return ReadText("failed", reason=f"reading its text took longer than {self.limits.timeout_seconds:g} s")
+        try:
+            kind, payload = self._connection.recv()
+        except (EOFError, OSError):
+            self._stop()
+            return ReadText("failed", reason="the text reader stopped while reading it (out of memory?)")
+        return ReadText("read", lines=tuple(payload)) if kind == "read" else ReadText("failed", reason=payload)
+
+    def _start(self) -> None:
+        parent, child = self._context.Pipe()
+        self._process = self._context.Process(target=_serve, args=(child, self.limits.threads), daemon=True,
+                                              name="findimage-text-reader")
+        self._process.start()
+        child.close()
+        self._connection = parent
+
+    def _stop(self) -> None:
+        if self._process is not None:
+            self._process.kill()
+            self._process.join(10)
+        if self._connection is not None:
+            self._connection.close()
+        self._process = self._connection = None
+
+    def close(self) -> None:
+        self._stop()
+
+
+def _serve(connection: Connection, threads: int) -> None:
+    """The child: decode each picture within the decode budget, read its text, answer one message each."""
+    from findimage.imaging import ImageError, prepare_bytes
+    from findimage.models.text_reader import TextReader, TextReadingError
+
+    reader = TextReader(threads=threads)
+    while True:
+        try:
+            data, max_pixels, budget = connection.recv()
+        except (EOFError, OSError):
+            return
+        try:
+            image = prepare_bytes(data, READ_MIN_SIDE, max_pixels=max_pixels, budget=budget).image
+            connection.send(("read", reader.read(image)))
+        except (ImageError, TextReadingError) as exc:
+            connection.send(("failed", str(exc)))
+        except Exception as exc:  # noqa: BLE001 - one picture's failure is recorded, the child serves on
+            connection.send(("failed", f"the text reader failed ({type(exc).__name__})"))
+
+
+class TextStage:
+    def __init__(self, store: Store, archive: str | Path, limits: ReadingLimits, progress: bool = False,
+                 superseded: Callable[[], bool] = lambda: False,
+                 reader: Callable[[ReadingLimits], ReaderProcess] | None = None):
+        self.store = store
+        self.archive = Path(archive)
+        self.limits = limits
+        self.progress = progress
+        self.superseded = superseded
+        self._make_reader = reader or ReaderProcess
+        self.summary = TextSummary()
+
+    def reuse(self) -> None:
+        """Give every document without text the text stored for its content, reading nothing (before a
+        rebuilt index goes live, and at the start of every stage)."""
+        skip = 0
+        while batch := retry_while_unavailable(lambda: self.store.text_pending(BATCH + skip))[skip:]:
+            known = retry_while_unavailable(lambda: self.store.texts_by_sha256({f.sha256 for f in batch}))
+            given = [(f.image_id, f.sha256, known[f.sha256]) for f in batch if f.sha256 in known]
+            if given:
+                retry_while_unavailable(lambda: self.store.set_texts(given))
+                self.summary.reused += len(given)
+            skip += len(batch) - len(given)  # what is left needs reading: look past it
+
+    def run(self) -> TextSummary:
+        """Read every document whose text is not known yet; never raises for a picture."""
+        self.reuse()
+        done, total = retry_while_unavailable(self.store.text_status)
+        if done >= total:
+            return self.summary
+        reader = self._make_reader(self.limits)
+        try:
+            with tqdm(total=total - done, desc="reading text", unit="img", disable=not self.progress) as bar:
+                for batch in self._pending():
+                    items = self._read(batch, reader)
+                    retry_while_unavailable(lambda: self.store.set_texts(items))
+                    bar.update(len(items))
+                    if self.superseded():
+                        self.summary.stopped = "another pass took over the index"
+                        break
+        finally:
+            reader.close()
+        return self.summary
+
+    def _pending(self) -> Iterator[list[FileState]]:
+        while batch := retry_while_unavailable(lambda: self.store.text_pending(BATCH)):
+            yield batch
+
+    def _read(self, batch: list[FileState], reader: ReaderProcess) -> list[tuple[str, str, ReadText]]:
+        items: list[tuple[str, str, ReadText]] = []
+        by_content: dict[str, ReadText] = {}  # copies within the batch are read once
+        for state in batch:
+            text = by_content.get(state.sha256)
+            if text is None:
+                text = self._read_one(state, reader)
+                by_content[state.sha256] = text
+                if text.state == "read":
+                    self.summary.read += 1
+                else:
+                    self.summary.failed += 1
+                    self.summary.failures.append((state.relative_path, text.reason))
+                    log.warning("could not read the text of %s: %s", state.relative_path, text.reason)
+            else:
+                self.summary.reused += 1
+            items.append((state.image_id, state.sha256, text))
+        return items
+
+    def _read_one(self, state: FileState, reader: ReaderProcess) -> ReadText:
+        try:
+            data = read_archive_file(self.archive, state.relative_path, self.limits.budget,
+                                     Indexed(state.size, state.mtime))
+        except ArchiveFileRefused as exc:
+            return ReadText("failed", reason=f"cannot read: {exc}")
+        return reader.read(data)

@@ -1,0 +1,105 @@
+"""Finding images by the words in them: screenshots, a slide and a photo of a sign, read by the real text
+reader during indexing, found first by phrases from their text on both stores, with file names that say
+nothing and CLIP at random weights."""
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import pytest
+
+from es_support import both_stores
+from findimage.search import Searcher
+from findimage_cli import main
+from indexer.run import index_once
+from photos import save_photo
+from rendered_text import error_dialog, german_slide, street_sign
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def text_archive(settings):
+    """Three pictures with text under names that say nothing, among photos without any."""
+    root = settings.archive
+    for i, rendered in enumerate((error_dialog(), german_slide(), street_sign())):
+        rendered.image.save(root / f"IMG_{4100 + i}.jpg" if rendered.kind == "sign" else root / f"Screenshot {i}.png")
+    for i in range(5):
+        save_photo(root / "photos" / f"DSC_{i:04}.jpg", seed=500 + i)
+    return settings
+
+
+def first_paths(settings, text: str, k: int = 3) -> list[str]:
+    searcher = Searcher(settings)
+    try:
+        return [m.relative_path for m in searcher.by_text(text, k=k).matches]
+    finally:
+        searcher.store.close()
+
+
+QUERIES = [
+    ("disk quota exceeded", "Screenshot 0.png"),
+    ("Umsatzprognose", "Screenshot 1.png"),
+    ("Größenordnung Überblick", "Screenshot 1.png"),
+    ("grossenordnung uberblick", "Screenshot 1.png"),  # ß typed as ss, umlauts without dots
+    ("das Foto vom Schild Schillerplatz", "IMG_4102.jpg"),
+]
+
+
+@both_stores
+def test_pictures_are_found_first_by_the_words_in_them(text_archive):
+    summary = index_once(text_archive, progress=False)
+    assert summary.added == 8 and summary.text_read == 8 and summary.text_failed == 0
+    for query, expected in QUERIES:
+        assert first_paths(text_archive, query)[0] == expected, query
+
+
+@both_stores
+def test_without_reading_text_they_are_not_and_the_next_pass_reads_it_without_embedding(text_archive):
+    off = dataclasses.replace(text_archive, ocr=False)
+    assert index_once(off, progress=False).text_read == 0
+    misses = [query for query, expected in QUERIES if first_paths(off, query)[0] != expected]
+    assert len(misses) >= 3, "CLIP at random weights and names that say nothing do not find them"
+
+    again = index_once(text_archive, progress=False)  # an ordinary pass with reading on
+    assert again.embedded == 0 and again.added == 0 and again.text_read == 8
+    assert all(first_paths(text_archive, q)[0] == expected for q, expected in QUERIES)
+
+
+def test_json_says_the_text_matched_and_quotes_its_line(text_archive, capsys):
+    index_once(text_archive, progress=False)
+    assert main(["search", "disk quota exceeded", "--json", "-k", "3"]) == 0
+    first = json.loads(capsys.readouterr().out)[0]
+    assert first["relative_path"] == "Screenshot 0.png" and "text" in first["matched"]
+    assert "disk quota exceeded" in first["text_snippet"].lower()
+    assert main(["search", "disk quota exceeded", "-k", "3"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].endswith("[text matched]") and lines[1].strip().lower().startswith("text: error: disk quota")
+
+
+def test_copies_and_moves_reuse_the_text_and_status_says_how_far_reading_is(text_archive, capsys):
+    index_once(text_archive, progress=False)
+    root = text_archive.archive
+    (root / "copy.png").write_bytes((root / "Screenshot 0.png").read_bytes())
+    (root / "Screenshot 1.png").rename(root / "moved.png")
+    summary = index_once(text_archive, progress=False)
+    assert summary.text_read == 0 and summary.text_reused == 2 and summary.embedded == 0
+    assert first_paths(text_archive, "Umsatzprognose")[0] == "moved.png"
+    assert main(["status"]) == 0
+    assert "text read:    9 of 9 images" in capsys.readouterr().out
+
+
+def test_a_reading_that_fails_is_recorded_not_counted_as_a_broken_file(settings, monkeypatch):
+    from indexer import text_stage
+    from findimage.records import ReadText
+
+    error_dialog().image.save(settings.archive / "a.png")
+
+    class Failing(text_stage.ReaderProcess):
+        def read(self, data: bytes) -> ReadText:
+            return ReadText("failed", reason="reading its text took longer than 1 s")
+
+    monkeypatch.setattr(text_stage, "ReaderProcess", Failing)
+    first = index_once(settings, progress=False)
+    assert first.added == 1 and first.failed == 0 and first.text_failed == 1
+    assert index_once(settings, progress=False).text_failed == 0, "recorded: not read again until it changes"
