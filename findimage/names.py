@@ -1,13 +1,16 @@
-"""The words of an archive path (folders and file name) as people remember them, for keyword search.
+"""The words of an archive path (folders and file name) as people remember them, for keyword search, and
+the words of text read from an image, cut and folded alike.
 
 Both stores index these words and queries are cut the same way, so `Kundenbesuch_Bosch_03.jpg` is found
-by "bosch", `2024-06 Sommerfest/` by "sommerfest" or "2024", and `Ärger.jpg` by "ärger" or "arger".
+by "bosch", `2024-06 Sommerfest/` by "sommerfest" or "2024", `Ärger.jpg` by "ärger" or "arger", and a
+sign reading "Größenordnung" by "grossenordnung".
 """
 from __future__ import annotations
 
 import posixpath
 import re
 import unicodedata
+from collections.abc import Collection
 
 # Names cameras and phones give every file: they say nothing about the picture.
 CAMERA_NOISE = {"img", "dsc", "dscn", "dscf", "pxl", "mvimg", "dcim", "vid", "pano", "burst"}
@@ -25,13 +28,13 @@ def fold(word: str) -> str:
     return "".join(c for c in decomposed if not unicodedata.combining(c))
 
 
-def words(text: str) -> list[str]:
+def words(text: str, drop: Collection[str] = CAMERA_NOISE) -> list[str]:
     """Folded words of free text: split at anything not a letter or digit, at camelCase and between
-    letters and digits; camera prefixes and single letters dropped, numbers kept."""
+    letters and digits; the words in `drop` (camera prefixes) and single letters dropped, numbers kept."""
     found = []
     for token in _TOKEN.findall(_CAMEL.sub(" ", text)):
         word = fold(token)
-        if word in CAMERA_NOISE or (len(word) == 1 and not word.isdigit()):
+        if word in drop or (len(word) == 1 and not word.isdigit()):
             continue
         found.append(word)
     return found
@@ -44,6 +47,11 @@ def name_words(relative_path: str) -> str:
     return " ".join(words(f"{folder} {stem}"))
 
 
-def query_words(text: str) -> list[str]:
-    """The distinct words of a query, in order, as names were cut into words."""
-    return list(dict.fromkeys(words(text)))
+def text_words(text: str) -> list[str]:
+    """The words of text read from an image: folded as path words are, but "IMG" on a sign is a word."""
+    return words(text, drop=())
+
+
+def query_words(text: str, drop: Collection[str] = CAMERA_NOISE) -> list[str]:
+    """The distinct words of a query, in order, as names were cut into words (`drop=()`: as text was)."""
+    return list(dict.fromkeys(words(text, drop)))

@@ -63,6 +63,24 @@ class FileState:
 
 
 @dataclass(frozen=True)
+class TextLine:
+    """One line of text read from an image."""
+
+    text: str  # as read, for display
+    box: tuple[tuple[int, int], ...]  # its 4 corners in the original image's pixels
+    confidence: float  # 0..1
+
+
+@dataclass(frozen=True)
+class ReadText:
+    """What reading an image's text gave: state "read" (lines, maybe none) or "failed" (reason)."""
+
+    state: str  # "read" | "failed"
+    lines: tuple[TextLine, ...] = ()
+    reason: str = ""
+
+
+@dataclass(frozen=True)
 class Match:
     image_id: str
     image_name: str
@@ -71,10 +89,11 @@ class Match:
     sha256: str = ""
     taken: str | None = None
     taken_source: str = ""
-    matched: tuple[str, ...] = ("image",)  # which rankings found it: "image" (CLIP), "name" (path words)
+    matched: tuple[str, ...] = ("image",)  # which rankings found it: "image" (CLIP), "name" (path words), "text"
     also_at: tuple[str, ...] = ()  # other paths of byte-identical copies
     size: int | None = None  # of the file as indexed: a file changed since is not the one that matched
     mtime: float | None = None
+    text_snippet: str | None = None  # found by its text: the line holding most query words, as read
 
     @property
     def indexed(self) -> Indexed | None:
@@ -90,4 +109,5 @@ class Match:
             "also_at": list(self.also_at),
             "taken": self.taken,
             "taken_source": self.taken_source or None,
+            "text_snippet": self.text_snippet,
         }
