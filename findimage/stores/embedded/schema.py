@@ -1,9 +1,12 @@
-"""The embedded store's tables beyond the vectors: the path-word (FTS5) table, dates, filters, migration,
-and the small SQL helpers both store modules use.
+"""The embedded store's tables beyond the vectors: the path-word (FTS5) table, dates, the tables of text
+read from images, filters, migration, and the small SQL helpers the store modules use.
 
 Schema 2 added `taken`/`taken_source` columns and the `names` table. A database made before opens
 migrated in one transaction (path words filled from relative_path); its dates stay empty until the next
 indexing pass reads them from the files' headers, without embedding anything again.
+
+Schema 3 added the text read from images (`texts`, `text_words`, `text_lines`, see texts.py), created
+empty: a database made before opens migrated and lists every document as waiting for its text.
 """
 from __future__ import annotations
 
@@ -18,7 +21,7 @@ from findimage.records import DIMS
 
 T = TypeVar("T")
 
-SCHEMA_VERSION = "2"
+SCHEMA_VERSION = 3
 META_SCHEMA = "schema_version"
 
 # unicode61 with remove_diacritics 2 folds what findimage.names leaves (it already lowercases and strips
@@ -26,26 +29,36 @@ META_SCHEMA = "schema_version"
 NAMES_TABLE = ("CREATE VIRTUAL TABLE IF NOT EXISTS names USING fts5(words, "
                "tokenize='unicode61 remove_diacritics 2')")
 
+# Text read from images, per slot of `images` (slots are never reused): the reading as stored
+# (state, reason, lines with boxes and confidences as JSON) and the content it was read from; every
+# line's words in `text_words` (rowid = slot, ranked by BM25); each line's words on their own in
+# `text_lines` (rowid = slot * LINE_SLOTS + line number), which answers "all query words in one line".
+TEXT_TABLES = (
+    "CREATE TABLE IF NOT EXISTS texts (slot INTEGER PRIMARY KEY, sha256 TEXT NOT NULL, state TEXT NOT NULL, "
+    "reason TEXT NOT NULL, lines TEXT NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS texts_sha256 ON texts(sha256)",
+    "CREATE VIRTUAL TABLE IF NOT EXISTS text_words USING fts5(words, tokenize='unicode61 remove_diacritics 2')",
+    "CREATE VIRTUAL TABLE IF NOT EXISTS text_lines USING fts5(words, tokenize='unicode61 remove_diacritics 2', "
+    "detail=none)",
+)
+LINE_SLOTS = 1 << 16  # lines of one image in `text_lines`; any beyond are searched in `text_words` only
+
 
 def migrate(db: sqlite3.Connection) -> None:
-    """Bring an older database to schema 2; several processes opening it at once migrate it once."""
-    if _schema(db) == SCHEMA_VERSION:
+    """Bring an older database to schema 3 in one transaction; several processes opening it at once
+    migrate it once."""
+    if _schema(db) >= SCHEMA_VERSION:
         return
     db.execute("BEGIN IMMEDIATE")
     try:
-        if _schema(db) != SCHEMA_VERSION:
-            columns = {row[1] for row in db.execute("PRAGMA table_info(images)")}
-            for column in ("taken", "taken_source"):
-                if column not in columns:
-                    db.execute(f"ALTER TABLE images ADD COLUMN {column} TEXT")
-            db.execute("CREATE INDEX IF NOT EXISTS images_taken ON images(taken)")
-            db.execute(NAMES_TABLE)
-            db.execute("DELETE FROM names")
-            rows = db.execute("SELECT slot, relative_path FROM images").fetchall()
-            db.executemany("INSERT INTO names(rowid, words) VALUES(?, ?)",
-                           [(slot, name_words(path)) for slot, path in rows])
+        schema = _schema(db)
+        if schema < 2:
+            _add_names_and_dates(db)
+        if schema < SCHEMA_VERSION:
+            for statement in TEXT_TABLES:  # kept if there: a database migrated again keeps its texts
+                db.execute(statement)
             db.execute("INSERT INTO meta(key, value) VALUES(?, ?) ON CONFLICT(key) DO UPDATE SET "
-                       "value=excluded.value", (META_SCHEMA, SCHEMA_VERSION))
+                       "value=excluded.value", (META_SCHEMA, str(SCHEMA_VERSION)))
         db.execute("COMMIT")
     except BaseException:
         if db.in_transaction:
@@ -53,9 +66,24 @@ def migrate(db: sqlite3.Connection) -> None:
         raise
 
 
-def _schema(db: sqlite3.Connection) -> str | None:
+def _add_names_and_dates(db: sqlite3.Connection) -> None:
+    """Schema 2: the date columns and the path words, filled from relative_path."""
+    columns = {row[1] for row in db.execute("PRAGMA table_info(images)")}
+    for column in ("taken", "taken_source"):
+        if column not in columns:
+            db.execute(f"ALTER TABLE images ADD COLUMN {column} TEXT")
+    db.execute("CREATE INDEX IF NOT EXISTS images_taken ON images(taken)")
+    db.execute(NAMES_TABLE)
+    db.execute("DELETE FROM names")
+    rows = db.execute("SELECT slot, relative_path FROM images").fetchall()
+    db.executemany("INSERT INTO names(rowid, words) VALUES(?, ?)",
+                   [(slot, name_words(path)) for slot, path in rows])
+
+
+def _schema(db: sqlite3.Connection) -> int:
+    """The database's schema version (0: made before versions were kept, or not migrated yet)."""
     row = db.execute("SELECT value FROM meta WHERE key=?", (META_SCHEMA,)).fetchone()
-    return row[0] if row else None
+    return int(row[0]) if row and str(row[0]).isdigit() else 0
 
 
 def write_names(db: sqlite3.Connection, paths_by_id: Sequence[tuple[str, str]]) -> None:

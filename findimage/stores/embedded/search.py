@@ -1,5 +1,6 @@
-"""The embedded store's searches: kNN (filters inside, exact re-ranking from SQLite) and the path-word side
-of fusion, over the kNN cache (knn_cache.KnnCache): everything here runs under its lock, on its connection.
+"""The embedded store's searches: kNN (filters inside, exact re-ranking from SQLite), the path-word side
+of fusion and the ranking by text read from the images, over the kNN cache (knn_cache.KnnCache):
+everything here runs under its lock, on its connection.
 """
 from __future__ import annotations
 
@@ -19,6 +20,8 @@ from findimage.stores.embedded.schema import (
     named_among,
     vectors_of,
 )
+from findimage.stores.embedded.texts import lines_of, text_ranking
+from findimage.stores.text import one_line_first, query
 
 # Folders with at most this many images are searched exactly from SQLite instead of through the ANN index.
 EXACT_FOLDER_MAX = 20_000
@@ -55,6 +58,24 @@ class EmbeddedSearch:
                 return by_image, by_name
             return by_image, self._in_order_given(query, name_ranking(self.cache.db, list(present), k, folder,
                                                                       after, before))
+
+    def text_ranking(self, vector: np.ndarray, words: Sequence[str], k: int, folder: str | None = None,
+                     after: str | None = None, before: str | None = None) -> list[Match]:
+        """Documents whose text holds the query words, those with all of them in one line first, then by
+        BM25; each with its exact CLIP score and the line that matched best."""
+        folder = normalise_folder(folder)
+        wanted = query(words)
+        vector = np.asarray(vector, dtype=np.float32).reshape(DIMS)
+        with self.cache.lock:
+            db = self.cache.db
+            db.execute("BEGIN")  # ranking, vectors and lines from one snapshot
+            try:
+                slots = text_ranking(db, wanted, k, folder, after, before)
+                found = self._in_order_given(vector, slots)
+                lines = lines_of(db, slots)
+            finally:
+                db.execute("COMMIT")
+        return one_line_first(((m, lines.get(m.image_id, [])) for m in found), wanted, k)
 
     def _best_looking_named(self, query: np.ndarray, present: dict[str, int], k: int, num_candidates: int | None,
                             folder: str | None, after: str | None, before: str | None) -> list[Match] | None:

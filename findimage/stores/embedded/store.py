@@ -18,10 +18,18 @@ from typing import Any
 import numpy as np
 
 from findimage.errors import StoreError
-from findimage.records import DIMS, FileState, ImageDoc, Match
+from findimage.records import DIMS, FileState, ImageDoc, Match, ReadText
 from findimage.stores.embedded.knn_cache import KnnCache, connect, current_version
 from findimage.stores.embedded.schema import forget_names, in_chunks, migrate, write_names
 from findimage.stores.embedded.search import EmbeddedSearch
+from findimage.stores.embedded.texts import (
+    forget_changed_texts,
+    forget_texts_of,
+    text_pending,
+    text_status,
+    texts_by_sha256,
+    write_texts,
+)
 from findimage.stores.embedded.vector_index import VectorIndex
 
 log = logging.getLogger(__name__)
@@ -86,16 +94,28 @@ class EmbeddedStore:
                before: str | None = None) -> tuple[list[Match], list[Match]]:
         return self._search.hybrid(vector, words, k, num_candidates, folder, after, before)
 
+    def text_ranking(self, vector: np.ndarray, words: Sequence[str], k: int, folder: str | None = None,
+                     after: str | None = None, before: str | None = None) -> list[Match]:
+        return self._search.text_ranking(vector, words, k, folder, after, before)
+
+    def hybrid_with_text(self, vector: np.ndarray, words: Sequence[str], k: int, num_candidates: int | None = None,
+                         folder: str | None = None, after: str | None = None,
+                         before: str | None = None) -> tuple[list[Match], list[Match], list[Match]]:
+        by_image, by_name = self.hybrid(vector, words, k, num_candidates, folder, after, before)
+        return by_image, by_name, self.text_ranking(vector, words, k, folder, after, before)
+
     # ---- writes -------------------------------------------------------------------------------
-    def _write(self, work: Callable[[sqlite3.Connection, int], None]) -> None:
-        """Run `work(db, version)` in one immediate transaction stamped with a new version."""
+    def _write(self, work: Callable[[sqlite3.Connection, int], None], stamped: bool = True) -> None:
+        """Run `work(db, version)` in one immediate transaction stamped with a new version (unless it
+        changes nothing the kNN cache holds: not `stamped`)."""
         with self._lock, self._write_errors_explained():
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 version = current_version(self._db) + 1
                 work(self._db, version)
-                self._db.execute("INSERT INTO meta(key, value) VALUES('version', ?) "
-                                 "ON CONFLICT(key) DO UPDATE SET value=excluded.value", (str(version),))
+                if stamped:
+                    self._db.execute("INSERT INTO meta(key, value) VALUES('version', ?) "
+                                     "ON CONFLICT(key) DO UPDATE SET value=excluded.value", (str(version),))
                 self._db.execute("COMMIT")
             except BaseException:
                 if self._db.in_transaction:
@@ -118,6 +138,7 @@ class EmbeddedStore:
             return
 
         def work(db: sqlite3.Connection, version: int) -> None:
+            forget_changed_texts(db, [(d.image_id, d.sha256) for d in docs])
             db.executemany(
                 f"INSERT INTO images({DOC_COLUMNS}, version) VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?) "
                 "ON CONFLICT(image_id) DO UPDATE SET image_name=excluded.image_name, "
@@ -141,6 +162,7 @@ class EmbeddedStore:
             for chunk in in_chunks(ids, 500):
                 marks = ",".join("?" * len(chunk))
                 forget_names(db, marks, chunk)
+                forget_texts_of(db, marks, chunk)
                 db.execute(f"INSERT OR REPLACE INTO removed(slot, version) "
                            f"SELECT slot, ? FROM images WHERE image_id IN ({marks})", (version, *chunk))
                 db.execute(f"DELETE FROM images WHERE image_id IN ({marks})", chunk)
@@ -159,6 +181,12 @@ class EmbeddedStore:
             write_names(db, [(image_id, path) for image_id, path, _, _ in dates])
 
         self._write(work)
+
+    def set_texts(self, items: Sequence[tuple[str, str, ReadText]]) -> None:
+        """(image_id, sha256 read from, reading), in one transaction; readings of content a document no
+        longer holds are not kept. The vectors are untouched: the kNN cache has nothing to apply."""
+        if items:
+            self._write(lambda db, _: write_texts(db, items), stamped=False)
 
     def set_meta(self, key: str, value: str) -> None:
         with self._lock, self._write_errors_explained():
@@ -209,6 +237,18 @@ class EmbeddedStore:
                     f"({','.join('?' * len(chunk))})", (model_id, *chunk)).fetchall()
                 found.update((sha, np.frombuffer(blob, np.float32).copy()) for sha, blob in rows)
         return found
+
+    def texts_by_sha256(self, sha256s: Iterable[str]) -> dict[str, ReadText]:
+        with self._lock:
+            return texts_by_sha256(self._db, sha256s)
+
+    def text_pending(self, limit: int) -> list[FileState]:
+        with self._lock:
+            return text_pending(self._db, limit)
+
+    def text_status(self) -> tuple[int, int]:
+        with self._lock:
+            return text_status(self._db)
 
     @property
     def knn_index(self) -> VectorIndex | None:
