@@ -7,7 +7,7 @@ from typing import Protocol
 
 import numpy as np
 
-from findimage.records import FileState, ImageDoc, Match
+from findimage.records import FileState, ImageDoc, Match, ReadText
 
 # Keys of the small key/value metadata every store keeps.
 META_IMAGE_MODEL = "image_model_id"
@@ -42,6 +42,34 @@ class Store(Protocol):
                before: str | None = None) -> tuple[list[Match], list[Match]]:
         """(CLIP ranking, path-word BM25 ranking), each of at most k, under the same filters; matches
         found by name carry their CLIP score too (findimage.fusion combines the two)."""
+
+    def text_ranking(self, vector: np.ndarray, words: Sequence[str], k: int, folder: str | None = None,
+                     after: str | None = None, before: str | None = None) -> list[Match]:
+        """At most k documents whose text read from the image holds any of the query words (folded as
+        text words are), under the same filters as `knn`: those with every word in one line first, then
+        by BM25. Each carries its CLIP score for `vector`, matched=("text",), and as `text_snippet` the
+        line (as read) holding the most query words, the first of equals."""
+
+    def hybrid_with_text(self, vector: np.ndarray, words: Sequence[str], k: int, num_candidates: int | None = None,
+                         folder: str | None = None, after: str | None = None,
+                         before: str | None = None) -> tuple[list[Match], list[Match], list[Match]]:
+        """`hybrid`'s two rankings and `text_ranking`'s, as those give them (on Elasticsearch in one request)."""
+
+    def set_texts(self, items: Sequence[tuple[str, str, ReadText]]) -> None:
+        """(image_id, sha256 the text was read from, reading): each replaces the document's text. A reading
+        of content the document no longer holds (or of a document gone) is not kept. A document upserted
+        with other content loses its text; upserted with the same content keeps it."""
+
+    def texts_by_sha256(self, sha256s: Iterable[str]) -> dict[str, ReadText]:
+        """Stored readings by content, so copies and moved files are not read again (during a rebuild:
+        those of the live index)."""
+
+    def text_pending(self, limit: int) -> list[FileState]:
+        """At most `limit` documents without a reading of their current content, by path (during a
+        rebuild: those of the index being written)."""
+
+    def text_status(self) -> tuple[int, int]:
+        """(documents with a reading, read or failed, of their current content; all documents)."""
 
     def add_dates(self, dates: Sequence[tuple[str, str, str, str]]) -> None:
         """(image_id, relative_path, taken, taken_source) for documents indexed before dates and path

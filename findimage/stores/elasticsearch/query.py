@@ -1,4 +1,5 @@
-"""Elasticsearch request bodies and hit parsing: the kNN search, the path-word (BM25) search, filters.
+"""Elasticsearch request bodies and hit parsing: the kNN search, the path-word and the image-text (BM25)
+searches, filters.
 
 Text queries send both searches in one `_msearch` and fuse the rankings client-side (findimage.fusion):
 Elasticsearch's own RRF needs a paid license, this works on basic.
@@ -22,14 +23,26 @@ FETCH = {"_source": False, "docvalue_fields": [
 
 # Fields added after the first release: new indices get them from the mapping, older ones through
 # put_mapping when the indexer opens them (adding fields never needs a reindex).
-NEW_FIELDS = {
+NEW_FIELDS: dict[str, dict[str, Any]] = {
     # findimage.names already lowercases and strips accents on both sides, so the standard analyzer
     # (standard tokenizer + lowercase) sees what asciifolding would leave, and an existing index can
     # take the field without being closed to define an analyzer.
     "name_words": {"type": "text", "analyzer": "standard"},
     "taken": {"type": "date", "format": "strict_date_hour_minute_second||strict_date_optional_time"},
     "taken_source": {"type": "keyword"},
+    # Text read from the image (findimage.stores.text): every line's folded words, searched like
+    # name_words; the lines as read with boxes and confidences, only kept in _source; the reading's state
+    # and reason, and the content it was read from.
+    "text_words": {"type": "text", "analyzer": "standard"},
+    "text_lines": {"type": "object", "enabled": False},
+    "text_state": {"type": "keyword"},
+    "text_reason": {"type": "keyword", "ignore_above": 1024},
+    "text_sha256": {"type": "keyword"},
 }
+TEXT_FIELDS = ["text_words", "text_lines", "text_state", "text_reason", "text_sha256"]
+# A text match is ranked among this many times k hits by BM25: those with every query word in one line go
+# first (findimage.stores.text.one_line_first), which the client decides from the hits' lines.
+TEXT_DEPTH = 3
 
 # The CLIP score of a hit found by name, on the kNN scale ((1 + cos) / 2). Painless, so basic licenses run it;
 # the query vector is sent normalised, the stored one is divided by its magnitude.
@@ -87,6 +100,24 @@ def names_body(vector: np.ndarray, words: Sequence[str], k: int, filter_: list[d
         "sort": [{"_score": "desc"}, {"relative_path": "asc"}],
         "script_fields": clip_field(vector),
     }
+
+
+def text_body(vector: np.ndarray, words: Sequence[str], k: int, filter_: list[dict]) -> dict:
+    """The BM25 search on the text read from the images: the TEXT_DEPTH x k best, each with its CLIP score
+    and its lines as read (only their text, from _source)."""
+    return {
+        "query": {"bool": {"must": [{"match": {"text_words": {"query": " ".join(words), "operator": "or"}}}],
+                           "filter": filter_}},
+        "size": min(TEXT_DEPTH * k, 10_000), **FETCH, "_source": {"includes": ["text_lines.text"]},
+        "sort": [{"_score": "desc"}, {"relative_path": "asc"}],
+        "script_fields": clip_field(vector),
+    }
+
+
+def hit_lines(hit: dict) -> list[str]:
+    """The lines as read of a text_body hit."""
+    lines = (hit.get("_source") or {}).get("text_lines") or []
+    return [str(line.get("text", "")) for line in (lines if isinstance(lines, list) else [lines])]
 
 
 def matches(hits: list[dict], score_field: str | None = None) -> list[Match]:

@@ -18,7 +18,7 @@ from elasticsearch import Elasticsearch, NotFoundError, helpers
 from findimage.config import Settings, public_url
 from findimage.errors import BackendUnavailable, IndexMissing, StoreError
 from findimage.names import name_words
-from findimage.records import DIMS, FileState, ImageDoc, Match, normalise_folder
+from findimage.records import DIMS, FileState, ImageDoc, Match, ReadText, normalise_folder
 from findimage.stores.elasticsearch.client import (
     BUSY_STATUSES,
     access_denied,
@@ -27,12 +27,25 @@ from findimage.stores.elasticsearch.client import (
     unavailable_on_connection_errors,
 )
 from findimage.stores.elasticsearch.index import IndexLayout
-from findimage.stores.elasticsearch.query import exact_top, filters, knn_body, matches, names_body
+from findimage.stores.elasticsearch.query import (
+    TEXT_FIELDS,
+    exact_top,
+    filters,
+    hit_lines,
+    knn_body,
+    matches,
+    names_body,
+    text_body,
+)
+from findimage.stores.text import checked, from_json, lines_json, one_line_first, query, search_words
 
 log = logging.getLogger(__name__)
 
 STATE_FIELDS = ["image_id", "relative_path", "sha256", "size", "mtime", "model_id", "taken_source"]
 BULK_THREADS = 2
+# A reading is written onto the document only while it holds the content the text was read from.
+SET_TEXT_SCRIPT = ("if (ctx._source.sha256 == params.sha256) { ctx._source.putAll(params.text); } "
+                   "else { ctx.op = 'noop'; }")
 
 
 class ElasticsearchStore:
@@ -70,10 +83,39 @@ class ElasticsearchStore:
     # ---- writes -------------------------------------------------------------------------------
     @unavailable_on_connection_errors
     def upsert(self, docs: Sequence[ImageDoc]) -> None:
+        """Whole documents; one that keeps its content keeps the text read from it (read first, in real
+        time), one with other content loses it."""
         self.indices.ensure()
         paths = {d.image_id: d.relative_path for d in docs}
-        actions = ({"_index": self.indices.target, "_id": d.image_id, "_source": _source(d)} for d in docs)
+        kept = self._texts_kept(docs)
+        actions = ({"_index": self.indices.target, "_id": d.image_id,
+                    "_source": {**_source(d), **kept.get(d.image_id, {})}} for d in docs)
         self._bulk(actions, paths)
+
+    def _texts_kept(self, docs: Sequence[ImageDoc]) -> dict[str, dict]:
+        """The text fields of those documents already stored with the same content, by image id."""
+        sha256s = {d.image_id: d.sha256 for d in docs}
+        kept: dict[str, dict] = {}
+        ids = list(sha256s)
+        for start in range(0, len(ids), 1000):
+            found = self.client.mget(index=self.indices.target, ids=ids[start:start + 1000],
+                                     source_includes=TEXT_FIELDS)
+            for item in found["docs"]:
+                source = item.get("_source") or {}
+                if item.get("found") and source.get("text_sha256") == sha256s.get(item["_id"]):
+                    kept[item["_id"]] = source
+        return kept
+
+    @unavailable_on_connection_errors
+    def set_texts(self, items: Sequence[tuple[str, str, ReadText]]) -> None:
+        """Partial updates of the index being written (during a rebuild, the new one), each applied only
+        while the document holds the content its text was read from; documents gone are skipped."""
+        self.indices.ensure()
+        actions = ({"_op_type": "update", "_index": self.indices.target, "_id": image_id, "retry_on_conflict": 3,
+                    "script": {"source": SET_TEXT_SCRIPT, "lang": "painless",
+                               "params": {"sha256": sha256, "text": _text_source(sha256, checked(read))}}}
+                   for image_id, sha256, read in items)
+        self._bulk(actions, {}, ignore_status=(404,))
 
     @unavailable_on_connection_errors
     def add_dates(self, dates: Sequence[tuple[str, str, str, str]]) -> None:
@@ -106,6 +148,8 @@ class ElasticsearchStore:
                                               raise_on_error=False, ignore_status=ignore_status):
             if not ok:
                 result = next(iter(item.values()))
+                if result.get("status") in ignore_status:  # the helper yields them as failures all the same
+                    continue
                 failure = (paths.get(result.get("_id"), result.get("_id")), item_reason(result))
                 if result.get("status") in (401, 403):  # every item would fail alike: one sentence
                     raise access_denied(self.url, result["status"], item_reason(result))
@@ -226,19 +270,36 @@ class ElasticsearchStore:
                folder: str | None = None, after: str | None = None,
                before: str | None = None) -> tuple[list[Match], list[Match]]:
         """The CLIP and the path-word (BM25) rankings in one `_msearch`, both under the same filters."""
+        by_image, by_name, _ = self._rankings(vector, words, k, num_candidates, folder, after, before, False)
+        return by_image, by_name
+
+    @unavailable_on_connection_errors
+    def hybrid_with_text(self, vector: np.ndarray, words: Sequence[str], k: int, num_candidates: int | None = None,
+                         folder: str | None = None, after: str | None = None,
+                         before: str | None = None) -> tuple[list[Match], list[Match], list[Match]]:
+        """`hybrid` and `text_ranking` in one `_msearch`: a text query stays one search request."""
+        return self._rankings(vector, words, k, num_candidates, folder, after, before, True)
+
+    def _rankings(self, vector: np.ndarray, words: Sequence[str], k: int, num_candidates: int | None,
+                  folder: str | None, after: str | None, before: str | None,
+                  with_text: bool) -> tuple[list[Match], list[Match], list[Match]]:
         self._fresh()
         vector = np.asarray(vector, dtype=float)
         self._check_dims(vector)
         filter_ = filters(normalise_folder(folder), after, before)
-        found = self.client.msearch(searches=[{"index": self.alias},
-                                              knn_body(vector, k, num_candidates, filter_, self.oversample),
-                                              {"index": self.alias}, names_body(vector, words, k, filter_)])
-        by_image, by_name = found["responses"]
-        for response in (by_image, by_name):
+        searches = [{"index": self.alias}, knn_body(vector, k, num_candidates, filter_, self.oversample),
+                    {"index": self.alias}, names_body(vector, words, k, filter_)]
+        text_words = query(words) if with_text and k > 0 else []
+        if text_words:
+            searches += [{"index": self.alias}, text_body(vector, text_words, k, filter_)]
+        responses = self.client.msearch(searches=searches)["responses"]
+        for response in responses:
             if "error" in response:
                 self._raise_search_error(response)
-        self._notice_index(by_image["hits"]["hits"])
-        return exact_top(by_image["hits"]["hits"], k, self.oversample), matches(by_name["hits"]["hits"], "clip")
+        by_image, by_name = responses[0]["hits"]["hits"], responses[1]["hits"]["hits"]
+        self._notice_index(by_image)
+        by_text = _text_matches(responses[2]["hits"]["hits"], text_words, k) if text_words else []
+        return exact_top(by_image, k, self.oversample), matches(by_name, "clip"), by_text
 
     def _raise_search_error(self, response: dict) -> None:
         error = response["error"]
@@ -249,6 +310,88 @@ class ElasticsearchStore:
             raise BackendUnavailable(f"Elasticsearch at {self.url} cannot search now ({error.get('type')}); "
                                      "try again in a minute.")
         raise StoreError(f"Elasticsearch refused the search: {error.get('reason') or error.get('type')}.")
+
+    @unavailable_on_connection_errors
+    def text_ranking(self, vector: np.ndarray, words: Sequence[str], k: int, folder: str | None = None,
+                     after: str | None = None, before: str | None = None) -> list[Match]:
+        """One search: the best by BM25 on the text words, then those with every query word in one line
+        first (decided here from the hits' lines), cut to k."""
+        wanted = query(words)
+        if not wanted or k <= 0:
+            return []
+        self._fresh()
+        vector = np.asarray(vector, dtype=float)
+        self._check_dims(vector)
+        body = text_body(vector, wanted, k, filters(normalise_folder(folder), after, before))
+        try:
+            found = self.client.search(index=self.alias, body=body)
+        except NotFoundError:
+            if self.indices.missing():
+                raise IndexMissing(f"The Elasticsearch index {self.alias} does not exist yet: run "
+                                   "`findimage index` (or check FINDIMAGE_INDEX).") from None
+            raise
+        hits = found["hits"]["hits"]
+        self._notice_index(hits)
+        return _text_matches(hits, wanted, k)
+
+    @unavailable_on_connection_errors
+    def texts_by_sha256(self, sha256s: Iterable[str]) -> dict[str, ReadText]:
+        """From the live index (during a rebuild too: the readings the new index reuses)."""
+        self._fresh()
+        wanted, found = sorted(set(sha256s)), {}
+        for start in range(0, len(wanted), 1000):
+            chunk = wanted[start:start + 1000]
+            try:
+                result = self.client.search(index=self.alias, query={"terms": {"text_sha256": chunk}},
+                                            size=len(chunk), source={"includes": TEXT_FIELDS},
+                                            collapse={"field": "text_sha256"})
+            except NotFoundError:  # not created yet: nothing to reuse
+                return {}
+            for hit in result["hits"]["hits"]:
+                s = hit["_source"]
+                found[s["text_sha256"]] = from_json(s.get("text_state", ""), s.get("text_reason") or "",
+                                                    s.get("text_lines"))
+        return found
+
+    def _refreshed_target(self) -> str | None:
+        """The index being written (the alias unless rebuilding), refreshed; None while there is none."""
+        target = self.indices.target
+        try:
+            self.client.indices.refresh(index=target)
+        except NotFoundError:
+            return None
+        if target == self.alias:
+            self._needs_refresh = False
+        return target
+
+    @unavailable_on_connection_errors
+    def text_pending(self, limit: int) -> list[FileState]:
+        """Of the index being written (during a rebuild, the new one), by path. A document holds a reading
+        only of its current content (upsert and set_texts see to it), so "no reading" is the test."""
+        target = self._refreshed_target()
+        found: list[FileState] = []
+        after: list | None = None
+        while target is not None and len(found) < limit:
+            size = min(limit - len(found), 5000)
+            hits = self.client.search(
+                index=target, query={"bool": {"must_not": [{"exists": {"field": "text_state"}}]}},
+                sort=[{"relative_path": "asc"}], size=size, source=False, search_after=after,
+                docvalue_fields=[{"field": f} for f in STATE_FIELDS], track_total_hits=False)["hits"]["hits"]
+            found += [_state({f: h["fields"].get(f, [None])[0] for f in STATE_FIELDS}) for h in hits]
+            if len(hits) < size:
+                break
+            after = hits[-1]["sort"]
+        return found
+
+    @unavailable_on_connection_errors
+    def text_status(self) -> tuple[int, int]:
+        """(documents with a reading, all documents) of the index being written."""
+        target = self._refreshed_target()
+        if target is None:
+            return 0, 0
+        found = self.client.search(index=target, size=0, track_total_hits=True,
+                                   aggs={"read": {"filter": {"exists": {"field": "text_state"}}}})
+        return int(found["aggregations"]["read"]["doc_count"]), int(found["hits"]["total"]["value"])
 
     @unavailable_on_connection_errors
     def file_states(self) -> dict[str, FileState]:
@@ -289,6 +432,16 @@ def _source(d: ImageDoc) -> dict:
             "size": d.size, "mtime": d.mtime, "width": d.width, "height": d.height, "indexed_at": d.indexed_at,
             "model_id": d.model_id, "name_words": name_words(d.relative_path), "taken": d.taken,
             "taken_source": d.taken_source or None}
+
+
+def _text_matches(hits: list[dict], words: Sequence[str], k: int) -> list[Match]:
+    """The k best of a text_body answer: every query word in one line first, BM25 order otherwise."""
+    return one_line_first(zip(matches(hits, "clip"), map(hit_lines, hits), strict=True), words, k)
+
+
+def _text_source(sha256: str, read: ReadText) -> dict:
+    return {"text_sha256": sha256, "text_state": read.state, "text_reason": read.reason,
+            "text_lines": lines_json(read.lines), "text_words": search_words(read)}
 
 
 def _state(s: dict[str, Any]) -> FileState:

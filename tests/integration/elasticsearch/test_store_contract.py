@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from findimage.backends import open_store
-from findimage.records import ImageDoc, image_id_for
+from findimage.names import query_words
+from findimage.records import ImageDoc, Match, ReadText, TextLine, image_id_for
 
 ES_URL = os.environ.get("FINDIMAGE_TEST_ES_URL")
 BACKENDS = ["embedded", pytest.param("elasticsearch", marks=[
@@ -208,3 +209,167 @@ def test_a_date_filter_finds_matches_far_beyond_the_unfiltered_candidates(store)
     store.checkpoint()
     assert paths(store.knn(unit(1, 0), k=1, before="2000-01-01T00:00:00")) == ["old/far.jpg"]
     assert paths(store.knn(unit(1, 0), k=2, after="2024-01-01T00:00:00")) == ["recent/0.jpg", "recent/1.jpg"]
+
+
+# ---- text read from the images ------------------------------------------------------------------------
+def line(text: str, confidence: float = 0.9, at: int = 0) -> TextLine:
+    return TextLine(text, ((10, 20 + at), (400, 20 + at), (400, 48 + at), (10, 48 + at)), confidence)
+
+
+def read(*lines: str) -> ReadText:
+    return ReadText("read", tuple(line(text, 0.5 + i / 10, 40 * i) for i, text in enumerate(lines)))
+
+
+QUOTA = read("ERROR: disk quota exceeded on volume /srv/data",
+             "contact the administrator of this server before the end of the working day")
+TEXTS = {
+    "logs/quota.png": QUOTA,
+    "logs/spread.png": read("Disk", "Quota"),  # both words, in two lines of a short text
+    "reports/2025/forecast.png": read("Umsatzprognose 2025", "Q1 Q2 Q3 Q4"),
+    "reports/2024/overview.png": read("Inhalt", "Größenordnung und Überblick"),
+    "scans/blurred.png": ReadText("failed", reason="image too small to read"),
+    "scans/blank.png": ReadText("read"),
+}
+TAKEN = {"reports/2025/forecast.png": "2025-01-10T09:00:00", "reports/2024/overview.png": "2024-06-01T12:00:00"}
+
+
+def texted_archive(store) -> dict[str, np.ndarray]:
+    """The documents of TEXTS with their readings, and one (plain.jpg) whose text was not read yet."""
+    vectors = {path: unit(*np.random.default_rng(50 + i).standard_normal(8))
+               for i, path in enumerate([*TEXTS, "plain.jpg"])}
+    store.upsert([doc(path, vector, taken=TAKEN.get(path)) for path, vector in vectors.items()])
+    store.set_texts([(image_id_for(path), f"sha-{path}", reading) for path, reading in TEXTS.items()])
+    store.checkpoint()
+    return vectors
+
+
+def by_text(store, query: str, k: int = 10, **filters) -> list[Match]:
+    return store.text_ranking(unit(1, 0), query_words(query), k, **filters)
+
+
+def test_text_ranking_finds_words_read_in_images_as_people_type_them(store):
+    vectors = texted_archive(store)
+    for query in ("Umsatzprognose", "umsatzprognose 2025", "UMSATZPROGNOSE"):
+        [found] = by_text(store, query)
+        assert (found.relative_path, found.matched, found.text_snippet) == (
+            "reports/2025/forecast.png", ("text",), "Umsatzprognose 2025")
+        cosine = float(vectors[found.relative_path] @ unit(1, 0))  # the CLIP score, as for name matches
+        assert found.score == pytest.approx((1 + cosine) / 2, abs=0.01)
+    for query in ("uberblick", "Überblick", "grossenordnung", "Größenordnung", "GRÖSSENORDNUNG"):
+        [found] = by_text(store, query)
+        assert (found.relative_path, found.text_snippet) == ("reports/2024/overview.png",
+                                                              "Größenordnung und Überblick")
+    assert paths(by_text(store, "srv data")) == ["logs/quota.png"]
+    # Words are folded by the store too: a caller passing them as typed finds the same.
+    assert paths(store.text_ranking(unit(1, 0), ["Größenordnung"], 10)) == ["reports/2024/overview.png"]
+    assert by_text(store, "xyzzy") == [] and store.text_ranking(unit(1, 0), [], 10) == []
+    assert by_text(store, "image too small") == [], "a failure's reason is not text of the image"
+    assert found.as_json()["text_snippet"] == "Größenordnung und Überblick"
+
+
+def test_all_query_words_in_one_line_rank_above_words_spread_over_lines(store):
+    texted_archive(store)
+    # One word: both hold it in one line, and BM25 prefers the short text.
+    assert paths(by_text(store, "quota")) == ["logs/spread.png", "logs/quota.png"]
+    found = by_text(store, "disk quota")
+    assert paths(found) == ["logs/quota.png", "logs/spread.png"]
+    assert [m.text_snippet for m in found] == ["ERROR: disk quota exceeded on volume /srv/data",
+                                               "Disk"]  # the first of equally good lines
+    assert paths(by_text(store, "disk quota", k=1)) == ["logs/quota.png"]
+    # The line holding most of the words is the snippet, wherever it stands.
+    [overview] = by_text(store, "inhalt und uberblick")
+    assert overview.text_snippet == "Größenordnung und Überblick"
+
+
+def test_text_ranking_applies_folder_and_date_filters(store):
+    texted_archive(store)
+    assert paths(by_text(store, "disk quota", folder="logs/")) == ["logs/quota.png", "logs/spread.png"]
+    assert by_text(store, "disk quota", folder="reports") == []
+    query = "umsatzprognose uberblick"
+    assert set(paths(by_text(store, query, folder="reports"))) == {"reports/2025/forecast.png",
+                                                                   "reports/2024/overview.png"}
+    assert paths(by_text(store, query, folder="reports/2024")) == ["reports/2024/overview.png"]
+    assert paths(by_text(store, query, after="2025-01-01T00:00:00")) == ["reports/2025/forecast.png"]
+    assert paths(by_text(store, query, before="2025-01-01T00:00:00")) == ["reports/2024/overview.png"]
+    assert by_text(store, "disk", after="2000-01-01T00:00:00") == [], "undated documents fail a date filter"
+
+
+def test_text_pending_lists_what_has_no_reading_and_status_counts(store):
+    texted_archive(store)
+    assert [s.relative_path for s in store.text_pending(100)] == ["plain.jpg"]
+    assert store.text_status() == (len(TEXTS), len(TEXTS) + 1), "failed and empty readings count as done"
+    [plain] = store.text_pending(1)
+    assert (plain.image_id, plain.sha256, plain.size, plain.model_id) == (
+        image_id_for("plain.jpg"), "sha-plain.jpg", 1234, "m1")
+    store.upsert([doc(f"new/{i}.jpg", unit(1, i)) for i in range(3)])
+    pending = [s.relative_path for s in store.text_pending(100)]
+    assert pending == ["new/0.jpg", "new/1.jpg", "new/2.jpg", "plain.jpg"], "in a stable order: by path"
+    assert [s.relative_path for s in store.text_pending(2)] == pending[:2] and store.text_pending(0) == []
+    store.set_texts([(image_id_for("plain.jpg"), "sha-plain.jpg", ReadText("read"))])
+    assert "plain.jpg" not in [s.relative_path for s in store.text_pending(100)]
+    assert store.text_status() == (len(TEXTS) + 1, len(TEXTS) + 4)
+
+
+def test_texts_are_kept_intact_by_content(store):
+    texted_archive(store)
+    stored = store.texts_by_sha256(["sha-logs/quota.png", "sha-scans/blurred.png", "sha-scans/blank.png",
+                                    "sha-plain.jpg", "unknown"])
+    assert stored == {"sha-logs/quota.png": QUOTA, "sha-scans/blurred.png": TEXTS["scans/blurred.png"],
+                      "sha-scans/blank.png": ReadText("read")}
+    assert stored["sha-logs/quota.png"].lines[1].box == ((10, 60), (400, 60), (400, 88), (10, 88))
+    assert stored["sha-logs/quota.png"].lines[1].confidence == 0.6
+    assert stored["sha-scans/blurred.png"] == ReadText("failed", (), "image too small to read")
+    # A copy of read content reuses the reading.
+    store.upsert([doc("copies/quota.png", unit(0, 1), sha="sha-logs/quota.png")])
+    assert store.texts_by_sha256(["sha-logs/quota.png"]) == {"sha-logs/quota.png": QUOTA}
+    store.set_texts([(image_id_for("copies/quota.png"), "sha-logs/quota.png", QUOTA)])
+    assert set(paths(by_text(store, "disk quota"))) == {"logs/quota.png", "copies/quota.png", "logs/spread.png"}
+
+
+def test_texts_follow_upserts_and_deletes(store):
+    vectors = texted_archive(store)
+    forecast, quota = "reports/2025/forecast.png", "logs/quota.png"
+    touched = dataclasses.replace(doc(forecast, vectors[forecast], taken=TAKEN[forecast]), mtime=1800000000.0)
+    store.upsert([touched])  # same content: the reading stays
+    assert paths(by_text(store, "umsatzprognose")) == [forecast]
+    assert forecast not in [s.relative_path for s in store.text_pending(100)]
+    store.upsert([doc(forecast, vectors[forecast], sha="sha-edited")])  # other content: it goes
+    assert by_text(store, "umsatzprognose") == []
+    assert [s.relative_path for s in store.text_pending(100)] == ["plain.jpg", forecast]
+    assert store.texts_by_sha256([f"sha-{forecast}", "sha-edited"]) == {}
+    store.delete([image_id_for(quota)])
+    assert paths(by_text(store, "disk quota")) == ["logs/spread.png"]
+    assert store.texts_by_sha256([f"sha-{quota}"]) == {}
+    assert store.text_status() == (len(TEXTS) - 2, len(TEXTS))
+    store.upsert([doc(quota, vectors[quota])])  # back with the content it had: read again
+    assert quota in [s.relative_path for s in store.text_pending(100)]
+
+
+def test_a_reading_of_content_a_document_no_longer_holds_is_not_kept(store):
+    texted_archive(store)
+    store.set_texts([(image_id_for("plain.jpg"), "sha-before-an-edit", read("stale words")),
+                     (image_id_for("gone.jpg"), "sha-gone", read("orphan words"))])
+    assert by_text(store, "stale orphan") == []
+    assert [s.relative_path for s in store.text_pending(100)] == ["plain.jpg"]
+    assert store.texts_by_sha256(["sha-before-an-edit", "sha-gone"]) == {}
+    with pytest.raises(ValueError):
+        store.set_texts([(image_id_for("plain.jpg"), "sha-plain.jpg", ReadText("pending"))])
+
+
+def test_a_new_reading_replaces_the_old(store):
+    texted_archive(store)
+    overview = "reports/2024/overview.png"
+    store.set_texts([(image_id_for(overview), f"sha-{overview}", read("Agenda"))])
+    assert by_text(store, "uberblick") == [] and paths(by_text(store, "agenda")) == [overview]
+    store.set_texts([(image_id_for(overview), f"sha-{overview}", ReadText("failed", reason="timeout"))])
+    assert by_text(store, "agenda") == []
+    assert store.texts_by_sha256([f"sha-{overview}"]) == {f"sha-{overview}": ReadText("failed", (), "timeout")}
+
+
+def test_hybrid_with_text_gives_the_three_rankings_at_once(store):
+    texted_archive(store)
+    for words, filters in ((["disk", "quota"], {}), (["umsatzprognose", "uberblick"], {"folder": "reports"}),
+                           (["xyzzy"], {}), ([], {})):
+        by_image, by_name = store.hybrid(unit(1, 0), words, 5, **filters)
+        assert store.hybrid_with_text(unit(1, 0), words, 5, **filters) == (
+            by_image, by_name, store.text_ranking(unit(1, 0), words, 5, **filters))
