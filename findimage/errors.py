@@ -66,3 +66,8 @@ def check_image_model(stored: str | None, configured: str) -> None:
 
 class LeaseHeld(FindimageError):
     """Another indexing pass holds the indexing lease; the message names it."""
+
+
+class TextReadingError(FindimageError):
+    """Text could not be read in a picture (the reading engine failed to load or to run); the message is
+    one sentence with the reason. Other pictures may still be read."""

@@ -186,9 +186,13 @@ class Searcher:
         if not words:
             found = self.store.knn(vector, depth, candidates, folder, after=after, before=before)
             return found, len(found) < depth
-        by_image, by_name = self.store.hybrid(vector, words, depth, candidates, folder, after, before)
-        # Text read from the images (FINDIMAGE_OCR): a third ranking, fused like the names.
-        by_text = self.store.text_ranking(vector, words, depth, folder, after, before) if self.settings.ocr else []
+        # Text read from the images (FINDIMAGE_OCR): a third ranking, fused like the names (one request).
+        if self.settings.ocr:
+            by_image, by_name, by_text = self.store.hybrid_with_text(vector, words, depth, candidates, folder,
+                                                                     after, before)
+        else:
+            (by_image, by_name), by_text = self.store.hybrid(vector, words, depth, candidates, folder, after,
+                                                             before), []
         complete = len(by_image) < depth and len(by_name) < depth and len(by_text) < depth
         return fuse(by_image, by_name, by_text), complete
 

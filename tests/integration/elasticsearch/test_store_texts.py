@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import time
 
+import es_support
 import numpy as np
 import pytest
 
-import es_support
 from findimage.records import ImageDoc, ReadText, TextLine, image_id_for
 from findimage.stores.elasticsearch.index import mapping
 from findimage.stores.elasticsearch.query import NEW_FIELDS, TEXT_FIELDS

@@ -7,13 +7,13 @@ import dataclasses
 import json
 
 import pytest
-
 from es_support import both_stores
+from photos import save_photo
+from rendered_text import error_dialog, german_slide, street_sign
+
 from findimage.search import Searcher
 from findimage_cli import main
 from indexer.run import index_once
-from photos import save_photo
-from rendered_text import error_dialog, german_slide, street_sign
 
 pytestmark = pytest.mark.slow
 
@@ -90,8 +90,8 @@ def test_copies_and_moves_reuse_the_text_and_status_says_how_far_reading_is(text
 
 
 def test_a_reading_that_fails_is_recorded_not_counted_as_a_broken_file(settings, monkeypatch):
-    from indexer import text_stage
     from findimage.records import ReadText
+    from indexer import text_stage
 
     error_dialog().image.save(settings.archive / "a.png")
 

@@ -1,0 +1,286 @@
+"""Text in pictures (OCR), read cheaply enough to run on a whole archive, and cut into search words.
+
+The engine is RapidOCR on onnxruntime with PaddleOCR's PP-OCRv6 small detection and recognition models,
+both shipped inside the `rapidocr` wheel (nothing is downloaded at run time). The recogniser is
+PP-OCRv6's multilingual one: English, German with ä ö ü ß, ~45 other Latin-script languages and Chinese.
+
+Reading costs 20-50x what embedding a picture costs, so `TextReader.read` does less than the engine's
+own pipeline (detection at up to 2000 px on every picture, every region recognised, an angle classifier):
+
+1. Photos are probed: detection at 320 px on the long side (~80 ms), and at 200 px if that found no line
+   (each size blurs away some text sizes the other sees). No line: no text, reading stops (most archive
+   photos); only big regions the detector took for text (a noisy sky) are recognised, a few ms each, and
+   kept if read with `sure_confidence`. Well-resolved lines (a sign; `probe_enough`) are recognised
+   from the probe's regions if read with `sure_confidence`; otherwise detection runs again on the part
+   of the photo around them, at up to full resolution (a printed page the probe saw as one block).
+2. Screens (screenshots, slides: flat colour, told from photos on a sample of rows) skip the probe and
+   keep at least `screen_scale` of their size for detection: their text is small in pixels.
+3. Detection at a long side of at most `det_max_side` (or the screen's share); regions thinner than
+   `min_box_height` dropped; the rest cut from the original picture (shrunk with area averaging to the
+   recogniser's 48 px) and recognised in batches of similar width. No angle classifier (it only turns
+   upside-down lines). Lines below `min_confidence`, or without a letter or digit, are dropped.
+
+Known limit: in photos, text of 1.2-1.5% of the long side (a page photographed from a distance) is
+missed about one time in four (benchmarks/text_reading.py); the engine's own pipeline reads it.
+
+`words()` and `normalize()` fold text as `findimage/names.py` folds path words (case, accents, ß -> ss), so a
+query typed without umlauts or with "ss" finds the text.
+"""
+from __future__ import annotations
+
+import math
+import threading
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from findimage import names
+from findimage.errors import TextReadingError
+from findimage.imaging import _to_rgb  # the decoder's conversion: transparency over white, 16-bit scaled
+from findimage.records import TextLine
+
+__all__ = ["TextLine", "TextReader", "TextReadingError", "normalize", "words"]
+
+DET_MODEL, REC_MODEL = "PP-OCRv6_det_small.onnx", "PP-OCRv6_rec_small.onnx"
+REC_HEIGHT, REC_WIDTH = 48, 320  # the recogniser's input height and least width (rapidocr's Rec.rec_img_shape)
+DET_LIMIT = 2048  # detection never runs on more than this many pixels a side
+SCREEN_SHARE = 0.6  # a picture whose pixels equal their right neighbour this often is a screen
+ROWS_SAMPLED = 64
+
+
+def words(text: str) -> list[str]:
+    """The search words of read text, folded like path words: 'Größe' -> ['grosse'], 'ÜBERBLICK' ->
+    ['uberblick'], '/srv/data' -> ['srv', 'data']; single letters dropped, numbers kept."""
+    return names.words(text, drop=())
+
+
+def normalize(text: str) -> str:
+    """Read text as one searchable string: its words (see `words`) joined by single spaces."""
+    return " ".join(words(text))
+
+
+
+class TextReader:
+    """Reads text in pictures with the cheap pipeline above. The engine is loaded once per instance, on
+    `load()` or the first `read()`; one instance may be shared by threads (calls take turns).
+
+    threads: onnxruntime threads per session (intra- and inter-op); 0 leaves onnxruntime's default.
+    probe_sides: long sides of the probes of a photo, tried in turn until one finds a line (empty: none).
+    det_max_side: long side detection runs at (a screen keeps at least `screen_scale` of its size).
+    min_box_height: regions thinner than this (original pixels) are not recognised.
+    min_confidence: lines recognised with less confidence are dropped.
+    sure_confidence: what a region the detector is unsure of must be read with to be kept: one thicker
+    than `big_share` of the picture's short side (the detector takes some textures, or a whole sky, for
+    text), or one of the probe's coarse regions read directly.
+    probe_enough: where every line the probe found is at least this thick (probe pixels: the text is
+    well resolved, a sign), its regions are recognised directly, without a second detection, if read
+    with `sure_confidence`.
+    box_thresh / probe_box_thresh: the detector's box score threshold (rapidocr's Det.box_thresh) for
+    the detection and for the probe (lower: a more sensitive probe).
+    rec_batch: lines recognised per model run (rapidocr's Rec.rec_batch_num).
+    """
+
+    def __init__(self, *, threads: int = 1, probe_sides: tuple[int, ...] = (320, 200), det_max_side: int = 640,
+                 screen_scale: float = 0.5, min_box_height: int = 8, min_confidence: float = 0.6,
+                 sure_confidence: float = 0.9, big_share: float = 0.3, probe_enough: float = 16,
+                 box_thresh: float = 0.5, probe_box_thresh: float = 0.4, rec_batch: int = 8):
+        if threads < 0 or det_max_side < 32 or not 0 < screen_scale <= 1 or rec_batch < 1:
+            raise ValueError("threads >= 0, det_max_side >= 32, 0 < screen_scale <= 1 and rec_batch >= 1")
+        self.threads, self.probe_sides, self.det_max_side = threads, tuple(probe_sides), det_max_side
+        self.screen_scale, self.min_box_height, self.min_confidence = screen_scale, min_box_height, min_confidence
+        self.sure_confidence, self.big_share, self.probe_enough = sure_confidence, big_share, probe_enough
+        self.box_thresh, self.probe_box_thresh, self.rec_batch = box_thresh, probe_box_thresh, rec_batch
+        self._engine: Any = None
+        self._lock = threading.Lock()
+
+    # ---- the engine --------------------------------------------------------------------------------
+    def engine_params(self) -> dict[str, Any]:
+        """The RapidOCR parameters this reader runs the engine with (`RapidOCR(params=...)`)."""
+        from rapidocr import EngineType, ModelType, OCRVersion
+
+        models = Path(_rapidocr_dir()) / "models"
+        params: dict[str, Any] = {
+            "Global.log_level": "error",  # not a warning line for every picture without text
+            "Global.use_cls": False,
+            "Global.use_preprocess_img": False,  # the reader sizes the pictures itself
+            "Det.engine_type": EngineType.ONNXRUNTIME, "Rec.engine_type": EngineType.ONNXRUNTIME,
+            "Det.ocr_version": OCRVersion.PPOCRV6, "Det.model_type": ModelType.SMALL,
+            "Det.model_path": str(models / DET_MODEL),
+            "Det.limit_type": "max", "Det.limit_side_len": DET_LIMIT, "Det.box_thresh": self.box_thresh,
+            "Rec.ocr_version": OCRVersion.PPOCRV6, "Rec.model_type": ModelType.SMALL, "Rec.lang_type": "de",
+            "Rec.model_path": str(models / REC_MODEL), "Rec.rec_batch_num": self.rec_batch,
+        }
+        if self.threads:
+            params["EngineConfig.onnxruntime.intra_op_num_threads"] = self.threads
+            params["EngineConfig.onnxruntime.inter_op_num_threads"] = self.threads
+        return params
+
+    def load(self) -> None:
+        """Load both models now (e.g. before the first picture of a pass), so `read` does not wait."""
+        with self._lock:
+            self._loaded()
+
+    def _loaded(self):
+        if self._engine is None:
+            try:
+                from rapidocr import RapidOCR
+
+                engine = RapidOCR(params=self.engine_params())
+                engine(np.zeros((64, 64, 3), np.uint8), use_cls=False, use_rec=False)  # detection model
+                engine.recognize_txt([np.full((REC_HEIGHT, 96, 3), 255, np.uint8)])  # recognition model
+            except Exception as exc:
+                raise TextReadingError(f"The text reading engine could not be loaded: {_reason(exc)}.") from exc
+            self._engine = engine
+        return self._engine
+
+    # ---- reading -----------------------------------------------------------------------------------
+    def read(self, image: Image.Image) -> list[TextLine]:
+        """The lines of text in `image` (RGB, any size; other modes are converted as the decoder does),
+        top to bottom, left to right. Raises TextReadingError (one sentence) if the engine fails."""
+        try:
+            with self._lock:
+                engine = self._loaded()
+                return self._read(engine, _to_rgb(image))
+        except TextReadingError:
+            raise
+        except Exception as exc:
+            size = "x".join(map(str, getattr(image, "size", ()))) or "?"
+            raise TextReadingError(f"Reading text in a {size} picture failed: {_reason(exc)}.") from exc
+
+    def _read(self, engine, image: Image.Image) -> list[TextLine]:
+        w, h = image.size
+        if min(w, h) < self.min_box_height:
+            return []
+        big = self.big_share * min(w, h)
+        screen = looks_like_screen(image)
+        region = (0, 0, w, h)
+        if not screen and self.probe_sides and max(w, h) > max(self.probe_sides):
+            for side in self.probe_sides:  # the next probe sees the text sizes this one blurs into nothing
+                probe = self._detect(engine, image, side / max(w, h), self.probe_box_thresh)
+                lines = [b for b in probe if _thickness(b) <= big]
+                if lines:
+                    break
+            else:  # nothing line-sized: read the big regions, if any
+                return self._recognise(engine, image, probe, big)
+            if min(_thickness(b) for b in lines) * side / max(w, h) >= self.probe_enough:
+                read = self._recognise(engine, image, probe, 0.0)  # the probe's coarse regions, if read surely
+                if len(read) == len(probe):
+                    return read
+            region = _around(lines, w, h)
+        part = image if region == (0, 0, w, h) else image.crop(region)
+        scale = self.det_max_side / max(part.size)
+        if screen:
+            scale = max(scale, self.screen_scale)
+        offset = np.array(region[:2], np.float32)
+        boxes = [b + offset for b in self._detect(engine, part, min(1.0, scale, DET_LIMIT / max(part.size)),
+                                                   self.box_thresh)]
+        return self._recognise(engine, image, [b for b in boxes if _thickness(b) >= self.min_box_height], big)
+
+    def _recognise(self, engine, image: Image.Image, boxes: list[np.ndarray], big: float) -> list[TextLine]:
+        if not boxes:
+            return []
+        crops = [_crop(image, b) for b in boxes]
+        texts, scores = [""] * len(crops), [0.0] * len(crops)
+        for batch in _batches(crops, self.rec_batch):
+            found = engine.recognize_txt([crops[i] for i in batch])
+            for i, text, score in zip(batch, found.txts, found.scores):
+                texts[i], scores[i] = text, score
+        lines = []
+        for box, text, score in zip(boxes, texts, scores):
+            needed = self.sure_confidence if _thickness(box) > big else self.min_confidence
+            if score >= needed and any(c.isalnum() for c in text):  # punctuation alone is not searchable
+                corners = tuple((int(round(x)), int(round(y))) for x, y in box)
+                lines.append(TextLine(text.strip(), corners, round(float(score), 4)))
+        return lines
+
+    @staticmethod
+    def _detect(engine, image: Image.Image, scale: float, box_thresh: float) -> list[np.ndarray]:
+        """Text regions found at `scale`, as 4x2 corner arrays in the original picture's pixels."""
+        w, h = image.size
+        size = (max(1, round(w * scale)), max(1, round(h * scale)))
+        small = image if size == image.size else image.resize(size, Image.Resampling.BILINEAR, reducing_gap=2.0)
+        found = engine(_bgr(np.asarray(small)), use_cls=False, use_rec=False, box_thresh=box_thresh)
+        boxes = getattr(found, "boxes", None)
+        if boxes is None or len(boxes) == 0:
+            return []
+        factor = np.array([w / size[0], h / size[1]], np.float32)
+        return [np.asarray(b, np.float32) * factor for b in boxes]
+
+
+def looks_like_screen(image: Image.Image) -> bool:
+    """Whether the picture is a screenshot or a slide rather than a photo: flat colour, where most pixels
+    equal their right neighbour exactly (photos have sensor noise). Decided on a sample of rows."""
+    w, h = image.size
+    if w < 2:
+        return False
+    rows = np.stack([np.asarray(image.crop((0, y, w, y + 1)))[0]
+                     for y in np.linspace(0, h - 1, min(h, ROWS_SAMPLED)).astype(int)])
+    same = np.all(rows[:, 1:] == rows[:, :-1], axis=-1)
+    return float(same.mean()) >= SCREEN_SHARE
+
+
+def _batches(crops: list[np.ndarray], size: int, spread: float = 1.25) -> list[list[int]]:
+    """Crops to recognise together: up to `size` of similar width (a batch runs at its widest crop's
+    width, and at least at the recogniser's 320 px), so that padding costs little."""
+    widths = [max(REC_WIDTH, REC_HEIGHT * c.shape[1] / max(1, c.shape[0])) for c in crops]
+    batches: list[list[int]] = []
+    for i in sorted(range(len(crops)), key=widths.__getitem__):
+        if batches and len(batches[-1]) < size and widths[i] <= spread * widths[batches[-1][0]]:
+            batches[-1].append(i)
+        else:
+            batches.append([i])
+    return batches
+
+
+def _around(boxes: list[np.ndarray], w: int, h: int) -> tuple[int, int, int, int]:
+    """The part of a w x h picture the probe's regions lie in, with a margin (the probe is coarse)."""
+    corners = np.concatenate(boxes)
+    margin = max(_thickness(b) for b in boxes) + 0.03 * max(w, h)
+    (x0, y0), (x1, y1) = corners.min(axis=0) - margin, corners.max(axis=0) + margin
+    return max(0, int(x0)), max(0, int(y0)), min(w, int(math.ceil(x1))), min(h, int(math.ceil(y1)))
+
+
+def _thickness(box: np.ndarray) -> float:
+    """The thickness of a region: its shorter side (a line's height; a vertical line's width)."""
+    height = max(np.linalg.norm(box[0] - box[3]), np.linalg.norm(box[1] - box[2]))
+    width = max(np.linalg.norm(box[0] - box[1]), np.linalg.norm(box[2] - box[3]))
+    return float(min(height, width))
+
+
+def _crop(image: Image.Image, box: np.ndarray) -> np.ndarray:
+    """The region cut from the original picture, straightened, shrunk to the recogniser's height (BGR)."""
+    import cv2
+    from rapidocr.utils.process_img import get_rotate_crop_image
+
+    w, h = image.size
+    x0, y0 = (max(0, math.floor(v) - 2) for v in box.min(axis=0))
+    x1, y1 = min(w, math.ceil(box[:, 0].max()) + 2), min(h, math.ceil(box[:, 1].max()) + 2)
+    region = image.crop((x0, y0, x1, y1))
+    step = max(1, int(_thickness(box) // (2 * REC_HEIGHT)))  # big letters: a box filter first, cheap
+    if step > 1:
+        region = region.reduce(step)
+    points = ((box - np.array([x0, y0], np.float32)) / step).astype(np.float32)
+    line = get_rotate_crop_image(_bgr(np.asarray(region)), points)
+    if line.shape[0] > REC_HEIGHT:
+        width = max(1, round(line.shape[1] * REC_HEIGHT / line.shape[0]))
+        line = cv2.resize(line, (width, REC_HEIGHT), interpolation=cv2.INTER_AREA)
+    return line
+
+
+def _bgr(rgb: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(rgb[:, :, ::-1])
+
+
+def _rapidocr_dir() -> str:
+    import rapidocr
+
+    return str(Path(rapidocr.__file__).parent)
+
+
+def _reason(exc: BaseException) -> str:
+    """The last line of an exception's message (onnxruntime's carry a traceback), short, without a period."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    text = lines[-1] if lines else type(exc).__name__
+    return (text if len(text) <= 200 else text[:197] + "...").rstrip(".")
