@@ -12,8 +12,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "support"))  # the emulator, photos and helpers
 
 import es_support  # noqa: E402
-from findimage.config import load_settings  # noqa: E402
 from photos import save_photo  # noqa: E402
+
+from findimage.config import load_settings  # noqa: E402
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")

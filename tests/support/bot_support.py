@@ -16,23 +16,20 @@ import threading
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from socketserver import ThreadingMixIn
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 import numpy as np
-import pytest
+from photos import jpeg_bytes
 from PIL import Image
+from slack_emulator import SlackEmulator
 
+from bot.work import WorkPool
 from bot.wsgi import build_wsgi_app
 from findimage.backends import open_store
-from findimage.config import load_settings
 from findimage.search import Searcher
-from bot.work import WorkPool
-from indexer.run import index_once
-from photos import jpeg_bytes
-from slack_emulator import SlackEmulator
 
 CHANNEL = "C0PHOTOS"
 ALICE = "U0ALICE"
@@ -178,7 +175,9 @@ def assert_same_ranking(shown: list[tuple[str, float]], expected: list[tuple[str
     """Same paths in the same order, and each shown score the reference cosine as rounded for display."""
     assert [p for p, _ in shown] == [p for p, _ in expected], (shown, expected)
     tolerance = 0.5 * 10 ** -shown_decimals + 1e-4
-    assert all(abs(got - want) <= tolerance for (_, got), (_, want) in zip(shown, expected)), (shown, expected)
+    assert all(
+        abs(got - want) <= tolerance for (_, got), (_, want) in zip(shown, expected, strict=True)
+    ), (shown, expected)
 
 
 def with_settings(settings, **changes):

@@ -2,11 +2,11 @@
 from __future__ import annotations
 
 import pytest
-
 from bot_support import held_work, serve_bot, slack_env
+from slack_emulator import SlackEmulator
+
 from findimage.config import load_settings
 from indexer.run import index_once
-from slack_emulator import SlackEmulator
 
 
 @pytest.fixture

@@ -5,22 +5,22 @@ import json
 import logging
 
 import numpy as np
-
 from bot_support import (
-    buttons_post,
-    ranks,
-    titles,
     ALICE,
     BOB,
     CHANNEL,
     assert_answers_held,
+    buttons_post,
+    ranks,
     reference_text_ranking,
     said_in_slack,
     serve_bot,
     stored_vectors,
+    titles,
 )
-from findimage.records import image_id_for
 from photos import jpeg_bytes
+
+from findimage.records import image_id_for
 
 
 def button_value(post, action_id: str) -> str:

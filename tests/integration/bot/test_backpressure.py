@@ -15,11 +15,11 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from bot_support import ALICE, CHANNEL, BotProcess, free_port, held_work, process_env, serve_bot, slack_env
+from photos import jpeg_bytes
 
 from bot.server import DRAIN_SECONDS, drain_answers
 from bot.work import BUSY_TEXT
-from bot_support import ALICE, CHANNEL, BotProcess, free_port, held_work, process_env, serve_bot, slack_env
-from photos import jpeg_bytes
 
 ROOT = Path(__file__).resolve().parents[3]
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import json
 
-from bot.handlers.actions import UNREADABLE
 from bot_support import ALICE, CHANNEL
+
+from bot.handlers.actions import UNREADABLE
 
 
 def buttons_post(emu, index: int = 0):

@@ -4,13 +4,13 @@ from __future__ import annotations
 import shutil
 
 import pytest
+from bot_support import CHANNEL, serve_bot
+from photos import save_photo
 from PIL import Image
 
 from bot.options import OptionError, TextQuery, parse_command_text
 from bot.replies import usage_text
-from bot_support import CHANNEL, serve_bot
 from indexer.run import index_once
-from photos import save_photo
 
 
 @pytest.mark.parametrize("typed, expected", [

@@ -14,12 +14,12 @@ from pathlib import Path
 
 import pytest
 import yaml
+from bot_support import CHANNEL, BotProcess, free_port, process_env, slack_env, with_settings
+from slack_emulator import slack_signature
 
 from bot.app import create_app
 from bot.server import EXIT_USAGE
-from bot_support import CHANNEL, BotProcess, free_port, process_env, slack_env, with_settings
 from findimage.config import ConfigError
-from slack_emulator import slack_signature
 
 ROOT = Path(__file__).resolve().parents[3]
 

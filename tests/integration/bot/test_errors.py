@@ -6,18 +6,18 @@ import logging
 import re
 
 import pytest
+from bot_support import ALICE, CHANNEL, serve_bot
+from es_support import es_only
+from photos import jpeg_bytes
 from slack_bolt.context.respond import Respond
 from slack_sdk import WebClient
 
 from bot.delivery import CommandTarget
-from bot_support import ALICE, CHANNEL, serve_bot
-from es_support import es_only
 from findimage import backends
 from findimage.backends import open_store
 from findimage.errors import BackendUnavailable, ModelError
 from findimage.search import Searcher
 from findimage.stores.base import META_IMAGE_MODEL
-from photos import jpeg_bytes
 
 
 class FlakyStore:

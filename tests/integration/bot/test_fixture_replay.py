@@ -8,21 +8,21 @@ emulator); a fixture's fields are delivered as they are.
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import pytest
+from bot_support import ALICE, png_bytes, serve_bot, slack_env, stored_vectors
+from photos import jpeg_bytes, save_photo
+from slack_emulator import SlackEmulator
+from slack_emulator.fixtures import fixture
 
 from bot.app import create_app
 from bot.handlers.shortcut import NO_IMAGES
 from bot.work import WorkPool
-from bot_support import ALICE, png_bytes, serve_bot, slack_env, stored_vectors
 from findimage.config import load_settings
 from findimage.records import image_id_for
 from indexer.run import index_once
-from photos import jpeg_bytes, save_photo
-from slack_emulator import SlackEmulator
-from slack_emulator.fixtures import fixture
 
 MODES = ("http", "socket")
 

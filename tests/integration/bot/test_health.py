@@ -8,8 +8,9 @@ import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 
-from bot.wsgi import HEALTH_TIMEOUT_SECONDS, HEALTH_TTL_SECONDS
 from bot_support import FakeClock, serve_bot
+
+from bot.wsgi import HEALTH_TIMEOUT_SECONDS, HEALTH_TTL_SECONDS
 from findimage.backends import open_store
 from findimage.search import Searcher
 
@@ -62,7 +63,7 @@ def test_health_checks_answer_at_once_while_the_store_count_is_held_and_only_one
             calls_while_held = store.calls
         finally:
             store.gate.set()
-        back = emu.wait_for(lambda: health(bot.base_url) == OK, 15, "the count back after the store answers")
+        emu.wait_for(lambda: health(bot.base_url) == OK, 15, "the count back after the store answers")
         calls_after = store.calls
 
     assert stale == [OK] * 8, "the last count, at once"

@@ -5,14 +5,14 @@ from __future__ import annotations
 import json
 
 import pytest
+from bot_support import ALICE, BOB, CHANNEL, serve_bot, with_settings
+from photos import jpeg_bytes
+from slack_emulator.fixtures import fixture
 
 from bot.channels import CANNOT_CHECK_SCOPE, CANNOT_CHECK_USER_SCOPE, OTHER_TEAM, SHARED_CHANNEL
-from bot_support import ALICE, BOB, CHANNEL, serve_bot, with_settings
 from findimage.backends import open_store
 from findimage.config import ConfigError, load_settings
 from findimage.search import Searcher
-from photos import jpeg_bytes
-from slack_emulator.fixtures import fixture
 
 GUEST, PARTNER = "U0GUEST", "T0PARTNER"
 

@@ -4,8 +4,6 @@ from __future__ import annotations
 import io
 import re
 
-from PIL import Image
-
 from bot_support import (
     ALICE,
     CHANNEL,
@@ -17,9 +15,11 @@ from bot_support import (
     serve_bot,
     with_settings,
 )
+from photos import jpeg_bytes, save_photo
+from PIL import Image
+
 from bot.delivery import BUTTONS_TEXT
 from indexer.run import index_once
-from photos import jpeg_bytes, save_photo
 
 
 def post_photo(emu, *files, text="", channel=CHANNEL, **options):

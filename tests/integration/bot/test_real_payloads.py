@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 
-from bot.channels import CANNOT_CHECK_USER, NOT_A_MEMBER, NOT_ENABLED, OTHER_TEAM, BoundedCache
-from bot.errors import FILE_GONE
 from bot_support import ALICE, BOB, CHANNEL, FakeClock, serve_bot, with_settings
 from photos import jpeg_bytes
+
+from bot.channels import CANNOT_CHECK_USER, NOT_A_MEMBER, NOT_ENABLED, OTHER_TEAM, BoundedCache
+from bot.errors import FILE_GONE
 
 PARTNER = "T0PARTNER"
 GUEST = "U0GUEST"

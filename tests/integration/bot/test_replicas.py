@@ -9,7 +9,6 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-
 from bot_support import ALICE, CHANNEL, held_work, serve_bot
 from es_support import es_only
 from photos import jpeg_bytes

@@ -12,13 +12,13 @@ import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+from bot_support import CHANNEL, FakeClock, serve_bot, with_settings
+from photos import save_photo
 
 from bot.image_links import LINK_TTL_SECONDS
 from bot.previews import Previews
-from bot_support import CHANNEL, FakeClock, serve_bot, with_settings
 from findimage.imaging import thumbnail_jpeg
 from indexer.run import index_once
-from photos import save_photo
 
 PUBLIC = "https://findimage.example.org"
 

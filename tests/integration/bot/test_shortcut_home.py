@@ -4,8 +4,9 @@ from __future__ import annotations
 import json
 
 from bot_support import ALICE, BOB, CHANNEL, assert_answers_held, held_work, serve_bot
-from indexer.run import index_once
 from photos import jpeg_bytes, save_photo
+
+from indexer.run import index_once
 
 
 def test_the_shortcut_on_a_photo_with_a_byte_identical_twin_answers_the_twin_first_in_its_thread(bot_settings, emu):

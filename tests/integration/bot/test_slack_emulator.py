@@ -17,12 +17,11 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 import pytest
 from slack_bolt import App
 from slack_bolt.adapter.wsgi import SlackRequestHandler
+from slack_emulator import SlackEmulator
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.builtin_handlers import RateLimitErrorRetryHandler
 from slack_sdk.signature import SignatureVerifier
-
-from slack_emulator import SlackEmulator
 
 CHANNEL = "C0CHANNEL"
 ALICE = "U0ALICE"
@@ -322,7 +321,9 @@ def test_requests_to_the_app_are_signed_exactly_like_slack_signs_them(emu):
     assert not SignatureVerifier("another-secret").is_valid(
         command_body, command_headers["X-Slack-Request-Timestamp"], command_headers["X-Slack-Signature"]
     )
-    assert not verifier.is_valid(late_body, late_headers["X-Slack-Request-Timestamp"], late_headers["X-Slack-Signature"])
+    assert not verifier.is_valid(
+        late_body, late_headers["X-Slack-Request-Timestamp"], late_headers["X-Slack-Signature"]
+    )
     assert b"command=%2Ffindimage" in command_body and b"text=red+bicycle" in command_body
     envelope = json.loads(event_body)
     assert envelope["type"] == "event_callback" and envelope["event"]["text"] == "hello"
@@ -483,7 +484,9 @@ def test_a_posted_photo_has_exactly_the_fields_of_a_real_file_share(emu):
     assert list(envelope) == keys_of("events/message_file_share")
     assert list(posted) == keys_of("events/message_file_share", "event")
     assert "team" not in posted and "user_team" not in posted, "a real file_share names only its user"
-    assert without_thumbnails(posted["files"][0]) == without_thumbnails(keys_of("events/message_file_share", "event", "files"))
+    assert without_thumbnails(posted["files"][0]) == without_thumbnails(
+        keys_of("events/message_file_share", "event", "files")
+    )
     assert shape(posted["files"][0]) == shape(fixture("events/message_file_share")["event"]["files"][0])
 
 

@@ -11,7 +11,6 @@ import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 
-from bot.delivery import BUTTONS_TEXT
 from bot_support import (
     ALICE,
     BOB,
@@ -23,6 +22,8 @@ from bot_support import (
     serve_bot,
     with_settings,
 )
+
+from bot.delivery import BUTTONS_TEXT
 
 RANKED_LINE = re.compile(r"^\*(\d+)\.\* `(\d\.\d{3})` (\S+)", re.MULTILINE)
 
@@ -106,7 +107,9 @@ def test_k_and_in_options_choose_how_many_images_and_from_which_folder(bot, emu)
     in_nature = emu.wait_for_upload("C0OTHER", timeout=15)
 
     assert "“stage with red lights” in `events/2024`:" in in_events.initial_comment
-    assert len(in_events.files) == 3 and all(p.startswith("events/2024/") for *_, p in ranked(in_events.initial_comment))
+    assert len(in_events.files) == 3 and all(
+        p.startswith("events/2024/") for *_, p in ranked(in_events.initial_comment)
+    )
     assert len(in_nature.files) == 2 and all(p.startswith("nature/") for *_, p in ranked(in_nature.initial_comment))
 
 
@@ -182,7 +185,7 @@ def test_twenty_commands_at_once_are_all_acked_before_any_answer_starts_and_then
     assert_answers_held(bot.work, emu, 20)
     bot.work.release()
     emu.wait_for(lambda: len(emu.uploads()) == 20, timeout=60, what="20 answers")
-    for query, channel in zip(queries, channels):
+    for query, channel in zip(queries, channels, strict=True):
         (answer,) = emu.uploads(channel)
         assert f"“{query}”" in answer.initial_comment and len(answer.files) == 5
 

@@ -5,11 +5,21 @@ from __future__ import annotations
 import sys
 
 import pytest
-
-from bot_support import (ALICE, BOB, CHANNEL, BotProcess, assert_answers_held, buttons_post, held_work, process_env,
-                         slack_env, titles)
-from bot.app import create_app
+from bot_support import (
+    ALICE,
+    BOB,
+    CHANNEL,
+    BotProcess,
+    assert_answers_held,
+    buttons_post,
+    held_work,
+    process_env,
+    slack_env,
+    titles,
+)
 from photos import jpeg_bytes
+
+from bot.app import create_app
 
 
 @pytest.fixture

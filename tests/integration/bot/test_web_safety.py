@@ -9,13 +9,13 @@ import time
 import urllib.error
 import urllib.request
 
+from bot_support import ALICE, CHANNEL, FakeClock, recording_server, serve_bot, with_settings
+from photos import jpeg_bytes
 
 from bot.channels import CANNOT_CHECK_SCOPE, NOT_ENABLED, OTHER_TEAM, SHARED_CHANNEL
 from bot.wsgi import MAX_BODY_BYTES
-from bot_support import ALICE, CHANNEL, FakeClock, recording_server, serve_bot, with_settings
 from findimage.backends import open_store
 from findimage.search import Searcher
-from photos import jpeg_bytes
 
 PARTNER_TEAM = "T0PARTNER"
 

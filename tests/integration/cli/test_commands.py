@@ -5,10 +5,10 @@ import json
 import shutil
 
 import pytest
+from photos import write_bad_files
 
 from findimage_cli import EXIT_ERROR, EXIT_OK, EXIT_USAGE, main
 from indexer.run import index_once
-from photos import write_bad_files
 
 
 @pytest.fixture
@@ -38,7 +38,7 @@ def test_text_search_prints_rank_score_and_path(indexed, capsys):
     code, out, _ = run(capsys, "search", "ein", "schneebedeckter", "Berg", "-k", "3")
     lines = [line for line in out.splitlines() if not line.startswith("(uncertain")]
     assert code == EXIT_OK and len(lines) == 3
-    ranks, scores, paths = zip(*(line.split()[:3] for line in lines))
+    ranks, scores, paths = zip(*(line.split()[:3] for line in lines), strict=True)
     assert ranks == ("1", "2", "3")
     assert all(0 <= float(s) <= 1 for s in scores) and list(scores) == sorted(scores, reverse=True)
     assert all((indexed / p).is_file() for p in paths)
@@ -129,7 +129,8 @@ def test_search_after_an_image_model_change_says_how_to_rebuild(indexed, capsys,
     code, out, err = run(capsys, "search", "a mountain")
 
     assert code == EXIT_ERROR and out == ""
-    assert err == (f"findimage: The index was built with the image model {model_fingerprint(str(test_models['image']))}, "
+    assert err == ("findimage: The index was built with the image model "
+                   f"{model_fingerprint(str(test_models['image']))}, "
                    f"but FINDIMAGE_IMAGE_MODEL is now {model_fingerprint(str(other))}. Run `findimage index --full` "
                    "to re-embed the archive with it.\n")
 

@@ -167,7 +167,7 @@ def test_web_and_worker_log_in_with_their_own_key_never_as_the_elastic_superuser
     assert keys["command"][:3] == ["findimage", "keys", "create"] and keys["restart"] == "no"
     assert keys["environment"]["ELASTICSEARCH_USERNAME"] == "elastic"
     assert keys["depends_on"] == {"elasticsearch": {"condition": "service_healthy"}}
-    made = dict(zip(keys["command"][3::2], keys["command"][4::2]))
+    made = dict(zip(keys["command"][3::2], keys["command"][4::2], strict=True))
     for name, role in (("web", "bot"), ("web-2", "bot"), ("worker", "indexer")):
         env, volumes = SERVICES[name]["environment"], SERVICES[name]["volumes"]
         assert not {"ELASTICSEARCH_USERNAME", "ELASTICSEARCH_PASSWORD", "ELASTICSEARCH_API_KEY"} & set(env)
@@ -244,7 +244,8 @@ def test_the_readme_is_short_and_its_commands_and_links_hold():
     procfile = (ROOT / "Procfile").read_text().splitlines()
     assert all(line in readme for line in procfile if line.strip()), "the README quotes the Procfile"
     subcommands = set(re.findall(r"^    (\w+) ", subprocess.run(
-        [sys.executable, "-m", "findimage_cli", "--help"], cwd=ROOT, capture_output=True, text=True).stdout, flags=re.M))
+        [sys.executable, "-m", "findimage_cli", "--help"], cwd=ROOT, capture_output=True, text=True
+    ).stdout, flags=re.M))
     for doc in DOCS:
         text = doc.read_text()
         for used in re.findall(r"`findimage (\w+)", text):

@@ -4,23 +4,31 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import socket
 import subprocess
 import sys
 import time
 
 import numpy as np
 import pytest
+from es_support import (
+    ES_URL,
+    SecondServer,
+    client,
+    dead_url,
+    es_only,
+    es_script,
+    needs_es,
+    retries_logged,
+    scratch_index,
+)
+from photos import save_photo
 
-from es_support import (ES_URL, SecondServer, client, dead_url, es_only, es_script, needs_es, retries_logged,
-                        scratch_index)
 from findimage.backends import open_store
 from findimage.errors import StoreError
-from findimage.stores.elasticsearch.store import ElasticsearchStore
 from findimage.records import ImageDoc, image_id_for
+from findimage.stores.elasticsearch.store import ElasticsearchStore
 from findimage_cli import EXIT_UNAVAILABLE, main
 from indexer.run import index_once
-from photos import save_photo
 
 pytestmark = pytest.mark.timeout(420)
 

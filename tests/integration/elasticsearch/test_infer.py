@@ -18,13 +18,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from es_support import ES_URL, TestModel, client, needs_es, scratch_index, scratch_name
+
 from findimage.errors import ModelError
-from findimage.stores.elasticsearch.infer import InferTextEmbedder
-from findimage.stores.elasticsearch.store import ElasticsearchStore
 from findimage.records import ImageDoc, image_id_for
 from findimage.search import Searcher
+from findimage.stores.elasticsearch.infer import InferTextEmbedder
+from findimage.stores.elasticsearch.store import ElasticsearchStore
 
 pytestmark = needs_es
 
@@ -54,7 +54,8 @@ def caption_index(minilm):
     with scratch_index(prefix="test-infer") as (url, alias):
         store = ElasticsearchStore(client(url), url, alias, dims=384)
         store.upsert([ImageDoc(image_id_for(path), path.rsplit("/", 1)[-1], path, vector, f"sha-{path}", 1,
-                               1.0, 640, 480, time.time(), "captions") for path, vector in zip(CAPTIONS, vectors)])
+                               1.0, 640, 480, time.time(), "captions")
+                      for path, vector in zip(CAPTIONS, vectors, strict=True)])
         store.checkpoint()
         yield url, alias
 

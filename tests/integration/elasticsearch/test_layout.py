@@ -6,8 +6,8 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
-
 from es_support import client, es_only
+
 from findimage.backends import open_store
 from findimage.config import ConfigError, load_settings
 from findimage_cli import main
@@ -51,7 +51,8 @@ def test_a_fixed_number_of_replicas_and_shards(settings, archive, capsys, monkey
         monkeypatch.setenv(key, value)
     assert main(["status"]) == 0
     out = capsys.readouterr().out
-    assert f"{settings.index_name} -> {settings.index_name}-v1 (512 dims, int8_hnsw; 2 shard(s), replicas 0, green)" in out
+    assert (f"{settings.index_name} -> {settings.index_name}-v1 "
+            "(512 dims, int8_hnsw; 2 shard(s), replicas 0, green)") in out
 
 
 @pytest.mark.parametrize("value", ["two", "1-", "-1", "0-many"])

@@ -19,16 +19,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from es_support import BasicLicenseServer, client, needs_es, scratch_index
+
 from findimage.backends import text_embedder
 from findimage.config import load_settings
-from findimage.models.clip import normalise_rows
 from findimage.errors import LicenseRefused
+from findimage.models.clip import normalise_rows
+from findimage.models.fallback import FallbackTextEmbedder
+from findimage.records import ImageDoc, image_id_for
 from findimage.stores.elasticsearch.infer import InferTextEmbedder, license_sentence
 from findimage.stores.elasticsearch.store import ElasticsearchStore
-from findimage.records import ImageDoc, image_id_for
-from findimage.models.fallback import FallbackTextEmbedder
 
 pytestmark = needs_es
 

@@ -13,16 +13,16 @@ import time
 import numpy as np
 import pytest
 from elasticsearch import AuthorizationException, Elasticsearch
+from es_support import ES_URL, SecureServer, needs_es, retries_logged
 
 from bot.dedupe import SeenRecently
-from es_support import ES_URL, SecureServer, needs_es, retries_logged
 from findimage.errors import AccessDenied, ModelError
+from findimage.records import ImageDoc, image_id_for
 from findimage.stores.elasticsearch.infer import InferTextEmbedder
 from findimage.stores.elasticsearch.lease import LEASE_ID, IndexingLease
 from findimage.stores.elasticsearch.privileges import ensure_key_file, key_is_current
 from findimage.stores.elasticsearch.seen import SharedSeen
 from findimage.stores.elasticsearch.store import ElasticsearchStore
-from findimage.records import ImageDoc, image_id_for
 from findimage_cli import EXIT_OK, EXIT_UNAVAILABLE, main
 
 pytestmark = [*needs_es, pytest.mark.timeout(300)]
@@ -71,7 +71,8 @@ def test_each_key_does_its_job_and_the_bot_key_cannot_write(as_elastic, settings
     bot_file, indexer_file = tmp_path / "bot.key", tmp_path / "indexer.key"
     argv = ["keys", "create", "--bot-key-file", str(bot_file), "--indexer-key-file", str(indexer_file)]
     assert main(argv) == EXIT_OK
-    assert capsys.readouterr().out == f"bot: new key written to {bot_file}\nindexer: new key written to {indexer_file}\n"
+    assert capsys.readouterr().out == (f"bot: new key written to {bot_file}\n"
+                                       f"indexer: new key written to {indexer_file}\n")
     assert stat.S_IMODE(os.stat(bot_file).st_mode) == 0o600
     assert main(argv) == EXIT_OK, "a rerun keeps keys that are still valid"
     assert capsys.readouterr().out.count("key still valid in") == 2
@@ -85,7 +86,8 @@ def test_each_key_does_its_job_and_the_bot_key_cannot_write(as_elastic, settings
     bot_store = ElasticsearchStore(Elasticsearch(url, api_key=bot_key), url, alias)
     with pytest.raises(AccessDenied) as caught:
         bot_store.upsert([_doc("a.jpg")])
-    assert str(caught.value) == f"Elasticsearch at {url} does not allow these credentials to create the index (403): {KEYS_HINT}"
+    assert str(caught.value) == (f"Elasticsearch at {url} does not allow these credentials "
+                                 f"to create the index (403): {KEYS_HINT}")
     assert not as_elastic.indices.exists_alias(name=alias)
 
     # The bot's key cannot index either: refused at the start of the pass, in one line.
@@ -127,7 +129,8 @@ def test_each_key_does_its_job_and_the_bot_key_cannot_write(as_elastic, settings
                         (bot_store.drop, "delete an index")):
         with pytest.raises(AccessDenied) as caught:
             write()
-        assert str(caught.value) == f"Elasticsearch at {url} does not allow these credentials to {what} (403): {KEYS_HINT}"
+        assert str(caught.value) == (f"Elasticsearch at {url} does not allow these credentials "
+                                     f"to {what} (403): {KEYS_HINT}")
     as_elastic.indices.refresh(index=alias)
     assert as_elastic.count(index=alias)["count"] == 7
     assert set(as_elastic.indices.get(index=f"{alias}*")) == {f"{alias}-v1", f"{alias}-lease", f"{alias}-seen"}

@@ -7,8 +7,8 @@ import logging
 import shutil
 
 import pytest
-
 from es_support import es_only
+
 from findimage.errors import ModelMismatch
 from findimage.search import Searcher
 from indexer.run import index_once

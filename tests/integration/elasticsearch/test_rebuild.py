@@ -8,10 +8,11 @@ import subprocess
 import sys
 
 from es_support import client, es_only
+from photos import save_photo
+
 from findimage.backends import open_store
 from findimage.search import Searcher
 from indexer.run import index_once
-from photos import save_photo
 
 
 @es_only

@@ -6,10 +6,10 @@ from __future__ import annotations
 import time
 
 import numpy as np
-
 from es_support import client, es_only
-from findimage.stores.elasticsearch.store import ElasticsearchStore
+
 from findimage.records import ImageDoc, cosine_to_score, image_id_for
+from findimage.stores.elasticsearch.store import ElasticsearchStore
 
 
 def near_ties(query: np.ndarray, count: int) -> np.ndarray:
@@ -52,7 +52,7 @@ def test_re_ranking_gives_the_exact_top_k_where_int8_codes_alone_do_not(settings
 
     assert codes_only != expected, "the construction needs re-ranking: int8 codes alone misorder it"
     assert [m.relative_path for m in reranked] == expected
-    for match, i in zip(reranked, exact[:10]):
+    for match, i in zip(reranked, exact[:10], strict=True):
         assert abs(match.score - cosine_to_score(float(vectors[i] @ query))) < 1e-5
 
     in_a = [m.relative_path for m in top(10.0, k=5, folder="a")]

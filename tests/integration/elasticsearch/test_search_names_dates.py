@@ -7,14 +7,14 @@ import os
 import shutil
 import sqlite3
 
+import es_support
 import pytest
+from es_support import both_stores
+from photos import save_photo
 from PIL import Image
 
-import es_support
-from es_support import both_stores
 from findimage_cli import main
 from indexer.run import index_once
-from photos import save_photo
 
 NAMED = ["2024-06 Sommerfest/crowd-01.jpg", "2024-06 Sommerfest/crowd-02.jpg", "2024-06 Sommerfest/stage.jpg",
          "Kunden/Kundenbesuch_Bosch_03.jpg", "Messe Hannover 2023/hall-1.jpg", "Messe Hannover 2023/hall-2.jpg",

@@ -7,10 +7,10 @@ import socket
 import threading
 
 import pytest
-
-from bot.dedupe import SeenRecently, seen_keys
 from bot_support import FakeClock
 from es_support import ES_URL, client, needs_es, scratch_name
+
+from bot.dedupe import SeenRecently, seen_keys
 from findimage.config import load_settings
 from findimage.stores.elasticsearch.seen import SharedSeen, doc_id, seen_index
 

@@ -8,8 +8,8 @@ import subprocess
 import sys
 
 import pytest
-
 from es_support import ES_URL, client, dead_url, es_only
+
 from findimage.backends import open_store
 from findimage.config import load_settings
 from findimage.errors import IndexMissing
@@ -67,8 +67,8 @@ def test_full_keeps_the_replaced_index_until_the_next_full(settings, archive, ca
 
     assert main(["status"]) == 0
     status = capsys.readouterr().out
-    rollback = ('POST _aliases {"actions":[{"add":{"index":"%s-v1","alias":"%s"}},'
-                '{"remove":{"index":"%s-v2","alias":"%s"}}]}' % (alias, alias, alias, alias))
+    rollback = (f'POST _aliases {{"actions":[{{"add":{{"index":"{alias}-v1","alias":"{alias}"}}}},'
+                f'{{"remove":{{"index":"{alias}-v2","alias":"{alias}"}}}}]}}')
     assert (f"previous:     {alias}-v1 (kept by the last `findimage index --full`; roll back with {rollback})"
             in status.splitlines())
     assert "rebuilding" not in status

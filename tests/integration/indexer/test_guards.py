@@ -15,11 +15,11 @@ import tempfile
 from pathlib import Path
 
 import pytest
-
 from es_support import both_stores
+from photos import save_photo, write_bad_files
+
 from findimage.backends import open_store
 from findimage_cli import EXIT_ERROR, EXIT_OK, EXIT_REFUSED, main
-from photos import save_photo, write_bad_files
 
 ROOT = Path(__file__).resolve().parents[3]
 

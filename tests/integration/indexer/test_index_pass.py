@@ -13,18 +13,18 @@ import sys
 import time
 
 import pytest
-
 from es_support import both_stores
+from photos import save_photo, write_bad_files
+
 from findimage.backends import open_store
-from findimage.stores.embedded.store import EmbeddedStore
 from findimage.errors import ModelMismatch
 from findimage.search import Searcher
 from findimage.stores.base import META_LAST_PASS
+from findimage.stores.embedded.store import EmbeddedStore
 from indexer.index_pass import read_and_decode
 from indexer.lock import AlreadyRunning, pass_lock
 from indexer.run import index_once
 from indexer.scan import ArchiveFile
-from photos import save_photo, write_bad_files
 
 
 def paths_in(store) -> set[str]:

@@ -11,9 +11,9 @@ import textwrap
 import time
 
 import pytest
-
 from bot_support import FakeClock
 from es_support import client, es_only
+
 from findimage.stores.elasticsearch.lease import LEASE_ID, IndexingLease, LeaseHeld, lease_index, process_scope
 from indexer.lock import pass_guard
 from indexer.schedule import run_locked_pass
@@ -105,7 +105,9 @@ def test_on_the_holders_own_machine_a_killed_holder_is_taken_over_at_once(lease_
 def test_a_scheduled_pass_is_skipped_while_another_machine_holds_the_lease(settings, lease_alias):
     calls = []
     with lease_of(lease_alias, host="other-machine", clock=FakeClock()):
-        assert run_locked_pass(settings.data_dir, lambda held: calls.append("ran"), lambda: pass_guard(settings)) is None
+        assert run_locked_pass(
+            settings.data_dir, lambda held: calls.append("ran"), lambda: pass_guard(settings)
+        ) is None
     assert calls == []
     assert run_locked_pass(settings.data_dir, lambda held: "done", lambda: pass_guard(settings)) == "done"
 

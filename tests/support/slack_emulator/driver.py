@@ -18,8 +18,9 @@ import time
 import urllib.error
 import urllib.request
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Optional, Union
+from typing import Any
 from urllib.parse import urlencode
 
 from aiohttp import web
@@ -31,11 +32,11 @@ RESPONSE_URL_MAX_USES = 5  # "up to 5 times within 30 minutes"
 RESPONSE_URL_KINDS = ("commands", "actions", "app")  # hooks.slack.com/<kind>/<team>/<number>/<secret>
 
 
-def slack_signature(signing_secret: str, timestamp: Union[int, str], body: Union[bytes, str]) -> str:
+def slack_signature(signing_secret: str, timestamp: int | str, body: bytes | str) -> str:
     """``X-Slack-Signature`` for a request body: ``v0=`` + hex HMAC-SHA256 of ``v0:{ts}:{body}``."""
     if isinstance(body, bytes):
         body = body.decode("utf-8")
-    base = f"v0:{timestamp}:{body}".encode("utf-8")
+    base = f"v0:{timestamp}:{body}".encode()
     return "v0=" + hmac.new(signing_secret.encode("utf-8"), base, hashlib.sha256).hexdigest()
 
 
@@ -50,7 +51,7 @@ class HttpDelivery:
     payload: dict = field(default_factory=dict)  # what was sent (form fields or JSON envelope)
 
     @property
-    def response_url(self) -> Optional[str]:
+    def response_url(self) -> str | None:
         return self.payload.get("response_url")
 
     def json(self) -> Any:
@@ -111,7 +112,7 @@ class DriverMixin:
         return {key: fields.get(key, parent[key]) for key in parent
                 if key in fields or key in ("is_locked", "subscribed")}
 
-    def _in_thread(self, event: dict, channel: str, thread_ts: Optional[str]) -> None:
+    def _in_thread(self, event: dict, channel: str, thread_ts: str | None) -> None:
         """A reply: thread_ts and parent_user_id (events/message_own_bot.json shows both)."""
         if not thread_ts or thread_ts == event["ts"]:
             return
@@ -122,7 +123,7 @@ class DriverMixin:
 
     # ------------------------------------------------------------------ payload builders
 
-    def new_response_url(self, channel_id: Optional[str] = None, user_id: Optional[str] = None,
+    def new_response_url(self, channel_id: str | None = None, user_id: str | None = None,
                          kind: str = "commands") -> str:
         """A response_url as Slack hands them out: hooks.slack.com/commands/... for slash commands,
         /actions/... for block_actions, /app/... for shortcuts (here on the emulator's host)."""
@@ -130,7 +131,7 @@ class DriverMixin:
         self._register_response_url(path, channel_id, user_id)
         return self.base_url + path
 
-    def _register_response_url(self, path: str, channel_id: Optional[str], user_id: Optional[str]) -> None:
+    def _register_response_url(self, path: str, channel_id: str | None, user_id: str | None) -> None:
         with self._lock:
             self._response_urls.setdefault(path, {"channel_id": channel_id, "user_id": user_id, "uses": 0})
 
@@ -143,8 +144,8 @@ class DriverMixin:
         *,
         user_name: str = "alice",
         channel_name: str = "general",
-        response_url: Optional[str] = None,
-        team_id: Optional[str] = None,
+        response_url: str | None = None,
+        team_id: str | None = None,
     ) -> dict:
         """The fields Slack posts for a slash command (commands/slash_command.json; a form body over HTTP,
         a dict over Socket Mode).
@@ -166,7 +167,7 @@ class DriverMixin:
         authorization.update(team_id=self.team_id, user_id=self.bot_user_id)
         return authorization
 
-    def event_callback(self, event: dict, event_id: Optional[str] = None, event_time: Optional[int] = None) -> dict:
+    def event_callback(self, event: dict, event_id: str | None = None, event_time: int | None = None) -> dict:
         """The Events API envelope around ``event``.
 
         In a Slack Connect channel it is the envelope of events/message_slack_connect.json: team_id is the
@@ -201,9 +202,9 @@ class DriverMixin:
         text: str,
         user: str = "U0USER",
         *,
-        thread_ts: Optional[str] = None,
+        thread_ts: str | None = None,
         channel_type: str = "channel",
-        user_team: Optional[str] = None,
+        user_team: str | None = None,
     ) -> dict:
         """A plain ``message`` event (events/message.json): a user typed ``text`` in ``channel``.
 
@@ -222,14 +223,14 @@ class DriverMixin:
     def post_user_message_with_files(
         self,
         channel: str,
-        files: Iterable[Union[dict, str]],
+        files: Iterable[dict | str],
         text: str = "",
         user: str = "U0USER",
         *,
-        thread_ts: Optional[str] = None,
+        thread_ts: str | None = None,
         channel_type: str = "channel",
         file_access: str = "visible",
-        user_team: Optional[str] = None,
+        user_team: str | None = None,
     ) -> dict:
         """The ``message`` event (subtype ``file_share``, events/message_file_share.json) Slack sends when
         ``user`` posts files: no team on the event, only the user.
@@ -258,8 +259,8 @@ class DriverMixin:
         channel: str,
         *,
         text: str = "",
-        files: Union[Upload, Iterable[Union[dict, str]]] = (),
-        thread_ts: Optional[str] = None,
+        files: Upload | Iterable[dict | str] = (),
+        thread_ts: str | None = None,
         channel_type: str = "channel",
         with_user: bool = True,
     ) -> dict:
@@ -283,11 +284,11 @@ class DriverMixin:
         channel: str,
         *,
         text: str = "",
-        files: Iterable[Union[dict, str]] = (),
+        files: Iterable[dict | str] = (),
         bot_id: str = "B0OTHER",
         app_id: str = "A0OTHER",
         bot_user_id: str = "U0OTHERBOT",
-        thread_ts: Optional[str] = None,
+        thread_ts: str | None = None,
         file_access: str = "visible",
     ) -> dict:
         """Another app's post (events/message_bot_other_app.json), with ``files`` its upload
@@ -317,7 +318,7 @@ class DriverMixin:
         self._in_thread(event, channel, thread_ts)
         return event
 
-    def _files_in_event(self, files: Iterable, channel: str, ts: str, thread_ts: Optional[str], access: str) -> list:
+    def _files_in_event(self, files: Iterable, channel: str, ts: str, thread_ts: str | None, access: str) -> list:
         result = []
         stripped_shape = fixture("events/message_file_share_slack_connect")["event"]["files"][0]
         for f in files:
@@ -346,11 +347,11 @@ class DriverMixin:
         *,
         user_name: str = "alice",
         channel_name: str = "general",
-        retry_num: Optional[int] = None,
-        signing_secret: Optional[str] = None,
-        timestamp: Optional[int] = None,
+        retry_num: int | None = None,
+        signing_secret: str | None = None,
+        timestamp: int | None = None,
         timeout: float = 10.0,
-        team_id: Optional[str] = None,
+        team_id: str | None = None,
     ) -> HttpDelivery:
         """POST a signed slash command to the app, as Slack does; the answer is the app's ack."""
         payload = self.slash_command_payload(
@@ -368,12 +369,12 @@ class DriverMixin:
         self,
         app_url: str,
         event: dict,
-        event_id: Optional[str] = None,
-        retry_num: Optional[int] = None,
-        retry_reason: Optional[str] = None,
+        event_id: str | None = None,
+        retry_num: int | None = None,
+        retry_reason: str | None = None,
         *,
-        signing_secret: Optional[str] = None,
-        timestamp: Optional[int] = None,
+        signing_secret: str | None = None,
+        timestamp: int | None = None,
         timeout: float = 10.0,
     ) -> HttpDelivery:
         """POST an Events API ``event_callback`` to the app; pass the same ``event_id`` and a
@@ -384,7 +385,9 @@ class DriverMixin:
             headers["X-Slack-Retry-Num"] = str(retry_num)
             headers["X-Slack-Retry-Reason"] = retry_reason or "http_timeout"
         body = json.dumps(envelope).encode("utf-8")
-        return self._post_to_app(app_url, body, "application/json", headers, envelope, signing_secret, timestamp, timeout)
+        return self._post_to_app(
+            app_url, body, "application/json", headers, envelope, signing_secret, timestamp, timeout
+        )
 
     def send_envelope(self, app_url: str, envelope: dict, *, timeout: float = 10.0) -> HttpDelivery:
         """POST an Events API envelope exactly as given (e.g. a fixture, after ``adopt``)."""
@@ -421,8 +424,8 @@ class DriverMixin:
         content_type: str,
         headers: dict,
         payload: dict,
-        signing_secret: Optional[str],
-        timestamp: Optional[int],
+        signing_secret: str | None,
+        timestamp: int | None,
         timeout: float,
     ) -> HttpDelivery:
         timestamp = int(time.time()) if timestamp is None else timestamp
@@ -468,7 +471,8 @@ class DriverMixin:
             status, answer = 404, "used_url"
         elif not isinstance(payload, dict):
             status, answer = 400, "invalid_payload"
-        elif not (payload.get("text") or payload.get("blocks") or payload.get("attachments") or payload.get("delete_original")):
+        elif not (payload.get("text") or payload.get("blocks") or payload.get("attachments")
+                  or payload.get("delete_original")):
             status, answer = 400, "no_text"
         ts = self._next_ts() if status == 200 else None
         if ts:

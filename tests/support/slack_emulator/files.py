@@ -15,7 +15,8 @@ import mimetypes
 import random
 import string
 import time
-from typing import Any, Iterator, Optional
+from collections.abc import Iterator
+from typing import Any
 from urllib.parse import quote
 
 from aiohttp import web
@@ -45,7 +46,7 @@ LOGIN_PAGE = """<!DOCTYPE html><html lang="en-US"><head><meta charset="utf-8">
 </body></html>"""
 
 
-def _image_size(content: Optional[bytes]) -> Optional[tuple]:
+def _image_size(content: bytes | None) -> tuple | None:
     if not content:
         return None
     try:
@@ -74,16 +75,16 @@ class FilesMixin:
 
     def add_file(
         self,
-        content: Optional[bytes] = None,
+        content: bytes | None = None,
         name: str = "image.png",
-        mimetype: Optional[str] = None,
+        mimetype: str | None = None,
         user: str = "U0USER",
         *,
-        title: Optional[str] = None,
-        size: Optional[int] = None,
+        title: str | None = None,
+        size: int | None = None,
         chunk_size: int = 64 * 1024,
         chunk_delay: float = 0.0,
-        file_id: Optional[str] = None,
+        file_id: str | None = None,
         **fields: Any,
     ) -> dict:
         """Register a file as if ``user`` had uploaded it; returns its Slack file object.
@@ -172,7 +173,7 @@ class FilesMixin:
         with self._lock:
             self._files[file_id]["gone"] = "file_not_found" if hidden else "file_deleted"
 
-    def _file_gone(self, file_id: str) -> Optional[str]:
+    def _file_gone(self, file_id: str) -> str | None:
         with self._lock:
             return self._files[file_id].get("gone")
 
@@ -192,17 +193,17 @@ class FilesMixin:
 
     def _store_file(
         self,
-        content: Optional[bytes],
+        content: bytes | None,
         name: str,
         *,
         user: str,
-        title: Optional[str] = None,
-        file_id: Optional[str] = None,
-        mimetype: Optional[str] = None,
-        size: Optional[int] = None,
+        title: str | None = None,
+        file_id: str | None = None,
+        mimetype: str | None = None,
+        size: int | None = None,
         chunk_size: int = 64 * 1024,
         chunk_delay: float = 0.0,
-        fields: Optional[dict] = None,
+        fields: dict | None = None,
     ) -> dict:
         mimetype = mimetype or mimetypes.guess_type(name)[0] or "application/octet-stream"
         extension = name.rsplit(".", 1)[-1].lower() if "." in name else "binary"
@@ -229,7 +230,7 @@ class FilesMixin:
             self._files[stored["id"]] = stored
         return stored
 
-    def _share_file(self, stored: dict, channel: str, ts: str, thread_ts: Optional[str]) -> None:
+    def _share_file(self, stored: dict, channel: str, ts: str, thread_ts: str | None) -> None:
         share = {"ts": ts, "channel_name": channel, "team_id": self.team_id, "share_user_id": stored["user"]}
         if thread_ts:
             share["thread_ts"] = thread_ts
@@ -250,7 +251,7 @@ class FilesMixin:
             yield bytes(min(step, remaining))
             remaining -= step
 
-    def _thumbnail(self, f: dict, requested: str) -> Optional[tuple]:
+    def _thumbnail(self, f: dict, requested: str) -> tuple | None:
         try:
             size = int(requested.rsplit("_", 1)[1].split(".")[0])
             from PIL import Image
@@ -273,7 +274,7 @@ class FilesMixin:
             upload = self._pending_uploads.get(key)
         if upload is None:
             return web.Response(status=404, text="upload URL unknown or already used")
-        content: Optional[bytes] = None
+        content: bytes | None = None
         if request.content_type.startswith("multipart/"):
             async for part in await request.multipart():
                 if getattr(part, "filename", None) is not None or part.name in ("filename", "file"):
@@ -313,7 +314,9 @@ class FilesMixin:
             thumb = self._thumbnail(f, request.match_info["name"])
             if thumb is None:
                 return web.Response(status=404, text="no such thumbnail")
-            self._recorder.add("downloads", Download(f["id"], request.path, True, len(thumb[0]), True, time.monotonic()))
+            self._recorder.add(
+                "downloads", Download(f["id"], request.path, True, len(thumb[0]), True, time.monotonic())
+            )
             return web.Response(body=thumb[0], content_type=thumb[1])
         return await self._stream_file(request, f)
 

@@ -19,7 +19,7 @@ SLACK_FILE_HOST = "https://files.slack.com"
 SLACK_HOOKS_HOST = "https://hooks.slack.com"
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _document(name: str) -> dict:
     return json.loads((FIXTURES / f"{name}.json").read_text(encoding="utf-8"))
 

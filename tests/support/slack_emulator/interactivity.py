@@ -14,7 +14,7 @@ import json
 import random
 import time
 import uuid
-from typing import Any, Optional, Union
+from typing import Any
 from urllib.parse import urlencode
 
 from .fixtures import fixture
@@ -84,7 +84,7 @@ class InteractivityMixin:
         self._recorder.add("views", PublishedView(user_id, view, view_id, view_hash, time.monotonic()))
         return {"view": self._view_object(user_id)}
 
-    def _view_object(self, user_id: str) -> Optional[dict]:
+    def _view_object(self, user_id: str) -> dict | None:
         """The Home tab as events and block_actions carry it (the view of events/app_home_opened_view.json)."""
         with self._lock:
             known = self._views.get(user_id)
@@ -116,11 +116,11 @@ class InteractivityMixin:
 
     # ------------------------------------------------------------------ recordings
 
-    def views(self, user_id: Optional[str] = None) -> list:
+    def views(self, user_id: str | None = None) -> list:
         return [v for v in self._recorder.get("views") if user_id is None or v.user_id == user_id]
 
-    def wait_for_view(self, user_id: str, *, containing: Optional[str] = None, timeout: float = 5.0) -> PublishedView:
-        def found() -> Optional[PublishedView]:
+    def wait_for_view(self, user_id: str, *, containing: str | None = None, timeout: float = 5.0) -> PublishedView:
+        def found() -> PublishedView | None:
             return next((v for v in reversed(self.views(user_id))
                          if containing is None or containing in v.visible_text), None)
 
@@ -130,7 +130,7 @@ class InteractivityMixin:
 
     def block_actions_payload(
         self,
-        source: Union[Message, ResponsePost, PublishedView],
+        source: Message | ResponsePost | PublishedView,
         action_id: str,
         user_id: str = "U0USER",
         *,
@@ -146,7 +146,9 @@ class InteractivityMixin:
         user = {"id": user_id, "username": user_name, "name": user_name, "team_id": self.user_team(user_id)}
         if isinstance(source, PublishedView):
             payload = fixture("interactivity/block_actions_home")
-            payload.update(container={"type": "view", "view_id": source.view_id}, view=self._view_object(source.user_id))
+            payload.update(
+                container={"type": "view", "view_id": source.view_id}, view=self._view_object(source.user_id)
+            )
         else:
             payload = fixture("interactivity/block_actions")
             channel = source.channel if isinstance(source, Message) else source.channel_id
@@ -207,8 +209,8 @@ class InteractivityMixin:
 
     # ------------------------------------------------------------------ delivering them
 
-    def send_interaction(self, app_url: str, payload: dict, *, signing_secret: Optional[str] = None,
-                         timestamp: Optional[int] = None, timeout: float = 10.0):
+    def send_interaction(self, app_url: str, payload: dict, *, signing_secret: str | None = None,
+                         timestamp: int | None = None, timeout: float = 10.0):
         """POST an interaction payload to the app as Slack does: ``payload=<json>``, form-encoded, signed."""
         body = urlencode({"payload": json.dumps(payload)}).encode("utf-8")
         return self._post_to_app(app_url, body, "application/x-www-form-urlencoded", {}, payload,

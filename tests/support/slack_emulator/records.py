@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional, TypeVar
+from typing import Any, TypeVar
 
 T = TypeVar("T")
 
 
-def visible_text(text: Optional[str], blocks: Any = None) -> str:
+def visible_text(text: str | None, blocks: Any = None) -> str:
     """The text a user would read: ``text`` plus every text found in ``blocks``."""
     parts = [text] if text else []
 
@@ -40,7 +41,7 @@ class ApiCall:
 
     method: str
     params: dict
-    token: Optional[str]
+    token: str | None
     status: int
     response: dict
     at: float
@@ -52,11 +53,11 @@ class Message:
 
     channel: str
     ts: str
-    text: Optional[str]
-    blocks: Optional[list]
-    thread_ts: Optional[str]
+    text: str | None
+    blocks: list | None
+    thread_ts: str | None
     ephemeral: bool
-    user: Optional[str]  # the only user who sees an ephemeral message
+    user: str | None  # the only user who sees an ephemeral message
     params: dict
     at: float
 
@@ -83,10 +84,10 @@ class Upload:
     """Files the app shared with files.completeUploadExternal (one call, one record)."""
 
     files: tuple
-    channel: Optional[str]
-    thread_ts: Optional[str]
-    initial_comment: Optional[str]
-    ts: Optional[str]  # ts of the file-share message, None when the files stay private
+    channel: str | None
+    thread_ts: str | None
+    initial_comment: str | None
+    ts: str | None  # ts of the file-share message, None when the files stay private
     at: float
 
     @property
@@ -108,18 +109,18 @@ class ResponsePost:
 
     url: str
     payload: dict
-    channel_id: Optional[str]
-    user_id: Optional[str]
+    channel_id: str | None
+    user_id: str | None
     accepted: bool
     at: float
-    ts: Optional[str] = None  # the message ts Slack gave an accepted post (what a click on it refers to)
+    ts: str | None = None  # the message ts Slack gave an accepted post (what a click on it refers to)
 
     @property
-    def text(self) -> Optional[str]:
+    def text(self) -> str | None:
         return self.payload.get("text")
 
     @property
-    def blocks(self) -> Optional[list]:
+    def blocks(self) -> list | None:
         return self.payload.get("blocks")
 
     @property
@@ -135,7 +136,7 @@ class ResponsePost:
         return bool(self.payload.get("replace_original"))
 
     @property
-    def thread_ts(self) -> Optional[str]:
+    def thread_ts(self) -> str | None:
         return self.payload.get("thread_ts")
 
     @property
@@ -179,13 +180,13 @@ class SocketAck:
     """The app's acknowledgement of a Socket Mode envelope."""
 
     envelope_id: str
-    payload: Optional[dict]  # the optional response payload sent along with the ack
-    envelope: Optional[dict]  # the envelope the emulator had sent
-    sent_at: Optional[float]
+    payload: dict | None  # the optional response payload sent along with the ack
+    envelope: dict | None  # the envelope the emulator had sent
+    sent_at: float | None
     at: float
 
     @property
-    def elapsed(self) -> Optional[float]:
+    def elapsed(self) -> float | None:
         """Seconds between sending the envelope and receiving its ack."""
         return None if self.sent_at is None else self.at - self.sent_at
 
@@ -221,10 +222,11 @@ class Recorder:
     def summary(self) -> str:
         with self._cond:
             counts = ", ".join(f"{len(v)} {k}" for k, v in sorted(self._lists.items()))
-            calls = [f"{c.method}->{c.status}:{c.response.get('error') or 'ok'}" for c in self._lists.get("api_calls", [])[-8:]]
+            calls = [f"{c.method}->{c.status}:{c.response.get('error') or 'ok'}"
+                     for c in self._lists.get("api_calls", [])[-8:]]
         return f"recorded: {counts or 'nothing'}; last API calls: {calls}"
 
-    def wait_for(self, predicate: Callable[[], T], timeout: float = 5.0, what: Optional[str] = None) -> T:
+    def wait_for(self, predicate: Callable[[], T], timeout: float = 5.0, what: str | None = None) -> T:
         """Return the first truthy value of ``predicate()``; fail the test after ``timeout`` seconds.
 
         Re-evaluates whenever something is recorded (and at least every 50 ms).

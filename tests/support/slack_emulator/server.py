@@ -20,8 +20,9 @@ import json
 import socket
 import threading
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Optional
+from typing import Any
 
 from aiohttp import web
 
@@ -54,7 +55,7 @@ DEFAULT_BOT_SCOPES = (
 class _MethodSpec:
     handler: Callable[[dict, str], dict]
     token_kinds: tuple
-    scope: Optional[str]
+    scope: str | None
 
 
 class SlackEmulator(WebApiMixin, FilesMixin, DriverMixin, SocketModeMixin, InteractivityMixin):
@@ -106,10 +107,10 @@ class SlackEmulator(WebApiMixin, FilesMixin, DriverMixin, SocketModeMixin, Inter
         self._rate_limits: dict = {}  # method -> [remaining, retry_after]
         self._injected_errors: dict = {}  # method -> [remaining, error, status]
         self._methods: dict = {}
-        self._loop: Optional[asyncio.AbstractEventLoop] = None
-        self._thread: Optional[threading.Thread] = None
-        self._runner: Optional[web.AppRunner] = None
-        self._port: Optional[int] = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._runner: web.AppRunner | None = None
+        self._port: int | None = None
         self._init_web_api()
         self._init_files()
         self._init_driver()
@@ -133,7 +134,7 @@ class SlackEmulator(WebApiMixin, FilesMixin, DriverMixin, SocketModeMixin, Inter
         """Pass as ``WebClient(base_url=...)``."""
         return f"{self.base_url}/api/"
 
-    def start(self) -> "SlackEmulator":
+    def start(self) -> SlackEmulator:
         if self._thread is not None:
             return self
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -178,7 +179,7 @@ class SlackEmulator(WebApiMixin, FilesMixin, DriverMixin, SocketModeMixin, Inter
             self._thread = None
             self._loop = None
 
-    def __enter__(self) -> "SlackEmulator":
+    def __enter__(self) -> SlackEmulator:
         return self.start()
 
     def __exit__(self, *exc_info: Any) -> None:
@@ -205,7 +206,7 @@ class SlackEmulator(WebApiMixin, FilesMixin, DriverMixin, SocketModeMixin, Inter
         handler: Callable[[dict, str], dict],
         *,
         token_kinds: Iterable[str] = ("bot",),
-        scope: Optional[str] = None,
+        scope: str | None = None,
     ) -> None:
         """Add (or replace) a Web API method.
 
@@ -234,7 +235,7 @@ class SlackEmulator(WebApiMixin, FilesMixin, DriverMixin, SocketModeMixin, Inter
         with self._lock:
             self.bot_scopes.discard(scope)
 
-    def _token_kind(self, token: Optional[str]) -> Optional[str]:
+    def _token_kind(self, token: str | None) -> str | None:
         if token == self.bot_token:
             return "bot"
         if token == self.app_token:
@@ -252,7 +253,7 @@ class SlackEmulator(WebApiMixin, FilesMixin, DriverMixin, SocketModeMixin, Inter
         self._recorder.add("api_calls", ApiCall(method, params, token, status, body, time.monotonic()))
         return web.json_response(body, status=status, headers=headers)
 
-    def _call_method(self, method: str, params: dict, token: Optional[str]) -> tuple:
+    def _call_method(self, method: str, params: dict, token: str | None) -> tuple:
         with self._lock:
             limited = self._rate_limits.get(method)
             if limited and limited[0] > 0:
@@ -306,11 +307,11 @@ class SlackEmulator(WebApiMixin, FilesMixin, DriverMixin, SocketModeMixin, Inter
 
     # ------------------------------------------------------------------ recordings
 
-    def api_calls(self, method: Optional[str] = None) -> list:
+    def api_calls(self, method: str | None = None) -> list:
         """Every Web API request, in arrival order (429s and errors included)."""
         return [c for c in self._recorder.get("api_calls") if method is None or c.method == method]
 
-    def messages(self, channel: Optional[str] = None, thread_ts: Optional[str] = None, ephemeral: Optional[bool] = None) -> list:
+    def messages(self, channel: str | None = None, thread_ts: str | None = None, ephemeral: bool | None = None) -> list:
         """Messages the app posted (chat.postMessage, and chat.postEphemeral with ``ephemeral=True``)."""
         return [
             m
@@ -320,7 +321,7 @@ class SlackEmulator(WebApiMixin, FilesMixin, DriverMixin, SocketModeMixin, Inter
             and (ephemeral is None or m.ephemeral == ephemeral)
         ]
 
-    def uploads(self, channel: Optional[str] = None, thread_ts: Optional[str] = None) -> list:
+    def uploads(self, channel: str | None = None, thread_ts: str | None = None) -> list:
         """Completed file uploads (files.completeUploadExternal), in order."""
         return [
             u
@@ -328,11 +329,11 @@ class SlackEmulator(WebApiMixin, FilesMixin, DriverMixin, SocketModeMixin, Inter
             if (channel is None or u.channel == channel) and (thread_ts is None or u.thread_ts == thread_ts)
         ]
 
-    def responses(self, url: Optional[str] = None) -> list:
+    def responses(self, url: str | None = None) -> list:
         """POSTs to response URLs (accepted and rejected), in order."""
         return [r for r in self._recorder.get("responses") if url is None or r.url == url]
 
-    def downloads(self, file_id: Optional[str] = None) -> list:
+    def downloads(self, file_id: str | None = None) -> list:
         return [d for d in self._recorder.get("downloads") if file_id is None or d.file_id == file_id]
 
     def socket_acks(self) -> list:
@@ -341,20 +342,20 @@ class SlackEmulator(WebApiMixin, FilesMixin, DriverMixin, SocketModeMixin, Inter
     def clear_records(self) -> None:
         self._recorder.clear()
 
-    def wait_for(self, predicate: Callable[[], Any], timeout: float = 5.0, what: Optional[str] = None) -> Any:
+    def wait_for(self, predicate: Callable[[], Any], timeout: float = 5.0, what: str | None = None) -> Any:
         """Poll ``predicate`` (re-run on every new record) until truthy; AssertionError on timeout."""
         return self._recorder.wait_for(predicate, timeout, what)
 
     def wait_for_message(
         self,
-        channel: Optional[str] = None,
-        thread_ts: Optional[str] = None,
+        channel: str | None = None,
+        thread_ts: str | None = None,
         *,
-        containing: Optional[str] = None,
-        ephemeral: Optional[bool] = None,
+        containing: str | None = None,
+        ephemeral: bool | None = None,
         timeout: float = 5.0,
     ) -> Message:
-        def found() -> Optional[Message]:
+        def found() -> Message | None:
             for m in self.messages(channel, thread_ts, ephemeral):
                 if containing is None or containing in m.visible_text:
                     return m
@@ -362,13 +363,19 @@ class SlackEmulator(WebApiMixin, FilesMixin, DriverMixin, SocketModeMixin, Inter
 
         return self.wait_for(found, timeout, f"a message in {channel or 'any channel'} containing {containing!r}")
 
-    def wait_for_upload(self, channel: Optional[str] = None, thread_ts: Optional[str] = None, *, timeout: float = 5.0) -> Upload:
+    def wait_for_upload(
+        self, channel: str | None = None, thread_ts: str | None = None, *, timeout: float = 5.0
+    ) -> Upload:
         return self.wait_for(
-            lambda: next(iter(self.uploads(channel, thread_ts)), None), timeout, f"an upload in {channel or 'any channel'}"
+            lambda: next(iter(self.uploads(channel, thread_ts)), None),
+            timeout,
+            f"an upload in {channel or 'any channel'}",
         )
 
-    def wait_for_response(self, url: Optional[str] = None, *, containing: Optional[str] = None, timeout: float = 5.0) -> ResponsePost:
-        def found() -> Optional[ResponsePost]:
+    def wait_for_response(
+        self, url: str | None = None, *, containing: str | None = None, timeout: float = 5.0
+    ) -> ResponsePost:
+        def found() -> ResponsePost | None:
             for r in self.responses(url):
                 if containing is None or containing in r.visible_text:
                     return r

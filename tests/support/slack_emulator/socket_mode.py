@@ -7,7 +7,7 @@ import asyncio
 import json
 import time
 import uuid
-from typing import Any, Optional
+from typing import Any
 
 from aiohttp import WSMsgType, web
 
@@ -62,10 +62,10 @@ class SocketModeMixin:
         envelope_type: str,
         payload: dict,
         retry_attempt: int = 0,
-        accepts_response_payload: Optional[bool] = None,
+        accepts_response_payload: bool | None = None,
         *,
         retry_reason: str = "",
-        envelope_id: Optional[str] = None,
+        envelope_id: str | None = None,
     ) -> str:
         """Send an envelope to the newest connected client; returns its ``envelope_id``.
 
@@ -108,7 +108,7 @@ class SocketModeMixin:
     def socket_event(
         self,
         event: dict,
-        event_id: Optional[str] = None,
+        event_id: str | None = None,
         retry_attempt: int = 0,
         *,
         retry_reason: str = "",

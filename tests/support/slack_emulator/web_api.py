@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from typing import Any, Optional
+from typing import Any
 
 from .fixtures import fixture
 from .records import Message, Upload, UploadedFile
@@ -203,7 +203,9 @@ class WebApiMixin:
                 self._share_file(stored, channel, ts, thread_ts)
             file_object = self.file_object(stored["id"])
             uploaded.append(
-                UploadedFile(stored["id"], stored["name"], stored["title"], stored["mimetype"], stored["content"], file_object)
+                UploadedFile(
+                    stored["id"], stored["name"], stored["title"], stored["mimetype"], stored["content"], file_object
+                )
             )
         record = Upload(tuple(uploaded), channel, thread_ts, initial_comment, ts, time.monotonic())
         self._recorder.add("uploads", record)
@@ -224,7 +226,7 @@ class WebApiMixin:
     # ------------------------------------------------------------------ conversations.*
 
     def add_conversation(self, channel_id: str, kind: str = "public", *, member: bool = True,
-                         user: Optional[str] = None, name: Optional[str] = None) -> None:
+                         user: str | None = None, name: str | None = None) -> None:
         """Make ``channel_id`` a conversation of ``kind`` (public, private, im, mpim), with the bot a member or not.
 
         Where the bot is not a member, conversations.info answers channel_not_found unless the channel is
@@ -252,7 +254,7 @@ class WebApiMixin:
         return {"kind": kind, "member": True, "user": "U0USER", "name": channel_id.lower(), "shared_with": None,
                 "pending": False}
 
-    def _conversation(self, channel_id: Optional[str]) -> dict:
+    def _conversation(self, channel_id: str | None) -> dict:
         with self._lock:
             known = self._conversations.get(channel_id or "")
             return dict(known) if known else self._default_conversation(channel_id or "")
@@ -267,7 +269,7 @@ class WebApiMixin:
             known = self._conversations.setdefault(channel_id, self._default_conversation(channel_id))
             known.update(shared_with=team_id, pending=pending)
 
-    def is_ext_shared(self, channel_id: Optional[str]) -> bool:
+    def is_ext_shared(self, channel_id: str | None) -> bool:
         conversation = self._conversation(channel_id)
         return bool(conversation["shared_with"] and not conversation["pending"])
 
@@ -313,8 +315,8 @@ class WebApiMixin:
 
     # ------------------------------------------------------------------ users.*
 
-    def add_user(self, user_id: str, team_id: Optional[str] = None, *, name: Optional[str] = None,
-                 is_bot: bool = False, enterprise_id: Optional[str] = None) -> None:
+    def add_user(self, user_id: str, team_id: str | None = None, *, name: str | None = None,
+                 is_bot: bool = False, enterprise_id: str | None = None) -> None:
         """A person (or bot user) users.info knows; ``team_id``: their workspace (default the app's)."""
         with self._lock:
             self._users[user_id] = {"team_id": team_id or self.team_id, "name": name or user_id.lower(),
@@ -326,14 +328,14 @@ class WebApiMixin:
         with self._lock:
             self._unknown_users.add(user_id)
 
-    def user_record(self, user_id: Optional[str]) -> dict:
+    def user_record(self, user_id: str | None) -> dict:
         """Emulator choice: a user no test declared is a member of the app's workspace."""
         with self._lock:
             known = self._users.get(user_id or "")
             return dict(known) if known else {"team_id": self.team_id, "name": (user_id or "").lower(),
                                               "is_bot": user_id == self.bot_user_id, "enterprise_id": None}
 
-    def user_team(self, user_id: Optional[str]) -> str:
+    def user_team(self, user_id: str | None) -> str:
         return self.user_record(user_id)["team_id"]
 
     def user_object(self, user_id: str) -> dict:

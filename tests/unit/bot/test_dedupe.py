@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import threading
 
-from bot.dedupe import SEEN_TTL_SECONDS, SeenRecently
 from bot_support import FakeClock
+
+from bot.dedupe import SEEN_TTL_SECONDS, SeenRecently
 
 
 def test_a_key_is_new_once_until_the_ttl_has_passed_then_new_once_again():

@@ -11,8 +11,16 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from bot.image_links import (LINK_TTL_SECONDS, PATH_PREFIX, ImageLinks, LinkRequest, MalformedLink, content_tag,
-                             parse_link, signing_key)
+from bot.image_links import (
+    LINK_TTL_SECONDS,
+    PATH_PREFIX,
+    ImageLinks,
+    LinkRequest,
+    MalformedLink,
+    content_tag,
+    parse_link,
+    signing_key,
+)
 
 KEY = b"k" * 32
 SHA = "ABCDEF0123456789" + "f" * 48

@@ -9,6 +9,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import quote, unquote, urlsplit
 
 import pytest
+from bot_support import recording_server, serving
+from photos import jpeg_bytes
 
 from bot.slack_files import (
     CHUNK_BYTES,
@@ -21,8 +23,6 @@ from bot.slack_files import (
     may_receive_token,
     token_session,
 )
-from bot_support import recording_server, serving
-from photos import jpeg_bytes
 
 TOKEN = "xoxb-test"
 LIMIT = 100_000
@@ -39,8 +39,9 @@ def small_receive_buffer(monkeypatch):
     from urllib3.util import connection
 
     original = connection.create_connection
+    default_timeout = connection.socket.getdefaulttimeout()
 
-    def create_connection(address, timeout=connection.socket.getdefaulttimeout(), source_address=None,
+    def create_connection(address, timeout=default_timeout, source_address=None,
                           socket_options=None):
         options = list(socket_options or []) + [(socket.SOL_SOCKET, socket.SO_RCVBUF, SOCKET_BUFFER)]
         return original(address, timeout, source_address, options)
@@ -107,7 +108,7 @@ def file_server():
                 while total < length:
                     self.wfile.write(bytes(16 * 1024))
                     total += 16 * 1024
-            except (ConnectionError, socket.error):
+            except (OSError, ConnectionError):
                 pass
             sent[self.path.strip("/")] = total
             stream_ended.set()
@@ -124,7 +125,7 @@ def file_server():
                     self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
                     total += len(chunk)
                 self.wfile.write(b"0\r\n\r\n")
-            except (ConnectionError, socket.error):
+            except (OSError, ConnectionError):
                 pass
             sent["endless"] = total
             stream_ended.set()

@@ -6,10 +6,10 @@ import threading
 
 import numpy as np
 import pytest
+from photos import jpeg_bytes, photo, write_bad_files
 from PIL import Image
 
 from findimage.imaging import DRAFT_MIN_SIDE, ImageError, prepare_bytes, thumbnail_jpeg
-from photos import jpeg_bytes, photo, write_bad_files
 
 
 def encoded(image: Image.Image, fmt: str, **args) -> bytes:
@@ -39,7 +39,7 @@ def test_large_jpeg_is_decoded_in_draft_mode_but_reports_its_real_size():
 def test_every_colour_mode_becomes_rgb(mode):
     source = photo(3, (64, 48))
     image = source.convert(mode) if mode != "I;16" else Image.fromarray(
-        (np.asarray(source.convert("L"), dtype=np.uint16) * 256))
+        np.asarray(source.convert("L"), dtype=np.uint16) * 256)
     fmt = {"CMYK": "JPEG", "I;16": "PNG", "1": "BMP"}.get(mode, "PNG")
     prepared = prepare_bytes(encoded(image, fmt))
     assert prepared.image.mode == "RGB" and prepared.image.size == (64, 48)

@@ -5,13 +5,13 @@ import io
 from datetime import datetime
 
 import pytest
+from photos import photo
 from PIL import Image
 
 from findimage.dates import DateError, bound_start, check_range, parse_exif_date, taken_of
 from findimage.fusion import collapse_copies, fuse
 from findimage.names import name_words, query_words
 from findimage.records import Match
-from photos import photo
 
 
 @pytest.mark.parametrize("path, words", [

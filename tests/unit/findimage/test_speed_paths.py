@@ -8,18 +8,18 @@ import faiss
 import numpy as np
 import pytest
 import torch
+from photos import jpeg_bytes, photo
 from sentence_transformers import SentenceTransformer
 
 from findimage.config import ConfigError, load_settings
-from findimage.stores.embedded.store import EmbeddedStore
-from findimage.models.clip import MIN_PER_STREAM, SentenceTransformerEmbedder
 from findimage.imaging import prepare_bytes
-from findimage.records import ImageDoc, image_id_for
+from findimage.models.clip import MIN_PER_STREAM, SentenceTransformerEmbedder
 from findimage.models.runtime import PROBE_SENTENCES, quantize_int8, release_pages, use_torch_threads
+from findimage.records import ImageDoc, image_id_for
+from findimage.stores.embedded.store import EmbeddedStore
 from findimage.stores.embedded.vector_index import VectorIndex, default_nprobe
 from indexer.index_pass import read_and_decode
 from indexer.scan import ArchiveFile
-from photos import jpeg_bytes, photo
 
 
 @pytest.fixture(scope="module")

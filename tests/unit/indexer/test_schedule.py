@@ -9,11 +9,11 @@ import time
 
 from apscheduler.events import EVENT_JOB_MAX_INSTANCES
 from apscheduler.schedulers.background import BackgroundScheduler
+from photos import save_photo
 
 from findimage.stores.embedded.store import EmbeddedStore
 from indexer.lock import pass_lock
 from indexer.schedule import make_scheduler, run_locked_pass
-from photos import save_photo
 
 
 def test_scheduler_runs_a_pass_at_start_then_picks_up_new_images(env, settings, archive):

@@ -11,8 +11,7 @@ import os
 import pytest
 
 import indexer.state as state_module
-from indexer.state import (STATE_FILE, FailedFile, IndexerState, PendingRemoval, load_state, save_state,
-                           state_path)
+from indexer.state import STATE_FILE, FailedFile, IndexerState, PendingRemoval, load_state, save_state, state_path
 
 
 def sample() -> IndexerState:
@@ -76,7 +75,8 @@ def test_an_unreadable_state_file_is_ignored_with_a_warning(tmp_path, caplog, co
 
     assert state == IndexerState()
     (record,) = caplog.records
-    assert record.getMessage().startswith(f"ignoring {path} (") and len(record.getMessage()) > len(f"ignoring {path} ()")
+    assert record.getMessage().startswith(f"ignoring {path} (")
+    assert len(record.getMessage()) > len(f"ignoring {path} ()")
     assert record.args[1] is not None and str(record.args[1]) in record.getMessage(), "the reason is in the log"
 
 

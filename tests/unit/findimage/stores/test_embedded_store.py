@@ -6,8 +6,8 @@ import time
 import numpy as np
 import pytest
 
-from findimage.stores.embedded.store import EmbeddedStore
 from findimage.records import ImageDoc, image_id_for
+from findimage.stores.embedded.store import EmbeddedStore
 from findimage.stores.embedded.vector_index import IVF_MIN_VECTORS
 
 
@@ -71,7 +71,9 @@ def test_a_snapshot_pointer_naming_another_path_is_never_read(tmp_path, monkeypa
     read = []
     real_read = vector_index.faiss.read_index
     monkeypatch.setattr(vector_index.faiss, "read_index", lambda path, *a: read.append(path) or real_read(path, *a))
-    for planted in ("../planted.faiss", str(tmp_path / "planted.faiss"), "vectors-0123456789ab.faiss/../../planted.faiss"):
+    for planted in (
+        "../planted.faiss", str(tmp_path / "planted.faiss"), "vectors-0123456789ab.faiss/../../planted.faiss"
+    ):
         (data / "vectors.json").write_text(json.dumps({**pointer, "file": planted}))
         reopened = EmbeddedStore(data)
         assert reopened.knn(vectors[7], k=1)[0].relative_path == "bulk/7.jpg", "rebuilt from SQLite"
@@ -144,9 +146,9 @@ def named_store(tmp_path):
     vectors = clustered(len(NAMED_PATHS), seed=5)
     store = EmbeddedStore(tmp_path)
     store.upsert([ImageDoc(image_id_for(p), p.rsplit("/", 1)[1], p, v, f"s{i}", 1, 1.0, 1, 1, time.time(), "m")
-                  for i, (p, v) in enumerate(zip(NAMED_PATHS, vectors))])
+                  for i, (p, v) in enumerate(zip(NAMED_PATHS, vectors, strict=True))])
     store.checkpoint()
-    return store, dict(zip(NAMED_PATHS, vectors))
+    return store, dict(zip(NAMED_PATHS, vectors, strict=True))
 
 
 def by_cosine(query, vectors: dict, wanted) -> list[str]:
