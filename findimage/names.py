@@ -52,6 +52,21 @@ def text_words(text: str) -> list[str]:
     return words(text, drop=())
 
 
+# Words that stand in almost every text (English and German articles, prepositions, pronouns): a query
+# like "das Foto vom Schild Schillerplatz" must be matched by "schillerplatz", not by a slide that says "das".
+STOPWORDS = frozenset("""
+a an and are as at be by for from has have i in is it of on or that the this to was were with you your
+am an auf aus bei das dem den der des die ein eine einem einen einer eines es fur im in ist mit nach oder
+sie sind und vom von vor war zu zum zur uber
+""".split())
+
+
+def meaningful(words: list[str]) -> list[str]:
+    """The query words without stopwords; all of them where nothing else is left."""
+    kept = [w for w in words if w not in STOPWORDS]
+    return kept or words
+
+
 def query_words(text: str, drop: Collection[str] = CAMERA_NOISE) -> list[str]:
     """The distinct words of a query, in order, as names were cut into words (`drop=()`: as text was)."""
     return list(dict.fromkeys(words(text, drop)))

@@ -17,7 +17,7 @@ from findimage.errors import EXIT_USAGE, FindimageError, check_image_model
 from findimage.fusion import collapse_copies, fuse
 from findimage.imaging import ImageError, prepare_bytes
 from findimage.models.base import ImageEmbedder, TextEmbedder
-from findimage.names import query_words
+from findimage.names import meaningful, query_words
 from findimage.records import Match, normalise_folder
 from findimage.stores.base import META_IMAGE_MODEL, Store, default_num_candidates
 
@@ -112,7 +112,7 @@ class Searcher:
         query = clean_query(text, self.settings.max_query_chars)
         after, before = date_range(after, before)
         vector = self.text_embedder.embed_texts([query])[0]
-        words = query_words(query) if self.settings.hybrid else []
+        words = meaningful(query_words(query)) if self.settings.hybrid else []
         k = k or self.settings.top_k
         result = self._knn(vector, skip + k, folder, after, before, words)
         result.matches = result.matches[skip:]

@@ -147,12 +147,14 @@ class IndexPass:
         self._upgrade()
         self._stop_if_superseded()
         # From here on every store call is retried while the store is down: the work is done, keep it.
+        if self.text is not None:
+            # Texts of moved or copied content, and on a rebuild of all unchanged content, are carried over
+            # before the old documents go (and before a rebuilt index goes live): nothing is read again.
+            self.text.reuse()
         self._remove(gone, len(stored))
         retry_while_unavailable(lambda: self.store.set_meta(META_IMAGE_MODEL, self.embedder.model_id))
         if self.text_model_id:
             retry_while_unavailable(lambda: self.store.set_meta(META_TEXT_MODEL, self.text_model_id))
-        if self.full and self.text is not None:
-            self.text.reuse()  # before the rebuilt index goes live: no text of unchanged content is read again
         retry_while_unavailable(self.store.finish_rebuild if self.full else self.store.checkpoint)
         self._read_texts()
         self.summary.seconds = time.monotonic() - started

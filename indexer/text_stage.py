@@ -13,6 +13,7 @@ import logging
 import multiprocessing
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
@@ -130,11 +131,11 @@ class TextStage:
         """Give every document without text the text stored for its content, reading nothing (before a
         rebuilt index goes live, and at the start of every stage)."""
         skip = 0
-        while batch := retry_while_unavailable(lambda: self.store.text_pending(BATCH + skip))[skip:]:
-            known = retry_while_unavailable(lambda: self.store.texts_by_sha256({f.sha256 for f in batch}))
+        while batch := retry_while_unavailable(partial(self.store.text_pending, BATCH + skip))[skip:]:
+            known = retry_while_unavailable(partial(self.store.texts_by_sha256, {f.sha256 for f in batch}))
             given = [(f.image_id, f.sha256, known[f.sha256]) for f in batch if f.sha256 in known]
             if given:
-                retry_while_unavailable(lambda: self.store.set_texts(given))
+                retry_while_unavailable(partial(self.store.set_texts, given))
                 self.summary.reused += len(given)
             skip += len(batch) - len(given)  # what is left needs reading: look past it
 
@@ -149,7 +150,7 @@ class TextStage:
             with tqdm(total=total - done, desc="reading text", unit="img", disable=not self.progress) as bar:
                 for batch in self._pending():
                     items = self._read(batch, reader)
-                    retry_while_unavailable(lambda: self.store.set_texts(items))
+                    retry_while_unavailable(partial(self.store.set_texts, items))
                     bar.update(len(items))
                     if self.superseded():
                         self.summary.stopped = "another pass took over the index"
@@ -159,7 +160,7 @@ class TextStage:
         return self.summary
 
     def _pending(self) -> Iterator[list[FileState]]:
-        while batch := retry_while_unavailable(lambda: self.store.text_pending(BATCH)):
+        while batch := retry_while_unavailable(partial(self.store.text_pending, BATCH)):
             yield batch
 
     def _read(self, batch: list[FileState], reader: ReaderProcess) -> list[tuple[str, str, ReadText]]:

@@ -122,7 +122,7 @@ class TextReader:
         with self._lock:
             self._loaded()
 
-    def _loaded(self):
+    def _loaded(self) -> Any:
         if self._engine is None:
             try:
                 from rapidocr import RapidOCR
@@ -149,7 +149,7 @@ class TextReader:
             size = "x".join(map(str, getattr(image, "size", ()))) or "?"
             raise TextReadingError(f"Reading text in a {size} picture failed: {_reason(exc)}.") from exc
 
-    def _read(self, engine, image: Image.Image) -> list[TextLine]:
+    def _read(self, engine: Any, image: Image.Image) -> list[TextLine]:
         w, h = image.size
         if min(w, h) < self.min_box_height:
             return []
@@ -178,17 +178,17 @@ class TextReader:
                                                    self.box_thresh)]
         return self._recognise(engine, image, [b for b in boxes if _thickness(b) >= self.min_box_height], big)
 
-    def _recognise(self, engine, image: Image.Image, boxes: list[np.ndarray], big: float) -> list[TextLine]:
+    def _recognise(self, engine: Any, image: Image.Image, boxes: list[np.ndarray], big: float) -> list[TextLine]:
         if not boxes:
             return []
         crops = [_crop(image, b) for b in boxes]
         texts, scores = [""] * len(crops), [0.0] * len(crops)
         for batch in _batches(crops, self.rec_batch):
             found = engine.recognize_txt([crops[i] for i in batch])
-            for i, text, score in zip(batch, found.txts, found.scores):
+            for i, text, score in zip(batch, found.txts, found.scores, strict=True):
                 texts[i], scores[i] = text, score
         lines = []
-        for box, text, score in zip(boxes, texts, scores):
+        for box, text, score in zip(boxes, texts, scores, strict=True):
             needed = self.sure_confidence if _thickness(box) > big else self.min_confidence
             if score >= needed and any(c.isalnum() for c in text):  # punctuation alone is not searchable
                 corners = tuple((int(round(x)), int(round(y))) for x, y in box)
@@ -196,7 +196,7 @@ class TextReader:
         return lines
 
     @staticmethod
-    def _detect(engine, image: Image.Image, scale: float, box_thresh: float) -> list[np.ndarray]:
+    def _detect(engine: Any, image: Image.Image, scale: float, box_thresh: float) -> list[np.ndarray]:
         """Text regions found at `scale`, as 4x2 corner arrays in the original picture's pixels."""
         w, h = image.size
         size = (max(1, round(w * scale)), max(1, round(h * scale)))

@@ -29,12 +29,16 @@ def text_archive(settings):
     return settings
 
 
-def first_paths(settings, text: str, k: int = 3) -> list[str]:
+def ranked(settings, text: str, k: int = 3):
     searcher = Searcher(settings)
     try:
-        return [m.relative_path for m in searcher.by_text(text, k=k).matches]
+        return searcher.by_text(text, k=k).matches
     finally:
         searcher.store.close()
+
+
+def first_paths(settings, text: str, k: int = 3) -> list[str]:
+    return [m.relative_path for m in ranked(settings, text, k)]
 
 
 QUERIES = [
@@ -59,7 +63,8 @@ def test_without_reading_text_they_are_not_and_the_next_pass_reads_it_without_em
     off = dataclasses.replace(text_archive, ocr=False)
     assert index_once(off, progress=False).text_read == 0
     misses = [query for query, expected in QUERIES if first_paths(off, query)[0] != expected]
-    assert len(misses) >= 3, "CLIP at random weights and names that say nothing do not find them"
+    assert misses, "CLIP at random weights and names that say nothing do not find them (some by chance)"
+    assert not any("text" in m.matched or m.text_snippet for q, _ in QUERIES for m in ranked(off, q, 8))
 
     again = index_once(text_archive, progress=False)  # an ordinary pass with reading on
     assert again.embedded == 0 and again.added == 0 and again.text_read == 8
@@ -73,7 +78,7 @@ def test_json_says_the_text_matched_and_quotes_its_line(text_archive, capsys):
     assert first["relative_path"] == "Screenshot 0.png" and "text" in first["matched"]
     assert "disk quota exceeded" in first["text_snippet"].lower()
     assert main(["search", "disk quota exceeded", "-k", "3"]) == 0
-    lines = capsys.readouterr().out.splitlines()
+    lines = [line for line in capsys.readouterr().out.splitlines() if not line.startswith("(uncertain")]
     assert lines[0].endswith("[text matched]") and lines[1].strip().lower().startswith("text: error: disk quota")
 
 

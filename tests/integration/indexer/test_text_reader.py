@@ -11,7 +11,7 @@ import pytest
 import rendered_text as rt
 from PIL import Image, ImageDraw
 
-from findimage.text_reading import (
+from findimage.models.text_reader import (
     DET_MODEL,
     REC_MODEL,
     TextLine,
@@ -85,8 +85,10 @@ def test_a_photo_without_text_costs_two_small_detections(reader, monkeypatch, se
     engine = reader._engine
     detected, recognised = [], []
     call, recognise = type(engine).__call__, engine.recognize_txt
-    monkeypatch.setattr(type(engine), "__call__", lambda self, img, **kw: detected.append(img.shape) or call(self, img, **kw))
-    monkeypatch.setattr(engine, "recognize_txt", lambda crops: recognised.extend(c.shape[0] for c in crops) or recognise(crops))
+    monkeypatch.setattr(type(engine), "__call__",
+                        lambda self, img, **kw: detected.append(img.shape) or call(self, img, **kw))
+    monkeypatch.setattr(engine, "recognize_txt",
+                        lambda crops: recognised.extend(c.shape[0] for c in crops) or recognise(crops))
     assert reader.read(rt.photo_without_text(seed, (4032, 3024) if seed == 9 else (1600, 1200)).image) == []
     assert detected == [(240, 320, 3), (150, 200, 3)] and recognised == [48] * regions
 
@@ -176,7 +178,7 @@ def inside(box, where, slack: int = 40) -> bool:
 
 
 def test_lines_are_recognised_in_batches_of_similar_width():
-    from findimage.text_reading import _batches
+    from findimage.models.text_reader import _batches
 
     crops = [np.zeros((48, w, 3), np.uint8) for w in (100, 900, 300, 1000, 2000, 50, 950)]
     assert _batches(crops, 8) == [[0, 2, 5], [1, 6, 3], [4]]  # all below 320 px run at 320 px

@@ -90,7 +90,8 @@ def test_one_line_matches_come_first_beyond_the_bm25_window(tmp_path):
     store.upsert([*spread, doc("one/line.jpg", 99)])
     store.set_texts([(d.image_id, d.sha256, reading("Disk", "Quota")) for d in spread] +
                     [(image_id_for("one/line.jpg"), "sha-one/line.jpg",
-                      reading("disk quota exceeded on the volume holding the shared project data", "lorem ipsum " * 25))])
+                      reading("disk quota exceeded on the volume holding the shared project data",
+                              "lorem ipsum " * 25))])
     found = store.text_ranking(doc("q").image_embedding, ["disk", "quota"], 3)
     assert [m.relative_path for m in found] == ["one/line.jpg", "spread/00.jpg", "spread/01.jpg"]
     assert store.text_ranking(doc("q").image_embedding, ["quota"], 1)[0].relative_path == "spread/00.jpg"
