@@ -69,6 +69,9 @@ def env(request, tmp_path, test_models) -> dict[str, str]:
         "FINDIMAGE_IMAGE_MODEL": str(test_models["image"]),
         "FINDIMAGE_TEXT_MODEL": str(test_models["text"]),
         "FINDIMAGE_BATCH_SIZE": "8",
+        # Reading text costs seconds per pass (a child process loads the reader): on only in the tests of
+        # text in images, which turn it on themselves.
+        "FINDIMAGE_OCR": "off",
         "HF_HUB_OFFLINE": "1",
         "TOKENIZERS_PARALLELISM": "false",
     }

@@ -11,6 +11,7 @@ from es_support import both_stores
 from photos import save_photo
 from rendered_text import error_dialog, german_slide, street_sign
 
+from findimage.config import Settings, load_settings
 from findimage.search import Searcher
 from findimage_cli import main
 from indexer.run import index_once
@@ -19,8 +20,11 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
-def text_archive(settings):
-    """Three pictures with text under names that say nothing, among photos without any."""
+def text_archive(settings, monkeypatch):
+    """Three pictures with text under names that say nothing, among photos without any; reading text on
+    (the default, which the other tests turn off)."""
+    monkeypatch.setenv("FINDIMAGE_OCR", "on")  # for the command run in-process
+    settings = dataclasses.replace(settings, ocr=True)
     root = settings.archive
     for i, rendered in enumerate((error_dialog(), german_slide(), street_sign())):
         rendered.image.save(root / f"IMG_{4100 + i}.jpg" if rendered.kind == "sign" else root / f"Screenshot {i}.png")
@@ -48,6 +52,10 @@ QUERIES = [
     ("grossenordnung uberblick", "Screenshot 1.png"),  # ß typed as ss, umlauts without dots
     ("das Foto vom Schild Schillerplatz", "IMG_4102.jpg"),
 ]
+
+
+def test_reading_text_is_on_by_default():
+    assert Settings().ocr and load_settings({}, env_file=None).ocr
 
 
 @both_stores
@@ -98,6 +106,7 @@ def test_a_reading_that_fails_is_recorded_not_counted_as_a_broken_file(settings,
     from findimage.records import ReadText
     from indexer import text_stage
 
+    settings = dataclasses.replace(settings, ocr=True)
     error_dialog().image.save(settings.archive / "a.png")
 
     class Failing(text_stage.ReaderProcess):
