@@ -23,7 +23,7 @@ own pipeline (detection at up to 2000 px on every picture, every region recognis
 Known limit: in photos, text of 1.2-1.5% of the long side (a page photographed from a distance) is
 missed about one time in four (benchmarks/text_reading.py); the engine's own pipeline reads it.
 
-`words()` and `normalize()` fold text as `findimage/names.py` folds path words (case, accents, ß -> ss), so a
+`words()` and `normalize()` fold text as `names.py` folds path words (case, accents, ß -> ss), so a
 query typed without umlauts or with "ss" finds the text.
 """
 from __future__ import annotations
@@ -66,7 +66,8 @@ class TextReader:
     """Reads text in pictures with the cheap pipeline above. The engine is loaded once per instance, on
     `load()` or the first `read()`; one instance may be shared by threads (calls take turns).
 
-    threads: onnxruntime threads per session (intra- and inter-op); 0 leaves onnxruntime's default.
+    threads: onnxruntime threads per session (intra- and inter-op; 1 up to the machine's cores, as
+    rapidocr applies them); 0 leaves onnxruntime's default (all cores).
     probe_sides: long sides of the probes of a photo, tried in turn until one finds a line (empty: none).
     det_max_side: long side detection runs at (a screen keeps at least `screen_scale` of its size).
     min_box_height: regions thinner than this (original pixels) are not recognised.

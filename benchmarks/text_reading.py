@@ -1,0 +1,267 @@
+#!/usr/bin/env python3
+"""Text reading: the cheap pipeline (`findimage.models.text_reader.TextReader`) against RapidOCR's own default
+pipeline, on one mixed set of rendered pictures, in one run.
+
+    .venv/bin/python -m benchmarks.text_reading              # ~5 min on 2 cores
+    .venv/bin/python -m benchmarks.text_reading --rounds 3 --threads 2
+
+The set (tests/support/rendered_text.py `mixed_set`): photos without text and photos with a street sign
+(12 MP and 1600x1200 JPEGs), screenshots (1280x800 to 2560x1440), slides (1920x1080), and photos of a
+printed page with small letters (1% and 1.5% of the long side), where the cheap pipeline's probe is
+weakest. Both pipelines run with the same onnxruntime threads, the same PP-OCRv6 models, in this process, alternating picture by picture
+(which goes first alternates too) after a warm-up; each picture's best round counts. CPU time is the
+process's (`time.process_time`), wall time beside it. Recognised text is checked against what was drawn:
+word recall (the words of `text_reader.words`) and character error rate (edit distance over the lines
+joined, case and accents kept; lines without a letter or digit, such as bullets, left out). Peak RSS
+comes from one fresh process per pipeline reading the set once.
+The project's image embedder (the full-size random-weight CLIP of scripts/make_test_models.py, as in
+benchmarks/run.py: same compute as clip-ViT-B-32) embeds the same pictures for the reading/embedding
+cost ratio. Writes benchmarks/results/text-reading-<time>.json.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from importlib.metadata import version
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+if __package__ in (None, ""):  # run as a file: make `benchmarks` and the project importable
+    sys.path.insert(0, str(ROOT))
+
+from PIL import Image  # noqa: E402
+
+from benchmarks.run import CpuMeter, _load_script  # noqa: E402
+from findimage.models.text_reader import TextReader, words  # noqa: E402
+
+KINDS = ("photo", "sign", "screenshot", "slide", "page")
+LABEL = {"photo": "photo without text", "sign": "photo with a sign", "screenshot": "screenshot", "slide": "slide",
+         "page": "photo of a page"}
+
+
+def rendered_text():
+    spec = importlib.util.spec_from_file_location("rendered_text", ROOT / "tests" / "support" / "rendered_text.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["rendered_text"] = module  # its dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+class Default:
+    """RapidOCR's own pipeline at its defaults (config.yaml: detection at up to 2000 px, the angle
+    classifier, text score 0.5), with the same threads and quiet logging."""
+
+    def __init__(self, threads: int):
+        from rapidocr import RapidOCR
+
+        params = {"Global.log_level": "error"}
+        if threads:
+            params.update({"EngineConfig.onnxruntime.intra_op_num_threads": threads,
+                           "EngineConfig.onnxruntime.inter_op_num_threads": threads})
+        self.engine = RapidOCR(params=params)
+
+    def read(self, image: Image.Image) -> list[str]:
+        return list(getattr(self.engine(image), "txts", None) or ())
+
+
+class Cheap:
+    def __init__(self, threads: int):
+        self.reader = TextReader(threads=threads)
+        self.reader.load()
+
+    def read(self, image: Image.Image) -> list[str]:
+        return [line.text for line in self.reader.read(image)]
+
+
+PIPELINES = {"cheap": Cheap, "default": Default}
+
+
+def timed(fn, *args):
+    cpu, wall = time.process_time(), time.perf_counter()
+    result = fn(*args)
+    return result, 1000 * (time.process_time() - cpu), 1000 * (time.perf_counter() - wall)
+
+
+def edit_distance(a: str, b: str) -> int:
+    row = list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        prev, row[0] = row[0], i
+        for j, cb in enumerate(b, 1):
+            prev, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, prev + (ca != cb))
+    return row[-1]
+
+
+def accuracy(drawn: tuple[str, ...], read: list[str]) -> dict:
+    """Words found and character errors; lines without a letter or digit (a bullet) are not text."""
+    read = [line for line in read if any(c.isalnum() for c in line)]
+    truth, got = Counter(words(" ".join(drawn))), Counter(words(" ".join(read)))
+    expected, seen = " ".join(" ".join(drawn).split()), " ".join(" ".join(read).split())
+    return {"words": sum(truth.values()), "found": sum(min(n, got[w]) for w, n in truth.items()),
+            "chars": len(expected), "errors": edit_distance(expected, seen)}
+
+
+def peak_rss(pipeline: str, folder: Path, threads: int) -> dict:
+    """A fresh process reads every picture of the set once with one pipeline; its peak RSS."""
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.text_reading", "--worker", pipeline, str(folder),
+                           "--threads", str(threads)], cwd=ROOT, capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")})
+    if proc.returncode != 0:
+        sys.stderr.write(proc.stderr[-3000:])
+        raise RuntimeError(f"the {pipeline} worker failed (exit {proc.returncode})")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def worker(pipeline: str, folder: Path, threads: int) -> None:
+    reader = PIPELINES[pipeline](threads)
+    for path in sorted(folder.glob("*.png")):
+        with Image.open(path) as image:
+            reader.read(image.convert("RGB"))
+    fields = dict(line.split(":", 1) for line in Path("/proc/self/status").read_text().splitlines() if ":" in line)
+    print(json.dumps({"peak_rss_mb": round(int(fields["VmHWM"].split()[0]) / 1024, 1)}))
+
+
+def embedding_cost(pictures, threads: int, rounds: int) -> dict:
+    """CPU-ms per picture to embed the set with the project's image embedder (shrink + embed, batched
+    like the indexer), fp32 and int8."""
+    from findimage.models.clip import SentenceTransformerEmbedder
+
+    model = _load_script("make_test_models").ensure_models("full")["image"]
+    out = {}
+    for quantize in ("off", "int8"):
+        embedder = SentenceTransformerEmbedder(str(model), quantize=quantize, threads=threads)
+        embedder.load()
+        embedder.embed_images([embedder.shrink(p.image) for p in pictures[:2]])  # warm-up
+
+        def embed_all(embedder: SentenceTransformerEmbedder = embedder) -> object:
+            return embedder.embed_images([embedder.shrink(p.image) for p in pictures])
+
+        best = min(timed(embed_all)[1] for _ in range(rounds))
+        out["fp32" if quantize == "off" else "int8"] = round(best / len(pictures), 1)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=2, help="rounds over the set; each picture's best counts")
+    parser.add_argument("--threads", type=int, default=1, help="onnxruntime (and torch) threads, both pipelines")
+    parser.add_argument("--no-embed", action="store_true", help="leave out the embedding cost")
+    parser.add_argument("--worker", nargs=2, metavar=("PIPELINE", "FOLDER"), help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.worker:
+        worker(args.worker[0], Path(args.worker[1]), args.threads)
+        return 0
+
+    started = time.time()
+    pictures = rendered_text().mixed_set()
+    print(f"{len(pictures)} pictures: " + ", ".join(f"{sum(p.kind == k for p in pictures)} {LABEL[k]}" for k in KINDS))
+    readers = {name: make(args.threads) for name, make in PIPELINES.items()}
+    for p in (pictures[0], pictures[8]):  # warm-up: a photo and a screenshot through both
+        for reader in readers.values():
+            reader.read(p.image)
+
+    meter = CpuMeter()
+    runs = [{"cheap": [], "default": []} for _ in pictures]
+    texts: list[dict] = [{} for _ in pictures]
+    for r in range(args.rounds):
+        for i, p in enumerate(pictures):
+            order = ("cheap", "default") if (i + r) % 2 == 0 else ("default", "cheap")
+            for name in order:
+                read, cpu, wall = timed(readers[name].read, p.image)
+                runs[i][name].append((cpu, wall))
+                texts[i].setdefault(name, read)
+        print(f"  round {r + 1}/{args.rounds} done", flush=True)
+    others = meter.others()
+
+    per_picture = []
+    for p, run, read in zip(pictures, runs, texts, strict=True):
+        row = {"kind": p.kind, "size": list(p.image.size), "drawn": list(p.lines)}
+        for name in PIPELINES:
+            row[name] = {"cpu_ms": round(min(c for c, _ in run[name]), 1), "wall_ms": round(min(w for _, w in run[name]), 1),
+                         "read": read[name], **(accuracy(p.lines, read[name]) if p.lines else {})}
+        per_picture.append(row)
+
+    summary: dict = {"kinds": {}}
+    for kind in KINDS:
+        rows = [r for r in per_picture if r["kind"] == kind]
+        entry = {"pictures": len(rows)}
+        for name in PIPELINES:
+            entry[name] = {"cpu_ms": round(sum(r[name]["cpu_ms"] for r in rows) / len(rows), 1),
+                           "wall_ms": round(sum(r[name]["wall_ms"] for r in rows) / len(rows), 1)}
+            if kind != "photo":
+                found, total = sum(r[name]["found"] for r in rows), sum(r[name]["words"] for r in rows)
+                errors, chars = sum(r[name]["errors"] for r in rows), sum(r[name]["chars"] for r in rows)
+                entry[name].update(word_recall=round(found / total, 4), cer=round(errors / chars, 4))
+        entry["ratio"] = round(entry["default"]["cpu_ms"] / entry["cheap"]["cpu_ms"], 2)
+        summary["kinds"][kind] = entry
+    total = {name: sum(r[name]["cpu_ms"] for r in per_picture) for name in PIPELINES}
+    summary["total_cpu_ms"] = {k: round(v) for k, v in total.items()}
+    summary["total_ratio"] = round(total["default"] / total["cheap"], 2)
+    photos = summary["kinds"]["photo"]
+    summary["no_text_photo_cost"] = round(photos["cheap"]["cpu_ms"] / photos["default"]["cpu_ms"], 4)
+    summary["cheap_cpu_ms_per_picture"] = round(total["cheap"] / len(pictures), 1)
+    summary["default_cpu_ms_per_picture"] = round(total["default"] / len(pictures), 1)
+    summary["other_cpu_cores"] = round(others, 2)
+
+    with tempfile.TemporaryDirectory() as folder:
+        for i, p in enumerate(pictures):
+            p.image.save(Path(folder) / f"{i:02d}-{p.kind}.png", compress_level=1)
+        summary["peak_rss_mb"] = {name: peak_rss(name, Path(folder), args.threads)["peak_rss_mb"] for name in PIPELINES}
+    if not args.no_embed:
+        embed = embedding_cost(pictures, args.threads, args.rounds)
+        summary["embed_cpu_ms_per_picture"] = embed
+        summary["reading_vs_embedding"] = {
+            f"{name}_vs_{q}": round(summary[f"{name}_cpu_ms_per_picture"] / ms, 1)
+            for name in PIPELINES for q, ms in embed.items()}
+
+    report(summary)
+    machine = {"cpus": os.cpu_count(), "python": platform.python_version(), "processor": platform.processor(),
+               **{name: version(name) for name in ("rapidocr", "onnxruntime", "torch")}}
+    out = ROOT / "benchmarks" / "results"
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"text-reading-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    path.write_text(json.dumps({
+        "started": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(started)),
+        "seconds": round(time.time() - started, 1), "command": " ".join(sys.argv), "machine": machine,
+        "threads": args.threads, "rounds": args.rounds, "cheap_settings": vars_of(readers["cheap"].reader),
+        "summary": summary, "pictures": per_picture}, indent=2, ensure_ascii=False))
+    print(f"results: {path.relative_to(ROOT)}")
+    return 0
+
+
+def vars_of(reader: TextReader) -> dict:
+    return {k: v for k, v in vars(reader).items() if not k.startswith("_")}
+
+
+def report(s: dict) -> None:
+    print(f"\n{'kind':<20} {'n':>2} {'default CPU-ms':>15} {'cheap CPU-ms':>13} {'ratio':>6}  "
+          f"{'default wall':>12} {'cheap wall':>10}  recall (default/cheap)  CER (default/cheap)")
+    for kind, e in s["kinds"].items():
+        d, c = e["default"], e["cheap"]
+        quality = (f"  {d['word_recall']:.3f} / {c['word_recall']:.3f}          {d['cer']:.4f} / {c['cer']:.4f}"
+                   if "word_recall" in c else "")
+        print(f"{LABEL[kind]:<20} {e['pictures']:>2} {d['cpu_ms']:>15.0f} {c['cpu_ms']:>13.0f} {e['ratio']:>5.1f}x  "
+              f"{d['wall_ms']:>12.0f} {c['wall_ms']:>10.0f}{quality}")
+    print(f"total CPU: default {s['total_cpu_ms']['default']} ms, cheap {s['total_cpu_ms']['cheap']} ms "
+          f"= {s['total_ratio']:.2f}x (goal >= 3x)")
+    print(f"photo without text: {100 * s['no_text_photo_cost']:.1f}% of the default's cost (goal <= 10%)")
+    shots = s["kinds"]["screenshot"]["cheap"]
+    print(f"screenshots, cheap: word recall {100 * shots['word_recall']:.1f}% (goal >= 97%), "
+          f"CER {100 * shots['cer']:.2f}% (goal <= 2%)")
+    print(f"peak RSS: default {s['peak_rss_mb']['default']:.0f} MB, cheap {s['peak_rss_mb']['cheap']:.0f} MB")
+    if "embed_cpu_ms_per_picture" in s:
+        e = s["embed_cpu_ms_per_picture"]
+        print(f"embedding: {e['fp32']:.0f} CPU-ms/picture fp32, {e['int8']:.0f} int8; reading/embedding: "
+              + ", ".join(f"{k.replace('_vs_', ' vs ')} {v:.1f}x" for k, v in s["reading_vs_embedding"].items()))
+    print(f"other processes used {s['other_cpu_cores']:.2f} cores meanwhile")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
