@@ -8,7 +8,8 @@ pipeline, on one mixed set of rendered pictures, in one run.
 The set (tests/support/rendered_text.py `mixed_set`): photos without text and photos with a street sign
 (12 MP and 1600x1200 JPEGs), screenshots (1280x800 to 2560x1440), slides (1920x1080), and photos of a
 printed page with small letters (1% and 1.5% of the long side), where the cheap pipeline's probe is
-weakest. Both pipelines run with the same onnxruntime threads, the same PP-OCRv6 models, in this process, alternating picture by picture
+weakest. Both pipelines run with the same onnxruntime threads, the same PP-OCRv6 models, in this process,
+alternating picture by picture
 (which goes first alternates too) after a warm-up; each picture's best round counts. CPU time is the
 process's (`time.process_time`), wall time beside it. Recognised text is checked against what was drawn:
 word recall (the words of `text_reader.words`) and character error rate (edit distance over the lines
@@ -184,7 +185,8 @@ def main(argv: list[str] | None = None) -> int:
     for p, run, read in zip(pictures, runs, texts, strict=True):
         row = {"kind": p.kind, "size": list(p.image.size), "drawn": list(p.lines)}
         for name in PIPELINES:
-            row[name] = {"cpu_ms": round(min(c for c, _ in run[name]), 1), "wall_ms": round(min(w for _, w in run[name]), 1),
+            row[name] = {"cpu_ms": round(min(c for c, _ in run[name]), 1),
+                         "wall_ms": round(min(w for _, w in run[name]), 1),
                          "read": read[name], **(accuracy(p.lines, read[name]) if p.lines else {})}
         per_picture.append(row)
 
