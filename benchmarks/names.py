@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
-"""Names and dates on the embedded store at 100k documents: text query latency with fusion vs CLIP alone,
-and the upgrade of an index made before names and dates were kept.
+"""Names, dates and text in images at 100k documents: text query latency with fusion (names; names and
+image text) vs CLIP alone, and the upgrade of an index made before names and dates were kept.
 
     .venv/bin/python -m benchmarks.names [--docs 100000] [--queries 400] [--es http://127.0.0.1:9250]
 
@@ -8,8 +8,10 @@ Writes an archive of tiny EXIF-dated JPEGs in folders with everyday names (the f
 matter here: the vectors are a clustered CLIP-like mixture, benchmarks/corpus.py), stores them as the
 previous version did (no path words, no dates), then times through product code: opening the store (the
 schema migration fills the FTS5 table), one ordinary `IndexPass` (headers only, nothing embedded), and
-`Searcher.by_text` with FINDIMAGE_HYBRID on and off (the text model is left out: the same for both); with
---es, the same documents copied into an Elasticsearch index (deleted at the end) and timed the same way.
+`Searcher.by_text` with CLIP alone (FINDIMAGE_HYBRID=off), fused with names (FINDIMAGE_OCR=off) and fused
+with names and the text read in images (one document in ten holds lines of text, as an archive of photos
+with some screenshots would), alternating (the text model is left out: the same for all); with --es, the
+same documents and texts copied into an Elasticsearch index (deleted at the end) and timed the same way.
 """
 from __future__ import annotations
 
@@ -34,7 +36,7 @@ from PIL import Image  # noqa: E402
 from benchmarks.corpus import VectorMixture  # noqa: E402
 from findimage.backends import open_store  # noqa: E402
 from findimage.config import load_settings  # noqa: E402
-from findimage.records import ImageDoc, image_id_for  # noqa: E402
+from findimage.records import ImageDoc, ReadText, TextLine, image_id_for  # noqa: E402
 from findimage.search import Searcher  # noqa: E402
 from findimage.stores.base import META_IMAGE_MODEL  # noqa: E402
 from findimage.stores.embedded.store import EmbeddedStore  # noqa: E402
@@ -45,6 +47,9 @@ EVENTS = ["Sommerfest", "Weihnachtsfeier", "Kundenbesuch Bosch", "Messe Hannover
 NAMED_QUERIES = ["Sommerfest", "bosch", "messe hannover 2023", "jubiläum", "team offsite crowd"]
 OTHER_QUERIES = ["a red car at night", "snow covered mountain", "people laughing at a table",
                  "sunset over the sea", "a dog on a sofa"]
+TEXT_QUERIES = ["disk quota exceeded", "invoice total", "Umsatzprognose 2025", "meeting room booked"]
+LINES = ["ERROR: disk quota exceeded on volume {n}", "Invoice {n} total 1,234.00 EUR", "Umsatzprognose 2025 Region {n}",
+         "Meeting room {n} booked until 14:00", "Build {n} passed: 312 tests", "Welcome to the team, {n}!"]
 MODEL = "bench-model"
 
 
@@ -115,28 +120,48 @@ def percentiles(times: list[float]) -> str:
     return f"p50 {statistics.median(ordered):.2f} ms, p95 {ordered[int(0.95 * (len(ordered) - 1))]:.2f} ms"
 
 
+MODES = {"CLIP alone": {"FINDIMAGE_HYBRID": "off"}, "names": {"FINDIMAGE_HYBRID": "on", "FINDIMAGE_OCR": "off"},
+         "names and text": {"FINDIMAGE_HYBRID": "on", "FINDIMAGE_OCR": "on"}}
+
+
 def compare(label: str, store, env: dict, text: Fixed, args) -> None:
-    """Text query latency through Searcher.by_text with fusion on and off, alternating on one store."""
-    searchers = {mode: Searcher(load_settings({**env, "FINDIMAGE_HYBRID": mode}, env_file=None), store=store,
-                                text_embedder=text, image_embedder=text) for mode in ("on", "off")}
+    """Text query latency through Searcher.by_text, CLIP alone and fused, alternating on one store."""
+    searchers = {mode: Searcher(load_settings({**env, **changes}, env_file=None), store=store,
+                                text_embedder=text, image_embedder=text) for mode, changes in MODES.items()}
     for searcher in searchers.values():
         timed_queries(searcher, NAMED_QUERIES, 20)  # warm: kNN cache loaded, pages cached
-    for kind, queries in (("queries matching names", NAMED_QUERIES), ("queries matching no name", OTHER_QUERIES)):
-        results = {mode: [] for mode in searchers}
-        for _ in range(4):  # alternate, so both modes see the same machine
+    for kind, queries in (("queries matching names", NAMED_QUERIES), ("queries matching no name", OTHER_QUERIES),
+                          ("queries matching image text", TEXT_QUERIES)):
+        results: dict[str, list[float]] = {mode: [] for mode in searchers}
+        for _ in range(4):  # alternate, so every mode sees the same machine
             for mode, searcher in searchers.items():
                 results[mode] += timed_queries(searcher, queries, args.queries // 8)
-        on, off = statistics.median(results["on"]), statistics.median(results["off"])
-        print(f"{label}, {kind} (k=5, {store.count():,} docs, search without the text model): "
-              f"fusion {percentiles(results['on'])}; CLIP alone {percentiles(results['off'])}; "
-              f"fusion adds {on - off:+.2f} ms at p50")
+        alone = statistics.median(results["CLIP alone"])
+        shown = "; ".join(f"{mode} {percentiles(times)} ({statistics.median(times) - alone:+.2f} ms at p50)"
+                          for mode, times in results.items())
+        print(f"{label}, {kind} (k=5, {store.count():,} docs, search without the text model): {shown}")
 
 
-def copy_documents(source: EmbeddedStore, target, chunk: int = 1000) -> None:
-    """Every document of the embedded store, names and dates included, into another store."""
+def give_texts(store, paths: list[str], every: int = 10) -> dict[str, ReadText]:
+    """Lines of text for one document in `every`, as the indexer's text stage stores them."""
+    texts = {}
+    for i in range(0, len(paths), every):
+        line = LINES[(i // every) % len(LINES)].format(n=i)
+        texts[f"sha{i}"] = ReadText("read", (TextLine(line, ((0, 0), (400, 0), (400, 30), (0, 30)), 0.97),))
+    items = [(image_id_for(paths[i]), f"sha{i}", texts[f"sha{i}"]) for i in range(0, len(paths), every)]
+    for start in range(0, len(items), 1000):
+        store.set_texts(items[start:start + 1000])
+    store.checkpoint()
+    return texts
+
+
+def copy_documents(source: EmbeddedStore, target, texts: dict[str, ReadText], chunk: int = 1000) -> None:
+    """Every document of the embedded store, names, dates and texts included, into another store."""
     ids = sorted(state.image_id for state in source.file_states().values())
     for start in range(0, len(ids), chunk):
-        target.upsert([source.get(i) for i in ids[start:start + chunk]])
+        docs = [source.get(i) for i in ids[start:start + chunk]]
+        target.upsert(docs)
+        target.set_texts([(d.image_id, d.sha256, texts[d.sha256]) for d in docs if d and d.sha256 in texts])
     target.set_meta(META_IMAGE_MODEL, MODEL)
     target.checkpoint()
 
@@ -167,6 +192,9 @@ def main() -> None:
               f"{upgraded:.1f} s: {summary.line()}")
         assert summary.embedded == 0 and summary.upgraded == args.docs
 
+        started = time.perf_counter()
+        texts = give_texts(store, paths)
+        print(f"texts: {len(texts):,} documents given a line of text in {time.perf_counter() - started:.1f} s")
         text = Fixed(mixture.rows(0, 64, stream=2))
         env = {"FINDIMAGE_ARCHIVE": str(root), "FINDIMAGE_DATA_DIR": str(data)}
         compare("embedded", store, env, text, args)
@@ -175,7 +203,7 @@ def main() -> None:
             es = open_store(load_settings(env, env_file=None))
             try:
                 started = time.perf_counter()
-                copy_documents(store, es)
+                copy_documents(store, es, texts)
                 print(f"elasticsearch: {es.count():,} documents with names and dates written in "
                       f"{time.perf_counter() - started:.0f} s")
                 compare("elasticsearch", es, env, text, args)
