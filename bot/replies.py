@@ -100,6 +100,9 @@ def match_label(rank: int, match: Match, exact: bool) -> str:
     if match.also_at:
         more = f" and {len(match.also_at) - 2} more" if len(match.also_at) > 2 else ""
         label += f" _(also at {escape(', '.join(match.also_at[:2]))}{more})_"
+    reasons = [signal for signal in match.matched if signal != "image"]
+    if reasons:  # why it stands above a higher score: the score shown is the CLIP similarity
+        label += f" · _{' and '.join(reasons)} matched_"
     return label
 
 

@@ -21,6 +21,6 @@ def test_an_answer_quotes_the_line_that_matched_with_the_query_words_in_bold(bot
 
     lines = answer.initial_comment.splitlines()
     first = next(i for i, line in enumerate(lines) if line.startswith("*1.*"))
-    assert "Screenshot 7.png" in lines[first]
+    assert "Screenshot 7.png" in lines[first] and lines[first].endswith("_text matched_")
     assert lines[first + 1].startswith(">") and "*disk* *quota* *exceeded*" in lines[first + 1]
     assert "<!" not in answer.initial_comment, "the read text is escaped"
