@@ -48,8 +48,8 @@ def test_json_output_parses_and_has_the_documented_fields(indexed, capsys):
     code, out, _ = run(capsys, "search", "雪山", "--json", "-k", "10")
     matches = json.loads(out)
     assert code == EXIT_OK and len(matches) == 7
-    assert set(matches[0]) == {"image_id", "image_name", "relative_path", "score", "matched", "also_at", "taken",
-                               "taken_source"}
+    assert set(matches[0]) == {"image_id", "image_name", "relative_path", "score", "matched", "text_snippet",
+                               "also_at", "taken", "taken_source"}
 
 
 def test_folder_limits_the_matches(indexed, capsys):
