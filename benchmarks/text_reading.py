@@ -149,13 +149,57 @@ def embedding_cost(pictures, threads: int, rounds: int) -> dict:
     return out
 
 
+def first_pass(copies: int) -> dict:
+    """`findimage index` as a user runs it (the whole command, the full-size CLIP stand-in) over an archive
+    of the mixed set, `copies` times with each picture's pixels nudged (distinct content), first with
+    FINDIMAGE_OCR=off, then on over a fresh data folder; then an ordinary pass that reads the text into
+    the index made with reading off (nothing embedded again)."""
+    models = _load_script("make_test_models").ensure_models("full")
+    work = Path(tempfile.mkdtemp(prefix="findimage-text-first-pass-"))
+    archive = work / "archive"
+    archive.mkdir()
+    pictures = rendered_text().mixed_set()
+    for copy in range(copies):
+        for i, p in enumerate(pictures):
+            image = p.image.copy()
+            image.putpixel((0, 0), (copy % 256, i % 256, 7))  # another content hash, the same picture
+            image.save(archive / f"{copy:02d}-{i:02d}-{p.kind}.png" if p.kind in ("screenshot", "slide")
+                       else archive / f"{copy:02d}-{i:02d}-{p.kind}.jpg", quality=92)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("FINDIMAGE_", "ELASTICSEARCH_"))}
+    env.update(HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false", FINDIMAGE_ARCHIVE=str(archive),
+               FINDIMAGE_IMAGE_MODEL=str(models["image"]), FINDIMAGE_TEXT_MODEL=str(models["text"]))
+
+    def index(data: str, ocr: str) -> dict:
+        started = time.perf_counter()
+        done = subprocess.run([sys.executable, "-m", "findimage_cli", "index"], cwd=ROOT, capture_output=True,
+                              text=True, env={**env, "FINDIMAGE_DATA_DIR": str(work / data), "FINDIMAGE_OCR": ocr})
+        if done.returncode != 0:
+            raise RuntimeError(done.stderr[-2000:])
+        return {"seconds": round(time.perf_counter() - started, 1), "summary": done.stdout.strip()}
+
+    result = {"images": copies * len(pictures), "without_reading": index("off", "off"),
+              "with_reading": index("on", "on"), "reading_added_later": index("off", "on")}
+    for name in ("without_reading", "with_reading", "reading_added_later"):
+        print(f"  {name}: {result[name]['seconds']} s: {result[name]['summary']}", flush=True)
+    return result
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=2, help="rounds over the set; each picture's best counts")
     parser.add_argument("--threads", type=int, default=1, help="onnxruntime (and torch) threads, both pipelines")
     parser.add_argument("--no-embed", action="store_true", help="leave out the embedding cost")
     parser.add_argument("--worker", nargs=2, metavar=("PIPELINE", "FOLDER"), help=argparse.SUPPRESS)
+    parser.add_argument("--first-pass", type=int, metavar="COPIES",
+                        help="only time `findimage index` over COPIES x the set, without and with reading text")
     args = parser.parse_args(argv)
+    if args.first_pass:
+        result = {"when": time.strftime("%Y-%m-%d %H:%M:%S"), "cores": os.cpu_count(),
+                  "first_pass": first_pass(args.first_pass)}
+        out = ROOT / "benchmarks" / "results" / f"text-first-pass-{time.strftime('%Y%m%d-%H%M%S')}.json"
+        out.write_text(json.dumps(result, indent=2))
+        print(f"wrote {out}")
+        return 0
     if args.worker:
         worker(args.worker[0], Path(args.worker[1]), args.threads)
         return 0
