@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
 from multiprocessing.connection import Connection
@@ -28,6 +28,8 @@ from .retry import retry_while_unavailable
 
 log = logging.getLogger(__name__)
 BATCH = 16  # texts per write: what a killed pass reads again at most
+LOOKUP = 500  # contents looked up at once for a stored text
+ROUND = 50_000  # pending documents fetched at once (a round is read before the next is fetched)
 # Pictures are decoded for reading with their short side drafted down to no less than this: the reader
 # detects at a bounded size, but recognises lines cut from the decoded picture.
 READ_MIN_SIDE = 1600
@@ -128,40 +130,48 @@ class TextStage:
         self.summary = TextSummary()
 
     def reuse(self) -> None:
-        """Give every document without text the text stored for its content, reading nothing (before a
-        rebuilt index goes live, and at the start of every stage)."""
-        skip = 0
-        while batch := retry_while_unavailable(partial(self.store.text_pending, BATCH + skip))[skip:]:
-            known = retry_while_unavailable(partial(self.store.texts_by_sha256, {f.sha256 for f in batch}))
-            given = [(f.image_id, f.sha256, known[f.sha256]) for f in batch if f.sha256 in known]
-            if given:
-                retry_while_unavailable(partial(self.store.set_texts, given))
-                self.summary.reused += len(given)
-            skip += len(batch) - len(given)  # what is left needs reading: look past it
+        """Give documents without text the text stored for their content, reading nothing (before the old
+        documents of moved files go, and before a rebuilt index goes live)."""
+        self._give_known(retry_while_unavailable(partial(self.store.text_pending, ROUND)))
 
     def run(self) -> TextSummary:
-        """Read every document whose text is not known yet; never raises for a picture."""
-        self.reuse()
+        """Read every document whose text is not known yet, a round of pending documents at a time (each
+        round fetched once); never raises for a picture."""
         done, total = retry_while_unavailable(self.store.text_status)
         if done >= total:
             return self.summary
         reader = self._make_reader(self.limits)
+        handled: set[str] = set()  # a reading the store did not keep (its file changed) is not retried here
         try:
             with tqdm(total=total - done, desc="reading text", unit="img", disable=not self.progress) as bar:
-                for batch in self._pending():
-                    items = self._read(batch, reader)
-                    retry_while_unavailable(partial(self.store.set_texts, items))
-                    bar.update(len(items))
-                    if self.superseded():
-                        self.summary.stopped = "another pass took over the index"
-                        break
+                while pending := [f for f in retry_while_unavailable(partial(self.store.text_pending, ROUND))
+                                  if f.image_id not in handled]:
+                    handled.update(f.image_id for f in pending)
+                    unread = self._give_known(pending)
+                    bar.update(len(pending) - len(unread))
+                    for start in range(0, len(unread), BATCH):
+                        items = self._read(unread[start:start + BATCH], reader)
+                        retry_while_unavailable(partial(self.store.set_texts, items))
+                        bar.update(len(items))
+                        if self.superseded():
+                            self.summary.stopped = "another pass took over the index"
+                            return self.summary
         finally:
             reader.close()
         return self.summary
 
-    def _pending(self) -> Iterator[list[FileState]]:
-        while batch := retry_while_unavailable(partial(self.store.text_pending, BATCH)):
-            yield batch
+    def _give_known(self, pending: list[FileState]) -> list[FileState]:
+        """Stores the known texts of `pending` documents' contents; the documents left to read."""
+        unread: list[FileState] = []
+        for start in range(0, len(pending), LOOKUP):
+            chunk = pending[start:start + LOOKUP]
+            known = retry_while_unavailable(partial(self.store.texts_by_sha256, {f.sha256 for f in chunk}))
+            given = [(f.image_id, f.sha256, known[f.sha256]) for f in chunk if f.sha256 in known]
+            if given:
+                retry_while_unavailable(partial(self.store.set_texts, given))
+                self.summary.reused += len(given)
+            unread += [f for f in chunk if f.sha256 not in known]
+        return unread
 
     def _read(self, batch: list[FileState], reader: ReaderProcess) -> list[tuple[str, str, ReadText]]:
         items: list[tuple[str, str, ReadText]] = []

@@ -87,3 +87,15 @@ def zero_tile(tile: tuple[int, int]) -> bytes:
 def real_progressive_jpeg(width: int, height: int) -> bytes:
     """A real progressive grey JPEG of that size (flat grey compresses to ~2 MB at 32768 x 32768)."""
     return _jpeg((width, height), "L", progressive=True)
+
+
+def red_pictures_at(folder, names) -> None:
+    """Same-named pictures, all red: what a link swapped into the archive would lead to."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        Image.new("RGB", (320, 240), (255, 0, 0)).save(folder / name)
+
+
+def is_red(jpeg: bytes) -> bool:
+    r, g, b = Image.open(io.BytesIO(jpeg)).convert("RGB").resize((1, 1)).getpixel((0, 0))
+    return r > 200 and g < 60 and b < 60

@@ -2,23 +2,10 @@
 for a link to same-named pictures outside the archive."""
 from __future__ import annotations
 
-import io
 import shutil
 
 from bot_support import ALICE, CHANNEL
-from hostile_images import claims_progressive_jpeg, tiled_tiff
-from PIL import Image
-
-
-def red_pictures_at(folder, names) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
-    for name in names:
-        Image.new("RGB", (320, 240), (255, 0, 0)).save(folder / name)
-
-
-def is_red(jpeg: bytes) -> bool:
-    r, g, b = Image.open(io.BytesIO(jpeg)).convert("RGB").resize((1, 1)).getpixel((0, 0))
-    return r > 200 and g < 60 and b < 60
+from hostile_images import claims_progressive_jpeg, is_red, red_pictures_at, tiled_tiff
 
 
 def test_two_bombs_posted_at_once_are_each_answered_with_one_sentence(bot, emu):

@@ -6,24 +6,14 @@ import os
 import shutil
 
 import pytest
+from hostile_images import red_pictures_at
 from photos import save_photo
-from PIL import Image
 
 from findimage.archive_files import ArchiveFileRefused, Indexed, is_servable, read_archive_file
 
 MB = 2**20
 
 
-def red_pictures_at(folder, names) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
-    for name in names:
-        Image.new("RGB", (320, 240), (255, 0, 0)).save(folder / name)
-
-
-def is_red(jpeg: bytes) -> bool:
-    import io
-    r, g, b = Image.open(io.BytesIO(jpeg)).convert("RGB").resize((1, 1)).getpixel((0, 0))
-    return r > 200 and g < 60 and b < 60
 
 
 def test_every_reader_refuses_what_the_scan_would_not_have_listed(tmp_path):
