@@ -10,6 +10,7 @@ from __future__ import annotations
 from findimage.config import Settings
 from findimage.models.base import TextEmbedder
 from findimage.models.clip import SentenceTransformerEmbedder, model_fingerprint, shared_embedder
+from findimage.remembered import Remembered
 from findimage.stores.base import PassLease, SeenKeys, Store
 
 
@@ -22,6 +23,32 @@ def open_store(settings: Settings, writer: bool = False) -> Store:
     from findimage.stores.embedded.store import EmbeddedStore
 
     return EmbeddedStore(settings.data_dir)
+
+
+def open_remembered(settings: Settings, writer: bool = False) -> Remembered | None:
+    """The images remembered from Slack channels (None with FINDIMAGE_REMEMBER=off): a store of their own
+    beside the archive's (`<data dir>/remembered`, or the `<index>-remembered` alias) and the registry of
+    channels and postings. The bot opens it as `writer`; `findimage search --channel` reads it."""
+    if settings.remember == "off":
+        return None
+    if settings.uses_elasticsearch:
+        from findimage.stores.elasticsearch.client import make_client
+        from findimage.stores.elasticsearch.names import remembered_alias
+        from findimage.stores.elasticsearch.registry import ElasticsearchRegistry
+        from findimage.stores.elasticsearch.store import ElasticsearchStore
+
+        client = make_client(settings)
+        store = ElasticsearchStore(client, settings.elasticsearch_url, remembered_alias(settings.index_name),
+                                   settings.es_index_options, shards=1, replicas=settings.es_replicas,
+                                   oversample=settings.es_rescore_oversample)
+        if writer:
+            store.open_for_writing()
+        return Remembered(store, ElasticsearchRegistry(client, settings.index_name, settings.elasticsearch_url))
+    from findimage.stores.embedded.registry import EmbeddedRegistry
+    from findimage.stores.embedded.store import EmbeddedStore
+
+    folder = settings.data_dir / "remembered"
+    return Remembered(EmbeddedStore(folder), EmbeddedRegistry(folder))
 
 
 def image_embedder(settings: Settings) -> SentenceTransformerEmbedder:

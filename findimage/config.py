@@ -121,6 +121,13 @@ class Settings:
     channels: tuple[str, ...] = setting("FINDIMAGE_CHANNELS", (), tuple)
     # Bot (B...) or app (A...) ids whose posted images are answered; other apps' posts are not.
     answer_bots: tuple[str, ...] = setting("FINDIMAGE_ANSWER_BOTS", (), tuple)
+    # Images posted in channels, remembered where the channel's members turn it on (`/findimage remember`).
+    remember: str = setting("FINDIMAGE_REMEMBER", "opt-in", choices=("off", "opt-in"))
+    backfill_days: int = setting("FINDIMAGE_BACKFILL_DAYS", 90, int, 0, 3650)
+    # conversations.history pace and page size: Tier 3 allows 50+ requests a minute; apps distributed
+    # outside the Marketplace get 1 a minute with at most 15 messages (set 1 and 15 there).
+    history_per_minute: float = setting("FINDIMAGE_HISTORY_PER_MINUTE", 40.0, float, 0.1, 1000.0)
+    history_page: int = setting("FINDIMAGE_HISTORY_PAGE", 200, int, 1, 999)
     port: int = setting("PORT", 3000, int, 1, 65535)
     # Answers accepted and not finished per bot process; past it: "busy".
     max_queued: int = setting("FINDIMAGE_MAX_QUEUED", 32, int, 1, 10_000)

@@ -34,12 +34,15 @@ def collapse_copies(matches: Sequence[Match]) -> list[Match]:
     """Byte-identical files (same sha256) as one result at the best-ranked path, the others in `also_at`:
     k results are k different pictures."""
     kept: list[Match] = []
-    by_sha: dict[str, int] = {}
+    # An archive file and a picture posted in Slack stay apart: one is shown from the archive, the other
+    # by reference to Slack's file, and neither's place is a path of the other.
+    by_sha: dict[tuple[str, bool], int] = {}
     for match in matches:
-        where = by_sha.get(match.sha256) if match.sha256 else None
+        key = (match.sha256, match.posted is not None)
+        where = by_sha.get(key) if match.sha256 else None
         if where is None:
             if match.sha256:
-                by_sha[match.sha256] = len(kept)
+                by_sha[key] = len(kept)
             kept.append(match)
             continue
         best = kept[where]

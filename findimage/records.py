@@ -1,6 +1,7 @@
 """Typed records shared by stores, the indexer, the CLI and the bot."""
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import posixpath
 from dataclasses import dataclass
@@ -81,6 +82,29 @@ class ReadText:
 
 
 @dataclass(frozen=True)
+class Posted:
+    """An image remembered from a Slack channel: where it was posted, by whom, and how to show it (by
+    reference to its Slack file; the image itself is not kept)."""
+
+    channel: str  # the only channel whose queries may return it
+    file_id: str
+    message_ts: str  # the message's time, also the image's date
+    poster: str  # user id
+    permalink: str = ""
+    title: str = ""
+
+    @property
+    def image_id(self) -> str:
+        return image_id_for(posted_path(self.channel, self.file_id))
+
+
+def posted_path(channel: str, file_id: str, name: str = "") -> str:
+    """A remembered image's path in the channels' store: its channel is the top folder (so every search
+    filters by it inside the store) and its file id the next, so each posting is a document of its own."""
+    return f"{channel}/{file_id}" + (f"/{name}" if name else "")
+
+
+@dataclass(frozen=True)
 class Match:
     image_id: str
     image_name: str
@@ -94,6 +118,7 @@ class Match:
     size: int | None = None  # of the file as indexed: a file changed since is not the one that matched
     mtime: float | None = None
     text_snippet: str | None = None  # found by its text: the line holding most query words, as read
+    posted: Posted | None = None  # remembered from a Slack channel, not an archive file
 
     @property
     def indexed(self) -> Indexed | None:
@@ -110,4 +135,5 @@ class Match:
             "taken": self.taken,
             "taken_source": self.taken_source or None,
             "text_snippet": self.text_snippet,
+            **({"posted": dataclasses.asdict(self.posted)} if self.posted else {}),
         }

@@ -18,7 +18,8 @@ from findimage.fusion import collapse_copies, fuse
 from findimage.imaging import ImageError, prepare_bytes
 from findimage.models.base import ImageEmbedder, TextEmbedder
 from findimage.names import meaningful, query_words
-from findimage.records import Match, normalise_folder
+from findimage.records import ImageDoc, Match, normalise_folder
+from findimage.remembered import Remembered
 from findimage.stores.base import META_IMAGE_MODEL, Store, default_num_candidates
 
 QUERY_DECODES = 2
@@ -85,7 +86,9 @@ class Searcher:
     """Vectorizes queries and runs kNN on the configured store; safe to share between threads."""
 
     def __init__(self, settings: Settings, store: Store | None = None, text_embedder: TextEmbedder | None = None,
-                 image_embedder: ImageEmbedder | None = None):
+                 image_embedder: ImageEmbedder | None = None, remembered: Remembered | None = None):
+        """`remembered`: the images remembered from Slack channels, searched only for a query that names
+        its channel (every method's `channel`)."""
         self.settings = settings
         # Query images decode at most this many at a time: a burst of large posted photos queues here
         # instead of multiplying the process's memory (each may take up to FINDIMAGE_MAX_QUERY_PIXELS).
@@ -93,6 +96,7 @@ class Searcher:
         self.store = store or open_store(settings)
         self.text_embedder: TextEmbedder = text_embedder or backends.text_embedder(settings)
         self.image_embedder: ImageEmbedder = image_embedder or backends.image_embedder(settings)
+        self.remembered = remembered
 
     def warm_up(self) -> None:
         """Load both models now so the first query does not pay for it."""
@@ -105,7 +109,8 @@ class Searcher:
         check_image_model(self.store.get_meta(META_IMAGE_MODEL), self.image_embedder.model_id)
 
     def by_text(self, text: str, k: int | None = None, folder: str | None = None, *,
-                after: str | None = None, before: str | None = None, skip: int = 0) -> SearchResult:
+                after: str | None = None, before: str | None = None, skip: int = 0,
+                channel: str | None = None) -> SearchResult:
         """Ranked by CLIP fused with the archive paths' words (unless FINDIMAGE_HYBRID=off); `after` and
         `before` are dates as YYYY, YYYY-MM or YYYY-MM-DD (taken on or after / before their start).
         `skip` pages on: the ranking starts from the top each time and the earlier pages are dropped."""
@@ -114,13 +119,13 @@ class Searcher:
         vector = self.text_embedder.embed_texts([query])[0]
         words = meaningful(query_words(query)) if self.settings.hybrid else []
         k = k or self.settings.top_k
-        result = self._knn(vector, skip + k, folder, after, before, words)
+        result = self._knn(vector, skip + k, folder, after, before, words, channel)
         result.matches = result.matches[skip:]
         result.words = words
         return result
 
     def by_image_bytes(self, data: bytes, k: int | None = None, folder: str | None = None, *,
-                       after: str | None = None, before: str | None = None) -> SearchResult:
+                       after: str | None = None, before: str | None = None, channel: str | None = None) -> SearchResult:
         after, before = date_range(after, before)
         with self._decodes:
             image = prepare_bytes(data, max_pixels=self.settings.max_query_pixels,
@@ -129,7 +134,7 @@ class Searcher:
             # (which runs one query at a time) would hold ~160 MB, and the model's processor would copy it.
             image = self.image_embedder.shrink(image)
         vector = self.image_embedder.embed_images([image])[0]
-        result = self._knn(vector, k, folder, after, before)
+        result = self._knn(vector, k, folder, after, before, channel=channel)
         result.query_sha256 = hashlib.sha256(data).hexdigest()
         result.exact = {m.image_id for m in result.matches if m.sha256 == result.query_sha256}
         return result
@@ -146,55 +151,77 @@ class Searcher:
         return self.by_image_bytes(data, k, folder, after=after, before=before)
 
     def by_image_id(self, image_id: str, k: int | None = None, folder: str | None = None,
-                    skip: int = 0, *, after: str | None = None, before: str | None = None) -> SearchResult:
-        """The archive images nearest to an indexed one, from its stored vector (no file read, no model
-        call). The image itself is left out: whoever asks is looking at it already. `skip` pages on."""
-        doc = self.store.get(image_id)
-        if doc is None:
-            raise QueryError("That image is no longer in the archive (it was removed or re-indexed since).")
+                    skip: int = 0, *, after: str | None = None, before: str | None = None,
+                    channel: str | None = None) -> SearchResult:
+        """The images nearest to an indexed one, from its stored vector (no file read, no model call): an
+        archive image, or one remembered in `channel` (asked about in that channel only). The image itself
+        is left out: whoever asks is looking at it already. `skip` pages on."""
+        doc, about = self._indexed(image_id, channel)
         k = k or self.settings.top_k
-        result = self._knn(doc.image_embedding, skip + k + 1, folder, *date_range(after, before))
+        result = self._knn(doc.image_embedding, skip + k + 1, folder, *date_range(after, before), channel=channel)
         result.matches = [m for m in result.matches if m.image_id != image_id][skip:skip + k]
-        result.query_sha256, result.query_path = doc.sha256, doc.relative_path
+        result.query_sha256, result.query_path = doc.sha256, about
         result.exact = {m.image_id for m in result.matches if m.sha256 == doc.sha256}
         return result
 
+    def _indexed(self, image_id: str, channel: str | None) -> tuple[ImageDoc, str]:
+        """The document of an archive image, or of one remembered in `channel`; and how to name it."""
+        doc = self.store.get(image_id)
+        if doc is not None:
+            return doc, doc.relative_path
+        if channel is not None and self.remembered is not None:
+            doc = self.remembered.get(image_id, channel)
+            if doc is not None:
+                return doc, doc.image_name
+        raise QueryError("That image is no longer in the archive (it was removed or re-indexed since).")
+
     def _knn(self, vector: np.ndarray, k: int | None, folder: str | None, after: str | None = None,
-             before: str | None = None, words: list[str] | None = None) -> SearchResult:
+             before: str | None = None, words: list[str] | None = None, channel: str | None = None) -> SearchResult:
         k = k or self.settings.top_k
         folder = normalise_folder(folder)
         asked = k
-        found, complete = self._ranked(vector, asked, folder, after, before, words)
+        # The channel's remembered images join only a query made in it, and not one for an archive folder.
+        channel = channel if folder is None and self.remembered and self.remembered.active(channel) else None
+        found, complete = self._ranked(vector, asked, folder, after, before, words, channel)
         shown = self._shown(found, k)
         # Files deleted since the last pass (or kept by a refused mass removal) are left out and the
         # next matches move up: an answer never offers a file that cannot be shown. Copies of one
         # picture count once, so k results are k different pictures.
         while len(shown) < k and not complete and asked < k * MAX_LOOKAHEAD:
             asked = min(k * MAX_LOOKAHEAD, asked + 2 * max(1, k - len(shown)))
-            found, complete = self._ranked(vector, asked, folder, after, before, words)
+            found, complete = self._ranked(vector, asked, folder, after, before, words, channel)
             shown = self._shown(found, k)
         self.check_model()  # again after the search: a rebuild may have swapped the index meanwhile
         return SearchResult(shown, folder, weak_score=self.settings.weak_score, after=after, before=before)
 
     def _ranked(self, vector: np.ndarray, asked: int, folder: str | None, after: str | None, before: str | None,
-                words: list[str] | None) -> tuple[list[Match], bool]:
+                words: list[str] | None, channel: str | None = None) -> tuple[list[Match], bool]:
         """The ranking (fused with names when there are query words) beyond `asked`, so copies of the
-        last pictures are found too; and whether the store had nothing more to give."""
+        last pictures are found too; and whether the stores had nothing more to give."""
         depth = max(2 * asked, FUSION_DEPTH)
         # The same candidates with and without names, so a query matching no name ranks exactly as CLIP alone.
         candidates = max(depth, self.settings.num_candidates or default_num_candidates(asked))
+        rankings = self._rankings(self.store, vector, words, depth, candidates, folder, after, before)
+        if channel is not None and self.remembered is not None:
+            posted = self._rankings(self.remembered.store, vector, words, depth, candidates, channel, after, before)
+            by_image, by_name, by_text = self.remembered.visible_in(channel, *posted)
+            rankings = merge_rankings(rankings, (by_image, by_name, by_text), depth)
+        complete = all(len(r) < depth for r in rankings)
         if not words:
-            found = self.store.knn(vector, depth, candidates, folder, after=after, before=before)
-            return found, len(found) < depth
-        # Text read from the images (FINDIMAGE_OCR): a third ranking, fused like the names (one request).
+            return rankings[0], complete
+        return fuse(*rankings), complete
+
+    def _rankings(self, store: Store, vector: np.ndarray, words: list[str] | None, depth: int, candidates: int,
+                  folder: str | None, after: str | None,
+                  before: str | None) -> tuple[list[Match], list[Match], list[Match]]:
+        """(CLIP, names, text) of one store: the names and text only for a query with words, the text only
+        where it is read (FINDIMAGE_OCR), in one request where the store can."""
+        if not words:
+            return store.knn(vector, depth, candidates, folder, after=after, before=before), [], []
         if self.settings.ocr:
-            by_image, by_name, by_text = self.store.hybrid_with_text(vector, words, depth, candidates, folder,
-                                                                     after, before)
-        else:
-            (by_image, by_name), by_text = self.store.hybrid(vector, words, depth, candidates, folder, after,
-                                                             before), []
-        complete = len(by_image) < depth and len(by_name) < depth and len(by_text) < depth
-        return fuse(by_image, by_name, by_text), complete
+            return store.hybrid_with_text(vector, words, depth, candidates, folder, after, before)
+        by_image, by_name = store.hybrid(vector, words, depth, candidates, folder, after, before)
+        return by_image, by_name, []
 
     def _shown(self, found: list[Match], k: int) -> list[Match]:
         """The first k different pictures whose files are there, each with its copies' paths; files are
@@ -211,11 +238,27 @@ class Searcher:
 
     def _on_disk(self, matches: list[Match]) -> list[Match]:
         """Matches whose file is there as indexed: inside the archive (no link leading out), a regular
-        file, of the indexed size and modification time (archive_files, as every reader opens them)."""
+        file, of the indexed size and modification time (archive_files, as every reader opens them).
+        Remembered images are Slack's files, shown by reference: Slack decides whether they are there."""
         archive = Path(self.settings.archive)
         if not archive.is_dir():  # the archive is not mounted here (e.g. a search from another machine)
             return matches
-        return [m for m in matches if is_servable(archive, m.relative_path, m.indexed)]
+        return [m for m in matches if m.posted is not None or is_servable(archive, m.relative_path, m.indexed)]
+
+
+def merge_rankings(archive: tuple[list[Match], list[Match], list[Match]],
+                   posted: tuple[list[Match], list[Match], list[Match]],
+                   depth: int) -> tuple[list[Match], list[Match], list[Match]]:
+    """The archive's and a channel's rankings as one per signal: CLIP's by score (one model, one space,
+    so the scores compare), the names' and text's alternately by rank (BM25 of two collections does not)."""
+    by_image = sorted([*archive[0], *posted[0]], key=lambda m: -m.score)[:depth]  # stable: archive first on ties
+    return by_image, _alternate(archive[1], posted[1], depth), _alternate(archive[2], posted[2], depth)
+
+
+def _alternate(first: list[Match], second: list[Match], depth: int) -> list[Match]:
+    merged = [m for pair in zip(first, second, strict=False) for m in pair]
+    shorter = min(len(first), len(second))
+    return (merged + first[shorter:] + second[shorter:])[:depth]
 
 
 def empty_result_sentence(result: SearchResult, store: Store) -> str:

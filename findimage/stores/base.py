@@ -1,13 +1,15 @@
 """The store interface both backends implement (the factory that picks one is findimage.backends)."""
 from __future__ import annotations
 
+import dataclasses
 import threading
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
 
-from findimage.records import FileState, ImageDoc, Match, ReadText
+from findimage.records import FileState, ImageDoc, Match, Posted, ReadText
 
 # Keys of the small key/value metadata every store keeps.
 META_IMAGE_MODEL = "image_model_id"
@@ -139,5 +141,62 @@ class PassLease(Protocol):
     def holder(self) -> LeaseHolder | None:
         """The pass holding it now, if any; the lease is not taken."""
         ...
+
+    def close(self) -> None: ...
+
+
+@dataclass
+class ChannelState:
+    """A channel whose posted images are remembered, and how far the backfill of its history is."""
+
+    channel: str
+    by: str  # who turned it on
+    since: float  # when (epoch seconds): the backfill reads the messages before it, events the ones after
+    oldest: float  # the backfill goes back to this message time
+    cursor: str | None = None  # where conversations.history goes on (None: from the start, or done)
+    reached: float | None = None  # the oldest message time read so far
+    done: bool = False
+    pages: int = 0
+    messages: int = 0
+    images: int = 0
+    failed: int = 0
+    busy_seconds: float = 0.0  # time spent backfilling (waits included), for the estimate of what is left
+
+    def as_json(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def of_json(cls, value: dict) -> ChannelState:
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in value.items() if k in known})
+
+
+class ChannelRegistry(Protocol):
+    """The remembered channels and their posted images' Slack facts (findimage.remembered); the vectors
+    are in a Store of their own. In SQLite beside the embedded store, or an index shared by replicas."""
+
+    def channel(self, channel: str) -> ChannelState | None: ...
+
+    def channels(self) -> list[ChannelState]: ...
+
+    def save_channel(self, state: ChannelState) -> None: ...
+
+    def drop_channel(self, channel: str) -> None:
+        """The channel's state and every posting of it."""
+        ...
+
+    def add_posted(self, posted: Sequence[Posted]) -> None: ...
+
+    def posted(self, image_ids: Iterable[str]) -> dict[str, Posted]:
+        """The postings among these ids, by image id."""
+        ...
+
+    def posted_in(self, channel: str) -> list[Posted]: ...
+
+    def posted_as(self, file_id: str) -> list[Posted]:
+        """Every remembered posting of this Slack file (one per channel it was remembered in)."""
+        ...
+
+    def drop_posted(self, image_ids: Iterable[str]) -> None: ...
 
     def close(self) -> None: ...

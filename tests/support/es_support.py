@@ -49,8 +49,9 @@ def drop(url: str, alias: str) -> None:
     es = client(url)
     try:
         ElasticsearchStore(es, url, alias).drop()
-        # The bot's seen keys and the indexer's lease live beside the alias, in indices of their own.
-        es.indices.delete(index=[f"{alias}-seen", f"{alias}-lease"], ignore_unavailable=True)
+        ElasticsearchStore(es, url, f"{alias}-remembered").drop()
+        # The bot's seen keys, the indexer's lease and the remembered channels live beside the alias.
+        es.indices.delete(index=[f"{alias}-seen", f"{alias}-lease", f"{alias}-channels"], ignore_unavailable=True)
     finally:
         es.close()
 

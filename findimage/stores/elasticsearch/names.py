@@ -1,5 +1,6 @@
 """The names of every index findimage keeps beside an alias, in one place: its generations
-(`<alias>-v<N>`), the bot's seen keys (`<alias>-seen`) and the indexing lease (`<alias>-lease`)."""
+(`<alias>-v<N>`), the bot's seen keys (`<alias>-seen`), the indexing lease (`<alias>-lease`), and the images
+remembered from Slack channels (their own alias `<alias>-remembered`, and `<alias>-channels`)."""
 from __future__ import annotations
 
 import re
@@ -27,3 +28,13 @@ def seen_index(alias: str) -> str:
 
 def lease_index(alias: str) -> str:
     return f"{alias}-lease"
+
+
+def remembered_alias(alias: str) -> str:
+    """The alias of the images remembered from channels: a store of its own, which the archive's
+    generations pattern (`<alias>-v*`) does not match, so no archive search or rebuild ever touches it."""
+    return f"{alias}-remembered"
+
+
+def channels_index(alias: str) -> str:
+    return f"{alias}-channels"

@@ -1,0 +1,89 @@
+"""Images remembered from Slack channels: their vectors in a store of their own (never the archive's),
+their Slack facts in a ChannelRegistry, both opened by findimage.backends.open_remembered.
+
+Visibility is decided here, in one place: a posting is searchable only with its channel's id, which is
+its path's top folder, so the store filters by it inside every search (kNN, names, text, on both
+stores), and a result is returned only with its registry record naming that very channel.
+"""
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import replace
+
+from findimage.records import ImageDoc, Match, Posted
+from findimage.stores.base import META_IMAGE_MODEL, ChannelRegistry, ChannelState, Store
+
+log = logging.getLogger(__name__)
+
+
+class Remembered:
+    def __init__(self, store: Store, registry: ChannelRegistry):
+        self.store = store
+        self.registry = registry
+
+    def active(self, channel: str | None) -> bool:
+        """Whether `channel`'s posted images are remembered (and so may be searched in it)."""
+        return bool(channel) and self.registry.channel(str(channel)) is not None
+
+    def add(self, items: Sequence[tuple[ImageDoc, Posted]], model_id: str) -> None:
+        """Postings with their vectors. Postings first: a document without one is never shown, so a
+        failure between the two writes leaves nothing visible half-made."""
+        if not items:
+            return
+        self.registry.add_posted([p for _, p in items])
+        if self.store.get_meta(META_IMAGE_MODEL) is None:
+            self.store.set_meta(META_IMAGE_MODEL, model_id)
+        self.store.upsert([doc for doc, _ in items])
+
+    def forget_channel(self, channel: str) -> int:
+        """Everything remembered from the channel, gone; how many images that was. The state goes first,
+        so nothing posted meanwhile is remembered again."""
+        image_ids = {p.image_id for p in self.registry.posted_in(channel)}
+        # Documents whose posting was lost (a failed write): found by their path's channel folder.
+        image_ids |= {s.image_id for path, s in self.store.file_states().items() if path.startswith(channel + "/")}
+        self.registry.drop_channel(channel)
+        self.store.delete(sorted(image_ids))
+        self.store.checkpoint()
+        return len(image_ids)
+
+    def forget_file(self, file_id: str, channel: str | None = None) -> int:
+        """A Slack file deleted or changed: its postings (in `channel`, or everywhere), gone."""
+        postings = [p for p in self.registry.posted_as(file_id) if channel is None or p.channel == channel]
+        return self.forget_postings(postings)
+
+    def forget_postings(self, postings: Iterable[Posted]) -> int:
+        ids = sorted({p.image_id for p in postings})
+        if ids:
+            self.store.delete(ids)
+            self.registry.drop_posted(ids)
+            self.store.checkpoint()
+        return len(ids)
+
+    def visible_in(self, channel: str, *rankings: Sequence[Match]) -> list[list[Match]]:
+        """Each ranking with only the matches whose posting belongs to `channel`, each carrying it; any
+        other is dropped (the store's folder filter is the first guard, this the second: the posting
+        itself must name the channel). One registry look-up for all of them."""
+        postings = self.registry.posted({m.image_id for ranking in rankings for m in ranking})
+
+        def shown(match: Match) -> Match | None:
+            posted = postings.get(match.image_id)
+            if posted is None or posted.channel != channel or not match.relative_path.startswith(channel + "/"):
+                return None
+            return replace(match, posted=posted)
+
+        return [[m for m in map(shown, ranking) if m is not None] for ranking in rankings]
+
+    def get(self, image_id: str, channel: str) -> ImageDoc | None:
+        """A remembered image's document, only for a query in its own channel."""
+        posted = self.registry.posted([image_id]).get(image_id)
+        if posted is None or posted.channel != channel:
+            return None
+        return self.store.get(image_id)
+
+    def channel(self, channel: str) -> ChannelState | None:
+        return self.registry.channel(channel)
+
+    def close(self) -> None:
+        self.store.close()
+        self.registry.close()

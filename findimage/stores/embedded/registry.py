@@ -1,0 +1,89 @@
+"""The remembered channels and their postings, in a SQLite file beside the channels' own embedded store
+(findimage.remembered): one bot process writes it, `findimage search --channel` reads it."""
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+from findimage.records import Posted
+from findimage.stores.base import ChannelState
+from findimage.stores.embedded.knn_cache import connect
+from findimage.stores.embedded.schema import in_chunks
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS channels (channel TEXT PRIMARY KEY, state TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS posted (image_id TEXT PRIMARY KEY, channel TEXT NOT NULL, file_id TEXT NOT NULL,
+    message_ts TEXT NOT NULL, poster TEXT NOT NULL, permalink TEXT NOT NULL, title TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS posted_channel ON posted(channel);
+CREATE INDEX IF NOT EXISTS posted_file ON posted(file_id);
+"""
+_COLUMNS = "channel, file_id, message_ts, poster, permalink, title"
+
+
+class EmbeddedRegistry:
+    def __init__(self, data_dir: str | Path):
+        self.path = Path(data_dir) / "channels.sqlite"
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._db = connect(self.path)
+        self._db.executescript(SCHEMA)
+
+    def channel(self, channel: str) -> ChannelState | None:
+        with self._lock:
+            row = self._db.execute("SELECT state FROM channels WHERE channel=?", (channel,)).fetchone()
+        return ChannelState.of_json(json.loads(row[0])) if row else None
+
+    def channels(self) -> list[ChannelState]:
+        with self._lock:
+            rows = self._db.execute("SELECT state FROM channels ORDER BY channel").fetchall()
+        return [ChannelState.of_json(json.loads(r[0])) for r in rows]
+
+    def save_channel(self, state: ChannelState) -> None:
+        with self._lock:
+            self._db.execute("INSERT INTO channels(channel, state) VALUES(?, ?) ON CONFLICT(channel) DO UPDATE "
+                             "SET state=excluded.state", (state.channel, json.dumps(state.as_json())))
+
+    def drop_channel(self, channel: str) -> None:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.execute("DELETE FROM channels WHERE channel=?", (channel,))
+                self._db.execute("DELETE FROM posted WHERE channel=?", (channel,))
+            finally:
+                self._db.execute("COMMIT")
+
+    def add_posted(self, posted: Sequence[Posted]) -> None:
+        with self._lock:
+            self._db.executemany(
+                f"INSERT OR REPLACE INTO posted(image_id, {_COLUMNS}) VALUES(?, ?, ?, ?, ?, ?, ?)",
+                [(p.image_id, p.channel, p.file_id, p.message_ts, p.poster, p.permalink, p.title) for p in posted])
+
+    def posted(self, image_ids: Iterable[str]) -> dict[str, Posted]:
+        found: dict[str, Posted] = {}
+        with self._lock:
+            for chunk in in_chunks(list(image_ids), 500):
+                rows = self._db.execute(f"SELECT image_id, {_COLUMNS} FROM posted WHERE image_id IN "
+                                        f"({','.join('?' * len(chunk))})", chunk).fetchall()
+                found.update((r[0], Posted(*r[1:])) for r in rows)
+        return found
+
+    def posted_in(self, channel: str) -> list[Posted]:
+        with self._lock:
+            rows = self._db.execute(f"SELECT {_COLUMNS} FROM posted WHERE channel=?", (channel,)).fetchall()
+        return [Posted(*r) for r in rows]
+
+    def posted_as(self, file_id: str) -> list[Posted]:
+        with self._lock:
+            rows = self._db.execute(f"SELECT {_COLUMNS} FROM posted WHERE file_id=?", (file_id,)).fetchall()
+        return [Posted(*r) for r in rows]
+
+    def drop_posted(self, image_ids: Iterable[str]) -> None:
+        with self._lock:
+            for chunk in in_chunks(list(image_ids), 500):
+                self._db.execute(f"DELETE FROM posted WHERE image_id IN ({','.join('?' * len(chunk))})", chunk)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
