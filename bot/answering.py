@@ -10,11 +10,13 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
 from findimage.config import Settings
+from findimage.remembered import Remembered
 from findimage.search import Searcher, SearchResult, empty_result_sentence
 from findimage.stores.base import SeenKeys
 
 from . import slack_files
 from .buttons import BadButton, Page
+from .channel_memory import ChannelMemory
 from .channels import ChannelPolicy, Requester
 from .delivery import Presenter, Target
 from .errors import user_message
@@ -35,6 +37,8 @@ class Services:
     work: WorkPool
     seen: SeenKeys  # in memory, or shared by the replicas through Elasticsearch
     policy: ChannelPolicy
+    remembered: Remembered | None = None  # images remembered from channels (FINDIMAGE_REMEMBER)
+    memory: ChannelMemory | None = None  # remembering, the backfill, forgetting
 
     @property
     def max_image_bytes(self) -> int:
@@ -59,10 +63,11 @@ def answer_page(services: Services, client: WebClient, page: Page, requester: Re
         return
     try:
         services.searcher.check_model()
+        channel = visible_channel(services, client, target.channel_id)
         if page.text is not None:
-            heading, result = _text_page(services, page, page.text, user_id)
+            heading, result = _text_page(services, page, page.text, user_id, channel)
         elif page.image_id is not None:
-            heading, result = _image_page(services, page, page.image_id, user_id)
+            heading, result = _image_page(services, page, page.image_id, user_id, channel)
         else:
             raise BadButton("a page needs a text or an image id")
     except Exception as exc:
@@ -75,15 +80,24 @@ def answer_page(services: Services, client: WebClient, page: Page, requester: Re
                                   next_page=_next_page(services, page, len(result.matches)))], target)
 
 
-def _text_page(services: Services, page: Page, text: str, user_id: str) -> tuple[str, SearchResult]:
-    result = services.searcher.by_text(text, page.k, page.folder, skip=page.skip, **page.options)
+def visible_channel(services: Services, client: WebClient, channel_id: str | None) -> str | None:
+    """The channel whose remembered images a query there may see (bot.channels decides), if any."""
+    if services.remembered is None:
+        return None
+    return services.policy.remembered_channel(client, channel_id)
+
+
+def _text_page(services: Services, page: Page, text: str, user_id: str,
+               channel: str | None) -> tuple[str, SearchResult]:
+    result = services.searcher.by_text(text, page.k, page.folder, skip=page.skip, channel=channel, **page.options)
     if page.skip == 0:
         return text_heading(user_id, text, page.folder), result
     return more_heading(user_id, page, text, len(result.matches)), result
 
 
-def _image_page(services: Services, page: Page, image_id: str, user_id: str) -> tuple[str, SearchResult]:
-    result = services.searcher.by_image_id(image_id, page.k, page.folder, skip=page.skip)
+def _image_page(services: Services, page: Page, image_id: str, user_id: str,
+                channel: str | None) -> tuple[str, SearchResult]:
+    result = services.searcher.by_image_id(image_id, page.k, page.folder, skip=page.skip, channel=channel)
     about = result.query_path or image_id  # by_image_id names the image by its archive path
     if page.skip == 0:
         return similar_heading(user_id, about), result
@@ -129,7 +143,8 @@ def answer_posted_images(services: Services, client: WebClient, files: list[dict
         log.info("image(s) of %s in %s not searched: %s", requester.user_id, target.channel_id, refusal)
         tell_safely(target, refusal)
         return
-    answers = [_answer_one_image(services, client, file) if problem is None
+    channel = visible_channel(services, client, target.channel_id)
+    answers = [_answer_one_image(services, client, file, channel) if problem is None
                else Answer(image_heading(_display_name(file)),
                            instead=user_message(problem, subject=_display_name(file)))
                for file, problem in wanted]
@@ -146,14 +161,17 @@ def _reasons(answers: list[Answer]) -> str:
     return "\n\n".join(f"{a.heading}\n{a.instead}" for a in answers)
 
 
-def _answer_one_image(services: Services, client: WebClient, file: dict) -> Answer:
+def _answer_one_image(services: Services, client: WebClient, file: dict, channel: str | None) -> Answer:
     name = _display_name(file)
     try:
         if client.token is None:  # the app's client is made with SLACK_BOT_TOKEN
             raise RuntimeError("the Slack client has no bot token to download images with")
         data = slack_files.fetch(file, client.token, services.max_image_bytes, services.settings.slack_api_url)
         services.searcher.check_model()
-        result = services.searcher.by_image_bytes(data, min(services.settings.top_k, MAX_K))
+        k = min(services.settings.top_k, MAX_K)
+        result = services.searcher.by_image_bytes(data, k + 1, channel=channel)
+        # The posted image itself, once remembered, is not an answer to itself.
+        result.matches = [m for m in result.matches if not (m.posted and m.posted.file_id == file.get("id"))][:k]
     except Exception as exc:
         return Answer(image_heading(name), instead=user_message(exc, subject=name))
     if not result.matches:

@@ -13,15 +13,19 @@ from slack_sdk.http_retry.builtin_handlers import (
 )
 
 from findimage import process
+from findimage.backends import open_remembered
 from findimage.config import ConfigError, Settings, require_slack
 from findimage.search import Searcher
 
 from . import handlers
 from .answering import Services
+from .backfill import Backfiller
+from .channel_memory import ChannelMemory
 from .channels import ChannelPolicy
 from .dedupe import seen_keys
 from .delivery import LinkPresenter, UploadPresenter
 from .image_links import ImageLinks
+from .remembering import Rememberer
 from .work import WorkPool
 
 log = logging.getLogger(__name__)
@@ -49,6 +53,26 @@ def make_web_client(settings: Settings) -> WebClient:
     )
 
 
+def history_client(client: WebClient) -> WebClient:
+    """The backfill's client: the same token and Slack, but a 429 comes back to it (bot.backfill slows
+    its pace), instead of being slept through and retried at the old rate."""
+    return WebClient(token=client.token, base_url=client.base_url, timeout=WEB_API_TIMEOUT_SECONDS,
+                     retry_handlers=[ConnectionErrorRetryHandler(max_retry_count=2),
+                                     ServerErrorRetryHandler(max_retry_count=2)])
+
+
+def channel_memory(settings: Settings, searcher: Searcher, client: WebClient, policy: ChannelPolicy,
+                   bot_user_id: str | None) -> ChannelMemory | None:
+    """Remembering posted images (FINDIMAGE_REMEMBER): its store opened for writing and given to the searcher."""
+    if searcher.remembered is None:
+        searcher.remembered = open_remembered(settings, writer=True)
+    if searcher.remembered is None:
+        return None
+    rememberer = Rememberer(settings, searcher.remembered, searcher.image_embedder)
+    backfiller = Backfiller(settings, searcher.remembered, rememberer, history_client(client))
+    return ChannelMemory(settings, searcher.remembered, rememberer, backfiller, policy, bot_user_id)
+
+
 def create_app(settings: Settings, searcher: Searcher | None = None, client: WebClient | None = None, *,
                links: ImageLinks | None = None, work: WorkPool | None = None) -> App:
     """The Bolt app with every handler registered.
@@ -72,10 +96,14 @@ def create_app(settings: Settings, searcher: Searcher | None = None, client: Web
         raise ConfigError([f"Slack refused SLACK_BOT_TOKEN ({exc}); copy the Bot User OAuth Token (xoxb-...) "
                            "from the app's OAuth & Permissions page."]) from exc
     # Bolt's own auth.test result is not public API; the team id decides who counts as another organisation.
-    policy = ChannelPolicy(settings, client.auth_test().get("team_id"))
+    identity = client.auth_test()
+    policy = ChannelPolicy(settings, identity.get("team_id"))
+    memory = channel_memory(settings, searcher, client, policy, identity.get("user_id"))
     presenter = LinkPresenter(links, settings.archive) if links else UploadPresenter(
         settings.archive, max_pixels=settings.max_image_pixels, budget=settings.decode_budget_bytes)
     services = Services(settings, searcher, presenter, work or WorkPool.from_settings(settings), seen_keys(settings),
-                        policy)
+                        policy, searcher.remembered, memory)
     handlers.register_all(app, services)
+    if memory is not None:
+        memory.start()  # new posts and the backfills resumed from where they stopped
     return app

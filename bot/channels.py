@@ -102,6 +102,10 @@ class BoundedCache:
                 return None
             return entry[1]
 
+    def drop(self, key: str) -> None:
+        with self._lock:
+            self._entries.pop(key, None)
+
     def put(self, key: str, value) -> None:
         with self._lock:
             self._entries.pop(key, None)
@@ -194,20 +198,39 @@ class ChannelPolicy:
             return SHARED_CHANNEL
         if not channel_id:
             return CANNOT_CHECK
+        shared, problem = self._shared_state(client, channel_id)
+        return problem or (SHARED_CHANNEL if shared else None)
+
+    def remembered_channel(self, client: WebClient, channel_id: str | None) -> str | None:
+        """`channel_id` when a query there may see the images remembered from it: a channel (not a direct
+        message) not shared with another organisation, whatever FINDIMAGE_ALLOW_SHARED_CHANNELS says (people
+        outside the team may see the archive then, never what was posted before they joined). None when
+        that cannot be checked."""
+        if not channel_id or channel_id[0] not in "CG":  # D...: direct messages are never remembered
+            return None
+        shared, problem = self._shared_state(client, channel_id)
+        return channel_id if problem is None and not shared else None
+
+    def _shared_state(self, client: WebClient, channel_id: str) -> tuple[bool, str | None]:
+        """(shared with another organisation, None), or (True, why it could not be checked)."""
         shared = self._shared.get(channel_id)
-        if shared is None:
-            try:
-                channel = client.conversations_info(channel=channel_id)["channel"]
-            except SlackApiError as exc:
-                error = exc.response.get("error")
-                log.warning("conversations.info for %s failed (%s); not answering there", channel_id, error)
-                if error == "channel_not_found":  # a private channel or a DM the bot is not in: final
-                    return NOT_A_MEMBER
-                return CANNOT_CHECK_SCOPE if error == "missing_scope" else CANNOT_CHECK
-            except Exception as exc:
-                log.warning("conversations.info for %s failed (%s); not answering there", channel_id,
-                            type(exc).__name__)
-                return CANNOT_CHECK
-            shared = shared_externally(channel)
-            self._shared.put(channel_id, shared)
-        return SHARED_CHANNEL if shared else None
+        if shared is not None:
+            return bool(shared), None
+        try:
+            channel = client.conversations_info(channel=channel_id)["channel"]
+        except SlackApiError as exc:
+            error = exc.response.get("error")
+            log.warning("conversations.info for %s failed (%s); not answering there", channel_id, error)
+            if error == "channel_not_found":  # a private channel or a DM the bot is not in: final
+                return True, NOT_A_MEMBER
+            return True, CANNOT_CHECK_SCOPE if error == "missing_scope" else CANNOT_CHECK
+        except Exception as exc:
+            log.warning("conversations.info for %s failed (%s); not answering there", channel_id, type(exc).__name__)
+            return True, CANNOT_CHECK
+        shared = shared_externally(channel)
+        self._shared.put(channel_id, shared)
+        return shared, None
+
+    def forget_cached(self, channel_id: str) -> None:
+        """A channel_shared event: the next look-up asks Slack again."""
+        self._shared.drop(channel_id)

@@ -143,7 +143,11 @@ class UploadPresenter:
         files = [upload for answer in answers for upload in self._thumbnails(answer)]
         text = answers_text(answers)
         if not files:
-            target.post(text)
+            if any(m.posted for a in answers for m in a.matches):  # only remembered images: all by reference
+                target.post(text[:3000], [{"type": "section", "text": {"type": "mrkdwn", "text": text[:3000]}},
+                                          *button_blocks(answers)][:MAX_BLOCKS_PER_MESSAGE])
+            else:
+                target.post(text)
             return
         # One files_upload_v2 call per message; more than Slack's 10 files per message continue in a second.
         for number, batch in enumerate(chunks(files, MAX_FILES_PER_UPLOAD)):
@@ -156,6 +160,8 @@ class UploadPresenter:
     def _thumbnails(self, answer: Answer) -> list[dict]:
         uploads = []
         for rank, match in answer.ranked():
+            if match.posted is not None:  # Slack's own file: shown by reference (button_blocks), never uploaded
+                continue
             try:
                 data = archive_thumbnail(self.archive, match.relative_path, match.indexed, THUMBNAIL_LONG_SIDE,
                                          max_pixels=self.max_pixels, budget=self.budget)
@@ -178,8 +184,8 @@ class LinkPresenter:
 
     def show(self, answers: list[Answer], target: Target) -> None:
         for answer in answers:
-            answer.missing.update(m.image_id for m in answer.matches
-                                  if not is_servable(self.archive, m.relative_path, m.indexed))
+            answer.missing.update(m.image_id for m in answer.matches if m.posted is None
+                                  and not is_servable(self.archive, m.relative_path, m.indexed))
         text = answers_text(answers)
         for batch in chunks(image_blocks(answers, self.links.url_for), MAX_BLOCKS_PER_MESSAGE):
             target.post(text[:3000], batch)  # text is the notification / fallback of the blocks

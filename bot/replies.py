@@ -4,9 +4,10 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from findimage.names import fold
-from findimage.records import Match
+from findimage.records import Match, Posted
 from findimage.search import SearchResult
 
 from .buttons import Page, answer_actions
@@ -90,8 +91,27 @@ def uncertain_note(result: SearchResult) -> str:
             "so these are guesses rather than answers._")
 
 
+def posted_note(posted: Posted) -> str:
+    """Who posted a remembered image and when: "posted by @anna on 5 Mar 2024, in this channel"."""
+    when = datetime.fromtimestamp(float(posted.message_ts))
+    link = (f" · <{posted.permalink}|open in Slack>" if posted.permalink.startswith("https://")
+            and not set(posted.permalink) & set("<>| ") else "")
+    return f"posted by <@{posted.poster}> on {when.day} {when:%b %Y}, in this channel{link}"
+
+
+def shown_name(match: Match) -> str:
+    """An archive image by its path, a remembered one by its title."""
+    return match.posted.title or match.image_name if match.posted else match.relative_path
+
+
 def match_label(rank: int, match: Match, exact: bool) -> str:
     """One line per match: rank, score, archive path (and whether it is the very same file)."""
+    if match.posted is not None:
+        label = f"*{rank}.* `{match.score:.3f}` {escape(shown_name(match))} — {posted_note(match.posted)}"
+        if exact:
+            label += " — *exact match* (byte-identical)"
+        reasons = [signal for signal in match.matched if signal != "image"]
+        return label + (f" · _{' and '.join(reasons)} matched_" if reasons else "")
     label = f"*{rank}.* `{match.score:.3f}` {escape(match.relative_path)}"
     if exact:
         label += " — *exact match* (byte-identical)"
@@ -134,7 +154,20 @@ def text_snippet(line: str, words: Sequence[str], width: int = SNIPPET_CHARS) ->
 
 def file_title(rank: int, match: Match, exact: bool) -> str:
     suffix = " (exact match)" if exact else ""
-    return f"{rank}. {match.relative_path} · {match.score:.3f}{suffix}"
+    return f"{rank}. {shown_name(match)} · {match.score:.3f}{suffix}"
+
+
+def image_block(rank: int, match: Match, exact: bool, url_for: Callable[[str, str], str] | None) -> dict | None:
+    """A match as an image block: a remembered one by reference to its Slack file (never uploaded again),
+    an archive one by its signed link (None where there are no links: it is uploaded instead)."""
+    if match.posted is not None:
+        source: dict = {"slack_file": {"id": match.posted.file_id}}
+    elif url_for is not None:
+        source = {"image_url": url_for(match.image_id, match.sha256)}
+    else:
+        return None
+    return {"type": "image", **source, "alt_text": shown_name(match)[:2000],
+            "title": {"type": "plain_text", "text": file_title(rank, match, exact)[:2000]}}
 
 
 def answer_text(answer: Answer) -> str:
@@ -169,14 +202,9 @@ def image_blocks(answers: list[Answer], url_for: Callable[[str, str], str]) -> l
             continue
         exact = answer.exact
         for rank, match in answer.ranked():
-            if match.image_id in answer.missing:
-                continue
-            blocks.append({
-                "type": "image",
-                "image_url": url_for(match.image_id, match.sha256),
-                "alt_text": match.relative_path[:2000],
-                "title": {"type": "plain_text", "text": file_title(rank, match, match.image_id in exact)[:2000]},
-            })
+            block = image_block(rank, match, match.image_id in exact, url_for)
+            if match.image_id not in answer.missing and block is not None:
+                blocks.append(block)
         actions = answer.actions()
         if actions:
             blocks.append(actions)
@@ -184,14 +212,19 @@ def image_blocks(answers: list[Answer], url_for: Callable[[str, str], str]) -> l
 
 
 def button_blocks(answers: list[Answer]) -> list[dict]:
-    """The buttons of answers whose images were uploaded (an upload cannot carry blocks): per answer
-    its buttons, introduced by its heading when one message answers several images."""
+    """What follows the upload of answers' archive images (an upload cannot carry blocks): per answer
+    its remembered images (shown by reference to their Slack files) and its buttons, introduced by its
+    heading when one message answers several images."""
     blocks: list[dict] = []
     for answer in answers:
         actions = answer.actions()
-        if actions is None:
+        posted = [image_block(rank, m, m.image_id in answer.exact, None) for rank, m in answer.ranked()
+                  if m.posted is not None and m.image_id not in answer.missing]
+        if actions is None and not posted:
             continue
         if len(answers) > 1:
             blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": answer.heading[:3000]}})
-        blocks.append(actions)
+        blocks += [b for b in posted if b is not None]
+        if actions is not None:
+            blocks.append(actions)
     return blocks

@@ -4,7 +4,7 @@ from __future__ import annotations
 from slack_bolt import App
 
 from ..answering import Services
-from . import actions, command, home, posted_images, shortcut
+from . import actions, channel_events, command, home, posted_images, shortcut
 
 
 def register_all(app: App, services: Services) -> None:
@@ -13,3 +13,4 @@ def register_all(app: App, services: Services) -> None:
     actions.register(app, services)
     shortcut.register(app, services)
     home.register(app, services)
+    channel_events.register(app, services)

@@ -5,15 +5,47 @@ import logging
 
 from slack_bolt import App
 
-from ..answering import Services, answer_text_query
+from ..answering import Services, answer_text_query, tell_safely
+from ..channel_memory import TURNED_OFF
 from ..channels import Requester
-from ..delivery import CommandTarget
+from ..delivery import CommandTarget, Target
+from ..errors import user_message
 from ..options import OptionError, parse_command_text, wants_help
 from ..replies import searching_text, usage_text
 from ..work import BUSY_TEXT
 
 log = logging.getLogger(__name__)
 COMMAND = "/findimage"
+
+
+# `/findimage remember`, `/findimage remember status`, `/findimage forget`: what they do with the channel.
+MEMORY_COMMANDS = {"remember": "remember", "remember status": "status", "forget": "forget"}
+
+
+def memory_command(raw: str) -> str | None:
+    return MEMORY_COMMANDS.get(" ".join(raw.split()).lower())
+
+
+def run_memory_command(services: Services, client, what: str, channel_id: str, requester: Requester,
+                       target: Target) -> None:
+    """After the ack: turn remembering on or off (said to the whole channel), or say how far it is."""
+    memory = services.memory
+    try:
+        if memory is None:
+            text, public = TURNED_OFF, False
+        elif what == "remember":
+            text, public = memory.remember(client, channel_id, requester)
+        elif what == "forget":
+            text, public = memory.forget(channel_id, requester)
+        else:
+            text, public = memory.status(channel_id), False
+    except Exception as exc:
+        tell_safely(target, user_message(exc))
+        return
+    if public:
+        target.post(text)
+    else:
+        tell_safely(target, text)
 
 
 def register(app: App, services: Services) -> None:
@@ -26,6 +58,13 @@ def register(app: App, services: Services) -> None:
         refusal = services.policy.quick_refusal(command.get("channel_id"), requester)
         if refusal is not None:
             ack(text=refusal)
+            return
+        what = memory_command(raw)
+        if what is not None:
+            ack()
+            target = CommandTarget(client, respond, command["channel_id"], command["user_id"])
+            log.info("/findimage %s from %s in %s", raw.strip(), command["user_id"], command["channel_id"])
+            services.work.submit(run_memory_command, services, client, what, command["channel_id"], requester, target)
             return
         try:
             query = parse_command_text(raw, services.settings.top_k)

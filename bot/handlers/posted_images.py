@@ -45,9 +45,11 @@ def images_to_answer(event: dict, services: Services) -> list[dict]:
 
 def register(app: App, services: Services) -> None:
     def on_message(event, body, context, client):
-        if not event.get("files") or event.get("subtype") not in ANSWERED_SUBTYPES:
-            return
         if is_from_this_bot(event, context):
+            return
+        if services.memory is not None and (event.get("files") or event.get("subtype") == "message_deleted"):
+            services.memory.notice(client, event)  # a remembered channel's new images, or a deleted one's
+        if not event.get("files") or event.get("subtype") not in ANSWERED_SUBTYPES:
             return
         if is_from_another_app(event, frozenset(services.settings.answer_bots)):
             log.info("files posted by the app %s in %s ignored (not in FINDIMAGE_ANSWER_BOTS)",

@@ -1,10 +1,11 @@
 """Least-privilege Elasticsearch API keys: what the bot and the indexer may do, in one place.
 
 The bot searches: it reads the alias's indices and runs the deployed text model; its only writes are
-the keys of answered Slack events in `<alias>-seen`, shared by its replicas. The indexer owns the
-indices: it creates, writes, swaps and deletes `<alias>-v<N>`, holds the indexing lease in
-`<alias>-lease` and reads cluster health for `findimage status`. Neither may touch any other index,
-user, role or model.
+the keys of answered Slack events in `<alias>-seen`, shared by its replicas, and the images remembered
+from channels (`<alias>-remembered` over its own generations, and `<alias>-channels`), which it owns.
+The indexer owns the archive's indices: it creates, writes, swaps and deletes `<alias>-v<N>`, holds
+the indexing lease in `<alias>-lease` and reads cluster health for `findimage status`. Neither may
+touch any other index, user, role or model.
 """
 from __future__ import annotations
 
@@ -19,7 +20,13 @@ from elasticsearch import ApiError, AuthenticationException, ConnectionError, Co
 from findimage.config import Settings, public_url
 from findimage.errors import AccessDenied
 from findimage.stores.elasticsearch.client import access_denied, api_reason, make_client, unavailable_error
-from findimage.stores.elasticsearch.names import generations_pattern, lease_index, seen_index
+from findimage.stores.elasticsearch.names import (
+    channels_index,
+    generations_pattern,
+    lease_index,
+    remembered_alias,
+    seen_index,
+)
 
 ROLES = ("bot", "indexer")
 USES = {"bot": "the bot (`findimage bot`, `findimage search`): searches the index, runs the text model",
@@ -41,7 +48,10 @@ def bot_role(alias: str) -> dict:
     # includes create-only writes; it also re-takes an expired key), read one, purge old ones.
     return {"cluster": ["monitor_ml"],
             "indices": [{"names": index_names(alias), "privileges": ["read", "view_index_metadata"]},
-                        {"names": [seen_index(alias)], "privileges": ["create_index", "index", "read", "delete"]}]}
+                        {"names": [seen_index(alias)], "privileges": ["create_index", "index", "read", "delete"]},
+                        # What it remembers from channels: created, written and deleted (forget) by the bot.
+                        {"names": [*index_names(remembered_alias(alias)), channels_index(alias)],
+                         "privileges": ["create_index", "write", "manage", "read", "view_index_metadata"]}]}
 
 
 def indexer_role(alias: str) -> dict:

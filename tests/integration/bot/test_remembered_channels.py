@@ -1,0 +1,113 @@
+"""Images posted in a channel, remembered where its members turn it on: found by queries in that channel,
+and by no query anywhere else."""
+from __future__ import annotations
+
+from bot_support import ALICE, BOB, CHANNEL
+from photos import jpeg_bytes
+
+GENERAL = "C0GENERAL"
+
+
+def command(emu, bot, text, channel=CHANNEL, user=ALICE):
+    return emu.send_slash_command(bot.events_url, text=text, user_id=user, channel_id=channel)
+
+
+def remember(emu, bot, channel=CHANNEL) -> str:
+    command(emu, bot, "remember", channel)
+    return emu.wait_for_response(containing="turned on remembering", timeout=15).visible_text
+
+
+def post_photo(emu, bot, name, seed, channel=CHANNEL, user=BOB):
+    photo = emu.add_file(jpeg_bytes(seed=seed), name, user=user)
+    event = emu.post_user_message_with_files(channel, [photo], user=user)
+    assert emu.send_event(bot.events_url, event).status == 200
+    return photo, event
+
+
+def remembered_files(bot, channel=CHANNEL) -> set[str]:
+    return {p.file_id for p in bot.searcher.remembered.registry.posted_in(channel)}
+
+
+def wait_remembered(emu, bot, file_id, channel=CHANNEL):
+    emu.wait_for(lambda: file_id in remembered_files(bot, channel), timeout=20, what=f"{file_id} remembered")
+
+
+def everything_said(emu, channel=None) -> str:
+    """Every text and block the bot sent (messages, response_url posts, upload comments)."""
+    parts = [m.visible_text + repr(m.blocks) for m in emu.messages(channel)]
+    parts += [r.visible_text + repr(r.blocks) for r in emu.responses()]
+    parts += [u.initial_comment or "" for u in emu.uploads(channel)]
+    return "\n".join(parts)
+
+
+def test_a_photo_posted_after_remember_is_found_by_name_in_its_channel_only(bot, emu):
+    announced = remember(emu, bot)
+    assert f"<@{ALICE}> turned on remembering for this channel" in announced
+    photo, _ = post_photo(emu, bot, "whiteboard sprint planning.jpg", seed=900)
+    wait_remembered(emu, bot, photo["id"])
+    emu.clear_records()
+
+    command(emu, bot, "whiteboard sprint", CHANNEL)
+    shown = f"'slack_file': {{'id': '{photo['id']}'}}"  # by reference to Slack's file, never uploaded again
+    emu.wait_for(lambda: shown in everything_said(emu), timeout=20, what="the answer in the channel")
+    said = everything_said(emu)
+    assert f"whiteboard sprint planning.jpg — posted by <@{BOB}> on " in said and "in this channel" in said
+    assert all(photo["id"] not in repr(u.file_objects) for u in emu.uploads())
+
+    emu.clear_records()
+    command(emu, bot, "whiteboard sprint", GENERAL)
+    emu.wait_for(lambda: emu.uploads(GENERAL), timeout=20, what="the answer in #general")
+    said = everything_said(emu)
+    assert "sprint planning.jpg" not in said and photo["id"] not in said and "posted by" not in said
+
+
+def test_direct_messages_and_shared_channels_cannot_be_remembered(bot, emu):
+    command(emu, bot, "remember", "D0ALICE")
+    assert "only in channels" in emu.wait_for_response(containing="channels", timeout=15).visible_text
+    emu.share_channel_externally("C0PARTNER")
+    command(emu, bot, "remember", "C0PARTNER")
+    assert "shared with another organisation" in emu.wait_for_response(containing="shared", timeout=15).visible_text
+    assert bot.searcher.remembered.registry.channels() == []
+
+
+def test_a_channel_the_bot_is_not_in_cannot_be_remembered(bot, emu):
+    emu.add_conversation("C0PRIVATE", "private", member=False)
+    command(emu, bot, "remember", "C0PRIVATE")
+    assert "invite me" in emu.wait_for_response(containing="invite", timeout=15).visible_text
+    assert bot.searcher.remembered.registry.channels() == []
+
+
+def test_forget_deletes_everything_remembered_from_the_channel(bot, emu):
+    remember(emu, bot)
+    photo, _ = post_photo(emu, bot, "whiteboard.jpg", seed=901)
+    wait_remembered(emu, bot, photo["id"])
+    command(emu, bot, "forget")
+    text = emu.wait_for_response(containing="turned off remembering", timeout=15).visible_text
+    assert "the 1 image(s) I remembered from it are deleted" in text
+    assert remembered_files(bot) == set() and bot.searcher.remembered.registry.channels() == []
+    assert bot.searcher.remembered.store.count() == 0
+    # Posted after forget: not remembered
+    later, _ = post_photo(emu, bot, "whiteboard again.jpg", seed=902)
+    emu.wait_for_upload(CHANNEL, timeout=20)  # the ordinary answer to a posted photo still comes
+    assert later["id"] not in remembered_files(bot)
+
+
+def test_a_file_deleted_in_slack_is_forgotten(bot, emu):
+    remember(emu, bot)
+    photo, _ = post_photo(emu, bot, "whiteboard.jpg", seed=903)
+    wait_remembered(emu, bot, photo["id"])
+    emu.send_event(bot.events_url, {"type": "file_deleted", "file_id": photo["id"], "event_ts": "1700000000.000100"})
+    emu.wait_for(lambda: photo["id"] not in remembered_files(bot), timeout=15, what="the deleted file forgotten")
+    assert bot.searcher.remembered.store.count() == 0
+
+
+def test_remember_status_says_what_is_on(bot, emu):
+    command(emu, bot, "remember status")
+    assert "`/findimage remember` turns it on" in emu.wait_for_response(containing="remember", timeout=15).visible_text
+    remember(emu, bot)
+    photo, _ = post_photo(emu, bot, "whiteboard.jpg", seed=904)
+    wait_remembered(emu, bot, photo["id"])
+    emu.clear_records()
+    command(emu, bot, "remember status")
+    text = emu.wait_for_response(containing="I remember the images", timeout=15).visible_text
+    assert f"turned on by <@{ALICE}>): 1 image(s) so far" in text
