@@ -57,6 +57,8 @@ def _parser() -> argparse.ArgumentParser:
                                                        "YYYY-MM-DD)")
     search.add_argument("--before", metavar="DATE", help="only photos taken before DATE (YYYY, YYYY-MM or "
                                                         "YYYY-MM-DD)")
+    search.add_argument("--channel", metavar="ID", help="also the images remembered from this Slack channel "
+                                                       "(C...), as a query made in it would see them")
     search.add_argument("--json", action="store_true", help="print matches as JSON")
     search.set_defaults(run=cmd_search)
 
@@ -107,12 +109,18 @@ def cmd_search(settings: Settings, args: argparse.Namespace) -> int:
     except DateError as exc:
         print(f"findimage: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    searcher = Searcher(settings)
+    from findimage.backends import open_remembered
+
+    # Remembered images only for an explicit --channel: whoever runs the CLI names the channel they ask for.
+    remembered = open_remembered(settings) if args.channel else None
+    searcher = Searcher(settings, remembered=remembered)
     searcher.check_model()
     if args.image:
-        result = searcher.by_image_file(args.image, args.k, args.folder, after=after, before=before)
+        result = searcher.by_image_file(args.image, args.k, args.folder, after=after, before=before,
+                                        channel=args.channel)
     else:
-        result = searcher.by_text(" ".join(args.text), args.k, args.folder, after=after, before=before)
+        result = searcher.by_text(" ".join(args.text), args.k, args.folder, after=after, before=before,
+                                  channel=args.channel)
     if args.json:
         print(json.dumps([m.as_json() for m in result.matches], ensure_ascii=False, indent=2))
         return EXIT_OK
@@ -126,7 +134,9 @@ def cmd_search(settings: Settings, args: argparse.Namespace) -> int:
         taken = f"  {match.taken[:10]}" if match.taken else ""
         also = f"  (also at {', '.join(match.also_at)})" if match.also_at else ""
         also = printable(also)
-        print(f"{rank:>3}  {match.score:.4f}  {printable(match.relative_path)}{taken}{exact}{also}{why(match)}")
+        where = printable(f"{match.posted.title} (posted in {match.posted.channel} by {match.posted.poster}, "
+                          f"{match.posted.permalink})" if match.posted else match.relative_path)
+        print(f"{rank:>3}  {match.score:.4f}  {where}{taken}{exact}{also}{why(match)}")
         if match.text_snippet:
             print(f"     text: {printable(match.text_snippet)}")
     return EXIT_OK

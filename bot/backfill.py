@@ -172,7 +172,11 @@ class Backfiller:
             state.done, state.cursor = True, None
             self._save(state)
             return
-        log.warning("conversations.history of %s failed (%s); trying again later", state.channel, error)
+        # Anything else (Slack's trouble, a method a gateway lacks): tried again, at half the pace each time.
+        self._interval[state.channel] = min(3600.0, 2 * self._interval[state.channel])
+        self._next_request = self.clock() + self._interval[state.channel]
+        log.warning("conversations.history of %s failed (%s); trying again in %.0f s", state.channel, error,
+                    self._interval[state.channel])
 
     def _save(self, state: ChannelState) -> None:
         """Unless the channel was forgotten meanwhile (saving would turn it on again)."""

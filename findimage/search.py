@@ -140,7 +140,7 @@ class Searcher:
         return result
 
     def by_image_file(self, path: str | Path, k: int | None = None, folder: str | None = None, *,
-                      after: str | None = None, before: str | None = None) -> SearchResult:
+                      after: str | None = None, before: str | None = None, channel: str | None = None) -> SearchResult:
         path = Path(path)
         if not path.is_file():
             raise QueryError(f"No image file at {path}.")
@@ -148,7 +148,7 @@ class Searcher:
             data = path.read_bytes()
         except OSError as exc:
             raise ImageError(f"cannot read {path}: {exc.strerror}") from None
-        return self.by_image_bytes(data, k, folder, after=after, before=before)
+        return self.by_image_bytes(data, k, folder, after=after, before=before, channel=channel)
 
     def by_image_id(self, image_id: str, k: int | None = None, folder: str | None = None,
                     skip: int = 0, *, after: str | None = None, before: str | None = None,

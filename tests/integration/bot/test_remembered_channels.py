@@ -2,8 +2,13 @@
 and by no query anywhere else."""
 from __future__ import annotations
 
-from bot_support import ALICE, BOB, CHANNEL
+import json
+
+from bot_support import ALICE, BOB, CHANNEL, serve_bot
+from es_support import both_stores
 from photos import jpeg_bytes
+
+from findimage_cli import EXIT_OK, main
 
 GENERAL = "C0GENERAL"
 
@@ -18,9 +23,11 @@ def remember(emu, bot, channel=CHANNEL) -> str:
 
 
 def post_photo(emu, bot, name, seed, channel=CHANNEL, user=BOB):
+    """Bob posts a photo; returns it and its event once the bot answered it (in the thread, as always)."""
     photo = emu.add_file(jpeg_bytes(seed=seed), name, user=user)
     event = emu.post_user_message_with_files(channel, [photo], user=user)
     assert emu.send_event(bot.events_url, event).status == 200
+    emu.wait_for_upload(channel, thread_ts=event["ts"], timeout=20)
     return photo, event
 
 
@@ -87,8 +94,7 @@ def test_forget_deletes_everything_remembered_from_the_channel(bot, emu):
     assert remembered_files(bot) == set() and bot.searcher.remembered.registry.channels() == []
     assert bot.searcher.remembered.store.count() == 0
     # Posted after forget: not remembered
-    later, _ = post_photo(emu, bot, "whiteboard again.jpg", seed=902)
-    emu.wait_for_upload(CHANNEL, timeout=20)  # the ordinary answer to a posted photo still comes
+    later, _ = post_photo(emu, bot, "whiteboard again.jpg", seed=902)  # the ordinary answer still comes
     assert later["id"] not in remembered_files(bot)
 
 
@@ -111,3 +117,108 @@ def test_remember_status_says_what_is_on(bot, emu):
     command(emu, bot, "remember status")
     text = emu.wait_for_response(containing="I remember the images", timeout=15).visible_text
     assert f"turned on by <@{ALICE}>): 1 image(s) so far" in text
+
+
+def buttons_of(emu, channel=CHANNEL):
+    """The last message of the bot in `channel` that carries the answer's buttons (a response_url post)."""
+    return emu.wait_for(lambda: next((r for r in reversed(emu.responses()) if r.channel_id == channel
+                                      and "more_like_this" in repr(r.blocks)), None), timeout=20,
+                        what="the answer's buttons")
+
+
+def test_more_like_a_remembered_image_answers_in_its_channel_and_nowhere_else(bot, emu):
+    remember(emu, bot)
+    photo, _ = post_photo(emu, bot, "whiteboard sprint planning.jpg", seed=905)
+    wait_remembered(emu, bot, photo["id"])
+    emu.clear_records()
+    command(emu, bot, "whiteboard sprint")
+    post = buttons_of(emu)
+    assert photo["id"] in repr(post.blocks)
+    [remembered_rank] = [n for n in range(1, 6) if bot.searcher.remembered.registry.posted(
+        [b["value"] for b in post.blocks[-1]["elements"] if b["action_id"] == f"more_like_this:{n}"])]
+
+    emu.clear_records()
+    emu.send_interaction(bot.events_url, emu.block_actions_payload(post, f"more_like_this:{remembered_rank}", ALICE))
+    emu.wait_for(lambda: any("asked for more like *whiteboard sprint planning.jpg*" in u.initial_comment
+                             for u in emu.uploads(CHANNEL)), timeout=20, what="its neighbours")
+
+    # The same button, replayed from another channel: nothing about the image is said there.
+    emu.clear_records()
+    replayed = emu.block_actions_payload(post, f"more_like_this:{remembered_rank}", BOB)
+    replayed["container"]["channel_id"] = GENERAL
+    replayed["channel"] = {"id": GENERAL, "name": "general"}
+    replayed["response_url"] = emu.new_response_url(GENERAL, BOB, kind="actions")
+    emu.send_interaction(bot.events_url, replayed)
+    refusal = emu.wait_for_response(containing="no longer in the archive", timeout=20)
+    assert refusal.ephemeral and "whiteboard" not in everything_said(emu)
+
+
+def test_the_same_picture_posted_in_another_channel_does_not_reveal_the_remembered_one(bot, emu):
+    remember(emu, bot)
+    photo, _ = post_photo(emu, bot, "budget draft.jpg", seed=906)
+    wait_remembered(emu, bot, photo["id"])
+    emu.clear_records()
+
+    twin = emu.add_file(jpeg_bytes(seed=906), "copy.jpg", user=ALICE)  # byte-identical
+    event = emu.post_user_message_with_files(GENERAL, [twin], user=ALICE)
+    emu.send_event(bot.events_url, event)
+    answer = emu.wait_for_upload(GENERAL, thread_ts=event["ts"], timeout=20)
+    said = everything_said(emu)
+    assert "budget draft" not in said and photo["id"] not in said and "exact match" not in answer.initial_comment
+
+    # In its own channel the twin is recognised: the remembered picture, byte-identical
+    emu.clear_records()
+    again = emu.add_file(jpeg_bytes(seed=906), "copy again.jpg", user=ALICE)
+    event = emu.post_user_message_with_files(CHANNEL, [again], user=ALICE)
+    emu.send_event(bot.events_url, event)
+    emu.wait_for(lambda: "budget draft.jpg — posted by" in everything_said(emu), timeout=20,
+                 what="the remembered picture in its channel's answer")
+    assert "*exact match* (byte-identical)" in everything_said(emu)
+
+
+def test_a_channel_shared_with_another_organisation_is_forgotten(bot, emu):
+    remember(emu, bot)
+    photo, _ = post_photo(emu, bot, "whiteboard.jpg", seed=907)
+    wait_remembered(emu, bot, photo["id"])
+    emu.share_channel_externally(CHANNEL)
+    emu.send_event(bot.events_url, {"type": "channel_shared", "connected_team_id": "T0PARTNER", "channel": CHANNEL,
+                                    "event_ts": "1700000000.000200"})
+    emu.wait_for(lambda: not bot.searcher.remembered.registry.channels(), timeout=15, what="the channel forgotten")
+    assert bot.searcher.remembered.store.count() == 0
+
+
+def test_remembered_images_outlive_a_restart(indexed, emu):
+    with serve_bot(indexed) as bot:
+        remember(emu, bot)
+        photo, _ = post_photo(emu, bot, "whiteboard sprint planning.jpg", seed=908)
+        wait_remembered(emu, bot, photo["id"])
+    emu.clear_records()
+    with serve_bot(indexed) as bot:
+        command(emu, bot, "whiteboard sprint")
+        emu.wait_for(lambda: f"'slack_file': {{'id': '{photo['id']}'}}" in everything_said(emu), timeout=20,
+                     what="the remembered image after the restart")
+
+
+def test_the_cli_shows_remembered_images_only_for_an_explicit_channel(bot, emu, indexed, capsys):
+    remember(emu, bot)
+    photo, _ = post_photo(emu, bot, "whiteboard sprint planning.jpg", seed=909)
+    wait_remembered(emu, bot, photo["id"])
+    assert main(["search", "whiteboard", "sprint", "-k", "10"]) == EXIT_OK
+    assert "whiteboard" not in capsys.readouterr().out
+    assert main(["search", "whiteboard", "sprint", "-k", "10", "--channel", GENERAL]) == EXIT_OK
+    assert "whiteboard" not in capsys.readouterr().out
+    assert main(["search", "whiteboard", "sprint", "-k", "10", "--channel", CHANNEL, "--json"]) == EXIT_OK
+    found = json.loads(capsys.readouterr().out)
+    assert [m["posted"]["file_id"] for m in found if m.get("posted")] == [photo["id"]]
+
+
+@both_stores
+def test_on_both_stores_a_remembered_image_is_found_in_its_channel_only(bot, emu):
+    remember(emu, bot)
+    photo, _ = post_photo(emu, bot, "whiteboard sprint planning.jpg", seed=910)
+    wait_remembered(emu, bot, photo["id"])
+    for channel in (GENERAL, CHANNEL):
+        emu.clear_records()
+        command(emu, bot, "whiteboard sprint", channel)
+        buttons_of(emu, channel)
+        assert (photo["id"] in everything_said(emu)) == (channel == CHANNEL)
