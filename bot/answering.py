@@ -21,7 +21,7 @@ from .channels import ChannelPolicy, Requester
 from .delivery import Presenter, Target
 from .errors import user_message
 from .options import MAX_K, TextQuery
-from .replies import Answer, escape, image_heading, more_heading, similar_heading, text_heading
+from .replies import Answer, escape, image_heading, more_heading, similar_heading, text_heading, usage_text
 from .work import BUSY_TEXT, WorkPool
 
 log = logging.getLogger(__name__)
@@ -39,6 +39,9 @@ class Services:
     policy: ChannelPolicy
     remembered: Remembered | None = None  # images remembered from channels (FINDIMAGE_REMEMBER)
     memory: ChannelMemory | None = None  # remembering, the backfill, forgetting
+
+    def usage(self) -> str:
+        return usage_text(self.settings.top_k, self.settings.backfill_days if self.memory else None)
 
     @property
     def max_image_bytes(self) -> int:

@@ -14,7 +14,12 @@ from .buttons import Page, answer_actions
 from .options import MAX_K, escape
 
 
-def usage_text(default_k: int) -> str:
+def usage_text(default_k: int, backfill_days: int | None = None) -> str:
+    """`backfill_days`: remembering posted images is on (FINDIMAGE_REMEMBER), reading this many days back."""
+    remember = [] if backfill_days is None else [
+        f"• `/findimage remember`: I remember the images posted in this channel from now on (and those of the last "
+        f"{backfill_days} days), searchable here and only here; `/findimage remember status` says how far I am, "
+        "`/findimage forget` deletes them all."]
     return "\n".join([
         "*Find images in the team's archive*",
         "• `/findimage a snow covered mountain`: the archive images that best fit a description, in any language.",
@@ -26,6 +31,7 @@ def usage_text(default_k: int) -> str:
         "• Folder and file names count too: `/findimage Sommerfest` finds `2024-06 Sommerfest/`.",
         "• Post a photo in a channel I am in, and I reply in its thread with the most similar archive images "
         "(byte-identical copies are marked as exact matches).",
+        *remember,
         "• Results are posted to the channel for everyone; help and problems only to you.",
     ])
 

@@ -11,7 +11,7 @@ from ..channels import Requester
 from ..delivery import CommandTarget, Target
 from ..errors import user_message
 from ..options import OptionError, parse_command_text, wants_help
-from ..replies import searching_text, usage_text
+from ..replies import searching_text
 from ..work import BUSY_TEXT
 
 log = logging.getLogger(__name__)
@@ -52,7 +52,8 @@ def register(app: App, services: Services) -> None:
     def findimage_command(ack, command, respond, client):
         raw = command.get("text") or ""
         if wants_help(raw):
-            ack(text=usage_text(services.settings.top_k))  # text in an ack is seen only by the requester
+            # text in an ack is seen only by the requester
+            ack(text=services.usage())
             return
         requester = Requester.of_command(command)
         refusal = services.policy.quick_refusal(command.get("channel_id"), requester)

@@ -26,7 +26,6 @@ from ..channels import Requester
 from ..delivery import ThreadTarget
 from ..errors import user_message
 from ..options import MAX_K, TextQuery, escape
-from ..replies import usage_text
 from .actions import first_click
 
 log = logging.getLogger(__name__)
@@ -82,7 +81,7 @@ def home_view(services: Services, refusal: str | None = None, examples: bool = T
         HEADER,
         {"type": "section", "text": {"type": "mrkdwn", "text": "\n".join(status_lines(services))[:3000]}},
         {"type": "divider"},
-        {"type": "section", "text": {"type": "mrkdwn", "text": usage_text(services.settings.top_k)[:3000]}},
+        {"type": "section", "text": {"type": "mrkdwn", "text": services.usage()[:3000]}},
         {"type": "section", "text": {"type": "mrkdwn", "text": (
             "• On any message with a photo: *⋮ More actions → Find similar images*.\n"
             "• Under every answer: *More like #n* for that image's neighbours, *Show more* for the next "

@@ -18,6 +18,7 @@ from bot_support import CHANNEL, BotProcess, free_port, process_env, slack_env, 
 from slack_emulator import slack_signature
 
 from bot.app import create_app
+from bot.handlers import channel_events
 from bot.server import EXIT_USAGE
 from findimage.config import ConfigError
 
@@ -150,7 +151,8 @@ def test_the_manifest_declares_the_command_scopes_events_and_socket_mode_flag():
         "channels:read", "groups:read", "im:read", "mpim:read", "im:write", "users:read"}
     events = manifest["settings"]["event_subscriptions"]
     assert events["request_url"].endswith("/slack/events")
-    assert set(events["bot_events"]) == {"message.channels", "message.groups", "app_home_opened"}
+    assert set(events["bot_events"]) == {"message.channels", "message.groups", "app_home_opened",
+                                         *channel_events.EVENTS}
     interactivity = manifest["settings"]["interactivity"]
     assert interactivity["is_enabled"] is True and interactivity["request_url"] == events["request_url"]
     (shortcut,) = manifest["features"]["shortcuts"]
