@@ -3,6 +3,7 @@ story of what a Slack user (or the bot) does and what they would see."""
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 import threading
@@ -628,3 +629,307 @@ def test_socket_mode_envelopes_accept_a_response_payload_only_for_slash_commands
     for ack in (command, event, interaction):
         kind = ack.envelope["type"]
         assert list(ack.envelope) == keys_of(f"socket_mode/{kind}"), kind
+
+
+# ---------------------------------------------------------------------------- history (the bot's memory)
+
+
+def read_history(client, channel: str, **args) -> tuple[list, list]:
+    """Every page of a channel's history, as a backfill reads it: (messages, the pages' answers)."""
+    messages, pages, cursor = [], [], None
+    while True:
+        page = client.conversations_history(channel=channel, cursor=cursor, **args)
+        pages.append(page.data)
+        messages += page["messages"]
+        if not page["has_more"]:
+            return messages, pages
+        cursor = page["response_metadata"]["next_cursor"]
+
+
+def test_a_backfill_pages_through_the_history_newest_first_and_sees_only_thread_parents(emu, client):
+    first = emu.user_message(CHANNEL, "morning", ALICE)
+    photo = emu.post_user_message_with_files(CHANNEL, [emu.add_file(png_bytes(), "cat.png", user=ALICE)],
+                                             text="our cat", user=ALICE)
+    emu.user_message(CHANNEL, "so cute", "U0BOB", thread_ts=photo["ts"])  # a reply: not in history
+    posted = client.chat_postMessage(channel=CHANNEL, text="Found 3 images")
+    client.files_upload_v2(content=png_bytes(color="blue"), filename="match.png", channel=CHANNEL,
+                           initial_comment="Closest archive match")
+    upload = emu.wait_for_upload(CHANNEL)
+    emu.user_message("C0ELSEWHERE", "not here", ALICE)
+
+    messages, pages = read_history(client, CHANNEL, limit=2)
+
+    assert [m["ts"] for m in messages] == [upload.ts, posted["ts"], photo["ts"], first["ts"]]
+    assert [p["has_more"] for p in pages] == [True, False]
+    assert list(pages[0]) == keys_of("web_api/conversations.history")
+    assert "response_metadata" not in pages[-1], "the last page has no cursor"
+    cursor = pages[0]["response_metadata"]["next_cursor"]
+    assert base64.b64decode(cursor).decode() == "next_ts:" + photo["ts"].replace(".", "")
+    parent = messages[2]
+    assert (parent["reply_count"], parent["reply_users"], parent["thread_ts"]) == (1, ["U0BOB"], photo["ts"])
+    assert "channel" not in parent and "event_ts" not in parent, "history has no Events API fields"
+    assert without_thumbnails(parent["files"][0]) == without_thumbnails(photo["files"][0])
+    assert messages[0]["files"][0]["id"] == upload.files[0].id and messages[0]["bot_id"] == emu.bot_id
+    assert messages[0]["text"] == "Closest archive match"
+    replies = client.conversations_replies(channel=CHANNEL, ts=photo["ts"])["messages"]
+    assert [m["text"] for m in replies] == ["our cat", "so cute"]
+    with pytest.raises(SlackApiError, match="thread_not_found"):
+        client.conversations_replies(channel=CHANNEL, ts="1.000001")
+
+
+def test_oldest_latest_and_inclusive_bound_the_history(emu, client):
+    seeded = emu.seed_history(CHANNEL, 10, start_ts=1700000000, step=1.0)
+    oldest, latest = seeded.ts[3], seeded.ts[6]
+
+    between = client.conversations_history(channel=CHANNEL, oldest=oldest, latest=latest)
+    inclusive = client.conversations_history(channel=CHANNEL, oldest=oldest, latest=latest, inclusive=True)
+    newest_two = client.conversations_history(channel=CHANNEL, limit=2)
+
+    assert [m["ts"] for m in between["messages"]] == [seeded.ts[5], seeded.ts[4]]
+    assert [m["ts"] for m in inclusive["messages"]] == list(reversed(seeded.ts[3:7]))
+    assert (between["oldest"], between["latest"]) == (oldest, latest), "Slack echoes the bounds"
+    assert [m["ts"] for m in newest_two["messages"]] == [seeded.ts[9], seeded.ts[8]] and newest_two["has_more"]
+    for bad, error in (({"oldest": "yesterday"}, "invalid_ts_oldest"), ({"latest": "1.2.3"}, "invalid_ts_latest"),
+                       ({"cursor": "not-a-cursor"}, "invalid_cursor")):
+        with pytest.raises(SlackApiError, match=error):
+            client.conversations_history(channel=CHANNEL, **bad)
+
+
+def test_history_is_readable_only_where_slack_lets_the_bot_read_it(emu, client):
+    emu.add_conversation("C0PUBLIC", "public", member=False)
+    emu.add_conversation("C0PRIVATE", "private", member=False)
+    emu.add_conversation("G0GROUPDM", "mpim")
+
+    with pytest.raises(SlackApiError, match="not_in_channel"):
+        client.conversations_history(channel="C0PUBLIC")
+    with pytest.raises(SlackApiError, match="channel_not_found"):
+        client.conversations_history(channel="C0PRIVATE")
+    with pytest.raises(SlackApiError) as group_dm:
+        client.conversations_history(channel="G0GROUPDM")
+    emu.revoke_scope("im:history")
+    with pytest.raises(SlackApiError) as direct:
+        client.conversations_history(channel=emu.dm_channel(ALICE))
+
+    assert group_dm.value.response["needed"] == "mpim:history", "not among the app's scopes"
+    assert direct.value.response["needed"] == "im:history"
+
+
+def test_seeding_ten_thousand_messages_takes_under_two_seconds_and_reads_back_whole(emu, client):
+    started = time.monotonic()
+    seeded = emu.seed_history(CHANNEL, 10_000, files_every=10, user=ALICE)
+    took = time.monotonic() - started
+    messages, pages = read_history(client, CHANNEL, limit=999)
+
+    assert took < 2.0, f"seeding took {took:.2f}s"
+    assert len(pages) == 11 and len(messages) == 10_000 and len(seeded.file_ids) == 1000
+    assert [m["ts"] for m in messages] == list(reversed(seeded.ts))
+    with_files = [m for m in messages if "files" in m]
+    assert [m["files"][0]["id"] for m in with_files] == list(reversed(seeded.file_ids))
+    assert with_files[0]["subtype"] == "file_share" and with_files[0]["user"] == ALICE
+    first, second = (http_get(m["files"][0]["url_private_download"], emu.bot_token)[2] for m in with_files[:2])
+    assert first.startswith(b"\x89PNG") and first != second, "each seeded image is an image of its own"
+    assert len(client.conversations_history(channel=CHANNEL, limit=5000)["messages"]) == 999, "Maximum of 999"
+    assert len(client.conversations_history(channel=CHANNEL)["messages"]) == 100, "Default: 100"
+
+
+# ---------------------------------------------------------------------------- rate limits
+
+
+def test_a_backfill_honoring_retry_after_gets_every_page_through_a_tier_limit(emu):
+    emu.clock_speed = 60  # a minute of Slack's time per real second
+    emu.limit_rate("conversations.history", per_minute=2)
+    emu.seed_history(CHANNEL, 50)
+    patient = WebClient(token=emu.bot_token, base_url=emu.api_url, retry_handlers=[RateLimitErrorRetryHandler()])
+
+    started = time.monotonic()
+    messages, pages = read_history(patient, CHANNEL, limit=20)
+    took = time.monotonic() - started
+
+    calls = emu.api_calls("conversations.history")
+    assert len(messages) == 50 and len(pages) == 3
+    assert [c.status for c in calls] == [200, 200, 429, 200]
+    assert calls[2].response == {"ok": False, "error": "ratelimited"} and calls[2].retry_after == 1
+    assert emu.rate_limited_calls() == [calls[2]]
+    assert took < 4, "Retry-After is given in real seconds of the sped-up clock"
+
+
+def test_a_non_marketplace_app_reads_15_messages_a_minute(emu, client):
+    # https://docs.slack.dev/changelog/2025/05/29/rate-limit-changes-for-non-marketplace-apps/: 1 request per
+    # minute for conversations.history and .replies, "The maximum and default for the limit parameter has been
+    # reduced to 15 objects."
+    emu.non_marketplace_app = True
+    seeded = emu.seed_history(CHANNEL, 20)
+
+    first = client.conversations_history(channel=CHANNEL, limit=200)
+    with pytest.raises(SlackApiError) as too_soon:
+        client.conversations_history(channel=CHANNEL, cursor=first["response_metadata"]["next_cursor"])
+    emu.advance_clock(61)
+    second = client.conversations_history(channel=CHANNEL, cursor=first["response_metadata"]["next_cursor"])
+    emu.clock_speed = 120
+    patient = WebClient(token=emu.bot_token, base_url=emu.api_url, retry_handlers=[RateLimitErrorRetryHandler()])
+    thread = patient.conversations_replies(channel=CHANNEL, ts=seeded.ts[0])  # its own minute
+    again = patient.conversations_history(channel=CHANNEL)  # waits out the minute: half a real second
+
+    assert len(first["messages"]) == 15 and first["has_more"], "limit=200 is capped to 15"
+    assert too_soon.value.response.status_code == 429
+    assert 55 <= int(too_soon.value.response.headers["Retry-After"]) <= 60
+    assert len(second["messages"]) == 5 and not second["has_more"]
+    assert len(again["messages"]) == 15, "the default limit is 15 too"
+    assert [m["ts"] for m in thread["messages"]] == [seeded.ts[0]]
+    assert [c.status for c in emu.api_calls("conversations.history")] == [200, 429, 200, 429, 200]
+
+
+# ---------------------------------------------------------------------------- changes and their events
+
+
+def test_events_about_changes_have_exactly_the_fields_of_real_ones(emu):
+    emu.add_conversation("C0NEWPRIV", "private")
+    photo = emu.add_file(png_bytes(), "cat.png", user=ALICE)
+    posted = emu.post_user_message_with_files(CHANNEL, [photo], text="our cat", user=ALICE)
+    said = emu.user_message(CHANNEL, "hello", ALICE)
+    built = {
+        "file_change": emu.change_file(photo["id"], title="Our cat"),
+        "message_changed": emu.edit_message(CHANNEL, said["ts"], "hello all"),
+        "message_deleted": emu.delete_message(CHANNEL, posted["ts"]),
+        "file_deleted": emu.delete_file(photo["id"]),
+        "member_joined_channel": emu.member_joined_channel("C0JOINED", inviter=ALICE),
+        "member_left_channel": emu.member_left_channel("C0JOINED"),
+        "channel_left": emu.channel_left(CHANNEL, actor=ALICE),
+        "group_left": emu.channel_left("C0NEWPRIV", actor=ALICE),
+        "channel_archive": emu.archive_channel("C0ARCHIVE", user=ALICE),
+        "group_archive": emu.archive_channel("C0NEWPRIV", user=ALICE),
+        "channel_deleted": emu.delete_channel("C0ARCHIVE", actor=ALICE),
+        "group_deleted": emu.delete_channel("C0NEWPRIV", actor=ALICE),
+    }
+
+    for name, event in built.items():
+        recorded = f"events_pending/{name}"
+        assert list(event) == keys_of(recorded, "event"), name
+        assert list(emu.event_callback(event)) == keys_of(recorded), name
+        assert event.get("type") == fixture(recorded)["event"]["type"], name
+    assert built["file_deleted"]["channel_ids"] == [CHANNEL]
+    assert set(built["message_changed"]["message"]) == set(keys_of("events_pending/message_changed", "event",
+                                                                   "message"))
+    assert built["message_changed"]["message"]["edited"]["user"] == ALICE
+    assert built["message_deleted"]["previous_message"]["files"][0]["id"] == photo["id"], "with its files"
+    assert built["message_deleted"]["deleted_ts"] == posted["ts"] and built["message_deleted"]["hidden"] is True
+    assert (built["member_joined_channel"]["channel_type"], built["group_left"]["channel"]) == ("C", "C0NEWPRIV")
+    assert "inviter" not in emu.member_joined_channel(CHANNEL, "U0BOB", inviter=None)
+
+
+def test_a_deleted_file_is_a_tombstone_in_history_and_edits_and_deletions_show(emu, client):
+    gone, hidden = emu.add_file(png_bytes(), "gone.png", user=ALICE), emu.add_file(png_bytes(), "hid.png", user=ALICE)
+    both = emu.post_user_message_with_files(CHANNEL, [gone, hidden], text="two photos", user=ALICE)
+    typo = emu.user_message(CHANNEL, "helo", ALICE)
+    doomed = emu.user_message(CHANNEL, "oops", ALICE)
+
+    emu.delete_file(gone["id"])
+    emu.delete_file(hidden["id"], hidden=True)
+    emu.edit_message(CHANNEL, typo["ts"], "hello")
+    emu.delete_message(CHANNEL, doomed["ts"])
+    history = {m["ts"]: m for m in client.conversations_history(channel=CHANNEL)["messages"]}
+
+    assert doomed["ts"] not in history
+    assert history[both["ts"]]["files"][0] == {"id": gone["id"], "mode": "tombstone"}
+    assert history[both["ts"]]["files"][1]["file_access"] == "check_file_info"
+    with pytest.raises(SlackApiError, match="file_deleted"):
+        client.files_info(file=gone["id"])
+    with pytest.raises(SlackApiError, match="file_not_found"):
+        client.files_info(file=hidden["id"])
+    assert history[typo["ts"]]["text"] == "hello" and history[typo["ts"]]["edited"]["user"] == ALICE
+
+
+def test_archived_deleted_and_left_channels_answer_like_slack(emu, client):
+    emu.user_message("C0OLD", "a photo from 2019", ALICE)
+    emu.archive_channel("C0OLD")
+
+    archived = client.conversations_info(channel="C0OLD")["channel"]
+    kept = client.conversations_history(channel="C0OLD")["messages"]
+    with pytest.raises(SlackApiError, match="is_archived"):
+        client.chat_postMessage(channel="C0OLD", text="hi")
+    emu.delete_channel("C0OLD")
+
+    assert archived["is_archived"] is True and [m["text"] for m in kept] == ["a photo from 2019"]
+    for call in (lambda: client.conversations_info(channel="C0OLD"),
+                 lambda: client.conversations_history(channel="C0OLD"),
+                 lambda: client.chat_getPermalink(channel="C0OLD", message_ts=kept[0]["ts"])):
+        with pytest.raises(SlackApiError, match="channel_not_found"):
+            call()
+    emu.add_conversation("C0SECRET", "private")
+    emu.member_left_channel(CHANNEL)
+    emu.channel_left("C0SECRET")
+    with pytest.raises(SlackApiError, match="not_in_channel"):
+        client.conversations_history(channel=CHANNEL)
+    with pytest.raises(SlackApiError, match="channel_not_found"):
+        client.conversations_history(channel="C0SECRET")
+    emu.member_joined_channel(CHANNEL)
+    assert client.conversations_history(channel=CHANNEL)["ok"] is True
+
+
+def test_permalinks_point_at_the_message_and_into_its_thread(emu, client):
+    top = client.chat_postMessage(channel=CHANNEL, text="answer")
+    reply = emu.user_message(CHANNEL, "thanks", ALICE, thread_ts=top["ts"])
+    photo = emu.add_file(png_bytes(), "cat.png", user=ALICE)
+
+    link = client.chat_getPermalink(channel=CHANNEL, message_ts=top["ts"])
+    in_thread = client.chat_getPermalink(channel=CHANNEL, message_ts=reply["ts"])["permalink"]
+    with pytest.raises(SlackApiError, match="message_not_found"):
+        client.chat_getPermalink(channel=CHANNEL, message_ts="1.000001")
+
+    base = f"https://findimage-test.slack.com/archives/{CHANNEL}/p"
+    assert list(link.data) == keys_of("web_api/chat.getPermalink")
+    assert link["permalink"] == base + top["ts"].replace(".", "")
+    assert in_thread == f"{base}{reply['ts'].replace('.', '')}?thread_ts={top['ts']}&cid={CHANNEL}"
+    assert photo["permalink"] == f"https://findimage-test.slack.com/files/{ALICE}/{photo['id']}/cat.png"
+
+
+# ---------------------------------------------------------------------------- image blocks showing Slack files
+
+
+def image_block(**source) -> list:
+    return [{"type": "image", "alt_text": "a remembered photo", **source}]
+
+
+def test_an_image_block_may_show_a_slack_file_the_channel_can_see_and_nothing_else(emu, client):
+    photo = emu.add_file(png_bytes(), "cat.png", user=ALICE)
+    emu.post_user_message_with_files(CHANNEL, [photo], user=ALICE)
+    gone, unshared = emu.add_file(png_bytes(), "gone.png"), emu.add_file(png_bytes(), "mine.png")
+    emu.post_user_message_with_files(CHANNEL, [gone], user=ALICE)
+    emu.delete_file(gone["id"])
+    pdf = emu.add_file(b"%PDF-1.4", "doc.pdf", user=ALICE)
+    emu.post_user_message_with_files(CHANNEL, [pdf], user=ALICE)
+
+    for source in ({"slack_file": {"id": photo["id"]}}, {"slack_file": {"url": photo["url_private"]}},
+                   {"slack_file": {"url": photo["permalink"]}}, {"image_url": "https://example.org/cat.png"}):
+        assert client.chat_postMessage(channel=CHANNEL, text="match", blocks=image_block(**source))["ok"]
+    refused = {}
+    for name, blocks in {
+        "unknown": image_block(slack_file={"id": "F0NOSUCHFILE"}),
+        "deleted": image_block(slack_file={"id": gone["id"]}),
+        "unshared": image_block(slack_file={"id": unshared["id"]}),
+        "not an image": image_block(slack_file={"id": pdf["id"]}),
+        "unknown url": image_block(slack_file={"url": "https://example.org/x.png"}),
+        "id and url": image_block(slack_file={"id": photo["id"], "url": photo["url_private"]}),
+        "both sources": image_block(slack_file={"id": photo["id"]}, image_url="https://example.org/cat.png"),
+        "no source": image_block(),
+        "no alt_text": [{"type": "image", "slack_file": {"id": photo["id"]}}],
+        "accessory": [{"type": "section", "text": {"type": "mrkdwn", "text": "x"}, "accessory": {
+            "type": "image", "slack_file": {"id": "F0NOSUCHFILE"}, "alt_text": "x"}}],
+    }.items():
+        with pytest.raises(SlackApiError) as error:
+            client.chat_postMessage(channel=CHANNEL, text="match", blocks=blocks)
+        refused[name] = error.value.response.data
+
+    real = fixture("web_api/errors")["invalid_slack_file"]
+    assert refused["unknown"] == real, "exactly what Slack answered in python-slack-sdk issue #1797"
+    assert refused["deleted"] == refused["unshared"] == refused["not an image"] == real
+    assert refused["unknown url"]["errors"] == ["invalid_url [json-pointer:/blocks/0/slack_file.url]"]
+    assert refused["accessory"]["errors"] == ["invalid slack file [json-pointer:/blocks/0/accessory/slack_file]"]
+    assert all(r["error"] == "invalid_blocks" and r["response_metadata"]["messages"] for r in refused.values())
+    assert refused["no alt_text"]["errors"] == ["must provide a string [json-pointer:/blocks/0/alt_text]"]
+    response_url = emu.new_response_url(CHANNEL, ALICE)
+    body = json.dumps({"blocks": image_block(slack_file={"id": gone["id"]}), "response_type": "in_channel"})
+    request = urllib.request.Request(response_url, data=body.encode(), headers={"Content-Type": "application/json"})
+    with pytest.raises(urllib.error.HTTPError) as rejected:
+        urllib.request.urlopen(request, timeout=5)
+    assert (rejected.value.code, rejected.value.read()) == (400, b"invalid_blocks")

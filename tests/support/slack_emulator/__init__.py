@@ -17,6 +17,7 @@ from .records import (
     UploadedFile,
     visible_text,
 )
+from .seeding import SeededHistory
 from .server import DEFAULT_BOT_SCOPES, SlackEmulator
 from .web_api import SlackApiError
 
@@ -28,6 +29,7 @@ __all__ = [
     "Message",
     "PublishedView",
     "ResponsePost",
+    "SeededHistory",
     "SlackApiError",
     "SlackEmulator",
     "SocketAck",

@@ -30,6 +30,7 @@ from .records import ResponsePost, Upload
 
 RESPONSE_URL_MAX_USES = 5  # "up to 5 times within 30 minutes"
 RESPONSE_URL_KINDS = ("commands", "actions", "app")  # hooks.slack.com/<kind>/<team>/<number>/<secret>
+OWN_ENVELOPES = ("channel_left", "group_left")  # recorded without event_context (events_pending/channel_left.json)
 
 
 def slack_signature(signing_secret: str, timestamp: int | str, body: bytes | str) -> str:
@@ -178,6 +179,9 @@ class DriverMixin:
         shared = self.is_ext_shared(channel)
         if event.get("type") == "app_home_opened":
             envelope = fixture("events/app_home_opened")
+        elif event.get("type") in OWN_ENVELOPES:
+            envelope = fixture(f"events_pending/{event['type']}")
+            envelope["team_id"] = self.team_id
         elif shared:
             envelope = fixture("events/message_slack_connect")
             actor = self.user_record(event.get("user"))
@@ -218,6 +222,7 @@ class DriverMixin:
                      blocks=_rich_text(text), channel=channel, event_ts=ts, channel_type=channel_type)
         self._authors[ts] = user
         self._in_thread(event, channel, thread_ts)
+        self._remember(channel, event)
         return event
 
     def post_user_message_with_files(
@@ -252,6 +257,7 @@ class DriverMixin:
             event.pop("blocks")
         self._authors[ts] = user
         self._in_thread(event, channel, thread_ts)
+        self._remember(channel, event)
         return event
 
     def bot_message_event(
@@ -316,24 +322,29 @@ class DriverMixin:
                      channel_type=channel_type)
         self._authors[ts] = user
         self._in_thread(event, channel, thread_ts)
+        if bot_id != self.bot_id:  # the app's own posts are in history since it posted them
+            self._remember(channel, event)
         return event
 
     def _files_in_event(self, files: Iterable, channel: str, ts: str, thread_ts: str | None, access: str) -> list:
         result = []
-        stripped_shape = fixture("events/message_file_share_slack_connect")["event"]["files"][0]
         for f in files:
             file_id = f["id"] if isinstance(f, dict) else f
             with self._lock:
                 stored = self._files[file_id]
             self._share_file(stored, channel, ts, thread_ts)
-            if access == "check_file_info":
-                obj = dict(stripped_shape, id=file_id)  # created 0, timestamp 0, user "": Slack hides them too
-            else:
-                full = self.file_object(file_id)
-                obj = {k: v for k, v in full.items() if k in EVENT_FILE_KEYS or k.startswith("thumb_")
-                       or k in stored["fields"]}
-            result.append(obj)
+            result.append(self._event_file(file_id, access))
         return result
+
+    def _event_file(self, file_id: str, access: str = "visible") -> dict:
+        """A file object as message events (and history) carry it; ``check_file_info``: the stripped one."""
+        if access == "check_file_info":
+            # created 0, timestamp 0, user "": Slack hides them too
+            return dict(fixture("events/message_file_share_slack_connect")["event"]["files"][0], id=file_id)
+        with self._lock:
+            extra = set(self._files[file_id]["fields"])
+        full = self.file_object(file_id)
+        return {k: v for k, v in full.items() if k in EVENT_FILE_KEYS or k.startswith("thumb_") or k in extra}
 
     # ------------------------------------------------------------------ sending to the app over HTTP
 
@@ -474,6 +485,8 @@ class DriverMixin:
         elif not (payload.get("text") or payload.get("blocks") or payload.get("attachments")
                   or payload.get("delete_original")):
             status, answer = 400, "no_text"
+        elif not self._blocks_accepted(payload.get("blocks")):
+            status, answer = 400, "invalid_blocks"
         ts = self._next_ts() if status == 200 else None
         if ts:
             with self._lock:

@@ -167,11 +167,13 @@ class FilesMixin:
         obj.update(f["fields"])
         return obj
 
-    def delete_file(self, file_id: str, *, hidden: bool = False) -> None:
-        """The file is deleted (files.info: file_deleted) or, with ``hidden``, no longer visible to the bot
-        (file_not_found); its URLs answer 404 either way."""
+    def delete_file(self, file_id: str, *, hidden: bool = False) -> dict:
+        """The file is deleted (files.info: file_deleted; in history a tombstone) or, with ``hidden``, no longer
+        visible to the bot (file_not_found; in history the stripped check_file_info object); its URLs answer 404
+        either way. Returns the ``file_deleted`` event Slack sends for a deletion."""
         with self._lock:
             self._files[file_id]["gone"] = "file_not_found" if hidden else "file_deleted"
+        return self.file_deleted_event(file_id)
 
     def _file_gone(self, file_id: str) -> str | None:
         with self._lock:

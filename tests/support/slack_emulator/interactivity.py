@@ -17,31 +17,14 @@ import uuid
 from typing import Any
 from urllib.parse import urlencode
 
+from .blocks import check_blocks
 from .fixtures import fixture
 from .records import Message, PublishedView, ResponsePost
 from .web_api import SlackApiError
 
+__all__ = ["check_blocks", "find_button", "InteractivityMixin"]
+
 MAX_VIEW_BYTES = 250_000  # views.publish: view_too_large above 250 kB
-MAX_BUTTON_VALUE = 2000
-MAX_BUTTON_TEXT = 75
-MAX_ACTIONS_ELEMENTS = 25
-
-
-def check_blocks(blocks: Any) -> None:
-    """The Block Kit limits apps most often trip over, answered with ``invalid_blocks`` as Slack does."""
-    for block in blocks or []:
-        if not isinstance(block, dict) or block.get("type") != "actions":
-            continue
-        elements = block.get("elements") or []
-        action_ids = [e.get("action_id") for e in elements if e.get("action_id")]
-        if not elements or len(elements) > MAX_ACTIONS_ELEMENTS or len(action_ids) != len(set(action_ids)):
-            raise SlackApiError("invalid_blocks")
-        for element in elements:
-            if element.get("type") == "button" and (
-                len(str(element.get("value", ""))) > MAX_BUTTON_VALUE
-                or len((element.get("text") or {}).get("text", "")) > MAX_BUTTON_TEXT
-            ):
-                raise SlackApiError("invalid_blocks")
 
 
 def _trigger_id() -> str:
@@ -76,7 +59,7 @@ class InteractivityMixin:
             raise SlackApiError("invalid_arguments")
         if len(json.dumps(view).encode("utf-8")) > MAX_VIEW_BYTES:
             raise SlackApiError("view_too_large")
-        check_blocks(view["blocks"])
+        check_blocks(view["blocks"], self._slack_file_problem)
         with self._lock:
             view_id = self._views.get(user_id, (f"V{uuid.uuid4().hex[:10].upper()}",))[0]
             view_hash = f"{time.time():.6f}.{uuid.uuid4().hex[:8]}"

@@ -45,6 +45,13 @@ class ApiCall:
     status: int
     response: dict
     at: float
+    headers: dict = field(default_factory=dict)  # the answer's headers (Retry-After of a 429, X-OAuth-Scopes)
+
+    @property
+    def retry_after(self) -> int | None:
+        """Seconds a 429 asked the client to wait."""
+        value = self.headers.get("Retry-After")
+        return int(value) if value is not None else None
 
 
 @dataclass(frozen=True)

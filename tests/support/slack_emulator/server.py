@@ -4,9 +4,16 @@
 state created in ``SlackEmulator.__init__``:
 
 * ``web_api.WebApiMixin``  – the Web API methods (``/api/<method>``),
+* ``history.HistoryMixin`` – channel history: conversations.history / .replies, chat.getPermalink,
+* ``seeding.SeedingMixin`` – thousands of messages (some with images) put into a history at once,
+* ``ratelimits.RateLimitMixin`` – per-method rate limits on a clock tests can speed up, non-Marketplace limits,
 * ``files.FilesMixin``     – hosted files, upload URLs, downloads,
+* ``blocks.BlocksMixin``   – Block Kit checks (invalid_blocks), image blocks' slack_file,
 * ``driver.DriverMixin``   – Slack calling the app over HTTP, payload builders, response_url,
-* ``socket_mode.SocketModeMixin`` – the Socket Mode WebSocket.
+* ``changes.ChangesMixin`` – files and messages deleted or changed, channels archived or deleted, the bot joining
+  or leaving: the state changes and the events Slack sends about them,
+* ``socket_mode.SocketModeMixin`` – the Socket Mode WebSocket,
+* ``interactivity.InteractivityMixin`` – buttons, shortcuts, the App Home.
 
 Request and response shapes are built from the real payloads in ``tests/fixtures/slack/``
 (see ``fixtures``); where Slack's behaviour is undocumented the choice is marked
@@ -26,10 +33,15 @@ from typing import Any
 
 from aiohttp import web
 
+from .blocks import BlocksMixin
+from .changes import ChangesMixin
 from .driver import DriverMixin
 from .files import FilesMixin
+from .history import HistoryMixin
 from .interactivity import InteractivityMixin
+from .ratelimits import RateLimitMixin
 from .records import ApiCall, Message, Recorder, ResponsePost, Upload
+from .seeding import SeedingMixin
 from .socket_mode import SocketModeMixin
 from .web_api import SlackApiError, WebApiMixin
 
@@ -58,7 +70,8 @@ class _MethodSpec:
     scope: str | None
 
 
-class SlackEmulator(WebApiMixin, FilesMixin, DriverMixin, SocketModeMixin, InteractivityMixin):
+class SlackEmulator(WebApiMixin, HistoryMixin, SeedingMixin, RateLimitMixin, FilesMixin, BlocksMixin, DriverMixin,
+                    ChangesMixin, SocketModeMixin, InteractivityMixin):
     """A local stand-in for slack.com, files.slack.com, hooks.slack.com and wss-primary.slack.com.
 
     Use as a context manager (or ``start()`` / ``stop()``) and point the app at it::
@@ -112,6 +125,8 @@ class SlackEmulator(WebApiMixin, FilesMixin, DriverMixin, SocketModeMixin, Inter
         self._runner: web.AppRunner | None = None
         self._port: int | None = None
         self._init_web_api()
+        self._init_history()
+        self._init_rate_limits()
         self._init_files()
         self._init_driver()
         self._init_socket_mode()
@@ -217,7 +232,8 @@ class SlackEmulator(WebApiMixin, FilesMixin, DriverMixin, SocketModeMixin, Inter
             self._methods[name] = _MethodSpec(handler, tuple(token_kinds), scope)
 
     def rate_limit(self, method: str, times: int = 1, retry_after: int = 1) -> None:
-        """Answer the next ``times`` calls of ``method`` with HTTP 429 and ``Retry-After``."""
+        """Answer the next ``times`` calls of ``method`` with HTTP 429 and ``Retry-After``. (For a limit per minute
+        as Slack applies it, see ``limit_rate`` and ``non_marketplace_app``.)"""
         with self._lock:
             self._rate_limits[method] = [times, retry_after]
 
@@ -250,7 +266,7 @@ class SlackEmulator(WebApiMixin, FilesMixin, DriverMixin, SocketModeMixin, Inter
         body_token = params.pop("token", None)
         token = token or body_token
         status, headers, body = self._call_method(method, params, token)
-        self._recorder.add("api_calls", ApiCall(method, params, token, status, body, time.monotonic()))
+        self._recorder.add("api_calls", ApiCall(method, params, token, status, body, time.monotonic(), dict(headers)))
         return web.json_response(body, status=status, headers=headers)
 
     def _call_method(self, method: str, params: dict, token: str | None) -> tuple:
@@ -259,6 +275,9 @@ class SlackEmulator(WebApiMixin, FilesMixin, DriverMixin, SocketModeMixin, Inter
             if limited and limited[0] > 0:
                 limited[0] -= 1
                 return 429, {"Retry-After": str(limited[1])}, {"ok": False, "error": "ratelimited"}
+            over_limit = self._rate_limited(method)
+            if over_limit:
+                return over_limit
             injected = self._injected_errors.get(method)
             if injected and injected[0] > 0:
                 injected[0] -= 1
@@ -310,6 +329,10 @@ class SlackEmulator(WebApiMixin, FilesMixin, DriverMixin, SocketModeMixin, Inter
     def api_calls(self, method: str | None = None) -> list:
         """Every Web API request, in arrival order (429s and errors included)."""
         return [c for c in self._recorder.get("api_calls") if method is None or c.method == method]
+
+    def rate_limited_calls(self, method: str | None = None) -> list:
+        """The Web API requests answered with 429 (``call.retry_after``: the Retry-After they were given)."""
+        return [c for c in self.api_calls(method) if c.status == 429]
 
     def messages(self, channel: str | None = None, thread_ts: str | None = None, ephemeral: bool | None = None) -> list:
         """Messages the app posted (chat.postMessage, and chat.postEphemeral with ``ephemeral=True``)."""

@@ -85,17 +85,21 @@ class WebApiMixin:
             raise SlackApiError("no_text")
         if blocks is not None and not isinstance(blocks, list):
             raise SlackApiError("invalid_blocks_format")
-        from .interactivity import check_blocks  # interactivity imports this module
+        from .blocks import check_blocks  # blocks imports this module
 
-        check_blocks(blocks)
+        check_blocks(blocks, self._slack_file_problem)
         return channel, text, blocks, attachments
 
     def _check_can_post(self, channel: str) -> None:
         """Where the bot is not a member Slack refuses posts: not_in_channel in a public channel (without
         chat:write.public), channel_not_found where it cannot even see the conversation."""
         conversation = self._conversation(channel)
+        if conversation["deleted"]:
+            raise SlackApiError("channel_not_found")
         if not conversation["member"]:
             raise SlackApiError("not_in_channel" if conversation["kind"] == "public" else "channel_not_found")
+        if conversation["archived"]:
+            raise SlackApiError("is_archived")  # chat.postMessage's error; emulator choice for uploads
 
     def _api_chat_post_message(self, params: dict, kind: str) -> dict:
         channel, text, blocks, attachments = self._message_content(params)
@@ -123,6 +127,7 @@ class WebApiMixin:
                 message["parent_user_id"] = parent_user
             self._add_reply(channel, thread_ts, self.bot_user_id, ts)
         self._authors[ts] = self.bot_user_id
+        self._remember(channel, message)
         self._recorder.add(
             "messages", Message(channel, ts, text, blocks, thread_ts, False, None, dict(params), time.monotonic())
         )
@@ -207,6 +212,8 @@ class WebApiMixin:
                     stored["id"], stored["name"], stored["title"], stored["mimetype"], stored["content"], file_object
                 )
             )
+        if channel and ts:
+            self._remember_upload(channel, ts, thread_ts, initial_comment or "", [u.id for u in uploaded])
         record = Upload(tuple(uploaded), channel, thread_ts, initial_comment, ts, time.monotonic())
         self._recorder.add("uploads", record)
         return {"files": [u.file for u in uploaded]}
@@ -252,7 +259,7 @@ class WebApiMixin:
         private channels created before 2021), D... a direct message; the bot is a member of each."""
         kind = {"G": "private", "D": "im"}.get(channel_id[:1], "public")
         return {"kind": kind, "member": True, "user": "U0USER", "name": channel_id.lower(), "shared_with": None,
-                "pending": False}
+                "pending": False, "archived": False, "deleted": False}
 
     def _conversation(self, channel_id: str | None) -> dict:
         with self._lock:
@@ -296,7 +303,7 @@ class WebApiMixin:
         channel.update(id=channel_id, name=c["name"], name_normalized=c["name"],
                        is_private=c["kind"] != "public", is_channel=c["kind"] != "mpim" and not old_group,
                        is_group=old_group, is_mpim=c["kind"] == "mpim", context_team_id=self.team_id,
-                       creator="U0USER", is_member=c["member"])
+                       creator="U0USER", is_member=c["member"], is_archived=c["archived"])
         return channel
 
     def _api_conversations_info(self, params: dict, kind: str) -> dict:
@@ -304,6 +311,8 @@ class WebApiMixin:
         if not channel_id or channel_id[0] not in "CGD":
             raise SlackApiError("channel_not_found")
         conversation = self._conversation(channel_id)
+        if conversation["deleted"]:
+            raise SlackApiError("channel_not_found")
         needed = CONVERSATION_SCOPES[conversation["kind"]]
         with self._lock:
             scopes = set(self.bot_scopes)
