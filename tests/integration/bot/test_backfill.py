@@ -1,0 +1,126 @@
+"""`/findimage remember` reads the channel's history back FINDIMAGE_BACKFILL_DAYS: through Slack's rate
+limits, resumable, with the images of those messages searchable in the channel when it is done."""
+from __future__ import annotations
+
+import time
+
+from bot_support import ALICE, CHANNEL, serve_bot, with_settings
+
+from bot.app import history_client
+from bot.backfill import DAY, Backfiller
+from bot.remembering import Rememberer
+from findimage.backends import image_embedder, open_remembered
+from findimage.stores.base import ChannelState
+
+
+def remember(emu, bot, channel=CHANNEL):
+    emu.send_slash_command(bot.events_url, text="remember", user_id=ALICE, channel_id=channel)
+    emu.wait_for_response(containing="turned on remembering", timeout=15)
+
+
+def state_of(bot, channel=CHANNEL) -> ChannelState:
+    return bot.searcher.remembered.channel(channel)
+
+
+def wait_done(emu, bot, timeout=60, channel=CHANNEL) -> ChannelState:
+    emu.wait_for(lambda: (state_of(bot, channel) or ChannelState("", "", 0, 0)).done, timeout=timeout,
+                 what="the backfill done")
+    return state_of(bot, channel)
+
+
+def test_remember_backfills_the_history_through_a_429_and_its_images_are_found_by_name(indexed, emu):
+    seeded = emu.seed_history(CHANNEL, 60, files_every=10, start_ts=time.time() - 30 * DAY, step=600)
+    too_old = emu.seed_history(CHANNEL, 5, files_every=5, start_ts=time.time() - 120 * DAY)  # before the 90 days
+    emu.rate_limit("conversations.history", times=1, retry_after=1)
+    settings = with_settings(indexed, history_page=20, history_per_minute=600)
+    with serve_bot(settings) as bot:
+        remember(emu, bot)
+        state = wait_done(emu, bot)
+        remembered = {p.file_id for p in bot.searcher.remembered.registry.posted_in(CHANNEL)}
+        assert remembered == set(seeded.file_ids) and not remembered & set(too_old.file_ids)
+        assert (state.messages, state.images, state.failed) == (60, 6, 0)
+        assert len(emu.rate_limited_calls("conversations.history")) == 1
+        calls = [c for c in emu.api_calls("conversations.history") if c.status == 200]
+        assert len(calls) == 3 and all(c.params["limit"] == "20" for c in calls)
+
+        emu.clear_records()
+        emu.send_slash_command(bot.events_url, text="seed 29", user_id=ALICE, channel_id=CHANNEL)
+        said = lambda: [u.initial_comment for u in emu.uploads(CHANNEL)] + [r.visible_text for r in emu.responses()]  # noqa: E731
+        emu.wait_for(lambda: any("*1.* `" in text and "seed-29.png — posted by" in text for text in said()),
+                     timeout=20, what="a backfilled image found by its name, first")
+
+
+def test_a_429_halves_the_pace_so_there_is_no_second_storm(indexed, emu):
+    emu.seed_history(CHANNEL, 400, files_every=0, step=60)
+    emu.clock_speed = 60  # a minute of Slack's time in a real second
+    emu.limit_rate("conversations.history", 50)  # Tier 3
+    # 100 requests a (Slack) minute asked for: twice what Tier 3 allows
+    settings = with_settings(indexed, history_page=5, history_per_minute=100 * 60)
+    with serve_bot(settings) as bot:
+        remember(emu, bot)
+        state = wait_done(emu, bot)
+    assert state.messages == 400
+    limited = emu.rate_limited_calls("conversations.history")
+    assert 1 <= len(limited) <= 2, f"{len(limited)} answers 429"
+
+
+def test_outside_the_marketplace_one_page_of_15_a_minute_still_finishes_and_status_says_how_long(indexed, emu):
+    emu.seed_history(CHANNEL, 45, files_every=15, step=60)
+    emu.clock_speed = 60
+    emu.non_marketplace_app = True
+    settings = with_settings(indexed, history_page=15, history_per_minute=60)  # 1 a (Slack) minute
+    with serve_bot(settings) as bot:
+        remember(emu, bot)
+        emu.wait_for(lambda: state_of(bot).pages >= 1, timeout=20, what="the first page")
+        emu.clear_records()
+        emu.send_slash_command(bot.events_url, text="remember status", user_id=ALICE, channel_id=CHANNEL)
+        status = emu.wait_for_response(containing="Reading the history", timeout=15).visible_text
+        assert "left (at most 60 requests of 15 messages a minute)" in status
+        state = wait_done(emu, bot, timeout=30)
+    assert (state.messages, state.images) == (45, 3)
+    assert len(emu.rate_limited_calls("conversations.history")) <= 1
+
+
+def test_a_backfill_stopped_midway_goes_on_from_its_cursor(indexed, emu):
+    """Two backfillers one after the other on the same data, as before and after a restart."""
+    seeded = emu.seed_history(CHANNEL, 50, files_every=5, step=60)
+    settings = with_settings(indexed, history_page=10, history_per_minute=6000)
+    from slack_sdk import WebClient
+
+    def backfiller():
+        remembered = open_remembered(settings, writer=True)
+        client = history_client(WebClient(token=emu.bot_token, base_url=emu.api_url))
+        return Backfiller(settings, remembered, Rememberer(settings, remembered, image_embedder(settings)), client)
+
+    first = backfiller()
+    now = time.time()
+    first.remembered.registry.save_channel(ChannelState(CHANNEL, ALICE, now, now - 90 * DAY))
+    for _ in range(2):
+        first.page(CHANNEL)
+    saved = first.remembered.channel(CHANNEL)
+    assert (saved.pages, saved.messages, saved.done) == (2, 20, False) and saved.cursor
+    first.remembered.close()
+
+    second = backfiller()
+    while not second.remembered.channel(CHANNEL).done:
+        second.page(CHANNEL)
+    calls = [c for c in emu.api_calls("conversations.history") if c.status == 200]
+    assert calls[2].params.get("cursor") == saved.cursor
+    state = second.remembered.channel(CHANNEL)
+    assert (state.messages, state.images) == (50, 10)
+    assert {p.file_id for p in second.remembered.registry.posted_in(CHANNEL)} == set(seeded.file_ids)
+    second.remembered.close()
+
+
+def test_forget_during_a_backfill_stops_it_and_nothing_is_remembered_after(indexed, emu):
+    emu.seed_history(CHANNEL, 400, files_every=4, step=60)
+    settings = with_settings(indexed, history_page=10, history_per_minute=60)  # one page a second
+    with serve_bot(settings) as bot:
+        remember(emu, bot)
+        emu.wait_for(lambda: state_of(bot).images >= 1, timeout=30, what="the first images")
+        emu.send_slash_command(bot.events_url, text="forget", user_id=ALICE, channel_id=CHANNEL)
+        emu.wait_for_response(containing="turned off remembering", timeout=15)
+        time.sleep(2.5)  # two more pages' time: the backfill must not write anything now
+        assert bot.searcher.remembered.registry.channels() == []
+        assert bot.searcher.remembered.registry.posted_in(CHANNEL) == []
+        assert bot.searcher.remembered.store.count() == 0
