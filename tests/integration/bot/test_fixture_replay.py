@@ -8,9 +8,11 @@ emulator); a fixture's fields are delivered as they are.
 from __future__ import annotations
 
 import copy
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import numpy as np
 import pytest
 from bot_support import ALICE, png_bytes, serve_bot, slack_env, stored_vectors
 from photos import jpeg_bytes, save_photo
@@ -21,7 +23,8 @@ from bot.app import create_app
 from bot.handlers.shortcut import NO_IMAGES
 from bot.work import WorkPool
 from findimage.config import load_settings
-from findimage.records import image_id_for
+from findimage.records import ImageDoc, Posted, image_id_for, posted_path
+from findimage.stores.base import ChannelState
 from indexer.run import index_once
 
 MODES = ("http", "socket")
@@ -202,6 +205,67 @@ def shortcut_on_a_photo(emu, bots, mode, settings):
     assert answer.initial_comment.startswith("Archive images most similar to *photo.png*:")
 
 
+# ---- remembered channels: each event forgets what it must, and nothing else -------------------------------
+
+def remembered(bots):
+    return bots["http"].searcher.remembered
+
+
+def remembering(bots, channel: str, file_id: str = "F0REMEMB01", sha256: str = "sha-before") -> Posted:
+    """`channel` remembered, with one posting of `file_id` in it (its vector made up: no image is read)."""
+    memory = remembered(bots)
+    now = time.time()
+    memory.registry.save_channel(ChannelState(channel, ALICE, now, now - 86_400, done=True))
+    posted = Posted(channel, file_id, f"{now:.6f}", ALICE, "", "photo.png")
+    vector = np.random.default_rng(5).standard_normal(512).astype(np.float32)
+    model = bots["http"].searcher.image_embedder.model_id
+    memory.add([(ImageDoc(posted.image_id, "photo.png", posted_path(channel, file_id, "photo.png"),
+                          vector / np.linalg.norm(vector), sha256, 1, now, 1, 1, now, model, None, "slack"), posted)],
+               model)
+    return posted
+
+
+def forgets_channel(name: str, channel: str):
+    def case(emu, bots, mode, settings):
+        posted = remembering(bots, channel)
+        deliver(emu, bots, mode, Delivery("events_api", fixture(name)))
+        emu.wait_for(lambda: remembered(bots).channel(channel) is None, 20, f"{channel} forgotten")
+        assert remembered(bots).store.get(posted.image_id) is None
+        assert remembered(bots).registry.posted_in(channel) == []
+    return case
+
+
+def forgets_the_file(emu, bots, mode, settings):
+    posted = remembering(bots, "C0PHOTOS", "F0PHOTO001")
+    deliver(emu, bots, mode, Delivery("events_api", fixture("events/file_deleted")))
+    emu.wait_for(lambda: remembered(bots).registry.posted_as("F0PHOTO001") == [], 20, "the file forgotten")
+    assert remembered(bots).store.get(posted.image_id) is None and remembered(bots).channel("C0PHOTOS") is not None
+    remembered(bots).forget_channel("C0PHOTOS")
+
+
+def remembers_the_changed_file(emu, bots, mode, settings):
+    photo_file(emu, "photo.png", "F0PHOTO001", 4)
+    posted = remembering(bots, "C0PHOTOS", "F0PHOTO001")
+    deliver(emu, bots, mode, Delivery("events_api", fixture("events/file_change")))
+    def again():
+        doc = remembered(bots).store.get(posted.image_id)
+        return doc is not None and doc.sha256 != "sha-before"
+
+    emu.wait_for(again, 20, "the file remembered again as it is now")
+    assert [p.channel for p in remembered(bots).registry.posted_as("F0PHOTO001")] == ["C0PHOTOS"]
+    remembered(bots).forget_channel("C0PHOTOS")
+
+
+def keeps_everything(name: str, seed: int):
+    """An edit, or the deletion of a message without files: nothing remembered changes."""
+    def case(emu, bots, mode, settings):
+        posted = remembering(bots, "C0PHOTOS")
+        ignored(name, seed)(emu, bots, mode, settings)
+        assert remembered(bots).store.get(posted.image_id) is not None
+        remembered(bots).forget_channel("C0PHOTOS")
+    return case
+
+
 CASES = {
     "events/message_file_share": posted_photo,
     "events/message_file_share_slack_connect": stripped_photo,
@@ -225,6 +289,18 @@ CASES = {
     "interactivity/block_actions_home": home_example,
     "interactivity/message_action": shortcut_without_images,
     "interactivity/message_action+events/message_file_share": shortcut_on_a_photo,
+    # last: their barriers look the user's team up, which the cases above expect to see happen
+    "events/file_deleted": forgets_the_file,
+    "events/file_change": remembers_the_changed_file,
+    "events/message_deleted": keeps_everything("events/message_deleted", 957),
+    "events/message_changed": keeps_everything("events/message_changed", 958),
+    "events/channel_archive": forgets_channel("events/channel_archive", "C0PHOTOS"),
+    "events/channel_deleted": forgets_channel("events/channel_deleted", "C0PHOTOS"),
+    "events/channel_left": forgets_channel("events/channel_left", "C0PHOTOS"),
+    "events/member_left_channel": forgets_channel("events/member_left_channel", "C0PHOTOS"),
+    "events/group_archive": forgets_channel("events/group_archive", "G0PRIVATE"),
+    "events/group_deleted": forgets_channel("events/group_deleted", "G0PRIVATE"),
+    "events/group_left": forgets_channel("events/group_left", "G0PRIVATE"),
 }
 
 

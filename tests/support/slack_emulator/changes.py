@@ -2,8 +2,8 @@
 deleted, the bot joining or leaving. Each method changes the emulator's state as Slack would and returns the event
 Slack sends about it, for ``send_event`` / ``socket_event``.
 
-Shapes: tests/fixtures/slack/events_pending/*.json, each naming its source (the bot does not handle these events
-yet; tests/integration/bot/test_fixture_replay.py requires every events/ fixture to be replayed to it).
+Shapes: tests/fixtures/slack/events/*.json (member_joined_channel, which the bot does not subscribe to, in
+events_pending/), each naming its source; tests/integration/bot/test_fixture_replay.py replays them to the bot.
 """
 
 from __future__ import annotations
@@ -21,14 +21,16 @@ MEMBER_CHANNEL_TYPES = {"public": "C", "private": "G", "mpim": "G", "im": "D"}
 
 
 def _event(name: str) -> dict:
-    return fixture(f"events_pending/{name}")["event"]
+    # events/: events the bot does not subscribe to (member_joined_channel), kept for their shape
+    folder = "events_pending" if name == "member_joined_channel" else "events"
+    return fixture(f"{folder}/{name}")["event"]
 
 
 class ChangesMixin:
     # ------------------------------------------------------------------ files
 
     def file_deleted_event(self, file_id: str) -> dict:
-        """``file_deleted`` (events_pending/file_deleted.json): the file's id and the channels it was shared in."""
+        """``file_deleted`` (events/file_deleted.json): the file's id and the channels it was shared in."""
         with self._lock:
             channels = list(self._files[file_id]["channels"])
         event = _event("file_deleted")
@@ -37,7 +39,7 @@ class ChangesMixin:
 
     def change_file(self, file_id: str, **fields: Any) -> dict:
         """Change fields of the file object (e.g. ``title="new"``); returns ``file_change``
-        (events_pending/file_change.json), which names only the file: files.info tells the rest."""
+        (events/file_change.json), which names only the file: files.info tells the rest."""
         with self._lock:
             stored = self._files[file_id]
             for name in ("title", "name"):
@@ -55,7 +57,7 @@ class ChangesMixin:
 
     def delete_message(self, channel: str, ts: str) -> dict:
         """The message ``ts`` is deleted: it leaves history (and its thread's reply_count); returns the
-        ``message_deleted`` event (events_pending/message_deleted.json) with the message as history had it, its
+        ``message_deleted`` event (events/message_deleted.json) with the message as history had it, its
         files included. (A parent with replies is simply removed: Slack's tombstone parent is not emulated.)"""
         previous = self._forget(channel, ts)
         if previous is None:
@@ -68,7 +70,7 @@ class ChangesMixin:
 
     def edit_message(self, channel: str, ts: str, text: str, *, user: str | None = None) -> dict:
         """``user`` (default: the author) edits the text of message ``ts``; history shows the new text and
-        ``edited``. Returns ``message_changed`` (events_pending/message_changed.json)."""
+        ``edited``. Returns ``message_changed`` (events/message_changed.json)."""
         from .driver import _rich_text
         from .history import ts_key
 
@@ -136,7 +138,7 @@ class ChangesMixin:
     def member_left_channel(self, channel: str, user: str | None = None) -> dict:
         """``user`` (default: the bot, which then is no member: conversations.history answers not_in_channel in a
         public channel, channel_not_found in a private one) leaves ``channel``.
-        events_pending/member_left_channel.json."""
+        events/member_left_channel.json."""
         user = user or self.bot_user_id
         conversation = self._set_conversation(channel, member=False) if user == self.bot_user_id \
             else self._conversation(channel)
@@ -146,7 +148,7 @@ class ChangesMixin:
         return event
 
     def channel_left(self, channel: str, actor: str = "U0USER") -> dict:
-        """``actor`` removed the bot from ``channel``: channel_left (public, events_pending/channel_left.json, as
+        """``actor`` removed the bot from ``channel``: channel_left (public, events/channel_left.json, as
         a bot app received it) or group_left (private channels). The bot is no member afterwards."""
         conversation = self._set_conversation(channel, member=False)
         event = _event("channel_left" if conversation["kind"] == "public" else "group_left")

@@ -30,7 +30,7 @@ from .records import ResponsePost, Upload
 
 RESPONSE_URL_MAX_USES = 5  # "up to 5 times within 30 minutes"
 RESPONSE_URL_KINDS = ("commands", "actions", "app")  # hooks.slack.com/<kind>/<team>/<number>/<secret>
-OWN_ENVELOPES = ("channel_left", "group_left")  # recorded without event_context (events_pending/channel_left.json)
+OWN_ENVELOPES = ("channel_left", "group_left")  # recorded without event_context (events/channel_left.json)
 
 
 def slack_signature(signing_secret: str, timestamp: int | str, body: bytes | str) -> str:
@@ -180,7 +180,7 @@ class DriverMixin:
         if event.get("type") == "app_home_opened":
             envelope = fixture("events/app_home_opened")
         elif event.get("type") in OWN_ENVELOPES:
-            envelope = fixture(f"events_pending/{event['type']}")
+            envelope = fixture(f"events/{event['type']}")
             envelope["team_id"] = self.team_id
         elif shared:
             envelope = fixture("events/message_slack_connect")

@@ -5,9 +5,9 @@ documented by Slack or its SDKs (the file names where), re-typed with the test w
 emulator starts every event, command, interaction and Web API answer from a copy of one of them and only
 sets values (ids, timestamps, texts), so it sends no field real Slack does not send and every field it does.
 
-``events_pending/`` holds the events the bot does not handle yet (file_deleted, message_deleted, channel_archive,
-member_left_channel...): tests/integration/bot/test_fixture_replay.py requires every fixture of ``events/`` to be
-replayed to the bot, so one moves there (with its replay case) once the bot handles it.
+``events_pending/`` holds events the bot does not subscribe to (member_joined_channel), kept for their shape:
+tests/integration/bot/test_fixture_replay.py requires every fixture of ``events/`` to be replayed to the bot,
+so one moves there (with its replay case) once the bot handles it.
 """
 
 from __future__ import annotations
