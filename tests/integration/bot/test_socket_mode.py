@@ -20,6 +20,7 @@ from bot_support import (
 from photos import jpeg_bytes
 
 from bot.app import create_app
+from findimage.backends import open_remembered
 
 
 @pytest.fixture
@@ -133,3 +134,24 @@ def test_over_socket_mode_a_button_and_the_shortcut_are_acked_and_answered(socke
     assert not set(titles(first)) & set(titles(more)) and len(more.files) == 3
     assert reply.initial_comment.startswith("Archive images most similar to *socket.jpg*")
     assert socket_bot.stop() == 0, socket_bot.output
+
+
+def test_over_socket_mode_a_remembered_channel_finds_its_posted_photo(socket_bot, emu, indexed):
+    emu.socket_slash_command("remember", user_id=ALICE, channel_id=CHANNEL)
+    emu.wait_for_response(containing="turned on remembering", timeout=20)
+    photo = emu.add_file(jpeg_bytes(seed=602), "whiteboard sprint planning.jpg", user=BOB)
+    emu.socket_event(emu.post_user_message_with_files(CHANNEL, [photo], user=BOB))
+    remembered = open_remembered(indexed)
+    try:
+        emu.wait_for(lambda: [p.file_id for p in remembered.registry.posted_in(CHANNEL)] == [photo["id"]], timeout=30,
+                     what="the photo remembered")
+    finally:
+        remembered.close()
+    emu.socket_slash_command("whiteboard sprint", user_id=ALICE, channel_id=CHANNEL)
+    shown = f"'slack_file': {{'id': '{photo['id']}'}}"
+    emu.wait_for(lambda: any(shown in repr(r.blocks) for r in emu.responses()), timeout=30,
+                 what="the remembered photo shown by reference")
+    emu.socket_slash_command("whiteboard sprint", user_id=ALICE, channel_id="C0ELSEWHERE")
+    emu.wait_for_upload("C0ELSEWHERE", timeout=30)
+    assert all(photo["id"] not in repr(r.blocks) for r in emu.responses() if r.channel_id == "C0ELSEWHERE")
+    assert all(photo["id"] not in (u.initial_comment or "") for u in emu.uploads("C0ELSEWHERE"))
