@@ -8,10 +8,10 @@ the emulator holds (`seed_history`: distinct 16x16 PNGs, so decoding costs littl
 store are what is measured). Slack's Tier 3 limit for conversations.history (50 requests a minute) is
 applied on the emulator's clock, sped up `--speed` times; the bot's pace (FINDIMAGE_HISTORY_PER_MINUTE,
 default 40) is scaled by the same factor, so the run is the real schedule in fast motion: Slack minutes
-are the schedule's, real seconds the work's. While it runs, a text command is sent every half second and its ack timed (Slack
-gives an ack 3 s). Printed and written to benchmarks/results/backfill-<time>.json: the duration in real
-and in Slack time, messages and images per second, 429 answers, the process's peak memory growth, and the
-acks' p50/p95/max.
+are the schedule's, real seconds the work's. While it runs, a text command is sent every half second and
+its ack timed (Slack gives an ack 3 s). Printed and written to benchmarks/results/backfill-<time>.json:
+the real duration and the schedule's minutes, images per second, 429 answers, the process's peak memory
+growth, and the acks' p50/p95/max.
 """
 from __future__ import annotations
 
@@ -30,9 +30,10 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests" / "support"))
 
-from benchmarks.bot_latency import CHANNEL, load_models, make_settings  # noqa: E402
 from bot_support import serve_bot, with_settings  # noqa: E402
 from slack_emulator import SlackEmulator  # noqa: E402
+
+from benchmarks.bot_latency import CHANNEL, load_models, make_settings  # noqa: E402
 
 TIER_3_PER_MINUTE = 50
 

@@ -2,9 +2,9 @@
 message event or a backfill page (bot/backfill.py), always after the ack.
 
 An image is downloaded with the bot token, decoded under the query limits and embedded; its vector,
-file name and title words and date (the message time) are stored with where it was posted. Its bytes
-are not kept. What cannot be remembered (a broken file, a PDF) is skipped and counted, never retried in
-a loop.
+file name and title words and date (the message time) are stored with where it was posted, and then (with
+FINDIMAGE_OCR) the text read in it, in a child process as the indexer reads it. Its bytes are not kept.
+What cannot be remembered (a broken file, a PDF) is skipped and counted, never retried in a loop.
 """
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ from slack_sdk.errors import SlackApiError
 from findimage.config import Settings
 from findimage.imaging import prepare_bytes
 from findimage.models.base import ImageEmbedder
+from findimage.models.reader_process import ReaderProcess, ReadingLimits
 from findimage.records import ImageDoc, Posted, posted_path
 from findimage.remembered import Remembered
 
@@ -60,6 +61,9 @@ class Rememberer:
         self.remembered = remembered
         self.embedder = embedder
         self._decodes = threading.BoundedSemaphore(1)  # beside the queries' two: memory stays bounded
+        # One reader child for the process, started on the first image, one picture at a time.
+        self._reader = ReaderProcess(ReadingLimits.of(settings)) if settings.ocr else None
+        self._reading = threading.Lock()
 
     def remember_message(self, client: WebClient, channel: str, message: dict) -> Outcome:
         """The images of one message, each as a posting of `channel` (skipped if the channel was forgotten)."""
@@ -107,4 +111,12 @@ class Rememberer:
         path = posted_path(channel, file["id"], f"{label}/{name}" if label else name)
         doc = ImageDoc(posted.image_id, name, path, vector, hashlib.sha256(data).hexdigest(), len(data), float(ts),
                        prepared.width, prepared.height, time.time(), self.embedder.model_id, message_date(ts), "slack")
-        self.remembered.add([(doc, posted)], self.embedder.model_id)
+        self.remembered.add([(doc, posted)], self.embedder.model_id)  # searchable by picture and name now
+        if self._reader is not None:
+            with self._reading:
+                read = self._reader.read(data)  # a failure is recorded as such, never raised
+            self.remembered.store.set_texts([(doc.image_id, doc.sha256, read)])
+
+    def close(self) -> None:
+        if self._reader is not None:
+            self._reader.close()

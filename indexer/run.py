@@ -6,6 +6,7 @@ import sys
 
 from findimage.backends import image_embedder, open_store, text_model_id
 from findimage.config import Settings
+from findimage.models.reader_process import ReadingLimits
 from findimage.stores.base import PassLease
 
 from .index_pass import IndexPass, MassRemovalRefused, PassSummary
@@ -13,7 +14,7 @@ from .lock import pass_guard, taken_over
 from .scan import ArchiveUnavailable
 from .schedule import run_schedule
 from .state import load_state, save_state
-from .text_stage import ReadingLimits, TextStage
+from .text_stage import TextStage
 
 log = logging.getLogger(__name__)
 
@@ -24,9 +25,8 @@ def _one_pass(settings: Settings, lease: PassLease | None, full: bool = False, p
     state = load_state(settings.data_dir)
     store = open_store(settings, writer=True)
     shown = sys.stderr.isatty() if progress is None else progress
-    text = TextStage(store, settings.archive, ReadingLimits(settings.ocr_threads, settings.ocr_timeout_seconds,
-                                                            settings.max_image_pixels, settings.decode_budget_bytes),
-                     progress=shown, superseded=taken_over(lease)) if settings.ocr else None
+    text = TextStage(store, settings.archive, ReadingLimits.of(settings), progress=shown,
+                     superseded=taken_over(lease)) if settings.ocr else None
     try:
         return IndexPass(store, image_embedder(settings), settings.archive, settings.batch_size,
                          text_model_id=text_model_id(settings), full=full,

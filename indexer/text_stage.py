@@ -3,24 +3,22 @@ visible, so new images are searchable by CLIP and by name first.
 
 Each distinct content is read once: a copy or a moved file reuses the text stored for its content hash
 (on a `--full` rebuild too, before the new index goes live, so nothing is read again). Reading happens in
-a child process (`ReaderProcess`): a picture that crashes or hangs the engine costs that child, not the
+a child process (findimage.models.reader_process): a picture that crashes or hangs the engine costs that child, not the
 pass, and is recorded as failed (read again only when the file changes). Texts are written in small
 batches, so a pass killed here continues on the next one where this one stopped.
 """
 from __future__ import annotations
 
 import logging
-import multiprocessing
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
-from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Any
 
 from tqdm import tqdm
 
 from findimage.archive_files import ArchiveFileRefused, Indexed, read_archive_file
+from findimage.models.reader_process import ReaderProcess, ReadingLimits
 from findimage.records import FileState, ReadText
 from findimage.stores.base import Store
 
@@ -30,9 +28,6 @@ log = logging.getLogger(__name__)
 BATCH = 16  # texts per write: what a killed pass reads again at most
 LOOKUP = 500  # contents looked up at once for a stored text
 ROUND = 50_000  # pending documents fetched at once (a round is read before the next is fetched)
-# Pictures are decoded for reading with their short side drafted down to no less than this: the reader
-# detects at a bounded size, but recognises lines cut from the decoded picture.
-READ_MIN_SIDE = 1600
 
 
 @dataclass
@@ -42,79 +37,6 @@ class TextSummary:
     failed: int = 0  # images whose reading failed or timed out (recorded; read again when they change)
     failures: list[tuple[str, str]] = field(default_factory=list)
     stopped: str = ""  # why the stage stopped before the end ("" if it did not)
-
-
-@dataclass(frozen=True)
-class ReadingLimits:
-    threads: int
-    timeout_seconds: float
-    max_pixels: int
-    budget: int
-
-
-class ReaderProcess:
-    """A child process that reads text: its engine is loaded once, a picture that takes longer than the
-    timeout (or kills the child) is answered as failed, and the next picture gets a new child."""
-
-    def __init__(self, limits: ReadingLimits):
-        self.limits = limits
-        self._context = multiprocessing.get_context("spawn")  # no copy of the parent's torch threads
-        self._process: Any = None
-        self._connection: Connection | None = None
-
-    def read(self, data: bytes) -> ReadText:
-        if self._process is None or not self._process.is_alive():
-            self._start()
-        assert self._connection is not None
-        self._connection.send((data, self.limits.max_pixels, self.limits.budget))
-        if not self._connection.poll(self.limits.timeout_seconds):
-            self._stop()
-            return ReadText("failed", reason=f"reading its text took longer than {self.limits.timeout_seconds:g} s")
-        try:
-            kind, payload = self._connection.recv()
-        except (EOFError, OSError):
-            self._stop()
-            return ReadText("failed", reason="the text reader stopped while reading it (out of memory?)")
-        return ReadText("read", lines=tuple(payload)) if kind == "read" else ReadText("failed", reason=payload)
-
-    def _start(self) -> None:
-        parent, child = self._context.Pipe()
-        self._process = self._context.Process(target=_serve, args=(child, self.limits.threads), daemon=True,
-                                              name="findimage-text-reader")
-        self._process.start()
-        child.close()
-        self._connection = parent
-
-    def _stop(self) -> None:
-        if self._process is not None:
-            self._process.kill()
-            self._process.join(10)
-        if self._connection is not None:
-            self._connection.close()
-        self._process = self._connection = None
-
-    def close(self) -> None:
-        self._stop()
-
-
-def _serve(connection: Connection, threads: int) -> None:
-    """The child: decode each picture within the decode budget, read its text, answer one message each."""
-    from findimage.imaging import ImageError, prepare_bytes
-    from findimage.models.text_reader import TextReader, TextReadingError
-
-    reader = TextReader(threads=threads)
-    while True:
-        try:
-            data, max_pixels, budget = connection.recv()
-        except (EOFError, OSError):
-            return
-        try:
-            image = prepare_bytes(data, READ_MIN_SIDE, max_pixels=max_pixels, budget=budget).image
-            connection.send(("read", reader.read(image)))
-        except (ImageError, TextReadingError) as exc:
-            connection.send(("failed", str(exc)))
-        except Exception as exc:  # noqa: BLE001 - one picture's failure is recorded, the child serves on
-            connection.send(("failed", f"the text reader failed ({type(exc).__name__})"))
 
 
 class TextStage:

@@ -2,11 +2,14 @@
 and by no query anywhere else."""
 from __future__ import annotations
 
+import dataclasses
+import io
 import json
 
 from bot_support import ALICE, BOB, CHANNEL, serve_bot
 from es_support import both_stores
 from photos import jpeg_bytes
+from rendered_text import screenshot
 
 from findimage_cli import EXIT_OK, main
 
@@ -222,3 +225,25 @@ def test_on_both_stores_a_remembered_image_is_found_in_its_channel_only(bot, emu
         command(emu, bot, "whiteboard sprint", channel)
         buttons_of(emu, channel)
         assert (photo["id"] in everything_said(emu)) == (channel == CHANNEL)
+
+
+def test_a_remembered_screenshot_is_found_by_the_words_in_it_with_reading_text_on(indexed, emu):
+    alert = screenshot("Alerts", ["ERROR: disk quota exceeded on volume /srv/data"], seed=5)
+    with serve_bot(dataclasses.replace(indexed, ocr=True)) as bot:
+        remember(emu, bot)
+        photo = emu.add_file(png_of(alert.image), "Screenshot 2026-12-01.png", user=BOB)
+        emu.send_event(bot.events_url, emu.post_user_message_with_files(CHANNEL, [photo], user=BOB))
+        store = bot.searcher.remembered.store
+        emu.wait_for(lambda: store.text_status() == (1, 1), timeout=90, what="its text read")
+        emu.clear_records()
+        command(emu, bot, "disk quota exceeded")
+        emu.wait_for(lambda: "Screenshot 2026-12-01.png — posted by" in everything_said(emu), timeout=30,
+                     what="the screenshot found by its text")
+        said = everything_said(emu)
+        assert "text matched" in said and "*disk* *quota* *exceeded*" in said
+
+
+def png_of(image) -> bytes:
+    out = io.BytesIO()
+    image.save(out, "PNG")
+    return out.getvalue()
