@@ -51,7 +51,8 @@ def bot_role(alias: str) -> dict:
                         {"names": [seen_index(alias)], "privileges": ["create_index", "index", "read", "delete"]},
                         # What it remembers from channels: created, written and deleted (forget) by the bot.
                         {"names": [*index_names(remembered_alias(alias)), channels_index(alias)],
-                         "privileges": ["create_index", "write", "manage", "read", "view_index_metadata"]}]}
+                         "privileges": ["create_index", "write", "delete_index", "manage", "read",
+                                        "view_index_metadata"]}]}
 
 
 def indexer_role(alias: str) -> dict:

@@ -4,6 +4,7 @@ searches and writes seen keys, and every other write, index creation or deletion
 refused in one sentence."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -16,8 +17,11 @@ from elasticsearch import AuthorizationException, Elasticsearch
 from es_support import ES_URL, SecureServer, needs_es, retries_logged
 
 from bot.dedupe import SeenRecently
+from findimage.backends import open_remembered
+from findimage.config import load_settings
 from findimage.errors import AccessDenied, ModelError
-from findimage.records import ImageDoc, image_id_for
+from findimage.records import ImageDoc, Posted, image_id_for, posted_path
+from findimage.stores.base import ChannelState
 from findimage.stores.elasticsearch.infer import InferTextEmbedder
 from findimage.stores.elasticsearch.lease import LEASE_ID, IndexingLease
 from findimage.stores.elasticsearch.privileges import ensure_key_file, key_is_current
@@ -125,12 +129,17 @@ def test_each_key_does_its_job_and_the_bot_key_cannot_write(as_elastic, settings
     for write, what in ((lambda: bot_store.upsert([_doc("b.jpg")]), "write to the index"),
                         (lambda: bot_store.delete([image_id_for("events/2024/stage-0.jpg")]), "write to the index"),
                         (lambda: bot_store.set_meta("k", "v"), "change the index's metadata"),
-                        (bot_store.begin_rebuild, "create the index"),
-                        (bot_store.drop, "delete an index")):
+                        (bot_store.begin_rebuild, "create the index")):
         with pytest.raises(AccessDenied) as caught:
             write()
         assert str(caught.value) == (f"Elasticsearch at {url} does not allow these credentials "
                                      f"to {what} (403): {KEYS_HINT}")
+    # Dropping the archive's generations: Elasticsearch expands `<alias>-v*` to the indices the key may
+    # delete, which are only its remembered ones (`<alias>-remembered-v*` does not match): nothing goes.
+    try:
+        bot_store.drop()
+    except AccessDenied:
+        pass
     as_elastic.indices.refresh(index=alias)
     assert as_elastic.count(index=alias)["count"] == 7
     assert set(as_elastic.indices.get(index=f"{alias}*")) == {f"{alias}-v1", f"{alias}-lease", f"{alias}-seen"}
@@ -170,3 +179,26 @@ def test_keys_create_needs_a_user_who_may_make_keys(as_elastic, tmp_path, monkey
     assert capsys.readouterr().err == (
         f"findimage: Elasticsearch at {SecureServer.url} does not allow these credentials to create API keys (403): "
         "run this as the elastic user (ELASTICSEARCH_USERNAME=elastic and its ELASTICSEARCH_PASSWORD).\n")
+
+
+def test_the_bot_key_remembers_and_forgets_in_its_own_indices_only(as_elastic, settings, tmp_path, monkeypatch, capsys):
+    url, alias = SecureServer.url, settings.index_name
+    bot_file, indexer_file = tmp_path / "bot.key", tmp_path / "indexer.key"
+    assert main(["keys", "create", "--bot-key-file", str(bot_file), "--indexer-key-file", str(indexer_file)]) == 0
+    capsys.readouterr()
+    _use_key(monkeypatch, bot_file)
+    as_bot = load_settings(env_file=None)
+    remembered = open_remembered(as_bot, writer=True)  # as the bot starts: its store, created by its key
+    now = time.time()
+    remembered.registry.save_channel(ChannelState("C0TEAM", "U0ANNA", now, now - 86_400))
+    posted = Posted("C0TEAM", "F0PHOTO", f"{now:.6f}", "U0ANNA", "", "photo.png")
+    doc = _doc(posted_path("C0TEAM", "F0PHOTO", "photo.png"))
+    remembered.add([(dataclasses.replace(doc, image_id=posted.image_id), posted)], "m")
+    assert remembered.store.get(posted.image_id) is not None
+    assert remembered.forget_channel("C0TEAM") == 1
+    as_elastic.indices.refresh(index=f"{alias}-remembered")
+    assert as_elastic.count(index=f"{alias}-remembered")["count"] == 0
+    assert remembered.registry.channels() == []
+    # The archive's index stays out of its reach all the same.
+    with pytest.raises(AccessDenied):
+        ElasticsearchStore(Elasticsearch(url, api_key=bot_file.read_text().strip()), url, alias).upsert([doc])
