@@ -43,7 +43,8 @@ def open_remembered(settings: Settings, writer: bool = False) -> Remembered | No
                                    oversample=settings.es_rescore_oversample)
         if writer:
             store.open_for_writing()
-        return Remembered(store, ElasticsearchRegistry(client, settings.index_name, settings.elasticsearch_url))
+        return Remembered(store, ElasticsearchRegistry(client, settings.index_name, settings.elasticsearch_url),
+                          shared=True)
     from findimage.stores.embedded.registry import EmbeddedRegistry
     from findimage.stores.embedded.store import EmbeddedStore
 

@@ -18,9 +18,12 @@ log = logging.getLogger(__name__)
 
 
 class Remembered:
-    def __init__(self, store: Store, registry: ChannelRegistry):
+    def __init__(self, store: Store, registry: ChannelRegistry, shared: bool = False):
+        """`shared`: other processes (the bot's replicas) search the same store, so every write is made
+        visible to them at once (Elasticsearch refreshes about every second otherwise, later when idle)."""
         self.store = store
         self.registry = registry
+        self.shared = shared
 
     def active(self, channel: str | None) -> bool:
         """Whether `channel`'s posted images are remembered (and so may be searched in it)."""
@@ -35,6 +38,8 @@ class Remembered:
         if self.store.get_meta(META_IMAGE_MODEL) is None:
             self.store.set_meta(META_IMAGE_MODEL, model_id)
         self.store.upsert([doc for doc, _ in items])
+        if self.shared:
+            self.store.checkpoint()
 
     def forget_channel(self, channel: str) -> int:
         """Everything remembered from the channel, gone; how many images that was. The state goes first,

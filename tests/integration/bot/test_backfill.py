@@ -124,3 +124,18 @@ def test_forget_during_a_backfill_stops_it_and_nothing_is_remembered_after(index
         assert bot.searcher.remembered.registry.channels() == []
         assert bot.searcher.remembered.registry.posted_in(CHANNEL) == []
         assert bot.searcher.remembered.store.count() == 0
+
+
+def test_backfilled_images_carry_their_message_date_for_after_and_before(indexed, emu):
+    now = time.time()
+    old = emu.seed_history(CHANNEL, 1, files_every=1, start_ts=now - 60 * DAY, name="chart old-{i}.png")
+    new = emu.seed_history(CHANNEL, 1, files_every=1, start_ts=now - 5 * DAY, name="chart new-{i}.png")
+    with serve_bot(with_settings(indexed, history_per_minute=600)) as bot:
+        remember(emu, bot)
+        wait_done(emu, bot)
+        after = time.strftime("%Y-%m-%d", time.localtime(now - 30 * DAY))
+        emu.clear_records()
+        emu.send_slash_command(bot.events_url, text=f"after:{after} chart", user_id=ALICE, channel_id=CHANNEL)
+        said = lambda: " ".join(r.visible_text + repr(r.blocks) for r in emu.responses())  # noqa: E731
+        emu.wait_for(lambda: "more_like_this" in said(), timeout=20, what="the answer")
+        assert new.file_ids[0] in said() and old.file_ids[0] not in said()

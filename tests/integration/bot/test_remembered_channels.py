@@ -7,7 +7,7 @@ import io
 import json
 
 from bot_support import ALICE, BOB, CHANNEL, serve_bot
-from es_support import both_stores
+from es_support import both_stores, es_only
 from photos import jpeg_bytes
 from rendered_text import screenshot
 
@@ -247,3 +247,43 @@ def png_of(image) -> bytes:
     out = io.BytesIO()
     image.save(out, "PNG")
     return out.getvalue()
+
+
+@es_only
+def test_replicas_on_elasticsearch_share_what_is_remembered_and_what_is_forgotten(indexed, emu):
+    with serve_bot(indexed) as one, serve_bot(indexed) as two:
+        remember(emu, one)
+        photo, _ = post_photo(emu, one, "whiteboard sprint planning.jpg", seed=911)
+        wait_remembered(emu, one, photo["id"])
+        emu.clear_records()
+        command(emu, two, "whiteboard sprint")  # the other replica
+        shown = f"'slack_file': {{'id': '{photo['id']}'}}"
+        emu.wait_for(lambda: shown in everything_said(emu), timeout=20, what="found through the other replica")
+        command(emu, two, "forget")
+        emu.wait_for_response(containing="turned off remembering", timeout=15)
+        assert one.searcher.remembered.channel(CHANNEL) is None and remembered_files(one) == set()
+
+
+def test_the_home_tab_examples_never_show_remembered_images(bot, emu):
+    remember(emu, bot)
+    photo, _ = post_photo(emu, bot, "a snow covered mountain.jpg", seed=912)  # named like the first example
+    wait_remembered(emu, bot, photo["id"])
+    emu.send_event(bot.events_url, emu.app_home_opened(ALICE))
+    home = emu.wait_for_view(ALICE, containing="Try an example", timeout=20)
+    emu.clear_records()
+    emu.send_interaction(bot.events_url, emu.block_actions_payload(home, "home_example:1", ALICE))
+    answer = emu.wait_for_upload(emu.dm_channel(ALICE), timeout=20)
+    assert "snow covered mountain.jpg" not in answer.initial_comment and photo["id"] not in everything_said(emu)
+
+
+def test_even_where_shared_channels_are_allowed_a_shared_channel_never_shows_remembered_images(indexed, emu):
+    with serve_bot(indexed) as bot:
+        remember(emu, bot)
+        photo, _ = post_photo(emu, bot, "whiteboard sprint planning.jpg", seed=913)
+        wait_remembered(emu, bot, photo["id"])
+    emu.share_channel_externally(CHANNEL)  # shared while no bot ran: no channel_shared event reached it
+    emu.clear_records()
+    with serve_bot(dataclasses.replace(indexed, allow_shared_channels=True)) as bot:
+        command(emu, bot, "whiteboard sprint")
+        emu.wait_for_upload(CHANNEL, timeout=20)  # archive images: allowed here by the setting
+        assert photo["id"] not in everything_said(emu) and "posted by" not in everything_said(emu)
