@@ -10,8 +10,11 @@ where it stopped. Channels take turns one page at a time, so a large one does no
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import threading
 import time
+import uuid
 from collections.abc import Callable
 
 from slack_sdk import WebClient
@@ -30,6 +33,7 @@ DAY = 86_400.0
 # or the lifecycle events forget the channel).
 FINAL_ERRORS = {"channel_not_found", "not_in_channel", "is_archived", "missing_scope", "access_denied"}
 IDLE_SECONDS = 30.0  # how often an idle backfiller looks for work it was not told about (another replica's)
+CLAIM_SECONDS = 120.0  # a replica's claim on a channel's backfill, renewed with every page it saves
 
 
 def retry_after(exc: SlackApiError) -> float | None:
@@ -74,6 +78,7 @@ class Backfiller:
         self._next_request = 0.0
         self._thread: threading.Thread | None = None
         self.answered_apps = frozenset(settings.answer_bots)
+        self.me = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
     # ---- lifecycle ----------------------------------------------------------------------------
     def start(self) -> None:
@@ -103,7 +108,8 @@ class Backfiller:
 
     # ---- work ---------------------------------------------------------------------------------
     def pending(self) -> list[ChannelState]:
-        return [s for s in self.remembered.registry.channels() if not s.done]
+        """Channels still backfilling that this process may take (not claimed by another replica)."""
+        return [s for s in self.remembered.registry.channels() if not s.done and not self._claimed_elsewhere(s)]
 
     def step(self) -> bool:
         """One page of each channel still backfilling; False when there was none."""
@@ -122,7 +128,7 @@ class Backfiller:
         if wait > 0:
             self._sleep(wait)
         state = self.remembered.channel(channel)  # again after the wait: forgotten meanwhile?
-        if state is None or state.done:
+        if state is None or state.done or self._claimed_elsewhere(state):
             return
         try:
             response = self.client.conversations_history(
@@ -179,6 +185,10 @@ class Backfiller:
                     self._interval[state.channel])
 
     def _save(self, state: ChannelState) -> None:
-        """Unless the channel was forgotten meanwhile (saving would turn it on again)."""
-        if self.remembered.channel(state.channel) is not None:
-            self.remembered.registry.save_channel(state)
+        """Unless the channel was forgotten meanwhile (saving would turn it on again); the claim renewed."""
+        state.worker, state.worker_until = self.me, self.clock() + CLAIM_SECONDS
+        self.remembered.registry.update_channel(state)
+
+    def _claimed_elsewhere(self, state: ChannelState) -> bool:
+        """Another replica backfills this channel (its claim not lapsed): it is left to that one."""
+        return bool(state.worker) and state.worker != self.me and state.worker_until > self.clock()

@@ -40,6 +40,9 @@ class Remembered:
         self.store.upsert([doc for doc, _ in items])
         if self.shared:
             self.store.checkpoint()
+        # A channel forgotten while these were being made: what was just written goes too (checked after
+        # the write, so a `forget` racing it cannot leave anything behind).
+        self.forget_postings([p for _, p in items if not self.active(p.channel)])
 
     def forget_channel(self, channel: str) -> int:
         """Everything remembered from the channel, gone; how many images that was. The state goes first,

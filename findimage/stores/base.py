@@ -161,6 +161,8 @@ class ChannelState:
     images: int = 0
     failed: int = 0
     busy_seconds: float = 0.0  # time spent backfilling (waits included), for the estimate of what is left
+    worker: str = ""  # the bot process backfilling it (replicas leave it to that one while its claim holds)
+    worker_until: float = 0.0
 
     def as_json(self) -> dict:
         return dataclasses.asdict(self)
@@ -180,6 +182,11 @@ class ChannelRegistry(Protocol):
     def channels(self) -> list[ChannelState]: ...
 
     def save_channel(self, state: ChannelState) -> None: ...
+
+    def update_channel(self, state: ChannelState) -> bool:
+        """Save the state only while the channel is remembered (False if it was forgotten meanwhile: a
+        backfill page finishing after `forget` must not turn it on again)."""
+        ...
 
     def drop_channel(self, channel: str) -> None:
         """The channel's state and every posting of it."""

@@ -69,6 +69,16 @@ class ElasticsearchRegistry:
                           document={"kind": "channel", "channel": state.channel, "state": state.as_json()})
 
     @unavailable_on_connection_errors
+    def update_channel(self, state: ChannelState) -> bool:
+        self._ensure()
+        try:  # an update, not an index: it fails on a document `drop_channel` deleted
+            self.client.update(index=self.index, id=f"channel:{state.channel}", doc={"state": state.as_json()},
+                               refresh="wait_for")
+        except NotFoundError:
+            return False
+        return True
+
+    @unavailable_on_connection_errors
     def drop_channel(self, channel: str) -> None:
         self._ensure()
         self.client.delete_by_query(index=self.index, query={"term": {"channel": channel}}, conflicts="proceed",

@@ -45,6 +45,11 @@ class EmbeddedRegistry:
             self._db.execute("INSERT INTO channels(channel, state) VALUES(?, ?) ON CONFLICT(channel) DO UPDATE "
                              "SET state=excluded.state", (state.channel, json.dumps(state.as_json())))
 
+    def update_channel(self, state: ChannelState) -> bool:
+        with self._lock:
+            return self._db.execute("UPDATE channels SET state=? WHERE channel=?",
+                                    (json.dumps(state.as_json()), state.channel)).rowcount == 1
+
     def drop_channel(self, channel: str) -> None:
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")

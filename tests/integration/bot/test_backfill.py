@@ -139,3 +139,32 @@ def test_backfilled_images_carry_their_message_date_for_after_and_before(indexed
         said = lambda: " ".join(r.visible_text + repr(r.blocks) for r in emu.responses())  # noqa: E731
         emu.wait_for(lambda: "more_like_this" in said(), timeout=20, what="the answer")
         assert new.file_ids[0] in said() and old.file_ids[0] not in said()
+
+
+def test_two_replicas_do_not_backfill_one_channel_twice_and_one_takes_over_when_the_other_stops(indexed, emu):
+    emu.seed_history(CHANNEL, 30, files_every=0, step=60)
+    settings = with_settings(indexed, history_page=10, history_per_minute=6000)
+    from slack_sdk import WebClient
+
+    now = [time.time()]
+
+    def replica():
+        remembered = open_remembered(settings, writer=True)
+        client = history_client(WebClient(token=emu.bot_token, base_url=emu.api_url))
+        return Backfiller(settings, remembered, Rememberer(settings, remembered, image_embedder(settings)), client,
+                          clock=lambda: now[0])
+
+    one, two = replica(), replica()
+    one.remembered.registry.save_channel(ChannelState(CHANNEL, ALICE, now[0], now[0] - 90 * DAY))
+    assert one.step() is True  # one page, and the claim
+    assert two.pending() == [] and two.step() is False
+    two.page(CHANNEL)
+    assert len([c for c in emu.api_calls("conversations.history") if c.status == 200]) == 1
+    now[0] += 121  # one stopped: its claim lapses
+    while two.step():
+        pass
+    state = two.remembered.channel(CHANNEL)
+    assert state.done and state.messages == 30 and state.worker == two.me
+    assert len([c for c in emu.api_calls("conversations.history") if c.status == 200]) == 3
+    one.remembered.close()
+    two.remembered.close()

@@ -156,3 +156,22 @@ def test_a_document_without_its_posting_is_never_shown(world):
     remembered.store.checkpoint()
     assert "C0EXEC/F0HALF/half written.png" not in paths(searcher.by_text("whiteboard", k=10, channel="C0EXEC"))
     assert remembered.forget_channel("C0EXEC") == 2  # found by its folder all the same
+
+
+@both_stores
+def test_a_state_saved_after_forget_does_not_turn_the_channel_on_again(world):
+    _, remembered, _ = world
+    state = remembered.channel("C0EXEC")
+    remembered.forget_channel("C0EXEC")
+    state.pages += 1  # a backfill page that finished just after the forget
+    assert remembered.registry.update_channel(state) is False
+    assert remembered.channel("C0EXEC") is None
+
+
+@both_stores
+def test_a_posting_written_while_its_channel_is_forgotten_is_deleted_again(world):
+    searcher, remembered, _ = world
+    remembered.forget_channel("C0EXEC")
+    late = posting("C0EXEC", "F0LATE", "late.png", unit(1, 0))  # made before the forget, written after it
+    remembered.add([late], MODEL)
+    assert remembered.store.get(late[1].image_id) is None and remembered.registry.posted_in("C0EXEC") == []
