@@ -10,23 +10,24 @@ import json
 import logging
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from functools import partial
 from pathlib import Path
+from typing import Any
 
-import numpy as np
 from tqdm import tqdm
 
 from findimage.config import Settings
 from findimage.decode_budget import DEFAULT_BUDGET_BYTES
-from findimage.errors import EXIT_REFUSED, FindimageError, StoreError, check_image_model
+from findimage.errors import EXIT_REFUSED, FindimageError, check_image_model
 from findimage.models.base import ImageEmbedder
-from findimage.records import FileState, ImageDoc, image_id_for
+from findimage.records import FileState
 from findimage.stores.base import META_IMAGE_MODEL, META_LAST_PASS, META_TEXT_MODEL, Store
 
-from .reading import Loaded, batches, prefetched, read_and_decode, taken_from_header
+from .embedding import Embedding, Outcome
+from .reading import taken_from_header
 from .retry import retry_while_unavailable
 from .scan import ArchiveFile, ArchiveUnavailable, Scan, scan_archive
 from .state import FailedFile, IndexerState, PendingRemoval
@@ -34,6 +35,8 @@ from .text_stage import TextStage
 
 log = logging.getLogger(__name__)
 DEFAULT_MAX_REMOVAL_FRACTION = Settings.max_removal_fraction
+# Embedding elsewhere: (candidates, a check that raises once the pass must stop, the progress bar) -> outcomes
+Distribute = Callable[[list[ArchiveFile], Callable[[], None], Any], Iterable[Outcome]]
 
 
 class PassSuperseded(FindimageError):
@@ -110,7 +113,8 @@ class IndexPass:
                  progress: bool | None = None, state: IndexerState | None = None,
                  allow_mass_removal: bool = False, max_removal_fraction: float = DEFAULT_MAX_REMOVAL_FRACTION,
                  max_pixels: int | None = None, superseded: Callable[[], bool] = lambda: False,
-                 decode_budget: int = DEFAULT_BUDGET_BYTES, text: TextStage | None = None):
+                 decode_budget: int = DEFAULT_BUDGET_BYTES, text: TextStage | None = None,
+                 distribute: Distribute | None = None):
         self.store = store
         self.embedder = image_embedder
         self.archive = archive
@@ -124,6 +128,8 @@ class IndexPass:
         self.max_pixels = max_pixels
         self.decode_budget = decode_budget
         self.text = text  # reading the text in images, after the embeddings (None: FINDIMAGE_OCR=off)
+        # Embedding on a queue's workers (FINDIMAGE_QUEUE_URL, indexer/queue.py), else in this process
+        self.distribute = distribute
         self.superseded = superseded
         self.summary = PassSummary()
         self._moved_ids: set[str] = set()
@@ -275,72 +281,36 @@ class IndexPass:
 
     # ---- embedding and writing ------------------------------------------------------------------
     def _index(self, candidates: list[ArchiveFile], stored: dict[str, FileState], gone: list[FileState]) -> None:
+        """Embed and write the candidates (here, or on the queue's workers) and count what each became."""
         gone_by_sha: dict[str, list[str]] = {}
         for state in gone:
             gone_by_sha.setdefault(state.sha256, []).append(state.image_id)
-        seen_this_pass: dict[str, np.ndarray] = {}
         bar = tqdm(total=len(candidates), unit="img", disable=not self.progress, desc="indexing")
-        decode = partial(read_and_decode, embedder=self.embedder, max_pixels=self.max_pixels,
-                         budget=self.decode_budget)
-        with ThreadPoolExecutor(max_workers=2, thread_name_prefix="decode") as pool:
-            for batch in batches(prefetched(pool, candidates, self.batch_size * 2, decode), self.batch_size):
-                self._stop_if_superseded()
-                docs = self._embed_batch(batch, stored, gone_by_sha, seen_this_pass)
-                self._store_batch(docs)
-                bar.update(len(batch))
+        if self.distribute is not None:
+            outcomes = self.distribute(candidates, self._stop_if_superseded, bar)
+        else:
+            embedding = Embedding(self.store, self.embedder, self.batch_size, self.full, self.max_pixels,
+                                  self.decode_budget)
+            outcomes = (outcome for batch in embedding.run(candidates, self._stop_if_superseded)
+                        for outcome in batch)
+        for outcome in outcomes:
+            self._count(outcome, stored, gone_by_sha)
+            if self.distribute is None:  # the queue's progress bar counts buckets' files as they finish
+                bar.update(1)
         bar.close()
 
-    def _embed_batch(self, batch: list[Loaded], stored: dict[str, FileState], gone_by_sha: dict[str, list[str]],
-                     seen_this_pass: dict[str, np.ndarray]) -> list[tuple[ImageDoc, str]]:
-        """Documents for a batch, each with its summary category; vectors reused wherever content is known."""
-        usable = [item for item in batch if self._usable(item)]
-        reusable = dict(seen_this_pass)
-        if not self.full:
-            unknown = {i.sha256 for i in usable} - reusable.keys()
-            reusable.update(retry_while_unavailable(
-                lambda: self.store.vectors_by_sha256(unknown, self.embedder.model_id)))
-        fresh = [item for item in usable if item.sha256 not in reusable]
-        # one file twice in a batch (duplicates) is embedded once
-        unique = list({item.sha256: item for item in fresh}.values())
-        if unique:
-            vectors = self.embedder.embed_images([item.picture.image for item in unique])
-            reusable.update(zip((item.sha256 for item in unique), vectors, strict=True))
-            self.summary.embedded += len(unique)
-        docs = []
-        for item in usable:
-            seen_this_pass[item.sha256] = reusable[item.sha256]
-            category = self._category(item, stored.get(item.file.relative_path), gone_by_sha)
-            docs.append((self._doc(item, reusable[item.sha256]), category))
-        return docs
-
-    def _store_batch(self, docs: list[tuple[ImageDoc, str]]) -> None:
-        """Write a batch; documents the store rejects are reported as failed and retried next pass."""
-        rejected: dict[str, str] = {}
-        try:
-            retry_while_unavailable(lambda: self.store.upsert([doc for doc, _ in docs]))
-        except StoreError as exc:
-            if not exc.failures:
-                raise  # the whole write failed (e.g. disk full): not a per-document rejection
-            rejected = dict(exc.failures)
-            for path, reason in exc.failures:
-                log.warning("store rejected %s: %s", path, reason)
-        for doc, category in docs:
-            if doc.relative_path in rejected:
-                self._rejected_by_store.add(doc.relative_path)
-                self.summary.failed += 1
-                self.summary.failures.append((doc.relative_path, f"store rejected it: {rejected[doc.relative_path]}"))
-            else:
-                setattr(self.summary, category, getattr(self.summary, category) + 1)
-
-    def _usable(self, item: Loaded) -> bool:
-        if item.error:
+    def _count(self, outcome: Outcome, stored: dict[str, FileState], gone_by_sha: dict[str, list[str]]) -> None:
+        self.summary.embedded += outcome.embedded
+        if outcome.error is not None:
+            if outcome.sha256 and outcome.error.startswith("store rejected it"):
+                self._rejected_by_store.add(outcome.relative_path)
             self.summary.failed += 1
-            self.summary.failures.append((item.file.relative_path, item.error))
-            log.warning("skipped %s: %s", item.file.relative_path, item.error)
-            return False
-        return True
+            self.summary.failures.append((outcome.relative_path, outcome.error))
+            return
+        category = self._category(outcome, stored.get(outcome.relative_path), gone_by_sha)
+        setattr(self.summary, category, getattr(self.summary, category) + 1)
 
-    def _category(self, item: Loaded, previous: FileState | None, gone_by_sha: dict[str, list[str]]) -> str:
+    def _category(self, item: Outcome, previous: FileState | None, gone_by_sha: dict[str, list[str]]) -> str:
         if previous is None:
             if gone_by_sha.get(item.sha256):  # each vanished file explains one move
                 self._moved_ids.add(gone_by_sha[item.sha256].pop())
@@ -349,12 +319,3 @@ class IndexPass:
         if previous.sha256 == item.sha256 and not self.full:
             return "unchanged"  # touched, same content
         return "updated"
-
-    def _doc(self, item: Loaded, vector: np.ndarray) -> ImageDoc:
-        file = item.file
-        return ImageDoc(
-            image_id=image_id_for(file.relative_path), image_name=file.path.name,
-            relative_path=file.relative_path, image_embedding=np.asarray(vector, dtype=np.float32),
-            sha256=item.sha256, size=file.size, mtime=file.mtime, width=item.picture.width,
-            height=item.picture.height, indexed_at=time.time(), model_id=self.embedder.model_id,
-            taken=item.taken[0] or None, taken_source=item.taken[1])

@@ -21,8 +21,8 @@ from findimage.errors import ModelMismatch
 from findimage.search import Searcher
 from findimage.stores.base import META_LAST_PASS
 from findimage.stores.embedded.store import EmbeddedStore
-from indexer.index_pass import read_and_decode
 from indexer.lock import AlreadyRunning, pass_lock
+from indexer.reading import read_and_decode
 from indexer.run import index_once
 from indexer.scan import ArchiveFile
 

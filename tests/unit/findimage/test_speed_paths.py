@@ -18,7 +18,7 @@ from findimage.models.runtime import PROBE_SENTENCES, quantize_int8, release_pag
 from findimage.records import ImageDoc, image_id_for
 from findimage.stores.embedded.store import EmbeddedStore
 from findimage.stores.embedded.vector_index import VectorIndex, default_nprobe
-from indexer.index_pass import read_and_decode
+from indexer.reading import read_and_decode
 from indexer.scan import ArchiveFile
 
 

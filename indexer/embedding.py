@@ -1,0 +1,111 @@
+"""Files to stored documents: read and decode ahead in threads, reuse the vectors of known content, embed
+the rest in batches, write them. The one way a pass embeds, in its own process or on a queue's worker
+(indexer/queue.py); what each file became is reported back, and the pass counts it (indexer/index_pass.py).
+"""
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from functools import partial
+
+import numpy as np
+
+from findimage.decode_budget import DEFAULT_BUDGET_BYTES
+from findimage.errors import StoreError
+from findimage.models.base import ImageEmbedder
+from findimage.records import ImageDoc, image_id_for
+from findimage.stores.base import Store
+
+from .reading import Loaded, batches, prefetched, read_and_decode
+from .retry import retry_while_unavailable
+from .scan import ArchiveFile
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What became of one file: stored with this content, or failed (why)."""
+
+    relative_path: str
+    sha256: str = ""
+    error: str | None = None
+    embedded: bool = False  # the model ran for it (not a vector reused from the index or this run)
+
+    def as_json(self) -> dict:
+        return {"relative_path": self.relative_path, "sha256": self.sha256, "error": self.error,
+                "embedded": self.embedded}
+
+    @classmethod
+    def of_json(cls, value: dict) -> Outcome:
+        return cls(value["relative_path"], value.get("sha256") or "", value.get("error"), bool(value.get("embedded")))
+
+
+@dataclass
+class Embedding:
+    store: Store
+    embedder: ImageEmbedder
+    batch_size: int
+    full: bool = False  # a rebuild: every file embedded again, no vector reused from the index
+    max_pixels: int | None = None
+    budget: int = DEFAULT_BUDGET_BYTES
+
+    def run(self, files: list[ArchiveFile], stop: Callable[[], None] = lambda: None) -> Iterator[list[Outcome]]:
+        """The outcomes batch by batch, each batch written before it is yielded; `stop` is called before
+        each batch (it raises to end the work)."""
+        seen: dict[str, np.ndarray] = {}  # content embedded (or found) in this run
+        decode = partial(read_and_decode, embedder=self.embedder, max_pixels=self.max_pixels, budget=self.budget)
+        with ThreadPoolExecutor(max_workers=2, thread_name_prefix="decode") as pool:
+            for batch in batches(prefetched(pool, files, self.batch_size * 2, decode), self.batch_size):
+                stop()
+                yield self._batch(batch, seen)
+
+    def _batch(self, batch: list[Loaded], seen: dict[str, np.ndarray]) -> list[Outcome]:
+        failed = {item.file.relative_path: item.error for item in batch if item.error}
+        for path, error in failed.items():
+            log.warning("skipped %s: %s", path, error)
+        usable = [item for item in batch if not item.error]
+        reusable = dict(seen)
+        if not self.full:
+            unknown = {i.sha256 for i in usable} - reusable.keys()
+            reusable.update(retry_while_unavailable(
+                lambda: self.store.vectors_by_sha256(unknown, self.embedder.model_id)))
+        # one content twice in a batch (duplicates) is embedded once
+        unique = list({item.sha256: item for item in usable if item.sha256 not in reusable}.values())
+        if unique:
+            vectors = self.embedder.embed_images([item.picture.image for item in unique])
+            reusable.update(zip((item.sha256 for item in unique), vectors, strict=True))
+        docs = []
+        for item in usable:
+            seen[item.sha256] = reusable[item.sha256]
+            docs.append(self._doc(item, reusable[item.sha256]))
+        failed.update(self._write(docs))
+        ran = {item.file.relative_path for item in unique}
+        return [Outcome(item.file.relative_path, item.sha256, failed.get(item.file.relative_path),
+                        item.file.relative_path in ran) for item in batch]
+
+    def _write(self, docs: list[ImageDoc]) -> dict[str, str]:
+        """Write the documents; those the store rejects, with why (retried next pass)."""
+        if not docs:
+            return {}
+        try:
+            retry_while_unavailable(lambda: self.store.upsert(docs))
+        except StoreError as exc:
+            if not exc.failures:
+                raise  # the whole write failed (e.g. disk full): not a per-document rejection
+            for path, reason in exc.failures:
+                log.warning("store rejected %s: %s", path, reason)
+            return {path: f"store rejected it: {reason}" for path, reason in exc.failures}
+        return {}
+
+    def _doc(self, item: Loaded, vector: np.ndarray) -> ImageDoc:
+        file = item.file
+        return ImageDoc(
+            image_id=image_id_for(file.relative_path), image_name=file.path.name,
+            relative_path=file.relative_path, image_embedding=np.asarray(vector, dtype=np.float32),
+            sha256=item.sha256, size=file.size, mtime=file.mtime, width=item.picture.width,
+            height=item.picture.height, indexed_at=time.time(), model_id=self.embedder.model_id,
+            taken=item.taken[0] or None, taken_source=item.taken[1])
