@@ -84,8 +84,9 @@ def answer_page(services: Services, client: WebClient, page: Page, requester: Re
 
 
 def visible_channel(services: Services, client: WebClient, channel_id: str | None) -> str | None:
-    """The channel whose remembered images a query there may see (bot.channels decides), if any."""
-    if services.remembered is None:
+    """The channel whose remembered images a query there may see (bot.channels decides), if any: only a
+    remembered channel is looked up in Slack."""
+    if services.remembered is None or not services.remembered.active(channel_id):
         return None
     return services.policy.remembered_channel(client, channel_id)
 

@@ -65,7 +65,7 @@ def channel_memory(settings: Settings, searcher: Searcher, client: WebClient, po
                    bot_user_id: str | None) -> ChannelMemory | None:
     """Remembering posted images (FINDIMAGE_REMEMBER): its store opened for writing and given to the searcher."""
     if searcher.remembered is None:
-        searcher.remembered = open_remembered(settings, writer=True)
+        searcher.remembered = open_remembered(settings)
     if searcher.remembered is None:
         return None
     rememberer = Rememberer(settings, searcher.remembered, searcher.image_embedder)

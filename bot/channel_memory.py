@@ -166,8 +166,9 @@ class ChannelMemory:
             return  # an edit of the text: the images are the same
         elif kind == "message":
             channel = event.get("channel", "")
+            # Slack is asked about the channel only when it is remembered (then it must not be shared)
             if event.get("files") and is_person_message(event, self.answered_apps) and \
-                    self.policy.remembered_channel(client, channel) == channel:
+                    self.remembered.active(channel) and self.policy.remembered_channel(client, channel) == channel:
                 self.rememberer.remember_message(client, channel, event)
         elif kind == "file_deleted":
             self.remembered.forget_file(event.get("file_id", ""))

@@ -25,10 +25,10 @@ def open_store(settings: Settings, writer: bool = False) -> Store:
     return EmbeddedStore(settings.data_dir)
 
 
-def open_remembered(settings: Settings, writer: bool = False) -> Remembered | None:
+def open_remembered(settings: Settings) -> Remembered | None:
     """The images remembered from Slack channels (None with FINDIMAGE_REMEMBER=off): a store of their own
     beside the archive's (`<data dir>/remembered`, or the `<index>-remembered` alias) and the registry of
-    channels and postings. The bot opens it as `writer`; `findimage search --channel` reads it."""
+    channels and postings. The bot writes it; `findimage search --channel` reads it."""
     if settings.remember == "off":
         return None
     if settings.uses_elasticsearch:
@@ -38,11 +38,11 @@ def open_remembered(settings: Settings, writer: bool = False) -> Remembered | No
         from findimage.stores.elasticsearch.store import ElasticsearchStore
 
         client = make_client(settings)
+        # Its indices are made by the first write (the bot starts, and answers from the archive, while
+        # Elasticsearch is away, and creates nothing before a channel is remembered).
         store = ElasticsearchStore(client, settings.elasticsearch_url, remembered_alias(settings.index_name),
                                    settings.es_index_options, shards=1, replicas=settings.es_replicas,
                                    oversample=settings.es_rescore_oversample)
-        if writer:
-            store.open_for_writing()
         return Remembered(store, ElasticsearchRegistry(client, settings.index_name, settings.elasticsearch_url),
                           shared=True)
     from findimage.stores.embedded.registry import EmbeddedRegistry

@@ -13,7 +13,7 @@ from findimage.archive_files import is_servable
 from findimage.backends import open_store
 from findimage.config import Settings
 from findimage.dates import DateError, bound_start, check_range
-from findimage.errors import EXIT_USAGE, FindimageError, check_image_model
+from findimage.errors import EXIT_USAGE, FindimageError, IndexMissing, check_image_model
 from findimage.fusion import collapse_copies, fuse
 from findimage.imaging import ImageError, prepare_bytes
 from findimage.models.base import ImageEmbedder, TextEmbedder
@@ -203,7 +203,11 @@ class Searcher:
         candidates = max(depth, self.settings.num_candidates or default_num_candidates(asked))
         rankings = self._rankings(self.store, vector, words, depth, candidates, folder, after, before)
         if channel is not None and self.remembered is not None:
-            posted = self._rankings(self.remembered.store, vector, words, depth, candidates, channel, after, before)
+            try:
+                posted = self._rankings(self.remembered.store, vector, words, depth, candidates, channel, after,
+                                        before)
+            except IndexMissing:  # remembered, nothing stored yet
+                posted = ([], [], [])
             by_image, by_name, by_text = self.remembered.visible_in(channel, *posted)
             rankings = merge_rankings(rankings, (by_image, by_name, by_text), depth)
         complete = all(len(r) < depth for r in rankings)

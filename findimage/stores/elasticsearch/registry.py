@@ -50,8 +50,7 @@ class ElasticsearchRegistry:
 
     @unavailable_on_connection_errors
     def channel(self, channel: str) -> ChannelState | None:
-        self._ensure()
-        try:
+        try:  # reads create nothing: no index yet is no channel remembered yet
             found = self.client.get(index=self.index, id=f"channel:{channel}")
         except NotFoundError:
             return None
@@ -59,7 +58,6 @@ class ElasticsearchRegistry:
 
     @unavailable_on_connection_errors
     def channels(self) -> list[ChannelState]:
-        self._ensure()
         return [ChannelState.of_json(s["state"]) for s in self._all({"term": {"kind": "channel"}})]
 
     @unavailable_on_connection_errors
@@ -93,11 +91,14 @@ class ElasticsearchRegistry:
 
     @unavailable_on_connection_errors
     def posted(self, image_ids: Iterable[str]) -> dict[str, Posted]:
-        self._ensure()
         ids = list(image_ids)
         found: dict[str, Posted] = {}
         for start in range(0, len(ids), PAGE):
-            for doc in self.client.mget(index=self.index, ids=ids[start:start + PAGE])["docs"]:
+            try:
+                docs = self.client.mget(index=self.index, ids=ids[start:start + PAGE])["docs"]
+            except NotFoundError:
+                return {}
+            for doc in docs:
                 source = doc.get("_source") or {}
                 if doc.get("found") and source.get("kind") == "posted":
                     found[doc["_id"]] = _posted(source)
@@ -105,13 +106,11 @@ class ElasticsearchRegistry:
 
     @unavailable_on_connection_errors
     def posted_in(self, channel: str) -> list[Posted]:
-        self._ensure()
         return [_posted(s) for s in self._all({"bool": {"filter": [{"term": {"kind": "posted"}},
                                                                      {"term": {"channel": channel}}]}})]
 
     @unavailable_on_connection_errors
     def posted_as(self, file_id: str) -> list[Posted]:
-        self._ensure()
         return [_posted(s) for s in self._all({"bool": {"filter": [{"term": {"kind": "posted"}},
                                                                      {"term": {"file_id": file_id}}]}})]
 
@@ -122,8 +121,11 @@ class ElasticsearchRegistry:
         helpers.bulk(self.client, actions, refresh="wait_for", raise_on_error=False, ignore_status=(404,))
 
     def _all(self, query: dict[str, Any]) -> list[dict[str, Any]]:
-        return [hit["_source"] for hit in helpers.scan(self.client, index=self.index, query={"query": query},
-                                                         size=PAGE)]
+        try:
+            return [hit["_source"] for hit in helpers.scan(self.client, index=self.index, query={"query": query},
+                                                             size=PAGE)]
+        except NotFoundError:
+            return []
 
     def close(self) -> None:
         pass  # the client belongs to whoever made it

@@ -235,7 +235,8 @@ def test_a_used_up_response_url_still_reaches_the_requester_privately(emu):
 
 @es_only
 def test_before_the_first_pass_on_elasticsearch_the_bot_says_the_archive_is_not_indexed(bot_settings, emu):
-    """A real Elasticsearch without the index: the bot creates nothing and tells the requester why."""
+    """A real Elasticsearch without the index: the bot creates nothing (nothing is remembered either) and
+    tells the requester why."""
     from es_support import client
 
     with serve_bot(bot_settings) as running:

@@ -188,7 +188,7 @@ def test_the_bot_key_remembers_and_forgets_in_its_own_indices_only(as_elastic, s
     capsys.readouterr()
     _use_key(monkeypatch, bot_file)
     as_bot = load_settings(env_file=None)
-    remembered = open_remembered(as_bot, writer=True)  # as the bot starts: its store, created by its key
+    remembered = open_remembered(as_bot)  # as the bot starts: its store, created by its key
     now = time.time()
     remembered.registry.save_channel(ChannelState("C0TEAM", "U0ANNA", now, now - 86_400))
     posted = Posted("C0TEAM", "F0PHOTO", f"{now:.6f}", "U0ANNA", "", "photo.png")

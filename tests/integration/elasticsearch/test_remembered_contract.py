@@ -59,7 +59,7 @@ def world(settings):
     store.upsert([archive_doc("events/stage.jpg", unit(0, 1)), archive_doc("nature/lake.jpg", unit(0, 0, 1))])
     store.set_meta(META_IMAGE_MODEL, MODEL)
     store.checkpoint()
-    remembered = open_remembered(settings, writer=True)
+    remembered = open_remembered(settings)
     for channel in ("C0DESIGN", "C0EXEC"):
         remembered.registry.save_channel(ChannelState(channel, "U0ANNA", time.time(), 0.0))
     remembered.add([posting("C0EXEC", "F0SECRET", "whiteboard budget.png", unit(1, 0), sha="same-picture")], MODEL)
