@@ -65,6 +65,8 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("schedule", help="index now and then every FINDIMAGE_INDEX_INTERVAL_MINUTES").set_defaults(
         run=cmd_schedule)
     sub.add_parser("status", help="store, document count, models and the last pass").set_defaults(run=cmd_status)
+    sub.add_parser("worker", help="embed what indexing passes queue on FINDIMAGE_QUEUE_URL (run several)").set_defaults(
+        run=cmd_worker)
     sub.add_parser("bot", help="run the Slack bot (Socket Mode if SLACK_APP_TOKEN is set, else HTTP)").set_defaults(
         run=cmd_bot)
     keys = sub.add_parser("keys", help="make the bot's and the indexer's least-privilege Elasticsearch API keys "
@@ -150,6 +152,18 @@ def cmd_schedule(settings: Settings, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
+    if not settings.queue_url:
+        print("findimage: `findimage worker` needs FINDIMAGE_QUEUE_URL (e.g. redis://localhost:6379/0), the queue "
+              "indexing passes hand their work to.", file=sys.stderr)
+        return EXIT_USAGE
+    from indexer.run import work
+
+    logging.getLogger().setLevel(logging.INFO)
+    work(settings)
+    return EXIT_OK
+
+
 def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
     from findimage.backends import open_store, text_embedder_state, text_model_id
     from findimage.models.clip import model_fingerprint
@@ -161,6 +175,10 @@ def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
         for label, value in store.details():
             print(f"{label + ':':<13} {value}")
         print(f"documents:    {store.count()}")
+        if settings.queue_url:
+            from indexer.queue import queue_state
+
+            print(f"queue:        {queue_state(settings)}")
         read, total = store.text_status()
         print(f"text read:    {read:,} of {total:,} images" + ("" if settings.ocr else " (FINDIMAGE_OCR=off)"))
         print(f"image model:  {model_fingerprint(settings.image_model)} (index built with: "

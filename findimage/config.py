@@ -89,6 +89,13 @@ class Settings:
     ocr_threads: int = setting("FINDIMAGE_OCR_THREADS", 1, int, 0, 64)  # onnxruntime threads; 0: its default
     # One image's reading taking longer is stopped and recorded as failed (retried when the file changes).
     ocr_timeout_seconds: float = setting("FINDIMAGE_OCR_TIMEOUT_SECONDS", 120.0, float, 1.0, 3600.0)
+    # Distributed indexing: `findimage index`/`schedule` plan, `findimage worker` processes embed (Celery on Redis).
+    queue_url: str | None = setting("FINDIMAGE_QUEUE_URL", None, secret=True)  # redis://[:password@]host:6379/0
+    bucket_size: int = setting("FINDIMAGE_BUCKET_SIZE", 64, int, 1, 10_000)  # files per task
+    queue_in_flight: int = setting("FINDIMAGE_QUEUE_IN_FLIGHT", 8, int, 1, 10_000)  # buckets queued at once
+    # A bucket a worker took and did not finish (killed) goes to another after this; also how long the
+    # planner waits for one before it queues it again (Redis restarted without its queue).
+    queue_visibility_seconds: float = setting("FINDIMAGE_QUEUE_VISIBILITY_SECONDS", 600.0, float, 1.0, 86_400.0)
     # Elasticsearch (unset url -> embedded store)
     elasticsearch_url: str | None = setting("ELASTICSEARCH_URL", None)
     elasticsearch_api_key: str | None = setting("ELASTICSEARCH_API_KEY", None, secret=True)  # or _FILE
@@ -243,6 +250,9 @@ def _check(read: dict[str, Any], r: _Reader) -> None:
                 r.problems.append(f"ELASTICSEARCH_API_KEY_FILE={key_file} is empty.")
     if read["text_embedder"] == "elasticsearch" and not es_url:
         r.problems.append("FINDIMAGE_TEXT_EMBEDDER=elasticsearch needs ELASTICSEARCH_URL.")
+    queue_url = read["queue_url"]
+    if queue_url and not queue_url.startswith(("redis://", "rediss://")):
+        r.problems.append(f"FINDIMAGE_QUEUE_URL={public_url(queue_url)!r} must start with redis:// or rediss://.")
     public_base_url = read["public_base_url"]
     if public_base_url and not public_base_url.startswith(("http://", "https://")):
         r.problems.append(f"FINDIMAGE_PUBLIC_BASE_URL={public_base_url!r} must start with http:// or https://.")

@@ -27,13 +27,22 @@ def _one_pass(settings: Settings, lease: PassLease | None, full: bool = False, p
     shown = sys.stderr.isatty() if progress is None else progress
     text = TextStage(store, settings.archive, ReadingLimits.of(settings), progress=shown,
                      superseded=taken_over(lease)) if settings.ocr else None
+    distribute = None
+    if settings.queue_url and not full:  # a rebuild embeds here: its new index is this process's to swap in
+        from .queue import Planner
+
+        planner = Planner(settings)
+        if planner.workers():
+            distribute = planner
+        else:  # buckets nobody takes would wait for ever: this pass embeds here, the next asks again
+            log.warning("no `findimage worker` answers on the queue; this pass embeds in its own process")
     try:
         return IndexPass(store, image_embedder(settings), settings.archive, settings.batch_size,
                          text_model_id=text_model_id(settings), full=full,
                          progress=progress, state=state, allow_mass_removal=allow_mass_removal,
                          max_removal_fraction=settings.max_removal_fraction,
                          max_pixels=settings.max_image_pixels, superseded=taken_over(lease),
-                         decode_budget=settings.decode_budget_bytes, text=text).run()
+                         decode_budget=settings.decode_budget_bytes, text=text, distribute=distribute).run()
     finally:
         store.close()
         save_state(settings.data_dir, state)  # failures and a refused removal, also when the pass stopped
@@ -44,6 +53,16 @@ def index_once(settings: Settings, full: bool = False, progress: bool | None = N
     """One pass, refused (AlreadyRunning) while another process is indexing the same data or index."""
     with pass_guard(settings) as lease:
         return _one_pass(settings, lease, full, progress, allow_mass_removal)
+
+
+def work(settings: Settings) -> None:
+    """`findimage worker`: embed the buckets planners queue (FINDIMAGE_QUEUE_URL), until stopped."""
+    from .queue import serve
+
+    if not settings.uses_elasticsearch:
+        log.warning("the embedded store is a file on this machine: workers must run here too (workers on "
+                    "several hosts need Elasticsearch)")
+    serve(settings, open_store(settings, writer=True), image_embedder(settings))
 
 
 def schedule(settings: Settings) -> None:

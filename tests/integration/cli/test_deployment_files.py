@@ -58,7 +58,7 @@ def default_of(value: str) -> str:
 
 
 def test_the_services_and_what_runs_in_them():
-    assert set(SERVICES) == {"elasticsearch", "text-model", "api-keys", "web", "web-2", "worker"}
+    assert set(SERVICES) == {"elasticsearch", "text-model", "api-keys", "web", "web-2", "worker", "redis", "embedder"}
     procfile = dict(line.split(": ", 1) for line in (ROOT / "Procfile").read_text().splitlines() if ": " in line)
     assert " ".join(SERVICES["worker"]["command"]) == procfile["worker"] == "findimage schedule"
     assert SERVICES["web"]["command"] == ["findimage", "bot"]  # the Procfile's web: line
@@ -154,7 +154,7 @@ def megabytes(limit) -> float:
 def test_every_container_running_findimage_code_has_a_memory_limit():
     runs_findimage = {name for name, svc in SERVICES.items()
                       if svc.get("image") == "findimage:latest" or any("deploy/" in v for v in svc.get("volumes", []))}
-    assert runs_findimage == {"web", "web-2", "worker", "api-keys", "text-model"}
+    assert runs_findimage == {"web", "web-2", "worker", "api-keys", "text-model", "embedder"}
     limits = {name: default_of(str(SERVICES[name].get("mem_limit"))) for name in runs_findimage}
     assert limits["worker"] == "2g", "the indexer's budget"
     # the bot: 1.1 GB with both models, 1.3 GB decoding two 40-MP photos (docs/performance.md), with room
@@ -368,3 +368,16 @@ def test_docker_compose_config_accepts_the_file(tmp_path):
     (tmp_path / ".env").write_text(env.replace("ELASTIC_PASSWORD=", "# ELASTIC_PASSWORD="))
     run = subprocess.run([*client, "config"], cwd=tmp_path, capture_output=True, text=True, timeout=60)
     assert run.returncode != 0 and "ELASTIC_PASSWORD" in run.stderr, "no default password: it must be set"
+
+
+def test_the_embedders_scale_get_no_slack_secrets_and_share_a_persistent_queue():
+    embedder, redis = SERVICES["embedder"], SERVICES["redis"]
+    assert embedder["command"] == ["findimage", "worker"] and embedder["profiles"] == redis["profiles"] == ["queue"]
+    assert "env_file" not in embedder and "ports" not in embedder and "container_name" not in embedder, \
+        "`--scale embedder=N` needs containers without fixed names or host ports"
+    env = dict(embedder["environment"])
+    assert not [name for name in env if name.startswith("SLACK_")] and env.pop("ELASTIC_PASSWORD") == ""
+    assert env["FINDIMAGE_QUEUE_URL"] == "${FINDIMAGE_QUEUE_URL:-redis://redis:6379/0}"
+    assert env["ELASTICSEARCH_API_KEY_FILE"] == "/keys/indexer/api_key"
+    assert "--appendonly" in redis["command"] and redis.get("mem_limit")
+    assert "FINDIMAGE_QUEUE_URL" in dict(SERVICES["worker"]["environment"]), "the planner's queue comes from .env"

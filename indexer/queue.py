@@ -1,0 +1,255 @@
+"""Indexing spread over workers with Celery on Redis (FINDIMAGE_QUEUE_URL).
+
+`findimage index` / `schedule` stay the planner: they hold the lease, scan, decide what changed, and hand
+the files to embed to the queue in buckets (by path hash, FINDIMAGE_BUCKET_SIZE files each, at most
+FINDIMAGE_QUEUE_IN_FLIGHT queued at once, so Redis never holds the whole archive). `findimage worker`
+processes take buckets one at a time: each runs indexer.embedding (the same code as a pass in one
+process: models loaded once per process, vectors of known content reused, documents written with ids
+from their paths), and answers what each file became; the planner counts, then does what only it may
+(moves, removals, the summary, the text stage) once every bucket is back.
+
+Faults: a bucket is acknowledged only when done (`acks_late`), so one a killed worker held goes to another
+after FINDIMAGE_QUEUE_VISIBILITY_SECONDS; writes are idempotent, so a bucket done twice is stored once. A
+bucket taken MAX_ATTEMPTS times without finishing (a file that kills the decoder) is answered as failed
+files, as a broken file is in one process. The planner queues a bucket again when no answer came within the
+visibility time (Redis restarted without its queue), and a planner killed mid-pass loses nothing: the next
+pass finds the finished buckets' documents unchanged and queues only the rest.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import os
+import socket
+import time
+import uuid
+import zlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from celery import Celery
+from celery.result import AsyncResult
+
+from findimage.config import Settings, public_url
+from findimage.models.base import ImageEmbedder
+from findimage.stores.base import Store
+
+from .embedding import Embedding, Outcome
+from .scan import ArchiveFile
+
+log = logging.getLogger(__name__)
+QUEUE = "findimage-index"
+TASK = "findimage.embed_bucket"
+MAX_ATTEMPTS = 3  # takes of one bucket; past it its files are recorded as failed
+POLL_SECONDS = 0.2
+PROGRESS_KEY = "findimage:progress"  # the running pass's progress, for `findimage status`
+
+
+def celery_app(settings: Settings) -> Celery:
+    app = Celery("findimage", broker=settings.queue_url, backend=settings.queue_url)
+    app.conf.update(
+        task_acks_late=True,  # a bucket leaves the queue only once done...
+        task_reject_on_worker_lost=True,  # ...and goes back to it when its worker dies
+        worker_prefetch_multiplier=1,  # a worker holds only the bucket it works on
+        broker_transport_options={"visibility_timeout": settings.queue_visibility_seconds},
+        task_serializer="json", result_serializer="json", accept_content=["json"],
+        result_expires=7 * 86_400, task_default_queue=QUEUE, broker_connection_retry_on_startup=True,
+        worker_hijack_root_logger=False, worker_redirect_stdouts=False,
+    )
+    app.task(name=TASK, bind=True)(_embed_bucket)
+    return app
+
+
+def bucket_of(relative_path: str, buckets: int) -> int:
+    """A stable bucket per path (the same on every run, unlike Python's salted hash)."""
+    return zlib.crc32(relative_path.encode("utf-8")) % buckets
+
+
+def split(files: list[ArchiveFile], size: int) -> list[list[ArchiveFile]]:
+    count = max(1, math.ceil(len(files) / size))
+    buckets: list[list[ArchiveFile]] = [[] for _ in range(count)]
+    for file in files:
+        buckets[bucket_of(file.relative_path, count)].append(file)
+    return [b for b in buckets if b]
+
+
+# ---- the worker's side ----------------------------------------------------------------------------
+@dataclass
+class WorkerState:
+    """What a worker process loads once: its settings, store and image model."""
+
+    settings: Settings
+    store: Store
+    embedder: ImageEmbedder
+    name: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
+
+
+_worker: WorkerState | None = None
+
+
+def serve(settings: Settings, store: Store, embedder: ImageEmbedder) -> None:
+    """`findimage worker`: take buckets until stopped (one at a time per process)."""
+    global _worker
+    _worker = WorkerState(settings, store, embedder)
+    embedder.load()
+    app = celery_app(settings)
+    log.info("worker %s takes buckets from %s", _worker.name, public_url(settings.queue_url))
+    name = f"findimage-{uuid.uuid4().hex[:8]}@%h"
+    # solo: the bucket runs in this process, beside the model it loaded (one process, one bucket at a time)
+    app.worker_main(["worker", "--pool=solo", "--loglevel=INFO", "-Q", QUEUE, "-n", name, "--without-gossip",
+                     "--without-mingle"])
+
+
+def _embed_bucket(task: Any, bucket: dict) -> dict:
+    worker = _worker
+    if worker is None:
+        raise RuntimeError("a findimage bucket reached a process that is not `findimage worker`")
+    attempts = _count_attempt(task.app, bucket["id"], worker.settings.queue_visibility_seconds)
+    archive = Path(worker.settings.archive)
+    files = [ArchiveFile(path, archive / path, int(size), float(mtime)) for path, size, mtime in bucket["files"]]
+    if attempts > MAX_ATTEMPTS:
+        reason = (f"a worker stopped {MAX_ATTEMPTS} times while indexing the bucket this file is in (a file in "
+                  "it may crash the decoder); it is tried again when it changes")
+        log.warning("bucket %s taken %d times: its %d files recorded as failed", bucket["id"], attempts, len(files))
+        return {"worker": worker.name, "outcomes": [Outcome(f.relative_path, error=reason).as_json() for f in files]}
+    settings = worker.settings
+    embedding = Embedding(worker.store, worker.embedder, settings.batch_size, bool(bucket.get("full")),
+                          settings.max_image_pixels, settings.decode_budget_bytes)
+    outcomes = [o.as_json() for batch in embedding.run(files) for o in batch]
+    return {"worker": worker.name, "outcomes": outcomes}
+
+
+def _count_attempt(app: Celery, bucket_id: str, ttl: float) -> int:
+    """How many times this bucket was taken, counted in Redis beside the queue."""
+    key = f"findimage:attempts:{bucket_id}"
+
+    def count(client: Any) -> int:
+        attempts = int(client.incr(key))
+        client.expire(key, int(max(ttl * (MAX_ATTEMPTS + 2), 3600)))
+        return attempts
+
+    return int(_on_redis(app, count))
+
+
+# ---- the planner's side ---------------------------------------------------------------------------
+@dataclass
+class Progress:
+    """For the progress bar and `findimage status`."""
+
+    buckets: int = 0
+    done: int = 0
+    queued: int = 0
+    workers: set[str] = field(default_factory=set)
+    images: int = 0
+    started: float = field(default_factory=time.monotonic)
+
+    def line(self) -> str:
+        rate = self.images / max(1e-9, time.monotonic() - self.started)
+        return (f"buckets {self.done}/{self.buckets} done, {self.queued} queued, {len(self.workers)} worker(s), "
+                f"{rate:.1f} images/s")
+
+
+def _on_redis(app: Celery, call: Callable[[Any], Any]) -> Any:
+    """`call(redis client)` on a connection of the app's broker, closed afterwards."""
+    with app.connection_for_write() as connection:
+        return call(connection.default_channel.client)
+
+
+def queue_state(settings: Settings) -> str:
+    """`findimage status`: the running pass's buckets, or that none is running."""
+    app = celery_app(settings)
+    try:
+        line = _on_redis(app, lambda client: client.get(PROGRESS_KEY))
+    except Exception as exc:  # noqa: BLE001 - status reports, it does not fail
+        return f"{public_url(settings.queue_url)} not reachable ({type(exc).__name__})"
+    finally:
+        app.close()
+    return f"{public_url(settings.queue_url)}: " + (line.decode() if line else "no pass running")
+
+
+class Planner:
+    """Hands a pass's files to the workers and yields what each became (the pass's `distribute`)."""
+
+    def __init__(self, settings: Settings, app: Celery | None = None, clock: Callable[[], float] = time.monotonic):
+        self.settings = settings
+        self.app = app or celery_app(settings)
+        self.clock = clock
+        self.progress = Progress()
+        self._published = 0.0
+
+    def workers(self, timeout: float = 2.0) -> list[str]:
+        """The workers answering a ping now (a pass with none embeds in its own process instead of waiting)."""
+        try:
+            return sorted(name for answer in self.app.control.ping(timeout=timeout) for name in answer)
+        except Exception as exc:  # noqa: BLE001 - Redis away: the caller says so and embeds itself
+            log.warning("the queue at %s does not answer (%s)", public_url(self.settings.queue_url),
+                        type(exc).__name__)
+            return []
+
+    def __call__(self, files: list[ArchiveFile], stop: Callable[[], None], bar: Any) -> Iterator[Outcome]:
+        try:
+            yield from self._run(files, stop, bar)
+        finally:
+            self.app.close()  # its result connections, before the pass's end leaves them to the collector
+
+    def _run(self, files: list[ArchiveFile], stop: Callable[[], None], bar: Any) -> Iterator[Outcome]:
+        pass_id = uuid.uuid4().hex[:12]
+        pending: list[dict[str, Any]] = [
+            {"id": f"{pass_id}-{n}", "files": [[f.relative_path, f.size, f.mtime] for f in bucket], "full": False}
+            for n, bucket in enumerate(split(files, self.settings.bucket_size))]
+        self.progress = Progress(buckets=len(pending))
+        in_flight: dict[str, tuple[AsyncResult, dict, float]] = {}
+        while pending or in_flight:
+            while pending and len(in_flight) < self.settings.queue_in_flight:
+                bucket = pending.pop(0)
+                in_flight[str(bucket["id"])] = (self._send(bucket), bucket, self.clock())
+            self.progress.queued = len(in_flight)
+            stop()
+            finished = [(key, entry) for key, entry in in_flight.items() if entry[0].ready()]
+            for key, (result, bucket, _) in finished:
+                del in_flight[key]
+                yield from self._answered(result, bucket, bar)
+            for key, (_, bucket, sent) in list(in_flight.items()):
+                if self.clock() - sent > self.settings.queue_visibility_seconds:
+                    log.warning("bucket %s not answered within %.0f s; queued again", key,
+                                self.settings.queue_visibility_seconds)
+                    in_flight[key] = (self._send(bucket), bucket, self.clock())
+            if not finished:
+                time.sleep(POLL_SECONDS)
+            bar.set_postfix_str(self.progress.line(), refresh=False)
+            self._publish(f"{self.progress.line()} (pass running)")
+        self._publish(None)
+
+    def _publish(self, line: str | None) -> None:
+        """The progress line where `findimage status` reads it (at most once a second; gone at the end)."""
+        now = self.clock()
+        if line is not None and now - self._published < 1.0:
+            return
+        self._published = now
+        try:
+            _on_redis(self.app, lambda client: client.delete(PROGRESS_KEY) if line is None
+                      else client.set(PROGRESS_KEY, line, ex=3600))
+        except Exception as exc:  # noqa: BLE001 - progress is a courtesy; the pass goes on
+            log.debug("progress not published: %s", exc)
+
+    def _send(self, bucket: dict) -> AsyncResult:
+        return self.app.send_task(TASK, args=[bucket], queue=QUEUE)
+
+    def _answered(self, result: AsyncResult, bucket: dict, bar: Any) -> Iterator[Outcome]:
+        try:
+            answer = result.get(propagate=True, disable_sync_subtasks=False)
+        except Exception as exc:  # the task raised (a bug, the store away too long): its files failed this pass
+            log.warning("bucket %s failed on its worker: %s", bucket["id"], exc)
+            answer = {"worker": "", "outcomes": [Outcome(path, error=f"its worker failed: {exc}").as_json()
+                                                 for path, _, _ in bucket["files"]]}
+        finally:
+            result.forget()
+        self.progress.done += 1
+        if answer.get("worker"):
+            self.progress.workers.add(answer["worker"])
+        outcomes = [Outcome.of_json(o) for o in answer["outcomes"]]
+        self.progress.images += sum(1 for o in outcomes if o.error is None)
+        bar.update(len(outcomes))
+        yield from outcomes

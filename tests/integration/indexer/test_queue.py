@@ -1,0 +1,147 @@
+"""Indexing spread over `findimage worker` processes on a Redis queue (Debian's redis-server): the planner
+(`findimage index`) hands out buckets, the workers embed them, and a worker killed with -9 mid-pass loses
+nothing."""
+from __future__ import annotations
+
+import dataclasses
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from bot_support import BotProcess, free_port, process_env
+from photos import save_photo
+
+from findimage.backends import open_store
+from indexer.run import index_once
+
+pytestmark = [pytest.mark.skipif(shutil.which("redis-server") is None, reason="redis-server is not installed"),
+              pytest.mark.timeout(600)]
+WORKER = [str(Path(sys.executable).parent / "findimage"), "worker"]
+
+
+@pytest.fixture
+def redis_url(tmp_path):
+    port = free_port()
+    server = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                               "--appendonly", "no", "--dir", str(tmp_path)], stdout=subprocess.DEVNULL)
+    deadline = time.monotonic() + 20
+    while subprocess.run(["redis-cli", "-p", str(port), "ping"], capture_output=True, text=True).stdout.strip() \
+            != "PONG":
+        assert time.monotonic() < deadline and server.poll() is None, "redis-server did not start"
+        time.sleep(0.1)
+    yield f"redis://127.0.0.1:{port}/0"
+    server.terminate()
+    server.wait(10)
+
+
+@pytest.fixture
+def queued(settings, env, redis_url, tmp_path):
+    """Settings of a planner and its workers: small buckets, and a bucket a dead worker held goes back to
+    the queue after 5 s."""
+    for i in range(24):
+        save_photo(settings.archive / f"folder-{i % 3}" / f"photo-{i}.jpg", seed=700 + i)
+    extra = {"FINDIMAGE_QUEUE_URL": redis_url, "FINDIMAGE_BUCKET_SIZE": "3", "FINDIMAGE_QUEUE_IN_FLIGHT": "4",
+             "FINDIMAGE_QUEUE_VISIBILITY_SECONDS": "5", "FINDIMAGE_BATCH_SIZE": "3"}
+    planner = dataclasses.replace(settings, queue_url=redis_url, bucket_size=3, queue_in_flight=4,
+                                  queue_visibility_seconds=5.0, batch_size=3)
+    workers: list[BotProcess] = []
+
+    def start_worker() -> BotProcess:
+        worker = BotProcess(WORKER, process_env(env, **extra, PYTHONUNBUFFERED="1"), cwd=tmp_path)
+        workers.append(worker)
+        worker.wait_for_line("ready", timeout=120)
+        return worker
+
+    yield planner, start_worker
+    for worker in workers:
+        if worker.process.poll() is None:
+            os.killpg(worker.process.pid, signal.SIGKILL)
+            worker.process.wait(10)
+
+
+def indexed_paths(settings) -> list[str]:
+    store = open_store(settings)
+    try:
+        return sorted(store.file_states())
+    finally:
+        store.close()
+
+
+def test_two_workers_index_the_archive_and_a_worker_killed_mid_pass_loses_nothing(queued):
+    planner, start_worker = queued
+    first, second = start_worker(), start_worker()
+    result: dict = {}
+    thread = threading.Thread(target=lambda: result.update(summary=index_once(planner, progress=False)))
+    thread.start()
+    first.wait_for_line("succeeded", timeout=120)  # it finished a bucket, and is working on the next
+    os.killpg(first.process.pid, signal.SIGKILL)
+    third = start_worker()  # joins mid-pass and takes work
+    thread.join(300)
+    assert not thread.is_alive(), "the pass finished"
+    summary = result["summary"]
+    assert (summary.added, summary.failed, summary.embedded) == (24, 0, 24)
+    paths = indexed_paths(planner)
+    assert paths == sorted(f"folder-{i % 3}/photo-{i}.jpg" for i in range(24)) and len(set(paths)) == 24
+    assert "succeeded" in third.output or "succeeded" in second.output
+
+    again = index_once(planner, progress=False)  # nothing changed: nothing is queued
+    assert (again.added, again.unchanged, again.embedded) == (0, 24, 0)
+
+
+def test_a_planner_killed_mid_pass_resumes_without_embedding_finished_buckets_again(queued, env, tmp_path):
+    planner, start_worker = queued
+    worker = start_worker()
+    values = process_env(env, FINDIMAGE_QUEUE_URL=planner.queue_url, FINDIMAGE_BUCKET_SIZE="3",
+                         FINDIMAGE_QUEUE_IN_FLIGHT="1", FINDIMAGE_BATCH_SIZE="3", PYTHONUNBUFFERED="1")
+    index = BotProcess([WORKER[0], "index"], values, cwd=tmp_path)
+    deadline = time.monotonic() + 120
+    while len(indexed_paths(planner)) < 6:  # two buckets done
+        assert time.monotonic() < deadline and index.process.poll() is None, index.output
+        time.sleep(0.05)
+    os.killpg(index.process.pid, signal.SIGKILL)
+    index.process.wait(10)
+    done = len(indexed_paths(planner))
+    summary = index_once(planner, progress=False)
+    assert summary.added + done == 24 and summary.failed == 0
+    assert summary.embedded == 24 - done, "the finished buckets' images are not embedded again"
+    assert len(indexed_paths(planner)) == 24
+    assert "succeeded" in worker.output
+
+
+def test_a_bucket_taken_too_often_is_recorded_as_failed_files_not_retried_forever(monkeypatch, settings):
+    from indexer import queue
+
+    monkeypatch.setattr(queue, "_worker", queue.WorkerState(settings, store=None, embedder=None))  # type: ignore[arg-type]
+    monkeypatch.setattr(queue, "_count_attempt", lambda app, bucket_id, ttl: queue.MAX_ATTEMPTS + 1)
+
+    class Task:
+        app = None
+
+    answer = queue._embed_bucket(Task(), {"id": "p-1", "files": [["a.jpg", 1, 1.0], ["b.jpg", 2, 2.0]]})
+    outcomes = [queue.Outcome.of_json(o) for o in answer["outcomes"]]
+    assert [o.relative_path for o in outcomes] == ["a.jpg", "b.jpg"]
+    assert all(o.error and f"stopped {queue.MAX_ATTEMPTS} times" in o.error for o in outcomes)
+
+
+def test_status_names_the_queue_and_whether_a_pass_is_running(queued, capsys, monkeypatch, env):
+    planner, _ = queued
+    from findimage_cli import main
+
+    for key, value in {**env, "FINDIMAGE_QUEUE_URL": planner.queue_url}.items():
+        monkeypatch.setenv(key, value)
+    assert main(["status"]) == 0
+    assert f"queue:        {planner.queue_url}: no pass running" in capsys.readouterr().out
+
+
+def test_without_a_worker_the_pass_embeds_in_its_own_process_and_says_so(queued, caplog):
+    planner, _ = queued
+    with caplog.at_level("WARNING", logger="indexer.run"):
+        summary = index_once(planner, progress=False)
+    assert (summary.added, summary.embedded) == (24, 24)
+    assert "no `findimage worker` answers on the queue" in caplog.text
