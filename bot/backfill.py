@@ -77,14 +77,16 @@ class Backfiller:
         self._interval: dict[str, float] = {}  # channel -> seconds between its requests (doubles after a 429)
         self._next_request = 0.0
         self._thread: threading.Thread | None = None
+        self._starting = threading.Lock()
         self.answered_apps = frozenset(settings.answer_bots)
         self.me = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
     # ---- lifecycle ----------------------------------------------------------------------------
     def start(self) -> None:
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._run, name="findimage-backfill", daemon=True)
-            self._thread.start()
+        with self._starting:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="findimage-backfill", daemon=True)
+                self._thread.start()
 
     def wake(self) -> None:
         self._wake.set()

@@ -67,12 +67,25 @@ class ChannelMemory:
         self.answered_apps = frozenset(settings.answer_bots)
         self._events: queue.Queue = queue.Queue(MAX_QUEUED_EVENTS)
         self._worker: threading.Thread | None = None
+        self._starting = threading.Lock()
 
     def start(self) -> None:
-        self.backfiller.start()
-        if self._worker is None:
-            self._worker = threading.Thread(target=self._work, name="findimage-remember", daemon=True)
-            self._worker.start()
+        """Resume the backfills a restart interrupted. The threads start only when there is work: a bot
+        in whose workspace nothing is remembered runs none."""
+        try:
+            # any unfinished one, claimed by another replica or not: this one takes over if that one stops
+            resume = any(not state.done for state in self.remembered.registry.channels())
+        except Exception as exc:  # the store away at start: the backfiller finds out for itself
+            log.warning("could not look for backfills to resume (%s); looking again in the background", exc)
+            resume = True
+        if resume:
+            self.backfiller.start()
+
+    def _start_worker(self) -> None:
+        with self._starting:
+            if self._worker is None:
+                self._worker = threading.Thread(target=self._work, name="findimage-remember", daemon=True)
+                self._worker.start()
 
     # ---- commands (on the work pool) ----------------------------------------------------------
     def remember(self, client: WebClient, channel_id: str, requester: Requester) -> tuple[str, bool]:
@@ -85,6 +98,7 @@ class ChannelMemory:
         now = self.clock()
         self.remembered.registry.save_channel(ChannelState(channel_id, requester.user_id or "", now,
                                                            now - self.settings.backfill_days * DAY))
+        self.backfiller.start()
         self.backfiller.wake()
         log.info("%s turned on remembering in %s", requester.user_id, channel_id)
         return (f"<@{requester.user_id}> turned on remembering for this channel: images posted here from now on, "
@@ -142,6 +156,7 @@ class ChannelMemory:
     # ---- events (queued here, done on this module's worker) -----------------------------------
     def notice(self, client: WebClient, event: dict) -> None:
         """A Slack event that may concern a remembered channel; queued, never waited for."""
+        self._start_worker()
         try:
             self._events.put_nowait((client, event))
         except queue.Full:

@@ -38,8 +38,7 @@ class Remembered:
         if self.store.get_meta(META_IMAGE_MODEL) is None:
             self.store.set_meta(META_IMAGE_MODEL, model_id)
         self.store.upsert([doc for doc, _ in items])
-        if self.shared:
-            self.store.checkpoint()
+        self._visible()
         # A channel forgotten while these were being made: what was just written goes too (checked after
         # the write, so a `forget` racing it cannot leave anything behind).
         self.forget_postings([p for _, p in items if not self.active(p.channel)])
@@ -52,7 +51,7 @@ class Remembered:
         image_ids |= {s.image_id for path, s in self.store.file_states().items() if path.startswith(channel + "/")}
         self.registry.drop_channel(channel)
         self.store.delete(sorted(image_ids))
-        self.store.checkpoint()
+        self._visible()
         return len(image_ids)
 
     def forget_file(self, file_id: str, channel: str | None = None) -> int:
@@ -65,8 +64,14 @@ class Remembered:
         if ids:
             self.store.delete(ids)
             self.registry.drop_posted(ids)
-            self.store.checkpoint()
+            self._visible()
         return len(ids)
+
+    def _visible(self) -> None:
+        """Writes seen by every replica now (Elasticsearch: a refresh). The embedded store's readers see
+        each commit anyway, and its snapshot is left to the next start (two writers must not save it)."""
+        if self.shared:
+            self.store.checkpoint()
 
     def visible_in(self, channel: str, *rankings: Sequence[Match]) -> list[list[Match]]:
         """Each ranking with only the matches whose posting belongs to `channel`, each carrying it; any

@@ -180,9 +180,10 @@ class Planner:
         self._published = 0.0
 
     def workers(self, timeout: float = 2.0) -> list[str]:
-        """The workers answering a ping now (a pass with none embeds in its own process instead of waiting)."""
+        """A worker answering a ping now (a pass with none embeds in its own process instead of waiting);
+        the first answer is enough."""
         try:
-            return sorted(name for answer in self.app.control.ping(timeout=timeout) for name in answer)
+            return sorted(name for answer in self.app.control.ping(timeout=timeout, limit=1) for name in answer)
         except Exception as exc:  # noqa: BLE001 - Redis away: the caller says so and embeds itself
             log.warning("the queue at %s does not answer (%s)", public_url(self.settings.queue_url),
                         type(exc).__name__)

@@ -9,6 +9,7 @@ finds nothing (count 0) or is told to run the indexer (search).
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -292,7 +293,15 @@ class ElasticsearchStore:
         text_words = query(words) if with_text and k > 0 else []
         if text_words:
             searches += [{"index": self.alias}, text_body(vector, text_words, k, filter_)]
-        responses = self.client.msearch(searches=searches)["responses"]
+        for attempt in range(3):
+            responses = self.client.msearch(searches=searches)["responses"]
+            # A busy or recovering cluster (all shards failed, 503/429) gets two more tries before the
+            # user is told to come back in a minute: a search costs milliseconds, a lost answer a retype.
+            busy = [r for r in responses if "error" in r and r.get("status") in BUSY_STATUSES]
+            if not busy or attempt == 2:
+                break
+            log.info("search answered %s (%s); retrying", busy[0].get("status"), busy[0]["error"].get("type"))
+            time.sleep(0.25 * (attempt + 1))
         for response in responses:
             if "error" in response:
                 self._raise_search_error(response)
