@@ -201,27 +201,54 @@ class Planner:
             {"id": f"{pass_id}-{n}", "files": [[f.relative_path, f.size, f.mtime] for f in bucket], "full": False}
             for n, bucket in enumerate(split(files, self.settings.bucket_size))]
         self.progress = Progress(buckets=len(pending))
-        in_flight: dict[str, tuple[AsyncResult, dict, float]] = {}
+        in_flight: dict[str, tuple[AsyncResult | None, dict, float]] = {}
         while pending or in_flight:
             while pending and len(in_flight) < self.settings.queue_in_flight:
                 bucket = pending.pop(0)
                 in_flight[str(bucket["id"])] = (self._send(bucket), bucket, self.clock())
             self.progress.queued = len(in_flight)
             stop()
-            finished = [(key, entry) for key, entry in in_flight.items() if entry[0].ready()]
+            finished = [(key, entry) for key, entry in in_flight.items() if self._ready(entry[0])]
             for key, (result, bucket, _) in finished:
                 del in_flight[key]
-                yield from self._answered(result, bucket, bar)
-            for key, (_, bucket, sent) in list(in_flight.items()):
-                if self.clock() - sent > self.settings.queue_visibility_seconds:
-                    log.warning("bucket %s not answered within %.0f s; queued again", key,
-                                self.settings.queue_visibility_seconds)
-                    in_flight[key] = (self._send(bucket), bucket, self.clock())
+                outcomes = self._answered(result, bucket, bar)
+                if outcomes is None:  # no answer to read (Redis lost it): the bucket goes again
+                    pending.append(bucket)
+                    continue
+                yield from outcomes
+            for key, (result, bucket, sent) in list(in_flight.items()):
+                if result is None or self.clock() - sent > self.settings.queue_visibility_seconds:
+                    if result is not None:
+                        log.warning("bucket %s not answered within %.0f s; queued again", key,
+                                    self.settings.queue_visibility_seconds)
+                    in_flight[key] = (self._send(bucket), bucket, self.clock() if result is not None else sent)
             if not finished:
                 time.sleep(POLL_SECONDS)
             bar.set_postfix_str(self.progress.line(), refresh=False)
             self._publish(f"{self.progress.line()} (pass running)")
         self._publish(None)
+
+    def _send(self, bucket: dict) -> AsyncResult | None:
+        """The bucket queued; None while Redis cannot be reached (it is sent again on the next round)."""
+        try:
+            return self.app.send_task(TASK, args=[bucket], queue=QUEUE)
+        except Exception as exc:  # noqa: BLE001 - Redis restarting: the pass waits for it, loses nothing
+            self._unreachable(exc)
+            return None
+
+    def _ready(self, result: AsyncResult | None) -> bool:
+        if result is None:
+            return False
+        try:
+            return bool(result.ready())
+        except Exception as exc:  # noqa: BLE001 - as above: asked again on the next round
+            self._unreachable(exc)
+            return False
+
+    def _unreachable(self, exc: Exception) -> None:
+        log.warning("the queue at %s does not answer (%s); waiting for it", public_url(self.settings.queue_url),
+                    type(exc).__name__)
+        time.sleep(1.0)
 
     def _publish(self, line: str | None) -> None:
         """The progress line where `findimage status` reads it (at most once a second; gone at the end)."""
@@ -235,22 +262,29 @@ class Planner:
         except Exception as exc:  # noqa: BLE001 - progress is a courtesy; the pass goes on
             log.debug("progress not published: %s", exc)
 
-    def _send(self, bucket: dict) -> AsyncResult:
-        return self.app.send_task(TASK, args=[bucket], queue=QUEUE)
-
-    def _answered(self, result: AsyncResult, bucket: dict, bar: Any) -> Iterator[Outcome]:
+    def _answered(self, result: AsyncResult | None, bucket: dict, bar: Any) -> list[Outcome] | None:
+        """What the bucket's files became; None when the answer could not be read and the bucket should
+        go again (at most MAX_ATTEMPTS times: then its files failed this pass, as its worker did)."""
+        assert result is not None  # only ready results are answered
         try:
             answer = result.get(propagate=True, disable_sync_subtasks=False)
-        except Exception as exc:  # the task raised (a bug, the store away too long): its files failed this pass
+        except Exception as exc:  # the task raised (a bug, the store away too long), or Redis lost the answer
+            bucket["tries"] = bucket.get("tries", 1) + 1
+            if bucket["tries"] <= MAX_ATTEMPTS:
+                log.warning("bucket %s: no answer (%s); queued again", bucket["id"], exc)
+                return None
             log.warning("bucket %s failed on its worker: %s", bucket["id"], exc)
             answer = {"worker": "", "outcomes": [Outcome(path, error=f"its worker failed: {exc}").as_json()
                                                  for path, _, _ in bucket["files"]]}
         finally:
-            result.forget()
+            try:
+                result.forget()
+            except Exception:  # noqa: BLE001 - an answer left in Redis expires on its own
+                pass
         self.progress.done += 1
         if answer.get("worker"):
             self.progress.workers.add(answer["worker"])
         outcomes = [Outcome.of_json(o) for o in answer["outcomes"]]
         self.progress.images += sum(1 for o in outcomes if o.error is None)
         bar.update(len(outcomes))
-        yield from outcomes
+        return outcomes

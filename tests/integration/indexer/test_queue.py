@@ -25,19 +25,41 @@ pytestmark = [pytest.mark.skipif(shutil.which("redis-server") is None, reason="r
 WORKER = [str(Path(sys.executable).parent / "findimage"), "worker"]
 
 
+class Redis:
+    """Debian's redis-server on a port of its own, without persistence: a restart empties the queue."""
+
+    def __init__(self, folder: Path):
+        self.port, self.folder, self.process = free_port(), folder, None
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save",
+                                         "", "--appendonly", "no", "--dir", str(self.folder)],
+                                        stdout=subprocess.DEVNULL)
+        deadline = time.monotonic() + 20
+        while subprocess.run(["redis-cli", "-p", str(self.port), "ping"], capture_output=True,
+                             text=True).stdout.strip() != "PONG":
+            assert time.monotonic() < deadline and self.process.poll() is None, "redis-server did not start"
+            time.sleep(0.1)
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait(10)
+            self.process = None
+
+
 @pytest.fixture
-def redis_url(tmp_path):
-    port = free_port()
-    server = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                               "--appendonly", "no", "--dir", str(tmp_path)], stdout=subprocess.DEVNULL)
-    deadline = time.monotonic() + 20
-    while subprocess.run(["redis-cli", "-p", str(port), "ping"], capture_output=True, text=True).stdout.strip() \
-            != "PONG":
-        assert time.monotonic() < deadline and server.poll() is None, "redis-server did not start"
-        time.sleep(0.1)
-    yield f"redis://127.0.0.1:{port}/0"
-    server.terminate()
-    server.wait(10)
+def redis(tmp_path):
+    server = Redis(tmp_path)
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def redis_url(redis):
+    return redis.url
 
 
 @pytest.fixture
@@ -145,3 +167,20 @@ def test_without_a_worker_the_pass_embeds_in_its_own_process_and_says_so(queued,
         summary = index_once(planner, progress=False)
     assert (summary.added, summary.embedded) == (24, 24)
     assert "no `findimage worker` answers on the queue" in caplog.text
+
+
+def test_redis_restarting_without_its_queue_loses_no_pass(queued, redis):
+    planner, start_worker = queued
+    worker = start_worker()
+    result: dict = {}
+    thread = threading.Thread(target=lambda: result.update(summary=index_once(planner, progress=False)))
+    thread.start()
+    worker.wait_for_line("succeeded", timeout=120)
+    redis.stop()  # the queued buckets and the answers not yet read are gone with it
+    time.sleep(2)
+    redis.start()
+    thread.join(300)
+    assert not thread.is_alive(), "the pass finished"
+    summary = result["summary"]
+    assert (summary.added, summary.failed) == (24, 0)
+    assert len(indexed_paths(planner)) == 24
