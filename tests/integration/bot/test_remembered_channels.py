@@ -11,6 +11,7 @@ from es_support import both_stores, es_only
 from photos import jpeg_bytes
 from rendered_text import screenshot
 
+from findimage.records import Posted
 from findimage_cli import EXIT_OK, main
 
 GENERAL = "C0GENERAL"
@@ -39,7 +40,16 @@ def remembered_files(bot, channel=CHANNEL) -> set[str]:
 
 
 def wait_remembered(emu, bot, file_id, channel=CHANNEL):
-    emu.wait_for(lambda: file_id in remembered_files(bot, channel), timeout=20, what=f"{file_id} remembered")
+    """Until the posting is recorded and its image stored and searchable (the posting is written first)."""
+    remembered = bot.searcher.remembered
+
+    def searchable() -> bool:
+        if file_id not in remembered_files(bot, channel):
+            return False
+        image_id = Posted(channel, file_id, "", "").image_id
+        return remembered.store.get(image_id) is not None and remembered.store.count() > 0
+
+    emu.wait_for(searchable, timeout=20, what=f"{file_id} remembered")
 
 
 def everything_said(emu, channel=None) -> str:

@@ -21,6 +21,7 @@ from photos import jpeg_bytes
 
 from bot.app import create_app
 from findimage.backends import open_remembered
+from findimage.records import Posted
 
 
 @pytest.fixture
@@ -143,8 +144,9 @@ def test_over_socket_mode_a_remembered_channel_finds_its_posted_photo(socket_bot
     emu.socket_event(emu.post_user_message_with_files(CHANNEL, [photo], user=BOB))
     remembered = open_remembered(indexed)
     try:
-        emu.wait_for(lambda: [p.file_id for p in remembered.registry.posted_in(CHANNEL)] == [photo["id"]], timeout=30,
-                     what="the photo remembered")
+        stored = Posted(CHANNEL, photo["id"], "", "").image_id  # the posting is written first, then the image
+        emu.wait_for(lambda: [p.file_id for p in remembered.registry.posted_in(CHANNEL)] == [photo["id"]]
+                     and remembered.store.get(stored) is not None, timeout=30, what="the photo remembered")
     finally:
         remembered.close()
     emu.socket_slash_command("whiteboard sprint", user_id=ALICE, channel_id=CHANNEL)
