@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,7 +14,14 @@ from findimage.archive_files import is_servable
 from findimage.backends import open_store
 from findimage.config import Settings
 from findimage.dates import DateError, bound_start, check_range
-from findimage.errors import EXIT_USAGE, FindimageError, IndexMissing, check_image_model
+from findimage.errors import (
+    EXIT_USAGE,
+    BackendUnavailable,
+    FindimageError,
+    IndexMissing,
+    StoreError,
+    check_image_model,
+)
 from findimage.fusion import collapse_copies, fuse
 from findimage.imaging import ImageError, prepare_bytes
 from findimage.models.base import ImageEmbedder, TextEmbedder
@@ -22,6 +30,7 @@ from findimage.records import ImageDoc, Match, normalise_folder
 from findimage.remembered import Remembered
 from findimage.stores.base import META_IMAGE_MODEL, Store, default_num_candidates
 
+log = logging.getLogger(__name__)
 QUERY_DECODES = 2
 MAX_LOOKAHEAD = 4  # at most 4 x k matches are fetched to replace ones whose file has gone (or copies)
 FUSION_DEPTH = 50  # each ranking contributes at least this many to the fusion
@@ -207,6 +216,9 @@ class Searcher:
                 posted = self._rankings(self.remembered.store, vector, words, depth, candidates, channel, after,
                                         before)
             except IndexMissing:  # remembered, nothing stored yet
+                posted = ([], [], [])
+            except (BackendUnavailable, StoreError) as exc:  # the archive's answer still comes, without them
+                log.warning("the images remembered in %s could not be searched: %s", channel, exc)
                 posted = ([], [], [])
             by_image, by_name, by_text = self.remembered.visible_in(channel, *posted)
             rankings = merge_rankings(rankings, (by_image, by_name, by_text), depth)

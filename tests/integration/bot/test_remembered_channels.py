@@ -11,6 +11,7 @@ from es_support import both_stores, es_only
 from photos import jpeg_bytes
 from rendered_text import screenshot
 
+from findimage.errors import FindimageError
 from findimage.records import Posted
 from findimage_cli import EXIT_OK, main
 
@@ -44,10 +45,13 @@ def wait_remembered(emu, bot, file_id, channel=CHANNEL):
     remembered = bot.searcher.remembered
 
     def searchable() -> bool:
-        if file_id not in remembered_files(bot, channel):
+        try:  # a new Elasticsearch index may answer 503 for a moment
+            if file_id not in remembered_files(bot, channel):
+                return False
+            image_id = Posted(channel, file_id, "", "").image_id
+            return remembered.store.get(image_id) is not None and remembered.store.count() > 0
+        except FindimageError:
             return False
-        image_id = Posted(channel, file_id, "", "").image_id
-        return remembered.store.get(image_id) is not None and remembered.store.count() > 0
 
     emu.wait_for(searchable, timeout=20, what=f"{file_id} remembered")
 
