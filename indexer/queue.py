@@ -179,15 +179,19 @@ class Planner:
         self.progress = Progress()
         self._published = 0.0
 
-    def workers(self, timeout: float = 2.0) -> list[str]:
-        """A worker answering a ping now (a pass with none embeds in its own process instead of waiting);
-        the first answer is enough."""
-        try:
-            return sorted(name for answer in self.app.control.ping(timeout=timeout, limit=1) for name in answer)
-        except Exception as exc:  # noqa: BLE001 - Redis away: the caller says so and embeds itself
-            log.warning("the queue at %s does not answer (%s)", public_url(self.settings.queue_url),
-                        type(exc).__name__)
-            return []
+    def workers(self, timeout: float = 2.0, tries: int = 3) -> list[str]:
+        """A worker answering a ping (a pass with none embeds in its own process instead of waiting); the
+        first answer is enough, and a busy worker gets three chances to give it."""
+        for _ in range(tries):
+            try:
+                found = sorted(name for answer in self.app.control.ping(timeout=timeout, limit=1) for name in answer)
+            except Exception as exc:  # noqa: BLE001 - Redis away: the caller says so and embeds itself
+                log.warning("the queue at %s does not answer (%s)", public_url(self.settings.queue_url),
+                            type(exc).__name__)
+                return []
+            if found:
+                return found
+        return []
 
     def __call__(self, files: list[ArchiveFile], stop: Callable[[], None], bar: Any) -> Iterator[Outcome]:
         try:
