@@ -33,6 +33,7 @@ sys.path.insert(0, str(ROOT / "tests" / "support"))
 from bot_support import serve_bot, with_settings  # noqa: E402
 from slack_emulator import SlackEmulator  # noqa: E402
 
+from benchmarks import save_result  # noqa: E402
 from benchmarks.bot_latency import CHANNEL, load_models, make_settings  # noqa: E402
 
 TIER_3_PER_MINUTE = 50
@@ -110,8 +111,7 @@ def main() -> int:
     result = run(args.messages, args.files_every, args.models, args.speed, args.pace, args.page)
     result["run_at"] = time.strftime("%Y-%m-%d %H:%M:%S")
     print(json.dumps(result, indent=2))
-    out = ROOT / "benchmarks" / "results" / f"backfill-{time.strftime('%Y%m%d-%H%M%S')}.json"
-    out.write_text(json.dumps(result, indent=2) + "\n")
+    out = save_result("backfill", result)
     print(f"written to {out.relative_to(ROOT)}", file=sys.stderr)
     return 0
 

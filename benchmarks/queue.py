@@ -17,7 +17,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -28,16 +27,14 @@ ROOT = Path(__file__).resolve().parents[1]
 if __package__ in (None, ""):
     sys.path.insert(0, str(ROOT))
 
+from benchmarks import save_result  # noqa: E402
 from benchmarks.bot_latency import load_models  # noqa: E402
 from benchmarks.corpus import corpus_files, photo_corpus  # noqa: E402
 
+sys.path.insert(0, str(ROOT / "tests" / "support"))
+from redis_support import Redis  # noqa: E402
+
 FINDIMAGE = str(Path(sys.executable).parent / "findimage")
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def environment(models: dict, archive: Path, data: Path, queue: str | None) -> dict:
@@ -83,17 +80,15 @@ def main() -> int:
     args = parser.parse_args()
     models = load_models(args.models)
     source = photo_corpus("queue", (1600, 1200), args.photos)
-    port = free_port()
     with tempfile.TemporaryDirectory() as tmp:
         archive = Path(tmp) / "archive"
         archive.mkdir()
         for n, path in enumerate(corpus_files(source, args.photos)):
             (archive / f"folder-{n % 8}").mkdir(exist_ok=True)
             shutil.copy(path, archive / f"folder-{n % 8}" / path.name)
-        redis = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                                  "--appendonly", "no", "--dir", tmp], stdout=subprocess.DEVNULL)
-        time.sleep(0.5)
-        queue = f"redis://127.0.0.1:{port}/0"
+        redis = Redis(Path(tmp))
+        redis.start()
+        queue = redis.url
         runs = []
         try:
             seconds, line = timed_index(environment(models, archive, Path(tmp) / "single", None))
@@ -115,14 +110,12 @@ def main() -> int:
                              "ratio_per_core": round(rate / baseline / min(count, os.cpu_count() or 1), 3),
                              "summary": line})
         finally:
-            redis.terminate()
-            redis.wait(10)
+            redis.stop()
     result = {"photos": args.photos, "models": args.models, "cores": os.cpu_count(), "runs": runs,
               "note": "the pass alone is timed: every process's image model is loaded before the clock starts",
               "run_at": time.strftime("%Y-%m-%d %H:%M:%S")}
     print(json.dumps(result, indent=2))
-    out = ROOT / "benchmarks" / "results" / f"queue-{time.strftime('%Y%m%d-%H%M%S')}.json"
-    out.write_text(json.dumps(result, indent=2) + "\n")
+    out = save_result("queue", result)
     print(f"written to {out.relative_to(ROOT)}", file=sys.stderr)
     return 0
 

@@ -234,3 +234,11 @@ class ChannelPolicy:
     def forget_cached(self, channel_id: str) -> None:
         """A channel_shared event: the next look-up asks Slack again."""
         self._shared.drop(channel_id)
+
+
+def is_from_another_app(event: dict, answered: frozenset) -> bool:
+    """Posted by a bot or app (bot_id, bot_profile or app_id) not in FINDIMAGE_ANSWER_BOTS: answering one
+    invites its answer in turn, and two findimage installations in one channel would answer each other."""
+    profile = event.get("bot_profile") or {}
+    ids = {event.get("bot_id"), event.get("app_id"), profile.get("id"), profile.get("app_id")} - {None}
+    return bool(ids or event.get("bot_profile")) and not ids & answered

@@ -26,6 +26,7 @@ from findimage.records import ImageDoc, Posted, posted_path
 from findimage.remembered import Remembered
 
 from . import slack_files
+from .channels import is_from_another_app
 
 log = logging.getLogger(__name__)
 
@@ -42,11 +43,7 @@ def message_date(ts: str) -> str:
 def is_person_message(message: dict, answered_apps: frozenset[str]) -> bool:
     """Posted by a person (or an app the workspace lets the bot answer): not the bot's own answers, which
     are archive images, nor another app's."""
-    if message.get("subtype") not in REMEMBERED_SUBTYPES:
-        return False
-    profile = message.get("bot_profile") or {}
-    ids = {message.get("bot_id"), message.get("app_id"), profile.get("id"), profile.get("app_id")} - {None}
-    return not ids or bool(ids & answered_apps)
+    return message.get("subtype") in REMEMBERED_SUBTYPES and not is_from_another_app(message, answered_apps)
 
 
 @dataclass

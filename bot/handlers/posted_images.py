@@ -10,7 +10,7 @@ import logging
 from slack_bolt import App
 
 from ..answering import Services, answer_posted_images, tell_safely
-from ..channels import Requester
+from ..channels import Requester, is_from_another_app
 from ..delivery import ThreadTarget
 from ..slack_files import is_image_file, needs_file_info
 from ..work import BUSY_TEXT
@@ -25,14 +25,6 @@ def is_from_this_bot(event: dict, context) -> bool:
     """Bolt already drops the bot's own events; checked again because answering ourselves would loop."""
     bot_id, bot_user_id = context.get("bot_id"), context.get("bot_user_id")
     return bool((bot_id and event.get("bot_id") == bot_id) or (bot_user_id and event.get("user") == bot_user_id))
-
-
-def is_from_another_app(event: dict, answered: frozenset) -> bool:
-    """Posted by a bot or app (bot_id, bot_profile or app_id) not in FINDIMAGE_ANSWER_BOTS: answering one
-    invites its answer in turn, and two findimage installations in one channel would answer each other."""
-    profile = event.get("bot_profile") or {}
-    ids = {event.get("bot_id"), event.get("app_id"), profile.get("id"), profile.get("app_id")} - {None}
-    return bool(ids or event.get("bot_profile")) and not ids & answered
 
 
 def images_to_answer(event: dict, services: Services) -> list[dict]:

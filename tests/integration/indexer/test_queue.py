@@ -7,15 +7,15 @@ import dataclasses
 import os
 import shutil
 import signal
-import subprocess
 import sys
 import threading
 import time
 from pathlib import Path
 
 import pytest
-from bot_support import BotProcess, free_port, process_env
+from bot_support import BotProcess, process_env
 from photos import save_photo
+from redis_support import Redis
 
 from findimage.backends import open_store
 from indexer.run import index_once
@@ -24,30 +24,6 @@ pytestmark = [pytest.mark.skipif(shutil.which("redis-server") is None, reason="r
               pytest.mark.timeout(600)]
 WORKER = [str(Path(sys.executable).parent / "findimage"), "worker"]
 PHOTOS = 12  # in buckets of 2: six buckets, at most four queued at once
-
-
-class Redis:
-    """Debian's redis-server on a port of its own, without persistence: a restart empties the queue."""
-
-    def __init__(self, folder: Path):
-        self.port, self.folder, self.process = free_port(), folder, None
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        self.process = subprocess.Popen(["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save",
-                                         "", "--appendonly", "no", "--dir", str(self.folder)],
-                                        stdout=subprocess.DEVNULL)
-        deadline = time.monotonic() + 20
-        while subprocess.run(["redis-cli", "-p", str(self.port), "ping"], capture_output=True,
-                             text=True).stdout.strip() != "PONG":
-            assert time.monotonic() < deadline and self.process.poll() is None, "redis-server did not start"
-            time.sleep(0.1)
-
-    def stop(self) -> None:
-        if self.process is not None:
-            self.process.kill()
-            self.process.wait(10)
-            self.process = None
 
 
 @pytest.fixture
