@@ -31,18 +31,25 @@ NEW_FIELDS: dict[str, dict[str, Any]] = {
     "taken": {"type": "date", "format": "strict_date_hour_minute_second||strict_date_optional_time"},
     "taken_source": {"type": "keyword"},
     # Text read from the image (findimage.stores.text): every line's folded words, searched like
-    # name_words; the lines as read with boxes and confidences, only kept in _source; the reading's state
-    # and reason, and the content it was read from.
+    # name_words; the lines as read with boxes and confidences, only kept in _source; the lines' text alone
+    # as a stored field, where a text query reads its snippets without parsing the _source (~10 kB of JSON
+    # with the vector: ~40 us a hit); the reading's state and reason, and the content it was read from.
     "text_words": {"type": "text", "analyzer": "standard"},
     "text_lines": {"type": "object", "enabled": False},
+    "text_lines_text": {"type": "text", "index": False, "store": True},
     "text_state": {"type": "keyword"},
     "text_reason": {"type": "keyword", "ignore_above": 1024},
     "text_sha256": {"type": "keyword"},
 }
-TEXT_FIELDS = ["text_words", "text_lines", "text_state", "text_reason", "text_sha256"]
-# A text match is ranked among this many times k hits by BM25: those with every query word in one line go
-# first (findimage.stores.text.one_line_first), which the client decides from the hits' lines.
-TEXT_DEPTH = 3
+TEXT_FIELDS = ["text_words", "text_lines", "text_lines_text", "text_state", "text_reason", "text_sha256"]
+# text_words holds one value per line: Lucene leaves this many positions between values (the text field
+# default), so query words at most LINE_GAP - 1 positions apart stand in one line. BM25 counts only the
+# words, as for one joined string.
+LINE_GAP = 100
+# Lucene's BM25 gives each query term less than its IDF, under 23 for a shard's at most 2^31 documents; an
+# analyzed word has at most one term per character. A boost of 32 per character for a match with every
+# word in one line thus lifts it above every other match, with BM25 deciding within each group.
+ONE_LINE_BOOST_PER_CHAR = 32
 
 # The CLIP score of a hit found by name, on the kNN scale ((1 + cos) / 2). Painless, so basic licenses run it;
 # the query vector is sent normalised, the stored one is divided by its magnitude.
@@ -103,20 +110,32 @@ def names_body(vector: np.ndarray, words: Sequence[str], k: int, filter_: list[d
 
 
 def text_body(vector: np.ndarray, words: Sequence[str], k: int, filter_: list[dict]) -> dict:
-    """The BM25 search on the text read from the images: the TEXT_DEPTH x k best, each with its CLIP score
-    and its lines as read (only their text, from _source)."""
+    """The BM25 search on the text read from the images: the k best, those with every query word in one
+    line first (over every match, as on the embedded store), each with its CLIP score and its lines' text
+    (the snippet). No total count: nothing reads it, and counting every match costs."""
+    match = " ".join(words)
+    one_line = [] if len(words) < 2 else [{"constant_score": {
+        "filter": {"intervals": {"text_words": {"match": {"query": match, "max_gaps": LINE_GAP - 1,
+                                                          "ordered": False}}}},
+        "boost": float(ONE_LINE_BOOST_PER_CHAR * len(match))}}]
     return {
-        "query": {"bool": {"must": [{"match": {"text_words": {"query": " ".join(words), "operator": "or"}}}],
-                           "filter": filter_}},
-        "size": min(TEXT_DEPTH * k, 10_000), **FETCH, "_source": {"includes": ["text_lines.text"]},
+        "query": {"bool": {"must": [{"match": {"text_words": {"query": match, "operator": "or"}}}],
+                           "should": one_line, "filter": filter_}},
+        "size": min(k, 10_000), **FETCH, "stored_fields": ["text_lines_text"], "track_total_hits": False,
         "sort": [{"_score": "desc"}, {"relative_path": "asc"}],
         "script_fields": clip_field(vector),
     }
 
 
-def hit_lines(hit: dict) -> list[str]:
-    """The lines as read of a text_body hit."""
-    lines = (hit.get("_source") or {}).get("text_lines") or []
+def hit_lines(hit: dict) -> list[str] | None:
+    """The lines' text of a text_body hit; None for a reading stored before text_lines_text was kept."""
+    lines = hit.get("fields", {}).get("text_lines_text")
+    return None if lines is None else [str(line) for line in lines]
+
+
+def source_lines(source: dict) -> list[str]:
+    """The lines' text from a document's _source (text_lines)."""
+    lines = source.get("text_lines") or []
     return [str(line.get("text", "")) for line in (lines if isinstance(lines, list) else [lines])]
 
 
