@@ -33,6 +33,7 @@ from findimage.stores.elasticsearch.query import (
     filters,
     hit_lines,
     knn_body,
+    lines_value,
     matches,
     names_body,
     source_lines,
@@ -339,15 +340,17 @@ class ElasticsearchStore:
         """A text_body answer's matches with their snippets. Elasticsearch put every one-line match first
         already; the lines confirm it (a reading stored before text_words held one value per line has its
         lines joined, so the query may have taken words of neighbouring lines for one line)."""
+        found = matches(hits, "clip")
         held = [hit_lines(hit) for hit in hits]
-        older = [hit for hit, lines in zip(hits, held, strict=True) if lines is None]
+        older = [(hit["_index"], match.image_id) for hit, match, lines in zip(hits, found, held, strict=True)
+                 if lines is None]
         from_source: dict[str, list[str]] = {}
         if older:  # readings stored before text_lines_text was kept: their lines from _source
-            found = self.client.mget(docs=[{"_index": h["_index"], "_id": h["_id"]} for h in older],
-                                     source_includes=["text_lines.text"])["docs"]
-            from_source = {d["_id"]: source_lines(d.get("_source") or {}) for d in found if d.get("found")}
-        return one_line_first(((match, from_source.get(hit["_id"], []) if lines is None else lines)
-                               for match, hit, lines in zip(matches(hits, "clip"), hits, held, strict=True)), words, k)
+            docs = self.client.mget(docs=[{"_index": index, "_id": i} for index, i in older],
+                                    source_includes=["text_lines.text"])["docs"]
+            from_source = {d["_id"]: source_lines(d.get("_source") or {}) for d in docs if d.get("found")}
+        return one_line_first(((match, from_source.get(match.image_id, []) if lines is None else lines)
+                               for match, lines in zip(found, held, strict=True)), words, k)
 
     @unavailable_on_connection_errors
     def texts_by_sha256(self, sha256s: Iterable[str]) -> dict[str, ReadText]:
@@ -451,7 +454,7 @@ def _source(d: ImageDoc) -> dict:
 
 def _text_source(sha256: str, read: ReadText) -> dict:
     return {"text_sha256": sha256, "text_state": read.state, "text_reason": read.reason,
-            "text_lines": lines_json(read.lines), "text_lines_text": [line.text for line in read.lines],
+            "text_lines": lines_json(read.lines), "text_lines_text": lines_value([line.text for line in read.lines]),
             "text_words": lines_words(read)}
 
 
