@@ -10,8 +10,9 @@ previous version did (no path words, no dates), then times through product code:
 schema migration fills the FTS5 table), one ordinary `IndexPass` (headers only, nothing embedded), and
 `Searcher.by_text` with CLIP alone (FINDIMAGE_HYBRID=off), fused with names (FINDIMAGE_OCR=off) and fused
 with names and the text read in images (one document in ten holds lines of text, as an archive of photos
-with some screenshots would), alternating (the text model is left out: the same for all); with --es, the
-same documents and texts copied into an Elasticsearch index (deleted at the end) and timed the same way.
+with some screenshots would), alternating query by query (the text model is left out: the same for all);
+with --es, the same documents and texts copied into an Elasticsearch index (deleted at the end) and timed
+the same way.
 Writes benchmarks/results/names-<time>.json.
 """
 from __future__ import annotations
@@ -137,9 +138,11 @@ def compare(label: str, store, env: dict, text: Fixed, args) -> dict:
     for kind, queries in (("queries matching names", NAMED_QUERIES), ("queries matching no name", OTHER_QUERIES),
                           ("queries matching image text", TEXT_QUERIES)):
         results: dict[str, list[float]] = {mode: [] for mode in searchers}
-        for _ in range(4):  # alternate, so every mode sees the same machine
+        # Alternate query by query, so every mode sees the same machine: in blocks of 50, a burst of other
+        # work on the shared cores landed on one mode (the Elasticsearch delta of one code: +3.9 and +10.8 ms).
+        for i in range(args.queries // 2):
             for mode, searcher in searchers.items():
-                results[mode] += timed_queries(searcher, queries, args.queries // 8)
+                results[mode] += timed_queries(searcher, queries[i % len(queries):][:1], 1)
         alone = statistics.median(results["CLIP alone"])
         shown = "; ".join(f"{mode} {percentiles(times)} ({statistics.median(times) - alone:+.2f} ms at p50)"
                           for mode, times in results.items())
