@@ -10,13 +10,16 @@ previous version did (no path words, no dates), then times through product code:
 schema migration fills the FTS5 table), one ordinary `IndexPass` (headers only, nothing embedded), and
 `Searcher.by_text` with CLIP alone (FINDIMAGE_HYBRID=off), fused with names (FINDIMAGE_OCR=off) and fused
 with names and the text read in images (one document in ten holds lines of text, as an archive of photos
-with some screenshots would), alternating (the text model is left out: the same for all); with --es, the
-same documents and texts copied into an Elasticsearch index (deleted at the end) and timed the same way.
+with some screenshots would), alternating query by query (the text model is left out: the same for all);
+with --es, the same documents and texts copied into an Elasticsearch index (deleted at the end) and timed
+the same way.
+Writes benchmarks/results/names-<time>.json.
 """
 from __future__ import annotations
 
 import argparse
 import io
+import json
 import os
 import shutil
 import sqlite3
@@ -124,22 +127,31 @@ MODES = {"CLIP alone": {"FINDIMAGE_HYBRID": "off"}, "names": {"FINDIMAGE_HYBRID"
          "names and text": {"FINDIMAGE_HYBRID": "on", "FINDIMAGE_OCR": "on"}}
 
 
-def compare(label: str, store, env: dict, text: Fixed, args) -> None:
-    """Text query latency through Searcher.by_text, CLIP alone and fused, alternating on one store."""
+def compare(label: str, store, env: dict, text: Fixed, args) -> dict:
+    """Text query latency through Searcher.by_text, CLIP alone and fused, alternating on one store; the
+    figures by kind of query and mode."""
     searchers = {mode: Searcher(load_settings({**env, **changes}, env_file=None), store=store,
                                 text_embedder=text, image_embedder=text) for mode, changes in MODES.items()}
     for searcher in searchers.values():
         timed_queries(searcher, NAMED_QUERIES, 20)  # warm: kNN cache loaded, pages cached
+    figures: dict[str, dict] = {}
     for kind, queries in (("queries matching names", NAMED_QUERIES), ("queries matching no name", OTHER_QUERIES),
                           ("queries matching image text", TEXT_QUERIES)):
         results: dict[str, list[float]] = {mode: [] for mode in searchers}
-        for _ in range(4):  # alternate, so every mode sees the same machine
+        # Alternate query by query, so every mode sees the same machine: in blocks of 50, a burst of other
+        # work on the shared cores landed on one mode (the Elasticsearch delta of one code: +3.9 and +10.8 ms).
+        for i in range(args.queries // 2):
             for mode, searcher in searchers.items():
-                results[mode] += timed_queries(searcher, queries, args.queries // 8)
+                results[mode] += timed_queries(searcher, queries[i % len(queries):][:1], 1)
         alone = statistics.median(results["CLIP alone"])
         shown = "; ".join(f"{mode} {percentiles(times)} ({statistics.median(times) - alone:+.2f} ms at p50)"
                           for mode, times in results.items())
         print(f"{label}, {kind} (k=5, {store.count():,} docs, search without the text model): {shown}")
+        figures[kind] = {mode: {"p50_ms": round(statistics.median(times), 2),
+                                "p95_ms": round(sorted(times)[int(0.95 * (len(times) - 1))], 2),
+                                "p50_added_ms": round(statistics.median(times) - alone, 2)}
+                         for mode, times in results.items()}
+    return figures
 
 
 def give_texts(store, paths: list[str], every: int = 10) -> dict[str, ReadText]:
@@ -172,6 +184,8 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=400)
     parser.add_argument("--es", metavar="URL", help="also measure the Elasticsearch store on this server")
     args = parser.parse_args()
+    result: dict = {"when": time.strftime("%Y-%m-%d %H:%M:%S"), "cores": os.cpu_count(), "docs": args.docs,
+                    "queries": args.queries}
     work = Path(tempfile.mkdtemp(prefix="findimage-names-bench-"))
     try:
         root, data = work / "archive", work / "data"
@@ -197,7 +211,7 @@ def main() -> None:
         print(f"texts: {len(texts):,} documents given a line of text in {time.perf_counter() - started:.1f} s")
         text = Fixed(mixture.rows(0, 64, stream=2))
         env = {"FINDIMAGE_ARCHIVE": str(root), "FINDIMAGE_DATA_DIR": str(data)}
-        compare("embedded", store, env, text, args)
+        result["embedded"] = compare("embedded", store, env, text, args)
         if args.es:
             env = {**env, "ELASTICSEARCH_URL": args.es, "FINDIMAGE_INDEX": f"findimage-names-bench-{os.getpid()}"}
             es = open_store(load_settings(env, env_file=None))
@@ -206,13 +220,16 @@ def main() -> None:
                 copy_documents(store, es, texts)
                 print(f"elasticsearch: {es.count():,} documents with names and dates written in "
                       f"{time.perf_counter() - started:.0f} s")
-                compare("elasticsearch", es, env, text, args)
+                result["elasticsearch"] = compare("elasticsearch", es, env, text, args)
             finally:
                 try:
                     es.drop()
                 except Exception as exc:  # the figures are printed already; say what is left behind
                     print(f"could not delete the benchmark index: {exc}", file=sys.stderr)
         store.close()
+        out = ROOT / "benchmarks" / "results" / f"names-{time.strftime('%Y%m%d-%H%M%S')}.json"
+        out.write_text(json.dumps(result, indent=2))
+        print(f"wrote {out}")
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

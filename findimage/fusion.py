@@ -27,7 +27,15 @@ def fuse(by_image: Sequence[Match], by_name: Sequence[Match], by_text: Sequence[
             if match.text_snippet:
                 snippets.setdefault(match.image_id, match.text_snippet)
     order = sorted(fused, key=lambda image_id: -fused[image_id])  # stable: equal sums keep insertion order
-    return [dataclasses.replace(first[i], matched=tuple(signals[i]), text_snippet=snippets.get(i)) for i in order]
+    return [_marked(first[i], tuple(signals[i]), snippets.get(i)) for i in order]
+
+
+def _marked(match: Match, matched: tuple[str, ...], snippet: str | None) -> Match:
+    """The match with these signals and snippet. Most come from one ranking marked so already (CLIP's, the
+    text's): kept as they are, where a copy costs ~3 us each and a text query fuses up to 150."""
+    if match.matched == matched and match.text_snippet == snippet:
+        return match
+    return dataclasses.replace(match, matched=matched, text_snippet=snippet)
 
 
 def collapse_copies(matches: Sequence[Match]) -> list[Match]:

@@ -24,6 +24,8 @@ _CAMEL = re.compile(r"(?<=[^\W\d_])(?=[^\W\d_])"
 
 def fold(word: str) -> str:
     """Lowercase without accents: 'Ärger' -> 'arger', 'Straße' -> 'strasse'."""
+    if word.isascii():  # the same result, without decomposing character by character (most words are)
+        return word.lower()
     decomposed = unicodedata.normalize("NFKD", word.casefold())
     return "".join(c for c in decomposed if not unicodedata.combining(c))
 

@@ -24,9 +24,15 @@ def line_words(line: str) -> str:
     return " ".join(text_words(line))
 
 
+def lines_words(read: ReadText) -> list[str]:
+    """Each line's search words (lines without any left out): what Elasticsearch's text_words holds, one
+    value per line, so a query can ask for every word in one line."""
+    return [w for w in (line_words(line.text) for line in read.lines) if w]
+
+
 def search_words(read: ReadText) -> str:
-    """Every line's search words, space separated: what the full-text index holds for a document."""
-    return " ".join(w for w in (line_words(line.text) for line in read.lines) if w)
+    """Every line's search words, space separated: what the embedded full-text index holds for a document."""
+    return " ".join(lines_words(read))
 
 
 def lines_json(lines: Iterable[TextLine]) -> list[dict[str, Any]]:

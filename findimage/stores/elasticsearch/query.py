@@ -6,6 +6,8 @@ Elasticsearch's own RRF needs a paid license, this works on basic.
 """
 from __future__ import annotations
 
+import base64
+import json
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -18,8 +20,9 @@ from findimage.stores.base import default_num_candidates
 MATCH_FIELDS = ["image_id", "image_name", "relative_path", "sha256", "taken", "taken_source", "size", "mtime"]
 # A hit's fields from doc values (all keyword or date): the stored _source, which holds the 512-float
 # vector as JSON (~10 kB), is then never loaded and parsed to answer a query.
-FETCH = {"_source": False, "docvalue_fields": [
-    *(f for f in MATCH_FIELDS if f != "taken"), {"field": "taken", "format": "strict_date_hour_minute_second"}]}
+MATCH_DOC_VALUES: list[Any] = [*(f for f in MATCH_FIELDS if f != "taken"),
+                               {"field": "taken", "format": "strict_date_hour_minute_second"}]
+FETCH = {"_source": False, "docvalue_fields": MATCH_DOC_VALUES}
 
 # Fields added after the first release: new indices get them from the mapping, older ones through
 # put_mapping when the indexer opens them (adding fields never needs a reindex).
@@ -31,24 +34,31 @@ NEW_FIELDS: dict[str, dict[str, Any]] = {
     "taken": {"type": "date", "format": "strict_date_hour_minute_second||strict_date_optional_time"},
     "taken_source": {"type": "keyword"},
     # Text read from the image (findimage.stores.text): every line's folded words, searched like
-    # name_words; the lines as read with boxes and confidences, only kept in _source; the reading's state
-    # and reason, and the content it was read from.
+    # name_words; the lines as read with boxes and confidences, only kept in _source; the lines' text alone
+    # in doc values (lines_value), where a text query reads its snippets without loading stored fields; the
+    # reading's state and reason, and the content it was read from.
     "text_words": {"type": "text", "analyzer": "standard"},
     "text_lines": {"type": "object", "enabled": False},
+    "text_lines_text": {"type": "binary", "doc_values": True},
     "text_state": {"type": "keyword"},
     "text_reason": {"type": "keyword", "ignore_above": 1024},
     "text_sha256": {"type": "keyword"},
 }
-TEXT_FIELDS = ["text_words", "text_lines", "text_state", "text_reason", "text_sha256"]
-# A text match is ranked among this many times k hits by BM25: those with every query word in one line go
-# first (findimage.stores.text.one_line_first), which the client decides from the hits' lines.
-TEXT_DEPTH = 3
+TEXT_FIELDS = ["text_words", "text_lines", "text_lines_text", "text_state", "text_reason", "text_sha256"]
+# text_words holds one value per line: Lucene leaves this many positions between values (the text field
+# default), so query words at most LINE_GAP - 1 positions apart stand in one line. BM25 counts only the
+# words, as for one joined string.
+LINE_GAP = 100
+# Lucene's BM25 gives each query term less than its IDF, under 23 for a shard's at most 2^31 documents; an
+# analyzed word has at most one term per character. A boost of 32 per character for a match with every
+# word in one line thus lifts it above every other match, with BM25 deciding within each group.
+ONE_LINE_BOOST_PER_CHAR = 32
 
 # The CLIP score of a hit found by name, on the kNN scale ((1 + cos) / 2). Painless, so basic licenses run it;
 # the query vector is sent normalised, the stored one is divided by its magnitude.
-COSINE_SCRIPT = ("float[] v = doc['image_embedding'].vectorValue; double dot = 0; "
-                 "for (int i = 0; i < v.length; i++) { dot += v[i] * params.q[i]; } "
-                 "return (1.0 + dot / doc['image_embedding'].magnitude) / 2.0;")
+_COSINE = ("float[] v = doc['image_embedding'].vectorValue; double dot = 0; "
+           "for (int i = 0; i < v.length; i++) { dot += v[i] * params.q[i]; } ")
+COSINE_SCRIPT = _COSINE + "return (1.0 + dot / doc['image_embedding'].magnitude) / 2.0;"
 
 
 def filters(folder: str | None, after: str | None, before: str | None) -> list[dict]:
@@ -79,9 +89,20 @@ def knn_body(vector: np.ndarray, k: int, num_candidates: int | None, filter_: li
 
 def clip_field(vector: np.ndarray) -> dict:
     """`script_fields` giving each hit its exact CLIP score (`clip`) for the query vector."""
+    return {"clip": {"script": {"source": COSINE_SCRIPT, "params": {"q": _unit(vector)}}}}
+
+
+def clip_runtime(vector: np.ndarray) -> dict:
+    """The same score as a runtime field (`runtime_mappings`), read like a doc value: unlike a script field
+    it does not make Elasticsearch load each hit's stored fields, whose compressed blocks hold the
+    _source with the vector (~65 us a hit at 100k documents)."""
+    script = _COSINE + "emit((1.0 + dot / doc['image_embedding'].magnitude) / 2.0);"
+    return {"clip": {"type": "double", "script": {"source": script, "params": {"q": _unit(vector)}}}}
+
+
+def _unit(vector: np.ndarray) -> list[float]:
     unit = np.asarray(vector, dtype=float)
-    unit = unit / (np.linalg.norm(unit) or 1.0)
-    return {"clip": {"script": {"source": COSINE_SCRIPT, "params": {"q": unit.tolist()}}}}
+    return (unit / (np.linalg.norm(unit) or 1.0)).tolist()
 
 
 def exact_top(hits: list[dict], k: int, oversample: float) -> list[Match]:
@@ -103,20 +124,38 @@ def names_body(vector: np.ndarray, words: Sequence[str], k: int, filter_: list[d
 
 
 def text_body(vector: np.ndarray, words: Sequence[str], k: int, filter_: list[dict]) -> dict:
-    """The BM25 search on the text read from the images: the TEXT_DEPTH x k best, each with its CLIP score
-    and its lines as read (only their text, from _source)."""
+    """The BM25 search on the text read from the images: the k best, those with every query word in one
+    line first (over every match, as on the embedded store), each with its CLIP score and its lines' text
+    (the snippet), all from doc values: no stored field is loaded. No total count: nothing reads it, and
+    counting every match costs."""
+    match = " ".join(words)
+    one_line = [] if len(words) < 2 else [{"constant_score": {
+        "filter": {"intervals": {"text_words": {"match": {"query": match, "max_gaps": LINE_GAP - 1,
+                                                          "ordered": False}}}},
+        "boost": float(ONE_LINE_BOOST_PER_CHAR * len(match))}}]
     return {
-        "query": {"bool": {"must": [{"match": {"text_words": {"query": " ".join(words), "operator": "or"}}}],
-                           "filter": filter_}},
-        "size": min(TEXT_DEPTH * k, 10_000), **FETCH, "_source": {"includes": ["text_lines.text"]},
+        "query": {"bool": {"must": [{"match": {"text_words": {"query": match, "operator": "or"}}}],
+                           "should": one_line, "filter": filter_}},
+        "size": min(k, 10_000), **FETCH, "docvalue_fields": [*MATCH_DOC_VALUES, "clip", "text_lines_text"],
+        "stored_fields": "_none_", "runtime_mappings": clip_runtime(vector), "track_total_hits": False,
         "sort": [{"_score": "desc"}, {"relative_path": "asc"}],
-        "script_fields": clip_field(vector),
     }
 
 
-def hit_lines(hit: dict) -> list[str]:
-    """The lines as read of a text_body hit."""
-    lines = (hit.get("_source") or {}).get("text_lines") or []
+def lines_value(lines: Sequence[str]) -> str:
+    """The lines' text as text_lines_text holds it: a JSON list, base64 as binary fields are given."""
+    return base64.b64encode(json.dumps(list(lines), ensure_ascii=False).encode()).decode()
+
+
+def hit_lines(hit: dict) -> list[str] | None:
+    """The lines' text of a text_body hit; None for a reading stored before text_lines_text was kept."""
+    value = hit.get("fields", {}).get("text_lines_text")
+    return None if not value else [str(line) for line in json.loads(base64.b64decode(value[0]))]
+
+
+def source_lines(source: dict) -> list[str]:
+    """The lines' text from a document's _source (text_lines)."""
+    lines = source.get("text_lines") or []
     return [str(line.get("text", "")) for line in (lines if isinstance(lines, list) else [lines])]
 
 

@@ -34,11 +34,13 @@ from findimage.stores.elasticsearch.query import (
     filters,
     hit_lines,
     knn_body,
+    lines_value,
     matches,
     names_body,
+    source_lines,
     text_body,
 )
-from findimage.stores.text import checked, from_json, lines_json, one_line_first, query, search_words
+from findimage.stores.text import checked, from_json, lines_json, lines_words, one_line_first, query
 
 log = logging.getLogger(__name__)
 
@@ -307,7 +309,7 @@ class ElasticsearchStore:
                 self._raise_search_error(response)
         by_image, by_name = responses[0]["hits"]["hits"], responses[1]["hits"]["hits"]
         self._notice_index(by_image)
-        by_text = _text_matches(responses[2]["hits"]["hits"], text_words, k) if text_words else []
+        by_text = self._text_matches(responses[2]["hits"]["hits"], text_words, k) if text_words else []
         return exact_top(by_image, k, self.oversample), matches(by_name, "clip"), by_text
 
     def _raise_search_error(self, response: dict) -> None:
@@ -323,8 +325,8 @@ class ElasticsearchStore:
     @unavailable_on_connection_errors
     def text_ranking(self, vector: np.ndarray, words: Sequence[str], k: int, folder: str | None = None,
                      after: str | None = None, before: str | None = None) -> list[Match]:
-        """One search: the best by BM25 on the text words, then those with every query word in one line
-        first (decided here from the hits' lines), cut to k."""
+        """One search: the k best by BM25 on the text words, those with every query word in one line first
+        (text_body); the hits' lines give the snippets."""
         wanted = query(words)
         if not wanted or k <= 0:
             return []
@@ -341,7 +343,23 @@ class ElasticsearchStore:
             raise
         hits = found["hits"]["hits"]
         self._notice_index(hits)
-        return _text_matches(hits, wanted, k)
+        return self._text_matches(hits, wanted, k)
+
+    def _text_matches(self, hits: list[dict], words: Sequence[str], k: int) -> list[Match]:
+        """A text_body answer's matches with their snippets. Elasticsearch put every one-line match first
+        already; the lines confirm it (a reading stored before text_words held one value per line has its
+        lines joined, so the query may have taken words of neighbouring lines for one line)."""
+        found = matches(hits, "clip")
+        held = [hit_lines(hit) for hit in hits]
+        older = [(hit["_index"], match.image_id) for hit, match, lines in zip(hits, found, held, strict=True)
+                 if lines is None]
+        from_source: dict[str, list[str]] = {}
+        if older:  # readings stored before text_lines_text was kept: their lines from _source
+            docs = self.client.mget(docs=[{"_index": index, "_id": i} for index, i in older],
+                                    source_includes=["text_lines.text"])["docs"]
+            from_source = {d["_id"]: source_lines(d.get("_source") or {}) for d in docs if d.get("found")}
+        return one_line_first(((match, from_source.get(match.image_id, []) if lines is None else lines)
+                               for match, lines in zip(found, held, strict=True)), words, k)
 
     @unavailable_on_connection_errors
     def texts_by_sha256(self, sha256s: Iterable[str]) -> dict[str, ReadText]:
@@ -443,14 +461,10 @@ def _source(d: ImageDoc) -> dict:
             "taken_source": d.taken_source or None}
 
 
-def _text_matches(hits: list[dict], words: Sequence[str], k: int) -> list[Match]:
-    """The k best of a text_body answer: every query word in one line first, BM25 order otherwise."""
-    return one_line_first(zip(matches(hits, "clip"), map(hit_lines, hits), strict=True), words, k)
-
-
 def _text_source(sha256: str, read: ReadText) -> dict:
     return {"text_sha256": sha256, "text_state": read.state, "text_reason": read.reason,
-            "text_lines": lines_json(read.lines), "text_words": search_words(read)}
+            "text_lines": lines_json(read.lines), "text_lines_text": lines_value([line.text for line in read.lines]),
+            "text_words": lines_words(read)}
 
 
 def _state(s: dict[str, Any]) -> FileState:

@@ -282,6 +282,21 @@ def test_all_query_words_in_one_line_rank_above_words_spread_over_lines(store):
     assert overview.text_snippet == "Größenordnung und Überblick"
 
 
+def test_one_line_matches_come_first_over_every_match(store):
+    """Not only among the best by BM25: a one-line match that BM25 ranks last still comes first, and words
+    in two lines of a short text do not count as one line."""
+    spread = [doc(f"spread/{i:02d}.png", unit(1, i)) for i in range(30)]
+    store.upsert([*spread, doc("one/line.png", unit(0, 1))])
+    store.set_texts([(d.image_id, d.sha256, read("Disk", "Quota")) for d in spread] +
+                    [(image_id_for("one/line.png"), "sha-one/line.png",
+                      read("disk quota exceeded on the volume holding the shared project data", "lorem ipsum " * 25))])
+    store.checkpoint()
+    found = by_text(store, "disk quota", k=3)
+    assert paths(found)[0] == "one/line.png" and {*paths(found)[1:]} <= {d.relative_path for d in spread}
+    assert paths(by_text(store, "disk quota", k=1, folder="one")) == ["one/line.png"]
+    assert paths(by_text(store, "quota", k=1))[0].startswith("spread/"), "one word: BM25 alone"
+
+
 def test_text_ranking_applies_folder_and_date_filters(store):
     texted_archive(store)
     assert paths(by_text(store, "disk quota", folder="logs/")) == ["logs/quota.png", "logs/spread.png"]

@@ -12,6 +12,7 @@ from findimage.records import ImageDoc, ReadText, TextLine, image_id_for
 from findimage.stores.elasticsearch.index import mapping
 from findimage.stores.elasticsearch.query import NEW_FIELDS, TEXT_FIELDS
 from findimage.stores.elasticsearch.store import ElasticsearchStore, _source
+from findimage.stores.text import lines_json, search_words
 
 pytestmark = es_support.needs_es
 
@@ -105,3 +106,21 @@ def test_upsert_keeps_a_reading_only_for_the_same_content_during_a_rebuild_too(a
     assert store.text_pending(10) == []
     store.finish_rebuild()
     assert [m.relative_path for m in store.text_ranking(QUERY, ["protokoll"], 5)] == ["board.jpg"]
+
+
+def test_a_reading_stored_before_its_lines_were_kept_apart_keeps_its_snippet_and_order(alias):
+    """Such a reading holds its lines only in _source and its words as one joined value: the search takes
+    its two lines for one, the lines fetched from _source put it back behind a true one-line match."""
+    store = open_store(alias)
+    board, notes = doc("a/board.jpg", 1), doc("a/notes.jpg", 2)
+    store.upsert([board, notes])
+    store.set_texts([(notes.image_id, notes.sha256, reading("Protokoll der Sitzung vom Montag mit allen Teilnehmern"))])
+    older = reading("Protokoll", "Sitzung")
+    es_support.client().update(index=alias, id=board.image_id, refresh=True, doc={
+        "text_sha256": board.sha256, "text_state": "read", "text_reason": "", "text_words": search_words(older),
+        "text_lines": lines_json(older.lines)})
+    store.checkpoint()
+    found = store.text_ranking(QUERY, ["protokoll", "sitzung"], 5)
+    assert [(m.relative_path, m.text_snippet) for m in found] == [
+        ("a/notes.jpg", "Protokoll der Sitzung vom Montag mit allen Teilnehmern"), ("a/board.jpg", "Protokoll")]
+    assert store.hybrid_with_text(QUERY, ["protokoll", "sitzung"], 5)[2] == found
