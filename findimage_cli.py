@@ -94,7 +94,7 @@ def cmd_index(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_search(settings: Settings, args: argparse.Namespace) -> int:
-    from findimage.search import Searcher, empty_result_sentence
+    from findimage.search import Searcher, empty_result_sentence, query_filters
 
     if args.k is not None and not 1 <= args.k <= 1000:
         print("findimage: -k must be between 1 and 1000.", file=sys.stderr)
@@ -108,9 +108,10 @@ def cmd_search(settings: Settings, args: argparse.Namespace) -> int:
         after = bound_start(args.after, "--after") if args.after else None
         before = bound_start(args.before, "--before") if args.before else None
         check_range(after, before)
-    except DateError as exc:
+    except DateError as exc:  # checked here to name the options as the CLI spells them
         print(f"findimage: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    filters = query_filters(args.folder, after, before)
     from findimage.backends import open_remembered
 
     # Remembered images only for an explicit --channel: whoever runs the CLI names the channel they ask for.
@@ -118,11 +119,9 @@ def cmd_search(settings: Settings, args: argparse.Namespace) -> int:
     searcher = Searcher(settings, remembered=remembered)
     searcher.check_model()
     if args.image:
-        result = searcher.by_image_file(args.image, args.k, args.folder, after=after, before=before,
-                                        channel=args.channel)
+        result = searcher.by_image_file(args.image, args.k, filters, channel=args.channel)
     else:
-        result = searcher.by_text(" ".join(args.text), args.k, args.folder, after=after, before=before,
-                                  channel=args.channel)
+        result = searcher.by_text(" ".join(args.text), args.k, filters, channel=args.channel)
     if args.json:
         print(json.dumps([m.as_json() for m in result.matches], ensure_ascii=False, indent=2))
         return EXIT_OK

@@ -48,6 +48,11 @@ class Services:
         return int(self.settings.max_image_mb * 1_000_000)
 
 
+def services_of(context) -> Services:
+    """The services a listener gets through Bolt's context (put there by bot.handlers.register_all)."""
+    return context["services"]
+
+
 def answer_text_query(services: Services, client: WebClient, query: TextQuery, requester: Requester,
                       target: Target) -> None:
     page = Page(k=query.k, text=query.text, folder=query.folder, options=_extra_options(query))
@@ -93,7 +98,7 @@ def visible_channel(services: Services, client: WebClient, channel_id: str | Non
 
 def _text_page(services: Services, page: Page, text: str, user_id: str,
                channel: str | None) -> tuple[str, SearchResult]:
-    result = services.searcher.by_text(text, page.k, page.folder, skip=page.skip, channel=channel, **page.options)
+    result = services.searcher.by_text(text, page.k, page.filters, skip=page.skip, channel=channel)
     if page.skip == 0:
         return text_heading(user_id, text, page.folder), result
     return more_heading(user_id, page, text, len(result.matches)), result
@@ -101,7 +106,7 @@ def _text_page(services: Services, page: Page, text: str, user_id: str,
 
 def _image_page(services: Services, page: Page, image_id: str, user_id: str,
                 channel: str | None) -> tuple[str, SearchResult]:
-    result = services.searcher.by_image_id(image_id, page.k, page.folder, skip=page.skip, channel=channel)
+    result = services.searcher.by_image_id(image_id, page.k, page.filters, skip=page.skip, channel=channel)
     about = result.query_path or image_id  # by_image_id names the image by its archive path
     if page.skip == 0:
         return similar_heading(user_id, about), result

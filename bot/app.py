@@ -22,7 +22,7 @@ from .answering import Services
 from .backfill import Backfiller
 from .channel_memory import ChannelMemory
 from .channels import ChannelPolicy
-from .dedupe import seen_keys
+from .dedupe import SeenKeys, seen_keys
 from .delivery import LinkPresenter, UploadPresenter
 from .image_links import ImageLinks
 from .remembering import Rememberer
@@ -74,12 +74,12 @@ def channel_memory(settings: Settings, searcher: Searcher, client: WebClient, po
 
 
 def create_app(settings: Settings, searcher: Searcher | None = None, client: WebClient | None = None, *,
-               links: ImageLinks | None = None, work: WorkPool | None = None) -> App:
+               links: ImageLinks | None = None, work: WorkPool | None = None, seen: SeenKeys | None = None) -> App:
     """The Bolt app with every handler registered.
 
-    `searcher` and `client` may be passed in (tests, Slack-compatible gateways); by default they are
-    built from the settings. With `links` (the HTTP server's own signed image links) matches are shown
-    as image blocks served by that server; without them they are uploaded.
+    `searcher`, `client` and `seen` (what was answered already) may be passed in (tests, Slack-compatible
+    gateways); by default they are built from the settings. With `links` (the HTTP server's own signed
+    image links) matches are shown as image blocks served by that server; without them they are uploaded.
     """
     require_slack(settings)
     client = client or make_web_client(settings)
@@ -101,8 +101,8 @@ def create_app(settings: Settings, searcher: Searcher | None = None, client: Web
     memory = channel_memory(settings, searcher, client, policy, identity.get("user_id"))
     presenter = LinkPresenter(links, settings.archive) if links else UploadPresenter(
         settings.archive, max_pixels=settings.max_image_pixels, budget=settings.decode_budget_bytes)
-    services = Services(settings, searcher, presenter, work or WorkPool.from_settings(settings), seen_keys(settings),
-                        policy, searcher.remembered, memory)
+    services = Services(settings, searcher, presenter, work or WorkPool.from_settings(settings),
+                        seen or seen_keys(settings), policy, searcher.remembered, memory)
     handlers.register_all(app, services)
     if memory is not None:
         memory.start()  # new posts and the backfills resumed from where they stopped

@@ -17,7 +17,8 @@ import re
 from dataclasses import dataclass, field
 
 from findimage.dates import DateError, bound_start, check_range
-from findimage.records import normalise_folder
+from findimage.records import Filters, normalise_folder
+from findimage.search import query_filters
 
 from .options import MAX_K
 
@@ -57,6 +58,11 @@ class Page:
         if self.image_id is not None and not (isinstance(self.image_id, str)
                                               and 0 < len(self.image_id) <= MAX_IMAGE_ID_CHARS):
             raise BadButton("the image id is not an image id")
+
+    @property
+    def filters(self) -> Filters:
+        """The page's folder and dates, checked (they were when the query or the button was read)."""
+        return query_filters(self.folder, self.options.get("after"), self.options.get("before"))
 
     def encode(self) -> str:
         state: dict[str, object] = {"k": self.k, "s": self.skip}

@@ -29,13 +29,27 @@ BUSY_TEXT = ("I'm busy with other searches right now and could not take this one
 
 
 class Ticket:
-    """A place in the queue, taken before the ack so the ack can say whether the answer will come."""
+    """A place in the queue, taken before the ack so the ack can say whether the answer will come.
+
+    Used as a context manager: a place that was never given its job (the ack failed, say) is given
+    back when the block ends, so a full queue cannot fill up with places nobody holds.
+    """
 
     def __init__(self, pool: WorkPool):
         self._pool = pool
+        self._used = False
 
     def submit(self, job: Callable, *args) -> None:
+        self._used = True
         self._pool._executor.submit(self._pool._run, job, args)
+
+    def __enter__(self) -> Ticket:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        if not self._used:
+            self._used = True
+            self._pool._release()
 
 
 class WorkPool:
@@ -70,7 +84,8 @@ class WorkPool:
         if ticket is None:
             log.warning("refused %s: %d answers already queued", getattr(job, "__name__", job), self.pending)
             return False
-        ticket.submit(job, *args)
+        with ticket:
+            ticket.submit(job, *args)
         return True
 
     def _run(self, job: Callable, args: tuple) -> None:
@@ -79,9 +94,12 @@ class WorkPool:
         except Exception:  # jobs answer their own failures; this is the last resort so nothing dies silently
             log.exception("answer job %s failed", getattr(job, "__name__", job))
         finally:
-            with self._changed:
-                self._pending -= 1
-                self._changed.notify_all()
+            self._release()
+
+    def _release(self) -> None:
+        with self._changed:
+            self._pending -= 1
+            self._changed.notify_all()
 
     def drain(self, timeout: float, clock=time.monotonic) -> int:
         """Stop taking work and wait up to `timeout` s for what was accepted; the number left unfinished."""

@@ -25,6 +25,7 @@ from findimage.imaging import ImageError, thumbnail_jpeg
 from findimage.search import Searcher
 
 from .app import configure_logging, create_app
+from .dedupe import SeenKeys
 from .image_links import PATH_PREFIX, ImageLinks, MalformedLink, content_tag, parse_link
 from .previews import Previews, RenderBusy
 from .work import WorkPool
@@ -254,13 +255,13 @@ def _reply(start_response, status: str, content_type: str, body: bytes, headers=
 
 def build_wsgi_app(settings: Settings, searcher: Searcher | None = None, client=None, *, link_clock=time.time,
                    health_clock=time.monotonic, previews: Previews | None = None,
-                   work: WorkPool | None = None) -> FindimageWsgi:
+                   work: WorkPool | None = None, seen: SeenKeys | None = None) -> FindimageWsgi:
     """The whole HTTP app; models load here, before the server takes its first request."""
     require_http_mode(settings)
     searcher = searcher or Searcher(settings)
     links = ImageLinks.from_settings(settings, clock=link_clock) if settings.public_base_url else None
     work = work or WorkPool.from_settings(settings)
-    bolt_app = create_app(settings, searcher, client, links=links, work=work)
+    bolt_app = create_app(settings, searcher, client, links=links, work=work, seen=seen)
     return FindimageWsgi(settings, bolt_app, searcher, links, previews=previews, health_clock=health_clock,
                          work=work)
 

@@ -23,6 +23,24 @@ def cosine_to_score(cosine: float) -> float:
     return (1.0 + float(cosine)) / 2.0
 
 
+@dataclass(frozen=True)
+class Filters:
+    """Which images a search may return, as checked where the query came in (search.query_filters):
+    under `folder` (normalised, None: everywhere), taken on or after `after` and before `before` (ISO
+    starts). Stores read it as it is."""
+
+    folder: str | None = None
+    after: str | None = None
+    before: str | None = None
+
+    @property
+    def any(self) -> bool:
+        return self.folder is not None or self.after is not None or self.before is not None
+
+
+EVERYWHERE = Filters()
+
+
 def normalise_folder(folder: str | None) -> str | None:
     """'events/2024/' or '/events/2024' -> 'events/2024'; '' or '.' -> None (whole archive)."""
     if folder is None:

@@ -1,6 +1,7 @@
 """Queries as users make them: text or an example image in, ranked archive matches out."""
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import threading
@@ -26,7 +27,7 @@ from findimage.fusion import collapse_copies, fuse
 from findimage.imaging import ImageError, prepare_bytes
 from findimage.models.base import ImageEmbedder, TextEmbedder
 from findimage.names import meaningful, query_words
-from findimage.records import ImageDoc, Match, normalise_folder
+from findimage.records import EVERYWHERE, Filters, ImageDoc, Match, normalise_folder
 from findimage.remembered import Remembered
 from findimage.stores.base import META_IMAGE_MODEL, Store, default_num_candidates
 
@@ -63,26 +64,31 @@ def date_bound(value: str | None) -> str | None:
         raise QueryError(str(exc)) from None
 
 
-def date_range(after: str | None, before: str | None) -> tuple[str | None, str | None]:
+def query_filters(folder: str | None = None, after: str | None = None, before: str | None = None) -> Filters:
+    """The filters of a query as a user gave them, checked once where the query comes in (the bot's
+    options and buttons, the CLI): the folder normalised, `after` and `before` (YYYY, YYYY-MM or
+    YYYY-MM-DD: taken on or after / before their start) as ISO starts; QueryError if they are not dates."""
     after, before = date_bound(after), date_bound(before)
     try:
         check_range(after, before)
     except DateError as exc:
         raise QueryError(str(exc)) from None
-    return after, before
+    return Filters(normalise_folder(folder), after, before)
 
 
 @dataclass
 class SearchResult:
     matches: list[Match]
-    folder: str | None = None
+    filters: Filters = EVERYWHERE
     query_sha256: str | None = None
     weak_score: float = 0.0
     exact: set[str] = field(default_factory=set)  # image_ids byte-identical to the query image
-    after: str | None = None
-    before: str | None = None
     query_path: str | None = None  # by_image_id: the archive path of the image asked about
     words: list[str] = field(default_factory=list)  # by_text: the query's words (matched in names and text)
+
+    @property
+    def folder(self) -> str | None:
+        return self.filters.folder
 
     @property
     def uncertain(self) -> bool:
@@ -117,25 +123,22 @@ class Searcher:
         the stores keep the answer until the index behind them changes)."""
         check_image_model(self.store.get_meta(META_IMAGE_MODEL), self.image_embedder.model_id)
 
-    def by_text(self, text: str, k: int | None = None, folder: str | None = None, *,
-                after: str | None = None, before: str | None = None, skip: int = 0,
+    def by_text(self, text: str, k: int | None = None, filters: Filters = EVERYWHERE, *, skip: int = 0,
                 channel: str | None = None) -> SearchResult:
-        """Ranked by CLIP fused with the archive paths' words (unless FINDIMAGE_HYBRID=off); `after` and
-        `before` are dates as YYYY, YYYY-MM or YYYY-MM-DD (taken on or after / before their start).
-        `skip` pages on: the ranking starts from the top each time and the earlier pages are dropped."""
+        """Ranked by CLIP fused with the archive paths' words (unless FINDIMAGE_HYBRID=off), among the
+        images `filters` allows (made by query_filters). `skip` pages on: the ranking starts from the top
+        each time and the earlier pages are dropped."""
         query = clean_query(text, self.settings.max_query_chars)
-        after, before = date_range(after, before)
         vector = self.text_embedder.embed_texts([query])[0]
         words = meaningful(query_words(query)) if self.settings.hybrid else []
         k = k or self.settings.top_k
-        result = self._knn(vector, skip + k, folder, after, before, words, channel)
+        result = self._knn(vector, skip + k, filters, words, channel)
         result.matches = result.matches[skip:]
         result.words = words
         return result
 
-    def by_image_bytes(self, data: bytes, k: int | None = None, folder: str | None = None, *,
-                       after: str | None = None, before: str | None = None, channel: str | None = None) -> SearchResult:
-        after, before = date_range(after, before)
+    def by_image_bytes(self, data: bytes, k: int | None = None, filters: Filters = EVERYWHERE, *,
+                       channel: str | None = None) -> SearchResult:
         with self._decodes:
             image = prepare_bytes(data, max_pixels=self.settings.max_query_pixels,
                                   budget=self.settings.decode_budget_bytes).image
@@ -143,13 +146,13 @@ class Searcher:
             # (which runs one query at a time) would hold ~160 MB, and the model's processor would copy it.
             image = self.image_embedder.shrink(image)
         vector = self.image_embedder.embed_images([image])[0]
-        result = self._knn(vector, k, folder, after, before, channel=channel)
+        result = self._knn(vector, k, filters, channel=channel)
         result.query_sha256 = hashlib.sha256(data).hexdigest()
         result.exact = {m.image_id for m in result.matches if m.sha256 == result.query_sha256}
         return result
 
-    def by_image_file(self, path: str | Path, k: int | None = None, folder: str | None = None, *,
-                      after: str | None = None, before: str | None = None, channel: str | None = None) -> SearchResult:
+    def by_image_file(self, path: str | Path, k: int | None = None, filters: Filters = EVERYWHERE, *,
+                      channel: str | None = None) -> SearchResult:
         path = Path(path)
         if not path.is_file():
             raise QueryError(f"No image file at {path}.")
@@ -157,17 +160,16 @@ class Searcher:
             data = path.read_bytes()
         except OSError as exc:
             raise ImageError(f"cannot read {path}: {exc.strerror}") from None
-        return self.by_image_bytes(data, k, folder, after=after, before=before, channel=channel)
+        return self.by_image_bytes(data, k, filters, channel=channel)
 
-    def by_image_id(self, image_id: str, k: int | None = None, folder: str | None = None,
-                    skip: int = 0, *, after: str | None = None, before: str | None = None,
-                    channel: str | None = None) -> SearchResult:
+    def by_image_id(self, image_id: str, k: int | None = None, filters: Filters = EVERYWHERE,
+                    skip: int = 0, *, channel: str | None = None) -> SearchResult:
         """The images nearest to an indexed one, from its stored vector (no file read, no model call): an
         archive image, or one remembered in `channel` (asked about in that channel only). The image itself
         is left out: whoever asks is looking at it already. `skip` pages on."""
         doc, about = self._indexed(image_id, channel)
         k = k or self.settings.top_k
-        result = self._knn(doc.image_embedding, skip + k + 1, folder, *date_range(after, before), channel=channel)
+        result = self._knn(doc.image_embedding, skip + k + 1, filters, channel=channel)
         result.matches = [m for m in result.matches if m.image_id != image_id][skip:skip + k]
         result.query_sha256, result.query_path = doc.sha256, about
         result.exact = {m.image_id for m in result.matches if m.sha256 == doc.sha256}
@@ -184,37 +186,38 @@ class Searcher:
                 return doc, doc.image_name
         raise QueryError("That image is no longer in the archive (it was removed or re-indexed since).")
 
-    def _knn(self, vector: np.ndarray, k: int | None, folder: str | None, after: str | None = None,
-             before: str | None = None, words: list[str] | None = None, channel: str | None = None) -> SearchResult:
+    def _knn(self, vector: np.ndarray, k: int | None, filters: Filters, words: list[str] | None = None,
+             channel: str | None = None) -> SearchResult:
         k = k or self.settings.top_k
-        folder = normalise_folder(folder)
         asked = k
         # The channel's remembered images join only a query made in it, and not one for an archive folder.
-        channel = channel if folder is None and self.remembered and self.remembered.active(channel) else None
-        found, complete = self._ranked(vector, asked, folder, after, before, words, channel)
+        channel = channel if filters.folder is None and self.remembered and self.remembered.active(channel) else None
+        found, complete = self._ranked(vector, asked, filters, words, channel)
         shown = self._shown(found, k)
         # Files deleted since the last pass (or kept by a refused mass removal) are left out and the
         # next matches move up: an answer never offers a file that cannot be shown. Copies of one
         # picture count once, so k results are k different pictures.
         while len(shown) < k and not complete and asked < k * MAX_LOOKAHEAD:
             asked = min(k * MAX_LOOKAHEAD, asked + 2 * max(1, k - len(shown)))
-            found, complete = self._ranked(vector, asked, folder, after, before, words, channel)
+            found, complete = self._ranked(vector, asked, filters, words, channel)
             shown = self._shown(found, k)
         self.check_model()  # again after the search: a rebuild may have swapped the index meanwhile
-        return SearchResult(shown, folder, weak_score=self.settings.weak_score, after=after, before=before)
+        return SearchResult(shown, filters, weak_score=self.settings.weak_score)
 
-    def _ranked(self, vector: np.ndarray, asked: int, folder: str | None, after: str | None, before: str | None,
-                words: list[str] | None, channel: str | None = None) -> tuple[list[Match], bool]:
+    def _ranked(self, vector: np.ndarray, asked: int, filters: Filters, words: list[str] | None,
+                channel: str | None = None) -> tuple[list[Match], bool]:
         """The ranking (fused with names when there are query words) beyond `asked`, so copies of the
         last pictures are found too; and whether the stores had nothing more to give."""
         depth = max(2 * asked, FUSION_DEPTH)
         # The same candidates with and without names, so a query matching no name ranks exactly as CLIP alone.
         candidates = max(depth, self.settings.num_candidates or default_num_candidates(asked))
-        rankings = self._rankings(self.store, vector, words, depth, candidates, folder, after, before)
+        rankings = self._rankings(self.store, vector, words, depth, candidates, filters)
         if channel is not None and self.remembered is not None:
+            # Remembered images are stored under their channel's folder: the store's folder filter keeps
+            # every other channel's out of the search itself.
+            in_channel = dataclasses.replace(filters, folder=channel)
             try:
-                posted = self._rankings(self.remembered.store, vector, words, depth, candidates, channel, after,
-                                        before)
+                posted = self._rankings(self.remembered.store, vector, words, depth, candidates, in_channel)
             except IndexMissing:  # remembered, nothing stored yet
                 posted = ([], [], [])
             except (BackendUnavailable, StoreError) as exc:  # the archive's answer still comes, without them
@@ -228,15 +231,14 @@ class Searcher:
         return fuse(*rankings), complete
 
     def _rankings(self, store: Store, vector: np.ndarray, words: list[str] | None, depth: int, candidates: int,
-                  folder: str | None, after: str | None,
-                  before: str | None) -> tuple[list[Match], list[Match], list[Match]]:
+                  filters: Filters) -> tuple[list[Match], list[Match], list[Match]]:
         """(CLIP, names, text) of one store: the names and text only for a query with words, the text only
         where it is read (FINDIMAGE_OCR), in one request where the store can."""
         if not words:
-            return store.knn(vector, depth, candidates, folder, after=after, before=before), [], []
+            return store.knn(vector, depth, candidates, filters), [], []
         if self.settings.ocr:
-            return store.hybrid_with_text(vector, words, depth, candidates, folder, after, before)
-        by_image, by_name = store.hybrid(vector, words, depth, candidates, folder, after, before)
+            return store.hybrid_with_text(vector, words, depth, candidates, filters)
+        by_image, by_name = store.hybrid(vector, words, depth, candidates, filters)
         return by_image, by_name, []
 
     def _shown(self, found: list[Match], k: int) -> list[Match]:

@@ -1,4 +1,8 @@
-"""Slack entry points, one module each; `register_all` wires them into a Bolt app."""
+"""Slack entry points, one module each; `register_all` wires them into a Bolt app.
+
+Listeners are module-level functions, as in Slack's bolt-python template: each finds the process's
+services in Bolt's context (`services_of(context)`), which one middleware puts there for every request.
+"""
 from __future__ import annotations
 
 from slack_bolt import App
@@ -8,9 +12,10 @@ from . import actions, channel_events, command, home, posted_images, shortcut
 
 
 def register_all(app: App, services: Services) -> None:
-    command.register(app, services)
-    posted_images.register(app, services)
-    actions.register(app, services)
-    shortcut.register(app, services)
-    home.register(app, services)
-    channel_events.register(app, services)
+    def provide_services(context, next):  # Bolt passes middleware arguments by these names
+        context["services"] = services
+        next()
+
+    app.middleware(provide_services)
+    for module in (command, posted_images, actions, shortcut, home, channel_events):
+        module.register(app)

@@ -10,7 +10,7 @@ import logging
 
 from slack_bolt import App
 
-from ..answering import Services, answer_page, submit_or_busy, tell_safely
+from ..answering import Services, answer_page, services_of, submit_or_busy, tell_safely
 from ..buttons import MORE_LIKE_THIS_IDS, SHOW_MORE, BadButton, Page
 from ..channels import Requester
 from ..delivery import InteractionTarget
@@ -46,38 +46,43 @@ def first_click(services: Services, body: dict, action: dict) -> bool:
     return False
 
 
-def register(app: App, services: Services) -> None:
-    def start(body: dict, action: dict, client, respond, page_of) -> None:
-        target = interaction_target(body, client, respond)
-        requester = Requester.of_interaction(body)
-        refusal = services.policy.quick_refusal(target.channel_id, requester)
-        if refusal is not None:
-            services.work.submit(tell_safely, target, refusal)
-            return
-        try:
-            page = page_of(action.get("value"))
-        except BadButton as exc:
-            log.warning("unreadable button from %s: %s", target.user_id, exc)
-            services.work.submit(tell_safely, target, UNREADABLE)
-            return
-        log.info("%s from %s in %s: %s", action.get("action_id"), target.user_id, target.channel_id, page.encode())
-        submit_or_busy(services, target, answer_page, services, client, page, requester, target)
+def start(services: Services, body: dict, action: dict, client, respond, page_of) -> None:
+    target = interaction_target(body, client, respond)
+    requester = Requester.of_interaction(body)
+    refusal = services.policy.quick_refusal(target.channel_id, requester)
+    if refusal is not None:
+        services.work.submit(tell_safely, target, refusal)
+        return
+    try:
+        page = page_of(action.get("value"))
+    except BadButton as exc:
+        log.warning("unreadable button from %s: %s", target.user_id, exc)
+        services.work.submit(tell_safely, target, UNREADABLE)
+        return
+    log.info("%s from %s in %s: %s", action.get("action_id"), target.user_id, target.channel_id, page.encode())
+    submit_or_busy(services, target, answer_page, services, client, page, requester, target)
 
-    # The duplicate check comes before the ack: once Slack has its answer, the click is either queued or dropped.
-    def more_like_this(ack, body, action, client, respond):
-        first = first_click(services, body, action)
-        ack()
-        if first:
-            k = min(services.settings.top_k, MAX_K)
-            start(body, action, client, respond, lambda value: _image_page(value, k))
 
-    def show_more(ack, body, action, client, respond):
-        first = first_click(services, body, action)
-        ack()
-        if first:
-            start(body, action, client, respond,
-                  lambda value: Page.decode(value, max_results=services.settings.max_results))
+# The duplicate check comes before the ack: once Slack has its answer, the click is either queued or dropped.
+def more_like_this(ack, body, action, client, respond, context) -> None:
+    services = services_of(context)
+    first = first_click(services, body, action)
+    ack()
+    if first:
+        k = min(services.settings.top_k, MAX_K)
+        start(services, body, action, client, respond, lambda value: _image_page(value, k))
 
+
+def show_more(ack, body, action, client, respond, context) -> None:
+    services = services_of(context)
+    first = first_click(services, body, action)
+    ack()
+    if first:
+        start(services, body, action, client, respond,
+              lambda value: Page.decode(value, max_results=services.settings.max_results))
+
+
+def register(app: App) -> None:
     app.action(MORE_LIKE_THIS_IDS)(more_like_this)
     app.action(SHOW_MORE)(show_more)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from slack_bolt import App
 
-from ..answering import Services
+from ..answering import services_of
 
 # https://api.slack.com/events: file_deleted and file_change (files:read); channel_archive, channel_deleted,
 # channel_left, channel_shared and member_left_channel (channels:read), their group_ twins (groups:read).
@@ -13,13 +13,14 @@ EVENTS = ("file_deleted", "file_change", "channel_archive", "channel_deleted", "
           "group_archive", "group_deleted", "group_left", "member_left_channel")
 
 
-def register(app: App, services: Services) -> None:
-    memory = services.memory
-    if memory is None:  # FINDIMAGE_REMEMBER=off: nothing is remembered, nothing to keep current
-        return
-
-    def on_channel_event(event, client):
+def on_channel_event(event, client, context) -> None:
+    memory = services_of(context).memory
+    if memory is not None:  # FINDIMAGE_REMEMBER=off: nothing is remembered, nothing to keep current
         memory.notice(client, event)
 
+
+def register(app: App) -> None:
+    # Registered whatever FINDIMAGE_REMEMBER says: the manifest subscribes to these events either way,
+    # and an event without a listener is answered 404 and logged as unhandled by Bolt.
     for name in EVENTS:
         app.event(name)(on_channel_event)

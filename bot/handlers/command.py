@@ -5,7 +5,7 @@ import logging
 
 from slack_bolt import App
 
-from ..answering import Services, answer_text_query, tell_safely
+from ..answering import Services, answer_text_query, services_of, tell_safely
 from ..channel_memory import TURNED_OFF
 from ..channels import Requester
 from ..delivery import CommandTarget, Target
@@ -48,40 +48,43 @@ def run_memory_command(services: Services, client, what: str, channel_id: str, r
         tell_safely(target, text)
 
 
-def register(app: App, services: Services) -> None:
-    def findimage_command(ack, command, respond, client):
-        raw = command.get("text") or ""
-        if wants_help(raw):
-            # text in an ack is seen only by the requester
-            ack(text=services.usage())
-            return
-        requester = Requester.of_command(command)
-        refusal = services.policy.quick_refusal(command.get("channel_id"), requester)
-        if refusal is not None:
-            ack(text=refusal)
-            return
-        what = memory_command(raw)
-        if what is not None:
-            ack()
-            target = CommandTarget(client, respond, command["channel_id"], command["user_id"])
-            log.info("/findimage %s from %s in %s", raw.strip(), command["user_id"], command["channel_id"])
-            services.work.submit(run_memory_command, services, client, what, command["channel_id"], requester, target)
-            return
-        try:
-            query = parse_command_text(raw, services.settings.top_k)
-        except OptionError as exc:
-            ack(text=str(exc))
-            return
+def findimage_command(ack, command, respond, client, context) -> None:
+    services = services_of(context)
+    raw = command.get("text") or ""
+    if wants_help(raw):
+        # text in an ack is seen only by the requester
+        ack(text=services.usage())
+        return
+    requester = Requester.of_command(command)
+    refusal = services.policy.quick_refusal(command.get("channel_id"), requester)
+    if refusal is not None:
+        ack(text=refusal)
+        return
+    what = memory_command(raw)
+    if what is not None:
+        ack()
         target = CommandTarget(client, respond, command["channel_id"], command["user_id"])
-        ticket = services.work.reserve()  # before the ack, which tells whether an answer will come
-        if ticket is None:
-            log.warning("command from %s in %s refused: the answer queue is full", command["user_id"],
-                        command["channel_id"])
-            ack(text=BUSY_TEXT)
-            return
+        log.info("/findimage %s from %s in %s", raw.strip(), command["user_id"], command["channel_id"])
+        services.work.submit(run_memory_command, services, client, what, command["channel_id"], requester, target)
+        return
+    try:
+        query = parse_command_text(raw, services.settings.top_k)
+    except OptionError as exc:
+        ack(text=str(exc))
+        return
+    target = CommandTarget(client, respond, command["channel_id"], command["user_id"])
+    ticket = services.work.reserve()  # before the ack, which tells whether an answer will come
+    if ticket is None:
+        log.warning("command from %s in %s refused: the answer queue is full", command["user_id"],
+                    command["channel_id"])
+        ack(text=BUSY_TEXT)
+        return
+    with ticket:  # given back if the ack fails: no answer was promised
         ack(text=searching_text(query.text, query.folder))
         log.info("command from %s in %s: %r k=%d folder=%s", command["user_id"], command["channel_id"],
                  query.text, query.k, query.folder)
         ticket.submit(answer_text_query, services, client, query, requester, target)
 
+
+def register(app: App) -> None:
     app.command(COMMAND)(findimage_command)

@@ -20,7 +20,7 @@ from slack_bolt import App
 
 from findimage.stores.base import META_LAST_PASS
 
-from ..answering import Services, answer_text_query
+from ..answering import Services, answer_text_query, services_of
 from ..buttons import HOME_EXAMPLE, HOME_EXAMPLE_IDS, button
 from ..channels import Requester
 from ..delivery import ThreadTarget
@@ -125,17 +125,21 @@ def answer_example(services: Services, client, text: str, requester: Requester) 
     answer_text_query(services, client, query, requester, ThreadTarget(client, channel, None))
 
 
-def register(app: App, services: Services) -> None:
-    def home_opened(event, client):
-        if event.get("tab") != "home":
-            return  # the Messages tab: nothing to refresh
-        services.work.submit(publish_home, services, client, event["user"], event.get("channel"))
+def home_opened(event, client, context) -> None:
+    if event.get("tab") != "home":
+        return  # the Messages tab: nothing to refresh
+    services = services_of(context)
+    services.work.submit(publish_home, services, client, event["user"], event.get("channel"))
 
-    def example(ack, body, action, client):
-        ack()
-        if not first_click(services, body, action) or action.get("value") not in EXAMPLES:
-            return
-        services.work.submit(answer_example, services, client, action["value"], Requester.of_interaction(body))
 
+def example(ack, body, action, client, context) -> None:
+    ack()
+    services = services_of(context)
+    if not first_click(services, body, action) or action.get("value") not in EXAMPLES:
+        return
+    services.work.submit(answer_example, services, client, action["value"], Requester.of_interaction(body))
+
+
+def register(app: App) -> None:
     app.event("app_home_opened")(home_opened)
     app.action(HOME_EXAMPLE_IDS)(example)

@@ -9,7 +9,7 @@ import logging
 
 from slack_bolt import App
 
-from ..answering import Services, answer_posted_images, tell_safely
+from ..answering import Services, answer_posted_images, services_of, tell_safely
 from ..channels import Requester, is_from_another_app
 from ..delivery import ThreadTarget
 from ..slack_files import is_image_file, needs_file_info
@@ -35,35 +35,37 @@ def images_to_answer(event: dict, services: Services) -> list[dict]:
             if (is_image_file(f) or needs_file_info(f)) and services.seen.first_time(f"file:{channel}:{f.get('id')}")]
 
 
-def register(app: App, services: Services) -> None:
-    def on_message(event, body, context, client):
-        if is_from_this_bot(event, context):
-            return
-        if services.memory is not None and (event.get("files") or event.get("subtype") == "message_deleted"):
-            services.memory.notice(client, event)  # a remembered channel's new images, or a deleted one's
-        if not event.get("files") or event.get("subtype") not in ANSWERED_SUBTYPES:
-            return
-        if is_from_another_app(event, frozenset(services.settings.answer_bots)):
-            log.info("files posted by the app %s in %s ignored (not in FINDIMAGE_ANSWER_BOTS)",
-                     event.get("bot_id") or event.get("app_id"), event.get("channel"))
-            return
-        event_id = body.get("event_id") or f"{event.get('channel')}:{event.get('ts')}"
-        if not services.seen.first_time(f"event:{event_id}"):
-            log.info("event %s was already answered; ignoring Slack's re-delivery", event_id)
-            return
-        files = images_to_answer(event, services)
-        if not files:
-            return
-        thread_ts = event.get("thread_ts") or event["ts"]
-        target = ThreadTarget(client, event["channel"], thread_ts)
-        requester = Requester.of_event(event)
-        shared = body.get("is_ext_shared_channel") is True
-        log.info("%d file(s) posted by %s in %s", len(files), event.get("user"), event["channel"])
-        if not services.work.submit(answer_posted_images, services, client, files, requester, target, shared):
-            # Full: "busy" now, from Bolt's listener thread, better than never; but not where no image is
-            # known yet, nor where the answer would have been a refusal.
-            if any(is_image_file(f) for f in files) and not shared and \
-                    services.policy.quick_refusal(event["channel"], requester) is None:
-                tell_safely(target, BUSY_TEXT)
+def on_message(event, body, context, client) -> None:
+    services = services_of(context)
+    if is_from_this_bot(event, context):
+        return
+    if services.memory is not None and (event.get("files") or event.get("subtype") == "message_deleted"):
+        services.memory.notice(client, event)  # a remembered channel's new images, or a deleted one's
+    if not event.get("files") or event.get("subtype") not in ANSWERED_SUBTYPES:
+        return
+    if is_from_another_app(event, frozenset(services.settings.answer_bots)):
+        log.info("files posted by the app %s in %s ignored (not in FINDIMAGE_ANSWER_BOTS)",
+                 event.get("bot_id") or event.get("app_id"), event.get("channel"))
+        return
+    event_id = body.get("event_id") or f"{event.get('channel')}:{event.get('ts')}"
+    if not services.seen.first_time(f"event:{event_id}"):
+        log.info("event %s was already answered; ignoring Slack's re-delivery", event_id)
+        return
+    files = images_to_answer(event, services)
+    if not files:
+        return
+    thread_ts = event.get("thread_ts") or event["ts"]
+    target = ThreadTarget(client, event["channel"], thread_ts)
+    requester = Requester.of_event(event)
+    shared = body.get("is_ext_shared_channel") is True
+    log.info("%d file(s) posted by %s in %s", len(files), event.get("user"), event["channel"])
+    if not services.work.submit(answer_posted_images, services, client, files, requester, target, shared):
+        # Full: "busy" now, from Bolt's listener thread, better than never; but not where no image is
+        # known yet, nor where the answer would have been a refusal.
+        if any(is_image_file(f) for f in files) and not shared and \
+                services.policy.quick_refusal(event["channel"], requester) is None:
+            tell_safely(target, BUSY_TEXT)
 
+
+def register(app: App) -> None:
     app.event("message")(on_message)

@@ -10,7 +10,7 @@ import logging
 
 from slack_bolt import App
 
-from ..answering import Services, answer_posted_images, submit_or_busy, tell_safely
+from ..answering import answer_posted_images, services_of, submit_or_busy, tell_safely
 from ..channels import Requester
 from ..delivery import InteractionTarget
 from ..slack_files import is_image_file, needs_file_info
@@ -21,29 +21,31 @@ NO_IMAGES = ("This message has no images, so there is nothing to compare. Use *F
              "message with a photo, or search by description with `/findimage`.")
 
 
-def register(app: App, services: Services) -> None:
-    def find_similar(ack, shortcut, client, respond):
-        ack()
-        # Slack re-sends an interaction it got no ack for in time; trigger_id is the same then.
-        if not services.seen.first_time(f"shortcut:{shortcut.get('trigger_id')}"):
-            log.info("shortcut %s delivered again; answered already", shortcut.get("trigger_id"))
-            return
-        message = shortcut.get("message") or {}
-        requester = Requester.of_interaction(shortcut)  # a shortcut's user has no team_id: users.info tells
-        channel = (shortcut.get("channel") or {}).get("id")
-        target = InteractionTarget(client, respond, channel, requester.user_id,
-                                   thread_ts=message.get("thread_ts") or message.get("ts"))
-        files = [f for f in message.get("files") or [] if is_image_file(f) or needs_file_info(f)]
-        if not files:
-            services.work.submit(tell_safely, target, NO_IMAGES)
-            return
-        refusal = services.policy.quick_refusal(channel, requester)
-        if refusal is not None:
-            services.work.submit(tell_safely, target, refusal)
-            return
-        log.info("find similar: %d file(s) of message %s in %s, for %s", len(files), message.get("ts"), channel,
-                 requester.user_id)
-        submit_or_busy(services, target, answer_posted_images, services, client, files, requester, target, False,
-                       NO_IMAGES)
+def find_similar(ack, shortcut, client, respond, context) -> None:
+    ack()
+    services = services_of(context)
+    # Slack re-sends an interaction it got no ack for in time; trigger_id is the same then.
+    if not services.seen.first_time(f"shortcut:{shortcut.get('trigger_id')}"):
+        log.info("shortcut %s delivered again; answered already", shortcut.get("trigger_id"))
+        return
+    message = shortcut.get("message") or {}
+    requester = Requester.of_interaction(shortcut)  # a shortcut's user has no team_id: users.info tells
+    channel = (shortcut.get("channel") or {}).get("id")
+    target = InteractionTarget(client, respond, channel, requester.user_id,
+                               thread_ts=message.get("thread_ts") or message.get("ts"))
+    files = [f for f in message.get("files") or [] if is_image_file(f) or needs_file_info(f)]
+    if not files:
+        services.work.submit(tell_safely, target, NO_IMAGES)
+        return
+    refusal = services.policy.quick_refusal(channel, requester)
+    if refusal is not None:
+        services.work.submit(tell_safely, target, refusal)
+        return
+    log.info("find similar: %d file(s) of message %s in %s, for %s", len(files), message.get("ts"), channel,
+             requester.user_id)
+    submit_or_busy(services, target, answer_posted_images, services, client, files, requester, target, False,
+                   NO_IMAGES)
 
+
+def register(app: App) -> None:
     app.shortcut(CALLBACK_ID)(find_similar)

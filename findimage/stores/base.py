@@ -9,7 +9,7 @@ from typing import Protocol
 
 import numpy as np
 
-from findimage.records import FileState, ImageDoc, Match, Posted, ReadText
+from findimage.records import EVERYWHERE, FileState, Filters, ImageDoc, Match, Posted, ReadText
 
 # Keys of the small key/value metadata every store keeps.
 META_IMAGE_MODEL = "image_model_id"
@@ -36,25 +36,23 @@ class Store(Protocol):
     def count(self) -> int: ...
 
     def knn(self, vector: np.ndarray, k: int, num_candidates: int | None = None,
-            folder: str | None = None, after: str | None = None, before: str | None = None) -> list[Match]:
-        """The k nearest images; `after`/`before` are ISO starts (taken on or after / strictly before)."""
+            filters: Filters = EVERYWHERE) -> list[Match]:
+        """The k nearest images among those `filters` allows."""
 
     def hybrid(self, vector: np.ndarray, words: Sequence[str], k: int, num_candidates: int | None = None,
-               folder: str | None = None, after: str | None = None,
-               before: str | None = None) -> tuple[list[Match], list[Match]]:
+               filters: Filters = EVERYWHERE) -> tuple[list[Match], list[Match]]:
         """(CLIP ranking, path-word BM25 ranking), each of at most k, under the same filters; matches
         found by name carry their CLIP score too (findimage.fusion combines the two)."""
 
-    def text_ranking(self, vector: np.ndarray, words: Sequence[str], k: int, folder: str | None = None,
-                     after: str | None = None, before: str | None = None) -> list[Match]:
+    def text_ranking(self, vector: np.ndarray, words: Sequence[str], k: int,
+                     filters: Filters = EVERYWHERE) -> list[Match]:
         """At most k documents whose text read from the image holds any of the query words (folded as
         text words are), under the same filters as `knn`: those with every word in one line first, then
         by BM25. Each carries its CLIP score for `vector`, matched=("text",), and as `text_snippet` the
         line (as read) holding the most query words, the first of equals."""
 
     def hybrid_with_text(self, vector: np.ndarray, words: Sequence[str], k: int, num_candidates: int | None = None,
-                         folder: str | None = None, after: str | None = None,
-                         before: str | None = None) -> tuple[list[Match], list[Match], list[Match]]:
+                         filters: Filters = EVERYWHERE) -> tuple[list[Match], list[Match], list[Match]]:
         """`hybrid`'s two rankings and `text_ranking`'s, as those give them (on Elasticsearch in one request)."""
 
     def set_texts(self, items: Sequence[tuple[str, str, ReadText]]) -> None:

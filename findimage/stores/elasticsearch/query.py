@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from findimage.records import Match
+from findimage.records import Filters, Match
 from findimage.stores.base import default_num_candidates
 
 MATCH_FIELDS = ["image_id", "image_name", "relative_path", "sha256", "taken", "taken_source", "size", "mtime"]
@@ -61,11 +61,11 @@ _COSINE = ("float[] v = doc['image_embedding'].vectorValue; double dot = 0; "
 COSINE_SCRIPT = _COSINE + "return (1.0 + dot / doc['image_embedding'].magnitude) / 2.0;"
 
 
-def filters(folder: str | None, after: str | None, before: str | None) -> list[dict]:
+def filter_clauses(filters: Filters) -> list[dict]:
     found: list[dict] = []
-    if folder is not None:
-        found.append({"prefix": {"relative_path": folder + "/"}})
-    dates = {op: value for op, value in (("gte", after), ("lt", before)) if value is not None}
+    if filters.folder is not None:
+        found.append({"prefix": {"relative_path": filters.folder + "/"}})
+    dates = {op: value for op, value in (("gte", filters.after), ("lt", filters.before)) if value is not None}
     if dates:
         found.append({"range": {"taken": dates}})
     return found

@@ -19,7 +19,7 @@ from elasticsearch import Elasticsearch, NotFoundError, helpers
 from findimage.config import Settings, public_url
 from findimage.errors import BackendUnavailable, IndexMissing, StoreError
 from findimage.names import name_words
-from findimage.records import DIMS, FileState, ImageDoc, Match, ReadText, normalise_folder
+from findimage.records import DIMS, EVERYWHERE, FileState, Filters, ImageDoc, Match, ReadText
 from findimage.stores.elasticsearch.client import (
     BUSY_STATUSES,
     access_denied,
@@ -31,7 +31,7 @@ from findimage.stores.elasticsearch.index import IndexLayout
 from findimage.stores.elasticsearch.query import (
     TEXT_FIELDS,
     exact_top,
-    filters,
+    filter_clauses,
     hit_lines,
     knn_body,
     lines_value,
@@ -241,11 +241,11 @@ class ElasticsearchStore:
 
     @unavailable_on_connection_errors
     def knn(self, vector: np.ndarray, k: int, num_candidates: int | None = None,
-            folder: str | None = None, after: str | None = None, before: str | None = None) -> list[Match]:
+            filters: Filters = EVERYWHERE) -> list[Match]:
         self._fresh()
         vector = np.asarray(vector, dtype=float)
         self._check_dims(vector)
-        body = knn_body(vector, k, num_candidates, filters(normalise_folder(folder), after, before), self.oversample)
+        body = knn_body(vector, k, num_candidates, filter_clauses(filters), self.oversample)
         for attempt in range(3):
             try:
                 found = self.client.search(index=self.alias, body=body)
@@ -270,26 +270,23 @@ class ElasticsearchStore:
 
     @unavailable_on_connection_errors
     def hybrid(self, vector: np.ndarray, words: Sequence[str], k: int, num_candidates: int | None = None,
-               folder: str | None = None, after: str | None = None,
-               before: str | None = None) -> tuple[list[Match], list[Match]]:
+               filters: Filters = EVERYWHERE) -> tuple[list[Match], list[Match]]:
         """The CLIP and the path-word (BM25) rankings in one `_msearch`, both under the same filters."""
-        by_image, by_name, _ = self._rankings(vector, words, k, num_candidates, folder, after, before, False)
+        by_image, by_name, _ = self._rankings(vector, words, k, num_candidates, filters, False)
         return by_image, by_name
 
     @unavailable_on_connection_errors
     def hybrid_with_text(self, vector: np.ndarray, words: Sequence[str], k: int, num_candidates: int | None = None,
-                         folder: str | None = None, after: str | None = None,
-                         before: str | None = None) -> tuple[list[Match], list[Match], list[Match]]:
+                         filters: Filters = EVERYWHERE) -> tuple[list[Match], list[Match], list[Match]]:
         """`hybrid` and `text_ranking` in one `_msearch`: a text query stays one search request."""
-        return self._rankings(vector, words, k, num_candidates, folder, after, before, True)
+        return self._rankings(vector, words, k, num_candidates, filters, True)
 
     def _rankings(self, vector: np.ndarray, words: Sequence[str], k: int, num_candidates: int | None,
-                  folder: str | None, after: str | None, before: str | None,
-                  with_text: bool) -> tuple[list[Match], list[Match], list[Match]]:
+                  filters: Filters, with_text: bool) -> tuple[list[Match], list[Match], list[Match]]:
         self._fresh()
         vector = np.asarray(vector, dtype=float)
         self._check_dims(vector)
-        filter_ = filters(normalise_folder(folder), after, before)
+        filter_ = filter_clauses(filters)
         searches = [{"index": self.alias}, knn_body(vector, k, num_candidates, filter_, self.oversample),
                     {"index": self.alias}, names_body(vector, words, k, filter_)]
         text_words = query(words) if with_text and k > 0 else []
@@ -323,8 +320,8 @@ class ElasticsearchStore:
         raise StoreError(f"Elasticsearch refused the search: {error.get('reason') or error.get('type')}.")
 
     @unavailable_on_connection_errors
-    def text_ranking(self, vector: np.ndarray, words: Sequence[str], k: int, folder: str | None = None,
-                     after: str | None = None, before: str | None = None) -> list[Match]:
+    def text_ranking(self, vector: np.ndarray, words: Sequence[str], k: int,
+                     filters: Filters = EVERYWHERE) -> list[Match]:
         """One search: the k best by BM25 on the text words, those with every query word in one line first
         (text_body); the hits' lines give the snippets."""
         wanted = query(words)
@@ -333,7 +330,7 @@ class ElasticsearchStore:
         self._fresh()
         vector = np.asarray(vector, dtype=float)
         self._check_dims(vector)
-        body = text_body(vector, wanted, k, filters(normalise_folder(folder), after, before))
+        body = text_body(vector, wanted, k, filter_clauses(filters))
         try:
             found = self.client.search(index=self.alias, body=body)
         except NotFoundError:

@@ -17,7 +17,7 @@ from typing import TypeVar
 import numpy as np
 
 from findimage.names import name_words
-from findimage.records import DIMS
+from findimage.records import DIMS, Filters
 
 T = TypeVar("T")
 
@@ -98,19 +98,20 @@ def forget_names(db: sqlite3.Connection, marks: str, ids: Sequence[str]) -> None
     db.execute(f"DELETE FROM names WHERE rowid IN (SELECT slot FROM images WHERE image_id IN ({marks}))", ids)
 
 
-def filter_sql(folder: str | None, after: str | None, before: str | None) -> tuple[str, list]:
+def filter_sql(filters: Filters) -> tuple[str, list]:
     """A WHERE clause (or '') and its parameters for the folder and date filters."""
-    clauses, params = [], []
-    if folder is not None:
+    clauses: list[str] = []
+    params: list[str] = []
+    if filters.folder is not None:
         # Paths under "a/b" sort between "a/b/" and "a/b0" ('0' follows '/'), so the unique index serves it.
         clauses.append("images.relative_path >= ? AND images.relative_path < ?")
-        params += [folder + "/", folder + "0"]
-    if after is not None:
+        params += [filters.folder + "/", filters.folder + "0"]
+    if filters.after is not None:
         clauses.append("images.taken >= ?")
-        params.append(after)
-    if before is not None:
+        params.append(filters.after)
+    if filters.before is not None:
         clauses.append("images.taken < ?")
-        params.append(before)
+        params.append(filters.before)
     return (" AND ".join(clauses), params)
 
 
@@ -154,12 +155,11 @@ def named_among(db: sqlite3.Connection, slots: Sequence[int], words: Sequence[st
     return [s for s in slots if s in held and test(held[s].split())]
 
 
-def name_ranking(db: sqlite3.Connection, words: Sequence[str], limit: int, folder: str | None,
-                 after: str | None, before: str | None) -> list[int]:
+def name_ranking(db: sqlite3.Connection, words: Sequence[str], limit: int, filters: Filters) -> list[int]:
     """Slots whose path words match, best BM25 first, within the filters."""
     if not words:
         return []
-    where, params = filter_sql(folder, after, before)
+    where, params = filter_sql(filters)
     if not where:  # FTS5 alone ranks without touching the images table
         rows = db.execute("SELECT rowid FROM names WHERE names MATCH ? ORDER BY rank LIMIT ?",
                           (match_expression(words), limit)).fetchall()

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from findimage.records import DIMS, Match, cosine_to_score, normalise_folder
+from findimage.records import DIMS, EVERYWHERE, Filters, Match, cosine_to_score
 from findimage.stores.base import default_num_candidates
 from findimage.stores.embedded.knn_cache import KnnCache
 from findimage.stores.embedded.schema import (
@@ -39,38 +39,34 @@ class EmbeddedSearch:
         self.cache = cache
 
     def knn(self, vector: np.ndarray, k: int, num_candidates: int | None = None,
-            folder: str | None = None, after: str | None = None, before: str | None = None) -> list[Match]:
+            filters: Filters = EVERYWHERE) -> list[Match]:
         with self.cache.lock:
-            return self._knn(vector, k, num_candidates, normalise_folder(folder), after, before)
+            return self._knn(vector, k, num_candidates, filters)
 
     def hybrid(self, vector: np.ndarray, words: Sequence[str], k: int, num_candidates: int | None = None,
-               folder: str | None = None, after: str | None = None,
-               before: str | None = None) -> tuple[list[Match], list[Match]]:
+               filters: Filters = EVERYWHERE) -> tuple[list[Match], list[Match]]:
         """The CLIP ranking and the path-word ranking, each of up to k, under the same filters; matches
         found by name carry their exact CLIP score too."""
-        folder = normalise_folder(folder)
         query = np.asarray(vector, dtype=np.float32).reshape(DIMS)
         with self.cache.lock:
-            by_image = self._knn(query, k, num_candidates, folder, after, before)
+            by_image = self._knn(query, k, num_candidates, filters)
             present = documents_per_word(self.cache.db, words)
-            by_name = self._best_looking_named(query, present, k, num_candidates, folder, after, before)
+            by_name = self._best_looking_named(query, present, k, num_candidates, filters)
             if by_name is not None:
                 return by_image, by_name
-            return by_image, self._in_order_given(query, name_ranking(self.cache.db, list(present), k, folder,
-                                                                      after, before))
+            return by_image, self._in_order_given(query, name_ranking(self.cache.db, list(present), k, filters))
 
-    def text_ranking(self, vector: np.ndarray, words: Sequence[str], k: int, folder: str | None = None,
-                     after: str | None = None, before: str | None = None) -> list[Match]:
+    def text_ranking(self, vector: np.ndarray, words: Sequence[str], k: int,
+                     filters: Filters = EVERYWHERE) -> list[Match]:
         """Documents whose text holds the query words, those with all of them in one line first, then by
         BM25; each with its exact CLIP score and the line that matched best."""
-        folder = normalise_folder(folder)
         wanted = query(words)
         vector = np.asarray(vector, dtype=np.float32).reshape(DIMS)
         with self.cache.lock:
             db = self.cache.db
             db.execute("BEGIN")  # ranking, vectors and lines from one snapshot
             try:
-                slots = text_ranking(db, wanted, k, folder, after, before)
+                slots = text_ranking(db, wanted, k, filters)
                 found = self._in_order_given(vector, slots)
                 lines = lines_of(db, slots)
             finally:
@@ -78,7 +74,7 @@ class EmbeddedSearch:
         return one_line_first(((m, lines.get(m.image_id, [])) for m in found), wanted, k)
 
     def _best_looking_named(self, query: np.ndarray, present: dict[str, int], k: int, num_candidates: int | None,
-                            folder: str | None, after: str | None, before: str | None) -> list[Match] | None:
+                            filters: Filters) -> list[Match] | None:
         """The name side for words that thousands of paths share, or None to rank by BM25.
 
         BM25 gives such paths near-equal scores (the same words, paths of similar length) at ~1 us per
@@ -95,28 +91,27 @@ class EmbeddedSearch:
         words = list(present)
         _, candidates = index.search(query, candidates_wanted)
         named = named_among(self.cache.db, candidates.tolist(), words, holds_all(self.cache.db, words))
-        if folder is not None or after is not None or before is not None:
-            named = self._passing(np.asarray(named, np.int64), folder, after, before).tolist()
+        if filters.any:
+            named = self._passing(np.asarray(named, np.int64), filters).tolist()
         if len(named) < need and len(candidates) < len(index):  # unlucky: BM25 over all of them after all
             return None
         return self._exact_among(query, np.asarray(named, np.int64), k)
 
-    def _knn(self, vector: np.ndarray, k: int, num_candidates: int | None, folder: str | None, after: str | None,
-             before: str | None) -> list[Match]:
+    def _knn(self, vector: np.ndarray, k: int, num_candidates: int | None, filters: Filters) -> list[Match]:
         query = np.asarray(vector, dtype=np.float32).reshape(DIMS)
         num_candidates = max(k, num_candidates or default_num_candidates(k))
         index = self.cache.fresh()
-        if folder is not None or after is not None or before is not None:
+        if filters.any:
             # Most filters (after:2020, a large folder) keep many images: when k of the unfiltered
             # candidates pass, they are the filtered top k (anything allowed that ranks higher would be
             # among those candidates too), without listing every allowed slot.
             _, candidates = index.search(query, max(num_candidates, 4 * k))
-            passing = self._passing(candidates, folder, after, before)
+            passing = self._passing(candidates, filters)
             if len(passing) >= k:
                 return self._exact_among(query, passing, k)
             # Otherwise the filters go inside the search (exact, or the ANN restricted to these slots):
             # filtering afterwards would lose matches that are not among the unfiltered candidates.
-            slots = self._slots_where(folder, after, before)
+            slots = self._slots_where(filters)
             if len(slots) <= EXACT_FOLDER_MAX:
                 return self._exact_among(query, slots, k)
             _, candidates = index.search(query, num_candidates, allowed=slots)
@@ -126,8 +121,8 @@ class EmbeddedSearch:
                 return self._matches(candidates[:k], sims[:k])
         return self._exact_among(query, candidates, k)
 
-    def _passing(self, slots: np.ndarray, folder: str | None, after: str | None, before: str | None) -> np.ndarray:
-        where, params = filter_sql(folder, after, before)
+    def _passing(self, slots: np.ndarray, filters: Filters) -> np.ndarray:
+        where, params = filter_sql(filters)
         found = []
         for chunk in in_chunks([int(s) for s in slots], 900):
             found += [r[0] for r in self.cache.db.execute(
@@ -135,8 +130,8 @@ class EmbeddedSearch:
                 [*chunk, *params])]
         return np.asarray(found, dtype=np.int64)
 
-    def _slots_where(self, folder: str | None, after: str | None, before: str | None) -> np.ndarray:
-        where, params = filter_sql(folder, after, before)
+    def _slots_where(self, filters: Filters) -> np.ndarray:
+        where, params = filter_sql(filters)
         rows = self.cache.db.execute(f"SELECT slot FROM images WHERE {where}", params).fetchall()
         return np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
 

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from findimage.errors import StoreError
-from findimage.records import DIMS, FileState, ImageDoc, Match, ReadText
+from findimage.records import DIMS, EVERYWHERE, FileState, Filters, ImageDoc, Match, ReadText
 from findimage.stores.embedded.knn_cache import KnnCache, connect, current_version
 from findimage.stores.embedded.schema import forget_names, in_chunks, migrate, write_names
 from findimage.stores.embedded.search import EmbeddedSearch
@@ -85,24 +85,22 @@ class EmbeddedStore:
         self._search = EmbeddedSearch(self._cache)
 
     # ---- searches (EmbeddedSearch, on the kNN cache) -------------------------------------------
-    def knn(self, vector: np.ndarray, k: int, num_candidates: int | None = None, folder: str | None = None,
-            after: str | None = None, before: str | None = None) -> list[Match]:
-        return self._search.knn(vector, k, num_candidates, folder, after, before)
+    def knn(self, vector: np.ndarray, k: int, num_candidates: int | None = None,
+            filters: Filters = EVERYWHERE) -> list[Match]:
+        return self._search.knn(vector, k, num_candidates, filters)
 
     def hybrid(self, vector: np.ndarray, words: Sequence[str], k: int, num_candidates: int | None = None,
-               folder: str | None = None, after: str | None = None,
-               before: str | None = None) -> tuple[list[Match], list[Match]]:
-        return self._search.hybrid(vector, words, k, num_candidates, folder, after, before)
+               filters: Filters = EVERYWHERE) -> tuple[list[Match], list[Match]]:
+        return self._search.hybrid(vector, words, k, num_candidates, filters)
 
-    def text_ranking(self, vector: np.ndarray, words: Sequence[str], k: int, folder: str | None = None,
-                     after: str | None = None, before: str | None = None) -> list[Match]:
-        return self._search.text_ranking(vector, words, k, folder, after, before)
+    def text_ranking(self, vector: np.ndarray, words: Sequence[str], k: int,
+                     filters: Filters = EVERYWHERE) -> list[Match]:
+        return self._search.text_ranking(vector, words, k, filters)
 
     def hybrid_with_text(self, vector: np.ndarray, words: Sequence[str], k: int, num_candidates: int | None = None,
-                         folder: str | None = None, after: str | None = None,
-                         before: str | None = None) -> tuple[list[Match], list[Match], list[Match]]:
-        by_image, by_name = self.hybrid(vector, words, k, num_candidates, folder, after, before)
-        return by_image, by_name, self.text_ranking(vector, words, k, folder, after, before)
+                         filters: Filters = EVERYWHERE) -> tuple[list[Match], list[Match], list[Match]]:
+        by_image, by_name = self.hybrid(vector, words, k, num_candidates, filters)
+        return by_image, by_name, self.text_ranking(vector, words, k, filters)
 
     # ---- writes -------------------------------------------------------------------------------
     def _write(self, work: Callable[[sqlite3.Connection, int], None], stamped: bool = True) -> None:

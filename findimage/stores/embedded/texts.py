@@ -11,7 +11,7 @@ import json
 import sqlite3
 from collections.abc import Iterable, Sequence
 
-from findimage.records import FileState, ReadText
+from findimage.records import FileState, Filters, ReadText
 from findimage.stores.embedded.schema import LINE_SLOTS, filter_sql, in_chunks, match_expression
 from findimage.stores.text import checked, from_json, line_words, lines_json, search_words
 
@@ -99,8 +99,7 @@ def text_status(db: sqlite3.Connection) -> tuple[int, int]:
     return everything - pending, everything
 
 
-def text_ranking(db: sqlite3.Connection, words: Sequence[str], limit: int, folder: str | None,
-                 after: str | None, before: str | None) -> list[int]:
+def text_ranking(db: sqlite3.Connection, words: Sequence[str], limit: int, filters: Filters) -> list[int]:
     """Slots whose text holds any of the (folded) words within the filters, at most `limit`: those with
     every word in one line first, each group by the document's BM25 (ties by slot), over every match.
 
@@ -115,8 +114,8 @@ def text_ranking(db: sqlite3.Connection, words: Sequence[str], limit: int, folde
     first: list[int] = []
     rest: list[int] = []
     # Unfiltered, every one-line slot is among the ranked ones: reading can stop once all of them were.
-    all_seen = len(one_line) if not filter_sql(folder, after, before)[0] else None
-    rows = _ranked(db, match_expression(words), folder, after, before)
+    all_seen = len(one_line) if not filters.any else None
+    rows = _ranked(db, match_expression(words), filters)
     try:
         for (slot,) in rows:
             if slot in one_line:
@@ -130,12 +129,11 @@ def text_ranking(db: sqlite3.Connection, words: Sequence[str], limit: int, folde
     return (first + rest)[:limit]
 
 
-def _ranked(db: sqlite3.Connection, expression: str, folder: str | None, after: str | None,
-            before: str | None) -> sqlite3.Cursor:
+def _ranked(db: sqlite3.Connection, expression: str, filters: Filters) -> sqlite3.Cursor:
     """A cursor over the slots whose text matches `expression`, best BM25 first, ties by slot: read only as
     far as needed (every match is ranked before the first row anyway; fetching them all would add to it).
     A join for the filters only where there are some: ordering through a join costs 10-30 ms at 10k texts."""
-    where, params = filter_sql(folder, after, before)
+    where, params = filter_sql(filters)
     if not where:
         # SQLite's own sort of bm25() here: ~0.2 ms faster at 1,700 matches than FTS5's `ORDER BY rank`.
         return db.execute("SELECT rowid FROM text_words WHERE text_words MATCH ? ORDER BY bm25(text_words), rowid",

@@ -247,12 +247,10 @@ def test_a_decompression_bomb_gets_one_sentence_and_no_images_and_the_bot_goes_o
     assert len(answer.files) == 5, "the next photo is answered as usual"
 
 
-def test_a_photo_delivered_again_after_the_memory_expired_is_answered_again(indexed, emu, monkeypatch):
-    import bot.app
+def test_a_photo_delivered_again_after_the_memory_expired_is_answered_again(indexed, emu):
     from bot.dedupe import SEEN_TTL_SECONDS, SeenRecently
 
     clock = FakeClock(1000.0)
-    monkeypatch.setattr(bot.app, "seen_keys", lambda settings: SeenRecently(clock=clock))
     photo = emu.add_file(jpeg_bytes(seed=350), "again.jpg", user=ALICE)
     posted = post_photo(emu, photo)
 
@@ -263,7 +261,7 @@ def test_a_photo_delivered_again_after_the_memory_expired_is_answered_again(inde
         emu.wait_for_upload(CHANNEL, thread_ts=barrier["ts"], timeout=15)  # answered after the delivery
         assert len(emu.uploads(CHANNEL, thread_ts=posted["ts"])) == answers, event_id
 
-    with serve_bot(indexed) as running:
+    with serve_bot(indexed, seen=SeenRecently(clock=clock)) as running:
         deliver("Ev0FIRST", 1)
         clock.advance(SEEN_TTL_SECONDS - 1)
         deliver("Ev0SECOND", 1)  # a re-delivery (new event id) within the hour: the file is remembered

@@ -11,7 +11,7 @@ from es_support import both_stores
 
 from findimage.backends import open_remembered, open_store
 from findimage.records import ImageDoc, Posted, image_id_for, posted_path
-from findimage.search import QueryError, Searcher
+from findimage.search import QueryError, Searcher, query_filters
 from findimage.stores.base import META_IMAGE_MODEL, ChannelState
 
 BASIS = np.linalg.qr(np.random.default_rng(11).standard_normal((512, 8)))[0].T.astype(np.float32)
@@ -94,7 +94,7 @@ def test_no_other_query_ever_returns_a_remembered_image(world):
     leaks = []
     for channel in (None, "C0DESIGN", "C0OTHER", "D0DIRECT"):
         for result in (searcher.by_text("whiteboard budget", k=10, channel=channel),
-                       searcher.by_text("whiteboard", k=10, channel=channel, after="2026"),
+                       searcher.by_text("whiteboard", k=10, channel=channel, filters=query_filters(after="2026")),
                        searcher.by_image_id(image_id_for("events/stage.jpg"), k=10, channel=channel)):
             leaks += [p for p in paths(result) if p.startswith("C0EXEC/")]
     assert leaks == []
@@ -124,7 +124,7 @@ def test_more_like_a_remembered_image_works_in_its_channel_only(world):
 @both_stores
 def test_an_archive_folder_query_leaves_the_channel_out(world):
     searcher, _, _ = world
-    result = searcher.by_text("whiteboard", k=5, folder="events", channel="C0EXEC")
+    result = searcher.by_text("whiteboard", k=5, channel="C0EXEC", filters=query_filters(folder="events"))
     assert paths(result) == ["events/stage.jpg"]
 
 

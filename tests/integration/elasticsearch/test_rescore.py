@@ -9,6 +9,7 @@ import numpy as np
 from es_support import client, es_only
 
 from findimage.records import ImageDoc, cosine_to_score, image_id_for
+from findimage.search import query_filters
 from findimage.stores.elasticsearch.store import ElasticsearchStore
 
 
@@ -44,7 +45,7 @@ def test_re_ranking_gives_the_exact_top_k_where_int8_codes_alone_do_not(settings
 
     def top(oversample: float, k: int = 10, folder: str | None = None) -> list:
         store = ElasticsearchStore(es, settings.elasticsearch_url, settings.index_name, oversample=oversample)
-        return store.knn(query, k, num_candidates=100, folder=folder)
+        return store.knn(query, k, num_candidates=100, filters=query_filters(folder=folder))
 
     codes_only = [m.relative_path for m in top(1.0)]
     reranked = top(10.0)

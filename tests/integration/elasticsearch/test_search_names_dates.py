@@ -13,6 +13,7 @@ from es_support import both_stores
 from photos import save_photo
 from PIL import Image
 
+from findimage.search import query_filters
 from findimage_cli import main
 from indexer.run import index_once
 
@@ -203,5 +204,6 @@ def test_neighbours_of_an_indexed_image_keep_to_the_dates(settings, capsys):
     for month in (5, 6, 7):
         dated(settings.archive / f"m/{month}.jpg", month, original=f"2024:{month:02d}:10 12:00:00")
     index_once(settings)
-    result = Searcher(settings).by_image_id(image_id_for("m/5.jpg"), k=5, after="2024-06", before="2024-07")
+    june = query_filters(after="2024-06", before="2024-07")
+    result = Searcher(settings).by_image_id(image_id_for("m/5.jpg"), k=5, filters=june)
     assert [m.relative_path for m in result.matches] == ["m/6.jpg"]

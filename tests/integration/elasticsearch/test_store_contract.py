@@ -12,6 +12,7 @@ import pytest
 from findimage.backends import open_store
 from findimage.names import query_words
 from findimage.records import ImageDoc, Match, ReadText, TextLine, image_id_for
+from findimage.search import query_filters as where  # the filters as a query's edge builds them
 
 ES_URL = os.environ.get("FINDIMAGE_TEST_ES_URL")
 BACKENDS = ["embedded", pytest.param("elasticsearch", marks=[
@@ -90,10 +91,10 @@ def test_knn_orders_by_cosine_on_elasticsearch_scale(store):
 def test_folder_filter_keeps_only_that_folder(store):
     store.upsert([doc("events/2024/a.jpg", unit(1, 0.1)), doc("events/2024/sub/b.jpg", unit(1, 0.2)),
                   doc("events/20245/c.jpg", unit(1, 0)), doc("nature/d.jpg", unit(1, 0))])
-    found = [m.relative_path for m in store.knn(unit(1, 0), k=10, folder="events/2024")]
+    found = [m.relative_path for m in store.knn(unit(1, 0), k=10, filters=where(folder="events/2024"))]
     assert found == ["events/2024/a.jpg", "events/2024/sub/b.jpg"]
-    assert [m.relative_path for m in store.knn(unit(1, 0), k=10, folder="/nature/")] == ["nature/d.jpg"]
-    assert store.knn(unit(1, 0), k=10, folder="nowhere") == []
+    assert [m.relative_path for m in store.knn(unit(1, 0), k=10, filters=where(folder="/nature/"))] == ["nature/d.jpg"]
+    assert store.knn(unit(1, 0), k=10, filters=where(folder="nowhere")) == []
 
 
 def test_empty_store_finds_nothing(store):
@@ -162,7 +163,7 @@ def test_hybrid_ranks_path_words_by_bm25_beside_the_clip_ranking(store):
 
 def test_hybrid_applies_the_folder_filter_to_both_rankings(store):
     named_archive(store)
-    by_image, by_name = store.hybrid(unit(1, 0), ["sommerfest"], k=10, folder="Messe Hannover 2023")
+    by_image, by_name = store.hybrid(unit(1, 0), ["sommerfest"], k=10, filters=where(folder="Messe Hannover 2023"))
     assert set(paths(by_image)) == {"Messe Hannover 2023/hall.jpg", "Messe Hannover 2023/Sommerfest-poster.jpg"}
     assert paths(by_name) == ["Messe Hannover 2023/Sommerfest-poster.jpg"]
 
@@ -181,15 +182,15 @@ def test_date_filters_apply_inside_the_search(store):
                   doc("july.jpg", unit(1, 0), taken="2024-07-01T00:00:00"),
                   doc("undated.jpg", unit(1, 0.1))])
     june, july = "2024-06-01T00:00:00", "2024-07-01T00:00:00"
-    assert paths(store.knn(unit(1, 0), k=1, after=june)) == ["july.jpg"]
-    assert paths(store.knn(unit(1, 0), k=1, after=june, before=july)) == ["june.jpg"]
-    assert paths(store.knn(unit(1, 0), k=10, before=june)) == ["may.jpg"]
-    found = store.knn(unit(1, 0), k=10, after="2024-01-01T00:00:00")
+    assert paths(store.knn(unit(1, 0), k=1, filters=where(after=june))) == ["july.jpg"]
+    assert paths(store.knn(unit(1, 0), k=1, filters=where(after=june, before=july))) == ["june.jpg"]
+    assert paths(store.knn(unit(1, 0), k=10, filters=where(before=june))) == ["may.jpg"]
+    found = store.knn(unit(1, 0), k=10, filters=where(after="2024-01-01T00:00:00"))
     assert paths(found) == ["july.jpg", "may.jpg", "june.jpg"]
     assert (found[0].taken, found[0].taken_source) == ("2024-07-01T00:00:00", "exif_original")
-    by_image, by_name = store.hybrid(unit(1, 0), ["may", "june"], k=10, before=july)
+    by_image, by_name = store.hybrid(unit(1, 0), ["may", "june"], k=10, filters=where(before=july))
     assert set(paths(by_image)) == {"may.jpg", "june.jpg"} and set(paths(by_name)) == {"may.jpg", "june.jpg"}
-    assert paths(store.hybrid(unit(1, 0), ["july"], k=10, before=july)[1]) == []
+    assert paths(store.hybrid(unit(1, 0), ["july"], k=10, filters=where(before=july))[1]) == []
 
 
 def test_add_dates_upgrades_documents_without_touching_vectors(store):
@@ -200,7 +201,7 @@ def test_add_dates_upgrades_documents_without_touching_vectors(store):
     assert (got.taken, got.taken_source) == ("2024-06-14T18:03:00", "mtime")
     assert np.allclose(got.image_embedding, unit(1, 0), atol=1e-6)
     assert store.file_states()["old/Sommerfest.jpg"].taken_source == "mtime"
-    assert paths(store.knn(unit(1, 0), k=5, after="2024-06-01T00:00:00")) == ["old/Sommerfest.jpg"]
+    assert paths(store.knn(unit(1, 0), k=5, filters=where(after="2024-06-01T00:00:00"))) == ["old/Sommerfest.jpg"]
     assert paths(store.hybrid(unit(1, 0), ["sommerfest"], k=5)[1]) == ["old/Sommerfest.jpg"]
 
 
@@ -208,8 +209,9 @@ def test_a_date_filter_finds_matches_far_beyond_the_unfiltered_candidates(store)
     near = [doc(f"recent/{i}.jpg", unit(1, 0.01 * i), taken="2024-06-01T00:00:00") for i in range(300)]
     store.upsert(near + [doc("old/far.jpg", unit(0, 1), taken="1999-01-01T00:00:00")])
     store.checkpoint()
-    assert paths(store.knn(unit(1, 0), k=1, before="2000-01-01T00:00:00")) == ["old/far.jpg"]
-    assert paths(store.knn(unit(1, 0), k=2, after="2024-01-01T00:00:00")) == ["recent/0.jpg", "recent/1.jpg"]
+    assert paths(store.knn(unit(1, 0), k=1, filters=where(before="2000-01-01T00:00:00"))) == ["old/far.jpg"]
+    recent = store.knn(unit(1, 0), k=2, filters=where(after="2024-01-01T00:00:00"))
+    assert paths(recent) == ["recent/0.jpg", "recent/1.jpg"]
 
 
 # ---- text read from the images ------------------------------------------------------------------------
@@ -293,21 +295,22 @@ def test_one_line_matches_come_first_over_every_match(store):
     store.checkpoint()
     found = by_text(store, "disk quota", k=3)
     assert paths(found)[0] == "one/line.png" and {*paths(found)[1:]} <= {d.relative_path for d in spread}
-    assert paths(by_text(store, "disk quota", k=1, folder="one")) == ["one/line.png"]
+    assert paths(by_text(store, "disk quota", k=1, filters=where(folder="one"))) == ["one/line.png"]
     assert paths(by_text(store, "quota", k=1))[0].startswith("spread/"), "one word: BM25 alone"
 
 
 def test_text_ranking_applies_folder_and_date_filters(store):
     texted_archive(store)
-    assert paths(by_text(store, "disk quota", folder="logs/")) == ["logs/quota.png", "logs/spread.png"]
-    assert by_text(store, "disk quota", folder="reports") == []
+    assert paths(by_text(store, "disk quota", filters=where(folder="logs/"))) == ["logs/quota.png", "logs/spread.png"]
+    assert by_text(store, "disk quota", filters=where(folder="reports")) == []
     query = "umsatzprognose uberblick"
-    assert set(paths(by_text(store, query, folder="reports"))) == {"reports/2025/forecast.png",
+    assert set(paths(by_text(store, query, filters=where(folder="reports")))) == {"reports/2025/forecast.png",
                                                                    "reports/2024/overview.png"}
-    assert paths(by_text(store, query, folder="reports/2024")) == ["reports/2024/overview.png"]
-    assert paths(by_text(store, query, after="2025-01-01T00:00:00")) == ["reports/2025/forecast.png"]
-    assert paths(by_text(store, query, before="2025-01-01T00:00:00")) == ["reports/2024/overview.png"]
-    assert by_text(store, "disk", after="2000-01-01T00:00:00") == [], "undated documents fail a date filter"
+    assert paths(by_text(store, query, filters=where(folder="reports/2024"))) == ["reports/2024/overview.png"]
+    assert paths(by_text(store, query, filters=where(after="2025-01-01T00:00:00"))) == ["reports/2025/forecast.png"]
+    assert paths(by_text(store, query, filters=where(before="2025-01-01T00:00:00"))) == ["reports/2024/overview.png"]
+    assert by_text(store, "disk", filters=where(after="2000-01-01T00:00:00")) == [], \
+        "undated documents fail a date filter"
 
 
 def test_text_pending_lists_what_has_no_reading_and_status_counts(store):
@@ -384,8 +387,8 @@ def test_a_new_reading_replaces_the_old(store):
 
 def test_hybrid_with_text_gives_the_three_rankings_at_once(store):
     texted_archive(store)
-    for words, filters in ((["disk", "quota"], {}), (["umsatzprognose", "uberblick"], {"folder": "reports"}),
-                           (["xyzzy"], {}), ([], {})):
-        by_image, by_name = store.hybrid(unit(1, 0), words, 5, **filters)
-        assert store.hybrid_with_text(unit(1, 0), words, 5, **filters) == (
-            by_image, by_name, store.text_ranking(unit(1, 0), words, 5, **filters))
+    for words, filters in ((["disk", "quota"], where()), (["umsatzprognose", "uberblick"], where(folder="reports")),
+                           (["xyzzy"], where()), ([], where())):
+        by_image, by_name = store.hybrid(unit(1, 0), words, 5, filters=filters)
+        assert store.hybrid_with_text(unit(1, 0), words, 5, filters=filters) == (
+            by_image, by_name, store.text_ranking(unit(1, 0), words, 5, filters=filters))

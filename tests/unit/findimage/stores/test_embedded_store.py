@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from findimage.records import ImageDoc, image_id_for
+from findimage.search import query_filters
 from findimage.stores.embedded.store import EmbeddedStore
 from findimage.stores.embedded.vector_index import IVF_MIN_VECTORS
 
@@ -41,7 +42,7 @@ def test_large_store_switches_to_ivf_and_keeps_recall(tmp_path):
     assert hits / 200 >= 0.95
     # a folder filter on the ANN path still finds its own images
     reopened.upsert(docs(clustered(3, seed=5), prefix="tiny-folder"))
-    assert len(reopened.knn(queries[0], k=10, folder="tiny-folder")) == 3
+    assert len(reopened.knn(queries[0], k=10, filters=query_filters(folder="tiny-folder"))) == 3
 
 
 def test_a_broken_snapshot_is_rebuilt_from_sqlite(tmp_path):
@@ -167,7 +168,7 @@ def test_words_that_many_names_share_are_ranked_by_clip_among_the_documents_hold
 
     by_name = [m.relative_path for m in store.hybrid(query, ["sommerfest", "unknownword"], 5)[1]]
     assert by_name == sommerfest and bm25 != sommerfest, "CLIP's order, not BM25's (path length)"
-    in_folder = store.hybrid(query, ["sommerfest"], 5, folder="2024-06 Sommerfest")[1]
+    in_folder = store.hybrid(query, ["sommerfest"], 5, filters=query_filters(folder="2024-06 Sommerfest"))[1]
     assert [m.relative_path for m in in_folder] == [p for p in sommerfest if p.startswith("2024-06 ")]
     assert [m.relative_path for m in store.hybrid(query, ["sommerfest"], 2)[1]] == sommerfest[:2]
     # Every word where some names hold them all, any of them where none does.
