@@ -200,12 +200,21 @@ class Planner:
             self.app.close()  # its result connections, before the pass's end leaves them to the collector
 
     def _run(self, files: list[ArchiveFile], stop: Callable[[], None], bar: Any) -> Iterator[Outcome]:
+        in_flight: dict[str, tuple[AsyncResult | None, dict, float]] = {}
+        try:
+            yield from self._buckets(files, stop, bar, in_flight)
+        finally:  # a pass stopped (a kill, an error): the buckets still out are the next pass's to redo
+            for result, _, _ in in_flight.values():
+                if result is not None:
+                    _release(result)
+
+    def _buckets(self, files: list[ArchiveFile], stop: Callable[[], None], bar: Any,
+                 in_flight: dict[str, tuple[AsyncResult | None, dict, float]]) -> Iterator[Outcome]:
         pass_id = uuid.uuid4().hex[:12]
         pending: list[dict[str, Any]] = [
             {"id": f"{pass_id}-{n}", "files": [[f.relative_path, f.size, f.mtime] for f in bucket], "full": False}
             for n, bucket in enumerate(split(files, self.settings.bucket_size))]
         self.progress = Progress(buckets=len(pending))
-        in_flight: dict[str, tuple[AsyncResult | None, dict, float]] = {}
         while pending or in_flight:
             while pending and len(in_flight) < self.settings.queue_in_flight:
                 bucket = pending.pop(0)
@@ -225,6 +234,7 @@ class Planner:
                     if result is not None:
                         log.warning("bucket %s not answered within %.0f s; queued again", key,
                                     self.settings.queue_visibility_seconds)
+                        _release(result)
                     in_flight[key] = (self._send(bucket), bucket, self.clock() if result is not None else sent)
             if not finished:
                 time.sleep(POLL_SECONDS)
@@ -285,6 +295,7 @@ class Planner:
                 result.forget()
             except Exception:  # noqa: BLE001 - an answer left in Redis expires on its own
                 pass
+            _release(result)
         self.progress.done += 1
         if answer.get("worker"):
             self.progress.workers.add(answer["worker"])
@@ -292,3 +303,13 @@ class Planner:
         self.progress.images += sum(1 for o in outcomes if o.error is None)
         bar.update(len(outcomes))
         return outcomes
+
+
+def _release(result: AsyncResult) -> None:
+    """Stop waiting for a bucket's answer now, while Redis is likely up: Celery would otherwise do it when
+    the collector frees the result, at any later time (and, with Redis gone then, print a traceback)."""
+    backend, result.backend = result.backend, None
+    try:
+        backend.remove_pending_result(result)
+    except Exception:  # noqa: BLE001 - nothing to stop waiting for (Redis gone): the subscription went with it
+        pass
