@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from findimage.records import Filters, Match
+from findimage.records import FileState, Filters, Match
 from findimage.stores.base import default_num_candidates
 
 MATCH_FIELDS = ["image_id", "image_name", "relative_path", "sha256", "taken", "taken_source", "size", "mtime"]
@@ -172,3 +172,13 @@ def matches(hits: list[dict], score_field: str | None = None) -> list[Match]:
                            value("sha256", ""), value("taken"), value("taken_source") or "",
                            size=value("size"), mtime=value("mtime")))
     return found
+
+
+# What a pass needs to know of each stored document (docvalue-readable keyword and numeric fields).
+STATE_FIELDS = ["image_id", "relative_path", "sha256", "size", "mtime", "model_id", "taken_source"]
+
+
+def file_state(s: dict[str, Any]) -> FileState:
+    """The STATE_FIELDS of a document's source (or its doc values)."""
+    return FileState(s["image_id"], s["relative_path"], s["sha256"], s["size"], s["mtime"], s["model_id"],
+                     s.get("taken_source") or "")
