@@ -36,7 +36,7 @@ from .text_stage import TextStage
 log = logging.getLogger(__name__)
 DEFAULT_MAX_REMOVAL_FRACTION = Settings.max_removal_fraction
 # Embedding elsewhere: (candidates, a check that raises once the pass must stop, the progress bar) -> outcomes
-Distribute = Callable[[list[ArchiveFile], Callable[[], None], Any], Iterable[Outcome]]
+Distribute = Callable[[list[ArchiveFile], Callable[[], None], Any, bool], Iterable[Outcome]]  # files, stop, bar, full
 
 
 class PassSuperseded(FindimageError):
@@ -287,7 +287,7 @@ class IndexPass:
             gone_by_sha.setdefault(state.sha256, []).append(state.image_id)
         bar = tqdm(total=len(candidates), unit="img", disable=not self.progress, desc="indexing")
         if self.distribute is not None:
-            outcomes = self.distribute(candidates, self._stop_if_superseded, bar)
+            outcomes = self.distribute(candidates, self._stop_if_superseded, bar, self.full)
         else:
             embedding = Embedding(self.store, self.embedder, self.batch_size, self.full, self.max_pixels,
                                   self.decode_budget)

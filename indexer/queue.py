@@ -6,7 +6,10 @@ FINDIMAGE_QUEUE_IN_FLIGHT queued at once, so Redis never holds the whole archive
 processes take buckets one at a time: each runs indexer.embedding (the same code as a pass in one
 process: models loaded once per process, vectors of known content reused, documents written with ids
 from their paths), and answers what each file became; the planner counts, then does what only it may
-(moves, removals, the summary, the text stage) once every bucket is back.
+(moves, removals, the summary, the text stage, a rebuild's alias swap) once every bucket is back. Each
+image model has its own queue: a worker started with another FINDIMAGE_IMAGE_MODEL never takes (and never
+answers the ping of) a pass whose vectors it would get wrong. A `--full` rebuild's buckets name the index
+it writes (Elasticsearch), which the workers write into.
 
 Faults: a bucket is acknowledged only when done (`acks_late`), so one a killed worker held goes to another
 after FINDIMAGE_QUEUE_VISIBILITY_SECONDS; writes are idempotent, so a bucket done twice is stored once. A
@@ -17,6 +20,7 @@ pass finds the finished buckets' documents unchanged and queues only the rest.
 """
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
 import os
@@ -62,6 +66,16 @@ def celery_app(settings: Settings) -> Celery:
     return app
 
 
+def queue_for(model_id: str) -> str:
+    """The queue of the passes that embed with this image model, and only its workers' (their names
+    begin with the same tag)."""
+    return f"{QUEUE}.{model_tag(model_id)}"
+
+
+def model_tag(model_id: str) -> str:
+    return hashlib.sha256(model_id.encode("utf-8")).hexdigest()[:12]
+
+
 def bucket_of(relative_path: str, buckets: int) -> int:
     """A stable bucket per path (the same on every run, unlike Python's salted hash)."""
     return zlib.crc32(relative_path.encode("utf-8")) % buckets
@@ -95,11 +109,12 @@ def serve(settings: Settings, store: Store, embedder: ImageEmbedder) -> None:
     _worker = WorkerState(settings, store, embedder)
     embedder.load()
     app = celery_app(settings)
-    log.info("worker %s takes buckets from %s", _worker.name, public_url(settings.queue_url))
-    name = f"findimage-{uuid.uuid4().hex[:8]}@%h"
+    log.info("worker %s takes buckets of %s from %s", _worker.name, embedder.model_id,
+             public_url(settings.queue_url))
+    name = f"findimage-{model_tag(embedder.model_id)}-{uuid.uuid4().hex[:8]}@%h"
     # solo: the bucket runs in this process, beside the model it loaded (one process, one bucket at a time)
-    app.worker_main(["worker", "--pool=solo", "--loglevel=INFO", "-Q", QUEUE, "-n", name, "--without-gossip",
-                     "--without-mingle"])
+    app.worker_main(["worker", "--pool=solo", "--loglevel=INFO", "-Q", queue_for(embedder.model_id), "-n", name,
+                     "--without-gossip", "--without-mingle"])
 
 
 def _embed_bucket(task: Any, bucket: dict) -> dict:
@@ -117,7 +132,11 @@ def _embed_bucket(task: Any, bucket: dict) -> dict:
     settings = worker.settings
     embedding = Embedding(worker.store, worker.embedder, settings.batch_size, bool(bucket.get("full")),
                           settings.max_image_pixels, settings.decode_budget_bytes)
-    outcomes = [o.as_json() for batch in embedding.run(files) for o in batch]
+    worker.store.write_into(bucket.get("index"))  # a rebuild's new index, or (None) the live one
+    try:
+        outcomes = [o.as_json() for batch in embedding.run(files) for o in batch]
+    finally:
+        worker.store.write_into(None)
     return {"worker": worker.name, "outcomes": outcomes}
 
 
@@ -172,8 +191,14 @@ def queue_state(settings: Settings) -> str:
 class Planner:
     """Hands a pass's files to the workers and yields what each became (the pass's `distribute`)."""
 
-    def __init__(self, settings: Settings, app: Celery | None = None, clock: Callable[[], float] = time.monotonic):
+    def __init__(self, settings: Settings, model_id: str, rebuild_target: Callable[[], str | None] = lambda: None,
+                 app: Celery | None = None, clock: Callable[[], float] = time.monotonic):
+        """`model_id`: the pass's image model (only its workers are asked); `rebuild_target`: where a
+        `--full` pass writes (the store's rebuild_target), read when the pass hands out its buckets."""
         self.settings = settings
+        self.model_id = model_id
+        self.queue = queue_for(model_id)
+        self.rebuild_target = rebuild_target
         self.app = app or celery_app(settings)
         self.clock = clock
         self.progress = Progress()
@@ -184,7 +209,9 @@ class Planner:
         first answer is enough, and a busy worker gets three chances to give it."""
         for _ in range(tries):
             try:
-                found = sorted(name for answer in self.app.control.ping(timeout=timeout, limit=1) for name in answer)
+                # limit=1 stops at the first answer of any worker: only this model's count, so all are asked
+                found = sorted(name for answer in self.app.control.ping(timeout=timeout) for name in answer
+                               if name.startswith(f"findimage-{model_tag(self.model_id)}-"))
             except Exception as exc:  # noqa: BLE001 - Redis away: the caller says so and embeds itself
                 log.warning("the queue at %s does not answer (%s)", public_url(self.settings.queue_url),
                             type(exc).__name__)
@@ -193,26 +220,29 @@ class Planner:
                 return found
         return []
 
-    def __call__(self, files: list[ArchiveFile], stop: Callable[[], None], bar: Any) -> Iterator[Outcome]:
+    def __call__(self, files: list[ArchiveFile], stop: Callable[[], None], bar: Any,
+                 full: bool = False) -> Iterator[Outcome]:
         try:
-            yield from self._run(files, stop, bar)
+            yield from self._run(files, stop, bar, full)
         finally:
             self.app.close()  # its result connections, before the pass's end leaves them to the collector
 
-    def _run(self, files: list[ArchiveFile], stop: Callable[[], None], bar: Any) -> Iterator[Outcome]:
+    def _run(self, files: list[ArchiveFile], stop: Callable[[], None], bar: Any, full: bool) -> Iterator[Outcome]:
         in_flight: dict[str, tuple[AsyncResult | None, dict, float]] = {}
         try:
-            yield from self._buckets(files, stop, bar, in_flight)
+            yield from self._buckets(files, stop, bar, in_flight, full)
         finally:  # a pass stopped (a kill, an error): the buckets still out are the next pass's to redo
             for result, _, _ in in_flight.values():
                 if result is not None:
                     _release(result)
 
     def _buckets(self, files: list[ArchiveFile], stop: Callable[[], None], bar: Any,
-                 in_flight: dict[str, tuple[AsyncResult | None, dict, float]]) -> Iterator[Outcome]:
+                 in_flight: dict[str, tuple[AsyncResult | None, dict, float]], full: bool) -> Iterator[Outcome]:
         pass_id = uuid.uuid4().hex[:12]
+        target = self.rebuild_target() if full else None
         pending: list[dict[str, Any]] = [
-            {"id": f"{pass_id}-{n}", "files": [[f.relative_path, f.size, f.mtime] for f in bucket], "full": False}
+            {"id": f"{pass_id}-{n}", "files": [[f.relative_path, f.size, f.mtime] for f in bucket], "full": full,
+             "index": target}
             for n, bucket in enumerate(split(files, self.settings.bucket_size))]
         self.progress = Progress(buckets=len(pending))
         while pending or in_flight:
@@ -245,7 +275,7 @@ class Planner:
     def _send(self, bucket: dict) -> AsyncResult | None:
         """The bucket queued; None while Redis cannot be reached (it is sent again on the next round)."""
         try:
-            return self.app.send_task(TASK, args=[bucket], queue=QUEUE)
+            return self.app.send_task(TASK, args=[bucket], queue=self.queue)
         except Exception as exc:  # noqa: BLE001 - Redis restarting: the pass waits for it, loses nothing
             self._unreachable(exc)
             return None

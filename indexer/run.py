@@ -28,16 +28,18 @@ def _one_pass(settings: Settings, lease: PassLease | None, full: bool = False, p
     text = TextStage(store, settings.archive, ReadingLimits.of(settings), progress=shown,
                      superseded=taken_over(lease)) if settings.ocr else None
     distribute = None
-    if settings.queue_url and not full:  # a rebuild embeds here: its new index is this process's to swap in
+    embedder = image_embedder(settings)
+    if settings.queue_url:
         from .queue import Planner
 
-        planner = Planner(settings)
+        planner = Planner(settings, embedder.model_id, store.rebuild_target)
         if planner.workers():
             distribute = planner
         else:  # buckets nobody takes would wait for ever: this pass embeds here, the next asks again
-            log.warning("no `findimage worker` answers on the queue; this pass embeds in its own process")
+            log.warning("no `findimage worker` with the image model %s answers on the queue; this pass embeds "
+                        "in its own process", embedder.model_id)
     try:
-        return IndexPass(store, image_embedder(settings), settings.archive, settings.batch_size,
+        return IndexPass(store, embedder, settings.archive, settings.batch_size,
                          text_model_id=text_model_id(settings), full=full,
                          progress=progress, state=state, allow_mass_removal=allow_mass_removal,
                          max_removal_fraction=settings.max_removal_fraction,

@@ -91,6 +91,14 @@ class Store(Protocol):
 
     def finish_rebuild(self) -> None: ...
 
+    def rebuild_target(self) -> str | None:
+        """Where the running rebuild's writes go, for writers in other processes (indexing workers); None
+        where a rebuild rewrites the documents in place."""
+
+    def write_into(self, target: str | None) -> None:
+        """Send this store's writes where another process's rebuild writes (its `rebuild_target`); None: as
+        usual. StoreError for a target that is not one of this store's."""
+
     def checkpoint(self) -> None:
         """Make the work so far durable and fast to open (called after each indexing pass)."""
 

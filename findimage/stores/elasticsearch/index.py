@@ -10,6 +10,7 @@ from typing import Any
 
 from elasticsearch import ApiError, BadRequestError, Elasticsearch, NotFoundError
 
+from findimage.errors import StoreError
 from findimage.stores.elasticsearch.client import (
     access_denied,
     error_type,
@@ -190,6 +191,13 @@ class IndexLayout:
         current = self.concrete_indices()
         self.write_index = self.create_concrete(generation(self.alias, version),
                                                   self.read_meta(current[0]) if current else None, building=True)
+
+    def write_into(self, target: str | None) -> None:
+        """Write into another process's rebuild of this alias (a generation of it, existing), or as usual."""
+        if target is not None and (generation_number(self.alias, target) is None
+                                   or not self.client.indices.exists(index=target)):
+            raise StoreError(f"{target!r} is not a rebuild of the Elasticsearch index {self.alias}.")
+        self.write_index = target
 
     @unavailable_on_connection_errors
     def finish_rebuild(self) -> None:

@@ -118,6 +118,12 @@ class ElasticsearchStore:
         self.view.forget_meta()  # the alias moves: the new index's models are read again
         self.indices.finish_rebuild()
 
+    def rebuild_target(self) -> str | None:
+        return self.indices.write_index
+
+    def write_into(self, target: str | None) -> None:
+        self.indices.write_into(target)
+
     def drop(self) -> None:
         self.indices.drop()
 

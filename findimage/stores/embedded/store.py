@@ -197,6 +197,13 @@ class EmbeddedStore:
     def finish_rebuild(self) -> None:
         self.checkpoint()
 
+    def rebuild_target(self) -> str | None:
+        return None  # in place: a worker's writes land in the rebuild as they are
+
+    def write_into(self, target: str | None) -> None:
+        if target is not None:
+            raise StoreError(f"The embedded store has no separate index to write into ({target!r}).")
+
     def checkpoint(self) -> None:
         """Save the kNN cache so the next process opens in seconds, and fold the WAL into the database."""
         with self._write_errors_explained():

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from bot_support import BotProcess, process_env
+from es_support import both_stores
 from photos import save_photo
 from redis_support import Redis
 
@@ -51,8 +52,8 @@ def queued(settings, env, redis_url, tmp_path):
                                   queue_visibility_seconds=5.0, batch_size=2)
     workers: list[BotProcess] = []
 
-    def start_worker() -> BotProcess:
-        worker = BotProcess(WORKER, process_env(env, **extra, PYTHONUNBUFFERED="1"), cwd=tmp_path)
+    def start_worker(**overrides: str) -> BotProcess:
+        worker = BotProcess(WORKER, process_env(env, **{**extra, **overrides}, PYTHONUNBUFFERED="1"), cwd=tmp_path)
         workers.append(worker)
         worker.wait_for_line("ready", timeout=120)
         return worker
@@ -143,7 +144,7 @@ def test_without_a_worker_the_pass_embeds_in_its_own_process_and_says_so(queued,
     with caplog.at_level("WARNING", logger="indexer.run"):
         summary = index_once(planner, progress=False)
     assert (summary.added, summary.embedded) == (PHOTOS, PHOTOS)
-    assert "no `findimage worker` answers on the queue" in caplog.text
+    assert "no `findimage worker` with the image model" in caplog.text
 
 
 def test_redis_restarting_without_its_queue_loses_no_pass(queued, redis):
@@ -161,3 +162,48 @@ def test_redis_restarting_without_its_queue_loses_no_pass(queued, redis):
     summary = result["summary"]
     assert (summary.added, summary.failed) == (PHOTOS, 0)
     assert len(indexed_paths(planner)) == PHOTOS
+
+
+def finished_buckets(worker: BotProcess, at_least: int) -> int:
+    """The buckets the worker says it finished (its log lines may trail the planner's last answer)."""
+    deadline = time.monotonic() + 15
+    while worker.output.count("succeeded") < at_least and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return worker.output.count("succeeded")
+
+
+@both_stores
+def test_a_full_rebuild_is_embedded_by_the_workers_and_swapped_in_by_the_planner(queued):
+    planner, start_worker = queued
+    worker = start_worker()
+    assert index_once(planner, progress=False).added == PHOTOS
+    before = finished_buckets(worker, PHOTOS // 2)
+
+    rebuilt = index_once(planner, full=True, progress=False)
+
+    assert (rebuilt.failed, rebuilt.embedded) == (0, PHOTOS)
+    assert finished_buckets(worker, before + PHOTOS // 2) >= before + PHOTOS // 2, "the worker embedded the rebuild"
+    assert indexed_paths(planner) == sorted(f"folder-{i % 3}/photo-{i}.jpg" for i in range(PHOTOS))
+    store = open_store(planner)
+    try:
+        assert store.count() == PHOTOS
+        if planner.uses_elasticsearch:  # written into the new generation, which the planner swapped in
+            assert store.indices.concrete_indices() == [f"{planner.index_name}-v2"]
+    finally:
+        store.close()
+
+
+def test_a_worker_with_another_image_model_is_not_asked_and_takes_no_bucket(queued, test_models, tmp_path, caplog):
+    planner, start_worker = queued
+    other = tmp_path / "other-model"
+    shutil.copytree(test_models["image"], other)
+    with open(other / "modules.json", "a") as f:
+        f.write("\n")  # another model, as far as the index knows: its vectors must not enter this one
+    stranger = start_worker(FINDIMAGE_IMAGE_MODEL=str(other))
+
+    with caplog.at_level("WARNING", logger="indexer.run"):
+        summary = index_once(planner, progress=False)
+
+    assert (summary.added, summary.failed, summary.embedded) == (PHOTOS, 0, PHOTOS)
+    assert "no `findimage worker` with the image model" in caplog.text
+    assert "Task findimage.embed_bucket" not in stranger.output, "it never received a bucket"
