@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from findimage.backends import open_store
+from findimage.errors import StoreError
 from findimage.names import query_words
 from findimage.records import ImageDoc, Match, ReadText, TextLine, image_id_for
 from findimage.search import query_filters as where  # the filters as a query's edge builds them
@@ -392,3 +393,11 @@ def test_hybrid_with_text_gives_the_three_rankings_at_once(store):
         by_image, by_name = store.hybrid(unit(1, 0), words, 5, filters=filters)
         assert store.hybrid_with_text(unit(1, 0), words, 5, filters=filters) == (
             by_image, by_name, store.text_ranking(unit(1, 0), words, 5, filters=filters))
+
+
+def test_a_store_writes_into_no_index_but_its_own_rebuilds(store):
+    """A worker is told where a rebuild writes: never into an index that is not one of this store's."""
+    with pytest.raises(StoreError, match="not a rebuild of the Elasticsearch index|no separate index"):
+        store.write_into("someone-elses-index")
+    store.write_into(None)  # as usual
+    assert store.rebuild_target() is None, "no rebuild is running"
