@@ -56,10 +56,14 @@ class ElasticsearchStore:
 
     def __init__(self, client: Elasticsearch, url: str | None, alias: str = Settings.index_name,
                  index_options: str = Settings.es_index_options, dims: int = DIMS, shards: int = Settings.es_shards,
-                 replicas: str = Settings.es_replicas, oversample: float = Settings.es_rescore_oversample):
+                 replicas: str = Settings.es_replicas, oversample: float = Settings.es_rescore_oversample,
+                 hnsw_m: int = Settings.es_hnsw_m, hnsw_ef_construction: int = Settings.es_hnsw_ef_construction,
+                 force_merge_minutes: float = Settings.es_force_merge_minutes,
+                 min_candidates: int = Settings.es_num_candidates):
         """Defaults are the settings' own (findimage.config): a store built directly ranks as configured ones do."""
         self.client = client
         self.oversample = oversample  # kNN candidates per result, re-ranked by exact cosine (1: none)
+        self.min_candidates = min_candidates  # HNSW candidates per search, at least
         self.shards = shards
         self.replicas = replicas
         self.url = public_url(url)  # only ever shown: the client holds the credentials
@@ -68,7 +72,11 @@ class ElasticsearchStore:
         self.dims = dims
         self.description = f"elasticsearch ({self.url}, index {alias})"
         self._needs_refresh = False
-        self.indices = IndexLayout(client, self.url, alias, index_options, dims, shards, replicas)
+        self.indices = IndexLayout(client, self.url, alias, index_options, dims, shards, replicas, hnsw_m,
+                                   hnsw_ef_construction, force_merge_minutes)
+        # Whether the index a rebuild writes may hold text yet: only set_texts puts any there (begin_rebuild
+        # makes it empty, under a name never used before), so until then no upsert has text to keep.
+        self._rebuild_has_texts = False
         # (concrete index, its _meta): read once per index, so a query costs one search request. A search
         # answered by another index (a rebuild swapped the alias) drops it; see knn.
         self._meta_cache: tuple[str, dict] | None = None
@@ -78,7 +86,8 @@ class ElasticsearchStore:
                       client: Elasticsearch | None = None) -> ElasticsearchStore:
         store = cls(client or make_client(settings), settings.elasticsearch_url, settings.index_name,
                     settings.es_index_options, dims, settings.es_shards, settings.es_replicas,
-                    settings.es_rescore_oversample)
+                    settings.es_rescore_oversample, settings.es_hnsw_m, settings.es_hnsw_ef_construction,
+                    settings.es_force_merge_minutes, settings.es_num_candidates)
         if writer:
             store.open_for_writing()
         return store
@@ -90,7 +99,10 @@ class ElasticsearchStore:
         time), one with other content loses it."""
         self.indices.ensure()
         paths = {d.image_id: d.relative_path for d in docs}
-        kept = self._texts_kept(docs)
+        # A rebuild's new index holds no text before set_texts writes some: looking it up would cost the
+        # server a read per document (a quarter of its bulk time) to find nothing.
+        fresh = self.indices.write_index is not None and not self._rebuild_has_texts
+        kept = {} if fresh else self._texts_kept(docs)
         actions = ({"_index": self.indices.target, "_id": d.image_id,
                     "_source": {**_source(d), **kept.get(d.image_id, {})}} for d in docs)
         self._bulk(actions, paths)
@@ -114,6 +126,7 @@ class ElasticsearchStore:
         """Partial updates of the index being written (during a rebuild, the new one), each applied only
         while the document holds the content its text was read from; documents gone are skipped."""
         self.indices.ensure()
+        self._rebuild_has_texts = self.indices.write_index is not None
         actions = ({"_op_type": "update", "_index": self.indices.target, "_id": image_id, "retry_on_conflict": 3,
                     "script": {"source": SET_TEXT_SCRIPT, "lang": "painless",
                                "params": {"sha256": sha256, "text": _text_source(sha256, checked(read))}}}
@@ -183,6 +196,7 @@ class ElasticsearchStore:
 
     def begin_rebuild(self) -> None:
         self.indices.begin_rebuild()
+        self._rebuild_has_texts = False
 
     def finish_rebuild(self) -> None:
         self._meta_cache = None  # the alias moves: the new index's models are read again
@@ -245,7 +259,8 @@ class ElasticsearchStore:
         self._fresh()
         vector = np.asarray(vector, dtype=float)
         self._check_dims(vector)
-        body = knn_body(vector, k, num_candidates, filters(normalise_folder(folder), after, before), self.oversample)
+        body = knn_body(vector, k, num_candidates, filters(normalise_folder(folder), after, before), self.oversample,
+                        self.min_candidates)
         for attempt in range(3):
             try:
                 found = self.client.search(index=self.alias, body=body)
@@ -290,7 +305,8 @@ class ElasticsearchStore:
         vector = np.asarray(vector, dtype=float)
         self._check_dims(vector)
         filter_ = filters(normalise_folder(folder), after, before)
-        searches = [{"index": self.alias}, knn_body(vector, k, num_candidates, filter_, self.oversample),
+        searches = [{"index": self.alias},
+                    knn_body(vector, k, num_candidates, filter_, self.oversample, self.min_candidates),
                     {"index": self.alias}, names_body(vector, words, k, filter_)]
         text_words = query(words) if with_text and k > 0 else []
         if text_words:
@@ -455,10 +471,18 @@ class ElasticsearchStore:
 
 def _source(d: ImageDoc) -> dict:
     return {"image_id": d.image_id, "image_name": d.image_name, "relative_path": d.relative_path,
-            "image_embedding": np.asarray(d.image_embedding, dtype=float).tolist(), "sha256": d.sha256,
+            "image_embedding": _vector_json(d.image_embedding), "sha256": d.sha256,
             "size": d.size, "mtime": d.mtime, "width": d.width, "height": d.height, "indexed_at": d.indexed_at,
             "model_id": d.model_id, "name_words": name_words(d.relative_path), "taken": d.taken,
             "taken_source": d.taken_source or None}
+
+
+def _vector_json(vector: np.ndarray) -> list[float]:
+    """The float32 vector as JSON numbers of 9 decimals: a float32's own value as a double prints with 17
+    digits, which doubles the bytes the client serialises and the server parses, stores and logs per
+    document. 9 decimals give back the same float32 for nearly every component (all but the smallest,
+    which move by under 1e-9), far below what the int8 codes or the model resolve."""
+    return np.round(np.asarray(vector, dtype=np.float64), 9).tolist()
 
 
 def _text_source(sha256: str, read: ReadText) -> dict:
