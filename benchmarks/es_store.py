@@ -1,14 +1,22 @@
 #!/usr/bin/env python3
-"""Elasticsearch store: bulk indexing throughput of precomputed vectors, kNN latency and recall@10.
+"""Elasticsearch store: `--full` bulk indexing of precomputed vectors, then kNN p50/p95 and recall@10 over a
+grid of num_candidates x oversample, before and after a force-merge to one segment.
 
-    .venv/bin/python benchmarks/es_store.py --es http://127.0.0.1:9250 --sizes 10000,100000
+    .venv/bin/python -m benchmarks.es_store --es http://127.0.0.1:9281 --sizes 1000000 \
+        --num-candidates 100,200,400,800 --oversample 3,5,10 --force-merge
 
-Everything goes through the product's ElasticsearchStore (upsert = helpers.streaming_bulk, knn =
-the top-level knn clause), on a throw-away index (alias) that is deleted at the end. Vectors are a
-clustered mixture of unit vectors in 512 dims (a shared direction, 256 clusters, noise: mean pairwise
-cosine ~0.43, ~0.76 within a cluster, like CLIP image embeddings; uniform noise would be unrealistic). Queries come from
-the same distribution but are not in the index; recall@10 is against exact (brute-force) cosine
-top-10. Prints a table and one JSON line per size.
+Everything goes through the product's ElasticsearchStore: the index is built as `findimage index --full`
+builds one (begin_rebuild: a new index without replicas or refreshes; upsert batches of `--chunk`;
+finish_rebuild: settings restored, refreshed, alias swapped), with the HNSW graph of `--m` /
+`--ef-construction` (FINDIMAGE_ES_HNSW_M / _EF_CONSTRUCTION) in the product's mapping; kNN is
+`store.knn(q, 10, num_candidates)` with `store.oversample` set per cell (FINDIMAGE_ES_RESCORE_OVERSAMPLE).
+Vectors are benchmarks.corpus.VectorMixture (clustered, anisotropic, like CLIP image embeddings; the
+benchmarks.run `es` step uses the same), queries half image-like, half text-like, none in the index;
+recall@10 is against exact cosine top-10. The grid's cells alternate per query, so every cell sees the same
+caches and machine load. `--bulk-baseline` first builds the same index with the code before the bulk
+changes (an mget per batch for texts to keep, vectors as 17-digit floats) for a same-run ratio.
+The index is deleted at the end unless `--keep`; `--alias NAME` reuses a kept one (no build).
+Prints a table; the figures go to benchmarks/results/es-store-<time>.json.
 """
 from __future__ import annotations
 
@@ -25,107 +33,227 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from findimage.records import ImageDoc  # noqa: E402
+from benchmarks import save_result  # noqa: E402
+from benchmarks.corpus import VectorMixture, exact_top_k  # noqa: E402
+from benchmarks.run import _busy_seconds, _own_seconds  # noqa: E402
+from benchmarks.workers import _es_cpu_seconds, _es_server_memory, _wait_for_merges, synthetic_docs  # noqa: E402
+from findimage.config import Settings  # noqa: E402
+from findimage.search import FUSION_DEPTH  # noqa: E402
+from findimage.stores.base import default_num_candidates  # noqa: E402
+from findimage.stores.elasticsearch import store as store_module  # noqa: E402
+from findimage.stores.elasticsearch.query import knn_body  # noqa: E402
 from findimage.stores.elasticsearch.store import ElasticsearchStore  # noqa: E402
 
-DIMS = 512
+
+class Meter:
+    """Wall time, this process's CPU, the node's CPU, and what the rest of the machine used meanwhile."""
+
+    def __init__(self, client):
+        self.client = client
+        self.start = (time.perf_counter(), _own_seconds(), _es_cpu_seconds(client), _busy_seconds())
+
+    def read(self, documents: int) -> dict:
+        wall = time.perf_counter() - self.start[0]
+        own = _own_seconds() - self.start[1]
+        server = _es_cpu_seconds(self.client) - self.start[2]
+        busy = _busy_seconds() - self.start[3]
+        return {"seconds": round(wall, 2), "docs_per_second": round(documents / wall),
+                "client_cpu_ms_per_doc": round(1000 * own / documents, 3),
+                "server_cpu_ms_per_doc": round(1000 * server / documents, 3),
+                "other_cpu_cores": round(max(0.0, busy - own - server) / wall, 2)}
 
 
-def mixture(count: int, seed: int, clusters: int = 256) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    centre_rng = np.random.default_rng(1234)  # the same clusters for documents and queries
-    shared = centre_rng.standard_normal(DIMS)
-    shared /= np.linalg.norm(shared)
-    centres = centre_rng.standard_normal((clusters, DIMS))
-    centres /= np.linalg.norm(centres, axis=1, keepdims=True)
-    out = np.empty((count, DIMS), np.float32)
-    for start in range(0, count, 10_000):
-        n = min(10_000, count - start)
-        noise = rng.standard_normal((n, DIMS)) / np.sqrt(DIMS)
-        v = 0.8 * shared + 0.7 * centres[rng.integers(0, clusters, n)] + 0.6 * noise
-        out[start:start + n] = v / np.linalg.norm(v, axis=1, keepdims=True)
-    return out
+def segments(client, index: str) -> int:
+    found = client.indices.segments(index=index)["indices"]
+    return sum(len(copy["segments"]) for shard in found.values() for copies in shard["shards"].values()
+               for copy in copies)
 
 
-def exact_top_k(vectors: np.ndarray, queries: np.ndarray, k: int) -> np.ndarray:
-    scores = queries @ vectors.T
-    top = np.argpartition(-scores, k, axis=1)[:, :k]
-    order = np.take_along_axis(scores, top, axis=1).argsort(axis=1)[:, ::-1]
-    return np.take_along_axis(top, order, axis=1)
+def build(store: ElasticsearchStore, mixture: VectorMixture, size: int, chunk: int) -> dict:
+    """A `--full` pass's writes: begin_rebuild, upserts, finish_rebuild (settings back, refresh, swap)."""
+    store.open_for_writing()
+    meter = Meter(store.client)
+    store.begin_rebuild()
+    for start, block in mixture.chunks(size):
+        for i in range(0, len(block), chunk):
+            store.upsert(synthetic_docs(start + i, block[i:i + chunk], "bench"))
+    bulk_seconds = time.perf_counter() - meter.start[0]
+    store.finish_rebuild()
+    return {**meter.read(size), "bulk_seconds": round(bulk_seconds, 2)}
 
 
-def docs(vectors: np.ndarray, start: int) -> list[ImageDoc]:
-    now = time.time()
-    return [ImageDoc(f"{start + i:024d}", f"{start + i}.jpg", f"bench/{start + i}.jpg", v, f"{start + i:064x}", 100_000,
-                     1_700_000_000.0, 640, 480, now, "bench") for i, v in enumerate(vectors)]
+def baseline_build(url: str, args, size: int, mixture: VectorMixture) -> dict:
+    """The same build with the code before the bulk changes: every batch first looks its documents up for
+    text to keep (also in a rebuild's empty index), and vectors travel as 17-digit floats."""
+    from elasticsearch import Elasticsearch
+
+    client = Elasticsearch(url, request_timeout=600)
+    store = ElasticsearchStore(client, url, f"findimage-bench-{os.getpid()}-baseline", args.index_options,
+                               hnsw_m=args.m, hnsw_ef_construction=args.ef_construction, force_merge_minutes=0)
+    vector_json, upsert = store_module._vector_json, store.upsert
+    store_module._vector_json = lambda v: np.asarray(v, dtype=float).tolist()  # type: ignore[assignment]
+
+    def upsert_with_lookup(docs):
+        store._texts_kept(docs)  # what every upsert did before: an mget per batch (here answered with nothing)
+        upsert(docs)
+    store.upsert = upsert_with_lookup  # type: ignore[method-assign]
+    try:
+        return build(store, mixture, size, args.chunk)
+    finally:
+        store_module._vector_json = vector_json
+        store.drop()
+        client.close()
+
+
+def grid(store: ElasticsearchStore, product: ElasticsearchStore, queries: np.ndarray, truth: np.ndarray,
+         args) -> list[dict]:
+    """p50/p95 and recall@10 of each cell, and of the product's defaults as the Searcher asks for a top-5
+    answer: FUSION_DEPTH results (the fusion's depth) with its num_candidates, the store's oversample and
+    FINDIMAGE_ES_NUM_CANDIDATES, the first 10 compared."""
+    depth = max(2 * Settings.top_k, FUSION_DEPTH)
+    candidates = max(depth, Settings.num_candidates or default_num_candidates(Settings.top_k))
+    cells: list = [(nc, over) for nc in args.num_candidates for over in args.oversample] + ["product"]
+
+    def search(cell, q: np.ndarray):
+        if cell == "product":
+            return product.knn(q, depth, candidates)[:args.k]
+        store.oversample = cell[1]
+        return store.knn(q, args.k, cell[0])
+
+    for cell in cells:  # warm-up: graph, codes and float vectors into the page cache
+        for q in queries[:10]:
+            search(cell, q)
+    ms: dict = {c: [] for c in cells}
+    hits: dict = {c: [] for c in cells}
+    for q, expected in zip(queries, truth, strict=True):
+        wanted = set(expected.tolist())
+        for cell in cells:
+            t = time.perf_counter()
+            found = search(cell, q)
+            ms[cell].append((time.perf_counter() - t) * 1000)
+            hits[cell].append(len({int(m.relative_path.rsplit("/", 1)[-1][:-4]) for m in found} & wanted) / args.k)
+    half = len(queries) // 2
+    asked = knn_body(queries[0], depth, candidates, [], product.oversample, product.min_candidates)["knn"]
+    rows = []
+    for cell in cells:
+        what = {"num_candidates": cell[0], "oversample": cell[1]} if cell != "product" else {
+            "product_defaults": True, "num_candidates": asked["num_candidates"], "oversample": product.oversample,
+            "k_asked": asked["k"]}
+        rows.append({**what, "p50_ms": round(statistics.median(ms[cell]), 2),
+                     "p95_ms": round(float(np.percentile(ms[cell], 95)), 2),
+                     "recall_at_10": round(float(np.mean(hits[cell])), 4),
+                     "recall_image": round(float(np.mean(hits[cell][:half])), 4),
+                     "recall_text": round(float(np.mean(hits[cell][half:])), 4)})
+    return rows
 
 
 def run(url: str, size: int, args) -> dict:
     from elasticsearch import Elasticsearch
 
-    client = Elasticsearch(url, request_timeout=120)
-    store = ElasticsearchStore(client, url, f"findimage-bench-{os.getpid()}-{size}", args.index_options)
-    vectors, queries = mixture(size, seed=1), mixture(args.queries, seed=2)
-    truth = exact_top_k(vectors, queries, args.k)
+    client = Elasticsearch(url, request_timeout=600)
+    mixture = VectorMixture(args.seed)
+    row: dict = {"documents": size, "index_options": args.index_options, "m": args.m,
+                 "ef_construction": args.ef_construction, "chunk": args.chunk, "k": args.k, "queries": args.queries}
+    if args.bulk_baseline and not args.alias:
+        row["bulk_before"] = baseline_build(url, args, size, mixture)
+        print(f"  bulk before: {json.dumps(row['bulk_before'])}", flush=True)
+    alias = args.alias or f"findimage-bench-{os.getpid()}-{size}"
+    # No merge inside finish_rebuild: the grid is measured on the index as bulk-built, then after the
+    # same force-merge (to one segment) that FINDIMAGE_ES_FORCE_MERGE_MINUTES makes a --full pass run.
+    store = ElasticsearchStore(client, url, alias, args.index_options, hnsw_m=args.m,
+                               hnsw_ef_construction=args.ef_construction, force_merge_minutes=0, min_candidates=1)
+    product = ElasticsearchStore(client, url, alias)  # searches with the defaults (findimage.config)
+    queries = mixture.queries(args.queries)
+    truth = exact_top_k(mixture, size, queries, args.k)
     try:
-        store.count()  # creates the index outside the timing
-        started, cpu = time.perf_counter(), time.process_time()
-        for start in range(0, size, args.chunk):
-            store.upsert(docs(vectors[start:start + args.chunk], start))
-        store.checkpoint()  # refresh: everything written is searchable
-        bulk_seconds, client_cpu = time.perf_counter() - started, time.process_time() - cpu
-        assert store.count() == size
-        for q in queries[:20]:  # warm-up: graphs and vectors into the page cache
-            store.knn(q, args.k, args.num_candidates[0])
-        segments = sum(len(s["segments"]) for shard in client.indices.segments(index=store.alias)["indices"].values()
-                       for copies in shard["shards"].values() for s in copies)
-        row = {"documents": size, "index_options": args.index_options, "bulk_seconds": round(bulk_seconds, 2),
-               "docs_per_second": round(size / bulk_seconds), "client_cpu_seconds": round(client_cpu, 2),
-               "chunk": args.chunk, "segments": segments, "k": args.k, "queries": len(queries), "knn": []}
-        for num_candidates in args.num_candidates:
-            for oversample in args.oversample:  # 1: int8 codes alone (the baseline), else exact re-ranking
-                store.oversample = oversample
-                ms, hits = [], 0
-                for q, expected in zip(queries, truth, strict=True):
-                    t = time.perf_counter()
-                    found = store.knn(q, args.k, num_candidates)
-                    ms.append((time.perf_counter() - t) * 1000)
-                    hits += len({int(m.image_id) for m in found} & set(expected.tolist()))
-                row["knn"].append({"num_candidates": num_candidates, "oversample": oversample,
-                                   "p50_ms": round(statistics.median(ms), 2),
-                                   "p95_ms": round(float(np.percentile(ms, 95)), 2),
-                                   "recall_at_10": round(hits / (args.k * len(queries)), 4)})
+        if args.alias:
+            row["reused_index"] = store.indices.concrete_indices()
+        else:
+            row["bulk"] = build(store, mixture, size, args.chunk)
+            print(f"  bulk: {json.dumps(row['bulk'])}", flush=True)
+            if "bulk_before" in row:
+                row["bulk_ratio"] = round(row["bulk"]["docs_per_second"] / row["bulk_before"]["docs_per_second"], 2)
+            row["segments_after_build"] = segments(client, alias)
+            row["merge_wait_seconds"] = round(_wait_for_merges(client, alias, limit=args.merge_wait), 1)
+        assert store.count() == size, f"the index holds {store.count()} documents, not {size}"
+        row["segments"] = segments(client, alias)
+        row["index_disk_mb"] = round(client.indices.stats(index=alias, metric="store")["_all"]["total"]["store"]
+                                     ["size_in_bytes"] / 2**20)
+        row["knn"] = grid(store, product, queries, truth, args)
+        row["server"] = _es_server_memory(client)
+        if args.force_merge:
+            started = time.perf_counter()
+            client.options(request_timeout=args.force_merge_timeout).indices.forcemerge(
+                index=alias, max_num_segments=1, wait_for_completion=True)
+            row["force_merge_seconds"] = round(time.perf_counter() - started, 1)
+            row["segments_merged"] = segments(client, alias)
+            print(f"  force-merge: {row['force_merge_seconds']} s -> {row['segments_merged']} segment(s)", flush=True)
+            row["knn_merged"] = grid(store, product, queries, truth, args)
         return row
     finally:
-        store.drop()
+        if args.keep:
+            print(f"  kept the index: --alias {alias}", flush=True)
+        else:
+            store.drop()
         client.close()
 
 
+def table(rows: list[dict]) -> str:
+    out = ["| documents | m | ef_construction | merged | segments | num_candidates | oversample | kNN p50 | kNN p95 "
+           "| recall@10 | image-like | text-like |", "|" + " --- |" * 12]
+    for r in rows:
+        for merged, key, segs in (("no", "knn", r["segments"]), ("yes", "knn_merged", r.get("segments_merged"))):
+            for q in r.get(key, []):
+                cell = (f"{q['num_candidates']} (defaults: k {q['k_asked']})" if q.get("product_defaults")
+                        else q["num_candidates"])
+                out.append(f"| {r['documents']:,} | {r['m']} | {r['ef_construction']} | {merged} | {segs} | "
+                           f"{cell} | {q['oversample']:g} | {q['p50_ms']} ms | {q['p95_ms']} ms | "
+                           f"{q['recall_at_10']:.3f} | {q['recall_image']:.3f} | {q['recall_text']:.3f} |")
+    return "\n".join(out)
+
+
 def main() -> None:
+    def numbers(kind):
+        return lambda v: [kind(x) for x in v.split(",")]
+
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--es", default=os.environ.get("FINDIMAGE_TEST_ES_URL", "http://127.0.0.1:9250"))
-    p.add_argument("--sizes", default="10000,100000", help="comma-separated index sizes")
-    p.add_argument("--queries", type=int, default=200)
+    p.add_argument("--sizes", default="100000", type=numbers(int), help="comma-separated index sizes")
+    p.add_argument("--queries", type=int, default=200, help="half image-like, half text-like")
+    p.add_argument("--seed", type=int, default=3, help="the vector mixture's (benchmarks.run's es step uses 3)")
     p.add_argument("--k", type=int, default=10)
-    p.add_argument("--num-candidates", default="100", type=lambda v: [int(x) for x in v.split(",")],
-                   help="comma-separated; each is measured on the same index")
-    p.add_argument("--oversample", default="1,3", type=lambda v: [float(x) for x in v.split(",")],
-                   help="comma-separated FINDIMAGE_ES_RESCORE_OVERSAMPLE values measured on the same index")
+    p.add_argument("--num-candidates", default="100,200,400", type=numbers(int), help="comma-separated")
+    p.add_argument("--oversample", default="1,3", type=numbers(float),
+                   help="comma-separated FINDIMAGE_ES_RESCORE_OVERSAMPLE values (1: the int8 codes alone)")
     p.add_argument("--chunk", type=int, default=1000, help="documents per upsert call (the indexer's batch)")
     p.add_argument("--index-options", default="int8_hnsw", choices=["int8_hnsw", "hnsw", "flat", "int8_flat"])
+    p.add_argument("--m", type=int, default=16, help="HNSW links per node (FINDIMAGE_ES_HNSW_M)")
+    p.add_argument("--ef-construction", type=int, default=100,
+                   help="HNSW candidates while linking (FINDIMAGE_ES_HNSW_EF_CONSTRUCTION)")
+    p.add_argument("--force-merge", action="store_true", help="measure the grid again after merging to 1 segment")
+    p.add_argument("--force-merge-timeout", type=float, default=3600.0)
+    p.add_argument("--merge-wait", type=float, default=600.0, help="longest wait for merges after the build (s)")
+    p.add_argument("--bulk-baseline", action="store_true", help="first build with the code before (for a ratio)")
+    p.add_argument("--keep", action="store_true", help="keep the index (its alias is printed)")
+    p.add_argument("--alias", help="measure this kept index instead of building one (one size)")
     args = p.parse_args()
     rows = []
-    for size in (int(s) for s in args.sizes.split(",")):
+    for size in args.sizes:
         row = run(args.es, size, args)
         print(json.dumps(row), flush=True)
         rows.append(row)
-    print("\n| documents | index_options | bulk docs/s | num_candidates | oversample | kNN p50 | kNN p95 | recall@10 |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    print()
+    print(table(rows))
     for r in rows:
-        for q in r["knn"]:
-            print(f"| {r['documents']:,} | {r['index_options']} | {r['docs_per_second']:,} | {q['num_candidates']} | "
-                  f"{q['oversample']:g} | "
-                  f"{q['p50_ms']} ms | {q['p95_ms']} ms | {q['recall_at_10']:.3f} |")
+        if "bulk" in r:
+            before = f", before {r['bulk_before']['docs_per_second']:,} docs/s (x{r['bulk_ratio']})" \
+                if "bulk_before" in r else ""
+            print(f"bulk {r['documents']:,}: {r['bulk']['docs_per_second']:,} docs/s{before}; segments "
+                  f"{r['segments_after_build']} after the build, {r['segments']} after {r['merge_wait_seconds']} s "
+                  f"of merges" + (f", force-merge {r['force_merge_seconds']} s" if "force_merge_seconds" in r else ""))
+    out = save_result("es-store", {"command": " ".join(sys.argv), "rows": rows})
+    print(f"results: {out.relative_to(ROOT)}")
+
 
 if __name__ == "__main__":
     main()

@@ -257,6 +257,7 @@ def elasticsearch(args: dict) -> dict:
     from benchmarks.corpus import VectorMixture, exact_top_k
     from findimage.backends import open_store
     from findimage.models.clip import model_fingerprint
+    from findimage.stores.elasticsearch.query import knn_body
 
     settings = _settings()
     store = open_store(settings)
@@ -297,13 +298,17 @@ def elasticsearch(args: dict) -> dict:
                            "recall_at_10": float(np.mean(hits[m])), "recall_image": float(np.mean(hits[m][:half])),
                            "recall_text": float(np.mean(hits[m][half:]))} for m in modes}
         configured = runs[f"{settings.es_rescore_oversample:g}"]
+        # What the searches above kept: num_candidates 100, or FINDIMAGE_ES_NUM_CANDIDATES if more
+        asked = knn_body(queries[0], 10, 100, [], settings.es_rescore_oversample, settings.es_num_candidates)["knn"]
         disk = store.client.indices.stats(index=store.alias, metric="store")["_all"]["total"]["store"]
         return {"documents": store.count(), "bulk_seconds": bulk_seconds, "build_seconds": seconds,
                 "docs_per_second": count / seconds, "client_cpu_ms_per_doc": 1000 * client_cpu / count,
                 "server_cpu_ms_per_doc": 1000 * server_cpu / count, "merge_wait_seconds": merging,
                 "upsert_batch": batch, **configured, "oversample": settings.es_rescore_oversample, "knn": runs,
                 "index_disk_mb": disk["size_in_bytes"] / 2**20, "server": {**server, **_es_server_memory(store.client)},
-                "index_options": settings.es_index_options}
+                "index_options": settings.es_index_options, "num_candidates": asked["num_candidates"],
+                "hnsw_m": settings.es_hnsw_m, "hnsw_ef_construction": settings.es_hnsw_ef_construction,
+                "force_merge_minutes": settings.es_force_merge_minutes}
     finally:
         store.drop()
 

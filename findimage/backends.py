@@ -42,7 +42,9 @@ def open_remembered(settings: Settings) -> Remembered | None:
         # Elasticsearch is away, and creates nothing before a channel is remembered).
         store = ElasticsearchStore(client, settings.elasticsearch_url, remembered_alias(settings.index_name),
                                    settings.es_index_options, shards=1, replicas=settings.es_replicas,
-                                   oversample=settings.es_rescore_oversample)
+                                   oversample=settings.es_rescore_oversample, hnsw_m=settings.es_hnsw_m,
+                                   hnsw_ef_construction=settings.es_hnsw_ef_construction,
+                                   min_candidates=settings.es_num_candidates)
         return Remembered(store, ElasticsearchRegistry(client, settings.index_name, settings.elasticsearch_url),
                           shared=True)
     from findimage.stores.embedded.registry import EmbeddedRegistry

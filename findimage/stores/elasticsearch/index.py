@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from typing import Any
 
-from elasticsearch import ApiError, BadRequestError, Elasticsearch, NotFoundError
+from elasticsearch import ApiError, BadRequestError, ConnectionTimeout, Elasticsearch, NotFoundError, TransportError
 
+from findimage.config import Settings
 from findimage.errors import StoreError
 from findimage.stores.elasticsearch.client import (
     access_denied,
@@ -23,7 +25,11 @@ from findimage.stores.elasticsearch.query import NEW_FIELDS
 log = logging.getLogger(__name__)
 
 
-def mapping(dims: int, index_options: str) -> dict:
+def mapping(dims: int, index_options: str, hnsw_m: int = Settings.es_hnsw_m,
+            hnsw_ef_construction: int = Settings.es_hnsw_ef_construction) -> dict:
+    vector_index: dict[str, Any] = {"type": index_options}
+    if index_options.endswith("hnsw"):  # the flat types have no graph
+        vector_index.update(m=hnsw_m, ef_construction=hnsw_ef_construction)
     return {
         "dynamic": "strict",
         "properties": {
@@ -31,7 +37,7 @@ def mapping(dims: int, index_options: str) -> dict:
             "image_name": {"type": "keyword"},
             "relative_path": {"type": "keyword"},
             "image_embedding": {"type": "dense_vector", "dims": dims, "index": True, "similarity": "cosine",
-                                "index_options": {"type": index_options}},
+                                "index_options": vector_index},
             "sha256": {"type": "keyword"},
             "size": {"type": "long"},
             "mtime": {"type": "double"},
@@ -54,8 +60,13 @@ class IndexLayout:
     configured mapping and layout, rebuilt beside the live one, swapped, rolled back, described."""
 
     def __init__(self, client: Elasticsearch, url: str | None, alias: str, index_options: str, dims: int, shards: int,
-                 replicas: str):
+                 replicas: str, hnsw_m: int = Settings.es_hnsw_m,
+                 hnsw_ef_construction: int = Settings.es_hnsw_ef_construction,
+                 force_merge_minutes: float = Settings.es_force_merge_minutes):
         self.client = client
+        self.hnsw_m = hnsw_m
+        self.hnsw_ef_construction = hnsw_ef_construction
+        self.force_merge_minutes = force_merge_minutes  # after a rebuild's writes, before its swap (0: none)
         self.url = url
         self.alias = alias
         self.index_options = index_options
@@ -131,7 +142,7 @@ class IndexLayout:
                          building: bool = False) -> str:
         """A concrete index with the configured shards and replicas; one being rebuilt is filled first with
         no replicas and no refresh (the fastest bulk indexing), and gets the configured ones before the swap."""
-        mappings = mapping(self.dims, self.index_options)
+        mappings = mapping(self.dims, self.index_options, self.hnsw_m, self.hnsw_ef_construction)
         if meta:
             mappings["_meta"] = meta
         settings = {"number_of_shards": self.shards, **self._replica_settings()}
@@ -206,6 +217,8 @@ class IndexLayout:
         new, old = self.write_index, self.concrete_indices()
         if new is None:
             return
+        self.client.indices.refresh(index=new)
+        self.force_merge(new)  # before the replicas: they then copy one merged segment instead of merging too
         # The configured replicas and refresh back before searches see the index; then wait until every
         # primary (and, where the cluster has the nodes, every copy) is assigned.
         self.client.indices.put_settings(index=new, settings={**self._replica_settings(), "refresh_interval": None})
@@ -220,6 +233,32 @@ class IndexLayout:
         for index in old:
             if index != self.alias:
                 log.info("kept %s as the rollback copy: %s", index, self.rollback_command(index, [new]))
+
+    def force_merge(self, index: str) -> None:
+        """Merge a rebuilt index into one segment, waiting at most `force_merge_minutes`.
+
+        A bulk-built index is dozens of segments, each with its own HNSW graph that every kNN search walks
+        with the full num_candidates: one graph answers faster and finds more of the true neighbours. The
+        swap waits for it, but not past the bound: a merge still running then goes on in the server (it
+        cannot be cancelled) while the alias moves, and a failed one leaves the index as it was, searchable.
+        """
+        if self.force_merge_minutes <= 0:
+            return
+        started = time.monotonic()
+        log.info("force-merging %s into one segment (at most %g min before the alias moves)", index,
+                 self.force_merge_minutes)
+        try:
+            # One request, never repeated: a retry would queue a second merge behind the first.
+            self.client.options(request_timeout=60 * self.force_merge_minutes, max_retries=0,
+                                retry_on_timeout=False).indices.forcemerge(index=index, max_num_segments=1)
+        except ConnectionTimeout:
+            log.warning("the force-merge of %s is still running after %.0f s; the alias moves now and the merge "
+                        "goes on in Elasticsearch", index, time.monotonic() - started)
+            return
+        except (ApiError, TransportError) as exc:
+            log.warning("the force-merge of %s failed (%s); the alias moves to it unmerged", index, exc)
+            return
+        log.info("force-merged %s in %.0f s", index, time.monotonic() - started)
 
     @unavailable_on_connection_errors
     def drop(self) -> None:

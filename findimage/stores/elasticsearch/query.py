@@ -72,13 +72,15 @@ def filter_clauses(filters: Filters) -> list[dict]:
 
 
 def knn_body(vector: np.ndarray, k: int, num_candidates: int | None, filter_: list[dict],
-             oversample: float = 1.0) -> dict:
+             oversample: float = 1.0, min_candidates: int = 1) -> dict:
     """The kNN search. With `oversample` > 1 it asks for that many times k candidates, each with its exact
     cosine from the stored float vectors (script field `clip`), for `exact_top` to re-rank: int8_hnsw
-    ranks by 8-bit codes, which miss about one true neighbour in eight at 100k documents."""
+    ranks by 8-bit codes, which miss about one true neighbour in eight at 100k documents. The HNSW search
+    keeps at least `min_candidates` (FINDIMAGE_ES_NUM_CANDIDATES): the true neighbours it never reaches,
+    no re-ranking can bring back."""
     wanted = min(10_000, math.ceil(k * max(1.0, oversample)))
     knn = {"field": "image_embedding", "query_vector": np.asarray(vector, dtype=float).tolist(), "k": wanted,
-           "num_candidates": min(10_000, max(wanted, num_candidates or default_num_candidates(k)))}
+           "num_candidates": min(10_000, max(wanted, min_candidates, num_candidates or default_num_candidates(k)))}
     if filter_:
         knn["filter"] = filter_
     body = {"knn": knn, "size": wanted, **FETCH}

@@ -29,9 +29,10 @@ log = logging.getLogger(__name__)
 
 
 class Searches:
-    def __init__(self, view: AliasView, oversample: float):
+    def __init__(self, view: AliasView, oversample: float, min_candidates: int):
         self.view = view
         self.oversample = oversample  # kNN candidates per result, re-ranked by exact cosine (1: none)
+        self.min_candidates = min_candidates  # HNSW candidates per search, at least
 
     @property
     def url(self) -> str | None:  # named in connection errors (unavailable_on_connection_errors)
@@ -43,7 +44,8 @@ class Searches:
         self.view.fresh()
         vector = np.asarray(vector, dtype=float)
         self.view.check_dims(vector)
-        body = knn_body(vector, k, num_candidates, filter_clauses(filters), self.oversample)
+        body = knn_body(vector, k, num_candidates, filter_clauses(filters), self.oversample,
+                        self.min_candidates)
         for attempt in range(3):
             try:
                 found = self.view.client.search(index=self.view.alias, body=body)
@@ -80,7 +82,8 @@ class Searches:
         vector = np.asarray(vector, dtype=float)
         self.view.check_dims(vector)
         filter_ = filter_clauses(filters)
-        searches = [{"index": self.view.alias}, knn_body(vector, k, num_candidates, filter_, self.oversample),
+        searches = [{"index": self.view.alias},
+                    knn_body(vector, k, num_candidates, filter_, self.oversample, self.min_candidates),
                     {"index": self.view.alias}, names_body(vector, words, k, filter_)]
         text_words = query(words) if with_text and k > 0 else []
         if text_words:

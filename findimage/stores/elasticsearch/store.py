@@ -30,7 +30,10 @@ class ElasticsearchStore:
 
     def __init__(self, client: Elasticsearch, url: str | None, alias: str = Settings.index_name,
                  index_options: str = Settings.es_index_options, dims: int = DIMS, shards: int = Settings.es_shards,
-                 replicas: str = Settings.es_replicas, oversample: float = Settings.es_rescore_oversample):
+                 replicas: str = Settings.es_replicas, oversample: float = Settings.es_rescore_oversample,
+                 hnsw_m: int = Settings.es_hnsw_m, hnsw_ef_construction: int = Settings.es_hnsw_ef_construction,
+                 force_merge_minutes: float = Settings.es_force_merge_minutes,
+                 min_candidates: int = Settings.es_num_candidates):
         """Defaults are the settings' own (findimage.config): a store built directly ranks as configured ones do."""
         self.client = client
         self.shards = shards
@@ -40,9 +43,10 @@ class ElasticsearchStore:
         self.index_options = index_options
         self.dims = dims
         self.description = f"elasticsearch ({self.url}, index {alias})"
-        self.indices = IndexLayout(client, self.url, alias, index_options, dims, shards, replicas)
+        self.indices = IndexLayout(client, self.url, alias, index_options, dims, shards, replicas, hnsw_m,
+                                   hnsw_ef_construction, force_merge_minutes)
         self.view = AliasView(client, self.url, alias, self.indices)
-        self._search = Searches(self.view, oversample)
+        self._search = Searches(self.view, oversample, min_candidates)
         self._texts = Texts(self.view)
 
     @classmethod
@@ -50,7 +54,8 @@ class ElasticsearchStore:
                       client: Elasticsearch | None = None) -> ElasticsearchStore:
         store = cls(client or make_client(settings), settings.elasticsearch_url, settings.index_name,
                     settings.es_index_options, dims, settings.es_shards, settings.es_replicas,
-                    settings.es_rescore_oversample)
+                    settings.es_rescore_oversample, settings.es_hnsw_m, settings.es_hnsw_ef_construction,
+                    settings.es_force_merge_minutes, settings.es_num_candidates)
         if writer:
             store.open_for_writing()
         return store
@@ -62,6 +67,10 @@ class ElasticsearchStore:
     @oversample.setter
     def oversample(self, value: float) -> None:  # benchmarks compare re-ranking depths on one store
         self._search.oversample = value
+
+    @property
+    def min_candidates(self) -> int:
+        return self._search.min_candidates
 
     # ---- writes -------------------------------------------------------------------------------
     @unavailable_on_connection_errors
@@ -113,6 +122,7 @@ class ElasticsearchStore:
 
     def begin_rebuild(self) -> None:
         self.indices.begin_rebuild()
+        self._texts.rebuild_began()
 
     def finish_rebuild(self) -> None:
         self.view.forget_meta()  # the alias moves: the new index's models are read again
@@ -215,11 +225,19 @@ class ElasticsearchStore:
 
 def _source(d: ImageDoc) -> dict:
     return {"image_id": d.image_id, "image_name": d.image_name, "relative_path": d.relative_path,
-            "image_embedding": np.asarray(d.image_embedding, dtype=float).tolist(), "sha256": d.sha256,
+            "image_embedding": _vector_json(d.image_embedding), "sha256": d.sha256,
             "size": d.size, "mtime": d.mtime, "width": d.width, "height": d.height, "indexed_at": d.indexed_at,
             "model_id": d.model_id, "name_words": name_words(d.relative_path), "taken": d.taken,
             "taken_source": d.taken_source or None}
 
+
+
+def _vector_json(vector: np.ndarray) -> list[float]:
+    """The float32 vector as JSON numbers of 9 decimals: a float32's own value as a double prints with 17
+    digits, which doubles the bytes the client serialises and the server parses, stores and logs per
+    document. 9 decimals give back the same float32 for nearly every component (all but the smallest,
+    which move by under 1e-9), far below what the int8 codes or the model resolve."""
+    return np.round(np.asarray(vector, dtype=np.float64), 9).tolist()
 
 def _doc(s: dict) -> ImageDoc:
     return ImageDoc(s["image_id"], s["image_name"], s["relative_path"],

@@ -20,6 +20,12 @@ SET_TEXT_SCRIPT = ("if (ctx._source.sha256 == params.sha256) { ctx._source.putAl
 class Texts:
     def __init__(self, view: AliasView):
         self.view = view
+        # Whether the index a rebuild writes may hold text yet: only set_texts puts any there (begin_rebuild
+        # makes it empty, under a name never used before), so until then no upsert has text to keep.
+        self._rebuild_has_texts = False
+
+    def rebuild_began(self) -> None:
+        self._rebuild_has_texts = False
 
     @property
     def url(self) -> str | None:  # named in connection errors (unavailable_on_connection_errors)
@@ -27,12 +33,16 @@ class Texts:
 
     def kept(self, docs: Sequence[ImageDoc]) -> dict[str, dict]:
         """The text fields of those documents already stored with the same content, by image id."""
+        if self.view.indices.write_index is not None and not self._rebuild_has_texts:
+            # A rebuild's new index holds no text before set_texts writes some: looking it up would cost the
+            # server a read per document (a quarter of its bulk time) to find nothing.
+            return {}
         sha256s = {d.image_id: d.sha256 for d in docs}
         kept: dict[str, dict] = {}
         ids = list(sha256s)
         for start in range(0, len(ids), 1000):
             found = self.view.client.mget(index=self.view.indices.target, ids=ids[start:start + 1000],
-                                     source_includes=TEXT_FIELDS)
+                                          source_includes=TEXT_FIELDS)
             for item in found["docs"]:
                 source = item.get("_source") or {}
                 if item.get("found") and source.get("text_sha256") == sha256s.get(item["_id"]):
@@ -44,6 +54,7 @@ class Texts:
         """Partial updates of the index being written (during a rebuild, the new one), each applied only
         while the document holds the content its text was read from; documents gone are skipped."""
         self.view.indices.ensure()
+        self._rebuild_has_texts = self.view.indices.write_index is not None
         actions = ({"_op_type": "update", "_index": self.view.indices.target, "_id": image_id, "retry_on_conflict": 3,
                     "script": {"source": SET_TEXT_SCRIPT, "lang": "painless",
                                "params": {"sha256": sha256, "text": text_source(sha256, checked(read))}}}

@@ -59,3 +59,55 @@ def test_a_fixed_number_of_replicas_and_shards(settings, archive, capsys, monkey
 def test_a_replica_setting_that_is_neither_a_number_nor_a_range_is_refused(value):
     with pytest.raises(ConfigError, match=f"FINDIMAGE_ES_REPLICAS='{value}' must be a number of replicas"):
         load_settings({"FINDIMAGE_ES_REPLICAS": value}, env_file=None)
+
+
+def vector_index_options(url: str, index: str) -> dict:
+    with client(url) as es:
+        return es.indices.get_mapping(index=index)[index]["mappings"]["properties"]["image_embedding"]["index_options"]
+
+
+@es_only
+def test_new_indices_get_the_configured_hnsw_graph(settings, archive):
+    index_once(dataclasses.replace(settings, es_hnsw_m=24, es_hnsw_ef_construction=150))
+    assert vector_index_options(settings.elasticsearch_url, f"{settings.index_name}-v1") == {
+        "type": "int8_hnsw", "m": 24, "ef_construction": 150}
+
+    index_once(settings, full=True)  # the defaults, as a rebuild applies them
+    assert vector_index_options(settings.elasticsearch_url, f"{settings.index_name}-v2") == {
+        "type": "int8_hnsw", "m": settings.es_hnsw_m, "ef_construction": settings.es_hnsw_ef_construction}
+
+
+def segment_count(url: str, index: str) -> int:
+    with client(url) as es:
+        shards = es.indices.segments(index=index)["indices"][index]["shards"].values()
+        return sum(len(copy["segments"]) for copies in shards for copy in copies)
+
+
+def rebuild_in_segments(settings, batches: int) -> str:
+    """A rebuild whose index holds `batches` segments when its writes are done; the index's name."""
+    index_once(settings)
+    store = open_store(settings, writer=True)
+    docs = [store.get(state.image_id) for state in store.file_states().values()]
+    store.begin_rebuild()
+    rebuilt = store.indices.write_index
+    with client(settings.elasticsearch_url) as es:
+        for i in range(batches):
+            store.upsert(docs[i::batches])
+            es.indices.flush(index=rebuilt)  # each batch its own segment, as a large bulk load leaves many
+    assert segment_count(settings.elasticsearch_url, rebuilt) == batches
+    store.finish_rebuild()
+    with client(settings.elasticsearch_url) as es:
+        assert list(es.indices.get_alias(name=settings.index_name)) == [rebuilt]
+    return rebuilt
+
+
+@es_only
+def test_a_rebuild_is_merged_into_one_segment_before_the_alias_moves(settings, archive):
+    assert settings.es_force_merge_minutes > 0, "merged by default"
+    assert segment_count(settings.elasticsearch_url, rebuild_in_segments(settings, 3)) == 1
+
+
+@es_only
+def test_with_force_merge_off_a_rebuild_keeps_its_segments(settings, archive):
+    rebuilt = rebuild_in_segments(dataclasses.replace(settings, es_force_merge_minutes=0), 3)
+    assert segment_count(settings.elasticsearch_url, rebuilt) == 3

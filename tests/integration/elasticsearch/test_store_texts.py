@@ -2,6 +2,8 @@
 fields, and a full rebuild keeps the readings of unchanged content."""
 from __future__ import annotations
 
+import logging
+import threading
 import time
 
 import es_support
@@ -124,3 +126,33 @@ def test_a_reading_stored_before_its_lines_were_kept_apart_keeps_its_snippet_and
     assert [(m.relative_path, m.text_snippet) for m in found] == [
         ("a/notes.jpg", "Protokoll der Sitzung vom Montag mit allen Teilnehmern"), ("a/board.jpg", "Protokoll")]
     assert store.hybrid_with_text(QUERY, ["protokoll", "sitzung"], 5)[2] == found
+
+
+def test_a_rebuild_looks_up_texts_to_keep_only_once_its_new_index_holds_some(alias, caplog):
+    """Before, every upsert of a rebuild asked its new, empty index for texts (one mget per batch)."""
+    store = open_store(alias)
+    board, notes = doc("board.jpg", 1), doc("notes.jpg", 2)
+    store.upsert([board, notes])
+    store.set_texts([(board.image_id, board.sha256, reading("Protokoll"))])
+    transport = logging.getLogger("elastic_transport.transport")
+    transport.setLevel(logging.INFO)
+    caplog.set_level(logging.INFO, logger=transport.name)
+    me, mark = threading.get_ident(), len(caplog.records)
+
+    def lookups() -> int:
+        return sum(1 for r in caplog.records[mark:] if r.name == transport.name and r.thread == me and "/_mget" in
+                   r.getMessage())
+    try:
+        store.upsert([board])
+        assert lookups() == 1, "outside a rebuild, every upsert keeps the texts already read"
+        store.begin_rebuild()
+        store.upsert([board, notes])
+        assert lookups() == 1, "the new index is empty: nothing to look up"
+        store.set_texts([(board.image_id, board.sha256, reading("Protokoll"))])
+        store.upsert([board])
+        assert lookups() == 2, "once it holds a reading, upserts keep it"
+    finally:
+        transport.setLevel(logging.NOTSET)
+    assert [s.relative_path for s in store.text_pending(10)] == ["notes.jpg"]
+    store.finish_rebuild()
+    assert [m.relative_path for m in store.text_ranking(QUERY, ["protokoll"], 5)] == ["board.jpg"]

@@ -1,0 +1,37 @@
+"""The kNN request the Elasticsearch store sends, without a server: how many HNSW candidates it keeps and
+how many results it asks for, and the settings that decide both reaching the store."""
+from __future__ import annotations
+
+import dataclasses
+from unittest import mock
+
+import numpy as np
+
+from findimage.config import Settings
+from findimage.stores.elasticsearch.query import knn_body
+from findimage.stores.elasticsearch.store import ElasticsearchStore
+
+QUERY = np.ones(512) / np.sqrt(512)
+
+
+def asked(k: int, num_candidates: int | None, oversample: float, min_candidates: int) -> tuple[int, int]:
+    knn = knn_body(QUERY, k, num_candidates, [], oversample, min_candidates)["knn"]
+    return knn["k"], knn["num_candidates"]
+
+
+def test_the_hnsw_search_keeps_at_least_the_configured_candidates():
+    assert asked(10, None, 3.0, 400) == (30, 400), "more than max(10 x k, 100)"
+    assert asked(10, 800, 3.0, 400) == (30, 800), "a search asking for more gets more"
+    assert asked(200, None, 5.0, 400) == (1000, 2000), "never fewer than the results asked for"
+    assert asked(10, 9000, 3.0, 20_000) == (30, 10_000), "Elasticsearch's limit"
+    assert asked(10, None, 3.0, 1) == (30, 100), "no floor: the shared default"
+
+
+def test_the_store_takes_the_settings_for_its_searches_and_its_new_indices():
+    settings = dataclasses.replace(Settings(), elasticsearch_url="http://es:9200", es_num_candidates=321,
+                                   es_rescore_oversample=4.0, es_hnsw_m=24, es_hnsw_ef_construction=150,
+                                   es_force_merge_minutes=7.0)
+    store = ElasticsearchStore.from_settings(settings, client=mock.MagicMock())
+    assert (store.min_candidates, store.oversample) == (321, 4.0)
+    layout = store.indices
+    assert (layout.hnsw_m, layout.hnsw_ef_construction, layout.force_merge_minutes) == (24, 150, 7.0)
