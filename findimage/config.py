@@ -110,10 +110,10 @@ class Settings:
     # HNSW candidates a kNN search keeps per shard, at least (FINDIMAGE_NUM_CANDIDATES or a deeper search may ask more).
     es_num_candidates: int = setting("FINDIMAGE_ES_NUM_CANDIDATES", 100, int, 1, 10_000)
     # The HNSW graph of new indices (Lucene's limits): links per node, and candidates kept while linking one.
-    es_hnsw_m: int = setting("FINDIMAGE_ES_HNSW_M", 16, int, 2, 512)
-    es_hnsw_ef_construction: int = setting("FINDIMAGE_ES_HNSW_EF_CONSTRUCTION", 100, int, 10, 3200)
+    es_hnsw_m: int = setting("FINDIMAGE_ES_HNSW_M", 32, int, 2, 512)
+    es_hnsw_ef_construction: int = setting("FINDIMAGE_ES_HNSW_EF_CONSTRUCTION", 200, int, 10, 3200)
     # A `--full` rebuild merges its index into one segment before the alias moves, waiting at most this (0: no merge).
-    es_force_merge_minutes: float = setting("FINDIMAGE_ES_FORCE_MERGE_MINUTES", 30.0, float, 0.0, 1440.0)
+    es_force_merge_minutes: float = setting("FINDIMAGE_ES_FORCE_MERGE_MINUTES", 0.0, float, 0.0, 1440.0)
     # A number, or a range Elasticsearch expands with the nodes ("0-1": a copy once a second node joins).
     es_replicas: str = setting("FINDIMAGE_ES_REPLICAS", "0-1")
     es_timeout_seconds: float = setting("FINDIMAGE_ES_TIMEOUT_SECONDS", 10.0, float, 0.1)

@@ -102,12 +102,13 @@ def rebuild_in_segments(settings, batches: int) -> str:
 
 
 @es_only
-def test_a_rebuild_is_merged_into_one_segment_before_the_alias_moves(settings, archive):
-    assert settings.es_force_merge_minutes > 0, "merged by default"
-    assert segment_count(settings.elasticsearch_url, rebuild_in_segments(settings, 3)) == 1
+def test_with_force_merge_on_a_rebuild_is_merged_into_one_segment_before_the_alias_moves(settings, archive):
+    merged = rebuild_in_segments(dataclasses.replace(settings, es_force_merge_minutes=30), 3)
+    assert segment_count(settings.elasticsearch_url, merged) == 1
 
 
 @es_only
-def test_with_force_merge_off_a_rebuild_keeps_its_segments(settings, archive):
-    rebuilt = rebuild_in_segments(dataclasses.replace(settings, es_force_merge_minutes=0), 3)
+def test_by_default_a_rebuild_keeps_its_segments(settings, archive):
+    assert settings.es_force_merge_minutes == 0, "off by default: one graph finds fewer text-like neighbours"
+    rebuilt = rebuild_in_segments(settings, 3)
     assert segment_count(settings.elasticsearch_url, rebuilt) == 3
