@@ -113,15 +113,18 @@ def cmd_search(settings: Settings, args: argparse.Namespace) -> int:
         return EXIT_USAGE
     filters = query_filters(args.folder, after, before)
     from findimage.backends import open_remembered
+    from findimage.visibility import OperatorFacts, Place, Purpose, Rules, decide
 
     # Remembered images only for an explicit --channel: whoever runs the CLI names the channel they ask for.
     remembered = open_remembered(settings) if args.channel else None
+    sight = decide(Purpose.ANSWER, Place.cli(args.channel),
+                   OperatorFacts(lambda c: remembered is not None and remembered.active(c), args.channel), Rules())
     searcher = Searcher(settings, remembered=remembered)
     searcher.check_model()
     if args.image:
-        result = searcher.by_image_file(args.image, args.k, filters, channel=args.channel)
+        result = searcher.by_image_file(args.image, args.k, filters, channel=sight.channel)
     else:
-        result = searcher.by_text(" ".join(args.text), args.k, filters, channel=args.channel)
+        result = searcher.by_text(" ".join(args.text), args.k, filters, channel=sight.channel)
     if args.json:
         print(json.dumps([m.as_json() for m in result.matches], ensure_ascii=False, indent=2))
         return EXIT_OK

@@ -13,11 +13,12 @@ from findimage.config import Settings
 from findimage.remembered import Remembered
 from findimage.search import Searcher, SearchResult, empty_result_sentence
 from findimage.stores.base import SeenKeys
+from findimage.visibility import Place, Purpose
 
 from . import slack_files
 from .buttons import BadButton, Page
 from .channel_memory import ChannelMemory
-from .channels import ChannelPolicy, Requester
+from .channels import ChannelPolicy, Requester, refusal_text
 from .delivery import Presenter, Target
 from .errors import user_message
 from .options import MAX_K, TextQuery
@@ -61,17 +62,17 @@ def answer_text_query(services: Services, client: WebClient, query: TextQuery, r
 
 def answer_page(services: Services, client: WebClient, page: Page, requester: Requester, target: Target) -> None:
     """One page of a text or archive-image query ("More like this", "Show more"), with its buttons."""
-    refusal = services.policy.refusal(client, target.channel_id, requester)
-    if refusal is not None:
-        tell_safely(target, refusal)
+    sight = services.policy.sight(client, Purpose.ANSWER, Place.of(target.channel_id), requester)
+    if sight.refusal is not None:
+        tell_safely(target, refusal_text(Purpose.ANSWER, sight.refusal))
         return
+    channel = sight.channel
     user_id = requester.user_id
     if user_id is None:  # Slack names the user of every command and click; the heading names them too
         log.warning("a query without a user; not answering it")
         return
     try:
         services.searcher.check_model()
-        channel = visible_channel(services, client, target.channel_id)
         if page.text is not None:
             heading, result = _text_page(services, page, page.text, user_id, channel)
         elif page.image_id is not None:
@@ -86,14 +87,6 @@ def answer_page(services: Services, client: WebClient, page: Page, requester: Re
         return
     show_safely(services, [Answer(heading, result, first_rank=page.skip + 1,
                                   next_page=_next_page(services, page, len(result.matches)))], target)
-
-
-def visible_channel(services: Services, client: WebClient, channel_id: str | None) -> str | None:
-    """The channel whose remembered images a query there may see (bot.channels decides), if any: only a
-    remembered channel is looked up in Slack."""
-    if services.remembered is None or not services.remembered.active(channel_id):
-        return None
-    return services.policy.remembered_channel(client, channel_id)
 
 
 def _text_page(services: Services, page: Page, text: str, user_id: str,
@@ -147,12 +140,13 @@ def answer_posted_images(services: Services, client: WebClient, files: list[dict
         if no_images is not None:
             tell_safely(target, no_images)
         return
-    refusal = services.policy.refusal(client, target.channel_id, requester, shared_hint=shared_hint)
-    if refusal is not None:
-        log.info("image(s) of %s in %s not searched: %s", requester.user_id, target.channel_id, refusal)
-        tell_safely(target, refusal)
+    sight = services.policy.sight(client, Purpose.ANSWER, Place.of(target.channel_id), requester,
+                                  shared_hint=shared_hint)
+    if sight.refusal is not None:
+        log.info("image(s) of %s in %s not searched: %s", requester.user_id, target.channel_id, sight.refusal.value)
+        tell_safely(target, refusal_text(Purpose.ANSWER, sight.refusal))
         return
-    channel = visible_channel(services, client, target.channel_id)
+    channel = sight.channel
     answers = [_answer_one_image(services, client, file, channel) if problem is None
                else Answer(image_heading(_display_name(file)),
                            instead=user_message(problem, subject=_display_name(file)))

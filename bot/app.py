@@ -63,14 +63,12 @@ def history_client(client: WebClient) -> WebClient:
 
 def channel_memory(settings: Settings, searcher: Searcher, client: WebClient, policy: ChannelPolicy,
                    bot_user_id: str | None) -> ChannelMemory | None:
-    """Remembering posted images (FINDIMAGE_REMEMBER): its store opened for writing and given to the searcher."""
-    if searcher.remembered is None:
-        searcher.remembered = open_remembered(settings)
+    """Remembering posted images (FINDIMAGE_REMEMBER), with its store given to the searcher (open_store)."""
     if searcher.remembered is None:
         return None
-    rememberer = Rememberer(settings, searcher.remembered, searcher.image_embedder)
+    rememberer = Rememberer(settings, searcher.remembered, searcher.image_embedder, policy)
     backfiller = Backfiller(settings, searcher.remembered, rememberer, history_client(client))
-    return ChannelMemory(settings, searcher.remembered, rememberer, backfiller, policy, bot_user_id)
+    return ChannelMemory(settings, searcher.remembered, rememberer, backfiller, policy, bot_user_id, client)
 
 
 def create_app(settings: Settings, searcher: Searcher | None = None, client: WebClient | None = None, *,
@@ -97,7 +95,9 @@ def create_app(settings: Settings, searcher: Searcher | None = None, client: Web
                            "from the app's OAuth & Permissions page."]) from exc
     # Bolt's own auth.test result is not public API; the team id decides who counts as another organisation.
     identity = client.auth_test()
-    policy = ChannelPolicy(settings, identity.get("team_id"))
+    if searcher.remembered is None:  # opened for writing (FINDIMAGE_REMEMBER): None when off
+        searcher.remembered = open_remembered(settings)
+    policy = ChannelPolicy(settings, identity.get("team_id"), searcher.remembered)
     memory = channel_memory(settings, searcher, client, policy, identity.get("user_id"))
     presenter = LinkPresenter(links, settings.archive) if links else UploadPresenter(
         settings.archive, max_pixels=settings.max_image_pixels, budget=settings.decode_budget_bytes)

@@ -1,41 +1,53 @@
 """`/findimage remember`, `remember status` and `forget`, and what keeps a remembered channel current:
-new posts, deleted or changed files, an archived or deleted channel, the bot removed from it.
+new posts, deleted or changed files, an archived, deleted or shared channel, the bot removed, the app
+uninstalled.
 
-Every Slack call and store write here runs after the ack: commands on the work pool, events on this
-module's own single worker (a burst of posted photos must not make searches wait), the history on
-the backfill thread.
+Events are kept in the registry's journal before Slack gets its answer (`keep`, run by a listener
+middleware: when the store cannot keep a deletion, Slack hears an error and sends it again), and applied
+by two workers of this module, one per lane: the lifecycle lane (deletions, sharing, archiving, leaving,
+uninstall: cheap deletes, in batches, within seconds) never waits behind the remember lane (new posts and
+changed files: download, embed, read text; one message at a time). A full queue cannot drop anything,
+and a restart goes on with what was kept. Commands run on the work pool, the history on the backfill
+thread; every Slack call and store write after the ack.
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
-import queue
+import socket
 import threading
 import time
 from collections.abc import Callable
 from datetime import datetime
 
 from slack_sdk import WebClient
-from slack_sdk.errors import SlackApiError
 
 from findimage.config import Settings
 from findimage.remembered import Remembered
-from findimage.stores.base import ChannelState
+from findimage.stores.base import LIFECYCLE, REMEMBER, ChannelState, Pending
+from findimage.visibility import Place, Purpose
 
 from .backfill import DAY, Backfiller, left_seconds
-from .channels import NOT_A_MEMBER, ChannelPolicy, Requester, shared_externally
+from .channels import ChannelPolicy, Requester, refusal_text
 from .remembering import Rememberer, is_person_message
 
 log = logging.getLogger(__name__)
-MAX_QUEUED_EVENTS = 1000
 
-TURNED_OFF = ("Remembering posted images is turned off for this workspace (FINDIMAGE_REMEMBER=off), so I only "
-              "search the team's archive.")
-NOT_IN_DIRECT_MESSAGES = ("I remember images only in channels: a direct message has no channel whose members "
-                          "alone could search them.")
-NOT_IN_SHARED_CHANNELS = ("This channel is shared with another organisation, so I do not remember its images: "
-                          "people outside the team would search what I keep.")
-ARCHIVED = "This channel is archived, so there is nothing new to remember."
-CANNOT_CHECK = "I could not check this channel just now, so I changed nothing; please try again in a minute."
+# Events that delete or hide what was remembered (https://api.slack.com/events).
+LIFECYCLE_EVENTS = frozenset({
+    "file_deleted", "file_change", "channel_archive", "channel_deleted", "channel_left", "channel_shared",
+    "group_archive", "group_deleted", "group_left", "member_left_channel", "app_uninstalled", "tokens_revoked"})
+CHANNEL_GONE = frozenset({"channel_archive", "channel_deleted", "group_archive", "group_deleted", "channel_left",
+                          "group_left", "channel_shared", "member_left_channel"})
+LIFECYCLE_BATCH = 200  # deletions taken at once: each is a few small deletes
+LIFECYCLE_HOLD_SECONDS = 120.0  # another replica takes a batch over if this one stops for that long
+REMEMBER_HOLD_SECONDS = 900.0  # a download, an embedding and a text reading (FINDIMAGE_OCR_TIMEOUT_SECONDS)
+MAX_REMEMBER_ATTEMPTS = 3  # a message that fails this often (the store away) is given up, logged
+IDLE_SECONDS = 10.0  # how often an idle worker looks for entries it was not woken for (another replica's)
+BEHIND_LOG_SECONDS = 60.0
+# A message event's fields remembering needs: never its text.
+MESSAGE_FIELDS = ("type", "subtype", "channel", "ts", "thread_ts", "user", "files", "bot_id", "app_id", "bot_profile")
 
 
 def day(ts: float) -> str:
@@ -56,43 +68,61 @@ def duration(seconds: float) -> str:
 
 class ChannelMemory:
     def __init__(self, settings: Settings, remembered: Remembered, rememberer: Rememberer, backfiller: Backfiller,
-                 policy: ChannelPolicy, bot_user_id: str | None, clock: Callable[[], float] = time.time):
+                 policy: ChannelPolicy, bot_user_id: str | None, client: WebClient,
+                 clock: Callable[[], float] = time.time):
         self.settings = settings
         self.bot_user_id = bot_user_id  # member_left_channel names who left: only the bot's leaving matters
         self.remembered = remembered
         self.rememberer = rememberer
         self.backfiller = backfiller
         self.policy = policy
+        self.client = client  # the app's: kept entries are applied after a restart too
         self.clock = clock
         self.answered_apps = frozenset(settings.answer_bots)
-        self._events: queue.Queue = queue.Queue(MAX_QUEUED_EVENTS)
-        self._worker: threading.Thread | None = None
+        self.me = socket.gethostname()  # a restart on the same host takes its own held entries at once
+        self._wake = {LIFECYCLE: threading.Event(), REMEMBER: threading.Event()}
+        self._stop = threading.Event()
+        self._workers: dict[str, threading.Thread] = {}
         self._starting = threading.Lock()
+        self._said_behind = 0.0
+        self.applied = {LIFECYCLE: 0, REMEMBER: 0}  # since start, for the logs and the benchmark
 
     def start(self) -> None:
-        """Resume the backfills a restart interrupted. The threads start only when there is work: a bot
-        in whose workspace nothing is remembered runs none."""
+        """Resume the backfills and the journal a restart interrupted. The threads start only when there
+        is work: a bot in whose workspace nothing is remembered runs none."""
         try:
             # any unfinished one, claimed by another replica or not: this one takes over if that one stops
             resume = any(not state.done for state in self.remembered.registry.channels())
-        except Exception as exc:  # the store away at start: the backfiller finds out for itself
-            log.warning("could not look for backfills to resume (%s); looking again in the background", exc)
-            resume = True
+            waiting = self.remembered.registry.backlog()
+        except Exception as exc:  # the store away at start: the workers find out for themselves
+            log.warning("could not look for remembering work to resume (%s); looking again in the background", exc)
+            resume, waiting = True, {LIFECYCLE: 1, REMEMBER: 1}
         if resume:
             self.backfiller.start()
+        for lane in waiting:
+            log.info("resuming %d kept %s event(s)", waiting[lane], lane)
+            self._start_worker(lane)
 
-    def _start_worker(self) -> None:
+    def stop(self) -> None:
+        self._stop.set()
+        for event in self._wake.values():
+            event.set()
+
+    def _start_worker(self, lane: str) -> None:
         with self._starting:
-            if self._worker is None:
-                self._worker = threading.Thread(target=self._work, name="findimage-remember", daemon=True)
-                self._worker.start()
+            if lane not in self._workers:
+                work = self._lifecycle if lane == LIFECYCLE else self._remembering
+                self._workers[lane] = threading.Thread(target=self._run, args=(lane, work), daemon=True,
+                                                       name=f"findimage-{lane}")
+                self._workers[lane].start()
 
     # ---- commands (on the work pool) ----------------------------------------------------------
     def remember(self, client: WebClient, channel_id: str, requester: Requester) -> tuple[str, bool]:
         """(what to say, whether the whole channel should read it)."""
-        refusal = self._refusal(client, channel_id, requester)
-        if refusal is not None:
-            return refusal, False
+        # Asked afresh: the bot may have been invited a moment ago
+        sight = self.policy.sight(client, Purpose.REMEMBER, Place.of(channel_id), requester, fresh=True)
+        if sight.refusal is not None:
+            return refusal_text(Purpose.REMEMBER, sight.refusal), False
         if self.remembered.channel(channel_id) is not None:
             return self.status(channel_id), False
         now = self.clock()
@@ -107,9 +137,11 @@ class ChannelMemory:
                 "it off and deletes everything I remembered from this channel."), True
 
     def forget(self, channel_id: str, requester: Requester) -> tuple[str, bool]:
-        if self.remembered.channel(channel_id) is None:
+        # Never refused (findimage.visibility): not where the allowlist no longer lists the channel either.
+        sight = self.policy.sight(self.client, Purpose.FORGET, Place.of(channel_id), requester)
+        if sight.channel is None or self.remembered.channel(sight.channel) is None:
             return "I do not remember anything from this channel.", False
-        count = self.remembered.forget_channel(channel_id)
+        count = self.remembered.forget_channel(sight.channel)
         log.info("%s turned off remembering in %s: %d image(s) deleted", requester.user_id, channel_id, count)
         return (f"<@{requester.user_id}> turned off remembering for this channel: the {count:,} image(s) I "
                 "remembered from it are deleted, and I remember nothing new here."), True
@@ -120,6 +152,13 @@ class ChannelMemory:
             return "I do not remember the images posted in this channel; `/findimage remember` turns it on."
         lines = [f"I remember the images posted in this channel since {day(state.since)} (turned on by "
                  f"<@{state.by}>): {len(self.remembered.registry.posted_in(channel_id)):,} image(s) so far."]
+        if not self.policy.enabled_in(channel_id):
+            lines.append("This channel is no longer on FINDIMAGE_CHANNELS, so I remember nothing new here; "
+                         "`/findimage forget` deletes what I kept.")
+        waiting = self.remembered.registry.backlog()
+        if waiting:
+            lines.append(f"Waiting, in the whole workspace: {waiting.get(REMEMBER, 0):,} message(s) with images to "
+                         f"remember, {waiting.get(LIFECYCLE, 0):,} deletion(s) to apply.")
         if state.done:
             lines.append(f"The history back to {day(state.oldest)} is read ({state.messages:,} messages).")
             return "\n".join(lines)
@@ -131,83 +170,152 @@ class ChannelMemory:
                      f"read{estimate} (at most {pace:g} requests of {self.settings.history_page} messages a minute).")
         return "\n".join(lines)
 
-    def _refusal(self, client: WebClient, channel_id: str, requester: Requester) -> str | None:
-        if self.settings.remember == "off":
-            return TURNED_OFF
-        if not channel_id or channel_id[0] not in "CG":
-            return NOT_IN_DIRECT_MESSAGES
-        team = self.policy.team_refusal(client, requester)
-        if team is not None:
-            return team
-        try:
-            channel = client.conversations_info(channel=channel_id)["channel"]
-        except SlackApiError as exc:
-            return NOT_A_MEMBER if exc.response.get("error") == "channel_not_found" else CANNOT_CHECK
-        if channel.get("is_im") or channel.get("is_mpim"):
-            return NOT_IN_DIRECT_MESSAGES
-        if shared_externally(channel):
-            return NOT_IN_SHARED_CHANNELS
-        if channel.get("is_archived"):
-            return ARCHIVED
-        if not channel.get("is_member"):  # no events and no history without it
-            return NOT_A_MEMBER
-        return None
-
-    # ---- events (queued here, done on this module's worker) -----------------------------------
-    def notice(self, client: WebClient, event: dict) -> None:
-        """A Slack event that may concern a remembered channel; queued, never waited for."""
-        self._start_worker()
-        try:
-            self._events.put_nowait((client, event))
-        except queue.Full:
-            log.warning("remembering is %d events behind; %s in %s is not handled", MAX_QUEUED_EVENTS,
-                        event.get("type"), event.get("channel"))
-
-    def _work(self) -> None:
-        while True:
-            client, event = self._events.get()
+    # ---- events: kept before the ack, applied by the lane's worker ----------------------------
+    def keep(self, event: dict, event_id: str | None) -> bool:
+        """Keep the event in the journal if it concerns what is (or should be) remembered; True if kept.
+        Raises when a lifecycle event cannot be kept (Slack is then told of an error, and sends it again)."""
+        entry = self._entry(event, event_id)
+        if entry is None:
+            return False
+        if event.get("type") == "channel_shared":
+            self.policy.mark_shared(event.get("channel", ""))  # hidden from the very next answer
+        if entry.lane == REMEMBER:
             try:
-                self.handle(client, event)
-            except Exception:
-                log.exception("could not handle %s for remembered channels", event.get("type"))
+                self.remembered.registry.keep([entry])
+            except Exception as exc:  # the answer to the photo still comes; only its remembering is lost
+                log.warning("could not keep %s's images in %s to remember (%s)", event.get("ts"),
+                            event.get("channel"), exc)
+                return False
+        else:
+            self.remembered.registry.keep([entry])
+        self._start_worker(entry.lane)
+        self._wake[entry.lane].set()
+        return True
 
-    def handle(self, client: WebClient, event: dict) -> None:
+    def _entry(self, event: dict, event_id: str | None) -> Pending | None:
         kind, subtype = event.get("type"), event.get("subtype")
         if kind == "message" and subtype == "message_deleted":
             previous = event.get("previous_message") or {}
-            for file in previous.get("files") or []:
-                self.remembered.forget_file(file.get("id", ""), event.get("channel"))
-        elif kind == "message" and subtype == "message_changed":
-            return  # an edit of the text: the images are the same
-        elif kind == "message":
+            files = [f.get("id", "") for f in previous.get("files") or [] if f.get("id")]
+            if not files:
+                return None
+            kept = {"type": kind, "subtype": subtype, "channel": event.get("channel"), "files": files}
+            return self._pending(LIFECYCLE, kept, event_id)
+        if kind == "message":
             channel = event.get("channel", "")
-            # Slack is asked about the channel only when it is remembered (then it must not be shared)
-            if event.get("files") and is_person_message(event, self.answered_apps) and \
-                    self.remembered.active(channel) and self.policy.remembered_channel(client, channel) == channel:
-                self.rememberer.remember_message(client, channel, event)
+            # only messages with images for a remembered channel (whether they may be remembered is
+            # decided when they are: findimage.visibility)
+            if subtype == "message_changed" or not event.get("files") or \
+                    not is_person_message(event, self.answered_apps) or not self.remembered.active(channel):
+                return None
+            return self._pending(REMEMBER, {k: event[k] for k in MESSAGE_FIELDS if k in event}, event_id)
+        if kind not in LIFECYCLE_EVENTS:
+            return None
+        if kind == "member_left_channel" and event.get("user") != self.bot_user_id:
+            return None
+        if kind == "tokens_revoked" and not (event.get("tokens") or {}).get("bot"):
+            return None  # only the bot's token matters: without it nothing remembered can be kept current
+        kept = {k: event[k] for k in ("type", "channel", "file_id", "user", "tokens") if k in event}
+        if kind == "file_change":
+            kept["file_id"] = event.get("file_id") or (event.get("file") or {}).get("id", "")
+        return self._pending(LIFECYCLE, kept, event_id)
+
+    def _pending(self, lane: str, event: dict, event_id: str | None) -> Pending:
+        # Slack's event_id makes its re-deliveries one entry; without one (a test's bare event), its content.
+        key = event_id or hashlib.sha256(json.dumps(event, sort_keys=True).encode()).hexdigest()[:32]
+        return Pending(key, lane, event, self.clock())
+
+    def _run(self, lane: str, work: Callable[[], int]) -> None:
+        while not self._stop.is_set():
+            self._wake[lane].clear()
+            try:
+                done = work()
+            except Exception:  # the store away, a bug: logged, tried again, never the thread's end
+                log.exception("could not apply the kept %s events; trying again in %.0f s", lane, IDLE_SECONDS)
+                done = 0
+            if not done:
+                self._wake[lane].wait(IDLE_SECONDS)
+
+    def _lifecycle(self) -> int:
+        """One batch of deletions; how many were applied. Each stays kept until it is applied."""
+        registry = self.remembered.registry
+        entries = registry.take(LIFECYCLE, LIFECYCLE_BATCH, self.me, self.clock(), LIFECYCLE_HOLD_SECONDS)
+        applied = []
+        for entry in entries:
+            try:
+                self.apply(entry.event)
+                applied.append(entry.id)
+            except Exception:
+                log.exception("could not apply %s (kept, tried again)", entry.event.get("type"))
+        registry.settle(applied)
+        self.applied[LIFECYCLE] += len(applied)
+        if applied:
+            log.info("applied %d deletion event(s) to what is remembered", len(applied))
+        return len(applied)
+
+    def _remembering(self) -> int:
+        registry = self.remembered.registry
+        entries = registry.take(REMEMBER, 1, self.me, self.clock(), REMEMBER_HOLD_SECONDS)
+        for entry in entries:
+            event = entry.event
+            try:
+                self.rememberer.remember_message(self.client, event.get("channel", ""), event)
+            except Exception as exc:
+                if entry.attempts < MAX_REMEMBER_ATTEMPTS:
+                    log.warning("could not remember the images of %s in %s (%s); trying again", event.get("ts"),
+                                event.get("channel"), exc)
+                    return 0  # the worker waits a while before the next take
+                log.error("could not remember the images of %s in %s after %d attempts (%s); given up",
+                          event.get("ts"), event.get("channel"), entry.attempts, exc)
+            registry.settle([entry.id])
+            self.applied[REMEMBER] += 1
+        self._say_behind()
+        return len(entries)
+
+    def _say_behind(self) -> None:
+        now = self.clock()
+        if now - self._said_behind < BEHIND_LOG_SECONDS:
+            return
+        self._said_behind = now
+        waiting = self.remembered.registry.backlog()
+        if waiting.get(REMEMBER):
+            log.info("remembering is %d message(s) with images behind", waiting[REMEMBER])
+
+    def apply(self, event: dict) -> None:
+        """One lifecycle event: what it deletes, deleted (idempotent: applying it twice changes nothing)."""
+        kind = event.get("type")
+        if kind == "message":  # message_deleted: its files, in its channel
+            channel = event.get("channel", "")
+            self.remembered.forget_deleted([f"{channel}/{file_id}" for file_id in event.get("files") or []])
+            for file_id in event.get("files") or []:
+                self.remembered.forget_file(file_id, channel)
         elif kind == "file_deleted":
+            self.remembered.forget_deleted([event.get("file_id", "")])
             self.remembered.forget_file(event.get("file_id", ""))
         elif kind == "file_change":
-            self._changed(client, event.get("file_id") or (event.get("file") or {}).get("id", ""))
-        elif kind in ("channel_archive", "channel_deleted", "group_archive", "group_deleted", "channel_left",
-                      "group_left"):
-            self._forget_channel(event.get("channel", ""), kind)
-        elif kind == "member_left_channel" and event.get("user") == self.bot_user_id:
-            self._forget_channel(event.get("channel", ""), "the bot removed")
-        elif kind == "channel_shared":
-            self.policy.forget_cached(event.get("channel", ""))
-            self._forget_channel(event.get("channel", ""), "shared with another organisation")
+            self._changed(event.get("file_id", ""))
+        elif kind in CHANNEL_GONE:
+            why = "the bot removed" if kind == "member_left_channel" else kind
+            self._forget_channel(event.get("channel", ""), str(why))
+        elif kind in ("app_uninstalled", "tokens_revoked"):
+            for state in self.remembered.registry.channels():
+                self._forget_channel(state.channel, f"{kind}: everything remembered is deleted")
 
     def _forget_channel(self, channel: str, why: str) -> None:
         if channel and self.remembered.channel(channel) is not None:
             count = self.remembered.forget_channel(channel)
             log.info("%s: %s; its %d remembered image(s) deleted", channel, why, count)
 
-    def _changed(self, client: WebClient, file_id: str) -> None:
-        """A file changed: remembered again from what it is now, in each channel that remembered it."""
+    def _changed(self, file_id: str) -> None:
+        """A file changed: forgotten now, remembered again from what it is now (on the remember lane), in
+        each channel that remembered it."""
         postings = self.remembered.registry.posted_as(file_id)
         self.remembered.forget_postings(postings)
-        for posted in postings:
-            message = {"ts": posted.message_ts, "user": posted.poster, "files": [{"id": file_id,
-                                                                                  "file_access": "check_file_info"}]}
-            self.rememberer.remember_message(client, posted.channel, message)
+        again = [Pending(f"change:{file_id}:{p.channel}:{self.clock()}", REMEMBER,
+                         {"type": "message", "channel": p.channel, "ts": p.message_ts, "user": p.poster,
+                          "files": [{"id": file_id, "file_access": "check_file_info"}]}, self.clock())
+                 for p in postings]
+        if again:
+            self.remembered.registry.keep(again)
+            self._start_worker(REMEMBER)
+            self._wake[REMEMBER].set()

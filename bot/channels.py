@@ -1,4 +1,5 @@
-"""Where the bot may show archive images: not to other organisations, and only in enabled channels.
+"""The facts of who may see what, learned from Slack, and the refusals' sentences: the decision itself is
+findimage.visibility.decide. The archive is shown not to other organisations, and only in enabled channels.
 
 A Slack Connect channel (shared with another organisation, or about to be) shows every message to people
 outside the team; answering there would hand the archive to them. So would answering users of another
@@ -24,6 +25,8 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
 from findimage.config import Settings
+from findimage.remembered import Remembered
+from findimage.visibility import Conversation, Place, Purpose, Rules, Sight, Why, decide
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +50,17 @@ CANNOT_CHECK_USER_SCOPE = ("I could not check which workspace you belong to, so 
                            "whoever runs findimage to add the `users:read` scope to the app and reinstall it.")
 CANNOT_CHECK_USER = ("I could not check which workspace you belong to, so I show you no archive images; please "
                      "try again in a minute.")
+# Turning remembering on
+TURNED_OFF = ("Remembering posted images is turned off for this workspace (FINDIMAGE_REMEMBER=off), so I only "
+              "search the team's archive.")
+NOT_IN_DIRECT_MESSAGES = ("I remember images only in channels: a direct message has no channel whose members "
+                          "alone could search them.")
+NOT_IN_SHARED_CHANNELS = ("This channel is shared with another organisation, so I do not remember its images: "
+                          "people outside the team would search what I keep.")
+NOT_ENABLED_TO_REMEMBER = ("I am not enabled in this channel, so I do not remember its images; ask whoever runs "
+                           "findimage to add it to FINDIMAGE_CHANNELS if you need me here.")
+ARCHIVED = "This channel is archived, so there is nothing new to remember."
+CANNOT_CHECK_NOW = "I could not check this channel just now, so I changed nothing; please try again in a minute."
 
 
 def workspace_id(team: object) -> str | None:
@@ -115,54 +129,53 @@ class BoundedCache:
 
 
 class ChannelPolicy:
-    def __init__(self, settings: Settings, team_id: str | None, ttl_seconds: float = CHANNEL_INFO_TTL_SECONDS,
-                 clock=time.monotonic, user_ttl_seconds: float = USER_INFO_TTL_SECONDS, max_cached: int = MAX_CACHED):
-        self.allow_shared = settings.allow_shared_channels
+    """The facts findimage.visibility.decide asks for, learned from the request and from Slack (cached),
+    and its refusals said in one sentence each. Every path asks `sight` (or `quick` at the ack)."""
+
+    def __init__(self, settings: Settings, team_id: str | None, remembered: Remembered | None = None,
+                 ttl_seconds: float = CHANNEL_INFO_TTL_SECONDS, clock=time.monotonic,
+                 user_ttl_seconds: float = USER_INFO_TTL_SECONDS, max_cached: int = MAX_CACHED):
+        self.rules = Rules(allow_shared=settings.allow_shared_channels, remember=settings.remember != "off")
         self.channels = frozenset(settings.channels or ())
         self.team_id = team_id
-        self._shared = BoundedCache(ttl_seconds, max_cached, clock)  # channel id -> shared with another org
+        self.remembered = remembered
+        self._conversations = BoundedCache(ttl_seconds, max_cached, clock)  # channel id -> Conversation
         self._teams = BoundedCache(user_ttl_seconds, max_cached, clock)  # user id -> their workspace
+
+    def sight(self, client: WebClient, purpose: Purpose, place: Place, requester: Requester | None, *,
+              shared_hint: bool = False, fresh: bool = False) -> Sight:
+        """The decision for a request (`requester` None: an event no person asked for, such as a post to
+        remember). `shared_hint`: the event's envelope says the channel is shared with another organisation;
+        `fresh`: Slack is asked again, whatever is cached (turning remembering on)."""
+        return decide(purpose, place, _SlackFacts(self, client, place, requester, shared_hint, fresh), self.rules)
+
+    def quick(self, place: Place, requester: Requester) -> Sight:
+        """The decision from the request alone, at the ack: the allowlist and a team the payload names.
+        Not a permission: `sight` decides again after the ack, with what Slack says."""
+        return decide(Purpose.ANSWER, place, _PayloadFacts(self, place, requester), self.rules)
 
     def enabled_in(self, channel_id: str | None) -> bool:
         return not self.channels or channel_id in self.channels
 
-    def quick_refusal(self, channel_id: str | None, requester: Requester) -> str | None:
-        """What can be decided from the request alone: the allowlist and a team the payload names."""
-        if not self.enabled_in(channel_id):
-            return NOT_ENABLED
-        if not self.allow_shared and requester.team_id and requester.team_id != self.team_id:
-            return OTHER_TEAM
-        return None
+    def mark_shared(self, channel_id: str) -> None:
+        """A channel_shared event: shared from now on for every look-up of this process, before the
+        event's own work (forgetting the channel) is done."""
+        self._conversations.put(channel_id, Conversation(shared=True))
 
-    def refusal(self, client: WebClient, channel_id: str | None, requester: Requester,
-                shared_hint: bool = False) -> str | None:
-        """Everything: the allowlist, the requester's team, and whether the channel is shared.
+    def forget_cached(self, channel_id: str) -> None:
+        self._conversations.drop(channel_id)
 
-        `shared_hint`: the event's envelope already says the channel is shared with another organisation."""
-        if not self.enabled_in(channel_id):
-            return NOT_ENABLED
-        return self.people_refusal(client, channel_id, requester, shared_hint)
-
-    def people_refusal(self, client: WebClient, channel_id: str | None, requester: Requester,
-                       shared_hint: bool = False) -> str | None:
-        """Whether someone outside the team would see the images: the requester, or the channel's other members."""
-        if self.allow_shared:
-            return None
-        return self.team_refusal(client, requester) or self.channel_refusal(client, channel_id, shared_hint)
-
-    def team_refusal(self, client: WebClient, requester: Requester) -> str | None:
-        if self.allow_shared:
-            return None
+    def team_problem(self, client: WebClient, requester: Requester) -> Why | None:
         team, problem = (requester.team_id, None) if requester.team_id else self._team_of(client, requester.user_id)
         if problem is not None:
             return problem
-        return None if self.team_id is not None and team == self.team_id else OTHER_TEAM
+        return None if self.team_id is not None and team == self.team_id else Why.OTHER_TEAM
 
-    def _team_of(self, client: WebClient, user_id: str | None) -> tuple[str | None, str | None]:
+    def _team_of(self, client: WebClient, user_id: str | None) -> tuple[str | None, Why | None]:
         """(the user's workspace, None), or (None, why it could not be learned)."""
         if not user_id:
             log.warning("a request without a user; not answering it")
-            return None, CANNOT_CHECK_USER
+            return None, Why.CANNOT_CHECK_USER
         known = self._teams.get(user_id)
         if known is not None:
             return known, None
@@ -171,10 +184,10 @@ class ChannelPolicy:
         except SlackApiError as exc:
             error = exc.response.get("error")
             log.warning("users.info for %s failed (%s); not answering them", user_id, error)
-            return None, CANNOT_CHECK_USER_SCOPE if error == "missing_scope" else CANNOT_CHECK_USER
+            return None, Why.CANNOT_CHECK_USER_SCOPE if error == "missing_scope" else Why.CANNOT_CHECK_USER
         except Exception as exc:
             log.warning("users.info for %s failed (%s); not answering them", user_id, type(exc).__name__)
-            return None, CANNOT_CHECK_USER
+            return None, Why.CANNOT_CHECK_USER
         team = self._workspace_of(user)
         self._teams.put(user_id, team)
         return team, None
@@ -190,50 +203,89 @@ class ChannelPolicy:
             return self.team_id
         return str(user.get("team_id") or "")
 
-    def channel_refusal(self, client: WebClient, channel_id: str | None, shared_hint: bool = False) -> str | None:
-        """Whether the channel is shared with another organisation, from conversations.info (cached)."""
-        if self.allow_shared:
-            return None
-        if shared_hint:
-            return SHARED_CHANNEL
+    def conversation(self, client: WebClient, channel_id: str | None, fresh: bool = False) -> Conversation:
+        """What conversations.info says (cached a few minutes; a failure is not cached)."""
         if not channel_id:
-            return CANNOT_CHECK
-        shared, problem = self._shared_state(client, channel_id)
-        return problem or (SHARED_CHANNEL if shared else None)
-
-    def remembered_channel(self, client: WebClient, channel_id: str | None) -> str | None:
-        """`channel_id` when a query there may see the images remembered from it: a channel (not a direct
-        message) not shared with another organisation, whatever FINDIMAGE_ALLOW_SHARED_CHANNELS says (people
-        outside the team may see the archive then, never what was posted before they joined). None when
-        that cannot be checked."""
-        if not channel_id or channel_id[0] not in "CG":  # D...: direct messages are never remembered
-            return None
-        shared, problem = self._shared_state(client, channel_id)
-        return channel_id if problem is None and not shared else None
-
-    def _shared_state(self, client: WebClient, channel_id: str) -> tuple[bool, str | None]:
-        """(shared with another organisation, None), or (True, why it could not be checked)."""
-        shared = self._shared.get(channel_id)
-        if shared is not None:
-            return bool(shared), None
+            return Conversation(problem=Why.CANNOT_CHECK)
+        known = None if fresh else self._conversations.get(channel_id)
+        if known is not None:
+            return known
         try:
             channel = client.conversations_info(channel=channel_id)["channel"]
         except SlackApiError as exc:
             error = exc.response.get("error")
             log.warning("conversations.info for %s failed (%s); not answering there", channel_id, error)
             if error == "channel_not_found":  # a private channel or a DM the bot is not in: final
-                return True, NOT_A_MEMBER
-            return True, CANNOT_CHECK_SCOPE if error == "missing_scope" else CANNOT_CHECK
+                return Conversation(problem=Why.NOT_A_MEMBER)
+            return Conversation(problem=Why.CANNOT_CHECK_SCOPE if error == "missing_scope" else Why.CANNOT_CHECK)
         except Exception as exc:
             log.warning("conversations.info for %s failed (%s); not answering there", channel_id, type(exc).__name__)
-            return True, CANNOT_CHECK
-        shared = shared_externally(channel)
-        self._shared.put(channel_id, shared)
-        return shared, None
+            return Conversation(problem=Why.CANNOT_CHECK)
+        known = Conversation(shared=shared_externally(channel), archived=bool(channel.get("is_archived")),
+                             member=bool(channel.get("is_member", True)))
+        self._conversations.put(channel_id, known)
+        return known
 
-    def forget_cached(self, channel_id: str) -> None:
-        """A channel_shared event: the next look-up asks Slack again."""
-        self._shared.drop(channel_id)
+
+class _SlackFacts:
+    """The facts of one request, each asked of Slack (or the cache) at most once, and only when asked."""
+
+    def __init__(self, policy: ChannelPolicy, client: WebClient, place: Place, requester: Requester | None,
+                 shared_hint: bool, fresh: bool):
+        self.policy, self.client, self.place, self.requester = policy, client, place, requester
+        self.shared_hint, self.fresh = shared_hint, fresh
+        self._conversation: Conversation | None = None
+
+    def enabled(self) -> bool:
+        return self.policy.enabled_in(self.place.channel_id)
+
+    def team(self) -> Why | None:
+        return None if self.requester is None else self.policy.team_problem(self.client, self.requester)
+
+    def conversation(self) -> Conversation:
+        if self._conversation is None:
+            self._conversation = Conversation(shared=True) if self.shared_hint else \
+                self.policy.conversation(self.client, self.place.channel_id, self.fresh)
+        return self._conversation
+
+    def remembered(self) -> bool:
+        remembered = self.policy.remembered
+        return remembered is not None and remembered.active(self.place.channel_id)
+
+
+class _PayloadFacts:
+    """Only what the request itself says: no Slack call, no store read."""
+
+    def __init__(self, policy: ChannelPolicy, place: Place, requester: Requester):
+        self.policy, self.place, self.requester = policy, place, requester
+
+    def enabled(self) -> bool:
+        return self.policy.enabled_in(self.place.channel_id)
+
+    def team(self) -> Why | None:
+        named = self.requester.team_id
+        return Why.OTHER_TEAM if named and named != self.policy.team_id else None
+
+    def conversation(self) -> Conversation:
+        return Conversation()  # unknown until Slack is asked after the ack
+
+    def remembered(self) -> bool:
+        return False
+
+
+ANSWER_SENTENCES = {
+    Why.NOT_ENABLED: NOT_ENABLED, Why.OTHER_TEAM: OTHER_TEAM, Why.SHARED: SHARED_CHANNEL,
+    Why.NOT_A_MEMBER: NOT_A_MEMBER, Why.CANNOT_CHECK: CANNOT_CHECK, Why.CANNOT_CHECK_SCOPE: CANNOT_CHECK_SCOPE,
+    Why.CANNOT_CHECK_USER: CANNOT_CHECK_USER, Why.CANNOT_CHECK_USER_SCOPE: CANNOT_CHECK_USER_SCOPE}
+REMEMBER_SENTENCES = {
+    **ANSWER_SENTENCES, Why.REMEMBER_OFF: TURNED_OFF, Why.NOT_A_CHANNEL: NOT_IN_DIRECT_MESSAGES,
+    Why.SHARED: NOT_IN_SHARED_CHANNELS, Why.ARCHIVED: ARCHIVED, Why.CANNOT_CHECK: CANNOT_CHECK_NOW,
+    Why.CANNOT_CHECK_SCOPE: CANNOT_CHECK_NOW, Why.NOT_ENABLED: NOT_ENABLED_TO_REMEMBER}
+
+
+def refusal_text(purpose: Purpose, why: Why) -> str:
+    """A refusal in one sentence, as the request's purpose puts it."""
+    return (REMEMBER_SENTENCES if purpose is Purpose.REMEMBER else ANSWER_SENTENCES)[why]
 
 
 def is_from_another_app(event: dict, answered: frozenset) -> bool:

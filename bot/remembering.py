@@ -23,10 +23,11 @@ from findimage.imaging import prepare_bytes
 from findimage.models.base import ImageEmbedder
 from findimage.models.reader_process import ReaderProcess, ReadingLimits
 from findimage.records import ImageDoc, Posted, posted_path
-from findimage.remembered import Remembered
+from findimage.remembered import Remembered, gone_keys
+from findimage.visibility import Place, Purpose
 
 from . import slack_files
-from .channels import is_from_another_app
+from .channels import ChannelPolicy, is_from_another_app
 
 log = logging.getLogger(__name__)
 
@@ -53,10 +54,11 @@ class Outcome:
 
 
 class Rememberer:
-    def __init__(self, settings: Settings, remembered: Remembered, embedder: ImageEmbedder):
+    def __init__(self, settings: Settings, remembered: Remembered, embedder: ImageEmbedder, policy: ChannelPolicy):
         self.settings = settings
         self.remembered = remembered
         self.embedder = embedder
+        self.policy = policy
         self._decodes = threading.BoundedSemaphore(1)  # beside the queries' two: memory stays bounded
         # One reader child for the process, started on the first image, one picture at a time.
         self._reader = ReaderProcess(ReadingLimits.of(settings)) if settings.ocr else None
@@ -65,9 +67,17 @@ class Rememberer:
     def remember_message(self, client: WebClient, channel: str, message: dict) -> Outcome:
         """The images of one message, each as a posting of `channel` (skipped if the channel was forgotten)."""
         outcome = Outcome()
-        if not self.remembered.active(channel):
-            return outcome
-        for file in message.get("files") or []:
+        if not self.remembered.active(channel) or self.policy.sight(
+                client, Purpose.REMEMBER, Place.of(channel), None).refused:
+            return outcome  # forgotten, off the allowlist, shared since: not remembered
+        files = message.get("files") or []
+        # Deleted in Slack while this message waited: not remembered (file ids, and channel/file for a
+        # deleted message; see bot.channel_memory).
+        gone = self.remembered.registry.gone([key for f in files for key in gone_keys(channel, f.get("id", ""))],
+                                             time.time())
+        for file in files:
+            if gone & set(gone_keys(channel, file.get("id", ""))):
+                continue
             file = self._completed(client, file)
             if file is None or not slack_files.is_image_file(file) or file.get("mode") in GONE_MODES:
                 continue

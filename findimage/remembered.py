@@ -1,13 +1,15 @@
 """Images remembered from Slack channels: their vectors in a store of their own (never the archive's),
 their Slack facts in a ChannelRegistry, both opened by findimage.backends.open_remembered.
 
-Visibility is decided here, in one place: a posting is searchable only with its channel's id, which is
-its path's top folder, so the store filters by it inside every search (kNN, names, text, on both
-stores), and a result is returned only with its registry record naming that very channel.
+Which channel's images a query may see is decided by findimage.visibility; here that decision is held:
+a posting is searchable only with its channel's id, which is its path's top folder, so the store filters
+by it inside every search (kNN, names, text, on both stores), and a result is returned only with its
+registry record naming that very channel.
 """
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
 
@@ -15,6 +17,17 @@ from findimage.records import ImageDoc, Match, Posted
 from findimage.stores.base import META_IMAGE_MODEL, ChannelRegistry, ChannelState, Store
 
 log = logging.getLogger(__name__)
+
+
+# How long a Slack file's deletion is recorded: a posting of it still waiting to be remembered then (a
+# backlog, a backfill page read before the deletion) is not remembered.
+GONE_KEPT_SECONDS = 7 * 86_400.0
+
+
+def gone_keys(channel: str, file_id: str) -> tuple[str, str]:
+    """How a deletion is recorded (ChannelRegistry.mark_gone): the Slack file deleted everywhere, or the
+    message holding it deleted in one channel."""
+    return file_id, f"{channel}/{file_id}"
 
 
 class Remembered:
@@ -39,9 +52,16 @@ class Remembered:
             self.store.set_meta(META_IMAGE_MODEL, model_id)
         self.store.upsert([doc for doc, _ in items])
         self._visible()
-        # A channel forgotten while these were being made: what was just written goes too (checked after
-        # the write, so a `forget` racing it cannot leave anything behind).
-        self.forget_postings([p for _, p in items if not self.active(p.channel)])
+        # A channel forgotten or a file deleted while these were being made: what was just written goes
+        # too (checked after the write, so a deletion racing it cannot leave anything behind).
+        gone = self.registry.gone([k for _, p in items for k in gone_keys(p.channel, p.file_id)], time.time())
+        self.forget_postings([p for _, p in items if not self.active(p.channel)
+                              or gone & set(gone_keys(p.channel, p.file_id))])
+
+    def forget_deleted(self, keys: Sequence[str]) -> None:
+        """Slack files (or messages: channel/file) deleted: recorded first, so a posting of them waiting
+        to be remembered is not remembered later."""
+        self.registry.mark_gone(keys, time.time(), GONE_KEPT_SECONDS)
 
     def forget_channel(self, channel: str) -> int:
         """Everything remembered from the channel, gone; how many images that was. The state goes first,

@@ -190,8 +190,9 @@ class Searcher:
              channel: str | None = None) -> SearchResult:
         k = k or self.settings.top_k
         asked = k
-        # The channel's remembered images join only a query made in it, and not one for an archive folder.
-        channel = channel if filters.folder is None and self.remembered and self.remembered.active(channel) else None
+        # `channel`: whose remembered images this query may see, as findimage.visibility decided for where
+        # it was made; they do not join a query for an archive folder.
+        channel = channel if filters.folder is None and self.remembered is not None else None
         found, complete = self._ranked(vector, asked, filters, words, channel)
         shown = self._shown(found, k)
         # Files deleted since the last pass (or kept by a refused mass removal) are left out and the

@@ -10,9 +10,11 @@ import logging
 
 from slack_bolt import App
 
+from findimage.visibility import Place, Purpose
+
 from ..answering import Services, answer_page, services_of, submit_or_busy, tell_safely
 from ..buttons import MORE_LIKE_THIS_IDS, SHOW_MORE, BadButton, Page
-from ..channels import Requester
+from ..channels import Requester, refusal_text
 from ..delivery import InteractionTarget
 from ..options import MAX_K
 
@@ -49,9 +51,9 @@ def first_click(services: Services, body: dict, action: dict) -> bool:
 def start(services: Services, body: dict, action: dict, client, respond, page_of) -> None:
     target = interaction_target(body, client, respond)
     requester = Requester.of_interaction(body)
-    refusal = services.policy.quick_refusal(target.channel_id, requester)
-    if refusal is not None:
-        services.work.submit(tell_safely, target, refusal)
+    quick = services.policy.quick(Place.of(target.channel_id), requester)
+    if quick.refusal is not None:
+        services.work.submit(tell_safely, target, refusal_text(Purpose.ANSWER, quick.refusal))
         return
     try:
         page = page_of(action.get("value"))

@@ -5,9 +5,10 @@ import logging
 
 from slack_bolt import App
 
+from findimage.visibility import Place, Purpose
+
 from ..answering import Services, answer_text_query, services_of, tell_safely
-from ..channel_memory import TURNED_OFF
-from ..channels import Requester
+from ..channels import TURNED_OFF, Requester, refusal_text
 from ..delivery import CommandTarget, Target
 from ..errors import user_message
 from ..options import OptionError, parse_command_text, wants_help
@@ -56,11 +57,12 @@ def findimage_command(ack, command, respond, client, context) -> None:
         ack(text=services.usage())
         return
     requester = Requester.of_command(command)
-    refusal = services.policy.quick_refusal(command.get("channel_id"), requester)
-    if refusal is not None:
-        ack(text=refusal)
-        return
     what = memory_command(raw)
+    # Remembering decides for itself (the allowlist included); forgetting is never refused.
+    quick = services.policy.quick(Place.of(command.get("channel_id")), requester)
+    if what is None and quick.refusal is not None:
+        ack(text=refusal_text(Purpose.ANSWER, quick.refusal))
+        return
     if what is not None:
         ack()
         target = CommandTarget(client, respond, command["channel_id"], command["user_id"])

@@ -19,10 +19,11 @@ from pathlib import Path
 from slack_bolt import App
 
 from findimage.stores.base import META_LAST_PASS
+from findimage.visibility import Place, Purpose, Why
 
 from ..answering import Services, answer_text_query, services_of
 from ..buttons import HOME_EXAMPLE, HOME_EXAMPLE_IDS, button
-from ..channels import Requester
+from ..channels import Requester, refusal_text
 from ..delivery import ThreadTarget
 from ..errors import user_message
 from ..options import MAX_K, TextQuery, escape
@@ -100,9 +101,12 @@ def home_view(services: Services, refusal: str | None = None, examples: bool = T
 
 def publish_home(services: Services, client, user_id: str, channel_id: str | None) -> None:
     """`channel_id`: the person's direct messages with the app, where the examples are answered."""
-    requester = Requester(user_id)
-    refusal = services.policy.people_refusal(client, channel_id, requester)
-    view = home_view(services, refusal, examples=services.policy.enabled_in(channel_id))
+    sight = services.policy.sight(client, Purpose.ANSWER, Place.home(channel_id), Requester(user_id))
+    # Where the allowlist leaves out the person's direct messages with the app, the tab still shows the
+    # archive's status, but offers no example (it would not be answered).
+    shown = sight.refusal is None or sight.refusal is Why.NOT_ENABLED
+    refusal = refusal_text(Purpose.ANSWER, sight.refusal) if sight.refusal is not None and not shown else None
+    view = home_view(services, refusal, examples=not sight.refused)
     try:
         client.views_publish(user_id=user_id, view=view)
     except Exception:
@@ -117,9 +121,9 @@ def answer_example(services: Services, client, text: str, requester: Requester) 
     except Exception:
         log.exception("could not open a direct message with %s", requester.user_id)
         return
-    refusal = services.policy.refusal(client, channel, requester)
-    if refusal is not None:
-        log.info("example clicked by %s not answered: %s", requester.user_id, refusal)
+    sight = services.policy.sight(client, Purpose.ANSWER, Place.home(channel), requester)
+    if sight.refusal is not None:
+        log.info("example clicked by %s not answered: %s", requester.user_id, sight.refusal.value)
         return
     query = TextQuery(text, min(services.settings.top_k, MAX_K))
     answer_text_query(services, client, query, requester, ThreadTarget(client, channel, None))

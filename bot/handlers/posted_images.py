@@ -9,11 +9,14 @@ import logging
 
 from slack_bolt import App
 
+from findimage.visibility import Place
+
 from ..answering import Services, answer_posted_images, services_of, tell_safely
 from ..channels import Requester, is_from_another_app
 from ..delivery import ThreadTarget
 from ..slack_files import is_image_file, needs_file_info
 from ..work import BUSY_TEXT
+from .channel_events import keep_event
 
 log = logging.getLogger(__name__)
 
@@ -39,8 +42,6 @@ def on_message(event, body, context, client) -> None:
     services = services_of(context)
     if is_from_this_bot(event, context):
         return
-    if services.memory is not None and (event.get("files") or event.get("subtype") == "message_deleted"):
-        services.memory.notice(client, event)  # a remembered channel's new images, or a deleted one's
     if not event.get("files") or event.get("subtype") not in ANSWERED_SUBTYPES:
         return
     if is_from_another_app(event, frozenset(services.settings.answer_bots)):
@@ -63,9 +64,10 @@ def on_message(event, body, context, client) -> None:
         # Full: "busy" now, from Bolt's listener thread, better than never; but not where no image is
         # known yet, nor where the answer would have been a refusal.
         if any(is_image_file(f) for f in files) and not shared and \
-                services.policy.quick_refusal(event["channel"], requester) is None:
+                not services.policy.quick(Place.of(event["channel"]), requester).refused:
             tell_safely(target, BUSY_TEXT)
 
 
 def register(app: App) -> None:
-    app.event("message")(on_message)
+    # A remembered channel's new images, or a deleted message's, are kept before the ack (channel_events)
+    app.event("message", middleware=[keep_event])(on_message)

@@ -10,8 +10,10 @@ import logging
 
 from slack_bolt import App
 
+from findimage.visibility import Place, Purpose
+
 from ..answering import answer_posted_images, services_of, submit_or_busy, tell_safely
-from ..channels import Requester
+from ..channels import Requester, refusal_text
 from ..delivery import InteractionTarget
 from ..slack_files import is_image_file, needs_file_info
 
@@ -37,9 +39,9 @@ def find_similar(ack, shortcut, client, respond, context) -> None:
     if not files:
         services.work.submit(tell_safely, target, NO_IMAGES)
         return
-    refusal = services.policy.quick_refusal(channel, requester)
-    if refusal is not None:
-        services.work.submit(tell_safely, target, refusal)
+    quick = services.policy.quick(Place.of(channel), requester)
+    if quick.refusal is not None:
+        services.work.submit(tell_safely, target, refusal_text(Purpose.ANSWER, quick.refusal))
         return
     log.info("find similar: %d file(s) of message %s in %s, for %s", len(files), message.get("ts"), channel,
              requester.user_id)

@@ -179,6 +179,32 @@ class ChannelState:
         return cls(**{k: v for k, v in value.items() if k in known})
 
 
+LIFECYCLE = "lifecycle"  # deletions, sharing, archiving, leaving, uninstall: cheap deletes, applied first
+REMEMBER = "remember"  # new posts and changed files: image work (download, embed, read text)
+
+
+@dataclass
+class Pending:
+    """A Slack event kept in the registry from before Slack got its answer until it has been applied, so a
+    full queue or a restart loses nothing (bot.channel_memory). `lane` says which worker applies it."""
+
+    id: str  # the event's id: Slack's re-deliveries of one event are kept once
+    lane: str  # LIFECYCLE or REMEMBER
+    event: dict  # the event's fields the work needs (never a message's text)
+    received: float
+    attempts: int = 0  # takes so far: a posting that keeps failing is given up after a few
+    worker: str = ""  # the process working on it, until `worker_until` (replicas take different ones)
+    worker_until: float = 0.0
+
+    def as_json(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def of_json(cls, value: dict) -> Pending:
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in value.items() if k in known})
+
+
 class ChannelRegistry(Protocol):
     """The remembered channels and their posted images' Slack facts (findimage.remembered); the vectors
     are in a Store of their own. In SQLite beside the embedded store, or an index shared by replicas."""
@@ -211,5 +237,32 @@ class ChannelRegistry(Protocol):
         ...
 
     def drop_posted(self, image_ids: Iterable[str]) -> None: ...
+
+    def keep(self, entries: Sequence[Pending]) -> None:
+        """Durable when it returns (the caller answers Slack only then); an id kept before is kept once."""
+        ...
+
+    def take(self, lane: str, limit: int, worker: str, now: float, hold_seconds: float) -> list[Pending]:
+        """At most `limit` of the lane's entries, oldest first, that no other worker holds (its hold lapsed,
+        or it is `worker`'s own: the same host after a restart), now held by `worker` until now +
+        hold_seconds; their `attempts` counted up."""
+        ...
+
+    def settle(self, ids: Iterable[str]) -> None:
+        """Applied (or given up): gone from the journal."""
+        ...
+
+    def backlog(self) -> dict[str, int]:
+        """Entries waiting, by lane."""
+        ...
+
+    def mark_gone(self, file_ids: Iterable[str], now: float, keep_seconds: float) -> None:
+        """Slack files deleted: a posting of them still waiting to be remembered is not remembered (for
+        `keep_seconds`, after which the record lapses; lapsed ones are pruned)."""
+        ...
+
+    def gone(self, file_ids: Iterable[str], now: float) -> set[str]:
+        """Those of these files recorded as deleted (and not lapsed by `now`)."""
+        ...
 
     def close(self) -> None: ...

@@ -1,8 +1,9 @@
 """The remembered channels and their postings in one Elasticsearch index, `<alias>-channels`, shared by
 every bot replica (findimage.remembered).
 
-Two kinds of documents: a channel's state (id `channel:<C>`) and a posting (id = the image id, with
-its channel and file id as keywords). Every write waits for the refresh, so a replica reading right
+Four kinds of documents: a channel's state (id `channel:<C>`), a posting (id = the image id, with its
+channel and file id as keywords), a journal entry (id `journal:<event id>`: an event kept until applied)
+and a deleted file's record (id `gone:<F>`). Every write waits for the refresh, so a replica reading right
 after another one wrote (the channel turned off, a file deleted) sees it.
 """
 from __future__ import annotations
@@ -11,19 +12,23 @@ import threading
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from elasticsearch import BadRequestError, Elasticsearch, NotFoundError, helpers
+from elasticsearch import BadRequestError, ConflictError, Elasticsearch, NotFoundError, helpers
 
 from findimage.config import public_url
 from findimage.records import Posted
-from findimage.stores.base import ChannelState
+from findimage.stores.base import LIFECYCLE, REMEMBER, ChannelState, Pending
 from findimage.stores.elasticsearch.client import error_type, unavailable_on_connection_errors
 from findimage.stores.elasticsearch.names import channels_index
 
 _KEYWORD = {"type": "keyword"}
-MAPPING = {"dynamic": "strict", "properties": {
+MAPPING: dict[str, Any] = {"dynamic": "strict", "properties": {
     "kind": _KEYWORD, "channel": _KEYWORD, "file_id": _KEYWORD, "message_ts": _KEYWORD, "poster": _KEYWORD,
     "permalink": {"type": "keyword", "index": False}, "title": {"type": "keyword", "index": False},
-    "state": {"type": "object", "enabled": False}}}
+    "state": {"type": "object", "enabled": False},
+    # the journal of events not yet applied (kind "journal") and deleted files (kind "gone")
+    "lane": _KEYWORD, "received": {"type": "double"}, "worker": _KEYWORD, "worker_until": {"type": "double"},
+    "until": {"type": "double"}, "entry": {"type": "object", "enabled": False}}}
+PRUNE_SECONDS = 3600.0  # how often lapsed records of deleted files are deleted
 _POSTED_FIELDS = ("channel", "file_id", "message_ts", "poster", "permalink", "title")
 PAGE = 1000
 
@@ -35,6 +40,7 @@ class ElasticsearchRegistry:
         self.index = channels_index(alias)
         self._ready = False
         self._lock = threading.Lock()
+        self._pruned = 0.0
 
     def _ensure(self) -> None:
         with self._lock:
@@ -46,6 +52,8 @@ class ElasticsearchRegistry:
             except BadRequestError as exc:
                 if error_type(exc) != "resource_already_exists_exception":
                     raise
+                # an index made by an earlier release: the fields added since (adding fields is allowed)
+                self.client.indices.put_mapping(index=self.index, properties=MAPPING["properties"])
             self._ready = True
 
     @unavailable_on_connection_errors
@@ -119,6 +127,82 @@ class ElasticsearchRegistry:
         self._ensure()
         actions = ({"_op_type": "delete", "_index": self.index, "_id": i} for i in image_ids)
         helpers.bulk(self.client, actions, refresh="wait_for", raise_on_error=False, ignore_status=(404,))
+
+    @unavailable_on_connection_errors
+    def keep(self, entries: Sequence[Pending]) -> None:
+        self._ensure()
+        # create-only: Slack's re-delivery of an entry already kept (or being applied) changes nothing.
+        # No refresh wait: the translog makes each write durable when it returns; `take` refreshes.
+        actions = ({"_op_type": "create", "_index": self.index, "_id": f"journal:{e.id}",
+                    "_source": {"kind": "journal", "lane": e.lane, "received": e.received, "worker": e.worker,
+                                "worker_until": e.worker_until, "entry": e.as_json()}} for e in entries)
+        _, errors = helpers.bulk(self.client, actions, raise_on_error=False)
+        failed = [e for e in errors if (e.get("create") or {}).get("status") != 409] if isinstance(errors, list) \
+            else []
+        if failed:
+            raise RuntimeError(f"{len(failed)} event(s) could not be kept: {failed[0]}")
+
+    @unavailable_on_connection_errors
+    def take(self, lane: str, limit: int, worker: str, now: float, hold_seconds: float) -> list[Pending]:
+        self._ensure()
+        self.client.indices.refresh(index=self.index)  # entries kept a moment ago, without waiting for them
+        hits = self.client.search(index=self.index, size=limit, seq_no_primary_term=True, sort=[
+            {"received": "asc"}, {"_id": "asc"}], query={"bool": {"filter": [
+                {"term": {"kind": "journal"}}, {"term": {"lane": lane}},
+                {"bool": {"should": [{"range": {"worker_until": {"lte": now}}}, {"term": {"worker": worker}}]}}]}}
+        )["hits"]["hits"]
+        taken = []
+        for hit in hits:
+            entry = Pending.of_json(hit["_source"]["entry"])
+            entry.attempts += 1
+            entry.worker, entry.worker_until = worker, now + hold_seconds
+            try:  # only if no other replica took it since the search (optimistic concurrency)
+                self.client.update(index=self.index, id=hit["_id"], if_seq_no=hit["_seq_no"],
+                                   if_primary_term=hit["_primary_term"],
+                                   doc={"entry": entry.as_json(), "worker": worker,
+                                        "worker_until": entry.worker_until})
+            except (ConflictError, NotFoundError):
+                continue
+            taken.append(entry)
+        return taken
+
+    @unavailable_on_connection_errors
+    def settle(self, ids: Iterable[str]) -> None:
+        actions = ({"_op_type": "delete", "_index": self.index, "_id": f"journal:{i}"} for i in ids)
+        helpers.bulk(self.client, actions, raise_on_error=False, ignore_status=(404,))
+
+    @unavailable_on_connection_errors
+    def backlog(self) -> dict[str, int]:
+        counts = {}
+        for lane in (LIFECYCLE, REMEMBER):
+            try:
+                counts[lane] = self.client.count(index=self.index, query={"bool": {"filter": [
+                    {"term": {"kind": "journal"}}, {"term": {"lane": lane}}]}})["count"]
+            except NotFoundError:
+                counts[lane] = 0
+        return {lane: count for lane, count in counts.items() if count}
+
+    @unavailable_on_connection_errors
+    def mark_gone(self, file_ids: Iterable[str], now: float, keep_seconds: float) -> None:
+        self._ensure()
+        actions = ({"_index": self.index, "_id": f"gone:{f}",
+                    "_source": {"kind": "gone", "file_id": f, "until": now + keep_seconds}} for f in file_ids)
+        helpers.bulk(self.client, actions)
+        if now - self._pruned > PRUNE_SECONDS:
+            self._pruned = now
+            self.client.delete_by_query(index=self.index, conflicts="proceed", wait_for_completion=False, query={
+                "bool": {"filter": [{"term": {"kind": "gone"}}, {"range": {"until": {"lte": now}}}]}})
+
+    @unavailable_on_connection_errors
+    def gone(self, file_ids: Iterable[str], now: float) -> set[str]:
+        ids = [f"gone:{f}" for f in file_ids]
+        if not ids:
+            return set()
+        try:  # a get is real-time: a record written a moment ago is found without a refresh
+            docs = self.client.mget(index=self.index, ids=ids)["docs"]
+        except NotFoundError:
+            return set()
+        return {d["_source"]["file_id"] for d in docs if d.get("found") and d["_source"].get("until", 0) > now}
 
     def _all(self, query: dict[str, Any]) -> list[dict[str, Any]]:
         try:

@@ -8,7 +8,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from findimage.records import Posted
-from findimage.stores.base import ChannelState
+from findimage.stores.base import ChannelState, Pending
 from findimage.stores.embedded.knn_cache import connect
 from findimage.stores.embedded.schema import in_chunks
 
@@ -18,6 +18,10 @@ CREATE TABLE IF NOT EXISTS posted (image_id TEXT PRIMARY KEY, channel TEXT NOT N
     message_ts TEXT NOT NULL, poster TEXT NOT NULL, permalink TEXT NOT NULL, title TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS posted_channel ON posted(channel);
 CREATE INDEX IF NOT EXISTS posted_file ON posted(file_id);
+CREATE TABLE IF NOT EXISTS journal (id TEXT PRIMARY KEY, lane TEXT NOT NULL, received REAL NOT NULL,
+    entry TEXT NOT NULL, worker TEXT NOT NULL DEFAULT '', worker_until REAL NOT NULL DEFAULT 0);
+CREATE INDEX IF NOT EXISTS journal_lane ON journal(lane, received);
+CREATE TABLE IF NOT EXISTS gone (file_id TEXT PRIMARY KEY, until REAL NOT NULL);
 """
 _COLUMNS = "channel, file_id, message_ts, poster, permalink, title"
 
@@ -88,6 +92,53 @@ class EmbeddedRegistry:
         with self._lock:
             for chunk in in_chunks(list(image_ids), 500):
                 self._db.execute(f"DELETE FROM posted WHERE image_id IN ({','.join('?' * len(chunk))})", chunk)
+
+    def keep(self, entries: Sequence[Pending]) -> None:
+        with self._lock:  # a commit per call (autocommit): durable against a killed process (WAL)
+            self._db.executemany("INSERT OR IGNORE INTO journal(id, lane, received, entry) VALUES(?, ?, ?, ?)",
+                                 [(e.id, e.lane, e.received, json.dumps(e.as_json())) for e in entries])
+
+    def take(self, lane: str, limit: int, worker: str, now: float, hold_seconds: float) -> list[Pending]:
+        taken = []
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                rows = self._db.execute("SELECT entry FROM journal WHERE lane=? AND (worker_until<=? OR worker=?) "
+                                        "ORDER BY received, id LIMIT ?", (lane, now, worker, limit)).fetchall()
+                for (raw,) in rows:
+                    entry = Pending.of_json(json.loads(raw))
+                    entry.attempts += 1
+                    entry.worker, entry.worker_until = worker, now + hold_seconds
+                    self._db.execute("UPDATE journal SET entry=?, worker=?, worker_until=? WHERE id=?",
+                                     (json.dumps(entry.as_json()), worker, entry.worker_until, entry.id))
+                    taken.append(entry)
+            finally:
+                self._db.execute("COMMIT")
+        return taken
+
+    def settle(self, ids: Iterable[str]) -> None:
+        with self._lock:
+            for chunk in in_chunks(list(ids), 500):
+                self._db.execute(f"DELETE FROM journal WHERE id IN ({','.join('?' * len(chunk))})", chunk)
+
+    def backlog(self) -> dict[str, int]:
+        with self._lock:
+            return dict(self._db.execute("SELECT lane, COUNT(*) FROM journal GROUP BY lane").fetchall())
+
+    def mark_gone(self, file_ids: Iterable[str], now: float, keep_seconds: float) -> None:
+        with self._lock:
+            self._db.execute("DELETE FROM gone WHERE until<=?", (now,))  # the lapsed ones
+            self._db.executemany("INSERT OR REPLACE INTO gone(file_id, until) VALUES(?, ?)",
+                                 [(f, now + keep_seconds) for f in file_ids])
+
+    def gone(self, file_ids: Iterable[str], now: float) -> set[str]:
+        found: set[str] = set()
+        with self._lock:
+            for chunk in in_chunks(list(file_ids), 500):
+                rows = self._db.execute(f"SELECT file_id FROM gone WHERE until>? AND file_id IN "
+                                        f"({','.join('?' * len(chunk))})", [now, *chunk]).fetchall()
+                found.update(r[0] for r in rows)
+        return found
 
     def close(self) -> None:
         with self._lock:
