@@ -32,6 +32,12 @@ log = logging.getLogger(__name__)
 WEB_API_TIMEOUT_SECONDS = 30
 
 
+class FindimageApp(App):
+    """The Bolt app, holding the services its listeners share (the WSGI app and the shutdown reach them)."""
+
+    services: Services
+
+
 def configure_logging(level: int = logging.INFO) -> None:
     """Private files and escaped log lines with time and origin (findimage.process), unless the host
     (gunicorn, pytest) configured logging already."""
@@ -72,7 +78,8 @@ def channel_memory(settings: Settings, searcher: Searcher, client: WebClient, po
 
 
 def create_app(settings: Settings, searcher: Searcher | None = None, client: WebClient | None = None, *,
-               links: ImageLinks | None = None, work: WorkPool | None = None, seen: SeenKeys | None = None) -> App:
+               links: ImageLinks | None = None, work: WorkPool | None = None,
+               seen: SeenKeys | None = None) -> FindimageApp:
     """The Bolt app with every handler registered.
 
     `searcher`, `client` and `seen` (what was answered already) may be passed in (tests, Slack-compatible
@@ -84,7 +91,7 @@ def create_app(settings: Settings, searcher: Searcher | None = None, client: Web
     searcher = searcher or Searcher(settings)
     searcher.warm_up()  # the first user must not wait for a model load
     try:
-        app = App(
+        app = FindimageApp(
             client=client,
             signing_secret=settings.slack_signing_secret or "",  # Bolt verifies every HTTP request with it
             logger=logging.getLogger("bot.bolt"),
@@ -103,6 +110,7 @@ def create_app(settings: Settings, searcher: Searcher | None = None, client: Web
         settings.archive, max_pixels=settings.max_image_pixels, budget=settings.decode_budget_bytes)
     services = Services(settings, searcher, presenter, work or WorkPool.from_settings(settings),
                         seen or seen_keys(settings), policy, searcher.remembered, memory)
+    app.services = services
     handlers.register_all(app, services)
     if memory is not None:
         memory.start()  # new posts and the backfills resumed from where they stopped

@@ -24,7 +24,7 @@ from datetime import datetime
 from slack_sdk import WebClient
 
 from findimage.config import Settings
-from findimage.remembered import Remembered
+from findimage.remembered import Remembered, gone_keys
 from findimage.stores.base import LIFECYCLE, REMEMBER, ChannelState, Pending
 from findimage.visibility import Place, Purpose
 
@@ -199,7 +199,8 @@ class ChannelMemory:
             files = [f.get("id", "") for f in previous.get("files") or [] if f.get("id")]
             if not files:
                 return None
-            kept = {"type": kind, "subtype": subtype, "channel": event.get("channel"), "files": files}
+            kept = {"type": kind, "subtype": subtype, "channel": event.get("channel"), "files": files,
+                    "ts": previous.get("ts") or event.get("deleted_ts")}
             return self._pending(LIFECYCLE, kept, event_id)
         if kind == "message":
             channel = event.get("channel", "")
@@ -285,8 +286,8 @@ class ChannelMemory:
         """One lifecycle event: what it deletes, deleted (idempotent: applying it twice changes nothing)."""
         kind = event.get("type")
         if kind == "message":  # message_deleted: its files, in its channel
-            channel = event.get("channel", "")
-            self.remembered.forget_deleted([f"{channel}/{file_id}" for file_id in event.get("files") or []])
+            channel, ts = event.get("channel", ""), str(event.get("ts") or "")
+            self.remembered.forget_deleted([gone_keys(channel, file_id, ts)[1] for file_id in event.get("files") or []])
             for file_id in event.get("files") or []:
                 self.remembered.forget_file(file_id, channel)
         elif kind == "file_deleted":

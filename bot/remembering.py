@@ -70,13 +70,12 @@ class Rememberer:
         if not self.remembered.active(channel) or self.policy.sight(
                 client, Purpose.REMEMBER, Place.of(channel), None).refused:
             return outcome  # forgotten, off the allowlist, shared since: not remembered
-        files = message.get("files") or []
-        # Deleted in Slack while this message waited: not remembered (file ids, and channel/file for a
-        # deleted message; see bot.channel_memory).
-        gone = self.remembered.registry.gone([key for f in files for key in gone_keys(channel, f.get("id", ""))],
+        files, ts = message.get("files") or [], str(message.get("ts") or "")
+        # Deleted in Slack (the file, or this message) while this message waited: not remembered.
+        gone = self.remembered.registry.gone([key for f in files for key in gone_keys(channel, f.get("id", ""), ts)],
                                              time.time())
         for file in files:
-            if gone & set(gone_keys(channel, file.get("id", ""))):
+            if gone & set(gone_keys(channel, file.get("id", ""), ts)):
                 continue
             file = self._completed(client, file)
             if file is None or not slack_files.is_image_file(file) or file.get("mode") in GONE_MODES:

@@ -55,6 +55,9 @@ def drain_answers(server, worker) -> None:
     work = getattr(getattr(worker, "wsgi", None), "work", None)
     if work is not None:
         work.drain(DRAIN_SECONDS)
+    memory = getattr(getattr(worker, "wsgi", None), "memory", None)
+    if memory is not None:  # what it holds stays kept: the next start on this host takes it back at once
+        memory.stop()
 
 
 def run(settings: Settings) -> int:
@@ -90,6 +93,8 @@ def run_socket_mode(settings: Settings) -> int:
     log.info("stopping: no new requests; finishing the queued answers")
     handler.close()  # Slack sends what this connection no longer takes to the other replicas' connections
     work.drain(DRAIN_SECONDS)
+    if app.services.memory is not None:  # what it holds stays kept: the next start takes it back
+        app.services.memory.stop()
     return EXIT_OK
 
 

@@ -113,6 +113,7 @@ class FindimageWsgi:
                  previews: Previews | None = None, health_clock=time.monotonic, work: WorkPool | None = None):
         self.settings = settings
         self.work = work  # the answers' queue: its length in /healthz, drained on shutdown (bot.server)
+        self.memory = getattr(getattr(bolt_app, "services", None), "memory", None)  # stopped on shutdown
         self.slack = SlackRequestHandler(bolt_app, path=SLACK_PATH)
         self.verifier = SignatureVerifier(signing_secret(settings))
         self.searcher = searcher

@@ -24,10 +24,10 @@ log = logging.getLogger(__name__)
 GONE_KEPT_SECONDS = 7 * 86_400.0
 
 
-def gone_keys(channel: str, file_id: str) -> tuple[str, str]:
-    """How a deletion is recorded (ChannelRegistry.mark_gone): the Slack file deleted everywhere, or the
-    message holding it deleted in one channel."""
-    return file_id, f"{channel}/{file_id}"
+def gone_keys(channel: str, file_id: str, message_ts: str) -> tuple[str, str]:
+    """How a deletion is recorded (ChannelRegistry.mark_gone): the Slack file deleted everywhere, or one
+    message holding it deleted (the same file shared again in a new message is remembered)."""
+    return file_id, f"{channel}/{file_id}/{message_ts}"
 
 
 class Remembered:
@@ -54,13 +54,14 @@ class Remembered:
         self._visible()
         # A channel forgotten or a file deleted while these were being made: what was just written goes
         # too (checked after the write, so a deletion racing it cannot leave anything behind).
-        gone = self.registry.gone([k for _, p in items for k in gone_keys(p.channel, p.file_id)], time.time())
+        gone = self.registry.gone([k for _, p in items for k in gone_keys(p.channel, p.file_id, p.message_ts)],
+                                  time.time())
         self.forget_postings([p for _, p in items if not self.active(p.channel)
-                              or gone & set(gone_keys(p.channel, p.file_id))])
+                              or gone & set(gone_keys(p.channel, p.file_id, p.message_ts))])
 
     def forget_deleted(self, keys: Sequence[str]) -> None:
-        """Slack files (or messages: channel/file) deleted: recorded first, so a posting of them waiting
-        to be remembered is not remembered later."""
+        """Slack files (or messages: `gone_keys`) deleted: recorded first, so a posting of them waiting to
+        be remembered is not remembered later."""
         self.registry.mark_gone(keys, time.time(), GONE_KEPT_SECONDS)
 
     def forget_channel(self, channel: str) -> int:

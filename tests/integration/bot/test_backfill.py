@@ -8,6 +8,7 @@ from bot_support import ALICE, CHANNEL, serve_bot, with_settings
 
 from bot.app import history_client
 from bot.backfill import DAY, Backfiller
+from bot.channels import ChannelPolicy
 from bot.remembering import Rememberer
 from findimage.backends import image_embedder, open_remembered
 from findimage.stores.base import ChannelState
@@ -90,7 +91,9 @@ def test_a_backfill_stopped_midway_goes_on_from_its_cursor(indexed, emu):
     def backfiller():
         remembered = open_remembered(settings)
         client = history_client(WebClient(token=emu.bot_token, base_url=emu.api_url))
-        return Backfiller(settings, remembered, Rememberer(settings, remembered, image_embedder(settings)), client)
+        policy = ChannelPolicy(settings, emu.team_id, remembered)
+        rememberer = Rememberer(settings, remembered, image_embedder(settings), policy)
+        return Backfiller(settings, remembered, rememberer, client)
 
     first = backfiller()
     now = time.time()
@@ -151,8 +154,9 @@ def test_two_replicas_do_not_backfill_one_channel_twice_and_one_takes_over_when_
     def replica():
         remembered = open_remembered(settings)
         client = history_client(WebClient(token=emu.bot_token, base_url=emu.api_url))
-        return Backfiller(settings, remembered, Rememberer(settings, remembered, image_embedder(settings)), client,
-                          clock=lambda: now[0])
+        policy = ChannelPolicy(settings, emu.team_id, remembered)
+        rememberer = Rememberer(settings, remembered, image_embedder(settings), policy)
+        return Backfiller(settings, remembered, rememberer, client, clock=lambda: now[0])
 
     one, two = replica(), replica()
     one.remembered.registry.save_channel(ChannelState(CHANNEL, ALICE, now[0], now[0] - 90 * DAY))

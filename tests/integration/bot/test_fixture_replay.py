@@ -257,6 +257,18 @@ def remembers_the_changed_file(emu, bots, mode, settings):
     remembered(bots).forget_channel("C0PHOTOS")
 
 
+def forgets_everything(name: str):
+    """Uninstalled, or the bot's token revoked: every remembered channel forgotten, with all it held."""
+    def case(emu, bots, mode, settings):
+        postings = [remembering(bots, "C0PHOTOS"), remembering(bots, "G0PRIVATE", "F0REMEMB02")]
+        deliver(emu, bots, mode, Delivery("events_api", fixture(name)))
+        emu.wait_for(lambda: remembered(bots).registry.channels() == []
+                     and all(remembered(bots).store.get(p.image_id) is None for p in postings), 20,
+                     "everything remembered deleted")
+        assert remembered(bots).registry.posted_in("C0PHOTOS") == remembered(bots).registry.posted_in("G0PRIVATE") == []
+    return case
+
+
 def keeps_everything(name: str, seed: int):
     """An edit, or the deletion of a message without files: nothing remembered changes."""
     def case(emu, bots, mode, settings):
@@ -291,8 +303,8 @@ CASES = {
     "interactivity/message_action": shortcut_without_images,
     "interactivity/message_action+events/message_file_share": shortcut_on_a_photo,
     # last: their barriers look the user's team up, which the cases above expect to see happen
-    "events/file_deleted": forgets_the_file,
     "events/file_change": remembers_the_changed_file,
+    "events/file_deleted": forgets_the_file,  # after file_change: a deleted file never changes again
     "events/message_deleted": keeps_everything("events/message_deleted", 957),
     "events/message_changed": keeps_everything("events/message_changed", 958),
     "events/channel_archive": forgets_channel("events/channel_archive", "C0PHOTOS"),
@@ -302,6 +314,8 @@ CASES = {
     "events/group_archive": forgets_channel("events/group_archive", "G0PRIVATE"),
     "events/group_deleted": forgets_channel("events/group_deleted", "G0PRIVATE"),
     "events/group_left": forgets_channel("events/group_left", "G0PRIVATE"),
+    "events/app_uninstalled": forgets_everything("events/app_uninstalled"),
+    "events/tokens_revoked": forgets_everything("events/tokens_revoked"),
 }
 
 
