@@ -22,7 +22,8 @@ from .channels import ChannelPolicy, Requester, refusal_text
 from .delivery import Presenter, Target
 from .errors import user_message
 from .options import MAX_K, TextQuery
-from .replies import Answer, escape, image_heading, more_heading, similar_heading, text_heading, usage_text
+from .replies import Answer, image_heading, more_heading, similar_heading, text_heading, usage_text
+from .untrusted import escape
 from .work import BUSY_TEXT, WorkPool
 
 log = logging.getLogger(__name__)

@@ -20,7 +20,8 @@ from findimage.decode_budget import DEFAULT_BUDGET_BYTES
 from findimage.imaging import DEFAULT_MAX_PIXELS, ImageError, archive_thumbnail
 
 from .image_links import ImageLinks
-from .replies import Answer, answers_text, button_blocks, file_title, image_blocks
+from .replies import SECTION_CHARS, Answer, answers_text, button_blocks, file_title, image_blocks, mrkdwn_section
+from .untrusted import fit, one_line
 
 log = logging.getLogger(__name__)
 THUMBNAIL_LONG_SIDE = 1024
@@ -144,8 +145,8 @@ class UploadPresenter:
         text = answers_text(answers)
         if not files:
             if any(m.posted for a in answers for m in a.matches):  # only remembered images: all by reference
-                target.post(text[:3000], [{"type": "section", "text": {"type": "mrkdwn", "text": text[:3000]}},
-                                          *button_blocks(answers)][:MAX_BLOCKS_PER_MESSAGE])
+                target.post(fit(text, SECTION_CHARS),
+                            [mrkdwn_section(text), *button_blocks(answers)][:MAX_BLOCKS_PER_MESSAGE])
             else:
                 target.post(text)
             return
@@ -169,8 +170,8 @@ class UploadPresenter:
                 log.warning("cannot show %s: %s", match.relative_path, exc)
                 answer.missing.add(match.image_id)
                 continue
-            stem = Path(match.relative_path).stem
-            uploads.append({"file": data, "filename": f"{rank}-{stem}.jpg", "alt_txt": match.relative_path,
+            stem = one_line(Path(match.relative_path).stem)  # a file's name and title are plain text in Slack
+            uploads.append({"file": data, "filename": f"{rank}-{stem}.jpg", "alt_txt": one_line(match.relative_path),
                             "title": file_title(rank, match, match.image_id in answer.exact)})
         return uploads
 
@@ -188,4 +189,4 @@ class LinkPresenter:
                                   and not is_servable(self.archive, m.relative_path, m.indexed))
         text = answers_text(answers)
         for batch in chunks(image_blocks(answers, self.links.url_for), MAX_BLOCKS_PER_MESSAGE):
-            target.post(text[:3000], batch)  # text is the notification / fallback of the blocks
+            target.post(fit(text, SECTION_CHARS), batch)  # text is the notification / fallback of the blocks

@@ -18,8 +18,8 @@ from findimage.errors import (
 from findimage.imaging import ImageError
 from findimage.search import QueryError
 
-from .replies import escape
 from .slack_files import DownloadError
+from .untrusted import escape, shown
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +40,7 @@ def user_message(exc: BaseException, subject: str | None = None) -> str:
         return escape(str(exc))
     if isinstance(exc, ImageError):
         log.info("unreadable image %s: %s", subject, exc)
-        what = f"*{escape(subject)}*" if subject else "that file"
+        what = shown(subject) if subject else "that file"
         return (f"I could not read {what} as a picture ({escape(str(exc))}). "
                 "Post it as a JPEG or PNG and I will look again.")
     if isinstance(exc, IndexMissing):

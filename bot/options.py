@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from findimage.dates import DateError, bound_start, check_range
 from findimage.records import normalise_folder
 
+from .untrusted import escape, shown
+
 # Slack shows at most 10 files in one message, and a reply longer than that is a wall, not an answer.
 MAX_K = 10
 HELP_WORDS = {"", "help", "-h", "--help", "?", "hilfe", "aide", "ayuda"}
@@ -29,11 +31,6 @@ class TextQuery:
     folder: str | None = None
     after: str | None = None  # as typed (YYYY, YYYY-MM or YYYY-MM-DD): taken on or after its start
     before: str | None = None  # taken before its start
-
-
-def escape(text: str) -> str:
-    """Slack's three control characters, so echoed text cannot ping @channel or forge links."""
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def unescape_slack(text: str) -> str:
@@ -72,7 +69,7 @@ def _take_dates(words: list[str]) -> tuple[dict[str, str], list[str]]:
         try:
             bound_start(value)
         except DateError:
-            raise OptionError(f"`{name}:{escape(value)}` is not a date: use YYYY, YYYY-MM or YYYY-MM-DD, "
+            raise OptionError(f"{shown(f'{name}:{value}')} is not a date: use YYYY, YYYY-MM or YYYY-MM-DD, "
                               f"e.g. `{name}:2024-05`.") from None
         dates[name] = value
     if "after" in dates and "before" in dates:
@@ -94,7 +91,7 @@ def _take_folder(text: str) -> tuple[str | None, str]:
     match = found[0]
     folder = normalise_folder(next(group for group in match.groups() if group is not None))
     if folder is not None and folder.split("/")[0] == "..":
-        raise OptionError(f"`in:{escape(folder)}` is outside the archive; name a folder inside it, "
+        raise OptionError(f"{shown(f'in:{folder}')} is outside the archive; name a folder inside it, "
                           "e.g. `in:events/2024`.")
     return folder, text[:match.start()] + " " + text[match.end():]
 
@@ -108,7 +105,7 @@ def _take_k(words: list[str], k: int) -> tuple[int, list[str]]:
             continue
         value = option.group(1)
         if not value.isdigit() or not 1 <= int(value) <= MAX_K:
-            raise OptionError(f"`k={escape(value)}` must be a whole number from 1 to {MAX_K} "
+            raise OptionError(f"{shown(f'k={value}')} must be a whole number from 1 to {MAX_K} "
                               "(how many images to show).")
         k = int(value)
     return k, rest

@@ -11,7 +11,8 @@ from findimage.records import Match, Posted
 from findimage.search import SearchResult
 
 from .buttons import Page, answer_actions
-from .options import MAX_K, escape
+from .options import MAX_K
+from .untrusted import escape, fit, one_line, quotable, shown
 
 
 def usage_text(default_k: int, backfill_days: int | None = None) -> str:
@@ -36,30 +37,33 @@ def usage_text(default_k: int, backfill_days: int | None = None) -> str:
     ])
 
 
+# Every name, path, title, query and folder below comes from outside: shown() puts it on one line in a
+# code span (bot/untrusted.py says why), so it cannot add lines, links, mentions or formatting.
+
 def searching_text(text: str, folder: str | None) -> str:
-    where = f" in `{escape(folder)}`" if folder else ""
-    return f"Searching the archive for “{escape(text)}”{where}…"
+    where = f" in {shown(folder)}" if folder else ""
+    return f"Searching the archive for {shown(text)}{where}…"
 
 
 def text_heading(user_id: str, text: str, folder: str | None) -> str:
-    where = f" in `{escape(folder)}`" if folder else ""
-    return f"<@{user_id}> searched the archive for “{escape(text)}”{where}:"
+    where = f" in {shown(folder)}" if folder else ""
+    return f"<@{user_id}> searched the archive for {shown(text)}{where}:"
 
 
 def image_heading(file_name: str) -> str:
-    return f"Archive images most similar to *{escape(file_name)}*:"
+    return f"Archive images most similar to {shown(file_name)}:"
 
 
 def similar_heading(user_id: str, relative_path: str) -> str:
-    return (f"<@{user_id}> asked for more like *{escape(relative_path)}* "
+    return (f"<@{user_id}> asked for more like {shown(relative_path)} "
             "(that image itself is left out, its nearest neighbours follow):")
 
 
-def more_heading(user_id: str, page: Page, about: str, shown: int) -> str:
+def more_heading(user_id: str, page: Page, about: str, count: int) -> str:
     """`about`: the query as the user knows it (the text, or the archive path of the image)."""
-    where = f" in `{escape(page.folder)}`" if page.folder else ""
-    query = f"“{escape(about)}”" if page.text is not None else f"images like *{escape(about)}*"
-    return f"<@{user_id}> asked for more of {query}{where}: results {page.skip + 1} to {page.skip + shown}:"
+    where = f" in {shown(page.folder)}" if page.folder else ""
+    query = shown(about) if page.text is not None else f"images like {shown(about)}"
+    return f"<@{user_id}> asked for more of {query}{where}: results {page.skip + 1} to {page.skip + count}:"
 
 
 @dataclass
@@ -78,8 +82,8 @@ class Answer:
 
     def actions(self) -> dict | None:
         """The answer's buttons: "More like #n" per match still in the archive, and "Show more"."""
-        shown = [(rank, m.image_id) for rank, m in self.ranked() if m.image_id not in self.missing]
-        return answer_actions(shown, self.next_page) if self.matches else None
+        listed = [(rank, m.image_id) for rank, m in self.ranked() if m.image_id not in self.missing]
+        return answer_actions(listed, self.next_page) if self.matches else None
 
     @property
     def matches(self) -> list[Match]:
@@ -113,19 +117,19 @@ def shown_name(match: Match) -> str:
 def match_label(rank: int, match: Match, exact: bool) -> str:
     """One line per match: rank, score, archive path (and whether it is the very same file)."""
     if match.posted is not None:
-        label = f"*{rank}.* `{match.score:.3f}` {escape(shown_name(match))} — {posted_note(match.posted)}"
+        label = f"*{rank}.* `{match.score:.3f}` {shown(shown_name(match))} — {posted_note(match.posted)}"
         if exact:
             label += " — *exact match* (byte-identical)"
         reasons = [signal for signal in match.matched if signal != "image"]
         return label + (f" · _{' and '.join(reasons)} matched_" if reasons else "")
-    label = f"*{rank}.* `{match.score:.3f}` {escape(match.relative_path)}"
+    label = f"*{rank}.* `{match.score:.3f}` {shown(match.relative_path)}"
     if exact:
         label += " — *exact match* (byte-identical)"
     if match.taken:
         label += f" · {match.taken[:10]}"
     if match.also_at:
         more = f" and {len(match.also_at) - 2} more" if len(match.also_at) > 2 else ""
-        label += f" _(also at {escape(', '.join(match.also_at[:2]))}{more})_"
+        label += f" · also at {', '.join(shown(path) for path in match.also_at[:2])}{more}"
     reasons = [signal for signal in match.matched if signal != "image"]
     if reasons:  # why it stands above a higher score: the score shown is the CLIP similarity
         label += f" · _{' and '.join(reasons)} matched_"
@@ -134,7 +138,6 @@ def match_label(rank: int, match: Match, exact: bool) -> str:
 
 SNIPPET_CHARS = 160
 _WORDS = re.compile(r"([^\W_]+)")
-_MRKDWN = str.maketrans({c: " " for c in "*_~`\n\r\t"})
 
 
 def text_snippet(line: str, words: Sequence[str], width: int = SNIPPET_CHARS) -> str:
@@ -142,25 +145,25 @@ def text_snippet(line: str, words: Sequence[str], width: int = SNIPPET_CHARS) ->
     any untrusted text (text in a screenshot must not ping @channel, format or link), cut around the
     first word that matched."""
     wanted = set(words)
-    parts = _WORDS.split(" ".join(line.translate(_MRKDWN).split()))
+    parts = _WORDS.split(" ".join(quotable(line).split()))
     hits = [i for i in range(1, len(parts), 2) if fold(parts[i]) in wanted]
     start = sum(len(p) for p in parts[:hits[0]]) if hits else 0
     begin = max(0, start - width // 3)
-    shown, used, out = False, 0, []
+    kept_any, used, out = False, 0, []
     for i, part in enumerate(parts):
         end = used + len(part)
         if end > begin and used < begin + width:
             piece = part[max(0, begin - used):begin + width - used]
             out.append(f"*{escape(piece)}*" if i in hits and piece == part else escape(piece))
-            shown = True
+            kept_any = True
         used = end
-    text = "".join(out).strip() if shown else ""
+    text = "".join(out).strip() if kept_any else ""
     return ("…" if begin > 0 else "") + text + ("…" if used > begin + width else "")
 
 
 def file_title(rank: int, match: Match, exact: bool) -> str:
     suffix = " (exact match)" if exact else ""
-    return f"{rank}. {shown_name(match)} · {match.score:.3f}{suffix}"
+    return f"{rank}. {one_line(shown_name(match))} · {match.score:.3f}{suffix}"  # plain_text: one line is enough
 
 
 def image_block(rank: int, match: Match, exact: bool, url_for: Callable[[str, str], str] | None) -> dict | None:
@@ -172,7 +175,7 @@ def image_block(rank: int, match: Match, exact: bool, url_for: Callable[[str, st
         source = {"image_url": url_for(match.image_id, match.sha256)}
     else:
         return None
-    return {"type": "image", **source, "alt_text": shown_name(match)[:2000],
+    return {"type": "image", **source, "alt_text": one_line(shown_name(match))[:2000],
             "title": {"type": "plain_text", "text": file_title(rank, match, exact)[:2000]}}
 
 
@@ -199,11 +202,20 @@ def answers_text(answers: list[Answer]) -> str:
     return "\n\n".join(answer_text(a) for a in answers)
 
 
+SECTION_CHARS = 3000  # Slack's limit for a section's text (and what the bot keeps a notification text to)
+
+
+def mrkdwn_section(text: str) -> dict:
+    """A section of the bot's mrkdwn, cut to Slack's limit after escaping; verbatim, so Slack adds no links
+    or mentions of its own to the names in it."""
+    return {"type": "section", "text": {"type": "mrkdwn", "text": fit(text, SECTION_CHARS), "verbatim": True}}
+
+
 def image_blocks(answers: list[Answer], url_for: Callable[[str, str], str]) -> list[dict]:
     """Per answer: a section with the heading and ranked list, then each match as an image block."""
     blocks: list[dict] = []
     for answer in answers:
-        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": answer_text(answer)[:3000]}})
+        blocks.append(mrkdwn_section(answer_text(answer)))
         if not answer.matches:
             continue
         exact = answer.exact
@@ -229,7 +241,7 @@ def button_blocks(answers: list[Answer]) -> list[dict]:
         if actions is None and not posted:
             continue
         if len(answers) > 1:
-            blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": answer.heading[:3000]}})
+            blocks.append(mrkdwn_section(answer.heading))
         blocks += [b for b in posted if b is not None]
         if actions is not None:
             blocks.append(actions)

@@ -18,7 +18,7 @@ import requests
 from requests.adapters import HTTPAdapter
 from urllib3.util import parse_url
 
-from .replies import escape
+from .untrusted import shown
 
 CHUNK_BYTES = 256 * 1024
 TIMEOUT_SECONDS = (10, 60)  # connect, read
@@ -132,13 +132,13 @@ def _megabytes(size: int) -> str:
 
 def _too_large(name: str, size: int | None, max_bytes: int) -> ImageTooLarge:
     size_text = f"is {_megabytes(size)}" if size else "is larger than that"
-    return ImageTooLarge(f"*{escape(name)}* {size_text}; I only search images up to {_megabytes(max_bytes)}. "
+    return ImageTooLarge(f"{shown(name)} {size_text}; I only search images up to {_megabytes(max_bytes)}. "
                          "Post a smaller copy (e.g. exported at a lower resolution) and I will look again.")
 
 
 def _login_page(name: str) -> LoginPageInstead:
     return LoginPageInstead(
-        f"Slack sent me its sign-in page instead of *{escape(name)}*: the findimage app lacks the `files:read` "
+        f"Slack sent me its sign-in page instead of {shown(name)}: the findimage app lacks the `files:read` "
         "permission. Ask a workspace admin to add the `files:read` bot scope to the app (OAuth & Permissions) "
         "and reinstall it.")
 
@@ -154,7 +154,7 @@ def fetch(file: dict, token: str, max_bytes: int, api_url: str = DEFAULT_API_URL
     """The file's bytes; DownloadError (external, not Slack's host, too large, login page, refused) otherwise."""
     name = file.get("name") or file.get("id", "the image")
     if is_external(file):
-        raise ExternalFile(f"*{escape(name)}* is stored outside Slack, and I cannot search external files; "
+        raise ExternalFile(f"{shown(name)} is stored outside Slack, and I cannot search external files; "
                            "upload the image itself to Slack and I will look again.")
     check_announced_size(file, max_bytes)
     with token_session(token, api_url) as session:
@@ -165,7 +165,7 @@ def fetch(file: dict, token: str, max_bytes: int, api_url: str = DEFAULT_API_URL
 
 
 def _not_slack(name: str) -> NotASlackHost:
-    return NotASlackHost(f"*{escape(name)}* is not served by Slack's file servers, so I did not download it; "
+    return NotASlackHost(f"{shown(name)} is not served by Slack's file servers, so I did not download it; "
                          "upload the image itself to Slack and I will look again.")
 
 
@@ -181,18 +181,18 @@ def _get_following_slack_redirects(url: str | None, name: str, api_url: str,
         except NotASlackHost:
             raise _not_slack(name) from None
         except requests.RequestException as exc:
-            raise DownloadRefused(f"I could not download *{escape(name)}* from Slack ({type(exc).__name__}). "
+            raise DownloadRefused(f"I could not download {shown(name)} from Slack ({type(exc).__name__}). "
                                   "Please try posting it again in a minute.") from exc
         if not response.is_redirect:
             return response
         url = urljoin(url, response.headers.get("Location", ""))
         response.close()
-    raise DownloadRefused(f"Slack redirected the download of *{escape(name)}* too often; please post it again.")
+    raise DownloadRefused(f"Slack redirected the download of {shown(name)} too often; please post it again.")
 
 
 def _check_response(response: requests.Response, name: str, max_bytes: int) -> None:
     if response.status_code != 200:
-        raise DownloadRefused(f"Slack refused the download of *{escape(name)}* (HTTP {response.status_code}). "
+        raise DownloadRefused(f"Slack refused the download of {shown(name)} (HTTP {response.status_code}). "
                               "If the file was deleted or is in a channel I cannot see, post it again here.")
     if response.headers.get("Content-Type", "").lower().startswith("text/html"):
         raise _login_page(name)

@@ -26,7 +26,8 @@ from ..buttons import HOME_EXAMPLE, HOME_EXAMPLE_IDS, button
 from ..channels import Requester, refusal_text
 from ..delivery import ThreadTarget
 from ..errors import user_message
-from ..options import MAX_K, TextQuery, escape
+from ..options import MAX_K, TextQuery
+from ..untrusted import shown
 from .actions import first_click
 
 log = logging.getLogger(__name__)
@@ -65,8 +66,8 @@ def status_lines(services: Services) -> list[str]:
         lines.append(f"*Files that failed to index:* {last_pass.get('failing_files', 0):,}")
     lines.append(f"*Store:* {'Elasticsearch' if settings.uses_elasticsearch else 'embedded'}")
     text_model = getattr(searcher.text_embedder, "model_id", settings.text_model)
-    lines.append(f"*Models:* images `{escape(model_name(searcher.image_embedder.model_id))}`, "
-                 f"text `{escape(model_name(text_model))}`")
+    lines.append(f"*Models:* images {shown(model_name(searcher.image_embedder.model_id))}, "
+                 f"text {shown(model_name(text_model))}")
     return lines
 
 

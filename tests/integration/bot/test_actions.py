@@ -57,7 +57,7 @@ def test_more_like_this_on_result_3_is_acked_first_then_answers_its_neighbours_a
 
     assert titles(answer) == expected
     assert titles(first)[2] not in titles(answer), "the clicked image itself is left out"
-    assert answer.initial_comment.startswith(f"<@{BOB}> asked for more like *{titles(first)[2]}* (that image "
+    assert answer.initial_comment.startswith(f"<@{BOB}> asked for more like `{titles(first)[2]}` (that image "
                                              "itself is left out")
     follow_up = buttons_post(emu, 1)
     assert follow_up.channel_id == CHANNEL and not follow_up.ephemeral, "in the channel, like the command"

@@ -47,7 +47,7 @@ def test_remember_backfills_the_history_through_a_429_and_its_images_are_found_b
         emu.clear_records()
         emu.send_slash_command(bot.events_url, text="seed 29", user_id=ALICE, channel_id=CHANNEL)
         said = lambda: [u.initial_comment for u in emu.uploads(CHANNEL)] + [r.visible_text for r in emu.responses()]  # noqa: E731
-        emu.wait_for(lambda: any("*1.* `" in text and "seed-29.png — posted by" in text for text in said()),
+        emu.wait_for(lambda: any("*1.* `" in text and "`seed-29.png` — posted by" in text for text in said()),
                      timeout=20, what="a backfilled image found by its name, first")
 
 

@@ -64,5 +64,5 @@ def test_a_dated_command_shows_only_that_time_with_dates_and_copies(bot_settings
         answer = emu.wait_for_upload(CHANNEL, timeout=15)
     comment = answer.initial_comment
     assert len(answer.files) == 2, comment
-    assert "2024-06 Sommerfest/stage.jpg · 2024-06-15" in comment
-    assert "· 2024-06-14" in comment and "_(also at " in comment and "2023 Sommerfest" not in comment
+    assert "`2024-06 Sommerfest/stage.jpg` · 2024-06-15" in comment
+    assert "· 2024-06-14" in comment and " · also at `" in comment and "2023 Sommerfest" not in comment

@@ -154,8 +154,8 @@ def test_an_image_above_the_size_limit_is_refused_without_downloading_it(bot, em
 
     answer = emu.wait_for_upload(CHANNEL, thread_ts=posted["ts"], timeout=15)
 
-    assert "*scan.png* is 62.9 MB; I only search images up to 50.0 MB. Post a smaller copy" in answer.initial_comment
-    assert "similar to *small.jpg*" in answer.initial_comment and len(answer.files) == 5
+    assert "`scan.png` is 62.9 MB; I only search images up to 50.0 MB. Post a smaller copy" in answer.initial_comment
+    assert "similar to `small.jpg`" in answer.initial_comment and len(answer.files) == 5
     assert emu.downloads(huge["id"]) == []
 
 
@@ -191,8 +191,8 @@ def test_a_refused_download_and_an_unreadable_picture_are_explained(bot, emu):
     emu.send_event(bot.events_url, posted)
     reply = thread_reply(emu, posted, "HTTP 404")
 
-    assert "Slack refused the download of *gone.jpg* (HTTP 404)" in reply.text
-    assert "I could not read *fake.png* as a picture (not an image (unrecognised format))" in reply.text
+    assert "Slack refused the download of `gone.jpg` (HTTP 404)" in reply.text
+    assert "I could not read `fake.png` as a picture (not an image (unrecognised format))" in reply.text
     assert emu.uploads() == []
     assert len(still_serving(emu, bot).files) == 5
 

@@ -128,7 +128,7 @@ def posted_photo(emu, bots, mode, settings):
     envelope = fixture("events/message_file_share")
     deliver(emu, bots, mode, Delivery("events_api", envelope))
     answer = emu.wait_for_upload("C0PHOTOS", thread_ts=envelope["event"]["ts"], timeout=20)
-    assert answer.initial_comment.startswith("Archive images most similar to *photo.png*:")
+    assert answer.initial_comment.startswith("Archive images most similar to `photo.png`:")
     assert len(answer.files) == 5
     assert [c.params["user"] for c in emu.api_calls("users.info")] == [ALICE], "the event names no team"
 
@@ -140,7 +140,7 @@ def stripped_photo(emu, bots, mode, settings):
     deliver(emu, bots, mode, Delivery("events_api", envelope))
     answer = emu.wait_for_upload("D0ALICE000", thread_ts=envelope["event"]["ts"], timeout=20)
     assert [c.params["file"] for c in emu.api_calls("files.info")] == ["F0PHOTO002"]
-    assert answer.initial_comment.startswith("Archive images most similar to *connect.png*:")
+    assert answer.initial_comment.startswith("Archive images most similar to `connect.png`:")
 
 
 def ignored(name: str, seed: int, prepare: Callable = lambda emu: None):
@@ -165,8 +165,8 @@ def home_opened(name: str):
 def slash_command(emu, bots, mode, settings):
     ack = deliver(emu, bots, mode, Delivery("slash_commands", fixture("commands/slash_command")))
     answer = emu.wait_for_upload("C0PHOTOS", timeout=20)
-    assert ack == "Searching the archive for “stage with red lights”…"
-    assert answer.initial_comment.startswith(f"<@{ALICE}> searched the archive for “stage with red lights”")
+    assert ack == "Searching the archive for `stage with red lights`…"
+    assert answer.initial_comment.startswith(f"<@{ALICE}> searched the archive for `stage with red lights`")
     assert len(answer.files) == 5 and answer.thread_ts is None
 
 
@@ -183,7 +183,7 @@ def more_like_this(name: str, thread_ts):
 def home_example(emu, bots, mode, settings):
     deliver(emu, bots, mode, Delivery("interactive", fixture("interactivity/block_actions_home")))
     answer = emu.wait_for_upload(emu.dm_channel(ALICE), timeout=20)
-    assert answer.initial_comment.startswith(f"<@{ALICE}> searched the archive for “a snow covered mountain”")
+    assert answer.initial_comment.startswith(f"<@{ALICE}> searched the archive for `a snow covered mountain`")
 
 
 def shortcut_without_images(emu, bots, mode, settings):
@@ -202,7 +202,7 @@ def shortcut_on_a_photo(emu, bots, mode, settings):
     payload.update(message_ts=message["ts"], trigger_id="111.222.yyy")  # every interaction has its own
     deliver(emu, bots, mode, Delivery("interactive", payload))
     answer = emu.wait_for_upload("C0PHOTOS", thread_ts=message["ts"], timeout=20)
-    assert answer.initial_comment.startswith("Archive images most similar to *photo.png*:")
+    assert answer.initial_comment.startswith("Archive images most similar to `photo.png`:")
 
 
 # ---- remembered channels: each event forgets what it must, and nothing else -------------------------------

@@ -14,8 +14,8 @@ def test_two_bombs_posted_at_once_are_each_answered_with_one_sentence(bot, emu):
     posted = emu.post_user_message_with_files(CHANNEL, [progressive, tile], user=ALICE)
     emu.send_event(bot.events_url, posted)
     reply = emu.wait_for_message(CHANNEL, thread_ts=posted["ts"], timeout=30)
-    assert "I could not read *huge.jpg* as a picture (image needs too much memory to decode safely" in reply.text
-    assert "I could not read *tile.tif* as a picture (TIFF claims 32,768 x 32,768 pixel tiles" in reply.text
+    assert "I could not read `huge.jpg` as a picture (image needs too much memory to decode safely" in reply.text
+    assert "I could not read `tile.tif` as a picture (TIFF claims 32,768 x 32,768 pixel tiles" in reply.text
     assert emu.uploads(CHANNEL, thread_ts=posted["ts"]) == []
 
 

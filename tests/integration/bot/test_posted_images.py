@@ -46,7 +46,7 @@ def test_a_posted_photo_is_acked_first_then_answered_with_the_most_similar_archi
     bot.work.release()
     answer = emu.wait_for_upload(CHANNEL, thread_ts=posted["ts"], timeout=15)
 
-    assert answer.initial_comment.startswith("Archive images most similar to *holiday.jpg*:")
+    assert answer.initial_comment.startswith("Archive images most similar to `holiday.jpg`:")
     assert_same_ranking(titled_ranking(answer), expected)
     assert "exact match" not in answer.initial_comment
     (download,) = emu.downloads(holiday["id"])
@@ -63,7 +63,7 @@ def test_a_byte_identical_copy_is_labelled_exact_match_and_shown_downscaled(bot_
         answer = emu.wait_for_upload(CHANNEL, thread_ts=posted["ts"], timeout=15)
 
     first_line = answer.initial_comment.splitlines()[1]
-    assert first_line.startswith("*1.* `1.000` posters/festival.jpg — *exact match*")
+    assert first_line.startswith("*1.* `1.000` `posters/festival.jpg` — *exact match*")
     assert answer.files[0].title == "1. posters/festival.jpg · 1.000 (exact match)"
     assert image_size(answer.files[0].content) == (1024, 683), "a downscaled copy, long side 1024"
     assert answer.initial_comment.count("exact match") == 1
@@ -79,7 +79,7 @@ def test_several_photos_in_one_message_are_answered_together_and_other_files_ign
     answer = emu.wait_for_upload(CHANNEL, thread_ts=posted["ts"], timeout=15)
 
     comment = answer.initial_comment
-    assert comment.index("similar to *first.jpg*") < comment.index("similar to *second.jpg*")
+    assert comment.index("similar to `first.jpg`") < comment.index("similar to `second.jpg`")
     assert len(answer.files) == 10 and len(emu.uploads()) == 1, "one reply holding both answers"
     assert "minutes" not in comment and emu.downloads(minutes["id"]) == []
 
@@ -154,7 +154,7 @@ def test_a_stripped_file_object_is_completed_with_files_info(bot, emu):
 
     answer = emu.wait_for_upload(CHANNEL, thread_ts=posted["ts"], timeout=15)
     assert [c.params["file"] for c in emu.api_calls("files.info")] == [photo["id"]]
-    assert answer.initial_comment.startswith("Archive images most similar to *connect.jpg*:")
+    assert answer.initial_comment.startswith("Archive images most similar to `connect.jpg`:")
 
 
 def test_with_a_public_base_url_the_thread_reply_shows_image_blocks(indexed, emu):
@@ -182,7 +182,7 @@ def test_more_than_ten_images_in_one_answer_continue_in_a_second_upload_in_the_s
     assert len(emu.api_calls("files.completeUploadExternal")) == 2, "one files_upload_v2 call per 10 files"
     assert (len(first.files), len(second.files)) == (10, 5), "Slack shows at most 10 files in one message"
     assert [f.title.split(".")[0] for f in first.files + second.files] == [str(r) for r in [1, 2, 3, 4, 5] * 3]
-    assert all(f"similar to *p{n}.jpg*" in first.initial_comment for n in range(3))
+    assert all(f"similar to `p{n}.jpg`" in first.initial_comment for n in range(3))
     assert not second.initial_comment, "the ranked list is said once, with the first files"
 
 
@@ -202,7 +202,7 @@ def test_image_links_for_many_photos_are_split_into_messages_of_at_most_50_block
     assert all(b["image_url"].startswith("https://findimage.example.org/images/") for b in blocks
                if b["type"] == "image")
     headings = [b["text"]["text"] for b in blocks if b["type"] == "section"]
-    assert [f"*many{n}.jpg*" in h for n, h in enumerate(headings)] == [True] * 8, "in the order posted"
+    assert [f"`many{n}.jpg`" in h for n, h in enumerate(headings)] == [True] * 8, "in the order posted"
     assert emu.uploads() == []
 
 
@@ -239,7 +239,7 @@ def test_a_decompression_bomb_gets_one_sentence_and_no_images_and_the_bot_goes_o
     emu.send_event(bot.events_url, after)
     answer = emu.wait_for_upload(CHANNEL, thread_ts=after["ts"], timeout=15)
 
-    assert reply.text.startswith("I could not read *bomb.png* as a picture (image too large to decode safely "
+    assert reply.text.startswith("I could not read `bomb.png` as a picture (image too large to decode safely "
                                  "(12,000 x 12,000 pixels; at most 40 megapixels))"), reply.text
     assert reply.text.count(". ") <= 2 and "Traceback" not in reply.text
     assert len(emu.messages(CHANNEL, thread_ts=posted["ts"])) == 1, "one sentence, no buttons"

@@ -75,7 +75,7 @@ def test_a_photo_posted_after_remember_is_found_by_name_in_its_channel_only(bot,
     shown = f"'slack_file': {{'id': '{photo['id']}'}}"  # by reference to Slack's file, never uploaded again
     emu.wait_for(lambda: shown in everything_said(emu), timeout=20, what="the answer in the channel")
     said = everything_said(emu)
-    assert f"whiteboard sprint planning.jpg — posted by <@{BOB}> on " in said and "in this channel" in said
+    assert f"`whiteboard sprint planning.jpg` — posted by <@{BOB}> on " in said and "in this channel" in said
     assert all(photo["id"] not in repr(u.file_objects) for u in emu.uploads())
 
     emu.clear_records()
@@ -156,7 +156,7 @@ def test_more_like_a_remembered_image_answers_in_its_channel_and_nowhere_else(bo
 
     emu.clear_records()
     emu.send_interaction(bot.events_url, emu.block_actions_payload(post, f"more_like_this:{remembered_rank}", ALICE))
-    emu.wait_for(lambda: any("asked for more like *whiteboard sprint planning.jpg*" in u.initial_comment
+    emu.wait_for(lambda: any("asked for more like `whiteboard sprint planning.jpg`" in u.initial_comment
                              for u in emu.uploads(CHANNEL)), timeout=20, what="its neighbours")
 
     # The same button, replayed from another channel: nothing about the image is said there.
@@ -188,7 +188,7 @@ def test_the_same_picture_posted_in_another_channel_does_not_reveal_the_remember
     again = emu.add_file(jpeg_bytes(seed=906), "copy again.jpg", user=ALICE)
     event = emu.post_user_message_with_files(CHANNEL, [again], user=ALICE)
     emu.send_event(bot.events_url, event)
-    emu.wait_for(lambda: "budget draft.jpg — posted by" in everything_said(emu), timeout=20,
+    emu.wait_for(lambda: "`budget draft.jpg` — posted by" in everything_said(emu), timeout=20,
                  what="the remembered picture in its channel's answer")
     assert "*exact match* (byte-identical)" in everything_said(emu)
 
@@ -251,7 +251,7 @@ def test_a_remembered_screenshot_is_found_by_the_words_in_it_with_reading_text_o
         emu.wait_for(lambda: store.text_status() == (1, 1), timeout=90, what="its text read")
         emu.clear_records()
         command(emu, bot, "disk quota exceeded")
-        emu.wait_for(lambda: "Screenshot 2026-12-01.png — posted by" in everything_said(emu), timeout=30,
+        emu.wait_for(lambda: "`Screenshot 2026-12-01.png` — posted by" in everything_said(emu), timeout=30,
                      what="the screenshot found by its text")
         said = everything_said(emu)
         assert "text matched" in said and "*disk* *quota* *exceeded*" in said

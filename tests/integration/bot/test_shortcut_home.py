@@ -84,5 +84,5 @@ def test_an_example_on_the_home_tab_is_answered_in_the_users_direct_messages(bot
     answer = emu.wait_for_upload(emu.dm_channel(ALICE), timeout=15)
 
     assert click.status == 200
-    assert answer.initial_comment.startswith(f"<@{ALICE}> searched the archive for “a snow covered mountain”")
+    assert answer.initial_comment.startswith(f"<@{ALICE}> searched the archive for `a snow covered mountain`")
     assert emu.uploads(CHANNEL) == [] and len(emu.uploads()) == 1

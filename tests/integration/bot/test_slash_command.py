@@ -25,7 +25,7 @@ from bot_support import (
 
 from bot.delivery import BUTTONS_TEXT
 
-RANKED_LINE = re.compile(r"^\*(\d+)\.\* `(\d\.\d{3})` (\S+)", re.MULTILINE)
+RANKED_LINE = re.compile(r"^\*(\d+)\.\* `(\d\.\d{3})` `([^`]+)`", re.MULTILINE)
 
 
 def ranked(comment: str) -> list[tuple[int, float, str]]:
@@ -56,13 +56,13 @@ def test_a_slash_command_is_acked_before_its_answer_then_posts_the_top_images_fo
 
     ack = emu.send_slash_command(bot.events_url, text=query, user_id=ALICE, channel_id=CHANNEL)
     assert ack.status == 200
-    assert ack_text(ack) == f"Searching the archive for “{query}”…"  # only Alice sees this
+    assert ack_text(ack) == f"Searching the archive for `{query}`…"  # only Alice sees this
     assert_answers_held(bot.work, emu, 1)  # the ack came back while its answer had not even started
     bot.work.release()
     answer = emu.wait_for_upload(CHANNEL, timeout=15)
 
     assert answer.thread_ts is None, "a command's results go to the channel itself"
-    assert answer.initial_comment.startswith(f"<@{ALICE}> searched the archive for “{query}”:")
+    assert answer.initial_comment.startswith(f"<@{ALICE}> searched the archive for `{query}`:")
     shown = ranked(answer.initial_comment)
     assert_same_ranking(shown_ranking(answer.initial_comment), expected)
     assert [rank for rank, _, _ in shown] == [1, 2, 3, 4, 5]
@@ -82,7 +82,7 @@ def test_a_query_in_another_language_and_script_arrives_intact(bot, emu, indexed
         expected = reference_text_ranking(indexed, text, 5)
         emu.send_slash_command(bot.events_url, text=text, channel_id=f"C0LANG{n}")
         answer = emu.wait_for_upload(f"C0LANG{n}", timeout=15)
-        assert f"“{text}”" in answer.initial_comment
+        assert f"`{text}`" in answer.initial_comment
         assert_same_ranking(shown_ranking(answer.initial_comment), expected)
 
 
@@ -106,7 +106,7 @@ def test_k_and_in_options_choose_how_many_images_and_from_which_folder(bot, emu)
     emu.send_slash_command(bot.events_url, text="k=2 mountain in:nature/", channel_id="C0OTHER")
     in_nature = emu.wait_for_upload("C0OTHER", timeout=15)
 
-    assert "“stage with red lights” in `events/2024`:" in in_events.initial_comment
+    assert "`stage with red lights` in `events/2024`:" in in_events.initial_comment
     assert len(in_events.files) == 3 and all(
         p.startswith("events/2024/") for *_, p in ranked(in_events.initial_comment)
     )
@@ -152,7 +152,7 @@ def test_echoed_queries_cannot_ping_the_channel(bot, emu):
     emu.send_slash_command(bot.events_url, text="&lt;!channel&gt; party &amp; lights", channel_id=CHANNEL)
     answer = emu.wait_for_upload(CHANNEL, timeout=15)
 
-    assert "“&lt;!channel&gt; party &amp; lights”" in answer.initial_comment
+    assert "`&lt;!channel&gt; party &amp; lights`" in answer.initial_comment
     assert "<!channel>" not in answer.initial_comment
 
 
@@ -180,14 +180,14 @@ def test_twenty_commands_at_once_are_all_acked_before_any_answer_starts_and_then
                                 queries, channels))
 
     assert [a.status for a in acks] == [200] * 20
-    assert [ack_text(a) for a in acks] == [f"Searching the archive for “{q}”…" for q in queries]
+    assert [ack_text(a) for a in acks] == [f"Searching the archive for `{q}`…" for q in queries]
     # every ack came back while all 20 answers were queued behind the 4 held workers
     assert_answers_held(bot.work, emu, 20)
     bot.work.release()
     emu.wait_for(lambda: len(emu.uploads()) == 20, timeout=60, what="20 answers")
     for query, channel in zip(queries, channels, strict=True):
         (answer,) = emu.uploads(channel)
-        assert f"“{query}”" in answer.initial_comment and len(answer.files) == 5
+        assert f"`{query}`" in answer.initial_comment and len(answer.files) == 5
 
 
 def test_with_a_public_base_url_results_are_image_blocks_with_signed_expiring_links(indexed, emu):

@@ -52,10 +52,10 @@ def test_over_socket_mode_a_command_and_a_posted_photo_are_answered_once_each(so
     emu.socket_event(barrier)
     emu.wait_for_upload(CHANNEL, thread_ts=barrier["ts"], timeout=20)
 
-    assert command_ack.payload == {"text": "Searching the archive for “stage with red lights”…"}
+    assert command_ack.payload == {"text": "Searching the archive for `stage with red lights`…"}
     assert "`/findimage a snow covered mountain`" in help_ack.payload["text"]
     assert results.initial_comment.startswith(f"<@{ALICE}> searched the archive") and len(results.files) == 5
-    assert reply.initial_comment.startswith("Archive images most similar to *firewall.jpg*")
+    assert reply.initial_comment.startswith("Archive images most similar to `firewall.jpg`")
     assert len(emu.uploads(CHANNEL, thread_ts=posted["ts"])) == 1, "the retry was not answered again"
     assert len(emu.uploads()) == 3, "the bot's own upload was not answered"
     assert emu.api_calls("apps.connections.open")[0].token == emu.app_token
@@ -78,7 +78,7 @@ def test_over_socket_mode_every_ack_is_sent_while_the_answers_wait(indexed, emu)
             event_ack = emu.socket_event(posted)
             shortcut_ack = emu.socket_interaction(emu.message_action_payload(posted, CHANNEL, BOB))
 
-            assert command_ack.payload == {"text": "Searching the archive for “stage with red lights”…"}
+            assert command_ack.payload == {"text": "Searching the archive for `stage with red lights`…"}
             assert event_ack.envelope is not None and shortcut_ack.envelope is not None
             assert_answers_held(work, emu, 3)
             assert emu.downloads(photo["id"]) == []
@@ -98,7 +98,7 @@ def test_the_bot_reconnects_after_the_connection_drops_and_answers_the_next_comm
     ack = emu.socket_slash_command("stage with red lights", user_id=ALICE, channel_id=CHANNEL)
     answer = emu.wait_for_upload(CHANNEL, timeout=20)
 
-    assert ack.payload == {"text": "Searching the archive for “stage with red lights”…"}
+    assert ack.payload == {"text": "Searching the archive for `stage with red lights`…"}
     assert answer.initial_comment.startswith(f"<@{ALICE}> searched the archive") and len(answer.files) == 5
     assert len(emu.api_calls("apps.connections.open")) == 2, "a new connection URL was asked for"
     assert emu.socket_connections == 1
@@ -133,7 +133,7 @@ def test_over_socket_mode_a_button_and_the_shortcut_are_acked_and_answered(socke
     assert click.envelope is not None and shortcut.envelope is not None  # acked (before the answers:
     # test_bot_socket_mode holds the answers of the same app and handler)
     assert not set(titles(first)) & set(titles(more)) and len(more.files) == 3
-    assert reply.initial_comment.startswith("Archive images most similar to *socket.jpg*")
+    assert reply.initial_comment.startswith("Archive images most similar to `socket.jpg`")
     assert socket_bot.stop() == 0, socket_bot.output
 
 

@@ -157,7 +157,7 @@ def test_a_file_object_pointing_at_another_host_never_gets_the_token(bot, emu):
         reply = emu.wait_for_message(CHANNEL, thread_ts=posted["ts"], containing="planted.jpg", timeout=15)
         assert seen == [], "the other host got no request at all, so never the token"
 
-    assert reply.text == ("*planted.jpg* is not served by Slack's file servers, so I did not download it; "
+    assert reply.text == ("`planted.jpg` is not served by Slack's file servers, so I did not download it; "
                           "upload the image itself to Slack and I will look again.")
     assert emu.uploads() == []
 
@@ -196,9 +196,9 @@ def test_file_names_queries_and_folders_cannot_ping_anyone(bot, emu):
     results = emu.wait_for_upload("C0Q1", timeout=15)
     empty_folder = emu.wait_for_response(folder.response_url, containing="No indexed images", timeout=15)
 
-    assert upload.initial_comment.startswith("Archive images most similar to *&lt;!channel&gt; x.png*:")
-    assert refused.text.startswith("I could not read *&lt;!here&gt; y.png* as a picture")
-    assert "“&lt;!here&gt; party”" in results.initial_comment and "&lt;!here&gt;" in searched.body
+    assert upload.initial_comment.startswith("Archive images most similar to `&lt;!channel&gt; x.png`:")
+    assert refused.text.startswith("I could not read `&lt;!here&gt; y.png` as a picture")
+    assert "`&lt;!here&gt; party`" in results.initial_comment and "&lt;!here&gt;" in searched.body
     assert empty_folder.text == "No indexed images under the folder '&lt;!channel&gt;'."
     assert "`k=&lt;!everyone&gt;` must be a whole number" in option.body
     said = everything_said(emu) + [searched.body, folder.body, option.body]
