@@ -4,6 +4,7 @@ nothing and CLIP at random weights."""
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 
 import pytest
@@ -11,6 +12,7 @@ from es_support import both_stores
 from photos import save_photo
 from rendered_text import error_dialog, german_slide, street_sign
 
+from findimage.backends import open_store
 from findimage.config import Settings, load_settings
 from findimage.search import Searcher
 from findimage_cli import main
@@ -102,18 +104,21 @@ def test_copies_and_moves_reuse_the_text_and_status_says_how_far_reading_is(text
     assert "text read:    9 of 9 images" in capsys.readouterr().out
 
 
-def test_a_reading_that_fails_is_recorded_not_counted_as_a_broken_file(settings, monkeypatch):
-    from findimage.records import ReadText
-    from indexer import text_stage
+def stored_reading(settings, path: str):
+    store = open_store(settings)
+    try:
+        sha256 = hashlib.sha256((settings.archive / path).read_bytes()).hexdigest()
+        return store.texts_by_sha256([sha256]).get(sha256)
+    finally:
+        store.close()
 
-    settings = dataclasses.replace(settings, ocr=True)
+
+def test_a_reading_that_fails_is_recorded_not_counted_as_a_broken_file_and_not_read_again(settings):
+    tight = dataclasses.replace(settings, ocr=True, ocr_memory_mb=16)  # the reader's child cannot even load
     error_dialog().image.save(settings.archive / "a.png")
-
-    class Failing(text_stage.ReaderProcess):
-        def read(self, data: bytes) -> ReadText:
-            return ReadText("failed", reason="reading its text took longer than 1 s")
-
-    monkeypatch.setattr(text_stage, "ReaderProcess", Failing)
-    first = index_once(settings, progress=False)
+    first = index_once(tight, progress=False)
     assert first.added == 1 and first.failed == 0 and first.text_failed == 1
-    assert index_once(settings, progress=False).text_failed == 0, "recorded: not read again until it changes"
+    assert stored_reading(settings, "a.png").reason == \
+        "reading its text needed more than the text reader's 16 MB (FINDIMAGE_OCR_MEMORY_MB)"
+    again = index_once(dataclasses.replace(tight, ocr_memory_mb=2048), progress=False)
+    assert (again.text_read, again.text_failed) == (0, 0), "recorded: not read again until it changes"
