@@ -87,7 +87,7 @@ class Settings:
     # Text in images: read by the indexer (after the embeddings) and fused into text queries.
     ocr: bool = setting("FINDIMAGE_OCR", True, bool, choices=("on", "off"), true="on")
     ocr_threads: int = setting("FINDIMAGE_OCR_THREADS", 1, int, 0, 64)  # onnxruntime threads; 0: its default
-    # One image's reading taking longer is stopped and recorded as failed (retried when the file changes).
+    # One image's reading taking longer is stopped and tried again on later passes (indexer.text_stage).
     ocr_timeout_seconds: float = setting("FINDIMAGE_OCR_TIMEOUT_SECONDS", 120.0, float, 1.0, 3600.0)
     # The reader child's memory (its RLIMIT_DATA: findimage.models.reader_process): past it the reading fails,
     # never the bot or the indexer. Measured here: the engine takes 360 MB, a 12-MP photo peaks at 550 MB, a

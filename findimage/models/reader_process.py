@@ -38,8 +38,8 @@ class ReadingLimits:
 
 class ReaderProcess:
     """A child process that reads text: its engine is loaded once; a picture that takes longer than the
-    timeout, needs more memory than the limit or kills the child is answered as failed, and the next
-    picture gets a new child."""
+    timeout is answered as timed out, one that needs more memory than the limit or kills the child as
+    failed, and the next picture gets a new child."""
 
     def __init__(self, limits: ReadingLimits):
         self.limits = limits
@@ -57,7 +57,7 @@ class ReaderProcess:
             pass
         if not self._connection.poll(self.limits.timeout_seconds):
             self._stop()
-            return ReadText("failed", reason=f"reading its text took longer than {self.limits.timeout_seconds:g} s")
+            return ReadText("timed_out", reason=f"reading its text took longer than {self.limits.timeout_seconds:g} s")
         try:
             kind, payload = self._connection.recv()
         except (EOFError, OSError):

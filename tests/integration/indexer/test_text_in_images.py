@@ -16,6 +16,7 @@ from findimage.backends import open_store
 from findimage.config import Settings, load_settings
 from findimage.search import Searcher
 from findimage_cli import main
+from indexer import text_stage
 from indexer.run import index_once
 
 pytestmark = pytest.mark.slow
@@ -117,8 +118,40 @@ def test_a_reading_that_fails_is_recorded_not_counted_as_a_broken_file_and_not_r
     tight = dataclasses.replace(settings, ocr=True, ocr_memory_mb=16)  # the reader's child cannot even load
     error_dialog().image.save(settings.archive / "a.png")
     first = index_once(tight, progress=False)
-    assert first.added == 1 and first.failed == 0 and first.text_failed == 1
+    assert first.added == 1 and first.failed == 0 and (first.text_failed, first.text_timed_out) == (1, 0)
     assert stored_reading(settings, "a.png").reason == \
         "reading its text needed more than the text reader's 16 MB (FINDIMAGE_OCR_MEMORY_MB)"
     again = index_once(dataclasses.replace(tight, ocr_memory_mb=2048), progress=False)
     assert (again.text_read, again.text_failed) == (0, 0), "recorded: not read again until it changes"
+
+
+def test_a_reading_that_timed_out_is_read_on_the_next_pass(settings, capsys):
+    """A busy machine is no fault of the picture."""
+    error_dialog().image.save(settings.archive / "a.png")
+    slow = dataclasses.replace(settings, ocr=True, ocr_timeout_seconds=0.001)  # no child answers that fast
+    first = index_once(slow, progress=False)
+    assert first.added == 1 and (first.text_read, first.text_timed_out, first.text_failed) == (0, 1, 0)
+    assert "timed out in 1 (read again on the next pass)" in first.line()
+    assert main(["status"]) == 0
+    assert "text read:    0 of 1 images" in capsys.readouterr().out, "not done: pending again"
+    again = index_once(dataclasses.replace(slow, ocr_timeout_seconds=120.0), progress=False)
+    assert (again.embedded, again.text_read, again.text_timed_out) == (0, 1, 0)
+    assert stored_reading(settings, "a.png").attempts == 2
+    assert first_paths(dataclasses.replace(settings, ocr=True), "disk quota exceeded")[0] == "a.png"
+
+
+@both_stores
+def test_a_reading_that_keeps_timing_out_is_recorded_as_failed_after_three(settings):
+    error_dialog().image.save(settings.archive / "a.png")
+    slow = dataclasses.replace(settings, ocr=True, ocr_timeout_seconds=0.001)
+    passes = [index_once(slow, progress=False) for _ in range(text_stage.MAX_ATTEMPTS)]
+    assert [(p.text_timed_out, p.text_failed) for p in passes] == [(1, 0), (1, 0), (0, 1)]
+    failed = stored_reading(settings, "a.png")
+    assert (failed.state, failed.reason, failed.attempts) == (
+        "failed", "reading its text took longer than 0.001 s (3 times)", 3)
+    normal = dataclasses.replace(slow, ocr_timeout_seconds=120.0)
+    later = index_once(normal, progress=False)
+    assert (later.text_read, later.text_timed_out, later.text_failed) == (0, 0, 0), "until the file changes"
+    german_slide().image.save(settings.archive / "a.png")
+    changed = index_once(normal, progress=False)
+    assert (changed.updated, changed.text_read) == (1, 1) and stored_reading(settings, "a.png").attempts == 1
