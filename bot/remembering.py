@@ -12,7 +12,7 @@ import hashlib
 import logging
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from slack_sdk import WebClient
@@ -121,6 +121,8 @@ class Rememberer:
         if self._reader is not None:
             with self._reading:
                 read = self._reader.read(data)  # a failure is recorded as such, never raised
+            if read.state == "timed_out":  # its bytes are not kept: nothing could read it again later
+                read = replace(read, state="failed")
             self.remembered.store.set_texts([(doc.image_id, doc.sha256, read)])
 
     def close(self) -> None:

@@ -87,8 +87,12 @@ class Settings:
     # Text in images: read by the indexer (after the embeddings) and fused into text queries.
     ocr: bool = setting("FINDIMAGE_OCR", True, bool, choices=("on", "off"), true="on")
     ocr_threads: int = setting("FINDIMAGE_OCR_THREADS", 1, int, 0, 64)  # onnxruntime threads; 0: its default
-    # One image's reading taking longer is stopped and recorded as failed (retried when the file changes).
+    # One image's reading taking longer is stopped and tried again on later passes (indexer.text_stage).
     ocr_timeout_seconds: float = setting("FINDIMAGE_OCR_TIMEOUT_SECONDS", 120.0, float, 1.0, 3600.0)
+    # The reader child's memory (its RLIMIT_DATA: findimage.models.reader_process): past it the reading fails,
+    # never the bot or the indexer. Measured here: the engine takes 360 MB, a 12-MP photo peaks at 550 MB, a
+    # 12-MP screenshot at 1,010 MB, a 120-MP PNG (the pixel limit) at 1,600 MB; 2 GB leaves room above those.
+    ocr_memory_mb: int = setting("FINDIMAGE_OCR_MEMORY_MB", 2048, int, 512, 1_048_576)
     # Distributed indexing: `findimage index`/`schedule` plan, `findimage worker` processes embed (Celery on Redis).
     queue_url: str | None = setting("FINDIMAGE_QUEUE_URL", None, secret=True)  # redis://[:password@]host:6379/0
     bucket_size: int = setting("FINDIMAGE_BUCKET_SIZE", 64, int, 1, 10_000)  # files per task
@@ -149,6 +153,10 @@ class Settings:
     @property
     def decode_budget_bytes(self) -> int:
         return self.decode_budget_mb * 2**20
+
+    @property
+    def ocr_memory_bytes(self) -> int:
+        return self.ocr_memory_mb * 2**20
 
     @property
     def uses_elasticsearch(self) -> bool:

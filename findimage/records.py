@@ -92,11 +92,14 @@ class TextLine:
 
 @dataclass(frozen=True)
 class ReadText:
-    """What reading an image's text gave: state "read" (lines, maybe none) or "failed" (reason)."""
+    """What reading an image's text gave: state "read" (lines, maybe none), "failed" (reason; not read again
+    until the file changes) or "timed_out" (reason; read again on a later pass, a bounded number of times:
+    indexer.text_stage)."""
 
-    state: str  # "read" | "failed"
+    state: str  # "read" | "failed" | "timed_out"
     lines: tuple[TextLine, ...] = ()
     reason: str = ""
+    attempts: int = 1  # readings of this content so far: the ones that timed out and this one
 
 
 @dataclass(frozen=True)

@@ -76,6 +76,7 @@ class PassSummary:
     text_read: int = 0  # images whose text was read this pass (indexer.text_stage)
     text_reused: int = 0  # documents given the text stored for their content
     text_failed: int = 0  # images whose text could not be read (recorded, not failed files)
+    text_timed_out: int = 0  # images whose reading timed out: read again on the next pass
     text_stopped: str = ""
 
     @property
@@ -94,9 +95,11 @@ class PassSummary:
             text += f"; {self.removal_refused} removal(s) refused"
         if self.upgraded:
             text += f"; upgraded {self.upgraded} document(s) with dates and name words (no re-embedding)"
-        if self.text_read or self.text_reused or self.text_failed:
+        if self.text_read or self.text_reused or self.text_failed or self.text_timed_out:
             text += (f"; text read in {self.text_read} image(s), reused for {self.text_reused}, "
                      f"failed in {self.text_failed}")
+            if self.text_timed_out:
+                text += f", timed out in {self.text_timed_out} (read again on the next pass)"
         if self.text_stopped:
             text += f"; reading text stopped: {self.text_stopped}"
         return text
@@ -184,6 +187,7 @@ class IndexPass:
         found = self.text.summary
         self.summary.text_read, self.summary.text_failed = found.read, found.failed
         self.summary.text_reused, self.summary.text_stopped = found.reused, found.stopped
+        self.summary.text_timed_out = found.timed_out
 
     def _stop_if_superseded(self) -> None:
         if self.superseded():  # the other pass redoes this work; two writers would race on the same documents

@@ -1,8 +1,11 @@
-"""Reading text in a child process: its engine is loaded once there, and a picture that hangs or crashes it
-costs that child, never the caller (the indexer's text stage, the bot remembering a posted image)."""
+"""Reading text in a child process: its engine is loaded once there, and a picture that hangs or crashes it,
+or needs more memory than the child may take, costs that child, never the caller (the indexer's text stage,
+the bot remembering a posted image)."""
 from __future__ import annotations
 
+import errno
 import multiprocessing
+import resource
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Any
@@ -14,6 +17,10 @@ from findimage.records import ReadText
 # detects at a bounded size, but recognises lines cut from the decoded picture.
 READ_MIN_SIDE = 1600
 
+# How a refused allocation shows when it is not a MemoryError: C++'s std::bad_alloc and onnxruntime's own
+# words (in its RuntimeException), the loader failing to map a library's data, ENOMEM's text.
+_ALLOCATION_FAILED = ("bad_alloc", "Failed to allocate", "failed to map segment", "Cannot allocate memory")
+
 
 @dataclass(frozen=True)
 class ReadingLimits:
@@ -21,16 +28,18 @@ class ReadingLimits:
     timeout_seconds: float
     max_pixels: int
     budget: int
+    memory: int  # bytes the child may hold (its RLIMIT_DATA)
 
     @classmethod
     def of(cls, settings: Settings) -> ReadingLimits:
         return cls(settings.ocr_threads, settings.ocr_timeout_seconds, settings.max_image_pixels,
-                   settings.decode_budget_bytes)
+                   settings.decode_budget_bytes, settings.ocr_memory_bytes)
 
 
 class ReaderProcess:
-    """A child process that reads text: its engine is loaded once, a picture that takes longer than the
-    timeout (or kills the child) is answered as failed, and the next picture gets a new child."""
+    """A child process that reads text: its engine is loaded once; a picture that takes longer than the
+    timeout is answered as timed out, one that needs more memory than the limit or kills the child as
+    failed, and the next picture gets a new child."""
 
     def __init__(self, limits: ReadingLimits):
         self.limits = limits
@@ -42,21 +51,26 @@ class ReaderProcess:
         if self._process is None or not self._process.is_alive():
             self._start()
         assert self._connection is not None
-        self._connection.send((data, self.limits.max_pixels, self.limits.budget))
+        try:
+            self._connection.send((data, self.limits.max_pixels, self.limits.budget))
+        except OSError:  # the child ended before taking it all: its answer, or its end, is read below
+            pass
         if not self._connection.poll(self.limits.timeout_seconds):
             self._stop()
-            return ReadText("failed", reason=f"reading its text took longer than {self.limits.timeout_seconds:g} s")
+            return ReadText("timed_out", reason=f"reading its text took longer than {self.limits.timeout_seconds:g} s")
         try:
             kind, payload = self._connection.recv()
         except (EOFError, OSError):
             self._stop()
             return ReadText("failed", reason="the text reader stopped while reading it (out of memory?)")
+        if kind == "spent":  # out of memory: the child ended after answering
+            self._stop()
         return ReadText("read", lines=tuple(payload)) if kind == "read" else ReadText("failed", reason=payload)
 
     def _start(self) -> None:
         parent, child = self._context.Pipe()
-        self._process = self._context.Process(target=_serve, args=(child, self.limits.threads), daemon=True,
-                                              name="findimage-text-reader")
+        self._process = self._context.Process(target=_serve, args=(child, self.limits.threads, self.limits.memory),
+                                              daemon=True, name="findimage-text-reader")
         self._process.start()
         child.close()
         self._connection = parent
@@ -73,23 +87,70 @@ class ReaderProcess:
         self._stop()
 
 
-def _serve(connection: Connection, threads: int) -> None:
-    """The child: decode each picture within the decode budget, read its text, answer one message each."""
-    from findimage.imaging import ImageError, prepare_bytes
+def _serve(connection: Connection, threads: int, memory: int) -> None:
+    """The child: under its memory limit, decode each picture within the decode budget, read its text, answer
+    one message each. A picture that needed more memory than the limit is answered as failed and the child
+    ends ("spent"): the next picture gets a fresh child, not the heap and engine arena this one grew."""
+    from findimage.imaging import ImageError
     from findimage.models.text_reader import TextReader, TextReadingError
 
+    _limit_memory(memory)  # after the imports above (numpy, Pillow: ~110 MB), before the engine loads
     reader = TextReader(threads=threads)
     while True:
         try:
             data, max_pixels, budget = connection.recv()
+        except MemoryError:  # a file larger than the limit leaves
+            connection.send(("spent", over_limit(memory)))
+            return
         except (EOFError, OSError):
             return
         try:
-            image = prepare_bytes(data, READ_MIN_SIDE, max_pixels=max_pixels, budget=budget).image
-            connection.send(("read", reader.read(image)))
-        except (ImageError, TextReadingError) as exc:
-            connection.send(("failed", str(exc)))
+            connection.send(("read", _read(reader, data, max_pixels, budget)))
         except Exception as exc:  # noqa: BLE001 - one picture's failure is recorded, the child serves on
-            connection.send(("failed", f"the text reader failed ({type(exc).__name__})"))
+            if out_of_memory(exc):
+                connection.send(("spent", over_limit(memory)))
+                return
+            if isinstance(exc, (ImageError, TextReadingError)):
+                connection.send(("failed", str(exc)))
+            else:
+                connection.send(("failed", f"the text reader failed ({type(exc).__name__})"))
+        del data  # not held while the next picture arrives
 
 
+def _read(reader: Any, data: bytes, max_pixels: int, budget: int) -> list:
+    """One picture's lines; its decoded pixels are let go on return, before the next one is received."""
+    from findimage.imaging import prepare_bytes
+
+    return reader.read(prepare_bytes(data, READ_MIN_SIDE, max_pixels=max_pixels, budget=budget).image)
+
+
+def _limit_memory(limit: int) -> None:
+    """The child's RLIMIT_DATA: past it an allocation fails in the child (a MemoryError, onnxruntime's
+    bad_alloc), where the kernel's OOM killer might have picked the bot or the indexer.
+
+    RLIMIT_DATA rather than RLIMIT_AS: the address space also counts what threads reserve and never use
+    (glibc's 64 MB malloc arena per thread): measured with onnxruntime on this engine's model, each added
+    thread grew it by ~40 MB and the data by 8 MB (its stack), resident memory by nothing. An address-space
+    limit would have to follow FINDIMAGE_OCR_THREADS and the cores; the data limit counts the private memory
+    that can become resident (heap, numpy's and onnxruntime's buffers, stacks)."""
+    _, hard = resource.getrlimit(resource.RLIMIT_DATA)
+    resource.setrlimit(resource.RLIMIT_DATA, (limit if hard == resource.RLIM_INFINITY else min(limit, hard), hard))
+
+
+def over_limit(memory: int) -> str:
+    return f"reading its text needed more than the text reader's {memory / 2**20:,.0f} MB (FINDIMAGE_OCR_MEMORY_MB)"
+
+
+def out_of_memory(exc: BaseException) -> bool:
+    """Whether a failure was an allocation refused (the child at its memory limit): a MemoryError or ENOMEM
+    anywhere in its chain (the reader wraps what the engine raises), or an engine's words for one."""
+    seen: set[int] = set()
+    found: BaseException | None = exc
+    while found is not None and id(found) not in seen:
+        seen.add(id(found))
+        if isinstance(found, MemoryError) or (isinstance(found, OSError) and found.errno == errno.ENOMEM):
+            return True
+        if any(marker in str(found) for marker in _ALLOCATION_FAILED):
+            return True
+        found = found.__cause__ or found.__context__
+    return False

@@ -62,11 +62,11 @@ class Store(Protocol):
 
     def texts_by_sha256(self, sha256s: Iterable[str]) -> dict[str, ReadText]:
         """Stored readings by content, so copies and moved files are not read again (during a rebuild:
-        those of the live index)."""
+        those of the live index); of a content's readings, one kept for good before one that timed out."""
 
     def text_pending(self, limit: int) -> list[FileState]:
-        """At most `limit` documents without a reading of their current content, by path (during a
-        rebuild: those of the index being written)."""
+        """At most `limit` documents without a reading of their current content, or whose reading timed out
+        (read again on a later pass), by path (during a rebuild: those of the index being written)."""
 
     def text_status(self) -> tuple[int, int]:
         """(documents with a reading, read or failed, of their current content; all documents)."""

@@ -9,7 +9,9 @@ from typing import Any
 from findimage.names import text_words
 from findimage.records import Match, ReadText, TextLine
 
-STATES = ("read", "failed")
+STATES = ("read", "failed", "timed_out")
+# Readings that are kept for good (until the content changes); a timed-out one leaves its document pending.
+DONE = ("read", "failed")
 
 
 def checked(read: ReadText) -> ReadText:
@@ -40,9 +42,11 @@ def lines_json(lines: Iterable[TextLine]) -> list[dict[str, Any]]:
              "confidence": float(line.confidence)} for line in lines]
 
 
-def from_json(state: str, reason: str, lines: Sequence[dict[str, Any]] | None) -> ReadText:
+def from_json(state: str, reason: str, lines: Sequence[dict[str, Any]] | None, attempts: int | None = None) -> ReadText:
+    """A stored reading; one stored before attempts were counted was one attempt."""
     return ReadText(state, tuple(TextLine(str(line["text"]), tuple((int(x), int(y)) for x, y in line["box"]),
-                                          float(line["confidence"])) for line in lines or ()), reason or "")
+                                          float(line["confidence"])) for line in lines or ()), reason or "",
+                    int(attempts or 1))
 
 
 def query(words: Sequence[str]) -> list[str]:

@@ -36,15 +36,18 @@ NEW_FIELDS: dict[str, dict[str, Any]] = {
     # Text read from the image (findimage.stores.text): every line's folded words, searched like
     # name_words; the lines as read with boxes and confidences, only kept in _source; the lines' text alone
     # in doc values (lines_value), where a text query reads its snippets without loading stored fields; the
-    # reading's state and reason, and the content it was read from.
+    # reading's state, reason and attempts (a reading stored before attempts were kept was one), and the
+    # content it was read from.
     "text_words": {"type": "text", "analyzer": "standard"},
     "text_lines": {"type": "object", "enabled": False},
     "text_lines_text": {"type": "binary", "doc_values": True},
     "text_state": {"type": "keyword"},
     "text_reason": {"type": "keyword", "ignore_above": 1024},
     "text_sha256": {"type": "keyword"},
+    "text_attempts": {"type": "integer", "index": False},
 }
-TEXT_FIELDS = ["text_words", "text_lines", "text_lines_text", "text_state", "text_reason", "text_sha256"]
+TEXT_FIELDS = ["text_words", "text_lines", "text_lines_text", "text_state", "text_reason", "text_sha256",
+               "text_attempts"]
 # text_words holds one value per line: Lucene leaves this many positions between values (the text field
 # default), so query words at most LINE_GAP - 1 positions apart stand in one line. BM25 counts only the
 # words, as for one joined string.

@@ -10,7 +10,7 @@ from findimage.records import FileState, ImageDoc, ReadText
 from findimage.stores.elasticsearch.client import unavailable_on_connection_errors
 from findimage.stores.elasticsearch.query import STATE_FIELDS, TEXT_FIELDS, file_state, lines_value
 from findimage.stores.elasticsearch.view import AliasView
-from findimage.stores.text import checked, from_json, lines_json, lines_words
+from findimage.stores.text import DONE, checked, from_json, lines_json, lines_words
 
 # A reading is written onto the document only while it holds the content the text was read from.
 SET_TEXT_SCRIPT = ("if (ctx._source.sha256 == params.sha256) { ctx._source.putAll(params.text); } "
@@ -68,16 +68,18 @@ class Texts:
         wanted, found = sorted(set(sha256s)), {}
         for start in range(0, len(wanted), 1000):
             chunk = wanted[start:start + 1000]
+            # A content's reading kept for good scores above one that timed out: collapse keeps the best.
+            query = {"bool": {"filter": [{"terms": {"text_sha256": chunk}}],
+                              "should": [{"terms": {"text_state": list(DONE)}}]}}
             try:
-                result = self.view.client.search(index=self.view.alias, query={"terms": {"text_sha256": chunk}},
-                                            size=len(chunk), source={"includes": TEXT_FIELDS},
-                                            collapse={"field": "text_sha256"})
+                result = self.view.client.search(index=self.view.alias, query=query, size=len(chunk),
+                                                 source={"includes": TEXT_FIELDS}, collapse={"field": "text_sha256"})
             except NotFoundError:  # not created yet: nothing to reuse
                 return {}
             for hit in result["hits"]["hits"]:
                 s = hit["_source"]
                 found[s["text_sha256"]] = from_json(s.get("text_state", ""), s.get("text_reason") or "",
-                                                    s.get("text_lines"))
+                                                    s.get("text_lines"), s.get("text_attempts"))
         return found
 
     def _refreshed_target(self) -> str | None:
@@ -88,14 +90,15 @@ class Texts:
     @unavailable_on_connection_errors
     def text_pending(self, limit: int) -> list[FileState]:
         """Of the index being written (during a rebuild, the new one), by path. A document holds a reading
-        only of its current content (upsert and set_texts see to it), so "no reading" is the test."""
+        only of its current content (upsert and set_texts see to it), so "no reading kept for good" (none,
+        or one that timed out) is the test."""
         target = self._refreshed_target()
         found: list[FileState] = []
         after: list | None = None
         while target is not None and len(found) < limit:
             size = min(limit - len(found), 5000)
             hits = self.view.client.search(
-                index=target, query={"bool": {"must_not": [{"exists": {"field": "text_state"}}]}},
+                index=target, query={"bool": {"must_not": [{"terms": {"text_state": list(DONE)}}]}},
                 sort=[{"relative_path": "asc"}], size=size, source=False, search_after=after,
                 docvalue_fields=[{"field": f} for f in STATE_FIELDS], track_total_hits=False)["hits"]["hits"]
             found += [file_state({f: h["fields"].get(f, [None])[0] for f in STATE_FIELDS}) for h in hits]
@@ -106,16 +109,16 @@ class Texts:
 
     @unavailable_on_connection_errors
     def text_status(self) -> tuple[int, int]:
-        """(documents with a reading, all documents) of the index being written."""
+        """(documents with a reading kept for good, all documents) of the index being written."""
         target = self._refreshed_target()
         if target is None:
             return 0, 0
         found = self.view.client.search(index=target, size=0, track_total_hits=True,
-                                   aggs={"read": {"filter": {"exists": {"field": "text_state"}}}})
+                                        aggs={"read": {"filter": {"terms": {"text_state": list(DONE)}}}})
         return int(found["aggregations"]["read"]["doc_count"]), int(found["hits"]["total"]["value"])
 
 
 def text_source(sha256: str, read: ReadText) -> dict:
-    return {"text_sha256": sha256, "text_state": read.state, "text_reason": read.reason,
+    return {"text_sha256": sha256, "text_state": read.state, "text_reason": read.reason, "text_attempts": read.attempts,
             "text_lines": lines_json(read.lines), "text_lines_text": lines_value([line.text for line in read.lines]),
             "text_words": lines_words(read)}

@@ -7,6 +7,9 @@ indexing pass reads them from the files' headers, without embedding anything aga
 
 Schema 3 added the text read from images (`texts`, `text_words`, `text_lines`, see texts.py), created
 empty: a database made before opens migrated and lists every document as waiting for its text.
+
+Schema 4 added `texts.attempts` (a reading that timed out is tried again a bounded number of times); a
+reading stored before counts as one attempt.
 """
 from __future__ import annotations
 
@@ -21,7 +24,7 @@ from findimage.records import DIMS, Filters
 
 T = TypeVar("T")
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 META_SCHEMA = "schema_version"
 
 # unicode61 with remove_diacritics 2 folds what findimage.names leaves (it already lowercases and strips
@@ -30,12 +33,12 @@ NAMES_TABLE = ("CREATE VIRTUAL TABLE IF NOT EXISTS names USING fts5(words, "
                "tokenize='unicode61 remove_diacritics 2')")
 
 # Text read from images, per slot of `images` (slots are never reused): the reading as stored
-# (state, reason, lines with boxes and confidences as JSON) and the content it was read from; every
+# (state, reason, lines with boxes and confidences as JSON, attempts) and the content it was read from; every
 # line's words in `text_words` (rowid = slot, ranked by BM25); each line's words on their own in
 # `text_lines` (rowid = slot * LINE_SLOTS + line number), which answers "all query words in one line".
 TEXT_TABLES = (
     "CREATE TABLE IF NOT EXISTS texts (slot INTEGER PRIMARY KEY, sha256 TEXT NOT NULL, state TEXT NOT NULL, "
-    "reason TEXT NOT NULL, lines TEXT NOT NULL)",
+    "reason TEXT NOT NULL, lines TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 1)",
     "CREATE INDEX IF NOT EXISTS texts_sha256 ON texts(sha256)",
     "CREATE VIRTUAL TABLE IF NOT EXISTS text_words USING fts5(words, tokenize='unicode61 remove_diacritics 2')",
     "CREATE VIRTUAL TABLE IF NOT EXISTS text_lines USING fts5(words, tokenize='unicode61 remove_diacritics 2', "
@@ -45,8 +48,8 @@ LINE_SLOTS = 1 << 16  # lines of one image in `text_lines`; any beyond are searc
 
 
 def migrate(db: sqlite3.Connection) -> None:
-    """Bring an older database to schema 3 in one transaction; several processes opening it at once
-    migrate it once."""
+    """Bring an older database to the current schema in one transaction; several processes opening it at
+    once migrate it once."""
     if _schema(db) >= SCHEMA_VERSION:
         return
     db.execute("BEGIN IMMEDIATE")
@@ -57,6 +60,8 @@ def migrate(db: sqlite3.Connection) -> None:
         if schema < SCHEMA_VERSION:
             for statement in TEXT_TABLES:  # kept if there: a database migrated again keeps its texts
                 db.execute(statement)
+            if "attempts" not in {row[1] for row in db.execute("PRAGMA table_info(texts)")}:  # schema 3
+                db.execute("ALTER TABLE texts ADD COLUMN attempts INTEGER NOT NULL DEFAULT 1")
             db.execute("INSERT INTO meta(key, value) VALUES(?, ?) ON CONFLICT(key) DO UPDATE SET "
                        "value=excluded.value", (META_SCHEMA, str(SCHEMA_VERSION)))
         db.execute("COMMIT")

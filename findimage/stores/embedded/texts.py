@@ -13,7 +13,7 @@ from collections.abc import Iterable, Sequence
 
 from findimage.records import FileState, Filters, ReadText
 from findimage.stores.embedded.schema import LINE_SLOTS, filter_sql, in_chunks, match_expression
-from findimage.stores.text import checked, from_json, line_words, lines_json, search_words
+from findimage.stores.text import DONE, checked, from_json, line_words, lines_json, search_words
 
 
 def write_texts(db: sqlite3.Connection, items: Sequence[tuple[str, str, ReadText]]) -> None:
@@ -26,9 +26,9 @@ def write_texts(db: sqlite3.Connection, items: Sequence[tuple[str, str, ReadText
             continue
         slot = row[0]
         forget_texts(db, [slot])
-        db.execute("INSERT INTO texts(slot, sha256, state, reason, lines) VALUES(?, ?, ?, ?, ?)",
+        db.execute("INSERT INTO texts(slot, sha256, state, reason, lines, attempts) VALUES(?, ?, ?, ?, ?, ?)",
                    (slot, sha256, read.state, read.reason,
-                    json.dumps(lines_json(read.lines), ensure_ascii=False, separators=(",", ":"))))
+                    json.dumps(lines_json(read.lines), ensure_ascii=False, separators=(",", ":")), read.attempts))
         words = search_words(read)
         if words:
             db.execute("INSERT INTO text_words(rowid, words) VALUES(?, ?)", (slot, words))
@@ -71,18 +71,24 @@ def forget_texts_of(db: sqlite3.Connection, marks: str, ids: Sequence[str]) -> N
         forget_texts(db, slots)
 
 
+_DONE = ",".join(f"'{state}'" for state in DONE)  # SQL's list of the states kept for good
+
+
 def texts_by_sha256(db: sqlite3.Connection, sha256s: Iterable[str]) -> dict[str, ReadText]:
+    """A content's reading kept for good over one that timed out (copies read at different times)."""
     found: dict[str, ReadText] = {}
     for chunk in in_chunks(sorted(set(sha256s)), 500):
-        rows = db.execute(f"SELECT sha256, state, reason, lines FROM texts WHERE sha256 IN "
-                          f"({','.join('?' * len(chunk))})", chunk).fetchall()
-        found.update((sha, from_json(state, reason, json.loads(lines))) for sha, state, reason, lines in rows)
+        rows = db.execute(f"SELECT sha256, state, reason, lines, attempts FROM texts WHERE sha256 IN "
+                          f"({','.join('?' * len(chunk))}) ORDER BY state IN ({_DONE})", chunk).fetchall()
+        found.update((sha, from_json(state, reason, json.loads(lines), attempts))
+                     for sha, state, reason, lines, attempts in rows)  # the last of a content's rows wins
     return found
 
 
-# Documents without a reading of their current content (LEFT JOIN: no row, or one for other content).
+# Documents without a reading of their current content (LEFT JOIN: no row, or one for other content), or
+# with one that timed out (read again on a later pass).
 _PENDING = ("FROM images LEFT JOIN texts ON texts.slot = images.slot "
-            "WHERE texts.slot IS NULL OR texts.sha256 != images.sha256")
+            f"WHERE texts.slot IS NULL OR texts.sha256 != images.sha256 OR texts.state NOT IN ({_DONE})")
 
 
 def text_pending(db: sqlite3.Connection, limit: int) -> list[FileState]:

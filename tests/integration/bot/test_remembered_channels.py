@@ -3,6 +3,7 @@ and by no query anywhere else."""
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import io
 import json
 
@@ -255,6 +256,20 @@ def test_a_remembered_screenshot_is_found_by_the_words_in_it_with_reading_text_o
                      what="the screenshot found by its text")
         said = everything_said(emu)
         assert "text matched" in said and "*disk* *quota* *exceeded*" in said
+
+
+def test_a_posted_image_whose_reading_times_out_is_recorded_as_failed(indexed, emu):
+    """Its bytes are not kept, so no later pass could read it again: the timeout ends its reading."""
+    alert = png_of(screenshot("Alerts", ["ERROR: disk quota exceeded on volume /srv/data"], seed=6).image)
+    with serve_bot(dataclasses.replace(indexed, ocr=True, ocr_timeout_seconds=0.001)) as bot:
+        remember(emu, bot)
+        photo = emu.add_file(alert, "Screenshot 2026-12-02.png", user=BOB)
+        emu.send_event(bot.events_url, emu.post_user_message_with_files(CHANNEL, [photo], user=BOB))
+        store, sha256 = bot.searcher.remembered.store, hashlib.sha256(alert).hexdigest()
+        emu.wait_for(lambda: store.texts_by_sha256([sha256]), timeout=60, what="its reading recorded")
+        reading = store.texts_by_sha256([sha256])[sha256]
+        assert (reading.state, reading.reason) == ("failed", "reading its text took longer than 0.001 s")
+        assert store.text_status() == (1, 1) and store.text_pending(5) == []
 
 
 def png_of(image) -> bytes:

@@ -386,6 +386,29 @@ def test_a_new_reading_replaces_the_old(store):
     assert store.texts_by_sha256([f"sha-{overview}"]) == {f"sha-{overview}": ReadText("failed", (), "timeout")}
 
 
+def test_a_reading_that_timed_out_leaves_its_document_pending_with_its_attempts(store):
+    """It is read again on a later pass (indexer.text_stage), a bounded number of times: the store keeps it
+    pending, not done, and says how often it was tried."""
+    texted_archive(store)
+    plain = image_id_for("plain.jpg")
+    slow = ReadText("timed_out", reason="reading its text took longer than 120 s", attempts=2)
+    store.set_texts([(plain, "sha-plain.jpg", slow)])
+    assert [s.relative_path for s in store.text_pending(100)] == ["plain.jpg"]
+    assert store.text_status() == (len(TEXTS), len(TEXTS) + 1), "not done"
+    assert store.texts_by_sha256(["sha-plain.jpg"]) == {"sha-plain.jpg": slow}
+    # A copy whose reading was kept for good gives the content its reading, not the timeout.
+    store.upsert([doc("copies/plain.jpg", unit(0, 1), sha="sha-plain.jpg")])
+    store.set_texts([(image_id_for("copies/plain.jpg"), "sha-plain.jpg", read("Agenda"))])
+    assert store.texts_by_sha256(["sha-plain.jpg"]) == {"sha-plain.jpg": read("Agenda")}
+    # The last timeout is recorded as failed: done, with its attempts, until the content changes.
+    given_up = ReadText("failed", reason="reading its text took longer than 120 s (3 times)", attempts=3)
+    store.set_texts([(plain, "sha-plain.jpg", given_up)])
+    assert store.text_pending(100) == [] and store.text_status() == (len(TEXTS) + 2, len(TEXTS) + 2)
+    store.delete([image_id_for("copies/plain.jpg")])
+    assert store.texts_by_sha256(["sha-plain.jpg"]) == {"sha-plain.jpg": given_up}
+    assert by_text(store, "took longer") == [], "a timeout's reason is not text of the image"
+
+
 def test_hybrid_with_text_gives_the_three_rankings_at_once(store):
     texted_archive(store)
     for words, filters in ((["disk", "quota"], where()), (["umsatzprognose", "uberblick"], where(folder="reports")),

@@ -70,6 +70,26 @@ def test_an_index_made_before_texts_gains_the_fields_and_takes_readings(alias):
     assert writer.get(image_id_for("a/board.jpg")).sha256 == "sha-a/board.jpg", "the document itself is intact"
 
 
+def test_a_reading_stored_before_attempts_were_counted_reads_as_one_attempt(alias):
+    es = es_support.client()
+    old = mapping(512, "int8_hnsw")
+    del old["properties"]["text_attempts"]
+    es.indices.create(index=f"{alias}-v1", mappings=old, aliases={alias: {}})
+    board = doc("a/board.jpg")
+    es.index(index=alias, id=board.image_id, refresh=True, document={
+        **_source(board), "text_sha256": board.sha256, "text_state": "failed",
+        "text_reason": "reading its text took longer than 120 s", "text_lines": [], "text_words": []})
+
+    store = open_store(alias)  # the indexer adds the field
+    known = es.indices.get_mapping(index=f"{alias}-v1")[f"{alias}-v1"]["mappings"]["properties"]
+    assert known["text_attempts"] == NEW_FIELDS["text_attempts"]
+    assert store.texts_by_sha256([board.sha256]) == {
+        board.sha256: ReadText("failed", reason="reading its text took longer than 120 s", attempts=1)}
+    assert store.text_pending(5) == [] and store.text_status() == (1, 1), "a failure recorded before stays done"
+    store.set_texts([(board.image_id, board.sha256, ReadText("timed_out", reason="slow", attempts=2))])
+    assert [s.relative_path for s in store.text_pending(5)] == ["a/board.jpg"] and store.text_status() == (0, 1)
+
+
 def test_a_full_rebuild_reuses_the_live_readings_and_takes_them_live(alias):
     store = open_store(alias)
     docs = [doc(f"board/{i}.jpg", i) for i in range(3)]

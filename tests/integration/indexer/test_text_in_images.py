@@ -4,6 +4,7 @@ nothing and CLIP at random weights."""
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 
 import pytest
@@ -11,9 +12,11 @@ from es_support import both_stores
 from photos import save_photo
 from rendered_text import error_dialog, german_slide, street_sign
 
+from findimage.backends import open_store
 from findimage.config import Settings, load_settings
 from findimage.search import Searcher
 from findimage_cli import main
+from indexer import text_stage
 from indexer.run import index_once
 
 pytestmark = pytest.mark.slow
@@ -102,18 +105,53 @@ def test_copies_and_moves_reuse_the_text_and_status_says_how_far_reading_is(text
     assert "text read:    9 of 9 images" in capsys.readouterr().out
 
 
-def test_a_reading_that_fails_is_recorded_not_counted_as_a_broken_file(settings, monkeypatch):
-    from findimage.records import ReadText
-    from indexer import text_stage
+def stored_reading(settings, path: str):
+    store = open_store(settings)
+    try:
+        sha256 = hashlib.sha256((settings.archive / path).read_bytes()).hexdigest()
+        return store.texts_by_sha256([sha256]).get(sha256)
+    finally:
+        store.close()
 
-    settings = dataclasses.replace(settings, ocr=True)
+
+def test_a_reading_that_fails_is_recorded_not_counted_as_a_broken_file_and_not_read_again(settings):
+    tight = dataclasses.replace(settings, ocr=True, ocr_memory_mb=16)  # the reader's child cannot even load
     error_dialog().image.save(settings.archive / "a.png")
+    first = index_once(tight, progress=False)
+    assert first.added == 1 and first.failed == 0 and (first.text_failed, first.text_timed_out) == (1, 0)
+    assert stored_reading(settings, "a.png").reason == \
+        "reading its text needed more than the text reader's 16 MB (FINDIMAGE_OCR_MEMORY_MB)"
+    again = index_once(dataclasses.replace(tight, ocr_memory_mb=2048), progress=False)
+    assert (again.text_read, again.text_failed) == (0, 0), "recorded: not read again until it changes"
 
-    class Failing(text_stage.ReaderProcess):
-        def read(self, data: bytes) -> ReadText:
-            return ReadText("failed", reason="reading its text took longer than 1 s")
 
-    monkeypatch.setattr(text_stage, "ReaderProcess", Failing)
-    first = index_once(settings, progress=False)
-    assert first.added == 1 and first.failed == 0 and first.text_failed == 1
-    assert index_once(settings, progress=False).text_failed == 0, "recorded: not read again until it changes"
+def test_a_reading_that_timed_out_is_read_on_the_next_pass(settings, capsys):
+    """A busy machine is no fault of the picture."""
+    error_dialog().image.save(settings.archive / "a.png")
+    slow = dataclasses.replace(settings, ocr=True, ocr_timeout_seconds=0.001)  # no child answers that fast
+    first = index_once(slow, progress=False)
+    assert first.added == 1 and (first.text_read, first.text_timed_out, first.text_failed) == (0, 1, 0)
+    assert "timed out in 1 (read again on the next pass)" in first.line()
+    assert main(["status"]) == 0
+    assert "text read:    0 of 1 images" in capsys.readouterr().out, "not done: pending again"
+    again = index_once(dataclasses.replace(slow, ocr_timeout_seconds=120.0), progress=False)
+    assert (again.embedded, again.text_read, again.text_timed_out) == (0, 1, 0)
+    assert stored_reading(settings, "a.png").attempts == 2
+    assert first_paths(dataclasses.replace(settings, ocr=True), "disk quota exceeded")[0] == "a.png"
+
+
+@both_stores
+def test_a_reading_that_keeps_timing_out_is_recorded_as_failed_after_three(settings):
+    error_dialog().image.save(settings.archive / "a.png")
+    slow = dataclasses.replace(settings, ocr=True, ocr_timeout_seconds=0.001)
+    passes = [index_once(slow, progress=False) for _ in range(text_stage.MAX_ATTEMPTS)]
+    assert [(p.text_timed_out, p.text_failed) for p in passes] == [(1, 0), (1, 0), (0, 1)]
+    failed = stored_reading(settings, "a.png")
+    assert (failed.state, failed.reason, failed.attempts) == (
+        "failed", "reading its text took longer than 0.001 s (3 times)", 3)
+    normal = dataclasses.replace(slow, ocr_timeout_seconds=120.0)
+    later = index_once(normal, progress=False)
+    assert (later.text_read, later.text_timed_out, later.text_failed) == (0, 0, 0), "until the file changes"
+    german_slide().image.save(settings.archive / "a.png")
+    changed = index_once(normal, progress=False)
+    assert (changed.updated, changed.text_read) == (1, 1) and stored_reading(settings, "a.png").attempts == 1

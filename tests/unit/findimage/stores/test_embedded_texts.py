@@ -68,6 +68,26 @@ def test_a_database_migrated_again_keeps_its_texts(tmp_path):
     assert [m.relative_path for m in store.text_ranking(doc("q").image_embedding, ["agenda"], 5)] == ["b/board.jpg"]
 
 
+def test_readings_stored_before_attempts_were_counted_open_as_one_attempt(tmp_path):
+    store = EmbeddedStore(tmp_path)
+    store.upsert([doc("a.jpg"), doc("b.jpg", 1)])
+    store.set_texts([(image_id_for("a.jpg"), "sha-a.jpg", reading("Agenda")),
+                     (image_id_for("b.jpg"), "sha-b.jpg", ReadText("failed", reason="took longer than 120 s"))])
+    store.close()
+    db = sqlite3.connect(tmp_path / "findimage.sqlite")  # as schema 3 left it
+    db.executescript("ALTER TABLE texts DROP COLUMN attempts; UPDATE meta SET value='3' WHERE key='schema_version';")
+    db.close()
+
+    store = EmbeddedStore(tmp_path)
+    assert store.texts_by_sha256(["sha-a.jpg", "sha-b.jpg"]) == {
+        "sha-a.jpg": reading("Agenda"), "sha-b.jpg": ReadText("failed", reason="took longer than 120 s")}
+    assert store.texts_by_sha256(["sha-b.jpg"])["sha-b.jpg"].attempts == 1
+    assert store.text_pending(5) == [], "a failure recorded before stays done"
+    store.set_texts([(image_id_for("b.jpg"), "sha-b.jpg", ReadText("timed_out", reason="slow", attempts=2))])
+    assert [s.relative_path for s in store.text_pending(5)] == ["b.jpg"]
+    assert store.texts_by_sha256(["sha-b.jpg"])["sha-b.jpg"].attempts == 2
+
+
 def test_set_texts_is_one_transaction_and_leaves_the_knn_cache_alone(tmp_path):
     store = EmbeddedStore(tmp_path)
     store.upsert([doc("a.jpg"), doc("b.jpg")])
