@@ -132,6 +132,9 @@ class Backfiller:
         state = self.remembered.channel(channel)  # again after the wait: forgotten meanwhile?
         if state is None or state.done or self._claimed_elsewhere(state):
             return
+        if not self.rememberer.may_remember(self.client, channel):  # e.g. off the allowlist: read no history
+            self._next_request = self.clock() + interval
+            return
         try:
             response = self.client.conversations_history(
                 channel=channel, limit=self.settings.history_page, oldest=f"{state.oldest:.6f}",

@@ -67,9 +67,8 @@ class Rememberer:
     def remember_message(self, client: WebClient, channel: str, message: dict) -> Outcome:
         """The images of one message, each as a posting of `channel` (skipped if the channel was forgotten)."""
         outcome = Outcome()
-        if not self.remembered.active(channel) or self.policy.sight(
-                client, Purpose.REMEMBER, Place.of(channel), None).refused:
-            return outcome  # forgotten, off the allowlist, shared since: not remembered
+        if not self.may_remember(client, channel):
+            return outcome
         files, ts = message.get("files") or [], str(message.get("ts") or "")
         # Deleted in Slack (the file, or this message) while this message waited: not remembered.
         gone = self.remembered.registry.gone([key for f in files for key in gone_keys(channel, f.get("id", ""), ts)],
@@ -87,6 +86,12 @@ class Rememberer:
                 log.warning("could not remember %s posted in %s: %s", file.get("id"), channel, exc)
                 outcome.failed += 1
         return outcome
+
+    def may_remember(self, client: WebClient, channel: str) -> bool:
+        """Whether the channel's posts are remembered now: not once it is forgotten, off the allowlist,
+        shared with another organisation or archived (findimage.visibility decides)."""
+        return self.remembered.active(channel) and not self.policy.sight(
+            client, Purpose.REMEMBER, Place.of(channel), None).refused
 
     def _completed(self, client: WebClient, file: dict) -> dict | None:
         if not slack_files.needs_file_info(file):

@@ -134,6 +134,10 @@ def test_a_channel_taken_off_the_allowlist_is_no_longer_remembered_and_can_be_fo
         first, _ = post_photo(emu, bot, "whiteboard.jpg", seed=927)
         wait_remembered(emu, bot, first["id"])
         bot.wsgi.memory.stop()
+        # its history not yet read back when the allowlist changes
+        state = bot.searcher.remembered.channel(CHANNEL)
+        bot.searcher.remembered.registry.update_channel(dataclasses.replace(state, done=False, worker=""))
+    emu.seed_history(CHANNEL, 5, files_every=1, step=60, start_ts=time.time() - 86_400)
 
     emu.clear_records()
     with serve_bot(dataclasses.replace(indexed, channels=(GENERAL,))) as bot:
@@ -151,6 +155,7 @@ def test_a_channel_taken_off_the_allowlist_is_no_longer_remembered_and_can_be_fo
         said = emu.wait_for_response(containing="turned off remembering", timeout=15).visible_text
         assert "the 1 image(s) I remembered from it are deleted" in said
         assert remembered_files(bot) == set() and bot.searcher.remembered.registry.channels() == []
+        assert emu.api_calls("conversations.history") == []  # nor was its history read
 
 
 def test_a_kept_message_holds_what_remembering_needs_and_never_its_text(indexed, emu):
