@@ -31,13 +31,14 @@ WORKER = [str(Path(sys.executable).parent / "findimage"), "worker"]
 PHOTOS = 12  # in buckets of 2: six buckets, at most four queued at once
 
 
+PASSWORD = "Zq9/pw?with#all@of-them"  # every character that ends a URL's host for urllib, percent-encoded in the URL
+
+
 @pytest.fixture
 def redis(request, tmp_path):
-    """Plain by default; `tls` (indirect parametrization): a password, TLS only, a throwaway CA."""
-    if getattr(request, "param", "plain") == "tls":
-        server = Redis(tmp_path, password="Zq9/pw?with#all@of-them", certificates=make_certificates(tmp_path / "tls"))
-    else:
-        server = Redis(tmp_path)
+    """With a password, as deployed; `tls` (indirect parametrization): TLS only too, with a throwaway CA."""
+    tls = make_certificates(tmp_path / "tls") if getattr(request, "param", "plain") == "tls" else None
+    server = Redis(tmp_path, password=PASSWORD, certificates=tls)
     try:
         server.start()
     except NoTLS:
@@ -143,14 +144,14 @@ def test_a_bucket_taken_too_often_is_recorded_as_failed_files_not_retried_foreve
     assert all(o.error and f"stopped {queue.MAX_ATTEMPTS} times" in o.error for o in outcomes)
 
 
-def test_status_names_the_queue_and_whether_a_pass_is_running(queued, capsys, monkeypatch, env):
+def test_status_names_the_queue_and_whether_a_pass_is_running(queued, redis, capsys, monkeypatch, env):
     planner, _ = queued
     from findimage_cli import main
 
     for key, value in {**env, "FINDIMAGE_QUEUE_URL": planner.queue_url}.items():
         monkeypatch.setenv(key, value)
     assert main(["status"]) == 0
-    assert f"queue:        {planner.queue_url}: no pass running" in capsys.readouterr().out
+    assert f"queue:        redis://127.0.0.1:{redis.port}/0: no pass running" in capsys.readouterr().out
 
 
 def test_without_a_worker_the_pass_embeds_in_its_own_process_and_says_so(queued, caplog):
@@ -176,6 +177,8 @@ def test_redis_restarting_without_its_queue_loses_no_pass(queued, redis):
     summary = result["summary"]
     assert (summary.added, summary.failed) == (PHOTOS, 0)
     assert len(indexed_paths(planner)) == PHOTOS
+    worker.wait_for_line("Connected to redis://:**@127.0.0.1")  # Celery logs the URL, masked
+    assert "Zq9" not in worker.output, "the password appears nowhere in its log, connection errors included"
 
 
 def finished_buckets(worker: BotProcess, at_least: int) -> int:
