@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from dataclasses import Field, dataclass, field, fields
 from pathlib import Path
 from typing import Any, TypeVar, overload
+from urllib.parse import parse_qsl, urlsplit
 
 from dotenv import dotenv_values
 
@@ -21,20 +22,54 @@ MIN_URL_SIGNING_KEY_BYTES = 32  # the image links' HMAC-SHA256 key: at least its
 T = TypeVar("T")
 
 
+_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
+
+
 @overload
 def public_url(url: str) -> str: ...
 @overload
 def public_url(url: str | None) -> str | None: ...
 def public_url(url: str | None) -> str | None:
-    """The URL without its userinfo (`https://user:pw@host:9200` -> `https://host:9200`): safe to show or log."""
+    """The URL as it may be shown or logged: without its userinfo, query and fragment
+    (`https://user:pw@host:9200/x?y` -> `https://host:9200/x`).
+
+    The userinfo ends at the last `@`: a host never holds one, while a password typed unencoded may hold
+    anything, `/ ? # @` included. urllib ends the host at the first `/`, `?` or `#` instead and would show
+    the rest of such a password as the path; that URL does not work anyway (the settings check says so), but
+    whatever says so must not show the password. The query goes too: a Redis URL may carry `?password=`.
+    Cutting too much (an `@` in a path) only ever hides more."""
     if not url:
         return url
-    scheme, sep, rest = url.partition("://")
-    if not sep:
-        scheme, rest = "", url
-    end = min((i for i in (rest.find(c) for c in "/?#") if i >= 0), default=len(rest))
-    host = rest[:end].rpartition("@")[2]  # the last @: a password may contain @ unescaped
-    return f"{scheme}{sep}{host}{rest[end:]}"
+    scheme = _SCHEME.match(url)
+    prefix = scheme.group() if scheme else ""  # no scheme (a URL that cannot be parsed): only what follows @
+    after_userinfo = url[len(prefix):].rpartition("@")[2]
+    return prefix + re.split(r"[?#]", after_userinfo, maxsplit=1)[0]
+
+
+def url_problem(name: str, url: str, schemes: tuple[str, ...]) -> str | None:
+    """Why the URL in setting `name` cannot be used as it is written (None: it can), in one sentence that
+    shows it without credentials. Clients parse URLs with urllib (redis-py, kombu) or urllib3
+    (Elasticsearch): a password holding `/`, `?` or `#` unencoded moves the host into the password, and
+    their own errors then quote the URL, password included."""
+    shown = f"{name}={public_url(url)!r}"
+    if not url.startswith(tuple(f"{scheme}://" for scheme in schemes)):
+        return f"{shown} must start with {' or '.join(f'{scheme}://' for scheme in schemes)}."
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+    except ValueError:
+        parts = None
+    # An @ after what urllib takes for the host: the password holds an unencoded / ? or #. Where the URL
+    # cannot be parsed nobody knows which part is the password: it is not shown at all.
+    if parts is None or not parts.hostname or "@" in url[len(parts.scheme) + 3 + len(parts.netloc):]:
+        return unreadable_url(name, schemes[0])
+    return None
+
+
+def unreadable_url(name: str, scheme: str) -> str:
+    """The sentence for a URL setting that cannot be parsed, which shows none of it."""
+    return (f"{name} cannot be read as a URL: write it as {scheme}://[user:password@]host:port, with any "
+            "/ ? # @ or % in the password percent-encoded (e.g. / as %2F, @ as %40).")
 
 
 class ConfigError(FindimageError):
@@ -100,6 +135,11 @@ class Settings:
     # A bucket a worker took and did not finish (killed) goes to another after this; also how long the
     # planner waits for one before it queues it again (Redis restarted without its queue).
     queue_visibility_seconds: float = setting("FINDIMAGE_QUEUE_VISIBILITY_SECONDS", 600.0, float, 1.0, 86_400.0)
+    # A rediss:// queue: the CA that signed Redis's certificate (unset: the system's CAs), and this process's
+    # own certificate and key where Redis asks clients for one. Redis's certificate is always verified.
+    queue_tls_ca_file: Path | None = setting("FINDIMAGE_QUEUE_TLS_CA_FILE", None, Path)
+    queue_tls_cert_file: Path | None = setting("FINDIMAGE_QUEUE_TLS_CERT_FILE", None, Path)
+    queue_tls_key_file: Path | None = setting("FINDIMAGE_QUEUE_TLS_KEY_FILE", None, Path)
     # Elasticsearch (unset url -> embedded store)
     elasticsearch_url: str | None = setting("ELASTICSEARCH_URL", None)
     elasticsearch_api_key: str | None = setting("ELASTICSEARCH_API_KEY", None, secret=True)  # or _FILE
@@ -250,8 +290,9 @@ def _check(read: dict[str, Any], r: _Reader) -> None:
         r.problems.append("Set ELASTICSEARCH_USERNAME and ELASTICSEARCH_PASSWORD together "
                           "(or use ELASTICSEARCH_API_KEY).")
     es_url = read["elasticsearch_url"]
-    if es_url and not es_url.startswith(("http://", "https://")):
-        r.problems.append(f"ELASTICSEARCH_URL={public_url(es_url)!r} must start with http:// or https://.")
+    es_url_problem = es_url and url_problem("ELASTICSEARCH_URL", es_url, ("https", "http"))
+    if es_url_problem:
+        r.problems.append(es_url_problem)
     key_file = r.text("ELASTICSEARCH_API_KEY_FILE")
     if read["elasticsearch_api_key"] and key_file:
         r.problems.append("Set ELASTICSEARCH_API_KEY or ELASTICSEARCH_API_KEY_FILE, not both.")
@@ -265,9 +306,7 @@ def _check(read: dict[str, Any], r: _Reader) -> None:
                 r.problems.append(f"ELASTICSEARCH_API_KEY_FILE={key_file} is empty.")
     if read["text_embedder"] == "elasticsearch" and not es_url:
         r.problems.append("FINDIMAGE_TEXT_EMBEDDER=elasticsearch needs ELASTICSEARCH_URL.")
-    queue_url = read["queue_url"]
-    if queue_url and not queue_url.startswith(("redis://", "rediss://")):
-        r.problems.append(f"FINDIMAGE_QUEUE_URL={public_url(queue_url)!r} must start with redis:// or rediss://.")
+    _check_queue(read, r)
     public_base_url = read["public_base_url"]
     if public_base_url and not public_base_url.startswith(("http://", "https://")):
         r.problems.append(f"FINDIMAGE_PUBLIC_BASE_URL={public_base_url!r} must start with http:// or https://.")
@@ -287,6 +326,38 @@ def _check(read: dict[str, Any], r: _Reader) -> None:
     if not re.fullmatch(r"\d{1,2}|\d{1,2}-(\d{1,2}|all)", read["es_replicas"]):
         r.problems.append(f"FINDIMAGE_ES_REPLICAS={read['es_replicas']!r} must be a number of replicas (e.g. 1) or a "
                           "range Elasticsearch expands with the cluster (e.g. 0-1 or 0-all).")
+
+
+def _check_queue(read: dict[str, Any], r: _Reader) -> None:
+    """FINDIMAGE_QUEUE_URL and its TLS files. Certificates are always verified (findimage.queue passes
+    CERT_REQUIRED to Celery, indexer/queue.py): the URL may not carry TLS options of its own, which Celery
+    would let win."""
+    queue_url = read["queue_url"]
+    tls = {name: read[field] for name, field in (("FINDIMAGE_QUEUE_TLS_CA_FILE", "queue_tls_ca_file"),
+                                                  ("FINDIMAGE_QUEUE_TLS_CERT_FILE", "queue_tls_cert_file"),
+                                                  ("FINDIMAGE_QUEUE_TLS_KEY_FILE", "queue_tls_key_file"))}
+    for name, path in tls.items():
+        if path and not path.is_file():
+            r.problems.append(f"{name}={path} does not exist.")
+    if tls["FINDIMAGE_QUEUE_TLS_KEY_FILE"] and not tls["FINDIMAGE_QUEUE_TLS_CERT_FILE"]:
+        r.problems.append("FINDIMAGE_QUEUE_TLS_KEY_FILE needs FINDIMAGE_QUEUE_TLS_CERT_FILE (the certificate it "
+                          "belongs to).")
+    if not queue_url:
+        return
+    problem = url_problem("FINDIMAGE_QUEUE_URL", queue_url, ("redis", "rediss"))
+    if problem:
+        r.problems.append(problem)
+        return
+    options = {key.lower() for key, _ in parse_qsl(urlsplit(queue_url).query, keep_blank_values=True)}
+    if "password" in options:
+        r.problems.append(f"FINDIMAGE_QUEUE_URL={public_url(queue_url)!r}: put the password before the host "
+                          "(redis://:password@host:6379/0), not in ?password=.")
+    if any(key.startswith("ssl") for key in options):
+        r.problems.append(f"FINDIMAGE_QUEUE_URL={public_url(queue_url)!r}: set TLS with the "
+                          "FINDIMAGE_QUEUE_TLS_* settings, not with ssl options in the URL (Redis's certificate "
+                          "is always verified).")
+    if any(tls.values()) and not queue_url.startswith("rediss://"):
+        r.problems.append("The FINDIMAGE_QUEUE_TLS_* settings need a rediss:// FINDIMAGE_QUEUE_URL (TLS).")
 
 
 def report_problems(problems: list[str]) -> None:

@@ -24,7 +24,9 @@ import hashlib
 import logging
 import math
 import os
+import re
 import socket
+import ssl
 import time
 import uuid
 import zlib
@@ -33,26 +35,37 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import redis
 from celery import Celery
+from celery.exceptions import TimeoutError as NoAnswer
 from celery.result import AsyncResult
 
 from findimage.config import Settings, public_url
+from findimage.errors import EXIT_UNAVAILABLE, FindimageError, StoreError
 from findimage.models.base import ImageEmbedder
 from findimage.stores.base import Store
 
 from .embedding import Embedding, Outcome
-from .scan import ArchiveFile
+from .scan import ArchiveFile, not_listed
 
 log = logging.getLogger(__name__)
 QUEUE = "findimage-index"
 TASK = "findimage.embed_bucket"
+PING = "findimage.ping"  # answered by a worker of the model whose queue it is sent to: its name
 MAX_ATTEMPTS = 3  # takes of one bucket; past it its files are recorded as failed
 POLL_SECONDS = 0.2
 PROGRESS_KEY = "findimage:progress"  # the running pass's progress, for `findimage status`
 
 
+class QueueRefused(FindimageError):
+    """The queue cannot be used as configured (its password, its TLS certificate): waiting will not help."""
+
+    exit_code = EXIT_UNAVAILABLE
+
+
 def celery_app(settings: Settings) -> Celery:
     app = Celery("findimage", broker=settings.queue_url, backend=settings.queue_url)
+    tls = tls_options(settings)
     app.conf.update(
         task_acks_late=True,  # a bucket leaves the queue only once done...
         task_reject_on_worker_lost=True,  # ...and goes back to it when its worker dies
@@ -61,9 +74,59 @@ def celery_app(settings: Settings) -> Celery:
         task_serializer="json", result_serializer="json", accept_content=["json"],
         result_expires=7 * 86_400, task_default_queue=QUEUE, broker_connection_retry_on_startup=True,
         worker_hijack_root_logger=False, worker_redirect_stdouts=False,
+        # Whoever can write to Redis could otherwise shut workers down, change their queues or read their
+        # state with a broadcast; the planner asks for workers with PING, a task on the model's queue.
+        worker_enable_remote_control=False,
+        broker_use_ssl=tls, redis_backend_use_ssl=tls,
     )
     app.task(name=TASK, bind=True)(_embed_bucket)
+    app.task(name=PING)(_ping)
     return app
+
+
+def tls_options(settings: Settings) -> dict[str, Any] | None:
+    """redis-py's TLS options for a rediss:// queue (None for redis://): Redis's certificate is verified,
+    against FINDIMAGE_QUEUE_TLS_CA_FILE or the system's CAs, and must name the host; this process shows its
+    own certificate where one is set."""
+    if not (settings.queue_url or "").startswith("rediss://"):
+        return None
+    options: dict[str, Any] = {"ssl_cert_reqs": ssl.CERT_REQUIRED, "ssl_check_hostname": True}
+    for key, path in (("ssl_ca_certs", settings.queue_tls_ca_file), ("ssl_certfile", settings.queue_tls_cert_file),
+                      ("ssl_keyfile", settings.queue_tls_key_file)):
+        if path is not None:
+            options[key] = str(path)
+    return options
+
+
+def trouble(exc: BaseException) -> str:
+    """What keeps the queue from answering, as the end of a sentence about it: never the exception's text
+    itself, which may quote the URL."""
+    chain: list[BaseException] = []
+    cause: BaseException | None = exc
+    while cause is not None and len(chain) < 10:
+        chain.append(cause)
+        cause = cause.__cause__ or cause.__context__
+    text = " ".join(f"{type(e).__name__}: {e}" for e in chain)
+    if any(isinstance(e, redis.AuthenticationError) for e in chain) or re.search(
+            r"WRONGPASS|NOAUTH|invalid password|invalid username-password|Authentication required", text):
+        return "refused the password (check the one in FINDIMAGE_QUEUE_URL)"
+    if "CERTIFICATE_VERIFY_FAILED" in text and "mismatch" in text.lower():
+        return "has a TLS certificate for another host name"
+    if "CERTIFICATE_VERIFY_FAILED" in text:
+        return ("has a TLS certificate this process does not trust (set FINDIMAGE_QUEUE_TLS_CA_FILE to the CA that "
+                "signed it)")
+    if any(isinstance(e, ssl.SSLError) for e in chain) or "SSL" in text:
+        return "failed the TLS handshake (rediss:// needs Redis's TLS port, redis:// its plain one)"
+    if "refused" in text.lower():
+        return "is not reachable (connection refused)"
+    if "Connection closed by server" in text or "reset by peer" in text:
+        return "closed the connection (a plain redis:// URL on Redis's TLS port?)"
+    return f"is not reachable ({type(exc).__name__})"
+
+
+def _refused_as_configured(exc: BaseException) -> bool:
+    """A password or certificate problem, which no retry mends (unlike a Redis that is not up yet)."""
+    return not trouble(exc).startswith(("is not reachable", "closed the connection"))
 
 
 def queue_for(model_id: str) -> str:
@@ -106,9 +169,15 @@ _worker: WorkerState | None = None
 def serve(settings: Settings, store: Store, embedder: ImageEmbedder) -> None:
     """`findimage worker`: take buckets until stopped (one at a time per process)."""
     global _worker
+    app = celery_app(settings)
+    try:
+        _on_redis(app, lambda client: client.ping())
+    except Exception as exc:  # noqa: BLE001 - one sentence, no traceback; a Redis not up yet is waited for
+        if _refused_as_configured(exc):
+            raise QueueRefused(f"The queue at {public_url(settings.queue_url)} {trouble(exc)}.") from None
+        log.warning("the queue at %s %s; waiting for it", public_url(settings.queue_url), trouble(exc))
     _worker = WorkerState(settings, store, embedder)
     embedder.load()
-    app = celery_app(settings)
     log.info("worker %s takes buckets of %s from %s", _worker.name, embedder.model_id,
              public_url(settings.queue_url))
     name = f"findimage-{model_tag(embedder.model_id)}-{uuid.uuid4().hex[:8]}@%h"
@@ -117,27 +186,68 @@ def serve(settings: Settings, store: Store, embedder: ImageEmbedder) -> None:
                      "--without-gossip", "--without-mingle"])
 
 
-def _embed_bucket(task: Any, bucket: dict) -> dict:
+def _ping() -> str:
+    """The planner's question whether a worker of its model is there (a task on the model's queue, which
+    only those workers take): this worker's name."""
+    if _worker is None:
+        raise RuntimeError("a findimage ping reached a process that is not `findimage worker`")
+    return _worker.name
+
+
+def _embed_bucket(task: Any, bucket: Any) -> dict:
+    """One bucket embedded, as the planner asked, or refused: anyone who can write to Redis can queue one,
+    so the worker itself holds each to what a pass of its own would do. A bucket must write into the live
+    index or the rebuild in progress (the store decides: write_into), and name only files the scan lists
+    (indexer.scan's rules: no hidden files, no path out of the archive, no link leading out of it)."""
     worker = _worker
     if worker is None:
         raise RuntimeError("a findimage bucket reached a process that is not `findimage worker`")
-    attempts = _count_attempt(task.app, bucket["id"], worker.settings.queue_visibility_seconds)
+    try:
+        bucket_id, listed = _bucket_files(bucket)
+    except (KeyError, TypeError, ValueError):
+        log.warning("a malformed bucket refused (not one a findimage planner sends)")
+        return {"worker": worker.name, "refused": "malformed", "outcomes": []}
+    attempts = _count_attempt(task.app, bucket_id, worker.settings.queue_visibility_seconds)
     archive = Path(worker.settings.archive)
-    files = [ArchiveFile(path, archive / path, int(size), float(mtime)) for path, size, mtime in bucket["files"]]
     if attempts > MAX_ATTEMPTS:
         reason = (f"a worker stopped {MAX_ATTEMPTS} times while indexing the bucket this file is in (a file in "
                   "it may crash the decoder); it is tried again when it changes")
-        log.warning("bucket %s taken %d times: its %d files recorded as failed", bucket["id"], attempts, len(files))
-        return {"worker": worker.name, "outcomes": [Outcome(f.relative_path, error=reason).as_json() for f in files]}
+        log.warning("bucket %s taken %d times: its %d files recorded as failed", bucket_id, attempts, len(listed))
+        return {"worker": worker.name, "outcomes": [Outcome(path, error=reason).as_json() for path, _, _ in listed]}
     settings = worker.settings
+    try:
+        worker.store.write_into(bucket.get("index"))  # a rebuild's new index, or (None) the live one
+    except StoreError as exc:
+        log.warning("bucket %s refused, none of its %d files embedded: %s", bucket_id, len(listed), exc)
+        return {"worker": worker.name, "refused": str(exc),
+                "outcomes": [Outcome(path, error=f"refused by its worker: {exc}").as_json() for path, _, _ in listed]}
+    refused: dict[str, str] = {}
+    for path, _, _ in listed:
+        why = not_listed(archive, path)
+        if why is not None:
+            refused[path] = f"refused by its worker: not an archive image the scan lists ({why})"
+            log.warning("bucket %s: %s refused (%s)", bucket_id, path, why)
+    files = [ArchiveFile(path, archive / path, size, mtime) for path, size, mtime in listed if path not in refused]
     embedding = Embedding(worker.store, worker.embedder, settings.batch_size, bool(bucket.get("full")),
                           settings.max_image_pixels, settings.decode_budget_bytes)
-    worker.store.write_into(bucket.get("index"))  # a rebuild's new index, or (None) the live one
     try:
         outcomes = [o.as_json() for batch in embedding.run(files) for o in batch]
     finally:
         worker.store.write_into(None)
+    outcomes += [Outcome(path, error=reason).as_json() for path, reason in refused.items()]
     return {"worker": worker.name, "outcomes": outcomes}
+
+
+def _bucket_files(bucket: Any) -> tuple[str, list[tuple[str, int, float]]]:
+    """The bucket's id and its (path, size, mtime) entries; KeyError, TypeError or ValueError for anything
+    else in their place."""
+    bucket_id, files = bucket["id"], bucket["files"]
+    if not isinstance(bucket_id, str) or not isinstance(files, list):
+        raise TypeError("not a bucket")
+    listed = [(path, int(size), float(mtime)) for path, size, mtime in files]
+    if not all(isinstance(path, str) for path, _, _ in listed):
+        raise TypeError("not a path")
+    return bucket_id, listed
 
 
 def _count_attempt(app: Celery, bucket_id: str, ttl: float) -> int:
@@ -182,7 +292,7 @@ def queue_state(settings: Settings) -> str:
     try:
         line = _on_redis(app, lambda client: client.get(PROGRESS_KEY))
     except Exception as exc:  # noqa: BLE001 - status reports, it does not fail
-        return f"{public_url(settings.queue_url)} not reachable ({type(exc).__name__})"
+        return f"{public_url(settings.queue_url)} {trouble(exc)}"
     finally:
         app.close()
     return f"{public_url(settings.queue_url)}: " + (line.decode() if line else "no pass running")
@@ -204,21 +314,26 @@ class Planner:
         self.progress = Progress()
         self._published = 0.0
 
-    def workers(self, timeout: float = 2.0, tries: int = 3) -> list[str]:
-        """A worker answering a ping (a pass with none embeds in its own process instead of waiting); the
-        first answer is enough, and a busy worker gets three chances to give it."""
-        for _ in range(tries):
-            try:
-                # limit=1 stops at the first answer of any worker: only this model's count, so all are asked
-                found = sorted(name for answer in self.app.control.ping(timeout=timeout) for name in answer
-                               if name.startswith(f"findimage-{model_tag(self.model_id)}-"))
-            except Exception as exc:  # noqa: BLE001 - Redis away: the caller says so and embeds itself
-                log.warning("the queue at %s does not answer (%s)", public_url(self.settings.queue_url),
-                            type(exc).__name__)
-                return []
-            if found:
-                return found
-        return []
+    def workers(self, timeout: float = 6.0) -> list[str]:
+        """A worker of this pass's model answering a ping within `timeout` (a pass with none embeds in its own
+        process instead of waiting); the first answer is enough. The ping is a task on the model's queue (the
+        workers take no broadcast): an idle worker answers at once, a busy one after its bucket, and one
+        not taken in time expires unanswered."""
+        result: AsyncResult | None = None
+        try:
+            result = self.app.send_task(PING, queue=self.queue, expires=timeout)
+            return [str(result.get(timeout=timeout, propagate=True, disable_sync_subtasks=False))]
+        except Exception as exc:  # noqa: BLE001 - none answered, or Redis away: the caller embeds itself
+            if not isinstance(exc, NoAnswer):
+                log.warning("the queue at %s %s", public_url(self.settings.queue_url), trouble(exc))
+            return []
+        finally:
+            if result is not None:
+                try:
+                    result.forget()
+                except Exception:  # noqa: BLE001 - an answer left in Redis expires on its own
+                    pass
+                _release(result)
 
     def __call__(self, files: list[ArchiveFile], stop: Callable[[], None], bar: Any,
                  full: bool = False) -> Iterator[Outcome]:
@@ -290,8 +405,7 @@ class Planner:
             return False
 
     def _unreachable(self, exc: Exception) -> None:
-        log.warning("the queue at %s does not answer (%s); waiting for it", public_url(self.settings.queue_url),
-                    type(exc).__name__)
+        log.warning("the queue at %s %s; waiting for it", public_url(self.settings.queue_url), trouble(exc))
         time.sleep(1.0)
 
     def _publish(self, line: str | None) -> None:

@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 from findimage.errors import EXIT_REFUSED, FindimageError
@@ -76,24 +78,60 @@ def scan_archive(root: str | Path) -> Scan:
             scan.unlisted.append(prefix)
             continue
         for entry in entries:
-            if entry.name.startswith("."):
-                continue
             relative = prefix + entry.name
             try:
-                if entry.is_symlink() and not _inside(os.path.realpath(entry.path), real_root):
+                if _passed_over(entry.name, entry.path, entry.is_symlink, real_root):
                     continue
                 if entry.is_dir():
                     real = os.path.realpath(entry.path)
                     if real not in visited_dirs:  # a link back up would loop forever
                         visited_dirs.add(real)
                         stack.append((Path(entry.path), relative + "/"))
-                elif os.path.splitext(entry.name)[1].lower() in IMAGE_EXTENSIONS and entry.is_file():
+                elif _image_name(entry.name) and entry.is_file():
                     stat = entry.stat()
                     scan.files[relative] = ArchiveFile(relative, Path(entry.path), stat.st_size, stat.st_mtime)
             except OSError as exc:
                 log.warning("cannot read %s (%s): keeping its document", entry.path, exc.strerror)
                 scan.unlisted.extend([relative, relative + "/"])
     return scan
+
+
+def not_listed(root: str | Path, relative_path: str) -> str | None:
+    """Why the scan would not list `relative_path` as an image of the archive at `root` (None: it would),
+    by the scan's own rules: for a path from elsewhere (a bucket taken from the queue), which may name a
+    hidden file, `..`, an absolute path or a link leading out of the archive."""
+    names = relative_path.split("/")
+    if not relative_path or any(name in ("", ".", "..") or "\0" in name for name in names):
+        return "not a path inside the archive"
+    real_root = os.path.realpath(root)
+    path = str(root)
+    try:
+        for name in names:
+            path = os.path.join(path, name)
+            reason = _passed_over(name, path, partial(os.path.islink, path), real_root)
+            if reason:
+                return reason
+        if not _image_name(names[-1]):
+            return "not a supported image file"
+        if not os.path.isfile(path):
+            return "not a file in the archive"
+    except OSError as exc:
+        return f"cannot be read ({exc.strerror})"
+    return None
+
+
+def _passed_over(name: str, path: str, is_link: Callable[[], bool], real_root: str) -> str | None:
+    """Why the scan does not look at this folder entry (None: it does): the one rule for what the archive
+    holds, for the scan and for paths checked without one (`not_listed`)."""
+    if name.startswith("."):
+        return "a hidden file or folder"
+    if is_link() and not _inside(os.path.realpath(path), real_root):
+        return "a link leading out of the archive"
+    return None
+
+
+def _image_name(name: str) -> bool:
+    return os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
 
 
 def _inside(path: str, root: str) -> bool:

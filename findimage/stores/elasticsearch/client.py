@@ -9,7 +9,7 @@ from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
 
 from elasticsearch import ApiError, ConnectionError, ConnectionTimeout, Elasticsearch, NotFoundError
 
-from findimage.config import Settings, public_url
+from findimage.config import ConfigError, Settings, public_url, unreadable_url
 from findimage.errors import AccessDenied, BackendBusy, BackendUnavailable
 
 # Statuses that mean "the cluster cannot serve this right now" (starting, restarting, overloaded).
@@ -144,5 +144,8 @@ def make_client(settings: Settings) -> Elasticsearch:
         auth["basic_auth"] = (settings.elasticsearch_username, settings.elasticsearch_password)
     if settings.elasticsearch_ca_certs:
         auth["ca_certs"] = str(settings.elasticsearch_ca_certs)
-    return Elasticsearch(settings.elasticsearch_url, request_timeout=settings.es_timeout_seconds,
-                         retry_on_timeout=True, max_retries=2, **auth)
+    try:
+        return Elasticsearch(settings.elasticsearch_url, request_timeout=settings.es_timeout_seconds,
+                             retry_on_timeout=True, max_retries=2, **auth)
+    except ValueError:  # its message quotes the whole URL, credentials included
+        raise ConfigError([unreadable_url("ELASTICSEARCH_URL", "https")]) from None

@@ -52,6 +52,9 @@ def mapping(dims: int, index_options: str, hnsw_m: int = Settings.es_hnsw_m,
 
 # What the indexer does to its indices: checked when the store is opened for writing, so credentials
 # that may only search fail at the start of a pass with one sentence instead of on the first write.
+# A rebuild's index is filled without refreshes (the fastest bulk indexing) until its swap; this also tells it
+# from the index a rollback left behind, which a worker must not write into (write_into).
+BUILDING_REFRESH = "-1"
 WRITER_PRIVILEGES = ["create_index", "write", "delete_index", "manage", "read", "view_index_metadata"]
 
 
@@ -147,7 +150,8 @@ class IndexLayout:
             mappings["_meta"] = meta
         settings = {"number_of_shards": self.shards, **self._replica_settings()}
         if building:
-            settings.update({"auto_expand_replicas": "false", "number_of_replicas": 0, "refresh_interval": "-1"})
+            settings.update({"auto_expand_replicas": "false", "number_of_replicas": 0,
+                             "refresh_interval": BUILDING_REFRESH})
         self.client.indices.create(index=name, mappings=mappings, aliases={self.alias: {}} if alias else None,
                                    settings=settings)
         return name
@@ -203,12 +207,27 @@ class IndexLayout:
         self.write_index = self.create_concrete(generation(self.alias, version),
                                                   self.read_meta(current[0]) if current else None, building=True)
 
+    @unavailable_on_connection_errors
     def write_into(self, target: str | None) -> None:
-        """Write into another process's rebuild of this alias (a generation of it, existing), or as usual."""
-        if target is not None and (generation_number(self.alias, target) is None
-                                   or not self.client.indices.exists(index=target)):
-            raise StoreError(f"{target!r} is not a rebuild of the Elasticsearch index {self.alias}.")
+        """Write into the live index (None, or the index the alias points at) or into the rebuild in progress,
+        which another process began: a generation newer than every live one, behind no alias, still set up
+        for building. Any other index, the rollback copy among them, is refused (StoreError): the target
+        comes from the queue, which whoever can write to Redis can fill."""
+        if target is None or target in self.concrete_indices():
+            self.write_index = None
+            return
+        _, newer = self._kept_and_stray()
+        if target not in newer or not self._building(target):
+            raise StoreError(f"{target!r} is neither the live index of {self.alias} nor its rebuild in progress; "
+                             "nothing is written into it.")
         self.write_index = target
+
+    def _building(self, index: str) -> bool:
+        """Whether `index` is still as create_concrete(building=True) made it (finish_rebuild turns refresh
+        back on before the alias moves)."""
+        found = self.client.indices.get_settings(index=index, name="index.refresh_interval")
+        return any(str(value.get("settings", {}).get("index", {}).get("refresh_interval")) == BUILDING_REFRESH
+                   for value in found.values())
 
     @unavailable_on_connection_errors
     def finish_rebuild(self) -> None:

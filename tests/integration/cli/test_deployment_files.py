@@ -111,6 +111,8 @@ def test_app_environment_uses_only_real_settings_and_they_are_documented():
     for name in ("web", "web-2", "worker"):
         env = dict(SERVICES[name]["environment"])
         assert env.pop("ELASTIC_PASSWORD") == "", "blanked: env_file would pass the superuser's password on"
+        if name != "worker":
+            assert env.pop("FINDIMAGE_REDIS_PASSWORD") == "", "blanked: the bot needs no queue"
         assert set(env) <= settings, f"{name}: not findimage settings: {set(env) - settings}"
         assert set(env) <= documented, f"{name}: settings missing from the docs: {set(env) - documented}"
         assert env["ELASTICSEARCH_URL"] == "http://elasticsearch:9200"
@@ -365,6 +367,19 @@ def test_docker_compose_config_accepts_the_file(tmp_path):
     host = published.split(":")[0] if isinstance(published, str) else published.get("host_ip")
     assert host == "127.0.0.1", published
 
+    (tmp_path / ".env").write_text(env + "FINDIMAGE_REDIS_PASSWORD=9b1e5d\n"
+                                   "FINDIMAGE_QUEUE_URL=redis://:9b1e5d@redis:6379/0\n")
+    run = subprocess.run([*client, "--profile", "queue", "config"], cwd=tmp_path, capture_output=True, text=True,
+                         timeout=60)
+    assert run.returncode == 0, run.stderr
+    queued = yaml.safe_load(run.stdout)["services"]
+    assert queued["redis"]["environment"]["FINDIMAGE_REDIS_PASSWORD"] == "9b1e5d"
+    for name in ("worker", "embedder"):
+        assert queued[name]["environment"]["FINDIMAGE_QUEUE_URL"] == "redis://:9b1e5d@redis:6379/0"
+    for name in ("web", "web-2"):
+        assert "9b1e5d" not in json.dumps(queued[name]), "the bot gets neither the queue's URL nor its password"
+    assert set(queued["redis"]["networks"]) == {"queue"} and "queue" not in queued["web"].get("networks", {})
+
     (tmp_path / ".env").write_text(env.replace("ELASTIC_PASSWORD=", "# ELASTIC_PASSWORD="))
     run = subprocess.run([*client, "config"], cwd=tmp_path, capture_output=True, text=True, timeout=60)
     assert run.returncode != 0 and "ELASTIC_PASSWORD" in run.stderr, "no default password: it must be set"
@@ -377,7 +392,46 @@ def test_the_embedders_scale_get_no_slack_secrets_and_share_a_persistent_queue()
         "`--scale embedder=N` needs containers without fixed names or host ports"
     env = dict(embedder["environment"])
     assert not [name for name in env if name.startswith("SLACK_")] and env.pop("ELASTIC_PASSWORD") == ""
-    assert env["FINDIMAGE_QUEUE_URL"] == "${FINDIMAGE_QUEUE_URL:-redis://redis:6379/0}"
+    assert env["FINDIMAGE_QUEUE_URL"] is None, "the planner's URL, password included, from .env"
     assert env["ELASTICSEARCH_API_KEY_FILE"] == "/keys/indexer/api_key"
-    assert "--appendonly" in redis["command"] and redis.get("mem_limit")
-    assert "FINDIMAGE_QUEUE_URL" in dict(SERVICES["worker"]["environment"]), "the planner's queue comes from .env"
+    assert "redis-server --appendonly yes" in redis["command"][-1] and redis.get("mem_limit")
+    assert dict(SERVICES["worker"]["environment"])["FINDIMAGE_QUEUE_URL"] is None, "the planner's comes from .env"
+
+
+def test_redis_asks_for_a_password_on_a_network_only_the_indexer_and_embedders_join():
+    networks = {name: set(svc.get("networks", ["default"])) for name, svc in SERVICES.items()}
+    assert COMPOSE["networks"]["queue"] == {"internal": True}, "no route out of the queue's network"
+    assert {name for name, joined in networks.items() if "queue" in joined} == {"redis", "worker", "embedder"}
+    assert networks["redis"] == {"queue"}, "Redis is reachable from nowhere else"
+    assert networks["worker"] == networks["embedder"] == {"default", "queue"}, "they also need Elasticsearch"
+    assert "ports" not in SERVICES["redis"]
+    for name in ("web", "web-2"):
+        env = SERVICES[name]["environment"]
+        assert env["FINDIMAGE_QUEUE_URL"] == env["FINDIMAGE_REDIS_PASSWORD"] == "", "env_file passes no queue secret on"
+    assert SERVICES["embedder"]["depends_on"]["redis"] == {"condition": "service_healthy"}
+
+
+def _redis_command(tmp_path, password: str | None) -> subprocess.CompletedProcess:
+    """The redis service's command as its container runs it (compose turns $$ into $), with the image's
+    entrypoint replaced by one that prints what it was asked to run."""
+    command = SERVICES["redis"]["command"]
+    assert command[:2] == ["sh", "-c"]
+    entrypoint = tmp_path / "docker-entrypoint.sh"
+    entrypoint.write_text('#!/bin/sh\nprintf "%s\\n" "$@"\n')
+    entrypoint.chmod(0o755)
+    env = {"PATH": f"{tmp_path}:/usr/bin:/bin", **({"FINDIMAGE_REDIS_PASSWORD": password} if password else {})}
+    return subprocess.run(["sh", "-c", command[2].replace("$$", "$")], env=env, capture_output=True, text=True,
+                          timeout=20)
+
+
+def test_redis_starts_only_with_a_password_and_asks_every_client_for_it(tmp_path):
+    refused = _redis_command(tmp_path, None)
+    assert refused.returncode == 1 and refused.stdout == ""
+    assert "set FINDIMAGE_REDIS_PASSWORD in .env" in refused.stderr
+    assert _redis_command(tmp_path, "").returncode == 1
+
+    started = _redis_command(tmp_path, "0f4c 2a9e'7b")
+    assert started.returncode == 0, started.stderr
+    assert started.stdout.splitlines() == ["redis-server", "--appendonly", "yes", "--requirepass", "0f4c 2a9e'7b"]
+    assert SERVICES["redis"]["environment"] == {"FINDIMAGE_REDIS_PASSWORD": "${FINDIMAGE_REDIS_PASSWORD:-}"}
+    assert 'REDISCLI_AUTH="$$FINDIMAGE_REDIS_PASSWORD" redis-cli ping' in SERVICES["redis"]["healthcheck"]["test"][1]

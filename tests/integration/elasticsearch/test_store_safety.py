@@ -12,7 +12,7 @@ from es_support import ES_URL, client, dead_url, es_only
 
 from findimage.backends import open_store
 from findimage.config import load_settings
-from findimage.errors import IndexMissing
+from findimage.errors import IndexMissing, StoreError
 from findimage.search import Searcher
 from findimage_cli import EXIT_UNAVAILABLE, main
 from indexer.run import index_once
@@ -87,6 +87,40 @@ def test_full_keeps_the_replaced_index_until_the_next_full(settings, archive, ca
     assert list(es.indices.get_alias(name=alias)) == [f"{alias}-v3"]
     assert es.count(index=f"{alias}-v2")["count"] == 7
     es.close()
+
+
+@es_only
+def test_a_writer_is_sent_only_into_the_live_index_or_the_rebuild_in_progress(settings, archive):
+    """A worker writes where its bucket says, and anyone who can write to the queue can write a bucket: the
+    rollback copy, or an index a rollback left behind, is refused."""
+    alias = settings.index_name
+    index_once(settings)
+    index_once(settings, full=True)  # v2 live, v1 the rollback copy
+    planner, worker = open_store(settings, writer=True), open_store(settings, writer=True)
+    es = client()
+    try:
+        for target in (f"{alias}-v1", f"{alias}-v3", "another-index", f"{alias}-seen"):
+            with pytest.raises(StoreError, match=f"'{target}' is neither the live index of {alias} nor its rebuild"):
+                worker.write_into(target)
+        for target in (None, f"{alias}-v2"):
+            worker.write_into(target)
+            assert worker.rebuild_target() is None, "writes go to the live index"
+
+        planner.begin_rebuild()
+        worker.write_into(planner.rebuild_target())
+        assert worker.rebuild_target() == f"{alias}-v3"
+        worker.write_into(None)
+        planner.finish_rebuild()
+
+        # Rolled back to v2: v3 is newer and unaliased, like a rebuild, but none is running.
+        es.indices.update_aliases(actions=[{"add": {"index": f"{alias}-v2", "alias": alias}},
+                                           {"remove": {"index": f"{alias}-v3", "alias": alias}}])
+        with pytest.raises(StoreError, match="neither the live index"):
+            worker.write_into(f"{alias}-v3")
+    finally:
+        planner.close()
+        worker.close()
+        es.close()
 
 
 # ---- no credential in any output ---------------------------------------------------------------------

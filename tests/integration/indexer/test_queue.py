@@ -7,6 +7,7 @@ import dataclasses
 import os
 import shutil
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -14,11 +15,14 @@ from pathlib import Path
 
 import pytest
 from bot_support import BotProcess, process_env
-from es_support import both_stores
+from es_support import both_stores, es_only
+from es_support import client as es_client
 from photos import save_photo
-from redis_support import Redis
+from redis_support import NoTLS, Redis, make_certificates
 
-from findimage.backends import open_store
+from findimage.backends import image_embedder, open_store
+from findimage.errors import EXIT_UNAVAILABLE
+from indexer.queue import TASK, Planner, celery_app, queue_for
 from indexer.run import index_once
 
 pytestmark = [pytest.mark.skipif(shutil.which("redis-server") is None, reason="redis-server is not installed"),
@@ -27,10 +31,18 @@ WORKER = [str(Path(sys.executable).parent / "findimage"), "worker"]
 PHOTOS = 12  # in buckets of 2: six buckets, at most four queued at once
 
 
+PASSWORD = "Zq9/pw?with#all@of-them"  # every character that ends a URL's host for urllib, percent-encoded in the URL
+
+
 @pytest.fixture
-def redis(tmp_path):
-    server = Redis(tmp_path)
-    server.start()
+def redis(request, tmp_path):
+    """With a password, as deployed; `tls` (indirect parametrization): TLS only too, with a throwaway CA."""
+    tls = make_certificates(tmp_path / "tls") if getattr(request, "param", "plain") == "tls" else None
+    server = Redis(tmp_path, password=PASSWORD, certificates=tls)
+    try:
+        server.start()
+    except NoTLS:
+        pytest.skip("this redis-server was built without TLS")
     yield server
     server.stop()
 
@@ -41,15 +53,18 @@ def redis_url(redis):
 
 
 @pytest.fixture
-def queued(settings, env, redis_url, tmp_path):
+def queued(settings, env, redis, redis_url, tmp_path):
     """Settings of a planner and its workers: small buckets, and a bucket a dead worker held goes back to
     the queue after 5 s."""
     for i in range(PHOTOS):
         save_photo(settings.archive / f"folder-{i % 3}" / f"photo-{i}.jpg", seed=700 + i)
     extra = {"FINDIMAGE_QUEUE_URL": redis_url, "FINDIMAGE_BUCKET_SIZE": "2", "FINDIMAGE_QUEUE_IN_FLIGHT": "4",
              "FINDIMAGE_QUEUE_VISIBILITY_SECONDS": "5", "FINDIMAGE_BATCH_SIZE": "2"}
+    ca = redis.certificates["ca"] if redis.certificates else None
+    if ca:
+        extra["FINDIMAGE_QUEUE_TLS_CA_FILE"] = str(ca)
     planner = dataclasses.replace(settings, queue_url=redis_url, bucket_size=2, queue_in_flight=4,
-                                  queue_visibility_seconds=5.0, batch_size=2)
+                                  queue_visibility_seconds=5.0, batch_size=2, queue_tls_ca_file=ca)
     workers: list[BotProcess] = []
 
     def start_worker(**overrides: str) -> BotProcess:
@@ -129,14 +144,14 @@ def test_a_bucket_taken_too_often_is_recorded_as_failed_files_not_retried_foreve
     assert all(o.error and f"stopped {queue.MAX_ATTEMPTS} times" in o.error for o in outcomes)
 
 
-def test_status_names_the_queue_and_whether_a_pass_is_running(queued, capsys, monkeypatch, env):
+def test_status_names_the_queue_and_whether_a_pass_is_running(queued, redis, capsys, monkeypatch, env):
     planner, _ = queued
     from findimage_cli import main
 
     for key, value in {**env, "FINDIMAGE_QUEUE_URL": planner.queue_url}.items():
         monkeypatch.setenv(key, value)
     assert main(["status"]) == 0
-    assert f"queue:        {planner.queue_url}: no pass running" in capsys.readouterr().out
+    assert f"queue:        redis://127.0.0.1:{redis.port}/0: no pass running" in capsys.readouterr().out
 
 
 def test_without_a_worker_the_pass_embeds_in_its_own_process_and_says_so(queued, caplog):
@@ -162,6 +177,8 @@ def test_redis_restarting_without_its_queue_loses_no_pass(queued, redis):
     summary = result["summary"]
     assert (summary.added, summary.failed) == (PHOTOS, 0)
     assert len(indexed_paths(planner)) == PHOTOS
+    worker.wait_for_line("Connected to redis://:**@127.0.0.1")  # Celery logs the URL, masked
+    assert "Zq9" not in worker.output, "the password appears nowhere in its log, connection errors included"
 
 
 def finished_buckets(worker: BotProcess, at_least: int) -> int:
@@ -207,3 +224,137 @@ def test_a_worker_with_another_image_model_is_not_asked_and_takes_no_bucket(queu
     assert (summary.added, summary.failed, summary.embedded) == (PHOTOS, 0, PHOTOS)
     assert "no `findimage worker` with the image model" in caplog.text
     assert "Task findimage.embed_bucket" not in stranger.output, "it never received a bucket"
+
+
+# ---- who may use the queue ---------------------------------------------------------------------------
+def cli_run(env: dict, *argv: str) -> subprocess.CompletedProcess:
+    return subprocess.run([WORKER[0], *argv], env=process_env(env), capture_output=True, text=True, timeout=180)
+
+
+@pytest.mark.parametrize("redis", ["tls"], indirect=True)
+def test_a_queue_with_a_password_over_tls_indexes_through_a_worker_and_says_what_is_wrong(queued, redis, env):
+    planner, start_worker = queued
+    assert planner.queue_url.startswith("rediss://:Zq9%2Fpw%3Fwith%23all%40of-them@127.0.0.1:")
+    worker = start_worker()
+    summary = index_once(planner, progress=False)
+    assert (summary.added, summary.failed, summary.embedded) == (PHOTOS, 0, PHOTOS)
+    assert "succeeded" in worker.output, "the worker embedded them, over TLS"
+    assert "Zq9" not in worker.output
+
+    public = f"rediss://127.0.0.1:{redis.port}/0"
+    tls = {"FINDIMAGE_QUEUE_URL": planner.queue_url, "FINDIMAGE_QUEUE_TLS_CA_FILE": str(redis.certificates["ca"])}
+    wrong_password = {**tls, "FINDIMAGE_QUEUE_URL": planner.queue_url.replace("Zq9%2Fpw", "Zq9%2Fxx")}
+    no_ca = {"FINDIMAGE_QUEUE_URL": planner.queue_url}
+    other_ca = {**tls, "FINDIMAGE_QUEUE_TLS_CA_FILE": str(redis.certificates["other_ca"])}
+    plain = {"FINDIMAGE_QUEUE_URL": planner.queue_url.replace("rediss://", "redis://")}
+    untrusted = "has a TLS certificate this process does not trust (set FINDIMAGE_QUEUE_TLS_CA_FILE to the CA that " \
+                "signed it)"
+    for values, said in ((tls, f"{public}: no pass running"),
+                         (wrong_password, f"{public} refused the password (check the one in FINDIMAGE_QUEUE_URL)"),
+                         (no_ca, f"{public} {untrusted}"), (other_ca, f"{public} {untrusted}"),
+                         (plain, f"redis://127.0.0.1:{redis.port}/0 closed the connection (a plain redis:// URL on "
+                                 "Redis's TLS port?)")):
+        status = cli_run({**env, **values}, "-v", "status")
+        assert status.returncode == 0 and f"queue:        {said}\n" in status.stdout, status.stdout + status.stderr
+        assert "Zq9" not in status.stdout + status.stderr and "Traceback" not in status.stderr
+    for values, said in ((wrong_password, "refused the password (check the one in FINDIMAGE_QUEUE_URL)"),
+                         (no_ca, untrusted)):
+        refused = cli_run({**env, **values}, "worker")
+        assert refused.returncode == EXIT_UNAVAILABLE
+        assert refused.stderr.strip().splitlines()[-1] == f"findimage: The queue at {public} {said}."
+        assert "Zq9" not in refused.stdout + refused.stderr and "Traceback" not in refused.stderr
+
+
+def test_a_worker_answers_no_broadcast_and_is_found_by_a_ping_on_its_models_queue(queued):
+    planner, start_worker = queued
+    worker = start_worker()
+    app = celery_app(planner)
+    try:
+        assert app.control.ping(timeout=2) == [], "remote control is off: no worker answers a broadcast"
+        app.control.broadcast("shutdown")  # whoever can write to Redis could stop every worker with this
+        found = Planner(planner, image_embedder(planner).model_id, app=app).workers()
+    finally:
+        app.close()
+    assert len(found) == 1 and found[0].endswith(f":{worker.process.pid}"), found
+    assert worker.process.poll() is None, "the worker is still running"
+    assert "shutdown" not in worker.output.lower(), worker.output
+
+
+def send_bucket(planner, bucket: dict) -> dict:
+    """A bucket put on a worker's queue as anyone who can write to Redis could: its answer."""
+    app = celery_app(planner)
+    try:
+        result = app.send_task(TASK, args=[bucket], queue=queue_for(image_embedder(planner).model_id))
+        return result.get(timeout=120)
+    finally:
+        app.close()
+
+
+def forged(name: str, *paths: str, index: str | None = None, archive: Path) -> dict:
+    files = []
+    for path in paths:
+        try:
+            stat = (archive / path).stat()
+            files.append([path, stat.st_size, stat.st_mtime])
+        except OSError:
+            files.append([path, 1, 1.0])
+    return {"id": f"forged-{name}", "files": files, "full": False, "index": index}
+
+
+def test_a_worker_refuses_hidden_files_and_paths_out_of_the_archive_and_embeds_none_of_them(queued, tmp_path):
+    planner, start_worker = queued
+    archive = planner.archive
+    save_photo(archive / ".hidden" / "private.jpg", seed=1)
+    save_photo(archive / ".draft.jpg", seed=2)
+    save_photo(tmp_path / "outside" / "secret.jpg", seed=3)
+    (archive / "escape").symlink_to(tmp_path / "outside")
+    worker = start_worker()
+    outside = str(tmp_path / "outside" / "secret.jpg")
+    answer = send_bucket(planner, forged("paths", ".hidden/private.jpg", ".draft.jpg", "escape/secret.jpg",
+                                         "../outside/secret.jpg", outside, "folder-0/photo-0.jpg", archive=archive))
+
+    errors = {o["relative_path"]: o["error"] for o in answer["outcomes"]}
+    refused = "refused by its worker: not an archive image the scan lists"
+    assert errors == {".hidden/private.jpg": f"{refused} (a hidden file or folder)",
+                      ".draft.jpg": f"{refused} (a hidden file or folder)",
+                      "escape/secret.jpg": f"{refused} (a link leading out of the archive)",
+                      "../outside/secret.jpg": f"{refused} (not a path inside the archive)",
+                      outside: f"{refused} (not a path inside the archive)",
+                      "folder-0/photo-0.jpg": None}, "the archive image in it is embedded as usual"
+    assert indexed_paths(planner) == ["folder-0/photo-0.jpg"]
+    assert "refused (a hidden file or folder)" in worker.wait_for_line("private.jpg refused")
+
+    answer = send_bucket(planner, forged("index", "folder-0/photo-3.jpg", index="another-index", archive=archive))
+    assert answer["refused"] == "The embedded store has no separate index to write into ('another-index')."
+    assert [o["error"] for o in answer["outcomes"]] == [f"refused by its worker: {answer['refused']}"]
+    assert indexed_paths(planner) == ["folder-0/photo-0.jpg"], "nothing written for a refused bucket"
+    worker.wait_for_line("bucket forged-index refused, none of its 1 files embedded")
+
+    malformed = send_bucket(planner, {"id": ["not", "a", "bucket"], "files": "x"})
+    assert malformed == {"worker": answer["worker"], "refused": "malformed", "outcomes": []}
+
+
+@es_only
+def test_a_worker_refuses_a_bucket_naming_the_rollback_copy_on_elasticsearch(queued):
+    planner, start_worker = queued
+    worker = start_worker()
+    assert index_once(planner, progress=False).added == PHOTOS
+    index_once(planner, full=True, progress=False)  # v2 is live, v1 kept as the rollback copy
+    rollback, live = f"{planner.index_name}-v1", f"{planner.index_name}-v2"
+    with es_client() as es:
+        before = es.count(index=rollback)["count"]
+        es.delete_by_query(index=live, query={"term": {"relative_path": "folder-0/photo-0.jpg"}}, refresh=True)
+
+    answer = send_bucket(planner, forged("rollback", "folder-0/photo-0.jpg", index=rollback, archive=planner.archive))
+
+    assert answer["refused"] == (f"'{rollback}' is neither the live index of {planner.index_name} nor its rebuild "
+                                 "in progress; nothing is written into it.")
+    with es_client() as es:
+        es.indices.refresh(index=f"{planner.index_name}-v*")
+        assert es.count(index=rollback)["count"] == before
+    assert "folder-0/photo-0.jpg" not in indexed_paths(planner)
+    assert "refused" in worker.wait_for_line("bucket forged-rollback refused")
+
+    answer = send_bucket(planner, forged("live", "folder-0/photo-0.jpg", index=live, archive=planner.archive))
+    assert "refused" not in answer and answer["outcomes"][0]["error"] is None, "the live index is written as usual"
+    assert "folder-0/photo-0.jpg" in indexed_paths(planner)

@@ -12,7 +12,15 @@ from pathlib import Path
 import pytest
 
 import indexer.scan as scan_module
-from indexer.scan import ArchiveFile, ArchiveUnavailable, Scan, _inside, check_archive_root, scan_archive
+from indexer.scan import (
+    ArchiveFile,
+    ArchiveUnavailable,
+    Scan,
+    _inside,
+    check_archive_root,
+    not_listed,
+    scan_archive,
+)
 
 
 def write(path: Path, data: bytes = b"x", mtime: float | None = None) -> Path:
@@ -93,6 +101,42 @@ def test_links_inside_the_archive_are_followed_once_and_links_leaving_it_are_not
     assert len([p for p in files if p.endswith("/a.jpg")]) == 1, sorted(files)  # the folder is listed once
     assert not any("secret" in p or "c.jpg" in p or "dangling" in p for p in files), sorted(files)
     assert sorted(files) in (["b.jpg", "real/a.jpg", "zz.jpg"], ["alias/a.jpg", "b.jpg", "zz.jpg"])
+
+
+def test_a_path_from_elsewhere_is_held_to_the_scans_rules(tmp_path):
+    """A bucket from the queue names its files itself: each must be one the scan lists."""
+    root = tmp_path / "archive"
+    outside = tmp_path / "private"
+    write(outside / "secret.jpg")
+    write(tmp_path / "archive-other" / "c.jpg")
+    for path in ("real/a.jpg", "top.PNG", ".hidden.jpg", ".cache/thumb.jpg", "real/.hidden/deep.jpg", "notes.txt",
+                 "album.jpg/inside.png"):
+        write(root / path)
+    (root / "alias").symlink_to(root / "real")
+    (root / "escape").symlink_to(outside)
+    (root / "secret.jpg").symlink_to(outside / "secret.jpg")
+    (root / "sibling").symlink_to(tmp_path / "archive-other")
+    (root / "dangling.jpg").symlink_to(root / "nothing.jpg")
+
+    listed = set(scan_archive(root).files)
+    assert listed - {"real/a.jpg", "alias/a.jpg"} == {"top.PNG", "album.jpg/inside.png"} and len(listed) == 3
+    for path in (*listed, "real/a.jpg", "alias/a.jpg"):  # a link that stays inside is followed, as the scan does
+        assert not_listed(root, path) is None, path
+    refused = {
+        ".hidden.jpg": "a hidden file or folder", ".cache/thumb.jpg": "a hidden file or folder",
+        "real/.hidden/deep.jpg": "a hidden file or folder",
+        "escape/secret.jpg": "a link leading out of the archive", "secret.jpg": "a link leading out of the archive",
+        "sibling/c.jpg": "a link leading out of the archive",
+        "../private/secret.jpg": "not a path inside the archive", "real/../../private/secret.jpg":
+            "not a path inside the archive", str(outside / "secret.jpg"): "not a path inside the archive",
+        "./top.PNG": "not a path inside the archive", "real//a.jpg": "not a path inside the archive",
+        "": "not a path inside the archive", "top.PNG\0.jpg": "not a path inside the archive",
+        "notes.txt": "not a supported image file", "album.jpg": "not a file in the archive",
+        "missing.jpg": "not a file in the archive", "dangling.jpg": "not a file in the archive",
+    }
+    for path, reason in refused.items():
+        assert not_listed(root, path) == reason, path
+        assert path not in listed
 
 
 def test_a_root_that_is_missing_a_file_or_unreadable_is_refused_with_what_to_check(tmp_path, monkeypatch):
