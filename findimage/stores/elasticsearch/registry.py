@@ -146,11 +146,10 @@ class ElasticsearchRegistry:
     def take(self, lane: str, limit: int, worker: str, now: float, hold_seconds: float) -> list[Pending]:
         self._ensure()
         self.client.indices.refresh(index=self.index)  # entries kept a moment ago, without waiting for them
-        hits = self.client.search(index=self.index, size=limit, seq_no_primary_term=True, sort=[
-            {"received": "asc"}, {"_id": "asc"}], query={"bool": {"filter": [
-                {"term": {"kind": "journal"}}, {"term": {"lane": lane}},
-                {"bool": {"should": [{"range": {"worker_until": {"lte": now}}}, {"term": {"worker": worker}}]}}]}}
-        )["hits"]["hits"]
+        free = {"bool": {"should": [{"range": {"worker_until": {"lte": now}}}, {"term": {"worker": worker}}]}}
+        hits = self.client.search(index=self.index, size=limit, seq_no_primary_term=True, sort=[{"received": "asc"}],
+                                  query={"bool": {"filter": [{"term": {"kind": "journal"}}, {"term": {"lane": lane}},
+                                                             free]}})["hits"]["hits"]
         taken = []
         for hit in hits:
             entry = Pending.of_json(hit["_source"]["entry"])
@@ -173,6 +172,10 @@ class ElasticsearchRegistry:
 
     @unavailable_on_connection_errors
     def backlog(self) -> dict[str, int]:
+        try:  # what was kept or settled a moment ago counted too
+            self.client.indices.refresh(index=self.index)
+        except NotFoundError:
+            return {}
         counts = {}
         for lane in (LIFECYCLE, REMEMBER):
             try:

@@ -9,6 +9,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 from bot_support import ALICE, BOB, CHANNEL, serve_bot
+from es_support import both_stores
 from photos import jpeg_bytes
 from test_remembered_channels import (
     GENERAL,
@@ -68,6 +69,7 @@ def test_a_deleted_file_is_forgotten_within_seconds_while_remembering_is_far_beh
         bot.wsgi.memory.stop()
 
 
+@both_stores
 def test_a_repost_waiting_to_be_remembered_is_not_remembered_after_its_file_was_deleted(indexed, emu):
     with serve_bot(indexed) as bot:
         remember(emu, bot)
@@ -81,6 +83,7 @@ def test_a_repost_waiting_to_be_remembered_is_not_remembered_after_its_file_was_
         assert remembered_files(bot) == {busy["id"]}
 
 
+@both_stores
 def test_a_deletion_kept_before_a_crash_is_applied_by_the_next_start(indexed, emu):
     with serve_bot(indexed) as bot:
         remember(emu, bot)
