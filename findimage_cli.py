@@ -192,11 +192,37 @@ def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
             print(f"text _infer:  {infer_state}")
         print(f"last pass:    {_describe_pass(store.get_meta(META_LAST_PASS))}")
         print(f"indexing:     {_running_pass(settings)}")
+        print(f"remembered:   {_remembered_state(settings)}")
     finally:
         store.close()
     for line in _indexer_state_lines(settings):
         print(line)
     return EXIT_OK
+
+
+def _remembered_state(settings: Settings) -> str:
+    """Channels remembered, their images, and the Slack events the bot kept and has not applied yet."""
+    from findimage.backends import open_remembered
+    from findimage.errors import FindimageError
+    from findimage.stores.base import LIFECYCLE, REMEMBER
+
+    if settings.remember == "off":
+        return "off (FINDIMAGE_REMEMBER=off)"
+    try:
+        remembered = open_remembered(settings)
+        assert remembered is not None
+        try:
+            channels, images = len(remembered.registry.channels()), remembered.store.count()
+            waiting = remembered.registry.backlog()
+        finally:
+            remembered.close()
+    except FindimageError as exc:
+        return f"unknown ({exc})"
+    line = f"{channels:,} channel(s), {images:,} image(s)"
+    if waiting:
+        line += (f"; waiting: {waiting.get(REMEMBER, 0):,} message(s) with images to remember, "
+                 f"{waiting.get(LIFECYCLE, 0):,} deletion(s) to apply (the bot applies them)")
+    return line
 
 
 def _indexer_state_lines(settings: Settings, shown: int = 5) -> list[str]:

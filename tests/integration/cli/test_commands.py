@@ -96,6 +96,20 @@ def test_status_shows_store_count_models_and_last_pass(indexed, capsys, settings
     assert "embedded" in out and "documents:    7" in out
     assert "clip-ViT-B-32@" in out and "added 7" in out
     assert "knn index:    flat over 7 vectors (current)" in out
+    assert "remembered:   0 channel(s), 0 image(s)" in out
+
+
+def test_status_counts_the_slack_events_the_bot_kept_and_has_not_applied(indexed, capsys, settings):
+    from findimage.backends import open_remembered
+    from findimage.stores.base import LIFECYCLE, REMEMBER, Pending
+
+    remembered = open_remembered(settings)
+    remembered.registry.keep([Pending("Ev1", REMEMBER, {}, 1.0), Pending("Ev2", REMEMBER, {}, 2.0),
+                              Pending("Ev3", LIFECYCLE, {}, 3.0)])
+    remembered.close()
+    code, out, _ = run(capsys, "status")
+    assert code == EXIT_OK
+    assert "waiting: 2 message(s) with images to remember, 1 deletion(s) to apply" in out
 
 
 def test_every_configuration_problem_is_reported_at_once(settings, capsys, monkeypatch):
