@@ -5,18 +5,16 @@ security reviewer would check."""
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
 from es_support import es_only
+from leftovers import found_in_files, needles
 
 from findimage.backends import open_remembered
-from findimage.names import name_words
 from findimage.records import ImageDoc, Posted, ReadText, TextLine, posted_path
 from findimage.remembered import Remembered
 from findimage.stores.base import ChannelState
-from findimage.stores.text import line_words
 
 MODEL = "m1"
 BOX = ((0, 0), (90, 0), (90, 12), (0, 12))
@@ -54,26 +52,7 @@ def remember(remembered: Remembered, *postings: tuple[ImageDoc, Posted, tuple[st
 
 
 def secret_needles(vector: np.ndarray) -> dict[str, bytes]:
-    """Each secret word as typed (UTF-8) and as the full-text index keeps it (folded lowercase), the file id
-    and the vector's float32 bytes (whole, and its first 16 numbers alone)."""
-    needles = {}
-    for word in (*SECRET_WORDS, SECRET_FILE):
-        needles[word] = word.encode()
-        for folded in {*name_words(word).split(), *line_words(word).split()} - {word}:
-            if len(folded) > 3:  # "F0SECRETQX" is "0 secretqx" as a path's words: the "0" is everywhere
-                needles[f"{word} as {folded!r}"] = folded.encode()
-    needles["vector"] = vector.tobytes()
-    needles["vector's first numbers"] = vector[:16].tobytes()
-    return needles
-
-
-def found_in_files(folder: Path, needles: dict[str, bytes]) -> list[str]:
-    """Every (file, needle) where the needle's bytes occur, over every file below `folder` (-wal and -shm too)."""
-    found = []
-    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
-        data = path.read_bytes()
-        found += [f"{path.relative_to(folder)}: {label}" for label, needle in needles.items() if needle in data]
-    return found
+    return needles((*SECRET_WORDS, SECRET_FILE), [vector])
 
 
 @pytest.fixture
