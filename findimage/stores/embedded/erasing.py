@@ -29,7 +29,9 @@ import sqlite3
 
 log = logging.getLogger(__name__)
 
-FULL_TEXT_TABLES = ("names", "text_words", "text_lines")  # schema.NAMES_TABLE and schema.TEXT_TABLES
+# schema.NAMES_TABLE and schema.TEXT_TABLES
+NAME_TABLES = ("names",)
+TEXT_TABLES = ("text_words", "text_lines")
 
 
 def zero_deleted_content(db: sqlite3.Connection) -> None:
@@ -37,10 +39,12 @@ def zero_deleted_content(db: sqlite3.Connection) -> None:
     db.execute("PRAGMA secure_delete=ON")
 
 
-def merge_out_deleted_words(db: sqlite3.Connection) -> None:
-    """Every full-text index merged into one segment, which leaves out the deleted rows' words and their
-    delete markers (inside the caller's transaction; with secure_delete the old segments' pages are zeroed)."""
-    for table in FULL_TEXT_TABLES:
+def merge_out_deleted_words(db: sqlite3.Connection, with_text: bool) -> None:
+    """The path words' full-text index, and the read text's where rows of it were deleted (`with_text`),
+    merged into one segment each, which leaves out the deleted rows' words and their delete markers
+    (inside the caller's transaction; with secure_delete the old segments' pages are zeroed). The text
+    indexes are the larger ones: a deletion of images without text leaves them as they are."""
+    for table in NAME_TABLES + (TEXT_TABLES if with_text else ()):
         db.execute(f"INSERT INTO {table}({table}) VALUES('optimize')")
 
 

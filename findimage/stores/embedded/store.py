@@ -163,15 +163,16 @@ class EmbeddedStore:
             return
 
         def work(db: sqlite3.Connection, version: int) -> None:
+            read = False
             for chunk in in_chunks(ids, 500):
                 marks = ",".join("?" * len(chunk))
                 forget_names(db, marks, chunk)
-                forget_texts_of(db, marks, chunk)
+                read = forget_texts_of(db, marks, chunk) or read
                 db.execute(f"INSERT OR REPLACE INTO removed(slot, version) "
                            f"SELECT slot, ? FROM images WHERE image_id IN ({marks})", (version, *chunk))
                 db.execute(f"DELETE FROM images WHERE image_id IN ({marks})", chunk)
             if self.erase_deleted:
-                merge_out_deleted_words(db)
+                merge_out_deleted_words(db, with_text=read)
 
         self._write(work)
         if self.erase_deleted:
