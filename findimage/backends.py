@@ -44,14 +44,14 @@ def open_remembered(settings: Settings) -> Remembered | None:
                                    settings.es_index_options, shards=1, replicas=settings.es_replicas,
                                    oversample=settings.es_rescore_oversample, hnsw_m=settings.es_hnsw_m,
                                    hnsw_ef_construction=settings.es_hnsw_ef_construction,
-                                   min_candidates=settings.es_num_candidates)
+                                   min_candidates=settings.es_num_candidates, refresh_deletes=True)
         return Remembered(store, ElasticsearchRegistry(client, settings.index_name, settings.elasticsearch_url),
                           shared=True)
     from findimage.stores.embedded.registry import EmbeddedRegistry
     from findimage.stores.embedded.store import EmbeddedStore
 
     folder = settings.data_dir / "remembered"
-    return Remembered(EmbeddedStore(folder), EmbeddedRegistry(folder))
+    return Remembered(EmbeddedStore(folder, erase_deleted=True), EmbeddedRegistry(folder))
 
 
 def image_embedder(settings: Settings) -> SentenceTransformerEmbedder:

@@ -5,6 +5,11 @@ Which channel's images a query may see is decided by findimage.visibility; here 
 a posting is searchable only with its channel's id, which is its path's top folder, so the store filters
 by it inside every search (kNN, names, text, on both stores), and a result is returned only with its
 registry record naming that very channel.
+
+What a forget deletes is gone at once: the stores open_remembered opens leave none of it in the embedded
+store's files (stores/embedded/erasing.py), and refresh Elasticsearch with every deletion, so no search of
+any process finds it, shared or not (what Elasticsearch keeps on disk until its segments merge:
+docs/remembered-channels.md).
 """
 from __future__ import annotations
 

@@ -33,9 +33,12 @@ class ElasticsearchStore:
                  replicas: str = Settings.es_replicas, oversample: float = Settings.es_rescore_oversample,
                  hnsw_m: int = Settings.es_hnsw_m, hnsw_ef_construction: int = Settings.es_hnsw_ef_construction,
                  force_merge_minutes: float = Settings.es_force_merge_minutes,
-                 min_candidates: int = Settings.es_num_candidates):
-        """Defaults are the settings' own (findimage.config): a store built directly ranks as configured ones do."""
+                 min_candidates: int = Settings.es_num_candidates, refresh_deletes: bool = False):
+        """Defaults are the settings' own (findimage.config): a store built directly ranks as configured ones do.
+        `refresh_deletes`: a deletion is refreshed at once, so no search of any process finds the documents
+        once `delete` returns (for a store of what people may ask to have forgotten)."""
         self.client = client
+        self.refresh_deletes = refresh_deletes
         self.shards = shards
         self.replicas = replicas
         self.url = public_url(url)  # only ever shown: the client holds the credentials
@@ -103,6 +106,11 @@ class ElasticsearchStore:
         self.indices.ensure()
         actions = ({"_op_type": "delete", "_index": self.indices.target, "_id": i} for i in image_ids)
         self.view.bulk(actions, {}, ignore_status=(404,))
+        if self.refresh_deletes:
+            # Otherwise only this process's next search refreshes first (AliasView.fresh); others would
+            # find them until the next periodic refresh, never if it is off. The documents stay in the
+            # segment files until Lucene merges them away (docs/remembered-channels.md).
+            self.view.refresh(self.indices.target)
 
     @unavailable_on_connection_errors
     def set_meta(self, key: str, value: str) -> None:

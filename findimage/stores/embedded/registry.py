@@ -1,5 +1,6 @@
 """The remembered channels and their postings, in a SQLite file beside the channels' own embedded store
-(findimage.remembered): one bot process writes it, `findimage search --channel` reads it."""
+(findimage.remembered): one bot process writes it, `findimage search --channel` reads it. A dropped
+posting's title and permalink leave the file too (erasing.py), as its image leaves the store."""
 from __future__ import annotations
 
 import json
@@ -9,6 +10,7 @@ from pathlib import Path
 
 from findimage.records import Posted
 from findimage.stores.base import ChannelState, Pending
+from findimage.stores.embedded.erasing import empty_wal, zero_deleted_content
 from findimage.stores.embedded.knn_cache import connect
 from findimage.stores.embedded.schema import in_chunks
 
@@ -32,6 +34,7 @@ class EmbeddedRegistry:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
         self._db = connect(self.path)
+        zero_deleted_content(self._db)
         self._db.executescript(SCHEMA)
 
     def channel(self, channel: str) -> ChannelState | None:
@@ -62,6 +65,7 @@ class EmbeddedRegistry:
                 self._db.execute("DELETE FROM posted WHERE channel=?", (channel,))
             finally:
                 self._db.execute("COMMIT")
+            empty_wal(self._db, str(self.path))
 
     def add_posted(self, posted: Sequence[Posted]) -> None:
         with self._lock:
@@ -92,6 +96,7 @@ class EmbeddedRegistry:
         with self._lock:
             for chunk in in_chunks(list(image_ids), 500):
                 self._db.execute(f"DELETE FROM posted WHERE image_id IN ({','.join('?' * len(chunk))})", chunk)
+            empty_wal(self._db, str(self.path))
 
     def keep(self, entries: Sequence[Pending]) -> None:
         with self._lock:  # a commit per call (autocommit): durable against a killed process (WAL)

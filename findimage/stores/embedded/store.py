@@ -19,6 +19,7 @@ import numpy as np
 
 from findimage.errors import StoreError
 from findimage.records import DIMS, EVERYWHERE, FileState, Filters, ImageDoc, Match, ReadText
+from findimage.stores.embedded.erasing import empty_wal, merge_out_deleted_words, zero_deleted_content
 from findimage.stores.embedded.knn_cache import KnnCache, connect, current_version
 from findimage.stores.embedded.schema import forget_names, in_chunks, migrate, write_names
 from findimage.stores.embedded.search import EmbeddedSearch
@@ -71,14 +72,19 @@ class EmbeddedStore:
     """Documents and metadata on one connection (always quick); the kNN cache (KnnCache) and the
     searches over it (EmbeddedSearch) on another, composed here."""
 
-    def __init__(self, data_dir: str | Path):
+    def __init__(self, data_dir: str | Path, erase_deleted: bool = False):
+        """`erase_deleted`: a deletion leaves none of the documents' words, text or vectors in the
+        store's files (erasing.py), for a store of what people may ask to have forgotten."""
         self.data_dir = Path(data_dir)
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.db_path = self.data_dir / "findimage.sqlite"
         self.description = f"embedded ({self.db_path})"
+        self.erase_deleted = erase_deleted
         self._lock = threading.RLock()  # the documents connection
         with self._write_errors_explained():  # a full disk can stop the very first write
             self._db = connect(self.db_path)
+            if erase_deleted:
+                zero_deleted_content(self._db)
             self._db.executescript(SCHEMA)
             migrate(self._db)
         self._cache = KnnCache(self.data_dir, self.db_path)
@@ -157,15 +163,23 @@ class EmbeddedStore:
             return
 
         def work(db: sqlite3.Connection, version: int) -> None:
+            read = False
             for chunk in in_chunks(ids, 500):
                 marks = ",".join("?" * len(chunk))
                 forget_names(db, marks, chunk)
-                forget_texts_of(db, marks, chunk)
+                read = forget_texts_of(db, marks, chunk) or read
                 db.execute(f"INSERT OR REPLACE INTO removed(slot, version) "
                            f"SELECT slot, ? FROM images WHERE image_id IN ({marks})", (version, *chunk))
                 db.execute(f"DELETE FROM images WHERE image_id IN ({marks})", chunk)
+            if self.erase_deleted:
+                merge_out_deleted_words(db, with_text=read)
 
         self._write(work)
+        if self.erase_deleted:
+            with self._lock, self._write_errors_explained():
+                empty_wal(self._db, str(self.db_path))
+            with self._cache.lock, self._write_errors_explained():
+                VectorIndex.drop_snapshot(self.data_dir)
 
     def add_dates(self, dates: Sequence[tuple[str, str, str, str]]) -> None:
         """(image_id, relative_path, taken, taken_source) of documents indexed before dates were kept.

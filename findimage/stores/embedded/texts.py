@@ -63,12 +63,13 @@ def forget_changed_texts(db: sqlite3.Connection, contents: Sequence[tuple[str, s
         forget_texts(db, stale)
 
 
-def forget_texts_of(db: sqlite3.Connection, marks: str, ids: Sequence[str]) -> None:
-    """The readings of the documents with these ids (before they are deleted)."""
+def forget_texts_of(db: sqlite3.Connection, marks: str, ids: Sequence[str]) -> bool:
+    """The readings of the documents with these ids (before they are deleted); whether there were any."""
     slots = [r[0] for r in db.execute(f"SELECT texts.slot FROM texts JOIN images ON images.slot = texts.slot "
                                       f"WHERE images.image_id IN ({marks})", ids)]
     if slots:
         forget_texts(db, slots)
+    return bool(slots)
 
 
 _DONE = ",".join(f"'{state}'" for state in DONE)  # SQL's list of the states kept for good

@@ -192,6 +192,14 @@ class VectorIndex:
         return loaded
 
     @staticmethod
+    def drop_snapshot(folder: Path) -> None:
+        """No snapshot left in `folder` (the next process rebuilds the index from SQLite); the pointer
+        first, so a process opening it meanwhile finds none rather than a file gone."""
+        (folder / "vectors.json").unlink(missing_ok=True)
+        for old in folder.glob("vectors-*.faiss*"):
+            old.unlink(missing_ok=True)
+
+    @staticmethod
     def snapshot_info(folder: Path) -> dict[str, Any] | None:
         """The snapshot pointer (file, kind, version, count), or None if there is no readable one.
 

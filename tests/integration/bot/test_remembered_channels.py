@@ -9,6 +9,7 @@ import json
 
 from bot_support import ALICE, BOB, CHANNEL, serve_bot
 from es_support import both_stores, es_only
+from leftovers import found_in_files, needles
 from photos import jpeg_bytes
 from rendered_text import screenshot
 
@@ -123,6 +124,29 @@ def test_a_file_deleted_in_slack_is_forgotten(bot, emu):
     emu.send_event(bot.events_url, {"type": "file_deleted", "file_id": photo["id"], "event_ts": "1700000000.000100"})
     emu.wait_for(lambda: photo["id"] not in remembered_files(bot), timeout=15, what="the deleted file forgotten")
     assert bot.searcher.remembered.store.count() == 0
+
+
+def test_a_deleted_file_and_then_the_forgotten_channel_leave_nothing_in_the_data_folder(bot, emu, indexed):
+    remember(emu, bot)
+    first, _ = post_photo(emu, bot, "Quokkamarzipan offsite.jpg", seed=904)
+    second, _ = post_photo(emu, bot, "Zanzibarfjord plan.jpg", seed=905)
+    for photo in (first, second):
+        wait_remembered(emu, bot, photo["id"])
+    store = bot.searcher.remembered.store
+    # Their names and vectors; not their file ids: a deleted file's id is recorded for a while on purpose
+    # (Remembered.forget_deleted), so a posting of it still waiting to be remembered is not.
+    first_left, second_left = (
+        needles([word], [store.get(Posted(CHANNEL, photo["id"], "", "").image_id).image_embedding])
+        for word, photo in (("Quokkamarzipan", first), ("Zanzibarfjord", second)))
+    data = indexed.data_dir
+    assert found_in_files(data, first_left) and found_in_files(data, second_left)  # the scan sees them at all
+
+    emu.send_event(bot.events_url, {"type": "file_deleted", "file_id": first["id"], "event_ts": "1700000000.000100"})
+    emu.wait_for(lambda: not found_in_files(data, first_left), timeout=15, what="the deleted file gone from disk")
+    assert found_in_files(data, second_left)  # the channel's other image is still remembered
+    command(emu, bot, "forget")
+    emu.wait_for_response(containing="turned off remembering", timeout=15)
+    emu.wait_for(lambda: not found_in_files(data, second_left), timeout=15, what="the channel gone from disk")
 
 
 def test_remember_status_says_what_is_on(bot, emu):
