@@ -38,6 +38,7 @@ log = logging.getLogger(__name__)
 LIFECYCLE_EVENTS = frozenset({
     "file_deleted", "file_change", "channel_archive", "channel_deleted", "channel_left", "channel_shared",
     "group_archive", "group_deleted", "group_left", "member_left_channel", "app_uninstalled", "tokens_revoked"})
+FILE_GONE = frozenset({"file_deleted", "message"})  # a lifecycle "message" is a message_deleted
 CHANNEL_GONE = frozenset({"channel_archive", "channel_deleted", "group_archive", "group_deleted", "channel_left",
                           "group_left", "channel_shared", "member_left_channel"})
 LIFECYCLE_BATCH = 200  # deletions taken at once: each is a few small deletes
@@ -242,7 +243,17 @@ class ChannelMemory:
         registry = self.remembered.registry
         entries = registry.take(LIFECYCLE, LIFECYCLE_BATCH, self.me, self.clock(), LIFECYCLE_HOLD_SECONDS)
         applied = []
+        # A batch's file and message deletions in one store deletion: erasing what was deleted from the
+        # store's files (findimage/stores/embedded/erasing.py) costs about the same for one image or many.
+        files = [e for e in entries if e.event.get("type") in FILE_GONE]
+        try:
+            self.forget_files([e.event for e in files])
+            applied += [e.id for e in files]
+        except Exception:
+            log.exception("could not apply %d file deletion(s) (kept, tried again)", len(files))
         for entry in entries:
+            if entry.event.get("type") in FILE_GONE:
+                continue
             try:
                 self.apply(entry.event)
                 applied.append(entry.id)
@@ -282,17 +293,29 @@ class ChannelMemory:
         if waiting.get(REMEMBER):
             log.info("remembering is %d message(s) with images behind", waiting[REMEMBER])
 
+    def forget_files(self, events: list[dict]) -> None:
+        """Deleted files (`file_deleted`: everywhere) and deleted messages (`message_deleted`: their files,
+        in their channel), all in one deletion; recorded first, so a posting of them still waiting is not
+        remembered later."""
+        keys, postings = [], []
+        for event in events:
+            if event.get("type") == "message":
+                channel, ts = event.get("channel", ""), str(event.get("ts") or "")
+                keys += [gone_keys(channel, file_id, ts)[1] for file_id in event.get("files") or []]
+                postings += [p for file_id in event.get("files") or []
+                             for p in self.remembered.registry.posted_as(file_id) if p.channel == channel]
+            else:
+                keys.append(event.get("file_id", ""))
+                postings += self.remembered.registry.posted_as(event.get("file_id", ""))
+        if keys:
+            self.remembered.forget_deleted(keys)
+        self.remembered.forget_postings(postings)
+
     def apply(self, event: dict) -> None:
         """One lifecycle event: what it deletes, deleted (idempotent: applying it twice changes nothing)."""
         kind = event.get("type")
-        if kind == "message":  # message_deleted: its files, in its channel
-            channel, ts = event.get("channel", ""), str(event.get("ts") or "")
-            self.remembered.forget_deleted([gone_keys(channel, file_id, ts)[1] for file_id in event.get("files") or []])
-            for file_id in event.get("files") or []:
-                self.remembered.forget_file(file_id, channel)
-        elif kind == "file_deleted":
-            self.remembered.forget_deleted([event.get("file_id", "")])
-            self.remembered.forget_file(event.get("file_id", ""))
+        if kind in FILE_GONE:
+            self.forget_files([event])
         elif kind == "file_change":
             self._changed(event.get("file_id", ""))
         elif kind in CHANNEL_GONE:
