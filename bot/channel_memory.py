@@ -24,6 +24,7 @@ from datetime import datetime
 from slack_sdk import WebClient
 
 from findimage.config import Settings
+from findimage.errors import FindimageError
 from findimage.remembered import Remembered, gone_keys
 from findimage.stores.base import LIFECYCLE, REMEMBER, ChannelState, Pending
 from findimage.visibility import Place, Purpose
@@ -232,7 +233,11 @@ class ChannelMemory:
             self._wake[lane].clear()
             try:
                 done = work()
-            except Exception:  # the store away, a bug: logged, tried again, never the thread's end
+            except FindimageError as exc:  # the store away: one line, tried again, never the thread's end
+                log.warning("could not apply the kept %s events (%s); trying again in %.0f s", lane, exc,
+                            IDLE_SECONDS)
+                done = 0
+            except Exception:  # a bug: its traceback, and tried again
                 log.exception("could not apply the kept %s events; trying again in %.0f s", lane, IDLE_SECONDS)
                 done = 0
             if not done:

@@ -124,8 +124,12 @@ def serve_bot(settings, searcher: Searcher | None = None, **options):
             read.append((environ.get("PATH_INFO"), meter.count))
 
     server = make_server("127.0.0.1", 0, counting, server_class=_ThreadingWSGIServer, handler_class=_QuietHandler)
-    with serving(server) as url:
-        yield RunningBot(url, wsgi, read)
+    try:
+        with serving(server) as url:
+            yield RunningBot(url, wsgi, read)
+    finally:
+        if wsgi.memory is not None:  # as the process's end would: its workers stop polling the store
+            wsgi.memory.stop()
 
 
 @functools.lru_cache(maxsize=4)

@@ -145,7 +145,11 @@ class ElasticsearchRegistry:
     @unavailable_on_connection_errors
     def take(self, lane: str, limit: int, worker: str, now: float, hold_seconds: float) -> list[Pending]:
         self._ensure()
-        self.client.indices.refresh(index=self.index)  # entries kept a moment ago, without waiting for them
+        try:
+            self.client.indices.refresh(index=self.index)  # entries kept a moment ago, without waiting for them
+        except NotFoundError:  # deleted under a running bot: nothing kept; made again by the next write
+            self._ready = False
+            return []
         free = {"bool": {"should": [{"range": {"worker_until": {"lte": now}}}, {"term": {"worker": worker}}]}}
         hits = self.client.search(index=self.index, size=limit, seq_no_primary_term=True, sort=[{"received": "asc"}],
                                   query={"bool": {"filter": [{"term": {"kind": "journal"}}, {"term": {"lane": lane}},

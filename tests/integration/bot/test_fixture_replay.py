@@ -58,7 +58,8 @@ def bots(settings, emu):
 
     socket_work = WorkPool.from_settings(settings)
     with serve_bot(settings) as http_bot:
-        handler = SocketModeHandler(create_app(settings, work=socket_work), emu.app_token)
+        app = create_app(settings, work=socket_work)
+        handler = SocketModeHandler(app, emu.app_token)
         handler.connect()
         try:
             emu.wait_for_socket_client(timeout=30)
@@ -66,6 +67,8 @@ def bots(settings, emu):
         finally:
             handler.close()
             socket_work.shutdown(wait=False)
+            if app.services.memory is not None:
+                app.services.memory.stop()
 
 
 def settled(emu, bots) -> None:
