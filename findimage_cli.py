@@ -7,7 +7,7 @@ import logging
 import sys
 from datetime import datetime
 
-from findimage import process
+from findimage import __version__, process
 from findimage.config import Settings, load_settings_or_report
 from findimage.errors import EXIT_ERROR, EXIT_OK, EXIT_REFUSED, EXIT_UNAVAILABLE, EXIT_USAGE, FindimageError
 from findimage.process import printable
@@ -40,6 +40,7 @@ def main(argv: list[str] | None = None) -> int:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="findimage", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="log what happens")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(required=True, metavar="command")
 
     index = sub.add_parser("index", help="embed new and changed archive images, drop deleted ones")
@@ -173,6 +174,7 @@ def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
 
     store = open_store(settings)
     try:
+        print(f"version:      {__version__}")
         print(f"store:        {store.description}")
         for label, value in store.details():
             print(f"{label + ':':<13} {value}")

@@ -3,6 +3,10 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
 
 import pytest
 from photos import write_bad_files
@@ -21,6 +25,25 @@ def run(capsys, *argv: str) -> tuple[int, str, str]:
     code = main(list(argv))
     out, err = capsys.readouterr()
     return code, out, err
+
+
+ROOT = Path(__file__).resolve().parents[3]
+VERSION = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+
+
+def test_version_is_the_one_in_pyproject(capsys):
+    with pytest.raises(SystemExit) as stopped:
+        main(["--version"])
+    assert stopped.value.code == EXIT_OK
+    assert capsys.readouterr().out == f"findimage {VERSION}\n"
+
+
+def test_version_answers_without_any_configuration(tmp_path):
+    """An admin asks what is installed before configuring anything: no archive, no Slack, no store."""
+    done = subprocess.run([sys.executable, str(ROOT / "findimage_cli.py"), "--version"], cwd=tmp_path,
+                          env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT)}, capture_output=True, text=True,
+                          timeout=60)
+    assert (done.returncode, done.stdout, done.stderr) == (0, f"findimage {VERSION}\n", "")
 
 
 def test_index_prints_a_summary_and_the_failures(settings, archive, capsys):
@@ -93,6 +116,7 @@ def test_search_before_indexing_says_so(settings, capsys):
 def test_status_shows_store_count_models_and_last_pass(indexed, capsys, settings):
     code, out, _ = run(capsys, "status")
     assert code == EXIT_OK
+    assert out.splitlines()[0] == f"version:      {VERSION}"
     assert "embedded" in out and "documents:    7" in out
     assert "clip-ViT-B-32@" in out and "added 7" in out
     assert "knn index:    flat over 7 vectors (current)" in out
