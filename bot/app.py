@@ -26,6 +26,7 @@ from .dedupe import SeenKeys, seen_keys
 from .delivery import LinkPresenter, UploadPresenter
 from .image_links import ImageLinks
 from .remembering import Rememberer
+from .user_agent import slack_headers
 from .work import WorkPool
 
 log = logging.getLogger(__name__)
@@ -51,6 +52,7 @@ def make_web_client(settings: Settings) -> WebClient:
         token=settings.slack_bot_token,
         base_url=settings.slack_api_url,
         timeout=WEB_API_TIMEOUT_SECONDS,
+        headers=slack_headers(),  # findimage/<version> first in the User-Agent
         retry_handlers=[
             ConnectionErrorRetryHandler(max_retry_count=2),
             RateLimitErrorRetryHandler(max_retry_count=3),  # sleeps Retry-After seconds, then retries
@@ -63,6 +65,7 @@ def history_client(client: WebClient) -> WebClient:
     """The backfill's client: the same token and Slack, but a 429 comes back to it (bot.backfill slows
     its pace), instead of being slept through and retried at the old rate."""
     return WebClient(token=client.token, base_url=client.base_url, timeout=WEB_API_TIMEOUT_SECONDS,
+                     headers=slack_headers(),  # findimage/<version> first in the User-Agent
                      retry_handlers=[ConnectionErrorRetryHandler(max_retry_count=2),
                                      ServerErrorRetryHandler(max_retry_count=2)])
 

@@ -19,6 +19,7 @@ from pathlib import Path
 from slack_bolt.adapter.wsgi import SlackRequestHandler
 from slack_sdk.signature import SignatureVerifier
 
+from findimage import __version__
 from findimage.archive_files import ArchiveFileRefused, Indexed, is_servable, read_archive_file
 from findimage.config import ConfigError, Settings, load_settings, report_problems, require_slack
 from findimage.imaging import ImageError, thumbnail_jpeg
@@ -166,8 +167,9 @@ class FindimageWsgi:
 
     # ---- /healthz -------------------------------------------------------------------------------
     def _healthz(self, start_response):
-        """Up when the store answers; the platform restarts us otherwise. A status and two counts only."""
+        """Up when the store answers; the platform restarts us otherwise. A status, the version and two counts only."""
         status, body = self.health.status()
+        body = {"status": body["status"], "version": __version__, **body}
         if self.work is not None:  # not cached: a router or an operator watches it change
             body = {**body, "queued": self.work.pending}
         return _reply(start_response, status, "application/json", json.dumps(body).encode(),

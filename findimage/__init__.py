@@ -32,3 +32,6 @@ def _version() -> str:
 
 
 __version__ = _version()
+# Our product token, put first in the User-Agent of our calls to Slack and Elasticsearch (their clients keep
+# their own after it): an admin reading a server's or Slack's logs sees which findimage made a request.
+USER_AGENT = f"findimage/{__version__}"

@@ -7,8 +7,10 @@ import re
 from collections.abc import Callable
 from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
 
-from elasticsearch import ApiError, ConnectionError, ConnectionTimeout, Elasticsearch, NotFoundError
+from elastic_transport.client_utils import create_user_agent
+from elasticsearch import ApiError, ConnectionError, ConnectionTimeout, Elasticsearch, NotFoundError, __versionstr__
 
+from findimage import USER_AGENT
 from findimage.config import ConfigError, Settings, public_url, unreadable_url
 from findimage.errors import AccessDenied, BackendBusy, BackendUnavailable
 
@@ -131,6 +133,11 @@ def index_dims(client: Elasticsearch, name: str) -> int | None:
     return None
 
 
+def user_agent() -> str:
+    """findimage's token before the one the client would send alone (a given user-agent replaces it)."""
+    return f"{USER_AGENT} {create_user_agent('elasticsearch-py', __versionstr__)}"
+
+
 def make_client(settings: Settings) -> Elasticsearch:
     # The transport logs every failed attempt as a warning with a traceback; findimage reports
     # unavailability itself in one sentence (BackendUnavailable), so only its errors are shown.
@@ -146,6 +153,6 @@ def make_client(settings: Settings) -> Elasticsearch:
         auth["ca_certs"] = str(settings.elasticsearch_ca_certs)
     try:
         return Elasticsearch(settings.elasticsearch_url, request_timeout=settings.es_timeout_seconds,
-                             retry_on_timeout=True, max_retries=2, **auth)
+                             retry_on_timeout=True, max_retries=2, headers={"user-agent": user_agent()}, **auth)
     except ValueError:  # its message quotes the whole URL, credentials included
         raise ConfigError([unreadable_url("ELASTICSEARCH_URL", "https")]) from None

@@ -11,6 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 from bot_support import FakeClock, serve_bot
 
 from bot.wsgi import HEALTH_TIMEOUT_SECONDS, HEALTH_TTL_SECONDS
+from findimage import __version__
 from findimage.backends import open_store
 from findimage.search import Searcher
 
@@ -43,7 +44,7 @@ def health(base_url: str) -> tuple[int, dict]:
         return error.code, json.loads(error.read())
 
 
-OK = (200, {"status": "ok", "documents": 7, "queued": 0})
+OK = (200, {"status": "ok", "version": __version__, "documents": 7, "queued": 0})
 
 
 def test_health_checks_answer_at_once_while_the_store_count_is_held_and_only_one_count_runs(indexed, emu):
@@ -67,5 +68,6 @@ def test_health_checks_answer_at_once_while_the_store_count_is_held_and_only_one
         calls_after = store.calls
 
     assert stale == [OK] * 8, "the last count, at once"
-    assert hanging == [(503, {"status": "unavailable", "queued": 0})] * 3, "a count that hangs is a store down"
+    assert hanging == [(503, {"status": "unavailable", "version": __version__, "queued": 0})] * 3, \
+        "a count that hangs is a store down"
     assert calls_while_held == 2 and calls_after == 2, "one refresh at a time, however many checks"

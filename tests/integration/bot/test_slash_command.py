@@ -24,6 +24,7 @@ from bot_support import (
 )
 
 from bot.delivery import BUTTONS_TEXT
+from findimage import __version__
 
 RANKED_LINE = re.compile(r"^\*(\d+)\.\* `(\d\.\d{3})` `([^`]+)`", re.MULTILINE)
 
@@ -221,4 +222,14 @@ def test_the_health_check_reports_the_indexed_archive(bot):
     status, headers, body = http_get(f"{bot.base_url}/healthz")
 
     assert status == 200 and headers["Content-Type"] == "application/json"
-    assert json.loads(body) == {"status": "ok", "documents": 7, "queued": 0}
+    assert json.loads(body) == {"status": "ok", "version": __version__, "documents": 7, "queued": 0}
+
+
+def test_slack_sees_which_findimage_calls_it(bot, emu):
+    """Slack's own client name stays in the User-Agent; findimage and its version come first."""
+    emu.send_slash_command(bot.events_url, text="red lights", user_id=ALICE, channel_id=CHANNEL)
+    emu.wait_for_upload(CHANNEL, timeout=15)
+
+    agents = {call.user_agent for call in emu.api_calls()}
+    assert agents and all(agent.startswith(f"findimage/{__version__} Python/") and " slackclient/" in agent
+                          for agent in agents), agents

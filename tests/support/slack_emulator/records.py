@@ -46,6 +46,7 @@ class ApiCall:
     response: dict
     at: float
     headers: dict = field(default_factory=dict)  # the answer's headers (Retry-After of a 429, X-OAuth-Scopes)
+    user_agent: str = ""  # the request's User-Agent: which client, and which findimage, called
 
     @property
     def retry_after(self) -> int | None:

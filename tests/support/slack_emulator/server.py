@@ -266,7 +266,8 @@ class SlackEmulator(WebApiMixin, HistoryMixin, SeedingMixin, RateLimitMixin, Fil
         body_token = params.pop("token", None)
         token = token or body_token
         status, headers, body = self._call_method(method, params, token)
-        self._recorder.add("api_calls", ApiCall(method, params, token, status, body, time.monotonic(), dict(headers)))
+        self._recorder.add("api_calls", ApiCall(method, params, token, status, body, time.monotonic(), dict(headers),
+                                                     request.headers.get("User-Agent", "")))
         return web.json_response(body, status=status, headers=headers)
 
     def _call_method(self, method: str, params: dict, token: str | None) -> tuple:
