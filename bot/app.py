@@ -22,6 +22,7 @@ from .answering import Services
 from .backfill import Backfiller
 from .channel_memory import ChannelMemory
 from .channels import ChannelPolicy
+from .credentials import BOT_TOKEN_HINT, bot_identity
 from .dedupe import SeenKeys, seen_keys
 from .delivery import LinkPresenter, UploadPresenter
 from .image_links import ImageLinks
@@ -91,6 +92,9 @@ def create_app(settings: Settings, searcher: Searcher | None = None, client: Web
     """
     require_slack(settings)
     client = client or make_web_client(settings)
+    # Before the models (a minute on a small server): a token Slack refuses stops the start in a second.
+    # The team id decides who counts as another organisation (Bolt's own auth.test result is not public API).
+    identity = bot_identity(settings, client)
     searcher = searcher or Searcher(settings)
     searcher.warm_up()  # the first user must not wait for a model load
     try:
@@ -100,11 +104,8 @@ def create_app(settings: Settings, searcher: Searcher | None = None, client: Web
             logger=logging.getLogger("bot.bolt"),
             process_before_response=False,  # ack first; listeners hand the slow part to the work pool
         )
-    except BoltError as exc:  # Bolt checks the token with auth.test right here
-        raise ConfigError([f"Slack refused SLACK_BOT_TOKEN ({exc}); copy the Bot User OAuth Token (xoxb-...) "
-                           "from the app's OAuth & Permissions page."]) from exc
-    # Bolt's own auth.test result is not public API; the team id decides who counts as another organisation.
-    identity = client.auth_test()
+    except BoltError as exc:  # Bolt checks the token again with auth.test right here
+        raise ConfigError([f"Slack refused SLACK_BOT_TOKEN ({exc}); {BOT_TOKEN_HINT}"]) from exc
     if searcher.remembered is None:  # opened for writing (FINDIMAGE_REMEMBER): None when off
         searcher.remembered = open_remembered(settings)
     policy = ChannelPolicy(settings, identity.get("team_id"), searcher.remembered)

@@ -6,17 +6,22 @@ line is just `findimage bot`).
 """
 from __future__ import annotations
 
+import json
 import logging
+import os
 import signal
+import sys
 import threading
 
 from gunicorn.app.base import BaseApplication
+from gunicorn.arbiter import Arbiter
 from gunicorn.glogging import Logger
 
 from findimage.config import ConfigError, Settings, report_problems, require_slack
+from findimage.errors import EXIT_OK, EXIT_USAGE, FindimageError
 
+__all__ = ["EXIT_OK", "EXIT_USAGE", "run"]
 log = logging.getLogger("bot")
-EXIT_OK, EXIT_USAGE = 0, 2
 
 
 class AccessLog(Logger):
@@ -61,14 +66,30 @@ def drain_answers(server, worker) -> None:
 
 
 def run(settings: Settings) -> int:
+    """Serve until stopped; a start that cannot succeed ends with its sentence on stderr and its exit code
+    (EXIT_USAGE for settings to fix, EXIT_UNAVAILABLE for Slack out of reach)."""
+    from .credentials import check_slack
+    from .wsgi import require_http_mode
+
     try:
         require_slack(settings)
+        if not settings.slack_app_token:
+            require_http_mode(settings)
+        # Before any model loads (a minute on a small server) and before gunicorn forks its worker.
+        check_slack(settings)
         if settings.slack_app_token:
             return run_socket_mode(settings)
         return run_http(settings)
-    except ConfigError as exc:
+    except FindimageError as exc:
+        report(exc)
+        return exc.exit_code
+
+
+def report(exc: FindimageError) -> None:
+    if isinstance(exc, ConfigError):
         report_problems(exc.problems)
-        return EXIT_USAGE
+    else:
+        print(f"findimage: {exc}", file=sys.stderr)
 
 
 def run_socket_mode(settings: Settings) -> int:
@@ -98,11 +119,49 @@ def run_socket_mode(settings: Settings) -> int:
     return EXIT_OK
 
 
+class StartFailure:
+    """What stopped the HTTP worker's start (a model, the store), passed back to `findimage bot`.
+
+    The worker is forked from gunicorn's arbiter, which is this process. A worker that cannot start
+    writes its error here and exits with gunicorn's "App failed to load" code: the arbiter halts at once,
+    without a traceback and without starting another worker, and `findimage bot` says the sentence last,
+    after gunicorn's shutdown lines, and exits with the error's code.
+    """
+
+    def __init__(self) -> None:
+        self._read, self._write = os.pipe()
+        os.set_blocking(self._read, False)
+
+    def leave(self, exc: FindimageError) -> None:
+        problems = exc.problems if isinstance(exc, ConfigError) else None
+        os.write(self._write, json.dumps({"problems": problems, "message": str(exc),
+                                          "exit_code": exc.exit_code}).encode())
+
+    def take(self) -> FindimageError | None:
+        """The error a worker left, if one did; closes the pipe (call once, after gunicorn stopped)."""
+        os.close(self._write)
+        try:
+            data = os.read(self._read, 1 << 20)
+        except BlockingIOError:
+            return None
+        finally:
+            os.close(self._read)
+        if not data:
+            return None
+        left = json.loads(data)
+        if left["problems"] is not None:
+            return ConfigError(left["problems"])
+        exc = FindimageError(left["message"])
+        exc.exit_code = left["exit_code"]
+        return exc
+
+
 class WebServer(BaseApplication):
     """gunicorn serving bot.wsgi's app; the worker builds it from the settings it was started with."""
 
-    def __init__(self, settings: Settings, options: dict | None = None):
+    def __init__(self, settings: Settings, options: dict | None = None, failure: StartFailure | None = None):
         self.settings = settings
+        self.failure = failure
         self.options = {"bind": f":{settings.port}", **GUNICORN_OPTIONS, "worker_exit": drain_answers,
                         **(options or {})}
         super().__init__()
@@ -112,15 +171,30 @@ class WebServer(BaseApplication):
             self.cfg.set(key, value)
 
     def load(self):
-        from .wsgi import create
+        from .app import configure_logging
+        from .wsgi import ready_app
 
-        return create(self.settings)
+        configure_logging()
+        try:
+            return ready_app(self.settings)
+        except FindimageError as exc:
+            if self.failure is None:
+                raise
+            self.failure.leave(exc)
+            sys.exit(Arbiter.APP_LOAD_ERROR)
 
 
 def run_http(settings: Settings) -> int:
-    """Serve HTTP mode on PORT until SIGTERM; gunicorn exits the process itself on a failed start."""
-    from .wsgi import require_http_mode
-
-    require_http_mode(settings)
-    WebServer(settings).run()
+    """Serve HTTP mode on PORT until SIGTERM (gunicorn exits the process itself when it stops); a worker
+    that cannot start raises its error here."""
+    failure, arbiter = StartFailure(), os.getpid()
+    try:
+        WebServer(settings, failure=failure).run()
+    except SystemExit:
+        if os.getpid() != arbiter:  # a worker (forked in there) leaving: its exit code is gunicorn's
+            raise
+        left = failure.take()
+        if left is None:
+            raise
+        raise left from None
     return EXIT_OK

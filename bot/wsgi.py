@@ -283,15 +283,19 @@ def signing_secret(settings: Settings) -> str:
 
 
 def create(settings: Settings | None = None) -> FindimageWsgi:
-    """gunicorn's app factory: the settings `findimage bot` was started with (the worker is forked from
-    it), or, for `gunicorn 'bot.wsgi:create()'`, the environment and `.env`."""
+    """gunicorn's app factory for `gunicorn 'bot.wsgi:create()'`: the settings of the environment and `.env`
+    (`findimage bot` builds its worker's app with ready_app, from the settings it checked)."""
     configure_logging()
     try:
-        settings = settings or load_settings()
-        app = build_wsgi_app(settings)
+        return ready_app(settings or load_settings())
     except ConfigError as exc:
         report_problems(exc.problems)
         raise
+
+
+def ready_app(settings: Settings) -> FindimageWsgi:
+    """The whole HTTP app, built and announced in the log."""
+    app = build_wsgi_app(settings)
     mode = f"image links under {app.links.base_url}" if app.links else "uploaded images"
     log.info("findimage bot ready over HTTP (%s)", mode)
     return app

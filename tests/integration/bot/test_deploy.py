@@ -18,9 +18,11 @@ from bot_support import CHANNEL, BotProcess, free_port, process_env, slack_env, 
 from slack_emulator import slack_signature
 
 from bot.app import create_app
+from bot.credentials import check_slack
 from bot.handlers import channel_events
 from bot.server import EXIT_USAGE
 from findimage.config import ConfigError
+from findimage.errors import EXIT_ERROR, EXIT_UNAVAILABLE
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -214,3 +216,98 @@ def test_a_url_signing_key_shorter_than_32_bytes_stops_the_start_without_showing
         "(e.g. the output of `openssl rand -hex 32`)."]
     assert key not in started.stdout + started.stderr
     assert len(key.encode()) == 31
+
+
+BOT_TOKEN_SENTENCE = ("findimage: configuration problem: Slack refused SLACK_BOT_TOKEN (invalid_auth): copy the Bot "
+                      "User OAuth Token (xoxb-...) from the app's OAuth & Permissions page.")
+APP_TOKEN_SENTENCE = ("findimage: configuration problem: Slack refused SLACK_APP_TOKEN ({}): copy the App-Level Token "
+                      "(xapp-...) with the connections:write scope from the app's Basic Information page.")
+
+
+def start_bot(values: dict[str, str], cwd) -> subprocess.CompletedProcess:
+    """`findimage bot` as deployed, run until it exits by itself."""
+    return subprocess.run([sys.executable, "-m", "findimage_cli", "bot"], env=values, cwd=cwd,
+                          capture_output=True, text=True, timeout=120)
+
+
+def without_models(env: dict[str, str], tmp_path) -> dict[str, str]:
+    """The settings with both models pointed at a folder that does not exist: any model load would fail."""
+    return {**env, "FINDIMAGE_IMAGE_MODEL": str(tmp_path / "no-such-model"),
+            "FINDIMAGE_TEXT_MODEL": str(tmp_path / "no-such-model")}
+
+
+@pytest.mark.parametrize("mode", ["http", "socket"])
+def test_a_wrong_bot_token_stops_the_start_before_any_model_loads(mode, env, emu, tmp_path):
+    wrong = "xoxb-1-a-token-slack-never-issued"
+    socket_mode = {"SLACK_APP_TOKEN": emu.app_token} if mode == "socket" else {}
+    values = process_env({**without_models(env, tmp_path), **slack_env(emu)}, SLACK_BOT_TOKEN=wrong, **socket_mode)
+    started = start_bot(values, tmp_path)
+
+    assert started.returncode == EXIT_USAGE
+    assert started.stderr.splitlines() == [BOT_TOKEN_SENTENCE], "the token's sentence, not the models'"
+    assert wrong not in started.stdout + started.stderr
+    assert emu.api_calls("apps.connections.open") == []
+
+
+@pytest.mark.parametrize("given", ["wrong", "revoked"])
+def test_in_socket_mode_an_app_token_slack_refuses_stops_the_start_before_any_model_loads(given, env, emu, tmp_path):
+    wrong = "xapp-1-A0APP-1-a-token-slack-never-issued"
+    if given == "revoked":
+        emu.inject_error("apps.connections.open", "token_revoked")
+        wrong = emu.app_token
+    values = process_env({**without_models(env, tmp_path), **slack_env(emu)}, SLACK_APP_TOKEN=wrong)
+    started = start_bot(values, tmp_path)
+
+    error = "invalid_auth" if given == "wrong" else "token_revoked"
+    assert started.returncode == EXIT_USAGE
+    assert started.stderr.splitlines() == [APP_TOKEN_SENTENCE.format(error)]
+    assert wrong not in started.stdout + started.stderr
+
+
+def test_in_socket_mode_the_bot_token_given_as_app_token_stops_the_start(env, emu, tmp_path):
+    values = process_env({**without_models(env, tmp_path), **slack_env(emu)}, SLACK_APP_TOKEN=emu.bot_token)
+    started = start_bot(values, tmp_path)
+
+    assert started.returncode == EXIT_USAGE
+    assert started.stderr.splitlines() == [
+        "findimage: configuration problem: SLACK_APP_TOKEN must be an app-level token starting with xapp-."]
+    assert emu.bot_token not in started.stdout + started.stderr
+
+
+def test_slack_names_a_token_of_the_wrong_kind_and_the_start_says_which_setting(bot_settings, emu):
+    """What Slack answers when apps.connections.open gets a bot token (the xapp- check above stops the
+    usual mistake before Slack is asked)."""
+    with pytest.raises(ConfigError) as refused:
+        check_slack(with_settings(bot_settings, slack_app_token=emu.bot_token))
+
+    assert refused.value.problems == [APP_TOKEN_SENTENCE.format("not_allowed_token_type").removeprefix(
+        "findimage: configuration problem: ")]
+    assert emu.bot_token not in str(refused.value)
+
+
+@pytest.mark.parametrize("mode", ["http", "socket"])
+def test_an_unreachable_slack_stops_the_start_with_one_sentence_naming_slack_api_url(mode, env, emu, tmp_path):
+    nowhere = f"http://127.0.0.1:{free_port()}/api/"
+    socket_mode = {"SLACK_APP_TOKEN": emu.app_token} if mode == "socket" else {}
+    values = process_env({**without_models(env, tmp_path), **slack_env(emu)}, SLACK_API_URL=nowhere, **socket_mode)
+    started = start_bot(values, tmp_path)
+
+    assert started.returncode == EXIT_UNAVAILABLE
+    assert started.stderr.splitlines() == [
+        f"findimage: Slack is not reachable at SLACK_API_URL={nowhere} (Connection refused): check that URL, "
+        "or unset SLACK_API_URL to use https://slack.com/api/."]
+
+
+def test_in_http_mode_a_model_that_cannot_load_ends_the_start_with_one_sentence(env, emu, tmp_path):
+    values = process_env({**without_models(env, tmp_path), **slack_env(emu)}, PORT=str(free_port()))
+    started = start_bot(values, tmp_path)
+
+    lines = started.stderr.splitlines()
+    assert started.returncode == EXIT_ERROR, started.stderr
+    assert lines[-1].startswith(f"findimage: Could not load the model '{tmp_path / 'no-such-model'}'")
+    assert "FINDIMAGE_IMAGE_MODEL / FINDIMAGE_TEXT_MODEL" in lines[-1]
+    assert "Traceback" not in started.stderr and "Worker failed to boot" not in started.stderr
+    assert sum("no-such-model" in line for line in lines) == 1, "said once, by findimage bot itself"
+    assert len(lines) <= 12, started.stderr
+    assert emu.bot_token not in started.stdout + started.stderr
+    assert emu.signing_secret not in started.stdout + started.stderr
