@@ -21,6 +21,7 @@ from bot.app import create_app
 from bot.credentials import check_slack
 from bot.handlers import channel_events
 from bot.server import EXIT_USAGE
+from findimage import __version__
 from findimage.config import ConfigError
 from findimage.errors import EXIT_ERROR, EXIT_UNAVAILABLE
 
@@ -53,7 +54,7 @@ def test_the_web_process_serves_health_checks_and_signed_slack_requests(indexed,
     finally:
         status = web.stop()
 
-    assert health == {"status": "ok", "documents": 7, "queued": 0}
+    assert health == {"status": "ok", "version": __version__, "documents": 7, "queued": 0}
     assert chunked_small[0] == 200 and b"c" * 10 in chunked_small[1], "gunicorn hands chunked bodies over"
     assert chunked_large[0] == 413, "and they are bounded too"
     assert ack.status == 200  # acks before answers: test_bot_slash_command (same WSGI app, answers held)
@@ -103,7 +104,7 @@ def test_a_plain_install_serves_http_mode_from_any_folder(installed_copy, indexe
             health = json.loads(answer.read())
     finally:
         status = web.stop()
-    assert health == {"status": "ok", "documents": 7, "queued": 0}
+    assert health == {"status": "ok", "version": __version__, "documents": 7, "queued": 0}
     assert status == 0, web.output
 
 
