@@ -23,6 +23,7 @@ from es_support import (
 )
 from photos import save_photo
 
+from findimage import __version__
 from findimage.backends import open_store
 from findimage.errors import StoreError
 from findimage.records import ImageDoc, image_id_for
@@ -92,7 +93,8 @@ def test_the_cli_says_in_one_sentence_that_elasticsearch_is_down(settings, archi
     assert main(argv) == EXIT_UNAVAILABLE
     out, err = capsys.readouterr()
     # status says which store it is before asking it anything; search and index print nothing
-    expected_out = f"store:        elasticsearch ({url}, index my-image-embeddings)\n" if argv == ["status"] else ""
+    expected_out = (f"version:      {__version__}\nstore:        elasticsearch ({url}, index my-image-embeddings)\n"
+                    if argv == ["status"] else "")
     assert out == expected_out
     assert err.count("\n") == 1
     assert err == (f"findimage: Elasticsearch at {url} is not reachable (connection refused): check that it is "
