@@ -23,7 +23,7 @@ from findimage.imaging import prepare_bytes
 from findimage.models.base import ImageEmbedder
 from findimage.models.reader_process import ReaderProcess, ReadingLimits
 from findimage.records import ImageDoc, Posted, posted_path
-from findimage.remembered import Remembered, gone_keys
+from findimage.remembered import Remembered
 from findimage.visibility import Place, Purpose
 
 from . import slack_files
@@ -70,11 +70,10 @@ class Rememberer:
         if not self.may_remember(client, channel):
             return outcome
         files, ts = message.get("files") or [], str(message.get("ts") or "")
-        # Deleted in Slack (the file, or this message) while this message waited: not remembered.
-        gone = self.remembered.registry.gone([key for f in files for key in gone_keys(channel, f.get("id", ""), ts)],
-                                             time.time())
+        # Deleted in Slack (the file, or this message) while this message waited: not downloaded at all.
+        gone = self.remembered.deleted([Posted(channel, f.get("id", ""), ts, "") for f in files])
         for file in files:
-            if gone & set(gone_keys(channel, file.get("id", ""), ts)):
+            if Posted(channel, file.get("id", ""), ts, "").image_id in gone:
                 continue
             file = self._completed(client, file)
             if file is None or not slack_files.is_image_file(file) or file.get("mode") in GONE_MODES:

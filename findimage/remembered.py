@@ -59,10 +59,13 @@ class Remembered:
         self._visible()
         # A channel forgotten or a file deleted while these were being made: what was just written goes
         # too (checked after the write, so a deletion racing it cannot leave anything behind).
-        gone = self.registry.gone([k for _, p in items for k in gone_keys(p.channel, p.file_id, p.message_ts)],
-                                  time.time())
-        self.forget_postings([p for _, p in items if not self.active(p.channel)
-                              or gone & set(gone_keys(p.channel, p.file_id, p.message_ts))])
+        gone = self.deleted([p for _, p in items])
+        self.forget_postings([p for _, p in items if not self.active(p.channel) or p.image_id in gone])
+
+    def deleted(self, postings: Sequence[Posted]) -> set[str]:
+        """The image ids of these postings whose file, or whose message, was deleted in Slack."""
+        keys = {k: p.image_id for p in postings for k in gone_keys(p.channel, p.file_id, p.message_ts)}
+        return {keys[k] for k in self.registry.gone(list(keys), time.time())}
 
     def forget_deleted(self, keys: Sequence[str]) -> None:
         """Slack files (or messages: `gone_keys`) deleted: recorded first, so a posting of them waiting to

@@ -151,6 +151,12 @@ class PassLease(Protocol):
     def close(self) -> None: ...
 
 
+def known_fields(cls: type, value: dict) -> dict:
+    """The stored record's fields this version knows (a newer release may have added others)."""
+    known = {f.name for f in dataclasses.fields(cls)}
+    return {k: v for k, v in value.items() if k in known}
+
+
 @dataclass
 class ChannelState:
     """A channel whose posted images are remembered, and how far the backfill of its history is."""
@@ -175,8 +181,7 @@ class ChannelState:
 
     @classmethod
     def of_json(cls, value: dict) -> ChannelState:
-        known = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in value.items() if k in known})
+        return cls(**known_fields(cls, value))
 
 
 LIFECYCLE = "lifecycle"  # deletions, sharing, archiving, leaving, uninstall: cheap deletes, applied first
@@ -201,8 +206,7 @@ class Pending:
 
     @classmethod
     def of_json(cls, value: dict) -> Pending:
-        known = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in value.items() if k in known})
+        return cls(**known_fields(cls, value))
 
 
 class ChannelRegistry(Protocol):
