@@ -1,5 +1,5 @@
 # findimage: the Slack bot (`findimage bot`) and the scheduled indexer (`findimage schedule`).
-# docker-compose.yml runs both from this image, with Elasticsearch.
+# docker-compose.yml runs both from this image (on the embedded store, or with Elasticsearch).
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \

@@ -57,13 +57,54 @@ def default_of(value: str) -> str:
     return match.group(1) if match else value
 
 
+BOTS = ("bot", "bot-es", "bot-es-2")
+INDEXERS = ("indexer", "indexer-es")
+EMBEDDED = {"bot", "indexer"}
+ON_ELASTICSEARCH = {"elasticsearch", "api-keys", "bot-es", "bot-es-2", "indexer-es"}
+
+
+def enabled(services: dict, *profiles: str) -> set[str]:
+    """The services `docker compose up` starts with these profiles active (a service without profiles
+    always; docker-compose 1.x's `config` lists every service, with its profiles)."""
+    return {name for name, svc in services.items()
+            if not svc.get("profiles") or set(svc["profiles"]) & set(profiles)}
+
+
+def example_profiles() -> list[str]:
+    example = (ROOT / ".env.example").read_text()
+    return re.search(r"^COMPOSE_PROFILES=(.*)$", example, flags=re.M).group(1).split(",")
+
+
 def test_the_services_and_what_runs_in_them():
-    assert set(SERVICES) == {"elasticsearch", "text-model", "api-keys", "web", "web-2", "worker", "redis", "embedder"}
+    assert set(SERVICES) == EMBEDDED | ON_ELASTICSEARCH | {"text-model", "redis", "embedder"}
     procfile = dict(line.split(": ", 1) for line in (ROOT / "Procfile").read_text().splitlines() if ": " in line)
-    assert " ".join(SERVICES["worker"]["command"]) == procfile["worker"] == "findimage schedule"
-    assert SERVICES["web"]["command"] == ["findimage", "bot"]  # the Procfile's web: line
-    for name in ("web", "web-2", "worker"):
+    for name in INDEXERS:
+        assert " ".join(SERVICES[name]["command"]) == procfile["worker"] == "findimage schedule"
+    for name in BOTS:
+        assert " ".join(SERVICES[name]["command"]) == procfile["web"] == "findimage bot"
+    for name in (*BOTS, *INDEXERS):
         assert SERVICES[name]["build"] == "." and SERVICES[name]["restart"] == "unless-stopped"
+
+
+def test_the_default_is_the_bot_and_the_indexer_on_the_embedded_store_sharing_one_data_volume():
+    assert example_profiles() == ["embedded"], "what `docker compose up -d` runs after cp .env.example .env"
+    assert enabled(SERVICES, "embedded") == EMBEDDED, "no Elasticsearch, no second bot, no queue"
+    assert not [name for name, svc in SERVICES.items() if not svc.get("profiles")], \
+        "every service belongs to a profile: the two stores never run side by side"
+    bot, indexer = SERVICES["bot"], SERVICES["indexer"]
+    assert bot["environment"]["ELASTICSEARCH_URL"] == "", "the embedded store, whatever .env says"
+    assert "ELASTICSEARCH_URL" not in indexer["environment"] and "depends_on" not in bot
+    assert "findimage-data:/data" in bot["volumes"] and "findimage-data:/data" in indexer["volumes"]
+    assert bot["environment"]["FINDIMAGE_DATA_DIR"] == indexer["environment"]["FINDIMAGE_DATA_DIR"] == "/data"
+    assert indexer["environment"]["FINDIMAGE_QUEUE_URL"] == "", "the queue's embedders write to Elasticsearch only"
+
+
+def test_elasticsearch_runs_only_with_its_profile_and_then_no_embedded_service():
+    assert enabled(SERVICES, "elasticsearch") == ON_ELASTICSEARCH
+    assert enabled(SERVICES, "elasticsearch", "queue") == ON_ELASTICSEARCH | {"redis", "embedder"}
+    assert enabled(SERVICES, "elasticsearch", "infer") == ON_ELASTICSEARCH | {"text-model"}
+    for name in ("bot-es", "bot-es-2", "indexer-es", "embedder"):
+        assert SERVICES[name]["environment"]["ELASTICSEARCH_URL"] == "http://elasticsearch:9200"
 
 
 def test_elasticsearch_is_the_official_image_single_node_with_security_and_a_password_from_env():
@@ -73,7 +114,7 @@ def test_elasticsearch_is_the_official_image_single_node_with_security_and_a_pas
     env = es["environment"]
     assert env["discovery.type"] == "single-node"
     assert env["xpack.security.enabled"] == "true" and env["xpack.ml.enabled"] == "true"
-    assert env["ELASTIC_PASSWORD"].startswith("${ELASTIC_PASSWORD:?")
+    assert env["ELASTIC_PASSWORD"] == "${ELASTIC_PASSWORD:-}", "required by its own start (below)"
     assert "esdata:/usr/share/elasticsearch/data" in es["volumes"]
     assert "_cluster/health" in " ".join(es["healthcheck"]["test"])
 
@@ -91,35 +132,49 @@ def test_the_text_model_service_imports_the_blogs_text_model_with_eland_and_star
     env = svc["environment"]
     assert default_of(env["HUB_MODEL_ID"]) == DEFAULT_TEXT_MODEL
     assert default_of(env["FINDIMAGE_INFER_MODEL_ID"]) == DEFAULT_INFER_MODEL_ID
-    assert env["ES_URL"] == "http://elasticsearch:9200" and env["ES_PASSWORD"].startswith("${ELASTIC_PASSWORD")
+    assert env["ES_URL"] == "http://elasticsearch:9200" and env["ES_PASSWORD"] == "${ELASTIC_PASSWORD:-}"
     assert svc["depends_on"] == {"elasticsearch": {"condition": "service_healthy"}}
     assert svc["profiles"] == ["infer"], "only on request: a basic license refuses the import"
     host, target, _ = svc["volumes"][0].split(":")
     assert (ROOT / host).is_file() and target in command and svc["restart"] == "no"
 
 
+@pytest.mark.parametrize("profiles", [("embedded",), ("elasticsearch",), ("elasticsearch", "queue"),
+                                      ("elasticsearch", "infer")])
+def test_every_documented_profile_set_waits_only_for_services_it_starts(profiles):
+    """Docker Compose v2 refuses a project whose services depend on one its profiles leave out."""
+    running = enabled(SERVICES, *profiles)
+    waits_for = {target for name in running for target in SERVICES[name].get("depends_on", {})}
+    assert waits_for <= running, waits_for - running
+
+
 def test_start_order_waits_for_health():
-    for name in ("web", "web-2", "worker"):
+    for name in ("bot-es", "bot-es-2", "indexer-es"):
         assert SERVICES[name]["depends_on"] == {"elasticsearch": {"condition": "service_healthy"},
                                                 "api-keys": {"condition": "service_completed_successfully"}}
-    assert "/healthz" in " ".join(SERVICES["web"]["healthcheck"]["test"])
-    assert SERVICES["worker"]["healthcheck"]["test"] == ["CMD", "findimage", "status"]
+    for name in BOTS:
+        assert "/healthz" in " ".join(SERVICES[name]["healthcheck"]["test"])
+    for name in INDEXERS:
+        assert SERVICES[name]["healthcheck"]["test"] == ["CMD", "findimage", "status"]
 
 
 def test_app_environment_uses_only_real_settings_and_they_are_documented():
     settings, documented = setting_names(), documented_names()
-    for name in ("web", "web-2", "worker"):
+    for name in (*BOTS, *INDEXERS):
         env = dict(SERVICES[name]["environment"])
-        assert env.pop("ELASTIC_PASSWORD") == "", "blanked: env_file would pass the superuser's password on"
-        if name != "worker":
+        if name != "indexer":
+            assert env.pop("ELASTIC_PASSWORD") == "", "blanked: env_file would pass the superuser's password on"
+        if name in BOTS:
             assert env.pop("FINDIMAGE_REDIS_PASSWORD") == "", "blanked: the bot needs no queue"
         assert set(env) <= settings, f"{name}: not findimage settings: {set(env) - settings}"
         assert set(env) <= documented, f"{name}: settings missing from the docs: {set(env) - documented}"
+        if name in EMBEDDED:
+            continue
         assert env["ELASTICSEARCH_URL"] == "http://elasticsearch:9200"
         assert env["FINDIMAGE_TEXT_EMBEDDER"] == "${FINDIMAGE_TEXT_EMBEDDER:-local}"
         assert default_of(env["FINDIMAGE_INFER_MODEL_ID"]) == DEFAULT_INFER_MODEL_ID
         assert default_of(env["FINDIMAGE_INDEX"]) == Settings.index_name
-    assert SERVICES["web"]["env_file"] == SERVICES["web-2"]["env_file"] == [".env"]
+    assert all(SERVICES[name]["env_file"] == [".env"] for name in BOTS)
 
 
 def section(text: str, heading: str) -> str:
@@ -129,19 +184,21 @@ def section(text: str, heading: str) -> str:
 SECRETS = {"ELASTICSEARCH_API_KEY", "ELASTICSEARCH_USERNAME", "ELASTICSEARCH_PASSWORD", "ELASTIC_PASSWORD"}
 
 
-def test_the_worker_gets_no_slack_secrets_only_the_core_indexer_and_elasticsearch_settings():
+@pytest.mark.parametrize("name", INDEXERS)
+def test_the_indexer_gets_no_slack_secrets_only_the_core_indexer_and_its_stores_settings(name):
     reference = REFERENCE.read_text()
     slack = table_names(section(reference, "Slack bot"))
-    wanted = (table_names(section(reference, "Core and indexer")) - {"HF_HUB_OFFLINE"}
-              | {n for n in table_names(section(reference, "Elasticsearch")) if n.startswith("FINDIMAGE_")})
-    worker = SERVICES["worker"]
-    env = dict(worker["environment"])
+    wanted = table_names(section(reference, "Core and indexer")) - {"HF_HUB_OFFLINE"}
+    if name == "indexer-es":
+        wanted |= {n for n in table_names(section(reference, "Elasticsearch")) if n.startswith("FINDIMAGE_")}
+    indexer = SERVICES[name]
+    env = dict(indexer["environment"])
 
-    assert "env_file" not in worker, "an env_file would hand the indexer every secret in .env"
+    assert "env_file" not in indexer, "an env_file would hand the indexer every secret in .env"
     assert {"SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET", "FINDIMAGE_URL_SIGNING_KEY"} <= slack
     assert not slack & set(env), f"the indexer needs no Slack setting: {slack & set(env)}"
-    assert env.pop("ELASTIC_PASSWORD") == "" and not SECRETS & set(env)
-    assert wanted <= set(env), f"settings the worker does not get from .env: {wanted - set(env)}"
+    assert env.pop("ELASTIC_PASSWORD", "") == "" and not SECRETS & set(env)
+    assert wanted <= set(env), f"settings the indexer does not get from .env: {wanted - set(env)}"
     set_here = {name for name, value in env.items() if value is not None}
     from_env_file = {name for name, value in env.items() if value is None}  # compose takes them from .env
     assert from_env_file == wanted - set_here
@@ -155,12 +212,12 @@ def megabytes(limit) -> float:
 
 def test_every_container_running_findimage_code_has_a_memory_limit():
     runs_findimage = {name for name, svc in SERVICES.items()
-                      if svc.get("image") == "findimage:latest" or any("deploy/" in v for v in svc.get("volumes", []))}
-    assert runs_findimage == {"web", "web-2", "worker", "api-keys", "text-model", "embedder"}
+                      if default_of(svc.get("image", "")) == "findimage:latest" or any("deploy/" in v for v in svc.get("volumes", []))}
+    assert runs_findimage == {*BOTS, *INDEXERS, "api-keys", "text-model", "embedder"}
     limits = {name: default_of(str(SERVICES[name].get("mem_limit"))) for name in runs_findimage}
-    assert limits["worker"] == "2g", "the indexer's budget"
+    assert limits["indexer"] == limits["indexer-es"] == "2g", "the indexer's budget"
     # the bot: 1.1 GB with both models, 1.3 GB decoding two 40-MP photos (docs/performance.md), with room
-    assert 1500 < megabytes(limits["web"]) == megabytes(limits["web-2"]) <= 4096
+    assert 1500 < megabytes(limits["bot"]) == megabytes(limits["bot-es"]) == megabytes(limits["bot-es-2"]) <= 4096
     assert all(megabytes(limit) > 0 for limit in limits.values()), limits
 
 
@@ -170,7 +227,7 @@ def test_web_and_worker_log_in_with_their_own_key_never_as_the_elastic_superuser
     assert keys["environment"]["ELASTICSEARCH_USERNAME"] == "elastic"
     assert keys["depends_on"] == {"elasticsearch": {"condition": "service_healthy"}}
     made = dict(zip(keys["command"][3::2], keys["command"][4::2], strict=True))
-    for name, role in (("web", "bot"), ("web-2", "bot"), ("worker", "indexer")):
+    for name, role in (("bot-es", "bot"), ("bot-es-2", "bot"), ("indexer-es", "indexer")):
         env, volumes = SERVICES[name]["environment"], SERVICES[name]["volumes"]
         assert not {"ELASTICSEARCH_USERNAME", "ELASTICSEARCH_PASSWORD", "ELASTICSEARCH_API_KEY"} & set(env)
         assert "elastic" not in " ".join(str(v) for k, v in env.items() if k != "ELASTICSEARCH_URL")
@@ -186,14 +243,15 @@ def test_web_and_worker_log_in_with_their_own_key_never_as_the_elastic_superuser
 def test_the_default_outlives_a_trial_license_and_binds_the_bot_to_localhost():
     license = SERVICES["elasticsearch"]["environment"]["xpack.license.self_generated.type"]
     assert default_of(license) == "basic", "a trial ends after 30 days, and _infer with it"
-    assert default_of(SERVICES["web"]["environment"]["FINDIMAGE_TEXT_EMBEDDER"]) == Settings.text_embedder == "local"
-    assert Settings.text_fallback == "local"
-    assert SERVICES["web"]["ports"] == ["${WEB_PORT:-127.0.0.1:3000}:3000"], "TLS comes from a proxy on the host"
-    assert SERVICES["web-2"]["ports"] == ["${WEB_PORT_2:-127.0.0.1:3001}:3000"]
+    assert default_of(SERVICES["bot-es"]["environment"]["FINDIMAGE_TEXT_EMBEDDER"]) == Settings.text_embedder
+    assert Settings.text_embedder == Settings.text_fallback == "local"
+    for name in ("bot", "bot-es"):
+        assert SERVICES[name]["ports"] == ["${WEB_PORT:-127.0.0.1:3000}:3000"], "TLS comes from a proxy on the host"
+    assert SERVICES["bot-es-2"]["ports"] == ["${WEB_PORT_2:-127.0.0.1:3001}:3000"]
 
 
 def test_the_second_bot_replica_is_the_first_on_another_port():
-    one, two = dict(SERVICES["web"]), dict(SERVICES["web-2"])
+    one, two = dict(SERVICES["bot-es"]), dict(SERVICES["bot-es-2"])
     assert one.pop("ports") != two.pop("ports")
     assert one == two, "same image, command, key, volumes, health check and start order"
     assert all(port.startswith("${ES_PORT:-127.0.0.1:") for port in SERVICES["elasticsearch"]["ports"])
@@ -208,7 +266,7 @@ def test_volumes_archive_read_only_and_data_where_the_settings_point():
             if not source.startswith(("$", ".", "/")):
                 used.add(source)
     assert used == declared, "every named volume is declared and every declared one is used"
-    for name in ("web", "web-2", "worker"):
+    for name in (*BOTS, *INDEXERS):
         env, volumes = SERVICES[name]["environment"], SERVICES[name]["volumes"]
         archive = [v for v in volumes if v.startswith("${ARCHIVE_PATH")]
         assert len(archive) == 1 and archive[0].endswith(f":{env['FINDIMAGE_ARCHIVE']}:ro")
@@ -223,7 +281,7 @@ def test_compose_variables_are_in_the_example_env_file_and_documented():
     assert used <= in_example, f"missing from .env.example: {used - in_example}"
     assert used <= documented_names(), f"missing from the docs: {used - documented_names()}"
     required = {m for m in re.findall(r"\$\{([A-Z0-9_]+):\?", (ROOT / "docker-compose.yml").read_text())}
-    assert required == {"ELASTIC_PASSWORD", "ARCHIVE_PATH"}
+    assert required == {"ARCHIVE_PATH"}, "compose reads every service's variables, whichever profile runs"
     assert all(re.search(rf"^{name}=", example, flags=re.M) for name in required), "required ones are uncommented"
 
 
@@ -231,7 +289,8 @@ def test_every_setting_is_in_the_configuration_reference_and_nothing_else_is():
     settings, reference = setting_names(), table_names(REFERENCE.read_text())
     compose = set(INTERPOLATION.findall((ROOT / "docker-compose.yml").read_text())) - settings
     assert settings <= reference, f"settings missing from docs/configuration.md: {settings - reference}"
-    unknown = reference - settings - compose - {"HF_HUB_OFFLINE"}
+    # HF_HUB_OFFLINE: read by the model hub's library; COMPOSE_PROFILES: by docker compose itself
+    unknown = reference - settings - compose - {"HF_HUB_OFFLINE", "COMPOSE_PROFILES"}
     assert not unknown, f"docs/configuration.md lists variables nothing reads: {unknown}"
     readme = table_names((ROOT / "README.md").read_text())
     assert readme <= settings, f"README lists variables that are not settings: {readme - settings}"
@@ -328,61 +387,79 @@ def _compose_client() -> list[str] | None:
     return None
 
 
+def _config(client: list[str], cwd: Path, *profiles: str) -> subprocess.CompletedProcess:
+    flags = [arg for profile in profiles for arg in ("--profile", profile)]
+    return subprocess.run([*client, *flags, "config"], cwd=cwd, capture_output=True, text=True, timeout=60)
+
+
 def test_docker_compose_config_accepts_the_file(tmp_path):
     client = _compose_client()
     if client is None:
         pytest.skip("no docker compose client installed (the engine is not needed, the client is)")
     shutil.copy(ROOT / "docker-compose.yml", tmp_path / "docker-compose.yml")
-    example = (ROOT / ".env.example").read_text().replace("ARCHIVE_PATH=/srv/shared/images",
-                                                          f"ARCHIVE_PATH={tmp_path}")
-    (tmp_path / ".env").write_text(example)
-    run = subprocess.run([*client, "config"], cwd=tmp_path, capture_output=True, text=True, timeout=60)
-    assert run.returncode != 0, "the example's password must not pass for a real one"
-    assert "set ELASTIC_PASSWORD in .env to a long random password" in run.stderr, run.stderr
+    example = (ROOT / ".env.example").read_text()
+    (tmp_path / ".env").write_text(example.replace("ARCHIVE_PATH=/srv/shared/images", "# ARCHIVE_PATH="))
+    run = _config(client, tmp_path)
+    assert run.returncode != 0 and "set ARCHIVE_PATH in .env" in run.stderr, run.stderr
 
-    env = re.sub(r"^ELASTIC_PASSWORD=$", "ELASTIC_PASSWORD=0f4c2a9e7b", example, flags=re.M)
+    # The example as an admin fills it in: the embedded default, Socket Mode.
+    env = example.replace("ARCHIVE_PATH=/srv/shared/images", f"ARCHIVE_PATH={tmp_path}")
     env = re.sub(r"^SLACK_BOT_TOKEN=.*$", "SLACK_BOT_TOKEN=xoxb-compose-token", env, flags=re.M)
-    env = re.sub(r"^SLACK_SIGNING_SECRET=.*$", "SLACK_SIGNING_SECRET=compose-signing-secret", env, flags=re.M)
-    env += "FINDIMAGE_URL_SIGNING_KEY=compose-link-key-of-at-least-32-bytes\nFINDIMAGE_BATCH_SIZE=8\n"
+    env = re.sub(r"^SLACK_APP_TOKEN=.*$", "SLACK_APP_TOKEN=xapp-compose-token", env, flags=re.M)
+    env += ("FINDIMAGE_URL_SIGNING_KEY=compose-link-key-of-at-least-32-bytes\nFINDIMAGE_BATCH_SIZE=8\n"
+            "ELASTICSEARCH_URL=http://somewhere:9200\n")
     (tmp_path / ".env").write_text(env)
-    run = subprocess.run([*client, "config"], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    run = _config(client, tmp_path)
     assert run.returncode == 0, run.stderr
-    resolved = yaml.safe_load(run.stdout)
-    assert set(resolved["services"]) == set(SERVICES)
-    worker = resolved["services"]["worker"]
-    secrets = ("xoxb-compose-token", "compose-signing-secret", "compose-link-key")
-    assert not [secret for secret in secrets if secret in json.dumps(worker)], "the indexer gets no Slack secret"
-    assert not [name for name in worker["environment"] if name.startswith("SLACK_")]
-    assert worker["environment"]["FINDIMAGE_BATCH_SIZE"] == "8", "the indexer's settings still come from .env"
-    assert resolved["services"]["web"]["environment"]["SLACK_BOT_TOKEN"] == "xoxb-compose-token"
-    limits = {name: megabytes(svc["mem_limit"]) for name, svc in resolved["services"].items()}
-    assert limits["worker"] == 2048 and limits["web"] == limits["web-2"] == 2048 and all(limits.values())
-    web_env = resolved["services"]["web"]["environment"]
-    assert web_env["FINDIMAGE_INFER_MODEL_ID"] == DEFAULT_INFER_MODEL_ID
-    assert web_env["ELASTIC_PASSWORD"] == "" and "ELASTICSEARCH_PASSWORD" not in web_env
-    assert resolved["services"]["api-keys"]["environment"]["ELASTICSEARCH_PASSWORD"] == "0f4c2a9e7b"
-    assert web_env["FINDIMAGE_TEXT_EMBEDDER"] == "local"
-    assert resolved["services"]["elasticsearch"]["environment"]["xpack.license.self_generated.type"] == "basic"
-    published = resolved["services"]["web"]["ports"][0]
+    resolved = yaml.safe_load(run.stdout)["services"]
+    assert set(resolved) == set(SERVICES)
+    assert enabled(resolved, *example_profiles()) == EMBEDDED
+    bot, indexer = resolved["bot"], resolved["indexer"]
+    secrets = ("xoxb-compose-token", "xapp-compose-token", "compose-link-key")
+    assert not [secret for secret in secrets if secret in json.dumps(indexer)], "the indexer gets no Slack secret"
+    assert not [name for name in indexer["environment"] if name.startswith("SLACK_")]
+    assert indexer["environment"]["FINDIMAGE_BATCH_SIZE"] == "8", "the indexer's settings still come from .env"
+    assert bot["environment"]["SLACK_BOT_TOKEN"] == "xoxb-compose-token"
+    assert bot["environment"]["SLACK_APP_TOKEN"] == "xapp-compose-token", "Socket Mode: no public URL needed"
+    assert bot["environment"]["ELASTICSEARCH_URL"] == "" and "ELASTICSEARCH_URL" not in indexer["environment"]
+    assert {"findimage-data:/data:rw", f"{tmp_path}:/archive:ro"} <= set(bot["volumes"]) & set(indexer["volumes"])
+    assert megabytes(bot["mem_limit"]) == megabytes(indexer["mem_limit"]) == 2048
+    published = bot["ports"][0]
     host = published.split(":")[0] if isinstance(published, str) else published.get("host_ip")
     assert host == "127.0.0.1", published
 
+    # Elasticsearch, by its profile.
+    env = env.replace("COMPOSE_PROFILES=embedded", "COMPOSE_PROFILES=elasticsearch")
+    env = env.replace("# ELASTIC_PASSWORD=", "ELASTIC_PASSWORD=0f4c2a9e7b")
+    (tmp_path / ".env").write_text(env)
+    run = _config(client, tmp_path)
+    assert run.returncode == 0, run.stderr
+    resolved = yaml.safe_load(run.stdout)["services"]
+    assert enabled(resolved, "elasticsearch") == ON_ELASTICSEARCH
+    web_env = resolved["bot-es"]["environment"]
+    assert web_env["FINDIMAGE_INFER_MODEL_ID"] == DEFAULT_INFER_MODEL_ID
+    assert web_env["ELASTIC_PASSWORD"] == "" and "ELASTICSEARCH_PASSWORD" not in web_env
+    assert web_env["ELASTICSEARCH_URL"] == "http://elasticsearch:9200"
+    assert resolved["api-keys"]["environment"]["ELASTICSEARCH_PASSWORD"] == "0f4c2a9e7b"
+    assert resolved["elasticsearch"]["environment"]["ELASTIC_PASSWORD"] == "0f4c2a9e7b"
+    assert web_env["FINDIMAGE_TEXT_EMBEDDER"] == "local"
+    assert resolved["elasticsearch"]["environment"]["xpack.license.self_generated.type"] == "basic"
+    assert not [s for s in secrets if s in json.dumps(resolved["indexer-es"])]
+    limits = {name: megabytes(resolved[name]["mem_limit"]) for name in ON_ELASTICSEARCH}
+    assert limits["indexer-es"] == 2048 and limits["bot-es"] == limits["bot-es-2"] == 2048 and all(limits.values())
+
     (tmp_path / ".env").write_text(env + "FINDIMAGE_REDIS_PASSWORD=9b1e5d\n"
                                    "FINDIMAGE_QUEUE_URL=redis://:9b1e5d@redis:6379/0\n")
-    run = subprocess.run([*client, "--profile", "queue", "config"], cwd=tmp_path, capture_output=True, text=True,
-                         timeout=60)
+    run = _config(client, tmp_path, "elasticsearch", "queue")
     assert run.returncode == 0, run.stderr
     queued = yaml.safe_load(run.stdout)["services"]
     assert queued["redis"]["environment"]["FINDIMAGE_REDIS_PASSWORD"] == "9b1e5d"
-    for name in ("worker", "embedder"):
+    for name in ("indexer-es", "embedder"):
         assert queued[name]["environment"]["FINDIMAGE_QUEUE_URL"] == "redis://:9b1e5d@redis:6379/0"
-    for name in ("web", "web-2"):
+    for name in BOTS:
         assert "9b1e5d" not in json.dumps(queued[name]), "the bot gets neither the queue's URL nor its password"
-    assert set(queued["redis"]["networks"]) == {"queue"} and "queue" not in queued["web"].get("networks", {})
-
-    (tmp_path / ".env").write_text(env.replace("ELASTIC_PASSWORD=", "# ELASTIC_PASSWORD="))
-    run = subprocess.run([*client, "config"], cwd=tmp_path, capture_output=True, text=True, timeout=60)
-    assert run.returncode != 0 and "ELASTIC_PASSWORD" in run.stderr, "no default password: it must be set"
+    assert queued["indexer"]["environment"]["FINDIMAGE_QUEUE_URL"] == ""
+    assert set(queued["redis"]["networks"]) == {"queue"} and "queue" not in queued["bot-es"].get("networks", {})
 
 
 def test_the_embedders_scale_get_no_slack_secrets_and_share_a_persistent_queue():
@@ -395,46 +472,58 @@ def test_the_embedders_scale_get_no_slack_secrets_and_share_a_persistent_queue()
     assert env["FINDIMAGE_QUEUE_URL"] is None, "the planner's URL, password included, from .env"
     assert env["ELASTICSEARCH_API_KEY_FILE"] == "/keys/indexer/api_key"
     assert "redis-server --appendonly yes" in redis["command"][-1] and redis.get("mem_limit")
-    assert dict(SERVICES["worker"]["environment"])["FINDIMAGE_QUEUE_URL"] is None, "the planner's comes from .env"
+    assert dict(SERVICES["indexer-es"]["environment"])["FINDIMAGE_QUEUE_URL"] is None, "the planner's comes from .env"
 
 
 def test_redis_asks_for_a_password_on_a_network_only_the_indexer_and_embedders_join():
     networks = {name: set(svc.get("networks", ["default"])) for name, svc in SERVICES.items()}
     assert COMPOSE["networks"]["queue"] == {"internal": True}, "no route out of the queue's network"
-    assert {name for name, joined in networks.items() if "queue" in joined} == {"redis", "worker", "embedder"}
+    assert {name for name, joined in networks.items() if "queue" in joined} == {"redis", "indexer-es", "embedder"}
     assert networks["redis"] == {"queue"}, "Redis is reachable from nowhere else"
-    assert networks["worker"] == networks["embedder"] == {"default", "queue"}, "they also need Elasticsearch"
+    assert networks["indexer-es"] == networks["embedder"] == {"default", "queue"}, "they also need Elasticsearch"
     assert "ports" not in SERVICES["redis"]
-    for name in ("web", "web-2"):
+    for name in BOTS:
         env = SERVICES[name]["environment"]
         assert env["FINDIMAGE_QUEUE_URL"] == env["FINDIMAGE_REDIS_PASSWORD"] == "", "env_file passes no queue secret on"
     assert SERVICES["embedder"]["depends_on"]["redis"] == {"condition": "service_healthy"}
 
 
-def _redis_command(tmp_path, password: str | None) -> subprocess.CompletedProcess:
-    """The redis service's command as its container runs it (compose turns $$ into $), with the image's
+def _guarded_command(tmp_path, service: str, variable: str, password: str | None) -> subprocess.CompletedProcess:
+    """A service's command as its container runs it (compose turns $$ into $), with the image's
     entrypoint replaced by one that prints what it was asked to run."""
-    command = SERVICES["redis"]["command"]
+    command = SERVICES[service]["command"]
     assert command[:2] == ["sh", "-c"]
     entrypoint = tmp_path / "docker-entrypoint.sh"
     entrypoint.write_text('#!/bin/sh\nprintf "%s\\n" "$@"\n')
     entrypoint.chmod(0o755)
-    env = {"PATH": f"{tmp_path}:/usr/bin:/bin", **({"FINDIMAGE_REDIS_PASSWORD": password} if password else {})}
-    return subprocess.run(["sh", "-c", command[2].replace("$$", "$")], env=env, capture_output=True, text=True,
-                          timeout=20)
+    script = command[2].replace("$$", "$").replace("/usr/local/bin/docker-entrypoint.sh", str(entrypoint))
+    env = {"PATH": f"{tmp_path}:/usr/bin:/bin", **({variable: password} if password is not None else {})}
+    return subprocess.run(["sh", "-c", script], env=env, capture_output=True, text=True, timeout=20)
 
 
 def test_redis_starts_only_with_a_password_and_asks_every_client_for_it(tmp_path):
-    refused = _redis_command(tmp_path, None)
+    refused = _guarded_command(tmp_path, "redis", "FINDIMAGE_REDIS_PASSWORD", None)
     assert refused.returncode == 1 and refused.stdout == ""
     assert "set FINDIMAGE_REDIS_PASSWORD in .env" in refused.stderr
-    assert _redis_command(tmp_path, "").returncode == 1
+    assert _guarded_command(tmp_path, "redis", "FINDIMAGE_REDIS_PASSWORD", "").returncode == 1
 
-    started = _redis_command(tmp_path, "0f4c 2a9e'7b")
+    started = _guarded_command(tmp_path, "redis", "FINDIMAGE_REDIS_PASSWORD", "0f4c 2a9e'7b")
     assert started.returncode == 0, started.stderr
     assert started.stdout.splitlines() == ["redis-server", "--appendonly", "yes", "--requirepass", "0f4c 2a9e'7b"]
     assert SERVICES["redis"]["environment"] == {"FINDIMAGE_REDIS_PASSWORD": "${FINDIMAGE_REDIS_PASSWORD:-}"}
     assert 'REDISCLI_AUTH="$$FINDIMAGE_REDIS_PASSWORD" redis-cli ping' in SERVICES["redis"]["healthcheck"]["test"][1]
+
+
+def test_elasticsearch_starts_only_with_a_password_and_then_as_its_image_would(tmp_path):
+    """The password cannot be required by compose itself (it reads every service's variables, also those
+    of the profile not in use): Elasticsearch's own start refuses without it, in one sentence."""
+    for password in (None, ""):
+        refused = _guarded_command(tmp_path, "elasticsearch", "ELASTIC_PASSWORD", password)
+        assert refused.returncode == 1 and refused.stdout == ""
+        assert "set ELASTIC_PASSWORD in .env to a long random password" in refused.stderr
+    started = _guarded_command(tmp_path, "elasticsearch", "ELASTIC_PASSWORD", "0f4c2a9e7b")
+    assert started.returncode == 0 and started.stdout.splitlines() == ["eswrapper"], started.stderr
+    assert SERVICES["elasticsearch"]["environment"]["ELASTIC_PASSWORD"] == "${ELASTIC_PASSWORD:-}"
 
 
 # ---- the release workflow ---------------------------------------------------------------------------------
