@@ -72,13 +72,13 @@ def history_client(client: WebClient) -> WebClient:
 
 
 def channel_memory(settings: Settings, searcher: Searcher, client: WebClient, policy: ChannelPolicy,
-                   bot_user_id: str | None) -> ChannelMemory | None:
+                   bot_user_id: str | None, seen: SeenKeys) -> ChannelMemory | None:
     """Remembering posted images (FINDIMAGE_REMEMBER), with its store given to the searcher (open_store)."""
     if searcher.remembered is None:
         return None
     rememberer = Rememberer(settings, searcher.remembered, searcher.image_embedder, policy)
     backfiller = Backfiller(settings, searcher.remembered, rememberer, history_client(client))
-    return ChannelMemory(settings, searcher.remembered, rememberer, backfiller, policy, bot_user_id, client)
+    return ChannelMemory(settings, searcher.remembered, rememberer, backfiller, policy, bot_user_id, client, seen)
 
 
 def create_app(settings: Settings, searcher: Searcher | None = None, client: WebClient | None = None, *,
@@ -109,11 +109,12 @@ def create_app(settings: Settings, searcher: Searcher | None = None, client: Web
     if searcher.remembered is None:  # opened for writing (FINDIMAGE_REMEMBER): None when off
         searcher.remembered = open_remembered(settings)
     policy = ChannelPolicy(settings, identity.get("team_id"), searcher.remembered)
-    memory = channel_memory(settings, searcher, client, policy, identity.get("user_id"))
+    seen = seen or seen_keys(settings)
+    memory = channel_memory(settings, searcher, client, policy, identity.get("user_id"), seen)
     presenter = LinkPresenter(links, settings.archive) if links else UploadPresenter(
         settings.archive, max_pixels=settings.max_image_pixels, budget=settings.decode_budget_bytes)
     services = Services(settings, searcher, presenter, work or WorkPool.from_settings(settings),
-                        seen or seen_keys(settings), policy, searcher.remembered, memory)
+                        seen, policy, searcher.remembered, memory)
     app.services = services
     handlers.register_all(app, services)
     if memory is not None:

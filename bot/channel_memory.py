@@ -26,7 +26,7 @@ from slack_sdk import WebClient
 from findimage.config import Settings
 from findimage.errors import FindimageError
 from findimage.remembered import Remembered, gone_keys
-from findimage.stores.base import LIFECYCLE, REMEMBER, ChannelState, Pending
+from findimage.stores.base import LIFECYCLE, REMEMBER, ChannelState, Pending, SeenKeys
 from findimage.visibility import Place, Purpose
 
 from .backfill import DAY, Backfiller, left_seconds
@@ -71,7 +71,7 @@ def duration(seconds: float) -> str:
 class ChannelMemory:
     def __init__(self, settings: Settings, remembered: Remembered, rememberer: Rememberer, backfiller: Backfiller,
                  policy: ChannelPolicy, bot_user_id: str | None, client: WebClient,
-                 clock: Callable[[], float] = time.time):
+                 seen: SeenKeys | None = None, clock: Callable[[], float] = time.time):
         self.settings = settings
         self.bot_user_id = bot_user_id  # member_left_channel names who left: only the bot's leaving matters
         self.remembered = remembered
@@ -79,6 +79,7 @@ class ChannelMemory:
         self.backfiller = backfiller
         self.policy = policy
         self.client = client  # the app's: kept entries are applied after a restart too
+        self.seen = seen  # what was answered: Slack's event, channel and file ids, forgotten on uninstall
         self.clock = clock
         self.answered_apps = frozenset(settings.answer_bots)
         self.me = socket.gethostname()  # a restart on the same host takes its own held entries at once
@@ -327,8 +328,12 @@ class ChannelMemory:
             why = "the bot removed" if kind == "member_left_channel" else kind
             self._forget_channel(event.get("channel", ""), str(why))
         elif kind in ("app_uninstalled", "tokens_revoked"):
-            for state in self.remembered.registry.channels():
-                self._forget_channel(state.channel, f"{kind}: everything remembered is deleted")
+            channels, images = self.remembered.forget_everything()
+            if self.seen is not None:
+                self.seen.forget_all()
+            log.warning("%s: everything findimage kept from Slack is deleted: %d remembered channel(s), %d "
+                        "image(s) with their words and text, the kept events and the answered keys", kind,
+                        channels, images)
 
     def _forget_channel(self, channel: str, why: str) -> None:
         if channel and self.remembered.channel(channel) is not None:

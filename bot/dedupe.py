@@ -35,6 +35,10 @@ class SeenRecently:
             self._seen[key] = now
             return True
 
+    def forget_all(self) -> None:
+        with self._lock:
+            self._seen.clear()
+
     def _forget_old(self, now: float) -> None:
         while self._seen:
             key, seen_at = next(iter(self._seen.items()))

@@ -83,6 +83,17 @@ class Remembered:
         self._visible()
         return len(image_ids)
 
+    def forget_everything(self) -> tuple[int, int]:
+        """Everything remembered from Slack (the app uninstalled, its token revoked): every channel's state
+        first (nothing posted meanwhile is remembered again), every posting, kept event and deletion
+        record, then every image, also one whose posting was lost. How many channels and images."""
+        channels = len(self.registry.channels())
+        image_ids = {s.image_id for s in self.store.file_states().values()}
+        self.registry.erase_all()
+        self.store.delete(sorted(image_ids))
+        self._visible()
+        return channels, len(image_ids)
+
     def forget_file(self, file_id: str, channel: str | None = None) -> int:
         """A Slack file deleted or changed: its postings (in `channel`, or everywhere), gone."""
         postings = [p for p in self.registry.posted_as(file_id) if channel is None or p.channel == channel]

@@ -115,6 +115,10 @@ class SeenKeys(Protocol):
         """True exactly once per key within the time keys are remembered."""
         ...
 
+    def forget_all(self) -> None:
+        """Every key (the app uninstalled: they name Slack's events, channels and files)."""
+        ...
+
 
 class LeaseHolder(Protocol):
     """The indexing pass that holds a lease."""
@@ -226,6 +230,11 @@ class ChannelRegistry(Protocol):
 
     def drop_channel(self, channel: str) -> None:
         """The channel's state and every posting of it."""
+        ...
+
+    def erase_all(self) -> None:
+        """Every channel, posting, kept event and deletion record (the app uninstalled): nothing from
+        Slack left, in the files too where the store can see to it (stores/embedded/erasing.py)."""
         ...
 
     def add_posted(self, posted: Sequence[Posted]) -> None: ...

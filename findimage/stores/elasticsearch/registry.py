@@ -91,6 +91,14 @@ class ElasticsearchRegistry:
                                     refresh=True, wait_for_completion=True)
 
     @unavailable_on_connection_errors
+    def erase_all(self) -> None:
+        if self.client.indices.exists(index=self.index):
+            # delete_by_query sees what a refresh has made searchable: entries kept a moment ago too
+            self.client.indices.refresh(index=self.index)
+            self.client.delete_by_query(index=self.index, query={"match_all": {}}, conflicts="proceed",
+                                        refresh=True, wait_for_completion=True)
+
+    @unavailable_on_connection_errors
     def add_posted(self, posted: Sequence[Posted]) -> None:
         self._ensure()
         actions = ({"_index": self.index, "_id": p.image_id,

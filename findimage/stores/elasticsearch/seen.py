@@ -139,6 +139,14 @@ class SharedSeen:
         self.client.delete_by_query(index=self.index, query={"range": {"seen_at": {"lt": cutoff}}},
                                     conflicts="proceed", wait_for_completion=wait, refresh=wait)
 
+    def forget_all(self) -> None:
+        """Every key, for every replica at once; this process's fallback memory too."""
+        self.fallback.forget_all()
+        if self.client.indices.exists(index=self.index):
+            self.client.indices.refresh(index=self.index)  # keys written a moment ago too
+            self.client.delete_by_query(index=self.index, query={"match_all": {}}, conflicts="proceed",
+                                        refresh=True, wait_for_completion=True)
+
     def count(self) -> int:
         self.client.indices.refresh(index=self.index)
         return int(self.client.count(index=self.index)["count"])

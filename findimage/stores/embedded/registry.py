@@ -67,6 +67,16 @@ class EmbeddedRegistry:
                 self._db.execute("COMMIT")
             empty_wal(self._db, str(self.path))
 
+    def erase_all(self) -> None:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                for table in ("channels", "posted", "journal", "gone"):
+                    self._db.execute(f"DELETE FROM {table}")  # noqa: S608 (the tables above)
+            finally:
+                self._db.execute("COMMIT")
+            empty_wal(self._db, str(self.path))
+
     def add_posted(self, posted: Sequence[Posted]) -> None:
         with self._lock:
             self._db.executemany(

@@ -264,10 +264,14 @@ def forgets_everything(name: str):
     """Uninstalled, or the bot's token revoked: every remembered channel forgotten, with all it held."""
     def case(emu, bots, mode, settings):
         postings = [remembering(bots, "C0PHOTOS"), remembering(bots, "G0PRIVATE", "F0REMEMB02")]
+        # What each app answered before: Slack's ids, forgotten by the app that applies the uninstall.
+        seen = [bots["http"].wsgi.slack.app.services.seen, bots["socket"].app.services.seen]
+        assert all(s.first_time(f"event:{name}:{mode}") for s in seen)
         deliver(emu, bots, mode, Delivery("events_api", fixture(name)))
-        emu.wait_for(lambda: remembered(bots).registry.channels() == []
-                     and all(remembered(bots).store.get(p.image_id) is None for p in postings), 20,
-                     "everything remembered deleted")
+        emu.wait_for(lambda: remembered(bots).registry.channels() == [] and remembered(bots).store.count() == 0,
+                     20, "everything remembered deleted")
+        assert all(remembered(bots).store.get(p.image_id) is None for p in postings)
+        assert any(s.first_time(f"event:{name}:{mode}") for s in seen), "no app forgot what it answered"
         assert remembered(bots).registry.posted_in("C0PHOTOS") == remembered(bots).registry.posted_in("G0PRIVATE") == []
     return case
 

@@ -212,7 +212,8 @@ def megabytes(limit) -> float:
 
 def test_every_container_running_findimage_code_has_a_memory_limit():
     runs_findimage = {name for name, svc in SERVICES.items()
-                      if default_of(svc.get("image", "")) == "findimage:latest" or any("deploy/" in v for v in svc.get("volumes", []))}
+                      if default_of(svc.get("image", "")) == "findimage:latest"
+                      or any("deploy/" in v for v in svc.get("volumes", []))}
     assert runs_findimage == {*BOTS, *INDEXERS, "api-keys", "text-model", "embedder"}
     limits = {name: default_of(str(SERVICES[name].get("mem_limit"))) for name in runs_findimage}
     assert limits["indexer"] == limits["indexer-es"] == "2g", "the indexer's budget"

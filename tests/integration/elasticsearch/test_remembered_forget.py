@@ -160,3 +160,49 @@ def test_on_elasticsearch_a_file_deleted_in_slack_is_gone_from_every_replica_at_
     assert secret_found(other, doc) == []
     assert secret_found(forgetting, doc) == []
     assert len(other.registry.posted_in("C0EXEC")) == 30
+
+
+def keep_waiting_work(remembered: Remembered) -> None:
+    """What the journal may hold when the app is uninstalled: a posting with the secret title waiting to be
+    remembered, and a deleted file's record."""
+    from findimage.stores.base import REMEMBER, Pending
+
+    waiting = {"type": "message", "channel": "C0EXEC", "ts": "1772704900.000100", "user": "U0ANNA",
+               "files": [{"id": "F0WAITING", "title": SECRET_TITLE, "name": SECRET_NAME}]}
+    remembered.registry.keep([Pending("Ev0WAITING", REMEMBER, waiting, time.time())])
+    remembered.forget_deleted([SECRET_FILE + "-old"])
+
+
+def test_an_uninstall_leaves_nothing_from_slack_in_the_data_folder(settings, channels):
+    remembered, (doc, _) = channels
+    keep_waiting_work(remembered)
+    # A document whose posting was lost (a failed write) is deleted too.
+    lost = posting("C0DESIGN", "F0LOST", "lost", "lost.png", unit_vector(300))[0]
+    remembered.store.upsert([lost])
+
+    assert remembered.forget_everything() == (2, 62)
+
+    assert_nothing_left(settings, remembered, doc.image_embedding)
+    design = needles(("logo draft", "brand colours", "C0DESIGN", "F0LOST"), [unit_vector(200), unit_vector(300)])
+    assert found_in_files(settings.data_dir, design) == []
+    reopened = open_remembered(settings)
+    try:
+        assert reopened.registry.channels() == [] and reopened.registry.backlog() == {}
+        assert reopened.store.count() == 0 and reopened.registry.posted_in("C0EXEC") == []
+    finally:
+        reopened.close()
+
+
+@es_only
+def test_on_elasticsearch_an_uninstall_leaves_no_document_in_its_slack_indices(replicas):
+    forgetting, other, doc = replicas
+    keep_waiting_work(forgetting)
+
+    assert forgetting.forget_everything() == (2, 61)
+
+    assert secret_found(other, doc) == []
+    es = forgetting.store.client
+    for index in (forgetting.store.alias, forgetting.registry.index):
+        es.indices.refresh(index=index)
+        assert es.count(index=index)["count"] == 0, index
+    assert other.registry.channels() == [] and other.registry.backlog() == {}

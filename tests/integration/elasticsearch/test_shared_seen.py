@@ -103,3 +103,13 @@ def test_the_store_setting_chooses_the_implementation(tmp_path, alias):
     chosen = seen_keys(on_es)
     assert isinstance(chosen, SharedSeen) and chosen.index == f"{alias}-seen"
     assert chosen.first_time("event:EvFACTORY") and not shared(alias).first_time("event:EvFACTORY")
+
+
+def test_an_uninstall_forgets_every_key_for_every_replica(alias):
+    one, two = shared(alias), shared(alias)
+    assert one.first_time("event:Ev1") and one.first_time("file:C1:F1")
+    two.forget_all()
+    assert one.first_time("event:Ev1") is True and two.first_time("file:C1:F1") is True
+    with client() as es:
+        es.indices.refresh(index=seen_index(alias))
+        assert es.count(index=seen_index(alias))["count"] == 2  # the two asked again just now, no others

@@ -59,3 +59,10 @@ def test_of_many_threads_asking_at_once_exactly_one_gets_true():
     for t in threads:
         t.join()
     assert sorted(answers) == [False] * 15 + [True]
+
+
+def test_an_uninstall_forgets_every_key():
+    seen = SeenRecently()
+    assert seen.first_time("event:Ev1") and seen.first_time("file:C1:F1")
+    seen.forget_all()
+    assert seen.first_time("event:Ev1") is True and seen.first_time("file:C1:F1") is True
