@@ -177,6 +177,16 @@ def test_app_environment_uses_only_real_settings_and_they_are_documented():
     assert all(SERVICES[name]["env_file"] == [".env"] for name in BOTS)
 
 
+def test_the_bot_gets_one_torch_thread_and_time_to_finish_its_answers():
+    """Beside the indexer, more torch threads made answers 5-10x slower (docs/configuration.md); on SIGTERM
+    the bot finishes what it accepted for up to 25 s, so compose must not kill it at 10."""
+    for name in BOTS:
+        svc = SERVICES[name]
+        assert default_of(svc["environment"]["FINDIMAGE_TORCH_THREADS"]) == "1"
+        assert svc["stop_grace_period"] == "35s"
+    assert unit(UNITS["bot"])["Environment"] == "FINDIMAGE_TORCH_THREADS=1"
+
+
 def section(text: str, heading: str) -> str:
     return text.split(f"\n## {heading}\n", 1)[1].split("\n## ", 1)[0]
 
