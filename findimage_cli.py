@@ -19,6 +19,11 @@ log = logging.getLogger("findimage")
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     process.start(logging.INFO if args.verbose else logging.WARNING)
+    if args.run is cmd_doctor:  # a setting it cannot read is its first finding, not a reason to stop
+        try:
+            return cmd_doctor(args)
+        except KeyboardInterrupt:
+            return 130
     settings = load_settings_or_report()
     if settings is None:
         return EXIT_USAGE
@@ -70,6 +75,10 @@ def _parser() -> argparse.ArgumentParser:
         run=cmd_worker)
     sub.add_parser("bot", help="run the Slack bot (Socket Mode if SLACK_APP_TOKEN is set, else HTTP)").set_defaults(
         run=cmd_bot)
+    doctor = sub.add_parser("doctor", help="check the settings, archive, data folder, store, models, Slack and "
+                                           "queue, one line each; exit non-zero if one fails")
+    doctor.add_argument("--json", action="store_true", help="print the checks as JSON")
+    doctor.set_defaults(run=cmd_doctor)
     keys = sub.add_parser("keys", help="make the bot's and the indexer's least-privilege Elasticsearch API keys "
                                        "(run once as the elastic user)")
     keys.add_argument("action", choices=["create"])
@@ -290,6 +299,35 @@ def cmd_keys(settings: Settings, args: argparse.Namespace) -> int:
     for line in make_keys(settings, {"bot": args.bot_key_file, "indexer": args.indexer_key_file}):
         print(line)
     return EXIT_OK
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    """Every check in order, each whatever the others found; exits with the first failure's code (EXIT_USAGE:
+    a setting, token or permission to change; EXIT_UNAVAILABLE: something not reachable), 0 with warnings."""
+    from bot.doctor import CHECKS as SLACK_CHECKS
+    from bot.doctor import slack_checks
+    from findimage import doctor
+    from indexer.doctor import archive_check, queue_checks
+
+    settings, loaded = doctor.settings_check()
+    checks = [loaded]
+    if settings is None:
+        checks += doctor.skipped(("archive", *doctor.CHECKS, *SLACK_CHECKS), "the settings above must be fixed first")
+    else:
+        ready = settings
+        checks += doctor.guarded("archive", lambda: archive_check(ready))
+        checks += doctor.guarded("data dir", lambda: doctor.data_dir_check(ready))
+        checks += doctor.guarded("store", lambda: doctor.store_check(ready))
+        checks += doctor.model_checks(settings)
+        checks += slack_checks(settings)
+        checks += doctor.guarded("queue", lambda: queue_checks(ready))
+    if args.json:
+        print(json.dumps([check.as_json() for check in checks], ensure_ascii=False, indent=2))
+    else:
+        width = max(len(check.name) for check in checks)
+        for check in checks:
+            print(check.line(width))
+    return doctor.exit_code(checks)
 
 
 def cmd_bot(settings: Settings, args: argparse.Namespace) -> int:

@@ -43,12 +43,19 @@ def check_slack(settings: Settings) -> None:
     client = quiet(make_web_client(settings))
     bot_identity(settings, client)
     if settings.slack_app_token:
-        try:
-            client.apps_connections_open(app_token=settings.slack_app_token)
-        except SlackApiError as exc:
-            raise _refused("SLACK_APP_TOKEN", "apps.connections.open", exc, APP_TOKEN_HINT) from None
-        except OSError as exc:
-            raise _unreachable(settings, exc) from None
+        open_connection(settings, client)
+
+
+def open_connection(settings: Settings, client: WebClient) -> None:
+    """apps.connections.open with SLACK_APP_TOKEN, as the Socket Mode client connects (the URL it answers
+    is not used); ConfigError if Slack refuses the token."""
+    assert settings.slack_app_token, "only in Socket Mode"
+    try:
+        client.apps_connections_open(app_token=settings.slack_app_token)
+    except SlackApiError as exc:
+        raise _refused("SLACK_APP_TOKEN", "apps.connections.open", exc, APP_TOKEN_HINT) from None
+    except OSError as exc:
+        raise unreachable(settings, exc) from None
 
 
 def quiet(client: WebClient) -> WebClient:
@@ -66,7 +73,7 @@ def bot_identity(settings: Settings, client: WebClient) -> SlackResponse:
     except SlackApiError as exc:
         raise _refused("SLACK_BOT_TOKEN", "auth.test", exc, BOT_TOKEN_HINT) from None
     except OSError as exc:  # urllib's URLError (refused, DNS, TLS) and timeouts, after the client's retries
-        raise _unreachable(settings, exc) from None
+        raise unreachable(settings, exc) from None
 
 
 def _refused(name: str, method: str, exc: SlackApiError, hint: str) -> FindimageError:
@@ -78,7 +85,7 @@ def _refused(name: str, method: str, exc: SlackApiError, hint: str) -> Findimage
                             "try again in a few minutes (https://slack-status.com).")
 
 
-def _unreachable(settings: Settings, exc: OSError) -> SlackUnreachable:
+def unreachable(settings: Settings, exc: OSError) -> SlackUnreachable:
     reason = getattr(exc, "reason", exc)  # URLError wraps the socket's error
     why = getattr(reason, "strerror", None) or str(reason) or type(reason).__name__
     url = public_url(settings.slack_api_url)

@@ -11,7 +11,7 @@ from findimage.config import Settings
 from findimage.models.base import TextEmbedder
 from findimage.models.clip import SentenceTransformerEmbedder, model_fingerprint, shared_embedder
 from findimage.remembered import Remembered
-from findimage.stores.base import PassLease, SeenKeys, Store
+from findimage.stores.base import PassLease, SeenKeys, ServerCheckup, Store
 
 
 def open_store(settings: Settings, writer: bool = False) -> Store:
@@ -23,6 +23,16 @@ def open_store(settings: Settings, writer: bool = False) -> Store:
     from findimage.stores.embedded.store import EmbeddedStore
 
     return EmbeddedStore(settings.data_dir)
+
+
+def server_checkup(settings: Settings) -> ServerCheckup | None:
+    """Elasticsearch's version, license and what the credentials in use may do (`findimage doctor`); None for
+    the embedded store, which has no server."""
+    if not settings.uses_elasticsearch:
+        return None
+    from findimage.stores.elasticsearch.privileges import checkup
+
+    return checkup(settings)
 
 
 def open_remembered(settings: Settings) -> Remembered | None:

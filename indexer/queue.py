@@ -124,7 +124,7 @@ def trouble(exc: BaseException) -> str:
     return f"is not reachable ({type(exc).__name__})"
 
 
-def _refused_as_configured(exc: BaseException) -> bool:
+def refused_as_configured(exc: BaseException) -> bool:
     """A password or certificate problem, which no retry mends (unlike a Redis that is not up yet)."""
     return not trouble(exc).startswith(("is not reachable", "closed the connection"))
 
@@ -171,9 +171,9 @@ def serve(settings: Settings, store: Store, embedder: ImageEmbedder) -> None:
     global _worker
     app = celery_app(settings)
     try:
-        _on_redis(app, lambda client: client.ping())
+        on_redis(app, lambda client: client.ping())
     except Exception as exc:  # noqa: BLE001 - one sentence, no traceback; a Redis not up yet is waited for
-        if _refused_as_configured(exc):
+        if refused_as_configured(exc):
             raise QueueRefused(f"The queue at {public_url(settings.queue_url)} {trouble(exc)}.") from None
         log.warning("the queue at %s %s; waiting for it", public_url(settings.queue_url), trouble(exc))
     _worker = WorkerState(settings, store, embedder)
@@ -259,7 +259,7 @@ def _count_attempt(app: Celery, bucket_id: str, ttl: float) -> int:
         client.expire(key, int(max(ttl * (MAX_ATTEMPTS + 2), 3600)))
         return attempts
 
-    return int(_on_redis(app, count))
+    return int(on_redis(app, count))
 
 
 # ---- the planner's side ---------------------------------------------------------------------------
@@ -280,7 +280,7 @@ class Progress:
                 f"{rate:.1f} images/s")
 
 
-def _on_redis(app: Celery, call: Callable[[Any], Any]) -> Any:
+def on_redis(app: Celery, call: Callable[[Any], Any]) -> Any:
     """`call(redis client)` on a connection of the app's broker, closed afterwards."""
     with app.connection_for_write() as connection:
         return call(connection.default_channel.client)
@@ -290,7 +290,7 @@ def queue_state(settings: Settings) -> str:
     """`findimage status`: the running pass's buckets, or that none is running."""
     app = celery_app(settings)
     try:
-        line = _on_redis(app, lambda client: client.get(PROGRESS_KEY))
+        line = on_redis(app, lambda client: client.get(PROGRESS_KEY))
     except Exception as exc:  # noqa: BLE001 - status reports, it does not fail
         return f"{public_url(settings.queue_url)} {trouble(exc)}"
     finally:
@@ -415,7 +415,7 @@ class Planner:
             return
         self._published = now
         try:
-            _on_redis(self.app, lambda client: client.delete(PROGRESS_KEY) if line is None
+            on_redis(self.app, lambda client: client.delete(PROGRESS_KEY) if line is None
                       else client.set(PROGRESS_KEY, line, ex=3600))
         except Exception as exc:  # noqa: BLE001 - progress is a courtesy; the pass goes on
             log.debug("progress not published: %s", exc)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
@@ -20,6 +21,9 @@ class ArchiveUnavailable(FindimageError):
     exit_code = EXIT_REFUSED
 
 
+ARCHIVE_HINT = "Is the archive mounted, and is FINDIMAGE_ARCHIVE right?"
+
+
 @dataclass(frozen=True)
 class ArchiveFile:
     relative_path: str  # always with '/' separators
@@ -34,34 +38,44 @@ class Scan:
 
     files: dict[str, ArchiveFile] = field(default_factory=dict)
     unlisted: list[str] = field(default_factory=list)  # relative folders ('a/b/') or files that failed
+    finished: bool = True  # False: listing stopped at its time limit (scan_archive's `until`)
 
     def hides(self, relative_path: str) -> bool:
         """True if the path lies where the scan could not see, so its absence proves nothing."""
         return any(relative_path == u or (u.endswith("/") and relative_path.startswith(u)) for u in self.unlisted)
 
 
-def check_archive_root(root: str | Path) -> Path:
-    """The archive root if it can be listed; ArchiveUnavailable with what to check otherwise."""
+def archive_problem(root: str | Path) -> str | None:
+    """Why the archive root cannot be listed, as the start of a sentence (None: it can)."""
     root = Path(root)
-    hint = "Is the archive mounted, and is FINDIMAGE_ARCHIVE right?"
     if not root.exists():
-        raise ArchiveUnavailable(f"The archive folder {root} does not exist; nothing was changed. {hint}")
+        return f"The archive folder {root} does not exist"
     if not root.is_dir():
-        raise ArchiveUnavailable(f"The archive path {root} is not a folder; nothing was changed. {hint}")
+        return f"The archive path {root} is not a folder"
     try:
         with os.scandir(root) as entries:
             next(entries, None)
     except OSError as exc:
-        raise ArchiveUnavailable(f"The archive folder {root} cannot be read ({exc.strerror}); nothing was "
-                                 f"changed. {hint}") from None
-    return root
+        return f"The archive folder {root} cannot be read ({exc.strerror})"
+    return None
 
 
-def scan_archive(root: str | Path) -> Scan:
+def check_archive_root(root: str | Path) -> Path:
+    """The archive root if it can be listed; ArchiveUnavailable with what to check otherwise."""
+    problem = archive_problem(root)
+    if problem:
+        raise ArchiveUnavailable(f"{problem}; nothing was changed. {ARCHIVE_HINT}")
+    return Path(root)
+
+
+def scan_archive(root: str | Path, until: float | None = None) -> Scan:
     """Image files under `root` by relative path; hidden entries and links leaving the archive are skipped.
 
     A folder (or file) that cannot be listed or read is recorded in `unlisted`, not treated as empty:
     a stale network mount or a permission change must not look like deleted photos.
+
+    `until` (a time.monotonic() value) stops the listing there, leaving `finished` False: `findimage
+    doctor` counts a huge archive for a bounded time; a pass always lists it all.
     """
     root = check_archive_root(root)
     real_root = os.path.realpath(root)
@@ -69,6 +83,9 @@ def scan_archive(root: str | Path) -> Scan:
     visited_dirs = {real_root}
     stack = [(root, "")]
     while stack:
+        if until is not None and time.monotonic() >= until:
+            scan.finished = False
+            break
         folder, prefix = stack.pop()
         try:
             with os.scandir(folder) as listing:

@@ -108,6 +108,16 @@ class Store(Protocol):
     def close(self) -> None: ...
 
 
+@dataclass(frozen=True)
+class ServerCheckup:
+    """What a store's server says of itself and of the credentials in use (`findimage doctor`)."""
+
+    version: str | None  # None: these credentials may not read it
+    license: str | None  # its type and status, e.g. "basic, active"; None: not readable with these credentials
+    security: bool  # False: the server checks no credentials
+    missing: dict[str, list[str]]  # per process ("bot", "indexer"): the privileges it needs that these lack
+
+
 class SeenKeys(Protocol):
     """What the bot already answered (findimage.backends.seen_keys): in memory, or shared by replicas."""
 

@@ -5,7 +5,8 @@ the keys of answered Slack events in `<alias>-seen`, shared by its replicas, and
 from channels (`<alias>-remembered` over its own generations, and `<alias>-channels`), which it owns.
 The indexer owns the archive's indices: it creates, writes, swaps and deletes `<alias>-v<N>`, holds
 the indexing lease in `<alias>-lease` and reads cluster health for `findimage status`. Neither may
-touch any other index, user, role or model.
+touch any other index, user, role or model. `findimage doctor` asks which of the two the credentials in
+use may run (`checkup`).
 """
 from __future__ import annotations
 
@@ -13,13 +14,21 @@ import base64
 import hashlib
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 from elasticsearch import ApiError, AuthenticationException, ConnectionError, ConnectionTimeout, Elasticsearch
 
 from findimage.config import Settings, public_url
 from findimage.errors import AccessDenied
-from findimage.stores.elasticsearch.client import access_denied, api_reason, make_client, unavailable_error
+from findimage.stores.base import ServerCheckup
+from findimage.stores.elasticsearch.client import (
+    BUSY_STATUSES,
+    access_denied,
+    api_reason,
+    make_client,
+    unavailable_error,
+)
 from findimage.stores.elasticsearch.names import (
     channels_index,
     generations_pattern,
@@ -154,3 +163,51 @@ def make_keys(settings: Settings, key_files: dict[str, str | None]) -> list[str]
     finally:
         client.close()
     return lines
+
+
+def checkup(settings: Settings) -> ServerCheckup:
+    """The server's version and license (where these credentials may read them) and, for the bot and the
+    indexer, the privileges of their keys that the credentials in use lack (`has_privileges`)."""
+    client, url = make_client(settings), public_url(settings.elasticsearch_url)
+    try:
+        try:
+            client.security.authenticate()
+        except ApiError as exc:
+            if exc.meta.status in (*BUSY_STATUSES, 401, 403):
+                raise
+            security = False  # as in make_keys: any other refusal of this call means security is off
+        else:
+            security = True
+        version = _unless_refused(lambda: str(client.info()["version"]["number"]))
+        license = _unless_refused(lambda: "{type}, {status}".format(**client.license.get()["license"]))
+        missing = {role: _lacking(client, role_descriptors(role, settings.index_name)[f"findimage-{role}"])
+                   for role in ROLES} if security else {role: [] for role in ROLES}
+        return ServerCheckup(version, license, security, missing)
+    except (ConnectionError, ConnectionTimeout) as exc:
+        raise unavailable_error(url, exc) from None
+    except ApiError as exc:
+        if exc.meta.status in (*BUSY_STATUSES, 401, 403):
+            raise unavailable_error(url, exc) from None
+        raise
+    finally:
+        client.close()
+
+
+def _unless_refused(read: Callable[[], str]) -> str | None:
+    """What `read` returns, or None where these credentials may not read it (403)."""
+    try:
+        return read()
+    except ApiError as exc:
+        if exc.meta.status == 403:
+            return None
+        raise
+
+
+def _lacking(client: Elasticsearch, role: dict) -> list[str]:
+    """The role's privileges the credentials in use do not hold: "<privilege>" for the cluster's,
+    "<privilege> on <index>" for an index's."""
+    held = client.security.has_privileges(
+        cluster=role["cluster"], index=[{"names": e["names"], "privileges": e["privileges"]} for e in role["indices"]])
+    return ([name for name, has in held["cluster"].items() if not has]
+            + [f"{name} on {index}" for index, privileges in held["index"].items()
+               for name, has in privileges.items() if not has])

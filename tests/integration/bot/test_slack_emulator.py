@@ -576,6 +576,36 @@ def test_conversations_the_bot_is_not_in_answer_like_slack(emu, client):
         "web_api/conversations.info_im", "channel")
 
 
+def test_users_conversations_lists_the_bots_channels_in_pages_with_the_documented_objects(emu, client):
+    emu.add_conversation("C0PHOTOS", "public", name="photos")
+    emu.add_conversation("C0SECRET", "private", name="secret")
+    emu.add_conversation("C0ELSE", "public", member=False)
+    emu.add_conversation("G0GROUPDM", "mpim", name="mpdm-alice--bob--findimage-1")
+    dm = emu.dm_channel(ALICE)
+
+    first = client.users_conversations(types="public_channel,private_channel", limit=1)
+    second = client.users_conversations(types="public_channel,private_channel", limit=1,
+                                        cursor=first["response_metadata"]["next_cursor"])
+    assert [c["name"] for c in first["channels"] + second["channels"]] == ["photos", "secret"]
+    assert base64.b64decode(first["response_metadata"]["next_cursor"]) == b"team:C0SECRET"
+    assert second["response_metadata"]["next_cursor"] == ""
+    assert list(first["channels"][0]) == keys_of("web_api/users.conversations", "channels")
+    assert "is_member" not in first["channels"][0] and second["channels"][0]["is_private"] is True
+    assert [c["id"] for c in client.users_conversations()["channels"]] == ["C0PHOTOS"], "public_channel by default"
+    mixed = client.users_conversations(types="im,mpim")["channels"]
+    assert [c["id"] for c in mixed] == [dm, "G0GROUPDM"]
+    documented = fixture("web_api/users.conversations_mixed")["channels"]
+    assert [list(c) for c in mixed] == [list(documented[1]), list(documented[0])], "a direct message, a group DM"
+    assert mixed[0]["user"] == ALICE
+
+    emu.revoke_scope("groups:read")
+    with pytest.raises(SlackApiError) as missing:
+        client.users_conversations(types="public_channel,private_channel")
+    assert (missing.value.response["error"], missing.value.response["needed"]) == ("missing_scope", "groups:read")
+    with pytest.raises(SlackApiError, match="invalid_types"):
+        client.users_conversations(types="public_channel,channels")
+
+
 def test_users_info_answers_with_the_real_user_object(emu, client):
     emu.add_user("U0GUEST", "T0PARTNER")
     emu.forget_user("U0GONE")

@@ -27,7 +27,7 @@ from findimage.stores.elasticsearch.lease import LEASE_ID, IndexingLease
 from findimage.stores.elasticsearch.privileges import ensure_key_file, key_is_current
 from findimage.stores.elasticsearch.seen import SharedSeen
 from findimage.stores.elasticsearch.store import ElasticsearchStore
-from findimage_cli import EXIT_OK, EXIT_UNAVAILABLE, main
+from findimage_cli import EXIT_OK, EXIT_UNAVAILABLE, EXIT_USAGE, main
 
 pytestmark = [*needs_es, pytest.mark.timeout(300)]
 KEYS_HINT = ("the indexer needs the indexer's API key and the bot the bot's (`findimage keys create` makes both); "
@@ -204,3 +204,35 @@ def test_the_bot_key_remembers_and_forgets_in_its_own_indices_only(as_elastic, s
     # The archive's index stays out of its reach all the same.
     with pytest.raises(AccessDenied):
         ElasticsearchStore(Elasticsearch(url, api_key=bot_file.read_text().strip()), url, alias).upsert([doc])
+
+
+def test_doctor_says_which_of_the_bot_and_the_indexer_the_credentials_may_run(as_elastic, settings, tmp_path,
+                                                                              monkeypatch, capsys):
+    bot_file, indexer_file, no_file = tmp_path / "bot.key", tmp_path / "indexer.key", tmp_path / "none.key"
+    assert main(["keys", "create", "--bot-key-file", str(bot_file), "--indexer-key-file", str(indexer_file)]) == EXIT_OK
+    nothing = {"nothing": {"cluster": [], "indices": []}}
+    no_file.write_text(as_elastic.security.create_api_key(name="findimage-test-nothing",
+                                                          role_descriptors=nothing)["encoded"])
+    capsys.readouterr()
+
+    def store_line() -> tuple[int, str, str]:
+        code = main(["doctor", "--json"])  # Slack is not configured here: only the store's line is looked at
+        store = next(c for c in json.loads(capsys.readouterr().out) if c["check"] == "store")
+        return code, store["status"], store["detail"]
+
+    code, status, detail = store_line()
+    assert status == "warn" and "ELASTICSEARCH_USERNAME may run the bot and the indexer; run `findimage index`" \
+        in detail, "the index is not made yet"
+    assert detail.startswith("Elasticsearch 8.") and "(license trial, active), index " in detail
+    _use_key(monkeypatch, bot_file)
+    _, _, detail = store_line()
+    assert "ELASTICSEARCH_API_KEY may run the bot, not the indexer (it needs cluster:monitor/main, " in detail
+    assert "(version and license not readable with these credentials)" in detail
+    _use_key(monkeypatch, indexer_file)
+    _, _, detail = store_line()
+    assert "ELASTICSEARCH_API_KEY may run the indexer, not the bot (it needs monitor_ml, " in detail
+    _use_key(monkeypatch, no_file)
+    code, status, detail = store_line()
+    assert (code, status) == (EXIT_USAGE, "fail")
+    assert "ELASTICSEARCH_API_KEY may run neither the bot nor the indexer (the bot needs monitor_ml, " in detail
+    assert detail.endswith("make their keys with `findimage keys create` and set ELASTICSEARCH_API_KEY.")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import bisect
 import json
 import time
 import uuid
@@ -26,6 +28,10 @@ RETIRED_METHODS = ("files.upload",)
 #: conversations.info needs the scope of the conversation's kind, whatever its id looks like (a private
 #: channel created since 2021 has a C... id like a public one).
 CONVERSATION_SCOPES = {"public": "channels:read", "private": "groups:read", "im": "im:read", "mpim": "mpim:read"}
+#: users.conversations' ``types`` and the conversation kinds they list; its limit: default 100, maximum 999 (a
+#: larger limit is capped to it, an emulator choice as for conversations.history)
+LISTED_TYPES = {"public_channel": "public", "private_channel": "private", "mpim": "mpim", "im": "im"}
+USERS_CONVERSATIONS_LIMIT = (100, 999)
 
 
 def _json_arg(value: Any) -> Any:
@@ -50,6 +56,7 @@ class WebApiMixin:
         self.register_method("files.info", self._api_files_info, scope="files:read")
         self.register_method("conversations.info", self._api_conversations_info)  # scope depends on the kind
         self.register_method("users.info", self._api_users_info, scope="users:read")
+        self.register_method("users.conversations", self._api_users_conversations)  # scopes by the types asked for
         self._conversations: dict = {}  # channel id -> {"kind", "member", "user", "name", "shared_with", "pending"}
         self._users: dict = {}  # user id -> {"team_id", "name", "is_bot", "enterprise_id"}
         self._unknown_users: set = set()  # users.info answers user_not_found
@@ -321,6 +328,64 @@ class WebApiMixin:
         if not conversation["member"] and conversation["kind"] != "public":
             raise SlackApiError("channel_not_found")  # private channels and DMs the bot is not in
         return {"channel": self.conversation_object(channel_id)}
+
+    def listed_conversation(self, channel_id: str) -> dict:
+        """The limited conversation object users.conversations lists (web_api/users.conversations*.json): no
+        is_member, no num_members."""
+        c = self._conversation(channel_id)
+        if c["kind"] == "im":
+            listed = fixture("web_api/users.conversations_mixed")["channels"][1]
+            listed.update(id=channel_id, user=c["user"])
+            return listed
+        if c["kind"] == "mpim":
+            listed = fixture("web_api/users.conversations_mixed")["channels"][0]
+            listed.update(id=channel_id, name=c["name"], name_normalized=c["name"], is_archived=c["archived"])
+            return listed
+        listed = fixture("web_api/users.conversations")["channels"][0]
+        old_group = c["kind"] == "private" and channel_id.startswith("G")  # as conversation_object
+        shared, pending = bool(c["shared_with"] and not c["pending"]), bool(c["shared_with"] and c["pending"])
+        listed.update(id=channel_id, name=c["name"], name_normalized=c["name"], is_general=False, creator="U0USER",
+                      is_private=c["kind"] != "public", is_channel=not old_group, is_group=old_group,
+                      is_archived=c["archived"], is_shared=shared, is_ext_shared=shared, is_pending_ext_shared=pending,
+                      pending_shared=[c["shared_with"]] if pending else [])
+        return listed
+
+    def _api_users_conversations(self, params: dict, kind: str) -> dict:
+        """The conversations the bot is a member of, by id (the ``user`` argument is not emulated). Each type
+        asked for needs its kind's scope (emulator choice: the first one missing is named)."""
+        types = [t.strip() for t in str(params.get("types") or "public_channel").split(",") if t.strip()]
+        if not types or any(t not in LISTED_TYPES for t in types):
+            raise SlackApiError("invalid_types")
+        kinds = {LISTED_TYPES[t] for t in types}
+        with self._lock:
+            scopes = set(self.bot_scopes)
+        for needed in (CONVERSATION_SCOPES[LISTED_TYPES[t]] for t in types):
+            if needed not in scopes:
+                raise SlackApiError("missing_scope", needed=needed, provided=",".join(sorted(scopes)))
+        without_archived = str(params.get("exclude_archived", "")).lower() in ("1", "true")
+        with self._lock:
+            ids = sorted(channel_id for channel_id, c in self._conversations.items()
+                         if c["member"] and not c["deleted"] and c["kind"] in kinds
+                         and not (without_archived and c["archived"]))
+        start = 0
+        if params.get("cursor"):
+            try:
+                decoded = base64.b64decode(str(params["cursor"]).encode(), validate=True).decode()
+                prefix, _, first = decoded.partition(":")
+            except ValueError:
+                raise SlackApiError("invalid_cursor") from None
+            if prefix not in ("team", "im_id") or not first:
+                raise SlackApiError("invalid_cursor")
+            start = bisect.bisect_left(ids, first)
+        limit = self.page_size(params, *USERS_CONVERSATIONS_LIMIT)
+        page, rest = ids[start:start + limit], ids[start + limit:]
+        answer = fixture("web_api/users.conversations")
+        answer.pop("ok")
+        answer["channels"] = [self.listed_conversation(channel_id) for channel_id in page]
+        # On the last page an empty next_cursor (clients stop at an empty or missing one; emulator choice of the two).
+        cursor = f"{'im_id' if rest and rest[0].startswith('D') else 'team'}:{rest[0]}" if rest else ""
+        answer["response_metadata"] = {"next_cursor": base64.b64encode(cursor.encode()).decode() if cursor else ""}
+        return answer
 
     # ------------------------------------------------------------------ users.*
 

@@ -229,3 +229,10 @@ def test_inside_means_the_root_itself_or_below_it():
     assert _inside("/srv/archive", "/srv/archive") and _inside("/srv/archive/x", "/srv/archive")
     assert _inside("/srv/archive/x", "/srv/archive/")
     assert not _inside("/srv/archive2/x", "/srv/archive") and not _inside("/srv", "/srv/archive")
+
+
+def test_a_listing_given_a_deadline_stops_there_and_says_it_did_not_finish(tmp_path):
+    write(tmp_path / "a.jpg")
+    assert scan_archive(tmp_path).finished
+    stopped = scan_archive(tmp_path, until=0.0)  # already past: nothing listed
+    assert not stopped.finished and stopped.files == {}
