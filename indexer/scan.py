@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
+from findimage.archive_files import archive_root_problem
 from findimage.errors import EXIT_REFUSED, FindimageError
 from findimage.imaging import IMAGE_EXTENSIONS
 
@@ -42,19 +43,11 @@ class Scan:
 
 def check_archive_root(root: str | Path) -> Path:
     """The archive root if it can be listed; ArchiveUnavailable with what to check otherwise."""
-    root = Path(root)
-    hint = "Is the archive mounted, and is FINDIMAGE_ARCHIVE right?"
-    if not root.exists():
-        raise ArchiveUnavailable(f"The archive folder {root} does not exist; nothing was changed. {hint}")
-    if not root.is_dir():
-        raise ArchiveUnavailable(f"The archive path {root} is not a folder; nothing was changed. {hint}")
-    try:
-        with os.scandir(root) as entries:
-            next(entries, None)
-    except OSError as exc:
-        raise ArchiveUnavailable(f"The archive folder {root} cannot be read ({exc.strerror}); nothing was "
-                                 f"changed. {hint}") from None
-    return root
+    problem = archive_root_problem(root)
+    if problem is not None:
+        raise ArchiveUnavailable(f"{problem}; nothing was changed. Is the archive mounted, and is FINDIMAGE_ARCHIVE "
+                                 "right?")
+    return Path(root)
 
 
 def scan_archive(root: str | Path) -> Scan:
