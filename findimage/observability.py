@@ -36,7 +36,6 @@ from prometheus_client import (
     multiprocess,
     values,
 )
-from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from findimage import __version__
 from findimage.archive_files import archive_root_problem
@@ -48,6 +47,8 @@ READY_TTL_SECONDS = 5.0  # how old the readiness (and the gauges its probe sets)
 READY_TIMEOUT_SECONDS = 5.0  # a probe not back by then: the store (or the archive's mount) is not answering
 
 Page = tuple[str, str, bytes]  # HTTP status, content type, body
+# What generate_latest writes (plain metric names): the text format every Prometheus version reads.
+METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
 # ---- metrics ------------------------------------------------------------------------------------------
@@ -102,7 +103,7 @@ def metrics_page() -> Page:
         body = generate_latest(registry)
     else:
         body = generate_latest(REGISTRY)
-    return "200 OK", CONTENT_TYPE_LATEST, body
+    return "200 OK", METRICS_CONTENT_TYPE, body
 
 
 # ---- health and readiness -----------------------------------------------------------------------------
@@ -161,10 +162,11 @@ class Readiness:
         self._probing_since: float | None = None
 
     def watch(self, probe: Callable[[], Ready]) -> None:
-        """From now on the process is probed with `probe` (its models are loaded); the first probe starts."""
+        """From now on the process is probed with `probe` (its models are loaded); the first probe is waited
+        for at most the timeout."""
         with self._lock:
             self._probe, self._last, self._fresh_until = probe, None, float("-inf")
-        self._claim()
+        self.start()
 
     def start(self) -> None:
         """The first probe, before the server takes requests; waited for at most the timeout."""
