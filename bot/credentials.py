@@ -90,6 +90,7 @@ def _unreachable(settings: Settings, exc: OSError) -> SlackUnreachable:
 
 
 def require_http_mode(settings: Settings) -> None:
+    """HTTP mode's settings: the bot token and the signing secret (ConfigError naming what is missing)."""
     require_slack(settings)
     signing_secret(settings)
 
