@@ -21,6 +21,7 @@ from .channel_memory import ChannelMemory
 from .channels import ChannelPolicy, Requester, refusal_text
 from .delivery import Presenter, Target
 from .errors import user_message
+from .metrics import counted, timed
 from .options import MAX_K, TextQuery
 from .replies import Answer, image_heading, more_heading, similar_heading, text_heading, usage_text
 from .untrusted import escape
@@ -55,23 +56,25 @@ def services_of(context) -> Services:
     return context["services"]
 
 
+# Each answer returns what became of the request (one of bot.metrics.OUTCOMES), which bot.metrics counts.
+
 def answer_text_query(services: Services, client: WebClient, query: TextQuery, requester: Requester,
-                      target: Target) -> None:
+                      target: Target) -> str:
     page = Page(k=query.k, text=query.text, folder=query.folder, options=_extra_options(query))
-    answer_page(services, client, page, requester, target)
+    return answer_page(services, client, page, requester, target)
 
 
-def answer_page(services: Services, client: WebClient, page: Page, requester: Requester, target: Target) -> None:
+def answer_page(services: Services, client: WebClient, page: Page, requester: Requester, target: Target) -> str:
     """One page of a text or archive-image query ("More like this", "Show more"), with its buttons."""
     sight = services.policy.sight(client, Purpose.ANSWER, Place.of(target.channel_id), requester)
     if sight.refusal is not None:
         tell_safely(target, refusal_text(Purpose.ANSWER, sight.refusal))
-        return
+        return "refused"
     channel = sight.channel
     user_id = requester.user_id
     if user_id is None:  # Slack names the user of every command and click; the heading names them too
         log.warning("a query without a user; not answering it")
-        return
+        return "ignored"
     try:
         services.searcher.check_model()
         if page.text is not None:
@@ -82,12 +85,12 @@ def answer_page(services: Services, client: WebClient, page: Page, requester: Re
             raise BadButton("a page needs a text or an image id")
     except Exception as exc:
         tell_safely(target, user_message(exc))
-        return
+        return "failed"
     if not result.matches:
         tell_safely(target, _nothing_sentence(services, page, result))
-        return
-    show_safely(services, [Answer(heading, result, first_rank=page.skip + 1,
-                                  next_page=_next_page(services, page, len(result.matches)))], target)
+        return "empty"
+    return show_safely(services, [Answer(heading, result, first_rank=page.skip + 1,
+                                         next_page=_next_page(services, page, len(result.matches)))], target)
 
 
 def _text_page(services: Services, page: Page, text: str, user_id: str,
@@ -128,7 +131,7 @@ def _extra_options(query: TextQuery) -> dict:
 
 
 def answer_posted_images(services: Services, client: WebClient, files: list[dict], requester: Requester,
-                         target: Target, shared_hint: bool = False, no_images: str | None = None) -> None:
+                         target: Target, shared_hint: bool = False, no_images: str | None = None) -> str:
     """A message's images, answered together in one reply to its thread.
 
     Stripped file objects (Slack Connect) are completed with files.info first, so whether the message
@@ -140,22 +143,24 @@ def answer_posted_images(services: Services, client: WebClient, files: list[dict
     if not wanted:
         if no_images is not None:
             tell_safely(target, no_images)
-        return
+            return "invalid"
+        return "ignored"
     sight = services.policy.sight(client, Purpose.ANSWER, Place.of(target.channel_id), requester,
                                   shared_hint=shared_hint)
     if sight.refusal is not None:
         log.info("image(s) of %s in %s not searched: %s", requester.user_id, target.channel_id, sight.refusal.value)
         tell_safely(target, refusal_text(Purpose.ANSWER, sight.refusal))
-        return
+        return "refused"
     channel = sight.channel
-    answers = [_answer_one_image(services, client, file, channel) if problem is None
-               else Answer(image_heading(_display_name(file)),
-                           instead=user_message(problem, subject=_display_name(file)))
-               for file, problem in wanted]
+    answered = [_answer_one_image(services, client, file, channel) if problem is None
+                else (Answer(image_heading(_display_name(file)),
+                             instead=user_message(problem, subject=_display_name(file))), True)
+                for file, problem in wanted]
+    answers = [answer for answer, _ in answered]
     if all(a.result is None for a in answers):
         tell_safely(target, _reasons(answers))
-        return
-    show_safely(services, answers, target)
+        return "failed" if any(failed for _, failed in answered) else "empty"
+    return show_safely(services, answers, target)
 
 
 def _reasons(answers: list[Answer]) -> str:
@@ -165,7 +170,9 @@ def _reasons(answers: list[Answer]) -> str:
     return "\n\n".join(f"{a.heading}\n{a.instead}" for a in answers)
 
 
-def _answer_one_image(services: Services, client: WebClient, file: dict, channel: str | None) -> Answer:
+def _answer_one_image(services: Services, client: WebClient, file: dict,
+                      channel: str | None) -> tuple[Answer, bool]:
+    """The image's answer, and whether it is an error (not just no match)."""
     name = _display_name(file)
     try:
         if client.token is None:  # the app's client is made with SLACK_BOT_TOKEN
@@ -177,10 +184,11 @@ def _answer_one_image(services: Services, client: WebClient, file: dict, channel
         # The posted image itself, once remembered, is not an answer to itself.
         result.matches = [m for m in result.matches if not (m.posted and m.posted.file_id == file.get("id"))][:k]
     except Exception as exc:
-        return Answer(image_heading(name), instead=user_message(exc, subject=name))
+        return Answer(image_heading(name), instead=user_message(exc, subject=name)), True
     if not result.matches:
-        return Answer(image_heading(name), instead=escape(empty_result_sentence(result, services.searcher.store)))
-    return Answer(image_heading(name), result)
+        nothing = escape(empty_result_sentence(result, services.searcher.store))
+        return Answer(image_heading(name), instead=nothing), False
+    return Answer(image_heading(name), result), False
 
 
 def _display_name(file: dict) -> str:
@@ -204,16 +212,21 @@ def _completed(client: WebClient, file: dict) -> tuple[dict, Exception | None]:
         return file, exc
 
 
-def show_safely(services: Services, answers: list[Answer], target: Target) -> None:
+def show_safely(services: Services, answers: list[Answer], target: Target) -> str:
     try:
         services.presenter.show(answers, target)
     except Exception as exc:
         tell_safely(target, user_message(exc))
+        return "failed"
+    return "answered"
 
 
-def submit_or_busy(services: Services, target: Target, job: Callable[..., object], *args: object) -> None:
-    """Queue the job; when the work pool refuses it (full), say so now instead of answering late."""
-    if services.work.submit(job, *args) is False:
+def submit_or_busy(services: Services, kind: str, target: Target, job: Callable[..., str | None],
+                   *args: object) -> None:
+    """Queue the job, the answer to a request of `kind` (bot.metrics); when the work pool refuses it (full),
+    say so now instead of answering late."""
+    if services.work.submit(timed(kind, job), *args) is False:
+        counted(kind, "busy")
         tell_safely(target, BUSY_TEXT)
 
 

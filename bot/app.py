@@ -26,6 +26,7 @@ from .credentials import BOT_TOKEN_HINT, bot_identity
 from .dedupe import SeenKeys, seen_keys
 from .delivery import LinkPresenter, UploadPresenter
 from .image_links import ImageLinks
+from .metrics import SlackErrorCounter
 from .remembering import Rememberer
 from .user_agent import slack_headers
 from .work import WorkPool
@@ -48,13 +49,15 @@ def configure_logging(level: int = logging.INFO) -> None:
 
 
 def make_web_client(settings: Settings) -> WebClient:
-    """The Web API client, pointed at SLACK_API_URL, retrying what Slack asks to retry (429 Retry-After)."""
+    """The Web API client, pointed at SLACK_API_URL, retrying what Slack asks to retry (429 Retry-After), its
+    errors counted (bot.metrics)."""
     return WebClient(
         token=settings.slack_bot_token,
         base_url=settings.slack_api_url,
         timeout=WEB_API_TIMEOUT_SECONDS,
         headers=slack_headers(),  # findimage/<version> first in the User-Agent
         retry_handlers=[
+            SlackErrorCounter(),  # first: slack_sdk asks the handlers in turn until one retries
             ConnectionErrorRetryHandler(max_retry_count=2),
             RateLimitErrorRetryHandler(max_retry_count=3),  # sleeps Retry-After seconds, then retries
             ServerErrorRetryHandler(max_retry_count=2),
@@ -67,7 +70,7 @@ def history_client(client: WebClient) -> WebClient:
     its pace), instead of being slept through and retried at the old rate."""
     return WebClient(token=client.token, base_url=client.base_url, timeout=WEB_API_TIMEOUT_SECONDS,
                      headers=slack_headers(),  # findimage/<version> first in the User-Agent
-                     retry_handlers=[ConnectionErrorRetryHandler(max_retry_count=2),
+                     retry_handlers=[SlackErrorCounter(), ConnectionErrorRetryHandler(max_retry_count=2),
                                      ServerErrorRetryHandler(max_retry_count=2)])
 
 

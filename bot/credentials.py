@@ -11,7 +11,7 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web import SlackResponse
 
-from findimage.config import ConfigError, Settings, public_url
+from findimage.config import ConfigError, Settings, public_url, require_slack
 from findimage.errors import EXIT_UNAVAILABLE, FindimageError
 
 BOT_TOKEN_HINT = "copy the Bot User OAuth Token (xoxb-...) from the app's OAuth & Permissions page."
@@ -94,3 +94,17 @@ def unreachable(settings: Settings, exc: OSError) -> SlackUnreachable:
                                 f"unset SLACK_API_URL to use {WebClient.BASE_URL}.")
     return SlackUnreachable(f"Slack is not reachable at {url} ({why}): check this host's network, DNS and "
                             "proxy settings (HTTPS_PROXY).")
+
+
+def require_http_mode(settings: Settings) -> None:
+    """HTTP mode's settings: the bot token and the signing secret (ConfigError naming what is missing)."""
+    require_slack(settings)
+    signing_secret(settings)
+
+
+def signing_secret(settings: Settings) -> str:
+    """SLACK_SIGNING_SECRET; ConfigError without it (never an empty key, which anyone could sign with)."""
+    if not settings.slack_signing_secret:
+        raise ConfigError(["SLACK_SIGNING_SECRET is not set: HTTP mode verifies every request from Slack with it "
+                           "(Basic Information > App Credentials > Signing Secret)."])
+    return settings.slack_signing_secret

@@ -2,22 +2,29 @@
 
 HTTP mode runs one gunicorn process with threads, so the models are loaded once and every request
 thread shares them; the settings below are the whole web server configuration (the Procfile's `web:`
-line is just `findimage bot`).
+line is just `findimage bot`). Its workers write their metrics into a folder of their own (prometheus_client's
+multiprocess mode), so /metrics adds up every worker's, whichever worker answers the scrape.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
+import shutil
 import signal
 import sys
+import tempfile
 import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
 
 from gunicorn.app.base import BaseApplication
 from gunicorn.arbiter import Arbiter
 from gunicorn.glogging import Logger
 
-from findimage.config import ConfigError, Settings, report_problems, require_slack
+from findimage.config import ConfigError, Settings, export_to_environment, report_problems, require_slack
 from findimage.errors import EXIT_OK, EXIT_USAGE, FindimageError
 
 __all__ = ["EXIT_OK", "EXIT_USAGE", "run"]
@@ -65,11 +72,59 @@ def drain_answers(server, worker) -> None:
         memory.stop()
 
 
+MULTIPROCESS_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+
+@contextlib.contextmanager
+def workers_metrics(settings: Settings) -> Iterator[Path | None]:
+    """The folder gunicorn's workers write their metrics into (PROMETHEUS_MULTIPROC_DIR), empty at the start:
+    a fresh one of its own, removed at the end, or the one the setting names (a tmpfs), emptied.
+
+    prometheus_client decides when it is first imported whether a process writes there, and the workers,
+    forked from this process, inherit that: so it is set here, before anything imports it. Where something
+    did already (a plugin, a test), each worker keeps its own metrics, which is right for the one worker
+    `findimage bot` starts (findimage.observability serves what the worker's values are)."""
+    if "prometheus_client" in sys.modules:
+        log.warning("prometheus_client was imported before the web server started: /metrics shows the metrics "
+                    "of the worker that answers it")
+        yield None
+        return
+    given, owner = settings.metrics_multiprocess_dir, os.getpid()
+    if given is not None:
+        folder = given
+        folder.mkdir(parents=True, exist_ok=True)
+        for stale in folder.glob("*.db"):  # a previous run's: its counters would be added to this run's
+            stale.unlink()
+    else:
+        folder = Path(tempfile.mkdtemp(prefix="findimage-metrics-"))
+    export_to_environment(MULTIPROCESS_ENV, str(folder))
+    try:
+        yield folder
+    finally:
+        if os.getpid() == owner:  # not in a worker leaving through here
+            export_to_environment(MULTIPROCESS_ENV, None)
+            if given is None:
+                shutil.rmtree(folder, ignore_errors=True)
+
+
+def forget_dead_workers(folder: Path | None) -> Callable[[Any, Any], None]:
+    """gunicorn's child_exit hook: a dead worker's live gauges (its queued answers) no longer count; its
+    counters stay, as the requests it answered did happen."""
+
+    def worker_gone(server: Any, worker: Any) -> None:
+        if folder is not None:
+            from prometheus_client import multiprocess
+
+            multiprocess.mark_process_dead(worker.pid, str(folder))
+
+    return worker_gone
+
+
 def run(settings: Settings) -> int:
     """Serve until stopped; a start that cannot succeed ends with its sentence on stderr and its exit code
     (EXIT_USAGE for settings to fix, EXIT_UNAVAILABLE for Slack out of reach)."""
-    from .credentials import check_slack
-    from .wsgi import require_http_mode
+    # Not bot.wsgi: what it imports would import prometheus_client before HTTP mode sets it up (workers_metrics)
+    from .credentials import check_slack, require_http_mode
 
     try:
         require_slack(settings)
@@ -96,14 +151,20 @@ def run_socket_mode(settings: Settings) -> int:
     """Connect out to Slack over a WebSocket: no public URL needed, works from behind a firewall."""
     from slack_bolt.adapter.socket_mode import SocketModeHandler
 
+    from findimage.observability import Readiness, serve_monitoring
+
     from .app import configure_logging, create_app
+    from .metrics import readiness_probe
     from .work import WorkPool
 
     configure_logging()
     if settings.public_base_url:
         log.warning("FINDIMAGE_PUBLIC_BASE_URL is ignored in Socket Mode (no web server); uploading images")
     work = WorkPool.from_settings(settings)
+    readiness = Readiness()  # not ready until the models are loaded; alive (/healthz) from now on
+    monitoring = serve_monitoring(settings, readiness, lambda: {"queued": work.pending})
     app = create_app(settings, work=work)  # loads the models before connecting
+    readiness.watch(readiness_probe(settings, app.services.searcher))
     handler = SocketModeHandler(app, settings.slack_app_token)
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -116,6 +177,8 @@ def run_socket_mode(settings: Settings) -> int:
     work.drain(DRAIN_SECONDS)
     if app.services.memory is not None:  # what it holds stays kept: the next start takes it back
         app.services.memory.stop()
+    if monitoring is not None:
+        monitoring.close()
     return EXIT_OK
 
 
@@ -184,12 +247,17 @@ class WebServer(BaseApplication):
             sys.exit(Arbiter.APP_LOAD_ERROR)
 
 
-def run_http(settings: Settings) -> int:
+def run_http(settings: Settings, options: dict | None = None) -> int:
     """Serve HTTP mode on PORT until SIGTERM (gunicorn exits the process itself when it stops); a worker
-    that cannot start raises its error here."""
+    that cannot start raises its error here. `options`: gunicorn settings over GUNICORN_OPTIONS."""
+    if settings.metrics_port is not None:
+        log.warning("FINDIMAGE_METRICS_PORT is ignored in HTTP mode: /metrics, /healthz and /readyz are served "
+                    "on PORT")
     failure, arbiter = StartFailure(), os.getpid()
     try:
-        WebServer(settings, failure=failure).run()
+        with workers_metrics(settings) as folder:
+            WebServer(settings, {"child_exit": forget_dead_workers(folder), **(options or {})},
+                      failure=failure).run()
     except SystemExit:
         if os.getpid() != arbiter:  # a worker (forked in there) leaving: its exit code is gunicorn's
             raise

@@ -19,6 +19,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 from findimage.config import Settings
 
+from .metrics import ANSWERS_QUEUED
+
 log = logging.getLogger(__name__)
 
 # The models run one query at a time (see embedders); more threads overlap Slack downloads and uploads.
@@ -66,7 +68,7 @@ class WorkPool:
 
     @property
     def pending(self) -> int:
-        """Answers queued or in progress (shown by /healthz)."""
+        """Answers queued or in progress (shown by /healthz and /metrics)."""
         with self._changed:
             return self._pending
 
@@ -76,6 +78,7 @@ class WorkPool:
             if self._closed or self._pending >= self.max_queued:
                 return None
             self._pending += 1
+        ANSWERS_QUEUED.labels().inc()
         return Ticket(self)
 
     def submit(self, job: Callable, *args) -> bool:
@@ -100,6 +103,7 @@ class WorkPool:
         with self._changed:
             self._pending -= 1
             self._changed.notify_all()
+        ANSWERS_QUEUED.labels().dec()
 
     def drain(self, timeout: float, clock=time.monotonic) -> int:
         """Stop taking work and wait up to `timeout` s for what was accepted; the number left unfinished."""

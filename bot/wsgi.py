@@ -1,33 +1,33 @@
 """HTTP mode: one WSGI app, which `findimage bot` serves with gunicorn (bot.server).
 
 Routes: POST /slack/events (body limit and signature check here, then Bolt: slash commands, events),
-GET /healthz (status, document count and queued answers only), and with FINDIMAGE_PUBLIC_BASE_URL set,
+GET /metrics, /healthz (alive: status, version and queued answers only) and /readyz (can answer now: one
+sentence; findimage.observability), and with FINDIMAGE_PUBLIC_BASE_URL set,
 GET /images/<image_id>.jpg?expires=..&v=..&sig=.. (signed archive previews).
 """
 from __future__ import annotations
 
 import io
-import json
 import logging
 import re
-import threading
 import time
-from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
 from slack_bolt.adapter.wsgi import SlackRequestHandler
 from slack_sdk.signature import SignatureVerifier
 
-from findimage import __version__
 from findimage.archive_files import ArchiveFileRefused, Indexed, is_servable, read_archive_file
-from findimage.config import ConfigError, Settings, load_settings, report_problems, require_slack
+from findimage.config import ConfigError, Settings, load_settings, report_problems
 from findimage.imaging import ImageError, thumbnail_jpeg
+from findimage.observability import Readiness, monitoring_page
 from findimage.search import Searcher
 
 from .app import configure_logging, create_app
+from .credentials import require_http_mode, signing_secret
 from .dedupe import SeenKeys
 from .image_links import PATH_PREFIX, ImageLinks, MalformedLink, content_tag, parse_link
+from .metrics import readiness_probe
 from .previews import Previews, RenderBusy
 from .work import WorkPool
 
@@ -36,11 +36,9 @@ SLACK_PATH = "/slack/events"
 # Slack's payloads are a few KB (a message event with ten files stays far below 64 KB); anything
 # larger is not from Slack and is refused before it is read.
 MAX_BODY_BYTES = 256 * 1024
-HEALTH_TTL_SECONDS = 5.0  # how old a count /healthz may show
-HEALTH_TIMEOUT_SECONDS = 5.0  # a count not back by then: the store is not answering
+MONITORING_PATHS = ("/metrics", "/healthz", "/readyz")
 _TIMESTAMP = re.compile(r"[0-9]{1,12}")
 _SIGNATURE = re.compile(r"v0=[0-9a-f]{64}")
-UNAVAILABLE: tuple[str, dict] = ("503 Service Unavailable", {"status": "unavailable"})
 
 
 class BodyRefused(Exception):
@@ -48,65 +46,6 @@ class BodyRefused(Exception):
         super().__init__(sentence)
         self.status = status
         self.sentence = sentence
-
-
-class HealthCheck:
-    """The store's document count for /healthz, kept fresh in the background: a request never waits on the store.
-
-    Health checks come from platforms and from anyone who finds the URL, on the request threads Slack's
-    acks need; with Elasticsearch one count can take its timeout and retries (half a minute). So every
-    request answers at once from the last count; once that is HEALTH_TTL_SECONDS old, one thread asks the
-    store again (never two at once). A count still running after HEALTH_TIMEOUT_SECONDS is a store that
-    does not answer: 503 until it comes back.
-    """
-
-    def __init__(self, count: Callable[[], int], *, clock=time.monotonic, ttl: float = HEALTH_TTL_SECONDS,
-                 timeout: float = HEALTH_TIMEOUT_SECONDS):
-        self._count = count
-        self._clock = clock
-        self._ttl = ttl
-        self._timeout = timeout
-        self._lock = threading.Lock()  # held for bookkeeping only, never around the store
-        self._last: tuple[str, dict] | None = None
-        self._fresh_until = float("-inf")
-        self._refreshing_since: float | None = None
-
-    def start(self) -> None:
-        """The first count, before the server takes requests; waited for at most the timeout."""
-        thread = self._claim_refresh()
-        if thread is not None:
-            thread.join(self._timeout)
-
-    def status(self) -> tuple[str, dict]:
-        self._claim_refresh()
-        with self._lock:
-            now, last, since = self._clock(), self._last, self._refreshing_since
-        if since is not None and now - since >= self._timeout:
-            return UNAVAILABLE
-        return last or UNAVAILABLE
-
-    def _claim_refresh(self) -> threading.Thread | None:
-        """A started refresh thread when the last count is stale and none is running; else None."""
-        with self._lock:
-            now = self._clock()
-            if self._refreshing_since is not None or now < self._fresh_until:
-                return None
-            self._refreshing_since = now
-        thread = threading.Thread(target=self._refresh, name="health-check", daemon=True)
-        thread.start()
-        return thread
-
-    def _refresh(self) -> None:
-        result = UNAVAILABLE
-        try:
-            result = ("200 OK", {"status": "ok", "documents": int(self._count())})
-        except Exception as exc:
-            log.warning("health check: the store is not answering (%s: %s)", type(exc).__name__, exc)
-        finally:
-            with self._lock:
-                self._last = result
-                self._fresh_until = self._clock() + self._ttl
-                self._refreshing_since = None
 
 
 class FindimageWsgi:
@@ -122,13 +61,14 @@ class FindimageWsgi:
         self.previews = previews or Previews(partial(thumbnail_jpeg, max_pixels=settings.max_image_pixels,
                                                      budget=settings.decode_budget_bytes))
         self.archive = Path(settings.archive).resolve()
-        self.health = HealthCheck(lambda: searcher.store.count(), clock=health_clock)
-        self.health.start()
+        self.readiness = Readiness(readiness_probe(settings, searcher), clock=health_clock)
+        self.readiness.start()
 
     def __call__(self, environ, start_response):
         path, method = environ.get("PATH_INFO", ""), environ.get("REQUEST_METHOD", "GET")
-        if path == "/healthz" and method in ("GET", "HEAD"):
-            return self._healthz(start_response)
+        if path in MONITORING_PATHS and method in ("GET", "HEAD"):
+            status, content_type, body = monitoring_page(path, self.readiness, self._queued) or ("", "", b"")
+            return _reply(start_response, status, content_type, body, [("Cache-Control", "no-store")])
         if path.startswith(PATH_PREFIX) and method in ("GET", "HEAD") and self.links is not None:
             try:
                 return self._image(self.links, path, environ.get("QUERY_STRING", ""), start_response)
@@ -165,15 +105,10 @@ class FindimageWsgi:
             return False
         return self.verifier.is_valid(body, timestamp, signature)
 
-    # ---- /healthz -------------------------------------------------------------------------------
-    def _healthz(self, start_response):
-        """Up when the store answers; the platform restarts us otherwise. A status, the version and two counts only."""
-        status, body = self.health.status()
-        body = {"status": body["status"], "version": __version__, **body}
-        if self.work is not None:  # not cached: a router or an operator watches it change
-            body = {**body, "queued": self.work.pending}
-        return _reply(start_response, status, "application/json", json.dumps(body).encode(),
-                      [("Cache-Control", "no-store")])
+    def _queued(self) -> dict[str, int]:
+        """What /healthz shows beside the version: the answers queue's length, not cached (a router or an
+        operator watches it change)."""
+        return {} if self.work is None else {"queued": self.work.pending}
 
     # ---- /images/... ----------------------------------------------------------------------------
     def _image(self, links: ImageLinks, path: str, query_string: str, start_response):
@@ -267,19 +202,6 @@ def build_wsgi_app(settings: Settings, searcher: Searcher | None = None, client=
     bolt_app = create_app(settings, searcher, client, links=links, work=work, seen=seen)
     return FindimageWsgi(settings, bolt_app, searcher, links, previews=previews, health_clock=health_clock,
                          work=work)
-
-
-def require_http_mode(settings: Settings) -> None:
-    require_slack(settings)
-    signing_secret(settings)
-
-
-def signing_secret(settings: Settings) -> str:
-    """SLACK_SIGNING_SECRET; ConfigError without it (never an empty key, which anyone could sign with)."""
-    if not settings.slack_signing_secret:
-        raise ConfigError(["SLACK_SIGNING_SECRET is not set: HTTP mode verifies every request from Slack with it "
-                           "(Basic Information > App Credentials > Signing Secret)."])
-    return settings.slack_signing_secret
 
 
 def create(settings: Settings | None = None) -> FindimageWsgi:

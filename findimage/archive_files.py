@@ -37,6 +37,23 @@ class Indexed:
     mtime: float
 
 
+def archive_root_problem(root: str | Path) -> str | None:
+    """Why the archive root cannot be listed (missing, not a folder, unreadable: an unmounted share),
+    as the start of a sentence naming it; None when it can. The indexer refuses a pass on it
+    (indexer.scan), and a process that needs the archive is not ready (findimage.observability)."""
+    root = Path(root)
+    if not root.exists():
+        return f"The archive folder {root} does not exist"
+    if not root.is_dir():
+        return f"The archive path {root} is not a folder"
+    try:
+        with os.scandir(root) as entries:
+            next(entries, None)
+    except OSError as exc:
+        return f"The archive folder {root} cannot be read ({exc.strerror})"
+    return None
+
+
 def read_archive_file(root: str | Path, relative_path: str, max_bytes: int, expect: Indexed | None = None) -> bytes:
     """The bytes of `relative_path` under `root`; ArchiveFileRefused if it leaves the archive, is not a
     regular file, is larger than `max_bytes`, differs from `expect` or changes while it is read."""

@@ -1,6 +1,7 @@
 """Settings from the environment and an optional `.env` file, validated once at start."""
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import sys
@@ -189,6 +190,13 @@ class Settings:
     port: int = setting("PORT", 3000, int, 1, 65535)
     # Answers accepted and not finished per bot process; past it: "busy".
     max_queued: int = setting("FINDIMAGE_MAX_QUEUED", 32, int, 1, 10_000)
+    # /metrics, /healthz and /readyz of Socket Mode, `findimage schedule` and `findimage worker` (HTTP mode serves
+    # them on PORT): unset, none. On every interface by default, as a container's port is published to its network.
+    metrics_port: int | None = setting("FINDIMAGE_METRICS_PORT", None, int, 1, 65535)
+    metrics_host: str = setting("FINDIMAGE_METRICS_HOST", "0.0.0.0")
+    # Where HTTP mode's gunicorn workers write their metrics (prometheus_client's multiprocess mode; emptied at
+    # start); unset: a temporary folder of the web server's own.
+    metrics_multiprocess_dir: Path | None = setting("PROMETHEUS_MULTIPROC_DIR", None, Path)
 
     @property
     def decode_budget_bytes(self) -> int:
@@ -323,9 +331,24 @@ def _check(read: dict[str, Any], r: _Reader) -> None:
         # An HMAC key anyone can guess lets them sign links to every archive image; never echoed.
         r.problems.append(f"FINDIMAGE_URL_SIGNING_KEY must be at least {MIN_URL_SIGNING_KEY_BYTES} bytes long "
                           "(e.g. the output of `openssl rand -hex 32`).")
+    if not _bindable_host(read["metrics_host"]):
+        r.problems.append(f"FINDIMAGE_METRICS_HOST={read['metrics_host']!r} must be an IP address (e.g. 0.0.0.0 for "
+                          "every interface, 127.0.0.1 for this machine only) or a host name.")
     if not re.fullmatch(r"\d{1,2}|\d{1,2}-(\d{1,2}|all)", read["es_replicas"]):
         r.problems.append(f"FINDIMAGE_ES_REPLICAS={read['es_replicas']!r} must be a number of replicas (e.g. 1) or a "
                           "range Elasticsearch expands with the cluster (e.g. 0-1 or 0-all).")
+
+
+_HOST_NAME = re.compile(r"(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}"
+                        r"[A-Za-z0-9])?)*")
+
+
+def _bindable_host(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return bool(_HOST_NAME.fullmatch(host))
+    return True
 
 
 def _check_queue(read: dict[str, Any], r: _Reader) -> None:
@@ -358,6 +381,15 @@ def _check_queue(read: dict[str, Any], r: _Reader) -> None:
                           "is always verified).")
     if any(tls.values()) and not queue_url.startswith("rediss://"):
         r.problems.append("The FINDIMAGE_QUEUE_TLS_* settings need a rediss:// FINDIMAGE_QUEUE_URL (TLS).")
+
+
+def export_to_environment(name: str, value: str | None) -> None:
+    """Set (with None: remove) a variable of this process's environment that a library reads by itself and
+    that forked processes inherit (prometheus_client's PROMETHEUS_MULTIPROC_DIR, set by bot.server)."""
+    if value is None:
+        os.environ.pop(name, None)
+    else:
+        os.environ[name] = value
 
 
 def report_problems(problems: list[str]) -> None:

@@ -3,12 +3,13 @@ from __future__ import annotations
 
 import time
 
+from findimage.archive_files import archive_root_problem
 from findimage.config import Settings, public_url
 from findimage.doctor import Check, fail, ok, warn
 from findimage.errors import EXIT_UNAVAILABLE, EXIT_USAGE
 from findimage.imaging import IMAGE_EXTENSIONS
 
-from .scan import ARCHIVE_HINT, archive_problem, scan_archive
+from .scan import ARCHIVE_HINT, scan_archive
 
 COUNT_SECONDS = 20.0  # a huge archive is counted this long; `findimage index` lists it all
 SHOWN = 3  # unreadable folders named
@@ -18,7 +19,7 @@ def archive_check(settings: Settings, seconds: float = COUNT_SECONDS) -> Check:
     """FINDIMAGE_ARCHIVE: there, a folder, readable; its images counted by the pass's own listing (so the
     count is the one `findimage index` sees), and the folders that listing could not read."""
     root = settings.archive
-    problem = archive_problem(root)
+    problem = archive_root_problem(root)
     if problem:
         return fail("archive", f"{problem}. {ARCHIVE_HINT}")
     scan = scan_archive(root, until=time.monotonic() + seconds)

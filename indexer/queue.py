@@ -46,6 +46,7 @@ from findimage.models.base import ImageEmbedder
 from findimage.stores.base import Store
 
 from .embedding import Embedding, Outcome
+from .metrics import BUCKETS
 from .scan import ArchiveFile, not_listed
 
 log = logging.getLogger(__name__)
@@ -166,8 +167,9 @@ class WorkerState:
 _worker: WorkerState | None = None
 
 
-def serve(settings: Settings, store: Store, embedder: ImageEmbedder) -> None:
-    """`findimage worker`: take buckets until stopped (one at a time per process)."""
+def serve(settings: Settings, store: Store, embedder: ImageEmbedder, loaded: Callable[[], None] = lambda: None) -> None:
+    """`findimage worker`: take buckets until stopped (one at a time per process); `loaded` is called once its
+    model is loaded (the process is ready then)."""
     global _worker
     app = celery_app(settings)
     try:
@@ -178,6 +180,7 @@ def serve(settings: Settings, store: Store, embedder: ImageEmbedder) -> None:
         log.warning("the queue at %s %s; waiting for it", public_url(settings.queue_url), trouble(exc))
     _worker = WorkerState(settings, store, embedder)
     embedder.load()
+    loaded()
     log.info("worker %s takes buckets of %s from %s", _worker.name, embedder.model_id,
              public_url(settings.queue_url))
     name = f"findimage-{model_tag(embedder.model_id)}-{uuid.uuid4().hex[:8]}@%h"
@@ -195,6 +198,17 @@ def _ping() -> str:
 
 
 def _embed_bucket(task: Any, bucket: Any) -> dict:
+    """One bucket, counted as done or failed (indexer.metrics): see `_bucket`."""
+    outcome = "failed"
+    try:
+        answer = _bucket(task, bucket)
+        outcome = "failed" if answer.get("refused") or answer.get("given_up") else "done"
+        return answer
+    finally:
+        BUCKETS.labels(outcome=outcome).inc()
+
+
+def _bucket(task: Any, bucket: Any) -> dict:
     """One bucket embedded, as the planner asked, or refused: anyone who can write to Redis can queue one,
     so the worker itself holds each to what a pass of its own would do. A bucket must write into the live
     index or the rebuild in progress (the store decides: write_into), and name only files the scan lists
@@ -213,7 +227,8 @@ def _embed_bucket(task: Any, bucket: Any) -> dict:
         reason = (f"a worker stopped {MAX_ATTEMPTS} times while indexing the bucket this file is in (a file in "
                   "it may crash the decoder); it is tried again when it changes")
         log.warning("bucket %s taken %d times: its %d files recorded as failed", bucket_id, attempts, len(listed))
-        return {"worker": worker.name, "outcomes": [Outcome(path, error=reason).as_json() for path, _, _ in listed]}
+        return {"worker": worker.name, "given_up": True,
+                "outcomes": [Outcome(path, error=reason).as_json() for path, _, _ in listed]}
     settings = worker.settings
     try:
         worker.store.write_into(bucket.get("index"))  # a rebuild's new index, or (None) the live one

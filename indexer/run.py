@@ -7,10 +7,12 @@ import sys
 from findimage.backends import image_embedder, open_store, text_model_id
 from findimage.config import Settings
 from findimage.models.reader_process import ReadingLimits
+from findimage.observability import Readiness, serve_monitoring
 from findimage.stores.base import PassLease
 
 from .index_pass import IndexPass, MassRemovalRefused, PassSummary
 from .lock import pass_guard, taken_over
+from .metrics import PASSES, readiness_probe, record_pass, record_store
 from .scan import ArchiveUnavailable
 from .schedule import run_schedule
 from .state import load_state, save_state
@@ -39,12 +41,18 @@ def _one_pass(settings: Settings, lease: PassLease | None, full: bool = False, p
             log.warning("no `findimage worker` with the image model %s answers on the queue; this pass embeds "
                         "in its own process", embedder.model_id)
     try:
-        return IndexPass(store, embedder, settings.archive, settings.batch_size,
-                         text_model_id=text_model_id(settings), full=full,
-                         progress=progress, state=state, allow_mass_removal=allow_mass_removal,
-                         max_removal_fraction=settings.max_removal_fraction,
-                         max_pixels=settings.max_image_pixels, superseded=taken_over(lease),
-                         decode_budget=settings.decode_budget_bytes, text=text, distribute=distribute).run()
+        summary = IndexPass(store, embedder, settings.archive, settings.batch_size,
+                            text_model_id=text_model_id(settings), full=full,
+                            progress=progress, state=state, allow_mass_removal=allow_mass_removal,
+                            max_removal_fraction=settings.max_removal_fraction,
+                            max_pixels=settings.max_image_pixels, superseded=taken_over(lease),
+                            decode_budget=settings.decode_budget_bytes, text=text, distribute=distribute).run()
+        record_pass(summary)
+        try:
+            record_store(store, settings.ocr)
+        except Exception as exc:  # the pass is done: its metrics are not worth failing it
+            log.warning("the store's counts after the pass are not known (%s)", exc)
+        return summary
     finally:
         store.close()
         save_state(settings.data_dir, state)  # failures and a refused removal, also when the pass stopped
@@ -64,7 +72,15 @@ def work(settings: Settings) -> None:
     if not settings.uses_elasticsearch:
         log.warning("the embedded store is a file on this machine: workers must run here too (workers on "
                     "several hosts need Elasticsearch)")
-    serve(settings, open_store(settings, writer=True), image_embedder(settings))
+    readiness = Readiness()  # ready once its model is loaded and the store answers
+    monitoring = serve_monitoring(settings, readiness)
+    store = open_store(settings, writer=True)
+    try:
+        serve(settings, store, image_embedder(settings),
+              loaded=lambda: readiness.watch(readiness_probe(settings, store)))
+    finally:
+        if monitoring is not None:
+            monitoring.close()
 
 
 def schedule(settings: Settings) -> None:
@@ -73,14 +89,22 @@ def schedule(settings: Settings) -> None:
             summary = _one_pass(settings, lease, progress=False)
         except (ArchiveUnavailable, MassRemovalRefused) as exc:  # nothing changed; the next pass looks again
             log.error("indexing pass refused: %s", exc)
+            PASSES.labels(outcome="refused").inc()
             return None
         except Exception:  # one bad pass (store down, model error) must not end the schedule
             log.exception("indexing pass failed; the next pass will retry")
+            PASSES.labels(outcome="failed").inc()
             return None
         log.info("pass done: %s", summary.line())
         if summary.removal_sentence:
             log.error("%s", summary.removal_sentence)
         return summary
 
-    run_schedule(settings.data_dir, settings.index_interval_minutes, scheduled_pass,
-                 lambda: pass_guard(settings))
+    readiness = Readiness(readiness_probe(settings))  # between passes too: the archive, the store
+    monitoring = serve_monitoring(settings, readiness)
+    try:
+        run_schedule(settings.data_dir, settings.index_interval_minutes, scheduled_pass,
+                     lambda: pass_guard(settings))
+    finally:
+        if monitoring is not None:
+            monitoring.close()

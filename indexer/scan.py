@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
+from findimage.archive_files import archive_root_problem
 from findimage.errors import EXIT_REFUSED, FindimageError
 from findimage.imaging import IMAGE_EXTENSIONS
 
@@ -45,24 +46,9 @@ class Scan:
         return any(relative_path == u or (u.endswith("/") and relative_path.startswith(u)) for u in self.unlisted)
 
 
-def archive_problem(root: str | Path) -> str | None:
-    """Why the archive root cannot be listed, as the start of a sentence (None: it can)."""
-    root = Path(root)
-    if not root.exists():
-        return f"The archive folder {root} does not exist"
-    if not root.is_dir():
-        return f"The archive path {root} is not a folder"
-    try:
-        with os.scandir(root) as entries:
-            next(entries, None)
-    except OSError as exc:
-        return f"The archive folder {root} cannot be read ({exc.strerror})"
-    return None
-
-
 def check_archive_root(root: str | Path) -> Path:
     """The archive root if it can be listed; ArchiveUnavailable with what to check otherwise."""
-    problem = archive_problem(root)
+    problem = archive_root_problem(root)
     if problem:
         raise ArchiveUnavailable(f"{problem}; nothing was changed. {ARCHIVE_HINT}")
     return Path(root)

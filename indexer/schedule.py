@@ -10,6 +10,7 @@ from apscheduler.schedulers.blocking import BlockingScheduler
 from findimage.errors import BackendUnavailable
 
 from .lock import AlreadyRunning, pass_lock, scheduler_lock
+from .metrics import PASSES
 
 log = logging.getLogger(__name__)
 
@@ -25,9 +26,11 @@ def run_locked_pass(data_dir, run_pass, guard=None) -> object | None:
             return run_pass(held)
     except AlreadyRunning as exc:
         log.warning("skipping this pass: %s", exc)
+        PASSES.labels(outcome="skipped").inc()
         return None
     except BackendUnavailable as exc:  # the lease could not be taken: Elasticsearch is down or refuses the key
         log.error("indexing pass not started: %s", exc)
+        PASSES.labels(outcome="skipped").inc()
         return None
 
 

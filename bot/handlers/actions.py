@@ -16,6 +16,7 @@ from ..answering import Services, answer_page, services_of, submit_or_busy, tell
 from ..buttons import MORE_LIKE_THIS_IDS, SHOW_MORE, BadButton, Page
 from ..channels import Requester, refusal_text
 from ..delivery import InteractionTarget
+from ..metrics import counted
 from ..options import MAX_K
 
 log = logging.getLogger(__name__)
@@ -53,16 +54,18 @@ def start(services: Services, body: dict, action: dict, client, respond, page_of
     requester = Requester.of_interaction(body)
     quick = services.policy.quick(Place.of(target.channel_id), requester)
     if quick.refusal is not None:
+        counted("button", "refused")
         services.work.submit(tell_safely, target, refusal_text(Purpose.ANSWER, quick.refusal))
         return
     try:
         page = page_of(action.get("value"))
     except BadButton as exc:
         log.warning("unreadable button from %s: %s", target.user_id, exc)
+        counted("button", "invalid")
         services.work.submit(tell_safely, target, UNREADABLE)
         return
     log.info("%s from %s in %s: %s", action.get("action_id"), target.user_id, target.channel_id, page.encode())
-    submit_or_busy(services, target, answer_page, services, client, page, requester, target)
+    submit_or_busy(services, "button", target, answer_page, services, client, page, requester, target)
 
 
 # The duplicate check comes before the ack: once Slack has its answer, the click is either queued or dropped.

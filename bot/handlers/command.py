@@ -11,6 +11,7 @@ from ..answering import Services, answer_text_query, services_of, tell_safely
 from ..channels import TURNED_OFF, Requester, refusal_text
 from ..delivery import CommandTarget, Target
 from ..errors import user_message
+from ..metrics import counted, timed
 from ..options import OptionError, parse_command_text, wants_help
 from ..replies import searching_text
 from ..work import BUSY_TEXT
@@ -28,7 +29,7 @@ def memory_command(raw: str) -> str | None:
 
 
 def run_memory_command(services: Services, client, what: str, channel_id: str, requester: Requester,
-                       target: Target) -> None:
+                       target: Target) -> str:
     """After the ack: turn remembering on or off (said to the whole channel), or say how far it is."""
     memory = services.memory
     try:
@@ -42,11 +43,12 @@ def run_memory_command(services: Services, client, what: str, channel_id: str, r
             text, public = memory.status(channel_id), False
     except Exception as exc:
         tell_safely(target, user_message(exc))
-        return
+        return "failed"
     if public:
         target.post(text)
     else:
         tell_safely(target, text)
+    return "answered"
 
 
 def findimage_command(ack, command, respond, client, context) -> None:
@@ -55,6 +57,7 @@ def findimage_command(ack, command, respond, client, context) -> None:
     if wants_help(raw):
         # text in an ack is seen only by the requester
         ack(text=services.usage())
+        counted("command", "answered")
         return
     requester = Requester.of_command(command)
     what = memory_command(raw)
@@ -62,17 +65,21 @@ def findimage_command(ack, command, respond, client, context) -> None:
     quick = services.policy.quick(Place.of(command.get("channel_id")), requester)
     if what is None and quick.refusal is not None:
         ack(text=refusal_text(Purpose.ANSWER, quick.refusal))
+        counted("command", "refused")
         return
     if what is not None:
         ack()
         target = CommandTarget(client, respond, command["channel_id"], command["user_id"])
         log.info("/findimage %s from %s in %s", raw.strip(), command["user_id"], command["channel_id"])
-        services.work.submit(run_memory_command, services, client, what, command["channel_id"], requester, target)
+        if not services.work.submit(timed("channel_command", run_memory_command), services, client, what,
+                                    command["channel_id"], requester, target):
+            counted("channel_command", "busy")
         return
     try:
         query = parse_command_text(raw, services.settings.top_k)
     except OptionError as exc:
         ack(text=str(exc))
+        counted("command", "invalid")
         return
     target = CommandTarget(client, respond, command["channel_id"], command["user_id"])
     ticket = services.work.reserve()  # before the ack, which tells whether an answer will come
@@ -80,12 +87,13 @@ def findimage_command(ack, command, respond, client, context) -> None:
         log.warning("command from %s in %s refused: the answer queue is full", command["user_id"],
                     command["channel_id"])
         ack(text=BUSY_TEXT)
+        counted("command", "busy")
         return
     with ticket:  # given back if the ack fails: no answer was promised
         ack(text=searching_text(query.text, query.folder))
         log.info("command from %s in %s: %r k=%d folder=%s", command["user_id"], command["channel_id"],
                  query.text, query.k, query.folder)
-        ticket.submit(answer_text_query, services, client, query, requester, target)
+        ticket.submit(timed("command", answer_text_query), services, client, query, requester, target)
 
 
 def register(app: App) -> None:

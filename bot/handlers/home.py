@@ -26,6 +26,7 @@ from ..buttons import HOME_EXAMPLE, HOME_EXAMPLE_IDS, button
 from ..channels import Requester, refusal_text
 from ..delivery import ThreadTarget
 from ..errors import user_message
+from ..metrics import counted, timed
 from ..options import MAX_K, TextQuery
 from ..untrusted import shown
 from .actions import first_click
@@ -100,7 +101,7 @@ def home_view(services: Services, refusal: str | None = None, examples: bool = T
     return {"type": "home", "blocks": blocks}
 
 
-def publish_home(services: Services, client, user_id: str, channel_id: str | None) -> None:
+def publish_home(services: Services, client, user_id: str, channel_id: str | None) -> str:
     """`channel_id`: the person's direct messages with the app, where the examples are answered."""
     sight = services.policy.sight(client, Purpose.ANSWER, Place.home(channel_id), Requester(user_id))
     # Where the allowlist leaves out the person's direct messages with the app, the tab still shows the
@@ -112,29 +113,32 @@ def publish_home(services: Services, client, user_id: str, channel_id: str | Non
         client.views_publish(user_id=user_id, view=view)
     except Exception:
         log.exception("could not publish the Home tab for %s", user_id)
+        return "failed"
+    return "refused" if refusal is not None else "answered"
 
 
-def answer_example(services: Services, client, text: str, requester: Requester) -> None:
+def answer_example(services: Services, client, text: str, requester: Requester) -> str:
     """An example query, answered in the person's direct messages with the app; nothing where the tab
     would not have offered it (the refusal is on the tab already)."""
     try:
         channel = client.conversations_open(users=requester.user_id)["channel"]["id"]
     except Exception:
         log.exception("could not open a direct message with %s", requester.user_id)
-        return
+        return "failed"
     sight = services.policy.sight(client, Purpose.ANSWER, Place.home(channel), requester)
     if sight.refusal is not None:
         log.info("example clicked by %s not answered: %s", requester.user_id, sight.refusal.value)
-        return
+        return "refused"
     query = TextQuery(text, min(services.settings.top_k, MAX_K))
-    answer_text_query(services, client, query, requester, ThreadTarget(client, channel, None))
+    return answer_text_query(services, client, query, requester, ThreadTarget(client, channel, None))
 
 
 def home_opened(event, client, context) -> None:
     if event.get("tab") != "home":
         return  # the Messages tab: nothing to refresh
     services = services_of(context)
-    services.work.submit(publish_home, services, client, event["user"], event.get("channel"))
+    if not services.work.submit(timed("home", publish_home), services, client, event["user"], event.get("channel")):
+        counted("home", "busy")
 
 
 def example(ack, body, action, client, context) -> None:
@@ -142,7 +146,9 @@ def example(ack, body, action, client, context) -> None:
     services = services_of(context)
     if not first_click(services, body, action) or action.get("value") not in EXAMPLES:
         return
-    services.work.submit(answer_example, services, client, action["value"], Requester.of_interaction(body))
+    if not services.work.submit(timed("home_example", answer_example), services, client, action["value"],
+                                Requester.of_interaction(body)):
+        counted("home_example", "busy")
 
 
 def register(app: App) -> None:

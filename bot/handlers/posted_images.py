@@ -14,6 +14,7 @@ from findimage.visibility import Place
 from ..answering import Services, answer_posted_images, services_of, tell_safely
 from ..channels import Requester, is_from_another_app
 from ..delivery import ThreadTarget
+from ..metrics import counted, timed
 from ..slack_files import is_image_file, needs_file_info
 from ..work import BUSY_TEXT
 from .channel_events import keep_event
@@ -60,7 +61,9 @@ def on_message(event, body, context, client) -> None:
     requester = Requester.of_event(event)
     shared = body.get("is_ext_shared_channel") is True
     log.info("%d file(s) posted by %s in %s", len(files), event.get("user"), event["channel"])
-    if not services.work.submit(answer_posted_images, services, client, files, requester, target, shared):
+    if not services.work.submit(timed("posted_image", answer_posted_images), services, client, files, requester,
+                                target, shared):
+        counted("posted_image", "busy")
         # Full: "busy" now, from Bolt's listener thread, better than never; but not where no image is
         # known yet, nor where the answer would have been a refusal.
         if any(is_image_file(f) for f in files) and not shared and \

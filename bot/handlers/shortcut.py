@@ -15,6 +15,7 @@ from findimage.visibility import Place, Purpose
 from ..answering import answer_posted_images, services_of, submit_or_busy, tell_safely
 from ..channels import Requester, refusal_text
 from ..delivery import InteractionTarget
+from ..metrics import counted
 from ..slack_files import is_image_file, needs_file_info
 
 log = logging.getLogger(__name__)
@@ -37,16 +38,18 @@ def find_similar(ack, shortcut, client, respond, context) -> None:
                                thread_ts=message.get("thread_ts") or message.get("ts"))
     files = [f for f in message.get("files") or [] if is_image_file(f) or needs_file_info(f)]
     if not files:
+        counted("shortcut", "invalid")
         services.work.submit(tell_safely, target, NO_IMAGES)
         return
     quick = services.policy.quick(Place.of(channel), requester)
     if quick.refusal is not None:
+        counted("shortcut", "refused")
         services.work.submit(tell_safely, target, refusal_text(Purpose.ANSWER, quick.refusal))
         return
     log.info("find similar: %d file(s) of message %s in %s, for %s", len(files), message.get("ts"), channel,
              requester.user_id)
-    submit_or_busy(services, target, answer_posted_images, services, client, files, requester, target, False,
-                   NO_IMAGES)
+    submit_or_busy(services, "shortcut", target, answer_posted_images, services, client, files, requester, target,
+                   False, NO_IMAGES)
 
 
 def register(app: App) -> None:

@@ -1,5 +1,5 @@
-"""/healthz as the internet may use it: it answers at once from the last count while the store is slow or
-hanging, and asks the store once at a time however many health checks arrive."""
+"""/readyz as the internet may use it: it answers at once from the last probe while the store is slow or
+hanging, and asks the store once at a time however many readiness checks arrive; /healthz never asks it."""
 from __future__ import annotations
 
 import json
@@ -10,9 +10,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 from bot_support import FakeClock, serve_bot
 
-from bot.wsgi import HEALTH_TIMEOUT_SECONDS, HEALTH_TTL_SECONDS
 from findimage import __version__
 from findimage.backends import open_store
+from findimage.observability import READY_TIMEOUT_SECONDS, READY_TTL_SECONDS
 from findimage.search import Searcher
 
 
@@ -36,38 +36,42 @@ class HeldCount:
         return getattr(self._store, name)
 
 
-def health(base_url: str) -> tuple[int, dict]:
+def get(base_url: str, path: str) -> tuple[int, object]:
     try:
-        with urllib.request.urlopen(f"{base_url}/healthz", timeout=20) as answer:
-            return answer.status, json.loads(answer.read())
+        with urllib.request.urlopen(f"{base_url}{path}", timeout=20) as answer:
+            status, kind, body = answer.status, answer.headers["Content-Type"], answer.read()
     except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read())
+        status, kind, body = error.code, error.headers["Content-Type"], error.read()
+    return status, json.loads(body) if kind == "application/json" else body.decode()
 
 
-OK = (200, {"status": "ok", "version": __version__, "documents": 7, "queued": 0})
+READY = (200, "Ready: 7 documents in the archive.\n")
+ALIVE = (200, {"status": "ok", "version": __version__, "queued": 0})
 
 
-def test_health_checks_answer_at_once_while_the_store_count_is_held_and_only_one_count_runs(indexed, emu):
+def test_readiness_checks_answer_at_once_while_the_store_count_is_held_and_only_one_count_runs(indexed, emu):
     store, clock = HeldCount(open_store(indexed)), FakeClock()
     with serve_bot(indexed, Searcher(indexed, store=store), health_clock=clock) as bot:
         try:
-            first = health(bot.base_url)
-            assert (first, store.calls) == (OK, 1), "counted once"
+            first = get(bot.base_url, "/readyz")
+            assert (first, store.calls) == (READY, 1), "counted once"
             store.gate.clear()  # from now on the store's count does not come back
-            clock.advance(HEALTH_TTL_SECONDS)
+            clock.advance(READY_TTL_SECONDS)
             with ThreadPoolExecutor(8) as pool:
                 # Each answer arrives while the count is held: none of them waited for the store.
-                stale = list(pool.map(lambda _: health(bot.base_url), range(8)))
-            emu.wait_for(lambda: store.calls == 2, 15, "the stale count's refresh")
-            clock.advance(HEALTH_TIMEOUT_SECONDS)
-            hanging = [health(bot.base_url) for _ in range(3)]
+                stale = list(pool.map(lambda _: get(bot.base_url, "/readyz"), range(8)))
+            emu.wait_for(lambda: store.calls == 2, 15, "the stale probe's refresh")
+            clock.advance(READY_TIMEOUT_SECONDS)
+            hanging = [get(bot.base_url, "/readyz") for _ in range(3)]
+            alive = [get(bot.base_url, "/healthz") for _ in range(3)]
             calls_while_held = store.calls
         finally:
             store.gate.set()
-        emu.wait_for(lambda: health(bot.base_url) == OK, 15, "the count back after the store answers")
+        emu.wait_for(lambda: get(bot.base_url, "/readyz") == READY, 15, "ready again after the store answers")
         calls_after = store.calls
 
-    assert stale == [OK] * 8, "the last count, at once"
-    assert hanging == [(503, {"status": "unavailable", "version": __version__, "queued": 0})] * 3, \
+    assert stale == [READY] * 8, "the last probe's answer, at once"
+    assert hanging == [(503, "Not ready: the store or the archive folder did not answer within 5 seconds.\n")] * 3, \
         "a count that hangs is a store down"
+    assert alive == [ALIVE] * 3, "alive all along"
     assert calls_while_held == 2 and calls_after == 2, "one refresh at a time, however many checks"

@@ -216,13 +216,16 @@ def test_image_links_are_not_served_without_a_public_base_url(bot):
     assert status == 404
 
 
-def test_the_health_check_reports_the_indexed_archive(bot):
+def test_the_health_check_says_alive_and_readiness_reports_the_indexed_archive(bot):
     import json
 
     status, headers, body = http_get(f"{bot.base_url}/healthz")
+    ready_status, ready_headers, ready_body = http_get(f"{bot.base_url}/readyz")
 
     assert status == 200 and headers["Content-Type"] == "application/json"
-    assert json.loads(body) == {"status": "ok", "version": __version__, "documents": 7, "queued": 0}
+    assert json.loads(body) == {"status": "ok", "version": __version__, "queued": 0}
+    assert ready_status == 200 and ready_headers["Content-Type"] == "text/plain; charset=utf-8"
+    assert ready_body == b"Ready: 7 documents in the archive.\n"
 
 
 def test_slack_sees_which_findimage_calls_it(bot, emu):

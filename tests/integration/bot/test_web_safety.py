@@ -83,10 +83,10 @@ def test_a_forged_request_is_logged_without_its_body(bot, emu, caplog):
     assert marker not in caplog.text and all(marker not in r.getMessage() for r in caplog.records)
 
 
-# ---- /healthz ---------------------------------------------------------------------------------------
+# ---- /healthz and /readyz ---------------------------------------------------------------------------
 
 class CountingStore:
-    """The real store, counting how often the health check asks it."""
+    """The real store, counting how often the readiness probe asks it."""
 
     def __init__(self, store):
         self._store = store
@@ -104,44 +104,65 @@ class CountingStore:
 
 
 def http_get(url: str):
+    """(status, body): JSON parsed, text as it is."""
     try:
         with urllib.request.urlopen(url, timeout=30) as answer:
-            return answer.status, json.loads(answer.read())
+            status, kind, body = answer.status, answer.headers["Content-Type"], answer.read()
     except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read())
+        status, kind, body = error.code, error.headers["Content-Type"], error.read()
+    return status, json.loads(body) if kind == "application/json" else body.decode()
 
 
-def test_the_health_check_says_only_ok_and_the_count_and_asks_the_store_once_per_five_seconds(indexed):
+ALIVE = (200, {"status": "ok", "version": __version__, "queued": 0})
+READY = (200, "Ready: 7 documents in the archive.\n")
+STORE_DOWN = (503, "Not ready: the store is not answering.\n")
+
+
+def test_readiness_says_one_sentence_asks_the_store_once_per_five_seconds_and_the_health_check_never_asks(indexed):
     store, clock = CountingStore(open_store(indexed)), FakeClock()
     with serve_bot(indexed, Searcher(indexed, store=store), health_clock=clock) as running:
-        first = [http_get(f"{running.base_url}/healthz") for _ in range(3)]
+        first = [http_get(f"{running.base_url}/readyz") for _ in range(3)]
+        alive = [http_get(f"{running.base_url}/healthz") for _ in range(3)]
         clock.advance(4.9)
-        still_cached = http_get(f"{running.base_url}/healthz")
+        still_cached = http_get(f"{running.base_url}/readyz")
         asked_within_ttl = store.counts
         clock.advance(0.2)
         store.failure = RuntimeError("connection to https://elastic:secret@es.internal:9200 refused")
-        after_ttl = [http_get(f"{running.base_url}/healthz")]  # the last count at once; a new one is asked for
+        after_ttl = [http_get(f"{running.base_url}/readyz")]  # the last answer at once; a new probe is started
         deadline = time.monotonic() + 15
         while after_ttl[-1][0] != 503 and time.monotonic() < deadline:
-            after_ttl.append(http_get(f"{running.base_url}/healthz"))
+            after_ttl.append(http_get(f"{running.base_url}/readyz"))
+        alive_while_down = http_get(f"{running.base_url}/healthz")
 
-    assert first == [(200, {"status": "ok", "version": __version__, "documents": 7, "queued": 0})] * 3
-    assert still_cached == first[0]
-    assert asked_within_ttl == 1 and store.counts == 2
-    assert all(answer == first[0] for answer in after_ttl[:-1]), "until the new count is in: the last one"
-    assert after_ttl[-1] == (503, {"status": "unavailable", "version": __version__, "queued": 0}), \
-        "no exception text, no store address"
+    assert first == [READY] * 3 and alive == [ALIVE] * 3
+    assert still_cached == READY
+    assert asked_within_ttl == 1 and store.counts == 2, "/healthz never asked the store"
+    assert all(answer == READY for answer in after_ttl[:-1]), "until the new probe is in: the last answer"
+    assert after_ttl[-1] == STORE_DOWN, "no exception text, no store address"
+    assert alive_while_down == ALIVE, "a store that is down does not make the process dead"
 
 
-def test_the_health_check_of_a_bot_whose_elasticsearch_is_gone_is_503_without_details(indexed):
+def test_a_bot_whose_elasticsearch_is_gone_is_alive_and_not_ready_without_details(indexed):
     with socket.socket() as probe:  # a port nobody listens on
         probe.bind(("127.0.0.1", 0))
         closed = probe.getsockname()[1]
     dead = with_settings(indexed, elasticsearch_url=f"http://127.0.0.1:{closed}")
     with serve_bot(dead) as running:
-        status, body = http_get(f"{running.base_url}/healthz")
+        ready = http_get(f"{running.base_url}/readyz")
+        alive = http_get(f"{running.base_url}/healthz")
 
-    assert (status, body) == (503, {"status": "unavailable", "version": __version__, "queued": 0})
+    assert ready == STORE_DOWN and str(closed) not in ready[1]
+    assert alive == ALIVE
+
+
+def test_a_bot_whose_archive_is_not_mounted_is_not_ready_and_does_not_say_where_it_looks(indexed, tmp_path):
+    gone = with_settings(indexed, archive=tmp_path / "unmounted")
+    with serve_bot(gone) as running:
+        ready = http_get(f"{running.base_url}/readyz")
+        alive = http_get(f"{running.base_url}/healthz")
+
+    assert ready == (503, "Not ready: the archive folder is missing or cannot be read (is it mounted?).\n")
+    assert alive == ALIVE
 
 
 # ---- where the bot token goes -------------------------------------------------------------------------

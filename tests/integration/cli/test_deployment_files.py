@@ -152,10 +152,14 @@ def test_start_order_waits_for_health():
     for name in ("bot-es", "bot-es-2", "indexer-es"):
         assert SERVICES[name]["depends_on"] == {"elasticsearch": {"condition": "service_healthy"},
                                                 "api-keys": {"condition": "service_completed_successfully"}}
-    for name in BOTS:
-        assert "/healthz" in " ".join(SERVICES[name]["healthcheck"]["test"])
-    for name in INDEXERS:
-        assert SERVICES[name]["healthcheck"]["test"] == ["CMD", "findimage", "status"]
+    # /readyz: unhealthy while the store or the archive is away, on the port each process serves it on
+    for name in (*BOTS, *INDEXERS, "embedder"):
+        check = " ".join(SERVICES[name]["healthcheck"]["test"])
+        port = SERVICES[name]["environment"]["FINDIMAGE_METRICS_PORT"]
+        assert "/readyz" in check and f"'{port}'" in check or f":{port}/" in check, (name, check)
+    assert "'3000'" in " ".join(SERVICES["bot"]["healthcheck"]["test"]), "HTTP mode serves it on PORT"
+    ports = {name: SERVICES[name]["environment"]["FINDIMAGE_METRICS_PORT"] for name in ("bot", "indexer")}
+    assert len(set(ports.values())) == 2, "each process its own port"
 
 
 def test_app_environment_uses_only_real_settings_and_they_are_documented():

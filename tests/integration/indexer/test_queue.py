@@ -14,11 +14,14 @@ import time
 from pathlib import Path
 
 import pytest
-from bot_support import BotProcess, process_env
+import scraping
+from bot_support import BotProcess, free_port, process_env
 from es_support import both_stores, es_only
 from es_support import client as es_client
 from photos import save_photo
+from prometheus_client import REGISTRY
 from redis_support import NoTLS, Redis, make_certificates
+from scraping import get, scrape_until, wait_for_answer
 
 from findimage.backends import image_embedder, open_store
 from findimage.errors import EXIT_UNAVAILABLE
@@ -109,6 +112,20 @@ def test_two_workers_index_the_archive_and_a_worker_killed_mid_pass_loses_nothin
     assert (again.added, again.unchanged, again.embedded) == (0, PHOTOS, 0)
 
 
+def test_a_worker_serves_its_buckets_and_readiness_on_the_metrics_port(queued):
+    planner, start_worker = queued
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    start_worker(FINDIMAGE_METRICS_PORT=str(port), FINDIMAGE_METRICS_HOST="127.0.0.1")
+    ready = wait_for_answer(base, "/readyz", (200, "Ready: 0 documents in the archive.\n"))
+    summary = index_once(planner, progress=False)
+    samples = scrape_until(base, lambda s: scraping.value(s, "findimage_worker_buckets_total", outcome="done") == 6)
+
+    assert summary.embedded == PHOTOS and ready[0] == 200
+    assert scraping.value(samples, "findimage_worker_buckets_total", outcome="failed") == 0
+    assert get(base, "/healthz")[0] == 200
+
+
 def test_a_planner_killed_mid_pass_resumes_without_embedding_finished_buckets_again(queued, env, tmp_path):
     planner, start_worker = queued
     worker = start_worker()
@@ -138,10 +155,13 @@ def test_a_bucket_taken_too_often_is_recorded_as_failed_files_not_retried_foreve
     class Task:
         app = None
 
+    failed = lambda: REGISTRY.get_sample_value("findimage_worker_buckets_total", {"outcome": "failed"})  # noqa: E731
+    before = failed()
     answer = queue._embed_bucket(Task(), {"id": "p-1", "files": [["a.jpg", 1, 1.0], ["b.jpg", 2, 2.0]]})
     outcomes = [queue.Outcome.of_json(o) for o in answer["outcomes"]]
     assert [o.relative_path for o in outcomes] == ["a.jpg", "b.jpg"]
     assert all(o.error and f"stopped {queue.MAX_ATTEMPTS} times" in o.error for o in outcomes)
+    assert failed() - before == 1, "counted as a failed bucket"
 
 
 def test_status_names_the_queue_and_whether_a_pass_is_running(queued, redis, capsys, monkeypatch, env):
