@@ -4,6 +4,8 @@ Each message is one sentence a user can act on; the bot and the CLI show it (or 
 """
 from __future__ import annotations
 
+from findimage import __version__
+
 # The command's exit codes, by kind of failure (findimage_cli; FindimageError.exit_code).
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_UNAVAILABLE, EXIT_REFUSED = 0, 1, 2, 3, 4
 
@@ -62,6 +64,22 @@ def check_image_model(stored: str | None, configured: str) -> None:
         raise ModelMismatch(
             f"The index was built with the image model {stored}, but FINDIMAGE_IMAGE_MODEL is now "
             f"{configured}. Run `findimage index --full` to re-embed the archive with it.")
+
+
+class StoreTooNew(FindimageError):
+    """A store (or a backup of one) written by a newer findimage, whose schema this one does not know: it is
+    neither read nor changed."""
+
+    exit_code = EXIT_REFUSED
+
+
+def refuse_newer_schema(subject: str, written_by: str | None, schema: int, known: int) -> None:
+    """The one check and sentence for every store and backup: `subject` ("The store in /data") holds
+    `schema`, written by findimage `written_by`; this findimage knows schemas up to `known`."""
+    if schema > known:
+        raise StoreTooNew(f"{subject} was written by findimage {written_by or 'a newer version'} (schema {schema}); "
+                          f"this is findimage {__version__} (schema {known}): upgrade findimage, or restore a backup "
+                          "made by this version.")
 
 
 class LeaseHeld(FindimageError):

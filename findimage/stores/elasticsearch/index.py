@@ -11,8 +11,9 @@ from typing import Any
 
 from elasticsearch import ApiError, BadRequestError, ConnectionTimeout, Elasticsearch, NotFoundError, TransportError
 
+from findimage import __version__
 from findimage.config import Settings
-from findimage.errors import StoreError
+from findimage.errors import StoreError, refuse_newer_schema
 from findimage.stores.elasticsearch.client import (
     access_denied,
     error_type,
@@ -48,6 +49,31 @@ def mapping(dims: int, index_options: str, hnsw_m: int = Settings.es_hnsw_m,
             **NEW_FIELDS,
         },
     }
+
+
+# The indices' layout as this release writes them (mapping, _meta keys), recorded in each concrete index's
+# _meta with the release that made or last upgraded it. 1 is the first recorded (0: an index made before);
+# an index of a higher one was written by a newer release and is neither read nor written.
+SCHEMA_VERSION = 1
+META_SCHEMA = "schema_version"
+META_WRITTEN_BY = "findimage_version"
+
+
+def written(meta: dict) -> tuple[int, str | None]:
+    """(schema, release) an index's _meta records."""
+    schema = meta.get(META_SCHEMA)
+    return (schema if isinstance(schema, int) else 0), meta.get(META_WRITTEN_BY)
+
+
+def refuse_newer(index: str, meta: dict) -> None:
+    """StoreTooNew for an index whose _meta says a newer release wrote it."""
+    schema, written_by = written(meta)
+    refuse_newer_schema(f"The index {index}", written_by, schema, SCHEMA_VERSION)
+
+
+def stamped(meta: dict | None) -> dict:
+    """`meta` with this release and its schema recorded."""
+    return {**(meta or {}), META_SCHEMA: SCHEMA_VERSION, META_WRITTEN_BY: __version__}
 
 
 # What the indexer does to its indices: checked when the store is opened for writing, so credentials
@@ -131,9 +157,13 @@ class IndexLayout:
             # An index made by an earlier version: the mapping is strict, so the new fields must exist
             # before any document carries them (idempotent, and no reindex).
             for index in self.concrete_indices():
-                known = self.client.indices.get_mapping(index=index)[index]["mappings"].get("properties", {})
-                if any(name not in known for name in NEW_FIELDS):
+                mappings = self.client.indices.get_mapping(index=index)[index]["mappings"]
+                meta = mappings.get("_meta", {})
+                refuse_newer(index, meta)
+                if any(name not in mappings.get("properties", {}) for name in NEW_FIELDS):
                     self.client.indices.put_mapping(index=index, properties=NEW_FIELDS)
+                if written(meta)[0] < SCHEMA_VERSION:  # upgraded now: the release that did it is recorded
+                    self.client.indices.put_mapping(index=index, meta=stamped(meta))
         self.ready = True
 
     def _replica_settings(self) -> dict:
@@ -146,8 +176,7 @@ class IndexLayout:
         """A concrete index with the configured shards and replicas; one being rebuilt is filled first with
         no replicas and no refresh (the fastest bulk indexing), and gets the configured ones before the swap."""
         mappings = mapping(self.dims, self.index_options, self.hnsw_m, self.hnsw_ef_construction)
-        if meta:
-            mappings["_meta"] = meta
+        mappings["_meta"] = stamped(meta)
         settings = {"number_of_shards": self.shards, **self._replica_settings()}
         if building:
             settings.update({"auto_expand_replicas": "false", "number_of_replicas": 0,

@@ -11,7 +11,7 @@ from elasticsearch import Elasticsearch, NotFoundError, helpers
 
 from findimage.errors import BackendUnavailable, StoreError
 from findimage.stores.elasticsearch.client import BUSY_STATUSES, access_denied, item_reason
-from findimage.stores.elasticsearch.index import IndexLayout
+from findimage.stores.elasticsearch.index import IndexLayout, refuse_newer
 
 BULK_THREADS = 2
 
@@ -51,7 +51,9 @@ class AliasView:
             indices = self.indices.concrete_indices()
             if not indices:
                 return None
-            cached = self._meta_cache = (indices[0], self.indices.read_meta(indices[0]))
+            meta = self.indices.read_meta(indices[0])
+            refuse_newer(indices[0], meta)  # a newer release's index: no query reads it as this one would
+            cached = self._meta_cache = (indices[0], meta)
         return cached[1]
 
     def forget_meta(self) -> None:

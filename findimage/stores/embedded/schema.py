@@ -10,6 +10,11 @@ empty: a database made before opens migrated and lists every document as waiting
 
 Schema 4 added `texts.attempts` (a reading that timed out is tried again a bounded number of times); a
 reading stored before counts as one attempt.
+
+Beside the schema, `meta` records the findimage release that created or last migrated the database
+(`findimage_version`; stores made before it was kept get it at their next open). A database of a newer
+schema than this release knows is refused at open, in one sentence naming both releases: an older
+findimage never writes into what a newer one made.
 """
 from __future__ import annotations
 
@@ -19,6 +24,8 @@ from typing import TypeVar
 
 import numpy as np
 
+from findimage import __version__
+from findimage.errors import refuse_newer_schema
 from findimage.names import name_words
 from findimage.records import DIMS, Filters
 
@@ -26,6 +33,7 @@ T = TypeVar("T")
 
 SCHEMA_VERSION = 4
 META_SCHEMA = "schema_version"
+META_WRITTEN_BY = "findimage_version"
 
 # unicode61 with remove_diacritics 2 folds what findimage.names leaves (it already lowercases and strips
 # accents), so words typed into SQLite by hand match too.
@@ -47,14 +55,22 @@ TEXT_TABLES = (
 LINE_SLOTS = 1 << 16  # lines of one image in `text_lines`; any beyond are searched in `text_words` only
 
 
-def migrate(db: sqlite3.Connection) -> None:
-    """Bring an older database to the current schema in one transaction; several processes opening it at
-    once migrate it once."""
-    if _schema(db) >= SCHEMA_VERSION:
+def refuse_newer(db: sqlite3.Connection, where: str) -> None:
+    """StoreTooNew for a database (in the folder `where`) of a newer schema than this release knows."""
+    schema, written_by = written(db)
+    refuse_newer_schema(f"The store in {where}", written_by, schema, SCHEMA_VERSION)
+
+
+def migrate(db: sqlite3.Connection, where: str) -> None:
+    """Bring an older database (in the folder `where`) to the current schema in one transaction; several
+    processes opening it at once migrate it once. A newer one is refused (StoreTooNew)."""
+    schema, written_by = written(db)
+    if schema == SCHEMA_VERSION and written_by is not None:
         return
     db.execute("BEGIN IMMEDIATE")
     try:
-        schema = _schema(db)
+        refuse_newer(db, where)
+        schema, written_by = written(db)
         if schema < 2:
             _add_names_and_dates(db)
         if schema < SCHEMA_VERSION:
@@ -62,8 +78,9 @@ def migrate(db: sqlite3.Connection) -> None:
                 db.execute(statement)
             if "attempts" not in {row[1] for row in db.execute("PRAGMA table_info(texts)")}:  # schema 3
                 db.execute("ALTER TABLE texts ADD COLUMN attempts INTEGER NOT NULL DEFAULT 1")
-            db.execute("INSERT INTO meta(key, value) VALUES(?, ?) ON CONFLICT(key) DO UPDATE SET "
-                       "value=excluded.value", (META_SCHEMA, str(SCHEMA_VERSION)))
+            _set(db, META_SCHEMA, str(SCHEMA_VERSION))
+        if schema < SCHEMA_VERSION or written_by is None:
+            _set(db, META_WRITTEN_BY, __version__)
         db.execute("COMMIT")
     except BaseException:
         if db.in_transaction:
@@ -85,10 +102,19 @@ def _add_names_and_dates(db: sqlite3.Connection) -> None:
                    [(slot, name_words(path)) for slot, path in rows])
 
 
-def _schema(db: sqlite3.Connection) -> int:
-    """The database's schema version (0: made before versions were kept, or not migrated yet)."""
-    row = db.execute("SELECT value FROM meta WHERE key=?", (META_SCHEMA,)).fetchone()
-    return int(row[0]) if row and str(row[0]).isdigit() else 0
+def written(db: sqlite3.Connection) -> tuple[int, str | None]:
+    """The database's schema version (0: made before versions were kept, or not migrated yet) and the
+    findimage release that wrote it (None: one from before releases were recorded)."""
+    if db.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name='meta'").fetchone() is None:
+        return 0, None  # a new database
+    rows = dict(db.execute("SELECT key, value FROM meta WHERE key IN (?, ?)", (META_SCHEMA, META_WRITTEN_BY)))
+    schema = rows.get(META_SCHEMA)
+    return (int(schema) if schema and str(schema).isdigit() else 0), rows.get(META_WRITTEN_BY)
+
+
+def _set(db: sqlite3.Connection, key: str, value: str) -> None:
+    db.execute("INSERT INTO meta(key, value) VALUES(?, ?) ON CONFLICT(key) DO UPDATE SET value=excluded.value",
+               (key, value))
 
 
 def write_names(db: sqlite3.Connection, paths_by_id: Sequence[tuple[str, str]]) -> None:

@@ -21,7 +21,7 @@ from findimage.errors import StoreError
 from findimage.records import DIMS, EVERYWHERE, FileState, Filters, ImageDoc, Match, ReadText
 from findimage.stores.embedded.erasing import empty_wal, merge_out_deleted_words, zero_deleted_content
 from findimage.stores.embedded.knn_cache import KnnCache, connect, current_version
-from findimage.stores.embedded.schema import forget_names, in_chunks, migrate, write_names
+from findimage.stores.embedded.schema import forget_names, in_chunks, migrate, refuse_newer, write_names
 from findimage.stores.embedded.search import EmbeddedSearch
 from findimage.stores.embedded.texts import (
     forget_changed_texts,
@@ -83,10 +83,11 @@ class EmbeddedStore:
         self._lock = threading.RLock()  # the documents connection
         with self._write_errors_explained():  # a full disk can stop the very first write
             self._db = connect(self.db_path)
+            refuse_newer(self._db, str(self.data_dir))  # before any write: a newer release's store stays as it is
             if erase_deleted:
                 zero_deleted_content(self._db)
             self._db.executescript(SCHEMA)
-            migrate(self._db)
+            migrate(self._db, str(self.data_dir))
         self._cache = KnnCache(self.data_dir, self.db_path)
         self._search = EmbeddedSearch(self._cache)
 

@@ -1,0 +1,73 @@
+"""A store records the findimage release that wrote it: one written by the previous release opens upgraded,
+with its documents and searches as they were; one written by a newer release is refused in one sentence
+and left as it was."""
+from __future__ import annotations
+
+import gzip
+import sqlite3
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from findimage import __version__
+from findimage.errors import StoreTooNew
+from findimage.records import image_id_for
+from findimage.stores.embedded.schema import SCHEMA_VERSION
+from findimage.stores.embedded.store import EmbeddedStore
+
+FIXTURES = Path(__file__).resolve().parents[3] / "fixtures" / "stores"
+
+
+def meta(folder: Path) -> dict[str, str]:
+    with sqlite3.connect(folder / "findimage.sqlite") as db:
+        return dict(db.execute("SELECT key, value FROM meta"))
+
+
+def vector(seed: int) -> np.ndarray:
+    """As the fixture's maker drew them (tests/fixtures/stores/README.md)."""
+    v = np.random.default_rng(seed).standard_normal(512).astype(np.float32)
+    return v / np.linalg.norm(v)
+
+
+def test_a_store_written_by_the_previous_release_opens_upgraded_with_its_documents_and_searches(tmp_path):
+    with gzip.open(FIXTURES / "embedded-0.2.0.sqlite.gz") as fixture:
+        (tmp_path / "findimage.sqlite").write_bytes(fixture.read())
+    assert "findimage_version" not in meta(tmp_path) and meta(tmp_path)["schema_version"] == "4"
+
+    store = EmbeddedStore(tmp_path)
+    try:
+        assert store.count() == 3
+        assert [m.relative_path for m in store.knn(vector(3), 1)] == ["office/whiteboard.png"]
+        assert [m.relative_path for m in store.text_ranking(vector(1), ["quarterly"], 5)] == ["office/whiteboard.png"]
+        assert store.get(image_id_for("nature/mountain-0.png")).taken == "2024-06-01T12:00:00"
+    finally:
+        store.close()
+    assert (meta(tmp_path)["schema_version"], meta(tmp_path)["findimage_version"]) == (str(SCHEMA_VERSION),
+                                                                                       __version__)
+
+
+def test_a_new_store_records_this_release(tmp_path):
+    EmbeddedStore(tmp_path).close()
+    assert (meta(tmp_path)["schema_version"], meta(tmp_path)["findimage_version"]) == (str(SCHEMA_VERSION),
+                                                                                       __version__)
+
+
+def test_a_store_written_by_a_newer_release_is_refused_and_not_written(tmp_path):
+    EmbeddedStore(tmp_path).close()
+    db = sqlite3.connect(tmp_path / "findimage.sqlite", isolation_level=None)
+    db.execute("UPDATE meta SET value=? WHERE key='schema_version'", (str(SCHEMA_VERSION + 2),))
+    db.execute("UPDATE meta SET value='0.4.0' WHERE key='findimage_version'")
+    db.execute("DROP TABLE removed")  # what a newer schema might have changed: not made again here
+    db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    db.close()
+    before = (tmp_path / "findimage.sqlite").read_bytes()
+
+    for erase_deleted in (False, True):
+        with pytest.raises(StoreTooNew) as refused:
+            EmbeddedStore(tmp_path, erase_deleted=erase_deleted)
+        assert str(refused.value) == (f"The store in {tmp_path} was written by findimage 0.4.0 (schema "
+                                      f"{SCHEMA_VERSION + 2}); this is findimage {__version__} (schema "
+                                      f"{SCHEMA_VERSION}): upgrade findimage, or restore a backup made by this "
+                                      "version.")
+    assert (tmp_path / "findimage.sqlite").read_bytes() == before
