@@ -123,6 +123,8 @@ def forget_dead_workers(folder: Path | None) -> Callable[[Any, Any], None]:
 def run(settings: Settings) -> int:
     """Serve until stopped; a start that cannot succeed ends with its sentence on stderr and its exit code
     (EXIT_USAGE for settings to fix, EXIT_UNAVAILABLE for Slack out of reach)."""
+    from findimage.backends import using_store
+
     # Not bot.wsgi: what it imports would import prometheus_client before HTTP mode sets it up (workers_metrics)
     from .credentials import check_slack, require_http_mode
 
@@ -132,9 +134,10 @@ def run(settings: Settings) -> int:
             require_http_mode(settings)
         # Before any model loads (a minute on a small server) and before gunicorn forks its worker.
         check_slack(settings)
-        if settings.slack_app_token:
-            return run_socket_mode(settings)
-        return run_http(settings)
+        with using_store(settings):  # while the bot runs, its data folder is not restored under it
+            if settings.slack_app_token:
+                return run_socket_mode(settings)
+            return run_http(settings)
     except FindimageError as exc:
         report(exc)
         return exc.exit_code

@@ -7,6 +7,8 @@ the indexer asks which store is in use.
 """
 from __future__ import annotations
 
+import contextlib
+
 from findimage.config import Settings
 from findimage.models.base import TextEmbedder
 from findimage.models.clip import SentenceTransformerEmbedder, model_fingerprint, shared_embedder
@@ -33,6 +35,17 @@ def server_checkup(settings: Settings) -> ServerCheckup | None:
     from findimage.stores.elasticsearch.privileges import checkup
 
     return checkup(settings)
+
+
+def using_store(settings: Settings) -> contextlib.AbstractContextManager[None]:
+    """Held for the whole life of a process that keeps the store open (the bot, the indexer, a worker): the
+    embedded store's data folder is not restored under it (findimage.locks). Elasticsearch's restore moves
+    aliases, as rebuilds do, under running processes: nothing to hold there."""
+    if settings.uses_elasticsearch:
+        return contextlib.nullcontext()
+    from findimage.locks import using_data_folder
+
+    return using_data_folder(settings.data_dir)
 
 
 def open_remembered(settings: Settings) -> Remembered | None:

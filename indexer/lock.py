@@ -1,89 +1,24 @@
-"""One indexing pass at a time: a lock file per data directory, and with Elasticsearch also a lease in
-the index itself (an indexing lease, from findimage.backends), since indexers with other data folders or
+"""One indexing pass at a time: a lock file per data directory (findimage.locks), and with Elasticsearch
+also a lease in the index itself (an indexing lease, from findimage.backends), since indexers with other data folders or
 on other machines write the same index and never see each other's lock files."""
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import logging
-import os
 import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import TypeVar
 
 from findimage.backends import indexing_lease
 from findimage.config import Settings
-from findimage.errors import BackendBusy, FindimageError, LeaseHeld
+from findimage.errors import BackendBusy, LeaseHeld
+from findimage.locks import AlreadyRunning, ProcessLock, pass_lock, scheduler_lock
 from findimage.stores.base import PassLease
 
 from .retry import retry_while_unavailable
 
+__all__ = ["AlreadyRunning", "ProcessLock", "pass_guard", "pass_lock", "running_pass", "scheduler_lock"]
 log = logging.getLogger(__name__)
-
-
-class AlreadyRunning(FindimageError):
-    pass
-
-
-class ProcessLock:
-    """An exclusive flock; the kernel releases it when the holder exits, even on kill -9."""
-
-    def __init__(self, path: str | Path, what: str):
-        self.path = Path(path)
-        self.what = what
-        self._fd: int | None = None
-
-    def acquire(self) -> ProcessLock:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "another process"
-            os.close(fd)
-            raise AlreadyRunning(
-                f"Another {self.what} is already running ({holder}); not starting a second one.") from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"pid {os.getpid()}, since {time.strftime('%Y-%m-%d %H:%M:%S')}".encode(), 0)
-        self._fd = fd
-        return self
-
-    def holder(self) -> str | None:
-        """Who holds the lock now ("pid N, since ..."), or None; the lock is not taken."""
-        if not self.path.is_file():
-            return None
-        fd = os.open(self.path, os.O_RDONLY)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return os.pread(fd, 200, 0).decode(errors="replace").strip() or "another process"
-        else:
-            fcntl.flock(fd, fcntl.LOCK_UN)
-            return None
-        finally:
-            os.close(fd)
-
-    def release(self) -> None:
-        if self._fd is not None:
-            os.ftruncate(self._fd, 0)
-            fcntl.flock(self._fd, fcntl.LOCK_UN)
-            os.close(self._fd)
-            self._fd = None
-
-    def __enter__(self) -> ProcessLock:
-        return self.acquire()
-
-    def __exit__(self, *exc: object) -> None:
-        self.release()
-
-
-def pass_lock(data_dir: str | Path) -> ProcessLock:
-    return ProcessLock(Path(data_dir) / "index-pass.lock", "indexing pass")
-
-
-def scheduler_lock(data_dir: str | Path) -> ProcessLock:
-    return ProcessLock(Path(data_dir) / "scheduler.lock", "scheduled indexer")
 
 
 @contextlib.contextmanager

@@ -4,7 +4,7 @@ from __future__ import annotations
 import logging
 import sys
 
-from findimage.backends import image_embedder, open_store, text_model_id
+from findimage.backends import image_embedder, open_store, text_model_id, using_store
 from findimage.config import Settings
 from findimage.models.reader_process import ReadingLimits
 from findimage.observability import Readiness, serve_monitoring
@@ -61,7 +61,7 @@ def _one_pass(settings: Settings, lease: PassLease | None, full: bool = False, p
 def index_once(settings: Settings, full: bool = False, progress: bool | None = None,
                allow_mass_removal: bool = False) -> PassSummary:
     """One pass, refused (AlreadyRunning) while another process is indexing the same data or index."""
-    with pass_guard(settings) as lease:
+    with using_store(settings), pass_guard(settings) as lease:
         return _one_pass(settings, lease, full, progress, allow_mass_removal)
 
 
@@ -74,10 +74,11 @@ def work(settings: Settings) -> None:
                     "several hosts need Elasticsearch)")
     readiness = Readiness()  # ready once its model is loaded and the store answers
     monitoring = serve_monitoring(settings, readiness)
-    store = open_store(settings, writer=True)
     try:
-        serve(settings, store, image_embedder(settings),
-              loaded=lambda: readiness.watch(readiness_probe(settings, store)))
+        with using_store(settings):
+            store = open_store(settings, writer=True)
+            serve(settings, store, image_embedder(settings),
+                  loaded=lambda: readiness.watch(readiness_probe(settings, store)))
     finally:
         if monitoring is not None:
             monitoring.close()
@@ -103,8 +104,9 @@ def schedule(settings: Settings) -> None:
     readiness = Readiness(readiness_probe(settings))  # between passes too: the archive, the store
     monitoring = serve_monitoring(settings, readiness)
     try:
-        run_schedule(settings.data_dir, settings.index_interval_minutes, scheduled_pass,
-                     lambda: pass_guard(settings))
+        with using_store(settings):
+            run_schedule(settings.data_dir, settings.index_interval_minutes, scheduled_pass,
+                         lambda: pass_guard(settings))
     finally:
         if monitoring is not None:
             monitoring.close()
