@@ -79,10 +79,20 @@ def _parser() -> argparse.ArgumentParser:
                                            "queue, one line each; exit non-zero if one fails")
     doctor.add_argument("--json", action="store_true", help="print the checks as JSON")
     doctor.set_defaults(run=cmd_doctor)
-    keys = sub.add_parser("keys", help="make the bot's and the indexer's least-privilege Elasticsearch API keys "
-                                       "(run once as the elastic user)")
+    backup = sub.add_parser("backup", help="a consistent copy of the store, made while the bot and the indexer run")
+    backup.add_argument("target", nargs="?", metavar="DEST",
+                        help="embedded store: a new folder; Elasticsearch: the snapshot's name (default: a dated one)")
+    backup.set_defaults(run=cmd_backup)
+    restore = sub.add_parser("restore", help="bring back a backup (embedded store: with the bot and the indexer "
+                                             "stopped)")
+    restore.add_argument("source", metavar="SRC", help="a folder `findimage backup` made, or a snapshot's name")
+    restore.add_argument("--force", action="store_true",
+                         help="replace a store that holds documents (embedded: its files are kept aside)")
+    restore.set_defaults(run=cmd_restore)
+    keys = sub.add_parser("keys", help="make the least-privilege Elasticsearch API keys of the bot, the indexer "
+                                       "and backups (run once as the elastic user)")
     keys.add_argument("action", choices=["create"])
-    for role in ("bot", "indexer"):
+    for role in ("bot", "indexer", "backup"):
         keys.add_argument(f"--{role}-key-file", metavar="PATH",
                           help=f"keep the {role}'s key in this file (kept while still valid) instead of printing it")
     keys.set_defaults(run=cmd_keys)
@@ -289,6 +299,24 @@ def _describe_pass(raw: str | None) -> str:
             + (f", upgraded {data['upgraded']}" if data.get("upgraded") else ""))
 
 
+def cmd_backup(settings: Settings, args: argparse.Namespace) -> int:
+    from findimage.backends import backups
+    from indexer.state import STATE_FILE
+
+    for line in backups(settings, (STATE_FILE,)).make(args.target):
+        print(line)
+    return EXIT_OK
+
+
+def cmd_restore(settings: Settings, args: argparse.Namespace) -> int:
+    from findimage.backends import backups
+    from indexer.state import STATE_FILE
+
+    for line in backups(settings, (STATE_FILE,)).restore(args.source, force=args.force):
+        print(line)
+    return EXIT_OK
+
+
 def cmd_keys(settings: Settings, args: argparse.Namespace) -> int:
     from findimage.stores.elasticsearch.privileges import make_keys
 
@@ -296,7 +324,8 @@ def cmd_keys(settings: Settings, args: argparse.Namespace) -> int:
         print("findimage: API keys are for Elasticsearch: set ELASTICSEARCH_URL and the elastic user's "
               "ELASTICSEARCH_USERNAME/ELASTICSEARCH_PASSWORD.", file=sys.stderr)
         return EXIT_USAGE
-    for line in make_keys(settings, {"bot": args.bot_key_file, "indexer": args.indexer_key_file}):
+    files = {"bot": args.bot_key_file, "indexer": args.indexer_key_file, "backup": args.backup_key_file}
+    for line in make_keys(settings, files):
         print(line)
     return EXIT_OK
 

@@ -13,7 +13,7 @@ from findimage.config import Settings
 from findimage.models.base import TextEmbedder
 from findimage.models.clip import SentenceTransformerEmbedder, model_fingerprint, shared_embedder
 from findimage.remembered import Remembered
-from findimage.stores.base import PassLease, SeenKeys, ServerCheckup, Store
+from findimage.stores.base import Backups, PassLease, SeenKeys, ServerCheckup, Store
 
 
 def open_store(settings: Settings, writer: bool = False) -> Store:
@@ -75,6 +75,19 @@ def open_remembered(settings: Settings) -> Remembered | None:
 
     folder = settings.data_dir / "remembered"
     return Remembered(EmbeddedStore(folder, erase_deleted=True), EmbeddedRegistry(folder))
+
+
+def backups(settings: Settings, plain_files: tuple[str, ...] = ()) -> Backups:
+    """Backups of the configured store: the embedded data folder copied into a folder (with `plain_files`,
+    the small files beside the stores, e.g. the indexer's state), or Elasticsearch's indices in a snapshot
+    of FINDIMAGE_ES_SNAPSHOT_REPOSITORY."""
+    if settings.uses_elasticsearch:
+        from findimage.stores.elasticsearch.snapshots import Snapshots
+
+        return Snapshots.from_settings(settings)
+    from findimage.stores.embedded.backup import FolderBackups
+
+    return FolderBackups(settings.data_dir, plain_files)
 
 
 def image_embedder(settings: Settings) -> SentenceTransformerEmbedder:

@@ -162,6 +162,8 @@ class Settings:
     # A number, or a range Elasticsearch expands with the nodes ("0-1": a copy once a second node joins).
     es_replicas: str = setting("FINDIMAGE_ES_REPLICAS", "0-1")
     es_timeout_seconds: float = setting("FINDIMAGE_ES_TIMEOUT_SECONDS", 10.0, float, 0.1)
+    # The snapshot repository (registered in Elasticsearch) `findimage backup` writes to and `restore` reads.
+    es_snapshot_repository: str | None = setting("FINDIMAGE_ES_SNAPSHOT_REPOSITORY", None)
     text_embedder: str = setting("FINDIMAGE_TEXT_EMBEDDER", "local", choices=("local", "elasticsearch"))
     infer_model_id: str = setting("FINDIMAGE_INFER_MODEL_ID", DEFAULT_INFER_MODEL_ID)
     # While Elasticsearch's license refuses _infer: the local text model, or off.

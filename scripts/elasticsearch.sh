@@ -7,6 +7,8 @@
 # FINDIMAGE_ES_PASSWORD (default findimage-test-password): for the API key and privilege tests.
 # FINDIMAGE_ES_PORT (default 9250) picks the port; each port has its own run dir (data, logs, pidfile),
 # so a second server can run beside the first. `start` begins with fresh data unless --keep-data.
+# Snapshots: `path.repo` is the run dir's snapshots/, where `fs` snapshot repositories may be registered
+# with a relative location (the backup tests register one each).
 # FINDIMAGE_ES_HEAP (default 1g) sizes the JVM heap; FINDIMAGE_ES_MMAP=on lets Lucene memory-map its
 # files as production nodes do (off by default: it wants vm.max_map_count >= 262144, which a container
 # may not be allowed to set). The 1M-document benchmark uses both.
@@ -22,6 +24,7 @@ RUN="$CACHE/run"                       # config, data, logs, pidfile (owned by E
 URL="http://127.0.0.1:$PORT"
 ES_USER=findimage-es
 HEAP="${FINDIMAGE_ES_HEAP:-1g}"
+REPO="$RUN/snapshots"
 MMAP=$([[ ${FINDIMAGE_ES_MMAP:-off} == on ]] && echo true || echo false)
 SECURITY=$([[ ${FINDIMAGE_ES_SECURITY:-off} == on ]] && echo true || echo false)
 AUTH=(); [[ $SECURITY == true ]] && AUTH=(-u "elastic:${FINDIMAGE_ES_PASSWORD:-findimage-test-password}")
@@ -64,7 +67,7 @@ start() {
     rm -rf "$RUN"                                 # fresh data (and a fresh 30-day trial) per run
   fi
   rm -rf "$RUN/config"
-  mkdir -p "$RUN"/{data,logs}
+  mkdir -p "$RUN"/{data,logs} "$REPO"
   cp -r "$ES_HOME/config" "$RUN/config"
   sed -i "s#=logs/#=$RUN/logs/#; s#=data\$#=$RUN/logs#" "$RUN/config/jvm.options"  # paths are ES_HOME-relative
   cat > "$RUN/config/elasticsearch.yml" <<EOF
@@ -75,6 +78,7 @@ transport.port: $((PORT + 100))
 discovery.type: single-node
 path.data: $RUN/data
 path.logs: $RUN/logs
+path.repo: $REPO
 xpack.security.enabled: $SECURITY
 xpack.security.http.ssl.enabled: false
 xpack.security.transport.ssl.enabled: false

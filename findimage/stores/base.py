@@ -165,6 +165,21 @@ class PassLease(Protocol):
     def close(self) -> None: ...
 
 
+class Backups(Protocol):
+    """Backups of everything a store keeps, made while the bot and the indexer run, and their restore
+    (findimage.backends.backups): the embedded store's data folder copied into a folder, or Elasticsearch's
+    indices in a snapshot."""
+
+    def make(self, target: str | None) -> list[str]:
+        """Make a backup named `target` (a folder; a snapshot name, None: a dated one); lines saying what it holds."""
+        ...
+
+    def restore(self, source: str, force: bool = False) -> list[str]:
+        """Bring back the backup `source`, checked first; lines saying what was restored. Refused (one
+        sentence) where it cannot be done safely; `force` replaces a store that holds something."""
+        ...
+
+
 def known_fields(cls: type, value: dict) -> dict:
     """The stored record's fields this version knows (a newer release may have added others)."""
     known = {f.name for f in dataclasses.fields(cls)}

@@ -51,7 +51,10 @@ def drop(url: str, alias: str) -> None:
         ElasticsearchStore(es, url, alias).drop()
         ElasticsearchStore(es, url, f"{alias}-remembered").drop()
         # The bot's seen keys, the indexer's lease and the remembered channels live beside the alias.
-        es.indices.delete(index=[f"{alias}-seen", f"{alias}-lease", f"{alias}-channels"], ignore_unavailable=True)
+        es.indices.delete(index=[f"{alias}-seen", f"{alias}-lease"], ignore_unavailable=True)
+        # `<alias>-channels`, an index or (after a restore) an alias over `<alias>-channels-v<N>`
+        for index in es.indices.get(index=f"{alias}-channels*", allow_no_indices=True, ignore_unavailable=True):
+            es.indices.delete(index=index, ignore_unavailable=True)
     finally:
         es.close()
 

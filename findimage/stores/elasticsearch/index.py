@@ -340,8 +340,8 @@ class IndexLayout:
                                    f"{self._layout(index)})"))
         kept, stray = self._kept_and_stray()
         for index in kept:
-            lines.append(("previous", f"{index} (kept by the last `findimage index --full`; roll back with "
-                                      f"{self.rollback_command(index, concrete)})"))
+            lines.append(("previous", f"{index} (kept by the last `findimage index --full` or `restore`; roll back "
+                                      f"with {self.rollback_command(index, concrete)})"))
         for index in stray:
             lines.append(("rebuilding", f"{index} (a `findimage index --full` is running, was interrupted or "
                                         "was rolled back; the next one deletes it)"))

@@ -4,9 +4,10 @@ The bot searches: it reads the alias's indices and runs the deployed text model;
 the keys of answered Slack events in `<alias>-seen`, shared by its replicas, and the images remembered
 from channels (`<alias>-remembered` over its own generations, and `<alias>-channels`), which it owns.
 The indexer owns the archive's indices: it creates, writes, swaps and deletes `<alias>-v<N>`, holds
-the indexing lease in `<alias>-lease` and reads cluster health for `findimage status`. Neither may
-touch any other index, user, role or model. `findimage doctor` asks which of the two the credentials in
-use may run (`checkup`).
+the indexing lease in `<alias>-lease` and reads cluster health for `findimage status`. The backup key
+snapshots findimage's indices into registered repositories (snapshots.py). None may touch any other
+index, user, role or model. `findimage doctor` asks which of the bot's and the indexer's the
+credentials in use may run (`checkup`).
 """
 from __future__ import annotations
 
@@ -37,9 +38,11 @@ from findimage.stores.elasticsearch.names import (
     seen_index,
 )
 
-ROLES = ("bot", "indexer")
+ROLES = ("bot", "indexer", "backup")
+RUNNING = ("bot", "indexer")  # the roles a deployment's processes run as (`findimage doctor` asks for these)
 USES = {"bot": "the bot (`findimage bot`, `findimage search`): searches the index, runs the text model",
-        "indexer": "the indexer (`findimage index`, `schedule`, `status`): creates, writes and rebuilds the index"}
+        "indexer": "the indexer (`findimage index`, `schedule`, `status`): creates, writes and rebuilds the index",
+        "backup": "backups (`findimage backup`): snapshots of findimage's indices into registered repositories"}
 
 
 class SecurityOff(Exception):
@@ -74,8 +77,21 @@ def indexer_role(alias: str) -> dict:
                         {"names": [lease_index(alias)], "privileges": ["create_index", "write", "read"]}]}
 
 
+def backup_role(alias: str) -> dict:
+    # Snapshots into the repositories the cluster's admin registered (create_snapshot also lists them and
+    # their snapshots), of findimage's indices, which it may find and count (monitor: their statistics)
+    # but neither read nor change. Restoring needs the `manage` cluster privilege, which Elasticsearch has
+    # in no narrower form (it also allows registering a repository anywhere): the elastic user restores.
+    channels = channels_index(alias)
+    return {"cluster": ["create_snapshot"],
+            "indices": [{"names": [*index_names(alias), *index_names(remembered_alias(alias)), channels,
+                                   generations_pattern(channels)],
+                         "privileges": ["monitor", "view_index_metadata"]}]}
+
+
 def role_descriptors(role: str, alias: str) -> dict:
-    return {f"findimage-{role}": bot_role(alias) if role == "bot" else indexer_role(alias)}
+    roles = {"bot": bot_role, "indexer": indexer_role, "backup": backup_role}
+    return {f"findimage-{role}": roles[role](alias)}
 
 
 def key_name(role: str, alias: str) -> str:
@@ -128,10 +144,10 @@ def ensure_key_file(client: Elasticsearch, path: Path, role: str, alias: str) ->
 
 
 def make_keys(settings: Settings, key_files: dict[str, str | None]) -> list[str]:
-    """Both keys, made with the configured (superuser) credentials; lines to show the operator.
+    """The keys, made with the configured (superuser) credentials; lines to show the operator.
 
     A role with a file keeps a still-current key there; a role without one gets a new key, printed in
-    the form a `.env` takes.
+    the form a `.env` takes. The backup key is made only with its file, or where no role has one.
     """
     client, url = make_client(settings), public_url(settings.elasticsearch_url)
     lines = []
@@ -145,6 +161,8 @@ def make_keys(settings: Settings, key_files: dict[str, str | None]) -> list[str]
                               "needs none there.") from None
         for role in ROLES:
             path = key_files.get(role)
+            if role == "backup" and not path and any(key_files.values()):
+                continue  # asked for the others' files only (compose's one-shot service, whose output is a log)
             if path:
                 written = ensure_key_file(client, Path(path), role, settings.index_name)
                 lines.append(f"{role}: {'new key written to' if written else 'key still valid in'} {path}")
@@ -181,7 +199,7 @@ def checkup(settings: Settings) -> ServerCheckup:
         version = _unless_refused(lambda: str(client.info()["version"]["number"]))
         license = _unless_refused(lambda: "{type}, {status}".format(**client.license.get()["license"]))
         missing = {role: _lacking(client, role_descriptors(role, settings.index_name)[f"findimage-{role}"])
-                   for role in ROLES} if security else {role: [] for role in ROLES}
+                   for role in RUNNING} if security else {role: [] for role in RUNNING}
         return ServerCheckup(version, license, security, missing)
     except (ConnectionError, ConnectionTimeout) as exc:
         raise unavailable_error(url, exc) from None

@@ -1,5 +1,6 @@
 """The remembered channels and their postings in one Elasticsearch index, `<alias>-channels`, shared by
-every bot replica (findimage.remembered).
+every bot replica (findimage.remembered). Once a snapshot was restored (snapshots.py) `<alias>-channels` is
+an alias over the restored `<alias>-channels-v<N>`: every request names it alike.
 
 Four kinds of documents: a channel's state (id `channel:<C>`), a posting (id = the image id, with its
 channel and file id as keywords), a journal entry (id `journal:<event id>`: an event kept until applied)
@@ -50,7 +51,10 @@ class ElasticsearchRegistry:
                 self.client.indices.create(index=self.index, mappings=MAPPING,
                                            settings={"number_of_shards": 1, "auto_expand_replicas": "0-1"})
             except BadRequestError as exc:
-                if error_type(exc) != "resource_already_exists_exception":
+                # There already, as an index or (after a restore: findimage.stores.elasticsearch.snapshots)
+                # as an alias over one.
+                if error_type(exc) not in ("resource_already_exists_exception", "invalid_index_name_exception") \
+                        or not self.client.indices.exists(index=self.index):
                     raise
                 # an index made by an earlier release: the fields added since (adding fields is allowed)
                 self.client.indices.put_mapping(index=self.index, properties=MAPPING["properties"])

@@ -1,7 +1,7 @@
-"""Least-privilege API keys on a server with security on: `findimage keys create` makes a bot key and an
-indexer key; the indexer's key runs real passes (holding the indexing lease) and status, the bot's key
-searches and writes seen keys, and every other write, index creation or deletion with the bot's key is
-refused in one sentence."""
+"""Least-privilege API keys on a server with security on: `findimage keys create` makes a bot key, an
+indexer key and a backup key; the indexer's key runs real passes (holding the indexing lease) and status,
+the bot's key searches and writes seen keys, and every other write, index creation or deletion with the
+bot's key is refused in one sentence; the backup key snapshots findimage's indices and does nothing else."""
 from __future__ import annotations
 
 import dataclasses
@@ -10,6 +10,7 @@ import logging
 import os
 import stat
 import time
+import uuid
 
 import numpy as np
 import pytest
@@ -27,7 +28,7 @@ from findimage.stores.elasticsearch.lease import LEASE_ID, IndexingLease
 from findimage.stores.elasticsearch.privileges import ensure_key_file, key_is_current
 from findimage.stores.elasticsearch.seen import SharedSeen
 from findimage.stores.elasticsearch.store import ElasticsearchStore
-from findimage_cli import EXIT_OK, EXIT_UNAVAILABLE, EXIT_USAGE, main
+from findimage_cli import EXIT_OK, EXIT_REFUSED, EXIT_UNAVAILABLE, EXIT_USAGE, main
 
 pytestmark = [*needs_es, pytest.mark.timeout(300)]
 KEYS_HINT = ("the indexer needs the indexer's API key and the bot the bot's (`findimage keys create` makes both); "
@@ -72,14 +73,16 @@ def _doc(path: str) -> ImageDoc:
 def test_each_key_does_its_job_and_the_bot_key_cannot_write(as_elastic, settings, archive, tmp_path, monkeypatch,
                                                              capsys, caplog):
     url, alias = SecureServer.url, settings.index_name
-    bot_file, indexer_file = tmp_path / "bot.key", tmp_path / "indexer.key"
-    argv = ["keys", "create", "--bot-key-file", str(bot_file), "--indexer-key-file", str(indexer_file)]
+    bot_file, indexer_file, backup_file = tmp_path / "bot.key", tmp_path / "indexer.key", tmp_path / "backup.key"
+    argv = ["keys", "create", "--bot-key-file", str(bot_file), "--indexer-key-file", str(indexer_file),
+            "--backup-key-file", str(backup_file)]
     assert main(argv) == EXIT_OK
     assert capsys.readouterr().out == (f"bot: new key written to {bot_file}\n"
-                                       f"indexer: new key written to {indexer_file}\n")
+                                       f"indexer: new key written to {indexer_file}\n"
+                                       f"backup: new key written to {backup_file}\n")
     assert stat.S_IMODE(os.stat(bot_file).st_mode) == 0o600
     assert main(argv) == EXIT_OK, "a rerun keeps keys that are still valid"
-    assert capsys.readouterr().out.count("key still valid in") == 2
+    assert capsys.readouterr().out.count("key still valid in") == 3
     bot_key = bot_file.read_text().strip()
 
     # The bot's key: a search on an index that does not exist yet neither creates it nor may.
@@ -187,7 +190,7 @@ def test_the_bot_key_remembers_and_forgets_in_its_own_indices_only(as_elastic, s
     url, alias = SecureServer.url, settings.index_name
     bot_file, indexer_file = tmp_path / "bot.key", tmp_path / "indexer.key"
     assert main(["keys", "create", "--bot-key-file", str(bot_file), "--indexer-key-file", str(indexer_file)]) == 0
-    capsys.readouterr()
+    assert "ELASTICSEARCH_API_KEY" not in capsys.readouterr().out, "no backup key printed beside the key files"
     _use_key(monkeypatch, bot_file)
     as_bot = load_settings(env_file=None)
     remembered = open_remembered(as_bot)  # as the bot starts: its store, created by its key
@@ -236,3 +239,44 @@ def test_doctor_says_which_of_the_bot_and_the_indexer_the_credentials_may_run(as
     assert (code, status) == (EXIT_USAGE, "fail")
     assert "ELASTICSEARCH_API_KEY may run neither the bot nor the indexer (the bot needs monitor_ml, " in detail
     assert detail.endswith("make their keys with `findimage keys create` and set ELASTICSEARCH_API_KEY.")
+
+
+def test_the_backup_key_snapshots_findimage_indices_and_may_neither_read_them_nor_restore(
+        as_elastic, settings, archive, tmp_path, monkeypatch, capsys):
+    url, alias = SecureServer.url, settings.index_name
+    files = {role: tmp_path / f"{role}.key" for role in ("bot", "indexer", "backup")}
+    assert main(["keys", "create", *(arg for role, path in files.items()
+                                     for arg in (f"--{role}-key-file", str(path)))]) == EXIT_OK
+    repository = f"findimage-test-{uuid.uuid4().hex[:8]}"  # registered by the cluster's admin
+    as_elastic.snapshot.create_repository(name=repository,
+                                          repository={"type": "fs", "settings": {"location": repository}})
+    monkeypatch.setenv("FINDIMAGE_ES_SNAPSHOT_REPOSITORY", repository)
+    _use_key(monkeypatch, files["indexer"])
+    assert main(["index"]) == EXIT_OK
+    assert main(["backup", "by-the-indexer"]) == EXIT_REFUSED, "the indexer's key makes no snapshots"
+    assert capsys.readouterr().err.endswith(
+        f"findimage: Elasticsearch at {url} does not allow these credentials to make snapshots: use the backup key "
+        "`findimage keys create` makes, or the elastic user.\n")
+    try:
+        _use_key(monkeypatch, files["backup"])
+        assert main(["backup", "nightly"]) == EXIT_OK
+        assert capsys.readouterr().out.startswith(f"nightly: snapshot in the repository {repository} of {alias} "
+                                                  f"({alias}-v1, 7 documents)")
+        backup_key = files["backup"].read_text().strip()
+        with pytest.raises(AuthorizationException):
+            Elasticsearch(url, api_key=backup_key).search(index=alias)
+        assert main(["restore", "nightly", "--force"]) == EXIT_REFUSED
+        assert capsys.readouterr().err == (
+            f"findimage: Elasticsearch at {url} does not allow these credentials to restore snapshots (the `manage` "
+            "cluster privilege, which Elasticsearch has in no narrower form): restore as the elastic user "
+            "(ELASTICSEARCH_USERNAME=elastic and its ELASTICSEARCH_PASSWORD).\n")
+
+        monkeypatch.delenv("ELASTICSEARCH_API_KEY_FILE")
+        monkeypatch.setenv("ELASTICSEARCH_USERNAME", "elastic")
+        monkeypatch.setenv("ELASTICSEARCH_PASSWORD", SecureServer.password)
+        assert main(["restore", "nightly", "--force"]) == EXIT_OK
+        assert f"{alias} -> {alias}-v2 (7 documents)" in capsys.readouterr().out
+    finally:
+        for snapshot in as_elastic.snapshot.get(repository=repository, snapshot="_all")["snapshots"]:
+            as_elastic.snapshot.delete(repository=repository, snapshot=snapshot["snapshot"])
+        as_elastic.snapshot.delete_repository(name=repository)

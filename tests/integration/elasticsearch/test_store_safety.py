@@ -69,8 +69,8 @@ def test_full_keeps_the_replaced_index_until_the_next_full(settings, archive, ca
     status = capsys.readouterr().out
     rollback = (f'POST _aliases {{"actions":[{{"add":{{"index":"{alias}-v1","alias":"{alias}"}}}},'
                 f'{{"remove":{{"index":"{alias}-v2","alias":"{alias}"}}}}]}}')
-    assert (f"previous:     {alias}-v1 (kept by the last `findimage index --full`; roll back with {rollback})"
-            in status.splitlines())
+    assert (f"previous:     {alias}-v1 (kept by the last `findimage index --full` or `restore`; roll back with "
+            f"{rollback})" in status.splitlines())
     assert "rebuilding" not in status
 
     # The printed rollback works as it is: searches answer from v1 again.
