@@ -215,6 +215,8 @@ class FolderBackups:
                                 "folder, or add --force to replace it (its files are then kept aside in "
                                 f"{self.data_dir}/replaced-<time>/).")
         kept = self.data_dir / time.strftime("replaced-%Y%m%d-%H%M%S")
+        while kept.exists():  # two restores within a second: neither overwrites what the other kept
+            kept = kept.with_name(kept.name + "-1")
         _private_dir(kept)
         for path in present:
             os.replace(path, kept / path.name)

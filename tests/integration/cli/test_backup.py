@@ -215,6 +215,8 @@ def test_a_store_that_holds_documents_is_replaced_only_with_force_and_then_kept_
                                               "one answers"
     assert (kept / "findimage.sqlite").is_file() and not (data / "findimage.sqlite-wal").exists()
     assert "documents:    7" in findimage(env, "status").stdout
+    assert findimage(env, "restore", str(backed_up), "--force").returncode == 0
+    assert len(list(data.glob("replaced-*"))) == 2, "a second restore keeps the first one's copy too"
 
 
 def test_a_store_written_by_a_newer_release_is_refused_in_one_sentence_and_left_as_it_was(env, archive, tmp_path):
