@@ -10,15 +10,17 @@ from datetime import datetime
 from findimage import __version__, process
 from findimage.config import Settings, load_settings_or_report
 from findimage.errors import EXIT_ERROR, EXIT_OK, EXIT_REFUSED, EXIT_UNAVAILABLE, EXIT_USAGE, FindimageError
-from findimage.process import printable
+from findimage.logs import printable, tell
 
 __all__ = ["EXIT_ERROR", "EXIT_OK", "EXIT_REFUSED", "EXIT_UNAVAILABLE", "EXIT_USAGE", "main"]
 log = logging.getLogger("findimage")
 
 
 def main(argv: list[str] | None = None) -> int:
+    process.start()  # before anything reaches stderr, argparse's usage errors included
     args = _parser().parse_args(argv)
-    process.start(logging.INFO if args.verbose else logging.WARNING)
+    # FINDIMAGE_LOG_LEVEL if set, else WARNING for what is run by hand and INFO for the services; -v: INFO at least
+    process.log_level(args.log_default, args.verbose)
     if args.run is cmd_doctor:  # a setting it cannot read is its first finding, not a reason to stop
         try:
             return cmd_doctor(args)
@@ -34,11 +36,11 @@ def main(argv: list[str] | None = None) -> int:
     except FindimageError as exc:  # a failure findimage explains: its sentence, its exit code
         if args.verbose:
             log.exception("failed")
-        print(f"findimage: {exc}", file=sys.stderr)
+        tell(f"findimage: {exc}")
         return exc.exit_code
     except Exception:  # a bug: say so, and where to look
         log.info("unexpected error", exc_info=True)
-        print("findimage: unexpected error (run with -v to see where it happened).", file=sys.stderr)
+        tell("findimage: unexpected error (run with -v to see where it happened).")
         return EXIT_ERROR
 
 
@@ -46,6 +48,7 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="findimage", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="log what happens")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.set_defaults(log_default=logging.WARNING)  # the services below log what they do: INFO
     sub = parser.add_subparsers(required=True, metavar="command")
 
     index = sub.add_parser("index", help="embed new and changed archive images, drop deleted ones")
@@ -69,12 +72,12 @@ def _parser() -> argparse.ArgumentParser:
     search.set_defaults(run=cmd_search)
 
     sub.add_parser("schedule", help="index now and then every FINDIMAGE_INDEX_INTERVAL_MINUTES").set_defaults(
-        run=cmd_schedule)
+        run=cmd_schedule, log_default=logging.INFO)
     sub.add_parser("status", help="store, document count, models and the last pass").set_defaults(run=cmd_status)
     sub.add_parser("worker", help="embed what indexing passes queue on FINDIMAGE_QUEUE_URL (run several)").set_defaults(
-        run=cmd_worker)
+        run=cmd_worker, log_default=logging.INFO)
     sub.add_parser("bot", help="run the Slack bot (Socket Mode if SLACK_APP_TOKEN is set, else HTTP)").set_defaults(
-        run=cmd_bot)
+        run=cmd_bot, log_default=logging.INFO)
     doctor = sub.add_parser("doctor", help="check the settings, archive, data folder, store, models, Slack and "
                                            "queue, one line each; exit non-zero if one fails")
     doctor.add_argument("--json", action="store_true", help="print the checks as JSON")
@@ -105,10 +108,10 @@ def cmd_index(settings: Settings, args: argparse.Namespace) -> int:
     # A missing archive or a mass removal stops the pass before any change (exit 4: EXIT_REFUSED).
     summary = index_once(settings, full=args.full, allow_mass_removal=args.allow_mass_removal)
     for path, reason in summary.failures:
-        print(f"failed: {printable(path)}: {printable(reason)}", file=sys.stderr)
+        tell(f"failed: {printable(path)}: {printable(reason)}", logging.WARNING)
     print(summary.line())
     if summary.removal_sentence:
-        print(f"findimage: {summary.removal_sentence}", file=sys.stderr)
+        tell(f"findimage: {summary.removal_sentence}")
         return EXIT_REFUSED
     return EXIT_OK
 
@@ -117,10 +120,10 @@ def cmd_search(settings: Settings, args: argparse.Namespace) -> int:
     from findimage.search import Searcher, empty_result_sentence, query_filters
 
     if args.k is not None and not 1 <= args.k <= 1000:
-        print("findimage: -k must be between 1 and 1000.", file=sys.stderr)
+        tell("findimage: -k must be between 1 and 1000.")
         return EXIT_USAGE
     if args.image and args.text:
-        print("findimage: give either a text or --image, not both.", file=sys.stderr)
+        tell("findimage: give either a text or --image, not both.")
         return EXIT_USAGE
     from findimage.dates import DateError, bound_start, check_range
 
@@ -129,7 +132,7 @@ def cmd_search(settings: Settings, args: argparse.Namespace) -> int:
         before = bound_start(args.before, "--before") if args.before else None
         check_range(after, before)
     except DateError as exc:  # checked here to name the options as the CLI spells them
-        print(f"findimage: {exc}", file=sys.stderr)
+        tell(f"findimage: {exc}")
         return EXIT_USAGE
     filters = query_filters(args.folder, after, before)
     from findimage.backends import open_remembered
@@ -169,19 +172,17 @@ def cmd_search(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_schedule(settings: Settings, args: argparse.Namespace) -> int:
     from indexer.run import schedule
 
-    logging.getLogger().setLevel(logging.INFO)
     schedule(settings)
     return EXIT_OK
 
 
 def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
     if not settings.queue_url:
-        print("findimage: `findimage worker` needs FINDIMAGE_QUEUE_URL (e.g. redis://localhost:6379/0), the queue "
-              "indexing passes hand their work to.", file=sys.stderr)
+        tell("findimage: `findimage worker` needs FINDIMAGE_QUEUE_URL (e.g. redis://localhost:6379/0), the queue "
+             "indexing passes hand their work to.")
         return EXIT_USAGE
     from indexer.run import work
 
-    logging.getLogger().setLevel(logging.INFO)
     work(settings)
     return EXIT_OK
 
@@ -321,8 +322,8 @@ def cmd_keys(settings: Settings, args: argparse.Namespace) -> int:
     from findimage.stores.elasticsearch.privileges import make_keys
 
     if not settings.uses_elasticsearch:
-        print("findimage: API keys are for Elasticsearch: set ELASTICSEARCH_URL and the elastic user's "
-              "ELASTICSEARCH_USERNAME/ELASTICSEARCH_PASSWORD.", file=sys.stderr)
+        tell("findimage: API keys are for Elasticsearch: set ELASTICSEARCH_URL and the elastic user's "
+             "ELASTICSEARCH_USERNAME/ELASTICSEARCH_PASSWORD.")
         return EXIT_USAGE
     files = {"bot": args.bot_key_file, "indexer": args.indexer_key_file, "backup": args.backup_key_file}
     for line in make_keys(settings, files):

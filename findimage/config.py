@@ -4,15 +4,15 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
-import sys
 from collections.abc import Mapping
 from dataclasses import Field, dataclass, field, fields
 from pathlib import Path
 from typing import Any, TypeVar, overload
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 from dotenv import dotenv_values
 
+from findimage import logs
 from findimage.errors import EXIT_USAGE, FindimageError
 
 DEFAULT_IMAGE_MODEL = "clip-ViT-B-32"
@@ -199,6 +199,10 @@ class Settings:
     # Where HTTP mode's gunicorn workers write their metrics (prometheus_client's multiprocess mode; emptied at
     # start); unset: a temporary folder of the web server's own.
     metrics_multiprocess_dir: Path | None = setting("PROMETHEUS_MULTIPROC_DIR", None, Path)
+    # The log (findimage.logs): unset level, the command's default (INFO for the bot, the schedule and workers,
+    # WARNING for the commands run by hand); text or one JSON object per line.
+    log_level: str | None = setting("FINDIMAGE_LOG_LEVEL", None, choices=tuple(logs.LEVELS))
+    log_format: str = setting("FINDIMAGE_LOG_FORMAT", "text", choices=logs.FORMATS)
 
     @property
     def decode_budget_bytes(self) -> int:
@@ -248,10 +252,14 @@ class _Reader:
             return default
         return value
 
-    def choice(self, name: str, default: str, choices: tuple[str, ...]) -> str:
-        value = (self.text(name) or default).lower()
-        if value not in choices:
-            self.problems.append(f"{name}={value!r} must be one of: {', '.join(choices)}.")
+    def choice(self, name: str, default: Any, choices: tuple[str, ...]) -> Any:
+        """One of `choices` as declared, whatever the case it was written in."""
+        raw = self.text(name)
+        if raw is None:
+            return default
+        value = {choice.lower(): choice for choice in choices}.get(raw.lower())
+        if value is None:
+            self.problems.append(f"{name}={raw!r} must be one of: {', '.join(choices)}.")
             return default
         return value
 
@@ -275,19 +283,47 @@ class _Reader:
         return kind(raw)
 
 
-def load_settings(environ: Mapping[str, str] | None = None, env_file: str | Path | None = ".env") -> Settings:
-    """Settings from `environ` (default: os.environ) over an optional `.env` file; raises ConfigError."""
+def _values(environ: Mapping[str, str] | None, env_file: str | Path | None) -> dict[str, str]:
+    """`environ` (default: os.environ) over an optional `.env` file."""
     values: dict[str, str] = {}
     if env_file and Path(env_file).is_file():
         values.update({k: v for k, v in dotenv_values(env_file).items() if v is not None})
     values.update(os.environ if environ is None else environ)
-    r = _Reader(values)
+    return values
+
+
+def load_settings(environ: Mapping[str, str] | None = None, env_file: str | Path | None = ".env") -> Settings:
+    """Settings from `environ` (default: os.environ) over an optional `.env` file; raises ConfigError.
+    The secret ones' values are kept out of the log from here on (findimage.logs.keep_out)."""
+    r = _Reader(_values(environ, env_file))
     read: dict[str, Any] = {f.name: r.field(f) for f in fields(Settings) if "env" in f.metadata}
     _check(read, r)
     settings = Settings(**read)
+    logs.keep_out(*secret_values(settings))
     if r.problems:
         raise ConfigError(r.problems)
     return settings
+
+
+def log_options(environ: Mapping[str, str] | None = None,
+                env_file: str | Path | None = ".env") -> tuple[str | None, str]:
+    """FINDIMAGE_LOG_LEVEL (None: unset) and FINDIMAGE_LOG_FORMAT, read before the other settings: the log's
+    format decides how their problems are written. A bad value is taken as unset here; load_settings
+    reports it."""
+    r = _Reader(_values(environ, env_file))
+    declared = {f.name: f for f in fields(Settings)}
+    return r.field(declared["log_level"]), r.field(declared["log_format"])  # type: ignore[return-value]
+
+
+def secret_values(settings: Settings) -> list[str]:
+    """The secret settings' values (the repr=False fields), and the passwords inside the URLs, as written
+    and percent-decoded."""
+    values = [getattr(settings, f.name) for f in fields(settings) if not f.repr]
+    for url in (settings.queue_url, settings.elasticsearch_url):
+        userinfo = (url or "").partition("://")[2].rpartition("@")[0]
+        password = userinfo.partition(":")[2]
+        values += [password, unquote(password)]
+    return [value for value in values if isinstance(value, str) and value]
 
 
 def _check(read: dict[str, Any], r: _Reader) -> None:
@@ -397,7 +433,7 @@ def export_to_environment(name: str, value: str | None) -> None:
 def report_problems(problems: list[str]) -> None:
     """Every configuration problem on stderr, one line each, as every command prints them at start."""
     for problem in problems:
-        print(f"findimage: configuration problem: {problem}", file=sys.stderr)
+        logs.tell(f"findimage: configuration problem: {problem}")
 
 
 def load_settings_or_report() -> Settings | None:

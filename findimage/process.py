@@ -1,43 +1,38 @@
-"""How every findimage process starts: files only its own user can read, log lines nobody can forge.
+"""How every findimage process starts: files only its own user can read, and its log (findimage.logs).
 
 The data folder holds the archive's paths and their embeddings (from which pictures can be roughly
 recovered), the indexer's state and lock files: with the default umask (022) all of them would be
-readable by every user of the machine. And file names come from whoever fills the archive or posts in
-Slack: a name with a newline in it would write a second, made-up line into the log.
+readable by every user of the machine.
 """
 from __future__ import annotations
 
 import logging
 import os
-import re
 
-LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+from findimage import logs
+from findimage.config import log_options
+from findimage.logs import printable
+
+__all__ = ["PRIVATE_UMASK", "log_level", "printable", "start"]
 PRIVATE_UMASK = 0o077  # folders 0700, files 0600
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
-_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 
 
-def printable(text: str) -> str:
-    """`text` with control characters (newlines among them) shown as escapes, on one line."""
-    return _CONTROL.sub(lambda m: _NAMED.get(m.group(), f"\\x{ord(m.group()):02x}" if ord(m.group()) < 256
-                                             else f"\\u{ord(m.group()):04x}"), text)
-
-
-class EscapingFormatter(logging.Formatter):
-    """Escapes control characters in the message (a traceback below it keeps its own lines)."""
-
-    def formatMessage(self, record: logging.LogRecord) -> str:
-        record.message = printable(record.message)
-        return super().formatMessage(record)
-
-
-def start(level: int = logging.WARNING) -> None:
-    """Private file modes for everything this process writes, and escaped log lines (unless the host,
-    e.g. pytest, configured logging already)."""
+def start(default_level: int = logging.WARNING, verbose: bool = False) -> None:
+    """Private file modes for everything this process writes, and its log on stderr as FINDIMAGE_LOG_FORMAT
+    asks, at FINDIMAGE_LOG_LEVEL (else `default_level`; `verbose`: INFO at least). The log is configured
+    once, before anything is written to stderr (a bad setting's sentence too), and not where the host
+    (pytest) configured logging already."""
     os.umask(PRIVATE_UMASK)
-    root = logging.getLogger()
-    if not root.handlers:
-        handler = logging.StreamHandler()
-        handler.setFormatter(EscapingFormatter(LOG_FORMAT))
-        root.addHandler(handler)
-        root.setLevel(level)
+    configured_level, log_format = log_options()
+    logs.configure(log_format, _level(configured_level, default_level, verbose))
+
+
+def log_level(default_level: int, verbose: bool = False) -> None:
+    """The level once the command is known (`findimage` runs `start` before it parses its arguments):
+    FINDIMAGE_LOG_LEVEL if set, else the command's default; `-v` (verbose) means INFO at least."""
+    logs.set_level(_level(log_options()[0], default_level, verbose))
+
+
+def _level(configured: str | None, default_level: int, verbose: bool) -> int:
+    level = logs.LEVELS[configured] if configured else default_level
+    return min(level, logging.INFO) if verbose else level

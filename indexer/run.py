@@ -1,9 +1,11 @@
 """Entry points of the indexer: one pass now, or passes on a schedule."""
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
 
+from findimage import logs
 from findimage.backends import image_embedder, open_store, text_model_id, using_store
 from findimage.config import Settings
 from findimage.models.reader_process import ReadingLimits
@@ -19,6 +21,13 @@ from .state import load_state, save_state
 from .text_stage import TextStage
 
 log = logging.getLogger(__name__)
+PASS_ID_CHARS = 12
+
+
+def named_pass() -> contextlib.AbstractContextManager[None]:
+    """The log lines of one pass, from its lock to its summary, name it (pass_id: findimage.logs), also
+    those of its buckets on the queue's workers (indexer.queue)."""
+    return logs.ids(pass_id=logs.new_id(PASS_ID_CHARS))
 
 
 def _one_pass(settings: Settings, lease: PassLease | None, full: bool = False, progress: bool | None = None,
@@ -61,7 +70,7 @@ def _one_pass(settings: Settings, lease: PassLease | None, full: bool = False, p
 def index_once(settings: Settings, full: bool = False, progress: bool | None = None,
                allow_mass_removal: bool = False) -> PassSummary:
     """One pass, refused (AlreadyRunning) while another process is indexing the same data or index."""
-    with using_store(settings), pass_guard(settings) as lease:
+    with named_pass(), using_store(settings), pass_guard(settings) as lease:
         return _one_pass(settings, lease, full, progress, allow_mass_removal)
 
 
@@ -101,12 +110,15 @@ def schedule(settings: Settings) -> None:
             log.error("%s", summary.removal_sentence)
         return summary
 
+    def named(lease: PassLease | None) -> PassSummary | None:
+        with named_pass():
+            return scheduled_pass(lease)
+
     readiness = Readiness(readiness_probe(settings))  # between passes too: the archive, the store
     monitoring = serve_monitoring(settings, readiness)
     try:
         with using_store(settings):
-            run_schedule(settings.data_dir, settings.index_interval_minutes, scheduled_pass,
-                         lambda: pass_guard(settings))
+            run_schedule(settings.data_dir, settings.index_interval_minutes, named, lambda: pass_guard(settings))
     finally:
         if monitoring is not None:
             monitoring.close()

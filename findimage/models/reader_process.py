@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Any
 
+from findimage import logs
 from findimage.config import Settings
 from findimage.records import ReadText
 
@@ -69,7 +70,8 @@ class ReaderProcess:
 
     def _start(self) -> None:
         parent, child = self._context.Pipe()
-        self._process = self._context.Process(target=_serve, args=(child, self.limits.threads, self.limits.memory),
+        self._process = self._context.Process(target=_serve, args=(child, self.limits.threads, self.limits.memory,
+                                                                   logs.snapshot()),
                                               daemon=True, name="findimage-text-reader")
         self._process.start()
         child.close()
@@ -87,10 +89,13 @@ class ReaderProcess:
         self._stop()
 
 
-def _serve(connection: Connection, threads: int, memory: int) -> None:
+def _serve(connection: Connection, threads: int, memory: int, log: logs.Setup | None = None) -> None:
     """The child: under its memory limit, decode each picture within the decode budget, read its text, answer
     one message each. A picture that needed more memory than the limit is answered as failed and the child
-    ends ("spent"): the next picture gets a fresh child, not the heap and engine arena this one grew."""
+    ends ("spent"): the next picture gets a fresh child, not the heap and engine arena this one grew. It logs
+    as its parent does (a spawned child starts without the parent's log: `log`, its level, format, secrets)."""
+    if log is not None:
+        logs.apply(log)
     from findimage.imaging import ImageError
     from findimage.models.text_reader import TextReader, TextReadingError
 

@@ -28,6 +28,7 @@ query typed without umlauts or with "ss" finds the text.
 """
 from __future__ import annotations
 
+import logging
 import math
 import threading
 from pathlib import Path
@@ -36,7 +37,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from findimage import names
+from findimage import logs, names
 from findimage.errors import TextReadingError
 from findimage.imaging import _to_rgb  # the decoder's conversion: transparency over white, 16-bit scaled
 from findimage.records import TextLine
@@ -128,6 +129,7 @@ class TextReader:
             try:
                 from rapidocr import RapidOCR
 
+                logs.adopt(logging.getLogger("RapidOCR"))  # its own handler: made to write as this process logs
                 engine = RapidOCR(params=self.engine_params())
                 engine(np.zeros((64, 64, 3), np.uint8), use_cls=False, use_rec=False)  # detection model
                 engine.recognize_txt([np.full((REC_HEIGHT, 96, 3), 255, np.uint8)])  # recognition model
