@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import logging
 
-from slack_bolt import App
+from slack_bolt import App, BoltRequest, BoltResponse
 from slack_bolt.error import BoltError
 from slack_sdk import WebClient
 from slack_sdk.http_retry.builtin_handlers import (
@@ -12,7 +12,7 @@ from slack_sdk.http_retry.builtin_handlers import (
     ServerErrorRetryHandler,
 )
 
-from findimage import process
+from findimage import logs, process
 from findimage.backends import open_remembered
 from findimage.config import ConfigError, Settings, require_slack
 from findimage.search import Searcher
@@ -40,12 +40,19 @@ class FindimageApp(App):
 
     services: Services
 
+    def dispatch(self, req: BoltRequest) -> BoltResponse:
+        """Every line logged for this request names it and its channel (request_id, channel_id: findimage.logs),
+        also those of its listener and of its answer on the work pool; in HTTP mode the id is the one
+        bot.wsgi gave the request."""
+        request_id = logs.current_ids().get("request_id") or logs.new_id()
+        with logs.ids(request_id=request_id, channel_id=req.context.channel_id):
+            return super().dispatch(req)
 
-def configure_logging(level: int = logging.INFO) -> None:
-    """Private files and escaped log lines with time and origin (findimage.process), unless the host
-    (gunicorn, pytest) configured logging already."""
-    process.start(level)
-    logging.getLogger("bot").setLevel(level)
+
+def configure_logging() -> None:
+    """Private files and the log as FINDIMAGE_LOG_LEVEL (INFO by default) and FINDIMAGE_LOG_FORMAT ask
+    (findimage.process), unless `findimage`, gunicorn's arbiter or the host (pytest) configured it already."""
+    process.start(logging.INFO)
 
 
 def make_web_client(settings: Settings) -> WebClient:
@@ -105,6 +112,8 @@ def create_app(settings: Settings, searcher: Searcher | None = None, client: Web
             client=client,
             signing_secret=settings.slack_signing_secret or "",  # Bolt verifies every HTTP request with it
             logger=logging.getLogger("bot.bolt"),
+            # Listeners run on Bolt's threads after the ack: with the request's ids (Bolt's default size)
+            listener_executor=logs.CarryingExecutor(max_workers=5),
             process_before_response=False,  # ack first; listeners hand the slow part to the work pool
         )
     except BoltError as exc:  # Bolt checks the token again with auth.test right here

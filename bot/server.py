@@ -16,7 +16,7 @@ import signal
 import sys
 import tempfile
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,7 @@ from gunicorn.app.base import BaseApplication
 from gunicorn.arbiter import Arbiter
 from gunicorn.glogging import Logger
 
+from findimage import logs
 from findimage.config import ConfigError, Settings, export_to_environment, report_problems, require_slack
 from findimage.errors import EXIT_OK, EXIT_USAGE, FindimageError
 
@@ -32,12 +33,26 @@ log = logging.getLogger("bot")
 
 
 class AccessLog(Logger):
-    """gunicorn's logger, with request lines and referers in the access log cut at the `?`.
+    """gunicorn's logger, writing as the process logs (findimage.logs), with request lines and referers in
+    the access log cut at the `?`.
+
+    Its error and access lines go to stderr, in gunicorn's own text (secrets redacted) or as JSON lines
+    (FINDIMAGE_LOG_FORMAT=json; an access line with its method, path and status as fields), the access
+    lines only where the level lets INFO lines through.
 
     An image link's query string (`?expires=..&v=..&sig=..`) shows that image to anyone for a week, so
     whoever reads the log must not be able to copy it from there; a browser that opened a link also sends
     it as the referer of its next request (the favicon). Nothing the bot serves needs a query string.
     """
+
+    def setup(self, cfg):
+        super().setup(cfg)
+        logs.adopt(self.error_log)
+        logs.adopt(self.access_log)
+        if logs.configured():  # else (a host that set up logging itself): gunicorn's own levels
+            self.access_log.setLevel(max(logging.INFO, logs.level()))
+        if not any(isinstance(f, _AccessFields) for f in self.access_log.filters):
+            self.access_log.addFilter(_AccessFields())
 
     def atoms(self, resp, req, environ, request_time):
         atoms = super().atoms(resp, req, environ, request_time)
@@ -50,6 +65,18 @@ class AccessLog(Logger):
 
 def without_query(uri: str) -> str:
     return uri.split("?", 1)[0]
+
+
+class _AccessFields(logging.Filter):
+    """An access line's method, path (without its query) and status as fields of its record (a JSON line's)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        atoms = record.args
+        if isinstance(atoms, Mapping):
+            record.method, record.path = atoms.get("m"), without_query(str(atoms.get("U") or ""))
+            status = str(atoms.get("s") or "")
+            record.status = int(status) if status.isdigit() else None
+        return True
 
 
 # One worker process (the models are loaded once), 16 request threads (Slack's acks must not queue
@@ -147,7 +174,7 @@ def report(exc: FindimageError) -> None:
     if isinstance(exc, ConfigError):
         report_problems(exc.problems)
     else:
-        print(f"findimage: {exc}", file=sys.stderr)
+        logs.tell(f"findimage: {exc}")
 
 
 def run_socket_mode(settings: Settings) -> int:
@@ -183,6 +210,11 @@ def run_socket_mode(settings: Settings) -> int:
     if monitoring is not None:
         monitoring.close()
     return EXIT_OK
+
+
+def gunicorn_level() -> dict[str, str]:
+    """gunicorn's error log at the level the process logs at (FINDIMAGE_LOG_LEVEL), where findimage set it."""
+    return {"loglevel": logging.getLevelName(logs.level()).lower()} if logs.configured() else {}
 
 
 class StartFailure:
@@ -229,7 +261,7 @@ class WebServer(BaseApplication):
         self.settings = settings
         self.failure = failure
         self.options = {"bind": f":{settings.port}", **GUNICORN_OPTIONS, "worker_exit": drain_answers,
-                        **(options or {})}
+                        **gunicorn_level(), **(options or {})}
         super().__init__()
 
     def load_config(self) -> None:

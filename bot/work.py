@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
+from findimage import logs
 from findimage.config import Settings
 
 from .metrics import ANSWERS_QUEUED
@@ -43,7 +44,7 @@ class Ticket:
 
     def submit(self, job: Callable, *args) -> None:
         self._used = True
-        self._pool._executor.submit(self._pool._run, job, args)
+        self._pool._executor.submit(logs.carried(self._pool._run), job, args)  # the request's ids go along
 
     def __enter__(self) -> Ticket:
         return self

@@ -17,6 +17,7 @@ from pathlib import Path
 from slack_bolt.adapter.wsgi import SlackRequestHandler
 from slack_sdk.signature import SignatureVerifier
 
+from findimage import logs
 from findimage.archive_files import ArchiveFileRefused, Indexed, is_servable, read_archive_file
 from findimage.config import ConfigError, Settings, load_settings, report_problems
 from findimage.imaging import ImageError, thumbnail_jpeg
@@ -65,6 +66,10 @@ class FindimageWsgi:
         self.readiness.start()
 
     def __call__(self, environ, start_response):
+        with logs.ids(request_id=logs.new_id()):  # on every line logged for it (FindimageApp.dispatch keeps it)
+            return self._route(environ, start_response)
+
+    def _route(self, environ, start_response):
         path, method = environ.get("PATH_INFO", ""), environ.get("REQUEST_METHOD", "GET")
         if path in MONITORING_PATHS and method in ("GET", "HEAD"):
             status, content_type, body = monitoring_page(path, self.readiness, self._queued) or ("", "", b"")

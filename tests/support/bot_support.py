@@ -200,22 +200,42 @@ def png_bytes(color: str = "red", size=(40, 30)) -> bytes:
 
 
 class BotProcess:
-    """The bot as a separate process (as deployed), with its log lines readable while it runs."""
+    """The bot as a separate process (as deployed), with its log lines readable while it runs.
 
-    def __init__(self, argv: list[str], env: dict[str, str], cwd):
+    `lines` holds what it writes to stdout and stderr; with `stderr_apart`, `stdout_lines` and
+    `stderr_lines` hold each alone (stderr: what a log collector reads)."""
+
+    def __init__(self, argv: list[str], env: dict[str, str], cwd, stderr_apart: bool = False):
         self.lines: list[str] = []
+        self.stdout_lines: list[str] = []
+        self.stderr_lines: list[str] = []
         self._changed = threading.Condition()
-        self.process = subprocess.Popen(argv, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        self._readers: list[threading.Thread] = []
+        self.process = subprocess.Popen(argv, env=env, cwd=cwd, stdout=subprocess.PIPE,
+                                        stderr=subprocess.PIPE if stderr_apart else subprocess.STDOUT,
                                         text=True, start_new_session=True)
-        threading.Thread(target=self._read, daemon=True).start()
+        streams = [(self.process.stdout, self.stdout_lines if stderr_apart else None)]
+        if stderr_apart:
+            streams.append((self.process.stderr, self.stderr_lines))
+        for stream, also in streams:
+            reader = threading.Thread(target=self._read, args=(stream, also), daemon=True)
+            reader.start()
+            self._readers.append(reader)
 
-    def _read(self) -> None:
-        for line in self.process.stdout:
+    def _read(self, stream, also: list[str] | None) -> None:
+        for line in stream:
             with self._changed:
                 self.lines.append(line.rstrip("\n"))
+                if also is not None:
+                    also.append(line.rstrip("\n"))
                 self._changed.notify_all()
         with self._changed:
             self._changed.notify_all()
+
+    def read_to_end(self, timeout: float = 10.0) -> None:
+        """After the process ended: until everything it wrote has been read."""
+        for reader in self._readers:
+            reader.join(timeout)
 
     @property
     def output(self) -> str:
