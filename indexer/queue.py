@@ -36,10 +36,11 @@ from pathlib import Path
 from typing import Any
 
 import redis
-from celery import Celery
+from celery import Celery, signals
 from celery.exceptions import TimeoutError as NoAnswer
 from celery.result import AsyncResult
 
+from findimage import logs
 from findimage.config import Settings, public_url
 from findimage.errors import EXIT_UNAVAILABLE, FindimageError, StoreError
 from findimage.models.base import ImageEmbedder
@@ -184,9 +185,18 @@ def serve(settings: Settings, store: Store, embedder: ImageEmbedder, loaded: Cal
     log.info("worker %s takes buckets of %s from %s", _worker.name, embedder.model_id,
              public_url(settings.queue_url))
     name = f"findimage-{model_tag(embedder.model_id)}-{uuid.uuid4().hex[:8]}@%h"
+    # Celery configures logging unless a receiver of setup_logging does: this process logged before Celery
+    # started (findimage.logs), and goes on as it began, at its level and in its format.
+    signals.setup_logging.connect(_logging_kept, weak=False)
+    # --quiet: no banner on stdout, which JSON lines would not parse (its facts are in the line above)
+    quiet = ["--quiet"] if logs.log_format() == "json" else []
     # solo: the bucket runs in this process, beside the model it loaded (one process, one bucket at a time)
-    app.worker_main(["worker", "--pool=solo", "--loglevel=INFO", "-Q", queue_for(embedder.model_id), "-n", name,
+    app.worker_main([*quiet, "worker", "--pool=solo", "-Q", queue_for(embedder.model_id), "-n", name,
                      "--without-gossip", "--without-mingle"])
+
+
+def _logging_kept(**_: Any) -> None:
+    """Celery's setup_logging signal, answered by leaving the log as findimage.logs configured it."""
 
 
 def _ping() -> str:
@@ -221,6 +231,18 @@ def _bucket(task: Any, bucket: Any) -> dict:
     except (KeyError, TypeError, ValueError):
         log.warning("a malformed bucket refused (not one a findimage planner sends)")
         return {"worker": worker.name, "refused": "malformed", "outcomes": []}
+    with logs.ids(pass_id=pass_of(bucket_id)):
+        return _embed_files(worker, task, bucket, bucket_id, listed)
+
+
+def pass_of(bucket_id: str) -> str | None:
+    """The id of the pass that queued a bucket (its id is `<pass id>-<n>`), for the worker's log lines."""
+    found = re.fullmatch(r"([0-9a-f]{6,32})-[0-9]+", bucket_id)
+    return found.group(1) if found else None
+
+
+def _embed_files(worker: WorkerState, task: Any, bucket: dict, bucket_id: str,
+                 listed: list[tuple[str, int, float]]) -> dict:
     attempts = _count_attempt(task.app, bucket_id, worker.settings.queue_visibility_seconds)
     archive = Path(worker.settings.archive)
     if attempts > MAX_ATTEMPTS:
@@ -368,7 +390,7 @@ class Planner:
 
     def _buckets(self, files: list[ArchiveFile], stop: Callable[[], None], bar: Any,
                  in_flight: dict[str, tuple[AsyncResult | None, dict, float]], full: bool) -> Iterator[Outcome]:
-        pass_id = uuid.uuid4().hex[:12]
+        pass_id = logs.current_ids().get("pass_id") or uuid.uuid4().hex[:12]  # in the log of both sides
         target = self.rebuild_target() if full else None
         pending: list[dict[str, Any]] = [
             {"id": f"{pass_id}-{n}", "files": [[f.relative_path, f.size, f.mtime] for f in bucket], "full": full,

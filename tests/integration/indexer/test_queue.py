@@ -4,6 +4,7 @@ nothing."""
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import shutil
 import signal
@@ -70,8 +71,9 @@ def queued(settings, env, redis, redis_url, tmp_path):
                                   queue_visibility_seconds=5.0, batch_size=2, queue_tls_ca_file=ca)
     workers: list[BotProcess] = []
 
-    def start_worker(**overrides: str) -> BotProcess:
-        worker = BotProcess(WORKER, process_env(env, **{**extra, **overrides}, PYTHONUNBUFFERED="1"), cwd=tmp_path)
+    def start_worker(stderr_apart: bool = False, **overrides: str) -> BotProcess:
+        worker = BotProcess(WORKER, process_env(env, **{**extra, **overrides}, PYTHONUNBUFFERED="1"), cwd=tmp_path,
+                            stderr_apart=stderr_apart)
         workers.append(worker)
         worker.wait_for_line("ready", timeout=120)
         return worker
@@ -199,6 +201,30 @@ def test_redis_restarting_without_its_queue_loses_no_pass(queued, redis):
     assert len(indexed_paths(planner)) == PHOTOS
     worker.wait_for_line("Connected to redis://:**@127.0.0.1")  # Celery logs the URL, masked
     assert "Zq9" not in worker.output, "the password appears nowhere in its log, connection errors included"
+
+
+def test_a_worker_in_json_logs_json_lines_only_and_names_the_pass_of_its_buckets(queued):
+    """Celery configures logging unless told not to: the worker keeps findimage's, at DEBUG too."""
+    planner, start_worker = queued
+    (planner.archive / "folder-0" / "broken.jpg").write_bytes(b"")
+    worker = start_worker(stderr_apart=True, FINDIMAGE_LOG_FORMAT="json", FINDIMAGE_LOG_LEVEL="DEBUG")
+    summary = index_once(planner, progress=False)
+    finished_buckets(worker, 1)
+    assert worker.stop() == 0
+    worker.read_to_end()
+
+    assert (summary.added, summary.failed) == (PHOTOS, 1)
+    entries = []
+    for line in worker.stderr_lines:
+        try:
+            entries.append(json.loads(line))
+        except ValueError:
+            raise AssertionError(f"not a JSON line: {line!r}\n" + "\n".join(worker.stderr_lines)) from None
+    assert {e["level"] for e in entries} >= {"DEBUG", "INFO", "WARNING"}
+    assert any(e["logger"] == "celery.app.trace" and "succeeded" in e["message"] for e in entries)
+    (skipped,) = [e for e in entries if e["logger"] == "indexer.embedding"]
+    assert skipped["message"].startswith("skipped folder-0/broken.jpg") and len(skipped["pass_id"]) == 12
+    assert "transport:" not in "\n".join(worker.stdout_lines), "no banner"
 
 
 def finished_buckets(worker: BotProcess, at_least: int) -> int:
