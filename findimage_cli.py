@@ -4,12 +4,13 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from datetime import datetime
 
 from findimage import __version__, process
 from findimage.config import Settings, load_settings_or_report
-from findimage.errors import EXIT_ERROR, EXIT_OK, EXIT_REFUSED, EXIT_UNAVAILABLE, EXIT_USAGE, FindimageError
+from findimage.errors import EXIT_ERROR, EXIT_OK, EXIT_PIPE, EXIT_REFUSED, EXIT_UNAVAILABLE, EXIT_USAGE, FindimageError
 from findimage.logs import printable, tell
 
 __all__ = ["EXIT_ERROR", "EXIT_OK", "EXIT_REFUSED", "EXIT_UNAVAILABLE", "EXIT_USAGE", "main"]
@@ -17,6 +18,16 @@ log = logging.getLogger("findimage")
 
 
 def main(argv: list[str] | None = None) -> int:
+    try:
+        code = _main(argv)
+        sys.stdout.flush()  # here, so that a reader gone away is noticed here
+        return code
+    except BrokenPipeError:  # whoever read the output stopped early (`findimage status | head -3`): fine
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
+        return EXIT_PIPE
+
+
+def _main(argv: list[str] | None) -> int:
     process.start()  # before anything reaches stderr, argparse's usage errors included
     args = _parser().parse_args(argv)
     # FINDIMAGE_LOG_LEVEL if set, else WARNING for what is run by hand and INFO for the services; -v: INFO at least
@@ -33,6 +44,8 @@ def main(argv: list[str] | None = None) -> int:
         return args.run(settings, args)
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        raise
     except FindimageError as exc:  # a failure findimage explains: its sentence, its exit code
         if args.verbose:
             log.exception("failed")

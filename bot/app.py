@@ -5,6 +5,7 @@ import logging
 
 from slack_bolt import App, BoltRequest, BoltResponse
 from slack_bolt.error import BoltError
+from slack_bolt.logger.messages import warning_client_prioritized_and_token_skipped
 from slack_sdk import WebClient
 from slack_sdk.http_retry.builtin_handlers import (
     ConnectionErrorRetryHandler,
@@ -81,6 +82,18 @@ def history_client(client: WebClient) -> WebClient:
                                      ServerErrorRetryHandler(max_retry_count=2)])
 
 
+class _SameTokenTwice(logging.Filter):
+    """Bolt reads SLACK_BOT_TOKEN from the environment itself, and warns at every start that the client
+    given to it (the same token, with findimage's retries and User-Agent) wins: nothing an admin can act on."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.getMessage() != warning_client_prioritized_and_token_skipped()
+
+
+BOLT_LOG = logging.getLogger("bot.bolt")
+BOLT_LOG.addFilter(_SameTokenTwice())
+
+
 def channel_memory(settings: Settings, searcher: Searcher, client: WebClient, policy: ChannelPolicy,
                    bot_user_id: str | None, seen: SeenKeys) -> ChannelMemory | None:
     """Remembering posted images (FINDIMAGE_REMEMBER), with its store given to the searcher (open_store)."""
@@ -111,7 +124,7 @@ def create_app(settings: Settings, searcher: Searcher | None = None, client: Web
         app = FindimageApp(
             client=client,
             signing_secret=settings.slack_signing_secret or "",  # Bolt verifies every HTTP request with it
-            logger=logging.getLogger("bot.bolt"),
+            logger=BOLT_LOG,
             # Listeners run on Bolt's threads after the ack: with the request's ids (Bolt's default size)
             listener_executor=logs.CarryingExecutor(max_workers=5),
             process_before_response=False,  # ack first; listeners hand the slow part to the work pool

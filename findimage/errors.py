@@ -8,6 +8,7 @@ from findimage import __version__
 
 # The command's exit codes, by kind of failure (findimage_cli; FindimageError.exit_code).
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_UNAVAILABLE, EXIT_REFUSED = 0, 1, 2, 3, 4
+EXIT_PIPE = 141  # the output's reader went away (`| head`): what a shell reports for a process SIGPIPE ended
 
 
 class FindimageError(Exception):

@@ -60,6 +60,7 @@ def test_over_socket_mode_a_command_and_a_posted_photo_are_answered_once_each(so
     assert len(emu.uploads()) == 3, "the bot's own upload was not answered"
     assert emu.api_calls("apps.connections.open")[0].token == emu.app_token
     assert socket_bot.stop() == 0, socket_bot.output
+    assert "will be unused" not in socket_bot.output, "no warning an admin cannot act on"
 
 
 def test_over_socket_mode_every_ack_is_sent_while_the_answers_wait(indexed, emu):

@@ -205,3 +205,18 @@ def test_status_reads_a_last_pass_recorded_by_another_version(indexed, capsys, s
     store.close()
     code, out, _ = run(capsys, "status")
     assert code == EXIT_OK and "last pass:    recorded in a form this version does not read" in out
+
+
+@pytest.mark.parametrize("unbuffered", ["1", ""])
+def test_output_read_only_in_part_is_no_error(indexed, settings, unbuffered):
+    """`findimage status | head -3`: the reader stops early; the command says nothing about it."""
+    import os
+
+    env = {**os.environ, "FINDIMAGE_ARCHIVE": str(settings.archive), "FINDIMAGE_DATA_DIR": str(settings.data_dir),
+           "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": unbuffered}
+    env.pop("ELASTICSEARCH_URL", None)
+    process = subprocess.Popen([sys.executable, str(ROOT / "findimage_cli.py"), "status"], cwd=settings.data_dir.parent,
+                               env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process.stdout.close()  # the reader is gone before the first line
+    err = process.stderr.read()
+    assert process.wait(timeout=60) == 141 and err == "", err
