@@ -3,7 +3,7 @@ a document found by its text is ranked (all query words in one line first) and s
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from findimage.names import text_words
@@ -68,12 +68,19 @@ def best_line(lines: Sequence[str], words: Sequence[str]) -> tuple[int | None, b
 
 def one_line_first(found: Iterable[tuple[Match, Sequence[str]]], words: Sequence[str], k: int) -> list[Match]:
     """Matches in BM25 order with their lines as read: those with every query word in one line first (the
-    order kept otherwise), the k first, each marked as found by text with its snippet."""
+    order kept otherwise), the k first, each marked as found by text with its snippet and carrying its lines."""
     wanted = query(words)
     ranked = []
     for match, lines in found:
         number, in_one_line = best_line(lines, wanted)
         ranked.append((not in_one_line, dataclasses.replace(
-            match, matched=("text",), text_snippet=lines[number] if number is not None else None)))
+            match, matched=("text",), text_snippet=lines[number] if number is not None else None,
+            text_lines=tuple(lines))))
     ranked.sort(key=lambda pair: pair[0])  # stable: BM25 order within each group
     return [match for _, match in ranked[:k]]
+
+
+def with_lines(matches: Sequence[Match], lines: Mapping[str, Sequence[str]]) -> list[Match]:
+    """The matches, each carrying the lines of its text as read (`lines`, by image id; none: no text)."""
+    return [dataclasses.replace(m, text_lines=tuple(lines[m.image_id])) if lines.get(m.image_id) else m
+            for m in matches]

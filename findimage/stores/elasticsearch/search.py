@@ -23,7 +23,7 @@ from findimage.stores.elasticsearch.query import (
     text_body,
 )
 from findimage.stores.elasticsearch.view import AliasView
-from findimage.stores.text import one_line_first, query
+from findimage.stores.text import one_line_first, query, with_lines
 
 log = logging.getLogger(__name__)
 
@@ -83,8 +83,8 @@ class Searches:
         self.view.check_dims(vector)
         filter_ = filter_clauses(filters)
         searches = [{"index": self.view.alias},
-                    knn_body(vector, k, num_candidates, filter_, self.oversample, self.min_candidates),
-                    {"index": self.view.alias}, names_body(vector, words, k, filter_)]
+                    knn_body(vector, k, num_candidates, filter_, self.oversample, self.min_candidates, with_text),
+                    {"index": self.view.alias}, names_body(vector, words, k, filter_, with_text)]
         text_words = query(words) if with_text and k > 0 else []
         if text_words:
             searches += [{"index": self.view.alias}, text_body(vector, text_words, k, filter_)]
@@ -100,10 +100,16 @@ class Searches:
         for response in responses:
             if "error" in response:
                 self._raise_search_error(response)
-        by_image, by_name = responses[0]["hits"]["hits"], responses[1]["hits"]["hits"]
-        self.view.notice_index(by_image)
-        by_text = self._text_matches(responses[2]["hits"]["hits"], text_words, k) if text_words else []
-        return exact_top(by_image, k, self.oversample), matches(by_name, "clip"), by_text
+        image_hits, name_hits = responses[0]["hits"]["hits"], responses[1]["hits"]["hits"]
+        self.view.notice_index(image_hits)
+        by_image, by_name = exact_top(image_hits, k, self.oversample), matches(name_hits, "clip")
+        if not with_text:
+            return by_image, by_name, []
+        text_hits = responses[2]["hits"]["hits"] if text_words else []
+        kept = {m.image_id for m in by_image}  # of the oversampled kNN hits, those re-ranked into the top k
+        lines = self._lines([*(h for h in image_hits if h["fields"]["image_id"][0] in kept), *name_hits, *text_hits])
+        by_text = self._text_matches(text_hits, text_words, k, lines)
+        return with_lines(by_image, lines), with_lines(by_name, lines), by_text
 
     def _raise_search_error(self, response: dict) -> None:
         error = response["error"]
@@ -136,20 +142,28 @@ class Searches:
             raise
         hits = found["hits"]["hits"]
         self.view.notice_index(hits)
-        return self._text_matches(hits, wanted, k)
+        return self._text_matches(hits, wanted, k, self._lines(hits))
 
-    def _text_matches(self, hits: list[dict], words: Sequence[str], k: int) -> list[Match]:
+    def _text_matches(self, hits: list[dict], words: Sequence[str], k: int,
+                      lines: dict[str, list[str]]) -> list[Match]:
         """A text_body answer's matches with their snippets. Elasticsearch put every one-line match first
         already; the lines confirm it (a reading stored before text_words held one value per line has its
         lines joined, so the query may have taken words of neighbouring lines for one line)."""
-        found = matches(hits, "clip")
-        held = [hit_lines(hit) for hit in hits]
-        older = [(hit["_index"], match.image_id) for hit, match, lines in zip(hits, found, held, strict=True)
-                 if lines is None]
-        from_source: dict[str, list[str]] = {}
-        if older:  # readings stored before text_lines_text was kept: their lines from _source
-            docs = self.view.client.mget(docs=[{"_index": index, "_id": i} for index, i in older],
-                                    source_includes=["text_lines.text"])["docs"]
-            from_source = {d["_id"]: source_lines(d.get("_source") or {}) for d in docs if d.get("found")}
-        return one_line_first(((match, from_source.get(match.image_id, []) if lines is None else lines)
-                               for match, lines in zip(found, held, strict=True)), words, k)
+        return one_line_first(((match, lines.get(match.image_id, [])) for match in matches(hits, "clip")), words, k)
+
+    def _lines(self, hits: list[dict]) -> dict[str, list[str]]:
+        """The lines' text of these hits' readings (fetched with LINES_DOC_VALUES) by image id, from doc
+        values; those of readings stored before text_lines_text was kept from _source, in one mget."""
+        found: dict[str, list[str]] = {}
+        older: dict[str, str] = {}
+        for hit in hits:
+            lines, image_id = hit_lines(hit), hit["fields"]["image_id"][0]  # text_body's hits come without _id
+            if lines is None:
+                older[image_id] = hit["_index"]
+            elif lines:
+                found[image_id] = lines
+        if older:
+            docs = self.view.client.mget(docs=[{"_index": index, "_id": i} for i, index in older.items()],
+                                         source_includes=["text_lines.text"])["docs"]
+            found.update((d["_id"], source_lines(d.get("_source") or {})) for d in docs if d.get("found"))
+        return found

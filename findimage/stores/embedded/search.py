@@ -20,8 +20,8 @@ from findimage.stores.embedded.schema import (
     named_among,
     vectors_of,
 )
-from findimage.stores.embedded.texts import lines_of, text_ranking
-from findimage.stores.text import one_line_first, query
+from findimage.stores.embedded.texts import lines_by_id, lines_of, text_ranking
+from findimage.stores.text import one_line_first, query, with_lines
 
 # Folders with at most this many images are searched exactly from SQLite instead of through the ANN index.
 EXACT_FOLDER_MAX = 20_000
@@ -55,6 +55,18 @@ class EmbeddedSearch:
             if by_name is not None:
                 return by_image, by_name
             return by_image, self._in_order_given(query, name_ranking(self.cache.db, list(present), k, filters))
+
+    def hybrid_with_text(self, vector: np.ndarray, words: Sequence[str], k: int, num_candidates: int | None = None,
+                         filters: Filters = EVERYWHERE) -> tuple[list[Match], list[Match], list[Match]]:
+        """`hybrid`'s two rankings and `text_ranking`'s, every candidate carrying the lines of its text
+        (findimage.fusion judges each on every signal)."""
+        with self.cache.lock:
+            by_image, by_name = self.hybrid(vector, words, k, num_candidates, filters)
+            by_text = self.text_ranking(vector, words, k, filters)
+            lines: dict[str, Sequence[str]] = {m.image_id: m.text_lines for m in by_text}
+            unread = {m.image_id for m in (*by_image, *by_name)}.difference(lines)
+            lines.update(lines_by_id(self.cache.db, sorted(unread)))
+        return with_lines(by_image, lines), with_lines(by_name, lines), by_text
 
     def text_ranking(self, vector: np.ndarray, words: Sequence[str], k: int,
                      filters: Filters = EVERYWHERE) -> list[Match]:

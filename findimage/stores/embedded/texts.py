@@ -158,3 +158,13 @@ def lines_of(db: sqlite3.Connection, slots: Sequence[int]) -> dict[str, list[str
                           f"WHERE texts.slot IN ({','.join('?' * len(chunk))})", chunk)
         found.update((image_id, [line["text"] for line in json.loads(lines)]) for image_id, lines in rows)
     return found
+
+
+def lines_by_id(db: sqlite3.Connection, image_ids: Sequence[str]) -> dict[str, list[str]]:
+    """The lines as read of these documents' readings, by image id (those without one left out)."""
+    found: dict[str, list[str]] = {}
+    for chunk in in_chunks(list(image_ids), 900):
+        rows = db.execute(f"SELECT images.image_id, texts.lines FROM images JOIN texts ON texts.slot = images.slot "
+                          f"WHERE images.image_id IN ({','.join('?' * len(chunk))})", chunk)
+        found.update((image_id, [line["text"] for line in json.loads(lines)]) for image_id, lines in rows)
+    return found

@@ -409,13 +409,29 @@ def test_a_reading_that_timed_out_leaves_its_document_pending_with_its_attempts(
     assert by_text(store, "took longer") == [], "a timeout's reason is not text of the image"
 
 
-def test_hybrid_with_text_gives_the_three_rankings_at_once(store):
+def without_lines(matches: list[Match]) -> list[Match]:
+    return [dataclasses.replace(m, text_lines=()) for m in matches]
+
+
+def test_hybrid_with_text_gives_the_three_rankings_at_once_every_candidate_with_its_text(store):
     texted_archive(store)
     for words, filters in ((["disk", "quota"], where()), (["umsatzprognose", "uberblick"], where(folder="reports")),
                            (["xyzzy"], where()), ([], where())):
         by_image, by_name = store.hybrid(unit(1, 0), words, 5, filters=filters)
-        assert store.hybrid_with_text(unit(1, 0), words, 5, filters=filters) == (
+        with_text = store.hybrid_with_text(unit(1, 0), words, 5, filters=filters)
+        assert (without_lines(with_text[0]), without_lines(with_text[1]), with_text[2]) == (
             by_image, by_name, store.text_ranking(unit(1, 0), words, 5, filters=filters))
+        # Found by CLIP or by name, a picture still carries its text, for the fusion to judge it on.
+        for match in (*with_text[0], *with_text[1], *with_text[2]):
+            assert match.text_lines == lines_of(match.relative_path), match.relative_path
+    by_image, _, _ = store.hybrid_with_text(unit(1, 0), ["xyzzy"], 10)
+    assert {m.relative_path: m.text_lines for m in by_image if m.text_lines} == {
+        path: lines_of(path) for path, reading in TEXTS.items() if reading.lines}
+
+
+def lines_of(path: str) -> tuple[str, ...]:
+    reading = TEXTS.get(path)
+    return tuple(line.text for line in reading.lines) if reading else ()
 
 
 def test_a_store_writes_into_no_index_but_its_own_rebuilds(store):
