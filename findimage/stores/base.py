@@ -42,7 +42,8 @@ class Store(Protocol):
     def hybrid(self, vector: np.ndarray, words: Sequence[str], k: int, num_candidates: int | None = None,
                filters: Filters = EVERYWHERE) -> tuple[list[Match], list[Match]]:
         """(CLIP ranking, path-word BM25 ranking), each of at most k, under the same filters; matches
-        found by name carry their CLIP score too (findimage.fusion judges every candidate on both)."""
+        found by name carry their CLIP score too, marked as found by name (matched=("name",));
+        findimage.fusion judges every candidate on both."""
 
     def text_ranking(self, vector: np.ndarray, words: Sequence[str], k: int,
                      filters: Filters = EVERYWHERE) -> list[Match]:

@@ -3,7 +3,7 @@ a document found by its text is ranked (all query words in one line first) and s
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from findimage.names import text_words
@@ -79,8 +79,3 @@ def one_line_first(found: Iterable[tuple[Match, Sequence[str]]], words: Sequence
     ranked.sort(key=lambda pair: pair[0])  # stable: BM25 order within each group
     return [match for _, match in ranked[:k]]
 
-
-def with_lines(matches: Sequence[Match], lines: Mapping[str, Sequence[str]]) -> list[Match]:
-    """The matches, each carrying the lines of its text as read (`lines`, by image id; none: no text)."""
-    return [dataclasses.replace(m, text_lines=tuple(lines[m.image_id])) if lines.get(m.image_id) else m
-            for m in matches]

@@ -9,7 +9,7 @@ from __future__ import annotations
 import base64
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -113,11 +113,13 @@ def _unit(vector: np.ndarray) -> list[float]:
     return (unit / (np.linalg.norm(unit) or 1.0)).tolist()
 
 
-def exact_top(hits: list[dict], k: int, oversample: float) -> list[Match]:
-    """The k best of an oversampled kNN answer by exact cosine (ties by path, so the order is stable)."""
+def exact_top(hits: list[dict], k: int, oversample: float,
+              lines: Mapping[str, Sequence[str]] | None = None) -> list[Match]:
+    """The k best of an oversampled kNN answer by exact cosine (ties by path, so the order is stable);
+    `lines`: their text's lines by image id."""
     if oversample <= 1:
-        return matches(hits)[:k]
-    ranked = sorted(matches(hits, "clip"), key=lambda m: (-m.score, m.relative_path))
+        return matches(hits, lines=lines)[:k]
+    ranked = sorted(matches(hits, "clip", lines=lines), key=lambda m: (-m.score, m.relative_path))
     return ranked[:k]
 
 
@@ -175,7 +177,9 @@ def source_lines(source: dict) -> list[str]:
     return [str(line.get("text", "")) for line in (lines if isinstance(lines, list) else [lines])]
 
 
-def matches(hits: list[dict], score_field: str | None = None) -> list[Match]:
+def matches(hits: list[dict], score_field: str | None = None, matched: tuple[str, ...] = ("image",),
+            lines: Mapping[str, Sequence[str]] | None = None) -> list[Match]:
+    """The hits as matches, marked `matched`; `lines`: their text's lines by image id."""
     found = []
     for h in hits:
         fields: dict[str, list[Any]] = h["fields"]
@@ -186,7 +190,8 @@ def matches(hits: list[dict], score_field: str | None = None) -> list[Match]:
         score = float(value(score_field)) if score_field else float(h["_score"])
         found.append(Match(value("image_id"), value("image_name"), value("relative_path"), score,
                            value("sha256", ""), value("taken"), value("taken_source") or "",
-                           size=value("size"), mtime=value("mtime")))
+                           size=value("size"), mtime=value("mtime"), matched=matched,
+                           text_lines=tuple(lines.get(value("image_id"), ())) if lines else ()))
     return found
 
 

@@ -23,7 +23,7 @@ from findimage.stores.elasticsearch.query import (
     text_body,
 )
 from findimage.stores.elasticsearch.view import AliasView
-from findimage.stores.text import one_line_first, query, with_lines
+from findimage.stores.text import one_line_first, query
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +73,8 @@ class Searches:
     @unavailable_on_connection_errors
     def hybrid_with_text(self, vector: np.ndarray, words: Sequence[str], k: int, num_candidates: int | None = None,
                          filters: Filters = EVERYWHERE) -> tuple[list[Match], list[Match], list[Match]]:
-        """`hybrid` and `text_ranking` in one `_msearch`: a text query stays one search request."""
+        """`hybrid` and `text_ranking`'s candidates in one `_msearch` (a text query stays one search request),
+        every candidate with its text's lines (store.Store.hybrid_with_text)."""
         return self._rankings(vector, words, k, num_candidates, filters, True)
 
     def _rankings(self, vector: np.ndarray, words: Sequence[str], k: int, num_candidates: int | None,
@@ -102,14 +103,14 @@ class Searches:
                 self._raise_search_error(response)
         image_hits, name_hits = responses[0]["hits"]["hits"], responses[1]["hits"]["hits"]
         self.view.notice_index(image_hits)
-        by_image, by_name = exact_top(image_hits, k, self.oversample), matches(name_hits, "clip")
         if not with_text:
-            return by_image, by_name, []
+            return exact_top(image_hits, k, self.oversample), matches(name_hits, "clip", ("name",)), []
+        # Every candidate with its text's lines, for findimage.fusion to judge; the text's candidates in
+        # the search's order (every one-line match first already), their snippets the fusion's.
         text_hits = responses[2]["hits"]["hits"] if text_words else []
-        kept = {m.image_id for m in by_image}  # of the oversampled kNN hits, those re-ranked into the top k
-        lines = self._lines([*(h for h in image_hits if h["fields"]["image_id"][0] in kept), *name_hits, *text_hits])
-        by_text = self._text_matches(text_hits, text_words, k, lines)
-        return with_lines(by_image, lines), with_lines(by_name, lines), by_text
+        lines = self._lines([*image_hits, *name_hits, *text_hits])
+        return (exact_top(image_hits, k, self.oversample, lines), matches(name_hits, "clip", ("name",), lines),
+                matches(text_hits, "clip", ("text",), lines))
 
     def _raise_search_error(self, response: dict) -> None:
         error = response["error"]

@@ -150,21 +150,6 @@ def _ranked(db: sqlite3.Connection, expression: str, filters: Filters) -> sqlite
                       [expression, *params])
 
 
-def lines_of(db: sqlite3.Connection, slots: Sequence[int]) -> dict[str, list[str]]:
-    """The lines as read of these slots' readings, by image id."""
-    found: dict[str, list[str]] = {}
-    for chunk in in_chunks([int(s) for s in slots], 900):
-        rows = db.execute(f"SELECT images.image_id, texts.lines FROM texts JOIN images ON images.slot = texts.slot "
-                          f"WHERE texts.slot IN ({','.join('?' * len(chunk))})", chunk)
-        found.update((image_id, [line["text"] for line in json.loads(lines)]) for image_id, lines in rows)
-    return found
-
-
-def lines_by_id(db: sqlite3.Connection, image_ids: Sequence[str]) -> dict[str, list[str]]:
-    """The lines as read of these documents' readings, by image id (those without one left out)."""
-    found: dict[str, list[str]] = {}
-    for chunk in in_chunks(list(image_ids), 900):
-        rows = db.execute(f"SELECT images.image_id, texts.lines FROM images JOIN texts ON texts.slot = images.slot "
-                          f"WHERE images.image_id IN ({','.join('?' * len(chunk))})", chunk)
-        found.update((image_id, [line["text"] for line in json.loads(lines)]) for image_id, lines in rows)
-    return found
+def lines_as_read(stored: str | None) -> tuple[str, ...]:
+    """The lines' text of a reading's stored lines (texts.lines; None: no reading)."""
+    return tuple(line["text"] for line in json.loads(stored)) if stored else ()

@@ -121,6 +121,10 @@ def test_a_name_or_a_sign_holding_every_query_word_comes_first_above_clip_s_hubs
     first = top(searcher, "notausgang links", k=3)[0]
     assert (first.relative_path, first.text_snippet) == (SIGN, "NOTAUSGANG LINKS") and "text" in first.matched
 
+    searcher.settings = dataclasses.replace(searcher.settings, weak_score=0.99)  # every CLIP score is weak
+    assert not searcher.by_text("notausgang links", k=3).uncertain, "the sign answers the query: no guess"
+    assert searcher.by_text("a quiet evening by the water", k=3).uncertain
+
 
 @both_stores
 def test_partial_matches_rank_below_full_ones_by_how_many_words_they_hold(searcher):

@@ -152,6 +152,7 @@ def test_hybrid_ranks_path_words_by_bm25_beside_the_clip_ranking(store):
     by_image, by_name = store.hybrid(unit(1, 0), ["bosch"], k=10)
     assert paths(by_image) == paths(store.knn(unit(1, 0), k=10))
     assert set(paths(by_name)) == {"Kunden/Kundenbesuch_Bosch_03.jpg", "misc/bosch-und-siemens.jpg"}
+    assert all(m.matched == ("name",) for m in by_name)
     for match in by_name:  # a name match carries its CLIP score, for display
         cosine = float(vectors[match.relative_path] @ unit(1, 0))
         assert match.score == pytest.approx((1 + cosine) / 2, abs=0.01)
@@ -419,8 +420,11 @@ def test_hybrid_with_text_gives_the_three_rankings_at_once_every_candidate_with_
                            (["xyzzy"], where()), ([], where())):
         by_image, by_name = store.hybrid(unit(1, 0), words, 5, filters=filters)
         with_text = store.hybrid_with_text(unit(1, 0), words, 5, filters=filters)
-        assert (without_lines(with_text[0]), without_lines(with_text[1]), with_text[2]) == (
-            by_image, by_name, store.text_ranking(unit(1, 0), words, 5, filters=filters))
+        assert (without_lines(with_text[0]), without_lines(with_text[1])) == (by_image, by_name)
+        # The text ranking's candidates in its order, found by text; the snippets are the fusion's to choose.
+        assert [(m.relative_path, m.score, m.text_lines) for m in with_text[2]] == [
+            (m.relative_path, m.score, m.text_lines) for m in store.text_ranking(unit(1, 0), words, 5, filters=filters)]
+        assert all(m.matched == ("text",) for m in with_text[2])
         # Found by CLIP or by name, a picture still carries its text, for the fusion to judge it on.
         for match in (*with_text[0], *with_text[1], *with_text[2]):
             assert match.text_lines == lines_of(match.relative_path), match.relative_path

@@ -22,6 +22,7 @@ from findimage.records import Match
     ("team/Straße.über.png", "team strasse uber"),
     ("events/summerParty2024/DSC01234.jpeg", "events summer party 2024 01234"),
     ("a/HTMLPage.tif", "html page"),
+    ("Ärger/ÄrgerÜberblick_ÖLTank.png", "arger arger uberblick ol tank"),
 ])
 def test_name_words_split_fold_and_drop_the_extension(path, words):
     assert name_words(path) == words
