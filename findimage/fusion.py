@@ -20,11 +20,6 @@ class Evidence:
     in_name: bool = False  # its name holds at least one
     line: int | None = None  # the line of its text holding the most query words, the first of equals
 
-    @property
-    def rank(self) -> tuple[bool, int]:
-        """More evidence ranks higher: a match of every word first, then by how many words match."""
-        return self.every, self.held
-
 
 NONE = Evidence()
 

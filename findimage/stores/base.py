@@ -54,9 +54,10 @@ class Store(Protocol):
 
     def hybrid_with_text(self, vector: np.ndarray, words: Sequence[str], k: int, num_candidates: int | None = None,
                          filters: Filters = EVERYWHERE) -> tuple[list[Match], list[Match], list[Match]]:
-        """`hybrid`'s two rankings and `text_ranking`'s, as those give them (on Elasticsearch in one request),
-        every match carrying the lines of its text as read (`text_lines`, empty where none was read), so
-        findimage.fusion judges each candidate on its name, its text and its CLIP score."""
+        """`hybrid`'s two rankings and `text_ranking`'s candidates in its order, marked as found by text, on
+        Elasticsearch in one request; every match carries the lines of its text as read (`text_lines`,
+        empty where none was read), so findimage.fusion judges each candidate on its name, its text and its
+        CLIP score (and picks the snippets)."""
 
     def set_texts(self, items: Sequence[tuple[str, str, ReadText]]) -> None:
         """(image_id, sha256 the text was read from, reading): each replaces the document's text. A reading

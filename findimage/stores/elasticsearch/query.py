@@ -23,9 +23,8 @@ MATCH_FIELDS = ["image_id", "image_name", "relative_path", "sha256", "taken", "t
 MATCH_DOC_VALUES: list[Any] = [*(f for f in MATCH_FIELDS if f != "taken"),
                                {"field": "taken", "format": "strict_date_hour_minute_second"}]
 FETCH = {"_source": False, "docvalue_fields": MATCH_DOC_VALUES}
-# ...and a hit's text as read (text_lines_text), for a text query's fusion to judge every candidate on it;
-# text_state tells a reading stored before text_lines_text was kept (its lines only in _source).
-LINES_DOC_VALUES = ["text_lines_text", "text_state"]
+# ...and a hit's text as read (text_lines_text), for a text query's fusion to judge every candidate on it.
+LINES_DOC_VALUES = ["text_lines_text"]
 
 # Fields added after the first release: new indices get them from the mapping, older ones through
 # put_mapping when the indexer opens them (adding fields never needs a reindex).
@@ -162,13 +161,10 @@ def lines_value(lines: Sequence[str]) -> str:
 
 
 def hit_lines(hit: dict) -> list[str] | None:
-    """The lines' text of a hit fetched with LINES_DOC_VALUES: [] without a reading (or one without lines);
-    None for a reading stored before text_lines_text was kept (its lines only in _source)."""
-    fields = hit.get("fields", {})
-    value = fields.get("text_lines_text")
-    if value:
-        return [str(line) for line in json.loads(base64.b64decode(value[0]))]
-    return None if fields.get("text_state") == ["read"] else []
+    """The lines' text of a hit fetched with LINES_DOC_VALUES; None without a reading, or for one stored
+    before text_lines_text was kept (its lines only in _source)."""
+    value = hit.get("fields", {}).get("text_lines_text")
+    return None if not value else [str(line) for line in json.loads(base64.b64decode(value[0]))]
 
 
 def source_lines(source: dict) -> list[str]:

@@ -108,7 +108,7 @@ class Searches:
         # Every candidate with its text's lines, for findimage.fusion to judge; the text's candidates in
         # the search's order (every one-line match first already), their snippets the fusion's.
         text_hits = responses[2]["hits"]["hits"] if text_words else []
-        lines = self._lines([*image_hits, *name_hits, *text_hits])
+        lines = self._lines(text_hits, [*image_hits, *name_hits])
         return (exact_top(image_hits, k, self.oversample, lines), matches(name_hits, "clip", ("name",), lines),
                 matches(text_hits, "clip", ("text",), lines))
 
@@ -152,17 +152,17 @@ class Searches:
         lines joined, so the query may have taken words of neighbouring lines for one line)."""
         return one_line_first(((match, lines.get(match.image_id, [])) for match in matches(hits, "clip")), words, k)
 
-    def _lines(self, hits: list[dict]) -> dict[str, list[str]]:
+    def _lines(self, text_hits: list[dict], other_hits: Sequence[dict] = ()) -> dict[str, list[str]]:
         """The lines' text of these hits' readings (fetched with LINES_DOC_VALUES) by image id, from doc
-        values; those of readings stored before text_lines_text was kept from _source, in one mget."""
+        values. A text_body hit without them holds a reading stored before text_lines_text was kept (a
+        development version's, before any release with text): its lines from _source, in one mget."""
         found: dict[str, list[str]] = {}
-        older: dict[str, str] = {}
-        for hit in hits:
-            lines, image_id = hit_lines(hit), hit["fields"]["image_id"][0]  # text_body's hits come without _id
-            if lines is None:
-                older[image_id] = hit["_index"]
-            elif lines:
-                found[image_id] = lines
+        for hit in [*text_hits, *other_hits]:
+            lines = hit_lines(hit)
+            if lines is not None:
+                found[hit["fields"]["image_id"][0]] = lines  # text_body's hits come without _id
+        older = {hit["fields"]["image_id"][0]: hit["_index"] for hit in text_hits
+                 if hit["fields"]["image_id"][0] not in found}
         if older:
             docs = self.view.client.mget(docs=[{"_index": index, "_id": i} for i, index in older.items()],
                                          source_includes=["text_lines.text"])["docs"]

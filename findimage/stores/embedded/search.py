@@ -4,6 +4,7 @@ everything here runs under its lock, on its connection.
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -12,13 +13,14 @@ from findimage.records import DIMS, EVERYWHERE, Filters, Match, cosine_to_score
 from findimage.stores.base import default_num_candidates
 from findimage.stores.embedded.knn_cache import KnnCache
 from findimage.stores.embedded.schema import (
-    documents_per_word,
+    documents_holding,
     filter_sql,
     holds_all,
     in_chunks,
     name_ranking,
     named_among,
     vectors_of,
+    words_present,
 )
 from findimage.stores.embedded.texts import lines_as_read, text_ranking
 from findimage.stores.text import one_line_first, query
@@ -55,7 +57,7 @@ class EmbeddedSearch:
         with its text's lines."""
         query = np.asarray(vector, dtype=np.float32).reshape(DIMS)
         with self.cache.lock:
-            present = documents_per_word(self.cache.db, words)
+            present = words_present(self.cache.db, words)
             wanted = self._named_candidates(present, k, num_candidates)
             searched = None
             if wanted is not None and not filters.any:
@@ -68,8 +70,7 @@ class EmbeddedSearch:
                 by_name = self._best_looking_named(query, present, wanted, k, filters, searched, lines)
             if by_name is not None:
                 return by_image, by_name
-            return by_image, self._in_order_given(query, name_ranking(self.cache.db, list(present), k, filters),
-                                                  NAME, lines)
+            return by_image, self._in_order_given(query, name_ranking(self.cache.db, present, k, filters), NAME, lines)
 
     def hybrid_with_text(self, vector: np.ndarray, words: Sequence[str], k: int, num_candidates: int | None = None,
                          filters: Filters = EVERYWHERE) -> tuple[list[Match], list[Match], list[Match]]:
@@ -99,28 +100,28 @@ class EmbeddedSearch:
             finally:
                 db.execute("COMMIT")
 
-    def _named_candidates(self, present: dict[str, int], k: int, num_candidates: int | None) -> int | None:
+    def _named_candidates(self, present: list[str], k: int, num_candidates: int | None) -> int | None:
         """For words that thousands of paths share, how many of CLIP's candidates the name side looks
         among (_best_looking_named); None to rank by BM25.
 
         BM25 gives such paths near-equal scores (the same words, paths of similar length) at ~1 us per
-        matching document, so it would order them by path length. Where they are a large enough share of
-        the archive, CLIP's own candidates hold plenty of them."""
+        matching document, so it would order them by path length. Where they are more than
+        BM25_MAX_DOCUMENTS and a share of the archive that puts twice `need` of them among CLIP's
+        candidates, those candidates hold plenty of them."""
         candidates_wanted = 4 * max(k, num_candidates or default_num_candidates(k))
         need = min(k, NAMED_AMONG_CANDIDATES)
-        holding = sum(present.values())
-        if holding <= BM25_MAX_DOCUMENTS or candidates_wanted * holding < 2 * need * len(self.cache.fresh()):
+        enough = max(BM25_MAX_DOCUMENTS + 1, math.ceil(2 * need * len(self.cache.fresh()) / candidates_wanted))
+        if documents_holding(self.cache.db, present, enough) < enough:
             return None
         return candidates_wanted
 
-    def _best_looking_named(self, query: np.ndarray, present: dict[str, int], candidates_wanted: int, k: int,
+    def _best_looking_named(self, query: np.ndarray, words: list[str], candidates_wanted: int, k: int,
                             filters: Filters, searched: tuple[np.ndarray, np.ndarray] | None,
                             lines: bool) -> list[Match] | None:
         """Among CLIP's `candidates_wanted` candidates (`searched` where the search was made already), those
         whose names hold every word (any, where none holds all), in CLIP's order; None where too few are
         (BM25 then). The list ends where the candidates do; the rest look less like the query than any."""
         index = self.cache.fresh()
-        words = list(present)
         _, candidates = searched if searched is not None else index.search(query, candidates_wanted)
         named = named_among(self.cache.db, candidates.tolist(), words, holds_all(self.cache.db, words))
         if filters.any:
