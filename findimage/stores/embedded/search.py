@@ -5,7 +5,8 @@ everything here runs under its lock, on its connection.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+import sqlite3
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -22,7 +23,7 @@ from findimage.stores.embedded.schema import (
     vectors_of,
     words_present,
 )
-from findimage.stores.embedded.texts import lines_as_read, text_ranking
+from findimage.stores.embedded.texts import lines_as_read, text_candidates, text_ranking
 from findimage.stores.text import one_line_first, query
 
 # Folders with at most this many images are searched exactly from SQLite instead of through the ANN index.
@@ -79,24 +80,27 @@ class EmbeddedSearch:
         judges each on every signal."""
         with self.cache.lock:
             by_image, by_name = self.hybrid(vector, words, k, num_candidates, filters, lines=True)
-            return by_image, by_name, self._text_candidates(vector, query(words), k, filters)
+            return by_image, by_name, self._text_candidates(vector, query(words), k, filters, text_candidates)
 
     def text_ranking(self, vector: np.ndarray, words: Sequence[str], k: int,
                      filters: Filters = EVERYWHERE) -> list[Match]:
         """Documents whose text holds the query words, those with all of them in one line first, then by
         BM25; each with its exact CLIP score and the line that matched best."""
         wanted = query(words)
-        found = self._text_candidates(vector, wanted, k, filters)
+        found = self._text_candidates(vector, wanted, k, filters, text_ranking)
         return one_line_first(((m, m.text_lines) for m in found), wanted, k)
 
-    def _text_candidates(self, vector: np.ndarray, wanted: Sequence[str], k: int, filters: Filters) -> list[Match]:
-        """text_ranking's matches in its order, with their lines, before their snippets."""
+    def _text_candidates(self, vector: np.ndarray, wanted: Sequence[str], k: int, filters: Filters,
+                         slots_of: Callable[[sqlite3.Connection, Sequence[str], int, Filters], list[int]]
+                         ) -> list[Match]:
+        """The matches of the slots `slots_of` gives (texts.text_ranking or texts.text_candidates) in its
+        order, with their lines, marked as found by text."""
         vector = np.asarray(vector, dtype=np.float32).reshape(DIMS)
         with self.cache.lock:
             db = self.cache.db
-            db.execute("BEGIN")  # ranking, vectors and lines from one snapshot
+            db.execute("BEGIN")  # slots, vectors and lines from one snapshot
             try:
-                return self._in_order_given(vector, text_ranking(db, wanted, k, filters), TEXT, lines=True)
+                return self._in_order_given(vector, slots_of(db, wanted, k, filters), TEXT, lines=True)
             finally:
                 db.execute("COMMIT")
 

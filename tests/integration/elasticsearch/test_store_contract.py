@@ -421,9 +421,13 @@ def test_hybrid_with_text_gives_the_three_rankings_at_once_every_candidate_with_
         by_image, by_name = store.hybrid(unit(1, 0), words, 5, filters=filters)
         with_text = store.hybrid_with_text(unit(1, 0), words, 5, filters=filters)
         assert (without_lines(with_text[0]), without_lines(with_text[1])) == (by_image, by_name)
-        # The text ranking's candidates in its order, found by text; the snippets are the fusion's to choose.
-        assert [(m.relative_path, m.score, m.text_lines) for m in with_text[2]] == [
-            (m.relative_path, m.score, m.text_lines) for m in store.text_ranking(unit(1, 0), words, 5, filters=filters)]
+        # The text search's candidates (all of them here: fewer than k), found by text, every one-line match
+        # first; their order and snippets are the fusion's to choose.
+        ranked = store.text_ranking(unit(1, 0), words, 5, filters=filters)
+        assert sorted((m.relative_path, m.score, m.text_lines) for m in with_text[2]) == sorted(
+            (m.relative_path, m.score, m.text_lines) for m in ranked)
+        one_line = [m.relative_path for m in ranked if all(w in m.text_snippet.lower() for w in words)]
+        assert [m.relative_path for m in with_text[2]][:len(one_line)] == one_line
         assert all(m.matched == ("text",) for m in with_text[2])
         # Found by CLIP or by name, a picture still carries its text, for the fusion to judge it on.
         for match in (*with_text[0], *with_text[1], *with_text[2]):
