@@ -54,8 +54,9 @@ class Store(Protocol):
 
     def hybrid_with_text(self, vector: np.ndarray, words: Sequence[str], k: int, num_candidates: int | None = None,
                          filters: Filters = EVERYWHERE) -> tuple[list[Match], list[Match], list[Match]]:
-        """`hybrid`'s two rankings and `text_ranking`'s candidates in its order, marked as found by text, on
-        Elasticsearch in one request; every match carries the lines of its text as read (`text_lines`,
+        """`hybrid`'s two rankings and at most k candidates of the text search (those with every query word
+        in one line first; beyond that the store's cheapest order), marked as found by text, on
+        Elasticsearch in one request. Every match carries the lines of its text as read (`text_lines`,
         empty where none was read), so findimage.fusion judges each candidate on its name, its text and its
         CLIP score (and picks the snippets)."""
 

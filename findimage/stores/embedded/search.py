@@ -75,9 +75,9 @@ class EmbeddedSearch:
 
     def hybrid_with_text(self, vector: np.ndarray, words: Sequence[str], k: int, num_candidates: int | None = None,
                          filters: Filters = EVERYWHERE) -> tuple[list[Match], list[Match], list[Match]]:
-        """`hybrid`'s two rankings and `text_ranking`'s candidates (in its order, marked as found by text;
-        their snippets are findimage.fusion's), every candidate carrying the lines of its text: the fusion
-        judges each on every signal."""
+        """`hybrid`'s two rankings and the text's candidates (texts.text_candidates, marked as found by
+        text; their order and snippets are findimage.fusion's), every candidate carrying the lines of its
+        text: the fusion judges each on every signal."""
         with self.cache.lock:
             by_image, by_name = self.hybrid(vector, words, k, num_candidates, filters, lines=True)
             return by_image, by_name, self._text_candidates(vector, query(words), k, filters, text_candidates)
