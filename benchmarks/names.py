@@ -3,6 +3,7 @@
 image text) vs CLIP alone, and the upgrade of an index made before names and dates were kept.
 
     .venv/bin/python -m benchmarks.names [--docs 100000] [--queries 400] [--es http://127.0.0.1:9250]
+        [--baseline DIR]
 
 Writes an archive of tiny EXIF-dated JPEGs in folders with everyday names (the files' content does not
 matter here: the vectors are a clustered CLIP-like mixture, benchmarks/corpus.py), stores them as the
@@ -12,7 +13,9 @@ schema migration fills the FTS5 table), one ordinary `IndexPass` (headers only, 
 with names and the text read in images (one document in ten holds lines of text, as an archive of photos
 with some screenshots would), alternating query by query (the text model is left out: the same for all);
 with --es, the same documents and texts copied into an Elasticsearch index (deleted at the end) and timed
-the same way.
+the same way. With --baseline, a checkout of other code (`git worktree add DIR <commit>`) answers the same
+queries on the same store in a child process, its query alternating with each of this code's, so both are
+measured on the same machine at the same time (for a machine others keep busy).
 Writes benchmarks/results/names-<time>.json.
 """
 from __future__ import annotations
@@ -24,6 +27,7 @@ import os
 import shutil
 import sqlite3
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -127,30 +131,101 @@ MODES = {"CLIP alone": {"FINDIMAGE_HYBRID": "off"}, "names": {"FINDIMAGE_HYBRID"
          "names and text": {"FINDIMAGE_HYBRID": "on", "FINDIMAGE_OCR": "on"}}
 
 
-def compare(label: str, store, env: dict, text: Fixed, args) -> dict:
+# The baseline's side of --baseline: Searcher.by_text of the code on its sys.path, timed in its process, on
+# the queries the parent sends (one JSON line each: store settings, mode, query, which query vector).
+BASELINE_CHILD = r"""
+import json, sys, time
+import numpy as np
+from findimage.backends import open_store
+from findimage.config import load_settings
+from findimage.search import Searcher
+
+class Given:
+    model_id = sys.argv[2]
+    vector = None
+    def embed_texts(self, texts):
+        return self.vector[None, :]
+
+vectors, given, stores, searchers = np.load(sys.argv[1]), Given(), {}, {}
+for line in sys.stdin:
+    ask = json.loads(line)
+    if ask["store"] not in stores:
+        stores[ask["store"]] = open_store(load_settings(ask["env"], env_file=None))
+    key = (ask["store"], ask["mode"])
+    if key not in searchers:
+        searchers[key] = Searcher(load_settings({**ask["env"], **ask["changes"]}, env_file=None),
+                                  store=stores[ask["store"]], text_embedder=given, image_embedder=given)
+    given.vector = vectors[ask["vector"]]
+    started = time.perf_counter()
+    searchers[key].by_text(ask["query"], k=5)
+    print(json.dumps({"ms": (time.perf_counter() - started) * 1000}), flush=True)
+"""
+
+
+class Baseline:
+    """Other code (a checkout in `folder`) answering queries in a child process: see BASELINE_CHILD."""
+
+    def __init__(self, folder: Path, vectors: np.ndarray, work: Path):
+        np.save(work / "queries.npy", vectors)
+        self.child = subprocess.Popen([sys.executable, "-c", BASELINE_CHILD, str(work / "queries.npy"), MODEL],
+                                      cwd=folder, env={**os.environ, "PYTHONPATH": str(folder)},
+                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+
+    def time(self, label: str, env: dict, mode: str, query: str, vector: int) -> float:
+        ask = {"store": label, "env": env, "mode": mode, "changes": MODES[mode], "query": query, "vector": vector}
+        self.child.stdin.write(json.dumps(ask) + "\n")
+        self.child.stdin.flush()
+        answer = self.child.stdout.readline()
+        if not answer:
+            raise RuntimeError(f"the baseline code stopped (exit {self.child.wait()})")
+        return json.loads(answer)["ms"]
+
+    def close(self) -> None:
+        self.child.stdin.close()
+        self.child.wait(timeout=60)
+
+
+def compare(label: str, store, env: dict, text: Fixed, args, baseline: Baseline | None = None) -> dict:
     """Text query latency through Searcher.by_text, CLIP alone and fused, alternating on one store; the
-    figures by kind of query and mode."""
+    figures by kind of query and mode (with a baseline, its figures too, as "baseline <mode>")."""
     searchers = {mode: Searcher(load_settings({**env, **changes}, env_file=None), store=store,
                                 text_embedder=text, image_embedder=text) for mode, changes in MODES.items()}
     for searcher in searchers.values():
         timed_queries(searcher, NAMED_QUERIES, 20)  # warm: kNN cache loaded, pages cached
+    if baseline is not None:
+        for mode in MODES:
+            for i in range(20):
+                baseline.time(label, env, mode, NAMED_QUERIES[i % len(NAMED_QUERIES)], i)
     figures: dict[str, dict] = {}
     for kind, queries in (("queries matching names", NAMED_QUERIES), ("queries matching no name", OTHER_QUERIES),
                           ("queries matching image text", TEXT_QUERIES)):
         results: dict[str, list[float]] = {mode: [] for mode in searchers}
+        if baseline is not None:
+            results.update({f"baseline {mode}": [] for mode in searchers})
         # Alternate query by query, so every mode sees the same machine: in blocks of 50, a burst of other
         # work on the shared cores landed on one mode (the Elasticsearch delta of one code: +3.9 and +10.8 ms).
         for i in range(args.queries // 2):
             for mode, searcher in searchers.items():
-                results[mode] += timed_queries(searcher, queries[i % len(queries):][:1], 1)
-        alone = statistics.median(results["CLIP alone"])
-        shown = "; ".join(f"{mode} {percentiles(times)} ({statistics.median(times) - alone:+.2f} ms at p50)"
-                          for mode, times in results.items())
-        print(f"{label}, {kind} (k=5, {store.count():,} docs, search without the text model): {shown}")
-        figures[kind] = {mode: {"p50_ms": round(statistics.median(times), 2),
-                                "p95_ms": round(sorted(times)[int(0.95 * (len(times) - 1))], 2),
-                                "p50_added_ms": round(statistics.median(times) - alone, 2)}
-                         for mode, times in results.items()}
+                query = queries[i % len(queries)]
+                results[mode] += timed_queries(searcher, [query], 1)
+                if baseline is not None:  # the same query and query vector
+                    vector = text.calls % len(text.vectors)
+                    results[f"baseline {mode}"].append(baseline.time(label, env, mode, query, vector))
+        figures[kind] = {}
+        for code in ("", "baseline ") if baseline is not None else ("",):
+            alone = statistics.median(results[f"{code}CLIP alone"])
+            alone_p95 = sorted(results[f"{code}CLIP alone"])[int(0.95 * (args.queries // 2 - 1))]
+            mine = {mode: times for mode, times in results.items() if mode.startswith(code) and
+                    (code or not mode.startswith("baseline "))}
+            shown = "; ".join(f"{mode} {percentiles(times)} ({statistics.median(times) - alone:+.2f} ms at p50)"
+                              for mode, times in mine.items())
+            print(f"{label}, {kind} (k=5, {store.count():,} docs, search without the text model): {shown}")
+            figures[kind].update({mode: {"p50_ms": round(statistics.median(times), 2),
+                                         "p95_ms": round(sorted(times)[int(0.95 * (len(times) - 1))], 2),
+                                         "p50_added_ms": round(statistics.median(times) - alone, 2),
+                                         "p95_added_ms": round(sorted(times)[int(0.95 * (len(times) - 1))] -
+                                                               alone_p95, 2)}
+                                  for mode, times in mine.items()})
     return figures
 
 
@@ -183,6 +258,8 @@ def main() -> None:
     parser.add_argument("--docs", type=int, default=100_000)
     parser.add_argument("--queries", type=int, default=400)
     parser.add_argument("--es", metavar="URL", help="also measure the Elasticsearch store on this server")
+    parser.add_argument("--baseline", metavar="DIR", type=Path,
+                        help="a checkout of other code to measure alongside, its queries alternating with these")
     args = parser.parse_args()
     result: dict = {"when": time.strftime("%Y-%m-%d %H:%M:%S"), "cores": os.cpu_count(), "docs": args.docs,
                     "queries": args.queries}
@@ -210,8 +287,12 @@ def main() -> None:
         texts = give_texts(store, paths)
         print(f"texts: {len(texts):,} documents given a line of text in {time.perf_counter() - started:.1f} s")
         text = Fixed(mixture.rows(0, 64, stream=2))
+        baseline = Baseline(args.baseline.resolve(), text.vectors, work) if args.baseline else None
+        if args.baseline:
+            result["baseline"] = subprocess.run(["git", "-C", str(args.baseline), "log", "-1", "--format=%h %s"],
+                                                capture_output=True, text=True).stdout.strip() or str(args.baseline)
         env = {"FINDIMAGE_ARCHIVE": str(root), "FINDIMAGE_DATA_DIR": str(data)}
-        result["embedded"] = compare("embedded", store, env, text, args)
+        result["embedded"] = compare("embedded", store, env, text, args, baseline)
         if args.es:
             env = {**env, "ELASTICSEARCH_URL": args.es, "FINDIMAGE_INDEX": f"findimage-names-bench-{os.getpid()}"}
             es = open_store(load_settings(env, env_file=None))
@@ -220,13 +301,15 @@ def main() -> None:
                 copy_documents(store, es, texts)
                 print(f"elasticsearch: {es.count():,} documents with names and dates written in "
                       f"{time.perf_counter() - started:.0f} s")
-                result["elasticsearch"] = compare("elasticsearch", es, env, text, args)
+                result["elasticsearch"] = compare("elasticsearch", es, env, text, args, baseline)
             finally:
                 try:
                     es.drop()
                 except Exception as exc:  # the figures are printed already; say what is left behind
                     print(f"could not delete the benchmark index: {exc}", file=sys.stderr)
         store.close()
+        if baseline is not None:
+            baseline.close()
         out = ROOT / "benchmarks" / "results" / f"names-{time.strftime('%Y%m%d-%H%M%S')}.json"
         out.write_text(json.dumps(result, indent=2))
         print(f"wrote {out}")

@@ -139,6 +139,9 @@ class Match:
     size: int | None = None  # of the file as indexed: a file changed since is not the one that matched
     mtime: float | None = None
     text_snippet: str | None = None  # found by its text: the line holding most query words, as read
+    # The lines of text read from the image, as read: what a text query's ranking judges (findimage.fusion),
+    # given by the stores for every candidate of a query that searches text; empty otherwise.
+    text_lines: tuple[str, ...] = ()
     posted: Posted | None = None  # remembered from a Slack channel, not an archive file
 
     @property

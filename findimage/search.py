@@ -92,8 +92,9 @@ class SearchResult:
 
     @property
     def uncertain(self) -> bool:
-        """Even the best match is weak (and was not found by its name): guesses, not answers."""
-        return (bool(self.matches) and "name" not in self.matches[0].matched
+        """Even the best match is weak (and its name or text does not hold the query's words): guesses, not
+        answers."""
+        return (bool(self.matches) and not {"name", "text"} & set(self.matches[0].matched)
                 and self.matches[0].score < self.weak_score)
 
 
@@ -125,9 +126,9 @@ class Searcher:
 
     def by_text(self, text: str, k: int | None = None, filters: Filters = EVERYWHERE, *, skip: int = 0,
                 channel: str | None = None) -> SearchResult:
-        """Ranked by CLIP fused with the archive paths' words (unless FINDIMAGE_HYBRID=off), among the
-        images `filters` allows (made by query_filters). `skip` pages on: the ranking starts from the top
-        each time and the earlier pages are dropped."""
+        """Ranked by CLIP and the query's words in names and text read from the images (findimage.fusion;
+        CLIP alone with FINDIMAGE_HYBRID=off), among the images `filters` allows (made by query_filters).
+        `skip` pages on: the ranking starts from the top each time and the earlier pages are dropped."""
         query = clean_query(text, self.settings.max_query_chars)
         vector = self.text_embedder.embed_texts([query])[0]
         words = meaningful(query_words(query)) if self.settings.hybrid else []
@@ -229,12 +230,13 @@ class Searcher:
         complete = all(len(r) < depth for r in rankings)
         if not words:
             return rankings[0], complete
-        return fuse(*rankings), complete
+        return fuse(*rankings, words=words), complete
 
     def _rankings(self, store: Store, vector: np.ndarray, words: list[str] | None, depth: int, candidates: int,
                   filters: Filters) -> tuple[list[Match], list[Match], list[Match]]:
         """(CLIP, names, text) of one store: the names and text only for a query with words, the text only
-        where it is read (FINDIMAGE_OCR), in one request where the store can."""
+        where it is read (FINDIMAGE_OCR), in one request where the store can; with the text, every
+        candidate carries its lines (for findimage.fusion to judge)."""
         if not words:
             return store.knn(vector, depth, candidates, filters), [], []
         if self.settings.ocr:

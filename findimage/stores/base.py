@@ -42,18 +42,23 @@ class Store(Protocol):
     def hybrid(self, vector: np.ndarray, words: Sequence[str], k: int, num_candidates: int | None = None,
                filters: Filters = EVERYWHERE) -> tuple[list[Match], list[Match]]:
         """(CLIP ranking, path-word BM25 ranking), each of at most k, under the same filters; matches
-        found by name carry their CLIP score too (findimage.fusion combines the two)."""
+        found by name carry their CLIP score too, marked as found by name (matched=("name",));
+        findimage.fusion judges every candidate on both."""
 
     def text_ranking(self, vector: np.ndarray, words: Sequence[str], k: int,
                      filters: Filters = EVERYWHERE) -> list[Match]:
         """At most k documents whose text read from the image holds any of the query words (folded as
         text words are), under the same filters as `knn`: those with every word in one line first, then
         by BM25. Each carries its CLIP score for `vector`, matched=("text",), and as `text_snippet` the
-        line (as read) holding the most query words, the first of equals."""
+        line (as read) holding the most query words, the first of equals, and its lines as `text_lines`."""
 
     def hybrid_with_text(self, vector: np.ndarray, words: Sequence[str], k: int, num_candidates: int | None = None,
                          filters: Filters = EVERYWHERE) -> tuple[list[Match], list[Match], list[Match]]:
-        """`hybrid`'s two rankings and `text_ranking`'s, as those give them (on Elasticsearch in one request)."""
+        """`hybrid`'s two rankings and at most k candidates of the text search (those with every query word
+        in one line first; beyond that the store's cheapest order), marked as found by text, on
+        Elasticsearch in one request. Every match carries the lines of its text as read (`text_lines`,
+        empty where none was read), so findimage.fusion judges each candidate on its name, its text and its
+        CLIP score (and picks the snippets)."""
 
     def set_texts(self, items: Sequence[tuple[str, str, ReadText]]) -> None:
         """(image_id, sha256 the text was read from, reading): each replaces the document's text. A reading

@@ -68,12 +68,14 @@ def best_line(lines: Sequence[str], words: Sequence[str]) -> tuple[int | None, b
 
 def one_line_first(found: Iterable[tuple[Match, Sequence[str]]], words: Sequence[str], k: int) -> list[Match]:
     """Matches in BM25 order with their lines as read: those with every query word in one line first (the
-    order kept otherwise), the k first, each marked as found by text with its snippet."""
+    order kept otherwise), the k first, each marked as found by text with its snippet and carrying its lines."""
     wanted = query(words)
     ranked = []
     for match, lines in found:
         number, in_one_line = best_line(lines, wanted)
         ranked.append((not in_one_line, dataclasses.replace(
-            match, matched=("text",), text_snippet=lines[number] if number is not None else None)))
+            match, matched=("text",), text_snippet=lines[number] if number is not None else None,
+            text_lines=tuple(lines))))
     ranked.sort(key=lambda pair: pair[0])  # stable: BM25 order within each group
     return [match for _, match in ranked[:k]]
+

@@ -9,7 +9,7 @@ from __future__ import annotations
 import base64
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -23,6 +23,8 @@ MATCH_FIELDS = ["image_id", "image_name", "relative_path", "sha256", "taken", "t
 MATCH_DOC_VALUES: list[Any] = [*(f for f in MATCH_FIELDS if f != "taken"),
                                {"field": "taken", "format": "strict_date_hour_minute_second"}]
 FETCH = {"_source": False, "docvalue_fields": MATCH_DOC_VALUES}
+# ...and a hit's text as read (text_lines_text), for a text query's fusion to judge every candidate on it.
+LINES_DOC_VALUES = ["text_lines_text"]
 
 # Fields added after the first release: new indices get them from the mapping, older ones through
 # put_mapping when the indexer opens them (adding fields never needs a reindex).
@@ -75,18 +77,18 @@ def filter_clauses(filters: Filters) -> list[dict]:
 
 
 def knn_body(vector: np.ndarray, k: int, num_candidates: int | None, filter_: list[dict],
-             oversample: float = 1.0, min_candidates: int = 1) -> dict:
+             oversample: float = 1.0, min_candidates: int = 1, lines: bool = False) -> dict:
     """The kNN search. With `oversample` > 1 it asks for that many times k candidates, each with its exact
     cosine from the stored float vectors (script field `clip`), for `exact_top` to re-rank: int8_hnsw
     ranks by 8-bit codes, which miss about one true neighbour in eight at 100k documents. The HNSW search
     keeps at least `min_candidates` (FINDIMAGE_ES_NUM_CANDIDATES): the true neighbours it never reaches,
-    no re-ranking can bring back."""
+    no re-ranking can bring back. `lines`: each hit with its text's lines (LINES_DOC_VALUES)."""
     wanted = min(10_000, math.ceil(k * max(1.0, oversample)))
     knn = {"field": "image_embedding", "query_vector": np.asarray(vector, dtype=float).tolist(), "k": wanted,
            "num_candidates": min(10_000, max(wanted, min_candidates, num_candidates or default_num_candidates(k)))}
     if filter_:
         knn["filter"] = filter_
-    body = {"knn": knn, "size": wanted, **FETCH}
+    body = {"knn": knn, "size": wanted, **_fetch(lines)}
     if oversample > 1:
         body["script_fields"] = clip_field(vector)
     return body
@@ -110,19 +112,25 @@ def _unit(vector: np.ndarray) -> list[float]:
     return (unit / (np.linalg.norm(unit) or 1.0)).tolist()
 
 
-def exact_top(hits: list[dict], k: int, oversample: float) -> list[Match]:
-    """The k best of an oversampled kNN answer by exact cosine (ties by path, so the order is stable)."""
+def exact_top(hits: list[dict], k: int, oversample: float,
+              lines: Mapping[str, Sequence[str]] | None = None) -> list[Match]:
+    """The k best of an oversampled kNN answer by exact cosine (ties by path, so the order is stable);
+    `lines`: their text's lines by image id."""
     if oversample <= 1:
-        return matches(hits)[:k]
-    ranked = sorted(matches(hits, "clip"), key=lambda m: (-m.score, m.relative_path))
+        return matches(hits, lines=lines)[:k]
+    ranked = sorted(matches(hits, "clip", lines=lines), key=lambda m: (-m.score, m.relative_path))
     return ranked[:k]
 
 
-def names_body(vector: np.ndarray, words: Sequence[str], k: int, filter_: list[dict]) -> dict:
+def _fetch(lines: bool) -> dict:
+    return {**FETCH, "docvalue_fields": [*MATCH_DOC_VALUES, *LINES_DOC_VALUES]} if lines else FETCH
+
+
+def names_body(vector: np.ndarray, words: Sequence[str], k: int, filter_: list[dict], lines: bool = False) -> dict:
     return {
         "query": {"bool": {"must": [{"match": {"name_words": {"query": " ".join(words), "operator": "or"}}}],
                            "filter": filter_}},
-        "size": min(k, 10_000), **FETCH,
+        "size": min(k, 10_000), **_fetch(lines),
         "sort": [{"_score": "desc"}, {"relative_path": "asc"}],
         "script_fields": clip_field(vector),
     }
@@ -141,7 +149,7 @@ def text_body(vector: np.ndarray, words: Sequence[str], k: int, filter_: list[di
     return {
         "query": {"bool": {"must": [{"match": {"text_words": {"query": match, "operator": "or"}}}],
                            "should": one_line, "filter": filter_}},
-        "size": min(k, 10_000), **FETCH, "docvalue_fields": [*MATCH_DOC_VALUES, "clip", "text_lines_text"],
+        "size": min(k, 10_000), **FETCH, "docvalue_fields": [*MATCH_DOC_VALUES, "clip", *LINES_DOC_VALUES],
         "stored_fields": "_none_", "runtime_mappings": clip_runtime(vector), "track_total_hits": False,
         "sort": [{"_score": "desc"}, {"relative_path": "asc"}],
     }
@@ -153,7 +161,8 @@ def lines_value(lines: Sequence[str]) -> str:
 
 
 def hit_lines(hit: dict) -> list[str] | None:
-    """The lines' text of a text_body hit; None for a reading stored before text_lines_text was kept."""
+    """The lines' text of a hit fetched with LINES_DOC_VALUES; None without a reading, or for one stored
+    before text_lines_text was kept (its lines only in _source)."""
     value = hit.get("fields", {}).get("text_lines_text")
     return None if not value else [str(line) for line in json.loads(base64.b64decode(value[0]))]
 
@@ -164,7 +173,9 @@ def source_lines(source: dict) -> list[str]:
     return [str(line.get("text", "")) for line in (lines if isinstance(lines, list) else [lines])]
 
 
-def matches(hits: list[dict], score_field: str | None = None) -> list[Match]:
+def matches(hits: list[dict], score_field: str | None = None, matched: tuple[str, ...] = ("image",),
+            lines: Mapping[str, Sequence[str]] | None = None) -> list[Match]:
+    """The hits as matches, marked `matched`; `lines`: their text's lines by image id."""
     found = []
     for h in hits:
         fields: dict[str, list[Any]] = h["fields"]
@@ -175,7 +186,8 @@ def matches(hits: list[dict], score_field: str | None = None) -> list[Match]:
         score = float(value(score_field)) if score_field else float(h["_score"])
         found.append(Match(value("image_id"), value("image_name"), value("relative_path"), score,
                            value("sha256", ""), value("taken"), value("taken_source") or "",
-                           size=value("size"), mtime=value("mtime")))
+                           size=value("size"), mtime=value("mtime"), matched=matched,
+                           text_lines=tuple(lines.get(value("image_id"), ())) if lines else ()))
     return found
 
 

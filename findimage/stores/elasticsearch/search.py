@@ -73,7 +73,8 @@ class Searches:
     @unavailable_on_connection_errors
     def hybrid_with_text(self, vector: np.ndarray, words: Sequence[str], k: int, num_candidates: int | None = None,
                          filters: Filters = EVERYWHERE) -> tuple[list[Match], list[Match], list[Match]]:
-        """`hybrid` and `text_ranking` in one `_msearch`: a text query stays one search request."""
+        """`hybrid` and `text_ranking`'s candidates in one `_msearch` (a text query stays one search request),
+        every candidate with its text's lines (store.Store.hybrid_with_text)."""
         return self._rankings(vector, words, k, num_candidates, filters, True)
 
     def _rankings(self, vector: np.ndarray, words: Sequence[str], k: int, num_candidates: int | None,
@@ -83,8 +84,8 @@ class Searches:
         self.view.check_dims(vector)
         filter_ = filter_clauses(filters)
         searches = [{"index": self.view.alias},
-                    knn_body(vector, k, num_candidates, filter_, self.oversample, self.min_candidates),
-                    {"index": self.view.alias}, names_body(vector, words, k, filter_)]
+                    knn_body(vector, k, num_candidates, filter_, self.oversample, self.min_candidates, with_text),
+                    {"index": self.view.alias}, names_body(vector, words, k, filter_, with_text)]
         text_words = query(words) if with_text and k > 0 else []
         if text_words:
             searches += [{"index": self.view.alias}, text_body(vector, text_words, k, filter_)]
@@ -100,10 +101,16 @@ class Searches:
         for response in responses:
             if "error" in response:
                 self._raise_search_error(response)
-        by_image, by_name = responses[0]["hits"]["hits"], responses[1]["hits"]["hits"]
-        self.view.notice_index(by_image)
-        by_text = self._text_matches(responses[2]["hits"]["hits"], text_words, k) if text_words else []
-        return exact_top(by_image, k, self.oversample), matches(by_name, "clip"), by_text
+        image_hits, name_hits = responses[0]["hits"]["hits"], responses[1]["hits"]["hits"]
+        self.view.notice_index(image_hits)
+        if not with_text:
+            return exact_top(image_hits, k, self.oversample), matches(name_hits, "clip", ("name",)), []
+        # Every candidate with its text's lines, for findimage.fusion to judge; the text's candidates in
+        # the search's order (every one-line match first already), their snippets the fusion's.
+        text_hits = responses[2]["hits"]["hits"] if text_words else []
+        lines = self._lines(text_hits, [*image_hits, *name_hits])
+        return (exact_top(image_hits, k, self.oversample, lines), matches(name_hits, "clip", ("name",), lines),
+                matches(text_hits, "clip", ("text",), lines))
 
     def _raise_search_error(self, response: dict) -> None:
         error = response["error"]
@@ -136,20 +143,28 @@ class Searches:
             raise
         hits = found["hits"]["hits"]
         self.view.notice_index(hits)
-        return self._text_matches(hits, wanted, k)
+        return self._text_matches(hits, wanted, k, self._lines(hits))
 
-    def _text_matches(self, hits: list[dict], words: Sequence[str], k: int) -> list[Match]:
+    def _text_matches(self, hits: list[dict], words: Sequence[str], k: int,
+                      lines: dict[str, list[str]]) -> list[Match]:
         """A text_body answer's matches with their snippets. Elasticsearch put every one-line match first
         already; the lines confirm it (a reading stored before text_words held one value per line has its
         lines joined, so the query may have taken words of neighbouring lines for one line)."""
-        found = matches(hits, "clip")
-        held = [hit_lines(hit) for hit in hits]
-        older = [(hit["_index"], match.image_id) for hit, match, lines in zip(hits, found, held, strict=True)
-                 if lines is None]
-        from_source: dict[str, list[str]] = {}
-        if older:  # readings stored before text_lines_text was kept: their lines from _source
-            docs = self.view.client.mget(docs=[{"_index": index, "_id": i} for index, i in older],
-                                    source_includes=["text_lines.text"])["docs"]
-            from_source = {d["_id"]: source_lines(d.get("_source") or {}) for d in docs if d.get("found")}
-        return one_line_first(((match, from_source.get(match.image_id, []) if lines is None else lines)
-                               for match, lines in zip(found, held, strict=True)), words, k)
+        return one_line_first(((match, lines.get(match.image_id, [])) for match in matches(hits, "clip")), words, k)
+
+    def _lines(self, text_hits: list[dict], other_hits: Sequence[dict] = ()) -> dict[str, list[str]]:
+        """The lines' text of these hits' readings (fetched with LINES_DOC_VALUES) by image id, from doc
+        values. A text_body hit without them holds a reading stored before text_lines_text was kept (a
+        development version's, before any release with text): its lines from _source, in one mget."""
+        found: dict[str, list[str]] = {}
+        for hit in [*text_hits, *other_hits]:
+            lines = hit_lines(hit)
+            if lines is not None:
+                found[hit["fields"]["image_id"][0]] = lines  # text_body's hits come without _id
+        older = {hit["fields"]["image_id"][0]: hit["_index"] for hit in text_hits
+                 if hit["fields"]["image_id"][0] not in found}
+        if older:
+            docs = self.view.client.mget(docs=[{"_index": index, "_id": i} for i, index in older.items()],
+                                         source_includes=["text_lines.text"])["docs"]
+            found.update((d["_id"], source_lines(d.get("_source") or {})) for d in docs if d.get("found"))
+        return found

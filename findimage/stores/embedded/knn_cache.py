@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from findimage.stores.embedded.schema import in_chunks, open_term_counts, vectors_of
+from findimage.stores.embedded.schema import in_chunks, vectors_of
 from findimage.stores.embedded.vector_index import VectorIndex, sample_positions, wanted_kind
 
 log = logging.getLogger(__name__)
@@ -42,7 +42,6 @@ class KnnCache:
         self.data_dir = data_dir
         self.lock = threading.RLock()
         self.db = connect(db_path)
-        open_term_counts(self.db)
         self._index: VectorIndex | None = None
         self._seen_data_version: int | None = None
 

@@ -4,7 +4,9 @@ everything here runs under its lock, on its connection.
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+import sqlite3
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -12,15 +14,16 @@ from findimage.records import DIMS, EVERYWHERE, Filters, Match, cosine_to_score
 from findimage.stores.base import default_num_candidates
 from findimage.stores.embedded.knn_cache import KnnCache
 from findimage.stores.embedded.schema import (
-    documents_per_word,
+    documents_holding,
     filter_sql,
     holds_all,
     in_chunks,
     name_ranking,
     named_among,
     vectors_of,
+    words_present,
 )
-from findimage.stores.embedded.texts import lines_of, text_ranking
+from findimage.stores.embedded.texts import lines_as_read, text_candidates, text_ranking
 from findimage.stores.text import one_line_first, query
 
 # Folders with at most this many images are searched exactly from SQLite instead of through the ANN index.
@@ -30,8 +33,13 @@ EXACT_FOLDER_MAX = 20_000
 BM25_MAX_DOCUMENTS = 2_000
 NAMED_AMONG_CANDIDATES = 10  # ...when CLIP's candidates hold at least this many of them (or k)
 
-# image_id, image_name, relative_path, sha256, taken, taken_source, size, mtime: the columns _matches reads
-_MatchRow = tuple[str, str, str, str, str | None, str | None, int | None, float | None]
+Signals = tuple[str, ...]  # Match.matched: which searches found a match
+IMAGE: Signals = ("image",)
+NAME: Signals = ("name",)
+TEXT: Signals = ("text",)
+
+# image_id, image_name, relative_path, sha256, taken, taken_source, size, mtime, lines: the columns _matches reads
+_MatchRow = tuple[str, str, str, str, str | None, str | None, int | None, float | None, str | None]
 
 
 class EmbeddedSearch:
@@ -44,60 +52,92 @@ class EmbeddedSearch:
             return self._knn(vector, k, num_candidates, filters)
 
     def hybrid(self, vector: np.ndarray, words: Sequence[str], k: int, num_candidates: int | None = None,
-               filters: Filters = EVERYWHERE) -> tuple[list[Match], list[Match]]:
+               filters: Filters = EVERYWHERE, lines: bool = False) -> tuple[list[Match], list[Match]]:
         """The CLIP ranking and the path-word ranking, each of up to k, under the same filters; matches
-        found by name carry their exact CLIP score too."""
+        found by name carry their exact CLIP score too, marked as found by name. `lines`: every match
+        with its text's lines."""
         query = np.asarray(vector, dtype=np.float32).reshape(DIMS)
         with self.cache.lock:
-            by_image = self._knn(query, k, num_candidates, filters)
-            present = documents_per_word(self.cache.db, words)
-            by_name = self._best_looking_named(query, present, k, num_candidates, filters)
+            present = words_present(self.cache.db, words)
+            wanted = self._named_candidates(present, k, num_candidates)
+            searched = None
+            if wanted is not None and not filters.any:
+                # One ANN search for both sides: CLIP's candidates are the first of those the name side
+                # looks among (the same lists probed, the same order), where a second search costs as much.
+                searched = self.cache.fresh().search(query, wanted)
+            by_image = self._knn(query, k, num_candidates, filters, searched, lines)
+            by_name = None
+            if wanted is not None:
+                by_name = self._best_looking_named(query, present, wanted, k, filters, searched, lines)
             if by_name is not None:
                 return by_image, by_name
-            return by_image, self._in_order_given(query, name_ranking(self.cache.db, list(present), k, filters))
+            return by_image, self._in_order_given(query, name_ranking(self.cache.db, present, k, filters), NAME, lines)
+
+    def hybrid_with_text(self, vector: np.ndarray, words: Sequence[str], k: int, num_candidates: int | None = None,
+                         filters: Filters = EVERYWHERE) -> tuple[list[Match], list[Match], list[Match]]:
+        """`hybrid`'s two rankings and the text's candidates (texts.text_candidates, marked as found by
+        text; their order and snippets are findimage.fusion's), every candidate carrying the lines of its
+        text: the fusion judges each on every signal."""
+        with self.cache.lock:
+            by_image, by_name = self.hybrid(vector, words, k, num_candidates, filters, lines=True)
+            return by_image, by_name, self._text_candidates(vector, query(words), k, filters, text_candidates)
 
     def text_ranking(self, vector: np.ndarray, words: Sequence[str], k: int,
                      filters: Filters = EVERYWHERE) -> list[Match]:
         """Documents whose text holds the query words, those with all of them in one line first, then by
         BM25; each with its exact CLIP score and the line that matched best."""
         wanted = query(words)
+        found = self._text_candidates(vector, wanted, k, filters, text_ranking)
+        return one_line_first(((m, m.text_lines) for m in found), wanted, k)
+
+    def _text_candidates(self, vector: np.ndarray, wanted: Sequence[str], k: int, filters: Filters,
+                         slots_of: Callable[[sqlite3.Connection, Sequence[str], int, Filters], list[int]]
+                         ) -> list[Match]:
+        """The matches of the slots `slots_of` gives (texts.text_ranking or texts.text_candidates) in its
+        order, with their lines, marked as found by text."""
         vector = np.asarray(vector, dtype=np.float32).reshape(DIMS)
         with self.cache.lock:
             db = self.cache.db
-            db.execute("BEGIN")  # ranking, vectors and lines from one snapshot
+            db.execute("BEGIN")  # slots, vectors and lines from one snapshot
             try:
-                slots = text_ranking(db, wanted, k, filters)
-                found = self._in_order_given(vector, slots)
-                lines = lines_of(db, slots)
+                return self._in_order_given(vector, slots_of(db, wanted, k, filters), TEXT, lines=True)
             finally:
                 db.execute("COMMIT")
-        return one_line_first(((m, lines.get(m.image_id, [])) for m in found), wanted, k)
 
-    def _best_looking_named(self, query: np.ndarray, present: dict[str, int], k: int, num_candidates: int | None,
-                            filters: Filters) -> list[Match] | None:
-        """The name side for words that thousands of paths share, or None to rank by BM25.
+    def _named_candidates(self, present: list[str], k: int, num_candidates: int | None) -> int | None:
+        """For words that thousands of paths share, how many of CLIP's candidates the name side looks
+        among (_best_looking_named); None to rank by BM25.
 
         BM25 gives such paths near-equal scores (the same words, paths of similar length) at ~1 us per
-        matching document, so it would order them by path length. Where they are a large enough share of
-        the archive, CLIP's own candidates hold plenty of them: among those whose names hold every word
-        (any, where none holds all), CLIP's order decides. The list ends where the candidates do; the
-        rest look less like the query than any of them."""
-        index = self.cache.fresh()
+        matching document, so it would order them by path length. Where they are more than
+        BM25_MAX_DOCUMENTS and a share of the archive that puts twice `need` of them among CLIP's
+        candidates, those candidates hold plenty of them."""
         candidates_wanted = 4 * max(k, num_candidates or default_num_candidates(k))
         need = min(k, NAMED_AMONG_CANDIDATES)
-        holding = sum(present.values())
-        if holding <= BM25_MAX_DOCUMENTS or candidates_wanted * holding < 2 * need * len(index):
+        enough = max(BM25_MAX_DOCUMENTS + 1, math.ceil(2 * need * len(self.cache.fresh()) / candidates_wanted))
+        if documents_holding(self.cache.db, present, enough) < enough:
             return None
-        words = list(present)
-        _, candidates = index.search(query, candidates_wanted)
+        return candidates_wanted
+
+    def _best_looking_named(self, query: np.ndarray, words: list[str], candidates_wanted: int, k: int,
+                            filters: Filters, searched: tuple[np.ndarray, np.ndarray] | None,
+                            lines: bool) -> list[Match] | None:
+        """Among CLIP's `candidates_wanted` candidates (`searched` where the search was made already), those
+        whose names hold every word (any, where none holds all), in CLIP's order; None where too few are
+        (BM25 then). The list ends where the candidates do; the rest look less like the query than any."""
+        index = self.cache.fresh()
+        _, candidates = searched if searched is not None else index.search(query, candidates_wanted)
         named = named_among(self.cache.db, candidates.tolist(), words, holds_all(self.cache.db, words))
         if filters.any:
             named = self._passing(np.asarray(named, np.int64), filters).tolist()
-        if len(named) < need and len(candidates) < len(index):  # unlucky: BM25 over all of them after all
+        if len(named) < min(k, NAMED_AMONG_CANDIDATES) and len(candidates) < len(index):  # unlucky: BM25 after all
             return None
-        return self._exact_among(query, np.asarray(named, np.int64), k)
+        return self._exact_among(query, np.asarray(named, np.int64), k, NAME, lines)
 
-    def _knn(self, vector: np.ndarray, k: int, num_candidates: int | None, filters: Filters) -> list[Match]:
+    def _knn(self, vector: np.ndarray, k: int, num_candidates: int | None, filters: Filters,
+             searched: tuple[np.ndarray, np.ndarray] | None = None, lines: bool = False) -> list[Match]:
+        """`searched`: the unfiltered ANN search made already, for at least the candidates needed here;
+        `lines`: each match with its text's lines."""
         query = np.asarray(vector, dtype=np.float32).reshape(DIMS)
         num_candidates = max(k, num_candidates or default_num_candidates(k))
         index = self.cache.fresh()
@@ -108,18 +148,19 @@ class EmbeddedSearch:
             _, candidates = index.search(query, max(num_candidates, 4 * k))
             passing = self._passing(candidates, filters)
             if len(passing) >= k:
-                return self._exact_among(query, passing, k)
+                return self._exact_among(query, passing, k, IMAGE, lines)
             # Otherwise the filters go inside the search (exact, or the ANN restricted to these slots):
             # filtering afterwards would lose matches that are not among the unfiltered candidates.
             slots = self._slots_where(filters)
             if len(slots) <= EXACT_FOLDER_MAX:
-                return self._exact_among(query, slots, k)
+                return self._exact_among(query, slots, k, IMAGE, lines)
             _, candidates = index.search(query, num_candidates, allowed=slots)
         else:
-            sims, candidates = index.search(query, num_candidates)
+            sims, candidates = searched if searched is not None else index.search(query, num_candidates)
+            sims, candidates = sims[:num_candidates], candidates[:num_candidates]
             if index.kind == "flat":  # already exact
-                return self._matches(candidates[:k], sims[:k])
-        return self._exact_among(query, candidates, k)
+                return self._matches(candidates[:k], sims[:k], IMAGE, lines)
+        return self._exact_among(query, candidates, k, IMAGE, lines)
 
     def _passing(self, slots: np.ndarray, filters: Filters) -> np.ndarray:
         where, params = filter_sql(filters)
@@ -135,7 +176,8 @@ class EmbeddedSearch:
         rows = self.cache.db.execute(f"SELECT slot FROM images WHERE {where}", params).fetchall()
         return np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
 
-    def _exact_among(self, query: np.ndarray, slots: np.ndarray, k: int) -> list[Match]:
+    def _exact_among(self, query: np.ndarray, slots: np.ndarray, k: int, matched: Signals = IMAGE,
+                     lines: bool = False) -> list[Match]:
         """Exact cosine re-ranking of candidate slots with the float32 vectors from SQLite."""
         blobs = self._embeddings_of(slots)
         found = np.asarray(sorted(blobs), dtype=np.int64)
@@ -143,13 +185,15 @@ class EmbeddedSearch:
             return []
         sims = vectors_of([blobs[s] for s in found.tolist()]) @ query
         order = np.argsort(-sims, kind="stable")[:k]
-        return self._matches(found[order], sims[order])
+        return self._matches(found[order], sims[order], matched, lines)
 
-    def _in_order_given(self, query: np.ndarray, slots: list[int]) -> list[Match]:
+    def _in_order_given(self, query: np.ndarray, slots: list[int], matched: Signals = IMAGE,
+                        lines: bool = False) -> list[Match]:
         """The slots still stored, in the order given (a BM25 ranking), each with its exact CLIP score."""
         blobs = self._embeddings_of(slots)
         kept = [s for s in slots if s in blobs]
-        return self._matches(np.asarray(kept, dtype=np.int64), vectors_of([blobs[s] for s in kept]) @ query)
+        return self._matches(np.asarray(kept, dtype=np.int64), vectors_of([blobs[s] for s in kept]) @ query,
+                             matched, lines)
 
     def _embeddings_of(self, slots: np.ndarray | list[int]) -> dict[int, bytes]:
         found: dict[int, bytes] = {}
@@ -158,14 +202,20 @@ class EmbeddedSearch:
                 f"SELECT slot, embedding FROM images WHERE slot IN ({','.join('?' * len(chunk))})", chunk))
         return found
 
-    def _matches(self, slots: np.ndarray, sims: np.ndarray) -> list[Match]:
+    def _matches(self, slots: np.ndarray, sims: np.ndarray, matched: Signals = IMAGE,
+                 lines: bool = False) -> list[Match]:
+        """Matches of these slots with these similarities, marked `matched`; with `lines`, each with the
+        lines of its text as read (from the same query: no second look-up per candidate)."""
         if not len(slots):
             return []
         ids = [int(s) for s in slots]
+        text = "texts.lines" if lines else "NULL"
+        joined = " LEFT JOIN texts ON texts.slot = images.slot" if lines else ""
         rows = self.cache.db.execute(
-            f"SELECT slot, image_id, image_name, relative_path, sha256, taken, taken_source, size, mtime FROM images "
-            f"WHERE slot IN ({','.join('?' * len(ids))})", ids).fetchall()
+            f"SELECT images.slot, image_id, image_name, relative_path, images.sha256, taken, taken_source, size, "
+            f"mtime, {text} FROM images{joined} WHERE images.slot IN ({','.join('?' * len(ids))})", ids).fetchall()
         by_slot: dict[int, _MatchRow] = {r[0]: r[1:] for r in rows}
         return [Match(*by_slot[s][:3], score=cosine_to_score(sim), sha256=by_slot[s][3], taken=by_slot[s][4],
-                      taken_source=by_slot[s][5] or "", size=by_slot[s][6], mtime=by_slot[s][7])
+                      taken_source=by_slot[s][5] or "", size=by_slot[s][6], mtime=by_slot[s][7], matched=matched,
+                      text_lines=lines_as_read(by_slot[s][8]))
                 for s, sim in zip(ids, sims, strict=True) if s in by_slot]

@@ -106,8 +106,7 @@ class EmbeddedStore:
 
     def hybrid_with_text(self, vector: np.ndarray, words: Sequence[str], k: int, num_candidates: int | None = None,
                          filters: Filters = EVERYWHERE) -> tuple[list[Match], list[Match], list[Match]]:
-        by_image, by_name = self.hybrid(vector, words, k, num_candidates, filters)
-        return by_image, by_name, self.text_ranking(vector, words, k, filters)
+        return self._search.hybrid_with_text(vector, words, k, num_candidates, filters)
 
     # ---- writes -------------------------------------------------------------------------------
     def _write(self, work: Callable[[sqlite3.Connection, int], None], stamped: bool = True) -> None:

@@ -152,6 +152,7 @@ def test_hybrid_ranks_path_words_by_bm25_beside_the_clip_ranking(store):
     by_image, by_name = store.hybrid(unit(1, 0), ["bosch"], k=10)
     assert paths(by_image) == paths(store.knn(unit(1, 0), k=10))
     assert set(paths(by_name)) == {"Kunden/Kundenbesuch_Bosch_03.jpg", "misc/bosch-und-siemens.jpg"}
+    assert all(m.matched == ("name",) for m in by_name)
     for match in by_name:  # a name match carries its CLIP score, for display
         cosine = float(vectors[match.relative_path] @ unit(1, 0))
         assert match.score == pytest.approx((1 + cosine) / 2, abs=0.01)
@@ -409,13 +410,36 @@ def test_a_reading_that_timed_out_leaves_its_document_pending_with_its_attempts(
     assert by_text(store, "took longer") == [], "a timeout's reason is not text of the image"
 
 
-def test_hybrid_with_text_gives_the_three_rankings_at_once(store):
+def without_lines(matches: list[Match]) -> list[Match]:
+    return [dataclasses.replace(m, text_lines=()) for m in matches]
+
+
+def test_hybrid_with_text_gives_the_three_rankings_at_once_every_candidate_with_its_text(store):
     texted_archive(store)
     for words, filters in ((["disk", "quota"], where()), (["umsatzprognose", "uberblick"], where(folder="reports")),
                            (["xyzzy"], where()), ([], where())):
         by_image, by_name = store.hybrid(unit(1, 0), words, 5, filters=filters)
-        assert store.hybrid_with_text(unit(1, 0), words, 5, filters=filters) == (
-            by_image, by_name, store.text_ranking(unit(1, 0), words, 5, filters=filters))
+        with_text = store.hybrid_with_text(unit(1, 0), words, 5, filters=filters)
+        assert (without_lines(with_text[0]), without_lines(with_text[1])) == (by_image, by_name)
+        # The text search's candidates (all of them here: fewer than k), found by text, every one-line match
+        # first; their order and snippets are the fusion's to choose.
+        ranked = store.text_ranking(unit(1, 0), words, 5, filters=filters)
+        assert sorted((m.relative_path, m.score, m.text_lines) for m in with_text[2]) == sorted(
+            (m.relative_path, m.score, m.text_lines) for m in ranked)
+        one_line = [m.relative_path for m in ranked if all(w in m.text_snippet.lower() for w in words)]
+        assert [m.relative_path for m in with_text[2]][:len(one_line)] == one_line
+        assert all(m.matched == ("text",) for m in with_text[2])
+        # Found by CLIP or by name, a picture still carries its text, for the fusion to judge it on.
+        for match in (*with_text[0], *with_text[1], *with_text[2]):
+            assert match.text_lines == lines_of(match.relative_path), match.relative_path
+    by_image, _, _ = store.hybrid_with_text(unit(1, 0), ["xyzzy"], 10)
+    assert {m.relative_path: m.text_lines for m in by_image if m.text_lines} == {
+        path: lines_of(path) for path, reading in TEXTS.items() if reading.lines}
+
+
+def lines_of(path: str) -> tuple[str, ...]:
+    reading = TEXTS.get(path)
+    return tuple(line.text for line in reading.lines) if reading else ()
 
 
 def test_a_store_writes_into_no_index_but_its_own_rebuilds(store):

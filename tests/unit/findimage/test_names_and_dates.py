@@ -9,7 +9,7 @@ from photos import photo
 from PIL import Image
 
 from findimage.dates import DateError, bound_start, check_range, parse_exif_date, taken_of
-from findimage.fusion import collapse_copies, fuse
+from findimage.fusion import collapse_copies
 from findimage.names import name_words, query_words
 from findimage.records import Match
 
@@ -22,6 +22,7 @@ from findimage.records import Match
     ("team/Straße.über.png", "team strasse uber"),
     ("events/summerParty2024/DSC01234.jpeg", "events summer party 2024 01234"),
     ("a/HTMLPage.tif", "html page"),
+    ("Ärger/ÄrgerÜberblick_ÖLTank.png", "arger arger uberblick ol tank"),
 ])
 def test_name_words_split_fold_and_drop_the_extension(path, words):
     assert name_words(path) == words
@@ -79,18 +80,6 @@ def test_date_bounds_start_their_year_month_or_day():
 
 def m(image_id: str, sha: str = "", path: str | None = None) -> Match:
     return Match(image_id, image_id, path or f"{image_id}.jpg", 0.5, sha)
-
-
-def test_fusion_without_name_matches_is_the_clip_ranking():
-    clip = [m("a"), m("b"), m("c")]
-    assert [x.image_id for x in fuse(clip, [])] == ["a", "b", "c"]
-    assert all(x.matched == ("image",) for x in fuse(clip, []))
-
-
-def test_fusion_puts_matches_of_both_rankings_first():
-    fused = fuse([m("a"), m("b"), m("c")], [m("c"), m("d")])
-    assert [x.image_id for x in fused] == ["c", "a", "b", "d"]  # equal sums: the CLIP order first
-    assert fused[0].matched == ("image", "name") and fused[3].matched == ("name",)
 
 
 def test_identical_copies_collapse_into_the_best_ranked_one():
