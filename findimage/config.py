@@ -139,7 +139,6 @@ class CoreSettings(_Shown):
     # Text queries fuse CLIP with the words of archive paths (off: CLIP alone).
     hybrid: bool = setting("FINDIMAGE_HYBRID", True, bool, choices=("on", "off"), true="on")
     text_embedder: str = setting("FINDIMAGE_TEXT_EMBEDDER", "local", choices=("local", "elasticsearch"))
-    infer_model_id: str = setting("FINDIMAGE_INFER_MODEL_ID", DEFAULT_INFER_MODEL_ID)
     # While Elasticsearch's license refuses _infer: the local text model, or off.
     text_fallback: str = setting("FINDIMAGE_TEXT_FALLBACK", "local", choices=("local", "off"))
     # /metrics, /healthz and /readyz of Socket Mode, `findimage schedule` and `findimage worker` (HTTP mode serves
@@ -243,6 +242,8 @@ class ElasticsearchSettings(_Shown):
     es_timeout_seconds: float = setting("FINDIMAGE_ES_TIMEOUT_SECONDS", 10.0, float, 0.1)
     # The snapshot repository (registered in Elasticsearch) `findimage backup` writes to and `restore` reads.
     es_snapshot_repository: str | None = setting("FINDIMAGE_ES_SNAPSHOT_REPOSITORY", None)
+    # The text model deployed in Elasticsearch for `_infer` (FINDIMAGE_TEXT_EMBEDDER=elasticsearch).
+    infer_model_id: str = setting("FINDIMAGE_INFER_MODEL_ID", DEFAULT_INFER_MODEL_ID)
     # The indexing lease (and a restore's): a dead holder's lapses after it.
     lease_seconds: float = setting("FINDIMAGE_LEASE_SECONDS", 60.0, float, 1.0, 3600.0)
 

@@ -30,7 +30,7 @@ from typing import Any
 from elastic_transport import ObjectApiResponse
 from elasticsearch import ApiError, BadRequestError, ConflictError, Elasticsearch, NotFoundError, TransportError
 
-from findimage.config import Settings
+from findimage.config import ElasticsearchSettings
 from findimage.errors import LeaseHeld
 from findimage.stores.elasticsearch.client import access_denied, error_type, make_client, unavailable_error
 from findimage.stores.elasticsearch.names import lease_index
@@ -225,7 +225,7 @@ class IndexerLease:
     may index (checked first, so a key that may not write fails in the store's one sentence, not as a
     lease problem)."""
 
-    def __init__(self, settings: Settings):
+    def __init__(self, settings: ElasticsearchSettings):
         self.settings = settings
         self.lease = IndexingLease(make_client(settings), settings.index_name, settings.lease_seconds)
 
@@ -237,7 +237,7 @@ class IndexerLease:
         """LeaseHeld while another pass holds it; AccessDenied or BackendUnavailable in one sentence."""
         from findimage.stores.elasticsearch.store import ElasticsearchStore
 
-        ElasticsearchStore.from_settings(self.settings, client=self.lease.client, writer=True)
+        ElasticsearchStore(self.lease.client, self.settings).open_for_writing()
         try:
             self.lease.acquire()
         except LeaseHeld:
