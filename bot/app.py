@@ -136,8 +136,8 @@ def create_app(settings: Settings, searcher: Searcher | None = None, client: Web
     policy = ChannelPolicy(settings, identity.get("team_id"), searcher.remembered)
     seen = seen or seen_keys(settings)
     memory = channel_memory(settings, searcher, client, policy, identity.get("user_id"), seen)
-    presenter = LinkPresenter(links, settings.archive) if links else UploadPresenter(
-        settings.archive, max_pixels=settings.max_image_pixels, budget=settings.decode_budget_bytes)
+    presenter = LinkPresenter(links, settings.archive) if links else UploadPresenter(settings.archive,
+                                                                                     settings.archive_images)
     services = Services(settings, searcher, presenter, work or WorkPool.from_settings(settings),
                         seen, policy, searcher.remembered, memory)
     app.services = services
