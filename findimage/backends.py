@@ -136,9 +136,9 @@ def indexing_lease(settings: Settings) -> PassLease | None:
     `release()`, `holder()`, `close()`), or None where the data folder's lock file is enough."""
     if not settings.uses_elasticsearch:
         return None
-    from .stores.elasticsearch.lease import IndexerLease
+    from .stores.elasticsearch.lease import ElasticsearchPassLease
 
-    return IndexerLease(settings)
+    return ElasticsearchPassLease(settings)
 
 
 def text_embedder_state(settings: Settings) -> str | None:

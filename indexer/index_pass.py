@@ -45,7 +45,7 @@ def never() -> bool:
 class PassRequest:
     """How one pass is to run: `findimage index`'s options (the schedule asks for an ordinary pass), and
     `superseded`, asked before each batch and before anything is removed: True once another pass took this
-    one's lease over (indexer.lock.taken_over)."""
+    one's lease over (indexer.lock.HeldPass.superseded)."""
 
     full: bool = False  # a rebuild: every file embedded again, into a new index where the store has them
     allow_mass_removal: bool = False  # removals past FINDIMAGE_MAX_REMOVAL_FRACTION confirmed

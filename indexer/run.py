@@ -10,10 +10,10 @@ from findimage.backends import image_embedder, open_store, using_store
 from findimage.config import Settings
 from findimage.models.base import ImageEmbedder
 from findimage.observability import Readiness, serve_monitoring
-from findimage.stores.base import PassLease, Store
+from findimage.stores.base import Store
 
 from .index_pass import Distribute, IndexPass, MassRemovalRefused, PassRequest, PassSummary
-from .lock import pass_guard, taken_over
+from .lock import HeldPass, pass_guard
 from .metrics import PASSES, readiness_probe, record_pass, record_store
 from .scan import ArchiveUnavailable
 from .schedule import run_schedule
@@ -28,21 +28,17 @@ def named_pass() -> contextlib.AbstractContextManager[None]:
     return logs.ids(pass_id=logs.new_id(PASS_ID_CHARS))
 
 
-def _one_pass(settings: Settings, lease: PassLease | None, asked: PassRequest) -> PassSummary:
-    """One pass under `lease` (pass_guard's), which it stops writing under once another pass took it."""
-    store = open_store(settings, writer=True)
+def _one_pass(settings: Settings, held: HeldPass, asked: PassRequest) -> PassSummary:
+    """One pass into the store pass_guard opened, which it stops writing into once another pass took its lease."""
+    store, embedder = held.store, image_embedder(settings)
+    asked = dataclasses.replace(asked, superseded=held.superseded)
+    summary = IndexPass(store, embedder, settings, asked, distribute=_distribute(settings, store, embedder)).run()
+    record_pass(summary)
     try:
-        embedder = image_embedder(settings)
-        asked = dataclasses.replace(asked, superseded=taken_over(lease))
-        summary = IndexPass(store, embedder, settings, asked, distribute=_distribute(settings, store, embedder)).run()
-        record_pass(summary)
-        try:
-            record_store(store, settings.ocr)
-        except Exception as exc:  # the pass is done: its metrics are not worth failing it
-            log.warning("the store's counts after the pass are not known (%s)", exc)
-        return summary
-    finally:
-        store.close()
+        record_store(store, settings.ocr)
+    except Exception as exc:  # the pass is done: its metrics are not worth failing it
+        log.warning("the store's counts after the pass are not known (%s)", exc)
+    return summary
 
 
 def _distribute(settings: Settings, store: Store, embedder: ImageEmbedder) -> Distribute | None:
@@ -64,8 +60,8 @@ def _distribute(settings: Settings, store: Store, embedder: ImageEmbedder) -> Di
 def index_once(settings: Settings, full: bool = False, progress: bool | None = None,
                allow_mass_removal: bool = False) -> PassSummary:
     """One pass, refused (AlreadyRunning) while another process is indexing the same data or index."""
-    with named_pass(), using_store(settings), pass_guard(settings) as lease:
-        return _one_pass(settings, lease, PassRequest(full, allow_mass_removal, progress))
+    with named_pass(), using_store(settings), pass_guard(settings) as held:
+        return _one_pass(settings, held, PassRequest(full, allow_mass_removal, progress))
 
 
 def work(settings: Settings) -> None:
@@ -88,9 +84,9 @@ def work(settings: Settings) -> None:
 
 
 def schedule(settings: Settings) -> None:
-    def scheduled_pass(lease: PassLease | None) -> PassSummary | None:
+    def scheduled_pass(held: HeldPass) -> PassSummary | None:
         try:
-            summary = _one_pass(settings, lease, PassRequest(progress=False))
+            summary = _one_pass(settings, held, PassRequest(progress=False))
         except (ArchiveUnavailable, MassRemovalRefused) as exc:  # nothing changed; the next pass looks again
             log.error("indexing pass refused: %s", exc)
             PASSES.labels(outcome="refused").inc()
@@ -104,9 +100,9 @@ def schedule(settings: Settings) -> None:
             log.error("%s", summary.removal_sentence)
         return summary
 
-    def named(lease: PassLease | None) -> PassSummary | None:
+    def named(held: HeldPass) -> PassSummary | None:
         with named_pass():
-            return scheduled_pass(lease)
+            return scheduled_pass(held)
 
     readiness = Readiness(readiness_probe(settings))  # between passes too: the archive, the store
     monitoring = serve_monitoring(settings, readiness)

@@ -30,7 +30,7 @@ from findimage.config import ElasticsearchSettings, public_url
 from findimage.errors import EXIT_REFUSED, FindimageError, LeaseHeld, StoreError, refuse_newer_schema
 from findimage.stores.elasticsearch.client import api_reason, error_type, make_client, unavailable_on_connection_errors
 from findimage.stores.elasticsearch.index import SCHEMA_VERSION
-from findimage.stores.elasticsearch.lease import IndexingLease
+from findimage.stores.elasticsearch.lease import LeaseDocument
 from findimage.stores.elasticsearch.names import (
     channels_index,
     generation,
@@ -127,7 +127,7 @@ class Snapshots:
         repository = self._repository()
         snapshot = self._snapshot(repository, source)
         meta = snapshot["metadata"]
-        lease = IndexingLease(self.client, self.alias, self.settings.lease_seconds)
+        lease = LeaseDocument(self.client, self.alias, self.settings.lease_seconds)
         try:
             lease.acquire()
         except LeaseHeld as exc:

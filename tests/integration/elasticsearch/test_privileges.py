@@ -24,7 +24,7 @@ from findimage.errors import AccessDenied, ModelError
 from findimage.records import ImageDoc, Posted, image_id_for, posted_path
 from findimage.stores.base import ChannelState
 from findimage.stores.elasticsearch.infer import InferTextEmbedder
-from findimage.stores.elasticsearch.lease import LEASE_ID, IndexingLease
+from findimage.stores.elasticsearch.lease import LEASE_ID, LeaseDocument
 from findimage.stores.elasticsearch.privileges import ensure_key_file, key_is_current
 from findimage.stores.elasticsearch.seen import SharedSeen
 from findimage.stores.elasticsearch.store import ElasticsearchStore
@@ -129,7 +129,7 @@ def test_each_key_does_its_job_and_the_bot_key_cannot_write(as_elastic, settings
     assert as_elastic.get(index=f"{alias}-seen", id="event:EvKEY")["found"]
     # ...and it may not take the indexing lease, which only the indexer's key holds.
     with pytest.raises(AuthorizationException):
-        IndexingLease(Elasticsearch(url, api_key=bot_key), alias).acquire()
+        LeaseDocument(Elasticsearch(url, api_key=bot_key), alias).acquire()
     assert not as_elastic.exists(index=f"{alias}-lease", id=LEASE_ID), "the pass released its lease"
     # ...and otherwise it may write, delete or drop nothing.
     for write, what in ((lambda: bot_store.upsert([_doc("b.jpg")]), "write to the index"),
