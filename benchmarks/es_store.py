@@ -139,7 +139,7 @@ def grid(store: ElasticsearchStore, product: ElasticsearchStore, queries: np.nda
             ms[cell].append((time.perf_counter() - t) * 1000)
             hits[cell].append(len({int(m.relative_path.rsplit("/", 1)[-1][:-4]) for m in found} & wanted) / args.k)
     half = len(queries) // 2
-    asked = knn_body(queries[0], depth, candidates, [], product.oversample, product.min_candidates)["knn"]
+    asked = knn_body(queries[0], depth, candidates, [], product.indices.settings)["knn"]
     rows = []
     for cell in cells:
         what = {"num_candidates": cell[0], "oversample": cell[1]} if cell != "product" else {

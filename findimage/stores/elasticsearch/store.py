@@ -9,6 +9,7 @@ finds nothing (count 0) or is told to run the indexer (search).
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import replace
 
 import numpy as np
 from elasticsearch import Elasticsearch, NotFoundError, helpers
@@ -40,7 +41,7 @@ class ElasticsearchStore:
         self.url = self.indices.url  # only ever shown: the client holds the credentials
         self.description = f"elasticsearch ({self.url}, index {self.alias})"
         self.view = AliasView(client, self.url, self.alias, self.indices)
-        self._search = Searches(self.view, settings.es_rescore_oversample, settings.es_num_candidates)
+        self._search = Searches(self.view, settings)
         self._texts = Texts(self.view)
 
     @classmethod
@@ -57,11 +58,11 @@ class ElasticsearchStore:
 
     @oversample.setter
     def oversample(self, value: float) -> None:  # benchmarks compare re-ranking depths on one store
-        self._search.oversample = value
+        self._search.settings = replace(self._search.settings, es_rescore_oversample=value)
 
     @property
     def min_candidates(self) -> int:
-        return self._search.min_candidates
+        return self._search.settings.es_num_candidates
 
     # ---- writes -------------------------------------------------------------------------------
     @unavailable_on_connection_errors

@@ -7,7 +7,7 @@ from unittest import mock
 
 import numpy as np
 
-from findimage.config import Settings
+from findimage.config import ElasticsearchSettings, Settings
 from findimage.stores.elasticsearch.query import knn_body
 from findimage.stores.elasticsearch.store import ElasticsearchStore
 
@@ -15,7 +15,8 @@ QUERY = np.ones(512) / np.sqrt(512)
 
 
 def asked(k: int, num_candidates: int | None, oversample: float, min_candidates: int) -> tuple[int, int]:
-    knn = knn_body(QUERY, k, num_candidates, [], oversample, min_candidates)["knn"]
+    depth = ElasticsearchSettings(es_rescore_oversample=oversample, es_num_candidates=min_candidates)
+    knn = knn_body(QUERY, k, num_candidates, [], depth)["knn"]
     return knn["k"], knn["num_candidates"]
 
 
