@@ -35,7 +35,10 @@ def chunks(items: list, size: int) -> list[list]:
 
 
 class Target(Protocol):
-    """Where an answer goes: CommandTarget, InteractionTarget or ThreadTarget."""
+    """Where an answer goes, and through which client: CommandTarget, InteractionTarget or ThreadTarget."""
+
+    @property
+    def client(self) -> WebClient: ...
 
     @property
     def channel_id(self) -> str | None: ...
