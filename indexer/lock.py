@@ -9,7 +9,6 @@ import logging
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from functools import partial
 from typing import TypeVar
 
 from findimage.backends import indexing_lease, open_store
@@ -47,7 +46,7 @@ def pass_guard(settings: Settings) -> Iterator[HeldPass]:
     # lease together; one that cannot be reached at all is reported at once.
     starting_until = time.monotonic() + STARTING_SECONDS
     with pass_lock(settings.data_dir):
-        store = retry_while_busy(partial(open_store, settings, writer=True), give_up_after=STARTING_SECONDS)
+        store = retry_while_busy(lambda: open_store(settings, writer=True), give_up_after=STARTING_SECONDS)
         try:
             with _leased(settings, starting_until) as lease:
                 yield HeldPass(store, lease)
