@@ -21,6 +21,7 @@ Prints a table; the figures go to benchmarks/results/es-store-<time>.json.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import statistics
@@ -37,7 +38,7 @@ from benchmarks import save_result  # noqa: E402
 from benchmarks.corpus import VectorMixture, exact_top_k  # noqa: E402
 from benchmarks.run import _busy_seconds, _own_seconds  # noqa: E402
 from benchmarks.workers import _es_cpu_seconds, _es_server_memory, _wait_for_merges, synthetic_docs  # noqa: E402
-from findimage.config import Settings  # noqa: E402
+from findimage.config import ElasticsearchSettings, Settings  # noqa: E402
 from findimage.search import FUSION_DEPTH  # noqa: E402
 from findimage.stores.base import default_num_candidates  # noqa: E402
 from findimage.stores.elasticsearch import store as store_module  # noqa: E402
@@ -82,14 +83,19 @@ def build(store: ElasticsearchStore, mixture: VectorMixture, size: int, chunk: i
     return {**meter.read(size), "bulk_seconds": round(bulk_seconds, 2)}
 
 
+def graph(url: str, args) -> ElasticsearchSettings:
+    """The store's settings with the grid's index options and HNSW graph, and no merge in finish_rebuild."""
+    return ElasticsearchSettings(elasticsearch_url=url, es_index_options=args.index_options, es_hnsw_m=args.m,
+                                 es_hnsw_ef_construction=args.ef_construction, es_force_merge_minutes=0)
+
+
 def baseline_build(url: str, args, size: int, mixture: VectorMixture) -> dict:
     """The same build with the code before the bulk changes: every batch first looks its documents up for
     text to keep (also in a rebuild's empty index), and vectors travel as 17-digit floats."""
     from elasticsearch import Elasticsearch
 
     client = Elasticsearch(url, request_timeout=600)
-    store = ElasticsearchStore(client, url, f"findimage-bench-{os.getpid()}-baseline", args.index_options,
-                               hnsw_m=args.m, hnsw_ef_construction=args.ef_construction, force_merge_minutes=0)
+    store = ElasticsearchStore(client, graph(url, args), alias=f"findimage-bench-{os.getpid()}-baseline")
     vector_json, upsert = store_module._vector_json, store.upsert
     store_module._vector_json = lambda v: np.asarray(v, dtype=float).tolist()  # type: ignore[assignment]
 
@@ -133,7 +139,7 @@ def grid(store: ElasticsearchStore, product: ElasticsearchStore, queries: np.nda
             ms[cell].append((time.perf_counter() - t) * 1000)
             hits[cell].append(len({int(m.relative_path.rsplit("/", 1)[-1][:-4]) for m in found} & wanted) / args.k)
     half = len(queries) // 2
-    asked = knn_body(queries[0], depth, candidates, [], product.oversample, product.min_candidates)["knn"]
+    asked = knn_body(queries[0], depth, candidates, [], product.indices.settings)["knn"]
     rows = []
     for cell in cells:
         what = {"num_candidates": cell[0], "oversample": cell[1]} if cell != "product" else {
@@ -160,9 +166,8 @@ def run(url: str, size: int, args) -> dict:
     alias = args.alias or f"findimage-bench-{os.getpid()}-{size}"
     # No merge inside finish_rebuild: the grid is measured on the index as bulk-built, then after the
     # same force-merge (to one segment) that FINDIMAGE_ES_FORCE_MERGE_MINUTES makes a --full pass run.
-    store = ElasticsearchStore(client, url, alias, args.index_options, hnsw_m=args.m,
-                               hnsw_ef_construction=args.ef_construction, force_merge_minutes=0, min_candidates=1)
-    product = ElasticsearchStore(client, url, alias)  # searches with the defaults (findimage.config)
+    store = ElasticsearchStore(client, dataclasses.replace(graph(url, args), es_num_candidates=1), alias=alias)
+    product = ElasticsearchStore(client, ElasticsearchSettings(elasticsearch_url=url), alias=alias)  # the defaults
     queries = mixture.queries(args.queries)
     truth = exact_top_k(mixture, size, queries, args.k)
     try:

@@ -42,12 +42,12 @@ from PIL import Image  # noqa: E402
 
 from benchmarks.corpus import VectorMixture  # noqa: E402
 from findimage.backends import open_store  # noqa: E402
-from findimage.config import load_settings  # noqa: E402
+from findimage.config import Settings, load_settings  # noqa: E402
 from findimage.records import ImageDoc, ReadText, TextLine, image_id_for  # noqa: E402
 from findimage.search import Searcher  # noqa: E402
 from findimage.stores.base import META_IMAGE_MODEL  # noqa: E402
 from findimage.stores.embedded.store import EmbeddedStore  # noqa: E402
-from indexer.index_pass import IndexPass  # noqa: E402
+from indexer.index_pass import IndexPass, PassRequest  # noqa: E402
 
 EVENTS = ["Sommerfest", "Weihnachtsfeier", "Kundenbesuch Bosch", "Messe Hannover", "Betriebsausflug",
           "Produktfotos", "Team Offsite", "Jubiläum", "Workshop Berlin", "Baustelle Nord"]
@@ -277,7 +277,8 @@ def main() -> None:
         store = EmbeddedStore(data)
         migrated = time.perf_counter() - started
         started = time.perf_counter()
-        summary = IndexPass(store, Fixed(np.zeros((1, 512), np.float32)), root, progress=False).run()
+        settings = Settings(archive=root, data_dir=data, ocr=False)
+        summary = IndexPass(store, Fixed(np.zeros((1, 512), np.float32)), settings, PassRequest(progress=False)).run()
         upgraded = time.perf_counter() - started
         print(f"upgrade: schema migration (path words of {args.docs:,} documents) {migrated:.2f} s; ordinary pass "
               f"{upgraded:.1f} s: {summary.line()}")

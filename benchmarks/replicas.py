@@ -17,11 +17,12 @@ import json
 import statistics
 import time
 import uuid
+from dataclasses import replace
 
 from elasticsearch import Elasticsearch
 
 from bot.dedupe import SeenRecently
-from findimage.stores.elasticsearch.lease import IndexingLease, LeaseHeld, lease_index
+from findimage.stores.elasticsearch.lease import LeaseDocument, LeaseHeld, ProcessId, lease_index
 from findimage.stores.elasticsearch.seen import SharedSeen, seen_index
 
 
@@ -52,12 +53,12 @@ def seen_latency(url: str, alias: str, calls: int) -> dict:
 
 
 def lease_takeover(url: str, alias: str, seconds: float) -> dict:
-    dead = IndexingLease(Elasticsearch(url), alias, seconds, host="dead-holder")
+    dead = LeaseDocument(Elasticsearch(url), alias, seconds, process=replace(ProcessId.this(), host="dead-holder"))
     dead.acquire()
     dead._stop.set()  # no more renewals, no release: what kill -9 leaves behind
     dead._thread.join()
     last_renewal = time.time()
-    taker = IndexingLease(Elasticsearch(url), alias, seconds, host="next-pass")
+    taker = LeaseDocument(Elasticsearch(url), alias, seconds, process=replace(ProcessId.this(), host="next-pass"))
     attempts = 0
     while True:
         attempts += 1

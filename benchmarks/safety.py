@@ -165,11 +165,12 @@ def _previous_decoder(data: bytes, min_side: int = 448, max_pixels: int | None =
     from PIL import Image
 
     from findimage import imaging
+    from findimage.config import DecodeLimits
 
     image = Image.open(io.BytesIO(data), formats=imaging.FORMATS)
     if image.format in ("JPEG", "MPO"):
         image.draft("RGB", imaging._draft_size(image.size, min_side))
-    imaging._check_size(image.size, max_pixels or imaging.DEFAULT_MAX_PIXELS)
+    imaging._check_size(image.size, max_pixels or DecodeLimits.declared().max_pixels)
     image.load()
     return imaging.Prepared(imaging._to_rgb(image), *image.size)
 

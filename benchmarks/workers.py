@@ -299,7 +299,7 @@ def elasticsearch(args: dict) -> dict:
                            "recall_text": float(np.mean(hits[m][half:]))} for m in modes}
         configured = runs[f"{settings.es_rescore_oversample:g}"]
         # What the searches above kept: num_candidates 100, or FINDIMAGE_ES_NUM_CANDIDATES if more
-        asked = knn_body(queries[0], 10, 100, [], settings.es_rescore_oversample, settings.es_num_candidates)["knn"]
+        asked = knn_body(queries[0], 10, 100, [], settings)["knn"]
         disk = store.client.indices.stats(index=store.alias, metric="store")["_all"]["total"]["store"]
         return {"documents": store.count(), "bulk_seconds": bulk_seconds, "build_seconds": seconds,
                 "docs_per_second": count / seconds, "client_cpu_ms_per_doc": 1000 * client_cpu / count,

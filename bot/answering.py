@@ -18,7 +18,7 @@ from findimage.visibility import Place, Purpose
 from . import slack_files
 from .buttons import BadButton, Page
 from .channel_memory import ChannelMemory
-from .channels import ChannelPolicy, Requester, refusal_text
+from .channels import ChannelPolicy, Lookup, Requester, refusal_text
 from .delivery import Presenter, Target
 from .errors import user_message
 from .metrics import counted, timed
@@ -130,23 +130,19 @@ def _extra_options(query: TextQuery) -> dict:
     return {name: value for name, value in extra.items() if value is not None}
 
 
-def answer_posted_images(services: Services, client: WebClient, files: list[dict], requester: Requester,
-                         target: Target, shared_hint: bool = False, no_images: str | None = None) -> str:
+def answer_posted_images(services: Services, files: list[dict], requester: Requester, target: Target,
+                         lookup: Lookup = Lookup.CACHED) -> str:
     """A message's images, answered together in one reply to its thread.
 
     Stripped file objects (Slack Connect) are completed with files.info first, so whether the message
-    holds any image is known before anything is said: a message without images gets no reply (or
-    `no_images`, for someone who asked), and only a message with images gets a refusal where the archive
-    may not be shown."""
+    holds any image is known before anything is said: a message without images gets no reply ("ignored"),
+    and only a message with images gets a refusal where the archive may not be shown."""
+    client = target.client
     completed = [_completed(client, file) for file in files]
     wanted = [(file, problem) for file, problem in completed if problem is not None or slack_files.is_image_file(file)]
     if not wanted:
-        if no_images is not None:
-            tell_safely(target, no_images)
-            return "invalid"
         return "ignored"
-    sight = services.policy.sight(client, Purpose.ANSWER, Place.of(target.channel_id), requester,
-                                  shared_hint=shared_hint)
+    sight = services.policy.sight(client, Purpose.ANSWER, Place.of(target.channel_id), requester, lookup)
     if sight.refusal is not None:
         log.info("image(s) of %s in %s not searched: %s", requester.user_id, target.channel_id, sight.refusal.value)
         tell_safely(target, refusal_text(Purpose.ANSWER, sight.refusal))

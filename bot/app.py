@@ -94,27 +94,27 @@ BOLT_LOG = logging.getLogger("bot.bolt")
 BOLT_LOG.addFilter(_SameTokenTwice())
 
 
-def channel_memory(settings: Settings, searcher: Searcher, client: WebClient, policy: ChannelPolicy,
-                   bot_user_id: str | None, seen: SeenKeys) -> ChannelMemory | None:
-    """Remembering posted images (FINDIMAGE_REMEMBER), with its store given to the searcher (open_store)."""
-    if searcher.remembered is None:
+def channel_memory(services: Services, client: WebClient, bot_user_id: str | None) -> ChannelMemory | None:
+    """Remembering posted images (FINDIMAGE_REMEMBER) into the searcher's store of remembered images."""
+    remembered = services.remembered
+    if remembered is None:
         return None
-    rememberer = Rememberer(settings, searcher.remembered, searcher.image_embedder, policy)
-    backfiller = Backfiller(settings, searcher.remembered, rememberer, history_client(client))
-    return ChannelMemory(settings, searcher.remembered, rememberer, backfiller, policy, bot_user_id, client, seen)
+    settings = services.settings
+    rememberer = Rememberer(settings, remembered, services.searcher.image_embedder, services.policy)
+    backfiller = Backfiller(settings, remembered, rememberer, history_client(client))
+    return ChannelMemory(rememberer, backfiller, client, bot_user_id, services.seen)
 
 
-def create_app(settings: Settings, searcher: Searcher | None = None, client: WebClient | None = None, *,
-               links: ImageLinks | None = None, work: WorkPool | None = None,
-               seen: SeenKeys | None = None) -> FindimageApp:
+def create_app(settings: Settings, searcher: Searcher | None = None, *, links: ImageLinks | None = None,
+               work: WorkPool | None = None, seen: SeenKeys | None = None) -> FindimageApp:
     """The Bolt app with every handler registered.
 
-    `searcher`, `client` and `seen` (what was answered already) may be passed in (tests, Slack-compatible
-    gateways); by default they are built from the settings. With `links` (the HTTP server's own signed
-    image links) matches are shown as image blocks served by that server; without them they are uploaded.
+    `searcher`, `work` and `seen` (what was answered already) may be passed in (tests); by default they are
+    built from the settings. With `links` (the HTTP server's own signed image links) matches are shown as
+    image blocks served by that server; without them they are uploaded.
     """
     require_slack(settings)
-    client = client or make_web_client(settings)
+    client = make_web_client(settings)
     # Before the models (a minute on a small server): a token Slack refuses stops the start in a second.
     # The team id decides who counts as another organisation (Bolt's own auth.test result is not public API).
     identity = bot_identity(settings, client)
@@ -134,14 +134,13 @@ def create_app(settings: Settings, searcher: Searcher | None = None, client: Web
     if searcher.remembered is None:  # opened for writing (FINDIMAGE_REMEMBER): None when off
         searcher.remembered = open_remembered(settings)
     policy = ChannelPolicy(settings, identity.get("team_id"), searcher.remembered)
-    seen = seen or seen_keys(settings)
-    memory = channel_memory(settings, searcher, client, policy, identity.get("user_id"), seen)
-    presenter = LinkPresenter(links, settings.archive) if links else UploadPresenter(
-        settings.archive, max_pixels=settings.max_image_pixels, budget=settings.decode_budget_bytes)
+    presenter = LinkPresenter(links, settings.archive) if links else UploadPresenter(settings.archive,
+                                                                                     settings.archive_images)
     services = Services(settings, searcher, presenter, work or WorkPool.from_settings(settings),
-                        seen, policy, searcher.remembered, memory)
+                        seen or seen_keys(settings), policy, searcher.remembered)
+    services.memory = channel_memory(services, client, identity.get("user_id"))
     app.services = services
     handlers.register_all(app, services)
-    if memory is not None:
-        memory.start()  # new posts and the backfills resumed from where they stopped
+    if services.memory is not None:
+        services.memory.start()  # new posts and the backfills resumed from where they stopped
     return app

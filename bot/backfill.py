@@ -65,7 +65,7 @@ def left_seconds(state: ChannelState, now: float) -> float | None:
 
 class Backfiller:
     def __init__(self, settings: Settings, remembered: Remembered, rememberer: Rememberer, client: WebClient,
-                 *, clock: Callable[[], float] = time.time, sleep: Callable[[float], object] | None = None):
+                 *, clock: Callable[[], float] = time.time):
         self.settings = settings
         self.remembered = remembered
         self.rememberer = rememberer
@@ -73,7 +73,6 @@ class Backfiller:
         self.clock = clock
         self._wake = threading.Event()
         self._stop = threading.Event()
-        self._sleep = sleep or self._stop.wait
         self._interval: dict[str, float] = {}  # channel -> seconds between its requests (doubles after a 429)
         self._next_request = 0.0
         self._thread: threading.Thread | None = None
@@ -128,7 +127,7 @@ class Backfiller:
         started = self.clock()
         wait = self._next_request - started
         if wait > 0:
-            self._sleep(wait)
+            self._stop.wait(wait)  # a pause that stop() ends at once
         state = self.remembered.channel(channel)  # again after the wait: forgotten meanwhile?
         if state is None or state.done or self._claimed_elsewhere(state):
             return

@@ -23,14 +23,13 @@ from datetime import datetime
 
 from slack_sdk import WebClient
 
-from findimage.config import Settings
 from findimage.errors import FindimageError
-from findimage.remembered import Remembered, gone_keys
+from findimage.remembered import gone_keys
 from findimage.stores.base import LIFECYCLE, REMEMBER, ChannelState, Pending, SeenKeys
 from findimage.visibility import Place, Purpose
 
 from .backfill import DAY, Backfiller, left_seconds
-from .channels import ChannelPolicy, Requester, refusal_text
+from .channels import Lookup, Requester, refusal_text
 from .remembering import Rememberer, is_person_message
 
 log = logging.getLogger(__name__)
@@ -69,19 +68,20 @@ def duration(seconds: float) -> str:
 
 
 class ChannelMemory:
-    def __init__(self, settings: Settings, remembered: Remembered, rememberer: Rememberer, backfiller: Backfiller,
-                 policy: ChannelPolicy, bot_user_id: str | None, client: WebClient,
-                 seen: SeenKeys | None = None, clock: Callable[[], float] = time.time):
-        self.settings = settings
+    def __init__(self, rememberer: Rememberer, backfiller: Backfiller, client: WebClient, bot_user_id: str | None,
+                 seen: SeenKeys | None = None):
+        """Remembering as `rememberer` does it (its settings, its remembered images, its channel policy), the
+        history read back by `backfiller`."""
+        self.settings = rememberer.settings
         self.bot_user_id = bot_user_id  # member_left_channel names who left: only the bot's leaving matters
-        self.remembered = remembered
+        self.remembered = rememberer.remembered
         self.rememberer = rememberer
         self.backfiller = backfiller
-        self.policy = policy
+        self.policy = rememberer.policy
         self.client = client  # the app's: kept entries are applied after a restart too
         self.seen = seen  # what was answered: Slack's event, channel and file ids, forgotten on uninstall
-        self.clock = clock
-        self.answered_apps = frozenset(settings.answer_bots)
+        self.clock: Callable[[], float] = time.time
+        self.answered_apps = frozenset(self.settings.answer_bots)
         self.me = socket.gethostname()  # a restart on the same host takes its own held entries at once
         self._wake = {LIFECYCLE: threading.Event(), REMEMBER: threading.Event()}
         self._stop = threading.Event()
@@ -123,7 +123,7 @@ class ChannelMemory:
     def remember(self, client: WebClient, channel_id: str, requester: Requester) -> tuple[str, bool]:
         """(what to say, whether the whole channel should read it)."""
         # Asked afresh: the bot may have been invited a moment ago
-        sight = self.policy.sight(client, Purpose.REMEMBER, Place.of(channel_id), requester, fresh=True)
+        sight = self.policy.sight(client, Purpose.REMEMBER, Place.of(channel_id), requester, Lookup.FRESH)
         if sight.refusal is not None:
             return refusal_text(Purpose.REMEMBER, sight.refusal), False
         if self.remembered.channel(channel_id) is not None:

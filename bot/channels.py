@@ -20,11 +20,12 @@ import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
+from enum import Enum
 
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
-from findimage.config import Settings
+from findimage.config import SlackSettings
 from findimage.remembered import Remembered
 from findimage.visibility import Conversation, Place, Purpose, Rules, Sight, Why, decide
 
@@ -128,26 +129,31 @@ class BoundedCache:
                 self._entries.popitem(last=False)
 
 
+class Lookup(Enum):
+    """How `ChannelPolicy.sight` learns what Slack says of the conversation."""
+
+    CACHED = "cached"  # conversations.info, cached a few minutes
+    FRESH = "fresh"  # asked again, whatever is cached (turning remembering on: the bot may have just been invited)
+    SHARED = "shared"  # the event's envelope says it is shared with another organisation: nothing is asked
+
+
 class ChannelPolicy:
     """The facts findimage.visibility.decide asks for, learned from the request and from Slack (cached),
     and its refusals said in one sentence each. Every path asks `sight` (or `quick` at the ack)."""
 
-    def __init__(self, settings: Settings, team_id: str | None, remembered: Remembered | None = None,
-                 ttl_seconds: float = CHANNEL_INFO_TTL_SECONDS, clock=time.monotonic,
-                 user_ttl_seconds: float = USER_INFO_TTL_SECONDS, max_cached: int = MAX_CACHED):
+    def __init__(self, settings: SlackSettings, team_id: str | None, remembered: Remembered | None = None):
         self.rules = Rules(allow_shared=settings.allow_shared_channels, remember=settings.remember != "off")
         self.channels = frozenset(settings.channels or ())
         self.team_id = team_id
         self.remembered = remembered
-        self._conversations = BoundedCache(ttl_seconds, max_cached, clock)  # channel id -> Conversation
-        self._teams = BoundedCache(user_ttl_seconds, max_cached, clock)  # user id -> their workspace
+        self._conversations = BoundedCache(CHANNEL_INFO_TTL_SECONDS)  # channel id -> Conversation
+        self._teams = BoundedCache(USER_INFO_TTL_SECONDS)  # user id -> their workspace
 
-    def sight(self, client: WebClient, purpose: Purpose, place: Place, requester: Requester | None, *,
-              shared_hint: bool = False, fresh: bool = False) -> Sight:
+    def sight(self, client: WebClient, purpose: Purpose, place: Place, requester: Requester | None,
+              lookup: Lookup = Lookup.CACHED) -> Sight:
         """The decision for a request (`requester` None: an event no person asked for, such as a post to
-        remember). `shared_hint`: the event's envelope says the channel is shared with another organisation;
-        `fresh`: Slack is asked again, whatever is cached (turning remembering on)."""
-        return decide(purpose, place, _SlackFacts(self, client, place, requester, shared_hint, fresh), self.rules)
+        remember), with what Slack says of the conversation learned as `lookup` says."""
+        return decide(purpose, place, _SlackFacts(self, client, place, requester, lookup), self.rules)
 
     def quick(self, place: Place, requester: Requester) -> Sight:
         """The decision from the request alone, at the ack: the allowlist and a team the payload names.
@@ -231,9 +237,9 @@ class _SlackFacts:
     """The facts of one request, each asked of Slack (or the cache) at most once, and only when asked."""
 
     def __init__(self, policy: ChannelPolicy, client: WebClient, place: Place, requester: Requester | None,
-                 shared_hint: bool, fresh: bool):
+                 lookup: Lookup):
         self.policy, self.client, self.place, self.requester = policy, client, place, requester
-        self.shared_hint, self.fresh = shared_hint, fresh
+        self.lookup = lookup
         self._conversation: Conversation | None = None
 
     def enabled(self) -> bool:
@@ -244,8 +250,8 @@ class _SlackFacts:
 
     def conversation(self) -> Conversation:
         if self._conversation is None:
-            self._conversation = Conversation(shared=True) if self.shared_hint else \
-                self.policy.conversation(self.client, self.place.channel_id, self.fresh)
+            self._conversation = Conversation(shared=True) if self.lookup is Lookup.SHARED else \
+                self.policy.conversation(self.client, self.place.channel_id, self.lookup is Lookup.FRESH)
         return self._conversation
 
     def remembered(self) -> bool:

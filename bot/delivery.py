@@ -16,8 +16,8 @@ from typing import Protocol
 from slack_sdk import WebClient
 
 from findimage.archive_files import is_servable
-from findimage.decode_budget import DEFAULT_BUDGET_BYTES
-from findimage.imaging import DEFAULT_MAX_PIXELS, ImageError, archive_thumbnail
+from findimage.config import DecodeLimits
+from findimage.imaging import ImageError, archive_thumbnail
 
 from .image_links import ImageLinks
 from .replies import SECTION_CHARS, Answer, answers_text, button_blocks, file_title, image_blocks, mrkdwn_section
@@ -35,7 +35,10 @@ def chunks(items: list, size: int) -> list[list]:
 
 
 class Target(Protocol):
-    """Where an answer goes: CommandTarget, InteractionTarget or ThreadTarget."""
+    """Where an answer goes, and through which client: CommandTarget, InteractionTarget or ThreadTarget."""
+
+    @property
+    def client(self) -> WebClient: ...
 
     @property
     def channel_id(self) -> str | None: ...
@@ -135,10 +138,9 @@ class ThreadTarget:
 class UploadPresenter:
     """Matches as downscaled JPEG copies (long side <= 1024 px), uploaded with the ranked list as comment."""
 
-    def __init__(self, archive: Path, *, max_pixels: int = DEFAULT_MAX_PIXELS, budget: int = DEFAULT_BUDGET_BYTES):
+    def __init__(self, archive: Path, limits: DecodeLimits):
         self.archive = Path(archive)
-        self.max_pixels = max_pixels
-        self.budget = budget
+        self.limits = limits
 
     def show(self, answers: list[Answer], target: Target) -> None:
         files = [upload for answer in answers for upload in self._thumbnails(answer)]
@@ -165,7 +167,7 @@ class UploadPresenter:
                 continue
             try:
                 data = archive_thumbnail(self.archive, match.relative_path, match.indexed, THUMBNAIL_LONG_SIDE,
-                                         max_pixels=self.max_pixels, budget=self.budget)
+                                         self.limits)
             except ImageError as exc:  # deleted, changed or swapped for a link since the last indexing pass
                 log.warning("cannot show %s: %s", match.relative_path, exc)
                 answer.missing.add(match.image_id)

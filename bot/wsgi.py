@@ -24,7 +24,7 @@ from findimage.imaging import ImageError, thumbnail_jpeg
 from findimage.observability import Readiness, monitoring_page
 from findimage.search import Searcher
 
-from .app import configure_logging, create_app
+from .app import FindimageApp, configure_logging, create_app
 from .credentials import require_http_mode, signing_secret
 from .dedupe import SeenKeys
 from .image_links import PATH_PREFIX, ImageLinks, MalformedLink, content_tag, parse_link
@@ -50,19 +50,20 @@ class BodyRefused(Exception):
 
 
 class FindimageWsgi:
-    def __init__(self, settings: Settings, bolt_app, searcher: Searcher, links: ImageLinks | None, *,
-                 previews: Previews | None = None, health_clock=time.monotonic, work: WorkPool | None = None):
+    def __init__(self, settings: Settings, bolt_app: FindimageApp, links: ImageLinks | None, *,
+                 previews: Previews | None = None, health_clock=time.monotonic):
         self.settings = settings
-        self.work = work  # the answers' queue: its length in /healthz, drained on shutdown (bot.server)
-        self.memory = getattr(getattr(bolt_app, "services", None), "memory", None)  # stopped on shutdown
+        services = bolt_app.services
+        self.work = services.work  # the answers' queue: its length in /healthz, drained on shutdown (bot.server)
+        self.memory = services.memory  # stopped on shutdown
         self.slack = SlackRequestHandler(bolt_app, path=SLACK_PATH)
         self.verifier = SignatureVerifier(signing_secret(settings))
-        self.searcher = searcher
+        self.searcher = services.searcher
         self.links = links
         self.previews = previews or Previews(partial(thumbnail_jpeg, max_pixels=settings.max_image_pixels,
                                                      budget=settings.decode_budget_bytes))
         self.archive = Path(settings.archive).resolve()
-        self.readiness = Readiness(readiness_probe(settings, searcher), clock=health_clock)
+        self.readiness = Readiness(readiness_probe(settings, self.searcher), clock=health_clock)
         self.readiness.start()
 
     def __call__(self, environ, start_response):
@@ -196,17 +197,15 @@ def _reply(start_response, status: str, content_type: str, body: bytes, headers=
     return [body]
 
 
-def build_wsgi_app(settings: Settings, searcher: Searcher | None = None, client=None, *, link_clock=time.time,
+def build_wsgi_app(settings: Settings, searcher: Searcher | None = None, *, link_clock=time.time,
                    health_clock=time.monotonic, previews: Previews | None = None,
                    work: WorkPool | None = None, seen: SeenKeys | None = None) -> FindimageWsgi:
-    """The whole HTTP app; models load here, before the server takes its first request."""
+    """The whole HTTP app; models load here, before the server takes its first request. Every keyword is a
+    test's: its clocks, its previews, its answer pool and seen keys (create_app's)."""
     require_http_mode(settings)
-    searcher = searcher or Searcher(settings)
     links = ImageLinks.from_settings(settings, clock=link_clock) if settings.public_base_url else None
-    work = work or WorkPool.from_settings(settings)
-    bolt_app = create_app(settings, searcher, client, links=links, work=work, seen=seen)
-    return FindimageWsgi(settings, bolt_app, searcher, links, previews=previews, health_clock=health_clock,
-                         work=work)
+    bolt_app = create_app(settings, searcher, links=links, work=work, seen=seen)
+    return FindimageWsgi(settings, bolt_app, links, previews=previews, health_clock=health_clock)
 
 
 def create(settings: Settings | None = None) -> FindimageWsgi:

@@ -8,6 +8,7 @@ the indexer asks which store is in use.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 
 from findimage.config import Settings
 from findimage.models.base import TextEmbedder
@@ -62,12 +63,9 @@ def open_remembered(settings: Settings) -> Remembered | None:
 
         client = make_client(settings)
         # Its indices are made by the first write (the bot starts, and answers from the archive, while
-        # Elasticsearch is away, and creates nothing before a channel is remembered).
-        store = ElasticsearchStore(client, settings.elasticsearch_url, remembered_alias(settings.index_name),
-                                   settings.es_index_options, shards=1, replicas=settings.es_replicas,
-                                   oversample=settings.es_rescore_oversample, hnsw_m=settings.es_hnsw_m,
-                                   hnsw_ef_construction=settings.es_hnsw_ef_construction,
-                                   min_candidates=settings.es_num_candidates, refresh_deletes=True)
+        # Elasticsearch is away, and creates nothing before a channel is remembered); one shard holds them.
+        store = ElasticsearchStore(client, dataclasses.replace(settings, es_shards=1),
+                                   alias=remembered_alias(settings.index_name), refresh_deletes=True)
         return Remembered(store, ElasticsearchRegistry(client, settings.index_name, settings.elasticsearch_url),
                           shared=True)
     from findimage.stores.embedded.registry import EmbeddedRegistry
@@ -138,9 +136,9 @@ def indexing_lease(settings: Settings) -> PassLease | None:
     `release()`, `holder()`, `close()`), or None where the data folder's lock file is enough."""
     if not settings.uses_elasticsearch:
         return None
-    from .stores.elasticsearch.lease import IndexerLease
+    from .stores.elasticsearch.lease import ElasticsearchPassLease
 
-    return IndexerLease(settings)
+    return ElasticsearchPassLease(settings)
 
 
 def text_embedder_state(settings: Settings) -> str | None:

@@ -91,9 +91,39 @@ def setting(env: str, default: T, kind: type = str, minimum: float | None = None
         "env": env, "kind": kind, "minimum": minimum, "maximum": maximum, "choices": choices, "true": true})
 
 
+class _Shown:
+    """The repr of settings: secrets never appear (the repr=False fields), URLs without their userinfo."""
+
+    def __repr__(self) -> str:
+        values = {f.name: getattr(self, f.name) for f in fields(self) if f.repr}  # type: ignore[arg-type]
+        if "elasticsearch_url" in values:
+            values["elasticsearch_url"] = public_url(values["elasticsearch_url"])
+        return f"{type(self).__name__}({', '.join(f'{name}={value!r}' for name, value in values.items())})"
+
+
 @dataclass(frozen=True)
-class Settings:
-    # Core: the archive, the models, queries, the indexer
+class DecodeLimits:
+    """What decoding one image may take: its pixels, and the memory of the decode (findimage.decode_budget);
+    the budget also bounds the bytes of a file read for it."""
+
+    max_pixels: int
+    budget: int
+
+    @classmethod
+    def declared(cls) -> DecodeLimits:
+        """The archive's limits as the settings declare them, for a caller given none (tests, tools)."""
+        return ReadingSettings().archive_images
+
+
+# The settings come in groups, each passed whole to what reads it: a part of findimage declares the group it
+# needs (ElasticsearchSettings, say) and is given the one Settings, which is every group at once. A new
+# setting is declared in its group, read where it is used, and documented in docs/configuration.md.
+
+
+@dataclass(frozen=True, repr=False)
+class CoreSettings(_Shown):
+    """The archive, the data folder, the models and how queries rank; the processes' log and monitoring."""
+
     archive: Path = setting("FINDIMAGE_ARCHIVE", Path("archive"), Path)
     data_dir: Path = setting("FINDIMAGE_DATA_DIR", Path(".findimage"), Path)
     image_model: str = setting("FINDIMAGE_IMAGE_MODEL", DEFAULT_IMAGE_MODEL)
@@ -101,25 +131,40 @@ class Settings:
     quantize: str = setting("FINDIMAGE_QUANTIZE", "off", choices=("off", "int8"))
     quantize_min_cosine: float = setting("FINDIMAGE_QUANTIZE_MIN_COSINE", 0.99, float, 0.0, 1.0)
     torch_threads: int = setting("FINDIMAGE_TORCH_THREADS", 0, int, 0, 256)  # 0: torch's default (one per core)
-    batch_size: int = setting("FINDIMAGE_BATCH_SIZE", 32, int, 1, 1024)
-    index_interval_minutes: float = setting("FINDIMAGE_INDEX_INTERVAL_MINUTES", 15.0, float, 0.1)
     top_k: int = setting("FINDIMAGE_TOP_K", 5, int, 1, 50)
     max_results: int = setting("FINDIMAGE_MAX_RESULTS", 50, int, 1, 200)  # how far "Show more" pages go in Slack
     num_candidates: int | None = setting("FINDIMAGE_NUM_CANDIDATES", None, int, 1, 10_000)
     max_query_chars: int = setting("FINDIMAGE_MAX_QUERY_CHARS", 1000, int, 1)
+    weak_score: float = setting("FINDIMAGE_WEAK_SCORE", 0.6, float, 0.0, 1.0)
+    # Text queries fuse CLIP with the words of archive paths (off: CLIP alone).
+    hybrid: bool = setting("FINDIMAGE_HYBRID", True, bool, choices=("on", "off"), true="on")
+    text_embedder: str = setting("FINDIMAGE_TEXT_EMBEDDER", "local", choices=("local", "elasticsearch"))
+    # While Elasticsearch's license refuses _infer: the local text model, or off.
+    text_fallback: str = setting("FINDIMAGE_TEXT_FALLBACK", "local", choices=("local", "off"))
+    # /metrics, /healthz and /readyz of Socket Mode, `findimage schedule` and `findimage worker` (HTTP mode serves
+    # them on PORT): unset, none. On every interface by default, as a container's port is published to its network.
+    metrics_port: int | None = setting("FINDIMAGE_METRICS_PORT", None, int, 1, 65535)
+    metrics_host: str = setting("FINDIMAGE_METRICS_HOST", "0.0.0.0")
+    # Where HTTP mode's gunicorn workers write their metrics (prometheus_client's multiprocess mode; emptied at
+    # start); unset: a temporary folder of the web server's own.
+    metrics_multiprocess_dir: Path | None = setting("PROMETHEUS_MULTIPROC_DIR", None, Path)
+    # The log (findimage.logs): unset level, the command's default (INFO for the bot, the schedule and workers,
+    # WARNING for the commands run by hand); text or one JSON object per line.
+    log_level: str | None = setting("FINDIMAGE_LOG_LEVEL", None, choices=tuple(logs.LEVELS))
+    log_format: str = setting("FINDIMAGE_LOG_FORMAT", "text", choices=logs.FORMATS)
+
+
+@dataclass(frozen=True, repr=False)
+class ReadingSettings(_Shown):
+    """How images, and the text in them, are read: by the indexer, the bot and the searches."""
+
     max_image_pixels: int = setting("FINDIMAGE_MAX_IMAGE_PIXELS", 120_000_000, int, 1_000_000)
     max_query_pixels: int = setting("FINDIMAGE_MAX_QUERY_PIXELS", 40_000_000, int, 1_000_000)
     # Memory one image decode may take (findimage.decode_budget); also the largest archive file read. Above a
     # 120-MP RGB or grey picture (the indexer's pixel limit) with its RGB copy, below what the bombs it exists
     # for claim (2 GB of a progressive JPEG's coefficients, a 1 GB TIFF tile).
     decode_budget_mb: int = setting("FINDIMAGE_DECODE_BUDGET_MB", 768, int, 16, 65_536)
-    max_removal_fraction: float = setting("FINDIMAGE_MAX_REMOVAL_FRACTION", 0.5, float, 0.0, 1.0)
     max_image_mb: float = setting("FINDIMAGE_MAX_IMAGE_MB", 50.0, float, 0.01)
-    weak_score: float = setting("FINDIMAGE_WEAK_SCORE", 0.6, float, 0.0, 1.0)
-    # Text queries fuse CLIP with the words of archive paths (off: CLIP alone).
-    hybrid: bool = setting("FINDIMAGE_HYBRID", True, bool, choices=("on", "off"), true="on")
-    # A dead holder's lease lapses after it.
-    lease_seconds: float = setting("FINDIMAGE_LEASE_SECONDS", 60.0, float, 1.0, 3600.0)
     # Text in images: read by the indexer (after the embeddings) and fused into text queries.
     ocr: bool = setting("FINDIMAGE_OCR", True, bool, choices=("on", "off"), true="on")
     ocr_threads: int = setting("FINDIMAGE_OCR_THREADS", 1, int, 0, 64)  # onnxruntime threads; 0: its default
@@ -129,6 +174,33 @@ class Settings:
     # never the bot or the indexer. Measured here: the engine takes 360 MB, a 12-MP photo peaks at 550 MB, a
     # 12-MP screenshot at 1,010 MB, a 120-MP PNG (the pixel limit) at 1,600 MB; 2 GB leaves room above those.
     ocr_memory_mb: int = setting("FINDIMAGE_OCR_MEMORY_MB", 2048, int, 512, 1_048_576)
+
+    @property
+    def decode_budget_bytes(self) -> int:
+        return self.decode_budget_mb * 2**20
+
+    @property
+    def ocr_memory_bytes(self) -> int:
+        return self.ocr_memory_mb * 2**20
+
+    @property
+    def archive_images(self) -> DecodeLimits:
+        """The limits of an archive image (indexed, previewed, read for text)."""
+        return DecodeLimits(self.max_image_pixels, self.decode_budget_bytes)
+
+    @property
+    def query_images(self) -> DecodeLimits:
+        """The limits of an image someone searches with or posts."""
+        return DecodeLimits(self.max_query_pixels, self.decode_budget_bytes)
+
+
+@dataclass(frozen=True, repr=False)
+class IndexerSettings(_Shown):
+    """Indexing passes: their batches, schedule and removals, and distributed indexing on a queue."""
+
+    batch_size: int = setting("FINDIMAGE_BATCH_SIZE", 32, int, 1, 1024)
+    index_interval_minutes: float = setting("FINDIMAGE_INDEX_INTERVAL_MINUTES", 15.0, float, 0.1)
+    max_removal_fraction: float = setting("FINDIMAGE_MAX_REMOVAL_FRACTION", 0.5, float, 0.0, 1.0)
     # Distributed indexing: `findimage index`/`schedule` plan, `findimage worker` processes embed (Celery on Redis).
     queue_url: str | None = setting("FINDIMAGE_QUEUE_URL", None, secret=True)  # redis://[:password@]host:6379/0
     bucket_size: int = setting("FINDIMAGE_BUCKET_SIZE", 64, int, 1, 10_000)  # files per task
@@ -141,7 +213,13 @@ class Settings:
     queue_tls_ca_file: Path | None = setting("FINDIMAGE_QUEUE_TLS_CA_FILE", None, Path)
     queue_tls_cert_file: Path | None = setting("FINDIMAGE_QUEUE_TLS_CERT_FILE", None, Path)
     queue_tls_key_file: Path | None = setting("FINDIMAGE_QUEUE_TLS_KEY_FILE", None, Path)
-    # Elasticsearch (unset url -> embedded store)
+
+
+@dataclass(frozen=True, repr=False)
+class ElasticsearchSettings(_Shown):
+    """The Elasticsearch store (unset url: the embedded store): the server, the alias and the layout of its
+    indices, its searches, snapshots and the indexing lease."""
+
     elasticsearch_url: str | None = setting("ELASTICSEARCH_URL", None)
     elasticsearch_api_key: str | None = setting("ELASTICSEARCH_API_KEY", None, secret=True)  # or _FILE
     elasticsearch_username: str | None = setting("ELASTICSEARCH_USERNAME", None)
@@ -164,11 +242,20 @@ class Settings:
     es_timeout_seconds: float = setting("FINDIMAGE_ES_TIMEOUT_SECONDS", 10.0, float, 0.1)
     # The snapshot repository (registered in Elasticsearch) `findimage backup` writes to and `restore` reads.
     es_snapshot_repository: str | None = setting("FINDIMAGE_ES_SNAPSHOT_REPOSITORY", None)
-    text_embedder: str = setting("FINDIMAGE_TEXT_EMBEDDER", "local", choices=("local", "elasticsearch"))
+    # The text model deployed in Elasticsearch for `_infer` (FINDIMAGE_TEXT_EMBEDDER=elasticsearch).
     infer_model_id: str = setting("FINDIMAGE_INFER_MODEL_ID", DEFAULT_INFER_MODEL_ID)
-    # While Elasticsearch's license refuses _infer: the local text model, or off.
-    text_fallback: str = setting("FINDIMAGE_TEXT_FALLBACK", "local", choices=("local", "off"))
-    # Slack
+    # The indexing lease (and a restore's): a dead holder's lapses after it.
+    lease_seconds: float = setting("FINDIMAGE_LEASE_SECONDS", 60.0, float, 1.0, 3600.0)
+
+    @property
+    def uses_elasticsearch(self) -> bool:
+        return bool(self.elasticsearch_url)
+
+
+@dataclass(frozen=True, repr=False)
+class SlackSettings(_Shown):
+    """The Slack bot: its tokens and links, where it answers, the channels it remembers, its HTTP port and queue."""
+
     slack_bot_token: str | None = setting("SLACK_BOT_TOKEN", None, secret=True)
     slack_signing_secret: str | None = setting("SLACK_SIGNING_SECRET", None, secret=True)
     slack_app_token: str | None = setting("SLACK_APP_TOKEN", None, secret=True)
@@ -192,35 +279,13 @@ class Settings:
     port: int = setting("PORT", 3000, int, 1, 65535)
     # Answers accepted and not finished per bot process; past it: "busy".
     max_queued: int = setting("FINDIMAGE_MAX_QUEUED", 32, int, 1, 10_000)
-    # /metrics, /healthz and /readyz of Socket Mode, `findimage schedule` and `findimage worker` (HTTP mode serves
-    # them on PORT): unset, none. On every interface by default, as a container's port is published to its network.
-    metrics_port: int | None = setting("FINDIMAGE_METRICS_PORT", None, int, 1, 65535)
-    metrics_host: str = setting("FINDIMAGE_METRICS_HOST", "0.0.0.0")
-    # Where HTTP mode's gunicorn workers write their metrics (prometheus_client's multiprocess mode; emptied at
-    # start); unset: a temporary folder of the web server's own.
-    metrics_multiprocess_dir: Path | None = setting("PROMETHEUS_MULTIPROC_DIR", None, Path)
-    # The log (findimage.logs): unset level, the command's default (INFO for the bot, the schedule and workers,
-    # WARNING for the commands run by hand); text or one JSON object per line.
-    log_level: str | None = setting("FINDIMAGE_LOG_LEVEL", None, choices=tuple(logs.LEVELS))
-    log_format: str = setting("FINDIMAGE_LOG_FORMAT", "text", choices=logs.FORMATS)
 
-    @property
-    def decode_budget_bytes(self) -> int:
-        return self.decode_budget_mb * 2**20
 
-    @property
-    def ocr_memory_bytes(self) -> int:
-        return self.ocr_memory_mb * 2**20
-
-    @property
-    def uses_elasticsearch(self) -> bool:
-        return bool(self.elasticsearch_url)
-
-    def __repr__(self) -> str:
-        """Secrets never appear (the repr=False fields), the Elasticsearch URL without its userinfo."""
-        values = {f.name: getattr(self, f.name) for f in fields(self) if f.repr}
-        values["elasticsearch_url"] = public_url(self.elasticsearch_url)
-        return f"Settings({', '.join(f'{name}={value!r}' for name, value in values.items())})"
+# The bases from the last to the first: a dataclass takes its fields from its last base first, and they are
+# read (and their problems reported) in that order.
+@dataclass(frozen=True, repr=False)
+class Settings(SlackSettings, ElasticsearchSettings, IndexerSettings, ReadingSettings, CoreSettings):
+    """Every setting, read once at start (load_settings): each group of it is passed where that group is read."""
 
 
 class _Reader:

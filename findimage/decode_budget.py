@@ -14,9 +14,6 @@ import math
 
 from PIL import Image, TiffImagePlugin
 
-from findimage.config import Settings
-
-DEFAULT_BUDGET_BYTES = Settings().decode_budget_bytes  # the setting's default (see its declaration)
 # Drafting shrinks a JPEG by at most 8 per side, and the other formats decode at full size: no
 # original may be more than this many times the pixel limit, whatever its decoded size would be.
 MAX_ORIGINAL_FACTOR = 16

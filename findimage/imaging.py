@@ -9,8 +9,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from findimage import decode_budget
 from findimage.archive_files import ArchiveFileRefused, Indexed, read_archive_file
-from findimage.config import Settings
-from findimage.decode_budget import DEFAULT_BUDGET_BYTES
+from findimage.config import DecodeLimits
 from findimage.errors import FindimageError
 
 # CLIP looks at 224x224; decoding a JPEG at 1/2..1/8 scale (draft mode) down to at least this
@@ -19,8 +18,6 @@ DRAFT_MIN_SIDE = 448
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"}
 # The decoders findimage uses; Pillow's other plugins (some of which do work at open) are never tried.
 FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF")  # JPEG includes multi-picture (MPO) files
-# Archive files (the indexer, previews); query images have their own, lower limit (max_query_pixels).
-DEFAULT_MAX_PIXELS = Settings.max_image_pixels
 
 # Every caller passes its own pixel limit, checked right after the header is read (see _check_size).
 # Pillow's process-wide guard would make one caller's limit every thread's, and its warning between
@@ -44,32 +41,17 @@ class Prepared:
     exif: Image.Exif | None = None  # read while decoding (dates come from it without opening the file again)
 
 
-def prepare_file(path: str | Path, min_side: int = DRAFT_MIN_SIDE, max_pixels: int = DEFAULT_MAX_PIXELS,
-                 budget: int = DEFAULT_BUDGET_BYTES) -> Prepared:
-    """A file given by path by the person running the command (not an archive file: see archive_files)."""
-    try:
-        with open(path, "rb") as f:
-            data = f.read(budget + 1)
-    except PermissionError:
-        raise ImageError("permission denied") from None
-    except FileNotFoundError:
-        raise ImageError("file not found") from None
-    except IsADirectoryError:
-        raise ImageError("is a directory") from None
-    if len(data) > budget:
-        raise ImageError(f"file too large to decode safely (more than {budget / 2**20:,.0f} MB)")
-    return prepare_bytes(data, min_side, max_pixels, budget)
-
-
 def prepare_bytes(data: bytes, min_side: int = DRAFT_MIN_SIDE, max_pixels: int | None = None,
                   budget: int | None = None) -> Prepared:
     """Decode the first frame, apply EXIF orientation and convert to RGB, as small as the model allows.
 
     Images that would decode to more than `max_pixels`, or whose decoding would take more than `budget`
     bytes of memory (findimage.decode_budget), are refused from their header, before any pixel data is
-    read (a few hundred kB of PNG can claim 12,000 x 12,000 pixels: ~2 GB once decoded)."""
-    max_pixels = max_pixels or DEFAULT_MAX_PIXELS
-    budget = budget or DEFAULT_BUDGET_BYTES
+    read (a few hundred kB of PNG can claim 12,000 x 12,000 pixels: ~2 GB once decoded). Either left out:
+    an archive image's, as the settings declare it by default."""
+    if not (max_pixels and budget):
+        declared = DecodeLimits.declared()
+        max_pixels, budget = max_pixels or declared.max_pixels, budget or declared.budget
     stream = io.BytesIO(data)
     try:
         image = Image.open(stream, formats=FORMATS)
@@ -138,9 +120,10 @@ def header_exif(image: Image.Image) -> Image.Exif:
     return image.getexif()
 
 
-def thumbnail_jpeg(data: bytes, long_side: int = 1024, quality: int = 85,
-                   max_pixels: int = DEFAULT_MAX_PIXELS, budget: int = DEFAULT_BUDGET_BYTES) -> bytes:
-    """A downscaled JPEG copy of an image file's bytes for showing a match (Slack uploads, previews)."""
+def thumbnail_jpeg(data: bytes, long_side: int = 1024, quality: int = 85, max_pixels: int | None = None,
+                   budget: int | None = None) -> bytes:
+    """A downscaled JPEG copy of an image file's bytes for showing a match (Slack uploads, previews); the
+    limits as prepare_bytes takes them."""
     image = prepare_bytes(data, min_side=long_side, max_pixels=max_pixels, budget=budget).image
     image.thumbnail((long_side, long_side), Image.Resampling.LANCZOS)
     out = io.BytesIO()
@@ -148,12 +131,12 @@ def thumbnail_jpeg(data: bytes, long_side: int = 1024, quality: int = 85,
     return out.getvalue()
 
 
-def archive_thumbnail(root: str | Path, relative_path: str, indexed: Indexed | None, long_side: int = 1024, *,
-                      max_pixels: int = DEFAULT_MAX_PIXELS, budget: int = DEFAULT_BUDGET_BYTES) -> bytes:
+def archive_thumbnail(root: str | Path, relative_path: str, indexed: Indexed | None, long_side: int,
+                      limits: DecodeLimits) -> bytes:
     """thumbnail_jpeg of an archive file read as archive_files reads it (inside the archive, a regular
     file, as indexed); ImageError with the reason otherwise."""
     try:
-        data = read_archive_file(root, relative_path, budget, indexed)
+        data = read_archive_file(root, relative_path, limits.budget, indexed)
     except ArchiveFileRefused as exc:
         raise ImageError(str(exc)) from None
-    return thumbnail_jpeg(data, long_side, max_pixels=max_pixels, budget=budget)
+    return thumbnail_jpeg(data, long_side, max_pixels=limits.max_pixels, budget=limits.budget)

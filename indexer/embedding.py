@@ -13,7 +13,7 @@ from functools import partial
 
 import numpy as np
 
-from findimage.decode_budget import DEFAULT_BUDGET_BYTES
+from findimage.config import Settings
 from findimage.errors import StoreError
 from findimage.models.base import ImageEmbedder
 from findimage.records import ImageDoc, image_id_for
@@ -34,32 +34,35 @@ class Outcome:
     sha256: str = ""
     error: str | None = None
     embedded: bool = False  # the model ran for it (not a vector reused from the index or this run)
+    # Failed because the store refused its document (a mapping, an ingest pipeline), not because of the file:
+    # tried again on the next pass, changed or not.
+    rejected_by_store: bool = False
 
     def as_json(self) -> dict:
         return {"relative_path": self.relative_path, "sha256": self.sha256, "error": self.error,
-                "embedded": self.embedded}
+                "embedded": self.embedded, "rejected_by_store": self.rejected_by_store}
 
     @classmethod
     def of_json(cls, value: dict) -> Outcome:
-        return cls(value["relative_path"], value.get("sha256") or "", value.get("error"), bool(value.get("embedded")))
+        return cls(value["relative_path"], value.get("sha256") or "", value.get("error"), bool(value.get("embedded")),
+                   bool(value.get("rejected_by_store")))
 
 
 @dataclass
 class Embedding:
     store: Store
     embedder: ImageEmbedder
-    batch_size: int
+    settings: Settings  # its batches (FINDIMAGE_BATCH_SIZE), an archive image's limits
     full: bool = False  # a rebuild: every file embedded again, no vector reused from the index
-    max_pixels: int | None = None
-    budget: int = DEFAULT_BUDGET_BYTES
 
     def run(self, files: list[ArchiveFile], stop: Callable[[], None] = lambda: None) -> Iterator[list[Outcome]]:
         """The outcomes batch by batch, each batch written before it is yielded; `stop` is called before
         each batch (it raises to end the work)."""
         seen: dict[str, np.ndarray] = {}  # content embedded (or found) in this run
-        decode = partial(read_and_decode, embedder=self.embedder, max_pixels=self.max_pixels, budget=self.budget)
+        decode = partial(read_and_decode, embedder=self.embedder, limits=self.settings.archive_images)
+        size = self.settings.batch_size
         with ThreadPoolExecutor(max_workers=2, thread_name_prefix="decode") as pool:
-            for batch in batches(prefetched(pool, files, self.batch_size * 2, decode), self.batch_size):
+            for batch in batches(prefetched(pool, files, size * 2, decode), size):
                 stop()
                 yield self._batch(batch, seen)
 
@@ -82,10 +85,12 @@ class Embedding:
         for item in usable:
             seen[item.sha256] = reusable[item.sha256]
             docs.append(self._doc(item, reusable[item.sha256]))
-        failed.update(self._write(docs))
+        rejected = self._write(docs)
+        failed.update(rejected)
         ran = {item.file.relative_path for item in unique}
-        return [Outcome(item.file.relative_path, item.sha256, failed.get(item.file.relative_path),
-                        item.file.relative_path in ran) for item in batch]
+        paths = [item.file.relative_path for item in batch]
+        return [Outcome(path, item.sha256, failed.get(path), path in ran, path in rejected)
+                for path, item in zip(paths, batch, strict=True)]
 
     def _write(self, docs: list[ImageDoc]) -> dict[str, str]:
         """Write the documents; those the store rejects, with why (retried next pass)."""

@@ -14,13 +14,12 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from functools import partial
-from pathlib import Path
 from typing import Any
 
 from tqdm import tqdm
 
+from findimage.backends import text_model_id
 from findimage.config import Settings
-from findimage.decode_budget import DEFAULT_BUDGET_BYTES
 from findimage.errors import EXIT_REFUSED, FindimageError, check_image_model
 from findimage.models.base import ImageEmbedder
 from findimage.records import FileState
@@ -30,13 +29,28 @@ from .embedding import Embedding, Outcome
 from .reading import taken_from_header
 from .retry import retry_while_unavailable
 from .scan import ArchiveFile, ArchiveUnavailable, Scan, scan_archive
-from .state import FailedFile, IndexerState, PendingRemoval
+from .state import FailedFile, IndexerState, PendingRemoval, load_state, save_state
 from .text_stage import TextStage
 
 log = logging.getLogger(__name__)
-DEFAULT_MAX_REMOVAL_FRACTION = Settings.max_removal_fraction
 # Embedding elsewhere: (candidates, a check that raises once the pass must stop, the progress bar) -> outcomes
 Distribute = Callable[[list[ArchiveFile], Callable[[], None], Any, bool], Iterable[Outcome]]  # files, stop, bar, full
+
+
+def never() -> bool:
+    return False
+
+
+@dataclass(frozen=True)
+class PassRequest:
+    """How one pass is to run: `findimage index`'s options (the schedule asks for an ordinary pass), and
+    `superseded`, asked before each batch and before anything is removed: True once another pass took this
+    one's lease over (indexer.lock.HeldPass.superseded)."""
+
+    full: bool = False  # a rebuild: every file embedded again, into a new index where the store has them
+    allow_mass_removal: bool = False  # removals past FINDIMAGE_MAX_REMOVAL_FRACTION confirmed
+    progress: bool | None = None  # progress bars (None: when stderr is a terminal)
+    superseded: Callable[[], bool] = never
 
 
 class PassSuperseded(FindimageError):
@@ -111,36 +125,38 @@ class PassSummary:
 
 
 class IndexPass:
-    def __init__(self, store: Store, image_embedder: ImageEmbedder, archive: str | Path,
-                 batch_size: int = Settings.batch_size, text_model_id: str = "", full: bool = False,
-                 progress: bool | None = None, state: IndexerState | None = None,
-                 allow_mass_removal: bool = False, max_removal_fraction: float = DEFAULT_MAX_REMOVAL_FRACTION,
-                 max_pixels: int | None = None, superseded: Callable[[], bool] = lambda: False,
-                 decode_budget: int = DEFAULT_BUDGET_BYTES, text: TextStage | None = None,
-                 distribute: Distribute | None = None):
+    def __init__(self, store: Store, image_embedder: ImageEmbedder, settings: Settings,
+                 asked: PassRequest = PassRequest(), distribute: Distribute | None = None):
+        """A pass over FINDIMAGE_ARCHIVE into `store` (opened for writing), as `settings` and `asked` say. It
+        embeds in this process, or where `distribute` sends the candidates (the queue's workers,
+        indexer/queue.py); the text in images is read after the embeddings unless FINDIMAGE_OCR=off."""
         self.store = store
         self.embedder = image_embedder
-        self.archive = archive
-        self.batch_size = batch_size
-        self.text_model_id = text_model_id
-        self.full = full
-        self.progress = sys.stderr.isatty() if progress is None else progress
-        self.state = state if state is not None else IndexerState()
-        self.allow_mass_removal = allow_mass_removal
-        self.max_removal_fraction = max_removal_fraction
-        self.max_pixels = max_pixels
-        self.decode_budget = decode_budget
-        self.text = text  # reading the text in images, after the embeddings (None: FINDIMAGE_OCR=off)
-        # Embedding on a queue's workers (FINDIMAGE_QUEUE_URL, indexer/queue.py), else in this process
+        self.settings = settings
+        self.archive = settings.archive
+        self.full = asked.full
+        self.allow_mass_removal = asked.allow_mass_removal
+        self.progress = sys.stderr.isatty() if asked.progress is None else asked.progress
+        self.superseded = asked.superseded
         self.distribute = distribute
-        self.superseded = superseded
+        self.text = TextStage(store, settings, self.progress, self.superseded) if settings.ocr else None
+        self.state = IndexerState()  # the last pass's failures and refused removal, read when the pass runs
         self.summary = PassSummary()
         self._moved_ids: set[str] = set()
         self._outdated: list[tuple[ArchiveFile, FileState]] = []  # unchanged, but indexed without a date
         self._rejected_by_store: set[str] = set()
 
     def run(self) -> PassSummary:
-        """One pass; ArchiveUnavailable or MassRemovalRefused (before any change) when the archive looks wrong."""
+        """One pass; ArchiveUnavailable or MassRemovalRefused (before any change) when the archive looks wrong.
+        The indexer's state (indexer.state) is read first and written last, also when the pass stopped: its
+        failures and a refused removal are kept."""
+        self.state = load_state(self.settings.data_dir)
+        try:
+            return self._run()
+        finally:
+            save_state(self.settings.data_dir, self.state)
+
+    def _run(self) -> PassSummary:
         started = time.monotonic()
         self._check_model()
         scan = scan_archive(self.archive)
@@ -162,8 +178,8 @@ class IndexPass:
             self.text.reuse()
         self._remove(gone, len(stored))
         retry_while_unavailable(lambda: self.store.set_meta(META_IMAGE_MODEL, self.embedder.model_id))
-        if self.text_model_id:
-            retry_while_unavailable(lambda: self.store.set_meta(META_TEXT_MODEL, self.text_model_id))
+        queried_with = text_model_id(self.settings)
+        retry_while_unavailable(lambda: self.store.set_meta(META_TEXT_MODEL, queried_with))
         retry_while_unavailable(self.store.finish_rebuild if self.full else self.store.checkpoint)
         self._read_texts()
         self.summary.seconds = time.monotonic() - started
@@ -209,18 +225,18 @@ class IndexPass:
 
     def _too_many(self, count: int, indexed: int) -> bool:
         return (not self.allow_mass_removal and count > 0 and indexed > 0
-                and count > self.max_removal_fraction * indexed)
+                and count > self.settings.max_removal_fraction * indexed)
 
     def _refuse_mass_removal(self, count: int, indexed: int, gone: list[FileState]) -> None:
         if self._too_many(count, indexed):
             self._hold_back(count, indexed, gone)
-            raise MassRemovalRefused(mass_removal_sentence(count, indexed, self.max_removal_fraction))
+            raise MassRemovalRefused(mass_removal_sentence(count, indexed, self.settings.max_removal_fraction))
 
     def _hold_back(self, count: int, indexed: int, gone: list[FileState]) -> None:
         self.state.pending_removal = PendingRemoval(count, indexed, time.time(),
                                                     sorted(s.relative_path for s in gone)[:5])
         self.summary.removal_refused = count
-        self.summary.removal_sentence = mass_removal_sentence(count, indexed, self.max_removal_fraction)
+        self.summary.removal_sentence = mass_removal_sentence(count, indexed, self.settings.max_removal_fraction)
 
     def _remove(self, gone: list[FileState], indexed: int) -> None:
         """Moved files' old documents always go (their vectors live on); other removals unless too many."""
@@ -293,8 +309,7 @@ class IndexPass:
         if self.distribute is not None:
             outcomes = self.distribute(candidates, self._stop_if_superseded, bar, self.full)
         else:
-            embedding = Embedding(self.store, self.embedder, self.batch_size, self.full, self.max_pixels,
-                                  self.decode_budget)
+            embedding = Embedding(self.store, self.embedder, self.settings, self.full)
             outcomes = (outcome for batch in embedding.run(candidates, self._stop_if_superseded)
                         for outcome in batch)
         for outcome in outcomes:
@@ -304,22 +319,22 @@ class IndexPass:
         bar.close()
 
     def _count(self, outcome: Outcome, stored: dict[str, FileState], gone_by_sha: dict[str, list[str]]) -> None:
+        """What the file became: failed, added, moved (its content vanished elsewhere), updated or unchanged."""
         self.summary.embedded += outcome.embedded
         if outcome.error is not None:
-            if outcome.sha256 and outcome.error.startswith("store rejected it"):
+            if outcome.rejected_by_store:  # the file is fine: the store may take it on the next pass
                 self._rejected_by_store.add(outcome.relative_path)
             self.summary.failed += 1
             self.summary.failures.append((outcome.relative_path, outcome.error))
             return
-        category = self._category(outcome, stored.get(outcome.relative_path), gone_by_sha)
-        setattr(self.summary, category, getattr(self.summary, category) + 1)
-
-    def _category(self, item: Outcome, previous: FileState | None, gone_by_sha: dict[str, list[str]]) -> str:
+        previous = stored.get(outcome.relative_path)
         if previous is None:
-            if gone_by_sha.get(item.sha256):  # each vanished file explains one move
-                self._moved_ids.add(gone_by_sha[item.sha256].pop())
-                return "moved"
-            return "added"
-        if previous.sha256 == item.sha256 and not self.full:
-            return "unchanged"  # touched, same content
-        return "updated"
+            if gone_by_sha.get(outcome.sha256):  # each vanished file explains one move
+                self._moved_ids.add(gone_by_sha[outcome.sha256].pop())
+                self.summary.moved += 1
+            else:
+                self.summary.added += 1
+        elif previous.sha256 == outcome.sha256 and not self.full:
+            self.summary.unchanged += 1  # touched, same content
+        else:
+            self.summary.updated += 1

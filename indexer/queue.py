@@ -265,8 +265,7 @@ def _embed_files(worker: WorkerState, task: Any, bucket: dict, bucket_id: str,
             refused[path] = f"refused by its worker: not an archive image the scan lists ({why})"
             log.warning("bucket %s: %s refused (%s)", bucket_id, path, why)
     files = [ArchiveFile(path, archive / path, size, mtime) for path, size, mtime in listed if path not in refused]
-    embedding = Embedding(worker.store, worker.embedder, settings.batch_size, bool(bucket.get("full")),
-                          settings.max_image_pixels, settings.decode_budget_bytes)
+    embedding = Embedding(worker.store, worker.embedder, settings, bool(bucket.get("full")))
     try:
         outcomes = [o.as_json() for batch in embedding.run(files) for o in batch]
     finally:

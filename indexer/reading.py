@@ -10,8 +10,8 @@ from pathlib import Path, PurePosixPath
 from typing import TypeVar
 
 from findimage.archive_files import ArchiveFileRefused, Indexed, open_archive_file, read_archive_file
+from findimage.config import DecodeLimits
 from findimage.dates import taken_of, taken_of_header
-from findimage.decode_budget import DEFAULT_BUDGET_BYTES
 from findimage.imaging import DRAFT_MIN_SIDE, ImageError, Prepared, prepare_bytes
 from findimage.models.base import ImageEmbedder
 
@@ -36,21 +36,25 @@ class Loaded:
         return self.prepared
 
 
-def read_and_decode(file: ArchiveFile, embedder: ImageEmbedder | None = None, max_pixels: int | None = None,
-                    budget: int = DEFAULT_BUDGET_BYTES) -> Loaded:
-    """Read, hash and decode one file. With an embedder, the JPEG is drafted only down to the model's
-    input side and downsized to it here, in the decode thread, as its processor would.
+def read_and_decode(file: ArchiveFile, embedder: ImageEmbedder | None = None,
+                    limits: DecodeLimits | None = None) -> Loaded:
+    """Read, hash and decode one file within `limits` (None: as the settings declare them by default). With
+    an embedder, the JPEG is drafted only down to the model's input side and downsized to it here, in the
+    decode thread, as its processor would.
 
     The file is read as the scan saw it (archive_files): a link, FIFO or device swapped in since, or a
     file changed since, is refused instead of followed, waited on or read without end."""
+    limits = limits or DecodeLimits.declared()
     try:
-        data = read_archive_file(archive_root(file), file.relative_path, budget, Indexed(file.size, file.mtime))
+        data = read_archive_file(archive_root(file), file.relative_path, limits.budget,
+                                 Indexed(file.size, file.mtime))
     except ArchiveFileRefused as exc:
         return Loaded(file, error=f"cannot read: {exc}")
     loaded = Loaded(file, hashlib.sha256(data).hexdigest())
     try:
         side = embedder.image_input_side() if embedder is not None else None
-        loaded.prepared = prepare_bytes(data, side or DRAFT_MIN_SIDE, max_pixels=max_pixels, budget=budget)
+        loaded.prepared = prepare_bytes(data, side or DRAFT_MIN_SIDE, max_pixels=limits.max_pixels,
+                                        budget=limits.budget)
         if embedder is not None:
             loaded.prepared.image = embedder.shrink(loaded.prepared.image)
     except ImageError as exc:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TypeVar
 
 from findimage.errors import BackendUnavailable
@@ -18,27 +19,35 @@ RETRY_SECONDS = 600.0
 T = TypeVar("T")
 
 
-def retry_while_unavailable(operation: Callable[[], T], give_up_after: float | None = None, first_wait: float = 1.0,
-                            max_wait: float = 10.0, clock: Callable[[], float] = time.monotonic,
-                            sleep: Callable[[float], object] = time.sleep,
-                            retry_on: type[BackendUnavailable] = BackendUnavailable) -> T:
-    """Run a store call, retrying with exponential backoff (capped at max_wait) while the store is down.
+@dataclass(frozen=True)
+class Backoff:
+    """How a retried call waits: `first_wait` seconds, doubled after each failure up to `max_wait`, while it
+    fails with `retry_on` (e.g. BackendBusy: a cluster that answers but is still starting)."""
+
+    first_wait: float = 1.0
+    max_wait: float = 10.0
+    retry_on: type[BackendUnavailable] = BackendUnavailable
+
+
+def retry_while_unavailable(operation: Callable[[], T], give_up_after: float | None = None,
+                            backoff: Backoff = Backoff(), clock: Callable[[], float] = time.monotonic,
+                            sleep: Callable[[float], object] = time.sleep) -> T:
+    """Run a store call, retrying with exponential backoff while the store is down.
 
     Store writes are idempotent (documents are keyed by path), so repeating one that failed halfway
     loses and duplicates nothing. After `give_up_after` seconds (RETRY_SECONDS) the error is raised.
-    `retry_on` narrows what is waited for (e.g. BackendBusy: a cluster that answers but is still starting).
     """
     deadline = clock() + (RETRY_SECONDS if give_up_after is None else give_up_after)
-    wait, attempt = first_wait, 0
+    wait, attempt = backoff.first_wait, 0
     while True:
         attempt += 1
         try:
             return operation()
-        except retry_on as exc:
+        except backoff.retry_on as exc:
             left = deadline - clock()
             if left <= 0:
                 raise
             pause = min(wait, left)
             log.warning("%s Retrying in %.0fs (attempt %d).", exc, pause, attempt)
             sleep(pause)
-            wait = min(max_wait, wait * 2)
+            wait = min(backoff.max_wait, wait * 2)

@@ -2,23 +2,21 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
-import sys
 
 from findimage import logs
-from findimage.backends import image_embedder, open_store, text_model_id, using_store
+from findimage.backends import image_embedder, open_store, using_store
 from findimage.config import Settings
-from findimage.models.reader_process import ReadingLimits
+from findimage.models.base import ImageEmbedder
 from findimage.observability import Readiness, serve_monitoring
-from findimage.stores.base import PassLease
+from findimage.stores.base import Store
 
-from .index_pass import IndexPass, MassRemovalRefused, PassSummary
-from .lock import pass_guard, taken_over
+from .index_pass import Distribute, IndexPass, MassRemovalRefused, PassRequest, PassSummary
+from .lock import HeldPass, pass_guard
 from .metrics import PASSES, readiness_probe, record_pass, record_store
 from .scan import ArchiveUnavailable
 from .schedule import run_schedule
-from .state import load_state, save_state
-from .text_stage import TextStage
 
 log = logging.getLogger(__name__)
 PASS_ID_CHARS = 12
@@ -30,48 +28,40 @@ def named_pass() -> contextlib.AbstractContextManager[None]:
     return logs.ids(pass_id=logs.new_id(PASS_ID_CHARS))
 
 
-def _one_pass(settings: Settings, lease: PassLease | None, full: bool = False, progress: bool | None = None,
-              allow_mass_removal: bool = False) -> PassSummary:
-    """One pass under `lease` (pass_guard's), which it stops writing under once another pass took it."""
-    state = load_state(settings.data_dir)
-    store = open_store(settings, writer=True)
-    shown = sys.stderr.isatty() if progress is None else progress
-    text = TextStage(store, settings.archive, ReadingLimits.of(settings), progress=shown,
-                     superseded=taken_over(lease)) if settings.ocr else None
-    distribute = None
-    embedder = image_embedder(settings)
-    if settings.queue_url:
-        from .queue import Planner
-
-        planner = Planner(settings, embedder.model_id, store.rebuild_target)
-        if planner.workers():
-            distribute = planner
-        else:  # buckets nobody takes would wait for ever: this pass embeds here, the next asks again
-            log.warning("no `findimage worker` with the image model %s answers on the queue; this pass embeds "
-                        "in its own process", embedder.model_id)
+def _one_pass(settings: Settings, held: HeldPass, asked: PassRequest) -> PassSummary:
+    """One pass into the store pass_guard opened, which it stops writing into once another pass took its lease."""
+    store, embedder = held.store, image_embedder(settings)
+    asked = dataclasses.replace(asked, superseded=held.superseded)
+    summary = IndexPass(store, embedder, settings, asked, distribute=_distribute(settings, store, embedder)).run()
+    record_pass(summary)
     try:
-        summary = IndexPass(store, embedder, settings.archive, settings.batch_size,
-                            text_model_id=text_model_id(settings), full=full,
-                            progress=progress, state=state, allow_mass_removal=allow_mass_removal,
-                            max_removal_fraction=settings.max_removal_fraction,
-                            max_pixels=settings.max_image_pixels, superseded=taken_over(lease),
-                            decode_budget=settings.decode_budget_bytes, text=text, distribute=distribute).run()
-        record_pass(summary)
-        try:
-            record_store(store, settings.ocr)
-        except Exception as exc:  # the pass is done: its metrics are not worth failing it
-            log.warning("the store's counts after the pass are not known (%s)", exc)
-        return summary
-    finally:
-        store.close()
-        save_state(settings.data_dir, state)  # failures and a refused removal, also when the pass stopped
+        record_store(store, settings.ocr)
+    except Exception as exc:  # the pass is done: its metrics are not worth failing it
+        log.warning("the store's counts after the pass are not known (%s)", exc)
+    return summary
+
+
+def _distribute(settings: Settings, store: Store, embedder: ImageEmbedder) -> Distribute | None:
+    """The queue's planner where FINDIMAGE_QUEUE_URL is set and a worker of the image model answers; None
+    (embedding in this process) otherwise."""
+    if not settings.queue_url:
+        return None
+    from .queue import Planner
+
+    planner = Planner(settings, embedder.model_id, store.rebuild_target)
+    if planner.workers():
+        return planner
+    # buckets nobody takes would wait for ever: this pass embeds here, the next asks again
+    log.warning("no `findimage worker` with the image model %s answers on the queue; this pass embeds in its own "
+                "process", embedder.model_id)
+    return None
 
 
 def index_once(settings: Settings, full: bool = False, progress: bool | None = None,
                allow_mass_removal: bool = False) -> PassSummary:
     """One pass, refused (AlreadyRunning) while another process is indexing the same data or index."""
-    with named_pass(), using_store(settings), pass_guard(settings) as lease:
-        return _one_pass(settings, lease, full, progress, allow_mass_removal)
+    with named_pass(), using_store(settings), pass_guard(settings) as held:
+        return _one_pass(settings, held, PassRequest(full, allow_mass_removal, progress))
 
 
 def work(settings: Settings) -> None:
@@ -94,9 +84,9 @@ def work(settings: Settings) -> None:
 
 
 def schedule(settings: Settings) -> None:
-    def scheduled_pass(lease: PassLease | None) -> PassSummary | None:
+    def scheduled_pass(held: HeldPass) -> PassSummary | None:
         try:
-            summary = _one_pass(settings, lease, progress=False)
+            summary = _one_pass(settings, held, PassRequest(progress=False))
         except (ArchiveUnavailable, MassRemovalRefused) as exc:  # nothing changed; the next pass looks again
             log.error("indexing pass refused: %s", exc)
             PASSES.labels(outcome="refused").inc()
@@ -110,9 +100,9 @@ def schedule(settings: Settings) -> None:
             log.error("%s", summary.removal_sentence)
         return summary
 
-    def named(lease: PassLease | None) -> PassSummary | None:
+    def named(held: HeldPass) -> PassSummary | None:
         with named_pass():
-            return scheduled_pass(lease)
+            return scheduled_pass(held)
 
     readiness = Readiness(readiness_probe(settings))  # between passes too: the archive, the store
     monitoring = serve_monitoring(settings, readiness)

@@ -19,7 +19,7 @@ def run_locked_pass(data_dir, run_pass, guard=None) -> object | None:
     """Run one pass unless another process is in the middle of one (then skip it and say so).
 
     `guard` makes what keeps other passes out (indexer.lock.pass_guard); by default the data folder's lock.
-    `run_pass` is given what the guard holds (the indexing lease, or None).
+    `run_pass` is given what the guard holds (indexer.lock.HeldPass: the store and the lease, or None).
     """
     try:
         with (guard or (lambda: _lock_only(data_dir)))() as held:
@@ -28,9 +28,13 @@ def run_locked_pass(data_dir, run_pass, guard=None) -> object | None:
         log.warning("skipping this pass: %s", exc)
         PASSES.labels(outcome="skipped").inc()
         return None
-    except BackendUnavailable as exc:  # the lease could not be taken: Elasticsearch is down or refuses the key
+    except BackendUnavailable as exc:  # the store or the lease: Elasticsearch is down or refuses the key
         log.error("indexing pass not started: %s", exc)
         PASSES.labels(outcome="skipped").inc()
+        return None
+    except Exception:  # the store could not be opened (e.g. written by a newer release): the schedule goes on
+        log.exception("indexing pass failed; the next pass will retry")
+        PASSES.labels(outcome="failed").inc()
         return None
 
 

@@ -20,6 +20,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from findimage.archive_files import ArchiveFileRefused, Indexed, read_archive_file
+from findimage.config import Settings
 from findimage.models.reader_process import ReaderProcess, ReadingLimits
 from findimage.records import FileState, ReadText
 from findimage.stores.base import Store
@@ -48,15 +49,13 @@ class TextSummary:
 
 
 class TextStage:
-    def __init__(self, store: Store, archive: str | Path, limits: ReadingLimits, progress: bool = False,
-                 superseded: Callable[[], bool] = lambda: False,
-                 reader: Callable[[ReadingLimits], ReaderProcess] | None = None):
+    def __init__(self, store: Store, settings: Settings, progress: bool = False,
+                 superseded: Callable[[], bool] = lambda: False):
         self.store = store
-        self.archive = Path(archive)
-        self.limits = limits
+        self.archive = Path(settings.archive)
+        self.limits = ReadingLimits.of(settings)
         self.progress = progress
         self.superseded = superseded
-        self._make_reader = reader or ReaderProcess
         self.summary = TextSummary()
         self._timed_out: dict[str, int] = {}  # readings of a content that timed out before, by sha256
 
@@ -71,7 +70,7 @@ class TextStage:
         done, total = retry_while_unavailable(self.store.text_status)
         if done >= total:
             return self.summary
-        reader = self._make_reader(self.limits)
+        reader = ReaderProcess(self.limits)
         handled: set[str] = set()  # a reading the store did not keep (its file changed) is not retried here
         try:
             with tqdm(total=total - done, desc="reading text", unit="img", disable=not self.progress) as bar:

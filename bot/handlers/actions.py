@@ -49,8 +49,7 @@ def first_click(services: Services, body: dict, action: dict) -> bool:
     return False
 
 
-def start(services: Services, body: dict, action: dict, client, respond, page_of) -> None:
-    target = interaction_target(body, client, respond)
+def start(services: Services, body: dict, action: dict, target: InteractionTarget, page_of) -> None:
     requester = Requester.of_interaction(body)
     quick = services.policy.quick(Place.of(target.channel_id), requester)
     if quick.refusal is not None:
@@ -65,7 +64,7 @@ def start(services: Services, body: dict, action: dict, client, respond, page_of
         services.work.submit(tell_safely, target, UNREADABLE)
         return
     log.info("%s from %s in %s: %s", action.get("action_id"), target.user_id, target.channel_id, page.encode())
-    submit_or_busy(services, "button", target, answer_page, services, client, page, requester, target)
+    submit_or_busy(services, "button", target, answer_page, services, target.client, page, requester, target)
 
 
 # The duplicate check comes before the ack: once Slack has its answer, the click is either queued or dropped.
@@ -75,7 +74,7 @@ def more_like_this(ack, body, action, client, respond, context) -> None:
     ack()
     if first:
         k = min(services.settings.top_k, MAX_K)
-        start(services, body, action, client, respond, lambda value: _image_page(value, k))
+        start(services, body, action, interaction_target(body, client, respond), lambda value: _image_page(value, k))
 
 
 def show_more(ack, body, action, client, respond, context) -> None:
@@ -83,7 +82,7 @@ def show_more(ack, body, action, client, respond, context) -> None:
     first = first_click(services, body, action)
     ack()
     if first:
-        start(services, body, action, client, respond,
+        start(services, body, action, interaction_target(body, client, respond),
               lambda value: Page.decode(value, max_results=services.settings.max_results))
 
 

@@ -9,7 +9,7 @@ from findimage.visibility import Place, Purpose
 
 from ..answering import Services, answer_text_query, services_of, tell_safely
 from ..channels import TURNED_OFF, Requester, refusal_text
-from ..delivery import CommandTarget, Target
+from ..delivery import CommandTarget
 from ..errors import user_message
 from ..metrics import counted, timed
 from ..options import OptionError, parse_command_text, wants_help
@@ -28,15 +28,15 @@ def memory_command(raw: str) -> str | None:
     return MEMORY_COMMANDS.get(" ".join(raw.split()).lower())
 
 
-def run_memory_command(services: Services, client, what: str, channel_id: str, requester: Requester,
-                       target: Target) -> str:
-    """After the ack: turn remembering on or off (said to the whole channel), or say how far it is."""
-    memory = services.memory
+def run_memory_command(services: Services, what: str, requester: Requester, target: CommandTarget) -> str:
+    """After the ack: turn remembering on or off in the target's channel (said to the whole channel), or say
+    how far it is."""
+    memory, channel_id = services.memory, target.channel_id or ""
     try:
         if memory is None:
             text, public = TURNED_OFF, False
         elif what == "remember":
-            text, public = memory.remember(client, channel_id, requester)
+            text, public = memory.remember(target.client, channel_id, requester)
         elif what == "forget":
             text, public = memory.forget(channel_id, requester)
         else:
@@ -71,8 +71,8 @@ def findimage_command(ack, command, respond, client, context) -> None:
         ack()
         target = CommandTarget(client, respond, command["channel_id"], command["user_id"])
         log.info("/findimage %s from %s in %s", raw.strip(), command["user_id"], command["channel_id"])
-        if not services.work.submit(timed("channel_command", run_memory_command), services, client, what,
-                                    command["channel_id"], requester, target):
+        if not services.work.submit(timed("channel_command", run_memory_command), services, what, requester,
+                                    target):
             counted("channel_command", "busy")
         return
     try:

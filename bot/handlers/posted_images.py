@@ -12,7 +12,7 @@ from slack_bolt import App
 from findimage.visibility import Place
 
 from ..answering import Services, answer_posted_images, services_of, tell_safely
-from ..channels import Requester, is_from_another_app
+from ..channels import Lookup, Requester, is_from_another_app
 from ..delivery import ThreadTarget
 from ..metrics import counted, timed
 from ..slack_files import is_image_file, needs_file_info
@@ -61,8 +61,8 @@ def on_message(event, body, context, client) -> None:
     requester = Requester.of_event(event)
     shared = body.get("is_ext_shared_channel") is True
     log.info("%d file(s) posted by %s in %s", len(files), event.get("user"), event["channel"])
-    if not services.work.submit(timed("posted_image", answer_posted_images), services, client, files, requester,
-                                target, shared):
+    if not services.work.submit(timed("posted_image", answer_posted_images), services, files, requester, target,
+                                Lookup.SHARED if shared else Lookup.CACHED):
         counted("posted_image", "busy")
         # Full: "busy" now, from Bolt's listener thread, better than never; but not where no image is
         # known yet, nor where the answer would have been a refusal.

@@ -12,9 +12,9 @@ from slack_bolt import App
 
 from findimage.visibility import Place, Purpose
 
-from ..answering import answer_posted_images, services_of, submit_or_busy, tell_safely
+from ..answering import Services, answer_posted_images, services_of, submit_or_busy, tell_safely
 from ..channels import Requester, refusal_text
-from ..delivery import InteractionTarget
+from ..delivery import InteractionTarget, Target
 from ..metrics import counted
 from ..slack_files import is_image_file, needs_file_info
 
@@ -48,8 +48,17 @@ def find_similar(ack, shortcut, client, respond, context) -> None:
         return
     log.info("find similar: %d file(s) of message %s in %s, for %s", len(files), message.get("ts"), channel,
              requester.user_id)
-    submit_or_busy(services, "shortcut", target, answer_posted_images, services, client, files, requester, target,
-                   False, NO_IMAGES)
+    submit_or_busy(services, "shortcut", target, answer_asked_images, services, files, requester, target)
+
+
+def answer_asked_images(services: Services, files: list[dict], requester: Requester, target: Target) -> str:
+    """The images of a message someone asked about: answered as posted images are, and where none turns out
+    to be an image (stripped file objects, completed first), they are told so."""
+    outcome = answer_posted_images(services, files, requester, target)
+    if outcome == "ignored":
+        tell_safely(target, NO_IMAGES)
+        return "invalid"
+    return outcome
 
 
 def register(app: App) -> None:

@@ -11,7 +11,7 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from findimage import logs
-from findimage.config import Settings
+from findimage.config import ReadingSettings
 from findimage.records import ReadText
 
 # Pictures are decoded for reading with their short side drafted down to no less than this: the reader
@@ -32,7 +32,7 @@ class ReadingLimits:
     memory: int  # bytes the child may hold (its RLIMIT_DATA)
 
     @classmethod
-    def of(cls, settings: Settings) -> ReadingLimits:
+    def of(cls, settings: ReadingSettings) -> ReadingLimits:
         return cls(settings.ocr_threads, settings.ocr_timeout_seconds, settings.max_image_pixels,
                    settings.decode_budget_bytes, settings.ocr_memory_bytes)
 

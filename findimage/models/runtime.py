@@ -32,16 +32,13 @@ class Fidelity:
 
 
 def quantized_if_faithful(model: Model, run: Callable[[Model], np.ndarray], reopen: Callable[[], Model],
-                          min_cosine: float, model_id: str, release: bool = True) -> tuple[Model | None, Fidelity]:
+                          min_cosine: float, model_id: str) -> tuple[Model | None, Fidelity]:
     """(the int8 model or None, its Fidelity): None when the int8 embeddings of the probes (`run(model)`)
     fall below `min_cosine` against the exact ones. Quantizes in place: the caller reopens the exact model."""
-    exact = run(model)
-    replaced = _linear_weight_ranges(model)
-    quantized = quantize_int8(model)  # in place: no second copy of the weights in memory
-    approx = run(quantized)
-    if release and release_pages(replaced) and not np.array_equal(run(quantized), approx):
+    exact, approx, quantized = _quantized(model, run, release=True)
+    if quantized is None:
         log.warning("int8 model of %s changed after releasing its float32 weights; reloading", model_id)
-        return quantized_if_faithful(reopen(), run, reopen, min_cosine, model_id, release=False)
+        exact, approx, quantized = _quantized(reopen(), run, release=False)
     cosines = np.sum(exact * approx, axis=1)
     fidelity = Fidelity(float(cosines.min()), float(cosines.mean()), len(exact))
     if fidelity.min_cosine < min_cosine:
@@ -50,6 +47,19 @@ def quantized_if_faithful(model: Model, run: Callable[[Model], np.ndarray], reop
         return None, fidelity
     log.info("int8 quantization of %s accepted: %s", model_id, fidelity.line())
     return quantized, fidelity
+
+
+def _quantized(model: Model, run: Callable[[Model], np.ndarray],
+               release: bool) -> tuple[np.ndarray, np.ndarray, Model | None]:
+    """(the probes' exact embeddings, their int8 ones, the int8 model, made in place); with `release`, the
+    float32 weights' pages are given back, and the model is None when that changed what it computes."""
+    exact = run(model)
+    replaced = _linear_weight_ranges(model)
+    quantized = quantize_int8(model)  # in place: no second copy of the weights in memory
+    approx = run(quantized)
+    if release and release_pages(replaced) and not np.array_equal(run(quantized), approx):
+        return exact, approx, None
+    return exact, approx, quantized
 
 
 def use_torch_threads(threads: int) -> None:

@@ -44,12 +44,13 @@ def scratch_index(url: str | None = None, prefix: str = "test"):
 
 
 def drop(url: str, alias: str) -> None:
+    from findimage.config import ElasticsearchSettings
     from findimage.stores.elasticsearch.store import ElasticsearchStore
 
     es = client(url)
     try:
-        ElasticsearchStore(es, url, alias).drop()
-        ElasticsearchStore(es, url, f"{alias}-remembered").drop()
+        ElasticsearchStore(es, ElasticsearchSettings(elasticsearch_url=url, index_name=alias)).drop()
+        ElasticsearchStore(es, ElasticsearchSettings(elasticsearch_url=url, index_name=f"{alias}-remembered")).drop()
         # The bot's seen keys, the indexer's lease and the remembered channels live beside the alias.
         es.indices.delete(index=[f"{alias}-seen", f"{alias}-lease"], ignore_unavailable=True)
         # `<alias>-channels`, an index or (after a restore) an alias over `<alias>-channels-v<N>`

@@ -11,7 +11,7 @@ from elastic_transport.client_utils import create_user_agent
 from elasticsearch import ApiError, ConnectionError, ConnectionTimeout, Elasticsearch, NotFoundError, __versionstr__
 
 from findimage import USER_AGENT
-from findimage.config import ConfigError, Settings, public_url, unreadable_url
+from findimage.config import ConfigError, ElasticsearchSettings, public_url, unreadable_url
 from findimage.errors import AccessDenied, BackendBusy, BackendUnavailable
 
 # Statuses that mean "the cluster cannot serve this right now" (starting, restarting, overloaded).
@@ -138,7 +138,7 @@ def user_agent() -> str:
     return f"{USER_AGENT} {create_user_agent('elasticsearch-py', __versionstr__)}"
 
 
-def make_client(settings: Settings) -> Elasticsearch:
+def make_client(settings: ElasticsearchSettings) -> Elasticsearch:
     # The transport logs every failed attempt as a warning with a traceback; findimage reports
     # unavailability itself in one sentence (BackendUnavailable), so only its errors are shown.
     transport_log = logging.getLogger("elastic_transport")

@@ -12,7 +12,7 @@ from typing import Any
 from elasticsearch import ApiError, BadRequestError, ConnectionTimeout, Elasticsearch, NotFoundError, TransportError
 
 from findimage import __version__
-from findimage.config import Settings
+from findimage.config import ElasticsearchSettings, public_url
 from findimage.errors import StoreError, refuse_newer_schema
 from findimage.stores.elasticsearch.client import (
     access_denied,
@@ -26,11 +26,11 @@ from findimage.stores.elasticsearch.query import NEW_FIELDS
 log = logging.getLogger(__name__)
 
 
-def mapping(dims: int, index_options: str, hnsw_m: int = Settings.es_hnsw_m,
-            hnsw_ef_construction: int = Settings.es_hnsw_ef_construction) -> dict:
+def mapping(dims: int, index_options: str, **graph: int) -> dict:
+    """The documents' mapping; `graph` is the HNSW graph's `m` and `ef_construction` (none: Elasticsearch's own)."""
     vector_index: dict[str, Any] = {"type": index_options}
     if index_options.endswith("hnsw"):  # the flat types have no graph
-        vector_index.update(m=hnsw_m, ef_construction=hnsw_ef_construction)
+        vector_index.update(graph)
     return {
         "dynamic": "strict",
         "properties": {
@@ -88,20 +88,13 @@ class IndexLayout:
     """The alias's concrete indices as ElasticsearchStore writes them: created on first use with the
     configured mapping and layout, rebuilt beside the live one, swapped, rolled back, described."""
 
-    def __init__(self, client: Elasticsearch, url: str | None, alias: str, index_options: str, dims: int, shards: int,
-                 replicas: str, hnsw_m: int = Settings.es_hnsw_m,
-                 hnsw_ef_construction: int = Settings.es_hnsw_ef_construction,
-                 force_merge_minutes: float = Settings.es_force_merge_minutes):
+    def __init__(self, client: Elasticsearch, settings: ElasticsearchSettings, alias: str, dims: int):
+        """`settings` lay out the indices (FINDIMAGE_ES_*): each is read where a new index is made or rebuilt."""
         self.client = client
-        self.hnsw_m = hnsw_m
-        self.hnsw_ef_construction = hnsw_ef_construction
-        self.force_merge_minutes = force_merge_minutes  # after a rebuild's writes, before its swap (0: none)
-        self.url = url
+        self.settings = settings
+        self.url = public_url(settings.elasticsearch_url)  # only ever shown: the client holds the credentials
         self.alias = alias
-        self.index_options = index_options
         self.dims = dims
-        self.shards = shards
-        self.replicas = replicas
         self.write_index: str | None = None  # the concrete index a rebuild writes into
         self.ready = False
         self._index_dims: int | None = None  # dims of the index behind the alias, once known
@@ -167,17 +160,20 @@ class IndexLayout:
         self.ready = True
 
     def _replica_settings(self) -> dict:
-        if "-" in self.replicas:  # e.g. "0-1": none on one node, a copy as soon as a second node joins
-            return {"auto_expand_replicas": self.replicas}
-        return {"auto_expand_replicas": "false", "number_of_replicas": int(self.replicas)}
+        replicas = self.settings.es_replicas
+        if "-" in replicas:  # e.g. "0-1": none on one node, a copy as soon as a second node joins
+            return {"auto_expand_replicas": replicas}
+        return {"auto_expand_replicas": "false", "number_of_replicas": int(replicas)}
 
     def create_concrete(self, name: str, meta: dict | None = None, alias: bool = False,
                          building: bool = False) -> str:
         """A concrete index with the configured shards and replicas; one being rebuilt is filled first with
         no replicas and no refresh (the fastest bulk indexing), and gets the configured ones before the swap."""
-        mappings = mapping(self.dims, self.index_options, self.hnsw_m, self.hnsw_ef_construction)
+        layout = self.settings
+        mappings = mapping(self.dims, layout.es_index_options, m=layout.es_hnsw_m,
+                           ef_construction=layout.es_hnsw_ef_construction)
         mappings["_meta"] = stamped(meta)
-        settings = {"number_of_shards": self.shards, **self._replica_settings()}
+        settings = {"number_of_shards": layout.es_shards, **self._replica_settings()}
         if building:
             settings.update({"auto_expand_replicas": "false", "number_of_replicas": 0,
                              "refresh_interval": BUILDING_REFRESH})
@@ -283,21 +279,22 @@ class IndexLayout:
                 log.info("kept %s as the rollback copy: %s", index, self.rollback_command(index, [new]))
 
     def force_merge(self, index: str) -> None:
-        """Merge a rebuilt index into one segment, waiting at most `force_merge_minutes`.
+        """Merge a rebuilt index into one segment, waiting at most FINDIMAGE_ES_FORCE_MERGE_MINUTES.
 
         A bulk-built index is dozens of segments, each with its own HNSW graph that every kNN search walks
         with the full num_candidates: one graph answers faster and finds more of the true neighbours. The
         swap waits for it, but not past the bound: a merge still running then goes on in the server (it
         cannot be cancelled) while the alias moves, and a failed one leaves the index as it was, searchable.
         """
-        if self.force_merge_minutes <= 0:
+        minutes = self.settings.es_force_merge_minutes
+        if minutes <= 0:
             return
         started = time.monotonic()
         log.info("force-merging %s into one segment (at most %g min before the alias moves)", index,
-                 self.force_merge_minutes)
+                 minutes)
         try:
             # One request, never repeated: a retry would queue a second merge behind the first.
-            self.client.options(request_timeout=60 * self.force_merge_minutes, max_retries=0,
+            self.client.options(request_timeout=60 * minutes, max_retries=0,
                                 retry_on_timeout=False).indices.forcemerge(index=index, max_num_segments=1)
         except ConnectionTimeout:
             log.warning("the force-merge of %s is still running after %.0f s; the alias moves now and the merge "

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 from elasticsearch import ApiError, ConnectionError, ConnectionTimeout, Elasticsearch, NotFoundError
 
-from findimage.config import Settings, public_url
+from findimage.config import ElasticsearchSettings, public_url
 from findimage.errors import BackendUnavailable, LicenseRefused, ModelError
 from findimage.models.clip import normalise_rows
 from findimage.records import DIMS
@@ -50,7 +50,7 @@ class InferTextEmbedder:
         self._field: str | None = None  # the model's input field, from its config
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> InferTextEmbedder:
+    def from_settings(cls, settings: ElasticsearchSettings) -> InferTextEmbedder:
         from findimage.stores.elasticsearch.client import index_dims, make_client
 
         client = make_client(settings)

@@ -1,5 +1,6 @@
 """The indexing lease: one document in `<alias>-lease`, so one indexing pass runs at a time on an index,
-whichever machine or data folder it starts from.
+whichever machine or data folder it starts from. LeaseDocument is that document as any holder takes it (a
+pass, a restore of snapshots); ElasticsearchPassLease is a pass's lease (findimage.stores.base.PassLease).
 
 A file lock only covers the processes that share its data folder; with Elasticsearch two indexers can
 run anywhere. The lease document (id `index-pass`) names its holder (owner id, host, pid, start) and an
@@ -30,7 +31,7 @@ from typing import Any
 from elastic_transport import ObjectApiResponse
 from elasticsearch import ApiError, BadRequestError, ConflictError, Elasticsearch, NotFoundError, TransportError
 
-from findimage.config import Settings
+from findimage.config import ElasticsearchSettings
 from findimage.errors import LeaseHeld
 from findimage.stores.elasticsearch.client import access_denied, error_type, make_client, unavailable_error
 from findimage.stores.elasticsearch.names import lease_index
@@ -61,6 +62,19 @@ def _pid_gone(pid: int) -> bool:
 
 
 @dataclass(frozen=True)
+class ProcessId:
+    """Which process takes a lease: its host, its pid, and where that pid names one process (process_scope)."""
+
+    host: str
+    pid: int
+    scope: str = ""
+
+    @classmethod
+    def this(cls) -> ProcessId:
+        return cls(socket.gethostname(), os.getpid(), process_scope())
+
+
+@dataclass(frozen=True)
 class Holder:
     owner: str
     host: str
@@ -82,18 +96,18 @@ def _when(epoch: float) -> str:
     return datetime.fromtimestamp(epoch).strftime("%Y-%m-%d %H:%M:%S")
 
 
-class IndexingLease:
+class LeaseDocument:
+    """The lease document (id `index-pass`), taken, renewed in the background, taken over and released on the
+    caller's client, as `process` (this one by default)."""
+
     def __init__(self, client: Elasticsearch, alias: str, seconds: float = 60.0, *,
-                 clock: Callable[[], float] = time.time, host: str | None = None, pid: int | None = None,
-                 scope: str | None = None):
+                 clock: Callable[[], float] = time.time, process: ProcessId | None = None):
         self.client = client
         self.index = lease_index(alias)
         self.seconds = seconds
         self._clock = clock
         self.owner = uuid.uuid4().hex
-        self.host = host or socket.gethostname()
-        self.pid = pid or os.getpid()
-        self.scope = process_scope() if scope is None else scope
+        self.process = process or ProcessId.this()
         self._version: tuple[int, int] | None = None  # (seq_no, primary_term) of our last write
         self._started_at = 0.0
         self._stop = threading.Event()
@@ -111,7 +125,7 @@ class IndexingLease:
         return holder if holder.expires_at > self._clock() else None
 
     # ---- taking, renewing, giving back ------------------------------------------------------------
-    def acquire(self) -> IndexingLease:
+    def acquire(self) -> LeaseDocument:
         """Take the lease, or raise LeaseHeld naming the pass that holds it."""
         self._ensure_index()
         self._started_at = self._clock()
@@ -152,7 +166,8 @@ class IndexingLease:
 
     def _died_here(self, holder: Holder) -> bool:
         """The holder ran in this very scope and its process is gone (killed): no need to wait for expiry."""
-        return bool(self.scope) and holder.scope == self.scope and _pid_gone(holder.pid)
+        scope = self.process.scope
+        return bool(scope) and holder.scope == scope and _pid_gone(holder.pid)
 
     def renew(self) -> bool:
         """Extend the lease; False if another pass has taken it over (or it was never taken)."""
@@ -194,7 +209,7 @@ class IndexingLease:
             log.warning("could not release the indexing lease (it lapses in %g s): %s", self.seconds, exc)
         self._version = None
 
-    def __enter__(self) -> IndexingLease:
+    def __enter__(self) -> LeaseDocument:
         return self.acquire()
 
     def __exit__(self, *exc: object) -> None:
@@ -202,7 +217,8 @@ class IndexingLease:
 
     def _source(self) -> dict[str, Any]:
         now = self._clock()
-        return {"owner": self.owner, "host": self.host, "pid": self.pid, "scope": self.scope,
+        process = self.process
+        return {"owner": self.owner, "host": process.host, "pid": process.pid, "scope": process.scope,
                 "started_at": self._started_at, "renewed_at": now, "expires_at": now + self.seconds}
 
     def _ensure_index(self) -> None:
@@ -220,14 +236,14 @@ class IndexingLease:
                 raise
 
 
-class IndexerLease:
-    """The lease as an indexing pass holds it, on a client of its own: taken only with credentials that
-    may index (checked first, so a key that may not write fails in the store's one sentence, not as a
-    lease problem)."""
+class ElasticsearchPassLease:
+    """A pass's lease (findimage.stores.base.PassLease): the lease document on a client of its own, which
+    closes with it, and its failures in one sentence. The pass opens its store for writing before it takes
+    the lease (indexer.lock.pass_guard): credentials that may not index fail there, in the store's sentence."""
 
-    def __init__(self, settings: Settings):
-        self.settings = settings
-        self.lease = IndexingLease(make_client(settings), settings.index_name, settings.lease_seconds)
+    def __init__(self, settings: ElasticsearchSettings):
+        self.url = settings.elasticsearch_url
+        self.lease = LeaseDocument(make_client(settings), settings.index_name, settings.lease_seconds)
 
     @property
     def lost(self) -> threading.Event:
@@ -235,18 +251,14 @@ class IndexerLease:
 
     def take(self) -> None:
         """LeaseHeld while another pass holds it; AccessDenied or BackendUnavailable in one sentence."""
-        from findimage.stores.elasticsearch.store import ElasticsearchStore
-
-        ElasticsearchStore.from_settings(self.settings, client=self.lease.client, writer=True)
         try:
             self.lease.acquire()
         except LeaseHeld:
             raise
         except (ApiError, TransportError) as exc:
-            url = self.settings.elasticsearch_url
             if isinstance(exc, ApiError) and exc.meta.status == 403:  # a key made before the lease existed
-                raise access_denied(url, what=f"hold the indexing lease in {self.lease.index}") from None
-            raise unavailable_error(url, exc) from None
+                raise access_denied(self.url, what=f"hold the indexing lease in {self.lease.index}") from None
+            raise unavailable_error(self.url, exc) from None
 
     def release(self) -> None:
         self.lease.release()

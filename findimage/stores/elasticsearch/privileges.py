@@ -20,7 +20,7 @@ from pathlib import Path
 
 from elasticsearch import ApiError, AuthenticationException, ConnectionError, ConnectionTimeout, Elasticsearch
 
-from findimage.config import Settings, public_url
+from findimage.config import ElasticsearchSettings, public_url
 from findimage.errors import AccessDenied
 from findimage.stores.base import ServerCheckup
 from findimage.stores.elasticsearch.client import (
@@ -143,7 +143,7 @@ def ensure_key_file(client: Elasticsearch, path: Path, role: str, alias: str) ->
     return True
 
 
-def make_keys(settings: Settings, key_files: dict[str, str | None]) -> list[str]:
+def make_keys(settings: ElasticsearchSettings, key_files: dict[str, str | None]) -> list[str]:
     """The keys, made with the configured (superuser) credentials; lines to show the operator.
 
     A role with a file keeps a still-current key there; a role without one gets a new key, printed in
@@ -183,7 +183,7 @@ def make_keys(settings: Settings, key_files: dict[str, str | None]) -> list[str]
     return lines
 
 
-def checkup(settings: Settings) -> ServerCheckup:
+def checkup(settings: ElasticsearchSettings) -> ServerCheckup:
     """The server's version and license (where these credentials may read them) and, for the bot and the
     indexer, the privileges of their keys that the credentials in use lack (`has_privileges`)."""
     client, url = make_client(settings), public_url(settings.elasticsearch_url)

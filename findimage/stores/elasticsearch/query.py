@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from findimage.config import ElasticsearchSettings
 from findimage.records import FileState, Filters, Match
 from findimage.stores.base import default_num_candidates
 
@@ -77,12 +78,13 @@ def filter_clauses(filters: Filters) -> list[dict]:
 
 
 def knn_body(vector: np.ndarray, k: int, num_candidates: int | None, filter_: list[dict],
-             oversample: float = 1.0, min_candidates: int = 1, lines: bool = False) -> dict:
-    """The kNN search. With `oversample` > 1 it asks for that many times k candidates, each with its exact
-    cosine from the stored float vectors (script field `clip`), for `exact_top` to re-rank: int8_hnsw
-    ranks by 8-bit codes, which miss about one true neighbour in eight at 100k documents. The HNSW search
-    keeps at least `min_candidates` (FINDIMAGE_ES_NUM_CANDIDATES): the true neighbours it never reaches,
-    no re-ranking can bring back. `lines`: each hit with its text's lines (LINES_DOC_VALUES)."""
+             settings: ElasticsearchSettings, lines: bool = False) -> dict:
+    """The kNN search. With FINDIMAGE_ES_RESCORE_OVERSAMPLE > 1 it asks for that many times k candidates,
+    each with its exact cosine from the stored float vectors (script field `clip`), for `exact_top` to
+    re-rank: int8_hnsw ranks by 8-bit codes, which miss about one true neighbour in eight at 100k documents.
+    The HNSW search keeps at least FINDIMAGE_ES_NUM_CANDIDATES: the true neighbours it never reaches, no
+    re-ranking can bring back. `lines`: each hit with its text's lines (LINES_DOC_VALUES)."""
+    oversample, min_candidates = settings.es_rescore_oversample, settings.es_num_candidates
     wanted = min(10_000, math.ceil(k * max(1.0, oversample)))
     knn = {"field": "image_embedding", "query_vector": np.asarray(vector, dtype=float).tolist(), "k": wanted,
            "num_candidates": min(10_000, max(wanted, min_candidates, num_candidates or default_num_candidates(k)))}

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 import numpy as np
 from elasticsearch import NotFoundError
 
+from findimage.config import ElasticsearchSettings
 from findimage.errors import BackendUnavailable, IndexMissing, StoreError
 from findimage.records import EVERYWHERE, Filters, Match
 from findimage.stores.elasticsearch.client import BUSY_STATUSES, unavailable_on_connection_errors
@@ -29,10 +30,13 @@ log = logging.getLogger(__name__)
 
 
 class Searches:
-    def __init__(self, view: AliasView, oversample: float, min_candidates: int):
+    def __init__(self, view: AliasView, settings: ElasticsearchSettings):
         self.view = view
-        self.oversample = oversample  # kNN candidates per result, re-ranked by exact cosine (1: none)
-        self.min_candidates = min_candidates  # HNSW candidates per search, at least
+        self.settings = settings  # how deep a kNN search looks (FINDIMAGE_ES_RESCORE_OVERSAMPLE, _NUM_CANDIDATES)
+
+    @property
+    def oversample(self) -> float:  # kNN candidates per result, re-ranked by exact cosine (1: none)
+        return self.settings.es_rescore_oversample
 
     @property
     def url(self) -> str | None:  # named in connection errors (unavailable_on_connection_errors)
@@ -44,8 +48,7 @@ class Searches:
         self.view.fresh()
         vector = np.asarray(vector, dtype=float)
         self.view.check_dims(vector)
-        body = knn_body(vector, k, num_candidates, filter_clauses(filters), self.oversample,
-                        self.min_candidates)
+        body = knn_body(vector, k, num_candidates, filter_clauses(filters), self.settings)
         for attempt in range(3):
             try:
                 found = self.view.client.search(index=self.view.alias, body=body)
@@ -84,7 +87,7 @@ class Searches:
         self.view.check_dims(vector)
         filter_ = filter_clauses(filters)
         searches = [{"index": self.view.alias},
-                    knn_body(vector, k, num_candidates, filter_, self.oversample, self.min_candidates, with_text),
+                    knn_body(vector, k, num_candidates, filter_, self.settings, with_text),
                     {"index": self.view.alias}, names_body(vector, words, k, filter_, with_text)]
         text_words = query(words) if with_text and k > 0 else []
         if text_words:

@@ -5,10 +5,10 @@ Mode) may reach another one; only a key stored where every replica looks makes "
 
 One document per key, id = the key, `{"seen_at": epoch millis}`. `create` is atomic per id, so of two
 replicas asking at once exactly one gets 201 and answers; the other gets 409 and stays quiet. A key is
-remembered for `ttl_seconds` (an hour, like the in-process SeenRecently): a 409 on a document older
+remembered for SEEN_TTL_SECONDS (an hour, like the in-process SeenRecently): a 409 on a document older
 than that re-takes it with optimistic concurrency (`if_seq_no`/`if_primary_term`), so the answer does
 not depend on when old documents are purged. Purging is a `delete_by_query` of documents older than
-the TTL, started (not awaited) by at most one call per `purge_every_seconds` per process: the index
+the TTL, started (not awaited) by at most one call per PURGE_EVERY_SECONDS per process: the index
 stays at about an hour of keys. One index with a date field instead of daily indices: a key seen at
 23:59 must still be found at 00:01, which daily indices can only do with a second lookup.
 
@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 # Slack waits 3 s for an ack; a seen-key lookup must never be what makes an answer late.
 REQUEST_TIMEOUT_SECONDS = 2.0
 MAX_ID_BYTES = 256  # Elasticsearch allows 512; longer keys are hashed
+PURGE_EVERY_SECONDS = 600.0
 
 
 
@@ -50,14 +51,11 @@ class SharedSeen:
     """`first_time(key)` True exactly once per key and TTL across every process using the same index."""
 
     def __init__(self, client: Elasticsearch, alias: str, fallback: SeenKeys, *, url: str | None = "",
-                 ttl_seconds: float = SEEN_TTL_SECONDS, purge_every_seconds: float = 600.0,
                  clock: Callable[[], float] = time.time):
         self.client = client.options(request_timeout=REQUEST_TIMEOUT_SECONDS, max_retries=0)
         self.index = seen_index(alias)
         self.url = public_url(url)
         self.fallback = fallback  # the in-process SeenRecently, used while Elasticsearch is unreachable
-        self.ttl_seconds = ttl_seconds
-        self.purge_every_seconds = purge_every_seconds
         self._clock = clock
         self._lock = threading.Lock()
         self._ready = False
@@ -86,7 +84,7 @@ class SharedSeen:
             found = self.client.get(index=self.index, id=_id)
         except NotFoundError:  # purged between the two requests: older than the TTL
             return self._take_expired(_id, source, key)
-        if now * 1000 - found["_source"]["seen_at"] < self.ttl_seconds * 1000:
+        if now * 1000 - found["_source"]["seen_at"] < SEEN_TTL_SECONDS * 1000:
             return False
         return self._take_expired(_id, source, key, found["_seq_no"], found["_primary_term"])
 
@@ -125,7 +123,7 @@ class SharedSeen:
         with self._lock:
             if now < self._next_purge:
                 return
-            self._next_purge = now + self.purge_every_seconds
+            self._next_purge = now + PURGE_EVERY_SECONDS
         try:
             self.purge(now)
         except (ApiError, TransportError) as exc:  # the keys still expire by age; the next purge retries
@@ -133,7 +131,7 @@ class SharedSeen:
 
     def purge(self, now: float | None = None, wait: bool = False) -> None:
         """Delete keys older than the TTL; in the background unless `wait` (tests, operators)."""
-        cutoff = int(((self._clock() if now is None else now) - self.ttl_seconds) * 1000)
+        cutoff = int(((self._clock() if now is None else now) - SEEN_TTL_SECONDS) * 1000)
         if wait:  # keys written within the last second are not searchable before a refresh
             self.client.indices.refresh(index=self.index)
         self.client.delete_by_query(index=self.index, query={"range": {"seen_at": {"lt": cutoff}}},

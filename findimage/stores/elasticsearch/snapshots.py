@@ -26,11 +26,11 @@ from typing import Any
 from elasticsearch import ApiError, Elasticsearch, NotFoundError
 
 from findimage import __version__
-from findimage.config import Settings, public_url
+from findimage.config import ElasticsearchSettings, public_url
 from findimage.errors import EXIT_REFUSED, FindimageError, LeaseHeld, StoreError, refuse_newer_schema
 from findimage.stores.elasticsearch.client import api_reason, error_type, make_client, unavailable_on_connection_errors
 from findimage.stores.elasticsearch.index import SCHEMA_VERSION
-from findimage.stores.elasticsearch.lease import IndexingLease
+from findimage.stores.elasticsearch.lease import LeaseDocument
 from findimage.stores.elasticsearch.names import (
     channels_index,
     generation,
@@ -50,20 +50,17 @@ class SnapshotRefused(FindimageError):
 
 
 class Snapshots:
-    def __init__(self, client: Elasticsearch, url: str | None, alias: str, repository: str | None,
-                 lease_seconds: float = Settings.lease_seconds):
+    def __init__(self, client: Elasticsearch, settings: ElasticsearchSettings):
         self.client = client
-        self.url = public_url(url)  # only ever shown
-        self.alias = alias
-        self.repository = repository
-        self.lease_seconds = lease_seconds
+        self.settings = settings  # the repository (FINDIMAGE_ES_SNAPSHOT_REPOSITORY), the lease's time
+        self.url = public_url(settings.elasticsearch_url)  # only ever shown
+        self.alias = alias = settings.index_name
         # Each part's name (an alias, or an index of that name) and how the snapshot's metadata calls it.
         self.parts = {ARCHIVE: alias, REMEMBERED: remembered_alias(alias), CHANNELS: channels_index(alias)}
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> Snapshots:
-        return cls(make_client(settings), settings.elasticsearch_url, settings.index_name,
-                   settings.es_snapshot_repository, settings.lease_seconds)
+    def from_settings(cls, settings: ElasticsearchSettings) -> Snapshots:
+        return cls(make_client(settings), settings)
 
     # ---- backup -------------------------------------------------------------------------------
     @unavailable_on_connection_errors
@@ -130,7 +127,7 @@ class Snapshots:
         repository = self._repository()
         snapshot = self._snapshot(repository, source)
         meta = snapshot["metadata"]
-        lease = IndexingLease(self.client, self.alias, self.lease_seconds)
+        lease = LeaseDocument(self.client, self.alias, self.settings.lease_seconds)
         try:
             lease.acquire()
         except LeaseHeld as exc:
@@ -229,16 +226,17 @@ class Snapshots:
 
     # ---- shared -------------------------------------------------------------------------------
     def _repository(self) -> str:
-        if not self.repository:
+        repository = self.settings.es_snapshot_repository
+        if not repository:
             raise SnapshotRefused("Set FINDIMAGE_ES_SNAPSHOT_REPOSITORY to the snapshot repository registered in "
                                   "Elasticsearch that backups go to (docs/elasticsearch.md#backups).")
         try:
-            self.client.snapshot.get_repository(name=self.repository)
+            self.client.snapshot.get_repository(name=repository)
         except NotFoundError:
-            raise SnapshotRefused(f"Elasticsearch at {self.url} has no snapshot repository {self.repository} "
+            raise SnapshotRefused(f"Elasticsearch at {self.url} has no snapshot repository {repository} "
                                   f"(FINDIMAGE_ES_SNAPSHOT_REPOSITORY): register it first "
-                                  f"(PUT _snapshot/{self.repository}).") from None
-        return self.repository
+                                  f"(PUT _snapshot/{repository}).") from None
+        return repository
 
     def _may(self, privilege: str, what: str) -> None:
         """SnapshotRefused unless these credentials hold the cluster `privilege` (all do with security off)."""

@@ -9,11 +9,12 @@ finds nothing (count 0) or is told to run the indexer (search).
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import replace
 
 import numpy as np
 from elasticsearch import Elasticsearch, NotFoundError, helpers
 
-from findimage.config import Settings, public_url
+from findimage.config import ElasticsearchSettings
 from findimage.names import name_words
 from findimage.records import DIMS, EVERYWHERE, FileState, Filters, ImageDoc, Match, ReadText
 from findimage.stores.elasticsearch.client import make_client, unavailable_on_connection_errors
@@ -28,37 +29,25 @@ class ElasticsearchStore:
     """Documents on the alias. Composed of its indices (creation, rebuilds, status: `indices`), the view of
     the alias its parts share (`view`), the searches (search.Searches) and the readings (texts.Texts)."""
 
-    def __init__(self, client: Elasticsearch, url: str | None, alias: str = Settings.index_name,
-                 index_options: str = Settings.es_index_options, dims: int = DIMS, shards: int = Settings.es_shards,
-                 replicas: str = Settings.es_replicas, oversample: float = Settings.es_rescore_oversample,
-                 hnsw_m: int = Settings.es_hnsw_m, hnsw_ef_construction: int = Settings.es_hnsw_ef_construction,
-                 force_merge_minutes: float = Settings.es_force_merge_minutes,
-                 min_candidates: int = Settings.es_num_candidates, refresh_deletes: bool = False):
-        """Defaults are the settings' own (findimage.config): a store built directly ranks as configured ones do.
+    def __init__(self, client: Elasticsearch, settings: ElasticsearchSettings, *, alias: str | None = None,
+                 dims: int = DIMS, refresh_deletes: bool = False):
+        """The store on `alias` (None: FINDIMAGE_INDEX), its indices laid out and searched as `settings` say.
         `refresh_deletes`: a deletion is refreshed at once, so no search of any process finds the documents
         once `delete` returns (for a store of what people may ask to have forgotten)."""
         self.client = client
         self.refresh_deletes = refresh_deletes
-        self.shards = shards
-        self.replicas = replicas
-        self.url = public_url(url)  # only ever shown: the client holds the credentials
-        self.alias = alias
-        self.index_options = index_options
-        self.dims = dims
-        self.description = f"elasticsearch ({self.url}, index {alias})"
-        self.indices = IndexLayout(client, self.url, alias, index_options, dims, shards, replicas, hnsw_m,
-                                   hnsw_ef_construction, force_merge_minutes)
-        self.view = AliasView(client, self.url, alias, self.indices)
-        self._search = Searches(self.view, oversample, min_candidates)
+        self.alias = alias or settings.index_name
+        self.indices = IndexLayout(client, settings, self.alias, dims)
+        self.url = self.indices.url  # only ever shown: the client holds the credentials
+        self.description = f"elasticsearch ({self.url}, index {self.alias})"
+        self.view = AliasView(client, self.url, self.alias, self.indices)
+        self._search = Searches(self.view, settings)
         self._texts = Texts(self.view)
 
     @classmethod
-    def from_settings(cls, settings: Settings, dims: int = DIMS, writer: bool = False,
-                      client: Elasticsearch | None = None) -> ElasticsearchStore:
-        store = cls(client or make_client(settings), settings.elasticsearch_url, settings.index_name,
-                    settings.es_index_options, dims, settings.es_shards, settings.es_replicas,
-                    settings.es_rescore_oversample, settings.es_hnsw_m, settings.es_hnsw_ef_construction,
-                    settings.es_force_merge_minutes, settings.es_num_candidates)
+    def from_settings(cls, settings: ElasticsearchSettings, writer: bool = False) -> ElasticsearchStore:
+        """The configured store on a client of its own; opened as `writer`, it may create and upgrade its indices."""
+        store = cls(make_client(settings), settings)
         if writer:
             store.open_for_writing()
         return store
@@ -69,11 +58,11 @@ class ElasticsearchStore:
 
     @oversample.setter
     def oversample(self, value: float) -> None:  # benchmarks compare re-ranking depths on one store
-        self._search.oversample = value
+        self._search.settings = replace(self._search.settings, es_rescore_oversample=value)
 
     @property
     def min_candidates(self) -> int:
-        return self._search.min_candidates
+        return self._search.settings.es_num_candidates
 
     # ---- writes -------------------------------------------------------------------------------
     @unavailable_on_connection_errors

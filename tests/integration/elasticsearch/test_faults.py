@@ -25,6 +25,7 @@ from photos import save_photo
 
 from findimage import __version__
 from findimage.backends import open_store
+from findimage.config import ElasticsearchSettings
 from findimage.errors import StoreError
 from findimage.records import ImageDoc, image_id_for
 from findimage.stores.elasticsearch.store import ElasticsearchStore
@@ -46,7 +47,7 @@ def test_a_bulk_reports_each_rejected_document_and_keeps_the_others():
     nan = good[0].copy()
     nan[7] = np.nan
     with scratch_index() as (url, alias):
-        store = ElasticsearchStore(client(url), url, alias)
+        store = ElasticsearchStore(client(url), ElasticsearchSettings(elasticsearch_url=url, index_name=alias))
         with pytest.raises(StoreError) as caught:
             store.upsert([_doc("ok/a.jpg", good[0]), _doc("bad/nan.jpg", nan), _doc("ok/b.jpg", good[1]),
                           _doc("bad/short.jpg", good[2][:100]), _doc("bad/zero.jpg", np.zeros(512)),

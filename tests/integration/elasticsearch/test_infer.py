@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 from es_support import ES_URL, TestModel, client, needs_es, scratch_index, scratch_name
 
+from findimage.config import ElasticsearchSettings
 from findimage.errors import ModelError
 from findimage.records import ImageDoc, image_id_for
 from findimage.search import Searcher
@@ -52,7 +53,8 @@ def caption_index(minilm):
 
     vectors = SentenceTransformer(minilm, device="cpu").encode(list(CAPTIONS.values()), normalize_embeddings=True)
     with scratch_index(prefix="test-infer") as (url, alias):
-        store = ElasticsearchStore(client(url), url, alias, dims=384)
+        store = ElasticsearchStore(client(url), ElasticsearchSettings(elasticsearch_url=url, index_name=alias),
+                                   dims=384)
         store.upsert([ImageDoc(image_id_for(path), path.rsplit("/", 1)[-1], path, vector, f"sha-{path}", 1,
                                1.0, 640, 480, time.time(), "captions")
                       for path, vector in zip(CAPTIONS, vectors, strict=True)])
@@ -166,7 +168,8 @@ def test_start_check_wrong_dims_names_both(settings, minilm):
     # MiniLM gives 384-dim vectors; the index holds whatever the image model made: here 256-dim ones,
     # created as the indexer creates indices (a writer opens it).
     with scratch_index() as (url, alias):
-        ElasticsearchStore(client(url), url, alias, dims=256).open_for_writing()
+        on = ElasticsearchSettings(elasticsearch_url=url, index_name=alias)
+        ElasticsearchStore(client(url), on, dims=256).open_for_writing()
         embedder = _embedder(settings, MODEL_ID, alias)
         with pytest.raises(ModelError) as caught:
             embedder.load()

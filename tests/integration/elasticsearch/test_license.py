@@ -22,7 +22,7 @@ import pytest
 from es_support import BasicLicenseServer, client, needs_es, scratch_index
 
 from findimage.backends import text_embedder
-from findimage.config import load_settings
+from findimage.config import ElasticsearchSettings, load_settings
 from findimage.errors import LicenseRefused
 from findimage.models.clip import normalise_rows
 from findimage.models.fallback import FallbackTextEmbedder
@@ -82,7 +82,8 @@ def index_some(env: dict, count: int = 6) -> None:
         file = Path(env["FINDIMAGE_ARCHIVE"]) / "p" / f"{i}.jpg"
         file.write_bytes(b"x" * (i + 1))
         files.append(file.stat())
-    store = ElasticsearchStore(client(env["ELASTICSEARCH_URL"]), env["ELASTICSEARCH_URL"], env["FINDIMAGE_INDEX"])
+    store = ElasticsearchStore(client(env["ELASTICSEARCH_URL"]), ElasticsearchSettings(
+        elasticsearch_url=env["ELASTICSEARCH_URL"], index_name=env["FINDIMAGE_INDEX"]))
     vectors = normalise_rows(np.random.default_rng(7).normal(size=(count, 512)))
     store.upsert([ImageDoc(image_id_for(f"p/{i}.jpg"), f"{i}.jpg", f"p/{i}.jpg", v, f"sha-{i}", files[i].st_size,
                            files[i].st_mtime, 64, 48, time.time(), "vectors") for i, v in enumerate(vectors)])

@@ -19,12 +19,12 @@ from es_support import ES_URL, SecureServer, needs_es, retries_logged
 
 from bot.dedupe import SeenRecently
 from findimage.backends import open_remembered
-from findimage.config import load_settings
+from findimage.config import ElasticsearchSettings, load_settings
 from findimage.errors import AccessDenied, ModelError
 from findimage.records import ImageDoc, Posted, image_id_for, posted_path
 from findimage.stores.base import ChannelState
 from findimage.stores.elasticsearch.infer import InferTextEmbedder
-from findimage.stores.elasticsearch.lease import LEASE_ID, IndexingLease
+from findimage.stores.elasticsearch.lease import LEASE_ID, LeaseDocument
 from findimage.stores.elasticsearch.privileges import ensure_key_file, key_is_current
 from findimage.stores.elasticsearch.seen import SharedSeen
 from findimage.stores.elasticsearch.store import ElasticsearchStore
@@ -90,7 +90,8 @@ def test_each_key_does_its_job_and_the_bot_key_cannot_write(as_elastic, settings
     assert main(["search", "a photo"]) == EXIT_UNAVAILABLE
     assert capsys.readouterr().err == (f"findimage: The Elasticsearch index {alias} does not exist yet: run "
                                        "`findimage index` (or check FINDIMAGE_INDEX).\n")
-    bot_store = ElasticsearchStore(Elasticsearch(url, api_key=bot_key), url, alias)
+    bot_store = ElasticsearchStore(Elasticsearch(url, api_key=bot_key),
+                                   ElasticsearchSettings(elasticsearch_url=url, index_name=alias))
     with pytest.raises(AccessDenied) as caught:
         bot_store.upsert([_doc("a.jpg")])
     assert str(caught.value) == (f"Elasticsearch at {url} does not allow these credentials "
@@ -128,7 +129,7 @@ def test_each_key_does_its_job_and_the_bot_key_cannot_write(as_elastic, settings
     assert as_elastic.get(index=f"{alias}-seen", id="event:EvKEY")["found"]
     # ...and it may not take the indexing lease, which only the indexer's key holds.
     with pytest.raises(AuthorizationException):
-        IndexingLease(Elasticsearch(url, api_key=bot_key), alias).acquire()
+        LeaseDocument(Elasticsearch(url, api_key=bot_key), alias).acquire()
     assert not as_elastic.exists(index=f"{alias}-lease", id=LEASE_ID), "the pass released its lease"
     # ...and otherwise it may write, delete or drop nothing.
     for write, what in ((lambda: bot_store.upsert([_doc("b.jpg")]), "write to the index"),
@@ -168,7 +169,8 @@ def test_the_bot_key_may_run_the_text_model_and_the_indexer_key_may_not(as_elast
     # Neither key reaches another index.
     for key in keys.values():
         with pytest.raises(AccessDenied, match="to read the index"):
-            ElasticsearchStore(Elasticsearch(url, api_key=key), url, f"{alias}x").upsert([_doc("c.jpg")])
+            other = ElasticsearchSettings(elasticsearch_url=url, index_name=f"{alias}x")
+            ElasticsearchStore(Elasticsearch(url, api_key=key), other).upsert([_doc("c.jpg")])
 
     # Keys made for another alias are replaced, and the replaced one stops working.
     old = keys["bot"]
@@ -206,7 +208,8 @@ def test_the_bot_key_remembers_and_forgets_in_its_own_indices_only(as_elastic, s
     assert remembered.registry.channels() == []
     # The archive's index stays out of its reach all the same.
     with pytest.raises(AccessDenied):
-        ElasticsearchStore(Elasticsearch(url, api_key=bot_file.read_text().strip()), url, alias).upsert([doc])
+        ElasticsearchStore(Elasticsearch(url, api_key=bot_file.read_text().strip()),
+                           ElasticsearchSettings(elasticsearch_url=url, index_name=alias)).upsert([doc])
 
 
 def test_doctor_says_which_of_the_bot_and_the_indexer_the_credentials_may_run(as_elastic, settings, tmp_path,

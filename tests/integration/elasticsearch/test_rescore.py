@@ -3,6 +3,7 @@ less than the quantization error come back in the wrong order; the oversampled c
 stored float vectors give the exact top k, under filters too."""
 from __future__ import annotations
 
+import dataclasses
 import time
 
 import numpy as np
@@ -38,13 +39,13 @@ def test_re_ranking_gives_the_exact_top_k_where_int8_codes_alone_do_not(settings
     query /= np.linalg.norm(query)
     vectors = near_ties(query, 60)
     es = client(settings.elasticsearch_url)
-    writer = ElasticsearchStore(es, settings.elasticsearch_url, settings.index_name)
+    writer = ElasticsearchStore(es, settings)
     writer.upsert(docs(vectors))
     writer.checkpoint()
     exact = np.argsort(-(vectors @ query.astype(np.float32)), kind="stable")
 
     def top(oversample: float, k: int = 10, folder: str | None = None) -> list:
-        store = ElasticsearchStore(es, settings.elasticsearch_url, settings.index_name, oversample=oversample)
+        store = ElasticsearchStore(es, dataclasses.replace(settings, es_rescore_oversample=oversample))
         return store.knn(query, k, num_candidates=100, filters=query_filters(folder=folder))
 
     codes_only = [m.relative_path for m in top(1.0)]

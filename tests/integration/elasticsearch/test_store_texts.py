@@ -10,6 +10,7 @@ import es_support
 import numpy as np
 import pytest
 
+from findimage.config import ElasticsearchSettings
 from findimage.fusion import fuse
 from findimage.records import ImageDoc, ReadText, TextLine, image_id_for
 from findimage.stores.elasticsearch.index import mapping
@@ -27,7 +28,8 @@ def alias():
 
 
 def open_store(alias: str, writer: bool = True) -> ElasticsearchStore:
-    store = ElasticsearchStore(es_support.client(), es_support.ES_URL, alias)
+    store = ElasticsearchStore(es_support.client(),
+                               ElasticsearchSettings(elasticsearch_url=es_support.ES_URL, index_name=alias))
     if writer:
         store.open_for_writing()
     return store

@@ -2,6 +2,7 @@
 a mass deletion, files that never decode, a full disk. Told through the `findimage` command."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import resource
@@ -304,10 +305,11 @@ def test_searches_leave_out_files_that_have_gone_and_fill_up_with_the_next(setti
 
 def test_a_pass_that_lost_its_lease_stops_before_its_next_batch_and_removes_nothing(settings, archive):
     from findimage.backends import image_embedder
-    from indexer.index_pass import IndexPass, PassSuperseded
+    from indexer.index_pass import IndexPass, PassRequest, PassSuperseded
 
     store = open_store(settings, writer=True)
-    IndexPass(store, image_embedder(settings), archive, batch_size=2).run()
+    in_twos = dataclasses.replace(settings, batch_size=2)
+    IndexPass(store, image_embedder(settings), in_twos).run()
     (archive / "nature" / "mountain-0.png").unlink()
     for i in range(6):
         save_photo(archive / "later" / f"{i}.jpg", seed=900 + i)
@@ -318,7 +320,7 @@ def test_a_pass_that_lost_its_lease_stops_before_its_next_batch_and_removes_noth
         return len(batches_seen) > 1
 
     with pytest.raises(PassSuperseded, match="took over this index while this one was stalled"):
-        IndexPass(store, image_embedder(settings), archive, batch_size=2, superseded=taken_over).run()
+        IndexPass(store, image_embedder(settings), in_twos, PassRequest(superseded=taken_over)).run()
     paths = documents(settings)
     assert "nature/mountain-0.png" in paths, "nothing removed"
     assert len([p for p in paths if p.startswith("later/")]) == 2, "only the batch before the takeover"

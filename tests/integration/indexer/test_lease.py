@@ -14,7 +14,14 @@ import pytest
 from bot_support import FakeClock
 from es_support import client, es_only
 
-from findimage.stores.elasticsearch.lease import LEASE_ID, IndexingLease, LeaseHeld, lease_index, process_scope
+from findimage.stores.elasticsearch.lease import (
+    LEASE_ID,
+    LeaseDocument,
+    LeaseHeld,
+    ProcessId,
+    lease_index,
+    process_scope,
+)
 from indexer.lock import pass_guard
 from indexer.schedule import run_locked_pass
 
@@ -51,10 +58,10 @@ def lease_alias(env):
 
 
 def lease_of(alias: str, clock=None, host: str = "indexer-a", pid: int = 4242, seconds: float = 60,
-             scope: str | None = None) -> IndexingLease:
+             scope: str | None = None) -> LeaseDocument:
     """A lease as taken on machine `host` (its own boot and pid namespace, unless `scope` says otherwise)."""
-    return IndexingLease(client(), alias, seconds, clock=clock or FakeClock(), host=host, pid=pid,
-                         scope=f"boot-of-{host}" if scope is None else scope)
+    return LeaseDocument(client(), alias, seconds, clock=clock or FakeClock(),
+                         process=ProcessId(host, pid, f"boot-of-{host}" if scope is None else scope))
 
 
 @es_only
@@ -110,6 +117,21 @@ def test_a_scheduled_pass_is_skipped_while_another_machine_holds_the_lease(setti
         ) is None
     assert calls == []
     assert run_locked_pass(settings.data_dir, lambda held: "done", lambda: pass_guard(settings)) == "done"
+
+
+@es_only
+def test_a_pass_opens_its_index_for_writing_once_before_it_takes_the_lease(settings, archive, monkeypatch):
+    """Credentials that may not index fail in the store's sentence, and the pass writes through that one store."""
+    from findimage.stores.elasticsearch.index import IndexLayout
+    from findimage.stores.elasticsearch.lease import ElasticsearchPassLease
+    from indexer.run import index_once
+
+    steps = []
+    opening, taking = IndexLayout.open_for_writing, ElasticsearchPassLease.take
+    monkeypatch.setattr(IndexLayout, "open_for_writing", lambda self: steps.append("index opened") or opening(self))
+    monkeypatch.setattr(ElasticsearchPassLease, "take", lambda self: steps.append("lease taken") or taking(self))
+    assert index_once(settings, progress=False).added == 7
+    assert steps == ["index opened", "lease taken"]
 
 
 def _findimage(env: dict, data_dir, *args: str, argv=None) -> subprocess.Popen:

@@ -7,7 +7,7 @@ from unittest import mock
 
 import numpy as np
 
-from findimage.config import Settings
+from findimage.config import ElasticsearchSettings, Settings
 from findimage.stores.elasticsearch.query import knn_body
 from findimage.stores.elasticsearch.store import ElasticsearchStore
 
@@ -15,7 +15,8 @@ QUERY = np.ones(512) / np.sqrt(512)
 
 
 def asked(k: int, num_candidates: int | None, oversample: float, min_candidates: int) -> tuple[int, int]:
-    knn = knn_body(QUERY, k, num_candidates, [], oversample, min_candidates)["knn"]
+    depth = ElasticsearchSettings(es_rescore_oversample=oversample, es_num_candidates=min_candidates)
+    knn = knn_body(QUERY, k, num_candidates, [], depth)["knn"]
     return knn["k"], knn["num_candidates"]
 
 
@@ -31,7 +32,10 @@ def test_the_store_takes_the_settings_for_its_searches_and_its_new_indices():
     settings = dataclasses.replace(Settings(), elasticsearch_url="http://es:9200", es_num_candidates=321,
                                    es_rescore_oversample=4.0, es_hnsw_m=24, es_hnsw_ef_construction=150,
                                    es_force_merge_minutes=7.0)
-    store = ElasticsearchStore.from_settings(settings, client=mock.MagicMock())
+    client = mock.MagicMock()
+    store = ElasticsearchStore(client, settings)
     assert (store.min_candidates, store.oversample) == (321, 4.0)
-    layout = store.indices
-    assert (layout.hnsw_m, layout.hnsw_ef_construction, layout.force_merge_minutes) == (24, 150, 7.0)
+    store.indices.create_concrete("my-image-embeddings-v1")
+    vector = client.indices.create.call_args.kwargs["mappings"]["properties"]["image_embedding"]
+    assert vector["index_options"] == {"type": "int8_hnsw", "m": 24, "ef_construction": 150}
+    assert store.indices.settings.es_force_merge_minutes == 7.0

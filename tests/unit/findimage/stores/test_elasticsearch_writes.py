@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from elasticsearch import ApiError, ConnectionTimeout
 
+from findimage.config import ElasticsearchSettings
 from findimage.stores.elasticsearch.index import IndexLayout
 from findimage.stores.elasticsearch.store import _vector_json
 
@@ -30,8 +31,8 @@ def layout(forcemerge: mock.Mock, minutes: float = 30.0) -> tuple[IndexLayout, m
     client = mock.MagicMock()
     client.indices.get_alias.return_value = {"photos-v1": {}}
     client.options.return_value.indices.forcemerge = forcemerge
-    indices = IndexLayout(client, "http://es:9200", "photos", "int8_hnsw", 512, 1, "0-1",
-                          force_merge_minutes=minutes)
+    indices = IndexLayout(client, ElasticsearchSettings(elasticsearch_url="http://es:9200",
+                                                        es_force_merge_minutes=minutes), "photos", 512)
     indices.write_index = "photos-v2"
     return indices, client
 
