@@ -2,13 +2,11 @@
 hanging, and asks the store once at a time however many readiness checks arrive; /healthz never asks it."""
 from __future__ import annotations
 
-import json
 import threading
-import urllib.error
-import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 
 from bot_support import FakeClock, serve_bot
+from scraping import get
 
 from findimage import __version__
 from findimage.backends import open_store
@@ -34,15 +32,6 @@ class HeldCount:
 
     def __getattr__(self, name):
         return getattr(self._store, name)
-
-
-def get(base_url: str, path: str) -> tuple[int, object]:
-    try:
-        with urllib.request.urlopen(f"{base_url}{path}", timeout=20) as answer:
-            status, kind, body = answer.status, answer.headers["Content-Type"], answer.read()
-    except urllib.error.HTTPError as error:
-        status, kind, body = error.code, error.headers["Content-Type"], error.read()
-    return status, json.loads(body) if kind == "application/json" else body.decode()
 
 
 READY = (200, "Ready: 7 documents in the archive.\n")
