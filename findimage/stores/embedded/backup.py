@@ -42,7 +42,7 @@ from findimage import __version__
 from findimage.errors import EXIT_REFUSED, FindimageError, StoreError, refuse_newer_schema
 from findimage.locks import restoring_data_folder
 from findimage.stores.embedded.schema import SCHEMA_VERSION, written
-from findimage.stores.embedded.vector_index import SNAPSHOT_NAME, VectorIndex
+from findimage.stores.embedded.vector_index import SNAPSHOT_NAME, VectorIndex, fsync_path
 
 MANIFEST = "manifest.json"
 LAYOUT = 1  # of the backup folder itself
@@ -309,7 +309,7 @@ def _copy_database(path: Path, copy: Path) -> None:
     finally:
         source.close()
     os.chmod(copy, 0o600)
-    _fsync_file(copy)
+    fsync_path(copy)
 
 
 def _written_in(path: Path) -> tuple[int, str | None]:
@@ -363,13 +363,5 @@ def _write_private(path: Path, data: bytes) -> None:
         os.fsync(file.fileno())
 
 
-def _fsync_file(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _fsync_dir(path: Path) -> None:
-    _fsync_file(path)
+    fsync_path(path)

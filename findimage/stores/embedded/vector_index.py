@@ -151,10 +151,10 @@ class VectorIndex:
                 faiss.write_index(self.index, str(index_tmp))
             except RuntimeError as exc:  # faiss reports a failed write (disk full) as a RuntimeError
                 raise OSError(f"writing {index_tmp.name} failed ({str(exc).strip().splitlines()[-1]})") from exc
-            _fsync_path(str(index_tmp))
+            fsync_path(str(index_tmp))
             os.replace(index_tmp, index_file)
             pointer_tmp.write_text(json.dumps(pointer))
-            _fsync_path(str(pointer_tmp))
+            fsync_path(str(pointer_tmp))
             os.replace(pointer_tmp, folder / "vectors.json")
         except BaseException:
             # Nothing half-written stays behind; the previous snapshot (if any) is still the current one.
@@ -231,7 +231,8 @@ def default_nprobe(nlist: int) -> int:
     return max(32, nlist // 8)
 
 
-def _fsync_path(path: str) -> None:
+def fsync_path(path: str | Path) -> None:
+    """The file's bytes on disk (before a rename makes it the current one)."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
