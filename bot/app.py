@@ -7,11 +7,6 @@ from slack_bolt import App, BoltRequest, BoltResponse
 from slack_bolt.error import BoltError
 from slack_bolt.logger.messages import warning_client_prioritized_and_token_skipped
 from slack_sdk import WebClient
-from slack_sdk.http_retry.builtin_handlers import (
-    ConnectionErrorRetryHandler,
-    RateLimitErrorRetryHandler,
-    ServerErrorRetryHandler,
-)
 
 from findimage import logs, process
 from findimage.backends import open_remembered
@@ -27,13 +22,11 @@ from .credentials import BOT_TOKEN_HINT, bot_identity
 from .dedupe import SeenKeys, seen_keys
 from .delivery import LinkPresenter, UploadPresenter
 from .image_links import ImageLinks
-from .metrics import SlackErrorCounter
 from .remembering import Rememberer
-from .user_agent import slack_headers
+from .slack_clients import history_client, make_web_client
 from .work import WorkPool
 
 log = logging.getLogger(__name__)
-WEB_API_TIMEOUT_SECONDS = 30
 
 
 class FindimageApp(App):
@@ -54,32 +47,6 @@ def configure_logging() -> None:
     """Private files and the log as FINDIMAGE_LOG_LEVEL (INFO by default) and FINDIMAGE_LOG_FORMAT ask
     (findimage.process), unless `findimage`, gunicorn's arbiter or the host (pytest) configured it already."""
     process.start(logging.INFO)
-
-
-def make_web_client(settings: Settings) -> WebClient:
-    """The Web API client, pointed at SLACK_API_URL, retrying what Slack asks to retry (429 Retry-After), its
-    errors counted (bot.metrics)."""
-    return WebClient(
-        token=settings.slack_bot_token,
-        base_url=settings.slack_api_url,
-        timeout=WEB_API_TIMEOUT_SECONDS,
-        headers=slack_headers(),  # findimage/<version> first in the User-Agent
-        retry_handlers=[
-            SlackErrorCounter(),  # first: slack_sdk asks the handlers in turn until one retries
-            ConnectionErrorRetryHandler(max_retry_count=2),
-            RateLimitErrorRetryHandler(max_retry_count=3),  # sleeps Retry-After seconds, then retries
-            ServerErrorRetryHandler(max_retry_count=2),
-        ],
-    )
-
-
-def history_client(client: WebClient) -> WebClient:
-    """The backfill's client: the same token and Slack, but a 429 comes back to it (bot.backfill slows
-    its pace), instead of being slept through and retried at the old rate."""
-    return WebClient(token=client.token, base_url=client.base_url, timeout=WEB_API_TIMEOUT_SECONDS,
-                     headers=slack_headers(),  # findimage/<version> first in the User-Agent
-                     retry_handlers=[SlackErrorCounter(), ConnectionErrorRetryHandler(max_retry_count=2),
-                                     ServerErrorRetryHandler(max_retry_count=2)])
 
 
 class _SameTokenTwice(logging.Filter):
