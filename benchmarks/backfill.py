@@ -3,7 +3,7 @@
 
     .venv/bin/python -m benchmarks.backfill [--messages 10000] [--files-every 10] [--models full|tiny] [--speed 60]
 
-The real bot (bot.wsgi on a threaded HTTP server) is asked `/findimage remember` in a channel whose history
+The real bot (bot.web on a threaded HTTP server) is asked `/findimage remember` in a channel whose history
 the emulator holds (`seed_history`: distinct 16x16 PNGs, so decoding costs little and the model and the
 store are what is measured). Slack's Tier 3 limit for conversations.history (50 requests a minute) is
 applied on the emulator's clock, sped up `--speed` times; the bot's pace (FINDIMAGE_HISTORY_PER_MINUTE,

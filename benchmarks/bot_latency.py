@@ -3,7 +3,7 @@
 
     .venv/bin/python benchmarks/bot_latency.py [--models full|tiny] [--photos 200] [--queries 30]
 
-The real bot (bot.wsgi on a threaded HTTP server, and Socket Mode through slack_bolt's handler) answers
+The real bot (bot.web on a threaded HTTP server, and Socket Mode through slack_bolt's handler) answers
 the emulator over real sockets; the archive is generated photos indexed into the embedded store.
 `ack` is the time until Slack has the app's HTTP answer / WebSocket ack; `answer` is the time from
 sending (the command, the event, the click) until the emulator has received the finished upload (the

@@ -4,7 +4,7 @@ long one `file_deleted` takes until the image is gone, against the Slack emulato
 
     .venv/bin/python -m benchmarks.lifecycle [--remembered 1000] [--flood 3000] [--models tiny|full]
 
-The real bot (bot.wsgi on a threaded HTTP server) remembers a channel holding `--remembered` postings
+The real bot (bot.web on a threaded HTTP server) remembers a channel holding `--remembered` postings
 (written straight into its store with made-up vectors: deleting one costs the same as deleting a real
 one). Baseline, in the same run: the bot idle. Then `--flood` messages with an image are posted, each kept
 to be remembered (download, embed); while that backlog is worked through, the same number of deletions is

@@ -3,7 +3,7 @@
 
     .venv/bin/python -m benchmarks.metrics_cost [--queries 30] [--models tiny|full]
 
-The real bot (bot.wsgi on a threaded HTTP server, the embedded store) answers `/findimage` text commands;
+The real bot (bot.web on a threaded HTTP server, the embedded store) answers `/findimage` text commands;
 `answer` is the time from sending the command until the emulator has the finished upload. The commands
 alternate between the bot as it runs (metrics on) and the same bot with every metric update replaced by
 nothing (off: bot.metrics' series and its Slack error counter left out), so both see the same machine
@@ -56,7 +56,7 @@ class MetricsSwitch:
 
     def __init__(self, bot):
         self.labels = FixedLabels.labels
-        self.handlers = bot.wsgi.slack.app.client.retry_handlers  # Bolt copies them into each request's client
+        self.handlers = bot.wsgi.routes.slack.app.client.retry_handlers  # Bolt copies them into each request's client
         self.counter = next(h for h in self.handlers if isinstance(h, metrics.SlackErrorCounter))
 
     def off(self) -> None:

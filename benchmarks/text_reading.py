@@ -22,6 +22,7 @@ cost ratio. Writes benchmarks/results/text-reading-<time>.json.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib.util
 import json
 import os
@@ -283,7 +284,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def vars_of(reader: TextReader) -> dict:
-    return {k: v for k, v in vars(reader).items() if not k.startswith("_")}
+    return {"threads": reader.threads, **dataclasses.asdict(reader.tuning)}
 
 
 def report(s: dict) -> None:

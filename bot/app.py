@@ -1,21 +1,24 @@
-"""The app factory: one Bolt App built from settings, with the models loaded before the first request."""
+"""The wiring: the Bolt app with every handler registered, and in HTTP mode the web app around it, built
+from the settings with the models loaded before the first request. Socket Mode runs the Bolt app
+(bot.server); gunicorn serves the web app (`create()` is its factory)."""
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
 
 from slack_bolt import App, BoltRequest, BoltResponse
 from slack_bolt.error import BoltError
 from slack_bolt.logger.messages import warning_client_prioritized_and_token_skipped
 from slack_sdk import WebClient
-from slack_sdk.http_retry.builtin_handlers import (
-    ConnectionErrorRetryHandler,
-    RateLimitErrorRetryHandler,
-    ServerErrorRetryHandler,
-)
 
 from findimage import logs, process
 from findimage.backends import open_remembered
-from findimage.config import ConfigError, Settings, require_slack
+from findimage.config import ConfigError, Settings, load_settings, report_problems, require_slack
+from findimage.imaging import thumbnail_jpeg
+from findimage.observability import Readiness
 from findimage.search import Searcher
 
 from . import handlers
@@ -23,17 +26,21 @@ from .answering import Services
 from .backfill import Backfiller
 from .channel_memory import ChannelMemory
 from .channels import ChannelPolicy
-from .credentials import BOT_TOKEN_HINT, bot_identity
+from .credentials import BOT_TOKEN_HINT, bot_identity, require_http_mode, signing_secret
 from .dedupe import SeenKeys, seen_keys
 from .delivery import LinkPresenter, UploadPresenter
 from .image_links import ImageLinks
-from .metrics import SlackErrorCounter
+from .metrics import readiness_probe
+from .previews import Previews
 from .remembering import Rememberer
-from .user_agent import slack_headers
+from .slack_clients import history_client, make_web_client
+from .web.images import SignedImages
+from .web.monitoring import Monitoring
+from .web.routes import Routes, WebApp
+from .web.slack_events import SlackEvents
 from .work import WorkPool
 
 log = logging.getLogger(__name__)
-WEB_API_TIMEOUT_SECONDS = 30
 
 
 class FindimageApp(App):
@@ -44,7 +51,7 @@ class FindimageApp(App):
     def dispatch(self, req: BoltRequest) -> BoltResponse:
         """Every line logged for this request names it and its channel (request_id, channel_id: findimage.logs),
         also those of its listener and of its answer on the work pool; in HTTP mode the id is the one
-        bot.wsgi gave the request."""
+        bot.web.routes gave the request."""
         request_id = logs.current_ids().get("request_id") or logs.new_id()
         with logs.ids(request_id=request_id, channel_id=req.context.channel_id):
             return super().dispatch(req)
@@ -54,32 +61,6 @@ def configure_logging() -> None:
     """Private files and the log as FINDIMAGE_LOG_LEVEL (INFO by default) and FINDIMAGE_LOG_FORMAT ask
     (findimage.process), unless `findimage`, gunicorn's arbiter or the host (pytest) configured it already."""
     process.start(logging.INFO)
-
-
-def make_web_client(settings: Settings) -> WebClient:
-    """The Web API client, pointed at SLACK_API_URL, retrying what Slack asks to retry (429 Retry-After), its
-    errors counted (bot.metrics)."""
-    return WebClient(
-        token=settings.slack_bot_token,
-        base_url=settings.slack_api_url,
-        timeout=WEB_API_TIMEOUT_SECONDS,
-        headers=slack_headers(),  # findimage/<version> first in the User-Agent
-        retry_handlers=[
-            SlackErrorCounter(),  # first: slack_sdk asks the handlers in turn until one retries
-            ConnectionErrorRetryHandler(max_retry_count=2),
-            RateLimitErrorRetryHandler(max_retry_count=3),  # sleeps Retry-After seconds, then retries
-            ServerErrorRetryHandler(max_retry_count=2),
-        ],
-    )
-
-
-def history_client(client: WebClient) -> WebClient:
-    """The backfill's client: the same token and Slack, but a 429 comes back to it (bot.backfill slows
-    its pace), instead of being slept through and retried at the old rate."""
-    return WebClient(token=client.token, base_url=client.base_url, timeout=WEB_API_TIMEOUT_SECONDS,
-                     headers=slack_headers(),  # findimage/<version> first in the User-Agent
-                     retry_handlers=[SlackErrorCounter(), ConnectionErrorRetryHandler(max_retry_count=2),
-                                     ServerErrorRetryHandler(max_retry_count=2)])
 
 
 class _SameTokenTwice(logging.Filter):
@@ -123,7 +104,9 @@ def create_app(settings: Settings, searcher: Searcher | None = None, *, links: I
     try:
         app = FindimageApp(
             client=client,
-            signing_secret=settings.slack_signing_secret or "",  # Bolt verifies every HTTP request with it
+            # Slack's signature is checked once, by the web app before Bolt sees the body (bot.web.slack_events);
+            # Socket Mode has none to check.
+            request_verification_enabled=False,
             logger=BOLT_LOG,
             # Listeners run on Bolt's threads after the ack: with the request's ids (Bolt's default size)
             listener_executor=logs.CarryingExecutor(max_workers=5),
@@ -143,4 +126,57 @@ def create_app(settings: Settings, searcher: Searcher | None = None, *, links: I
     handlers.register_all(app, services)
     if services.memory is not None:
         services.memory.start()  # new posts and the backfills resumed from where they stopped
+    return app
+
+
+@dataclass(frozen=True)
+class WebParts:
+    """What a test puts in place of the parts of the HTTP app that the settings would make: the searcher,
+    the answers' pool, the seen keys, the previews, and the clocks of image links and of readiness."""
+
+    searcher: Searcher | None = None
+    work: WorkPool | None = None
+    seen: SeenKeys | None = None
+    previews: Previews | None = None
+    link_clock: Callable[[], float] = time.time
+    health_clock: Callable[[], float] = time.monotonic
+
+
+def build_wsgi_app(settings: Settings, given: WebParts = WebParts()) -> WebApp:
+    """The whole HTTP app (bot.web): its routes, the Bolt app behind `/slack/events`, signed image links
+    where FINDIMAGE_PUBLIC_BASE_URL is set; the models load here, before the server takes its first request."""
+    require_http_mode(settings)
+    links = ImageLinks.from_settings(settings, clock=given.link_clock) if settings.public_base_url else None
+    bolt_app = create_app(settings, given.searcher, links=links, work=given.work, seen=given.seen)
+    services = bolt_app.services
+    readiness = Readiness(readiness_probe(settings, services.searcher), clock=given.health_clock)
+    readiness.start()
+    images = None
+    if links is not None:
+        previews = given.previews or Previews(partial(thumbnail_jpeg, max_pixels=settings.max_image_pixels,
+                                                      budget=settings.decode_budget_bytes))
+        images = SignedImages(links, services.searcher.store, previews, settings)
+    work = services.work  # its length in /healthz, not cached: a router or an operator watches it change
+    routes = Routes(SlackEvents(bolt_app, signing_secret(settings)),
+                    Monitoring(readiness, lambda: {"queued": work.pending}), images)
+    return WebApp(routes, work, services.memory)
+
+
+def create(settings: Settings | None = None) -> WebApp:
+    """gunicorn's app factory for `gunicorn 'bot.app:create()'`: the settings of the environment and `.env`
+    (`findimage bot` builds its worker's app with ready_app, from the settings it checked)."""
+    configure_logging()
+    try:
+        return ready_app(settings or load_settings())
+    except ConfigError as exc:
+        report_problems(exc.problems)
+        raise
+
+
+def ready_app(settings: Settings) -> WebApp:
+    """The whole HTTP app, built and announced in the log."""
+    app = build_wsgi_app(settings)
+    images = app.routes.images
+    mode = f"image links under {images.links.base_url}" if images is not None else "uploaded images"
+    log.info("findimage bot ready over HTTP (%s)", mode)
     return app

@@ -5,14 +5,14 @@ second, with one sentence naming the setting to fix. The sentences never show a 
 """
 from __future__ import annotations
 
-import logging
-
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web import SlackResponse
 
 from findimage.config import ConfigError, Settings, public_url, require_slack
 from findimage.errors import EXIT_UNAVAILABLE, FindimageError
+
+from .slack_clients import make_web_client, quiet
 
 BOT_TOKEN_HINT = "copy the Bot User OAuth Token (xoxb-...) from the app's OAuth & Permissions page."
 APP_TOKEN_HINT = ("copy the App-Level Token (xapp-...) with the connections:write scope from the app's "
@@ -21,11 +21,6 @@ APP_TOKEN_HINT = ("copy the App-Level Token (xapp-...) with the connections:writ
 # any other error is Slack failing for now.
 REFUSALS = frozenset({"invalid_auth", "not_authed", "account_inactive", "token_revoked", "token_expired",
                       "not_allowed_token_type", "missing_scope", "no_permission", "two_factor_setup_required"})
-
-
-# The check's client logs no line per failed try: the sentence below says what failed, once.
-_QUIET = logging.getLogger(__name__ + ".tries")
-_QUIET.setLevel(logging.CRITICAL)
 
 
 class SlackUnreachable(FindimageError):
@@ -38,8 +33,6 @@ def check_slack(settings: Settings) -> None:
     """SLACK_BOT_TOKEN (auth.test) and, in Socket Mode, SLACK_APP_TOKEN (apps.connections.open, what the
     Socket Mode client calls to connect); ConfigError naming the one Slack refuses, SlackUnreachable when
     Slack cannot be asked."""
-    from .app import make_web_client
-
     client = quiet(make_web_client(settings))
     bot_identity(settings, client)
     if settings.slack_app_token:
@@ -56,14 +49,6 @@ def open_connection(settings: Settings, client: WebClient) -> None:
         raise _refused("SLACK_APP_TOKEN", "apps.connections.open", exc, APP_TOKEN_HINT) from None
     except OSError as exc:
         raise unreachable(settings, exc) from None
-
-
-def quiet(client: WebClient) -> WebClient:
-    """The same client (token, Slack, retries, headers), logging no line per failed try."""
-    copy = WebClient(token=client.token, base_url=client.base_url, timeout=client.timeout, ssl=client.ssl,
-                     proxy=client.proxy, retry_handlers=client.retry_handlers, logger=_QUIET)
-    copy.headers = dict(client.headers)  # its User-Agent too
-    return copy
 
 
 def bot_identity(settings: Settings, client: WebClient) -> SlackResponse:

@@ -12,7 +12,8 @@ from findimage.config import Settings, public_url
 from findimage.doctor import Check, fail, failed, guarded, ok, skipped, warn
 from findimage.errors import FindimageError
 
-from .credentials import APP_TOKEN_HINT, BOT_TOKEN_HINT, bot_identity, open_connection, quiet, unreachable
+from .credentials import APP_TOKEN_HINT, BOT_TOKEN_HINT, bot_identity, open_connection, unreachable
+from .slack_clients import make_web_client, quiet
 
 # The bot scopes manifest.yml asks for, which the bot's calls need (tests/unit/bot/test_doctor_scopes.py holds
 # the two lists equal).
@@ -27,8 +28,6 @@ NEEDS_TOKEN = "needs a working SLACK_BOT_TOKEN (see above)"
 
 def slack_checks(settings: Settings) -> list[Check]:
     """Each of CHECKS, in order; the scopes and the channels only with a bot token Slack accepts."""
-    from .app import make_web_client
-
     client = quiet(make_web_client(settings))
     identity: SlackResponse | None = None
     if not settings.slack_bot_token:

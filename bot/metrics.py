@@ -1,6 +1,6 @@
 """The bot's metrics: requests by kind and outcome, how long answers take, Slack's errors, the backlogs.
 
-Served by /metrics (bot.wsgi in HTTP mode, findimage.observability's server in Socket Mode). A request's
+Served by /metrics (bot.web in HTTP mode, findimage.observability's server in Socket Mode). A request's
 kind is named where it arrives (the handlers), its outcome by the answer (bot.answering returns it):
 `timed` joins the two and counts both, with the time from arrival to the answer.
 """

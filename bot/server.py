@@ -152,7 +152,7 @@ def run(settings: Settings) -> int:
     (EXIT_USAGE for settings to fix, EXIT_UNAVAILABLE for Slack out of reach)."""
     from findimage.backends import using_store
 
-    # Not bot.wsgi: what it imports would import prometheus_client before HTTP mode sets it up (workers_metrics)
+    # Not bot.app: what it imports would import prometheus_client before HTTP mode sets it up (workers_metrics)
     from .credentials import check_slack, require_http_mode
 
     try:
@@ -255,7 +255,7 @@ class StartFailure:
 
 
 class WebServer(BaseApplication):
-    """gunicorn serving bot.wsgi's app; the worker builds it from the settings it was started with."""
+    """gunicorn serving bot.web's app (built by bot.app); the worker builds it from the settings it was started with."""
 
     def __init__(self, settings: Settings, options: dict | None = None, failure: StartFailure | None = None):
         self.settings = settings
@@ -269,9 +269,7 @@ class WebServer(BaseApplication):
             self.cfg.set(key, value)
 
     def load(self):
-        from .app import configure_logging
-        from .wsgi import ready_app
-
+        from .app import configure_logging, ready_app
         configure_logging()
         try:
             return ready_app(self.settings)

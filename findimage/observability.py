@@ -1,7 +1,7 @@
 """What operators watch in every long-running findimage process: Prometheus metrics (`/metrics`), whether
 the process is alive (`/healthz`) and whether it can answer now (`/readyz`).
 
-HTTP mode serves the three beside `/slack/events` (bot.wsgi); Socket Mode, `findimage schedule` and
+HTTP mode serves the three beside `/slack/events` (bot.web); Socket Mode, `findimage schedule` and
 `findimage worker` serve them on FINDIMAGE_METRICS_PORT (`serve_monitoring`, a small server thread).
 
 /healthz never asks a dependency: a platform restarts a process whose liveness check fails, and a restart

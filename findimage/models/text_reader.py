@@ -31,6 +31,7 @@ from __future__ import annotations
 import logging
 import math
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +43,7 @@ from findimage.errors import TextReadingError
 from findimage.imaging import _to_rgb  # the decoder's conversion: transparency over white, 16-bit scaled
 from findimage.records import TextLine
 
-__all__ = ["TextLine", "TextReader", "TextReadingError", "normalize", "words"]
+__all__ = ["TextLine", "TextReader", "TextReadingError", "Tuning", "normalize", "words"]
 
 DET_MODEL, REC_MODEL = "PP-OCRv6_det_small.onnx", "PP-OCRv6_rec_small.onnx"
 REC_HEIGHT, REC_WIDTH = 48, 320  # the recogniser's input height and least width (rapidocr's Rec.rec_img_shape)
@@ -62,13 +63,11 @@ def normalize(text: str) -> str:
     return " ".join(words(text))
 
 
+@dataclass(frozen=True)
+class Tuning:
+    """How much of a picture the reader looks at, and what it keeps (the defaults as measured by
+    benchmarks/text_reading.py).
 
-class TextReader:
-    """Reads text in pictures with the cheap pipeline above. The engine is loaded once per instance, on
-    `load()` or the first `read()`; one instance may be shared by threads (calls take turns).
-
-    threads: onnxruntime threads per session (intra- and inter-op; 1 up to the machine's cores, as
-    rapidocr applies them); 0 leaves onnxruntime's default (all cores).
     probe_sides: long sides of the probes of a photo, tried in turn until one finds a line (empty: none).
     det_max_side: long side detection runs at (a screen keeps at least `screen_scale` of its size).
     min_box_height: regions thinner than this (original pixels) are not recognised.
@@ -84,16 +83,36 @@ class TextReader:
     rec_batch: lines recognised per model run (rapidocr's Rec.rec_batch_num).
     """
 
-    def __init__(self, *, threads: int = 1, probe_sides: tuple[int, ...] = (320, 200), det_max_side: int = 640,
-                 screen_scale: float = 0.5, min_box_height: int = 8, min_confidence: float = 0.6,
-                 sure_confidence: float = 0.9, big_share: float = 0.3, probe_enough: float = 16,
-                 box_thresh: float = 0.5, probe_box_thresh: float = 0.4, rec_batch: int = 8):
-        if threads < 0 or det_max_side < 32 or not 0 < screen_scale <= 1 or rec_batch < 1:
-            raise ValueError("threads >= 0, det_max_side >= 32, 0 < screen_scale <= 1 and rec_batch >= 1")
-        self.threads, self.probe_sides, self.det_max_side = threads, tuple(probe_sides), det_max_side
-        self.screen_scale, self.min_box_height, self.min_confidence = screen_scale, min_box_height, min_confidence
-        self.sure_confidence, self.big_share, self.probe_enough = sure_confidence, big_share, probe_enough
-        self.box_thresh, self.probe_box_thresh, self.rec_batch = box_thresh, probe_box_thresh, rec_batch
+    probe_sides: tuple[int, ...] = (320, 200)
+    det_max_side: int = 640
+    screen_scale: float = 0.5
+    min_box_height: int = 8
+    min_confidence: float = 0.6
+    sure_confidence: float = 0.9
+    big_share: float = 0.3
+    probe_enough: float = 16
+    box_thresh: float = 0.5
+    probe_box_thresh: float = 0.4
+    rec_batch: int = 8
+
+    def __post_init__(self) -> None:
+        if self.det_max_side < 32 or not 0 < self.screen_scale <= 1 or self.rec_batch < 1:
+            raise ValueError("det_max_side >= 32, 0 < screen_scale <= 1 and rec_batch >= 1")
+
+
+class TextReader:
+    """Reads text in pictures with the cheap pipeline above, as `tuning` says. The engine is loaded once
+    per instance, on `load()` or the first `read()`; one instance may be shared by threads (calls take turns).
+
+    threads: onnxruntime threads per session (intra- and inter-op; 1 up to the machine's cores, as
+    rapidocr applies them); 0 leaves onnxruntime's default (all cores).
+    """
+
+    def __init__(self, *, threads: int = 1, tuning: Tuning = Tuning()):
+        if threads < 0:
+            raise ValueError("threads >= 0")
+        self.threads = threads
+        self.tuning = tuning
         self._engine: Any = None
         self._lock = threading.Lock()
 
@@ -110,9 +129,9 @@ class TextReader:
             "Det.engine_type": EngineType.ONNXRUNTIME, "Rec.engine_type": EngineType.ONNXRUNTIME,
             "Det.ocr_version": OCRVersion.PPOCRV6, "Det.model_type": ModelType.SMALL,
             "Det.model_path": str(models / DET_MODEL),
-            "Det.limit_type": "max", "Det.limit_side_len": DET_LIMIT, "Det.box_thresh": self.box_thresh,
+            "Det.limit_type": "max", "Det.limit_side_len": DET_LIMIT, "Det.box_thresh": self.tuning.box_thresh,
             "Rec.ocr_version": OCRVersion.PPOCRV6, "Rec.model_type": ModelType.SMALL, "Rec.lang_type": "de",
-            "Rec.model_path": str(models / REC_MODEL), "Rec.rec_batch_num": self.rec_batch,
+            "Rec.model_path": str(models / REC_MODEL), "Rec.rec_batch_num": self.tuning.rec_batch,
         }
         if self.threads:
             params["EngineConfig.onnxruntime.intra_op_num_threads"] = self.threads
@@ -154,45 +173,46 @@ class TextReader:
 
     def _read(self, engine: Any, image: Image.Image) -> list[TextLine]:
         w, h = image.size
-        if min(w, h) < self.min_box_height:
+        tune = self.tuning
+        if min(w, h) < tune.min_box_height:
             return []
-        big = self.big_share * min(w, h)
+        big = tune.big_share * min(w, h)
         screen = looks_like_screen(image)
         region = (0, 0, w, h)
-        if not screen and self.probe_sides and max(w, h) > max(self.probe_sides):
-            for side in self.probe_sides:  # the next probe sees the text sizes this one blurs into nothing
-                probe = self._detect(engine, image, side / max(w, h), self.probe_box_thresh)
+        if not screen and tune.probe_sides and max(w, h) > max(tune.probe_sides):
+            for side in tune.probe_sides:  # the next probe sees the text sizes this one blurs into nothing
+                probe = self._detect(engine, image, side / max(w, h), tune.probe_box_thresh)
                 lines = [b for b in probe if _thickness(b) <= big]
                 if lines:
                     break
             else:  # nothing line-sized: read the big regions, if any
                 return self._recognise(engine, image, probe, big)
-            if min(_thickness(b) for b in lines) * side / max(w, h) >= self.probe_enough:
+            if min(_thickness(b) for b in lines) * side / max(w, h) >= tune.probe_enough:
                 read = self._recognise(engine, image, probe, 0.0)  # the probe's coarse regions, if read surely
                 if len(read) == len(probe):
                     return read
             region = _around(lines, w, h)
         part = image if region == (0, 0, w, h) else image.crop(region)
-        scale = self.det_max_side / max(part.size)
+        scale = tune.det_max_side / max(part.size)
         if screen:
-            scale = max(scale, self.screen_scale)
+            scale = max(scale, tune.screen_scale)
         offset = np.array(region[:2], np.float32)
         boxes = [b + offset for b in self._detect(engine, part, min(1.0, scale, DET_LIMIT / max(part.size)),
-                                                   self.box_thresh)]
-        return self._recognise(engine, image, [b for b in boxes if _thickness(b) >= self.min_box_height], big)
+                                                   tune.box_thresh)]
+        return self._recognise(engine, image, [b for b in boxes if _thickness(b) >= tune.min_box_height], big)
 
     def _recognise(self, engine: Any, image: Image.Image, boxes: list[np.ndarray], big: float) -> list[TextLine]:
         if not boxes:
             return []
         crops = [_crop(image, b) for b in boxes]
         texts, scores = [""] * len(crops), [0.0] * len(crops)
-        for batch in _batches(crops, self.rec_batch):
+        for batch in _batches(crops, self.tuning.rec_batch):
             found = engine.recognize_txt([crops[i] for i in batch])
             for i, text, score in zip(batch, found.txts, found.scores, strict=True):
                 texts[i], scores[i] = text, score
         lines = []
         for box, text, score in zip(boxes, texts, scores, strict=True):
-            needed = self.sure_confidence if _thickness(box) > big else self.min_confidence
+            needed = self.tuning.sure_confidence if _thickness(box) > big else self.tuning.min_confidence
             if score >= needed and any(c.isalnum() for c in text):  # punctuation alone is not searchable
                 corners = tuple((int(round(x)), int(round(y))) for x, y in box)
                 lines.append(TextLine(text.strip(), corners, round(float(score), 4)))

@@ -26,8 +26,8 @@ from photos import jpeg_bytes
 from PIL import Image
 from slack_emulator import SlackEmulator
 
+from bot.app import WebParts, build_wsgi_app
 from bot.work import WorkPool
-from bot.wsgi import build_wsgi_app
 from findimage.backends import open_store
 from findimage.search import Searcher
 
@@ -97,7 +97,7 @@ class RunningBot:
 
     @property
     def searcher(self) -> Searcher:
-        return self.wsgi.searcher
+        return self.wsgi.routes.slack.app.services.searcher
 
     @property
     def work(self):
@@ -107,12 +107,12 @@ class RunningBot:
 
 @contextmanager
 def serve_bot(settings, searcher: Searcher | None = None, **options):
-    """The bot's real WSGI app (bot.wsgi) on a real threaded HTTP server on a free port.
+    """The bot's real WSGI app (bot.web) on a real threaded HTTP server on a free port.
 
-    `options` go to build_wsgi_app (clocks, previews). The server counts the body bytes each request
-    made the app read (`RunningBot.body_bytes_read`).
+    `options` are the parts of the app a test gives (bot.app.WebParts: clocks, previews, work, seen). The
+    server counts the body bytes each request made the app read (`RunningBot.body_bytes_read`).
     """
-    wsgi = build_wsgi_app(settings, searcher, **options)
+    wsgi = build_wsgi_app(settings, WebParts(searcher, **options))
     read: list = []
 
     def counting(environ, start_response):

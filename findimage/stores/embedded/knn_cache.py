@@ -16,17 +16,10 @@ from pathlib import Path
 
 import numpy as np
 
-from findimage.stores.embedded.schema import in_chunks, vectors_of
+from findimage.stores.embedded.schema import connect, in_chunks, vectors_of
 from findimage.stores.embedded.vector_index import VectorIndex, sample_positions, wanted_kind
 
 log = logging.getLogger(__name__)
-
-
-def connect(path: Path) -> sqlite3.Connection:
-    db = sqlite3.connect(path, timeout=30, check_same_thread=False, isolation_level=None)
-    db.execute("PRAGMA journal_mode=WAL")
-    db.execute("PRAGMA synchronous=NORMAL")  # with WAL: safe against process kills, fast
-    return db
 
 
 def current_version(db: sqlite3.Connection) -> int:

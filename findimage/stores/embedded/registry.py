@@ -11,20 +11,8 @@ from pathlib import Path
 from findimage.records import Posted
 from findimage.stores.base import ChannelState, Pending
 from findimage.stores.embedded.erasing import empty_wal, zero_deleted_content
-from findimage.stores.embedded.knn_cache import connect
-from findimage.stores.embedded.schema import in_chunks
+from findimage.stores.embedded.schema import CHANNELS_TABLES, connect, create, in_chunks
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS channels (channel TEXT PRIMARY KEY, state TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS posted (image_id TEXT PRIMARY KEY, channel TEXT NOT NULL, file_id TEXT NOT NULL,
-    message_ts TEXT NOT NULL, poster TEXT NOT NULL, permalink TEXT NOT NULL, title TEXT NOT NULL);
-CREATE INDEX IF NOT EXISTS posted_channel ON posted(channel);
-CREATE INDEX IF NOT EXISTS posted_file ON posted(file_id);
-CREATE TABLE IF NOT EXISTS journal (id TEXT PRIMARY KEY, lane TEXT NOT NULL, received REAL NOT NULL,
-    entry TEXT NOT NULL, worker TEXT NOT NULL DEFAULT '', worker_until REAL NOT NULL DEFAULT 0);
-CREATE INDEX IF NOT EXISTS journal_lane ON journal(lane, received);
-CREATE TABLE IF NOT EXISTS gone (file_id TEXT PRIMARY KEY, until REAL NOT NULL);
-"""
 _COLUMNS = "channel, file_id, message_ts, poster, permalink, title"
 
 
@@ -35,7 +23,7 @@ class EmbeddedRegistry:
         self._lock = threading.Lock()
         self._db = connect(self.path)
         zero_deleted_content(self._db)
-        self._db.executescript(SCHEMA)
+        create(self._db, CHANNELS_TABLES)
 
     def channel(self, channel: str) -> ChannelState | None:
         with self._lock:

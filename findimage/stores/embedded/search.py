@@ -1,6 +1,7 @@
 """The embedded store's searches: kNN (filters inside, exact re-ranking from SQLite), the path-word side
 of fusion and the ranking by text read from the images, over the kNN cache (knn_cache.KnnCache):
-everything here runs under its lock, on its connection.
+everything here runs under its lock, on its connection. The SQL they ask is here too, below the class:
+the filters as a WHERE clause, FTS5's match expressions, the path-word and the image-text rankings.
 """
 from __future__ import annotations
 
@@ -13,17 +14,8 @@ import numpy as np
 from findimage.records import DIMS, EVERYWHERE, Filters, Match, cosine_to_score
 from findimage.stores.base import default_num_candidates
 from findimage.stores.embedded.knn_cache import KnnCache
-from findimage.stores.embedded.schema import (
-    documents_holding,
-    filter_sql,
-    holds_all,
-    in_chunks,
-    name_ranking,
-    named_among,
-    vectors_of,
-    words_present,
-)
-from findimage.stores.embedded.texts import lines_as_read, text_candidates, text_ranking
+from findimage.stores.embedded.schema import LINE_SLOTS, in_chunks, vectors_of
+from findimage.stores.embedded.texts import lines_as_read
 from findimage.stores.text import one_line_first, query
 
 # Folders with at most this many images are searched exactly from SQLite instead of through the ANN index.
@@ -75,7 +67,7 @@ class EmbeddedSearch:
 
     def hybrid_with_text(self, vector: np.ndarray, words: Sequence[str], k: int, num_candidates: int | None = None,
                          filters: Filters = EVERYWHERE) -> tuple[list[Match], list[Match], list[Match]]:
-        """`hybrid`'s two rankings and the text's candidates (texts.text_candidates, marked as found by
+        """`hybrid`'s two rankings and the text's candidates (text_candidates below, marked as found by
         text; their order and snippets are findimage.fusion's), every candidate carrying the lines of its
         text: the fusion judges each on every signal."""
         with self.cache.lock:
@@ -93,7 +85,7 @@ class EmbeddedSearch:
     def _text_candidates(self, vector: np.ndarray, wanted: Sequence[str], k: int, filters: Filters,
                          slots_of: Callable[[sqlite3.Connection, Sequence[str], int, Filters], list[int]]
                          ) -> list[Match]:
-        """The matches of the slots `slots_of` gives (texts.text_ranking or texts.text_candidates) in its
+        """The matches of the slots `slots_of` gives (text_ranking or text_candidates) in its
         order, with their lines, marked as found by text."""
         vector = np.asarray(vector, dtype=np.float32).reshape(DIMS)
         with self.cache.lock:
@@ -219,3 +211,148 @@ class EmbeddedSearch:
                       taken_source=by_slot[s][5] or "", size=by_slot[s][6], mtime=by_slot[s][7], matched=matched,
                       text_lines=lines_as_read(by_slot[s][8]))
                 for s, sim in zip(ids, sims, strict=True) if s in by_slot]
+
+
+# ---- the searches' SQL: filters, FTS5 expressions, the path-word and the image-text rankings ----------
+def filter_sql(filters: Filters) -> tuple[str, list]:
+    """A WHERE clause (or '') and its parameters for the folder and date filters."""
+    clauses: list[str] = []
+    params: list[str] = []
+    if filters.folder is not None:
+        # Paths under "a/b" sort between "a/b/" and "a/b0" ('0' follows '/'), so the unique index serves it.
+        clauses.append("images.relative_path >= ? AND images.relative_path < ?")
+        params += [filters.folder + "/", filters.folder + "0"]
+    if filters.after is not None:
+        clauses.append("images.taken >= ?")
+        params.append(filters.after)
+    if filters.before is not None:
+        clauses.append("images.taken < ?")
+        params.append(filters.before)
+    return (" AND ".join(clauses), params)
+
+
+def match_expression(words: Sequence[str], operator: str = "OR") -> str:
+    """FTS5 query: any (or, with "AND", every one) of the words, each quoted so none is read as an operator."""
+    return f" {operator} ".join('"' + w.replace('"', '""') + '"' for w in words)
+
+
+def words_present(db: sqlite3.Connection, words: Sequence[str]) -> list[str]:
+    """Those of the words that some document's path words hold, in query order (one look-up each)."""
+    return [w for w in words
+            if db.execute("SELECT 1 FROM names WHERE names MATCH ? LIMIT 1", (match_expression([w]),)).fetchone()]
+
+
+def documents_holding(db: sqlite3.Connection, words: Sequence[str], at_most: int) -> int:
+    """How many documents' path words hold any of the words, counted up to `at_most`: FTS5 walks the
+    matches (~0.1 us each), so a word that 100k paths hold costs no more than `at_most` of them (its term
+    statistics, fts5vocab, walk them all: ~1.5 ms a word at 10k)."""
+    if not words:
+        return 0
+    return db.execute("SELECT count(*) FROM (SELECT 1 FROM names WHERE names MATCH ? LIMIT ?)",
+                      (match_expression(words), at_most)).fetchone()[0]
+
+
+def holds_all(db: sqlite3.Connection, words: Sequence[str]) -> bool:
+    """Whether any document's path words hold every one of `words`."""
+    return db.execute("SELECT 1 FROM names WHERE names MATCH ? LIMIT 1",
+                      (match_expression(words, "AND"),)).fetchone() is not None
+
+
+def named_among(db: sqlite3.Connection, slots: Sequence[int], words: Sequence[str], every: bool) -> list[int]:
+    """Those of `slots` (in their order) whose path words hold every word (or any, if not `every`)."""
+    wanted = set(words)
+    held: dict[int, str] = {}
+    for chunk in in_chunks([int(s) for s in slots], 900):
+        # names_content is FTS5's own table of the indexed text (id = rowid = slot, c0 = words): a plain
+        # primary-key lookup, where a rowid list on the FTS table itself is answered row by row.
+        held.update(db.execute(f"SELECT id, c0 FROM names_content WHERE id IN ({','.join('?' * len(chunk))})",
+                               chunk).fetchall())
+    test = wanted.issubset if every else wanted.intersection
+    return [s for s in slots if s in held and test(held[s].split())]
+
+
+def name_ranking(db: sqlite3.Connection, words: Sequence[str], limit: int, filters: Filters) -> list[int]:
+    """Slots whose path words match, best BM25 first, within the filters."""
+    if not words:
+        return []
+    where, params = filter_sql(filters)
+    if not where:  # FTS5 alone ranks without touching the images table
+        rows = db.execute("SELECT rowid FROM names WHERE names MATCH ? ORDER BY rank LIMIT ?",
+                          (match_expression(words), limit)).fetchall()
+    else:
+        rows = db.execute(
+            "SELECT names.rowid FROM names JOIN images ON images.slot = names.rowid WHERE names MATCH ? "
+            f"AND {where} ORDER BY names.rank LIMIT ?", [match_expression(words), *params, limit]).fetchall()
+    return [r[0] for r in rows]
+
+
+def text_ranking(db: sqlite3.Connection, words: Sequence[str], limit: int, filters: Filters) -> list[int]:
+    """Slots whose text holds any of the (folded) words within the filters, at most `limit`: those with
+    every word in one line first, each group by the document's BM25 (ties by slot), over every match.
+
+    One ranked query: FTS5 ranks every match before the first row (~1 us each on `text_words`, ~2 on
+    `text_lines`), so the one-line test is an unranked match on `text_lines` (~0.3 us a row), used as a set."""
+    if not words or limit <= 0:
+        return []
+    one_line: set[int] = set()
+    if len(words) > 1:
+        one_line = {r[0] for r in db.execute(f"SELECT rowid / {LINE_SLOTS} FROM text_lines WHERE text_lines MATCH ?",
+                                             [match_expression(words, "AND")])}
+    first: list[int] = []
+    rest: list[int] = []
+    # Unfiltered, every one-line slot is among the ranked ones: reading can stop once all of them were.
+    all_seen = len(one_line) if not filters.any else None
+    rows = _ranked(db, match_expression(words), filters)
+    try:
+        for (slot,) in rows:
+            if slot in one_line:
+                first.append(slot)
+            elif len(rest) < limit:
+                rest.append(slot)
+            if len(first) >= limit or (len(first) == all_seen and len(first) + len(rest) >= limit):
+                break
+    finally:
+        rows.close()
+    return (first + rest)[:limit]
+
+
+def text_candidates(db: sqlite3.Connection, words: Sequence[str], limit: int, filters: Filters) -> list[int]:
+    """Slots whose text holds any of the (folded) words within the filters, at most `limit`, for a text
+    query's fusion (findimage.fusion) to judge: those with every word in one line first, then every word
+    anywhere, then any, each group in slot order.
+
+    Unranked matches stream (~0.3 us a row) and stop at `limit`; BM25 ranks every match before the first
+    row (~1 us each: 3 ms where 3,000 texts hold a word), for an order the fusion does not keep: it ranks
+    the candidates by their lines and CLIP."""
+    if not words or limit <= 0:
+        return []
+    where, params = filter_sql(filters)
+    groups = [("text_words", words, "OR")]
+    if len(words) > 1:
+        groups[:0] = [("text_lines", words, "AND"), ("text_words", words, "AND")]
+    found: dict[int, None] = {}
+    for table, group, operator in groups:
+        slot = f"{table}.rowid / {LINE_SLOTS}" if table == "text_lines" else f"{table}.rowid"
+        joined = f" JOIN images ON images.slot = {slot} WHERE {table} MATCH ? AND {where}" if where else \
+            f" WHERE {table} MATCH ?"
+        # Each group holds the ones before: at most `limit` new slots follow the ones found already.
+        rows = db.execute(f"SELECT DISTINCT {slot} FROM {table}{joined} LIMIT ?",
+                          [match_expression(group, operator), *params, limit + len(found)])
+        found.update((row[0], None) for row in rows)
+        if len(found) >= limit:
+            break
+    return list(found)[:limit]
+
+
+def _ranked(db: sqlite3.Connection, expression: str, filters: Filters) -> sqlite3.Cursor:
+    """A cursor over the slots whose text matches `expression`, best BM25 first, ties by slot: read only as
+    far as needed (every match is ranked before the first row anyway; fetching them all would add to it).
+    A join for the filters only where there are some: ordering through a join costs 10-30 ms at 10k texts."""
+    where, params = filter_sql(filters)
+    if not where:
+        # SQLite's own sort of bm25() here: ~0.2 ms faster at 1,700 matches than FTS5's `ORDER BY rank`.
+        return db.execute("SELECT rowid FROM text_words WHERE text_words MATCH ? ORDER BY bm25(text_words), rowid",
+                          [expression])
+    return db.execute("SELECT text_words.rowid FROM text_words JOIN images ON images.slot = text_words.rowid "
+                      f"WHERE text_words MATCH ? AND {where} ORDER BY bm25(text_words), text_words.rowid",
+                      [expression, *params])

@@ -2,7 +2,8 @@
 
 Crash safety comes from SQLite transactions. Two connections, two locks: documents and metadata (count,
 get, writes: always quick) here; the kNN cache (loading a snapshot, rebuilding it, searching) in
-knn_cache.py, searched by search.py. Loading a large snapshot therefore never stalls `/healthz`, image
+knn_cache.py, searched by search.py. The tables are schema.py's, brought up to date at open by
+migrations.py. Loading a large snapshot therefore never stalls `/healthz`, image
 links or the indexer's bookkeeping, only other kNN searches.
 """
 from __future__ import annotations
@@ -18,10 +19,12 @@ from typing import Any
 import numpy as np
 
 from findimage.errors import StoreError
-from findimage.records import DIMS, EVERYWHERE, FileState, Filters, ImageDoc, Match, ReadText
+from findimage.names import name_words
+from findimage.records import EVERYWHERE, FileState, Filters, ImageDoc, Match, ReadText
 from findimage.stores.embedded.erasing import empty_wal, merge_out_deleted_words, zero_deleted_content
-from findimage.stores.embedded.knn_cache import KnnCache, connect, current_version
-from findimage.stores.embedded.schema import forget_names, in_chunks, migrate, refuse_newer, write_names
+from findimage.stores.embedded.knn_cache import KnnCache, current_version
+from findimage.stores.embedded.migrations import open_current, refuse_newer
+from findimage.stores.embedded.schema import blob, connect, in_chunks, set_meta
 from findimage.stores.embedded.search import EmbeddedSearch
 from findimage.stores.embedded.texts import (
     forget_changed_texts,
@@ -35,37 +38,8 @@ from findimage.stores.embedded.vector_index import VectorIndex
 
 log = logging.getLogger(__name__)
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS images (
-    slot INTEGER PRIMARY KEY AUTOINCREMENT,
-    image_id TEXT NOT NULL UNIQUE,
-    image_name TEXT NOT NULL,
-    relative_path TEXT NOT NULL UNIQUE,
-    sha256 TEXT NOT NULL,
-    size INTEGER NOT NULL,
-    mtime REAL NOT NULL,
-    width INTEGER NOT NULL,
-    height INTEGER NOT NULL,
-    indexed_at REAL NOT NULL,
-    model_id TEXT NOT NULL,
-    embedding BLOB NOT NULL,
-    version INTEGER NOT NULL,
-    taken TEXT,
-    taken_source TEXT
-);
-CREATE INDEX IF NOT EXISTS images_sha256 ON images(sha256);
-CREATE INDEX IF NOT EXISTS images_version ON images(version);
-CREATE TABLE IF NOT EXISTS removed (slot INTEGER PRIMARY KEY, version INTEGER NOT NULL);
-CREATE INDEX IF NOT EXISTS removed_version ON removed(version);
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-"""
-
 DOC_COLUMNS = ("image_id, image_name, relative_path, embedding, sha256, size, mtime, width, height, "
                "indexed_at, model_id, taken, taken_source")
-
-
-def _blob(vector: np.ndarray) -> bytes:
-    return np.asarray(vector, dtype=np.float32).reshape(DIMS).tobytes()
 
 
 class EmbeddedStore:
@@ -86,8 +60,7 @@ class EmbeddedStore:
             refuse_newer(self._db, str(self.data_dir))  # before any write: a newer release's store stays as it is
             if erase_deleted:
                 zero_deleted_content(self._db)
-            self._db.executescript(SCHEMA)
-            migrate(self._db, str(self.data_dir))
+            open_current(self._db, str(self.data_dir))
         self._cache = KnnCache(self.data_dir, self.db_path)
         self._search = EmbeddedSearch(self._cache)
 
@@ -118,8 +91,7 @@ class EmbeddedStore:
                 version = current_version(self._db) + 1
                 work(self._db, version)
                 if stamped:
-                    self._db.execute("INSERT INTO meta(key, value) VALUES('version', ?) "
-                                     "ON CONFLICT(key) DO UPDATE SET value=excluded.value", (str(version),))
+                    set_meta(self._db, "version", str(version))
                 self._db.execute("COMMIT")
             except BaseException:
                 if self._db.in_transaction:
@@ -150,7 +122,7 @@ class EmbeddedStore:
                 "size=excluded.size, mtime=excluded.mtime, width=excluded.width, height=excluded.height, "
                 "indexed_at=excluded.indexed_at, model_id=excluded.model_id, taken=excluded.taken, "
                 "taken_source=excluded.taken_source, version=excluded.version",
-                [(d.image_id, d.image_name, d.relative_path, _blob(d.image_embedding), d.sha256, d.size,
+                [(d.image_id, d.image_name, d.relative_path, blob(d.image_embedding), d.sha256, d.size,
                   d.mtime, d.width, d.height, d.indexed_at, d.model_id, d.taken, d.taken_source or None, version)
                  for d in docs])
             write_names(db, [(d.image_id, d.relative_path) for d in docs])
@@ -202,8 +174,7 @@ class EmbeddedStore:
 
     def set_meta(self, key: str, value: str) -> None:
         with self._lock, self._write_errors_explained():
-            self._db.execute("INSERT INTO meta(key, value) VALUES(?, ?) "
-                             "ON CONFLICT(key) DO UPDATE SET value=excluded.value", (key, value))
+            set_meta(self._db, key, value)
 
     def begin_rebuild(self) -> None:
         """Embedded rebuilds happen in place: every document is rewritten with the new model's vector."""
@@ -289,6 +260,18 @@ class EmbeddedStore:
         self._cache.close()
         with self._lock:
             self._db.close()
+
+
+def write_names(db: sqlite3.Connection, paths_by_id: Sequence[tuple[str, str]]) -> None:
+    """(image_id, relative_path) rows' words, replacing what their slots held (inside the caller's transaction)."""
+    db.executemany("DELETE FROM names WHERE rowid = (SELECT slot FROM images WHERE image_id=?)",
+                   [(image_id,) for image_id, _ in paths_by_id])
+    db.executemany("INSERT INTO names(rowid, words) SELECT slot, ? FROM images WHERE image_id=?",
+                   [(name_words(path), image_id) for image_id, path in paths_by_id])
+
+
+def forget_names(db: sqlite3.Connection, marks: str, ids: Sequence[str]) -> None:
+    db.execute(f"DELETE FROM names WHERE rowid IN (SELECT slot FROM images WHERE image_id IN ({marks}))", ids)
 
 
 def _doc(row: tuple[Any, ...]) -> ImageDoc:

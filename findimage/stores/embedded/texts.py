@@ -1,5 +1,5 @@
 """The embedded store's text read from images (the tables are schema.TEXT_TABLES): writes inside the
-caller's transaction, reads, and the text ranking's SQL.
+caller's transaction, and reads (the searches by text are search.py's).
 
 A reading belongs to a slot and to the content (sha256) it was read from: it is stored only for a
 document that still holds that content, and goes when the document is deleted or re-upserted with other
@@ -11,8 +11,8 @@ import json
 import sqlite3
 from collections.abc import Iterable, Sequence
 
-from findimage.records import FileState, Filters, ReadText
-from findimage.stores.embedded.schema import LINE_SLOTS, filter_sql, in_chunks, match_expression
+from findimage.records import FileState, ReadText
+from findimage.stores.embedded.schema import LINE_SLOTS, in_chunks
 from findimage.stores.text import DONE, checked, from_json, line_words, lines_json, search_words
 
 
@@ -104,78 +104,6 @@ def text_status(db: sqlite3.Connection) -> tuple[int, int]:
     everything = db.execute("SELECT count(*) FROM images").fetchone()[0]
     pending = db.execute(f"SELECT count(*) {_PENDING}").fetchone()[0]
     return everything - pending, everything
-
-
-def text_ranking(db: sqlite3.Connection, words: Sequence[str], limit: int, filters: Filters) -> list[int]:
-    """Slots whose text holds any of the (folded) words within the filters, at most `limit`: those with
-    every word in one line first, each group by the document's BM25 (ties by slot), over every match.
-
-    One ranked query: FTS5 ranks every match before the first row (~1 us each on `text_words`, ~2 on
-    `text_lines`), so the one-line test is an unranked match on `text_lines` (~0.3 us a row), used as a set."""
-    if not words or limit <= 0:
-        return []
-    one_line: set[int] = set()
-    if len(words) > 1:
-        one_line = {r[0] for r in db.execute(f"SELECT rowid / {LINE_SLOTS} FROM text_lines WHERE text_lines MATCH ?",
-                                             [match_expression(words, "AND")])}
-    first: list[int] = []
-    rest: list[int] = []
-    # Unfiltered, every one-line slot is among the ranked ones: reading can stop once all of them were.
-    all_seen = len(one_line) if not filters.any else None
-    rows = _ranked(db, match_expression(words), filters)
-    try:
-        for (slot,) in rows:
-            if slot in one_line:
-                first.append(slot)
-            elif len(rest) < limit:
-                rest.append(slot)
-            if len(first) >= limit or (len(first) == all_seen and len(first) + len(rest) >= limit):
-                break
-    finally:
-        rows.close()
-    return (first + rest)[:limit]
-
-
-def text_candidates(db: sqlite3.Connection, words: Sequence[str], limit: int, filters: Filters) -> list[int]:
-    """Slots whose text holds any of the (folded) words within the filters, at most `limit`, for a text
-    query's fusion (findimage.fusion) to judge: those with every word in one line first, then every word
-    anywhere, then any, each group in slot order.
-
-    Unranked matches stream (~0.3 us a row) and stop at `limit`; BM25 ranks every match before the first
-    row (~1 us each: 3 ms where 3,000 texts hold a word), for an order the fusion does not keep: it ranks
-    the candidates by their lines and CLIP."""
-    if not words or limit <= 0:
-        return []
-    where, params = filter_sql(filters)
-    groups = [("text_words", words, "OR")]
-    if len(words) > 1:
-        groups[:0] = [("text_lines", words, "AND"), ("text_words", words, "AND")]
-    found: dict[int, None] = {}
-    for table, group, operator in groups:
-        slot = f"{table}.rowid / {LINE_SLOTS}" if table == "text_lines" else f"{table}.rowid"
-        joined = f" JOIN images ON images.slot = {slot} WHERE {table} MATCH ? AND {where}" if where else \
-            f" WHERE {table} MATCH ?"
-        # Each group holds the ones before: at most `limit` new slots follow the ones found already.
-        rows = db.execute(f"SELECT DISTINCT {slot} FROM {table}{joined} LIMIT ?",
-                          [match_expression(group, operator), *params, limit + len(found)])
-        found.update((row[0], None) for row in rows)
-        if len(found) >= limit:
-            break
-    return list(found)[:limit]
-
-
-def _ranked(db: sqlite3.Connection, expression: str, filters: Filters) -> sqlite3.Cursor:
-    """A cursor over the slots whose text matches `expression`, best BM25 first, ties by slot: read only as
-    far as needed (every match is ranked before the first row anyway; fetching them all would add to it).
-    A join for the filters only where there are some: ordering through a join costs 10-30 ms at 10k texts."""
-    where, params = filter_sql(filters)
-    if not where:
-        # SQLite's own sort of bm25() here: ~0.2 ms faster at 1,700 matches than FTS5's `ORDER BY rank`.
-        return db.execute("SELECT rowid FROM text_words WHERE text_words MATCH ? ORDER BY bm25(text_words), rowid",
-                          [expression])
-    return db.execute("SELECT text_words.rowid FROM text_words JOIN images ON images.slot = text_words.rowid "
-                      f"WHERE text_words MATCH ? AND {where} ORDER BY bm25(text_words), text_words.rowid",
-                      [expression, *params])
 
 
 def lines_as_read(stored: str | None) -> tuple[str, ...]:

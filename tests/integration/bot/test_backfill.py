@@ -6,10 +6,10 @@ import time
 
 from bot_support import ALICE, CHANNEL, serve_bot, with_settings
 
-from bot.app import history_client
 from bot.backfill import DAY, Backfiller
 from bot.channels import ChannelPolicy
 from bot.remembering import Rememberer
+from bot.slack_clients import history_client
 from findimage.backends import image_embedder, open_remembered
 from findimage.stores.base import ChannelState
 

@@ -265,7 +265,7 @@ def forgets_everything(name: str):
     def case(emu, bots, mode, settings):
         postings = [remembering(bots, "C0PHOTOS"), remembering(bots, "G0PRIVATE", "F0REMEMB02")]
         # What each app answered before: Slack's ids, forgotten by the app that applies the uninstall.
-        seen = [bots["http"].wsgi.slack.app.services.seen, bots["socket"].app.services.seen]
+        seen = [bots["http"].wsgi.routes.slack.app.services.seen, bots["socket"].app.services.seen]
         assert all(s.first_time(f"event:{name}:{mode}") for s in seen)
         deliver(emu, bots, mode, Delivery("events_api", fixture(name)))
         emu.wait_for(lambda: remembered(bots).registry.channels() == [] and remembered(bots).store.count() == 0,

@@ -13,7 +13,7 @@ from bot_support import ALICE, CHANNEL, FakeClock, recording_server, serve_bot, 
 from photos import jpeg_bytes
 
 from bot.channels import CANNOT_CHECK_SCOPE, NOT_ENABLED, OTHER_TEAM, SHARED_CHANNEL
-from bot.wsgi import MAX_BODY_BYTES
+from bot.web.slack_events import MAX_BODY_BYTES
 from findimage import __version__
 from findimage.backends import open_store
 from findimage.search import Searcher

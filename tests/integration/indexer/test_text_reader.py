@@ -17,6 +17,7 @@ from findimage.models.text_reader import (
     TextLine,
     TextReader,
     TextReadingError,
+    Tuning,
     looks_like_screen,
     normalize,
     words,
@@ -157,9 +158,11 @@ def test_an_engine_that_cannot_load_says_so(tmp_path):
 
 def test_settings_are_checked():
     with pytest.raises(ValueError):
-        TextReader(det_max_side=0)
+        Tuning(det_max_side=0)
     with pytest.raises(ValueError):
-        TextReader(screen_scale=0)
+        Tuning(screen_scale=0)
+    with pytest.raises(ValueError):
+        TextReader(threads=-1)
 
 
 # ---- search words ----------------------------------------------------------------------------------

@@ -71,3 +71,52 @@ def test_a_store_written_by_a_newer_release_is_refused_and_not_written(tmp_path)
                                       f"{SCHEMA_VERSION}): upgrade findimage, or restore a backup made by this "
                                       "version.")
     assert (tmp_path / "findimage.sqlite").read_bytes() == before
+
+
+def layout(folder: Path) -> dict[str, object]:
+    """What a database holds besides its rows: every table's and index's name, each table's columns (name,
+    type, NOT NULL, default, key) and each index's columns."""
+    db = sqlite3.connect(folder / "findimage.sqlite")
+    try:
+        found: dict[str, object] = {}
+        for kind, name in db.execute("SELECT type, name FROM sqlite_master WHERE name NOT LIKE 'sqlite_%'"):
+            pragma = "table_info" if kind == "table" else "index_info"
+            found[f"{kind} {name}"] = [row[1:] for row in db.execute(f"PRAGMA {pragma}({name})")]
+        return found
+    finally:
+        db.close()
+
+
+# How each earlier schema left a database, made from a current one (schema 3: before `texts.attempts`;
+# 2: before the text read from images; 0: before path words and dates, and before versions were kept).
+EARLIER = {
+    "3": "ALTER TABLE texts DROP COLUMN attempts; UPDATE meta SET value='3' WHERE key='schema_version';",
+    "2": "DROP TABLE texts; DROP TABLE text_words; DROP TABLE text_lines; "
+         "UPDATE meta SET value='2' WHERE key='schema_version';",
+    "0": "DROP TABLE texts; DROP TABLE text_words; DROP TABLE text_lines; DROP INDEX images_taken; "
+         "DROP TABLE names; ALTER TABLE images DROP COLUMN taken; ALTER TABLE images DROP COLUMN taken_source; "
+         "DELETE FROM meta WHERE key IN ('schema_version', 'findimage_version');",
+}
+
+
+@pytest.mark.parametrize("schema", sorted(EARLIER))
+def test_a_store_of_an_earlier_schema_opens_with_the_tables_of_a_new_one(tmp_path, schema):
+    new, old = tmp_path / "new", tmp_path / "old"
+    for folder in (new, old):
+        EmbeddedStore(folder).close()
+    db = sqlite3.connect(old / "findimage.sqlite")
+    db.executescript(EARLIER[schema])
+    db.close()
+    assert layout(old) != layout(new)
+
+    EmbeddedStore(old).close()
+    assert layout(old) == layout(new)
+    assert (meta(old)["schema_version"], meta(old)["findimage_version"]) == (str(SCHEMA_VERSION), __version__)
+
+
+def test_the_previous_release_s_store_opens_with_the_tables_of_a_new_one(tmp_path):
+    with gzip.open(FIXTURES / "embedded-0.2.0.sqlite.gz") as fixture:
+        (tmp_path / "findimage.sqlite").write_bytes(fixture.read())
+    EmbeddedStore(tmp_path).close()
+    EmbeddedStore(tmp_path / "new").close()
+    assert layout(tmp_path) == layout(tmp_path / "new")

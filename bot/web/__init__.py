@@ -1,0 +1,1 @@
+"""HTTP mode's web server: routes.py sends each request to its handler, one module each."""
