@@ -150,24 +150,31 @@ def forget_dead_workers(folder: Path | None) -> Callable[[Any, Any], None]:
 def run(settings: Settings) -> int:
     """Serve until stopped; a start that cannot succeed ends with its sentence on stderr and its exit code
     (EXIT_USAGE for settings to fix, EXIT_UNAVAILABLE for Slack out of reach)."""
-    from findimage.backends import using_store
-
-    # Not bot.app: what it imports would import prometheus_client before HTTP mode sets it up (workers_metrics)
-    from .credentials import check_slack, require_http_mode
-
     try:
         require_slack(settings)
-        if not settings.slack_app_token:
-            require_http_mode(settings)
-        # Before any model loads (a minute on a small server) and before gunicorn forks its worker.
-        check_slack(settings)
-        with using_store(settings):  # while the bot runs, its data folder is not restored under it
-            if settings.slack_app_token:
-                return run_socket_mode(settings)
-            return run_http(settings)
+        if settings.slack_app_token:
+            return _checked_and_served(settings, run_socket_mode)
+        # HTTP mode: the workers' metrics folder is set before the start-up checks import the Slack clients,
+        # which import prometheus_client (it decides on its first import where a process writes).
+        with workers_metrics(settings) as folder:
+            return _checked_and_served(settings, lambda s: _serve_http(s, None, folder), http=True)
     except FindimageError as exc:
         report(exc)
         return exc.exit_code
+
+
+def _checked_and_served(settings: Settings, serve: Callable[[Settings], int], http: bool = False) -> int:
+    """The start-up checks, before any model loads (a minute on a small server) and before gunicorn forks
+    its worker; then `serve` while the data folder is held (not restored under a running bot)."""
+    from findimage.backends import using_store
+
+    from .credentials import check_slack, require_http_mode
+
+    if http:
+        require_http_mode(settings)
+    check_slack(settings)
+    with using_store(settings):
+        return serve(settings)
 
 
 def report(exc: FindimageError) -> None:
@@ -283,14 +290,18 @@ class WebServer(BaseApplication):
 def run_http(settings: Settings, options: dict | None = None) -> int:
     """Serve HTTP mode on PORT until SIGTERM (gunicorn exits the process itself when it stops); a worker
     that cannot start raises its error here. `options`: gunicorn settings over GUNICORN_OPTIONS."""
+    with workers_metrics(settings) as folder:
+        return _serve_http(settings, options, folder)
+
+
+def _serve_http(settings: Settings, options: dict | None, folder: Path | None) -> int:
+    """run_http within its workers' metrics `folder` (workers_metrics)."""
     if settings.metrics_port is not None:
         log.warning("FINDIMAGE_METRICS_PORT is ignored in HTTP mode: /metrics, /healthz and /readyz are served "
                     "on PORT")
     failure, arbiter = StartFailure(), os.getpid()
     try:
-        with workers_metrics(settings) as folder:
-            WebServer(settings, {"child_exit": forget_dead_workers(folder), **(options or {})},
-                      failure=failure).run()
+        WebServer(settings, {"child_exit": forget_dead_workers(folder), **(options or {})}, failure=failure).run()
     except SystemExit:
         if os.getpid() != arbiter:  # a worker (forked in there) leaving: its exit code is gunicorn's
             raise

@@ -72,11 +72,13 @@ def test_label_values_come_only_from_fixed_sets_never_from_a_request(bot, emu):
 
 # ---- HTTP mode as deployed: gunicorn's worker processes ----------------------------------------------
 
+# `findimage bot` as it starts (its checks of Slack included), with two workers instead of one.
 TWO_WORKERS = """
 import sys
 from findimage.config import load_settings
-from bot.server import run_http
-sys.exit(run_http(load_settings(), {"workers": 2}))
+from bot import server
+server.GUNICORN_OPTIONS["workers"] = 2
+sys.exit(server.run(load_settings()))
 """
 
 
@@ -90,7 +92,9 @@ def test_with_two_gunicorn_workers_every_scrape_adds_up_both_and_a_dead_worker_l
     web = BotProcess([sys.executable, "-c", TWO_WORKERS], values, cwd=tmp_path)
     commands = 6
     try:
-        web.wait_for_line("findimage bot ready over HTTP")
+        # Both workers ready, not only the first: commands sent while one still loads its models all go to
+        # the other, and the first would have written no counter.
+        emu.wait_for(lambda: web.output.count("findimage bot ready over HTTP") == 2, 120, "both workers ready")
         wait_for_answer(base, "/readyz", (200, "Ready: 7 documents in the archive.\n"))
         # Each command is a connection of its own: gunicorn's workers take them as they come.
         for n in range(commands):
@@ -120,6 +124,7 @@ def test_with_two_gunicorn_workers_every_scrape_adds_up_both_and_a_dead_worker_l
     assert [answered(s) for s in after_death] == [commands] * 4, "a dead worker's counts are kept"
     assert [value(s, "findimage_bot_answers_queued") for s in after_death] == [0] * 4
     assert status == 0 and not folder.exists(), web.output
+    assert "prometheus_client was imported before" not in web.output, "the folder is set before anything imports it"
 
 
 # ---- Socket Mode: a monitoring server of its own -----------------------------------------------------
