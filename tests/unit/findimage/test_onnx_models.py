@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from immich_reference import SAME, cosine, immich_image_vector, immich_text_vector
 from photos import photo
+from PIL import Image
 
 from findimage.config import load_settings
 from findimage.errors import ModelError
@@ -27,6 +28,9 @@ PICTURES = {
     "with alpha": photo(5, (400, 250)).convert("RGBA"),
     "grey": photo(6, (250, 400)).convert("L"),
     "palette": photo(7, (320, 200)).convert("P"),
+    # fine detail: a resize or crop one pixel off changes the vector
+    "noise, tall": Image.fromarray(np.random.default_rng(8).integers(0, 256, (517, 333, 3), dtype=np.uint8)),
+    "noise, wide": Image.fromarray(np.random.default_rng(9).integers(0, 256, (301, 451, 3), dtype=np.uint8)),
 }
 TEXTS = ["a snow covered mountain", "  Ein   schneebedeckter\tBerg!  ", "Red ROSES, in a glass vase...",
          "夜の駅のホーム", "une très, très " + "longue " * 120 + "phrase", ""]
