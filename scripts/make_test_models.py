@@ -311,10 +311,23 @@ def _torch_towers():
     import torch
     from torch import nn
 
-    def stack(width: int, layers: int, heads: int) -> nn.Module:
-        layer = nn.TransformerEncoderLayer(width, heads, 4 * width, dropout=0.0, activation="gelu",
-                                           batch_first=True, norm_first=True)
-        return nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
+    class Stack(nn.Module):
+        """Pre-norm transformer layers, each with weights of its own (nn.TransformerEncoder would copy one
+        layer's, and the exporter would then store them once: a model far smaller than the real one)."""
+
+        def __init__(self, width: int, layers: int, heads: int):
+            super().__init__()
+            self.layers = nn.ModuleList(
+                nn.TransformerEncoderLayer(width, heads, 4 * width, dropout=0.0, activation="gelu", batch_first=True,
+                                           norm_first=True) for _ in range(layers))
+
+        def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None,
+                    src_key_padding_mask: torch.Tensor | None = None) -> torch.Tensor:
+            for layer in self.layers:
+                x = layer(x, src_mask=mask, src_key_padding_mask=src_key_padding_mask)
+            return x
+
+    stack = Stack
 
     class Visual(nn.Module):
         def __init__(self, image_size: int, patch: int, width: int, layers: int, heads: int, embed_dim: int,
