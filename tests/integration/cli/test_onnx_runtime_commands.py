@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 from bot_support import brute_force_ranking, process_env
+from es_support import both_stores
 from immich_reference import immich_text_vector
 
 from findimage.config import load_settings
@@ -35,9 +36,10 @@ def documents(text: str) -> list:
     return found
 
 
+@both_stores
 def test_an_onnx_model_indexes_the_archive_and_answers_queries_without_importing_torch(env, archive, test_models,
                                                                                          tmp_path):
-    """The 512-dim CLIP-like model on the embedded store, in a process of its own: `findimage index`, a text
+    """The 512-dim CLIP-like model on each store, in a process of its own: `findimage index`, a text
     query and an image query, and not one module of the torch stack loaded on the way."""
     values = onnx_env(env, test_models)
     query = "a concert under red lights"
