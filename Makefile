@@ -32,9 +32,9 @@ $(VENV)/.installed: pyproject.toml requirements-dev.lock requirements-torch.txt
 lock:
 	test -x $(LOCK_VENV)/bin/pip-compile || { $(PYTHON) -m venv $(LOCK_VENV) && $(LOCK_VENV)/bin/pip install -q pip-tools==7.6.2; }
 	grep -E '^torch==' requirements-torch.txt > $(LOCK_VENV)/torch.txt
-	$(PIP_COMPILE) --extra dev -o requirements-dev.lock pyproject.toml
+	$(PIP_COMPILE) --extra dev --extra torch -o requirements-dev.lock pyproject.toml
 	grep -E '^[A-Za-z0-9_.-]+==' requirements-dev.lock | sed 's/ .*//' > $(LOCK_VENV)/dev-pins.txt
-	$(PIP_COMPILE) -c $(LOCK_VENV)/dev-pins.txt -o requirements.lock pyproject.toml
+	$(PIP_COMPILE) --extra torch -c $(LOCK_VENV)/dev-pins.txt -o requirements.lock pyproject.toml
 
 demo: install
 	$(PY) scripts/demo.py

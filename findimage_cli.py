@@ -87,6 +87,10 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("schedule", help="index now and then every FINDIMAGE_INDEX_INTERVAL_MINUTES").set_defaults(
         run=cmd_schedule, log_default=logging.INFO)
     sub.add_parser("status", help="store, document count, models and the last pass").set_defaults(run=cmd_status)
+    models = sub.add_parser("models", help="immich's CLIP catalogue (vector size, languages, memory, speed, recall) "
+                                           "and the models in use")
+    models.add_argument("--json", action="store_true", help="print the catalogue as JSON")
+    models.set_defaults(run=cmd_models)
     sub.add_parser("worker", help="embed what indexing passes queue on FINDIMAGE_QUEUE_URL (run several)").set_defaults(
         run=cmd_worker, log_default=logging.INFO)
     sub.add_parser("bot", help="run the Slack bot (Socket Mode if SLACK_APP_TOKEN is set, else HTTP)").set_defaults(
@@ -202,7 +206,7 @@ def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
     from findimage.backends import open_store, text_embedder_state, text_model_id
-    from findimage.models.clip import model_fingerprint
+    from findimage.models.factory import model_fingerprint
     from findimage.stores.base import META_IMAGE_MODEL, META_LAST_PASS, META_TEXT_MODEL
 
     store = open_store(settings)
@@ -232,6 +236,44 @@ def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
         store.close()
     for line in _indexer_state_lines(settings):
         print(line)
+    return EXIT_OK
+
+
+def cmd_models(settings: Settings, args: argparse.Namespace) -> int:
+    """immich's catalogue, each model's figures as immich publishes them, and which one each setting uses."""
+    from findimage.models import catalogue
+    from findimage.models.factory import runtime_of
+    from findimage.models.layout import layout_model
+
+    uses: dict[str, list[str]] = {}
+    for role, setting in (("images", settings.image_model), ("text", settings.text_model)):
+        layout = layout_model(setting)
+        if layout is not None and layout.repo is not None:
+            uses.setdefault(layout.repo.partition("/")[2], []).append(role)
+    if args.json:
+        print(json.dumps({"source": catalogue.SOURCE, "in_use": {"image": settings.image_model,
+                                                                 "text": settings.text_model},
+                          "models": [{"name": m.name, "hub": m.repo, "dims": m.dims, "languages": m.languages,
+                                      "memory_mib": m.memory_mib, "ms": m.ms, "recall": m.recall,
+                                      "in_use": uses.get(m.name, [])} for m in catalogue.MODELS]},
+                         ensure_ascii=False, indent=2))
+        return EXIT_OK
+    for role, setting in (("images", settings.image_model), ("text", settings.text_model)):
+        print(f"in use for {role + ':':<7} {setting} ({runtime_of(setting)})")
+    print()
+    columns = "".join(f"{code:>7}" for code in catalogue.LANGUAGES)
+    print(f"   {'model (immich-app/<name> on the Hugging Face hub)':<54}{'dims':>5}  {'languages':<17}{'MiB':>5}"
+          f"{'ms':>8}  recall %:{columns}")
+    for m in catalogue.MODELS:
+        mark = "*" if m.name in uses else " "
+        figures = "".join(f"{m.recall[code]:>7.2f}" if code in m.recall else f"{'-':>7}"
+                          for code in catalogue.LANGUAGES)
+        memory = f"{m.memory_mib:>5}" if m.memory_mib else f"{'-':>5}"
+        ms = f"{m.ms:>8.2f}" if m.ms else f"{'-':>8}"
+        print(f" {mark} {m.name:<54}{m.dims:>5}  {m.languages:<17}{memory}{ms}  {'':9}{figures}")
+    print()
+    print("* in use. Languages: " + ", ".join(f"{code} {name}" for code, name in catalogue.LANGUAGES.items()) + ".")
+    print(f"Source of {catalogue.SOURCE_LINE}")
     return EXIT_OK
 
 

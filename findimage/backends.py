@@ -11,8 +11,9 @@ import contextlib
 import dataclasses
 
 from findimage.config import Settings
-from findimage.models.base import TextEmbedder
-from findimage.models.clip import SentenceTransformerEmbedder, model_fingerprint, shared_embedder
+from findimage.models import factory
+from findimage.models.base import ImageEmbedder, TextEmbedder
+from findimage.models.runtime import RuntimeOptions
 from findimage.remembered import Remembered
 from findimage.stores.base import Backups, PassLease, SeenKeys, ServerCheckup, Store
 
@@ -88,14 +89,14 @@ def backups(settings: Settings, plain_files: tuple[str, ...] = ()) -> Backups:
     return FolderBackups(settings.data_dir, plain_files)
 
 
-def image_embedder(settings: Settings) -> SentenceTransformerEmbedder:
-    return shared_embedder(settings.image_model, settings.quantize, settings.quantize_min_cosine,
-                           settings.torch_threads)
+def image_embedder(settings: Settings) -> ImageEmbedder:
+    """FINDIMAGE_IMAGE_MODEL's embedder (on torch or ONNX Runtime: findimage.models.factory chooses)."""
+    return factory.image_embedder(settings.image_model, RuntimeOptions.of(settings))
 
 
-def local_text_embedder(settings: Settings) -> SentenceTransformerEmbedder:
-    return shared_embedder(settings.text_model, settings.quantize, settings.quantize_min_cosine,
-                           settings.torch_threads)
+def local_text_embedder(settings: Settings) -> TextEmbedder:
+    """FINDIMAGE_TEXT_MODEL's embedder, run in this process."""
+    return factory.text_embedder(settings.text_model, RuntimeOptions.of(settings))
 
 
 def text_embedder(settings: Settings) -> TextEmbedder:
@@ -115,8 +116,11 @@ def text_embedder(settings: Settings) -> TextEmbedder:
 
 def text_model_id(settings: Settings) -> str:
     """The id of the text model queries are vectorized with, as the index records it."""
-    return model_fingerprint(settings.infer_model_id if settings.text_embedder == "elasticsearch"
-                             else settings.text_model)
+    if settings.text_embedder == "elasticsearch":
+        from findimage.models.clip import model_fingerprint
+
+        return model_fingerprint(settings.infer_model_id)
+    return factory.model_fingerprint(settings.text_model)
 
 
 def seen_keys(settings: Settings, memory: SeenKeys) -> SeenKeys:
@@ -156,7 +160,8 @@ def text_embedder_state(settings: Settings) -> str | None:
     except LicenseRefused as exc:
         if settings.text_fallback == "off":
             return f"{exc} Text queries fail (FINDIMAGE_TEXT_FALLBACK=off)."
-        return f"{exc} Text queries use the local text model {model_fingerprint(settings.text_model)} meanwhile."
+        local = factory.model_fingerprint(settings.text_model)
+        return f"{exc} Text queries use the local text model {local} meanwhile."
     except (ModelError, BackendUnavailable) as exc:
         return str(exc)
     except ApiError as exc:  # e.g. the indexer's key, which may not read trained models: not a failure of status

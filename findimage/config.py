@@ -130,7 +130,10 @@ class CoreSettings(_Shown):
     text_model: str = setting("FINDIMAGE_TEXT_MODEL", DEFAULT_TEXT_MODEL)
     quantize: str = setting("FINDIMAGE_QUANTIZE", "off", choices=("off", "int8"))
     quantize_min_cosine: float = setting("FINDIMAGE_QUANTIZE_MIN_COSINE", 0.99, float, 0.0, 1.0)
-    torch_threads: int = setting("FINDIMAGE_TORCH_THREADS", 0, int, 0, 256)  # 0: torch's default (one per core)
+    # The model runtime's threads (torch's, or ONNX Runtime's with a model in immich's layout); 0: one per core.
+    torch_threads: int = setting("FINDIMAGE_TORCH_THREADS", 0, int, 0, 256)
+    # ONNX Runtime's execution providers, in order of preference; none: CUDA where present, else the CPU.
+    onnx_providers: tuple[str, ...] = setting("FINDIMAGE_ONNX_PROVIDERS", (), tuple)
     top_k: int = setting("FINDIMAGE_TOP_K", 5, int, 1, 50)
     max_results: int = setting("FINDIMAGE_MAX_RESULTS", 50, int, 1, 200)  # how far "Show more" pages go in Slack
     num_candidates: int | None = setting("FINDIMAGE_NUM_CANDIDATES", None, int, 1, 10_000)

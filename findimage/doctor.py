@@ -14,10 +14,14 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from findimage.config import ConfigError, Settings, load_settings, public_url
 from findimage.errors import EXIT_OK, EXIT_UNAVAILABLE, EXIT_USAGE, AccessDenied, FindimageError
 from findimage.process import printable
+
+if TYPE_CHECKING:
+    from findimage.models.layout import LayoutModel
 
 log = logging.getLogger(__name__)
 OK, WARN, FAIL = "ok", "warn", "fail"
@@ -134,7 +138,7 @@ def store_check(settings: Settings) -> Check:
     one; on Elasticsearch the server's version and license, and what the credentials in use may do."""
     from findimage.backends import open_store, server_checkup
     from findimage.errors import ModelMismatch, check_image_model
-    from findimage.models.clip import model_fingerprint
+    from findimage.models.factory import model_fingerprint
     from findimage.stores.base import META_IMAGE_MODEL
 
     rights = ""
@@ -191,15 +195,28 @@ def model_checks(settings: Settings) -> list[Check]:
 
 
 def model_check(name: str, setting: str, model: str, cache_dir: str | Path | None = None) -> Check:
-    """A local folder, or a hub id as sentence-transformers resolves it (a bare name is one of its own
-    models) in the Hugging Face cache; otherwise where it would come from, or that HF_HUB_OFFLINE forbids it."""
+    """A model in immich's layout (layout_check), or a sentence-transformers one: a local folder, or a hub id
+    as sentence-transformers resolves it (a bare name is one of its own models) in the Hugging Face cache;
+    otherwise where it would come from, or that HF_HUB_OFFLINE forbids it."""
+    import importlib.util
+
     from huggingface_hub import constants, try_to_load_from_cache
 
+    from findimage.models.layout import layout_model
+
+    layout = layout_model(model)
+    if layout is not None:
+        return layout_check(name, setting, layout, cache_dir)
+    if not all(importlib.util.find_spec(name) for name in ("torch", "sentence_transformers")):
+        return fail(name, f"{setting}={model} runs on torch with sentence-transformers, which are not installed: "
+                          "install findimage's torch extra, or choose a model in immich's layout (`findimage "
+                          "models`).")
     path = Path(model)
     if path.is_dir():
         if not any((path / marker).is_file() for marker in ("modules.json", "config.json")):
             return fail(name, f"{setting}={model} is a folder without a model (no modules.json or config.json): "
-                              "point it at the folder of a sentence-transformers model.")
+                              "point it at the folder of a sentence-transformers model or of a model in immich's "
+                              "layout.")
         return ok(name, f"{model}: a local folder ({_size(_folder_bytes(path))})")
     if path.exists() or model.count("/") > 1 or model.startswith((".", os.sep)):
         return fail(name, f"{setting}={model} is not a folder: point it at a model's folder or a hub id.")
@@ -215,6 +232,37 @@ def model_check(name: str, setting: str, model: str, cache_dir: str | Path | Non
                           "local folder.")
     return warn(name, f"{repo} is not in the Hugging Face cache: it is downloaded from {url} on first start "
                       f"({size}).")
+
+
+def layout_check(name: str, setting: str, model: LayoutModel, cache_dir: str | Path | None = None) -> Check:
+    """A model in immich's layout (run on ONNX Runtime): a folder with the files of the side the setting needs,
+    or a hub model in the Hugging Face cache; otherwise where it would come from, or that HF_HUB_OFFLINE
+    forbids it."""
+    from huggingface_hub import constants, try_to_load_from_cache
+
+    from findimage.models.layout import SIDE_FILES, Side
+
+    side: Side = "visual" if setting == "FINDIMAGE_IMAGE_MODEL" else "textual"
+    if model.folder is not None:
+        missing = [f"{side}/{file}" for file in SIDE_FILES[side] if not (model.folder / side / file).is_file()]
+        if missing:
+            return fail(name, f"{setting}={model.setting} is a folder in immich's layout without "
+                              f"{' and '.join(missing)}: point it at a folder that has them.")
+        return ok(name, f"{model.setting}: a local folder in immich's layout ({_size(_folder_bytes(model.folder))}), "
+                        "run on ONNX Runtime")
+    assert model.repo is not None
+    cached = try_to_load_from_cache(model.repo, f"{side}/model.onnx", revision=model.revision, cache_dir=cache_dir)
+    if isinstance(cached, str):
+        folder = Path(cached).parents[1]  # the snapshot, named after its commit
+        return ok(name, f"{model.repo}@{folder.name}: in the Hugging Face cache "
+                        f"({_size(_folder_bytes(folder / side))}), run on ONNX Runtime")
+    url = f"{constants.ENDPOINT}/{model.repo}"
+    if constants.HF_HUB_OFFLINE:
+        return fail(name, f"{model.repo} is not in the Hugging Face cache, and HF_HUB_OFFLINE=1 forbids downloading "
+                          f"it ({url}): download it once with HF_HUB_OFFLINE unset, or point {setting} at a local "
+                          "folder.")
+    return warn(name, f"{model.repo} is not in the Hugging Face cache: its {side} side is downloaded from {url} on "
+                      "first start (sizes: `findimage models`).")
 
 
 def _few(items: list[str], shown: int = 3) -> str:

@@ -9,9 +9,17 @@ tokenizer and preprocessor files), so product code loads them with the very same
 
     python scripts/make_test_models.py [--variant tiny|full|all] [--out DIR]
 
+Beside them it writes models in immich's ONNX layout (config.json, visual/ and textual/ with model.onnx,
+preprocess_cfg.json and a tokenizer.json of their own), exported with torch.onnx from small torch modules:
+`clip-onnx` (CLIP-like: 224 px, shortest side + centre crop, OpenAI's mean/std, 512 dims, a byte-level BPE
+tokenizer padded with its end token to 77), `siglip-onnx` (SigLIP-like: 256 px squashed, mean/std 0.5,
+768 dims, a Unigram tokenizer padded to 64, canonicalized text) and `mclip-onnx` (a text side only, taking
+M-CLIP's `input_ids` + `attention_mask`, in CLIP-like's 512-dim space).
+
 `tiny` keeps the architecture, tokenizers and 512-dim output but shrinks the layers (fast tests);
-`full` has the real sizes (benchmarks). Output: <out>/<variant>/{clip-ViT-B-32,
-clip-ViT-B-32-multilingual-v1}; default out is ${FINDIMAGE_CACHE:-~/.cache/findimage}/models.
+`full` has the real sizes (benchmarks; the ONNX models at ViT-B/32's). Output: <out>/<variant>/{clip-ViT-B-32,
+clip-ViT-B-32-multilingual-v1, clip-onnx, siglip-onnx, mclip-onnx}; default out is
+${FINDIMAGE_CACHE:-~/.cache/findimage}/models.
 
 Importable from its file path (no project imports): `ensure_models(variant, out)`.
 """
@@ -267,6 +275,278 @@ def build_text_model(root: Path, sizes: dict) -> None:
     write_json(root / "config_sentence_transformers.json", {"__version__": ST_TEXT_VERSIONS})
 
 
+# --- models in immich's ONNX layout --------------------------------------------------------------
+
+CLIP_ONNX, SIGLIP_ONNX, MCLIP_ONNX = "clip-onnx", "siglip-onnx", "mclip-onnx"
+ONNX_OPSET = 17
+CLIP_MEAN, CLIP_STD = [0.48145466, 0.4578275, 0.40821073], [0.26862954, 0.26130258, 0.27577711]
+ONNX_SIZES = {
+    "full": {  # ViT-B/32's towers: open_clip's ViT-B-32 (OpenAI) and ViT-B-32-SigLIP2-256
+        "clip": dict(width=768, layers=12, heads=12, patch=32, text_width=512, text_layers=12, text_heads=8),
+        "siglip": dict(width=768, layers=12, heads=12, patch=32, text_width=768, text_layers=12, text_heads=12),
+    },
+    "tiny": {
+        "clip": dict(width=32, layers=2, heads=2, patch=32, text_width=32, text_layers=2, text_heads=2),
+        "siglip": dict(width=32, layers=2, heads=2, patch=32, text_width=32, text_layers=2, text_heads=2),
+    },
+}
+# What the tokenizers learn from: a few sentences in several languages (a byte-level BPE still encodes
+# any text; the Unigram ones map what they never saw to <unk>).
+TOKENIZER_CORPUS = [
+    "a snow covered mountain under a blue sky", "ein schneebedeckter Berg im Winter", "stage with red lights",
+    "a concert under red lights on the main stage", "red roses in a glass vase on the table",
+    "un chat qui dort sur le canapé", "perro corriendo en la playa al atardecer", "team photo at the summer party",
+    "whiteboard with a sketch of the architecture", "Kinder spielen im Park bei Sonnenuntergang",
+    "close-up of a circuit board", "the office kitchen after the party", "Sommerfest auf der Dachterrasse",
+    "disk quota exceeded on volume", "screenshot of an error message", "a dog and a cat in the garden",
+    "mountains lakes forests rivers beaches cities streets", "people faces hands smiles groups crowds",
+    "夜の駅のホーム", "один кот на крыше", "صورة جبل مغطى بالثلج", "红色的花在花瓶里",
+]
+
+
+def _torch_towers():
+    """The small torch modules exported as immich's graphs: a ViT-ish visual tower and a transformer text
+    tower (CLIP-like: causal, pooled at the end token; SigLIP-like: bidirectional, pooled at the last
+    position), each ending in a projection and L2 normalisation, as open_clip's encode_*(normalize=True)."""
+    import torch
+    from torch import nn
+
+    class Stack(nn.Module):
+        """Pre-norm transformer layers, each with weights of its own (nn.TransformerEncoder would copy one
+        layer's, and the exporter would then store them once: a model far smaller than the real one)."""
+
+        def __init__(self, width: int, layers: int, heads: int):
+            super().__init__()
+            self.layers = nn.ModuleList(
+                nn.TransformerEncoderLayer(width, heads, 4 * width, dropout=0.0, activation="gelu", batch_first=True,
+                                           norm_first=True) for _ in range(layers))
+
+        def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None,
+                    src_key_padding_mask: torch.Tensor | None = None) -> torch.Tensor:
+            for layer in self.layers:
+                x = layer(x, src_mask=mask, src_key_padding_mask=src_key_padding_mask)
+            return x
+
+    stack = Stack
+
+    class Visual(nn.Module):
+        def __init__(self, image_size: int, patch: int, width: int, layers: int, heads: int, embed_dim: int,
+                     pool: str):
+            super().__init__()
+            self.patchify = nn.Conv2d(3, width, patch, patch, bias=False)
+            nn.init.normal_(self.patchify.weight, std=1.0)  # random pictures differ clearly in their vectors
+            patches = (image_size // patch) ** 2
+            self.cls = nn.Parameter(torch.randn(1, 1, width) * 0.02)
+            self.position = nn.Parameter(torch.randn(1, patches + 1, width) * 0.02)
+            self.pre, self.post = nn.LayerNorm(width), nn.LayerNorm(width)
+            self.blocks = stack(width, layers, heads)
+            self.proj = nn.Linear(width, embed_dim, bias=False)
+            self.pool = pool
+
+        def forward(self, image: torch.Tensor) -> torch.Tensor:
+            x = self.patchify(image).flatten(2).transpose(1, 2)
+            x = torch.cat([self.cls.expand(x.shape[0], -1, -1), x], dim=1) + self.position
+            x = self.post(self.blocks(self.pre(x)))
+            pooled = x[:, 0] if self.pool == "cls" else x[:, 1:].mean(dim=1)
+            return nn.functional.normalize(self.proj(pooled), dim=-1)
+
+    class Textual(nn.Module):
+        def __init__(self, vocab: int, context: int, width: int, layers: int, heads: int, embed_dim: int,
+                     end_id: int | None):
+            super().__init__()
+            self.embed = nn.Embedding(vocab, width)
+            self.position = nn.Parameter(torch.randn(1, context, width) * 0.01)
+            self.blocks = stack(width, layers, heads)
+            self.final = nn.LayerNorm(width)
+            self.proj = nn.Linear(width, embed_dim, bias=end_id is None)
+            self.end_id = end_id  # CLIP: causal, pooled at the first end token; else bidirectional, last position
+            mask = torch.full((context, context), float("-inf")).triu(1) if end_id is not None else None
+            self.register_buffer("mask", mask)
+
+        def forward(self, text: torch.Tensor) -> torch.Tensor:
+            ids = text.long()
+            x = self.final(self.blocks(self.embed(ids) + self.position, mask=self.mask))
+            if self.end_id is None:
+                pooled = x[:, -1]
+            else:
+                pooled = x[torch.arange(x.shape[0]), (ids == self.end_id).int().argmax(dim=-1)]
+            return nn.functional.normalize(self.proj(pooled), dim=-1)
+
+    class MaskedTextual(nn.Module):
+        """M-CLIP's graph: a bidirectional encoder, the mean over the attention mask, a linear map."""
+
+        def __init__(self, vocab: int, context: int, width: int, layers: int, heads: int, embed_dim: int):
+            super().__init__()
+            self.embed = nn.Embedding(vocab, width)
+            self.position = nn.Parameter(torch.randn(1, context, width) * 0.01)
+            self.blocks = stack(width, layers, heads)
+            self.proj = nn.Linear(width, embed_dim)
+
+        def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+            keep = attention_mask.unsqueeze(2).float()
+            x = self.blocks(self.embed(input_ids.long()) + self.position, src_key_padding_mask=attention_mask == 0)
+            pooled = (x * keep).sum(dim=1) / keep.sum(dim=1)
+            return nn.functional.normalize(self.proj(pooled), dim=-1)
+
+    return Visual, Textual, MaskedTextual
+
+
+def export_onnx(module, args: tuple, names: list[str], path: Path) -> None:
+    """immich's export: a fixed batch of 1, the inputs named as immich feeds them, output `embedding`."""
+    import warnings
+
+    import torch
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
+        torch.onnx.export(module.eval(), args, str(path), input_names=names, output_names=["embedding"],
+                          opset_version=ONNX_OPSET, dynamo=False)
+
+
+def bpe_tokenizer():
+    """CLIP-like: byte-level BPE (every text encodes), lower-cased, framed by start and end tokens."""
+    from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+
+    start, end = "<|startoftext|>", "<|endoftext|>"
+    tokenizer = Tokenizer(models.BPE())
+    tokenizer.normalizer = normalizers.Sequence([normalizers.NFC(), normalizers.Replace(Regex(r"\s+"), " "),
+                                                 normalizers.Lowercase()])
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=800, special_tokens=[start, end], show_progress=False,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tokenizer.train_from_iterator(TOKENIZER_CORPUS, trainer)
+    tokenizer.post_processor = processors.TemplateProcessing(
+        single=f"{start} $A {end}", special_tokens=[(start, tokenizer.token_to_id(start)),
+                                                    (end, tokenizer.token_to_id(end))])
+    return tokenizer
+
+
+def unigram_tokenizer(specials: list[str], template: str):
+    """SentencePiece-like Unigram (SigLIP's and XLM-R's kind), with `template` around the pieces."""
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+
+    tokenizer = Tokenizer(models.Unigram())
+    tokenizer.normalizer = normalizers.NFKC()
+    tokenizer.pre_tokenizer = pre_tokenizers.Metaspace()
+    tokenizer.decoder = decoders.Metaspace()
+    trainer = trainers.UnigramTrainer(vocab_size=400, special_tokens=specials, unk_token="<unk>",
+                                      show_progress=False)
+    tokenizer.train_from_iterator(TOKENIZER_CORPUS, trainer)
+    tokenizer.post_processor = processors.TemplateProcessing(
+        single=template, special_tokens=[(t, tokenizer.token_to_id(t)) for t in specials if t in template])
+    return tokenizer
+
+
+def write_textual_tokenizer(folder: Path, tokenizer, config: dict) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    tokenizer.save(str(folder / "tokenizer.json"))
+    write_json(folder / "tokenizer_config.json", config)
+    write_json(folder / "special_tokens_map.json", {k: v for k, v in config.items() if k.endswith("_token")})
+
+
+def build_clip_onnx(root: Path, sizes: dict) -> None:
+    """CLIP-like in immich's layout: open_clip's ViT-B-32 config and preprocessing (224 px, shortest + crop)."""
+    import torch
+
+    Visual, Textual, _ = _torch_towers()
+    size, context = 224, 77
+    tokenizer = bpe_tokenizer()
+    write_json(root / "config.json", {
+        "embed_dim": OUTPUT_DIM,
+        "vision_cfg": {"image_size": size, "layers": sizes["layers"], "width": sizes["width"],
+                       "patch_size": sizes["patch"]},
+        "text_cfg": {"context_length": context, "vocab_size": tokenizer.get_vocab_size(),
+                     "width": sizes["text_width"], "heads": sizes["text_heads"], "layers": sizes["text_layers"]},
+    })
+    write_json(root / "visual" / "preprocess_cfg.json", {
+        "size": [size, size], "mode": "RGB", "mean": CLIP_MEAN, "std": CLIP_STD, "interpolation": "bicubic",
+        "resize_mode": "shortest", "fill_color": 0,
+    })
+    torch.manual_seed(SEED + 10)
+    visual = Visual(size, sizes["patch"], sizes["width"], sizes["layers"], sizes["heads"], OUTPUT_DIM, "cls")
+    export_onnx(visual, (torch.randn(1, 3, size, size),), ["image"], root / "visual" / "model.onnx")
+    end = "<|endoftext|>"
+    torch.manual_seed(SEED + 11)
+    textual = Textual(tokenizer.get_vocab_size(), context, sizes["text_width"], sizes["text_layers"],
+                      sizes["text_heads"], OUTPUT_DIM, tokenizer.token_to_id(end))
+    export_onnx(textual, (torch.ones(1, context, dtype=torch.int32),), ["text"], root / "textual" / "model.onnx")
+    write_textual_tokenizer(root / "textual", tokenizer, {
+        "bos_token": "<|startoftext|>", "eos_token": end, "unk_token": end, "pad_token": end,
+        "model_max_length": context, "tokenizer_class": "CLIPTokenizer",
+    })
+
+
+SIGLIP_DIM = 768  # another size than CLIP's 512, as SigLIP's ViT-B models have
+
+
+def build_siglip_onnx(root: Path, sizes: dict) -> None:
+    """SigLIP-like in immich's layout: 256 px squashed, mean/std 0.5, 768 dims, canonicalized text padded to 64."""
+    import torch
+
+    Visual, Textual, _ = _torch_towers()
+    size, context = 256, 64
+    tokenizer = unigram_tokenizer(["<pad>", "</s>", "<unk>"], "$A </s>")
+    write_json(root / "config.json", {
+        "embed_dim": SIGLIP_DIM, "init_logit_bias": -10,
+        "vision_cfg": {"image_size": size, "timm_model_name": "vit_base_patch32_siglip_256", "timm_pool": "map"},
+        "text_cfg": {"context_length": context, "vocab_size": tokenizer.get_vocab_size(),
+                     "hf_tokenizer_name": "findimage/siglip-like", "tokenizer_kwargs": {"clean": "canonicalize"},
+                     "width": sizes["text_width"], "heads": sizes["text_heads"], "layers": sizes["text_layers"],
+                     "no_causal_mask": True, "proj_bias": True, "pool_type": "last"},
+    })
+    write_json(root / "visual" / "preprocess_cfg.json", {
+        "size": [size, size], "mode": "RGB", "mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5],
+        "interpolation": "bicubic", "resize_mode": "squash", "fill_color": 0,
+    })
+    torch.manual_seed(SEED + 20)
+    visual = Visual(size, sizes["patch"], sizes["width"], sizes["layers"], sizes["heads"], SIGLIP_DIM, "mean")
+    export_onnx(visual, (torch.randn(1, 3, size, size),), ["image"], root / "visual" / "model.onnx")
+    torch.manual_seed(SEED + 21)
+    textual = Textual(tokenizer.get_vocab_size(), context, sizes["text_width"], sizes["text_layers"],
+                      sizes["text_heads"], SIGLIP_DIM, None)
+    export_onnx(textual, (torch.ones(1, context, dtype=torch.int32),), ["text"], root / "textual" / "model.onnx")
+    write_textual_tokenizer(root / "textual", tokenizer, {
+        "eos_token": "</s>", "unk_token": "<unk>", "pad_token": "<pad>", "model_max_length": context,
+    })
+
+
+def build_mclip_onnx(root: Path, sizes: dict) -> None:
+    """An M-CLIP-like text side in immich's layout: `input_ids` + `attention_mask` in, 512 dims out."""
+    import torch
+
+    _, _, MaskedTextual = _torch_towers()
+    context = 77
+    tokenizer = unigram_tokenizer(["<s>", "<pad>", "</s>", "<unk>"], "<s> $A </s>")
+    write_json(root / "config.json", {
+        "embed_dim": OUTPUT_DIM,
+        "vision_cfg": {"image_size": 224, "layers": sizes["layers"], "width": sizes["width"],
+                       "patch_size": sizes["patch"]},
+        "text_cfg": {"context_length": context, "vocab_size": tokenizer.get_vocab_size(),
+                     "width": sizes["text_width"], "heads": sizes["text_heads"], "layers": sizes["text_layers"]},
+    })
+    torch.manual_seed(SEED + 30)
+    textual = MaskedTextual(tokenizer.get_vocab_size(), context, sizes["text_width"], sizes["text_layers"],
+                            sizes["text_heads"], OUTPUT_DIM)
+    ones = torch.ones(1, context, dtype=torch.int32)
+    export_onnx(textual, (ones, ones), ["input_ids", "attention_mask"], root / "textual" / "model.onnx")
+    write_textual_tokenizer(root / "textual", tokenizer, {
+        "bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>", "pad_token": "<pad>",
+        "model_max_length": 512, "tokenizer_class": "XLMRobertaTokenizer",
+    })
+
+
+def build_onnx_models(root: Path, variant: str) -> None:
+    import torch
+
+    torch.backends.mha.set_fastpath_enabled(False)  # as immich's export: the fused kernel does not export
+    sizes = ONNX_SIZES[variant]
+    build_clip_onnx(root / CLIP_ONNX, sizes["clip"])
+    build_siglip_onnx(root / SIGLIP_ONNX, sizes["siglip"])
+    build_mclip_onnx(root / MCLIP_ONNX, sizes["clip"])
+
+
 # --- caching: stamp, lock, atomic swap ----------------------------------------------------------
 
 STAMP = ".make_test_models.stamp"
@@ -312,6 +592,7 @@ def build_variant(variant: str, out: Path) -> None:
         merges = fetch_bpe_merges()
         build_image_model(scratch / IMAGE_MODEL, SIZES[variant], merges)
         build_text_model(scratch / TEXT_MODEL, SIZES[variant])
+        build_onnx_models(scratch, variant)
         (scratch / STAMP).write_text(script_hash() + "\n")  # written last: it certifies a complete build
         make_readable(scratch)
         target = out / variant
@@ -326,7 +607,8 @@ def build_variant(variant: str, out: Path) -> None:
 
 
 def ensure_models(variant: str = "tiny", out: str | Path | None = None) -> dict[str, Path]:
-    """Return {"image": path, "text": path} for `variant`, building them first unless up to date."""
+    """Return {"image": path, "text": path, "clip-onnx": path, "siglip-onnx": path, "mclip-onnx": path} for
+    `variant`, building them first unless up to date."""
     if variant not in VARIANTS:
         raise ValueError(f"variant must be one of {VARIANTS}, not {variant!r}")
     out = Path(out) if out is not None else default_out()
@@ -336,7 +618,8 @@ def ensure_models(variant: str = "tiny", out: str | Path | None = None) -> dict[
         with locked(out / f".{variant}.lock"):
             if not is_current(target):  # another process may have built it while we waited
                 build_variant(variant, out)
-    return {"image": target / IMAGE_MODEL, "text": target / TEXT_MODEL}
+    return {"image": target / IMAGE_MODEL, "text": target / TEXT_MODEL,
+            **{name: target / name for name in (CLIP_ONNX, SIGLIP_ONNX, MCLIP_ONNX)}}
 
 
 def main(argv: list[str] | None = None) -> int:

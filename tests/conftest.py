@@ -52,7 +52,8 @@ def _torch_threads_kept():
 
 @pytest.fixture(scope="session")
 def test_models() -> dict[str, Path]:
-    """Random-weight models in the real sentence-transformers layout (tiny variant, built offline)."""
+    """Random-weight models in the real sentence-transformers layout (`image`, `text`) and in immich's ONNX layout
+    (`clip-onnx`, `siglip-onnx`, `mclip-onnx`); tiny variant, built offline."""
     return _load_script("make_test_models").ensure_models("tiny")
 
 

@@ -1,8 +1,10 @@
 """What findimage asks of a model, whichever computes the vectors: the embedder protocols.
 
-The local sentence-transformers models (models/clip.py), Elasticsearch's `_infer` (stores/elasticsearch/infer.py)
-and the fallback between the two (models/fallback.py) implement them; the searcher and the indexer call
-embedders only through these, so they never ask which one they were given or what it can do.
+The local models (sentence-transformers on torch: models/clip.py; immich's layout on ONNX Runtime:
+models/onnx_clip.py; models/factory.py chooses by the setting), Elasticsearch's `_infer`
+(stores/elasticsearch/infer.py) and the fallback between the two (models/fallback.py) implement them; the
+searcher and the indexer call embedders only through these, so they never ask which one they were given or
+what it can do.
 """
 from __future__ import annotations
 
@@ -11,6 +13,9 @@ from typing import Protocol
 
 import numpy as np
 from PIL import Image
+
+from findimage.errors import ModelError
+from findimage.records import DIMS
 
 
 class Embedder(Protocol):
@@ -43,3 +48,16 @@ class ImageEmbedder(Embedder, Protocol):
     def embed_images(self, images: Sequence[Image.Image]) -> np.ndarray:
         """One L2-normalised float32 row per image, in CLIP's shared space."""
         ...
+
+
+def normalise_rows(vectors: np.ndarray) -> np.ndarray:
+    """Rows of unit length, as float32 (every embedder's vectors are)."""
+    vectors = np.asarray(vectors, dtype=np.float32)
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    return vectors / np.maximum(norms, 1e-12)
+
+
+def check_vector_size(model_id: str, dims: int) -> None:
+    """The stores keep vectors of findimage.records.DIMS numbers: a model of another size is refused."""
+    if dims != DIMS:
+        raise ModelError(f"The model {model_id} returns {dims} dims; findimage needs {DIMS}.")

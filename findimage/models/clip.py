@@ -1,7 +1,8 @@
-"""Vectorize text and images into CLIP's shared 512-dim space (float32, L2-normalised).
+"""Vectorize text and images into CLIP's shared 512-dim space (float32, L2-normalised) with a
+sentence-transformers model, on torch.
 
 What a model computes lives here; how the process runs it (threads, allocator, int8 and its fidelity
-check) in findimage.models.runtime; which embedder the settings ask for in findimage.backends.
+check) in findimage.models.runtime; which embedder a model setting asks for in findimage.models.factory.
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ import numpy as np
 from PIL import Image
 
 from findimage.errors import ModelError
+from findimage.models.base import check_vector_size, normalise_rows
 from findimage.models.runtime import (
     PROBE_SENTENCES,
     Fidelity,
@@ -25,7 +27,6 @@ from findimage.models.runtime import (
     use_fast_activations,
     use_torch_threads,
 )
-from findimage.records import DIMS
 
 if TYPE_CHECKING:
     from concurrent.futures import ThreadPoolExecutor
@@ -48,12 +49,6 @@ def model_fingerprint(name_or_path: str) -> str:
                 digest.update(f.read(1 << 20))  # the first MiB tells weights apart cheaply
             digest.update(str(file.stat().st_size).encode())
     return f"{path.resolve().name}@{digest.hexdigest()[:12]}"
-
-
-def normalise_rows(vectors: np.ndarray) -> np.ndarray:
-    vectors = np.asarray(vectors, dtype=np.float32)
-    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-    return vectors / np.maximum(norms, 1e-12)
 
 
 MIN_PER_STREAM = 4  # images per inference stream below which a batch runs as one
@@ -176,8 +171,7 @@ class SentenceTransformerEmbedder:
         return self._checked(vectors)
 
     def _checked(self, vectors: np.ndarray) -> np.ndarray:
-        if vectors.shape[1] != DIMS:
-            raise ModelError(f"The model {self.model_id} returns {vectors.shape[1]} dims; findimage needs {DIMS}.")
+        check_vector_size(self.model_id, vectors.shape[1])
         return vectors
 
     def embed_texts(self, texts: Sequence[str]) -> np.ndarray:

@@ -1,5 +1,6 @@
-"""How this process runs the models, apart from what they compute: torch threads, the allocator,
-activations without temporaries, and int8 quantization with its fidelity check against the exact model."""
+"""How this process runs the models, apart from what they compute: the runtime options the settings give
+(both runtimes), torch threads, the allocator, activations without temporaries, and int8 quantization with
+its fidelity check against the exact model (the check ONNX Runtime's int8 passes too: models/onnx_runtime.py)."""
 from __future__ import annotations
 
 import logging
@@ -14,9 +15,28 @@ from PIL import Image
 if TYPE_CHECKING:
     import torch
 
+    from findimage.config import CoreSettings
+
 log = logging.getLogger(__name__)
 
 Model = TypeVar("Model", bound="torch.nn.Module")
+
+
+@dataclass(frozen=True)
+class RuntimeOptions:
+    """How the settings ask every model of this process to run, whichever runtime computes it: int8 and its
+    threshold (FINDIMAGE_QUANTIZE, FINDIMAGE_QUANTIZE_MIN_COSINE), threads (FINDIMAGE_TORCH_THREADS: torch's, or
+    ONNX Runtime's; 0: one per core) and ONNX Runtime's execution providers (FINDIMAGE_ONNX_PROVIDERS; none
+    named: CUDA where present, else the CPU)."""
+
+    quantize: str = "off"
+    min_cosine: float = 0.99
+    threads: int = 0
+    providers: tuple[str, ...] = ()
+
+    @classmethod
+    def of(cls, settings: CoreSettings) -> RuntimeOptions:
+        return cls(settings.quantize, settings.quantize_min_cosine, settings.torch_threads, settings.onnx_providers)
 
 
 @dataclass(frozen=True)
@@ -30,6 +50,21 @@ class Fidelity:
     def line(self) -> str:
         return f"min cosine {self.min_cosine:.4f}, mean {self.mean_cosine:.4f} over {self.probes} probes"
 
+    @classmethod
+    def of(cls, exact: np.ndarray, approx: np.ndarray) -> Fidelity:
+        """The cosines between the rows of two L2-normalised embeddings of the same probes."""
+        cosines = np.sum(exact * approx, axis=1)
+        return cls(float(cosines.min()), float(cosines.mean()), len(exact))
+
+    def accepted(self, min_cosine: float, model_id: str) -> bool:
+        """Whether the int8 model may replace the exact one; the decision is logged either way."""
+        if self.min_cosine < min_cosine:
+            log.warning("int8 quantization of %s refused: %s is below FINDIMAGE_QUANTIZE_MIN_COSINE=%s; "
+                        "using the exact float32 model", model_id, self.line(), min_cosine)
+            return False
+        log.info("int8 quantization of %s accepted: %s", model_id, self.line())
+        return True
+
 
 def quantized_if_faithful(model: Model, run: Callable[[Model], np.ndarray], reopen: Callable[[], Model],
                           min_cosine: float, model_id: str) -> tuple[Model | None, Fidelity]:
@@ -39,14 +74,8 @@ def quantized_if_faithful(model: Model, run: Callable[[Model], np.ndarray], reop
     if quantized is None:
         log.warning("int8 model of %s changed after releasing its float32 weights; reloading", model_id)
         exact, approx, quantized = _quantized(reopen(), run, release=False)
-    cosines = np.sum(exact * approx, axis=1)
-    fidelity = Fidelity(float(cosines.min()), float(cosines.mean()), len(exact))
-    if fidelity.min_cosine < min_cosine:
-        log.warning("int8 quantization of %s refused: %s is below FINDIMAGE_QUANTIZE_MIN_COSINE=%s; "
-                    "using the exact float32 model", model_id, fidelity.line(), min_cosine)
-        return None, fidelity
-    log.info("int8 quantization of %s accepted: %s", model_id, fidelity.line())
-    return quantized, fidelity
+    fidelity = Fidelity.of(exact, approx)
+    return (quantized if fidelity.accepted(min_cosine, model_id) else None), fidelity
 
 
 def _quantized(model: Model, run: Callable[[Model], np.ndarray],

@@ -10,7 +10,7 @@ from elasticsearch import ApiError, ConnectionError, ConnectionTimeout, Elastics
 
 from findimage.config import ElasticsearchSettings, public_url
 from findimage.errors import BackendUnavailable, LicenseRefused, ModelError
-from findimage.models.clip import normalise_rows
+from findimage.models.base import normalise_rows
 from findimage.records import DIMS
 from findimage.stores.elasticsearch.client import BUSY_STATUSES, access_denied, api_reason
 

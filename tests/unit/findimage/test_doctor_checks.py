@@ -65,3 +65,35 @@ def test_the_exit_code_is_the_first_failures_and_warnings_alone_exit_0():
     assert exit_code([warn("b", "y"), fail("c", "z", EXIT_UNAVAILABLE), fail("d", "w", EXIT_USAGE)]) == \
         EXIT_UNAVAILABLE
     assert Check("a", "ok", "x").as_json() == {"check": "a", "status": "ok", "detail": "x"}
+
+
+def test_a_model_in_immichs_layout_is_checked_for_the_side_its_setting_needs(tmp_path, test_models, monkeypatch):
+    """A folder needs the side's files; a catalogue name is looked up in the Hugging Face cache as
+    immich-app/<name>, without loading anything."""
+    folder, text_only = str(test_models["clip-onnx"]), str(test_models["mclip-onnx"])
+    found = model_check("image model", "FINDIMAGE_IMAGE_MODEL", folder)
+    assert found.status == "ok" and found.detail.startswith(f"{folder}: a local folder in immich's layout (")
+    assert found.detail.endswith("run on ONNX Runtime")
+    assert model_check("text model", "FINDIMAGE_TEXT_MODEL", text_only).status == "ok"
+    missing = model_check("image model", "FINDIMAGE_IMAGE_MODEL", text_only)
+    assert missing.status == "fail" and missing.detail == (
+        f"FINDIMAGE_IMAGE_MODEL={text_only} is a folder in immich's layout without visual/model.onnx and "
+        "visual/preprocess_cfg.json: point it at a folder that has them.")
+
+    cache = tmp_path / "hub"
+    snapshot = cache / "models--immich-app--ViT-B-32__openai" / "snapshots" / ("a" * 40)
+    (snapshot / "visual").mkdir(parents=True)
+    (snapshot / "visual" / "model.onnx").write_bytes(b"\0" * 3_000_000)
+    (snapshot.parents[1] / "refs").mkdir()
+    (snapshot.parents[1] / "refs" / "main").write_text("a" * 40)
+    cached = model_check("image model", "FINDIMAGE_IMAGE_MODEL", "ViT-B-32__openai", cache_dir=cache)
+    assert (cached.status, cached.detail) == ("ok", f"immich-app/ViT-B-32__openai@{'a' * 40}: in the Hugging Face "
+                                                    "cache (3 MB), run on ONNX Runtime")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+    later = model_check("text model", "FINDIMAGE_TEXT_MODEL", "ViT-B-32__openai", cache_dir=cache)
+    assert (later.status, later.detail) == ("warn", "immich-app/ViT-B-32__openai is not in the Hugging Face cache: its "
+                                                    "textual side is downloaded from "
+                                                    "https://huggingface.co/immich-app/ViT-B-32__openai on first start "
+                                                    "(sizes: `findimage models`).")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    assert model_check("text model", "FINDIMAGE_TEXT_MODEL", "ViT-B-32__openai", cache_dir=cache).status == "fail"
