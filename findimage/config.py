@@ -14,6 +14,7 @@ from dotenv import dotenv_values
 
 from findimage import logs
 from findimage.errors import EXIT_USAGE, FindimageError
+from findimage.query import MAX_TOP_K
 
 DEFAULT_IMAGE_MODEL = "clip-ViT-B-32"
 DEFAULT_TEXT_MODEL = "sentence-transformers/clip-ViT-B-32-multilingual-v1"
@@ -131,7 +132,7 @@ class CoreSettings(_Shown):
     quantize: str = setting("FINDIMAGE_QUANTIZE", "off", choices=("off", "int8"))
     quantize_min_cosine: float = setting("FINDIMAGE_QUANTIZE_MIN_COSINE", 0.99, float, 0.0, 1.0)
     torch_threads: int = setting("FINDIMAGE_TORCH_THREADS", 0, int, 0, 256)  # 0: torch's default (one per core)
-    top_k: int = setting("FINDIMAGE_TOP_K", 5, int, 1, 50)
+    top_k: int = setting("FINDIMAGE_TOP_K", 5, int, 1, MAX_TOP_K)
     max_results: int = setting("FINDIMAGE_MAX_RESULTS", 50, int, 1, 200)  # how far "Show more" pages go in Slack
     num_candidates: int | None = setting("FINDIMAGE_NUM_CANDIDATES", None, int, 1, 10_000)
     max_query_chars: int = setting("FINDIMAGE_MAX_QUERY_CHARS", 1000, int, 1)
@@ -178,6 +179,11 @@ class ReadingSettings(_Shown):
     @property
     def decode_budget_bytes(self) -> int:
         return self.decode_budget_mb * 2**20
+
+    @property
+    def max_image_bytes(self) -> int:
+        """FINDIMAGE_MAX_IMAGE_MB (decimal) in bytes: the largest posted image downloaded."""
+        return int(self.max_image_mb * 1_000_000)
 
     @property
     def ocr_memory_bytes(self) -> int:

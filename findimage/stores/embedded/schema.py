@@ -27,7 +27,8 @@ import numpy as np
 from findimage import __version__
 from findimage.errors import refuse_newer_schema
 from findimage.names import name_words
-from findimage.records import DIMS, Filters
+from findimage.query import Filters
+from findimage.records import DIMS
 
 T = TypeVar("T")
 

@@ -18,7 +18,8 @@ from typing import Any
 import numpy as np
 
 from findimage.errors import StoreError
-from findimage.records import DIMS, EVERYWHERE, FileState, Filters, ImageDoc, Match, ReadText
+from findimage.query import EVERYWHERE, Filters
+from findimage.records import DIMS, FileState, ImageDoc, Match, ReadText
 from findimage.stores.embedded.erasing import empty_wal, merge_out_deleted_words, zero_deleted_content
 from findimage.stores.embedded.knn_cache import KnnCache, connect, current_version
 from findimage.stores.embedded.schema import forget_names, in_chunks, migrate, refuse_newer, write_names

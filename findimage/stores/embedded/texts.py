@@ -11,7 +11,8 @@ import json
 import sqlite3
 from collections.abc import Iterable, Sequence
 
-from findimage.records import FileState, Filters, ReadText
+from findimage.query import Filters
+from findimage.records import FileState, ReadText
 from findimage.stores.embedded.schema import LINE_SLOTS, filter_sql, in_chunks, match_expression
 from findimage.stores.text import DONE, checked, from_json, line_words, lines_json, search_words
 
