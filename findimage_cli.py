@@ -134,25 +134,11 @@ def cmd_index(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_search(settings: Settings, args: argparse.Namespace) -> int:
-    from findimage.search import Searcher, empty_result_sentence, query_filters
+    from findimage.query import Arguments, read_arguments
 
-    if args.k is not None and not 1 <= args.k <= 1000:
-        tell("findimage: -k must be between 1 and 1000.")
-        return EXIT_USAGE
-    if args.image and args.text:
-        tell("findimage: give either a text or --image, not both.")
-        return EXIT_USAGE
-    from findimage.dates import DateError, bound_start, check_range
-
-    try:
-        after = bound_start(args.after, "--after") if args.after else None
-        before = bound_start(args.before, "--before") if args.before else None
-        check_range(after, before)
-    except DateError as exc:  # checked here to name the options as the CLI spells them
-        tell(f"findimage: {exc}")
-        return EXIT_USAGE
-    filters = query_filters(args.folder, after, before)
+    query = read_arguments(Arguments(args.text, args.image, args.k, args.folder, args.after, args.before), settings)
     from findimage.backends import open_remembered
+    from findimage.search import Searcher, empty_result_sentence, example_file
     from findimage.visibility import OperatorFacts, Place, Purpose, Rules, decide
 
     # Remembered images only for an explicit --channel: whoever runs the CLI names the channel they ask for.
@@ -161,10 +147,8 @@ def cmd_search(settings: Settings, args: argparse.Namespace) -> int:
                    OperatorFacts(lambda c: remembered is not None and remembered.active(c), args.channel), Rules())
     searcher = Searcher(settings, remembered=remembered)
     searcher.check_model()
-    if args.image:
-        result = searcher.by_image_file(args.image, args.k, filters, channel=sight.channel)
-    else:
-        result = searcher.by_text(" ".join(args.text), args.k, filters, channel=sight.channel)
+    example = example_file(args.image, settings.query_images) if args.image is not None else None
+    result = searcher.search(query, channel=sight.channel, example=example)
     if args.json:
         print(json.dumps([m.as_json() for m in result.matches], ensure_ascii=False, indent=2))
         return EXIT_OK

@@ -40,7 +40,7 @@ from benchmarks.run import _busy_seconds, _own_seconds  # noqa: E402
 from benchmarks.workers import _es_cpu_seconds, _es_server_memory, _wait_for_merges, synthetic_docs  # noqa: E402
 from findimage.config import ElasticsearchSettings, Settings  # noqa: E402
 from findimage.search import FUSION_DEPTH  # noqa: E402
-from findimage.stores.base import default_num_candidates  # noqa: E402
+from findimage.stores.base import candidates_for  # noqa: E402
 from findimage.stores.elasticsearch import store as store_module  # noqa: E402
 from findimage.stores.elasticsearch.query import knn_body  # noqa: E402
 from findimage.stores.elasticsearch.store import ElasticsearchStore  # noqa: E402
@@ -117,7 +117,7 @@ def grid(store: ElasticsearchStore, product: ElasticsearchStore, queries: np.nda
     answer: FUSION_DEPTH results (the fusion's depth) with its num_candidates, the store's oversample and
     FINDIMAGE_ES_NUM_CANDIDATES, the first 10 compared."""
     depth = max(2 * Settings.top_k, FUSION_DEPTH)
-    candidates = max(depth, Settings.num_candidates or default_num_candidates(Settings.top_k))
+    candidates = candidates_for(Settings.top_k, Settings.num_candidates)  # as the Searcher asks
     cells: list = [(nc, over) for nc in args.num_candidates for over in args.oversample] + ["product"]
 
     def search(cell, q: np.ndarray):

@@ -22,7 +22,6 @@ from findimage.observability import Readiness
 from findimage.search import Searcher
 
 from . import handlers
-from .answering import Services
 from .backfill import Backfiller
 from .channel_memory import ChannelMemory
 from .channels import ChannelPolicy
@@ -33,6 +32,7 @@ from .image_links import ImageLinks
 from .metrics import readiness_probe
 from .previews import Previews
 from .remembering import Rememberer
+from .services import Services
 from .slack_clients import history_client, make_web_client
 from .web.images import SignedImages
 from .web.monitoring import Monitoring
@@ -75,15 +75,16 @@ BOLT_LOG = logging.getLogger("bot.bolt")
 BOLT_LOG.addFilter(_SameTokenTwice())
 
 
-def channel_memory(services: Services, client: WebClient, bot_user_id: str | None) -> ChannelMemory | None:
-    """Remembering posted images (FINDIMAGE_REMEMBER) into the searcher's store of remembered images."""
-    remembered = services.remembered
+def channel_memory(searcher: Searcher, policy: ChannelPolicy, seen: SeenKeys, client: WebClient,
+                   bot_user_id: str | None) -> ChannelMemory | None:
+    """Remembering posted images (FINDIMAGE_REMEMBER) into the searcher's store of remembered images, with
+    the searcher's settings and image model."""
+    remembered, settings = searcher.remembered, searcher.settings
     if remembered is None:
         return None
-    settings = services.settings
-    rememberer = Rememberer(settings, remembered, services.searcher.image_embedder, services.policy)
+    rememberer = Rememberer(settings, remembered, searcher.image_embedder, policy)
     backfiller = Backfiller(settings, remembered, rememberer, history_client(client))
-    return ChannelMemory(rememberer, backfiller, client, bot_user_id, services.seen)
+    return ChannelMemory(rememberer, backfiller, client, bot_user_id, seen)
 
 
 def create_app(settings: Settings, searcher: Searcher | None = None, *, links: ImageLinks | None = None,
@@ -119,9 +120,10 @@ def create_app(settings: Settings, searcher: Searcher | None = None, *, links: I
     policy = ChannelPolicy(settings, identity.get("team_id"), searcher.remembered)
     presenter = LinkPresenter(links, settings.archive) if links else UploadPresenter(settings.archive,
                                                                                      settings.archive_images)
-    services = Services(settings, searcher, presenter, work or WorkPool.from_settings(settings),
-                        seen or seen_keys(settings), policy, searcher.remembered)
-    services.memory = channel_memory(services, client, identity.get("user_id"))
+    seen = seen or seen_keys(settings)
+    memory = channel_memory(searcher, policy, seen, client, identity.get("user_id"))
+    services = Services(settings, searcher, presenter, work or WorkPool.from_settings(settings), seen, policy,
+                        searcher.remembered, memory)
     app.services = services
     handlers.register_all(app, services)
     if services.memory is not None:

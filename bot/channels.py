@@ -139,7 +139,8 @@ class Lookup(Enum):
 
 class ChannelPolicy:
     """The facts findimage.visibility.decide asks for, learned from the request and from Slack (cached),
-    and its refusals said in one sentence each. Every path asks `sight` (or `quick` at the ack)."""
+    and its refusals said in one sentence each. Every path asks it for an `Asking`: `quick` at the ack,
+    `sight` after it."""
 
     def __init__(self, settings: SlackSettings, team_id: str | None, remembered: Remembered | None = None):
         self.rules = Rules(allow_shared=settings.allow_shared_channels, remember=settings.remember != "off")
@@ -149,16 +150,16 @@ class ChannelPolicy:
         self._conversations = BoundedCache(CHANNEL_INFO_TTL_SECONDS)  # channel id -> Conversation
         self._teams = BoundedCache(USER_INFO_TTL_SECONDS)  # user id -> their workspace
 
+    def asking(self, place: Place, requester: Requester | None, lookup: Lookup = Lookup.CACHED) -> Asking:
+        """One request's decision (`requester` None: an event no person asked for, such as a post to
+        remember), its facts learned once and carried from the ack to the answer; what Slack says of the
+        conversation learned as `lookup` says."""
+        return Asking(self, place, requester, lookup)
+
     def sight(self, client: WebClient, purpose: Purpose, place: Place, requester: Requester | None,
               lookup: Lookup = Lookup.CACHED) -> Sight:
-        """The decision for a request (`requester` None: an event no person asked for, such as a post to
-        remember), with what Slack says of the conversation learned as `lookup` says."""
-        return decide(purpose, place, _SlackFacts(self, client, place, requester, lookup), self.rules)
-
-    def quick(self, place: Place, requester: Requester) -> Sight:
-        """The decision from the request alone, at the ack: the allowlist and a team the payload names.
-        Not a permission: `sight` decides again after the ack, with what Slack says."""
-        return decide(Purpose.ANSWER, place, _PayloadFacts(self, place, requester), self.rules)
+        """The decision for a request asked once, after the ack."""
+        return self.asking(place, requester, lookup).sight(client, purpose)
 
     def enabled_in(self, channel_id: str | None) -> bool:
         return not self.channels or channel_id in self.channels
@@ -173,8 +174,10 @@ class ChannelPolicy:
 
     def team_problem(self, client: WebClient, requester: Requester) -> Why | None:
         team, problem = (requester.team_id, None) if requester.team_id else self._team_of(client, requester.user_id)
-        if problem is not None:
-            return problem
+        return problem or self.stranger(team)
+
+    def stranger(self, team: str | None) -> Why | None:
+        """OTHER_TEAM unless `team` is this workspace."""
         return None if self.team_id is not None and team == self.team_id else Why.OTHER_TEAM
 
     def _team_of(self, client: WebClient, user_id: str | None) -> tuple[str | None, Why | None]:
@@ -233,44 +236,88 @@ class ChannelPolicy:
         return known
 
 
-class _SlackFacts:
-    """The facts of one request, each asked of Slack (or the cache) at most once, and only when asked."""
+class Asking:
+    """One request: where and by whom it was made, and the facts findimage.visibility.decide asks for,
+    each learned once. At the ack `quick` decides from the request alone (the allowlist, a team the payload
+    names); after it, `sight` decides with what Slack says, taking those answers as the ack found them."""
 
-    def __init__(self, policy: ChannelPolicy, client: WebClient, place: Place, requester: Requester | None,
-                 lookup: Lookup):
-        self.policy, self.client, self.place, self.requester = policy, client, place, requester
-        self.lookup = lookup
+    def __init__(self, policy: ChannelPolicy, place: Place, requester: Requester | None, lookup: Lookup):
+        self.policy, self.place, self.requester, self.lookup = policy, place, requester, lookup
+        self._enabled: bool | None = None
+        self._team: tuple[Why | None] | None = None  # (the answer,) once it is known
         self._conversation: Conversation | None = None
+        self._remembered: bool | None = None
+
+    def quick(self) -> Sight:
+        """The decision from the request alone, at the ack. Not a permission: `sight` decides after the ack,
+        with what Slack says."""
+        return decide(Purpose.ANSWER, self.place, _PayloadFacts(self), self.policy.rules)
+
+    def sight(self, client: WebClient, purpose: Purpose = Purpose.ANSWER) -> Sight:
+        return decide(purpose, self.place, _SlackFacts(self, client), self.policy.rules)
 
     def enabled(self) -> bool:
-        return self.policy.enabled_in(self.place.channel_id)
+        if self._enabled is None:
+            self._enabled = self.policy.enabled_in(self.place.channel_id)
+        return self._enabled
 
-    def team(self) -> Why | None:
-        return None if self.requester is None else self.policy.team_problem(self.client, self.requester)
+    def named_team(self) -> Why | None:
+        """The requester's team as the payload names it, or None where it names none (not known yet)."""
+        if self._team is None and self.requester is not None and self.requester.team_id:
+            self._team = (self.policy.stranger(self.requester.team_id),)
+        return self._team[0] if self._team is not None else None
 
-    def conversation(self) -> Conversation:
+    def team(self, client: WebClient) -> Why | None:
+        """The requester's team as the payload names it, else as Slack says (users.info, cached)."""
+        if self.requester is None:
+            return None
+        if self._team is None:
+            self._team = (self.policy.team_problem(client, self.requester),)
+        return self._team[0]
+
+    def conversation(self, client: WebClient) -> Conversation:
         if self._conversation is None:
             self._conversation = Conversation(shared=True) if self.lookup is Lookup.SHARED else \
-                self.policy.conversation(self.client, self.place.channel_id, self.lookup is Lookup.FRESH)
+                self.policy.conversation(client, self.place.channel_id, self.lookup is Lookup.FRESH)
         return self._conversation
 
     def remembered(self) -> bool:
-        remembered = self.policy.remembered
-        return remembered is not None and remembered.active(self.place.channel_id)
+        if self._remembered is None:
+            remembered = self.policy.remembered
+            self._remembered = remembered is not None and remembered.active(self.place.channel_id)
+        return self._remembered
+
+
+class _SlackFacts:
+    """A request's facts after the ack: asked of Slack (or the cache) only when the decision needs them."""
+
+    def __init__(self, asking: Asking, client: WebClient):
+        self.asking, self.client = asking, client
+
+    def enabled(self) -> bool:
+        return self.asking.enabled()
+
+    def team(self) -> Why | None:
+        return self.asking.team(self.client)
+
+    def conversation(self) -> Conversation:
+        return self.asking.conversation(self.client)
+
+    def remembered(self) -> bool:
+        return self.asking.remembered()
 
 
 class _PayloadFacts:
     """Only what the request itself says: no Slack call, no store read."""
 
-    def __init__(self, policy: ChannelPolicy, place: Place, requester: Requester):
-        self.policy, self.place, self.requester = policy, place, requester
+    def __init__(self, asking: Asking):
+        self.asking = asking
 
     def enabled(self) -> bool:
-        return self.policy.enabled_in(self.place.channel_id)
+        return self.asking.enabled()
 
     def team(self) -> Why | None:
-        named = self.requester.team_id
-        return Why.OTHER_TEAM if named and named != self.policy.team_id else None
+        return self.asking.named_team()
 
     def conversation(self) -> Conversation:
         return Conversation()  # unknown until Slack is asked after the ack

@@ -15,9 +15,9 @@ from typing import Protocol
 
 from slack_sdk import WebClient
 
-from findimage.archive_files import is_servable
 from findimage.config import DecodeLimits
 from findimage.imaging import ImageError, archive_thumbnail
+from findimage.search import servable
 
 from .image_links import ImageLinks
 from .replies import SECTION_CHARS, Answer, answers_text, button_blocks, file_title, image_blocks, mrkdwn_section
@@ -187,8 +187,7 @@ class LinkPresenter:
 
     def show(self, answers: list[Answer], target: Target) -> None:
         for answer in answers:
-            answer.missing.update(m.image_id for m in answer.matches if m.posted is None
-                                  and not is_servable(self.archive, m.relative_path, m.indexed))
+            answer.missing.update(m.image_id for m in answer.matches if not servable(self.archive, m))
         text = answers_text(answers)
         for batch in chunks(image_blocks(answers, self.links.url_for), MAX_BLOCKS_PER_MESSAGE):
             target.post(fit(text, SECTION_CHARS), batch)  # text is the notification / fallback of the blocks

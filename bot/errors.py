@@ -16,7 +16,7 @@ from findimage.errors import (
     StoreError,
 )
 from findimage.imaging import ImageError
-from findimage.search import QueryError
+from findimage.query import QueryError
 
 from .slack_files import DownloadError
 from .untrusted import escape, shown

@@ -104,11 +104,10 @@ class Rememberer:
     def _remember_file(self, client: WebClient, channel: str, message: dict, file: dict) -> None:
         if client.token is None:
             raise RuntimeError("the Slack client has no bot token to download images with")
-        data = slack_files.fetch(file, client.token, int(self.settings.max_image_mb * 1_000_000),
-                                 self.settings.slack_api_url)
+        data = slack_files.fetch(file, client.token, self.settings.max_image_bytes, self.settings.slack_api_url)
+        limits = self.settings.query_images
         with self._decodes:
-            prepared = prepare_bytes(data, max_pixels=self.settings.max_query_pixels,
-                                     budget=self.settings.decode_budget_bytes)
+            prepared = prepare_bytes(data, max_pixels=limits.max_pixels, budget=limits.budget)
             image = self.embedder.shrink(prepared.image)
         vector = self.embedder.embed_images([image])[0]
         ts = str(message.get("ts") or file.get("timestamp") or time.time())

@@ -7,16 +7,17 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from findimage.names import fold
+from findimage.query import MAX_K, Query
 from findimage.records import Match, Posted
 from findimage.search import SearchResult
 
-from .buttons import Page, answer_actions
-from .options import MAX_K
+from .buttons import answer_actions
 from .untrusted import escape, fit, one_line, quotable, shown
 
 
 def usage_text(default_k: int, backfill_days: int | None = None) -> str:
-    """`backfill_days`: remembering posted images is on (FINDIMAGE_REMEMBER), reading this many days back."""
+    """`default_k`: how many images a command shows where it names none (findimage.query.default_k);
+    `backfill_days`: remembering posted images is on (FINDIMAGE_REMEMBER), reading this many days back."""
     remember = [] if backfill_days is None else [
         f"• `/findimage remember`: I remember the images posted in this channel from now on (and those of the last "
         f"{backfill_days} days), searchable here and only here; `/findimage remember status` says how far I am, "
@@ -24,7 +25,7 @@ def usage_text(default_k: int, backfill_days: int | None = None) -> str:
     return "\n".join([
         "*Find images in the team's archive*",
         "• `/findimage a snow covered mountain`: the archive images that best fit a description, in any language.",
-        f"• `k=8`: how many images to show (1 to {MAX_K}, default {min(default_k, MAX_K)}).",
+        f"• `k=8`: how many images to show (1 to {MAX_K}, default {default_k}).",
         "• `in:events/2024`: only images in that archive folder.",
         "  Example: `/findimage in:events/2024 k=8 stage with red lights`",
         "• `after:2024-05 before:2024-07`: only photos taken in that time (YYYY, YYYY-MM or YYYY-MM-DD; "
@@ -40,9 +41,9 @@ def usage_text(default_k: int, backfill_days: int | None = None) -> str:
 # Every name, path, title, query and folder below comes from outside: shown() puts it on one line in a
 # code span (bot/untrusted.py says why), so it cannot add lines, links, mentions or formatting.
 
-def searching_text(text: str, folder: str | None) -> str:
-    where = f" in {shown(folder)}" if folder else ""
-    return f"Searching the archive for {shown(text)}{where}…"
+def searching_text(query: Query) -> str:
+    where = f" in {shown(query.folder)}" if query.folder else ""
+    return f"Searching the archive for {shown(query.text or '')}{where}…"
 
 
 def text_heading(user_id: str, text: str, folder: str | None) -> str:
@@ -59,11 +60,11 @@ def similar_heading(user_id: str, relative_path: str) -> str:
             "(that image itself is left out, its nearest neighbours follow):")
 
 
-def more_heading(user_id: str, page: Page, about: str, count: int) -> str:
+def more_heading(user_id: str, query: Query, about: str, count: int) -> str:
     """`about`: the query as the user knows it (the text, or the archive path of the image)."""
-    where = f" in {shown(page.folder)}" if page.folder else ""
-    query = shown(about) if page.text is not None else f"images like {shown(about)}"
-    return f"<@{user_id}> asked for more of {query}{where}: results {page.skip + 1} to {page.skip + count}:"
+    where = f" in {shown(query.folder)}" if query.folder else ""
+    what = shown(about) if query.text is not None else f"images like {shown(about)}"
+    return f"<@{user_id}> asked for more of {what}{where}: results {query.skip + 1} to {query.skip + count}:"
 
 
 @dataclass
@@ -75,7 +76,7 @@ class Answer:
     instead: str | None = None  # why there are no matches to show (empty index, an error), for the user
     missing: set[str] = field(default_factory=set)  # image_ids whose file left the archive since indexing
     first_rank: int = 1  # later pages ("Show more") go on counting
-    next_page: Page | None = None  # what "Show more" asks for; None: no more to show
+    next_page: Query | None = None  # what "Show more" asks for; None: no more to show
 
     def ranked(self) -> list[tuple[int, Match]]:
         return list(enumerate(self.matches, self.first_rank))

@@ -1,4 +1,5 @@
-"""The one way to open an archive file: inside the archive, a regular file, bounded, and the one indexed.
+"""The one way to open an archive file: inside the archive, a regular file, bounded, and the one indexed;
+and a file someone names outside it (an example image), bounded the same way.
 
 Every reader of archive files (the indexer, uploads of matches, the answer filter, the image-link
 server) opens them here, because a path is only a name: between the scan that listed it and the read,
@@ -76,6 +77,20 @@ def open_archive_file(root: str | Path, relative_path: str, expect: Indexed | No
         raise
     with os.fdopen(fd, "rb") as file:
         yield file
+
+
+def read_named_file(path: str | Path, max_bytes: int) -> bytes:
+    """The bytes of a file whoever runs a command names (the command line's `--image`): a regular file (a
+    FIFO opens at once and is refused), at most `max_bytes`, as it was when opened; ArchiveFileRefused
+    otherwise."""
+    try:
+        fd = os.open(path, _FILE_FLAGS & ~os.O_NOFOLLOW)  # a link the person named is theirs to follow
+    except OSError as exc:
+        raise ArchiveFileRefused(f"cannot be opened ({exc.strerror})") from None
+    try:
+        return _read(fd, _check(fd, max_bytes, None))
+    finally:
+        os.close(fd)
 
 
 def is_servable(root: str | Path, relative_path: str, expect: Indexed | None = None) -> bool:

@@ -14,6 +14,7 @@ from dotenv import dotenv_values
 
 from findimage import logs
 from findimage.errors import EXIT_USAGE, FindimageError
+from findimage.query import MAX_TOP_K
 
 DEFAULT_IMAGE_MODEL = "clip-ViT-B-32"
 DEFAULT_TEXT_MODEL = "sentence-transformers/clip-ViT-B-32-multilingual-v1"
@@ -134,7 +135,7 @@ class CoreSettings(_Shown):
     torch_threads: int = setting("FINDIMAGE_TORCH_THREADS", 0, int, 0, 256)
     # ONNX Runtime's execution providers, in order of preference; none: CUDA where present, else the CPU.
     onnx_providers: tuple[str, ...] = setting("FINDIMAGE_ONNX_PROVIDERS", (), tuple)
-    top_k: int = setting("FINDIMAGE_TOP_K", 5, int, 1, 50)
+    top_k: int = setting("FINDIMAGE_TOP_K", 5, int, 1, MAX_TOP_K)
     max_results: int = setting("FINDIMAGE_MAX_RESULTS", 50, int, 1, 200)  # how far "Show more" pages go in Slack
     num_candidates: int | None = setting("FINDIMAGE_NUM_CANDIDATES", None, int, 1, 10_000)
     max_query_chars: int = setting("FINDIMAGE_MAX_QUERY_CHARS", 1000, int, 1)
@@ -181,6 +182,11 @@ class ReadingSettings(_Shown):
     @property
     def decode_budget_bytes(self) -> int:
         return self.decode_budget_mb * 2**20
+
+    @property
+    def max_image_bytes(self) -> int:
+        """FINDIMAGE_MAX_IMAGE_MB (decimal) in bytes: the largest posted image downloaded."""
+        return int(self.max_image_mb * 1_000_000)
 
     @property
     def ocr_memory_bytes(self) -> int:

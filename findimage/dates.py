@@ -1,4 +1,4 @@
-"""When a photo was taken (from its EXIF header, else the file's modification time), and date filters.
+"""When a photo was taken (from its EXIF header, else the file's modification time).
 
 Dates are kept as naive local ISO 8601 text ('2024-06-14T18:03:00'): EXIF has no time zone, and text in
 this one format sorts and compares like the dates it stands for, in SQLite and in Elasticsearch alike.
@@ -6,25 +6,17 @@ this one format sorts and compares like the dates it stands for, in SQLite and i
 from __future__ import annotations
 
 import re
-from datetime import date, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import BinaryIO
 
 from PIL import Image
 
-from findimage.errors import EXIT_USAGE, FindimageError
 from findimage.imaging import FORMATS, header_exif
 
 EXIF_IFD = 0x8769
 DATE_TIME_ORIGINAL, DATE_TIME_DIGITIZED, DATE_TIME = 0x9003, 0x9004, 0x0132
 EARLIEST_YEAR = 1900
 _EXIF_DATE = re.compile(r"^\s*(\d{4})[:\-](\d{2})[:\-](\d{2})(?:[ T](\d{2}):(\d{2})(?::(\d{2}))?)?")
-_BOUND = re.compile(r"^(\d{4})(?:-(\d{1,2})(?:-(\d{1,2}))?)?$")
-
-
-class DateError(FindimageError, ValueError):
-    """A date filter that is not a date; the message shows the forms that work."""
-
-    exit_code = EXIT_USAGE
 
 
 def iso(moment: datetime) -> str:
@@ -78,22 +70,3 @@ def taken_of_header(stream: BinaryIO, mtime: float) -> tuple[str, str]:
             return taken_of(header_exif(image), mtime)
     except Exception:  # unreadable now: its modification time still says something
         return taken_of(None, mtime)
-
-
-def bound_start(text: str, option: str = "after") -> str:
-    """'2024', '2024-05' or '2024-05-14' -> the ISO start of that year, month or day."""
-    found = _BOUND.match(text.strip())
-    example = f"{option} 2024-05" if option.startswith("--") else f"{option}:2024-05"
-    try:
-        if not found:
-            raise ValueError
-        year, month, day = int(found.group(1)), int(found.group(2) or 1), int(found.group(3) or 1)
-        return date(year, month, day).isoformat() + "T00:00:00"
-    except ValueError:
-        raise DateError(f"{text!r} is not a date: use YYYY, YYYY-MM or YYYY-MM-DD, e.g. {example}.") from None
-
-
-def check_range(after: str | None, before: str | None) -> None:
-    if after and before and after >= before:
-        raise DateError(f"Nothing is both on or after {after[:10]} and before {before[:10]}: "
-                        "the after date must come first, e.g. after 2024-05 before 2024-07.")

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import posixpath
 from dataclasses import dataclass
 
 import numpy as np
@@ -23,32 +22,6 @@ def cosine_to_score(cosine: float) -> float:
     return (1.0 + float(cosine)) / 2.0
 
 
-@dataclass(frozen=True)
-class Filters:
-    """Which images a search may return, as checked where the query came in (search.query_filters):
-    under `folder` (normalised, None: everywhere), taken on or after `after` and before `before` (ISO
-    starts). Stores read it as it is."""
-
-    folder: str | None = None
-    after: str | None = None
-    before: str | None = None
-
-    @property
-    def any(self) -> bool:
-        return self.folder is not None or self.after is not None or self.before is not None
-
-
-EVERYWHERE = Filters()
-
-
-def normalise_folder(folder: str | None) -> str | None:
-    """'events/2024/' or '/events/2024' -> 'events/2024'; '' or '.' -> None (whole archive)."""
-    if folder is None:
-        return None
-    cleaned = posixpath.normpath(folder.strip().replace("\\", "/")).strip("/")
-    return None if cleaned in ("", ".") else cleaned
-
-
 @dataclass
 class ImageDoc:
     """One archive image as stored: the blog post's Elasticsearch document plus what incremental indexing needs."""
@@ -66,6 +39,10 @@ class ImageDoc:
     model_id: str
     taken: str | None = None  # naive local ISO 8601 (see findimage.dates)
     taken_source: str = ""  # exif_original, exif_digitized, exif_datetime or mtime; "" before dates were kept
+
+    @property
+    def indexed(self) -> Indexed:
+        return Indexed(self.size, self.mtime)
 
 
 @dataclass(frozen=True)

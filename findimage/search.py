@@ -11,25 +11,18 @@ from pathlib import Path
 import numpy as np
 
 from findimage import backends
-from findimage.archive_files import is_servable
+from findimage.archive_files import ArchiveFileRefused, is_servable, read_named_file
 from findimage.backends import open_store
-from findimage.config import Settings
-from findimage.dates import DateError, bound_start, check_range
-from findimage.errors import (
-    EXIT_USAGE,
-    BackendUnavailable,
-    FindimageError,
-    IndexMissing,
-    StoreError,
-    check_image_model,
-)
+from findimage.config import DecodeLimits, Settings
+from findimage.errors import BackendUnavailable, IndexMissing, StoreError, check_image_model
 from findimage.fusion import collapse_copies, fuse
 from findimage.imaging import ImageError, prepare_bytes
 from findimage.models.base import ImageEmbedder, TextEmbedder
 from findimage.names import meaningful, query_words
-from findimage.records import EVERYWHERE, Filters, ImageDoc, Match, normalise_folder
+from findimage.query import EVERYWHERE, NO_IMAGE_FILE, Filters, Query, QueryError, clean_text, default_k
+from findimage.records import ImageDoc, Match
 from findimage.remembered import Remembered
-from findimage.stores.base import META_IMAGE_MODEL, Store, default_num_candidates
+from findimage.stores.base import META_IMAGE_MODEL, Store, candidates_for
 
 log = logging.getLogger(__name__)
 QUERY_DECODES = 2
@@ -37,43 +30,23 @@ MAX_LOOKAHEAD = 4  # at most 4 x k matches are fetched to replace ones whose fil
 FUSION_DEPTH = 50  # each ranking contributes at least this many to the fusion
 
 
-class QueryError(FindimageError, ValueError):
-    """A query that cannot be run as given; the message tells the user what to change."""
-
-    exit_code = EXIT_USAGE
-
-
-def clean_query(text: str | None, max_chars: int) -> str:
-    cleaned = " ".join((text or "").split())
-    if not cleaned:
-        raise QueryError("The query is empty: describe the image you are looking for, "
-                         "e.g. \"a snow covered mountain\".")
-    if len(cleaned) > max_chars:
-        raise QueryError(f"The query is too long ({len(cleaned):,} characters; at most {max_chars:,}). "
-                         "A short description works best.")
-    return cleaned
-
-
-def date_bound(value: str | None) -> str | None:
-    """'2024', '2024-05', '2024-05-14' (or an ISO start as stored) -> the ISO start; QueryError if not a date."""
-    if value is None or "T" in value:
-        return value
+def example_file(path: str | Path, limits: DecodeLimits) -> bytes:
+    """An example image's bytes from a file whoever asks names (the command line's `--image`), read no
+    further than its decode budget, as an archive file is."""
+    if not Path(path).is_file():
+        raise QueryError(NO_IMAGE_FILE.format(path=path))
     try:
-        return bound_start(value)
-    except DateError as exc:
-        raise QueryError(str(exc)) from None
+        return read_named_file(path, limits.budget)
+    except ArchiveFileRefused as exc:
+        raise ImageError(f"cannot read {path}: {exc}") from None
 
 
-def query_filters(folder: str | None = None, after: str | None = None, before: str | None = None) -> Filters:
-    """The filters of a query as a user gave them, checked once where the query comes in (the bot's
-    options and buttons, the CLI): the folder normalised, `after` and `before` (YYYY, YYYY-MM or
-    YYYY-MM-DD: taken on or after / before their start) as ISO starts; QueryError if they are not dates."""
-    after, before = date_bound(after), date_bound(before)
-    try:
-        check_range(after, before)
-    except DateError as exc:
-        raise QueryError(str(exc)) from None
-    return Filters(normalise_folder(folder), after, before)
+def servable(archive: Path, match: Match) -> bool:
+    """Whether a match can be shown now: a remembered image is Slack's file, shown by reference (Slack
+    decides whether it is there); an archive image's file must be there as indexed: inside the archive
+    (no link leading out), a regular file, of the indexed size and modification time (archive_files, as
+    every reader opens them)."""
+    return match.posted is not None or is_servable(archive, match.relative_path, match.indexed)
 
 
 @dataclass
@@ -124,53 +97,67 @@ class Searcher:
         the stores keep the answer until the index behind them changes)."""
         check_image_model(self.store.get_meta(META_IMAGE_MODEL), self.image_embedder.model_id)
 
+    def search(self, query: Query, *, channel: str | None = None, example: bytes | None = None) -> SearchResult:
+        """A query as its door made it: a description, an indexed image, or the example image given with it;
+        among the images its filters allow, and those remembered in `channel` (findimage.visibility decided
+        which, for where it was asked)."""
+        if (example is None) != (query.text is not None or query.image_id is not None):
+            raise ValueError("an example image is given with an example image's query, and only with it")
+        if query.text is not None:
+            return self._by_text(query, query.text, channel)
+        if query.image_id is not None:
+            return self._like(query, query.image_id, channel)
+        assert example is not None
+        return self._by_example(query, example, channel)
+
+    # The library's ways in (tests, tools): a query as the command line makes it, FINDIMAGE_TOP_K images
+    # where `k` is not given.
     def by_text(self, text: str, k: int | None = None, filters: Filters = EVERYWHERE, *, skip: int = 0,
                 channel: str | None = None) -> SearchResult:
-        """Ranked by CLIP and the query's words in names and text read from the images (findimage.fusion;
-        CLIP alone with FINDIMAGE_HYBRID=off), among the images `filters` allows (made by query_filters).
-        `skip` pages on: the ranking starts from the top each time and the earlier pages are dropped."""
-        query = clean_query(text, self.settings.max_query_chars)
-        vector = self.text_embedder.embed_texts([query])[0]
-        words = meaningful(query_words(query)) if self.settings.hybrid else []
-        k = k or self.settings.top_k
-        result = self._knn(vector, skip + k, filters, words, channel)
-        result.matches = result.matches[skip:]
-        result.words = words
-        return result
+        return self.search(Query(k or default_k(self.settings), text, filters=filters, skip=skip), channel=channel)
 
     def by_image_bytes(self, data: bytes, k: int | None = None, filters: Filters = EVERYWHERE, *,
                        channel: str | None = None) -> SearchResult:
+        return self.search(Query(k or default_k(self.settings), filters=filters), channel=channel, example=data)
+
+    def by_image_id(self, image_id: str, k: int | None = None, filters: Filters = EVERYWHERE,
+                    skip: int = 0, *, channel: str | None = None) -> SearchResult:
+        query = Query(k or default_k(self.settings), image_id=image_id, filters=filters, skip=skip)
+        return self.search(query, channel=channel)
+
+    def _by_text(self, query: Query, text: str, channel: str | None) -> SearchResult:
+        """Ranked by CLIP and the query's words in names and text read from the images (findimage.fusion;
+        CLIP alone with FINDIMAGE_HYBRID=off). `skip` pages on: the ranking starts from the top each time
+        and the earlier pages are dropped."""
+        cleaned = clean_text(text, self.settings.max_query_chars)
+        vector = self.text_embedder.embed_texts([cleaned])[0]
+        words = meaningful(query_words(cleaned)) if self.settings.hybrid else []
+        result = self._knn(vector, query.skip + query.k, query.filters, words, channel)
+        result.matches = result.matches[query.skip:]
+        result.words = words
+        return result
+
+    def _by_example(self, query: Query, data: bytes, channel: str | None) -> SearchResult:
+        """The images most like an example image (pure CLIP), decoded within the query images' limits."""
+        limits = self.settings.query_images
         with self._decodes:
-            image = prepare_bytes(data, max_pixels=self.settings.max_query_pixels,
-                                  budget=self.settings.decode_budget_bytes).image
+            image = prepare_bytes(data, max_pixels=limits.max_pixels, budget=limits.budget).image
             # Down to the model's input size while still bounded: a 40-MP picture waiting for the model
             # (which runs one query at a time) would hold ~160 MB, and the model's processor would copy it.
             image = self.image_embedder.shrink(image)
         vector = self.image_embedder.embed_images([image])[0]
-        result = self._knn(vector, k, filters, channel=channel)
+        result = self._knn(vector, query.k, query.filters, channel=channel)
         result.query_sha256 = hashlib.sha256(data).hexdigest()
         result.exact = {m.image_id for m in result.matches if m.sha256 == result.query_sha256}
         return result
 
-    def by_image_file(self, path: str | Path, k: int | None = None, filters: Filters = EVERYWHERE, *,
-                      channel: str | None = None) -> SearchResult:
-        path = Path(path)
-        if not path.is_file():
-            raise QueryError(f"No image file at {path}.")
-        try:
-            data = path.read_bytes()
-        except OSError as exc:
-            raise ImageError(f"cannot read {path}: {exc.strerror}") from None
-        return self.by_image_bytes(data, k, filters, channel=channel)
-
-    def by_image_id(self, image_id: str, k: int | None = None, filters: Filters = EVERYWHERE,
-                    skip: int = 0, *, channel: str | None = None) -> SearchResult:
+    def _like(self, query: Query, image_id: str, channel: str | None) -> SearchResult:
         """The images nearest to an indexed one, from its stored vector (no file read, no model call): an
         archive image, or one remembered in `channel` (asked about in that channel only). The image itself
         is left out: whoever asks is looking at it already. `skip` pages on."""
         doc, about = self._indexed(image_id, channel)
-        k = k or self.settings.top_k
-        result = self._knn(doc.image_embedding, skip + k + 1, filters, channel=channel)
+        skip, k = query.skip, query.k
+        result = self._knn(doc.image_embedding, skip + k + 1, query.filters, channel=channel)
         result.matches = [m for m in result.matches if m.image_id != image_id][skip:skip + k]
         result.query_sha256, result.query_path = doc.sha256, about
         result.exact = {m.image_id for m in result.matches if m.sha256 == doc.sha256}
@@ -187,9 +174,8 @@ class Searcher:
                 return doc, doc.image_name
         raise QueryError("That image is no longer in the archive (it was removed or re-indexed since).")
 
-    def _knn(self, vector: np.ndarray, k: int | None, filters: Filters, words: list[str] | None = None,
+    def _knn(self, vector: np.ndarray, k: int, filters: Filters, words: list[str] | None = None,
              channel: str | None = None) -> SearchResult:
-        k = k or self.settings.top_k
         asked = k
         # `channel`: whose remembered images this query may see, as findimage.visibility decided for where
         # it was made; they do not join a query for an archive folder.
@@ -212,7 +198,7 @@ class Searcher:
         last pictures are found too; and whether the stores had nothing more to give."""
         depth = max(2 * asked, FUSION_DEPTH)
         # The same candidates with and without names, so a query matching no name ranks exactly as CLIP alone.
-        candidates = max(depth, self.settings.num_candidates or default_num_candidates(asked))
+        candidates = candidates_for(asked, self.settings.num_candidates)
         rankings = self._rankings(self.store, vector, words, depth, candidates, filters)
         if channel is not None and self.remembered is not None:
             # Remembered images are stored under their channel's folder: the store's folder filter keeps
@@ -258,13 +244,11 @@ class Searcher:
         return kept[:k]
 
     def _on_disk(self, matches: list[Match]) -> list[Match]:
-        """Matches whose file is there as indexed: inside the archive (no link leading out), a regular
-        file, of the indexed size and modification time (archive_files, as every reader opens them).
-        Remembered images are Slack's files, shown by reference: Slack decides whether they are there."""
+        """The matches that can be shown now (`servable`)."""
         archive = Path(self.settings.archive)
         if not archive.is_dir():  # the archive is not mounted here (e.g. a search from another machine)
             return matches
-        return [m for m in matches if m.posted is not None or is_servable(archive, m.relative_path, m.indexed)]
+        return [m for m in matches if servable(archive, m)]
 
 
 def merge_rankings(archive: tuple[list[Match], list[Match], list[Match]],

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from slack_bolt import App
 
-from ..answering import Services
+from ..services import Services
 from . import actions, channel_events, command, home, posted_images, shortcut
 
 

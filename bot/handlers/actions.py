@@ -7,17 +7,19 @@ same message are dropped, the first answer is already there.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from slack_bolt import App
 
+from findimage.query import Query, QuerySettings
 from findimage.visibility import Place, Purpose
 
-from ..answering import Services, answer_page, services_of, submit_or_busy, tell_safely
-from ..buttons import MORE_LIKE_THIS_IDS, SHOW_MORE, BadButton, Page
+from ..answering import answer_query, submit_or_busy, tell_safely
+from ..buttons import MORE_LIKE_THIS_IDS, SHOW_MORE, BadButton, read_more_like, read_show_more
 from ..channels import Requester, refusal_text
 from ..delivery import InteractionTarget
 from ..metrics import counted
-from ..options import MAX_K
+from ..services import Services, services_of
 
 log = logging.getLogger(__name__)
 UNREADABLE = "I cannot read this button (it may come from an older version of me); please search again."
@@ -49,22 +51,24 @@ def first_click(services: Services, body: dict, action: dict) -> bool:
     return False
 
 
-def start(services: Services, body: dict, action: dict, target: InteractionTarget, page_of) -> None:
-    requester = Requester.of_interaction(body)
-    quick = services.policy.quick(Place.of(target.channel_id), requester)
+def start(services: Services, body: dict, action: dict, target: InteractionTarget,
+          query_of: Callable[[str | None, QuerySettings], Query]) -> None:
+    """The click's query, read from its value by `query_of`, answered after the ack where it may be."""
+    asking = services.policy.asking(Place.of(target.channel_id), Requester.of_interaction(body))
+    quick = asking.quick()
     if quick.refusal is not None:
         counted("button", "refused")
         services.work.submit(tell_safely, target, refusal_text(Purpose.ANSWER, quick.refusal))
         return
     try:
-        page = page_of(action.get("value"))
+        query = query_of(action.get("value"), services.settings)
     except BadButton as exc:
         log.warning("unreadable button from %s: %s", target.user_id, exc)
         counted("button", "invalid")
         services.work.submit(tell_safely, target, UNREADABLE)
         return
-    log.info("%s from %s in %s: %s", action.get("action_id"), target.user_id, target.channel_id, page.encode())
-    submit_or_busy(services, "button", target, answer_page, services, target.client, page, requester, target)
+    log.info("%s from %s in %s: %s", action.get("action_id"), target.user_id, target.channel_id, query.compact())
+    submit_or_busy(services, "button", target, answer_query, services, query, asking, target)
 
 
 # The duplicate check comes before the ack: once Slack has its answer, the click is either queued or dropped.
@@ -73,8 +77,7 @@ def more_like_this(ack, body, action, client, respond, context) -> None:
     first = first_click(services, body, action)
     ack()
     if first:
-        k = min(services.settings.top_k, MAX_K)
-        start(services, body, action, interaction_target(body, client, respond), lambda value: _image_page(value, k))
+        start(services, body, action, interaction_target(body, client, respond), read_more_like)
 
 
 def show_more(ack, body, action, client, respond, context) -> None:
@@ -82,16 +85,10 @@ def show_more(ack, body, action, client, respond, context) -> None:
     first = first_click(services, body, action)
     ack()
     if first:
-        start(services, body, action, interaction_target(body, client, respond),
-              lambda value: Page.decode(value, max_results=services.settings.max_results))
+        start(services, body, action, interaction_target(body, client, respond), read_show_more)
 
 
 def register(app: App) -> None:
     app.action(MORE_LIKE_THIS_IDS)(more_like_this)
     app.action(SHOW_MORE)(show_more)
 
-
-def _image_page(value: str | None, k: int) -> Page:
-    if not value:
-        raise BadButton("a More like this button without an image id")
-    return Page(k=k, image_id=value)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from slack_bolt import App
 
-from ..answering import services_of
+from ..services import services_of
 
 # https://api.slack.com/events: file_deleted and file_change (files:read); channel_archive, channel_deleted,
 # channel_left, channel_shared and member_left_channel (channels:read), their group_ twins (groups:read);

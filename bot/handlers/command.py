@@ -5,15 +5,17 @@ import logging
 
 from slack_bolt import App
 
+from findimage.query import QueryError, read_command
 from findimage.visibility import Place, Purpose
 
-from ..answering import Services, answer_text_query, services_of, tell_safely
+from ..answering import answer_query, tell_safely
 from ..channels import TURNED_OFF, Requester, refusal_text
 from ..delivery import CommandTarget
 from ..errors import user_message
 from ..metrics import counted, timed
-from ..options import OptionError, parse_command_text, wants_help
+from ..options import IN_SLACK, wants_help
 from ..replies import searching_text
+from ..services import Services, services_of
 from ..work import BUSY_TEXT
 
 log = logging.getLogger(__name__)
@@ -61,13 +63,7 @@ def findimage_command(ack, command, respond, client, context) -> None:
         return
     requester = Requester.of_command(command)
     what = memory_command(raw)
-    # Remembering decides for itself (the allowlist included); forgetting is never refused.
-    quick = services.policy.quick(Place.of(command.get("channel_id")), requester)
-    if what is None and quick.refusal is not None:
-        ack(text=refusal_text(Purpose.ANSWER, quick.refusal))
-        counted("command", "refused")
-        return
-    if what is not None:
+    if what is not None:  # remembering decides for itself (the allowlist included); forgetting is never refused
         ack()
         target = CommandTarget(client, respond, command["channel_id"], command["user_id"])
         log.info("/findimage %s from %s in %s", raw.strip(), command["user_id"], command["channel_id"])
@@ -75,9 +71,16 @@ def findimage_command(ack, command, respond, client, context) -> None:
                                     target):
             counted("channel_command", "busy")
         return
+    # The allowlist and a team the payload names, decided here once: the answer goes on from this Asking.
+    asking = services.policy.asking(Place.of(command.get("channel_id")), requester)
+    quick = asking.quick()
+    if quick.refusal is not None:
+        ack(text=refusal_text(Purpose.ANSWER, quick.refusal))
+        counted("command", "refused")
+        return
     try:
-        query = parse_command_text(raw, services.settings.top_k)
-    except OptionError as exc:
+        query = read_command(raw, services.settings, IN_SLACK)
+    except QueryError as exc:
         ack(text=str(exc))
         counted("command", "invalid")
         return
@@ -90,10 +93,10 @@ def findimage_command(ack, command, respond, client, context) -> None:
         counted("command", "busy")
         return
     with ticket:  # given back if the ack fails: no answer was promised
-        ack(text=searching_text(query.text, query.folder))
+        ack(text=searching_text(query))
         log.info("command from %s in %s: %r k=%d folder=%s", command["user_id"], command["channel_id"],
                  query.text, query.k, query.folder)
-        ticket.submit(timed("command", answer_text_query), services, client, query, requester, target)
+        ticket.submit(timed("command", answer_query), services, query, asking, target)
 
 
 def register(app: App) -> None:

@@ -18,16 +18,18 @@ from pathlib import Path
 
 from slack_bolt import App
 
+from findimage.query import read_command
 from findimage.stores.base import META_LAST_PASS
 from findimage.visibility import Place, Purpose, Why
 
-from ..answering import Services, answer_text_query, services_of
+from ..answering import answer_query
 from ..buttons import HOME_EXAMPLE, HOME_EXAMPLE_IDS, button
 from ..channels import Requester, refusal_text
 from ..delivery import ThreadTarget
 from ..errors import user_message
 from ..metrics import counted, timed
-from ..options import MAX_K, TextQuery
+from ..options import IN_SLACK
+from ..services import Services, services_of
 from ..untrusted import shown
 from .actions import first_click
 
@@ -125,12 +127,13 @@ def answer_example(services: Services, client, text: str, requester: Requester) 
     except Exception:
         log.exception("could not open a direct message with %s", requester.user_id)
         return "failed"
-    sight = services.policy.sight(client, Purpose.ANSWER, Place.home(channel), requester)
+    asking = services.policy.asking(Place.home(channel), requester)
+    sight = asking.sight(client)
     if sight.refusal is not None:
         log.info("example clicked by %s not answered: %s", requester.user_id, sight.refusal.value)
         return "refused"
-    query = TextQuery(text, min(services.settings.top_k, MAX_K))
-    return answer_text_query(services, client, query, requester, ThreadTarget(client, channel, None))
+    return answer_query(services, read_command(text, services.settings, IN_SLACK), asking,
+                        ThreadTarget(client, channel, None))
 
 
 def home_opened(event, client, context) -> None:

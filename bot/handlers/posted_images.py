@@ -9,12 +9,15 @@ import logging
 
 from slack_bolt import App
 
+from findimage.query import example_query
 from findimage.visibility import Place
 
-from ..answering import Services, answer_posted_images, services_of, tell_safely
+from ..answering import answer_posted_images, tell_safely
 from ..channels import Lookup, Requester, is_from_another_app
 from ..delivery import ThreadTarget
 from ..metrics import counted, timed
+from ..options import IN_SLACK
+from ..services import Services, services_of
 from ..slack_files import is_image_file, needs_file_info
 from ..work import BUSY_TEXT
 from .channel_events import keep_event
@@ -61,13 +64,13 @@ def on_message(event, body, context, client) -> None:
     requester = Requester.of_event(event)
     shared = body.get("is_ext_shared_channel") is True
     log.info("%d file(s) posted by %s in %s", len(files), event.get("user"), event["channel"])
-    if not services.work.submit(timed("posted_image", answer_posted_images), services, files, requester, target,
-                                Lookup.SHARED if shared else Lookup.CACHED):
+    asking = services.policy.asking(Place.of(event["channel"]), requester, Lookup.SHARED if shared else Lookup.CACHED)
+    if not services.work.submit(timed("posted_image", answer_posted_images), services, files,
+                                example_query(services.settings, IN_SLACK), asking, target):
         counted("posted_image", "busy")
         # Full: "busy" now, from Bolt's listener thread, better than never; but not where no image is
         # known yet, nor where the answer would have been a refusal.
-        if any(is_image_file(f) for f in files) and not shared and \
-                not services.policy.quick(Place.of(event["channel"]), requester).refused:
+        if any(is_image_file(f) for f in files) and not shared and not asking.quick().refused:
             tell_safely(target, BUSY_TEXT)
 
 

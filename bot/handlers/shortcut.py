@@ -10,12 +10,15 @@ import logging
 
 from slack_bolt import App
 
+from findimage.query import Query, example_query
 from findimage.visibility import Place, Purpose
 
-from ..answering import Services, answer_posted_images, services_of, submit_or_busy, tell_safely
-from ..channels import Requester, refusal_text
+from ..answering import answer_posted_images, submit_or_busy, tell_safely
+from ..channels import Asking, Requester, refusal_text
 from ..delivery import InteractionTarget, Target
 from ..metrics import counted
+from ..options import IN_SLACK
+from ..services import Services, services_of
 from ..slack_files import is_image_file, needs_file_info
 
 log = logging.getLogger(__name__)
@@ -41,20 +44,22 @@ def find_similar(ack, shortcut, client, respond, context) -> None:
         counted("shortcut", "invalid")
         services.work.submit(tell_safely, target, NO_IMAGES)
         return
-    quick = services.policy.quick(Place.of(channel), requester)
+    asking = services.policy.asking(Place.of(channel), requester)
+    quick = asking.quick()
     if quick.refusal is not None:
         counted("shortcut", "refused")
         services.work.submit(tell_safely, target, refusal_text(Purpose.ANSWER, quick.refusal))
         return
     log.info("find similar: %d file(s) of message %s in %s, for %s", len(files), message.get("ts"), channel,
              requester.user_id)
-    submit_or_busy(services, "shortcut", target, answer_asked_images, services, files, requester, target)
+    submit_or_busy(services, "shortcut", target, answer_asked_images, services, files,
+                   example_query(services.settings, IN_SLACK), asking, target)
 
 
-def answer_asked_images(services: Services, files: list[dict], requester: Requester, target: Target) -> str:
+def answer_asked_images(services: Services, files: list[dict], query: Query, asking: Asking, target: Target) -> str:
     """The images of a message someone asked about: answered as posted images are, and where none turns out
     to be an image (stripped file objects, completed first), they are told so."""
-    outcome = answer_posted_images(services, files, requester, target)
+    outcome = answer_posted_images(services, files, query, asking, target)
     if outcome == "ignored":
         tell_safely(target, NO_IMAGES)
         return "invalid"

@@ -57,7 +57,7 @@ class SignedImages:
             return sentence(start_response, "404 Not Found", "This image is no longer in the archive.")
         if content_tag(doc.sha256) != link.tag:
             return sentence(start_response, "404 Not Found", "This image has been replaced since the link was made.")
-        indexed = Indexed(doc.size, doc.mtime)
+        indexed = doc.indexed
         if not is_servable(self.archive, doc.relative_path, indexed):
             # Gone, changed since indexing (the stored hash no longer describes its bytes), or reached
             # through a link that leaves the archive: never served.

@@ -9,7 +9,8 @@ from typing import Protocol
 
 import numpy as np
 
-from findimage.records import EVERYWHERE, FileState, Filters, ImageDoc, Match, Posted, ReadText
+from findimage.query import EVERYWHERE, Filters
+from findimage.records import FileState, ImageDoc, Match, Posted, ReadText
 
 # Keys of the small key/value metadata every store keeps.
 META_IMAGE_MODEL = "image_model_id"
@@ -19,9 +20,10 @@ META_LAST_PASS = "last_pass"
 SEEN_TTL_SECONDS = 3600.0
 
 
-def default_num_candidates(k: int) -> int:
-    """As many candidates as Elasticsearch users typically ask for: at least 10 x k."""
-    return max(10 * k, 100)
+def candidates_for(k: int, asked: int | None = None) -> int:
+    """How many kNN candidates a search for k images looks among: as many as asked (never fewer than k),
+    else as many as Elasticsearch users typically ask for (10 x k, at least 100). Every search decides it here."""
+    return max(k, asked) if asked else max(10 * k, 100)
 
 
 class Store(Protocol):

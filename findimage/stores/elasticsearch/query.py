@@ -15,8 +15,9 @@ from typing import Any
 import numpy as np
 
 from findimage.config import ElasticsearchSettings
-from findimage.records import FileState, Filters, Match
-from findimage.stores.base import default_num_candidates
+from findimage.query import Filters
+from findimage.records import FileState, Match
+from findimage.stores.base import candidates_for
 
 MATCH_FIELDS = ["image_id", "image_name", "relative_path", "sha256", "taken", "taken_source", "size", "mtime"]
 # A hit's fields from doc values (all keyword or date): the stored _source, which holds the 512-float
@@ -87,7 +88,7 @@ def knn_body(vector: np.ndarray, k: int, num_candidates: int | None, filter_: li
     oversample, min_candidates = settings.es_rescore_oversample, settings.es_num_candidates
     wanted = min(10_000, math.ceil(k * max(1.0, oversample)))
     knn = {"field": "image_embedding", "query_vector": np.asarray(vector, dtype=float).tolist(), "k": wanted,
-           "num_candidates": min(10_000, max(wanted, min_candidates, num_candidates or default_num_candidates(k)))}
+           "num_candidates": min(10_000, max(wanted, min_candidates, candidates_for(k, num_candidates)))}
     if filter_:
         knn["filter"] = filter_
     body = {"knn": knn, "size": wanted, **_fetch(lines)}

@@ -11,7 +11,8 @@ from elasticsearch import NotFoundError
 
 from findimage.config import ElasticsearchSettings
 from findimage.errors import BackendUnavailable, IndexMissing, StoreError
-from findimage.records import EVERYWHERE, Filters, Match
+from findimage.query import EVERYWHERE, Filters
+from findimage.records import Match
 from findimage.stores.elasticsearch.client import BUSY_STATUSES, unavailable_on_connection_errors
 from findimage.stores.elasticsearch.query import (
     exact_top,

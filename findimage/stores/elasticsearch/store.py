@@ -16,7 +16,8 @@ from elasticsearch import Elasticsearch, NotFoundError, helpers
 
 from findimage.config import ElasticsearchSettings
 from findimage.names import name_words
-from findimage.records import DIMS, EVERYWHERE, FileState, Filters, ImageDoc, Match, ReadText
+from findimage.query import EVERYWHERE, Filters
+from findimage.records import DIMS, FileState, ImageDoc, Match, ReadText
 from findimage.stores.elasticsearch.client import make_client, unavailable_on_connection_errors
 from findimage.stores.elasticsearch.index import IndexLayout
 from findimage.stores.elasticsearch.query import STATE_FIELDS, file_state

@@ -11,8 +11,9 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from findimage.records import DIMS, EVERYWHERE, Filters, Match, cosine_to_score
-from findimage.stores.base import default_num_candidates
+from findimage.query import EVERYWHERE, Filters
+from findimage.records import DIMS, Match, cosine_to_score
+from findimage.stores.base import candidates_for
 from findimage.stores.embedded.knn_cache import KnnCache
 from findimage.stores.embedded.schema import LINE_SLOTS, in_chunks, vectors_of
 from findimage.stores.embedded.texts import lines_as_read
@@ -104,7 +105,7 @@ class EmbeddedSearch:
         matching document, so it would order them by path length. Where they are more than
         BM25_MAX_DOCUMENTS and a share of the archive that puts twice `need` of them among CLIP's
         candidates, those candidates hold plenty of them."""
-        candidates_wanted = 4 * max(k, num_candidates or default_num_candidates(k))
+        candidates_wanted = 4 * candidates_for(k, num_candidates)
         need = min(k, NAMED_AMONG_CANDIDATES)
         enough = max(BM25_MAX_DOCUMENTS + 1, math.ceil(2 * need * len(self.cache.fresh()) / candidates_wanted))
         if documents_holding(self.cache.db, present, enough) < enough:
@@ -131,7 +132,7 @@ class EmbeddedSearch:
         """`searched`: the unfiltered ANN search made already, for at least the candidates needed here;
         `lines`: each match with its text's lines."""
         query = np.asarray(vector, dtype=np.float32).reshape(DIMS)
-        num_candidates = max(k, num_candidates or default_num_candidates(k))
+        num_candidates = candidates_for(k, num_candidates)
         index = self.cache.fresh()
         if filters.any:
             # Most filters (after:2020, a large folder) keep many images: when k of the unfiltered

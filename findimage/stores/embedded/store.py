@@ -20,7 +20,8 @@ import numpy as np
 
 from findimage.errors import StoreError
 from findimage.names import name_words
-from findimage.records import EVERYWHERE, FileState, Filters, ImageDoc, Match, ReadText
+from findimage.query import EVERYWHERE, Filters
+from findimage.records import FileState, ImageDoc, Match, ReadText
 from findimage.stores.embedded.erasing import empty_wal, merge_out_deleted_words, zero_deleted_content
 from findimage.stores.embedded.knn_cache import KnnCache, current_version
 from findimage.stores.embedded.migrations import open_current, refuse_newer

@@ -92,14 +92,14 @@ import sys, time
 from pathlib import Path
 import bot.answering
 
-gate, answer = Path(sys.argv[1]), bot.answering.answer_text_query
+gate, answer = Path(sys.argv[1]), bot.answering.answer_query
 
 def answer_when_released(*args):
     while not gate.exists():
         time.sleep(0.05)
     answer(*args)
 
-bot.answering.answer_text_query = answer_when_released
+bot.answering.answer_query = answer_when_released
 from findimage_cli import main
 sys.exit(main(["bot"]))
 """

@@ -8,24 +8,27 @@ from bot_support import CHANNEL, serve_bot
 from photos import save_photo
 from PIL import Image
 
-from bot.options import OptionError, TextQuery, parse_command_text
+from bot.options import IN_SLACK
 from bot.replies import usage_text
+from findimage.config import Settings
+from findimage.query import Filters, Query, QueryError, read_command
 from indexer.run import index_once
 
 
 @pytest.mark.parametrize("typed, expected", [
-    ("after:2024-05 before:2024-07 Sommerfest", TextQuery("Sommerfest", 5, None, "2024-05", "2024-07")),
-    ("k=3 stage AFTER:2024 in:events", TextQuery("stage", 3, "events", "2024", None)),
-    ("before:2023-12-24 tree", TextQuery("tree", 5, None, None, "2023-12-24")),
+    ("after:2024-05 before:2024-07 Sommerfest",
+     Query(5, "Sommerfest", filters=Filters(None, "2024-05-01T00:00:00", "2024-07-01T00:00:00"))),
+    ("k=3 stage AFTER:2024 in:events", Query(3, "stage", filters=Filters("events", "2024-01-01T00:00:00", None))),
+    ("before:2023-12-24 tree", Query(5, "tree", filters=Filters(None, None, "2023-12-24T00:00:00"))),
     ("meet after:work", None),
 ])
 def test_date_options_are_taken_out_of_the_description(typed, expected):
     if expected is None:
-        with pytest.raises(OptionError, match=r"`after:work` is not a date: use YYYY, YYYY-MM or YYYY-MM-DD, "
-                                              r"e.g. `after:2024-05`."):
-            parse_command_text(typed, default_k=5)
+        with pytest.raises(QueryError, match=r"`after:work` is not a date: use YYYY, YYYY-MM or YYYY-MM-DD, "
+                                             r"e.g. `after:2024-05`."):
+            read_command(typed, Settings(), IN_SLACK)
     else:
-        assert parse_command_text(typed, default_k=5) == expected
+        assert read_command(typed, Settings(), IN_SLACK) == expected
 
 
 @pytest.mark.parametrize("typed, complaint", [
@@ -36,8 +39,8 @@ def test_date_options_are_taken_out_of_the_description(typed, expected):
     ("after:2024-05", "Add what to look for"),
 ])
 def test_date_option_mistakes_say_how_to_fix_them(typed, complaint):
-    with pytest.raises(OptionError, match=complaint.replace("(", r"\(").replace(".", r"\.")):
-        parse_command_text(typed, default_k=5)
+    with pytest.raises(QueryError, match=complaint.replace("(", r"\(").replace(".", r"\.")):
+        read_command(typed, Settings(), IN_SLACK)
 
 
 def test_the_usage_lists_the_date_options_with_an_example():

@@ -90,7 +90,8 @@ def test_search_in_json_keeps_its_results_on_stdout(env, settings, archive, tmp_
         assert {e["level"] for e in json_lines(done.stderr)} >= {"DEBUG", "INFO"}
     assert refused.returncode == EXIT_USAGE and refused.stdout == ""
     (entry,) = json_lines(refused.stderr)
-    assert (entry["level"], entry["message"]) == ("ERROR", "findimage: -k must be between 1 and 1000.")
+    assert (entry["level"], entry["message"]) == (
+        "ERROR", "findimage: -k 0 must be a whole number from 1 to 1000 (how many images to show).")
 
 
 def test_the_log_level_decides_what_is_logged_and_v_means_info_at_least(env, archive, tmp_path):

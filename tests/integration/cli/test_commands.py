@@ -93,7 +93,7 @@ def test_image_search_finds_the_identical_archive_image_first(indexed, capsys):
     (["search", "   "], "The query is empty", EXIT_USAGE),
     (["search", "x" * 10_000], "The query is too long (10,000 characters", EXIT_USAGE),
     (["search", "--image", "/no/such/photo.jpg"], "No image file at /no/such/photo.jpg", EXIT_USAGE),
-    (["search", "-k", "0", "mountain"], "-k must be between 1 and 1000", EXIT_USAGE),
+    (["search", "-k", "0", "mountain"], "-k 0 must be a whole number from 1 to 1000", EXIT_USAGE),
     (["search", "mountain", "--after", "2024-13"], "2024-13", EXIT_USAGE),
 ])
 def test_bad_queries_get_a_clear_message(indexed, capsys, argv, message, exit_code):
@@ -189,7 +189,7 @@ def test_a_bug_is_reported_as_one_and_its_traceback_only_with_v(indexed, capsys,
     def broken(*args, **kwargs):
         raise KeyError("finished_at")
 
-    monkeypatch.setattr(findimage.search.Searcher, "by_text", broken)
+    monkeypatch.setattr(findimage.search.Searcher, "search", broken)
     code, _, err = run(capsys, "search", "a photo")
     assert code == EXIT_ERROR
     assert err == "findimage: unexpected error (run with -v to see where it happened).\n"

@@ -1,4 +1,5 @@
-"""Query images are held to their own, lower pixel limit (FINDIMAGE_MAX_QUERY_PIXELS), read from the header."""
+"""Query images are held to their own, lower pixel limit (FINDIMAGE_MAX_QUERY_PIXELS), read from the header, and
+an image file is read no further than the decode budget (FINDIMAGE_DECODE_BUDGET_MB)."""
 from __future__ import annotations
 
 import pytest
@@ -42,3 +43,13 @@ def test_the_query_limit_is_a_setting_below_the_indexers(indexed, capsys, tmp_pa
     monkeypatch.setenv("FINDIMAGE_MAX_QUERY_PIXELS", "100000")
     code, _, err = run(capsys, "search", "--image", str(picture))
     assert code == EXIT_USAGE and "FINDIMAGE_MAX_QUERY_PIXELS=100000 must be at least 1000000" in err
+
+
+def test_a_query_image_file_is_read_no_further_than_the_decode_budget(indexed, capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("FINDIMAGE_DECODE_BUDGET_MB", "16")
+    large = tmp_path / "large.jpg"
+    with large.open("wb") as file:
+        file.truncate(17 * 2**20)  # larger than the budget: refused from its size, not read
+    code, out, err = run(capsys, "search", "--image", str(large))
+    assert code == EXIT_ERROR and out == ""
+    assert err.strip() == f"findimage: cannot read {large}: file too large (17 MB; at most 16 MB)"

@@ -10,8 +10,9 @@ import pytest
 from es_support import both_stores
 
 from findimage.backends import open_remembered, open_store
+from findimage.query import QueryError, query_filters
 from findimage.records import ImageDoc, Posted, image_id_for, posted_path
-from findimage.search import QueryError, Searcher, query_filters
+from findimage.search import Searcher
 from findimage.stores.base import META_IMAGE_MODEL, ChannelState
 
 BASIS = np.linalg.qr(np.random.default_rng(11).standard_normal((512, 8)))[0].T.astype(np.float32)

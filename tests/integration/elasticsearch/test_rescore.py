@@ -9,8 +9,8 @@ import time
 import numpy as np
 from es_support import client, es_only
 
+from findimage.query import query_filters
 from findimage.records import ImageDoc, cosine_to_score, image_id_for
-from findimage.search import query_filters
 from findimage.stores.elasticsearch.store import ElasticsearchStore
 
 

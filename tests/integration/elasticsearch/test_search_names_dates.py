@@ -13,7 +13,7 @@ from es_support import both_stores
 from photos import save_photo
 from PIL import Image
 
-from findimage.search import query_filters
+from findimage.query import query_filters
 from findimage_cli import main
 from indexer.run import index_once
 

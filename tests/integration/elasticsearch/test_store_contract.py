@@ -12,8 +12,8 @@ import pytest
 from findimage.backends import open_store
 from findimage.errors import StoreError
 from findimage.names import query_words
+from findimage.query import query_filters as where  # the filters as a query's edge builds them
 from findimage.records import ImageDoc, Match, ReadText, TextLine, image_id_for
-from findimage.search import query_filters as where  # the filters as a query's edge builds them
 
 ES_URL = os.environ.get("FINDIMAGE_TEST_ES_URL")
 BACKENDS = ["embedded", pytest.param("elasticsearch", marks=[

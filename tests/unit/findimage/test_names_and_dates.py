@@ -8,9 +8,10 @@ import pytest
 from photos import photo
 from PIL import Image
 
-from findimage.dates import DateError, bound_start, check_range, parse_exif_date, taken_of
+from findimage.dates import parse_exif_date, taken_of
 from findimage.fusion import collapse_copies
 from findimage.names import name_words, query_words
+from findimage.query import QueryError, date_start, query_filters
 from findimage.records import Match
 
 
@@ -68,14 +69,14 @@ def test_the_best_exif_date_wins_and_mtime_is_the_last_resort():
 
 
 def test_date_bounds_start_their_year_month_or_day():
-    assert bound_start("2024") == "2024-01-01T00:00:00"
-    assert bound_start("2024-05") == "2024-05-01T00:00:00"
-    assert bound_start("2024-05-14") == "2024-05-14T00:00:00"
+    assert date_start("2024") == "2024-01-01T00:00:00"
+    assert date_start("2024-05") == "2024-05-01T00:00:00"
+    assert date_start("2024-05-14") == "2024-05-14T00:00:00"
     for bad in ("2024-13", "24", "May 2024", "2024-02-30", ""):
-        with pytest.raises(DateError, match=r"is not a date: use YYYY, YYYY-MM or YYYY-MM-DD, e.g. after:2024-05"):
-            bound_start(bad)
-    with pytest.raises(DateError, match="the after date must come first"):
-        check_range("2024-07-01T00:00:00", "2024-05-01T00:00:00")
+        with pytest.raises(QueryError, match=r"is not a date: use YYYY, YYYY-MM or YYYY-MM-DD, e.g. --after 2024-05"):
+            query_filters(after=bad)
+    with pytest.raises(QueryError, match="the after date must come first"):
+        query_filters(after="2024-07-01T00:00:00", before="2024-05-01T00:00:00")
 
 
 def m(image_id: str, sha: str = "", path: str | None = None) -> Match:

@@ -6,8 +6,8 @@ import time
 import numpy as np
 import pytest
 
+from findimage.query import query_filters
 from findimage.records import ImageDoc, image_id_for
-from findimage.search import query_filters
 from findimage.stores.embedded.store import EmbeddedStore
 from findimage.stores.embedded.vector_index import IVF_MIN_VECTORS
 
