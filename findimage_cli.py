@@ -7,11 +7,15 @@ import logging
 import os
 import sys
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from findimage import __version__, process
 from findimage.config import Settings, load_settings_or_report
 from findimage.errors import EXIT_ERROR, EXIT_OK, EXIT_PIPE, EXIT_REFUSED, EXIT_UNAVAILABLE, EXIT_USAGE, FindimageError
 from findimage.logs import printable, tell
+
+if TYPE_CHECKING:  # the commands import what they use when they run: `findimage --help` stays quick
+    from findimage.records import Match
 
 __all__ = ["EXIT_ERROR", "EXIT_OK", "EXIT_REFUSED", "EXIT_UNAVAILABLE", "EXIT_USAGE", "main"]
 log = logging.getLogger("findimage")
@@ -318,7 +322,7 @@ def _running_pass(settings: Settings) -> str:
         return f"not known ({exc.meta.status}: {exc.message})"
 
 
-def why(match) -> str:
+def why(match: Match) -> str:
     """Where a match stands for a reason its score (the CLIP similarity) does not show: its name or the
     text in it matched the query's words (the ranking fuses those; see findimage.fusion)."""
     reasons = [signal for signal in match.matched if signal != "image"]

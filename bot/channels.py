@@ -19,8 +19,10 @@ import logging
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
+from typing import Generic, TypeVar
 
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
@@ -30,6 +32,7 @@ from findimage.remembered import Remembered
 from findimage.visibility import Conversation, Place, Purpose, Rules, Sight, Why, decide
 
 log = logging.getLogger(__name__)
+V = TypeVar("V")
 
 CHANNEL_INFO_TTL_SECONDS = 300.0
 USER_INFO_TTL_SECONDS = 600.0
@@ -100,17 +103,18 @@ def shared_externally(channel: dict) -> bool:
                 or (channel.get("is_shared") and not channel.get("is_org_shared")))
 
 
-class BoundedCache:
+class BoundedCache(Generic[V]):
     """Answers of Slack look-ups for a while, at most `max_entries` of them (oldest dropped first)."""
 
-    def __init__(self, ttl_seconds: float, max_entries: int = MAX_CACHED, clock=time.monotonic):
+    def __init__(self, ttl_seconds: float, max_entries: int = MAX_CACHED,
+                 clock: Callable[[], float] = time.monotonic):
         self._ttl = ttl_seconds
         self._max = max_entries
         self._clock = clock
-        self._entries: OrderedDict[str, tuple[float, object]] = OrderedDict()
+        self._entries: OrderedDict[str, tuple[float, V]] = OrderedDict()
         self._lock = threading.Lock()
 
-    def get(self, key: str):
+    def get(self, key: str) -> V | None:
         with self._lock:
             entry = self._entries.get(key)
             if entry is None or self._clock() >= entry[0]:
@@ -121,7 +125,7 @@ class BoundedCache:
         with self._lock:
             self._entries.pop(key, None)
 
-    def put(self, key: str, value) -> None:
+    def put(self, key: str, value: V) -> None:
         with self._lock:
             self._entries.pop(key, None)
             self._entries[key] = (self._clock() + self._ttl, value)
@@ -147,8 +151,8 @@ class ChannelPolicy:
         self.channels = frozenset(settings.channels or ())
         self.team_id = team_id
         self.remembered = remembered
-        self._conversations = BoundedCache(CHANNEL_INFO_TTL_SECONDS)  # channel id -> Conversation
-        self._teams = BoundedCache(USER_INFO_TTL_SECONDS)  # user id -> their workspace
+        self._conversations: BoundedCache[Conversation] = BoundedCache(CHANNEL_INFO_TTL_SECONDS)  # by channel id
+        self._teams: BoundedCache[str] = BoundedCache(USER_INFO_TTL_SECONDS)  # user id -> their workspace
 
     def asking(self, place: Place, requester: Requester | None, lookup: Lookup = Lookup.CACHED) -> Asking:
         """One request's decision (`requester` None: an event no person asked for, such as a post to

@@ -11,6 +11,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 
 from findimage import backends
 from findimage.config import Settings
@@ -18,7 +19,8 @@ from findimage.stores.base import SEEN_TTL_SECONDS, SeenKeys
 
 
 class SeenRecently:
-    def __init__(self, ttl_seconds: float = SEEN_TTL_SECONDS, max_entries: int = 100_000, clock=time.monotonic):
+    def __init__(self, ttl_seconds: float = SEEN_TTL_SECONDS, max_entries: int = 100_000,
+                 clock: Callable[[], float] = time.monotonic):
         self.ttl_seconds = ttl_seconds
         self.max_entries = max_entries
         self._clock = clock

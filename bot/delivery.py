@@ -11,7 +11,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from slack_sdk import WebClient
 
@@ -88,7 +88,7 @@ class CommandTarget:
             log.warning("%s; answering with chat.postEphemeral", exc)
             self.client.chat_postEphemeral(channel=self.channel_id, user=self.user_id, text=text)
 
-    def _respond(self, **message) -> None:
+    def _respond(self, **message: Any) -> None:
         answer = self.respond(replace_original=False, **message)
         if answer is not None and answer.status_code != 200:
             raise ResponseUrlFailed(f"response_url answered {answer.status_code}: {answer.body[:200]}")

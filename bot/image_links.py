@@ -11,6 +11,7 @@ import hashlib
 import hmac
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import parse_qs, quote
 
@@ -75,14 +76,15 @@ def signing_key(settings: Settings) -> bytes | None:
 
 
 class ImageLinks:
-    def __init__(self, base_url: str, key: bytes, ttl_seconds: int = LINK_TTL_SECONDS, clock=time.time):
+    def __init__(self, base_url: str, key: bytes, ttl_seconds: int = LINK_TTL_SECONDS,
+                 clock: Callable[[], float] = time.time):
         self.base_url = base_url.rstrip("/")
         self._key = key
         self.ttl_seconds = ttl_seconds
         self._clock = clock
 
     @classmethod
-    def from_settings(cls, settings: Settings, clock=time.time) -> ImageLinks | None:
+    def from_settings(cls, settings: Settings, clock: Callable[[], float] = time.time) -> ImageLinks | None:
         key = signing_key(settings)
         if not settings.public_base_url or key is None:
             return None

@@ -18,7 +18,7 @@ import tempfile
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gunicorn.app.base import BaseApplication
 from gunicorn.arbiter import Arbiter
@@ -27,6 +27,16 @@ from gunicorn.glogging import Logger
 from findimage import logs
 from findimage.config import ConfigError, Settings, export_to_environment, report_problems, require_slack
 from findimage.errors import EXIT_OK, EXIT_USAGE, FindimageError
+
+if TYPE_CHECKING:
+    from datetime import timedelta
+
+    from gunicorn.config import Config
+    from gunicorn.http.message import Request
+    from gunicorn.http.wsgi import Response
+    from gunicorn.workers.base import Worker
+
+    from .app import WebApp
 
 __all__ = ["EXIT_OK", "EXIT_USAGE", "run"]
 log = logging.getLogger("bot")
@@ -45,7 +55,7 @@ class AccessLog(Logger):
     it as the referer of its next request (the favicon). Nothing the bot serves needs a query string.
     """
 
-    def setup(self, cfg):
+    def setup(self, cfg: Config) -> None:
         super().setup(cfg)
         logs.adopt(self.error_log)
         logs.adopt(self.access_log)
@@ -54,7 +64,8 @@ class AccessLog(Logger):
         if not any(isinstance(f, _AccessFields) for f in self.access_log.filters):
             self.access_log.addFilter(_AccessFields())
 
-    def atoms(self, resp, req, environ, request_time):
+    def atoms(self, resp: Response, req: Request, environ: dict[str, Any],
+              request_time: timedelta) -> dict[str, Any]:
         atoms = super().atoms(resp, req, environ, request_time)
         atoms["r"] = " ".join((environ.get("REQUEST_METHOD", "-"), without_query(environ.get("RAW_URI", "")),
                                environ.get("SERVER_PROTOCOL", "-")))
@@ -89,7 +100,7 @@ GUNICORN_OPTIONS = {"worker_class": "gthread", "workers": 1, "threads": 16, "tim
 DRAIN_SECONDS = GRACEFUL_SECONDS - 5
 
 
-def drain_answers(server, worker) -> None:
+def drain_answers(server: Arbiter, worker: Worker) -> None:
     """gunicorn's worker_exit hook: the worker stopped accepting requests; finish the queued answers."""
     work = getattr(getattr(worker, "wsgi", None), "work", None)
     if work is not None:
@@ -275,7 +286,7 @@ class WebServer(BaseApplication):
         for key, value in self.options.items():
             self.cfg.set(key, value)
 
-    def load(self):
+    def load(self) -> WebApp:
         from .app import configure_logging, ready_app
         configure_logging()
         try:

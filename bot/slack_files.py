@@ -12,6 +12,7 @@ would hand it to whoever runs that host.
 from __future__ import annotations
 
 import re
+from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 import requests
@@ -110,7 +111,7 @@ class TokenAdapter(HTTPAdapter):
         self._token = token
         self._api_url = api_url
 
-    def send(self, request, *args, **kwargs):
+    def send(self, request: requests.PreparedRequest, *args: Any, **kwargs: Any) -> requests.Response:
         if not may_receive_token(request.url, self._api_url):
             raise NotASlackHost(f"refused to send the token to {urlsplit(request.url or '').hostname!r}")
         request.headers["Authorization"] = f"Bearer {self._token}"

@@ -16,6 +16,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVarTuple
 
 from findimage import logs
 from findimage.config import Settings
@@ -23,6 +24,7 @@ from findimage.config import Settings
 from .metrics import ANSWERS_QUEUED
 
 log = logging.getLogger(__name__)
+Args = TypeVarTuple("Args")  # a job's arguments, checked against the job where it is submitted
 
 # The models run one query at a time (see embedders); more threads overlap Slack downloads and uploads.
 DEFAULT_WORKERS = 4
@@ -42,14 +44,14 @@ class Ticket:
         self._pool = pool
         self._used = False
 
-    def submit(self, job: Callable, *args) -> None:
+    def submit(self, job: Callable[[*Args], object], *args: *Args) -> None:
         self._used = True
         self._pool._executor.submit(logs.carried(self._pool._run), job, args)  # the request's ids go along
 
     def __enter__(self) -> Ticket:
         return self
 
-    def __exit__(self, *exc_info) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         if not self._used:
             self._used = True
             self._pool._release()
@@ -82,7 +84,7 @@ class WorkPool:
         ANSWERS_QUEUED.labels().inc()
         return Ticket(self)
 
-    def submit(self, job: Callable, *args) -> bool:
+    def submit(self, job: Callable[[*Args], object], *args: *Args) -> bool:
         """Queue `job(*args)`; False (nothing queued) when full: the caller tells the user it is busy."""
         ticket = self.reserve()
         if ticket is None:
@@ -106,7 +108,7 @@ class WorkPool:
             self._changed.notify_all()
         ANSWERS_QUEUED.labels().dec()
 
-    def drain(self, timeout: float, clock=time.monotonic) -> int:
+    def drain(self, timeout: float, clock: Callable[[], float] = time.monotonic) -> int:
         """Stop taking work and wait up to `timeout` s for what was accepted; the number left unfinished."""
         deadline = clock() + timeout
         with self._changed:

@@ -3,8 +3,13 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from datetime import datetime
+from pathlib import Path
+from typing import Any, TypeVar, overload
 
+from apscheduler.schedulers.base import BaseScheduler
 from apscheduler.schedulers.blocking import BlockingScheduler
 
 from findimage.errors import BackendUnavailable
@@ -13,9 +18,21 @@ from .lock import AlreadyRunning, pass_lock, scheduler_lock
 from .metrics import PASSES
 
 log = logging.getLogger(__name__)
+Held = TypeVar("Held")  # what a guard holds while a pass runs (indexer.lock.HeldPass)
+T = TypeVar("T")
 
 
-def run_locked_pass(data_dir, run_pass, guard=None) -> object | None:
+@overload
+def run_locked_pass(data_dir: str | Path, run_pass: Callable[[None], T], guard: None = None) -> T | None: ...
+
+
+@overload
+def run_locked_pass(data_dir: str | Path, run_pass: Callable[[Held], T],
+                    guard: Callable[[], AbstractContextManager[Held]]) -> T | None: ...
+
+
+def run_locked_pass(data_dir: str | Path, run_pass: Callable[[Any], T],
+                    guard: Callable[[], AbstractContextManager[object]] | None = None) -> T | None:
     """Run one pass unless another process is in the middle of one (then skip it and say so).
 
     `guard` makes what keeps other passes out (indexer.lock.pass_guard); by default the data folder's lock.
@@ -39,12 +56,13 @@ def run_locked_pass(data_dir, run_pass, guard=None) -> object | None:
 
 
 @contextlib.contextmanager
-def _lock_only(data_dir):
+def _lock_only(data_dir: str | Path) -> Iterator[None]:
     with pass_lock(data_dir):
         yield None
 
 
-def make_scheduler(interval_minutes: float, job, scheduler_class=BlockingScheduler):
+def make_scheduler(interval_minutes: float, job: Callable[[], object],
+                   scheduler_class: type[BaseScheduler] = BlockingScheduler) -> BaseScheduler:
     scheduler = scheduler_class()
     # max_instances=1 + coalesce: a pass that overruns the interval delays the next, never doubles it.
     scheduler.add_job(job, "interval", minutes=interval_minutes, next_run_time=datetime.now(),
@@ -52,7 +70,8 @@ def make_scheduler(interval_minutes: float, job, scheduler_class=BlockingSchedul
     return scheduler
 
 
-def run_schedule(data_dir, interval_minutes: float, job, guard=None) -> None:
+def run_schedule(data_dir: str | Path, interval_minutes: float, job: Callable[[Held], object],
+                 guard: Callable[[], AbstractContextManager[Held]]) -> None:
     """Block forever running `job` on schedule; raises AlreadyRunning if another scheduler holds the lock."""
     with scheduler_lock(data_dir):
         scheduler = make_scheduler(interval_minutes, lambda: run_locked_pass(data_dir, job, guard))

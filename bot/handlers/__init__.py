@@ -5,14 +5,17 @@ services in Bolt's context (`services_of(context)`), which one middleware puts t
 """
 from __future__ import annotations
 
-from slack_bolt import App
+from collections.abc import Callable
+
+from slack_bolt import App, BoltContext
 
 from ..services import Services
 from . import actions, channel_events, command, home, posted_images, shortcut
 
 
 def register_all(app: App, services: Services) -> None:
-    def provide_services(context, next):  # Bolt passes middleware arguments by these names
+    # Bolt passes middleware arguments by these names
+    def provide_services(context: BoltContext, next: Callable[[], None]) -> None:
         context["services"] = services
         next()
 

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from typing import Any
 
-from slack_bolt import App
+from slack_bolt import Ack, App, BoltContext, Respond
+from slack_sdk import WebClient
 
 from findimage.query import Query, QuerySettings
 from findimage.visibility import Place, Purpose
@@ -25,7 +27,7 @@ log = logging.getLogger(__name__)
 UNREADABLE = "I cannot read this button (it may come from an older version of me); please search again."
 
 
-def interaction_target(body: dict, client, respond) -> InteractionTarget:
+def interaction_target(body: dict, client: WebClient, respond: Respond) -> InteractionTarget:
     """Where a message's button was used: its channel, and its thread when the message is a reply in one.
 
     A message that has replies carries thread_ts too, equal to its own ts: it is the thread's parent, not
@@ -72,7 +74,8 @@ def start(services: Services, body: dict, action: dict, target: InteractionTarge
 
 
 # The duplicate check comes before the ack: once Slack has its answer, the click is either queued or dropped.
-def more_like_this(ack, body, action, client, respond, context) -> None:
+def more_like_this(ack: Ack, body: dict[str, Any], action: dict[str, Any], client: WebClient, respond: Respond,
+                   context: BoltContext) -> None:
     services = services_of(context)
     first = first_click(services, body, action)
     ack()
@@ -80,7 +83,8 @@ def more_like_this(ack, body, action, client, respond, context) -> None:
         start(services, body, action, interaction_target(body, client, respond), read_more_like)
 
 
-def show_more(ack, body, action, client, respond, context) -> None:
+def show_more(ack: Ack, body: dict[str, Any], action: dict[str, Any], client: WebClient, respond: Respond,
+              context: BoltContext) -> None:
     services = services_of(context)
     first = first_click(services, body, action)
     ack()

@@ -4,7 +4,10 @@ registry's journal by `keep_event` before Slack gets its answer, and applied by 
 lifecycle worker within seconds."""
 from __future__ import annotations
 
-from slack_bolt import App
+from collections.abc import Callable
+from typing import Any
+
+from slack_bolt import App, BoltContext
 
 from ..services import services_of
 
@@ -16,7 +19,7 @@ EVENTS = ("file_deleted", "file_change", "channel_archive", "channel_deleted", "
           "tokens_revoked")
 
 
-def keep_event(body, context, next) -> None:
+def keep_event(body: dict[str, Any], context: BoltContext, next: Callable[[], None]) -> None:
     """A listener middleware: it runs before the ack, so an event is kept before Slack hears that it was
     received. When a deletion cannot be kept this raises, Slack is answered with an error, and it sends
     the event again (at-least-once); an event kept twice is applied once."""

@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
-from slack_bolt import App
+from slack_bolt import Ack, App, BoltContext, Respond
+from slack_sdk import WebClient
 
 from findimage.query import QueryError, read_command
 from findimage.visibility import Place, Purpose
@@ -53,7 +55,8 @@ def run_memory_command(services: Services, what: str, requester: Requester, targ
     return "answered"
 
 
-def findimage_command(ack, command, respond, client, context) -> None:
+def findimage_command(ack: Ack, command: dict[str, Any], respond: Respond, client: WebClient,
+                      context: BoltContext) -> None:
     services = services_of(context)
     raw = command.get("text") or ""
     if wants_help(raw):

@@ -15,8 +15,10 @@ import json
 import logging
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
-from slack_bolt import App
+from slack_bolt import Ack, App, BoltContext
+from slack_sdk import WebClient
 
 from findimage.query import read_command
 from findimage.stores.base import META_LAST_PASS
@@ -103,7 +105,7 @@ def home_view(services: Services, refusal: str | None = None, examples: bool = T
     return {"type": "home", "blocks": blocks}
 
 
-def publish_home(services: Services, client, user_id: str, channel_id: str | None) -> str:
+def publish_home(services: Services, client: WebClient, user_id: str, channel_id: str | None) -> str:
     """`channel_id`: the person's direct messages with the app, where the examples are answered."""
     sight = services.policy.sight(client, Purpose.ANSWER, Place.home(channel_id), Requester(user_id))
     # Where the allowlist leaves out the person's direct messages with the app, the tab still shows the
@@ -119,7 +121,7 @@ def publish_home(services: Services, client, user_id: str, channel_id: str | Non
     return "refused" if refusal is not None else "answered"
 
 
-def answer_example(services: Services, client, text: str, requester: Requester) -> str:
+def answer_example(services: Services, client: WebClient, text: str, requester: Requester) -> str:
     """An example query, answered in the person's direct messages with the app; nothing where the tab
     would not have offered it (the refusal is on the tab already)."""
     try:
@@ -136,7 +138,7 @@ def answer_example(services: Services, client, text: str, requester: Requester) 
                         ThreadTarget(client, channel, None))
 
 
-def home_opened(event, client, context) -> None:
+def home_opened(event: dict[str, Any], client: WebClient, context: BoltContext) -> None:
     if event.get("tab") != "home":
         return  # the Messages tab: nothing to refresh
     services = services_of(context)
@@ -144,7 +146,7 @@ def home_opened(event, client, context) -> None:
         counted("home", "busy")
 
 
-def example(ack, body, action, client, context) -> None:
+def example(ack: Ack, body: dict[str, Any], action: dict[str, Any], client: WebClient, context: BoltContext) -> None:
     ack()
     services = services_of(context)
     if not first_click(services, body, action) or action.get("value") not in EXAMPLES:

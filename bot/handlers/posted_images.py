@@ -6,8 +6,11 @@ objects with files.info, and only if the message holds images checks where they 
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
+from typing import Any
 
-from slack_bolt import App
+from slack_bolt import App, BoltContext
+from slack_sdk import WebClient
 
 from findimage.query import example_query
 from findimage.visibility import Place
@@ -28,7 +31,7 @@ log = logging.getLogger(__name__)
 ANSWERED_SUBTYPES = {None, "file_share", "thread_broadcast"}
 
 
-def is_from_this_bot(event: dict, context) -> bool:
+def is_from_this_bot(event: dict, context: Mapping[str, Any]) -> bool:
     """Bolt already drops the bot's own events; checked again because answering ourselves would loop."""
     bot_id, bot_user_id = context.get("bot_id"), context.get("bot_user_id")
     return bool((bot_id and event.get("bot_id") == bot_id) or (bot_user_id and event.get("user") == bot_user_id))
@@ -42,7 +45,7 @@ def images_to_answer(event: dict, services: Services) -> list[dict]:
             if (is_image_file(f) or needs_file_info(f)) and services.seen.first_time(f"file:{channel}:{f.get('id')}")]
 
 
-def on_message(event, body, context, client) -> None:
+def on_message(event: dict[str, Any], body: dict[str, Any], context: BoltContext, client: WebClient) -> None:
     services = services_of(context)
     if is_from_this_bot(event, context):
         return

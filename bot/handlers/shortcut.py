@@ -7,8 +7,10 @@ shortcut's response_url, which reaches them in any conversation.
 from __future__ import annotations
 
 import logging
+from typing import Any
 
-from slack_bolt import App
+from slack_bolt import Ack, App, BoltContext, Respond
+from slack_sdk import WebClient
 
 from findimage.query import Query, example_query
 from findimage.visibility import Place, Purpose
@@ -27,7 +29,7 @@ NO_IMAGES = ("This message has no images, so there is nothing to compare. Use *F
              "message with a photo, or search by description with `/findimage`.")
 
 
-def find_similar(ack, shortcut, client, respond, context) -> None:
+def find_similar(ack: Ack, shortcut: dict[str, Any], client: WebClient, respond: Respond, context: BoltContext) -> None:
     ack()
     services = services_of(context)
     # Slack re-sends an interaction it got no ack for in time; trigger_id is the same then.
