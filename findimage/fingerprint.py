@@ -217,8 +217,12 @@ def _codes_and_probes(coefficients: np.ndarray, flips: int) -> tuple[np.ndarray,
     combination of its `flips` least certain bits (its smallest coefficients) flipped."""
     low = _window_coefficients(coefficients)
     codes = _codes_of(low)
-    weakest = np.argsort(np.abs(low[..., :KEY_BITS]), axis=-1)[..., :flips]
-    bits = np.uint64(1) << (KEY_BITS - 1 - weakest).astype(np.uint64)  # (picture, window, flips)
+    strength = np.abs(low[..., :KEY_BITS])
+    weakest = []
+    for _ in range(flips):  # the smallest few by repeated argmin: cheaper than sorting them all
+        weakest.append(np.argmin(strength, axis=-1))
+        np.put_along_axis(strength, weakest[-1][..., None], np.inf, axis=-1)
+    bits = np.uint64(1) << (KEY_BITS - 1 - np.stack(weakest, axis=-1)).astype(np.uint64)  # (picture, window, flips)
     combos = np.array([[(c >> i) & 1 for i in range(flips)] for c in range(2 ** flips)], dtype=np.uint64)
     masks = np.bitwise_xor.reduce(bits[..., None, :] * combos, axis=-1)  # (picture, window, combination)
     return codes, (codes >> np.uint64(64 - KEY_BITS))[..., None] ^ masks
@@ -397,14 +401,16 @@ def _candidates(coefficients: np.ndarray, chunk: int = 8192) -> list[tuple[int, 
     probes = np.concatenate([part[1] for part in parts])
     keys = (codes >> np.uint64(64 - KEY_BITS)).reshape(-1).astype(np.int64)
     key_entry = np.argsort(keys, kind="stable")  # entry: picture * windows + window, by key
-    # Where each key's entries start, by the key itself (2**KEY_BITS places: faster than a binary search).
-    sizes = np.bincount(keys, minlength=1 << KEY_BITS)
-    starts = np.cumsum(sizes) - sizes
+    keys = keys[key_entry]
     probe = probes.reshape(-1).astype(np.int64)
     probe_entry = np.repeat(np.arange(count * len(WINDOWS)), probes.shape[-1])
-    low = starts[probe]
-    hits = np.minimum(sizes[probe], _MAX_BUCKET)
-    del sizes, starts
+    # Most probes hit no key: a bitmap of the keys (16 MB) leaves those out before the binary search.
+    present = np.zeros(1 << KEY_BITS, bool)
+    present[keys] = True
+    hit = present[probe]
+    probe, probe_entry = probe[hit], probe_entry[hit]
+    low = np.searchsorted(keys, probe, "left")
+    hits = np.minimum(np.searchsorted(keys, probe, "right") - low, _MAX_BUCKET)
     probe_entry = np.repeat(probe_entry, hits)
     at = np.repeat(low - np.cumsum(hits) + hits, hits) + np.arange(hits.sum())
     other_entry = key_entry[at]
