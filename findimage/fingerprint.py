@@ -44,7 +44,6 @@ from typing import TypeVar
 
 import numpy as np
 from PIL import Image, ImageFilter
-from scipy.fft import dctn
 
 VERSION = 1
 MIN_SIDE = 64  # the short side a picture should have; the fingerprint reads it at 64 x 64
@@ -62,6 +61,7 @@ _GROUP_FLIPS = 2  # group(): 2 (4 per window; a copy missed there is found throu
 _TRIM = 0.05  # the share of most different cells left out of the mean
 _STEP = 0.0125  # the alignment search's finest step (a fraction of a side)
 _MIN_OVERLAP = 0.75  # the share of each side two copies must have in common
+_ASPECT_APART = 0.6  # log2 of the largest aspect ratio change two copies may show (crops of 20%: 0.32)
 _LEVELS = 32  # grey levels the mean brightness of two copies may differ by
 _CONTRAST = 1.5  # ratio their contrast (the spread of their grey levels) may differ by
 _HINTS = 3  # same_picture starts from this many pairs of windows (the closest codes)
@@ -163,10 +163,6 @@ def distance(a: Fingerprint, b: Fingerprint, enough: float = 0.0) -> float:
 
 
 # ---- the DCT: codes, keys, probes --------------------------------------------------------------------
-def _dct(grids: np.ndarray) -> np.ndarray:
-    return dctn(grids.astype(np.float32), axes=(-2, -1), norm="ortho").astype(np.float32)
-
-
 def _basis(positions: np.ndarray) -> np.ndarray:
     """Rows evaluating a GRID-point orthonormal DCT-II series at `positions` (fractions of the side):
     cos(pi u (2p + 1) / 2N) at grid position p = position * N - 1/2."""
@@ -180,8 +176,16 @@ def _cells(start: float, end: float, count: int = GRID) -> np.ndarray:
     return start + (np.arange(count) + 0.5) / count * (end - start)
 
 
+_DCT = _basis(_cells(0.0, 1.0)).T  # the orthonormal GRID-point DCT-II matrix
+
+
+def _dct(grids: np.ndarray) -> np.ndarray:
+    """The 2-D DCT-II coefficients (orthonormal) of GRID x GRID grids."""
+    return (_DCT @ grids.astype(np.float32) @ _DCT.T).astype(np.float32)
+
+
 # Per axis window: the matrix taking the whole picture's GRID coefficients to the window's lowest ones.
-_WINDOW_PROJECTIONS = np.stack([_basis(_cells(0.0, 1.0)).T[:_CODE_SIDE] @ _basis(_cells(cut, 1 - end))
+_WINDOW_PROJECTIONS = np.stack([_DCT[:_CODE_SIDE] @ _basis(_cells(cut, 1 - end))
                                 for cut, end in _AXIS_WINDOWS])
 _ORDER = sorted(((u, v) for u in range(_CODE_SIDE) for v in range(_CODE_SIDE) if u or v), key=lambda uv: (sum(uv), uv))
 _ORDER_FLAT = np.array([u * _CODE_SIDE + v for u, v in _ORDER])  # lowest frequency first
@@ -228,8 +232,13 @@ def _codes_and_probes(coefficients: np.ndarray, flips: int) -> tuple[np.ndarray,
     return codes, (codes >> np.uint64(64 - KEY_BITS))[..., None] ^ masks
 
 
+_ONES = np.array([bin(byte).count("1") for byte in range(256)], np.uint8)
+
+
 def _hamming(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    return np.bitwise_count(np.bitwise_xor(a, b))
+    """Bits apart of unsigned 64-bit codes (numpy's bitwise_count needs numpy 2)."""
+    apart = np.ascontiguousarray(np.bitwise_xor(a, b))
+    return _ONES[apart.view(np.uint8).reshape(apart.shape + (8,))].sum(axis=-1, dtype=np.int64)
 
 
 # ---- alignment ------------------------------------------------------------------------------------
@@ -238,8 +247,9 @@ _TABLE = _basis(np.arange(-_TABLE_STEPS // 2, 2 * _TABLE_STEPS + 1) / _TABLE_STE
 
 
 def _sampler(positions: np.ndarray) -> np.ndarray:
-    """_basis at `positions` (between -0.5 and 2), from the table."""
-    return _TABLE[np.rint(positions * _TABLE_STEPS).astype(np.int64) + _TABLE_STEPS // 2]
+    """_basis at `positions` (within the overlap: between 0 and 1), from the table."""
+    index = np.rint(np.clip(positions, -0.5, 2.0) * _TABLE_STEPS).astype(np.int64)
+    return _TABLE[index + _TABLE_STEPS // 2]
 
 
 def _axis_start(window_a: tuple[float, float], window_b: tuple[float, float]) -> tuple[float, float]:
@@ -314,8 +324,17 @@ def _aligned(a: np.ndarray, b: np.ndarray, ratio: np.ndarray, window_a: np.ndarr
     the one in which window_a[i] of a shows what window_b[i] of b does: that one first (resized and
     re-compressed copies, crops of a window's 10%), then around it in 2.5% steps, then in 1.25% steps around
     the best, each only for pairs none of whose alignments so far is at most `enough` apart."""
-    if not len(a):
-        return np.zeros(0)
+    score = np.full(len(a), np.inf)
+    # Crops of up to 10% per side change the aspect ratio by less than this: other pairs are not copies.
+    plausible = np.flatnonzero(np.abs(np.log2(ratio)) <= _ASPECT_APART)
+    if len(plausible):
+        score[plausible] = _aligned_plausible(a[plausible], b[plausible], ratio[plausible], window_a[plausible],
+                                              window_b[plausible], enough)
+    return score
+
+
+def _aligned_plausible(a: np.ndarray, b: np.ndarray, ratio: np.ndarray, window_a: np.ndarray,
+                       window_b: np.ndarray, enough: float) -> np.ndarray:
     offset_x, scale_x, offset_y, scale_y = _STARTS[window_a, window_b].T
     # A crop does not stretch: the aspect ratios tie the y scale to the x one. The windows' scales (0.9, 1
     # or 1/0.9 only) give the first guess between them.

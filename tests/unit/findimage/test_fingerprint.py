@@ -93,3 +93,12 @@ def test_plain_pictures_of_different_brightness_are_different_pictures():
     black, white = (fingerprint(Image.new("RGB", (320, 240), colour)) for colour in ((5, 5, 5), (250, 250, 250)))
     assert not same_picture(black, white)
     assert same_picture(white, fingerprint(Image.new("RGB", (640, 480), (250, 250, 250))))
+
+
+def test_a_banner_and_a_column_of_the_same_colour_are_different_pictures():
+    """Shapes no 10% crop turns into each other: not compared at all (a 1000:1 banner included)."""
+    banner, column = (fingerprint(Image.new("RGB", size, (90, 120, 60))) for size in ((1000, 1), (1, 1000)))
+    landscape, portrait = (fingerprint(scene(0).picture.resize(size)) for size in ((640, 480), (480, 640)))
+    assert not same_picture(banner, column)
+    assert not same_picture(landscape, portrait)
+    assert group([("banner", banner), ("column", column), ("landscape", landscape), ("portrait", portrait)]) == []
