@@ -213,7 +213,7 @@ def run_socket_mode(settings: Settings) -> int:
     monitoring = serve_monitoring(settings, readiness, lambda: {"queued": work.pending})
     app = create_app(settings, work=work)  # loads the models before connecting
     readiness.watch(readiness_probe(settings, app.services.searcher))
-    handler = SocketModeHandler(app, settings.slack_app_token)
+    handler = SocketModeHandler(app, settings.slack_app_token, ping_interval=settings.socket_ping_seconds)
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())

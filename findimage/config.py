@@ -268,6 +268,9 @@ class SlackSettings(_Shown):
     slack_bot_token: str | None = setting("SLACK_BOT_TOKEN", None, secret=True)
     slack_signing_secret: str | None = setting("SLACK_SIGNING_SECRET", None, secret=True)
     slack_app_token: str | None = setting("SLACK_APP_TOKEN", None, secret=True)
+    # Socket Mode's pings: a connection that answers none for four intervals (a silent network drop) is
+    # closed and opened again; slack_bolt's default interval.
+    socket_ping_seconds: float = setting("FINDIMAGE_SOCKET_PING_SECONDS", 10.0, float, 1.0, 300.0)
     slack_api_url: str = setting("SLACK_API_URL", "https://slack.com/api/")
     public_base_url: str | None = setting("FINDIMAGE_PUBLIC_BASE_URL", None)
     url_signing_key: str | None = setting("FINDIMAGE_URL_SIGNING_KEY", None, secret=True)

@@ -317,8 +317,16 @@ class Progress:
 
 
 def on_redis(app: Celery, call: Callable[[Any], Any]) -> Any:
-    """`call(redis client)` on a connection of the app's broker, closed afterwards."""
+    """`call(redis client)` on a connection of the app's broker, closed afterwards. Connecting is retried for
+    the connection's timeout (kombu's), except after a refusal as configured, which fails at once: no retry
+    mends a wrong password or an untrusted certificate, and `status`, `doctor` and a starting worker say so
+    without waiting for one."""
+    def refused(exc: Exception, _interval: float) -> None:
+        if refused_as_configured(exc):
+            raise exc
+
     with app.connection_for_write() as connection:
+        connection.ensure_connection(errback=refused, timeout=connection.connect_timeout)
         return call(connection.default_channel.client)
 
 

@@ -60,13 +60,6 @@ def drop(url: str, alias: str) -> None:
         es.close()
 
 
-def es_script(*args: str, port: int | None = None, timeout: float = 180) -> subprocess.CompletedProcess:
-    """scripts/elasticsearch.sh with FINDIMAGE_ES_PORT=port (a server of its own)."""
-    env = {**os.environ, **({"FINDIMAGE_ES_PORT": str(port)} if port else {})}
-    return subprocess.run(["bash", str(ROOT / "scripts" / "elasticsearch.sh"), *args], env=env, timeout=timeout,
-                          capture_output=True, text=True, check=True)
-
-
 class SecondServer:
     """A second test server (FINDIMAGE_TEST_ES_PORT2, default 9251) for tests that stop and start it:
     the shared one must keep running for everyone else. Started in the background as soon as a test
@@ -76,16 +69,32 @@ class SecondServer:
     url = f"http://127.0.0.1:{port}"
     license = "trial"
     security = "off"
+    # Its one test stops and starts it mid-pass: no machine learning and the JVM's quick compiler make
+    # that start take about half the time; a few hundred documents need neither.
+    ml = "off"
+    quick_jit = "on"
     _starting: subprocess.Popen | None = None
     started = False
 
     @classmethod
+    def env(cls) -> dict[str, str]:
+        """scripts/elasticsearch.sh's environment for this server."""
+        return {**os.environ, "FINDIMAGE_ES_PORT": str(cls.port), "FINDIMAGE_ES_LICENSE": cls.license,
+                "FINDIMAGE_ES_SECURITY": cls.security, "FINDIMAGE_ES_PASSWORD": SecureServer.password,
+                "FINDIMAGE_ES_ML": cls.ml, "FINDIMAGE_ES_QUICK_JIT": cls.quick_jit}
+
+    @classmethod
+    def script(cls, *args: str, timeout: float = 180) -> subprocess.CompletedProcess:
+        """scripts/elasticsearch.sh on this server (`stop`, `start --keep-data`), with its own settings."""
+        return subprocess.run(["bash", str(ROOT / "scripts" / "elasticsearch.sh"), *args], env=cls.env(),
+                              timeout=timeout, capture_output=True, text=True, check=True)
+
+    @classmethod
     def start_in_background(cls) -> None:
         if cls._starting is None and not cls.started:
-            env = {**os.environ, "FINDIMAGE_ES_PORT": str(cls.port), "FINDIMAGE_ES_LICENSE": cls.license,
-                   "FINDIMAGE_ES_SECURITY": cls.security, "FINDIMAGE_ES_PASSWORD": SecureServer.password}
             cls._starting = subprocess.Popen(["bash", str(ROOT / "scripts" / "elasticsearch.sh"), "start"],
-                                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                                             env=cls.env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                             text=True)
 
     @classmethod
     def wait(cls, timeout: float = 240) -> str:
@@ -103,7 +112,7 @@ class SecondServer:
             cls._starting.communicate(timeout=240)
             cls._starting, cls.started = None, True
         if cls.started:
-            es_script("stop", port=cls.port)
+            cls.script("stop")
             cls.started = False
 
 
@@ -114,6 +123,8 @@ class BasicLicenseServer(SecondServer):
     port = int(os.environ.get("FINDIMAGE_TEST_ES_PORT_BASIC", "9280"))
     url = f"http://127.0.0.1:{port}"
     license = "basic"
+    ml = "on"  # what the basic license refuses is machine learning on third-party models
+    quick_jit = "off"
     _starting = None
     started = False
 
@@ -126,6 +137,8 @@ class SecureServer(SecondServer):
     url = f"http://127.0.0.1:{port}"
     security = "on"
     password = "findimage-test-password"
+    ml = "on"
+    quick_jit = "off"
     _starting = None
     started = False
 

@@ -6,7 +6,7 @@ import time
 
 from bot_support import ALICE, CHANNEL, serve_bot, with_settings
 
-from bot.backfill import DAY, Backfiller
+from bot.backfill import CLAIM_SECONDS, DAY, Backfiller
 from bot.channels import ChannelPolicy
 from bot.remembering import Rememberer
 from bot.slack_clients import history_client
@@ -83,17 +83,18 @@ def test_outside_the_marketplace_one_page_of_15_a_minute_still_finishes_and_stat
 
 
 def test_a_backfill_stopped_midway_goes_on_from_its_cursor(indexed, emu):
-    """Two backfillers one after the other on the same data, as before and after a restart."""
+    """Two backfillers one after the other on the same data, as before and after a restart (which finds
+    the first one's claim lapsed: its clock is CLAIM_SECONDS ahead rather than waiting them out)."""
     seeded = emu.seed_history(CHANNEL, 50, files_every=5, step=60)
     settings = with_settings(indexed, history_page=10, history_per_minute=6000)
     from slack_sdk import WebClient
 
-    def backfiller():
+    def backfiller(clock=time.time):
         remembered = open_remembered(settings)
         client = history_client(WebClient(token=emu.bot_token, base_url=emu.api_url))
         policy = ChannelPolicy(settings, emu.team_id, remembered)
         rememberer = Rememberer(settings, remembered, image_embedder(settings), policy)
-        return Backfiller(settings, remembered, rememberer, client)
+        return Backfiller(settings, remembered, rememberer, client, clock=clock)
 
     first = backfiller()
     now = time.time()
@@ -104,7 +105,8 @@ def test_a_backfill_stopped_midway_goes_on_from_its_cursor(indexed, emu):
     assert (saved.pages, saved.messages, saved.done) == (2, 20, False) and saved.cursor
     first.remembered.close()
 
-    second = backfiller()
+    second = backfiller(clock=lambda: time.time() + CLAIM_SECONDS + 1)
+    assert second.pending() != []  # the first one's claim has lapsed
     while not second.remembered.channel(CHANNEL).done:
         second.page(CHANNEL)
     calls = [c for c in emu.api_calls("conversations.history") if c.status == 200]

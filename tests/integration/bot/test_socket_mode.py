@@ -25,9 +25,16 @@ from findimage.records import Posted
 
 
 @pytest.fixture
-def socket_bot(indexed, env, emu, tmp_path):
+def socket_ping_seconds() -> str | None:
+    """FINDIMAGE_SOCKET_PING_SECONDS of the `socket_bot` (None: the default); a test parametrizes it."""
+    return None
+
+
+@pytest.fixture
+def socket_bot(indexed, env, emu, tmp_path, socket_ping_seconds):
+    ping = {"FINDIMAGE_SOCKET_PING_SECONDS": socket_ping_seconds} if socket_ping_seconds else {}
     values = process_env({**env, **slack_env(emu)}, SLACK_APP_TOKEN=emu.app_token, SLACK_SIGNING_SECRET="",
-                         PYTHONUNBUFFERED="1")
+                         PYTHONUNBUFFERED="1", **ping)
     bot = BotProcess([sys.executable, "-m", "bot"], values, cwd=tmp_path)
     try:
         emu.wait_for_socket_client(timeout=90)
@@ -91,11 +98,12 @@ def test_over_socket_mode_every_ack_is_sent_while_the_answers_wait(indexed, emu)
             handler.close()
 
 
+@pytest.mark.parametrize("socket_ping_seconds", ["2"])
 def test_the_bot_reconnects_after_the_connection_drops_and_answers_the_next_command(socket_bot, emu):
     opened = len(emu.api_calls("apps.connections.open"))  # the start's token check and the first connection
     emu.socket_drop()  # closed by the server, no `disconnect` message first
     emu.wait_for(lambda: emu.socket_connections == 0, 10, "the dropped connection to be gone")
-    emu.wait_for_socket_client(timeout=60, connections_opened=2)  # slack_sdk checks every 10 s
+    emu.wait_for_socket_client(timeout=60, connections_opened=2)  # slack_sdk checks at every ping interval
 
     ack = emu.socket_slash_command("stage with red lights", user_id=ALICE, channel_id=CHANNEL)
     answer = emu.wait_for_upload(CHANNEL, timeout=20)
@@ -107,12 +115,13 @@ def test_the_bot_reconnects_after_the_connection_drops_and_answers_the_next_comm
     assert socket_bot.stop() == 0, socket_bot.output
 
 
-@pytest.mark.slow
+@pytest.mark.parametrize("socket_ping_seconds", ["2"])
 def test_after_a_silent_network_drop_the_bot_reconnects_by_its_own_pings(socket_bot, emu):
-    """No close frame, no FIN: only the client's pings can tell. slack_sdk's client (ping every 10 s)
-    gives up on the connection after about a minute; this test waits up to two."""
+    """No close frame, no FIN: only the client's pings can tell. slack_sdk's client gives up on a
+    connection that answered no ping for more than four intervals: with FINDIMAGE_SOCKET_PING_SECONDS=2
+    after about 10 s. The test waits up to 40 s, in which the default interval (10 s) could not have."""
     emu.socket_drop(abrupt=True)
-    emu.wait_for_socket_client(timeout=120, connections_opened=2)
+    emu.wait_for_socket_client(timeout=40, connections_opened=2)
 
     emu.socket_slash_command("stage with red lights", user_id=ALICE, channel_id=CHANNEL)
     answer = emu.wait_for_upload(CHANNEL, timeout=20)

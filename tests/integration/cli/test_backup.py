@@ -4,10 +4,13 @@ before; a restore onto a folder in use, a damaged backup and one made by a newer
 one sentence."""
 from __future__ import annotations
 
+import contextlib
 import gzip
 import hashlib
+import io
 import json
 import os
+import shutil
 import sqlite3
 import stat
 import subprocess
@@ -23,6 +26,7 @@ from findimage import __version__
 from findimage.backends import open_remembered
 from findimage.records import Posted
 from findimage.stores.embedded.schema import SCHEMA_VERSION
+from findimage_cli import main
 
 ROOT = Path(__file__).resolve().parents[3]
 pytestmark = pytest.mark.timeout(600)
@@ -34,19 +38,30 @@ def findimage(env: dict, *argv: str) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=300, preexec_fn=lambda: os.umask(0o022))
 
 
+def in_process(env: dict, *argv: str) -> str:
+    """The command's output, run in this process with `env` as its whole findimage environment: the text
+    model is loaded here once instead of by one process per search (the commands that back up and restore
+    run as the admin runs them, above)."""
+    out = io.StringIO()
+    with pytest.MonkeyPatch.context() as patch, contextlib.redirect_stdout(out):
+        for key in [k for k in os.environ if k.startswith(("SLACK_", "FINDIMAGE_", "ELASTICSEARCH_"))]:
+            patch.delenv(key)
+        for key, value in env.items():
+            patch.setenv(key, value)
+        assert main(list(argv)) == 0, argv
+    return out.getvalue()
+
+
 def answers(env: dict) -> dict[str, str]:
     """What `status` counts and what searches answer, archive and remembered images alike."""
-    status = findimage(env, "status")
-    assert status.returncode == 0, status.stderr
-    counted = [line for line in status.stdout.splitlines() if line.startswith(("documents:", "remembered:"))]
+    status = in_process(env, "status")
+    counted = [line for line in status.splitlines() if line.startswith(("documents:", "remembered:"))]
     found = {"status": "\n".join(counted)}
     searches = {"text": ["search", "a stage with lights", "-k", "7", "--json"],
                 "folder": ["search", "mountain", "--folder", "nature", "--json"],
                 "remembered": ["search", "whiteboard sprint", "-k", "10", "--channel", CHANNEL, "--json"]}
     for name, argv in searches.items():
-        searched = findimage(env, *argv)
-        assert searched.returncode == 0, searched.stderr
-        found[name] = searched.stdout
+        found[name] = in_process(env, *argv)
     return found
 
 
@@ -135,10 +150,29 @@ def test_a_backup_made_while_the_bot_and_the_indexer_run_restores_every_answer(e
     assert answers(elsewhere) == before
 
 
+@pytest.fixture(scope="module")
+def first_indexed() -> dict[str, Path]:
+    """The data folder the first test indexed, as `findimage index` left it (filled in by `indexed_data`)."""
+    return {}
+
+
 @pytest.fixture
-def backed_up(env, archive, tmp_path) -> Path:
+def indexed_data(env, archive, tmp_path_factory, first_indexed) -> Path:
+    """The data folder with the `archive` photos indexed by the command: indexed once per module, then copied
+    (modes included) for each test, which may change or replace it."""
+    data = Path(env["FINDIMAGE_DATA_DIR"])
+    if "data" not in first_indexed:
+        assert findimage(env, "index").returncode == 0
+        first_indexed["data"] = tmp_path_factory.mktemp("indexed") / "data"
+        shutil.copytree(data, first_indexed["data"], symlinks=True)
+    else:
+        shutil.copytree(first_indexed["data"], data, symlinks=True)
+    return data
+
+
+@pytest.fixture
+def backed_up(env, indexed_data, tmp_path) -> Path:
     """A backup of the indexed archive, made by the command."""
-    assert findimage(env, "index").returncode == 0
     assert findimage(env, "backup", str(tmp_path / "backup")).returncode == 0
     return tmp_path / "backup"
 
@@ -219,8 +253,8 @@ def test_a_store_that_holds_documents_is_replaced_only_with_force_and_then_kept_
     assert len(list(data.glob("replaced-*"))) == 2, "a second restore keeps the first one's copy too"
 
 
-def test_a_store_written_by_a_newer_release_is_refused_in_one_sentence_and_left_as_it_was(env, archive, tmp_path):
-    assert findimage(env, "index").returncode == 0
+def test_a_store_written_by_a_newer_release_is_refused_in_one_sentence_and_left_as_it_was(env, indexed_data,
+                                                                                          tmp_path):
     database = tmp_path / "data" / "findimage.sqlite"
     db = sqlite3.connect(database, isolation_level=None)
     db.execute("UPDATE meta SET value='7' WHERE key='schema_version'")

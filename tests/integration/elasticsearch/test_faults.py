@@ -16,7 +16,6 @@ from es_support import (
     client,
     dead_url,
     es_only,
-    es_script,
     needs_es,
     retries_logged,
     scratch_index,
@@ -143,7 +142,7 @@ def test_elasticsearch_stopped_mid_pass_and_started_again_loses_nothing(second_s
         while _count(second_server, alias) < 20 and time.monotonic() < deadline and proc.poll() is None:
             time.sleep(0.1)
         written = _count(second_server, alias)
-        es_script("stop", port=SecondServer.port)
+        SecondServer.script("stop")
         assert proc.poll() is None, f"the pass must still be running when the server goes away: {log.read_text()}"
         assert 20 <= written < 167
 
@@ -157,7 +156,7 @@ def test_elasticsearch_stopped_mid_pass_and_started_again_loses_nothing(second_s
             time.sleep(0.1)
         assert "Retrying in" in log.read_text() and proc.poll() is None, "the indexer retries while it is down"
 
-        es_script("start", "--keep-data", port=SecondServer.port)
+        SecondServer.script("start", "--keep-data")
         out, _ = proc.communicate(timeout=240)
     finally:
         if proc.poll() is None:

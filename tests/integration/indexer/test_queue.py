@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
+import redis as redis_client
 import scraping
 from bot_support import BotProcess, free_port, process_env
 from es_support import both_stores, es_only
@@ -309,6 +310,23 @@ def test_a_queue_with_a_password_over_tls_indexes_through_a_worker_and_says_what
         assert refused.returncode == EXIT_UNAVAILABLE
         assert refused.stderr.strip().splitlines()[-1] == f"findimage: The queue at {public} {said}."
         assert "Zq9" not in refused.stdout + refused.stderr and "Traceback" not in refused.stderr
+
+
+def test_a_wrong_password_is_tried_once_and_said_at_once(redis, env):
+    """No retry mends a wrong password: `status` and a starting worker log in once each (Redis's ACL LOG
+    counts the failed logins) and say what is wrong, instead of retrying for the connection's timeout."""
+    wrong = {"FINDIMAGE_QUEUE_URL": redis.url.replace("Zq9%2Fpw", "Zq9%2Fxx")}
+    status = cli_run({**env, **wrong}, "status")
+    refused = cli_run({**env, **wrong}, "worker")
+
+    assert "refused the password (check the one in FINDIMAGE_QUEUE_URL)" in status.stdout
+    assert refused.returncode == EXIT_UNAVAILABLE and "refused the password" in refused.stderr
+    client = redis_client.Redis(host="127.0.0.1", port=redis.port, password=PASSWORD)
+    try:
+        failed_logins = [entry for entry in client.acl_log() if entry["reason"] == "auth"]
+    finally:
+        client.close()
+    assert sum(entry["count"] for entry in failed_logins) == 2
 
 
 def test_a_worker_answers_no_broadcast_and_is_found_by_a_ping_on_its_models_queue(queued):

@@ -1,48 +1,15 @@
-"""The embedded store at scale and across processes: the ANN path, snapshots and crash leftovers."""
+"""The embedded store across processes: snapshots and crash leftovers (at scale, with its ANN path:
+tests/integration/stores/test_embedded_store_at_scale.py)."""
 from __future__ import annotations
 
 import time
 
-import numpy as np
 import pytest
+from stored_vectors import clustered, docs
 
 from findimage.query import query_filters
 from findimage.records import ImageDoc, image_id_for
 from findimage.stores.embedded.store import EmbeddedStore
-from findimage.stores.embedded.vector_index import IVF_MIN_VECTORS
-
-
-def clustered(n: int, seed: int = 0) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    centres = rng.standard_normal((64, 512)).astype(np.float32)
-    vectors = centres[rng.integers(0, 64, n)] + 0.35 * rng.standard_normal((n, 512)).astype(np.float32)
-    return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
-
-
-def docs(vectors, prefix="bulk", start=0):
-    return [ImageDoc(image_id_for(f"{prefix}/{i}.jpg"), f"{i}.jpg", f"{prefix}/{i}.jpg", v, f"s{i}", 1, 1.0, 1, 1,
-                     time.time(), "m") for i, v in enumerate(vectors, start)]
-
-
-def test_large_store_switches_to_ivf_and_keeps_recall(tmp_path):
-    n = IVF_MIN_VECTORS + 2000
-    vectors = clustered(n)
-    store = EmbeddedStore(tmp_path)
-    for start in range(0, n, 10_000):
-        store.upsert(docs(vectors[start:start + 10_000], start=start))
-    store.checkpoint()
-    reopened = EmbeddedStore(tmp_path)
-    queries = clustered(20, seed=9)
-    hits = 0
-    for q in queries:
-        exact = set(np.argsort(-(vectors @ q))[:10].tolist())
-        found = {int(m.relative_path.split("/")[1][:-4]) for m in reopened.knn(q, k=10)}
-        hits += len(exact & found)
-    assert reopened.knn_index.kind == "ivf"
-    assert hits / 200 >= 0.95
-    # a folder filter on the ANN path still finds its own images
-    reopened.upsert(docs(clustered(3, seed=5), prefix="tiny-folder"))
-    assert len(reopened.knn(queries[0], k=10, filters=query_filters(folder="tiny-folder"))) == 3
 
 
 def test_a_broken_snapshot_is_rebuilt_from_sqlite(tmp_path):
