@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from stored_vectors import clustered, docs
 
-from findimage.search import query_filters
+from findimage.query import query_filters
 from findimage.stores.embedded.store import EmbeddedStore
 from findimage.stores.embedded.vector_index import IVF_MIN_VECTORS
 
