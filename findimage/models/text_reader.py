@@ -10,7 +10,7 @@ own pipeline (detection at up to 2000 px on every picture, every region recognis
 0. A picture may come as a small copy (`probe_copy`: the indexer keeps one of the pixels it decoded for the
    embedding, a JPEG drafted down to 1/8) with a way to decode it whole: the copy tells screens from photos
    and is probed, and the picture is decoded whole only for a screen or a photo whose probe found a line.
-1. Photos are probed: detection at 256 px on the long side (~25 ms), and at 160 px if that found no line
+1. Photos are probed: detection at 288 px on the long side (~25 ms), and at 192 px if that found no line
    (each size blurs away some text sizes the other sees; measured against the word recall they keep in
    benchmarks/text_reading.py --probes). No line: no text, reading stops (most archive photos); only big
    regions the detector took for text (a noisy sky) are recognised, from the copy, a few ms each, and kept
@@ -24,9 +24,9 @@ own pipeline (detection at up to 2000 px on every picture, every region recognis
    recogniser's 48 px) and recognised in batches of similar width. No angle classifier (it only turns
    upside-down lines). Lines below `min_confidence`, or without a letter or digit, are dropped.
 
-Known limit: in photos, text of 0.8-2% of the long side (a page photographed from a distance) is missed
-now and then (one page in 16 lost a few words in benchmarks/text_reading.py --probes --pages); the engine's
-own pipeline reads it.
+Known limit: in photos, text of 0.8-3% of the long side (a page photographed from a distance) is missed now
+and then (98.9% of the words of 40 rendered pages: benchmarks/text_reading.py --probes 288,192 --pages 3); the
+engine's own pipeline reads it.
 
 `words()` and `normalize()` fold text as `names.py` folds path words (case, accents, ß -> ss), so a
 query typed without umlauts or with "ss" finds the text.
@@ -56,7 +56,7 @@ REC_HEIGHT, REC_WIDTH = 48, 320  # the recogniser's input height and least width
 DET_LIMIT = 2048  # detection never runs on more than this many pixels a side
 # The probes of a photo, largest first (TextReader.probe_sides): the first one's size is also the small copy's
 # the indexer keeps of each picture it embeds (probe_copy), so a photo is probed without a decode of its own.
-PROBE_SIDES = (256, 160)
+PROBE_SIDES = (288, 192)
 SCREEN_SHARE = 0.6  # a picture whose pixels equal their right neighbour this often is a screen
 ROWS_SAMPLED = 64
 

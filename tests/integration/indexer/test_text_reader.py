@@ -82,9 +82,9 @@ def test_a_photo_without_text_yields_no_lines(reader, seed, size):
     assert reader.read(rt.photo_without_text(seed, size).image) == []
 
 
-@pytest.mark.parametrize("seed, regions", [(12, 1), (100, 0)])
+@pytest.mark.parametrize("seed, regions", [(20, 1), (100, 0)])
 def test_a_photo_without_text_costs_two_small_detections(reader, monkeypatch, seed, regions):
-    """The probes (256 and 160 px) find nothing line-sized: at most the big regions they took for text
+    """The probes (288 and 192 px) find nothing line-sized: at most the big regions they took for text
     are recognised (a few ms each), from the probe's boxes, and rejected."""
     engine = reader._engine
     detected, recognised = [], []
@@ -93,8 +93,8 @@ def test_a_photo_without_text_costs_two_small_detections(reader, monkeypatch, se
                         lambda self, img, **kw: detected.append(img.shape) or call(self, img, **kw))
     monkeypatch.setattr(engine, "recognize_txt",
                         lambda crops: recognised.extend(c.shape[0] for c in crops) or recognise(crops))
-    assert reader.read(rt.photo_without_text(seed, (4032, 3024) if seed == 12 else (1600, 1200)).image) == []
-    assert detected == [(192, 256, 3), (120, 160, 3)] and recognised == [48] * regions
+    assert reader.read(rt.photo_without_text(seed, (4032, 3024) if seed == 20 else (1600, 1200)).image) == []
+    assert detected == [(216, 288, 3), (144, 192, 3)] and recognised == [48] * regions
 
 
 def embedding_copy(picture: rt.Rendered) -> Image.Image:
@@ -115,7 +115,7 @@ def test_a_photo_is_probed_on_the_embedding_copy_and_decoded_whole_only_where_th
                 rt.street_sign(), rt.error_dialog()]
     for picture in pictures:
         copy = embedding_copy(picture)
-        assert max(copy.size) <= max(PROBE_SIDES) == 256
+        assert max(copy.size) <= max(PROBE_SIDES) == 288
         read[picture.kind] = reader.read(copy, lambda p=picture: decoded.append(p.kind) or p.image, picture.image.size)
     assert decoded == ["sign", "sign", "screenshot"], "photos without text: read from the copy alone"
     assert read["photo"] == []
