@@ -29,6 +29,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tqdm import tqdm
 
@@ -39,6 +40,9 @@ from findimage.stores.base import Store
 
 from .reading import Loaded, archive_root, batches
 from .retry import retry_while_unavailable
+
+if TYPE_CHECKING:
+    from .embedding import Outcome
 
 log = logging.getLogger(__name__)
 BATCH = 16  # texts per write: what a killed pass reads again at most
@@ -121,7 +125,7 @@ class Readers:
 class _Along:
     """One embedded batch: its outcomes (as the embedding gave them) and its new contents' readings."""
 
-    outcomes: list  # list[indexer.embedding.Outcome]
+    outcomes: list[Outcome]
     readings: dict[str, Future[ReadText]]  # by sha256
 
 
@@ -139,7 +143,7 @@ class ReadAlong:
         self._batches: deque[_Along] = deque()
         self._waiting = 0  # readings submitted and not yet written
 
-    def add(self, loaded: list[Loaded], outcomes: list) -> None:
+    def add(self, loaded: list[Loaded], outcomes: list[Outcome]) -> None:
         readings: dict[str, Future[ReadText]] = {}
         for item, outcome in zip(loaded, outcomes, strict=True):
             if not outcome.embedded or outcome.error is not None or item.copy is None or item.prepared is None:
@@ -153,14 +157,15 @@ class ReadAlong:
             self._waiting += 1
         self._batches.append(_Along(outcomes, readings))
 
-    def done(self, wait: bool = False) -> Iterator[list]:
+    def done(self, wait: bool = False) -> Iterator[list[Outcome]]:
         """The outcomes of the batches whose readings are all done (with `wait`: of every batch), their texts
         written first."""
         while self._batches and (wait or all(f.done() for f in self._batches[0].readings.values())):
             yield self._written(self._batches.popleft())
 
-    def _written(self, batch: _Along) -> list:
-        outcomes, items = [], []
+    def _written(self, batch: _Along) -> list[Outcome]:
+        outcomes: list[Outcome] = []
+        items: list[tuple[str, str, ReadText]] = []
         texts = {sha256: settled(future.result(), 1) for sha256, future in batch.readings.items()}
         self._waiting -= len(texts)
         first: set[str] = set()
