@@ -254,19 +254,23 @@ def queries(args: dict) -> dict:
 
 # ---- stores of synthetic vectors -------------------------------------------------------------
 def synthetic_docs(start: int, vectors: np.ndarray, model_id: str, files=None) -> list:
-    """Documents for `vectors`: for archive files if given, else for made-up paths (folders of 1,000)."""
+    """Documents for `vectors`: for archive files if given (dated as a pass dates them, from the file's
+    modification time: a pass over them upgrades nothing), else for made-up paths (folders of 1,000)."""
+    from findimage.dates import taken_of
     from findimage.records import ImageDoc, image_id_for
 
     now = time.time()
     docs = []
     for i, vector in enumerate(vectors, start):
+        taken: tuple[str | None, str] = (None, "")
         if files is not None:
             f = files[i]
             path, size, mtime = f.relative_path, f.size, f.mtime
+            taken = taken_of(None, mtime)
         else:
             path, size, mtime = f"s{i // 1000:04d}/{i:07d}.jpg", 2_500_000, now
         docs.append(ImageDoc(image_id_for(path), path.rsplit("/", 1)[-1], path, vector, f"bench-{i}", size, mtime,
-                             4032, 3024, now, model_id))
+                             4032, 3024, now, model_id, taken[0], taken[1]))
     return docs
 
 
