@@ -2,15 +2,17 @@
 """Distributed indexing throughput: one `findimage index` process against a planner with 1, 2 and 4
 `findimage worker` processes on a Redis queue (Debian's redis-server), over the same photo archive.
 
-    .venv/bin/python -m benchmarks.queue [--photos 240] [--models full|tiny] [--workers 1,2,4] [--rounds 2]
+    .venv/bin/python -m benchmarks.queue [--photos 240] [--models full|tiny] [--workers 1,2,4] [--rounds 2] [--ocr on]
 
 Each run indexes the archive into a fresh embedded store with `indexer.run.index_once` in this process,
 timed without model loads (this process loads its model first, the workers are started and ready before
 the clock starts). The single process runs as the indexer does by default (one inference stream per
 core); N workers share the cores (FINDIMAGE_TORCH_THREADS = cores / N, at least 1), as one would deploy
-them on one machine. The modes alternate round by round, so load from elsewhere falls on all of them;
-each mode's median round is reported. On two cores the point is that nothing is lost to coordination:
-the ratio of each run's images/s to the single process's. Written to benchmarks/results/queue-<time>.json.
+them on one machine; with `--ocr on` (reading text, the default of the product) each worker also reads the
+text of its buckets with FINDIMAGE_OCR_READERS = cores / N (at least 1). The modes alternate round by round,
+so load from elsewhere falls on all of them; each mode's median round is reported. On two cores the point
+is that nothing is lost to coordination: the ratio of each run's images/s to the single process's. Written
+to benchmarks/results/queue-<time>.json.
 """
 from __future__ import annotations
 
@@ -39,12 +41,18 @@ from redis_support import Redis  # noqa: E402
 FINDIMAGE = str(Path(sys.executable).parent / "findimage")
 
 
-def environment(models: dict, archive: Path, data: Path, queue: str | None, threads: int = 0) -> dict:
-    """`threads`: FINDIMAGE_TORCH_THREADS (0: one inference stream per core, the default)."""
+OCR = "off"  # --ocr
+
+
+def environment(models: dict, archive: Path, data: Path, queue: str | None, threads: int = 0,
+                readers: int = 2) -> dict:
+    """`threads`: FINDIMAGE_TORCH_THREADS (0: one inference stream per core, the default); `readers`:
+    FINDIMAGE_OCR_READERS (with --ocr on)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("FINDIMAGE_", "ELASTICSEARCH_", "SLACK_"))}
     env.update(FINDIMAGE_ARCHIVE=str(archive), FINDIMAGE_DATA_DIR=str(data), FINDIMAGE_IMAGE_MODEL=str(models["image"]),
-               FINDIMAGE_TEXT_MODEL=str(models["text"]), FINDIMAGE_OCR="off", HF_HUB_OFFLINE="1",
-               TOKENIZERS_PARALLELISM="false", PYTHONUNBUFFERED="1", FINDIMAGE_TORCH_THREADS=str(threads))
+               FINDIMAGE_TEXT_MODEL=str(models["text"]), FINDIMAGE_OCR=OCR, HF_HUB_OFFLINE="1",
+               TOKENIZERS_PARALLELISM="false", PYTHONUNBUFFERED="1", FINDIMAGE_TORCH_THREADS=str(threads),
+               FINDIMAGE_OCR_READERS=str(readers))
     if queue:
         env.update(FINDIMAGE_QUEUE_URL=queue, FINDIMAGE_BUCKET_SIZE="16", FINDIMAGE_QUEUE_IN_FLIGHT="8")
     return env
@@ -83,7 +91,8 @@ def one_round(models: dict, archive: Path, tmp: Path, queue: str, counts: list[i
              "images_per_second": round(photos / seconds, 2), "summary": line}]
     for count in counts:
         threads = max(1, cores // count)
-        env = environment(models, archive, tmp / f"queue-{count}-{round_no}", queue, threads)
+        env = environment(models, archive, tmp / f"queue-{count}-{round_no}", queue, threads,
+                          max(1, cores // count))
         workers = start_workers(count, env)
         try:
             seconds, line = timed_index(env)
@@ -102,7 +111,10 @@ def main() -> int:
     parser.add_argument("--models", choices=("tiny", "full"), default="full")
     parser.add_argument("--workers", default="1,2,4")
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--ocr", choices=("on", "off"), default="off", help="reading text (FINDIMAGE_OCR)")
     args = parser.parse_args()
+    global OCR
+    OCR = args.ocr
     counts = [int(n) for n in args.workers.split(",")]
     models = load_models(args.models)
     source = photo_corpus("queue", (1600, 1200), args.photos)
@@ -131,6 +143,7 @@ def main() -> int:
     for run in runs:
         run["ratio"] = round(run["images_per_second"] / baseline, 3)
     result = {"photos": args.photos, "models": args.models, "cores": os.cpu_count(), "rounds": args.rounds,
+              "ocr": args.ocr,
               "runs": runs, "load_average_after_each_round": [round(x, 2) for x in load],
               "note": "the pass alone is timed: every process's image model is loaded before the clock starts; "
                       "each mode's median round",

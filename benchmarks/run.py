@@ -58,27 +58,38 @@ class Bench:
         self.raw: dict = {}
         self.models = _load_script("make_test_models").ensure_models("full")
         self.other_load: list[float] = []
+        self.loads: list[float] = []
+        if args.baseline:  # the product code before, run as one more indexing mode
+            self.MODES = {**self.MODES, "base_on": (f"fp32, reading text: the code in {args.baseline}",
+                                                    {"FINDIMAGE_QUANTIZE": "off", "FINDIMAGE_OCR": "on"})}
 
     # ---- plumbing -------------------------------------------------------------------------------
-    def env(self, **settings) -> dict:
-        """A clean environment: no FINDIMAGE_* / ELASTICSEARCH_* from the caller, the bench models."""
+    def env(self, code: Path = ROOT, **settings) -> dict:
+        """A clean environment: no FINDIMAGE_* / ELASTICSEARCH_* from the caller, the bench models, the product
+        code of `code` (this checkout, or --baseline's)."""
         env = {k: v for k, v in os.environ.items()
                if k == "FINDIMAGE_CACHE" or not k.startswith(("FINDIMAGE_", "ELASTICSEARCH_", "SLACK_"))}
         env.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", TOKENIZERS_PARALLELISM="false",
                    FINDIMAGE_IMAGE_MODEL=str(self.models["image"]), FINDIMAGE_TEXT_MODEL=str(self.models["text"]),
-                   PYTHONPATH=str(ROOT) + os.pathsep + env.get("PYTHONPATH", ""))
+                   PYTHONPATH=str(code) + os.pathsep + env.get("PYTHONPATH", ""))
         env.update({k: str(v) for k, v in settings.items()})
         return env
 
-    def worker(self, name: str, args: dict | None = None, **settings) -> dict:
-        meter = CpuMeter()
-        proc = subprocess.run([sys.executable, "-m", "benchmarks.workers", name, json.dumps(args or {})],
-                              cwd=ROOT, env=self.env(**settings), capture_output=True, text=True)
+    def worker(self, name: str, args: dict | None = None, code: Path = ROOT, **settings) -> dict:
+        """One measurement in a process of its own (benchmarks/workers.py), on this checkout's product code or
+        on `code`'s (--baseline: the measurement is this checkout's, the product code measured is that one)."""
+        meter, load = CpuMeter(), os.getloadavg()[0]
+        # benchmarks/workers.py of this checkout, run by path, with `code` first on sys.path (the current folder)
+        start = f"import runpy; runpy.run_path({str(ROOT / 'benchmarks' / 'workers.py')!r}, run_name='__main__')"
+        proc = subprocess.run([sys.executable, "-c", start, name, json.dumps(args or {})],
+                              cwd=code, env=self.env(code, **settings), capture_output=True, text=True)
         if proc.returncode != 0:
             sys.stderr.write(proc.stdout[-3000:] + proc.stderr[-5000:])
             raise RuntimeError(f"benchmark worker {name} failed (exit {proc.returncode})")
         result = json.loads(proc.stdout.strip().splitlines()[-1])
         result["other_cpu_cores"] = round(meter.others(), 2)
+        result["load_average"] = [round(load, 2), round(os.getloadavg()[0], 2)]  # 1-minute, before and after
+        self.loads += result["load_average"]
         if name != "es":  # there the Elasticsearch server is the "other" process
             self.other_load.append(result["other_cpu_cores"])
         return result
@@ -89,64 +100,99 @@ class Bench:
         print(f"  {what}: {figure}  {goal} {mark}".rstrip(), flush=True)
 
     # ---- 1. indexing throughput, 2. quantization fidelity ------------------------------------------
+    # The product's indexing modes: (label, settings). Reading text on is the default.
+    MODES = {"on": ("fp32, reading text (the default)", {"FINDIMAGE_QUANTIZE": "off", "FINDIMAGE_OCR": "on"}),
+             "off": ("fp32, FINDIMAGE_OCR=off", {"FINDIMAGE_QUANTIZE": "off", "FINDIMAGE_OCR": "off"}),
+             "int8": ("int8, reading text", {"FINDIMAGE_QUANTIZE": "int8", "FINDIMAGE_OCR": "on"}),
+             "int8_off": ("int8, FINDIMAGE_OCR=off", {"FINDIMAGE_QUANTIZE": "int8", "FINDIMAGE_OCR": "off"})}
+    GOALS = {("phone", "on"): 4.0, ("phone", "off"): 6.0, ("phone", "int8"): 6.0, ("phone", "int8_off"): 10.0,
+             ("small", "on"): 1.5, ("small", "int8"): 3.5}
+
     def throughput(self) -> None:
-        n_phone, n_small = self.args.phones, self.args.smalls
-        sets = {
-            "phone": (corpus.photo_corpus("phone", PHONE_SIZE, n_phone, exif=True), n_phone, self.args.seed_phones),
-            "small": (corpus.photo_corpus("small", SMALL_SIZE, n_small), n_small, self.args.seed_smalls),
-        }
-        for name, (folder, count, seed_count) in sets.items():
-            files = corpus.corpus_files(folder, count)
+        """Each mode indexes fresh archives of the corpus's sizes (`--phones 60 200`: the rate is the marginal
+        one between the two, without the pass's fixed costs: the scan, starting the reader children); the
+        seed's loop runs on the first files of the same corpus; rounds alternate the seed's loop and every
+        mode, and each keeps its best round. CPU counts every process: the indexer and its reader children."""
+        sets = {"phone": (corpus.photo_corpus("phone", PHONE_SIZE, max(self.args.phones), exif=True),
+                          self.args.phones, self.args.seed_phones),
+                "small": (corpus.photo_corpus("small", SMALL_SIZE, max(self.args.smalls)), self.args.smalls,
+                          self.args.seed_smalls)}
+        sets = {name: value for name, value in sets.items() if name in self.args.corpora}
+        for name, (folder, counts, seed_count) in sets.items():
+            files = corpus.corpus_files(folder, max(counts))
             sizes = [f.stat().st_size for f in files]
             self.raw.setdefault("corpora", {})[name] = {
-                "files": count, "seed_loop_files": seed_count, "pixels": PHONE_SIZE if name == "phone" else SMALL_SIZE,
+                "files": counts, "seed_loop_files": seed_count, "pixels": PHONE_SIZE if name == "phone" else SMALL_SIZE,
                 "mean_file_mb": round(sum(sizes) / len(sizes) / 1e6, 2)}
             seed_dir = _linked(self.work / f"seed-{name}", files[:seed_count])
-            archive = _linked(self.work / f"archive-{name}", files)
-            runs: dict[str, list[dict]] = {"seed": [], "off": [], "int8": []}
-            # rounds alternate baseline and candidates; the best round of each counts (less disturbed)
+            archives = {n: _linked(self.work / f"archive-{name}-{n}", files[:n]) for n in counts}
+            runs: dict[str, list[dict]] = {mode: [] for mode in ("seed", *self.MODES)}
             for _ in range(self.args.rounds):
                 runs["seed"].append(self.worker("seed", {"model": str(self.models["image"]), "folder": str(seed_dir),
                                                          "vectors": str(self.work / f"{name}-seed.npz")}))
-                for mode in ("off", "int8"):
-                    data = self.work / f"data-{name}-{mode}"
-                    shutil.rmtree(data, ignore_errors=True)
-                    runs[mode].append(self.worker("index", {"vectors": str(self.work / f"{name}-{mode}.npz")},
-                                                  FINDIMAGE_ARCHIVE=archive, FINDIMAGE_DATA_DIR=data,
-                                                  FINDIMAGE_QUANTIZE=mode, **self.extra_settings()))
+                for mode, (_, settings) in self.MODES.items():
+                    passes = {}
+                    for n, archive in archives.items():
+                        data = self.work / f"data-{name}-{mode}"
+                        shutil.rmtree(data, ignore_errors=True)
+                        keep = n == max(counts) and mode in ("off", "int8_off")
+                        code = Path(self.args.baseline) if mode.startswith("base") else ROOT
+                        passes[n] = self.worker("index", {"vectors": str(self.work / f"{name}-{mode}.npz")
+                                                          if keep else ""}, code,
+                                                FINDIMAGE_ARCHIVE=archive, FINDIMAGE_DATA_DIR=data,
+                                                **{**settings, **self.extra_settings()})
+                    runs[mode].append(marginal(passes))
             best = {mode: max(r, key=lambda x: x["images_per_second"]) for mode, r in runs.items()}
             self.raw.setdefault("throughput", {})[name] = {"best": best, "rounds": runs}
 
         label = {"phone": "4032x3024 JPEG", "small": "1024x768 JPEG"}
-        goals = {("phone", "int8"): 10.0, ("small", "int8"): 3.5, ("phone", "off"): 4.0, ("small", "off"): 1.5}
         for name in sets:
             best = self.raw["throughput"][name]["best"]
             seed_rate = best["seed"]["images_per_second"]
+            counts = self.raw["corpora"][name]["files"]
+            how = f"marginal {counts[0]} -> {counts[-1]} images" if len(counts) > 1 else f"{counts[0]} images"
             self.add(f"seed_{name}", f"seed loop, {label[name]}",
                      f"{seed_rate:.2f} img/s ({best['seed']['cpu_ms_per_image']:.0f} CPU-ms/img)", value=seed_rate)
-            for mode in ("off", "int8"):
-                rate = best[mode]["images_per_second"]
+            for mode, (what, _) in self.MODES.items():
+                r = best[mode]
+                rate = r["images_per_second"]
                 ratio = rate / seed_rate
-                goal = goals[(name, mode)]
-                what = f"index {label[name]}, {'int8' if mode == 'int8' else 'fp32 (exact)'}"
-                self.add(f"index_{name}_{mode}", what, f"{rate:.1f} img/s = {ratio:.1f}x seed "
-                         f"({best[mode]['cpu_ms_per_image']:.0f} CPU-ms/img)", f">= {goal}x", ratio >= goal, ratio)
-        peak = max(r["peak_rss_mb"] for t in self.raw["throughput"].values() for m in ("off", "int8")
-                   for r in t["rounds"][m])
-        self.add("indexer_peak_rss", "indexer peak RSS", f"{peak / 1024:.2f} GB", "<= 2 GB", peak <= 2048, peak)
+                goal = self.GOALS.get((name, mode))
+                cpu = (f"{r['cpu_ms_per_image']:.0f} CPU-ms/img: indexer {r['indexer_cpu_ms_per_image']:.0f}"
+                       + (f", reader children {r['reader_cpu_ms_per_image']:.0f}" if "off" not in mode else ""))
+                if mode == "base_on":
+                    cpu += f"; this code reading text: {best['on']['images_per_second'] / rate:.2f}x it"
+                self.add(f"index_{name}_{mode}", f"index {label[name]}, {what} ({how})",
+                         f"{rate:.1f} img/s = {ratio:.2f}x seed ({cpu})", f">= {goal}x" if goal else "",
+                         ratio >= goal if goal else None, ratio)
+            on, off = best["on"], best["off"]
+            self.add(f"text_cost_{name}", f"reading text, {label[name]} without text: CPU-ms per photo vs embedding",
+                     f"reader children {on['reader_cpu_ms_per_image']:.0f} CPU-ms/img, "
+                     f"{on['reader_cpu_ms_per_image'] / off['cpu_ms_per_image']:.2f}x the pass without reading "
+                     f"({off['cpu_ms_per_image']:.0f}); int8: "
+                     f"{best['int8']['reader_cpu_ms_per_image'] / best['int8_off']['cpu_ms_per_image']:.2f}x",
+                     "<= ~0.5x", on["reader_cpu_ms_per_image"] <= 0.55 * off["cpu_ms_per_image"],
+                     on["reader_cpu_ms_per_image"])
+        peak = max(p["peak_rss_mb"] for t in self.raw["throughput"].values() for m in self.MODES
+                   for r in t["rounds"][m] for p in r["passes"].values())
+        readers = max((p.get("readers_peak_rss_mb", 0.0) for t in self.raw["throughput"].values() for m in self.MODES
+                       for r in t["rounds"][m] for p in r["passes"].values()), default=0.0)
+        self.add("indexer_peak_rss", "indexer peak RSS (reader children apart)",
+                 f"{peak / 1024:.2f} GB; reader children up to {readers / 1024:.2f} GB each", "<= 2 GB",
+                 peak <= 2048, peak)
 
         # 2. fidelity: int8 against fp32 over the whole corpus; the decode path against the seed loop
-        vectors = {name: {mode: dict(np.load(self.work / f"{name}-{mode}.npz")) for mode in ("seed", "off", "int8")}
-                   for name in sets}
-        cos_int8 = [_cos(v["off"][k], v["int8"][k]) for v in vectors.values() for k in v["off"]]
+        vectors = {name: {mode: dict(np.load(self.work / f"{name}-{mode}.npz"))
+                          for mode in ("seed", "off", "int8_off")} for name in sets}
+        cos_int8 = [_cos(v["off"][k], v["int8_off"][k]) for v in vectors.values() for k in v["off"]]
         # the seed loop ignores EXIF orientation: compare the photos stored upright (even numbers)
         cos_path = [_cos(v["seed"][k], v["off"][k]) for name, v in vectors.items() for k in v["seed"]
                     if name != "phone" or int(k[4:8]) % 2 == 0]
         self.raw["fidelity"] = {"int8_vs_fp32": _stats(cos_int8), "pipeline_vs_seed_loop": _stats(cos_path)}
-        load_check = self.raw["throughput"]["small"]["best"]["int8"]["fidelity"]
         self.add("int8_min_cosine", "int8 vs fp32 cosine (corpus)",
                  f"min {min(cos_int8):.4f}, mean {np.mean(cos_int8):.4f} (n={len(cos_int8)})", "min >= 0.99",
                  min(cos_int8) >= 0.99, min(cos_int8))
+        load_check = next(iter(self.raw["throughput"].values()))["best"]["int8"].get("fidelity")
         if load_check:
             self.add("int8_load_check", "int8 load-time check (8 probes)",
                      f"min {load_check['min_cosine']:.4f}, mean {load_check['mean_cosine']:.4f}", "min >= 0.99",
@@ -160,20 +206,32 @@ class Bench:
 
     # ---- 3. unchanged / changed passes, 4. queries, 7. bot memory ----------------------------------
     def archive_and_queries(self) -> None:
+        archive, count, settings = self.reindex()
+        self.changed_and_queries(archive, count, settings)
+
+    def reindex(self) -> tuple[Path, int, dict]:
+        """The unchanged pass over an archive whose store a pass left (texts read), and the one-time reading
+        of an index made without text."""
         count = self.args.archive_files
         archive = archive_of_small_files(count)
         data = self.work / f"data-archive-{count}"
         shutil.rmtree(data, ignore_errors=True)
+        # As a pass leaves it: every document with its vector and its text already read.
         built = self.worker("build", {"data_dir": str(data), "archive": str(archive), "seed": 1,
-                                      "model": str(self.models["image"])})
+                                      "model": str(self.models["image"]), "texts": True})
         self.raw["archive_store_build"] = built
         settings = dict(FINDIMAGE_ARCHIVE=archive, FINDIMAGE_DATA_DIR=data, **self.extra_settings())
         unchanged = self.worker("pass", {}, **settings)
         self.raw["unchanged_pass"] = unchanged
-        ok = unchanged["seconds"] <= 10 and unchanged["embedded"] == 0 and not unchanged["model_loaded"]
-        self.add("unchanged_pass", f"unchanged re-index, {count:,} files",
-                 f"{unchanged['seconds']:.2f} s, {unchanged['embedded']} embedded", "<= 10 s, 0 embedded", ok,
-                 unchanged["seconds"])
+        ok = (unchanged["seconds"] <= 10 and unchanged["embedded"] == 0 and not unchanged["model_loaded"]
+              and unchanged["text_read"] == 0)
+        self.add("unchanged_pass", f"unchanged re-index, {count:,} files (texts read before)",
+                 f"{unchanged['seconds']:.2f} s, {unchanged['embedded']} embedded, {unchanged['text_read']} read",
+                 "<= 10 s, 0 embedded", ok, unchanged["seconds"])
+        self.first_reading()
+        return archive, count, settings
+
+    def changed_and_queries(self, archive: Path, count: int, settings: dict) -> None:
         changed_files = rewrite_some(archive, self.args.changed_files)
         changed = self.worker("pass", {}, **{"FINDIMAGE_QUANTIZE": "int8", **settings})
         self.raw["changed_pass"] = changed
@@ -199,6 +257,29 @@ class Bench:
                      f"{q['knn_p50_ms']:.1f} ms)", "<= 150 ms", q["image_p50_ms"] <= 150, q["image_p50_ms"])
             self.add(f"bot_rss_{name}", f"bot-process RSS, both models loaded ({label})",
                      f"{q['rss_mb'] / 1024:.2f} GB", "<= 1.5 GB", q["rss_mb"] <= 1536, q["rss_mb"])
+
+    def first_reading(self) -> None:
+        """The one-time reading of an index made without text (FINDIMAGE_OCR=off, or before text was read):
+        the next ordinary pass reads every image's text and embeds nothing (with --baseline, the code before
+        reads the same store's copy, alternating)."""
+        count = self.args.reading_files
+        archive = archive_of_small_files(count)
+        codes = {"this code": ROOT, **({"the code before": Path(self.args.baseline)} if self.args.baseline else {})}
+        results = {}
+        for name, code in codes.items():
+            data = self.work / f"data-reading-{count}"
+            shutil.rmtree(data, ignore_errors=True)
+            self.worker("build", {"data_dir": str(data), "archive": str(archive), "seed": 1,
+                                  "model": str(self.models["image"])})
+            results[name] = self.worker("pass", {}, code, FINDIMAGE_ARCHIVE=archive, FINDIMAGE_DATA_DIR=data,
+                                        **self.extra_settings())
+        self.raw["first_reading"] = results
+        for name, read in results.items():
+            rate = read["text_read"] / read["seconds"]
+            self.add("first_reading" + ("" if name == "this code" else "_before"),
+                     f"reading the text of an existing index, {count:,} files (96x72 JPEGs), {name}",
+                     f"{read['seconds']:.1f} s = {rate:,.0f} img/s ({read['cpu_ms_per_image']:.1f} CPU-ms/img, all "
+                     f"processes), {read['embedded']} embedded; 100,000 files: ~{100_000 / rate:,.0f} s", value=rate)
 
     # ---- 5. the 1M-vector embedded store ---------------------------------------------------------
     def million(self) -> None:
@@ -281,8 +362,10 @@ class Bench:
         print(render_table(self.rows))
         print()
         busy = machine["other_cpu_cores_max"]
+        machine["load_average"] = [min(self.loads, default=0.0), max(self.loads, default=0.0)]
         print(f"machine: {machine['cpu']}, {machine['cores']} cores, {machine['memory_gb']} GB; "
-              f"torch {machine['torch']}; other processes used up to {busy:.2f} cores during a step"
+              f"torch {machine['torch']}; other processes used up to {busy:.2f} cores during a step; load average "
+              f"{machine['load_average'][0]:.1f}-{machine['load_average'][1]:.1f}"
               + ("  (numbers are disturbed)" if busy > 0.25 else ""))
         out = Path(self.args.out)
         out.mkdir(parents=True, exist_ok=True)
@@ -299,6 +382,26 @@ class Bench:
 
 
 # ---- helpers ---------------------------------------------------------------------------------------
+def marginal(passes: dict[int, dict]) -> dict:
+    """One mode's figures from its passes over archives of different sizes: the marginal rate and CPU between
+    the smallest and the largest (the pass's fixed costs cancel out), or the one pass's own."""
+    counts = sorted(passes)
+    small, large = passes[counts[0]], passes[counts[-1]]
+    out = {"passes": {str(n): passes[n] for n in counts}, "fidelity": large.get("fidelity")}
+    if len(counts) == 1:
+        images, seconds = large["images"], large["seconds"]
+        cpu, own, readers = large["cpu_seconds"], large["indexer_cpu_seconds"], large["reader_cpu_seconds"]
+    else:
+        images, seconds = large["images"] - small["images"], large["seconds"] - small["seconds"]
+        cpu = large["cpu_seconds"] - small["cpu_seconds"]
+        own = large["indexer_cpu_seconds"] - small["indexer_cpu_seconds"]
+        readers = large["reader_cpu_seconds"] - small["reader_cpu_seconds"]
+    out.update(images=images, seconds=seconds, images_per_second=images / seconds,
+               cpu_ms_per_image=1000 * cpu / images, indexer_cpu_ms_per_image=1000 * own / images,
+               reader_cpu_ms_per_image=1000 * readers / images)
+    return out
+
+
 def render_table(rows: list[Row]) -> str:
     header = ("target", "measured", "goal", "")
     body = [(r.what, r.figure, r.goal, "" if r.ok is None else ("pass" if r.ok else "SHORT")) for r in rows]
@@ -437,22 +540,30 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--million", action="store_true", help="also run the 1M-vector embedded store")
     parser.add_argument("--es", metavar="URL", help="also run the Elasticsearch store against this server")
-    parser.add_argument("--only", nargs="*", choices=["index", "archive", "million", "es"],
+    parser.add_argument("--only", nargs="*", choices=["index", "archive", "reindex", "million", "es"],
                         help="run only these parts")
-    parser.add_argument("--phones", type=int, default=96, help="4032x3024 JPEGs indexed per candidate")
+    parser.add_argument("--phones", type=int, nargs="+", default=[60, 200],
+                        help="4032x3024 JPEGs indexed per mode; two sizes: the marginal rate between them")
     parser.add_argument("--seed-phones", type=int, default=24, help="of those, run through the seed loop")
-    parser.add_argument("--smalls", type=int, default=128, help="1024x768 JPEGs indexed per candidate")
+    parser.add_argument("--smalls", type=int, nargs="+", default=[60, 200], help="1024x768 JPEGs, as --phones")
     parser.add_argument("--seed-smalls", type=int, default=48, help="of those, run through the seed loop")
+    parser.add_argument("--corpora", nargs="+", choices=["phone", "small"], default=["phone", "small"],
+                        help="the indexing step's corpora")
     parser.add_argument("--rounds", type=int, default=1,
                         help="indexing rounds (baseline and candidates alternate); the best of each counts")
     parser.add_argument("--archive-files", type=int, default=100_000)
     parser.add_argument("--changed-files", type=int, default=1000)
+    parser.add_argument("--reading-files", type=int, default=5000,
+                        help="files of the index made without text that the next pass reads")
     parser.add_argument("--million-count", type=int, default=1_000_000)
     parser.add_argument("--sweep", type=int, nargs="*", default=[], help="nprobe values to sweep at 1M")
     parser.add_argument("--es-docs", type=int, help="documents in the Elasticsearch run (default: 100k, or the "
                         "--million-count with --million)")
     parser.add_argument("--set", nargs="*", default=[], metavar="FINDIMAGE_X=V",
                         help="extra product settings for the indexing and query runs")
+    parser.add_argument("--baseline", metavar="DIR",
+                        help="a checkout of the code before (git worktree add DIR <commit>): its default indexing "
+                             "(reading text on) runs as one more mode, alternating with this code's")
     parser.add_argument("--work", help="scratch folder (default: the bench cache)")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
     args = parser.parse_args(argv)
@@ -462,6 +573,7 @@ def main(argv: list[str] | None = None) -> int:
     parts = args.only or ["index", "archive"] + (["million"] if args.million else []) + (["es"] if args.es else [])
     steps = {"index": ("indexing throughput and quantization fidelity", bench.throughput),
              "archive": ("re-index passes, queries, bot memory", bench.archive_and_queries),
+             "reindex": ("the unchanged pass and the one-time reading of an index without text", bench.reindex),
              "million": ("1M-vector embedded store", bench.million),
              "es": ("Elasticsearch store", bench.elasticsearch)}
     for part in parts:

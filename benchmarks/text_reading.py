@@ -42,7 +42,7 @@ if __package__ in (None, ""):  # run as a file: make `benchmarks` and the projec
 from PIL import Image  # noqa: E402
 
 from benchmarks.run import CpuMeter, _load_script  # noqa: E402
-from findimage.models.text_reader import TextReader, words  # noqa: E402
+from findimage.models.text_reader import TextReader, Tuning, words  # noqa: E402
 
 KINDS = ("photo", "sign", "screenshot", "slide", "page")
 LABEL = {"photo": "photo without text", "sign": "photo with a sign", "screenshot": "screenshot", "slide": "slide",
@@ -185,12 +185,131 @@ def first_pass(copies: int) -> dict:
     return result
 
 
+def encoded(picture) -> bytes:
+    """The picture as an archive file: a photo as a JPEG, a screen as a PNG."""
+    import io
+
+    out = io.BytesIO()
+    if picture.kind in ("screenshot", "slide"):
+        picture.image.save(out, "PNG", compress_level=1)
+    else:
+        picture.image.save(out, "JPEG", quality=92)
+    return out.getvalue()
+
+
+def page_set(seeds: int = 1) -> list:
+    """Photos of a printed page with letters from 0.8% to 3% of the long side, at 12 MP and 1600x1200, each
+    with `seeds` different backgrounds."""
+    rt = rendered_text()
+    kinds = [(size, share) for _ in range(seeds) for size in ((4032, 3024), (1600, 1200))
+             for share in (0.008, 0.01, 0.0125, 0.015, 0.02, 0.03)]
+    return [rt.page_photo(size, max(8, round(share * max(size))), seed=600 + i)
+            for i, (size, share) in enumerate(kinds)]
+
+
+def probes(candidates: list[tuple[int, ...]], rounds: int, pages: int) -> dict:
+    """Each candidate probe (sizes, one or two passes) read as the indexer reads now: the photo probed on the
+    small copy of the pixels decoded for its embedding (the copy is the embedding's work: not counted), the
+    file decoded again (READ_MIN_SIDE) only where the reader asks; against the reading before (the file decoded
+    at READ_MIN_SIDE, then read with the 320 + 200 px probes). Candidates alternate picture by picture; each
+    picture's best round counts. Also: what a picture costs when no copy came with it (the pass's last stage
+    over an existing index: a small decode first)."""
+    from findimage.imaging import prepare_bytes
+    from findimage.models.reader_process import PROBE_DRAFT_SIDE, READ_MIN_SIDE
+    from findimage.models.text_reader import probe_copy
+
+    pictures = rendered_text().mixed_set() + (page_set(pages) if pages else [])
+    files = [encoded(p) for p in pictures]
+    readers = {",".join(map(str, c)): TextReader(threads=1, tuning=Tuning(probe_sides=c)) for c in candidates}
+    before = TextReader(threads=1, tuning=Tuning(probe_sides=(320, 200)))
+    for reader in [*readers.values(), before]:
+        reader.load()
+        reader.read(pictures[0].image)  # warm-up
+
+    def with_copy(reader: TextReader, data: bytes, side: int) -> tuple[list[str], float, int]:
+        asked = []
+        first = prepare_bytes(data, PROBE_DRAFT_SIDE)
+        copy, size = probe_copy(first.image, side), (first.width, first.height)
+
+        def whole():
+            asked.append(1)
+            return prepare_bytes(data, READ_MIN_SIDE).image
+
+        cpu = time.process_time()
+        lines = reader.read(copy, whole, size)
+        return [line.text for line in lines], round(1000 * (time.process_time() - cpu), 1), len(asked)
+
+    rows = []
+    for i, (p, data) in enumerate(zip(pictures, files, strict=True)):
+        row = {"kind": p.kind, "size": list(p.image.size), "drawn": list(p.lines), "runs": {}}
+        names = list(readers) + ["before"]
+        best: dict[str, dict] = {}
+        for r in range(rounds):
+            for name in names[(i + r) % len(names):] + names[:(i + r) % len(names)]:
+                if name == "before":
+                    cpu = time.process_time()
+                    read = [line.text for line in before.read(prepare_bytes(data, READ_MIN_SIDE).image)]
+                    ms, decoded = round(1000 * (time.process_time() - cpu), 1), 1
+                else:
+                    candidate = readers[name]
+                    read, ms, decoded = with_copy(candidate, data, max(candidate.probe_sides))
+                if name not in best or ms < best[name]["cpu_ms"]:
+                    best[name] = {"cpu_ms": ms, "decoded_again": decoded, "read": read,
+                                  **(accuracy(p.lines, read) if p.lines else {})}
+        for name in readers:  # without a copy: the small decode is the reading's own
+            cpu = time.process_time()
+            first = prepare_bytes(data, PROBE_DRAFT_SIDE)
+            probe_copy(first.image, max(readers[name].probe_sides))
+            best[name]["small_decode_ms"] = round(1000 * (time.process_time() - cpu), 1)
+        row["runs"] = best
+        rows.append(row)
+        print(f"  {i + 1}/{len(pictures)} {p.kind} {p.image.size[0]}x{p.image.size[1]}: " + ", ".join(
+            f"{n} {b['cpu_ms']:.0f} ms" + (f" {100 * b['found'] / b['words']:.0f}%" if p.lines else "")
+            for n, b in best.items()), flush=True)
+    summary: dict = {}
+    groups = {kind: [r for r in rows if r["kind"] == kind] for kind in KINDS}
+    for name in [*readers, "before"]:
+        entry = {}
+        for kind, group in groups.items():
+            if not group:
+                continue
+            runs = [g["runs"][name] for g in group]
+            e = {"cpu_ms": round(sum(x["cpu_ms"] for x in runs) / len(runs), 1),
+                 "decoded_again": sum(x["decoded_again"] for x in runs)}
+            if name != "before":
+                e["without_copy_cpu_ms"] = round(e["cpu_ms"] + sum(x["small_decode_ms"] for x in runs) / len(runs), 1)
+            if kind != "photo":
+                e["word_recall"] = round(sum(x["found"] for x in runs) / sum(x["words"] for x in runs), 4)
+                e["pictures_with_every_word"] = sum(x["found"] == x["words"] for x in runs)
+            entry[kind] = e
+        summary[name] = entry
+    return {"pictures": len(pictures), "summary": summary, "rows": rows}
+
+
+def report_probes(result: dict) -> None:
+    print(f"\n{'probes':<10} " + " ".join(f"{LABEL[k][:18]:>28}" for k in KINDS))
+    for name, entry in result["summary"].items():
+        cells = []
+        for kind in KINDS:
+            e = entry.get(kind)
+            if e is None:
+                cells.append(f"{'':>28}")
+                continue
+            recall = f" {100 * e['word_recall']:5.1f}%" if "word_recall" in e else ""
+            cells.append(f"{e['cpu_ms']:>7.0f} ms, {e['decoded_again']:>2} decoded{recall}".rjust(28))
+        print(f"{name:<10} " + " ".join(cells))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=2, help="rounds over the set; each picture's best counts")
     parser.add_argument("--threads", type=int, default=1, help="onnxruntime (and torch) threads, both pipelines")
     parser.add_argument("--no-embed", action="store_true", help="leave out the embedding cost")
     parser.add_argument("--worker", nargs=2, metavar=("PIPELINE", "FOLDER"), help=argparse.SUPPRESS)
+    parser.add_argument("--probes", nargs="+", metavar="SIDES",
+                        help="only compare candidate probes (e.g. 320,200 256,160 256), as the indexer reads now")
+    parser.add_argument("--pages", type=int, default=0, metavar="N",
+                        help="with --probes: also N x 12 pages, letters 0.8-3%% of the long side")
     parser.add_argument("--first-pass", type=int, metavar="COPIES",
                         help="only time `findimage index` over COPIES x the set, without and with reading text")
     args = parser.parse_args(argv)
@@ -203,6 +322,18 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.worker:
         worker(args.worker[0], Path(args.worker[1]), args.threads)
+        return 0
+    if args.probes:
+        meter = CpuMeter()
+        result = probes([tuple(int(v) for v in c.split(",")) for c in args.probes], args.rounds, args.pages)
+        result.update(when=time.strftime("%Y-%m-%d %H:%M:%S"), command=" ".join(sys.argv),
+                      other_cpu_cores=round(meter.others(), 2), load_average=os.getloadavg())
+        report_probes(result)
+        print(f"other processes used {result['other_cpu_cores']:.2f} cores meanwhile; load average "
+              + " ".join(f"{v:.2f}" for v in result["load_average"]))
+        out = ROOT / "benchmarks" / "results" / f"text-probes-{time.strftime('%Y%m%d-%H%M%S')}.json"
+        out.write_text(json.dumps(result, indent=2, ensure_ascii=False))
+        print(f"results: {out.relative_to(ROOT)}")
         return 0
 
     started = time.time()

@@ -29,6 +29,44 @@ def cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def children_cpu_seconds() -> float:
+    """CPU of this process's children that ended (the text reader children, once a pass has stopped them)."""
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+class ChildrenPeak:
+    """The largest peak RSS of this process's children (the text reader children) while it runs, sampled
+    from /proc five times a second (a child's own peak, VmHWM, so short spikes count too)."""
+
+    def __init__(self):
+        import threading
+
+        self.peak_mb = 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+
+    def _sample(self) -> None:
+        me = str(os.getpid())
+        while not self._stop.wait(0.2):
+            for pid in filter(str.isdigit, os.listdir("/proc")):
+                try:
+                    fields = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines()
+                                  if ":" in line)
+                except OSError:
+                    continue
+                if fields.get("PPid", "").strip() == me and "VmHWM" in fields:
+                    self.peak_mb = max(self.peak_mb, int(fields["VmHWM"].split()[0]) / 1024)
+
+    def stop(self) -> float:
+        self._stop.set()
+        self._thread.join()
+        return round(self.peak_mb, 1)
+
+
 def memory() -> dict:
     """Current and peak resident set size of this process, in MB."""
     values = {}
@@ -92,14 +130,18 @@ def index_pass(args: dict) -> dict:
     embedder.load()
     load_seconds = time.perf_counter() - started
     embedder.embed_images([Image.new("RGB", (640, 480), (90, 120, 150))])  # warm-up, as for the seed loop
-    cpu = cpu_seconds()
-    summary = index_once(settings, progress=False)
-    cpu = cpu_seconds() - cpu
+    own, readers, children = cpu_seconds(), children_cpu_seconds(), ChildrenPeak()
+    summary = index_once(settings, progress=False)  # its reader children have ended when it returns
+    own, readers = cpu_seconds() - own, children_cpu_seconds() - readers
+    images = max(1, summary.embedded)
     result = {"images": summary.embedded, "seconds": summary.seconds,
               "images_per_second": summary.images_per_second, "failed": summary.failed,
-              "cpu_ms_per_image": 1000 * cpu / max(1, summary.embedded),
+              "text_read": summary.text_read, "cpu_seconds": own + readers, "indexer_cpu_seconds": own,
+              "reader_cpu_seconds": readers, "cpu_ms_per_image": 1000 * (own + readers) / images,
+              "indexer_cpu_ms_per_image": 1000 * own / images, "reader_cpu_ms_per_image": 1000 * readers / images,
               "load_seconds": load_seconds, "quantized": embedder.quantized,
-              "fidelity": embedder.fidelity.__dict__ if embedder.fidelity else None, **memory()}
+              "fidelity": embedder.fidelity.__dict__ if embedder.fidelity else None,
+              "readers_peak_rss_mb": children.stop(), **memory()}
     if args.get("vectors"):
         store = EmbeddedStore(settings.data_dir)
         names = sorted(p.name for p in Path(settings.archive).glob("*.jpg"))
@@ -125,11 +167,15 @@ def archive_pass(args: dict) -> dict:
         return original(images)
 
     embedder.embed_images = counting
+    cpu, children = cpu_seconds() + children_cpu_seconds(), ChildrenPeak()
     summary = index_once(settings, progress=False)
+    cpu = cpu_seconds() + children_cpu_seconds() - cpu
     return {"seconds": summary.seconds, "embedded": summary.embedded, "embed_calls": len(calls),
             "images_through_model": sum(calls), "unchanged": summary.unchanged, "updated": summary.updated,
             "added": summary.added, "failed": summary.failed, "model_loaded": embedder._model is not None,
-            **memory()}
+            "text_read": summary.text_read, "cpu_seconds": cpu,
+            "cpu_ms_per_image": 1000 * cpu / max(1, summary.text_read + summary.embedded),
+            "readers_peak_rss_mb": children.stop(), **memory()}
 
 
 # ---- queries ---------------------------------------------------------------------------------
@@ -208,26 +254,32 @@ def queries(args: dict) -> dict:
 
 # ---- stores of synthetic vectors -------------------------------------------------------------
 def synthetic_docs(start: int, vectors: np.ndarray, model_id: str, files=None) -> list:
-    """Documents for `vectors`: for archive files if given, else for made-up paths (folders of 1,000)."""
+    """Documents for `vectors`: for archive files if given (dated as a pass dates them, from the file's
+    modification time: a pass over them upgrades nothing), else for made-up paths (folders of 1,000)."""
+    from findimage.dates import taken_of
     from findimage.records import ImageDoc, image_id_for
 
     now = time.time()
     docs = []
     for i, vector in enumerate(vectors, start):
+        taken: tuple[str | None, str] = (None, "")
         if files is not None:
             f = files[i]
             path, size, mtime = f.relative_path, f.size, f.mtime
+            taken = taken_of(None, mtime)
         else:
             path, size, mtime = f"s{i // 1000:04d}/{i:07d}.jpg", 2_500_000, now
         docs.append(ImageDoc(image_id_for(path), path.rsplit("/", 1)[-1], path, vector, f"bench-{i}", size, mtime,
-                             4032, 3024, now, model_id))
+                             4032, 3024, now, model_id, taken[0], taken[1]))
     return docs
 
 
 def build_store(args: dict) -> dict:
-    """An embedded store of `count` synthetic vectors (or one per archive file), as a first pass writes it."""
+    """An embedded store of `count` synthetic vectors (or one per archive file), as a first pass writes it;
+    with `texts`, every document's text read too (none found), as a pass with reading on leaves it."""
     from benchmarks.corpus import VectorMixture
     from findimage.models.clip import model_fingerprint
+    from findimage.records import ReadText
     from findimage.stores.base import META_IMAGE_MODEL
     from findimage.stores.embedded.store import EmbeddedStore
     from indexer.scan import scan_archive
@@ -240,7 +292,11 @@ def build_store(args: dict) -> dict:
     store = EmbeddedStore(args["data_dir"])
     started = time.perf_counter()
     for start, block in VectorMixture(args["seed"]).chunks(count):
-        store.upsert(synthetic_docs(start, block, model_id, files))
+        docs = synthetic_docs(start, block, model_id, files)
+        store.upsert(docs)
+        if args.get("texts"):
+            for i in range(0, len(docs), 1000):
+                store.set_texts([(d.image_id, d.sha256, ReadText("read")) for d in docs[i:i + 1000]])
     store.set_meta(META_IMAGE_MODEL, model_id)
     upserted = time.perf_counter() - started
     store.checkpoint()

@@ -172,6 +172,9 @@ class ReadingSettings(_Shown):
     # Text in images: read by the indexer (after the embeddings) and fused into text queries.
     ocr: bool = setting("FINDIMAGE_OCR", True, bool, choices=("on", "off"), true="on")
     ocr_threads: int = setting("FINDIMAGE_OCR_THREADS", 1, int, 0, 64)  # onnxruntime threads; 0: its default
+    # Reader children of an indexing pass (or a worker), reading at once: one per core of a 2-core server, each
+    # with its own engine (~360 MB) and memory limit (below).
+    ocr_readers: int = setting("FINDIMAGE_OCR_READERS", 2, int, 1, 64)
     # One image's reading taking longer is stopped and tried again on later passes (indexer.text_stage).
     ocr_timeout_seconds: float = setting("FINDIMAGE_OCR_TIMEOUT_SECONDS", 120.0, float, 1.0, 3600.0)
     # The reader child's memory (its RLIMIT_DATA: findimage.models.reader_process): past it the reading fails,

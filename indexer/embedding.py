@@ -1,5 +1,6 @@
 """Files to stored documents: read and decode ahead in threads, reuse the vectors of known content, embed
-the rest in batches, write them. The one way a pass embeds, in its own process or on a queue's worker
+the rest in batches, write them, and read the text of what was embedded while the next batches are embedded
+(indexer.text_stage.ReadAlong). The one way a pass embeds, in its own process or on a queue's worker
 (indexer/queue.py); what each file became is reported back, and the pass counts it (indexer/index_pass.py).
 """
 from __future__ import annotations
@@ -22,6 +23,7 @@ from findimage.stores.base import Store
 from .reading import Loaded, batches, prefetched, read_and_decode
 from .retry import retry_while_unavailable
 from .scan import ArchiveFile
+from .text_stage import ReadAlong, Readers
 
 log = logging.getLogger(__name__)
 
@@ -37,15 +39,18 @@ class Outcome:
     # Failed because the store refused its document (a mapping, an ingest pipeline), not because of the file:
     # tried again on the next pass, changed or not.
     rejected_by_store: bool = False
+    # What became of its text beside the embedding: "read", "failed", "timed_out", "reused" (a copy of content
+    # read in the same batch), or "" (left to the pass's text stage).
+    text: str = ""
 
     def as_json(self) -> dict:
         return {"relative_path": self.relative_path, "sha256": self.sha256, "error": self.error,
-                "embedded": self.embedded, "rejected_by_store": self.rejected_by_store}
+                "embedded": self.embedded, "rejected_by_store": self.rejected_by_store, "text": self.text}
 
     @classmethod
     def of_json(cls, value: dict) -> Outcome:
         return cls(value["relative_path"], value.get("sha256") or "", value.get("error"), bool(value.get("embedded")),
-                   bool(value.get("rejected_by_store")))
+                   bool(value.get("rejected_by_store")), str(value.get("text") or ""))
 
 
 @dataclass
@@ -54,17 +59,29 @@ class Embedding:
     embedder: ImageEmbedder
     settings: Settings  # its batches (FINDIMAGE_BATCH_SIZE), an archive image's limits
     full: bool = False  # a rebuild: every file embedded again, no vector reused from the index
+    # Where the text of what is embedded is read along (None: not here; a rebuild reuses the texts stored
+    # for its content, and the pass's text stage reads the rest).
+    readers: Readers | None = None
 
     def run(self, files: list[ArchiveFile], stop: Callable[[], None] = lambda: None) -> Iterator[list[Outcome]]:
-        """The outcomes batch by batch, each batch written before it is yielded; `stop` is called before
-        each batch (it raises to end the work)."""
+        """The outcomes batch by batch, each batch written (and its text, where read along) before it is
+        yielded; `stop` is called before each batch (it raises to end the work)."""
         seen: dict[str, np.ndarray] = {}  # content embedded (or found) in this run
-        decode = partial(read_and_decode, embedder=self.embedder, limits=self.settings.archive_images)
         size = self.settings.batch_size
+        along = ReadAlong(self.store, self.readers, size) if self.readers is not None and not self.full else None
+        decode = partial(read_and_decode, embedder=self.embedder, limits=self.settings.archive_images,
+                         keep_copy=along is not None)
         with ThreadPoolExecutor(max_workers=2, thread_name_prefix="decode") as pool:
             for batch in batches(prefetched(pool, files, size * 2, decode), size):
                 stop()
-                yield self._batch(batch, seen)
+                outcomes = self._batch(batch, seen)
+                if along is None:
+                    yield outcomes
+                else:
+                    along.add(batch, outcomes)
+                    yield from along.done()
+        if along is not None:
+            yield from along.done(wait=True)
 
     def _batch(self, batch: list[Loaded], seen: dict[str, np.ndarray]) -> list[Outcome]:
         failed = {item.file.relative_path: item.error for item in batch if item.error}

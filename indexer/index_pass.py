@@ -22,7 +22,7 @@ from findimage.backends import text_model_id
 from findimage.config import Settings
 from findimage.errors import EXIT_REFUSED, FindimageError, check_image_model
 from findimage.models.base import ImageEmbedder
-from findimage.records import FileState
+from findimage.records import FileState, image_id_for
 from findimage.stores.base import META_IMAGE_MODEL, META_LAST_PASS, META_TEXT_MODEL, Store
 
 from .embedding import Embedding, Outcome
@@ -145,6 +145,7 @@ class IndexPass:
         self._moved_ids: set[str] = set()
         self._outdated: list[tuple[ArchiveFile, FileState]] = []  # unchanged, but indexed without a date
         self._rejected_by_store: set[str] = set()
+        self._text_handled: set[str] = set()  # documents whose reading timed out beside the embedding
 
     def run(self) -> PassSummary:
         """One pass; ArchiveUnavailable or MassRemovalRefused (before any change) when the archive looks wrong.
@@ -154,6 +155,8 @@ class IndexPass:
         try:
             return self._run()
         finally:
+            if self.text is not None:
+                self.text.close()
             save_state(self.settings.data_dir, self.state)
 
     def _run(self) -> PassSummary:
@@ -195,15 +198,19 @@ class IndexPass:
         if self.text is None:
             return
         try:
-            self.text.run()
+            self.text.run(self._text_handled)
             retry_while_unavailable(self.store.checkpoint)
         except Exception as exc:  # noqa: BLE001 - the pass's own work is done and kept
             log.warning("reading text stopped: %s", exc)
             self.text.summary.stopped = str(exc) or type(exc).__name__
+        finally:
+            self.text.close()
         found = self.text.summary
-        self.summary.text_read, self.summary.text_failed = found.read, found.failed
-        self.summary.text_reused, self.summary.text_stopped = found.reused, found.stopped
-        self.summary.text_timed_out = found.timed_out
+        self.summary.text_read += found.read
+        self.summary.text_failed += found.failed
+        self.summary.text_reused += found.reused
+        self.summary.text_timed_out += found.timed_out
+        self.summary.text_stopped = found.stopped
 
     def _stop_if_superseded(self) -> None:
         if self.superseded():  # the other pass redoes this work; two writers would race on the same documents
@@ -309,7 +316,8 @@ class IndexPass:
         if self.distribute is not None:
             outcomes = self.distribute(candidates, self._stop_if_superseded, bar, self.full)
         else:
-            embedding = Embedding(self.store, self.embedder, self.settings, self.full)
+            embedding = Embedding(self.store, self.embedder, self.settings, self.full,
+                                  self.text.readers if self.text is not None else None)
             outcomes = (outcome for batch in embedding.run(candidates, self._stop_if_superseded)
                         for outcome in batch)
         for outcome in outcomes:
@@ -318,9 +326,22 @@ class IndexPass:
                 bar.update(1)
         bar.close()
 
+    def _count_text(self, outcome: Outcome) -> None:
+        if outcome.text == "read":
+            self.summary.text_read += 1
+        elif outcome.text == "reused":
+            self.summary.text_reused += 1
+        elif outcome.text == "failed":
+            self.summary.text_failed += 1
+        elif outcome.text == "timed_out":  # read again on the next pass, not by this pass's text stage
+            self.summary.text_timed_out += 1
+            self._text_handled.add(image_id_for(outcome.relative_path))
+
     def _count(self, outcome: Outcome, stored: dict[str, FileState], gone_by_sha: dict[str, list[str]]) -> None:
-        """What the file became: failed, added, moved (its content vanished elsewhere), updated or unchanged."""
+        """What the file became: failed, added, moved (its content vanished elsewhere), updated or unchanged;
+        and its text, where it was read beside the embedding."""
         self.summary.embedded += outcome.embedded
+        self._count_text(outcome)
         if outcome.error is not None:
             if outcome.rejected_by_store:  # the file is fine: the store may take it on the next pass
                 self._rejected_by_store.add(outcome.relative_path)

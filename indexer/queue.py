@@ -49,6 +49,7 @@ from findimage.stores.base import Store
 from .embedding import Embedding, Outcome
 from .metrics import BUCKETS
 from .scan import ArchiveFile, not_listed
+from .text_stage import Readers
 
 log = logging.getLogger(__name__)
 QUEUE = "findimage-index"
@@ -157,12 +158,14 @@ def split(files: list[ArchiveFile], size: int) -> list[list[ArchiveFile]]:
 # ---- the worker's side ----------------------------------------------------------------------------
 @dataclass
 class WorkerState:
-    """What a worker process loads once: its settings, store and image model."""
+    """What a worker process loads once: its settings, store and image model, and its text readers (the text of
+    what a bucket embeds is read by the worker that embedded it, while it embeds the bucket's next files)."""
 
     settings: Settings
     store: Store
     embedder: ImageEmbedder
     name: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
+    readers: Readers | None = None
 
 
 _worker: WorkerState | None = None
@@ -179,7 +182,7 @@ def serve(settings: Settings, store: Store, embedder: ImageEmbedder, loaded: Cal
         if refused_as_configured(exc):
             raise QueueRefused(f"The queue at {public_url(settings.queue_url)} {trouble(exc)}.") from None
         log.warning("the queue at %s %s; waiting for it", public_url(settings.queue_url), trouble(exc))
-    _worker = WorkerState(settings, store, embedder)
+    _worker = WorkerState(settings, store, embedder, readers=Readers(settings) if settings.ocr else None)
     embedder.load()
     loaded()
     log.info("worker %s takes buckets of %s from %s", _worker.name, embedder.model_id,
@@ -265,7 +268,9 @@ def _embed_files(worker: WorkerState, task: Any, bucket: dict, bucket_id: str,
             refused[path] = f"refused by its worker: not an archive image the scan lists ({why})"
             log.warning("bucket %s: %s refused (%s)", bucket_id, path, why)
     files = [ArchiveFile(path, archive / path, size, mtime) for path, size, mtime in listed if path not in refused]
-    embedding = Embedding(worker.store, worker.embedder, settings, bool(bucket.get("full")))
+    # The text is read here where the planner reads text (and this worker may): what is left, the planner reads.
+    readers = worker.readers if bucket.get("text") else None
+    embedding = Embedding(worker.store, worker.embedder, settings, bool(bucket.get("full")), readers)
     try:
         outcomes = [o.as_json() for batch in embedding.run(files) for o in batch]
     finally:
@@ -401,7 +406,7 @@ class Planner:
         target = self.rebuild_target() if full else None
         pending: list[dict[str, Any]] = [
             {"id": f"{pass_id}-{n}", "files": [[f.relative_path, f.size, f.mtime] for f in bucket], "full": full,
-             "index": target}
+             "index": target, "text": self.settings.ocr}
             for n, bucket in enumerate(split(files, self.settings.bucket_size))]
         self.progress = Progress(buckets=len(pending))
         while pending or in_flight:

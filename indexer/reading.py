@@ -9,11 +9,14 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import TypeVar
 
+from PIL import Image
+
 from findimage.archive_files import ArchiveFileRefused, Indexed, open_archive_file, read_archive_file
 from findimage.config import DecodeLimits
 from findimage.dates import taken_of, taken_of_header
 from findimage.imaging import DRAFT_MIN_SIDE, ImageError, Prepared, prepare_bytes
 from findimage.models.base import ImageEmbedder
+from findimage.models.text_reader import probe_copy
 
 from .scan import ArchiveFile
 
@@ -27,6 +30,9 @@ class Loaded:
     prepared: Prepared | None = None
     error: str | None = None
     taken: tuple[str, str] = ("", "")  # (ISO 8601, source): when the photo was taken, see findimage.dates
+    # Where its text is to be read along: the pixels decoded for the embedding at the text probe's size
+    # (findimage.models.text_reader.probe_copy), so that reading a photo without text decodes nothing again.
+    copy: Image.Image | None = None
 
     @property
     def picture(self) -> Prepared:
@@ -37,10 +43,11 @@ class Loaded:
 
 
 def read_and_decode(file: ArchiveFile, embedder: ImageEmbedder | None = None,
-                    limits: DecodeLimits | None = None) -> Loaded:
+                    limits: DecodeLimits | None = None, keep_copy: bool = False) -> Loaded:
     """Read, hash and decode one file within `limits` (None: as the settings declare them by default). With
     an embedder, the JPEG is drafted only down to the model's input side and downsized to it here, in the
-    decode thread, as its processor would.
+    decode thread, as its processor would; with `keep_copy`, a small copy of the decoded pixels is kept for
+    the text probe (Loaded.copy).
 
     The file is read as the scan saw it (archive_files): a link, FIFO or device swapped in since, or a
     file changed since, is refused instead of followed, waited on or read without end."""
@@ -55,6 +62,8 @@ def read_and_decode(file: ArchiveFile, embedder: ImageEmbedder | None = None,
         side = embedder.image_input_side() if embedder is not None else None
         loaded.prepared = prepare_bytes(data, side or DRAFT_MIN_SIDE, max_pixels=limits.max_pixels,
                                         budget=limits.budget)
+        if keep_copy:
+            loaded.copy = probe_copy(loaded.prepared.image)
         if embedder is not None:
             loaded.prepared.image = embedder.shrink(loaded.prepared.image)
     except ImageError as exc:

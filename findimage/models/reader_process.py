@@ -1,22 +1,35 @@
 """Reading text in a child process: its engine is loaded once there, and a picture that hangs or crashes it,
 or needs more memory than the child may take, costs that child, never the caller (the indexer's text stage,
-the bot remembering a posted image)."""
+the bot remembering a posted image). `ReaderPool` reads with several children at once (the indexer).
+
+A picture is decoded in the child as small as for an embedding first (a JPEG drafted down to 1/8), which is
+all a photo without text needs (findimage.models.text_reader: the probe), or not at all where the indexer
+sends the small copy it kept of the pixels it decoded for the embedding (`ArchivePicture.copy`). Only a
+screen, or a photo whose probe found a line, is decoded (again) at the size the recogniser needs."""
 from __future__ import annotations
 
 import errno
 import multiprocessing
+import queue
 import resource
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from findimage import logs
 from findimage.config import ReadingSettings
 from findimage.records import ReadText
 
+if TYPE_CHECKING:
+    from PIL import Image
+
 # Pictures are decoded for reading with their short side drafted down to no less than this: the reader
 # detects at a bounded size, but recognises lines cut from the decoded picture.
 READ_MIN_SIDE = 1600
+# ... and first as small as an embedding decodes them (CLIP's input side): the probe's copy comes from that.
+PROBE_DRAFT_SIDE = 224
 
 # How a refused allocation shows when it is not a MemoryError: C++'s std::bad_alloc and onnxruntime's own
 # words (in its RuntimeException), the loader failing to map a library's data, ENOMEM's text.
@@ -29,12 +42,28 @@ class ReadingLimits:
     timeout_seconds: float
     max_pixels: int
     budget: int
-    memory: int  # bytes the child may hold (its RLIMIT_DATA)
+    memory: int  # bytes each child may hold (its RLIMIT_DATA)
+    readers: int = 1  # children reading at once (ReaderPool)
 
     @classmethod
     def of(cls, settings: ReadingSettings) -> ReadingLimits:
         return cls(settings.ocr_threads, settings.ocr_timeout_seconds, settings.max_image_pixels,
-                   settings.decode_budget_bytes, settings.ocr_memory_bytes)
+                   settings.decode_budget_bytes, settings.ocr_memory_bytes, settings.ocr_readers)
+
+
+@dataclass(frozen=True)
+class ArchivePicture:
+    """An archive image to read: the file as the scan saw it (the child reads it itself, as
+    findimage.archive_files reads an archive file, and only where it must decode it), and where the indexer
+    kept one, the small copy of the pixels it decoded for the embedding (text_reader.probe_copy) with the
+    original's size (after EXIF orientation): a photo without text is then read without any decode."""
+
+    root: str
+    relative_path: str
+    size: int
+    mtime: float
+    copy: Image.Image | None = None
+    dimensions: tuple[int, int] = (0, 0)
 
 
 class ReaderProcess:
@@ -48,12 +77,13 @@ class ReaderProcess:
         self._process: Any = None
         self._connection: Connection | None = None
 
-    def read(self, data: bytes) -> ReadText:
+    def read(self, picture: bytes | ArchivePicture) -> ReadText:
+        """The text of an image file's bytes, or of an archive image; never raises for the picture."""
         if self._process is None or not self._process.is_alive():
             self._start()
         assert self._connection is not None
         try:
-            self._connection.send((data, self.limits.max_pixels, self.limits.budget))
+            self._connection.send((picture, self.limits.max_pixels, self.limits.budget))
         except OSError:  # the child ended before taking it all: its answer, or its end, is read below
             pass
         if not self._connection.poll(self.limits.timeout_seconds):
@@ -89,6 +119,37 @@ class ReaderProcess:
         self._stop()
 
 
+class ReaderPool:
+    """`limits.readers` reader children, each driven by a thread of its own here, so that pictures submitted
+    are read at the same time (one per core), each as ReaderProcess reads it: under the timeout, and in its
+    own child (a hang, a crash or a picture over the memory limit costs that child, not the others). Children
+    start on the first pictures; the caller bounds how many pictures it submits ahead."""
+
+    def __init__(self, limits: ReadingLimits):
+        self.limits = limits
+        self._readers = [ReaderProcess(limits) for _ in range(max(1, limits.readers))]
+        self._idle: queue.SimpleQueue[ReaderProcess] = queue.SimpleQueue()
+        for reader in self._readers:
+            self._idle.put(reader)
+        self._threads = ThreadPoolExecutor(max_workers=len(self._readers), thread_name_prefix="text-reader")
+
+    def submit(self, picture: bytes | ArchivePicture) -> Future[ReadText]:
+        return self._threads.submit(self._read, picture)
+
+    def _read(self, picture: bytes | ArchivePicture) -> ReadText:
+        reader = self._idle.get()  # as many threads as readers: one is always idle here
+        try:
+            return reader.read(picture)
+        finally:
+            self._idle.put(reader)
+
+    def close(self) -> None:
+        """Pictures not started are dropped; those being read are waited for (at most the timeout)."""
+        self._threads.shutdown(wait=True, cancel_futures=True)
+        for reader in self._readers:
+            reader.close()
+
+
 def _serve(connection: Connection, threads: int, memory: int, log: logs.Setup | None = None) -> None:
     """The child: under its memory limit, decode each picture within the decode budget, read its text, answer
     one message each. A picture that needed more memory than the limit is answered as failed and the child
@@ -103,14 +164,14 @@ def _serve(connection: Connection, threads: int, memory: int, log: logs.Setup | 
     reader = TextReader(threads=threads)
     while True:
         try:
-            data, max_pixels, budget = connection.recv()
+            picture, max_pixels, budget = connection.recv()
         except MemoryError:  # a file larger than the limit leaves
             connection.send(("spent", over_limit(memory)))
             return
         except (EOFError, OSError):
             return
         try:
-            connection.send(("read", _read(reader, data, max_pixels, budget)))
+            connection.send(("read", _read(reader, picture, max_pixels, budget)))
         except Exception as exc:  # noqa: BLE001 - one picture's failure is recorded, the child serves on
             if out_of_memory(exc):
                 connection.send(("spent", over_limit(memory)))
@@ -119,14 +180,44 @@ def _serve(connection: Connection, threads: int, memory: int, log: logs.Setup | 
                 connection.send(("failed", str(exc)))
             else:
                 connection.send(("failed", f"the text reader failed ({type(exc).__name__})"))
-        del data  # not held while the next picture arrives
+        del picture  # not held while the next picture arrives
 
 
-def _read(reader: Any, data: bytes, max_pixels: int, budget: int) -> list:
-    """One picture's lines; its decoded pixels are let go on return, before the next one is received."""
+def _read(reader: Any, picture: bytes | ArchivePicture, max_pixels: int, budget: int) -> list:
+    """One picture's lines; its decoded pixels are let go on return, before the next one is received. The
+    picture is decoded small first (or not at all where a copy came with it), and at READ_MIN_SIDE only when
+    the reader asks for the whole picture; one decoded whole already (not a drafted JPEG) is not decoded again."""
     from findimage.imaging import prepare_bytes
+    from findimage.models.text_reader import probe_copy
 
-    return reader.read(prepare_bytes(data, READ_MIN_SIDE, max_pixels=max_pixels, budget=budget).image)
+    data = picture if isinstance(picture, bytes) else None
+
+    def decoded(min_side: int) -> Any:
+        nonlocal data
+        if data is None:
+            assert isinstance(picture, ArchivePicture)
+            data = _archive_bytes(picture, budget)
+        return prepare_bytes(data, min_side, max_pixels=max_pixels, budget=budget)
+
+    if isinstance(picture, ArchivePicture) and picture.copy is not None:
+        return reader.read(picture.copy, lambda: decoded(READ_MIN_SIDE).image, picture.dimensions)
+    first = decoded(PROBE_DRAFT_SIDE)
+    size, image = (first.width, first.height), first.image
+    del first
+    if image.size == size:  # decoded whole (not a drafted JPEG): read from these pixels, not decoded again
+        return reader.read(probe_copy(image), lambda: image, size)
+    return reader.read(probe_copy(image), lambda: decoded(READ_MIN_SIDE).image, size)
+
+
+def _archive_bytes(picture: ArchivePicture, budget: int) -> bytes:
+    from findimage.archive_files import ArchiveFileRefused, Indexed, read_archive_file
+    from findimage.imaging import ImageError
+
+    try:
+        return read_archive_file(Path(picture.root), picture.relative_path, budget,
+                                 Indexed(picture.size, picture.mtime))
+    except ArchiveFileRefused as exc:
+        raise ImageError(f"cannot read: {exc}") from None
 
 
 def _limit_memory(limit: int) -> None:

@@ -7,12 +7,16 @@ PP-OCRv6's multilingual one: English, German with ä ö ü ß, ~45 other Latin-s
 Reading costs 20-50x what embedding a picture costs, so `TextReader.read` does less than the engine's
 own pipeline (detection at up to 2000 px on every picture, every region recognised, an angle classifier):
 
-1. Photos are probed: detection at 320 px on the long side (~80 ms), and at 200 px if that found no line
-   (each size blurs away some text sizes the other sees). No line: no text, reading stops (most archive
-   photos); only big regions the detector took for text (a noisy sky) are recognised, a few ms each, and
-   kept if read with `sure_confidence`. Well-resolved lines (a sign; `probe_enough`) are recognised
-   from the probe's regions if read with `sure_confidence`; otherwise detection runs again on the part
-   of the photo around them, at up to full resolution (a printed page the probe saw as one block).
+0. A picture may come as a small copy (`probe_copy`: the indexer keeps one of the pixels it decoded for the
+   embedding, a JPEG drafted down to 1/8) with a way to decode it whole: the copy tells screens from photos
+   and is probed, and the picture is decoded whole only for a screen or a photo whose probe found a line.
+1. Photos are probed: detection at 288 px on the long side (~25 ms), and at 192 px if that found no line
+   (each size blurs away some text sizes the other sees; measured against the word recall they keep in
+   benchmarks/text_reading.py --probes). No line: no text, reading stops (most archive photos); only big
+   regions the detector took for text (a noisy sky) are recognised, from the copy, a few ms each, and kept
+   if read with `sure_confidence`. Well-resolved lines (a sign; `probe_enough`) are recognised from the
+   probe's regions in the whole picture if read with `sure_confidence`; otherwise detection runs again on
+   the part of the photo around them, at up to full resolution (a printed page the probe saw as one block).
 2. Screens (screenshots, slides: flat colour, told from photos on a sample of rows) skip the probe and
    keep at least `screen_scale` of their size for detection: their text is small in pixels.
 3. Detection at a long side of at most `det_max_side` (or the screen's share); regions thinner than
@@ -20,8 +24,9 @@ own pipeline (detection at up to 2000 px on every picture, every region recognis
    recogniser's 48 px) and recognised in batches of similar width. No angle classifier (it only turns
    upside-down lines). Lines below `min_confidence`, or without a letter or digit, are dropped.
 
-Known limit: in photos, text of 1.2-1.5% of the long side (a page photographed from a distance) is
-missed about one time in four (benchmarks/text_reading.py); the engine's own pipeline reads it.
+Known limit: in photos, text of 0.8-3% of the long side (a page photographed from a distance) is missed now
+and then (98.9% of the words of 40 rendered pages: benchmarks/text_reading.py --probes 288,192 --pages 3); the
+engine's own pipeline reads it.
 
 `words()` and `normalize()` fold text as `names.py` folds path words (case, accents, ß -> ss), so a
 query typed without umlauts or with "ss" finds the text.
@@ -31,7 +36,8 @@ from __future__ import annotations
 import logging
 import math
 import threading
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +46,7 @@ from PIL import Image
 
 from findimage import logs, names
 from findimage.errors import TextReadingError
-from findimage.imaging import _to_rgb  # the decoder's conversion: transparency over white, 16-bit scaled
+from findimage.imaging import ImageError, _to_rgb  # the decoder's conversion: transparency over white, 16-bit scaled
 from findimage.records import TextLine
 
 __all__ = ["TextLine", "TextReader", "TextReadingError", "Tuning", "normalize", "words"]
@@ -48,6 +54,9 @@ __all__ = ["TextLine", "TextReader", "TextReadingError", "Tuning", "normalize", 
 DET_MODEL, REC_MODEL = "PP-OCRv6_det_small.onnx", "PP-OCRv6_rec_small.onnx"
 REC_HEIGHT, REC_WIDTH = 48, 320  # the recogniser's input height and least width (rapidocr's Rec.rec_img_shape)
 DET_LIMIT = 2048  # detection never runs on more than this many pixels a side
+# The probes of a photo, largest first (TextReader.probe_sides): the first one's size is also the small copy's
+# the indexer keeps of each picture it embeds (probe_copy), so a photo is probed without a decode of its own.
+PROBE_SIDES = (288, 192)
 SCREEN_SHARE = 0.6  # a picture whose pixels equal their right neighbour this often is a screen
 ROWS_SAMPLED = 64
 
@@ -61,6 +70,7 @@ def words(text: str) -> list[str]:
 def normalize(text: str) -> str:
     """Read text as one searchable string: its words (see `words`) joined by single spaces."""
     return " ".join(words(text))
+
 
 
 @dataclass(frozen=True)
@@ -83,7 +93,7 @@ class Tuning:
     rec_batch: lines recognised per model run (rapidocr's Rec.rec_batch_num).
     """
 
-    probe_sides: tuple[int, ...] = (320, 200)
+    probe_sides: tuple[int, ...] = PROBE_SIDES
     det_max_side: int = 640
     screen_scale: float = 0.5
     min_box_height: int = 8
@@ -158,48 +168,67 @@ class TextReader:
         return self._engine
 
     # ---- reading -----------------------------------------------------------------------------------
-    def read(self, image: Image.Image) -> list[TextLine]:
-        """The lines of text in `image` (RGB, any size; other modes are converted as the decoder does),
-        top to bottom, left to right. Raises TextReadingError (one sentence) if the engine fails."""
+    def read(self, image: Image.Image, whole: Callable[[], Image.Image] | None = None,
+             size: tuple[int, int] | None = None) -> list[TextLine]:
+        """The lines of text in a picture (RGB, any size; other modes are converted as the decoder does),
+        top to bottom, left to right, their corners in pixels of the picture's `size`. Raises
+        TextReadingError (one sentence) if the engine fails.
+
+        `image` is the picture, or a small copy of it (`probe_copy`: the pixels decoded for its embedding)
+        with `whole()` giving the picture at the size the recogniser needs and `size` the original's: the
+        copy decides whether it is a screen and a photo is probed on it, and `whole()` is called only for a
+        screen or a photo whose probe found a line (most photos are read from the copy alone)."""
         try:
             with self._lock:
                 engine = self._loaded()
-                return self._read(engine, _to_rgb(image))
-        except TextReadingError:
+                small = _to_rgb(image)
+                return self._read(engine, small, (lambda: _to_rgb(whole())) if whole else (lambda: small),
+                                  size or small.size)
+        except (TextReadingError, ImageError):  # ImageError: `whole()` could not decode the picture
             raise
         except Exception as exc:
-            size = "x".join(map(str, getattr(image, "size", ()))) or "?"
-            raise TextReadingError(f"Reading text in a {size} picture failed: {_reason(exc)}.") from exc
+            shown = "x".join(map(str, size if size is not None else getattr(image, "size", ()))) or "?"
+            raise TextReadingError(f"Reading text in a {shown} picture failed: {_reason(exc)}.") from exc
 
-    def _read(self, engine: Any, image: Image.Image) -> list[TextLine]:
-        w, h = image.size
-        tune = self.tuning
-        if min(w, h) < tune.min_box_height:
+    def _read(self, engine: Any, small: Image.Image, whole: Callable[[], Image.Image],
+              size: tuple[int, int]) -> list[TextLine]:
+        if min(size) < self.tuning.min_box_height:
             return []
-        big = tune.big_share * min(w, h)
-        screen = looks_like_screen(image)
-        region = (0, 0, w, h)
-        if not screen and tune.probe_sides and max(w, h) > max(tune.probe_sides):
-            for side in tune.probe_sides:  # the next probe sees the text sizes this one blurs into nothing
-                probe = self._detect(engine, image, side / max(w, h), tune.probe_box_thresh)
+        screen = looks_like_screen(small)
+        if screen or not self.tuning.probe_sides or max(size) <= max(self.tuning.probe_sides):
+            picture = whole()
+            region = (0, 0, *picture.size)
+        else:
+            sw, sh = small.size
+            big = self.tuning.big_share * min(sw, sh)
+            for side in self.tuning.probe_sides:  # the next probe sees the text sizes this one blurs into nothing
+                scale = min(1.0, side / max(sw, sh))
+                probe = self._detect(engine, small, scale, self.tuning.probe_box_thresh)
                 lines = [b for b in probe if _thickness(b) <= big]
                 if lines:
                     break
-            else:  # nothing line-sized: read the big regions, if any
-                return self._recognise(engine, image, probe, big)
-            if min(_thickness(b) for b in lines) * side / max(w, h) >= tune.probe_enough:
-                read = self._recognise(engine, image, probe, 0.0)  # the probe's coarse regions, if read surely
+            else:  # nothing line-sized: read the big regions, if any, from the copy
+                return _resized(self._recognise(engine, small, probe, big), small.size, size)
+            thinnest = min(_thickness(b) for b in lines) * scale  # in the probe's pixels
+            picture = whole()  # the probe found a line: read it at the recogniser's size
+            factor = np.array([picture.width / sw, picture.height / sh], np.float32)
+            probe, lines = [b * factor for b in probe], [b * factor for b in lines]
+            if thinnest >= self.tuning.probe_enough:
+                read = self._recognise(engine, picture, probe, 0.0)  # the probe's coarse regions, if read surely
                 if len(read) == len(probe):
-                    return read
-            region = _around(lines, w, h)
-        part = image if region == (0, 0, w, h) else image.crop(region)
-        scale = tune.det_max_side / max(part.size)
+                    return _resized(read, picture.size, size)
+            region = _around(lines, *picture.size)
+        w, h = picture.size
+        part = picture if region == (0, 0, w, h) else picture.crop(region)
+        scale = self.tuning.det_max_side / max(part.size)
         if screen:
-            scale = max(scale, tune.screen_scale)
+            scale = max(scale, self.tuning.screen_scale)
         offset = np.array(region[:2], np.float32)
         boxes = [b + offset for b in self._detect(engine, part, min(1.0, scale, DET_LIMIT / max(part.size)),
-                                                   tune.box_thresh)]
-        return self._recognise(engine, image, [b for b in boxes if _thickness(b) >= tune.min_box_height], big)
+                                                   self.tuning.box_thresh)]
+        found = self._recognise(engine, picture, [b for b in boxes if _thickness(b) >= self.tuning.min_box_height],
+                                self.tuning.big_share * min(w, h))
+        return _resized(found, picture.size, size)
 
     def _recognise(self, engine: Any, image: Image.Image, boxes: list[np.ndarray], big: float) -> list[TextLine]:
         if not boxes:
@@ -242,6 +271,27 @@ def looks_like_screen(image: Image.Image) -> bool:
                      for y in np.linspace(0, h - 1, min(h, ROWS_SAMPLED)).astype(int)])
     same = np.all(rows[:, 1:] == rows[:, :-1], axis=-1)
     return float(same.mean()) >= SCREEN_SHARE
+
+
+def probe_copy(image: Image.Image, side: int = PROBE_SIDES[0]) -> Image.Image:
+    """The small copy a photo is probed on: the picture (as decoded for its embedding: a JPEG drafted down to
+    the model's input) at `side` pixels on its long side (the first probe's size), or as it is if smaller;
+    RGB as the decoder gives it. What the indexer keeps of a picture for reading its text."""
+    w, h = image.size
+    scale = side / max(w, h)
+    if scale >= 1:
+        return image
+    return image.resize((max(1, round(w * scale)), max(1, round(h * scale))), Image.Resampling.BILINEAR,
+                        reducing_gap=2.0)
+
+
+def _resized(lines: list[TextLine], read_in: tuple[int, int], size: tuple[int, int]) -> list[TextLine]:
+    """Lines read in a picture of `read_in` pixels with their corners in pixels of `size` (the original's)."""
+    if read_in == size or not lines:
+        return lines
+    fx, fy = size[0] / read_in[0], size[1] / read_in[1]
+    return [replace(line, box=tuple((int(round(x * fx)), int(round(y * fy))) for x, y in line.box))
+            for line in lines]
 
 
 def _batches(crops: list[np.ndarray], size: int, spread: float = 1.25) -> list[list[int]]:

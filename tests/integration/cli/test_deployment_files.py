@@ -230,7 +230,7 @@ def test_every_container_running_findimage_code_has_a_memory_limit():
                       or any("deploy/" in v for v in svc.get("volumes", []))}
     assert runs_findimage == {*BOTS, *INDEXERS, "api-keys", "text-model", "embedder"}
     limits = {name: default_of(str(SERVICES[name].get("mem_limit"))) for name in runs_findimage}
-    assert limits["indexer"] == limits["indexer-es"] == "2g", "the indexer's budget"
+    assert limits["indexer"] == limits["indexer-es"] == "3g", "the indexer's budget, its two text readers included"
     # the bot: 1.1 GB with both models, 1.3 GB decoding two 40-MP photos (docs/performance.md), with room
     assert 1500 < megabytes(limits["bot"]) == megabytes(limits["bot-es"]) == megabytes(limits["bot-es-2"]) <= 4096
     assert all(megabytes(limit) > 0 for limit in limits.values()), limits
@@ -438,7 +438,7 @@ def test_docker_compose_config_accepts_the_file(tmp_path):
     assert bot["environment"]["SLACK_APP_TOKEN"] == "xapp-compose-token", "Socket Mode: no public URL needed"
     assert bot["environment"]["ELASTICSEARCH_URL"] == "" and "ELASTICSEARCH_URL" not in indexer["environment"]
     assert {"findimage-data:/data:rw", f"{tmp_path}:/archive:ro"} <= set(bot["volumes"]) & set(indexer["volumes"])
-    assert megabytes(bot["mem_limit"]) == megabytes(indexer["mem_limit"]) == 2048
+    assert megabytes(bot["mem_limit"]) == 2048 and megabytes(indexer["mem_limit"]) == 3072
     published = bot["ports"][0]
     host = published.split(":")[0] if isinstance(published, str) else published.get("host_ip")
     assert host == "127.0.0.1", published
@@ -461,7 +461,7 @@ def test_docker_compose_config_accepts_the_file(tmp_path):
     assert resolved["elasticsearch"]["environment"]["xpack.license.self_generated.type"] == "basic"
     assert not [s for s in secrets if s in json.dumps(resolved["indexer-es"])]
     limits = {name: megabytes(resolved[name]["mem_limit"]) for name in ON_ELASTICSEARCH}
-    assert limits["indexer-es"] == 2048 and limits["bot-es"] == limits["bot-es-2"] == 2048 and all(limits.values())
+    assert limits["indexer-es"] == 3072 and limits["bot-es"] == limits["bot-es-2"] == 2048 and all(limits.values())
 
     (tmp_path / ".env").write_text(env + "FINDIMAGE_REDIS_PASSWORD=9b1e5d\n"
                                    "FINDIMAGE_QUEUE_URL=redis://:9b1e5d@redis:6379/0\n")

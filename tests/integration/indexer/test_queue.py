@@ -23,10 +23,12 @@ from es_support import client as es_client
 from photos import save_photo
 from prometheus_client import REGISTRY
 from redis_support import NoTLS, Redis, make_certificates
+from rendered_text import error_dialog, street_sign
 from scraping import get, scrape_until, wait_for_answer
 
 from findimage.backends import image_embedder, open_store
 from findimage.errors import EXIT_UNAVAILABLE
+from findimage.search import Searcher
 from indexer.queue import TASK, Planner, celery_app, queue_for
 from indexer.run import index_once
 
@@ -113,6 +115,23 @@ def test_two_workers_index_the_archive_and_a_worker_killed_mid_pass_loses_nothin
 
     again = index_once(planner, progress=False)  # nothing changed: nothing is queued
     assert (again.added, again.unchanged, again.embedded) == (0, PHOTOS, 0)
+
+
+def test_a_worker_reads_the_text_of_the_pictures_it_embedded(queued):
+    planner, start_worker = queued
+    error_dialog().image.save(planner.archive / "folder-0" / "Screenshot.png")
+    street_sign().image.save(planner.archive / "folder-1" / "IMG_4102.jpg")
+    start_worker(FINDIMAGE_OCR="on", FINDIMAGE_QUEUE_VISIBILITY_SECONDS="300")  # its first bucket starts the readers
+    # The planner's own reader cannot even load: what is read, its worker read.
+    reading = dataclasses.replace(planner, ocr=True, ocr_memory_mb=16, queue_visibility_seconds=300.0)
+    summary = index_once(reading, progress=False)
+    assert (summary.added, summary.text_read, summary.text_failed) == (PHOTOS + 2, PHOTOS + 2, 0)
+    searcher = Searcher(reading)
+    try:
+        assert searcher.by_text("disk quota exceeded", k=1).matches[0].relative_path == "folder-0/Screenshot.png"
+        assert searcher.by_text("Schillerplatz", k=1).matches[0].relative_path == "folder-1/IMG_4102.jpg"
+    finally:
+        searcher.store.close()
 
 
 def test_a_worker_serves_its_buckets_and_readiness_on_the_metrics_port(queued):

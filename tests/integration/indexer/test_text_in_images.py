@@ -69,6 +69,21 @@ def test_pictures_are_found_first_by_the_words_in_them(text_archive):
         assert first_paths(text_archive, query)[0] == expected, query
 
 
+def test_new_pictures_have_their_text_read_while_the_pass_embeds(text_archive, monkeypatch):
+    """Beside the embedding, from the pixels decoded for it: the pass's last stage finds nothing left to read."""
+    left: list[tuple[int, int]] = []
+    run = text_stage.TextStage.run
+
+    def noting_what_is_left(stage, handled=()):
+        left.append(stage.store.text_status())
+        return run(stage, handled)
+
+    monkeypatch.setattr(text_stage.TextStage, "run", noting_what_is_left)
+    summary = index_once(text_archive, progress=False)
+    assert (summary.added, summary.text_read, summary.text_failed) == (8, 8, 0) and left == [(8, 8)]
+    assert first_paths(text_archive, "Schillerplatz")[0] == "IMG_4102.jpg"
+
+
 @both_stores
 def test_without_reading_text_they_are_not_and_the_next_pass_reads_it_without_embedding(text_archive):
     off = dataclasses.replace(text_archive, ocr=False)

@@ -3,6 +3,7 @@ screenshots, slides, street signs and photos through `TextReader.read`, and the 
 read (`words`, `normalize`), folded like path words."""
 from __future__ import annotations
 
+import io
 import math
 from pathlib import Path
 
@@ -11,8 +12,10 @@ import pytest
 import rendered_text as rt
 from PIL import Image, ImageDraw
 
+from findimage.imaging import prepare_bytes
 from findimage.models.text_reader import (
     DET_MODEL,
+    PROBE_SIDES,
     REC_MODEL,
     TextLine,
     TextReader,
@@ -20,6 +23,7 @@ from findimage.models.text_reader import (
     Tuning,
     looks_like_screen,
     normalize,
+    probe_copy,
     words,
 )
 
@@ -79,9 +83,9 @@ def test_a_photo_without_text_yields_no_lines(reader, seed, size):
     assert reader.read(rt.photo_without_text(seed, size).image) == []
 
 
-@pytest.mark.parametrize("seed, regions", [(9, 1), (100, 0)])
+@pytest.mark.parametrize("seed, regions", [(20, 1), (100, 0)])
 def test_a_photo_without_text_costs_two_small_detections(reader, monkeypatch, seed, regions):
-    """The probes (320 and 200 px) find nothing line-sized: at most the big regions they took for text
+    """The probes (288 and 192 px) find nothing line-sized: at most the big regions they took for text
     are recognised (a few ms each), from the probe's boxes, and rejected."""
     engine = reader._engine
     detected, recognised = [], []
@@ -90,8 +94,42 @@ def test_a_photo_without_text_costs_two_small_detections(reader, monkeypatch, se
                         lambda self, img, **kw: detected.append(img.shape) or call(self, img, **kw))
     monkeypatch.setattr(engine, "recognize_txt",
                         lambda crops: recognised.extend(c.shape[0] for c in crops) or recognise(crops))
-    assert reader.read(rt.photo_without_text(seed, (4032, 3024) if seed == 9 else (1600, 1200)).image) == []
-    assert detected == [(240, 320, 3), (150, 200, 3)] and recognised == [48] * regions
+    assert reader.read(rt.photo_without_text(seed, (4032, 3024) if seed == 20 else (1600, 1200)).image) == []
+    assert detected == [(216, 288, 3), (144, 192, 3)] and recognised == [48] * regions
+
+
+def embedding_copy(picture: rt.Rendered) -> Image.Image:
+    """What the indexer keeps of a picture it embeds: its pixels decoded for the model (a JPEG drafted down to
+    224 px), at the probe's size."""
+    out = io.BytesIO()
+    if picture.kind in ("screenshot", "slide"):
+        picture.image.save(out, "PNG")
+    else:
+        picture.image.save(out, "JPEG", quality=92)
+    return probe_copy(prepare_bytes(out.getvalue(), 224).image)
+
+
+def test_a_photo_is_probed_on_the_embedding_copy_and_decoded_whole_only_where_the_probe_finds_text(reader):
+    decoded: list[str] = []
+    read: dict[str, list[TextLine]] = {}
+    pictures = [rt.photo_without_text(6, (4032, 3024)), rt.photo_without_text(5), rt.large_photo_with_small_sign(),
+                rt.street_sign(), rt.error_dialog()]
+    for picture in pictures:
+        copy = embedding_copy(picture)
+        assert max(copy.size) <= max(PROBE_SIDES) == 288
+        read[picture.kind] = reader.read(copy, lambda p=picture: decoded.append(p.kind) or p.image, picture.image.size)
+    assert decoded == ["sign", "sign", "screenshot"], "photos without text: read from the copy alone"
+    assert read["photo"] == []
+    sign = rt.street_sign()
+    assert [line.text for line in read["sign"]] == [rt.STREET_SIGN] and inside(read["sign"][0].box, sign.where)
+    assert rt.ERROR_DIALOG in [line.text for line in read["screenshot"]]
+
+
+def test_lines_read_in_a_smaller_picture_have_their_corners_in_the_original_pixels(reader):
+    sign = rt.large_photo_with_small_sign()  # 4032 x 3024
+    half = sign.image.resize((2016, 1512))
+    lines = reader.read(embedding_copy(sign), lambda: half, sign.image.size)
+    assert [line.text for line in lines] == ["Bahnhofstraße 12"] and inside(lines[0].box, sign.where)
 
 
 def test_screens_and_photos_are_told_apart():
@@ -99,6 +137,11 @@ def test_screens_and_photos_are_told_apart():
     assert looks_like_screen(rt.as_jpeg(rt.german_slide().image, 75))
     assert not looks_like_screen(rt.street_sign().image)
     assert not looks_like_screen(rt.photo_without_text().image)
+    for screen in (rt.error_dialog(), rt.german_slide()):  # also on the small copy the indexer keeps
+        assert looks_like_screen(embedding_copy(screen))
+        assert looks_like_screen(embedding_copy(rt.Rendered("photo", rt.as_jpeg(screen.image, 75), ())))
+    for photo in (rt.street_sign(), rt.photo_without_text(), rt.page_photo()):
+        assert not looks_like_screen(embedding_copy(photo))
 
 
 def test_odd_pictures_are_read_without_failing(reader):
