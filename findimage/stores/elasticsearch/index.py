@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 from elasticsearch import ApiError, BadRequestError, ConnectionTimeout, Elasticsearch, NotFoundError, TransportError
@@ -88,16 +89,27 @@ class IndexLayout:
     """The alias's concrete indices as ElasticsearchStore writes them: created on first use with the
     configured mapping and layout, rebuilt beside the live one, swapped, rolled back, described."""
 
-    def __init__(self, client: Elasticsearch, settings: ElasticsearchSettings, alias: str, dims: int):
+    def __init__(self, client: Elasticsearch, settings: ElasticsearchSettings, alias: str,
+                 dims: int | Callable[[], int] | None):
         """`settings` lay out the indices (FINDIMAGE_ES_*): each is read where a new index is made or rebuilt."""
         self.client = client
         self.settings = settings
         self.url = public_url(settings.elasticsearch_url)  # only ever shown: the client holds the credentials
         self.alias = alias
-        self.dims = dims
+        self._dims = dims  # the image model's vector size, learnt where an index is made
         self.write_index: str | None = None  # the concrete index a rebuild writes into
         self.ready = False
         self._index_dims: int | None = None  # dims of the index behind the alias, once known
+
+    @property
+    def dims(self) -> int:
+        """The vector size a new index maps: the image model's (asked only when an index is made)."""
+        if callable(self._dims):
+            self._dims = self._dims()
+        if not self._dims:
+            raise StoreError(f"The vector size of a new index for {self.alias} is not known: only the indexer, "
+                             "with its image model, creates one.")
+        return self._dims
 
     @property
     def target(self) -> str:
@@ -313,6 +325,9 @@ class IndexLayout:
             self.client.indices.delete(index=index, ignore_unavailable=True)
         self.write_index = None
         self.ready = False
+
+    def forget_dims(self) -> None:
+        self._index_dims = None
 
     @unavailable_on_connection_errors
     def index_dims(self) -> int | None:
