@@ -7,7 +7,8 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from elasticsearch import ApiError, BadRequestError, ConnectionTimeout, Elasticsearch, NotFoundError, TransportError
@@ -140,8 +141,10 @@ class IndexLayout:
         return not self.client.indices.exists_alias(name=self.alias) and not self.client.indices.exists(
             index=self.alias)
 
-    def ensure(self) -> None:
-        """Create the first concrete index (`<alias>-v1`) together with its alias on first use.
+    def ensure(self, sizes: Sequence[int] = ()) -> None:
+        """Create the first concrete index (`<alias>-v1`) together with its alias on first use. `sizes`: the
+        vector sizes of the documents about to be written; where this store was not given the image model's
+        size, a new index maps the most common of them (the others are then rejected per document).
 
         Index and alias are made in one request under a fixed name, so processes starting at the same
         time end up sharing one index (the others get `resource_already_exists`) instead of each
@@ -150,6 +153,8 @@ class IndexLayout:
         if self.ready:
             return
         if self.missing():
+            if self._dims is None and sizes:
+                self._dims = Counter(sizes).most_common(1)[0][0]
             first = generation(self.alias, 1)
             try:
                 self.create_concrete(first, alias=True)
