@@ -23,7 +23,9 @@ def open_store(settings: Settings, writer: bool = False) -> Store:
     if settings.uses_elasticsearch:
         from findimage.stores.elasticsearch.store import ElasticsearchStore
 
-        return ElasticsearchStore.from_settings(settings, writer=writer)
+        # A writer may create the index: its vectors are the image model's size (the model is asked only then).
+        return ElasticsearchStore.from_settings(settings, writer=writer,
+                                                dims=lambda: image_embedder(settings).vector_size())
     from findimage.stores.embedded.store import EmbeddedStore
 
     return EmbeddedStore(settings.data_dir)
@@ -66,7 +68,8 @@ def open_remembered(settings: Settings) -> Remembered | None:
         # Its indices are made by the first write (the bot starts, and answers from the archive, while
         # Elasticsearch is away, and creates nothing before a channel is remembered); one shard holds them.
         store = ElasticsearchStore(client, dataclasses.replace(settings, es_shards=1),
-                                   alias=remembered_alias(settings.index_name), refresh_deletes=True)
+                                   alias=remembered_alias(settings.index_name), refresh_deletes=True,
+                                   dims=lambda: image_embedder(settings).vector_size())
         return Remembered(store, ElasticsearchRegistry(client, settings.index_name, settings.elasticsearch_url),
                           shared=True)
     from findimage.stores.embedded.registry import EmbeddedRegistry

@@ -59,12 +59,22 @@ class ModelMismatch(FindimageError):
     """The configured image model differs from the one the index was built with."""
 
 
-def check_image_model(stored: str | None, configured: str) -> None:
-    """Vectors of two models are not comparable: refuse to mix them, and say how to rebuild."""
+def check_image_model(stored: str | None, configured: str, stored_size: int | None = None,
+                      size: int | None = None) -> None:
+    """Vectors of two models, or of two sizes, are not comparable: refuse to mix them, and say how to rebuild."""
     if stored and stored != configured:
         raise ModelMismatch(
             f"The index was built with the image model {stored}, but FINDIMAGE_IMAGE_MODEL is now "
             f"{configured}. Run `findimage index --full` to re-embed the archive with it.")
+    check_vector_size(stored_size, size)
+
+
+def check_vector_size(stored: int | None, size: int | None) -> None:
+    """The one sentence for vectors of a size the index does not hold (a model of another size configured)."""
+    if stored and size and stored != size:
+        raise ModelMismatch(
+            f"The index holds {stored}-dim vectors, but the configured models give {size}-dim ones: run "
+            "`findimage index --full` to re-embed the archive with FINDIMAGE_IMAGE_MODEL and FINDIMAGE_TEXT_MODEL.")
 
 
 class StoreTooNew(FindimageError):

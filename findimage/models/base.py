@@ -15,7 +15,6 @@ import numpy as np
 from PIL import Image
 
 from findimage.errors import ModelError
-from findimage.records import DIMS
 
 
 class Embedder(Protocol):
@@ -36,6 +35,10 @@ class TextEmbedder(Embedder, Protocol):
 
 
 class ImageEmbedder(Embedder, Protocol):
+    def vector_size(self) -> int:
+        """How many numbers the model's vectors have: the size a store made for it takes."""
+        ...
+
     def image_input_side(self) -> int | None:
         """The shortest side the model resizes images to (224 for CLIP ViT-B/32), if it resizes them."""
         ...
@@ -58,6 +61,7 @@ def normalise_rows(vectors: np.ndarray) -> np.ndarray:
 
 
 def check_vector_size(model_id: str, dims: int) -> None:
-    """The stores keep vectors of findimage.records.DIMS numbers: a model of another size is refused."""
-    if dims != DIMS:
-        raise ModelError(f"The model {model_id} returns {dims} dims; findimage needs {DIMS}.")
+    """Any size the stores can hold: they take theirs from the image model when they are made (and refuse
+    another one, findimage.errors.check_vector_size); a model without a size is refused."""
+    if dims < 1:
+        raise ModelError(f"The model {model_id} returns {dims} dims; findimage needs vectors of at least one.")

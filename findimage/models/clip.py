@@ -80,6 +80,7 @@ class SentenceTransformerEmbedder:
         self._run_lock = threading.Lock()
         self._pool: ThreadPoolExecutor | None = None  # inference streams for big image batches, made on first use
         self._threads_at_load = 1
+        self._vector_size: int | None = None
 
     @property
     def model(self) -> SentenceTransformer:
@@ -137,6 +138,12 @@ class SentenceTransformerEmbedder:
     def _run(model: SentenceTransformer, inputs: list[str] | list[Image.Image]) -> np.ndarray:
         return normalise_rows(model.encode(inputs, batch_size=max(1, len(inputs)), convert_to_numpy=True,
                                            normalize_embeddings=True, show_progress_bar=False))
+
+    def vector_size(self) -> int:
+        """sentence-transformers knows no size for every CLIP module: its vector for a blank picture says it."""
+        if self._vector_size is None:
+            self._vector_size = int(self.embed_images([Image.new("RGB", (32, 32))]).shape[1])
+        return self._vector_size
 
     def image_input_side(self) -> int | None:
         """The shortest side the model's image processor resizes to (224 for CLIP ViT-B/32), if any."""

@@ -275,6 +275,9 @@ class OnnxImageEmbedder(_OnnxEmbedder):
     side: Side = "visual"
     setting_name = "FINDIMAGE_IMAGE_MODEL"
 
+    def vector_size(self) -> int:
+        return int(self.encoder.dims)  # config.json's embed_dim, checked against every vector the model gives
+
     def image_input_side(self) -> int | None:
         return int(self.encoder.preprocess.size)
 

@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections import Counter
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from elasticsearch import ApiError, BadRequestError, ConnectionTimeout, Elasticsearch, NotFoundError, TransportError
@@ -88,16 +90,27 @@ class IndexLayout:
     """The alias's concrete indices as ElasticsearchStore writes them: created on first use with the
     configured mapping and layout, rebuilt beside the live one, swapped, rolled back, described."""
 
-    def __init__(self, client: Elasticsearch, settings: ElasticsearchSettings, alias: str, dims: int):
+    def __init__(self, client: Elasticsearch, settings: ElasticsearchSettings, alias: str,
+                 dims: int | Callable[[], int] | None):
         """`settings` lay out the indices (FINDIMAGE_ES_*): each is read where a new index is made or rebuilt."""
         self.client = client
         self.settings = settings
         self.url = public_url(settings.elasticsearch_url)  # only ever shown: the client holds the credentials
         self.alias = alias
-        self.dims = dims
+        self._dims = dims  # the image model's vector size, learnt where an index is made
         self.write_index: str | None = None  # the concrete index a rebuild writes into
         self.ready = False
         self._index_dims: int | None = None  # dims of the index behind the alias, once known
+
+    @property
+    def dims(self) -> int:
+        """The vector size a new index maps: the image model's (asked only when an index is made)."""
+        if callable(self._dims):
+            self._dims = self._dims()
+        if not self._dims:
+            raise StoreError(f"The vector size of a new index for {self.alias} is not known: only the indexer, "
+                             "with its image model, creates one.")
+        return self._dims
 
     @property
     def target(self) -> str:
@@ -128,8 +141,10 @@ class IndexLayout:
         return not self.client.indices.exists_alias(name=self.alias) and not self.client.indices.exists(
             index=self.alias)
 
-    def ensure(self) -> None:
-        """Create the first concrete index (`<alias>-v1`) together with its alias on first use.
+    def ensure(self, sizes: Sequence[int] = ()) -> None:
+        """Create the first concrete index (`<alias>-v1`) together with its alias on first use. `sizes`: the
+        vector sizes of the documents about to be written; where this store was not given the image model's
+        size, a new index maps the most common of them (the others are then rejected per document).
 
         Index and alias are made in one request under a fixed name, so processes starting at the same
         time end up sharing one index (the others get `resource_already_exists`) instead of each
@@ -138,6 +153,8 @@ class IndexLayout:
         if self.ready:
             return
         if self.missing():
+            if self._dims is None and sizes:
+                self._dims = Counter(sizes).most_common(1)[0][0]
             first = generation(self.alias, 1)
             try:
                 self.create_concrete(first, alias=True)
@@ -313,6 +330,9 @@ class IndexLayout:
             self.client.indices.delete(index=index, ignore_unavailable=True)
         self.write_index = None
         self.ready = False
+
+    def forget_dims(self) -> None:
+        self._index_dims = None
 
     @unavailable_on_connection_errors
     def index_dims(self) -> int | None:

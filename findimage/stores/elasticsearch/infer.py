@@ -11,7 +11,6 @@ from elasticsearch import ApiError, ConnectionError, ConnectionTimeout, Elastics
 from findimage.config import ElasticsearchSettings, public_url
 from findimage.errors import BackendUnavailable, LicenseRefused, ModelError
 from findimage.models.base import normalise_rows
-from findimage.records import DIMS
 from findimage.stores.elasticsearch.client import BUSY_STATUSES, access_denied, api_reason
 
 log = logging.getLogger(__name__)
@@ -41,7 +40,7 @@ class InferTextEmbedder:
     """
 
     def __init__(self, client: Elasticsearch, model_id: str, timeout_seconds: float = 10.0, url: str | None = "",
-                 expected_dims: int | Callable[[], int | None] | None = DIMS):
+                 expected_dims: int | Callable[[], int | None] | None = None):
         self.client = client
         self.model_id = model_id
         self.timeout = f"{max(1, int(timeout_seconds))}s"
@@ -55,7 +54,7 @@ class InferTextEmbedder:
 
         client = make_client(settings)
         return cls(client, settings.infer_model_id, settings.es_timeout_seconds, settings.elasticsearch_url,
-                   expected_dims=lambda: index_dims(client, settings.index_name) or DIMS)
+                   expected_dims=lambda: index_dims(client, settings.index_name))
 
     @property
     def expected_dims(self) -> int | None:

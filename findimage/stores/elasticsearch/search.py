@@ -104,7 +104,7 @@ class Searches:
             time.sleep(0.25 * (attempt + 1))
         for response in responses:
             if "error" in response:
-                self._raise_search_error(response)
+                self._raise_search_error(response, vector)
         image_hits, name_hits = responses[0]["hits"]["hits"], responses[1]["hits"]["hits"]
         self.view.notice_index(image_hits)
         if not with_text:
@@ -116,8 +116,11 @@ class Searches:
         return (exact_top(image_hits, k, self.oversample, lines), matches(name_hits, "clip", ("name",), lines),
                 matches(text_hits, "clip", ("text",), lines))
 
-    def _raise_search_error(self, response: dict) -> None:
+    def _raise_search_error(self, response: dict, vector: np.ndarray) -> None:
         error = response["error"]
+        if response.get("status") == 400:  # a rebuild may have swapped in vectors of another size meanwhile
+            self.view.forget_meta()
+            self.view.check_dims(vector)
         if response.get("status") == 404 and self.view.indices.missing():
             raise IndexMissing(f"The Elasticsearch index {self.view.alias} does not exist yet: run "
                                "`findimage index` (or check FINDIMAGE_INDEX).")

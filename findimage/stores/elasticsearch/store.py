@@ -8,7 +8,7 @@ finds nothing (count 0) or is told to run the indexer (search).
 """
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
 
 import numpy as np
@@ -17,7 +17,7 @@ from elasticsearch import Elasticsearch, NotFoundError, helpers
 from findimage.config import ElasticsearchSettings
 from findimage.names import name_words
 from findimage.query import EVERYWHERE, Filters
-from findimage.records import DIMS, FileState, ImageDoc, Match, ReadText
+from findimage.records import FileState, ImageDoc, Match, ReadText
 from findimage.stores.elasticsearch.client import make_client, unavailable_on_connection_errors
 from findimage.stores.elasticsearch.index import IndexLayout
 from findimage.stores.elasticsearch.query import STATE_FIELDS, file_state
@@ -31,10 +31,11 @@ class ElasticsearchStore:
     the alias its parts share (`view`), the searches (search.Searches) and the readings (texts.Texts)."""
 
     def __init__(self, client: Elasticsearch, settings: ElasticsearchSettings, *, alias: str | None = None,
-                 dims: int = DIMS, refresh_deletes: bool = False):
+                 dims: int | Callable[[], int] | None = None, refresh_deletes: bool = False):
         """The store on `alias` (None: FINDIMAGE_INDEX), its indices laid out and searched as `settings` say.
         `refresh_deletes`: a deletion is refreshed at once, so no search of any process finds the documents
-        once `delete` returns (for a store of what people may ask to have forgotten)."""
+        once `delete` returns (for a store of what people may ask to have forgotten). `dims`: the image model's
+        vector size (or how to learn it), which an index this store creates maps; only writers need it."""
         self.client = client
         self.refresh_deletes = refresh_deletes
         self.alias = alias or settings.index_name
@@ -46,9 +47,11 @@ class ElasticsearchStore:
         self._texts = Texts(self.view)
 
     @classmethod
-    def from_settings(cls, settings: ElasticsearchSettings, writer: bool = False) -> ElasticsearchStore:
-        """The configured store on a client of its own; opened as `writer`, it may create and upgrade its indices."""
-        store = cls(make_client(settings), settings)
+    def from_settings(cls, settings: ElasticsearchSettings, writer: bool = False,
+                      dims: int | Callable[[], int] | None = None) -> ElasticsearchStore:
+        """The configured store on a client of its own; opened as `writer`, it may create and upgrade its indices
+        (mapping `dims`, the image model's vector size)."""
+        store = cls(make_client(settings), settings, dims=dims)
         if writer:
             store.open_for_writing()
         return store
@@ -70,7 +73,7 @@ class ElasticsearchStore:
     def upsert(self, docs: Sequence[ImageDoc]) -> None:
         """Whole documents; one that keeps its content keeps the text read from it (read first, in real
         time), one with other content loses it."""
-        self.indices.ensure()
+        self.indices.ensure([int(np.size(d.image_embedding)) for d in docs])
         paths = {d.image_id: d.relative_path for d in docs}
         kept = self._texts.kept(docs)
         actions = ({"_index": self.indices.target, "_id": d.image_id,

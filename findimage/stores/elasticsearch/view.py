@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 from elasticsearch import Elasticsearch, NotFoundError, helpers
 
-from findimage.errors import BackendUnavailable, StoreError
+from findimage.errors import BackendUnavailable, StoreError, check_vector_size
 from findimage.stores.elasticsearch.client import BUSY_STATUSES, access_denied, item_reason
 from findimage.stores.elasticsearch.index import IndexLayout, refuse_newer
 
@@ -57,18 +57,18 @@ class AliasView:
         return cached[1]
 
     def forget_meta(self) -> None:
+        """Read the index's models and vector size again (the alias may point at a rebuilt index now)."""
         self._meta_cache = None
+        self.indices.forget_dims()
 
     def notice_index(self, hits: list[dict]) -> None:
         cached = self._meta_cache
         if hits and cached is not None and hits[0]["_index"] != cached[0]:
-            self._meta_cache = None  # the alias now points elsewhere: read that index's models again
+            self.forget_meta()  # the alias now points elsewhere: read that index's models again
 
     def check_dims(self, vector: np.ndarray) -> None:
-        dims = self.indices.index_dims()
-        if dims and vector.shape != (dims,):
-            raise StoreError(f"The query vector has {vector.size} dims but the index {self.alias} holds {dims}-dim "
-                             "image embeddings: the text and image models must share one embedding space.")
+        """ModelMismatch (the sentence that says to rebuild) unless the query has the index's vector size."""
+        check_vector_size(self.indices.index_dims(), vector.size)
 
     # ---- writes ---------------------------------------------------------------------------------
     def bulk(self, actions: Iterable[dict[str, Any]], paths: dict[str, str],

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from findimage.stores.embedded.schema import connect, in_chunks, vectors_of
+from findimage.stores.embedded.schema import connect, in_chunks, vector_size, vectors_of
 from findimage.stores.embedded.vector_index import VectorIndex, sample_positions, wanted_kind
 
 log = logging.getLogger(__name__)
@@ -66,10 +66,13 @@ class KnnCache:
             return self._index
         self._seen_data_version = data_version
         if self._index is None or self._snapshot_kind_changed(self._index):
-            self._index = VectorIndex.load(self.data_dir) or VectorIndex.empty()
+            self._index = VectorIndex.load(self.data_dir) or VectorIndex.empty(vector_size(db) or 1)
         db.execute("BEGIN")
         try:
-            current = current_version(db)
+            current, size = current_version(db), vector_size(db)
+            if size and self._index.dims != size:  # a --full rebuild swapped in vectors of another model's size
+                db.execute("COMMIT")
+                return self.rebuild()
             if self._index.version > current:  # snapshot from a database that was replaced
                 db.execute("COMMIT")
                 return self.rebuild()
@@ -112,7 +115,7 @@ class KnnCache:
             version, count = current_version(db), self._rows(db)
             sample = self._training_sample(db, count) if wanted_kind(count) == "ivf" else None
             self._index = VectorIndex.build_from(count, sample, _chunked(db.execute(
-                "SELECT slot, embedding FROM images ORDER BY slot")), version)
+                "SELECT slot, embedding FROM images ORDER BY slot")), version, vector_size(db) or 1)
         finally:
             db.execute("COMMIT")
         log.info("built %s kNN index over %d vectors in %.1fs", self._index.kind, len(self._index),

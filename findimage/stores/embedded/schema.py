@@ -22,13 +22,12 @@ from typing import TypeVar
 
 import numpy as np
 
-from findimage.records import DIMS
-
 T = TypeVar("T")
 
 SCHEMA_VERSION = 4
 META_SCHEMA = "schema_version"
 META_WRITTEN_BY = "findimage_version"
+META_VECTOR_SIZE = "vector_size"
 
 # Text read from images, per slot of `images` (slots are never reused): the reading as stored (state, reason,
 # lines with boxes and confidences as JSON, attempts) and the content it was read from; every line's words in
@@ -72,6 +71,14 @@ TEXT_TABLES = (
     "CREATE INDEX IF NOT EXISTS texts_sha256 ON texts(sha256)",
     f"CREATE VIRTUAL TABLE IF NOT EXISTS text_words USING fts5(words, {WORDS})",
     f"CREATE VIRTUAL TABLE IF NOT EXISTS text_lines USING fts5(words, {WORDS}, detail=none)",
+)
+# A `--full` rebuild's documents and models, written beside the live ones while searches keep reading those,
+# and moved into `images` and `meta` in one transaction at its end (store.py); gone when no rebuild runs.
+REBUILD_TABLES = (
+    "CREATE TABLE rebuild_images (image_id TEXT PRIMARY KEY, image_name TEXT NOT NULL, relative_path TEXT NOT NULL, "
+    "embedding BLOB NOT NULL, sha256 TEXT NOT NULL, size INTEGER NOT NULL, mtime REAL NOT NULL, width INTEGER NOT "
+    "NULL, height INTEGER NOT NULL, indexed_at REAL NOT NULL, model_id TEXT NOT NULL, taken TEXT, taken_source TEXT)",
+    "CREATE TABLE rebuild_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
 )
 # findimage.sqlite as this release makes it, every statement kept where it is there already.
 TABLES = (*IMAGES_TABLES, NAMES_TABLE, *TEXT_TABLES)
@@ -120,15 +127,26 @@ def set_meta(db: sqlite3.Connection, key: str, value: str) -> None:
 
 
 def blob(vector: np.ndarray) -> bytes:
-    """An embedding as `images.embedding` holds it: DIMS float32 values."""
-    return np.asarray(vector, dtype=np.float32).reshape(DIMS).tobytes()
+    """An embedding as `images.embedding` holds it: its float32 values (as many as the store's vector size,
+    META_VECTOR_SIZE)."""
+    return np.asarray(vector, dtype=np.float32).ravel().tobytes()
 
 
-def vectors_of(blobs: Sequence[bytes]) -> np.ndarray:
-    """`images.embedding` values as one (n, DIMS) float32 array."""
+def vectors_of(blobs: Sequence[bytes], size: int = 0) -> np.ndarray:
+    """`images.embedding` values (all of one size) as one (n, size) float32 array; (0, `size`) for none."""
     if not blobs:
-        return np.empty((0, DIMS), np.float32)
-    return np.frombuffer(b"".join(blobs), dtype=np.float32).reshape(-1, DIMS)
+        return np.empty((0, size), np.float32)
+    return np.frombuffer(b"".join(blobs), dtype=np.float32).reshape(len(blobs), -1)
+
+
+def vector_size(db: sqlite3.Connection) -> int | None:
+    """The size of the store's vectors: recorded when its first vector was written (from the image model), or
+    that of a stored vector in a store made before it was recorded; None while it holds none."""
+    row = db.execute("SELECT value FROM meta WHERE key=?", (META_VECTOR_SIZE,)).fetchone()
+    if row:
+        return int(row[0])
+    row = db.execute("SELECT length(embedding) / 4 FROM images LIMIT 1").fetchone()
+    return int(row[0]) if row else None
 
 
 def in_chunks(items: list[T], size: int) -> Iterator[list[T]]:

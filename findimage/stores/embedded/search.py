@@ -11,8 +11,9 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
+from findimage.errors import check_vector_size
 from findimage.query import EVERYWHERE, Filters
-from findimage.records import DIMS, Match, cosine_to_score
+from findimage.records import Match, cosine_to_score
 from findimage.stores.base import candidates_for
 from findimage.stores.embedded.knn_cache import KnnCache
 from findimage.stores.embedded.schema import LINE_SLOTS, in_chunks, vectors_of
@@ -39,6 +40,14 @@ class EmbeddedSearch:
     def __init__(self, cache: KnnCache):
         self.cache = cache
 
+    def _query(self, vector: np.ndarray) -> np.ndarray:
+        """A query vector, refused in one sentence unless it has the size of the stored ones."""
+        query = np.asarray(vector, dtype=np.float32).ravel()
+        with self.cache.lock:
+            index = self.cache.fresh()
+            check_vector_size(index.dims if len(index) else None, query.size)
+        return query
+
     def knn(self, vector: np.ndarray, k: int, num_candidates: int | None = None,
             filters: Filters = EVERYWHERE) -> list[Match]:
         with self.cache.lock:
@@ -49,7 +58,7 @@ class EmbeddedSearch:
         """The CLIP ranking and the path-word ranking, each of up to k, under the same filters; matches
         found by name carry their exact CLIP score too, marked as found by name. `lines`: every match
         with its text's lines."""
-        query = np.asarray(vector, dtype=np.float32).reshape(DIMS)
+        query = self._query(vector)
         with self.cache.lock:
             present = words_present(self.cache.db, words)
             wanted = self._named_candidates(present, k, num_candidates)
@@ -88,7 +97,7 @@ class EmbeddedSearch:
                          ) -> list[Match]:
         """The matches of the slots `slots_of` gives (text_ranking or text_candidates) in its
         order, with their lines, marked as found by text."""
-        vector = np.asarray(vector, dtype=np.float32).reshape(DIMS)
+        vector = self._query(vector)
         with self.cache.lock:
             db = self.cache.db
             db.execute("BEGIN")  # slots, vectors and lines from one snapshot
@@ -131,7 +140,7 @@ class EmbeddedSearch:
              searched: tuple[np.ndarray, np.ndarray] | None = None, lines: bool = False) -> list[Match]:
         """`searched`: the unfiltered ANN search made already, for at least the candidates needed here;
         `lines`: each match with its text's lines."""
-        query = np.asarray(vector, dtype=np.float32).reshape(DIMS)
+        query = self._query(vector)
         num_candidates = candidates_for(k, num_candidates)
         index = self.cache.fresh()
         if filters.any:
@@ -176,7 +185,7 @@ class EmbeddedSearch:
         found = np.asarray(sorted(blobs), dtype=np.int64)
         if not len(found):
             return []
-        sims = vectors_of([blobs[s] for s in found.tolist()]) @ query
+        sims = vectors_of([blobs[s] for s in found.tolist()], query.size) @ query
         order = np.argsort(-sims, kind="stable")[:k]
         return self._matches(found[order], sims[order], matched, lines)
 
@@ -185,7 +194,7 @@ class EmbeddedSearch:
         """The slots still stored, in the order given (a BM25 ranking), each with its exact CLIP score."""
         blobs = self._embeddings_of(slots)
         kept = [s for s in slots if s in blobs]
-        return self._matches(np.asarray(kept, dtype=np.int64), vectors_of([blobs[s] for s in kept]) @ query,
+        return self._matches(np.asarray(kept, dtype=np.int64), vectors_of([blobs[s] for s in kept], query.size) @ query,
                              matched, lines)
 
     def _embeddings_of(self, slots: np.ndarray | list[int]) -> dict[int, bytes]:

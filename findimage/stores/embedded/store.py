@@ -18,14 +18,22 @@ from typing import Any
 
 import numpy as np
 
-from findimage.errors import StoreError
+from findimage.errors import StoreError, check_vector_size
 from findimage.names import name_words
 from findimage.query import EVERYWHERE, Filters
 from findimage.records import FileState, ImageDoc, Match, ReadText
 from findimage.stores.embedded.erasing import empty_wal, merge_out_deleted_words, zero_deleted_content
 from findimage.stores.embedded.knn_cache import KnnCache, current_version
 from findimage.stores.embedded.migrations import open_current, refuse_newer
-from findimage.stores.embedded.schema import blob, connect, in_chunks, set_meta
+from findimage.stores.embedded.schema import (
+    META_VECTOR_SIZE,
+    REBUILD_TABLES,
+    blob,
+    connect,
+    in_chunks,
+    set_meta,
+    vector_size,
+)
 from findimage.stores.embedded.search import EmbeddedSearch
 from findimage.stores.embedded.texts import (
     forget_changed_texts,
@@ -39,6 +47,7 @@ from findimage.stores.embedded.vector_index import VectorIndex
 
 log = logging.getLogger(__name__)
 
+REBUILD = "rebuild"  # what a worker is told to write into while a --full rebuild runs (rebuild_target)
 DOC_COLUMNS = ("image_id, image_name, relative_path, embedding, sha256, size, mtime, width, height, "
                "indexed_at, model_id, taken, taken_source")
 
@@ -64,6 +73,7 @@ class EmbeddedStore:
             open_current(self._db, str(self.data_dir))
         self._cache = KnnCache(self.data_dir, self.db_path)
         self._search = EmbeddedSearch(self._cache)
+        self._rebuilding = False  # writes go to the rebuild's tables (REBUILD_TABLES), searches read the live ones
 
     # ---- searches (EmbeddedSearch, on the kNN cache) -------------------------------------------
     def knn(self, vector: np.ndarray, k: int, num_candidates: int | None = None,
@@ -113,20 +123,13 @@ class EmbeddedStore:
     def upsert(self, docs: Sequence[ImageDoc]) -> None:
         if not docs:
             return
+        if self._rebuilding:
+            self._write(lambda db, _: _stage(db, docs), stamped=False)
+            return
 
         def work(db: sqlite3.Connection, version: int) -> None:
-            forget_changed_texts(db, [(d.image_id, d.sha256) for d in docs])
-            db.executemany(
-                f"INSERT INTO images({DOC_COLUMNS}, version) VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?) "
-                "ON CONFLICT(image_id) DO UPDATE SET image_name=excluded.image_name, "
-                "relative_path=excluded.relative_path, embedding=excluded.embedding, sha256=excluded.sha256, "
-                "size=excluded.size, mtime=excluded.mtime, width=excluded.width, height=excluded.height, "
-                "indexed_at=excluded.indexed_at, model_id=excluded.model_id, taken=excluded.taken, "
-                "taken_source=excluded.taken_source, version=excluded.version",
-                [(d.image_id, d.image_name, d.relative_path, blob(d.image_embedding), d.sha256, d.size,
-                  d.mtime, d.width, d.height, d.indexed_at, d.model_id, d.taken, d.taken_source or None, version)
-                 for d in docs])
-            write_names(db, [(d.image_id, d.relative_path) for d in docs])
+            _take_vector_size(db, docs)
+            _write_docs(db, docs, version)
 
         self._write(work)
 
@@ -139,6 +142,8 @@ class EmbeddedStore:
             read = False
             for chunk in in_chunks(ids, 500):
                 marks = ",".join("?" * len(chunk))
+                if self._rebuilding:
+                    db.execute(f"DELETE FROM rebuild_images WHERE image_id IN ({marks})", chunk)
                 forget_names(db, marks, chunk)
                 read = forget_texts_of(db, marks, chunk) or read
                 db.execute(f"INSERT OR REPLACE INTO removed(slot, version) "
@@ -175,20 +180,45 @@ class EmbeddedStore:
 
     def set_meta(self, key: str, value: str) -> None:
         with self._lock, self._write_errors_explained():
-            set_meta(self._db, key, value)
+            if self._rebuilding:  # the rebuild's models: live with its documents
+                self._db.execute("INSERT OR REPLACE INTO rebuild_meta(key, value) VALUES(?, ?)", (key, value))
+            else:
+                set_meta(self._db, key, value)
 
     def begin_rebuild(self) -> None:
-        """Embedded rebuilds happen in place: every document is rewritten with the new model's vector."""
+        """Every document is written anew beside the live ones (REBUILD_TABLES), with the new model's vectors
+        of any size, while searches keep reading the live documents; finish_rebuild swaps them in at once.
+        What an interrupted rebuild left is dropped."""
+        def work(db: sqlite3.Connection, _: int) -> None:
+            for table in ("rebuild_images", "rebuild_meta"):
+                db.execute(f"DROP TABLE IF EXISTS {table}")
+            for statement in REBUILD_TABLES:
+                db.execute(statement)
+
+        self._write(work, stamped=False)
+        self._rebuilding = True
 
     def finish_rebuild(self) -> None:
+        """The rebuilt documents, their vector size and models replace the live ones in one transaction (a
+        search sees the old or the new, never a mix); documents the rebuild did not write go."""
+        if self._rebuilding:
+            self._write(_swap_in_rebuild)
+            self._rebuilding = False
         self.checkpoint()
 
     def rebuild_target(self) -> str | None:
-        return None  # in place: a worker's writes land in the rebuild as they are
+        return REBUILD if self._rebuilding else None
 
     def write_into(self, target: str | None) -> None:
-        if target is not None:
-            raise StoreError(f"The embedded store has no separate index to write into ({target!r}).")
+        """A worker's writes: into the live documents (None) or the rebuild another process began."""
+        if target is None:
+            self._rebuilding = False
+            return
+        with self._lock:
+            began = self._db.execute("SELECT 1 FROM sqlite_master WHERE name='rebuild_images'").fetchone()
+        if target != REBUILD or not began:
+            raise StoreError(f"The embedded store has no rebuild in progress to write into ({target!r}).")
+        self._rebuilding = True
 
     def checkpoint(self) -> None:
         """Save the kNN cache so the next process opens in seconds, and fold the WAL into the database."""
@@ -261,6 +291,76 @@ class EmbeddedStore:
         self._cache.close()
         with self._lock:
             self._db.close()
+
+
+def _write_docs(db: sqlite3.Connection, docs: Sequence[ImageDoc], version: int) -> None:
+    """Whole documents into `images`, their path words with them (inside the caller's transaction)."""
+    forget_changed_texts(db, [(d.image_id, d.sha256) for d in docs])
+    db.executemany(
+        f"INSERT INTO images({DOC_COLUMNS}, version) VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?) "
+        "ON CONFLICT(image_id) DO UPDATE SET image_name=excluded.image_name, "
+        "relative_path=excluded.relative_path, embedding=excluded.embedding, sha256=excluded.sha256, "
+        "size=excluded.size, mtime=excluded.mtime, width=excluded.width, height=excluded.height, "
+        "indexed_at=excluded.indexed_at, model_id=excluded.model_id, taken=excluded.taken, "
+        "taken_source=excluded.taken_source, version=excluded.version",
+        [(d.image_id, d.image_name, d.relative_path, blob(d.image_embedding), d.sha256, d.size,
+          d.mtime, d.width, d.height, d.indexed_at, d.model_id, d.taken, d.taken_source or None, version)
+         for d in docs])
+    write_names(db, [(d.image_id, d.relative_path) for d in docs])
+
+
+def _size_of(docs: Sequence[ImageDoc]) -> int:
+    sizes = {int(np.asarray(d.image_embedding).size) for d in docs}
+    if len(sizes) != 1:
+        raise StoreError(f"One write held vectors of {len(sizes)} sizes ({sorted(sizes)}); nothing was written.")
+    return sizes.pop()
+
+
+def _take_vector_size(db: sqlite3.Connection, docs: Sequence[ImageDoc]) -> None:
+    """The store's vector size is that of the image model whose vectors it got first (recorded); vectors of
+    another size are refused in the sentence that says to rebuild."""
+    size, stored = _size_of(docs), vector_size(db)
+    check_vector_size(stored, size)
+    set_meta(db, META_VECTOR_SIZE, str(stored or size))
+
+
+def _stage(db: sqlite3.Connection, docs: Sequence[ImageDoc]) -> None:
+    """A rebuild's documents, beside the live ones until the rebuild ends."""
+    size = _size_of(docs)
+    staged = db.execute("SELECT length(embedding) / 4 FROM rebuild_images LIMIT 1").fetchone()
+    if staged and staged[0] != size:
+        raise StoreError(f"The rebuild holds {staged[0]}-dim vectors and was given {size}-dim ones: two models "
+                         "write one rebuild; run `findimage index --full` again.")
+    db.executemany(f"INSERT OR REPLACE INTO rebuild_images({DOC_COLUMNS}) VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                   [(d.image_id, d.image_name, d.relative_path, blob(d.image_embedding), d.sha256, d.size,
+                     d.mtime, d.width, d.height, d.indexed_at, d.model_id, d.taken, d.taken_source or None)
+                    for d in docs])
+
+
+def _swap_in_rebuild(db: sqlite3.Connection, version: int) -> None:
+    """finish_rebuild's one transaction: live documents the rebuild did not write go (their slots to the kNN
+    cache's `removed`), the rebuilt ones replace or join the rest, then its vector size and models."""
+    gone = [r[0] for r in db.execute(
+        "SELECT image_id FROM images WHERE image_id NOT IN (SELECT image_id FROM rebuild_images)")]
+    for chunk in in_chunks(gone, 500):
+        marks = ",".join("?" * len(chunk))
+        forget_names(db, marks, chunk)
+        forget_texts_of(db, marks, chunk)
+        db.execute(f"INSERT OR REPLACE INTO removed(slot, version) "
+                   f"SELECT slot, ? FROM images WHERE image_id IN ({marks})", (version, *chunk))
+        db.execute(f"DELETE FROM images WHERE image_id IN ({marks})", chunk)
+    last = ""
+    while rows := db.execute(f"SELECT {DOC_COLUMNS} FROM rebuild_images WHERE image_id > ? ORDER BY image_id "
+                             "LIMIT 2000", (last,)).fetchall():
+        _write_docs(db, [_doc(row) for row in rows], version)
+        last = rows[-1][0]
+    size = db.execute("SELECT length(embedding) / 4 FROM rebuild_images LIMIT 1").fetchone()
+    if size:
+        set_meta(db, META_VECTOR_SIZE, str(size[0]))
+    for key, value in db.execute("SELECT key, value FROM rebuild_meta").fetchall():
+        set_meta(db, key, value)
+    db.execute("DROP TABLE rebuild_images")
+    db.execute("DROP TABLE rebuild_meta")
 
 
 def write_names(db: sqlite3.Connection, paths_by_id: Sequence[tuple[str, str]]) -> None:

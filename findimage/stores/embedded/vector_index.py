@@ -23,8 +23,6 @@ from typing import Any
 import faiss
 import numpy as np
 
-from findimage.records import DIMS
-
 IVF_MIN_VECTORS = 50_000
 TRAIN_SAMPLE = 100_000  # at least; and ~50 points per list, so k-means has enough to place each centroid
 TRAIN_POINTS_PER_LIST = 50
@@ -50,27 +48,27 @@ class VectorIndex:
     generation: str = ""
 
     @classmethod
-    def empty(cls) -> VectorIndex:
-        return cls(faiss.IndexIDMap2(faiss.IndexFlatIP(DIMS)), "flat")
+    def empty(cls, dims: int) -> VectorIndex:
+        return cls(faiss.IndexIDMap2(faiss.IndexFlatIP(dims)), "flat")
 
     @classmethod
     def build(cls, slots: np.ndarray, vectors: np.ndarray, version: int) -> VectorIndex:
         """An index over vectors already in memory (small collections, tests)."""
         sample = vectors[sample_positions(len(slots))] if wanted_kind(len(slots)) == "ivf" else None
-        return cls.build_from(len(slots), sample, [(slots, vectors)], version)
+        return cls.build_from(len(slots), sample, [(slots, vectors)], version, vectors.shape[1])
 
     @classmethod
     def build_from(cls, count: int, sample: np.ndarray | None, chunks: Iterable[tuple[np.ndarray, np.ndarray]],
-                   version: int) -> VectorIndex:
+                   version: int, dims: int) -> VectorIndex:
         """An index for `count` vectors that arrive in chunks of (slots, vectors), trained on `sample`
         (see sample_positions) when it is an IVF index: memory stays at the index plus one chunk and the
         sample (~1.2 GB at 1M vectors) instead of every vector at once."""
         if wanted_kind(count) == "flat":
-            built = cls.empty()
+            built = cls.empty(dims)
         else:
             nlist = _nlist_for(count)
-            quantizer = faiss.IndexFlatIP(DIMS)
-            ivf = faiss.IndexIVFScalarQuantizer(quantizer, DIMS, nlist, faiss.ScalarQuantizer.QT_8bit,
+            quantizer = faiss.IndexFlatIP(dims)
+            ivf = faiss.IndexIVFScalarQuantizer(quantizer, dims, nlist, faiss.ScalarQuantizer.QT_8bit,
                                                 faiss.METRIC_INNER_PRODUCT)
             ivf.train(np.ascontiguousarray(sample, dtype=np.float32))
             ivf.nprobe = default_nprobe(nlist)
@@ -82,6 +80,10 @@ class VectorIndex:
 
     def __len__(self) -> int:
         return self.index.ntotal
+
+    @property
+    def dims(self) -> int:
+        return int(self.index.d)
 
     @property
     def ivf(self) -> faiss.IndexIVF:
@@ -99,8 +101,8 @@ class VectorIndex:
         """What the index holds in memory (vectors or codes, ids, centroids), approximately."""
         n = len(self)
         if self.kind == "ivf":
-            return n * (self.ivf.code_size + 8) + self.ivf.nlist * DIMS * 4
-        return n * (DIMS * 4 + 8 + 16)  # float32 vectors, ids and IDMap2's reverse map
+            return n * (self.ivf.code_size + 8) + self.ivf.nlist * self.dims * 4
+        return n * (self.dims * 4 + 8 + 16)  # float32 vectors, ids and IDMap2's reverse map
 
     def add(self, slots: np.ndarray, vectors: np.ndarray) -> None:
         if len(slots):

@@ -29,7 +29,8 @@ def alias():
 
 def open_store(alias: str, writer: bool = True) -> ElasticsearchStore:
     store = ElasticsearchStore(es_support.client(),
-                               ElasticsearchSettings(elasticsearch_url=es_support.ES_URL, index_name=alias))
+                               ElasticsearchSettings(elasticsearch_url=es_support.ES_URL, index_name=alias),
+                               dims=512)  # the image model's size, as the indexer opens it
     if writer:
         store.open_for_writing()
     return store

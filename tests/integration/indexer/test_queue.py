@@ -408,7 +408,7 @@ def test_a_worker_refuses_hidden_files_and_paths_out_of_the_archive_and_embeds_n
     assert "refused (a hidden file or folder)" in worker.wait_for_line("private.jpg refused")
 
     answer = send_bucket(planner, forged("index", "folder-0/photo-3.jpg", index="another-index", archive=archive))
-    assert answer["refused"] == "The embedded store has no separate index to write into ('another-index')."
+    assert answer["refused"] == "The embedded store has no rebuild in progress to write into ('another-index')."
     assert [o["error"] for o in answer["outcomes"]] == [f"refused by its worker: {answer['refused']}"]
     assert indexed_paths(planner) == ["folder-0/photo-0.jpg"], "nothing written for a refused bucket"
     worker.wait_for_line("bucket forged-index refused, none of its 1 files embedded")

@@ -33,9 +33,10 @@ def test_the_store_takes_the_settings_for_its_searches_and_its_new_indices():
                                    es_rescore_oversample=4.0, es_hnsw_m=24, es_hnsw_ef_construction=150,
                                    es_force_merge_minutes=7.0)
     client = mock.MagicMock()
-    store = ElasticsearchStore(client, settings)
+    store = ElasticsearchStore(client, settings, dims=384)
     assert (store.min_candidates, store.oversample) == (321, 4.0)
     store.indices.create_concrete("my-image-embeddings-v1")
     vector = client.indices.create.call_args.kwargs["mappings"]["properties"]["image_embedding"]
     assert vector["index_options"] == {"type": "int8_hnsw", "m": 24, "ef_construction": 150}
+    assert vector["dims"] == 384, "the image model's size"
     assert store.indices.settings.es_force_merge_minutes == 7.0
