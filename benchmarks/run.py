@@ -59,6 +59,16 @@ class Bench:
         self.models = _load_script("make_test_models").ensure_models("full")
         self.other_load: list[float] = []
         self.loads: list[float] = []
+        if args.onnx:  # the same ViT-B/32-size model in immich's layout on ONNX Runtime, beside the torch path
+            onnx = {"FINDIMAGE_IMAGE_MODEL": str(self.models["clip-onnx"]),
+                    "FINDIMAGE_TEXT_MODEL": str(self.models["clip-onnx"])}
+            self.MODES = {**self.MODES,
+                          "onnx_off": ("ONNX fp32, FINDIMAGE_OCR=off", {**onnx, "FINDIMAGE_QUANTIZE": "off",
+                                                                        "FINDIMAGE_OCR": "off"}),
+                          "onnx_int8": ("ONNX int8, reading text", {**onnx, "FINDIMAGE_QUANTIZE": "int8",
+                                                                    "FINDIMAGE_OCR": "on"}),
+                          "onnx_int8_off": ("ONNX int8, FINDIMAGE_OCR=off", {**onnx, "FINDIMAGE_QUANTIZE": "int8",
+                                                                             "FINDIMAGE_OCR": "off"})}
         if args.baseline:  # the product code before, run as one more indexing mode
             self.MODES = {**self.MODES, "base_on": (f"fp32, reading text: the code in {args.baseline}",
                                                     {"FINDIMAGE_QUANTIZE": "off", "FINDIMAGE_OCR": "on"})}
@@ -106,7 +116,7 @@ class Bench:
              "int8": ("int8, reading text", {"FINDIMAGE_QUANTIZE": "int8", "FINDIMAGE_OCR": "on"}),
              "int8_off": ("int8, FINDIMAGE_OCR=off", {"FINDIMAGE_QUANTIZE": "int8", "FINDIMAGE_OCR": "off"})}
     GOALS = {("phone", "on"): 4.0, ("phone", "off"): 6.0, ("phone", "int8"): 6.0, ("phone", "int8_off"): 10.0,
-             ("small", "on"): 1.5, ("small", "int8"): 3.5}
+             ("small", "on"): 1.5, ("small", "int8"): 3.5, ("phone", "onnx_int8_off"): 12.0}
 
     def throughput(self) -> None:
         """Each mode indexes fresh archives of the corpus's sizes (`--phones 60 200`: the rate is the marginal
@@ -564,6 +574,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--baseline", metavar="DIR",
                         help="a checkout of the code before (git worktree add DIR <commit>): its default indexing "
                              "(reading text on) runs as one more mode, alternating with this code's")
+    parser.add_argument("--onnx", action="store_true",
+                        help="also index with the same-size model in immich's layout on ONNX Runtime (fp32, int8)")
     parser.add_argument("--work", help="scratch folder (default: the bench cache)")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
     args = parser.parse_args(argv)

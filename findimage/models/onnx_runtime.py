@@ -3,6 +3,7 @@ threads and execution providers, and int8 (ONNX Runtime's dynamic quantization o
 only when it passes the same fidelity check as torch's int8: models/runtime.py)."""
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import tempfile
@@ -24,6 +25,7 @@ CPU = "CPUExecutionProvider"
 PREFERRED = ("CUDAExecutionProvider",)  # used where this onnxruntime has it, before the CPU
 # The linear layers, as torch's int8 quantizes them (nn.Linear): integer convolutions are slower on CPUs.
 INT8_OPERATORS = ["MatMul", "Gemm"]
+INT8_RECIPE = 2  # raise it when int8_model quantizes differently: copies cached by the old recipe are not used
 
 
 def providers(options: RuntimeOptions) -> list[str]:
@@ -79,8 +81,36 @@ class _QuantizerAdvice(logging.Filter):
         return "onnxruntime" not in record.pathname
 
 
-def int8_model(path: Path) -> bytes:
-    """The model with the weights of its linear layers in int8 (activations quantized per run)."""
+def int8_cache() -> Path:
+    """Where int8 copies are kept: in the Hugging Face cache the models come from (a volume in
+    docker-compose.yml), so a restart opens the copy instead of quantizing again (seconds of CPU and about a
+    gigabyte more at its peak for a ViT-B/32, docs/performance.md)."""
+    from huggingface_hub import constants
+
+    return Path(constants.HF_HOME) / "findimage-int8"
+
+
+def int8_model(path: Path, model_id: str) -> Path | bytes:
+    """The model with the weights of its linear layers in int8 (activations quantized per run): the copy
+    cached for this model (`model_id` names its content), else quantized now and cached where writable."""
+    import onnxruntime
+
+    key = f"{model_id}|{path.parent.name}/{path.name}|onnxruntime {onnxruntime.__version__}|{INT8_RECIPE}"
+    cached = int8_cache() / f"{hashlib.sha256(key.encode()).hexdigest()[:32]}.onnx"
+    if cached.is_file():
+        return cached
+    quantized = _quantized(path)
+    try:
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        partial = cached.with_name(f"{cached.name}.{os.getpid()}.partial")
+        partial.write_bytes(quantized)
+        os.replace(partial, cached)  # whole or absent: another process may open it at any moment
+    except OSError as exc:
+        log.info("the int8 copy of %s is not kept (%s): it is quantized again at the next start", model_id, exc)
+    return quantized
+
+
+def _quantized(path: Path) -> bytes:
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     quiet, root = _QuantizerAdvice(), logging.getLogger()
@@ -107,7 +137,7 @@ def quantized_if_faithful(path: Path, exact: onnxruntime.InferenceSession,
     FINDIMAGE_QUANTIZE_MIN_COSINE against `exact`'s, else `exact`; the Fidelity measured, None where the
     quantizer failed)."""
     try:
-        quantized = open_session(int8_model(path), threads, options)
+        quantized = open_session(int8_model(path, model_id), threads, options)
     except Exception as exc:  # a graph the quantizer does not handle: the exact model answers
         log.warning("int8 quantization of %s failed (%s); using the exact float32 model", model_id, exc)
         return exact, None

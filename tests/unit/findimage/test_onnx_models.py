@@ -131,6 +131,25 @@ def test_int8_passes_the_default_fidelity_check_on_a_cpu_without_vnni(test_model
     assert images.fidelity.min_cosine > 0.999 and texts.fidelity.min_cosine > 0.999
 
 
+def test_a_restart_opens_the_int8_copy_instead_of_quantizing_again(test_models, tmp_path, monkeypatch):
+    from findimage.models import onnx_runtime
+
+    monkeypatch.setattr(onnx_runtime, "int8_cache", lambda: tmp_path / "int8")
+    first = visual(test_models["clip-onnx"], quantize="int8")
+    assert first.quantized and len(list((tmp_path / "int8").glob("*.onnx"))) == 1
+
+    def quantizing(path):
+        raise AssertionError("quantized again")
+
+    monkeypatch.setattr(onnx_runtime, "_quantized", quantizing)
+    again = visual(test_models["clip-onnx"], quantize="int8")
+    assert again.quantized, "the kept copy, checked for fidelity as at the first start"
+    pictures = list(PICTURES.values())
+    assert np.array_equal(again.embed(pictures), first.embed(pictures))
+    other_side = textual(test_models["clip-onnx"], quantize="int8")
+    assert not other_side.quantized, "the text side has no copy yet (and could not quantize here): not the image's"
+
+
 def hub_cache(tmp_path, monkeypatch, folder, name: str, commit: str):
     """A Hugging Face cache holding immich-app/<name> as a download leaves it (refs/main naming a snapshot
     named after its commit), with the files of `folder`."""
