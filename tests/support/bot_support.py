@@ -410,3 +410,23 @@ def buttons_post(emu, index: int = 0):
         return posts[index] if len(posts) > index else None
 
     return emu.wait_for(found, 15, f"buttons message #{index + 1}")
+
+
+def _process_tree(pid: int) -> list[int]:
+    """`pid` and every process below it (gunicorn's workers)."""
+    found = [pid]
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        children = (task / "children").read_text().split()
+        for child in children:
+            found += _process_tree(int(child))
+    return found
+
+
+def _loaded_libraries(pid: int) -> set[str]:
+    return {line.split()[-1] for line in Path(f"/proc/{pid}/maps").read_text().splitlines()
+            if line.split()[-1].endswith(".so") or ".so." in line.split()[-1]}
+
+
+def libraries_of_tree(pid: int) -> set[str]:
+    """The shared libraries loaded by `pid` and every process below it (is torch, or onnxruntime, in use?)."""
+    return {library for process in _process_tree(pid) for library in _loaded_libraries(process)}

@@ -5,28 +5,21 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from bot_support import CHANNEL, BotProcess, brute_force_ranking, free_port, process_env, slack_env
+from bot_support import (
+    CHANNEL,
+    BotProcess,
+    brute_force_ranking,
+    free_port,
+    libraries_of_tree,
+    process_env,
+    slack_env,
+)
 from immich_reference import immich_text_vector
 
 from findimage.config import load_settings
 from indexer.run import index_once
 
 RANKED_LINE = re.compile(r"^\*(\d+)\.\* `(\d\.\d{3})` `([^`]+)`", re.MULTILINE)
-
-
-def process_tree(pid: int) -> list[int]:
-    """`pid` and every process below it (gunicorn's workers)."""
-    found = [pid]
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        children = (task / "children").read_text().split()
-        for child in children:
-            found += process_tree(int(child))
-    return found
-
-
-def loaded_libraries(pid: int) -> set[str]:
-    return {line.split()[-1] for line in Path(f"/proc/{pid}/maps").read_text().splitlines()
-            if line.split()[-1].endswith(".so") or ".so." in line.split()[-1]}
 
 
 def test_the_bot_answers_with_an_onnx_model_and_never_loads_torch(env, emu, archive, test_models, tmp_path):
@@ -44,7 +37,7 @@ def test_the_bot_answers_with_an_onnx_model_and_never_loads_torch(env, emu, arch
         web.wait_for_line("findimage bot ready over HTTP")
         emu.send_slash_command(f"http://127.0.0.1:{port}/slack/events", text=query, channel_id=CHANNEL)
         answer = emu.wait_for_upload(CHANNEL, timeout=30)
-        libraries = {library for pid in process_tree(web.process.pid) for library in loaded_libraries(pid)}
+        libraries = libraries_of_tree(web.process.pid)
     finally:
         status = web.stop()
 

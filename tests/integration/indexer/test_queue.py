@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import redis as redis_client
 import scraping
-from bot_support import BotProcess, free_port, process_env
+from bot_support import BotProcess, free_port, libraries_of_tree, process_env
 from es_support import both_stores, es_only
 from es_support import client as es_client
 from photos import save_photo
@@ -290,6 +290,26 @@ def test_a_worker_with_another_image_model_is_not_asked_and_takes_no_bucket(queu
     assert (summary.added, summary.failed, summary.embedded) == (PHOTOS, 0, PHOTOS)
     assert "no `findimage worker` with the image model" in caplog.text
     assert "Task findimage.embed_bucket" not in stranger.output, "it never received a bucket"
+
+
+def test_a_worker_with_an_onnx_model_embeds_the_buckets_without_loading_torch(queued, test_models):
+    planner, start_worker = queued
+    model = str(test_models["clip-onnx"])
+    onnx = dataclasses.replace(planner, image_model=model, text_model=model)
+    worker = start_worker(FINDIMAGE_IMAGE_MODEL=model, FINDIMAGE_TEXT_MODEL=model)
+
+    summary = index_once(onnx, progress=False)
+
+    assert (summary.added, summary.failed, summary.embedded) == (PHOTOS, 0, PHOTOS)
+    assert "succeeded" in worker.output, "the worker embedded the buckets"
+    libraries = libraries_of_tree(worker.process.pid)
+    assert any("onnxruntime" in library for library in libraries)
+    assert not [library for library in libraries if "torch" in Path(library).name], "torch is never loaded"
+    searcher = Searcher(onnx)  # the index answers a query embedded by the same model, in this process
+    try:
+        assert len(searcher.by_text("a photo", k=3).matches) == 3
+    finally:
+        searcher.store.close()
 
 
 # ---- who may use the queue ---------------------------------------------------------------------------
