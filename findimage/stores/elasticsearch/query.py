@@ -136,6 +136,9 @@ def names_body(vector: np.ndarray, words: Sequence[str], k: int, filter_: list[d
         "size": min(k, 10_000), **_fetch(lines),
         "sort": [{"_score": "desc"}, {"relative_path": "asc"}],
         "script_fields": clip_field(vector),
+        # No total count: nothing reads it, and counting up to 10,000 of the paths holding a word held by
+        # tens of thousands keeps Elasticsearch from skipping the blocks that cannot reach the top k.
+        "track_total_hits": False,
     }
 
 
