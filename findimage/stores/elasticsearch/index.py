@@ -143,8 +143,9 @@ class IndexLayout:
 
     def ensure(self, sizes: Sequence[int] = ()) -> None:
         """Create the first concrete index (`<alias>-v1`) together with its alias on first use. `sizes`: the
-        vector sizes of the documents about to be written; where this store was not given the image model's
-        size, a new index maps the most common of them (the others are then rejected per document).
+        vector sizes of the documents about to be written: unless this store was given the image model's size
+        as a number, a new index maps the most common of them (the others are then rejected per document),
+        without loading a model to learn what the documents already say.
 
         Index and alias are made in one request under a fixed name, so processes starting at the same
         time end up sharing one index (the others get `resource_already_exists`) instead of each
@@ -153,7 +154,7 @@ class IndexLayout:
         if self.ready:
             return
         if self.missing():
-            if self._dims is None and sizes:
+            if not isinstance(self._dims, int) and sizes:
                 self._dims = Counter(sizes).most_common(1)[0][0]
             first = generation(self.alias, 1)
             try:
