@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 
 from bot_support import ALICE, BOB, CHANNEL, serve_bot
+from es_support import both_stores
 from near_copies import case, write_archive
 
 from findimage.errors import FindimageError
@@ -24,6 +25,7 @@ def post(emu, bot, data: bytes, name: str, channel: str = CHANNEL, user: str = A
     return emu.wait_for_upload(channel, thread_ts=event["ts"], timeout=20), photo
 
 
+@both_stores
 def test_a_posted_copy_of_an_archive_image_is_answered_as_already_in_the_archive(bot_settings, emu):
     groups = write_archive(bot_settings.archive, count=1, leave_out=("jpeg q50",))
     [group] = groups.values()
@@ -65,6 +67,7 @@ def wait_remembered(emu, bot, file_id: str, channel: str) -> None:
     emu.wait_for(searchable, timeout=20, what=f"{file_id} remembered")
 
 
+@both_stores
 def test_a_picture_posted_again_in_its_channel_is_a_repost_there_and_nowhere_else(bot, emu):
     emu.add_conversation(GENERAL, "public")
     remember(emu, bot, CHANNEL)
