@@ -88,6 +88,12 @@ def _parser() -> argparse.ArgumentParser:
     search.add_argument("--json", action="store_true", help="print matches as JSON")
     search.set_defaults(run=cmd_search)
 
+    duplicates = sub.add_parser("duplicates", help="groups of near-identical archive images (resized, re-compressed, "
+                                                   "cropped copies) and the space the extra copies take")
+    duplicates.add_argument("--folder", metavar="PREFIX", help="only images under this archive folder")
+    duplicates.add_argument("--json", action="store_true", help="print the groups as JSON")
+    duplicates.set_defaults(run=cmd_duplicates)
+
     sub.add_parser("schedule", help="index now and then every FINDIMAGE_INDEX_INTERVAL_MINUTES").set_defaults(
         run=cmd_schedule, log_default=logging.INFO)
     sub.add_parser("status", help="store, document count, models and the last pass").set_defaults(run=cmd_status)
@@ -162,15 +168,41 @@ def cmd_search(settings: Settings, args: argparse.Namespace) -> int:
     if result.uncertain:
         print(f"(uncertain: even the best match scores below {settings.weak_score:.2f})")
     for rank, match in enumerate(result.matches, 1):
-        exact = "  (exact match)" if match.image_id in result.exact else ""
+        exact = ("  (exact match)" if match.image_id in result.exact
+                 else "  (near-identical copy: already in the archive)" if match.image_id in result.near else "")
         taken = f"  {match.taken[:10]}" if match.taken else ""
         also = f"  (also at {', '.join(match.also_at)})" if match.also_at else ""
+        if match.near_copies:
+            also += f"  (near copies at {', '.join(match.near_copies)})"
         also = printable(also)
         where = printable(f"{match.posted.title} (posted in {match.posted.channel} by {match.posted.poster}, "
                           f"{match.posted.permalink})" if match.posted else match.relative_path)
         print(f"{rank:>3}  {match.score:.4f}  {where}{taken}{exact}{also}{why(match)}")
         if match.text_snippet:
             print(f"     text: {printable(match.text_snippet)}")
+    return EXIT_OK
+
+
+def cmd_duplicates(settings: Settings, args: argparse.Namespace) -> int:
+    from findimage.backends import open_store
+    from findimage.duplicates import duplicate_groups, summary_lines
+    from findimage.query import query_filters
+
+    folder = query_filters(folder=args.folder).folder  # checked as a search's --folder is
+    store = open_store(settings)
+    try:
+        groups = duplicate_groups(store, folder)
+        waiting = len(store.fingerprint_pending()) if not args.json else 0
+    finally:
+        store.close()
+    if args.json:
+        print(json.dumps([found.as_json() for found in groups], ensure_ascii=False, indent=2))
+        return EXIT_OK
+    for line in summary_lines(groups, folder):
+        print(printable(line))
+    if waiting:  # an index made before fingerprints were kept, not upgraded by a pass yet
+        print(f"{waiting:,} indexed image(s) have no fingerprint yet and are not compared: run `findimage index` "
+              "(no re-embedding).")
     return EXIT_OK
 
 

@@ -17,6 +17,9 @@ from look-alikes, what a fingerprint costs, and how long grouping 100,000 finger
 3. `group` over `--fingerprints` fingerprints: the set above, and random pictures filling up the rest
    (16 x 16 grids with a photo's 1/f spectrum, every tenth a slightly changed copy of the one before, so
    10% are in pairs): wall and CPU seconds, and the candidate pairs its keys found.
+4. `findimage duplicates` on an embedded store holding those fingerprints as documents (random vectors):
+   the store opened, every fingerprint read, grouped and the report's lines made, wall and CPU seconds
+   (`--no-store` leaves it out; writing the store takes a minute or two).
 
 Printed and written to benchmarks/results/duplicates-<time>.json.
 """
@@ -197,10 +200,48 @@ def grouping_at_scale(pictures: list, total: int) -> dict:
             "pictures_in_groups": sum(len(members) for members in groups)}
 
 
+def report_at_scale(pictures: list, total: int) -> dict:
+    """`findimage duplicates`' work (findimage_cli.cmd_duplicates) on an embedded store of `total` documents."""
+    import tempfile
+
+    from findimage.duplicates import duplicate_groups, summary_lines
+    from findimage.records import DIMS, ImageDoc, image_id_for
+    from findimage.stores.embedded.store import EmbeddedStore
+
+    prints = [print_ for _, kept in pictures for print_, _ in kept.values()]
+    prints += fillers(total - len(prints), np.random.default_rng(1))
+    rng = np.random.default_rng(2)
+    vector = np.ones(DIMS, np.float32) / np.sqrt(DIMS)  # the vectors play no part: one for all
+    with tempfile.TemporaryDirectory(prefix="findimage-duplicates-") as folder:
+        written = time.perf_counter()
+        store = EmbeddedStore(folder)
+        for start in range(0, len(prints), 5000):
+            docs = []
+            for i in range(start, min(start + 5000, len(prints))):
+                path = f"folder-{i // 1000}/picture-{i}.jpg"
+                docs.append(ImageDoc(image_id_for(path), f"picture-{i}.jpg", path, vector, f"sha-{i}",
+                                     int(rng.integers(50_000, 5_000_000)), 0.0, 640, 480, 0.0, "m",
+                                     fingerprint=prints[i].to_string()))
+            store.upsert(docs)
+        store.checkpoint()
+        store.close()
+        written = time.perf_counter() - written
+        wall, cpu = time.perf_counter(), time.process_time()
+        store = EmbeddedStore(folder)
+        groups = duplicate_groups(store)
+        lines = summary_lines(groups)
+        store.close()
+        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    return {"documents": len(prints), "store_written_seconds": round(written, 1),
+            "duplicates_seconds": round(wall, 2), "duplicates_cpu_seconds": round(cpu, 2), "groups": len(groups),
+            "first_line": lines[0]}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--originals", type=int, default=40)
     parser.add_argument("--fingerprints", type=int, default=100_000)
+    parser.add_argument("--no-store", action="store_true", help="leave out `findimage duplicates` on a store")
     args = parser.parse_args(argv)
     load_before = os.getloadavg()[0]
     started = time.perf_counter()
@@ -214,6 +255,7 @@ def main(argv: list[str] | None = None) -> int:
         "cpu_ms": {"fingerprint_in_the_set": round(fingerprint_ms, 3), **costs(), **comparison_costs(pictures)},
         "embedding_cpu_ms_from_docs": EMBEDDING_CPU_MS,
         "at_scale": grouping_at_scale(pictures, args.fingerprints),
+        "report_at_scale": None if args.no_store else report_at_scale(pictures, args.fingerprints),
         "load_average": [round(load_before, 2), round(os.getloadavg()[0], 2)], "cpus": os.cpu_count(),
     }
     print(f"{quality['pictures']:,} generated pictures ({args.originals} originals with 23 copies and 3 "
@@ -232,6 +274,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"group {scale['fingerprints']:,} fingerprints: {scale['group_seconds']:.1f} s "
           f"({scale['group_cpu_seconds']:.1f} CPU-s), {scale['candidate_pairs']:,} candidate pairs, "
           f"{scale['groups']:,} groups")
+    report = result["report_at_scale"]
+    if report is not None:
+        print(f"findimage duplicates over {report['documents']:,} documents (embedded store): "
+              f"{report['duplicates_seconds']:.1f} s ({report['duplicates_cpu_seconds']:.1f} CPU-s), "
+              f"{report['groups']:,} groups; the store written in {report['store_written_seconds']:.0f} s")
     out = save_result("duplicates", result)
     print(f"saved {out.relative_to(ROOT)}")
     return 0

@@ -8,7 +8,8 @@ from collections.abc import Callable
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
-from findimage.query import Query
+from findimage.duplicates import duplicate_groups
+from findimage.query import Filters, Query
 from findimage.search import SearchResult, empty_result_sentence
 from findimage.visibility import Purpose
 
@@ -17,7 +18,7 @@ from .channels import Asking, refusal_text
 from .delivery import Target
 from .errors import user_message
 from .metrics import counted, timed
-from .replies import Answer, image_heading, more_heading, similar_heading, text_heading
+from .replies import Answer, duplicates_text, image_heading, more_heading, similar_heading, text_heading
 from .services import Services
 from .untrusted import escape
 from .work import BUSY_TEXT
@@ -50,6 +51,27 @@ def answer_query(services: Services, query: Query, asking: Asking, target: Targe
     following = query.following(len(result.matches), services.settings.max_results)
     return show_safely(services, [Answer(_heading(query, result, user_id), result, first_rank=query.skip + 1,
                                          next_page=following)], target)
+
+
+SHOWN_GROUPS = 10  # the duplicates report in Slack: the groups whose copies take the most space
+
+
+def answer_duplicates(services: Services, filters: Filters, asking: Asking, target: Target) -> str:
+    """`/findimage duplicates`: the groups of near-identical archive images (under the folder of `filters`),
+    only to the person who asked, where the archive may be shown to them (never a channel's remembered
+    images)."""
+    folder = filters.folder
+    sight = asking.sight(target.client)
+    if sight.refusal is not None:
+        tell_safely(target, refusal_text(Purpose.ANSWER, sight.refusal))
+        return "refused"
+    try:
+        groups = duplicate_groups(services.searcher.store, folder)
+    except Exception as exc:
+        tell_safely(target, user_message(exc))
+        return "failed"
+    tell_safely(target, duplicates_text(groups, folder, SHOWN_GROUPS))
+    return "answered" if groups else "empty"
 
 
 def _heading(query: Query, result: SearchResult, user_id: str) -> str:
@@ -120,6 +142,8 @@ def _answer_one_image(services: Services, client: WebClient, file: dict, query: 
         # One more: the posted image itself, once remembered, is not an answer to itself.
         result = services.searcher.search(dataclasses.replace(query, k=query.k + 1), channel=channel, example=data)
         result.matches = [m for m in result.matches if not (m.posted and m.posted.file_id == file.get("id"))][:query.k]
+        # The picture's own posting, once remembered, is no repost of it.
+        result.reposts = [m for m in result.reposts if not (m.posted and m.posted.file_id == file.get("id"))]
     except Exception as exc:
         return Answer(image_heading(name), instead=user_message(exc, subject=name)), True
     if not result.matches:

@@ -1,8 +1,9 @@
 """Remembering the images posted in a channel: one posting at a time into findimage.remembered, from a
 message event or a backfill page (bot/backfill.py), always after the ack.
 
-An image is downloaded with the bot token, decoded under the query limits and embedded; its vector,
-file name and title words and date (the message time) are stored with where it was posted, and then (with
+An image is downloaded with the bot token, decoded under the query limits, fingerprinted and embedded; its
+vector, fingerprint (a repost in the channel is recognised by it), file name and title words and date (the
+message time) are stored with where it was posted, and then (with
 FINDIMAGE_OCR) the text read in it, in a child process as the indexer reads it. Its bytes are not kept.
 What cannot be remembered (a broken file, a PDF) is skipped and counted, never retried in a loop.
 """
@@ -19,6 +20,7 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
 from findimage.config import Settings
+from findimage.duplicates import picture_fingerprint
 from findimage.imaging import prepare_bytes
 from findimage.models.base import ImageEmbedder
 from findimage.models.reader_process import ReaderProcess, ReadingLimits
@@ -109,6 +111,7 @@ class Rememberer:
         with self._decodes:
             prepared = prepare_bytes(data, max_pixels=limits.max_pixels, budget=limits.budget)
             image = self.embedder.shrink(prepared.image)
+            made = picture_fingerprint(prepared.image, image).to_string()  # as the indexer makes it
         vector = self.embedder.embed_images([image])[0]
         ts = str(message.get("ts") or file.get("timestamp") or time.time())
         name = str(file.get("name") or file.get("title") or file["id"]).replace("/", "_")
@@ -119,7 +122,8 @@ class Rememberer:
         label = title.replace("/", "_") if title != name else ""
         path = posted_path(channel, file["id"], f"{label}/{name}" if label else name)
         doc = ImageDoc(posted.image_id, name, path, vector, hashlib.sha256(data).hexdigest(), len(data), float(ts),
-                       prepared.width, prepared.height, time.time(), self.embedder.model_id, message_date(ts), "slack")
+                       prepared.width, prepared.height, time.time(), self.embedder.model_id, message_date(ts), "slack",
+                       made)
         self.remembered.add([(doc, posted)], self.embedder.model_id)  # searchable by picture and name now
         if self._reader is not None:
             with self._reading:

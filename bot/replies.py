@@ -6,6 +6,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from findimage.duplicates import Group, human_bytes
 from findimage.names import fold
 from findimage.query import MAX_K, Query
 from findimage.records import Match, Posted
@@ -32,7 +33,10 @@ def usage_text(default_k: int, backfill_days: int | None = None) -> str:
         "after is inclusive, before is not). Example: `/findimage after:2024-05 before:2024-07 Sommerfest`",
         "• Folder and file names count too: `/findimage Sommerfest` finds `2024-06 Sommerfest/`.",
         "• Post a photo in a channel I am in, and I reply in its thread with the most similar archive images "
-        "(byte-identical copies are marked as exact matches).",
+        "(byte-identical copies are marked as exact matches; a near-identical copy of an archive image comes first, "
+        "as already in the archive; near copies among the results are shown as one).",
+        "• `/findimage duplicates` (or `duplicates in:events/2024`): the near-identical images in the archive and "
+        "the space their extra copies take, only to you.",
         *remember,
         "• Results are posted to the channel for everyone; help and problems only to you.",
     ])
@@ -104,10 +108,29 @@ def uncertain_note(result: SearchResult) -> str:
 
 def posted_note(posted: Posted) -> str:
     """Who posted a remembered image and when: "posted by @anna on 5 Mar 2024, in this channel"."""
+    return f"posted by <@{posted.poster}> on {_day(posted)}, in this channel{_permalink(posted)}"
+
+
+def repost_note(posted: Posted) -> str:
+    """A posted picture seen in its channel before (a near-identical copy remembered there)."""
+    return f"Posted here before by <@{posted.poster}> on {_day(posted)}{_permalink(posted)}"
+
+
+def already_note(match: Match) -> str:
+    """A posted picture that is a near-identical copy of an archive image (the first match)."""
+    return f"This picture is already in the archive: {shown(match.relative_path)}"
+
+
+def _day(posted: Posted) -> str:
     when = datetime.fromtimestamp(float(posted.message_ts))
-    link = (f" · <{posted.permalink}|open in Slack>" if posted.permalink.startswith("https://")
+    return f"{when.day} {when:%b %Y}"
+
+
+def _permalink(posted: Posted) -> str:
+    """" · open in Slack" linking the posting, where its permalink is one (Slack's https link, nothing in it
+    that would end the link)."""
+    return (f" · <{posted.permalink}|open in Slack>" if posted.permalink.startswith("https://")
             and not set(posted.permalink) & set("<>| ") else "")
-    return f"posted by <@{posted.poster}> on {when.day} {when:%b %Y}, in this channel{link}"
 
 
 def shown_name(match: Match) -> str:
@@ -131,10 +154,31 @@ def match_label(rank: int, match: Match, exact: bool) -> str:
     if match.also_at:
         more = f" and {len(match.also_at) - 2} more" if len(match.also_at) > 2 else ""
         label += f" · also at {', '.join(shown(path) for path in match.also_at[:2])}{more}"
+    if match.near_copies:
+        more = f" and {len(match.near_copies) - 2} more" if len(match.near_copies) > 2 else ""
+        label += f" · near copies at {', '.join(shown(path) for path in match.near_copies[:2])}{more}"
     reasons = [signal for signal in match.matched if signal != "image"]
     if reasons:  # why it stands above a higher score: the score shown is the CLIP similarity
         label += f" · _{' and '.join(reasons)} matched_"
     return label
+
+
+def duplicates_text(groups: Sequence[Group], folder: str | None, most: int) -> str:
+    """`/findimage duplicates`: the space the extra copies take, and the groups whose copies take the most
+    (at most `most`), each member by its path and size."""
+    where = f" under {shown(folder)}" if folder else ""
+    if not groups:
+        return f"No near-identical images in the archive{where}."
+    extra = sum(g.extra_bytes for g in groups)
+    copies = sum(len(g.members) - 1 for g in groups)
+    lines = [f"*{len(groups):,} group(s) of near-identical images* in the archive{where}: {copies:,} extra "
+             f"cop(ies) take {human_bytes(extra)}."]
+    for number, found in enumerate(groups[:most], start=1):
+        members = ", ".join(f"{shown(m.relative_path)} ({human_bytes(m.bytes)})" for m in found.members)
+        lines.append(f"*{number}.* {members}")
+    if len(groups) > most:
+        lines.append(f"... and {len(groups) - most:,} more group(s): `findimage duplicates` lists them all.")
+    return fit("\n".join(lines), SECTION_CHARS)
 
 
 SNIPPET_CHARS = 160
@@ -187,7 +231,13 @@ def answer_text(answer: Answer) -> str:
     result = answer.result
     if result is None:
         raise ValueError("an answer needs a result or a sentence instead of one")
-    if result.uncertain:
+    earlier = next((m.posted for m in result.reposts if m.posted is not None), None)
+    if earlier is not None:
+        lines.append(repost_note(earlier))
+    first = result.matches[0] if result.matches else None
+    if first is not None and first.image_id in result.near and first.image_id not in result.exact:
+        lines.append(already_note(first))  # (a byte-identical copy is marked exact match, which says more)
+    elif result.uncertain:
         lines.append(uncertain_note(result))
     for rank, match in answer.ranked():
         line = match_label(rank, match, match.image_id in result.exact)

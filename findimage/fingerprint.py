@@ -441,6 +441,8 @@ def _candidates(coefficients: np.ndarray, chunk: int = 8192) -> list[tuple[int, 
     a_entry = np.where(swap, other_entry, probe_entry)[keep]
     b_entry = np.where(swap, probe_entry, other_entry)[keep]
     apart = apart[keep]
+    if not len(apart):  # no two pictures alike enough to compare
+        return []
     # Per pair of pictures, its closest windows first, the same window on both sides first among equals.
     order = np.lexsort((a_entry % len(WINDOWS) != b_entry % len(WINDOWS), apart, b_entry // len(WINDOWS),
                         a_entry // len(WINDOWS)))

@@ -1,7 +1,8 @@
 """A search as someone asks for it: made once where the request comes in, then passed unchanged to the
 search (findimage.search.Searcher.search), whose stores take its Filters as they are.
 
-One parser reads every door: the text after `/findimage` (`read_command`), a button's value (`read_compact`,
+One parser reads every door: the text after `/findimage` (`read_command`; `read_duplicates` for the
+duplicates report, `duplicates` with an optional folder), a button's value (`read_compact`,
 the form `Query.compact` writes; `read_image_id` for "More like this"), a posted image or the message
 shortcut (`example_query`), and the command line's arguments (`read_arguments`). The limits below and one
 sentence per mistake are defined here only; a `Door` says how many images may be asked for there and how
@@ -174,6 +175,24 @@ def read_command(raw: str, settings: QuerySettings, door: Door) -> Query:
         raise QueryError(NOTHING_TO_LOOK_FOR.format(
             example=door.example("/findimage in:events/2024 k=8 stage with red lights")))
     return Query(k or default_k(settings, door), " ".join(words), filters=filters)
+
+
+DUPLICATES_WORD = "duplicates"  # `/findimage duplicates [in:<folder>]`: the report of near-identical images
+DUPLICATES_OPTIONS = "Only a folder may follow {word}, e.g. {example}."
+
+
+def read_duplicates(raw: str, door: Door) -> Filters | None:
+    """`duplicates in:events/2024` -> Filters('events/2024') (the report's folder); None for any text that
+    does not start with the word (a search)."""
+    folder, text = _take_folder(door.received(raw), door)
+    words = text.split()
+    if not words or words[0].lower() != DUPLICATES_WORD:
+        return None
+    if len(words) > 1:
+        raise QueryError(DUPLICATES_OPTIONS.format(word=door.example(DUPLICATES_WORD),
+                                                   example=door.example(f"{DUPLICATES_WORD} "
+                                                                        f"{door.options['folder']}events/2024")))
+    return _filters(folder, None, None, door)
 
 
 def read_compact(value: str, settings: QuerySettings, door: Door) -> Query:

@@ -39,6 +39,9 @@ class ImageDoc:
     model_id: str
     taken: str | None = None  # naive local ISO 8601 (see findimage.dates)
     taken_source: str = ""  # exif_original, exif_digitized, exif_datetime or mtime; "" before dates were kept
+    # findimage.fingerprint's string of the picture (near-identical copies); "" where none was made yet (a
+    # document indexed before fingerprints were kept: the next pass adds it without embedding again)
+    fingerprint: str = ""
 
     @property
     def indexed(self) -> Indexed:
@@ -113,6 +116,7 @@ class Match:
     taken_source: str = ""
     matched: tuple[str, ...] = ("image",)  # which rankings found it: "image" (CLIP), "name" (path words), "text"
     also_at: tuple[str, ...] = ()  # other paths of byte-identical copies
+    near_copies: tuple[str, ...] = ()  # paths of near-identical copies (findimage.fingerprint), shown as one
     size: int | None = None  # of the file as indexed: a file changed since is not the one that matched
     mtime: float | None = None
     text_snippet: str | None = None  # found by its text: the line holding most query words, as read
@@ -133,6 +137,7 @@ class Match:
             "score": round(self.score, 6),
             "matched": list(self.matched),
             "also_at": list(self.also_at),
+            "near_copies": list(self.near_copies),
             "taken": self.taken,
             "taken_source": self.taken_source or None,
             "text_snippet": self.text_snippet,

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import logging
 import threading
@@ -14,13 +15,15 @@ from findimage import backends
 from findimage.archive_files import ArchiveFileRefused, is_servable, read_named_file
 from findimage.backends import open_store
 from findimage.config import DecodeLimits, Settings
+from findimage.duplicates import NearCopies, picture_fingerprint, with_near_copy
 from findimage.errors import BackendUnavailable, IndexMissing, StoreError, check_image_model
+from findimage.fingerprint import Fingerprint
 from findimage.fusion import collapse_copies, fuse
 from findimage.imaging import ImageError, prepare_bytes
 from findimage.models.base import ImageEmbedder, TextEmbedder
 from findimage.names import meaningful, query_words
 from findimage.query import EVERYWHERE, NO_IMAGE_FILE, Filters, Query, QueryError, clean_text, default_k
-from findimage.records import ImageDoc, Match
+from findimage.records import ImageDoc, Match, cosine_to_score
 from findimage.remembered import Remembered
 from findimage.stores.base import META_IMAGE_MODEL, Store, candidates_for
 
@@ -56,6 +59,10 @@ class SearchResult:
     query_sha256: str | None = None
     weak_score: float = 0.0
     exact: set[str] = field(default_factory=set)  # image_ids byte-identical to the query image
+    # An example image's near-identical copies (findimage.fingerprint): in the archive (their image ids: the
+    # first matches), and remembered in the query's channel (postings of it before, the earliest first).
+    near: set[str] = field(default_factory=set)
+    reposts: list[Match] = field(default_factory=list)
     query_path: str | None = None  # by_image_id: the archive path of the image asked about
     words: list[str] = field(default_factory=list)  # by_text: the query's words (matched in names and text)
 
@@ -138,18 +145,66 @@ class Searcher:
         return result
 
     def _by_example(self, query: Query, data: bytes, channel: str | None) -> SearchResult:
-        """The images most like an example image (pure CLIP), decoded within the query images' limits."""
+        """The images most like an example image (pure CLIP), decoded within the query images' limits; its
+        near-identical copies in the archive first, and those remembered in `channel` as its reposts."""
         limits = self.settings.query_images
         with self._decodes:
-            image = prepare_bytes(data, max_pixels=limits.max_pixels, budget=limits.budget).image
+            decoded = prepare_bytes(data, max_pixels=limits.max_pixels, budget=limits.budget).image
             # Down to the model's input size while still bounded: a 40-MP picture waiting for the model
             # (which runs one query at a time) would hold ~160 MB, and the model's processor would copy it.
-            image = self.image_embedder.shrink(image)
+            image = self.image_embedder.shrink(decoded)
+            made = picture_fingerprint(decoded, image)  # as the indexer makes it
+            del decoded
         vector = self.image_embedder.embed_images([image])[0]
         result = self._knn(vector, query.k, query.filters, channel=channel)
+        copies = self._on_disk(self._archive_copies(made, vector, query.filters))
+        if copies:
+            # Every copy is the same picture as the one asked about: one hit at the closest, the others listed
+            # with it (byte-identical ones as `also_at`), however the copies compare among themselves.
+            first = collapse_copies(copies)
+            one = functools.reduce(with_near_copy, first[1:], first[0])
+            result.near = {m.image_id for m in copies}
+            result.matches = self._shown([one, *(m for m in result.matches if m.image_id not in result.near)],
+                                         query.k)
+        result.reposts = self._reposts(made, channel if query.filters.folder is None else None)
         result.query_sha256 = hashlib.sha256(data).hexdigest()
         result.exact = {m.image_id for m in result.matches if m.sha256 == result.query_sha256}
         return result
+
+    def _archive_copies(self, made: Fingerprint, vector: np.ndarray, filters: Filters) -> list[Match]:
+        """The archive's near-identical copies of a picture, each with its CLIP score for `vector`: those its
+        probes find, and those of the closest one (a lookup misses about one copy in 300; two rarely miss
+        the same one)."""
+        found = self.store.near_copies(made, filters)
+        if found:
+            closest = self.store.fingerprints_of([found[0].image_id]).get(found[0].image_id)
+            known = {m.image_id for m in found}
+            if closest:
+                found += [m for m in self.store.near_copies(Fingerprint.from_string(closest), filters)
+                          if m.image_id not in known]
+        copies = []
+        for match in found:
+            doc = self.store.get(match.image_id)
+            if doc is not None:
+                score = cosine_to_score(float(np.dot(doc.image_embedding, vector)))
+                copies.append(dataclasses.replace(match, score=score))
+        return copies
+
+    def _reposts(self, made: Fingerprint, channel: str | None) -> list[Match]:
+        """The pictures remembered in `channel` that are near-identical copies of this one, the earliest
+        posting first (the one this query's picture was posted in among them, if it is remembered already:
+        the caller knows which that is)."""
+        if channel is None or self.remembered is None:
+            return []
+        try:
+            found = self.remembered.store.near_copies(made, Filters(folder=channel))
+        except IndexMissing:
+            return []
+        except (BackendUnavailable, StoreError) as exc:  # the answer still comes, without them
+            log.warning("the images remembered in %s could not be searched for copies: %s", channel, exc)
+            return []
+        [visible] = self.remembered.visible_in(channel, found)
+        return sorted(visible, key=lambda m: float(m.posted.message_ts) if m.posted else 0.0)
 
     def _like(self, query: Query, image_id: str, channel: str | None) -> SearchResult:
         """The images nearest to an indexed one, from its stored vector (no file read, no model call): an
@@ -231,17 +286,41 @@ class Searcher:
         return by_image, by_name, []
 
     def _shown(self, found: list[Match], k: int) -> list[Match]:
-        """The first k different pictures whose files are there, each with its copies' paths; files are
+        """The first k different pictures whose files are there, each with the paths of its byte-identical
+        copies (`also_at`) and its near-identical ones (`near_copies`, findimage.fingerprint); files are
         looked at only for those (a slow network mount pays for k, not for the whole ranking)."""
         kept: list[Match] = []
         contents: set[str] = set()
+        near = NearCopies(self._fingerprints_of(found))
         for match in found:
-            if len(kept) >= k and not (match.sha256 and match.sha256 in contents):
+            identical = bool(match.sha256) and match.sha256 in contents
+            copy_of = None if identical else near.copy_of(match)
+            if len(kept) >= k and not identical and copy_of is None:
                 continue
-            if self._on_disk([match]):
-                kept = collapse_copies([*kept, match])
-                contents.add(match.sha256)
+            if not self._on_disk([match]):
+                continue
+            if copy_of is not None:
+                kept[copy_of] = with_near_copy(kept[copy_of], match)
+                near.merge(copy_of, match)
+                continue
+            before = len(kept)
+            kept = collapse_copies([*kept, match])
+            contents.add(match.sha256)
+            if len(kept) > before:
+                near.keep(match)
         return kept[:k]
+
+    def _fingerprints_of(self, matches: list[Match]) -> dict[str, str]:
+        """The archive matches' fingerprints, in one request (a store that cannot give them now: none, and
+        near copies are shown apart)."""
+        wanted = [m.image_id for m in matches if m.posted is None]
+        if len(wanted) < 2:
+            return {}
+        try:
+            return self.store.fingerprints_of(wanted)
+        except (BackendUnavailable, StoreError) as exc:
+            log.warning("near copies are not collapsed in this answer: %s", exc)
+            return {}
 
     def _on_disk(self, matches: list[Match]) -> list[Match]:
         """The matches that can be shown now (`servable`)."""

@@ -130,4 +130,4 @@ class Embedding:
             relative_path=file.relative_path, image_embedding=np.asarray(vector, dtype=np.float32),
             sha256=item.sha256, size=file.size, mtime=file.mtime, width=item.picture.width,
             height=item.picture.height, indexed_at=time.time(), model_id=self.embedder.model_id,
-            taken=item.taken[0] or None, taken_source=item.taken[1])
+            taken=item.taken[0] or None, taken_source=item.taken[1], fingerprint=item.fingerprint)

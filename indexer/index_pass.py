@@ -26,7 +26,7 @@ from findimage.records import FileState, image_id_for
 from findimage.stores.base import META_IMAGE_MODEL, META_LAST_PASS, META_TEXT_MODEL, Store
 
 from .embedding import Embedding, Outcome
-from .reading import taken_from_header
+from .reading import fingerprint_file, taken_from_header
 from .retry import retry_while_unavailable
 from .scan import ArchiveFile, ArchiveUnavailable, Scan, scan_archive
 from .state import FailedFile, IndexerState, PendingRemoval, load_state, save_state
@@ -86,6 +86,7 @@ class PassSummary:
     removal_refused: int = 0  # removals held back (mass removal not confirmed)
     removal_sentence: str = ""
     upgraded: int = 0  # documents of an earlier version given dates and path words (no model call)
+    fingerprinted: int = 0  # documents indexed before fingerprints were kept, given one (no model call)
     failing_files: int = 0  # files that cannot be indexed as they are now (this pass's and known ones)
     text_read: int = 0  # images whose text was read this pass (indexer.text_stage)
     text_reused: int = 0  # documents given the text stored for their content
@@ -109,6 +110,8 @@ class PassSummary:
             text += f"; {self.removal_refused} removal(s) refused"
         if self.upgraded:
             text += f"; upgraded {self.upgraded} document(s) with dates and name words (no re-embedding)"
+        if self.fingerprinted:
+            text += f"; fingerprinted {self.fingerprinted} indexed image(s) for near copies (no re-embedding)"
         if self.text_read or self.text_reused or self.text_failed or self.text_timed_out:
             text += (f"; text read in {self.text_read} image(s), reused for {self.text_reused}, "
                      f"failed in {self.text_failed}")
@@ -173,6 +176,7 @@ class IndexPass:
         candidates = self._candidates(scan.files, stored)
         self._index(candidates, stored, gone)
         self._upgrade()
+        self._add_fingerprints(scan)
         self._stop_if_superseded()
         # From here on every store call is retried while the store is down: the work is done, keep it.
         if self.text is not None:
@@ -305,6 +309,30 @@ class IndexPass:
                      for (file, state), (iso, source) in zip(chunk, taken, strict=True)]
             retry_while_unavailable(partial(self.store.add_dates, dates))
             self.summary.upgraded += len(dates)
+
+    def _add_fingerprints(self, scan: Scan, batch_size: int = 200) -> None:
+        """Fingerprints for documents indexed before they were kept (or whose file could not be decoded for
+        one): each unchanged file decoded once at a small size, in threads; no model call, vectors
+        untouched. A file that cannot be decoded now stays without one and is tried on the next pass."""
+        pending = [state for state in retry_while_unavailable(self.store.fingerprint_pending)
+                   if (file := scan.files.get(state.relative_path)) is not None
+                   and (file.size, file.mtime) == (state.size, state.mtime)]
+        if not pending:
+            return
+        bar = tqdm(total=len(pending), unit="img", disable=not self.progress, desc="fingerprints")
+        limits = self.settings.archive_images
+        with ThreadPoolExecutor(max_workers=2, thread_name_prefix="fingerprint") as pool:
+            for start in range(0, len(pending), batch_size):
+                self._stop_if_superseded()
+                chunk = pending[start:start + batch_size]
+                made = pool.map(lambda state: fingerprint_file(scan.files[state.relative_path], limits), chunk)
+                # Only of the content the document holds (a file rewritten in place since is the next pass's).
+                items = [(state.image_id, found[0], found[1]) for state, found in zip(chunk, made, strict=True)
+                         if found is not None and found[0] == state.sha256]
+                retry_while_unavailable(partial(self.store.set_fingerprints, items))
+                self.summary.fingerprinted += len(items)
+                bar.update(len(chunk))
+        bar.close()
 
     # ---- embedding and writing ------------------------------------------------------------------
     def _index(self, candidates: list[ArchiveFile], stored: dict[str, FileState], gone: list[FileState]) -> None:

@@ -1,4 +1,6 @@
-"""Read and decode candidate files ahead of the model, in threads, one batch at a time."""
+"""Read and decode candidate files ahead of the model, in threads, one batch at a time; each picture's
+fingerprint (findimage.fingerprint) made from what was decoded for the model, and for files indexed
+before fingerprints were kept, from a small decode of its own (no model)."""
 from __future__ import annotations
 
 import hashlib
@@ -14,6 +16,8 @@ from PIL import Image
 from findimage.archive_files import ArchiveFileRefused, Indexed, open_archive_file, read_archive_file
 from findimage.config import DecodeLimits
 from findimage.dates import taken_of, taken_of_header
+from findimage.duplicates import picture_fingerprint
+from findimage.fingerprint import fingerprint
 from findimage.imaging import DRAFT_MIN_SIDE, ImageError, Prepared, prepare_bytes
 from findimage.models.base import ImageEmbedder
 from findimage.models.text_reader import probe_copy
@@ -33,6 +37,7 @@ class Loaded:
     # Where its text is to be read along: the pixels decoded for the embedding at the text probe's size
     # (findimage.models.text_reader.probe_copy), so that reading a photo without text decodes nothing again.
     copy: Image.Image | None = None
+    fingerprint: str = ""  # findimage.fingerprint's string of the decoded picture
 
     @property
     def picture(self) -> Prepared:
@@ -62,15 +67,34 @@ def read_and_decode(file: ArchiveFile, embedder: ImageEmbedder | None = None,
         side = embedder.image_input_side() if embedder is not None else None
         loaded.prepared = prepare_bytes(data, side or DRAFT_MIN_SIDE, max_pixels=limits.max_pixels,
                                         budget=limits.budget)
+        decoded = loaded.prepared.image
         if keep_copy:
-            loaded.copy = probe_copy(loaded.prepared.image)
+            loaded.copy = probe_copy(decoded)
         if embedder is not None:
-            loaded.prepared.image = embedder.shrink(loaded.prepared.image)
+            loaded.prepared.image = embedder.shrink(decoded)
     except ImageError as exc:
         loaded.error = str(exc)
         return loaded
     loaded.taken = taken_of(loaded.prepared.exif, file.mtime)
+    # From the decode made for the model (the fingerprint reads a picture at 64 x 64): no second decode.
+    loaded.fingerprint = picture_fingerprint(decoded, loaded.prepared.image).to_string()
     return loaded
+
+
+FINGERPRINT_SIDE = 224  # a file fingerprinted on its own is decoded (drafted) down to this, as for CLIP
+
+
+def fingerprint_file(file: ArchiveFile, limits: DecodeLimits) -> tuple[str, str] | None:
+    """(sha256, fingerprint string) of an indexed file whose document has no fingerprint yet, decoded once at
+    a small size (no model); None where it cannot be read or decoded now (it stays without one: the
+    embedding pass reports such files)."""
+    try:
+        data = read_archive_file(archive_root(file), file.relative_path, limits.budget,
+                                 Indexed(file.size, file.mtime))
+        prepared = prepare_bytes(data, FINGERPRINT_SIDE, max_pixels=limits.max_pixels, budget=limits.budget)
+    except (ArchiveFileRefused, ImageError):
+        return None
+    return hashlib.sha256(data).hexdigest(), fingerprint(prepared.image).to_string()
 
 
 def archive_root(file: ArchiveFile) -> Path:

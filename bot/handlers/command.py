@@ -1,4 +1,5 @@
-"""`/findimage <text>`: ack at once (usage, an option problem, or "searching"), search after the ack."""
+"""`/findimage <text>`: ack at once (usage, an option problem, or "searching"), search after the ack;
+`/findimage duplicates [in:<folder>]`: the report of near-identical archive images, to the requester only."""
 from __future__ import annotations
 
 import logging
@@ -7,10 +8,10 @@ from typing import Any
 from slack_bolt import Ack, App, BoltContext, Respond
 from slack_sdk import WebClient
 
-from findimage.query import QueryError, read_command
+from findimage.query import QueryError, read_command, read_duplicates
 from findimage.visibility import Place, Purpose
 
-from ..answering import answer_query, tell_safely
+from ..answering import answer_duplicates, answer_query, tell_safely
 from ..channels import TURNED_OFF, Requester, refusal_text
 from ..delivery import CommandTarget
 from ..errors import user_message
@@ -22,6 +23,7 @@ from ..work import BUSY_TEXT
 
 log = logging.getLogger(__name__)
 COMMAND = "/findimage"
+DUPLICATES_TEXT = "Looking for near-identical images in the archive..."
 
 
 # `/findimage remember`, `/findimage remember status`, `/findimage forget`: what they do with the channel.
@@ -82,7 +84,8 @@ def findimage_command(ack: Ack, command: dict[str, Any], respond: Respond, clien
         counted("command", "refused")
         return
     try:
-        query = read_command(raw, services.settings, IN_SLACK)
+        duplicates = read_duplicates(raw, IN_SLACK)
+        query = read_command(raw, services.settings, IN_SLACK) if duplicates is None else None
     except QueryError as exc:
         ack(text=str(exc))
         counted("command", "invalid")
@@ -96,10 +99,16 @@ def findimage_command(ack: Ack, command: dict[str, Any], respond: Respond, clien
         counted("command", "busy")
         return
     with ticket:  # given back if the ack fails: no answer was promised
-        ack(text=searching_text(query))
-        log.info("command from %s in %s: %r k=%d folder=%s", command["user_id"], command["channel_id"],
-                 query.text, query.k, query.folder)
-        ticket.submit(timed("command", answer_query), services, query, asking, target)
+        if duplicates is not None:  # the report, only to the requester, archive images only
+            ack(text=DUPLICATES_TEXT)
+            log.info("duplicates report for %s in %s (folder %s)", command["user_id"], command["channel_id"],
+                     duplicates.folder)
+            ticket.submit(timed("command", answer_duplicates), services, duplicates, asking, target)
+        elif query is not None:
+            ack(text=searching_text(query))
+            log.info("command from %s in %s: %r k=%d folder=%s", command["user_id"], command["channel_id"],
+                     query.text, query.k, query.folder)
+            ticket.submit(timed("command", answer_query), services, query, asking, target)
 
 
 def register(app: App) -> None:

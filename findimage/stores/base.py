@@ -9,6 +9,7 @@ from typing import Protocol
 
 import numpy as np
 
+from findimage.fingerprint import Fingerprint
 from findimage.query import EVERYWHERE, Filters
 from findimage.records import FileState, ImageDoc, Match, Posted, ReadText
 
@@ -84,6 +85,26 @@ class Store(Protocol):
 
     def file_states(self) -> dict[str, FileState]:
         """Every document's file state, keyed by relative path."""
+
+    def set_fingerprints(self, items: Sequence[tuple[str, str, str]]) -> None:
+        """(image_id, sha256 the picture was read from, findimage.fingerprint string) of documents indexed
+        before fingerprints were kept; kept only while the document holds that content, vectors untouched.
+        A document holds the fingerprint it was last upserted with (`ImageDoc.fingerprint`; none: it has
+        none until this adds one)."""
+
+    def fingerprint_pending(self) -> list[FileState]:
+        """Every document without a fingerprint of its current content, by path (the indexer adds them)."""
+
+    def near_copies(self, fingerprint: Fingerprint, filters: Filters = EVERYWHERE) -> list[Match]:
+        """The documents `filters` allows that are the same picture as `fingerprint` (found by its probes,
+        confirmed by findimage.fingerprint.same_picture), the closest first, each with score 1.0."""
+
+    def fingerprints(self, folder: str | None = None) -> list[tuple[FileState, str]]:
+        """Every fingerprinted document (under `folder`) and its fingerprint string, by path (the duplicates
+        report: findimage.duplicates)."""
+
+    def fingerprints_of(self, image_ids: Iterable[str]) -> dict[str, str]:
+        """The fingerprint strings of these documents, by image id (those without one left out)."""
 
     def vectors_by_sha256(self, sha256s: Iterable[str], model_id: str) -> dict[str, np.ndarray]:
         """Stored vectors of files with these contents made by this model, so moved or duplicated files are

@@ -304,3 +304,34 @@ def case(seed: int, scale: float = 1.0) -> Case:
 def corpus(count: int, first_seed: int = 0, scale: float = 1.0) -> list[Case]:
     """`count` originals (of every kind in turn) with their copies and look-alikes."""
     return [case(seed, scale) for seed in range(first_seed, first_seed + count)]
+
+
+# Where a copy's bytes go in an archive: its format's extension (the rest are JPEGs).
+_EXTENSIONS = {b"\x89PNG": ".png", b"RIFF": ".webp"}
+
+
+def write_archive(root, count: int = 2, scale: float = 0.5, leave_out: tuple[str, ...] = ()) -> dict[str, list[str]]:
+    """`count` originals under photos/<n>/, every copy of each (but those named in `leave_out`) under
+    copies/<n>/, and its look-alikes under lookalikes/<n>/, as files in the archive folder `root`. Returns
+    each original's group as the duplicates report should find it (its path and its copies'), by the
+    original's path; the look-alikes belong to none."""
+    groups: dict[str, list[str]] = {}
+    for number, found in enumerate(corpus(count, scale=scale)):
+        original = f"photos/{number}/original.jpg"
+        files = {original: found.original}
+        members = [original]
+        for what, data in found.copies.items():
+            if what in leave_out:
+                continue
+            name = "".join(c if c.isalnum() else "-" for c in what)
+            path = f"copies/{number}/{name}{_EXTENSIONS.get(data[:4], '.jpg')}"
+            files[path] = data
+            members.append(path)
+        for what, data in found.lookalikes.items():
+            files[f"lookalikes/{number}/{what.replace(' ', '-')}.jpg"] = data
+        for path, data in files.items():
+            target = root / path
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(data)
+        groups[original] = sorted(members)
+    return groups

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from findimage.config import ElasticsearchSettings
+from findimage.fingerprint import Fingerprint
 from findimage.query import Filters
 from findimage.records import FileState, Match
 from findimage.stores.base import candidates_for
@@ -49,6 +50,10 @@ NEW_FIELDS: dict[str, dict[str, Any]] = {
     "text_reason": {"type": "keyword", "ignore_above": 1024},
     "text_sha256": {"type": "keyword"},
     "text_attempts": {"type": "integer", "index": False},
+    # The picture's fingerprint (findimage.fingerprint's string: read from doc values, never searched) and
+    # its lookup keys (a near-copy lookup asks for its probes with a terms query).
+    "fingerprint": {"type": "keyword", "index": False},
+    "fingerprint_keys": {"type": "long"},
 }
 TEXT_FIELDS = ["text_words", "text_lines", "text_lines_text", "text_state", "text_reason", "text_sha256",
                "text_attempts"]
@@ -199,6 +204,18 @@ def matches(hits: list[dict], score_field: str | None = None, matched: tuple[str
 
 # What a pass needs to know of each stored document (docvalue-readable keyword and numeric fields).
 STATE_FIELDS = ["image_id", "relative_path", "sha256", "size", "mtime", "model_id", "taken_source"]
+
+
+# A near-copy candidate's and the duplicates report's fields, from doc values.
+FINGERPRINT_FIELDS: list[Any] = [*STATE_FIELDS, "image_name", "fingerprint",
+                                 {"field": "taken", "format": "strict_date_hour_minute_second"}]
+
+
+def fingerprint_source(fingerprint: str) -> dict:
+    """A document's fingerprint fields ({} for none)."""
+    if not fingerprint:
+        return {}
+    return {"fingerprint": fingerprint, "fingerprint_keys": list(Fingerprint.from_string(fingerprint).keys())}
 
 
 def file_state(s: dict[str, Any]) -> FileState:

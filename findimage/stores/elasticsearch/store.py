@@ -15,12 +15,14 @@ import numpy as np
 from elasticsearch import Elasticsearch, NotFoundError, helpers
 
 from findimage.config import ElasticsearchSettings
+from findimage.fingerprint import Fingerprint
 from findimage.names import name_words
 from findimage.query import EVERYWHERE, Filters
 from findimage.records import FileState, ImageDoc, Match, ReadText
 from findimage.stores.elasticsearch.client import make_client, unavailable_on_connection_errors
+from findimage.stores.elasticsearch.fingerprints import Fingerprints
 from findimage.stores.elasticsearch.index import IndexLayout
-from findimage.stores.elasticsearch.query import STATE_FIELDS, file_state
+from findimage.stores.elasticsearch.query import STATE_FIELDS, file_state, fingerprint_source
 from findimage.stores.elasticsearch.search import Searches
 from findimage.stores.elasticsearch.texts import Texts
 from findimage.stores.elasticsearch.view import AliasView
@@ -45,6 +47,7 @@ class ElasticsearchStore:
         self.view = AliasView(client, self.url, self.alias, self.indices)
         self._search = Searches(self.view, settings)
         self._texts = Texts(self.view)
+        self._fingerprints = Fingerprints(self.view)
 
     @classmethod
     def from_settings(cls, settings: ElasticsearchSettings, writer: bool = False,
@@ -82,6 +85,9 @@ class ElasticsearchStore:
 
     def set_texts(self, items: Sequence[tuple[str, str, ReadText]]) -> None:
         self._texts.set_texts(items)
+
+    def set_fingerprints(self, items: Sequence[tuple[str, str, str]]) -> None:
+        self._fingerprints.set_fingerprints(items)
 
     @unavailable_on_connection_errors
     def add_dates(self, dates: Sequence[tuple[str, str, str, str]]) -> None:
@@ -220,6 +226,19 @@ class ElasticsearchStore:
     def text_status(self) -> tuple[int, int]:
         return self._texts.text_status()
 
+    # ---- fingerprints (fingerprints.Fingerprints) --------------------------------------------------
+    def fingerprint_pending(self) -> list[FileState]:
+        return self._fingerprints.fingerprint_pending()
+
+    def near_copies(self, fingerprint: Fingerprint, filters: Filters = EVERYWHERE) -> list[Match]:
+        return self._fingerprints.near_copies(fingerprint, filters)
+
+    def fingerprints(self, folder: str | None = None) -> list[tuple[FileState, str]]:
+        return self._fingerprints.fingerprints(folder)
+
+    def fingerprints_of(self, image_ids: Iterable[str]) -> dict[str, str]:
+        return self._fingerprints.fingerprints_of(image_ids)
+
     def close(self) -> None:
         self.client.close()
 
@@ -229,8 +248,7 @@ def _source(d: ImageDoc) -> dict:
             "image_embedding": _vector_json(d.image_embedding), "sha256": d.sha256,
             "size": d.size, "mtime": d.mtime, "width": d.width, "height": d.height, "indexed_at": d.indexed_at,
             "model_id": d.model_id, "name_words": name_words(d.relative_path), "taken": d.taken,
-            "taken_source": d.taken_source or None}
-
+            "taken_source": d.taken_source or None, **fingerprint_source(d.fingerprint)}
 
 
 def _vector_json(vector: np.ndarray) -> list[float]:
@@ -243,5 +261,6 @@ def _vector_json(vector: np.ndarray) -> list[float]:
 def _doc(s: dict) -> ImageDoc:
     return ImageDoc(s["image_id"], s["image_name"], s["relative_path"],
                     np.asarray(s["image_embedding"], np.float32), s["sha256"], s["size"], s["mtime"], s["width"],
-                    s["height"], s["indexed_at"], s["model_id"], s.get("taken"), s.get("taken_source") or "")
+                    s["height"], s["indexed_at"], s["model_id"], s.get("taken"), s.get("taken_source") or "",
+                    s.get("fingerprint") or "")
 

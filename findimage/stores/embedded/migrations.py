@@ -10,6 +10,10 @@ document is listed as waiting for its text.
 Schema 4 added `texts.attempts` (a reading that timed out is tried again a bounded number of times); a
 reading stored before counts as one attempt.
 
+Schema 5 added the pictures' fingerprints (`fingerprints`, `fingerprint_keys`), created empty: the next
+indexing pass decodes each indexed file once at a small size and adds its fingerprint, without embedding
+anything again.
+
 Beside the schema, `meta` records the findimage release that created or last migrated the database
 (`findimage_version`; stores made before it was kept get it at their next open). A database of a newer
 schema than this release knows is refused at open, in one sentence naming both releases: an older
@@ -27,6 +31,7 @@ from findimage import __version__
 from findimage.errors import refuse_newer_schema
 from findimage.names import name_words
 from findimage.stores.embedded.schema import (
+    FINGERPRINT_TABLES,
     META_SCHEMA,
     META_WRITTEN_BY,
     NAMES_TABLE,
@@ -107,9 +112,15 @@ def _attempts(db: sqlite3.Connection) -> None:
         db.execute("ALTER TABLE texts ADD COLUMN attempts INTEGER NOT NULL DEFAULT 1")
 
 
+def _fingerprints(db: sqlite3.Connection) -> None:
+    """Schema 5: the fingerprint tables, empty (kept where they are: a database migrated again keeps them)."""
+    create(db, FINGERPRINT_TABLES)
+
+
 # (the schema a step brings a database to, the step), in order; the last one is SCHEMA_VERSION.
 STEPS: tuple[tuple[int, Callable[[sqlite3.Connection], None]], ...] = (
     (2, _names_and_dates),
     (3, _texts),
     (4, _attempts),
+    (5, _fingerprints),
 )

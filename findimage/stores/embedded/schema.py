@@ -7,7 +7,8 @@ remembered channels).
 `findimage.sqlite` holds the documents: `images` (a slot per document, never reused; its vector as
 float32 bytes), `removed` (the slots the kNN cache must drop, by write version), `meta` (the schema
 version, the release that wrote it, the last write's version, the models, the last pass), the path words
-(`names`, FTS5) and the text read from images (`texts`, `text_words`, `text_lines`).
+(`names`, FTS5), the text read from images (`texts`, `text_words`, `text_lines`) and the pictures'
+fingerprints with their lookup keys (`fingerprints`, `fingerprint_keys`).
 
 `channels.sqlite` (the remembered channels, beside their own embedded store) holds the channels' states,
 their postings, the journal of Slack events not yet applied and the files deleted in Slack; it has kept
@@ -24,7 +25,7 @@ import numpy as np
 
 T = TypeVar("T")
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 META_SCHEMA = "schema_version"
 META_WRITTEN_BY = "findimage_version"
 META_VECTOR_SIZE = "vector_size"
@@ -77,11 +78,22 @@ TEXT_TABLES = (
 REBUILD_TABLES = (
     "CREATE TABLE rebuild_images (image_id TEXT PRIMARY KEY, image_name TEXT NOT NULL, relative_path TEXT NOT NULL, "
     "embedding BLOB NOT NULL, sha256 TEXT NOT NULL, size INTEGER NOT NULL, mtime REAL NOT NULL, width INTEGER NOT "
-    "NULL, height INTEGER NOT NULL, indexed_at REAL NOT NULL, model_id TEXT NOT NULL, taken TEXT, taken_source TEXT)",
+    "NULL, height INTEGER NOT NULL, indexed_at REAL NOT NULL, model_id TEXT NOT NULL, taken TEXT, taken_source TEXT, "
+    "fingerprint TEXT)",
     "CREATE TABLE rebuild_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
 )
+# The fingerprint of a slot's picture (findimage.fingerprint's string) and the content it was made from, beside
+# `images` (like its text: a document re-upserted with other content loses it), and its lookup keys, one
+# row each, found by key (a near-copy lookup asks for up to 128 probes).
+FINGERPRINT_TABLES = (
+    "CREATE TABLE IF NOT EXISTS fingerprints (slot INTEGER PRIMARY KEY, sha256 TEXT NOT NULL, "
+    "fingerprint TEXT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS fingerprint_keys (slot INTEGER NOT NULL, key INTEGER NOT NULL, "
+    "PRIMARY KEY (slot, key)) WITHOUT ROWID",
+    "CREATE INDEX IF NOT EXISTS fingerprint_keys_key ON fingerprint_keys(key)",
+)
 # findimage.sqlite as this release makes it, every statement kept where it is there already.
-TABLES = (*IMAGES_TABLES, NAMES_TABLE, *TEXT_TABLES)
+TABLES = (*IMAGES_TABLES, NAMES_TABLE, *TEXT_TABLES, *FINGERPRINT_TABLES)
 
 CHANNELS_TABLES = (
     "CREATE TABLE IF NOT EXISTS channels (channel TEXT PRIMARY KEY, state TEXT NOT NULL)",

@@ -18,10 +18,13 @@ from typing import Any
 
 import numpy as np
 
+from findimage.duplicates import confirmed
 from findimage.errors import StoreError, check_vector_size
+from findimage.fingerprint import Fingerprint
 from findimage.names import name_words
 from findimage.query import EVERYWHERE, Filters
 from findimage.records import FileState, ImageDoc, Match, ReadText
+from findimage.stores.embedded import fingerprints
 from findimage.stores.embedded.erasing import empty_wal, merge_out_deleted_words, zero_deleted_content
 from findimage.stores.embedded.knn_cache import KnnCache, current_version
 from findimage.stores.embedded.migrations import open_current, refuse_newer
@@ -146,6 +149,7 @@ class EmbeddedStore:
                     db.execute(f"DELETE FROM rebuild_images WHERE image_id IN ({marks})", chunk)
                 forget_names(db, marks, chunk)
                 read = forget_texts_of(db, marks, chunk) or read
+                fingerprints.forget_fingerprints_of(db, chunk)
                 db.execute(f"INSERT OR REPLACE INTO removed(slot, version) "
                            f"SELECT slot, ? FROM images WHERE image_id IN ({marks})", (version, *chunk))
                 db.execute(f"DELETE FROM images WHERE image_id IN ({marks})", chunk)
@@ -177,6 +181,12 @@ class EmbeddedStore:
         longer holds are not kept. The vectors are untouched: the kNN cache has nothing to apply."""
         if items:
             self._write(lambda db, _: write_texts(db, items), stamped=False)
+
+    def set_fingerprints(self, items: Sequence[tuple[str, str, str]]) -> None:
+        """(image_id, sha256 made from, fingerprint), in one transaction; those of content a document no longer
+        holds are not kept. The vectors are untouched: the kNN cache has nothing to apply."""
+        if items:
+            self._write(lambda db, _: fingerprints.write_fingerprints(db, items), stamped=False)
 
     def set_meta(self, key: str, value: str) -> None:
         with self._lock, self._write_errors_explained():
@@ -230,7 +240,9 @@ class EmbeddedStore:
     # ---- reads --------------------------------------------------------------------------------
     def get(self, image_id: str) -> ImageDoc | None:
         with self._lock:
-            row = self._db.execute(f"SELECT {DOC_COLUMNS} FROM images WHERE image_id=?", (image_id,)).fetchone()
+            row = self._db.execute(f"SELECT {DOC_COLUMNS}, (SELECT fingerprint FROM fingerprints WHERE "
+                                   "fingerprints.slot = images.slot AND fingerprints.sha256 = images.sha256) "
+                                   "FROM images WHERE image_id=?", (image_id,)).fetchone()
         return _doc(row) if row else None
 
     def count(self) -> int:
@@ -271,6 +283,23 @@ class EmbeddedStore:
         with self._lock:
             return text_status(self._db)
 
+    def fingerprint_pending(self) -> list[FileState]:
+        with self._lock:
+            return fingerprints.fingerprint_pending(self._db)
+
+    def near_copies(self, fingerprint: Fingerprint, filters: Filters = EVERYWHERE) -> list[Match]:
+        with self._lock:
+            found = fingerprints.with_keys(self._db, fingerprint.probes())
+        return confirmed(fingerprint, found, filters)
+
+    def fingerprints(self, folder: str | None = None) -> list[tuple[FileState, str]]:
+        with self._lock:
+            return fingerprints.all_fingerprints(self._db, folder)
+
+    def fingerprints_of(self, image_ids: Iterable[str]) -> dict[str, str]:
+        with self._lock:
+            return fingerprints.fingerprints_of(self._db, image_ids)
+
     @property
     def knn_index(self) -> VectorIndex | None:
         """The kNN index as the last search left it (for measurements and tests)."""
@@ -307,6 +336,9 @@ def _write_docs(db: sqlite3.Connection, docs: Sequence[ImageDoc], version: int) 
           d.mtime, d.width, d.height, d.indexed_at, d.model_id, d.taken, d.taken_source or None, version)
          for d in docs])
     write_names(db, [(d.image_id, d.relative_path) for d in docs])
+    # A document holds the fingerprint it was last written with (none: the next pass adds it).
+    fingerprints.forget_fingerprints_of(db, [d.image_id for d in docs])
+    fingerprints.write_fingerprints(db, [(d.image_id, d.sha256, d.fingerprint) for d in docs if d.fingerprint])
 
 
 def _size_of(docs: Sequence[ImageDoc]) -> int:
@@ -331,10 +363,11 @@ def _stage(db: sqlite3.Connection, docs: Sequence[ImageDoc]) -> None:
     if staged and staged[0] != size:
         raise StoreError(f"The rebuild holds {staged[0]}-dim vectors and was given {size}-dim ones: two models "
                          "write one rebuild; run `findimage index --full` again.")
-    db.executemany(f"INSERT OR REPLACE INTO rebuild_images({DOC_COLUMNS}) VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?)",
+    db.executemany(f"INSERT OR REPLACE INTO rebuild_images({DOC_COLUMNS}, fingerprint) "
+                   "VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                    [(d.image_id, d.image_name, d.relative_path, blob(d.image_embedding), d.sha256, d.size,
-                     d.mtime, d.width, d.height, d.indexed_at, d.model_id, d.taken, d.taken_source or None)
-                    for d in docs])
+                     d.mtime, d.width, d.height, d.indexed_at, d.model_id, d.taken, d.taken_source or None,
+                     d.fingerprint or None) for d in docs])
 
 
 def _swap_in_rebuild(db: sqlite3.Connection, version: int) -> None:
@@ -346,12 +379,13 @@ def _swap_in_rebuild(db: sqlite3.Connection, version: int) -> None:
         marks = ",".join("?" * len(chunk))
         forget_names(db, marks, chunk)
         forget_texts_of(db, marks, chunk)
+        fingerprints.forget_fingerprints_of(db, chunk)
         db.execute(f"INSERT OR REPLACE INTO removed(slot, version) "
                    f"SELECT slot, ? FROM images WHERE image_id IN ({marks})", (version, *chunk))
         db.execute(f"DELETE FROM images WHERE image_id IN ({marks})", chunk)
     last = ""
-    while rows := db.execute(f"SELECT {DOC_COLUMNS} FROM rebuild_images WHERE image_id > ? ORDER BY image_id "
-                             "LIMIT 2000", (last,)).fetchall():
+    while rows := db.execute(f"SELECT {DOC_COLUMNS}, fingerprint FROM rebuild_images WHERE image_id > ? "
+                             "ORDER BY image_id LIMIT 2000", (last,)).fetchall():
         _write_docs(db, [_doc(row) for row in rows], version)
         last = rows[-1][0]
     size = db.execute("SELECT length(embedding) / 4 FROM rebuild_images LIMIT 1").fetchone()
@@ -376,6 +410,6 @@ def forget_names(db: sqlite3.Connection, marks: str, ids: Sequence[str]) -> None
 
 
 def _doc(row: tuple[Any, ...]) -> ImageDoc:
-    (image_id, name, path, blob, sha, size, mtime, width, height, indexed_at, model_id, taken, source) = row
+    (image_id, name, path, blob, sha, size, mtime, width, height, indexed_at, model_id, taken, source, fp) = row
     return ImageDoc(image_id, name, path, np.frombuffer(blob, np.float32).copy(), sha, size, mtime, width,
-                    height, indexed_at, model_id, taken, source or "")
+                    height, indexed_at, model_id, taken, source or "", fp or "")

@@ -72,7 +72,7 @@ def test_json_output_parses_and_has_the_documented_fields(indexed, capsys):
     matches = json.loads(out)
     assert code == EXIT_OK and len(matches) == 7
     assert set(matches[0]) == {"image_id", "image_name", "relative_path", "score", "matched", "text_snippet",
-                               "also_at", "taken", "taken_source"}
+                               "also_at", "near_copies", "taken", "taken_source"}
 
 
 def test_folder_limits_the_matches(indexed, capsys):

@@ -448,3 +448,78 @@ def test_a_store_writes_into_no_index_but_its_own_rebuilds(store):
         store.write_into("someone-elses-index")
     store.write_into(None)  # as usual
     assert store.rebuild_target() is None, "no rebuild is running"
+
+
+# ---- near-identical pictures (findimage.fingerprint) ----------------------------------------------------
+@pytest.fixture(scope="module")
+def pictures() -> dict[str, str]:
+    """Fingerprints as the indexer makes them, of two originals, some of the first one's copies and a
+    look-alike of it (another shot of the same scene), by name."""
+    from near_copies import as_indexed, corpus
+
+    from findimage.fingerprint import fingerprint
+
+    first, second = corpus(2, scale=0.5)
+    files = {"original": first.original, "other original": second.original,
+             "look-alike": first.lookalikes["objects moved"],
+             **{what: first.copies[what] for what in ("jpeg q30", "cropped 10% left", "caption", "exif rotated 90")}}
+    return {name: fingerprint(as_indexed(data)).to_string() for name, data in files.items()}
+
+
+def pictured(path: str, fingerprint: str, size: int = 1234, sha: str | None = None) -> ImageDoc:
+    return dataclasses.replace(doc(path, unit(1, len(path)), sha=sha), fingerprint=fingerprint, size=size)
+
+
+def test_a_near_copy_finds_its_original_but_not_another_shot_of_the_scene(store, pictures):
+    from findimage.fingerprint import Fingerprint
+
+    store.upsert([pictured("archive/original.jpg", pictures["original"]),
+                  pictured("archive/other.jpg", pictures["other original"]),
+                  pictured("archive/look-alike.jpg", pictures["look-alike"])])
+    assert store.get(image_id_for("archive/original.jpg")).fingerprint == pictures["original"]
+    posted = Fingerprint.from_string(pictures["jpeg q30"])
+    [found] = store.near_copies(posted)
+    assert (found.relative_path, found.image_id, found.size, found.score) == (
+        "archive/original.jpg", image_id_for("archive/original.jpg"), 1234, 1.0)
+    assert store.near_copies(posted, where(folder="elsewhere")) == []
+    assert paths(store.near_copies(posted, where(folder="archive"))) == ["archive/original.jpg"]
+    assert store.fingerprints_of([image_id_for("archive/original.jpg"), image_id_for("missing.jpg")]) == {
+        image_id_for("archive/original.jpg"): pictures["original"]}
+    store.delete([image_id_for("archive/original.jpg")])
+    assert store.near_copies(posted) == []
+
+
+def test_a_document_written_again_without_a_fingerprint_waits_for_one(store, pictures):
+    from findimage.fingerprint import Fingerprint
+
+    store.upsert([pictured("a.jpg", pictures["original"], sha="one"), pictured("b.jpg", pictures["other original"])])
+    assert store.fingerprint_pending() == []
+    store.upsert([doc("a.jpg", unit(1, 0), sha="two")])  # as a release before fingerprints wrote it
+    assert [s.relative_path for s in store.fingerprint_pending()] == ["a.jpg"]
+    assert store.near_copies(Fingerprint.from_string(pictures["caption"])) == []
+    store.set_fingerprints([(image_id_for("a.jpg"), "one", pictures["original"])])  # of content it no longer holds
+    assert [s.relative_path for s in store.fingerprint_pending()] == ["a.jpg"]
+    store.set_fingerprints([(image_id_for("a.jpg"), "two", pictures["original"]),
+                            (image_id_for("gone.jpg"), "x", pictures["original"])])
+    assert store.fingerprint_pending() == []
+    assert paths(store.near_copies(Fingerprint.from_string(pictures["caption"]))) == ["a.jpg"]
+    assert np.allclose(store.get(image_id_for("a.jpg")).image_embedding, unit(1, 0), atol=1e-6)
+
+
+def test_the_duplicates_report_groups_copies_with_their_original_and_no_look_alike(store, pictures):
+    from findimage.duplicates import duplicate_groups
+
+    sizes = {"original": 90_000, "jpeg q30": 20_000, "cropped 10% left": 70_000, "caption": 80_000,
+             "exif rotated 90": 60_000, "look-alike": 85_000, "other original": 95_000}
+    store.upsert([pictured(f"{'team' if name == 'caption' else 'photos'}/{name}.jpg", pictures[name], size)
+                  for name, size in sizes.items()])
+    [found] = duplicate_groups(store)
+    assert [(m.relative_path, m.bytes) for m in found.members] == [
+        ("photos/original.jpg", 90_000), ("team/caption.jpg", 80_000), ("photos/cropped 10% left.jpg", 70_000),
+        ("photos/exif rotated 90.jpg", 60_000), ("photos/jpeg q30.jpg", 20_000)]
+    assert found.extra_bytes == 230_000
+    assert found.as_json() == {"members": [{"relative_path": m.relative_path, "bytes": m.bytes}
+                                           for m in found.members]}
+    [under] = duplicate_groups(store, "photos")
+    assert "team/caption.jpg" not in [m.relative_path for m in under.members] and len(under.members) == 4
+    assert duplicate_groups(store, "team") == []

@@ -52,6 +52,12 @@ def test_the_duplicates_report_groups_each_original_with_its_copies_and_nothing_
     assert sorted(groups) == sorted(expected)
 
 
+def test_pictures_none_of_which_is_a_copy_of_another_form_no_group(pictures):
+    assert group([(name, original) for name, original, _, _ in pictures]) == []
+    assert group([((name, what), other) for name, _, _, lookalikes in pictures
+                  for what, other in lookalikes.items()]) == []
+
+
 def test_a_posted_copy_finds_its_archive_original_through_the_keys_a_store_indexes(pictures):
     """The lookup a store runs: the posted copy's probes against the keys stored for the archive. It
     misses about 1 copy in 500 (benchmarks/duplicates.py measures it); never more than 1 in 100 here."""

@@ -22,6 +22,7 @@ from findimage.query import (
     read_arguments,
     read_command,
     read_compact,
+    read_duplicates,
     read_image_id,
 )
 
@@ -98,3 +99,16 @@ def test_a_query_is_one_thing_or_another_never_both():
     with pytest.raises(ValueError):
         Query(0, "cats")
     assert ARGUMENTS.most == MAX_ADMIN_K and COMMAND.most == MAX_K
+
+
+def test_duplicates_asks_for_the_report_of_the_whole_archive_or_one_folder():
+    assert read_duplicates("duplicates", COMMAND) == EVERYWHERE
+    assert read_duplicates("  Duplicates  in:events/2024/ ", COMMAND) == Filters("events/2024")
+    assert read_duplicates('in:"Summer party" duplicates', COMMAND) == Filters("Summer party")
+    assert read_duplicates("duplicate stage lights", COMMAND) is None, "a search"
+    assert read_duplicates("red duplicates", COMMAND) is None
+    with pytest.raises(QueryError) as refused:
+        read_duplicates("duplicates of the summer party", COMMAND)
+    assert str(refused.value) == "Only a folder may follow `duplicates`, e.g. `duplicates in:events/2024`."
+    with pytest.raises(QueryError, match="outside the archive"):
+        read_duplicates("duplicates in:../secrets", COMMAND)

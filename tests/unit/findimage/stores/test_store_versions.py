@@ -87,13 +87,18 @@ def layout(folder: Path) -> dict[str, object]:
         db.close()
 
 
-# How each earlier schema left a database, made from a current one (schema 3: before `texts.attempts`;
-# 2: before the text read from images; 0: before path words and dates, and before versions were kept).
+# How each earlier schema left a database, made from a current one (schema 4: before the fingerprints; 3:
+# before `texts.attempts`; 2: before the text read from images; 0: before path words and dates, and before
+# versions were kept).
+BEFORE_FINGERPRINTS = "DROP TABLE fingerprints; DROP TABLE fingerprint_keys; "
 EARLIER = {
-    "3": "ALTER TABLE texts DROP COLUMN attempts; UPDATE meta SET value='3' WHERE key='schema_version';",
-    "2": "DROP TABLE texts; DROP TABLE text_words; DROP TABLE text_lines; "
+    "4": BEFORE_FINGERPRINTS + "UPDATE meta SET value='4' WHERE key='schema_version';",
+    "3": BEFORE_FINGERPRINTS + "ALTER TABLE texts DROP COLUMN attempts; "
+                               "UPDATE meta SET value='3' WHERE key='schema_version';",
+    "2": BEFORE_FINGERPRINTS + "DROP TABLE texts; DROP TABLE text_words; DROP TABLE text_lines; "
          "UPDATE meta SET value='2' WHERE key='schema_version';",
-    "0": "DROP TABLE texts; DROP TABLE text_words; DROP TABLE text_lines; DROP INDEX images_taken; "
+    "0": BEFORE_FINGERPRINTS + "DROP TABLE texts; DROP TABLE text_words; DROP TABLE text_lines; "
+         "DROP INDEX images_taken; "
          "DROP TABLE names; ALTER TABLE images DROP COLUMN taken; ALTER TABLE images DROP COLUMN taken_source; "
          "DELETE FROM meta WHERE key IN ('schema_version', 'findimage_version');",
 }
