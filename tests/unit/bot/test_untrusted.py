@@ -11,6 +11,7 @@ from slack_sdk.models.blocks import Block
 
 from bot.replies import Answer, answer_text, button_blocks, file_title, image_blocks, image_heading, text_snippet
 from bot.untrusted import PLACEHOLDER, fit, one_line, shown
+from findimage.i18n import english
 from findimage.records import Match, Posted
 from findimage.search import SearchResult
 
@@ -135,7 +136,7 @@ def nasty_answer(long: bool = False) -> Answer:
     posted = Posted("C0CHANNEL", "F0NASTY", "1700000000.000100", "U0POSTER", title="<!channel>\nfree *pizza*")
     remembered = Match(posted.image_id, "pizza.jpg", "x", 0.4, posted=posted)
     result = SearchResult([*archive, remembered], words=["call"])
-    return Answer(image_heading("<@U0ADMIN>\n" + "&" * (2000 if long else 1)), result)
+    return Answer(image_heading("<@U0ADMIN>\n" + "&" * (2000 if long else 1), english()), result)
 
 
 @pytest.mark.parametrize("long", [False, True], ids=["names", "names far over Slack's limits"])
@@ -166,7 +167,7 @@ def test_the_fallback_text_has_the_same_lines_as_the_section():
 
     assert len(reading.lines) == 1 + 6 + 5, "the heading, six matches, five read lines"
     assert reading.quotes == [line for line in reading.lines if line.startswith(">")]
-    assert file_title(1, answer.matches[0], False).count("\n") == 0
+    assert file_title(1, answer.matches[0], False, english()).count("\n") == 0
 
 
 def test_hidden_characters_are_exactly_the_control_format_and_separator_categories():
