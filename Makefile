@@ -15,7 +15,7 @@ PIP_COMPILE = CUSTOM_COMPILE_COMMAND="make lock" $(LOCK_VENV)/bin/pip-compile -q
 	--unsafe-package torch --no-emit-index-url --no-emit-find-links $(if $(UPGRADE),--upgrade) \
 	$(if $(TORCH_INDEX),--pip-args "--extra-index-url $(TORCH_INDEX)") -c $(LOCK_VENV)/torch.txt
 
-.PHONY: demo test test-fast lint install lock
+.PHONY: demo test test-fast lint install lock messages
 
 install: $(VENV)/.installed
 
@@ -35,6 +35,17 @@ lock:
 	$(PIP_COMPILE) --extra dev --extra torch -o requirements-dev.lock pyproject.toml
 	grep -E '^[A-Za-z0-9_.-]+==' requirements-dev.lock | sed 's/ .*//' > $(LOCK_VENV)/dev-pins.txt
 	$(PIP_COMPILE) --extra torch -c $(LOCK_VENV)/dev-pins.txt -o requirements.lock pyproject.toml
+
+# The bot's sentences (findimage/i18n.py): extracted from the code with Babel (the mapping is in pyproject.toml)
+# and merged into every language's catalogue; new ones arrive untranslated (tests/unit/test_catalogues.py fails
+# until they are translated).
+LOCALE := findimage/locale
+messages: install
+	$(VENV)/bin/pybabel extract -F pyproject.toml --add-location=file --no-wrap --project findimage \
+		-o $(LOCALE)/findimage.pot .
+	$(VENV)/bin/pybabel update -i $(LOCALE)/findimage.pot -d $(LOCALE) -D findimage --no-wrap --ignore-obsolete \
+		--no-fuzzy-matching
+	rm $(LOCALE)/findimage.pot
 
 demo: install
 	$(PY) scripts/demo.py

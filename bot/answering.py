@@ -9,6 +9,7 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
 from findimage.duplicates import duplicate_groups
+from findimage.i18n import N_, Language
 from findimage.query import Filters, Query
 from findimage.search import SearchResult, empty_result_sentence
 from findimage.visibility import Purpose
@@ -31,9 +32,10 @@ log = logging.getLogger(__name__)
 def answer_query(services: Services, query: Query, asking: Asking, target: Target) -> str:
     """A text or an archive image's query (the command, "More like this", "Show more", the Home tab's
     examples), one page of it with its buttons, where `asking` may see it."""
+    said = asking.language(target.client)
     sight = asking.sight(target.client)
     if sight.refusal is not None:
-        tell_safely(target, refusal_text(Purpose.ANSWER, sight.refusal))
+        tell_safely(target, refusal_text(Purpose.ANSWER, sight.refusal, said))
         return "refused"
     user_id = asking.requester.user_id if asking.requester is not None else None
     if user_id is None:  # Slack names the user of every command and click; the heading names them too
@@ -43,14 +45,14 @@ def answer_query(services: Services, query: Query, asking: Asking, target: Targe
         services.searcher.check_model()
         result = services.searcher.search(query, channel=sight.channel)
     except Exception as exc:
-        tell_safely(target, user_message(exc))
+        tell_safely(target, user_message(exc, said))
         return "failed"
     if not result.matches:
-        tell_safely(target, _nothing_sentence(services, query, result))
+        tell_safely(target, _nothing_sentence(services, query, result, said))
         return "empty"
     following = query.following(len(result.matches), services.settings.max_results)
-    return show_safely(services, [Answer(_heading(query, result, user_id), result, first_rank=query.skip + 1,
-                                         next_page=following)], target)
+    return show_safely(services, [Answer(_heading(query, result, user_id, said), result, first_rank=query.skip + 1,
+                                         next_page=following, said=said)], target, said)
 
 
 SHOWN_GROUPS = 10  # the duplicates report in Slack: the groups whose copies take the most space
@@ -60,36 +62,37 @@ def answer_duplicates(services: Services, filters: Filters, asking: Asking, targ
     """`/findimage duplicates`: the groups of near-identical archive images (under the folder of `filters`),
     only to the person who asked, where the archive may be shown to them (never a channel's remembered
     images)."""
+    said = asking.language(target.client)
     folder = filters.folder
     sight = asking.sight(target.client)
     if sight.refusal is not None:
-        tell_safely(target, refusal_text(Purpose.ANSWER, sight.refusal))
+        tell_safely(target, refusal_text(Purpose.ANSWER, sight.refusal, said))
         return "refused"
     try:
         groups = duplicate_groups(services.searcher.store, folder)
     except Exception as exc:
-        tell_safely(target, user_message(exc))
+        tell_safely(target, user_message(exc, said))
         return "failed"
-    tell_safely(target, duplicates_text(groups, folder, SHOWN_GROUPS))
+    tell_safely(target, duplicates_text(groups, folder, SHOWN_GROUPS, said))
     return "answered" if groups else "empty"
 
 
-def _heading(query: Query, result: SearchResult, user_id: str) -> str:
+def _heading(query: Query, result: SearchResult, user_id: str, said: Language) -> str:
     if query.text is not None:
         about = query.text
         if query.skip == 0:
-            return text_heading(user_id, about, query.folder)
+            return text_heading(user_id, about, query.folder, said)
     else:
         about = result.query_path or query.image_id or ""  # the archive path of the image asked about
         if query.skip == 0:
-            return similar_heading(user_id, about)
-    return more_heading(user_id, query, about, len(result.matches))
+            return similar_heading(user_id, about, said)
+    return more_heading(user_id, query, about, len(result.matches), said)
 
 
-def _nothing_sentence(services: Services, query: Query, result: SearchResult) -> str:
+def _nothing_sentence(services: Services, query: Query, result: SearchResult, said: Language) -> str:
     if query.skip:
-        return "There are no further matches for this query."
-    return escape(empty_result_sentence(result, services.searcher.store))
+        return said._("There are no further matches for this query.")
+    return escape(empty_result_sentence(result, services.searcher.store, said))
 
 
 def answer_posted_images(services: Services, files: list[dict], query: Query, asking: Asking,
@@ -104,22 +107,23 @@ def answer_posted_images(services: Services, files: list[dict], query: Query, as
     wanted = [(file, problem) for file, problem in completed if problem is not None or slack_files.is_image_file(file)]
     if not wanted:
         return "ignored"
+    said = asking.language(client)  # the poster's (or the shortcut's user's), also in the channel's thread
     sight = asking.sight(client)
     if sight.refusal is not None:
         log.info("image(s) of %s in %s not searched: %s", asking.requester.user_id if asking.requester else None,
                  target.channel_id, sight.refusal.value)
-        tell_safely(target, refusal_text(Purpose.ANSWER, sight.refusal))
+        tell_safely(target, refusal_text(Purpose.ANSWER, sight.refusal, said))
         return "refused"
     channel = sight.channel
-    answered = [_answer_one_image(services, client, file, query, channel) if problem is None
-                else (Answer(image_heading(_display_name(file)),
-                             instead=user_message(problem, subject=_display_name(file))), True)
+    answered = [_answer_one_image(services, client, file, query, channel, said) if problem is None
+                else (Answer(image_heading(_display_name(file), said),
+                             instead=user_message(problem, said, subject=_display_name(file)), said=said), True)
                 for file, problem in wanted]
     answers = [answer for answer, _ in answered]
     if all(a.result is None for a in answers):
         tell_safely(target, _reasons(answers))
         return "failed" if any(failed for _, failed in answered) else "empty"
-    return show_safely(services, answers, target)
+    return show_safely(services, answers, target, said)
 
 
 def _reasons(answers: list[Answer]) -> str:
@@ -130,7 +134,7 @@ def _reasons(answers: list[Answer]) -> str:
 
 
 def _answer_one_image(services: Services, client: WebClient, file: dict, query: Query,
-                      channel: str | None) -> tuple[Answer, bool]:
+                      channel: str | None, said: Language) -> tuple[Answer, bool]:
     """The image's answer, and whether it is an error (not just no match)."""
     name = _display_name(file)
     settings = services.settings
@@ -145,11 +149,11 @@ def _answer_one_image(services: Services, client: WebClient, file: dict, query: 
         # The picture's own posting, once remembered, is no repost of it.
         result.reposts = [m for m in result.reposts if not (m.posted and m.posted.file_id == file.get("id"))]
     except Exception as exc:
-        return Answer(image_heading(name), instead=user_message(exc, subject=name)), True
+        return Answer(image_heading(name, said), instead=user_message(exc, said, subject=name), said=said), True
     if not result.matches:
-        nothing = escape(empty_result_sentence(result, services.searcher.store))
-        return Answer(image_heading(name), instead=nothing), False
-    return Answer(image_heading(name), result), False
+        nothing = escape(empty_result_sentence(result, services.searcher.store, said))
+        return Answer(image_heading(name, said), instead=nothing, said=said), False
+    return Answer(image_heading(name, said), result, said=said), False
 
 
 def _display_name(file: dict) -> str:
@@ -165,30 +169,30 @@ def _completed(client: WebClient, file: dict) -> tuple[dict, Exception | None]:
     except SlackApiError as exc:
         log.info("files.info for %s failed: %s", file.get("id"), exc.response.get("error"))
         if exc.response.get("error") == "missing_scope":
-            return file, slack_files.LoginPageInstead(
+            return file, slack_files.LoginPageInstead(N_(
                 "I may not read files here: the findimage app lacks the `files:read` permission. Ask a "
-                "workspace admin to add the `files:read` bot scope (OAuth & Permissions) and reinstall it.")
+                "workspace admin to add the `files:read` bot scope (OAuth & Permissions) and reinstall it."))
         return file, exc
     except Exception as exc:
         return file, exc
 
 
-def show_safely(services: Services, answers: list[Answer], target: Target) -> str:
+def show_safely(services: Services, answers: list[Answer], target: Target, said: Language) -> str:
     try:
         services.presenter.show(answers, target)
     except Exception as exc:
-        tell_safely(target, user_message(exc))
+        tell_safely(target, user_message(exc, said))
         return "failed"
     return "answered"
 
 
-def submit_or_busy(services: Services, kind: str, target: Target, job: Callable[..., str | None],
+def submit_or_busy(services: Services, kind: str, target: Target, said: Language, job: Callable[..., str | None],
                    *args: object) -> None:
     """Queue the job, the answer to a request of `kind` (bot.metrics); when the work pool refuses it (full),
-    say so now instead of answering late."""
+    say so now (in `said`) instead of answering late."""
     if services.work.submit(timed(kind, job), *args) is False:
         counted(kind, "busy")
-        tell_safely(target, BUSY_TEXT)
+        tell_safely(target, said._(BUSY_TEXT))
 
 
 def tell_safely(target: Target, text: str) -> None:

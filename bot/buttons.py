@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 
+from findimage.i18n import Language
 from findimage.query import Query, QueryError, QuerySettings, read_compact, read_image_id
 
 from .options import IN_SLACK
@@ -53,13 +54,13 @@ def button(text: str, action_id: str, value: str) -> dict:
             "action_id": action_id, "value": value}
 
 
-def answer_actions(image_ids: list[tuple[int, str]], next_page: Query | None) -> dict | None:
+def answer_actions(image_ids: list[tuple[int, str]], next_page: Query | None, said: Language) -> dict | None:
     """An actions block: "More like #n" per shown match, then "Show more" when there is a next page."""
     # action_ids must be unique within a block; the rank suffix keeps them so.
-    elements = [button(f"More like #{rank}", f"{MORE_LIKE_THIS}:{rank}", image_id)
+    elements = [button(said._("More like #{rank}", rank=rank), f"{MORE_LIKE_THIS}:{rank}", image_id)
                 for rank, image_id in image_ids if len(image_id) <= MAX_VALUE_CHARS]
     if next_page is not None and len(value := next_page.compact()) <= MAX_VALUE_CHARS:
-        elements.append(button("Show more", SHOW_MORE, value))
+        elements.append(button(said._("Show more"), SHOW_MORE, value))
     if not elements:
         return None
     return {"type": "actions", "elements": elements}

@@ -24,6 +24,7 @@ from datetime import datetime
 from slack_sdk import WebClient
 
 from findimage.errors import FindimageError
+from findimage.i18n import Language
 from findimage.remembered import gone_keys
 from findimage.stores.base import LIFECYCLE, REMEMBER, ChannelState, Pending, SeenKeys
 from findimage.visibility import Place, Purpose
@@ -51,20 +52,19 @@ BEHIND_LOG_SECONDS = 60.0
 MESSAGE_FIELDS = ("type", "subtype", "channel", "ts", "thread_ts", "user", "files", "bot_id", "app_id", "bot_profile")
 
 
-def day(ts: float) -> str:
-    """5 Mar 2024."""
-    when = datetime.fromtimestamp(ts)
-    return f"{when.day} {when:%b %Y}"
+def day(ts: float, said: Language) -> str:
+    """5 Mar 2024 (5. März 2024)."""
+    return said.day(datetime.fromtimestamp(ts))
 
 
-def duration(seconds: float) -> str:
+def duration(seconds: float, said: Language) -> str:
     if seconds < 90:
-        return "about a minute"
+        return said._("about a minute")
     if seconds < 90 * 60:
-        return f"about {round(seconds / 60)} minutes"
+        return said.ngettext("about {count} minute", "about {count} minutes", round(seconds / 60))
     if seconds < 36 * 3600:
-        return f"about {round(seconds / 3600)} hours"
-    return f"about {round(seconds / 86400)} days"
+        return said.ngettext("about {count} hour", "about {count} hours", round(seconds / 3600))
+    return said.ngettext("about {count} day", "about {count} days", round(seconds / 86400))
 
 
 class ChannelMemory:
@@ -120,57 +120,76 @@ class ChannelMemory:
                 self._workers[lane].start()
 
     # ---- commands (on the work pool) ----------------------------------------------------------
-    def remember(self, client: WebClient, channel_id: str, requester: Requester) -> tuple[str, bool]:
-        """(what to say, whether the whole channel should read it)."""
+    def remember(self, client: WebClient, channel_id: str, requester: Requester,
+                 said: Language) -> tuple[str, bool]:
+        """(what to say, in `said`, whether the whole channel should read it)."""
         # Asked afresh: the bot may have been invited a moment ago
         sight = self.policy.sight(client, Purpose.REMEMBER, Place.of(channel_id), requester, Lookup.FRESH)
         if sight.refusal is not None:
-            return refusal_text(Purpose.REMEMBER, sight.refusal), False
+            return refusal_text(Purpose.REMEMBER, sight.refusal, said), False
         if self.remembered.channel(channel_id) is not None:
-            return self.status(channel_id), False
+            return self.status(channel_id, said), False
         now = self.clock()
         self.remembered.registry.save_channel(ChannelState(channel_id, requester.user_id or "", now,
                                                            now - self.settings.backfill_days * DAY))
         self.backfiller.start()
         self.backfiller.wake()
         log.info("%s turned on remembering in %s", requester.user_id, channel_id)
-        return (f"<@{requester.user_id}> turned on remembering for this channel: images posted here from now on, "
-                f"and those of the last {self.settings.backfill_days} days, become searchable with `/findimage` "
-                "here, and only here. `/findimage remember status` shows how far I am; `/findimage forget` turns "
-                "it off and deletes everything I remembered from this channel."), True
+        return said.ngettext(
+            "<@{user}> turned on remembering for this channel: images posted here from now on, and those of the "
+            "last day, become searchable with `/findimage` here, and only here. `/findimage remember status` shows "
+            "how far I am; `/findimage forget` turns it off and deletes everything I remembered from this channel.",
+            "<@{user}> turned on remembering for this channel: images posted here from now on, and those of the "
+            "last {count} days, become searchable with `/findimage` here, and only here. `/findimage remember "
+            "status` shows how far I am; `/findimage forget` turns it off and deletes everything I remembered from "
+            "this channel.", self.settings.backfill_days, user=requester.user_id), True
 
-    def forget(self, channel_id: str, requester: Requester) -> tuple[str, bool]:
+    def forget(self, channel_id: str, requester: Requester, said: Language) -> tuple[str, bool]:
         # Never refused (findimage.visibility): not where the allowlist no longer lists the channel either.
         sight = self.policy.sight(self.client, Purpose.FORGET, Place.of(channel_id), requester)
         if sight.channel is None or self.remembered.channel(sight.channel) is None:
-            return "I do not remember anything from this channel.", False
+            return said._("I do not remember anything from this channel."), False
         count = self.remembered.forget_channel(sight.channel)
         log.info("%s turned off remembering in %s: %d image(s) deleted", requester.user_id, channel_id, count)
-        return (f"<@{requester.user_id}> turned off remembering for this channel: the {count:,} image(s) I "
-                "remembered from it are deleted, and I remember nothing new here."), True
+        return said.ngettext(
+            "<@{user}> turned off remembering for this channel: the {count} image I remembered from it is "
+            "deleted, and I remember nothing new here.",
+            "<@{user}> turned off remembering for this channel: the {count} images I remembered from it are "
+            "deleted, and I remember nothing new here.", count, user=requester.user_id), True
 
-    def status(self, channel_id: str) -> str:
+    def status(self, channel_id: str, said: Language) -> str:
         state = self.remembered.channel(channel_id)
         if state is None:
-            return "I do not remember the images posted in this channel; `/findimage remember` turns it on."
-        lines = [f"I remember the images posted in this channel since {day(state.since)} (turned on by "
-                 f"<@{state.by}>): {len(self.remembered.registry.posted_in(channel_id)):,} image(s) so far."]
+            return said._("I do not remember the images posted in this channel; `/findimage remember` turns it on.")
+        lines = [said.ngettext(
+            "I remember the images posted in this channel since {day} (turned on by <@{user}>): {count} image so "
+            "far.",
+            "I remember the images posted in this channel since {day} (turned on by <@{user}>): {count} images so "
+            "far.", len(self.remembered.registry.posted_in(channel_id)), day=day(state.since, said), user=state.by)]
         if not self.policy.enabled_in(channel_id):
-            lines.append("This channel is no longer on FINDIMAGE_CHANNELS, so I remember nothing new here; "
-                         "`/findimage forget` deletes what I kept.")
+            lines.append(said._("This channel is no longer on FINDIMAGE_CHANNELS, so I remember nothing new here; "
+                                "`/findimage forget` deletes what I kept."))
         waiting = self.remembered.registry.backlog()
         if waiting:
-            lines.append(f"Waiting, in the whole workspace: {waiting.get(REMEMBER, 0):,} message(s) with images to "
-                         f"remember, {waiting.get(LIFECYCLE, 0):,} deletion(s) to apply.")
+            lines.append(said._("Waiting, in the whole workspace: {messages}, {deletions}.",
+                                messages=said.ngettext("{count} message with images to remember",
+                                                       "{count} messages with images to remember",
+                                                       waiting.get(REMEMBER, 0)),
+                                deletions=said.ngettext("{count} deletion to apply", "{count} deletions to apply",
+                                                        waiting.get(LIFECYCLE, 0))))
+        messages = said.ngettext("{count} message", "{count} messages", state.messages)
         if state.done:
-            lines.append(f"The history back to {day(state.oldest)} is read ({state.messages:,} messages).")
+            lines.append(said._("The history back to {day} is read ({messages}).", day=day(state.oldest, said),
+                                messages=messages))
             return "\n".join(lines)
         left = left_seconds(state, self.clock())
-        covered = f"back to {day(state.reached)}" if state.reached else "not started"
+        covered = said._("back to {day}", day=day(state.reached, said)) if state.reached else said._("not started")
         pace = self.settings.history_per_minute
-        estimate = f", {duration(left)} left" if left is not None else ""
-        lines.append(f"Reading the history back to {day(state.oldest)}: {covered}, {state.messages:,} messages "
-                     f"read{estimate} (at most {pace:g} requests of {self.settings.history_page} messages a minute).")
+        read = (said._("{messages} read, {duration} left", messages=messages, duration=duration(left, said))
+                if left is not None else said._("{messages} read", messages=messages))
+        lines.append(said._("Reading the history back to {day}: {covered}, {read} (at most {pace} requests of "
+                            "{page} messages a minute).", day=day(state.oldest, said), covered=covered, read=read,
+                            pace=said.number(pace), page=self.settings.history_page))
         return "\n".join(lines)
 
     # ---- events: kept before the ack, applied by the lane's worker ----------------------------

@@ -12,6 +12,10 @@ Who asked is read from the payload where it names a workspace (a slash command's
 `user.team_id`, an event's `user_team` when it is a team id); file_share events, message shortcuts and the
 Home tab carry no team, and in Slack Connect `user_team` may be an Enterprise Grid id, so there the user's
 team is learned with users.info (cached, bounded). When a look-up fails the bot does not guess: it refuses.
+
+The same users.info answer (asked with `include_locale`) gives the person's Slack locale, from which
+findimage.i18n chooses the language of everything the bot says to them: one look-up per person for both,
+cached with the same bounds, and none for the language where FINDIMAGE_LANGUAGE names one.
 """
 from __future__ import annotations
 
@@ -28,6 +32,7 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
 from findimage.config import SlackSettings
+from findimage.i18n import N_, Language, choose, language
 from findimage.remembered import Remembered
 from findimage.visibility import Conversation, Place, Purpose, Rules, Sight, Why, decide
 
@@ -38,33 +43,33 @@ CHANNEL_INFO_TTL_SECONDS = 300.0
 USER_INFO_TTL_SECONDS = 600.0
 MAX_CACHED = 10_000
 
-NOT_ENABLED = ("I am not enabled in this channel, so I show no archive images here; ask whoever runs findimage "
-               "to add it to FINDIMAGE_CHANNELS if you need me here.")
-SHARED_CHANNEL = ("This channel is shared with another organisation, so I do not show images from the team's "
-                  "archive here.")
-OTHER_TEAM = "I only show images from the team's archive to members of its own workspace."
-NOT_A_MEMBER = ("I cannot see this conversation, so I show no archive images here; invite me to this channel with "
-                "`/invite @findimage` and try again.")
-CANNOT_CHECK_SCOPE = ("I could not check whether this channel is shared with another organisation, so I show no "
-                      "archive images here; ask whoever runs findimage to add the `channels:read`, `groups:read`, "
-                      "`im:read` and `mpim:read` scopes to the app and reinstall it.")
-CANNOT_CHECK = ("I could not check whether this channel is shared with another organisation, so I show no "
-                "archive images here; please try again in a minute.")
-CANNOT_CHECK_USER_SCOPE = ("I could not check which workspace you belong to, so I show you no archive images; ask "
-                           "whoever runs findimage to add the `users:read` scope to the app and reinstall it.")
-CANNOT_CHECK_USER = ("I could not check which workspace you belong to, so I show you no archive images; please "
-                     "try again in a minute.")
+NOT_ENABLED = N_("I am not enabled in this channel, so I show no archive images here; ask whoever runs findimage "
+                 "to add it to FINDIMAGE_CHANNELS if you need me here.")
+SHARED_CHANNEL = N_("This channel is shared with another organisation, so I do not show images from the team's "
+                    "archive here.")
+OTHER_TEAM = N_("I only show images from the team's archive to members of its own workspace.")
+NOT_A_MEMBER = N_("I cannot see this conversation, so I show no archive images here; invite me to this channel with "
+                  "`/invite @findimage` and try again.")
+CANNOT_CHECK_SCOPE = N_("I could not check whether this channel is shared with another organisation, so I show no "
+                        "archive images here; ask whoever runs findimage to add the `channels:read`, `groups:read`, "
+                        "`im:read` and `mpim:read` scopes to the app and reinstall it.")
+CANNOT_CHECK = N_("I could not check whether this channel is shared with another organisation, so I show no "
+                  "archive images here; please try again in a minute.")
+CANNOT_CHECK_USER_SCOPE = N_("I could not check which workspace you belong to, so I show you no archive images; ask "
+                             "whoever runs findimage to add the `users:read` scope to the app and reinstall it.")
+CANNOT_CHECK_USER = N_("I could not check which workspace you belong to, so I show you no archive images; please "
+                       "try again in a minute.")
 # Turning remembering on
-TURNED_OFF = ("Remembering posted images is turned off for this workspace (FINDIMAGE_REMEMBER=off), so I only "
-              "search the team's archive.")
-NOT_IN_DIRECT_MESSAGES = ("I remember images only in channels: a direct message has no channel whose members "
-                          "alone could search them.")
-NOT_IN_SHARED_CHANNELS = ("This channel is shared with another organisation, so I do not remember its images: "
-                          "people outside the team would search what I keep.")
-NOT_ENABLED_TO_REMEMBER = ("I am not enabled in this channel, so I do not remember its images; ask whoever runs "
-                           "findimage to add it to FINDIMAGE_CHANNELS if you need me here.")
-ARCHIVED = "This channel is archived, so there is nothing new to remember."
-CANNOT_CHECK_NOW = "I could not check this channel just now, so I changed nothing; please try again in a minute."
+TURNED_OFF = N_("Remembering posted images is turned off for this workspace (FINDIMAGE_REMEMBER=off), so I only "
+                "search the team's archive.")
+NOT_IN_DIRECT_MESSAGES = N_("I remember images only in channels: a direct message has no channel whose members "
+                            "alone could search them.")
+NOT_IN_SHARED_CHANNELS = N_("This channel is shared with another organisation, so I do not remember its images: "
+                            "people outside the team would search what I keep.")
+NOT_ENABLED_TO_REMEMBER = N_("I am not enabled in this channel, so I do not remember its images; ask whoever runs "
+                             "findimage to add it to FINDIMAGE_CHANNELS if you need me here.")
+ARCHIVED = N_("This channel is archived, so there is nothing new to remember.")
+CANNOT_CHECK_NOW = N_("I could not check this channel just now, so I changed nothing; please try again in a minute.")
 
 
 def workspace_id(team: object) -> str | None:
@@ -133,6 +138,18 @@ class BoundedCache(Generic[V]):
                 self._entries.popitem(last=False)
 
 
+@dataclass(frozen=True)
+class SlackUser:
+    """What users.info says of a person that the bot uses: their workspace (as `_workspace_of` reads it)
+    and their Slack locale (`de-DE`; None where Slack sends none)."""
+
+    team: str
+    locale: str | None = None
+
+
+UserLookup = tuple[SlackUser | None, Why | None]
+
+
 class Lookup(Enum):
     """How `ChannelPolicy.sight` learns what Slack says of the conversation."""
 
@@ -152,7 +169,8 @@ class ChannelPolicy:
         self.team_id = team_id
         self.remembered = remembered
         self._conversations: BoundedCache[Conversation] = BoundedCache(CHANNEL_INFO_TTL_SECONDS)  # by channel id
-        self._teams: BoundedCache[str] = BoundedCache(USER_INFO_TTL_SECONDS)  # user id -> their workspace
+        self.language_setting = settings.language
+        self._users: BoundedCache[SlackUser] = BoundedCache(USER_INFO_TTL_SECONDS)  # what users.info said, by user id
 
     def asking(self, place: Place, requester: Requester | None, lookup: Lookup = Lookup.CACHED) -> Asking:
         """One request's decision (`requester` None: an event no person asked for, such as a post to
@@ -176,34 +194,47 @@ class ChannelPolicy:
     def forget_cached(self, channel_id: str) -> None:
         self._conversations.drop(channel_id)
 
-    def team_problem(self, client: WebClient, requester: Requester) -> Why | None:
-        team, problem = (requester.team_id, None) if requester.team_id else self._team_of(client, requester.user_id)
-        return problem or self.stranger(team)
+    def team_problem(self, client: WebClient, requester: Requester, user: Callable[[], UserLookup]) -> Why | None:
+        """`user`: what users.info says of the requester (asked only where the payload names no team)."""
+        if requester.team_id:
+            return self.stranger(requester.team_id)
+        if not requester.user_id:
+            log.warning("a request without a user; not answering it")
+            return Why.CANNOT_CHECK_USER
+        known, problem = user()
+        return problem or self.stranger(known.team if known is not None else None)
 
     def stranger(self, team: str | None) -> Why | None:
         """OTHER_TEAM unless `team` is this workspace."""
         return None if self.team_id is not None and team == self.team_id else Why.OTHER_TEAM
 
-    def _team_of(self, client: WebClient, user_id: str | None) -> tuple[str | None, Why | None]:
-        """(the user's workspace, None), or (None, why it could not be learned)."""
-        if not user_id:
-            log.warning("a request without a user; not answering it")
-            return None, Why.CANNOT_CHECK_USER
-        known = self._teams.get(user_id)
+    def language_of(self, client: WebClient, user_id: str | None,
+                    user: Callable[[], UserLookup] | None = None) -> Language:
+        """The language `user_id` is answered in (findimage.i18n.choose): FINDIMAGE_LANGUAGE's, or their Slack
+        locale's (users.info, cached; English where it cannot be learned). `user`: the request's own look-up."""
+        if self.language_setting != "auto" or not user_id:
+            return language(choose(self.language_setting, None))
+        known, _ = user() if user is not None else self.user(client, user_id)
+        return language(choose(self.language_setting, known.locale if known is not None else None))
+
+    def user(self, client: WebClient, user_id: str) -> UserLookup:
+        """(what users.info says of the user, None), or (None, why it could not be learned); cached."""
+        known = self._users.get(user_id)
         if known is not None:
             return known, None
         try:
-            user = client.users_info(user=user_id)["user"]
+            user = client.users_info(user=user_id, include_locale=True)["user"]
         except SlackApiError as exc:
             error = exc.response.get("error")
-            log.warning("users.info for %s failed (%s); not answering them", user_id, error)
+            log.warning("users.info for %s failed (%s)", user_id, error)
             return None, Why.CANNOT_CHECK_USER_SCOPE if error == "missing_scope" else Why.CANNOT_CHECK_USER
         except Exception as exc:
-            log.warning("users.info for %s failed (%s); not answering them", user_id, type(exc).__name__)
+            log.warning("users.info for %s failed (%s)", user_id, type(exc).__name__)
             return None, Why.CANNOT_CHECK_USER
-        team = self._workspace_of(user)
-        self._teams.put(user_id, team)
-        return team, None
+        locale = user.get("locale")
+        known = SlackUser(self._workspace_of(user), locale if isinstance(locale, str) else None)
+        self._users.put(user_id, known)
+        return known, None
 
     def _workspace_of(self, user: dict) -> str:
         """This workspace for its members (in an Enterprise Grid org, a member of several workspaces lists
@@ -249,6 +280,8 @@ class Asking:
         self.policy, self.place, self.requester, self.lookup = policy, place, requester, lookup
         self._enabled: bool | None = None
         self._team: tuple[Why | None] | None = None  # (the answer,) once it is known
+        self._user: UserLookup | None = None
+        self._language: Language | None = None
         self._conversation: Conversation | None = None
         self._remembered: bool | None = None
 
@@ -276,8 +309,26 @@ class Asking:
         if self.requester is None:
             return None
         if self._team is None:
-            self._team = (self.policy.team_problem(client, self.requester),)
+            self._team = (self.policy.team_problem(client, self.requester, lambda: self.user(client)),)
         return self._team[0]
+
+    def user(self, client: WebClient) -> UserLookup:
+        """What users.info says of the requester, asked (or read from the cache) once per request; a failure
+        is asked again where it is needed again (the ack's look-up has a short timeout, the team's has not)."""
+        if self._user is not None:
+            return self._user
+        user_id = self.requester.user_id if self.requester is not None else None
+        found = self.policy.user(client, user_id) if user_id else (None, Why.CANNOT_CHECK_USER)
+        if found[0] is not None:
+            self._user = found
+        return found
+
+    def language(self, client: WebClient) -> Language:
+        """The language of everything said for this request, even to the whole channel: the requester's."""
+        if self._language is None:
+            user_id = self.requester.user_id if self.requester is not None else None
+            self._language = self.policy.language_of(client, user_id, lambda: self.user(client))
+        return self._language
 
     def conversation(self, client: WebClient) -> Conversation:
         if self._conversation is None:
@@ -340,9 +391,9 @@ REMEMBER_SENTENCES = {
     Why.CANNOT_CHECK_SCOPE: CANNOT_CHECK_NOW, Why.NOT_ENABLED: NOT_ENABLED_TO_REMEMBER}
 
 
-def refusal_text(purpose: Purpose, why: Why) -> str:
-    """A refusal in one sentence, as the request's purpose puts it."""
-    return (REMEMBER_SENTENCES if purpose is Purpose.REMEMBER else ANSWER_SENTENCES)[why]
+def refusal_text(purpose: Purpose, why: Why, said: Language) -> str:
+    """A refusal in one sentence, as the request's purpose puts it, in the asker's language."""
+    return said._((REMEMBER_SENTENCES if purpose is Purpose.REMEMBER else ANSWER_SENTENCES)[why])
 
 
 def is_from_another_app(event: dict, answered: frozenset) -> bool:

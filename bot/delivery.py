@@ -16,6 +16,7 @@ from typing import Any, Protocol
 from slack_sdk import WebClient
 
 from findimage.config import DecodeLimits
+from findimage.i18n import N_
 from findimage.imaging import ImageError, archive_thumbnail
 from findimage.search import servable
 
@@ -27,7 +28,7 @@ log = logging.getLogger(__name__)
 THUMBNAIL_LONG_SIDE = 1024
 MAX_BLOCKS_PER_MESSAGE = 50  # Slack's limit for one message
 MAX_FILES_PER_UPLOAD = 10  # Slack shows at most 10 files in one message
-BUTTONS_TEXT = "More like one of these, or more of the same?"  # the notification text of the buttons
+BUTTONS_TEXT = N_("More like one of these, or more of the same?")  # the notification text of the buttons
 
 
 def chunks(items: list, size: int) -> list[list]:
@@ -158,7 +159,7 @@ class UploadPresenter:
         # An upload cannot carry buttons: they follow in a message of their own, in the same place.
         buttons = button_blocks(answers)
         if buttons:
-            target.post(BUTTONS_TEXT, buttons)
+            target.post(answers[0].said._(BUTTONS_TEXT), buttons)  # one request's answers: one asker
 
     def _thumbnails(self, answer: Answer) -> list[dict]:
         uploads = []
@@ -174,7 +175,7 @@ class UploadPresenter:
                 continue
             stem = one_line(Path(match.relative_path).stem)  # a file's name and title are plain text in Slack
             uploads.append({"file": data, "filename": f"{rank}-{stem}.jpg", "alt_txt": one_line(match.relative_path),
-                            "title": file_title(rank, match, match.image_id in answer.exact)})
+                            "title": file_title(rank, match, match.image_id in answer.exact, answer.said)})
         return uploads
 
 

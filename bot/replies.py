@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from findimage.duplicates import Group, human_bytes
+from findimage.i18n import Language, english
 from findimage.names import fold
 from findimage.query import MAX_K, Query
 from findimage.records import Match, Posted
@@ -16,59 +17,71 @@ from .buttons import answer_actions
 from .untrusted import escape, fit, one_line, quotable, shown
 
 
-def usage_text(default_k: int, backfill_days: int | None = None) -> str:
+def usage_text(said: Language, default_k: int, backfill_days: int | None = None) -> str:
     """`default_k`: how many images a command shows where it names none (findimage.query.default_k);
     `backfill_days`: remembering posted images is on (FINDIMAGE_REMEMBER), reading this many days back."""
-    remember = [] if backfill_days is None else [
-        f"• `/findimage remember`: I remember the images posted in this channel from now on (and those of the last "
-        f"{backfill_days} days), searchable here and only here; `/findimage remember status` says how far I am, "
-        "`/findimage forget` deletes them all."]
+    remember = [] if backfill_days is None else [said.ngettext(
+        "• `/findimage remember`: I remember the images posted in this channel from now on (and those of the last "
+        "day), searchable here and only here; `/findimage remember status` says how far I am, "
+        "`/findimage forget` deletes them all.",
+        "• `/findimage remember`: I remember the images posted in this channel from now on (and those of the last "
+        "{count} days), searchable here and only here; `/findimage remember status` says how far I am, "
+        "`/findimage forget` deletes them all.", backfill_days)]
     return "\n".join([
-        "*Find images in the team's archive*",
-        "• `/findimage a snow covered mountain`: the archive images that best fit a description, in any language.",
-        f"• `k=8`: how many images to show (1 to {MAX_K}, default {default_k}).",
-        "• `in:events/2024`: only images in that archive folder.",
-        "  Example: `/findimage in:events/2024 k=8 stage with red lights`",
-        "• `after:2024-05 before:2024-07`: only photos taken in that time (YYYY, YYYY-MM or YYYY-MM-DD; "
-        "after is inclusive, before is not). Example: `/findimage after:2024-05 before:2024-07 Sommerfest`",
-        "• Folder and file names count too: `/findimage Sommerfest` finds `2024-06 Sommerfest/`.",
-        "• Post a photo in a channel I am in, and I reply in its thread with the most similar archive images "
-        "(byte-identical copies are marked as exact matches; a near-identical copy of an archive image comes first, "
-        "as already in the archive; near copies among the results are shown as one).",
-        "• `/findimage duplicates` (or `duplicates in:events/2024`): the near-identical images in the archive and "
-        "the space their extra copies take, only to you.",
+        said._("*Find images in the team's archive*"),
+        said._("• `/findimage a snow covered mountain`: the archive images that best fit a description, in any "
+               "language."),
+        said._("• `k=8`: how many images to show (1 to {most}, default {default}).", most=MAX_K, default=default_k),
+        said._("• `in:events/2024`: only images in that archive folder."),
+        said._("  Example: `/findimage in:events/2024 k=8 stage with red lights`"),
+        said._("• `after:2024-05 before:2024-07`: only photos taken in that time (YYYY, YYYY-MM or YYYY-MM-DD; "
+               "after is inclusive, before is not). Example: `/findimage after:2024-05 before:2024-07 Sommerfest`"),
+        said._("• Folder and file names count too: `/findimage Sommerfest` finds `2024-06 Sommerfest/`."),
+        said._("• Post a photo in a channel I am in, and I reply in its thread with the most similar archive images "
+               "(byte-identical copies are marked as exact matches; a near-identical copy of an archive image comes "
+               "first, as already in the archive; near copies among the results are shown as one)."),
+        said._("• `/findimage duplicates` (or `duplicates in:events/2024`): the near-identical images in the archive "
+               "and the space their extra copies take, only to you."),
         *remember,
-        "• Results are posted to the channel for everyone; help and problems only to you.",
+        said._("• Results are posted to the channel for everyone; help and problems only to you."),
     ])
 
 
 # Every name, path, title, query and folder below comes from outside: shown() puts it on one line in a
 # code span (bot/untrusted.py says why), so it cannot add lines, links, mentions or formatting.
 
-def searching_text(query: Query) -> str:
-    where = f" in {shown(query.folder)}" if query.folder else ""
-    return f"Searching the archive for {shown(query.text or '')}{where}…"
+def searching_text(query: Query, said: Language) -> str:
+    if query.folder:
+        return said._("Searching the archive for {text} in {folder}…", text=shown(query.text or ""),
+                      folder=shown(query.folder))
+    return said._("Searching the archive for {text}…", text=shown(query.text or ""))
 
 
-def text_heading(user_id: str, text: str, folder: str | None) -> str:
-    where = f" in {shown(folder)}" if folder else ""
-    return f"<@{user_id}> searched the archive for {shown(text)}{where}:"
+def text_heading(user_id: str, text: str, folder: str | None, said: Language) -> str:
+    if folder:
+        return said._("<@{user}> searched the archive for {text} in {folder}:", user=user_id, text=shown(text),
+                      folder=shown(folder))
+    return said._("<@{user}> searched the archive for {text}:", user=user_id, text=shown(text))
 
 
-def image_heading(file_name: str) -> str:
-    return f"Archive images most similar to {shown(file_name)}:"
+def image_heading(file_name: str, said: Language) -> str:
+    return said._("Archive images most similar to {name}:", name=shown(file_name))
 
 
-def similar_heading(user_id: str, relative_path: str) -> str:
-    return (f"<@{user_id}> asked for more like {shown(relative_path)} "
-            "(that image itself is left out, its nearest neighbours follow):")
+def similar_heading(user_id: str, relative_path: str, said: Language) -> str:
+    return said._("<@{user}> asked for more like {path} (that image itself is left out, its nearest neighbours "
+                  "follow):", user=user_id, path=shown(relative_path))
 
 
-def more_heading(user_id: str, query: Query, about: str, count: int) -> str:
+def more_heading(user_id: str, query: Query, about: str, count: int, said: Language) -> str:
     """`about`: the query as the user knows it (the text, or the archive path of the image)."""
-    where = f" in {shown(query.folder)}" if query.folder else ""
-    what = shown(about) if query.text is not None else f"images like {shown(about)}"
-    return f"<@{user_id}> asked for more of {what}{where}: results {query.skip + 1} to {query.skip + count}:"
+    what = shown(about) if query.text is not None else said._("images like {path}", path=shown(about))
+    first, last = query.skip + 1, query.skip + count
+    if query.folder:
+        return said._("<@{user}> asked for more of {what} in {folder}: results {first} to {last}:", user=user_id,
+                      what=what, folder=shown(query.folder), first=first, last=last)
+    return said._("<@{user}> asked for more of {what}: results {first} to {last}:", user=user_id, what=what,
+                  first=first, last=last)
 
 
 @dataclass
@@ -81,6 +94,7 @@ class Answer:
     missing: set[str] = field(default_factory=set)  # image_ids whose file left the archive since indexing
     first_rank: int = 1  # later pages ("Show more") go on counting
     next_page: Query | None = None  # what "Show more" asks for; None: no more to show
+    said: Language = field(default_factory=english)  # the asker's: every line and button of the answer
 
     def ranked(self) -> list[tuple[int, Match]]:
         return list(enumerate(self.matches, self.first_rank))
@@ -88,7 +102,7 @@ class Answer:
     def actions(self) -> dict | None:
         """The answer's buttons: "More like #n" per match still in the archive, and "Show more"."""
         listed = [(rank, m.image_id) for rank, m in self.ranked() if m.image_id not in self.missing]
-        return answer_actions(listed, self.next_page) if self.matches else None
+        return answer_actions(listed, self.next_page, self.said) if self.matches else None
 
     @property
     def matches(self) -> list[Match]:
@@ -100,37 +114,39 @@ class Answer:
         return self.result.exact if self.result is not None else set()
 
 
-def uncertain_note(result: SearchResult) -> str:
-    best = result.matches[0].score
-    return (f"_Uncertain: even the best match scores only {best:.2f} (below {result.weak_score:.2f}), "
-            "so these are guesses rather than answers._")
+def uncertain_note(result: SearchResult, said: Language) -> str:
+    return said._("_Uncertain: even the best match scores only {best} (below {weak}), so these are guesses rather "
+                  "than answers._", best=format(result.matches[0].score, ".2f"),
+                  weak=format(result.weak_score, ".2f"))
 
 
-def posted_note(posted: Posted) -> str:
+def posted_note(posted: Posted, said: Language) -> str:
     """Who posted a remembered image and when: "posted by @anna on 5 Mar 2024, in this channel"."""
-    return f"posted by <@{posted.poster}> on {_day(posted)}, in this channel{_permalink(posted)}"
+    note = said._("posted by <@{user}> on {day}, in this channel", user=posted.poster, day=_day(posted, said))
+    return note + _permalink(posted, said)
 
 
-def repost_note(posted: Posted) -> str:
+def repost_note(posted: Posted, said: Language) -> str:
     """A posted picture seen in its channel before (a near-identical copy remembered there)."""
-    return f"Posted here before by <@{posted.poster}> on {_day(posted)}{_permalink(posted)}"
+    return said._("Posted here before by <@{user}> on {day}", user=posted.poster,
+                  day=_day(posted, said)) + _permalink(posted, said)
 
 
-def already_note(match: Match) -> str:
+def already_note(match: Match, said: Language) -> str:
     """A posted picture that is a near-identical copy of an archive image (the first match)."""
-    return f"This picture is already in the archive: {shown(match.relative_path)}"
+    return said._("This picture is already in the archive: {path}", path=shown(match.relative_path))
 
 
-def _day(posted: Posted) -> str:
-    when = datetime.fromtimestamp(float(posted.message_ts))
-    return f"{when.day} {when:%b %Y}"
+def _day(posted: Posted, said: Language) -> str:
+    return said.day(datetime.fromtimestamp(float(posted.message_ts)))
 
 
-def _permalink(posted: Posted) -> str:
+def _permalink(posted: Posted, said: Language) -> str:
     """" · open in Slack" linking the posting, where its permalink is one (Slack's https link, nothing in it
     that would end the link)."""
-    return (f" · <{posted.permalink}|open in Slack>" if posted.permalink.startswith("https://")
-            and not set(posted.permalink) & set("<>| ") else "")
+    if posted.permalink.startswith("https://") and not set(posted.permalink) & set("<>| "):
+        return " · <{link}|{label}>".format(link=posted.permalink, label=said._("open in Slack"))
+    return ""
 
 
 def shown_name(match: Match) -> str:
@@ -138,46 +154,63 @@ def shown_name(match: Match) -> str:
     return match.posted.title or match.image_name if match.posted else match.relative_path
 
 
-def match_label(rank: int, match: Match, exact: bool) -> str:
+def reasons_note(match: Match, said: Language) -> str:
+    """Why it stands above a higher score (the score shown is the CLIP similarity): " · _name matched_"."""
+    reasons = [signal for signal in match.matched if signal != "image"]
+    if not reasons:
+        return ""
+    words = {"name": said._("name"), "text": said._("text")}
+    return " · _{}_".format(said._("{signals} matched", signals=said._(" and ").join(
+        words.get(signal, signal) for signal in reasons)))
+
+
+def match_label(rank: int, match: Match, exact: bool, said: Language) -> str:
     """One line per match: rank, score, archive path (and whether it is the very same file)."""
+    same = " — " + said._("*exact match* (byte-identical)") if exact else ""
     if match.posted is not None:
-        label = f"*{rank}.* `{match.score:.3f}` {shown(shown_name(match))} — {posted_note(match.posted)}"
-        if exact:
-            label += " — *exact match* (byte-identical)"
-        reasons = [signal for signal in match.matched if signal != "image"]
-        return label + (f" · _{' and '.join(reasons)} matched_" if reasons else "")
-    label = f"*{rank}.* `{match.score:.3f}` {shown(match.relative_path)}"
-    if exact:
-        label += " — *exact match* (byte-identical)"
+        label = f"*{rank}.* `{match.score:.3f}` {shown(shown_name(match))} — {posted_note(match.posted, said)}"
+        return label + same + reasons_note(match, said)
+    label = f"*{rank}.* `{match.score:.3f}` {shown(match.relative_path)}" + same
     if match.taken:
         label += f" · {match.taken[:10]}"
     if match.also_at:
-        more = f" and {len(match.also_at) - 2} more" if len(match.also_at) > 2 else ""
-        label += f" · also at {', '.join(shown(path) for path in match.also_at[:2])}{more}"
+        label += " · " + said._("also at {places}", places=_places(match.also_at, said))
     if match.near_copies:
-        more = f" and {len(match.near_copies) - 2} more" if len(match.near_copies) > 2 else ""
-        label += f" · near copies at {', '.join(shown(path) for path in match.near_copies[:2])}{more}"
-    reasons = [signal for signal in match.matched if signal != "image"]
-    if reasons:  # why it stands above a higher score: the score shown is the CLIP similarity
-        label += f" · _{' and '.join(reasons)} matched_"
-    return label
+        label += " · " + said._("near copies at {places}", places=_places(match.near_copies, said))
+    return label + reasons_note(match, said)
 
 
-def duplicates_text(groups: Sequence[Group], folder: str | None, most: int) -> str:
+def _places(paths: Sequence[str], said: Language) -> str:
+    """The first two paths, and how many more."""
+    places = ", ".join(shown(path) for path in paths[:2])
+    if len(paths) > 2:
+        places = said.ngettext("{places} and {count} more", "{places} and {count} more", len(paths) - 2,
+                               places=places)
+    return places
+
+
+def duplicates_text(groups: Sequence[Group], folder: str | None, most: int, said: Language) -> str:
     """`/findimage duplicates`: the space the extra copies take, and the groups whose copies take the most
     (at most `most`), each member by its path and size."""
-    where = f" under {shown(folder)}" if folder else ""
     if not groups:
-        return f"No near-identical images in the archive{where}."
+        if folder:
+            return said._("No near-identical images in the archive under {folder}.", folder=shown(folder))
+        return said._("No near-identical images in the archive.")
     extra = sum(g.extra_bytes for g in groups)
     copies = sum(len(g.members) - 1 for g in groups)
-    lines = [f"*{len(groups):,} group(s) of near-identical images* in the archive{where}: {copies:,} extra "
-             f"cop(ies) take {human_bytes(extra)}."]
+    heading = said.ngettext("*{count} group of near-identical images*", "*{count} groups of near-identical images*",
+                            len(groups))
+    where = said._("in the archive under {folder}", folder=shown(folder)) if folder else said._("in the archive")
+    take = said.ngettext("{count} extra copy takes {size}.", "{count} extra copies take {size}.", copies,
+                         size=human_bytes(extra))
+    lines = [f"{heading} {where}: {take}"]
     for number, found in enumerate(groups[:most], start=1):
         members = ", ".join(f"{shown(m.relative_path)} ({human_bytes(m.bytes)})" for m in found.members)
         lines.append(f"*{number}.* {members}")
     if len(groups) > most:
-        lines.append(f"... and {len(groups) - most:,} more group(s): `findimage duplicates` lists them all.")
+        lines.append(said.ngettext("... and {count} more group: `findimage duplicates` lists them all.",
+                                   "... and {count} more groups: `findimage duplicates` lists them all.",
+                                   len(groups) - most))
     return fit("\n".join(lines), SECTION_CHARS)
 
 
@@ -206,12 +239,13 @@ def text_snippet(line: str, words: Sequence[str], width: int = SNIPPET_CHARS) ->
     return ("…" if begin > 0 else "") + text + ("…" if used > begin + width else "")
 
 
-def file_title(rank: int, match: Match, exact: bool) -> str:
-    suffix = " (exact match)" if exact else ""
+def file_title(rank: int, match: Match, exact: bool, said: Language) -> str:
+    suffix = " (" + said._("exact match") + ")" if exact else ""
     return f"{rank}. {one_line(shown_name(match))} · {match.score:.3f}{suffix}"  # plain_text: one line is enough
 
 
-def image_block(rank: int, match: Match, exact: bool, url_for: Callable[[str, str], str] | None) -> dict | None:
+def image_block(rank: int, match: Match, exact: bool, url_for: Callable[[str, str], str] | None,
+                said: Language) -> dict | None:
     """A match as an image block: a remembered one by reference to its Slack file (never uploaded again),
     an archive one by its signed link (None where there are no links: it is uploaded instead)."""
     if match.posted is not None:
@@ -221,7 +255,7 @@ def image_block(rank: int, match: Match, exact: bool, url_for: Callable[[str, st
     else:
         return None
     return {"type": "image", **source, "alt_text": one_line(shown_name(match))[:2000],
-            "title": {"type": "plain_text", "text": file_title(rank, match, exact)[:2000]}}
+            "title": {"type": "plain_text", "text": file_title(rank, match, exact, said)[:2000]}}
 
 
 def answer_text(answer: Answer) -> str:
@@ -231,18 +265,19 @@ def answer_text(answer: Answer) -> str:
     result = answer.result
     if result is None:
         raise ValueError("an answer needs a result or a sentence instead of one")
+    said = answer.said
     earlier = next((m.posted for m in result.reposts if m.posted is not None), None)
     if earlier is not None:
-        lines.append(repost_note(earlier))
+        lines.append(repost_note(earlier, said))
     first = result.matches[0] if result.matches else None
     if first is not None and first.image_id in result.near and first.image_id not in result.exact:
-        lines.append(already_note(first))  # (a byte-identical copy is marked exact match, which says more)
+        lines.append(already_note(first, said))  # (a byte-identical copy is marked exact match, which says more)
     elif result.uncertain:
-        lines.append(uncertain_note(result))
+        lines.append(uncertain_note(result, said))
     for rank, match in answer.ranked():
-        line = match_label(rank, match, match.image_id in result.exact)
+        line = match_label(rank, match, match.image_id in result.exact, said)
         if match.image_id in answer.missing:
-            line += " _(no longer in the archive)_"
+            line += " _({})_".format(said._("no longer in the archive"))
         lines.append(line)
         if match.text_snippet and match.image_id not in answer.missing:
             lines.append(f">{text_snippet(match.text_snippet, result.words)}")
@@ -271,7 +306,7 @@ def image_blocks(answers: list[Answer], url_for: Callable[[str, str], str]) -> l
             continue
         exact = answer.exact
         for rank, match in answer.ranked():
-            block = image_block(rank, match, match.image_id in exact, url_for)
+            block = image_block(rank, match, match.image_id in exact, url_for, answer.said)
             if match.image_id not in answer.missing and block is not None:
                 blocks.append(block)
         actions = answer.actions()
@@ -287,7 +322,7 @@ def button_blocks(answers: list[Answer]) -> list[dict]:
     blocks: list[dict] = []
     for answer in answers:
         actions = answer.actions()
-        posted = [image_block(rank, m, m.image_id in answer.exact, None) for rank, m in answer.ranked()
+        posted = [image_block(rank, m, m.image_id in answer.exact, None, answer.said) for rank, m in answer.ranked()
                   if m.posted is not None and m.image_id not in answer.missing]
         if actions is None and not posted:
             continue

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from findimage.config import Settings
+from findimage.i18n import Language
 from findimage.query import default_k
 from findimage.remembered import Remembered
 from findimage.search import Searcher
@@ -31,8 +32,9 @@ class Services:
     remembered: Remembered | None = None  # images remembered from channels (FINDIMAGE_REMEMBER)
     memory: ChannelMemory | None = None  # remembering, the backfill, forgetting
 
-    def usage(self) -> str:
-        return usage_text(default_k(self.settings, IN_SLACK), self.settings.backfill_days if self.memory else None)
+    def usage(self, said: Language) -> str:
+        return usage_text(said, default_k(self.settings, IN_SLACK),
+                          self.settings.backfill_days if self.memory else None)
 
 
 def services_of(context: Mapping[str, Any]) -> Services:

@@ -51,6 +51,19 @@ def history_client(client: WebClient) -> WebClient:
                                      ServerErrorRetryHandler(max_retry_count=2)])
 
 
+# Slack waits 3 s for an ack; a look-up the ack waits on (the requester's language) gets less than that.
+BEFORE_ACK_TIMEOUT_SECONDS = 2  # whole seconds (slack_sdk)
+
+
+def before_ack(client: WebClient) -> WebClient:
+    """The same client (token, Slack, headers) for a look-up an ack waits on: a short timeout and no retry
+    (not even a 429's Retry-After), so the ack is in time; whoever asks does without the answer then."""
+    copy = WebClient(token=client.token, base_url=client.base_url, timeout=BEFORE_ACK_TIMEOUT_SECONDS,
+                     ssl=client.ssl, proxy=client.proxy, retry_handlers=[SlackErrorCounter()], logger=client.logger)
+    copy.headers = dict(client.headers)  # its User-Agent too
+    return copy
+
+
 def quiet(client: WebClient) -> WebClient:
     """The same client (token, Slack, retries, headers), logging no line per failed try."""
     copy = WebClient(token=client.token, base_url=client.base_url, timeout=client.timeout, ssl=client.ssl,

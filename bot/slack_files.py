@@ -19,6 +19,8 @@ import requests
 from requests.adapters import HTTPAdapter
 from urllib3.util import parse_url
 
+from findimage.i18n import N_, Translatable
+
 from .untrusted import shown
 
 CHUNK_BYTES = 256 * 1024
@@ -31,8 +33,9 @@ DEFAULT_API_URL = "https://slack.com/api/"
 _UNSAFE_IN_AUTHORITY = re.compile(r"[\\%\s\x00-\x1f\x7f]")
 
 
-class DownloadError(Exception):
-    """The image could not be fetched from Slack; the message is meant for the person who posted it."""
+class DownloadError(Translatable):
+    """The image could not be fetched from Slack; the sentence (mrkdwn, names shown) is meant for the person
+    who posted it, in their language."""
 
 
 class ImageTooLarge(DownloadError):
@@ -132,16 +135,20 @@ def _megabytes(size: int) -> str:
 
 
 def _too_large(name: str, size: int | None, max_bytes: int) -> ImageTooLarge:
-    size_text = f"is {_megabytes(size)}" if size else "is larger than that"
-    return ImageTooLarge(f"{shown(name)} {size_text}; I only search images up to {_megabytes(max_bytes)}. "
-                         "Post a smaller copy (e.g. exported at a lower resolution) and I will look again.")
+    if size:
+        return ImageTooLarge(N_("{name} is {size}; I only search images up to {most}. Post a smaller copy (e.g. "
+                                "exported at a lower resolution) and I will look again."),
+                             name=shown(name), size=_megabytes(size), most=_megabytes(max_bytes))
+    return ImageTooLarge(N_("{name} is larger than that; I only search images up to {most}. Post a smaller copy "
+                            "(e.g. exported at a lower resolution) and I will look again."),
+                         name=shown(name), most=_megabytes(max_bytes))
 
 
 def _login_page(name: str) -> LoginPageInstead:
     return LoginPageInstead(
-        f"Slack sent me its sign-in page instead of {shown(name)}: the findimage app lacks the `files:read` "
-        "permission. Ask a workspace admin to add the `files:read` bot scope to the app (OAuth & Permissions) "
-        "and reinstall it.")
+        N_("Slack sent me its sign-in page instead of {name}: the findimage app lacks the `files:read` "
+           "permission. Ask a workspace admin to add the `files:read` bot scope to the app (OAuth & Permissions) "
+           "and reinstall it."), name=shown(name))
 
 
 def check_announced_size(file: dict, max_bytes: int) -> None:
@@ -155,8 +162,8 @@ def fetch(file: dict, token: str, max_bytes: int, api_url: str = DEFAULT_API_URL
     """The file's bytes; DownloadError (external, not Slack's host, too large, login page, refused) otherwise."""
     name = file.get("name") or file.get("id", "the image")
     if is_external(file):
-        raise ExternalFile(f"{shown(name)} is stored outside Slack, and I cannot search external files; "
-                           "upload the image itself to Slack and I will look again.")
+        raise ExternalFile(N_("{name} is stored outside Slack, and I cannot search external files; upload the "
+                              "image itself to Slack and I will look again."), name=shown(name))
     check_announced_size(file, max_bytes)
     with token_session(token, api_url) as session:
         response = _get_following_slack_redirects(download_url(file), name, api_url, session)
@@ -166,8 +173,8 @@ def fetch(file: dict, token: str, max_bytes: int, api_url: str = DEFAULT_API_URL
 
 
 def _not_slack(name: str) -> NotASlackHost:
-    return NotASlackHost(f"{shown(name)} is not served by Slack's file servers, so I did not download it; "
-                         "upload the image itself to Slack and I will look again.")
+    return NotASlackHost(N_("{name} is not served by Slack's file servers, so I did not download it; upload "
+                            "the image itself to Slack and I will look again."), name=shown(name))
 
 
 def _get_following_slack_redirects(url: str | None, name: str, api_url: str,
@@ -182,19 +189,21 @@ def _get_following_slack_redirects(url: str | None, name: str, api_url: str,
         except NotASlackHost:
             raise _not_slack(name) from None
         except requests.RequestException as exc:
-            raise DownloadRefused(f"I could not download {shown(name)} from Slack ({type(exc).__name__}). "
-                                  "Please try posting it again in a minute.") from exc
+            raise DownloadRefused(N_("I could not download {name} from Slack ({reason}). Please try posting it "
+                                     "again in a minute."), name=shown(name), reason=type(exc).__name__) from exc
         if not response.is_redirect:
             return response
         url = urljoin(url, response.headers.get("Location", ""))
         response.close()
-    raise DownloadRefused(f"Slack redirected the download of {shown(name)} too often; please post it again.")
+    raise DownloadRefused(N_("Slack redirected the download of {name} too often; please post it again."),
+                          name=shown(name))
 
 
 def _check_response(response: requests.Response, name: str, max_bytes: int) -> None:
     if response.status_code != 200:
-        raise DownloadRefused(f"Slack refused the download of {shown(name)} (HTTP {response.status_code}). "
-                              "If the file was deleted or is in a channel I cannot see, post it again here.")
+        raise DownloadRefused(N_("Slack refused the download of {name} (HTTP {status}). If the file was deleted "
+                                 "or is in a channel I cannot see, post it again here."),
+                              name=shown(name), status=response.status_code)
     if response.headers.get("Content-Type", "").lower().startswith("text/html"):
         raise _login_page(name)
     announced = response.headers.get("Content-Length")

@@ -20,6 +20,7 @@ from typing import TypeVarTuple
 
 from findimage import logs
 from findimage.config import Settings
+from findimage.i18n import N_
 
 from .metrics import ANSWERS_QUEUED
 
@@ -29,8 +30,7 @@ Args = TypeVarTuple("Args")  # a job's arguments, checked against the job where 
 # The models run one query at a time (see embedders); more threads overlap Slack downloads and uploads.
 DEFAULT_WORKERS = 4
 DEFAULT_MAX_QUEUED = 32
-BUSY_TEXT = ("I'm busy with other searches right now and could not take this one. "
-             "Please try again in a minute.")
+BUSY_TEXT = N_("I'm busy with other searches right now and could not take this one. Please try again in a minute.")
 
 
 class Ticket:

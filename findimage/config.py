@@ -14,6 +14,7 @@ from dotenv import dotenv_values
 
 from findimage import logs
 from findimage.errors import EXIT_USAGE, FindimageError
+from findimage.i18n import SETTING_CHOICES as LANGUAGE_SETTINGS
 from findimage.query import MAX_TOP_K
 
 DEFAULT_IMAGE_MODEL = "clip-ViT-B-32"
@@ -286,6 +287,9 @@ class SlackSettings(_Shown):
     answer_bots: tuple[str, ...] = setting("FINDIMAGE_ANSWER_BOTS", (), tuple)
     # Images posted in channels, remembered where the channel's members turn it on (`/findimage remember`).
     remember: str = setting("FINDIMAGE_REMEMBER", "opt-in", choices=("off", "opt-in"))
+    # The language the bot speaks: `auto` each person's Slack locale (German for de-*, else English), or
+    # `de`/`en` for the whole workspace (findimage.i18n.choose).
+    language: str = setting("FINDIMAGE_LANGUAGE", "auto", choices=LANGUAGE_SETTINGS)
     backfill_days: int = setting("FINDIMAGE_BACKFILL_DAYS", 90, int, 0, 3650)
     # conversations.history pace and page size: Tier 3 allows 50+ requests a minute; apps distributed
     # outside the Marketplace get 1 a minute with at most 15 messages (set 1 and 15 there).

@@ -19,6 +19,7 @@ from datetime import date
 from typing import Protocol
 
 from findimage.errors import EXIT_USAGE, FindimageError
+from findimage.i18n import N_, Translatable
 
 # How many images one query may ask for.
 MAX_K = 10  # an answer in Slack: Slack shows at most 10 files in one message, and more would be a wall
@@ -26,31 +27,34 @@ MAX_TOP_K = 50  # FINDIMAGE_TOP_K, the default (an answer in Slack still shows a
 MAX_ADMIN_K = 1000  # `findimage search -k`: whoever runs the command may look deeper into the ranking
 MAX_IMAGE_ID_CHARS = 64
 
-# One sentence per mistake. {given}: what was typed, as the door shows it; {example} and {option}: how it is
-# written there.
-K_OUT_OF_RANGE = "{given} must be a whole number from 1 to {most} (how many images to show)."
-NOT_A_DATE = "{given} is not a date: use YYYY, YYYY-MM or YYYY-MM-DD, e.g. {example}."
-DATES_OUT_OF_ORDER = ("Nothing is both on or after {after} and before {before}: the after date must come first, "
-                      "so put the earlier date in {option}, e.g. {example}.")
-OUTSIDE_THE_ARCHIVE = "{given} is outside the archive; name a folder inside it, e.g. {example}."
-GIVEN_TWICE = "Give {option} at most once, e.g. {example}."
-NOTHING_TO_LOOK_FOR = "Add what to look for after the options, e.g. {example}."
-TEXT_AND_IMAGE = "Give either a text or {option}, not both."
-EMPTY_TEXT = 'The query is empty: describe the image you are looking for, e.g. "a snow covered mountain".'
-TEXT_TOO_LONG = "The query is too long ({length:,} characters; at most {most:,}). A short description works best."
-NO_IMAGE_FILE = "No image file at {path}."
+# One sentence per mistake, in English (the command line's) and marked for the catalogues (findimage.i18n):
+# Slack's doors say it in the asker's language. {given}: what was typed, as the door shows it; {example} and
+# {option}: how it is written there.
+K_OUT_OF_RANGE = N_("{given} must be a whole number from 1 to {most} (how many images to show).")
+NOT_A_DATE = N_("{given} is not a date: use YYYY, YYYY-MM or YYYY-MM-DD, e.g. {example}.")
+DATES_OUT_OF_ORDER = N_("Nothing is both on or after {after} and before {before}: the after date must come first, "
+                        "so put the earlier date in {option}, e.g. {example}.")
+OUTSIDE_THE_ARCHIVE = N_("{given} is outside the archive; name a folder inside it, e.g. {example}.")
+GIVEN_TWICE = N_("Give {option} at most once, e.g. {example}.")
+NOTHING_TO_LOOK_FOR = N_("Add what to look for after the options, e.g. {example}.")
+TEXT_AND_IMAGE = "Give either a text or {option}, not both."  # the command line's only
+EMPTY_TEXT = N_('The query is empty: describe the image you are looking for, e.g. "a snow covered mountain".')
+TEXT_TOO_LONG = N_("The query is too long ({length:,} characters; at most {most:,}). A short description works best.")
+NO_IMAGE_FILE = "No image file at {path}."  # the command line's only
 
 _K_OPTION = re.compile(r"^k=(.*)$", re.IGNORECASE)
 # in:events/2024, in:"Summer party" or in:“Summer party” (Slack turns typed quotes into curly ones)
 _IN_OPTION = re.compile(r'(?<!\S)in:(?:"([^"]*)"|“([^”]*)”|(\S+))', re.IGNORECASE)
-_DATE_OPTION = re.compile(r"^(after|before):(.*)$", re.IGNORECASE)
+_DATE_OPTION = re.compile(r"^(after|before|nach|vor):(.*)$", re.IGNORECASE)
+# The command's date options as German speakers may type them too (the bot answers in German: findimage.i18n).
+_DATE_NAMES = {"after": "after", "before": "before", "nach": "after", "vor": "before"}
 _DATE = re.compile(r"^(\d{4})(?:-(\d{1,2})(?:-(\d{1,2}))?)?$")
 _STORED_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}T00:00:00$")  # a date's start as Filters hold it
 _COMPACT_FIELDS = {"k", "s", "t", "i", "f", "o"}
 _DATES = ("after", "before")
 
 
-class QueryError(FindimageError, ValueError):
+class QueryError(Translatable, FindimageError, ValueError):
     """A query that cannot be run as given; the message tells the person what to change."""
 
     exit_code = EXIT_USAGE
@@ -172,13 +176,13 @@ def read_command(raw: str, settings: QuerySettings, door: Door) -> Query:
     dates, words = _take_dates(words, door)
     filters = _filters(folder, dates.get("after"), dates.get("before"), door)
     if not words:
-        raise QueryError(NOTHING_TO_LOOK_FOR.format(
-            example=door.example("/findimage in:events/2024 k=8 stage with red lights")))
+        raise QueryError(NOTHING_TO_LOOK_FOR,
+                         example=door.example("/findimage in:events/2024 k=8 stage with red lights"))
     return Query(k or default_k(settings, door), " ".join(words), filters=filters)
 
 
 DUPLICATES_WORD = "duplicates"  # `/findimage duplicates [in:<folder>]`: the report of near-identical images
-DUPLICATES_OPTIONS = "Only a folder may follow {word}, e.g. {example}."
+DUPLICATES_OPTIONS = N_("Only a folder may follow {word}, e.g. {example}.")
 
 
 def read_duplicates(raw: str, door: Door) -> Filters | None:
@@ -189,9 +193,8 @@ def read_duplicates(raw: str, door: Door) -> Filters | None:
     if not words or words[0].lower() != DUPLICATES_WORD:
         return None
     if len(words) > 1:
-        raise QueryError(DUPLICATES_OPTIONS.format(word=door.example(DUPLICATES_WORD),
-                                                   example=door.example(f"{DUPLICATES_WORD} "
-                                                                        f"{door.options['folder']}events/2024")))
+        raise QueryError(DUPLICATES_OPTIONS, word=door.example(DUPLICATES_WORD),
+                         example=door.example(f"{DUPLICATES_WORD} {door.options['folder']}events/2024"))
     return _filters(folder, None, None, door)
 
 
@@ -254,7 +257,7 @@ def read_arguments(arguments: Arguments, settings: QuerySettings) -> Query:
     """The command line's query: a text, or (with `--image`) an example image's, read from that file."""
     k = _k(arguments.k, ARGUMENTS) if arguments.k is not None else default_k(settings, ARGUMENTS)
     if arguments.image is not None and arguments.words:
-        raise QueryError(TEXT_AND_IMAGE.format(option=ARGUMENTS.options["image"]))
+        raise QueryError(TEXT_AND_IMAGE, option=ARGUMENTS.options["image"])
     filters = _filters(arguments.folder, arguments.after, arguments.before, ARGUMENTS)
     return Query(k, None if arguments.image is not None else " ".join(arguments.words), filters=filters)
 
@@ -273,7 +276,7 @@ def clean_text(text: str, max_chars: int) -> str:
     if not cleaned:
         raise QueryError(EMPTY_TEXT)
     if len(cleaned) > max_chars:
-        raise QueryError(TEXT_TOO_LONG.format(length=len(cleaned), most=max_chars))
+        raise QueryError(TEXT_TOO_LONG, length=len(cleaned), most=max_chars)
     return cleaned
 
 
@@ -301,14 +304,13 @@ def _filters(folder: str | None, after: str | None, before: str | None, door: Do
     """The folder inside the archive, the dates as ISO starts in order: each mistake in its sentence."""
     inside = normalise_folder(folder)
     if inside is not None and inside.split("/")[0] == "..":
-        raise QueryError(OUTSIDE_THE_ARCHIVE.format(given=door.typed("folder", inside),
-                                                    example=door.e_g("folder", "events/2024")))
+        raise QueryError(OUTSIDE_THE_ARCHIVE, given=door.typed("folder", inside),
+                         example=door.e_g("folder", "events/2024"))
     starts = {name: _date(name, value, door) for name, value in (("after", after), ("before", before))}
     if starts["after"] and starts["before"] and starts["after"] >= starts["before"]:
-        raise QueryError(DATES_OUT_OF_ORDER.format(
-            after=door.given("", after), before=door.given("", before),
-            option=door.example(door.options["after"].strip()),
-            example=door.example(f"{door.options['after']}2024-05 {door.options['before']}2024-07")))
+        raise QueryError(DATES_OUT_OF_ORDER, after=door.given("", after), before=door.given("", before),
+                         option=door.example(door.options["after"].strip()),
+                         example=door.example(f"{door.options['after']}2024-05 {door.options['before']}2024-07"))
     return Filters(inside, starts["after"], starts["before"])
 
 
@@ -317,13 +319,13 @@ def _date(name: str, value: str | None, door: Door) -> str | None:
         return None
     start = date_start(value)
     if start is None:
-        raise QueryError(NOT_A_DATE.format(given=door.typed(name, value), example=door.e_g(name, "2024-05")))
+        raise QueryError(NOT_A_DATE, given=door.typed(name, value), example=door.e_g(name, "2024-05"))
     return start
 
 
 def _k(k: int, door: Door) -> int:
     if not 1 <= k <= door.most:
-        raise QueryError(K_OUT_OF_RANGE.format(given=door.typed("k", k), most=door.most))
+        raise QueryError(K_OUT_OF_RANGE, given=door.typed("k", k), most=door.most)
     return k
 
 
@@ -340,8 +342,8 @@ def _whole(number: object) -> bool:
 def _take_folder(text: str, door: Door) -> tuple[str | None, str]:
     found = list(_IN_OPTION.finditer(text))
     if len(found) > 1:
-        raise QueryError(GIVEN_TWICE.format(option=door.example(door.options["folder"]),
-                                            example=door.e_g("folder", "events/2024")))
+        raise QueryError(GIVEN_TWICE, option=door.example(door.options["folder"]),
+                         example=door.e_g("folder", "events/2024"))
     if not found:
         return None, text
     match = found[0]
@@ -358,13 +360,14 @@ def _take_k(words: list[str], door: Door) -> tuple[int | None, list[str]]:
             continue
         value = option.group(1)
         if not value.isdigit():
-            raise QueryError(K_OUT_OF_RANGE.format(given=door.typed("k", value), most=door.most))
+            raise QueryError(K_OUT_OF_RANGE, given=door.typed("k", value), most=door.most)
         k = _k(int(value), door)
     return k, rest
 
 
 def _take_dates(words: list[str], door: Door) -> tuple[dict[str, str], list[str]]:
-    """`after:2024-05` and `before:2024-07`, each at most once (checked as dates by _filters)."""
+    """`after:2024-05` and `before:2024-07` (or `nach:` and `vor:`), each at most once (checked as dates by
+    _filters)."""
     dates: dict[str, str] = {}
     rest = []
     for word in words:
@@ -372,9 +375,12 @@ def _take_dates(words: list[str], door: Door) -> tuple[dict[str, str], list[str]
         if option is None:
             rest.append(word)
             continue
-        name, value = option.group(1).lower(), option.group(2)
+        typed, value = option.group(1).lower(), option.group(2)
+        name = _DATE_NAMES[typed]
+        if date_start(value) is None:  # said with the option as it was typed
+            raise QueryError(NOT_A_DATE, given=door.given(f"{typed}:", value), example=door.example(f"{typed}:2024-05"))
         if name in dates:
-            raise QueryError(GIVEN_TWICE.format(option=door.example(door.options[name]),
-                                                example=door.e_g(name, "2024-05")))
+            raise QueryError(GIVEN_TWICE, option=door.example(door.options[name]),
+                             example=door.e_g(name, "2024-05"))
         dates[name] = value
     return dates, rest

@@ -19,6 +19,7 @@ from findimage.duplicates import NearCopies, picture_fingerprint, with_near_copy
 from findimage.errors import BackendUnavailable, IndexMissing, StoreError, check_image_model
 from findimage.fingerprint import Fingerprint
 from findimage.fusion import collapse_copies, fuse
+from findimage.i18n import N_, Language, english
 from findimage.imaging import ImageError, prepare_bytes
 from findimage.models.base import ImageEmbedder, TextEmbedder
 from findimage.names import meaningful, query_words
@@ -227,7 +228,7 @@ class Searcher:
             doc = self.remembered.get(image_id, channel)
             if doc is not None:
                 return doc, doc.image_name
-        raise QueryError("That image is no longer in the archive (it was removed or re-indexed since).")
+        raise QueryError(N_("That image is no longer in the archive (it was removed or re-indexed since)."))
 
     def _knn(self, vector: np.ndarray, k: int, filters: Filters, words: list[str] | None = None,
              channel: str | None = None) -> SearchResult:
@@ -345,8 +346,9 @@ def _alternate(first: list[Match], second: list[Match], depth: int) -> list[Matc
     return (merged + first[shorter:] + second[shorter:])[:depth]
 
 
-def empty_result_sentence(result: SearchResult, store: Store) -> str:
-    """Why there is nothing to show, in one sentence."""
+def empty_result_sentence(result: SearchResult, store: Store, language: Language | None = None) -> str:
+    """Why there is nothing to show, in one sentence, in `language` (the command line's: English)."""
+    said = language or english()
     if result.folder and store.count() > 0:
-        return f"No indexed images under the folder {result.folder!r}."
-    return "The archive is not indexed yet: run `findimage index` (or wait for the scheduled indexer)."
+        return said._("No indexed images under the folder {folder}.", folder=repr(result.folder))
+    return said._("The archive is not indexed yet: run `findimage index` (or wait for the scheduled indexer).")

@@ -13,6 +13,7 @@ from typing import Any
 from slack_bolt import Ack, App, BoltContext, Respond
 from slack_sdk import WebClient
 
+from findimage.i18n import N_
 from findimage.query import Query, QuerySettings
 from findimage.visibility import Place, Purpose
 
@@ -24,7 +25,7 @@ from ..metrics import counted
 from ..services import Services, services_of
 
 log = logging.getLogger(__name__)
-UNREADABLE = "I cannot read this button (it may come from an older version of me); please search again."
+UNREADABLE = N_("I cannot read this button (it may come from an older version of me); please search again.")
 
 
 def interaction_target(body: dict, client: WebClient, respond: Respond) -> InteractionTarget:
@@ -57,20 +58,21 @@ def start(services: Services, body: dict, action: dict, target: InteractionTarge
           query_of: Callable[[str | None, QuerySettings], Query]) -> None:
     """The click's query, read from its value by `query_of`, answered after the ack where it may be."""
     asking = services.policy.asking(Place.of(target.channel_id), Requester.of_interaction(body))
+    said = asking.language(target.client)  # after the ack: the click's answer comes later anyway
     quick = asking.quick()
     if quick.refusal is not None:
         counted("button", "refused")
-        services.work.submit(tell_safely, target, refusal_text(Purpose.ANSWER, quick.refusal))
+        services.work.submit(tell_safely, target, refusal_text(Purpose.ANSWER, quick.refusal, said))
         return
     try:
         query = query_of(action.get("value"), services.settings)
     except BadButton as exc:
         log.warning("unreadable button from %s: %s", target.user_id, exc)
         counted("button", "invalid")
-        services.work.submit(tell_safely, target, UNREADABLE)
+        services.work.submit(tell_safely, target, said._(UNREADABLE))
         return
     log.info("%s from %s in %s: %s", action.get("action_id"), target.user_id, target.channel_id, query.compact())
-    submit_or_busy(services, "button", target, answer_query, services, query, asking, target)
+    submit_or_busy(services, "button", target, said, answer_query, services, query, asking, target)
 
 
 # The duplicate check comes before the ack: once Slack has its answer, the click is either queued or dropped.

@@ -19,11 +19,11 @@ from ..metrics import counted, timed
 from ..options import IN_SLACK, wants_help
 from ..replies import searching_text
 from ..services import Services, services_of
+from ..slack_clients import before_ack
 from ..work import BUSY_TEXT
 
 log = logging.getLogger(__name__)
 COMMAND = "/findimage"
-DUPLICATES_TEXT = "Looking for near-identical images in the archive..."
 
 
 # `/findimage remember`, `/findimage remember status`, `/findimage forget`: what they do with the channel.
@@ -35,20 +35,21 @@ def memory_command(raw: str) -> str | None:
 
 
 def run_memory_command(services: Services, what: str, requester: Requester, target: CommandTarget) -> str:
-    """After the ack: turn remembering on or off in the target's channel (said to the whole channel), or say
-    how far it is."""
+    """After the ack: turn remembering on or off in the target's channel (said to the whole channel, in the
+    language of whoever asked), or say how far it is."""
     memory, channel_id = services.memory, target.channel_id or ""
+    said = services.policy.language_of(target.client, requester.user_id)
     try:
         if memory is None:
-            text, public = TURNED_OFF, False
+            text, public = said._(TURNED_OFF), False
         elif what == "remember":
-            text, public = memory.remember(target.client, channel_id, requester)
+            text, public = memory.remember(target.client, channel_id, requester, said)
         elif what == "forget":
-            text, public = memory.forget(channel_id, requester)
+            text, public = memory.forget(channel_id, requester, said)
         else:
-            text, public = memory.status(channel_id), False
+            text, public = memory.status(channel_id, said), False
     except Exception as exc:
-        tell_safely(target, user_message(exc))
+        tell_safely(target, user_message(exc, said))
         return "failed"
     if public:
         target.post(text)
@@ -61,12 +62,15 @@ def findimage_command(ack: Ack, command: dict[str, Any], respond: Respond, clien
                       context: BoltContext) -> None:
     services = services_of(context)
     raw = command.get("text") or ""
+    requester = Requester.of_command(command)
+    # The ack speaks the requester's language: their Slack locale is learned before it (users.info, cached
+    # for minutes; none where FINDIMAGE_LANGUAGE names one), in time for the ack or not at all (English then).
+    asking = services.policy.asking(Place.of(command.get("channel_id")), requester)
     if wants_help(raw):
         # text in an ack is seen only by the requester
-        ack(text=services.usage())
+        ack(text=services.usage(asking.language(before_ack(client))))
         counted("command", "answered")
         return
-    requester = Requester.of_command(command)
     what = memory_command(raw)
     if what is not None:  # remembering decides for itself (the allowlist included); forgetting is never refused
         ack()
@@ -77,17 +81,17 @@ def findimage_command(ack: Ack, command: dict[str, Any], respond: Respond, clien
             counted("channel_command", "busy")
         return
     # The allowlist and a team the payload names, decided here once: the answer goes on from this Asking.
-    asking = services.policy.asking(Place.of(command.get("channel_id")), requester)
+    said = asking.language(before_ack(client))  # the answer's too: one language per request
     quick = asking.quick()
     if quick.refusal is not None:
-        ack(text=refusal_text(Purpose.ANSWER, quick.refusal))
+        ack(text=refusal_text(Purpose.ANSWER, quick.refusal, said))
         counted("command", "refused")
         return
     try:
         duplicates = read_duplicates(raw, IN_SLACK)
         query = read_command(raw, services.settings, IN_SLACK) if duplicates is None else None
     except QueryError as exc:
-        ack(text=str(exc))
+        ack(text=exc.said_in(said))
         counted("command", "invalid")
         return
     target = CommandTarget(client, respond, command["channel_id"], command["user_id"])
@@ -95,17 +99,17 @@ def findimage_command(ack: Ack, command: dict[str, Any], respond: Respond, clien
     if ticket is None:
         log.warning("command from %s in %s refused: the answer queue is full", command["user_id"],
                     command["channel_id"])
-        ack(text=BUSY_TEXT)
+        ack(text=said._(BUSY_TEXT))
         counted("command", "busy")
         return
     with ticket:  # given back if the ack fails: no answer was promised
         if duplicates is not None:  # the report, only to the requester, archive images only
-            ack(text=DUPLICATES_TEXT)
+            ack(text=said._("Looking for near-identical images in the archive…"))
             log.info("duplicates report for %s in %s (folder %s)", command["user_id"], command["channel_id"],
                      duplicates.folder)
             ticket.submit(timed("command", answer_duplicates), services, duplicates, asking, target)
         elif query is not None:
-            ack(text=searching_text(query))
+            ack(text=searching_text(query, said))
             log.info("command from %s in %s: %r k=%d folder=%s", command["user_id"], command["channel_id"],
                      query.text, query.k, query.folder)
             ticket.submit(timed("command", answer_query), services, query, asking, target)

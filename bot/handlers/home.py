@@ -20,6 +20,7 @@ from typing import Any
 from slack_bolt import Ack, App, BoltContext
 from slack_sdk import WebClient
 
+from findimage.i18n import LANGUAGES, N_, Language, language
 from findimage.query import read_command
 from findimage.stores.base import META_LAST_PASS
 from findimage.visibility import Place, Purpose, Why
@@ -36,16 +37,27 @@ from ..untrusted import shown
 from .actions import first_click
 
 log = logging.getLogger(__name__)
-EXAMPLES = ("a snow covered mountain", "stage with red lights", "people laughing at a party")
+# Example queries, offered in the person's language (the text model reads 50+ languages).
+EXAMPLES = (N_("a snow covered mountain"), N_("stage with red lights"), N_("people laughing at a party"))
 
 
-def describe_pass(data: dict | None) -> str:
+def examples_in(said: Language) -> list[str]:
+    return [said._(text) for text in EXAMPLES]
+
+
+def is_example(value: object) -> bool:
+    """An example of the tab as some language offers it (a value comes back from whoever clicks)."""
+    return any(value in examples_in(language(code)) for code in LANGUAGES)
+
+
+def describe_pass(data: dict | None, said: Language) -> str:
     if not data:
-        return "no indexing pass has finished yet"
+        return said._("no indexing pass has finished yet")
     when = datetime.fromtimestamp(data["finished_at"], UTC).strftime("%Y-%m-%d %H:%M UTC")
-    return (f"{when}: {data['added']} added, {data['updated']} updated, {data['moved']} moved, "
-            f"{data['removed']} removed, {data['unchanged']} unchanged, {data['failed']} failed "
-            f"({data['seconds']:.0f} s)")
+    return said._("{when}: {added} added, {updated} updated, {moved} moved, {removed} removed, {unchanged} "
+                  "unchanged, {failed} failed ({seconds} s)", when=when, added=data["added"],
+                  updated=data["updated"], moved=data["moved"], removed=data["removed"],
+                  unchanged=data["unchanged"], failed=data["failed"], seconds=format(data["seconds"], ".0f"))
 
 
 def model_name(model_id: object) -> str:
@@ -57,49 +69,54 @@ def model_name(model_id: object) -> str:
     return text
 
 
-def status_lines(services: Services) -> list[str]:
+def status_lines(services: Services, said: Language) -> list[str]:
     """What an archive user may want to know before searching: size, freshness, failures, models."""
     searcher, settings = services.searcher, services.settings
     try:
         count = searcher.store.count()
         raw_pass = searcher.store.get_meta(META_LAST_PASS)
     except Exception as exc:
-        return [user_message(exc)]
+        return [user_message(exc, said)]
     last_pass = json.loads(raw_pass) if raw_pass else None
-    lines = [f"*Images indexed:* {count:,}", f"*Last completed pass:* {describe_pass(last_pass)}"]
+    lines = [said._("*Images indexed:* {count}", count=said.number(count)),
+             said._("*Last completed pass:* {summary}", summary=describe_pass(last_pass, said))]
     if last_pass:  # the pass records it in the store: the indexer's own files may be on another machine
-        lines.append(f"*Files that failed to index:* {last_pass.get('failing_files', 0):,}")
-    lines.append(f"*Store:* {'Elasticsearch' if settings.uses_elasticsearch else 'embedded'}")
+        lines.append(said._("*Files that failed to index:* {count}",
+                            count=said.number(last_pass.get("failing_files", 0))))
+    lines.append(said._("*Store:* {store}", store="Elasticsearch" if settings.uses_elasticsearch
+                        else said._("embedded")))
     text_model = getattr(searcher.text_embedder, "model_id", settings.text_model)
-    lines.append(f"*Models:* images {shown(model_name(searcher.image_embedder.model_id))}, "
-                 f"text {shown(model_name(text_model))}")
+    lines.append(said._("*Models:* images {image}, text {text}",
+                        image=shown(model_name(searcher.image_embedder.model_id)), text=shown(model_name(text_model))))
     return lines
 
 
-HEADER = {"type": "header", "text": {"type": "plain_text", "text": "findimage: the team's image archive"}}
+def header(said: Language) -> dict:
+    return {"type": "header", "text": {"type": "plain_text", "text": said._("findimage: the team's image archive")}}
 
 
-def home_view(services: Services, refusal: str | None = None, examples: bool = True) -> dict:
-    """The tab; only `refusal` when the archive may not be shown to this person, no examples where they
-    would not be answered."""
+def home_view(services: Services, said: Language, refusal: str | None = None, examples: bool = True) -> dict:
+    """The tab, in `said`; only `refusal` when the archive may not be shown to this person, no examples where
+    they would not be answered."""
     if refusal is not None:
-        return {"type": "home", "blocks": [HEADER, {"type": "section", "text": {"type": "mrkdwn", "text": refusal}}]}
+        return {"type": "home", "blocks": [header(said), {"type": "section",
+                                                           "text": {"type": "mrkdwn", "text": refusal}}]}
     blocks = [
-        HEADER,
-        {"type": "section", "text": {"type": "mrkdwn", "text": "\n".join(status_lines(services))[:3000]}},
+        header(said),
+        {"type": "section", "text": {"type": "mrkdwn", "text": "\n".join(status_lines(services, said))[:3000]}},
         {"type": "divider"},
-        {"type": "section", "text": {"type": "mrkdwn", "text": services.usage()[:3000]}},
-        {"type": "section", "text": {"type": "mrkdwn", "text": (
-            "• On any message with a photo: *⋮ More actions → Find similar images*.\n"
-            "• Under every answer: *More like #n* for that image's neighbours, *Show more* for the next "
-            f"matches (up to {services.settings.max_results}).")}},
+        {"type": "section", "text": {"type": "mrkdwn", "text": services.usage(said)[:3000]}},
+        {"type": "section", "text": {"type": "mrkdwn", "text": "\n".join([
+            said._("• On any message with a photo: *⋮ More actions → Find similar images*."),
+            said._("• Under every answer: *More like #n* for that image's neighbours, *Show more* for the next "
+                   "matches (up to {most}).", most=services.settings.max_results)])}},
     ]
     if examples:
-        buttons = [button(f"“{text}”", f"{HOME_EXAMPLE}:{n}", text) for n, text in enumerate(EXAMPLES, 1)]
+        buttons = [button(f"“{text}”", f"{HOME_EXAMPLE}:{n}", text) for n, text in enumerate(examples_in(said), 1)]
         blocks += [
             {"type": "divider"},
-            {"type": "section", "text": {"type": "mrkdwn",
-                                         "text": "*Try an example* (the answer comes to you in my Messages tab):"}},
+            {"type": "section", "text": {"type": "mrkdwn", "text": said._(
+                "*Try an example* (the answer comes to you in my Messages tab):")}},
             {"type": "actions", "elements": buttons},
         ]
     return {"type": "home", "blocks": blocks}
@@ -107,12 +124,14 @@ def home_view(services: Services, refusal: str | None = None, examples: bool = T
 
 def publish_home(services: Services, client: WebClient, user_id: str, channel_id: str | None) -> str:
     """`channel_id`: the person's direct messages with the app, where the examples are answered."""
-    sight = services.policy.sight(client, Purpose.ANSWER, Place.home(channel_id), Requester(user_id))
+    asking = services.policy.asking(Place.home(channel_id), Requester(user_id))
+    said = asking.language(client)
+    sight = asking.sight(client)
     # Where the allowlist leaves out the person's direct messages with the app, the tab still shows the
     # archive's status, but offers no example (it would not be answered).
     shown = sight.refusal is None or sight.refusal is Why.NOT_ENABLED
-    refusal = refusal_text(Purpose.ANSWER, sight.refusal) if sight.refusal is not None and not shown else None
-    view = home_view(services, refusal, examples=not sight.refused)
+    refusal = refusal_text(Purpose.ANSWER, sight.refusal, said) if sight.refusal is not None and not shown else None
+    view = home_view(services, said, refusal, examples=not sight.refused)
     try:
         client.views_publish(user_id=user_id, view=view)
     except Exception:
@@ -149,7 +168,7 @@ def home_opened(event: dict[str, Any], client: WebClient, context: BoltContext) 
 def example(ack: Ack, body: dict[str, Any], action: dict[str, Any], client: WebClient, context: BoltContext) -> None:
     ack()
     services = services_of(context)
-    if not first_click(services, body, action) or action.get("value") not in EXAMPLES:
+    if not first_click(services, body, action) or not is_example(action.get("value")):
         return
     if not services.work.submit(timed("home_example", answer_example), services, client, action["value"],
                                 Requester.of_interaction(body)):

@@ -74,7 +74,7 @@ def on_message(event: dict[str, Any], body: dict[str, Any], context: BoltContext
         # Full: "busy" now, from Bolt's listener thread, better than never; but not where no image is
         # known yet, nor where the answer would have been a refusal.
         if any(is_image_file(f) for f in files) and not shared and not asking.quick().refused:
-            tell_safely(target, BUSY_TEXT)
+            tell_safely(target, asking.language(client)._(BUSY_TEXT))
 
 
 def register(app: App) -> None:

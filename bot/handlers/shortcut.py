@@ -12,6 +12,7 @@ from typing import Any
 from slack_bolt import Ack, App, BoltContext, Respond
 from slack_sdk import WebClient
 
+from findimage.i18n import N_
 from findimage.query import Query, example_query
 from findimage.visibility import Place, Purpose
 
@@ -25,8 +26,8 @@ from ..slack_files import is_image_file, needs_file_info
 
 log = logging.getLogger(__name__)
 CALLBACK_ID = "find_similar"
-NO_IMAGES = ("This message has no images, so there is nothing to compare. Use *Find similar images* on a "
-             "message with a photo, or search by description with `/findimage`.")
+NO_IMAGES = N_("This message has no images, so there is nothing to compare. Use *Find similar images* on a "
+               "message with a photo, or search by description with `/findimage`.")
 
 
 def find_similar(ack: Ack, shortcut: dict[str, Any], client: WebClient, respond: Respond, context: BoltContext) -> None:
@@ -42,19 +43,20 @@ def find_similar(ack: Ack, shortcut: dict[str, Any], client: WebClient, respond:
     target = InteractionTarget(client, respond, channel, requester.user_id,
                                thread_ts=message.get("thread_ts") or message.get("ts"))
     files = [f for f in message.get("files") or [] if is_image_file(f) or needs_file_info(f)]
+    asking = services.policy.asking(Place.of(channel), requester)
+    said = asking.language(client)  # after the ack
     if not files:
         counted("shortcut", "invalid")
-        services.work.submit(tell_safely, target, NO_IMAGES)
+        services.work.submit(tell_safely, target, said._(NO_IMAGES))
         return
-    asking = services.policy.asking(Place.of(channel), requester)
     quick = asking.quick()
     if quick.refusal is not None:
         counted("shortcut", "refused")
-        services.work.submit(tell_safely, target, refusal_text(Purpose.ANSWER, quick.refusal))
+        services.work.submit(tell_safely, target, refusal_text(Purpose.ANSWER, quick.refusal, said))
         return
     log.info("find similar: %d file(s) of message %s in %s, for %s", len(files), message.get("ts"), channel,
              requester.user_id)
-    submit_or_busy(services, "shortcut", target, answer_asked_images, services, files,
+    submit_or_busy(services, "shortcut", target, said, answer_asked_images, services, files,
                    example_query(services.settings, IN_SLACK), asking, target)
 
 
@@ -63,7 +65,7 @@ def answer_asked_images(services: Services, files: list[dict], query: Query, ask
     to be an image (stripped file objects, completed first), they are told so."""
     outcome = answer_posted_images(services, files, query, asking, target)
     if outcome == "ignored":
-        tell_safely(target, NO_IMAGES)
+        tell_safely(target, asking.language(target.client)._(NO_IMAGES))
         return "invalid"
     return outcome
 

@@ -11,6 +11,7 @@ from PIL import Image
 from bot.options import IN_SLACK
 from bot.replies import usage_text
 from findimage.config import Settings
+from findimage.i18n import english
 from findimage.query import Filters, Query, QueryError, read_command
 from indexer.run import index_once
 
@@ -44,7 +45,7 @@ def test_date_option_mistakes_say_how_to_fix_them(typed, complaint):
 
 
 def test_the_usage_lists_the_date_options_with_an_example():
-    usage = usage_text(5)
+    usage = usage_text(english(), 5)
     assert "`after:2024-05 before:2024-07`" in usage and "/findimage after:2024-05 before:2024-07 " in usage
 
 

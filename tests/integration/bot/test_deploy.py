@@ -111,6 +111,13 @@ def test_a_plain_install_serves_http_mode_from_any_folder(installed_copy, indexe
     assert status == 0, web.output
 
 
+def test_a_plain_install_carries_the_german_catalogue(installed_copy, tmp_path):
+    said = subprocess.run([str(installed_copy / "python"), "-c", "import findimage.i18n as i; "
+                           "print(i.__file__); print(i.language('de')._('Show more'))"],
+                          capture_output=True, text=True, cwd=tmp_path, check=True).stdout.splitlines()
+    assert said[0].startswith(str(installed_copy.parent)) and said[1] == "Mehr zeigen"
+
+
 def post_chunked(emu, port: int, chunks: list[bytes]):
     """A signed url_verification-shaped POST sent with Transfer-Encoding: chunked (no Content-Length)."""
     if sum(map(len, chunks)) < 1000:

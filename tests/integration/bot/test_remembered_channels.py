@@ -109,7 +109,7 @@ def test_forget_deletes_everything_remembered_from_the_channel(bot, emu):
     wait_remembered(emu, bot, photo["id"])
     command(emu, bot, "forget")
     text = emu.wait_for_response(containing="turned off remembering", timeout=15).visible_text
-    assert "the 1 image(s) I remembered from it are deleted" in text
+    assert "the 1 image I remembered from it is deleted" in text
     assert remembered_files(bot) == set() and bot.searcher.remembered.registry.channels() == []
     assert bot.searcher.remembered.store.count() == 0
     # Posted after forget: not remembered
@@ -158,7 +158,7 @@ def test_remember_status_says_what_is_on(bot, emu):
     emu.clear_records()
     command(emu, bot, "remember status")
     text = emu.wait_for_response(containing="I remember the images", timeout=15).visible_text
-    assert f"turned on by <@{ALICE}>): 1 image(s) so far" in text
+    assert f"turned on by <@{ALICE}>): 1 image so far" in text
 
 
 def buttons_of(emu, channel=CHANNEL):

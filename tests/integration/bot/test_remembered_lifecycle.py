@@ -156,7 +156,7 @@ def test_a_channel_taken_off_the_allowlist_is_no_longer_remembered_and_can_be_fo
         assert "not enabled in this channel" in emu.wait_for_response(containing="enabled", timeout=15).visible_text
         command(emu, bot, "forget")
         said = emu.wait_for_response(containing="turned off remembering", timeout=15).visible_text
-        assert "the 1 image(s) I remembered from it are deleted" in said
+        assert "the 1 image I remembered from it is deleted" in said
         assert remembered_files(bot) == set() and bot.searcher.remembered.registry.channels() == []
         assert emu.api_calls("conversations.history") == []  # nor was its history read
 

@@ -623,6 +623,18 @@ def test_users_info_answers_with_the_real_user_object(emu, client):
     assert guest["team_id"] == "T0PARTNER" and guest["is_stranger"] is True
 
 
+def test_users_info_tells_the_locale_only_when_asked_with_include_locale(emu, client):
+    emu.add_user("U0HANNA", locale="de-DE")
+
+    plain = client.users_info(user="U0HANNA")["user"]
+    hanna = client.users_info(user="U0HANNA", include_locale=True)["user"]
+    alice = client.users_info(user=ALICE, include_locale=True)["user"]
+
+    assert "locale" not in plain
+    assert hanna["locale"] == "de-DE" and alice["locale"] == "en-US"  # an undeclared user: Slack's default
+    assert list(hanna) == keys_of("web_api/users.info", "user") + ["locale"]
+
+
 def test_files_info_answers_deleted_and_hidden_files_with_slacks_errors(emu, client):
     gone, hidden = emu.add_file(png_bytes(), "gone.png"), emu.add_file(png_bytes(), "hidden.png")
     kept = emu.add_file(png_bytes(), "kept.png")

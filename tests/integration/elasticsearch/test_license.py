@@ -133,6 +133,7 @@ def test_the_bot_falls_back_at_start_and_logs_it_once(basic_env, monkeypatch, ca
 
 def test_the_bot_answer_when_nothing_can_vectorize_text(basic_env, monkeypatch):
     from bot.errors import user_message
+    from findimage.i18n import english
 
     settings = load_settings({**basic_env, "FINDIMAGE_TEXT_FALLBACK": "off"}, env_file=None)
     embedder = text_embedder(settings)
@@ -140,7 +141,7 @@ def test_the_bot_answer_when_nothing_can_vectorize_text(basic_env, monkeypatch):
     with pytest.raises(LicenseRefused) as caught:
         embedder.embed_texts(["a mountain"])
     assert str(caught.value) == SENTENCE
-    answer = user_message(caught.value)
+    answer = user_message(caught.value, english())
     assert answer.startswith("I could not search by text because Elasticsearch's license does not allow")
 
 

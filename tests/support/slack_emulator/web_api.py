@@ -32,6 +32,7 @@ CONVERSATION_SCOPES = {"public": "channels:read", "private": "groups:read", "im"
 #: larger limit is capped to it, an emulator choice as for conversations.history)
 LISTED_TYPES = {"public_channel": "public", "private_channel": "private", "mpim": "mpim", "im": "im"}
 USERS_CONVERSATIONS_LIMIT = (100, 999)
+DEFAULT_LOCALE = "en-US"  # a user no test gave a language: Slack's default
 
 
 def _json_arg(value: Any) -> Any:
@@ -390,11 +391,12 @@ class WebApiMixin:
     # ------------------------------------------------------------------ users.*
 
     def add_user(self, user_id: str, team_id: str | None = None, *, name: str | None = None,
-                 is_bot: bool = False, enterprise_id: str | None = None) -> None:
-        """A person (or bot user) users.info knows; ``team_id``: their workspace (default the app's)."""
+                 is_bot: bool = False, enterprise_id: str | None = None, locale: str = DEFAULT_LOCALE) -> None:
+        """A person (or bot user) users.info knows; ``team_id``: their workspace (default the app's);
+        ``locale``: their Slack language, as users.info tells it with include_locale (an IETF tag)."""
         with self._lock:
             self._users[user_id] = {"team_id": team_id or self.team_id, "name": name or user_id.lower(),
-                                    "is_bot": is_bot, "enterprise_id": enterprise_id}
+                                    "is_bot": is_bot, "enterprise_id": enterprise_id, "locale": locale}
             self._unknown_users.discard(user_id)
 
     def forget_user(self, user_id: str) -> None:
@@ -407,13 +409,16 @@ class WebApiMixin:
         with self._lock:
             known = self._users.get(user_id or "")
             return dict(known) if known else {"team_id": self.team_id, "name": (user_id or "").lower(),
-                                              "is_bot": user_id == self.bot_user_id, "enterprise_id": None}
+                                              "is_bot": user_id == self.bot_user_id, "enterprise_id": None,
+                                              "locale": DEFAULT_LOCALE}
 
     def user_team(self, user_id: str | None) -> str:
         return self.user_record(user_id)["team_id"]
 
-    def user_object(self, user_id: str) -> dict:
-        """The user object as users.info answers it (web_api/users.info.json)."""
+    def user_object(self, user_id: str, include_locale: bool = False) -> dict:
+        """The user object as users.info answers it (web_api/users.info.json); with ``include_locale`` it
+        carries the user's ``locale`` (https://api.slack.com/methods/users.info: "Set this to true to receive
+        the locale for this user"; the user object's `locale`, e.g. "en-US")."""
         record = self.user_record(user_id)
         user = fixture("web_api/users.info")["user"]
         user.update(id=user_id, team_id=record["team_id"], name=record["name"], real_name=record["name"].title(),
@@ -423,6 +428,8 @@ class WebApiMixin:
                                display_name_normalized=record["name"], email=f"{record['name']}@example.org")
         if record["team_id"] != self.team_id:
             user["is_stranger"] = True  # a user of a foreign workspace party to a shared channel
+        if include_locale:
+            user["locale"] = record["locale"]
         return user
 
     def _api_users_info(self, params: dict, kind: str) -> dict:
@@ -431,7 +438,8 @@ class WebApiMixin:
             unknown = user_id in self._unknown_users
         if not user_id or unknown or user_id[0] not in "UWB":
             raise SlackApiError("user_not_found")
-        return {"user": self.user_object(user_id)}
+        include_locale = str(params.get("include_locale", "")).lower() in ("1", "true")
+        return {"user": self.user_object(user_id, include_locale)}
 
     # ------------------------------------------------------------------ apps.connections.open
 

@@ -7,6 +7,7 @@ from slack_sdk.web import SlackResponse
 
 from bot.backfill import DAY, left_seconds, retry_after
 from bot.channel_memory import duration
+from findimage.i18n import english
 from findimage.stores.base import ChannelState
 
 
@@ -35,5 +36,5 @@ def test_the_time_left_scales_the_time_spent_by_the_share_of_the_days_still_unre
 
 
 def test_durations_read_like_a_person_would_say_them():
-    assert [duration(s) for s in (30, 600, 3 * 3600, 11 * 3600, 4 * 86400)] == [
+    assert [duration(s, english()) for s in (30, 600, 3 * 3600, 11 * 3600, 4 * 86400)] == [
         "about a minute", "about 10 minutes", "about 3 hours", "about 11 hours", "about 4 days"]

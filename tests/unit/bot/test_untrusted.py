@@ -11,6 +11,7 @@ from slack_sdk.models.blocks import Block
 
 from bot.replies import Answer, answer_text, button_blocks, file_title, image_blocks, image_heading, text_snippet
 from bot.untrusted import PLACEHOLDER, fit, one_line, shown
+from findimage.i18n import ENGLISH, GERMAN, Language, english, language
 from findimage.records import Match, Posted
 from findimage.search import SearchResult
 
@@ -127,7 +128,7 @@ def test_fit_cuts_one_long_line_outside_entities_and_code_spans(limit):
 
 # ---- the blocks an answer becomes -----------------------------------------------------------------------
 
-def nasty_answer(long: bool = False) -> Answer:
+def nasty_answer(long: bool = False, said: Language | None = None) -> Answer:
     path = ("deep/" * 900 if long else "") + FORGED_LINE.replace("\n", "\n&")
     archive = [Match(f"{n:064x}", "photo.jpg", f"{path}{n}.jpg", 0.5, "ab" * 32, also_at=(path, "<!here>"),
                      matched=("image", "text"), text_snippet="<!channel> &&& \x1b[31m *call*\u202e 555")
@@ -135,14 +136,16 @@ def nasty_answer(long: bool = False) -> Answer:
     posted = Posted("C0CHANNEL", "F0NASTY", "1700000000.000100", "U0POSTER", title="<!channel>\nfree *pizza*")
     remembered = Match(posted.image_id, "pizza.jpg", "x", 0.4, posted=posted)
     result = SearchResult([*archive, remembered], words=["call"])
-    return Answer(image_heading("<@U0ADMIN>\n" + "&" * (2000 if long else 1)), result)
+    said = said or english()
+    return Answer(image_heading("<@U0ADMIN>\n" + "&" * (2000 if long else 1), said), result, said=said)
 
 
+@pytest.mark.parametrize("code", [ENGLISH, GERMAN])
 @pytest.mark.parametrize("long", [False, True], ids=["names", "names far over Slack's limits"])
-def test_an_answer_about_nasty_names_is_valid_block_kit_within_slacks_limits(long):
-    answer = nasty_answer(long)
+def test_an_answer_about_nasty_names_is_valid_block_kit_within_slacks_limits(long, code):
+    answer = nasty_answer(long, language(code))
     blocks = image_blocks([answer], lambda image_id, sha256: f"https://findimage.example.org/images/{image_id}.jpg")
-    blocks += button_blocks([answer, nasty_answer(long)])
+    blocks += button_blocks([answer, nasty_answer(long, language(code))])
 
     for block in blocks:
         Block.parse(block).validate_json()  # raises SlackObjectFormationError on a field over its limit
@@ -154,7 +157,7 @@ def test_an_answer_about_nasty_names_is_valid_block_kit_within_slacks_limits(lon
         assert reading.tokens == ["<@U0POSTER>"] * text.count("<@U0POSTER>") and reading.mentions == []
         assert reading.hidden == [] and not re.search(r"&(?!amp;|lt;|gt;)", text)
         assert not any("IT notice" in s or "pizza" in s for s in reading.styled)
-        assert all(line.startswith(("*", "Archive", ">", "…")) for line in reading.lines)
+        assert all(line.startswith(("*", "Archiv", ">", "…")) for line in reading.lines)
         assert all(line.count("`") % 2 == 0 for line in reading.lines)
     assert all(read_mrkdwn(title).lines == [title] and read_mrkdwn(title).hidden == [] for title in titles)
 
@@ -166,7 +169,7 @@ def test_the_fallback_text_has_the_same_lines_as_the_section():
 
     assert len(reading.lines) == 1 + 6 + 5, "the heading, six matches, five read lines"
     assert reading.quotes == [line for line in reading.lines if line.startswith(">")]
-    assert file_title(1, answer.matches[0], False).count("\n") == 0
+    assert file_title(1, answer.matches[0], False, english()).count("\n") == 0
 
 
 def test_hidden_characters_are_exactly_the_control_format_and_separator_categories():
