@@ -93,15 +93,16 @@ def test_findimage_duplicates_tells_only_the_asker_the_archives_copies(bot_setti
     index_once(bot_settings, progress=False)
     with serve_bot(bot_settings) as bot:
         command(emu, bot, "duplicates")
-        report = emu.wait_for_response(containing="group(s) of near-identical images", timeout=20)
+        report = emu.wait_for_response(containing="group of near-identical images", timeout=20)
         command(emu, bot, "duplicates in:lookalikes")
         none = emu.wait_for_response(containing="No near-identical images", timeout=20)
         refused = command(emu, bot, "duplicates of the summer party")
 
     assert report.ephemeral and none.ephemeral
     text = report.visible_text
-    assert text.startswith(f"*1 group(s) of near-identical images* in the archive: {len(group) - 1} extra cop(ies) "
-                           "take ")
+    copies = len(group) - 1
+    assert text.startswith(f"*1 group of near-identical images* in the archive: {copies} extra "
+                           + ("copy takes " if copies == 1 else "copies take "))
     assert all(f"`{path}`" in text for path in group) and "lookalikes/" not in text
     assert "`lookalikes`" in none.visible_text
     assert refused.status == 200 and "`duplicates in:events/2024`" in refused.body  # the ack, only to the asker
