@@ -124,6 +124,9 @@ class Match:
     # given by the stores for every candidate of a query that searches text; empty otherwise.
     text_lines: tuple[str, ...] = ()
     posted: Posted | None = None  # remembered from a Slack channel, not an archive file
+    # The picture's fingerprint (findimage.fingerprint's string) where the store gave it with the match ("": none
+    # kept yet), so that collapsing near copies asks nothing more; None: not given (the searcher asks the store).
+    fingerprint: str | None = None
 
     @property
     def indexed(self) -> Indexed | None:

@@ -312,16 +312,21 @@ class Searcher:
         return kept[:k]
 
     def _fingerprints_of(self, matches: list[Match]) -> dict[str, str]:
-        """The archive matches' fingerprints, in one request (a store that cannot give them now: none, and
+        """The archive matches' fingerprints: those the store gave with the matches (Elasticsearch, from the
+        search's own doc values), the others in one request (a store that cannot give them now: none, and
         near copies are shown apart)."""
-        wanted = [m.image_id for m in matches if m.posted is None]
-        if len(wanted) < 2:
+        archive = [m for m in matches if m.posted is None]
+        if len(archive) < 2:
             return {}
+        given = {m.image_id: m.fingerprint for m in archive if m.fingerprint}
+        wanted = [m.image_id for m in archive if m.fingerprint is None]
+        if not wanted:
+            return given
         try:
-            return self.store.fingerprints_of(wanted)
+            return {**given, **self.store.fingerprints_of(wanted)}
         except (BackendUnavailable, StoreError) as exc:
             log.warning("near copies are not collapsed in this answer: %s", exc)
-            return {}
+            return given
 
     def _on_disk(self, matches: list[Match]) -> list[Match]:
         """The matches that can be shown now (`servable`)."""

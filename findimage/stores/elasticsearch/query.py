@@ -24,7 +24,8 @@ MATCH_FIELDS = ["image_id", "image_name", "relative_path", "sha256", "taken", "t
 # A hit's fields from doc values (all keyword or date): the stored _source, which holds the 512-float
 # vector as JSON (~10 kB), is then never loaded and parsed to answer a query.
 MATCH_DOC_VALUES: list[Any] = [*(f for f in MATCH_FIELDS if f != "taken"),
-                               {"field": "taken", "format": "strict_date_hour_minute_second"}]
+                               {"field": "taken", "format": "strict_date_hour_minute_second"},
+                               "fingerprint"]  # near copies collapse without a second request
 FETCH = {"_source": False, "docvalue_fields": MATCH_DOC_VALUES}
 # ...and a hit's text as read (text_lines_text), for a text query's fusion to judge every candidate on it.
 LINES_DOC_VALUES = ["text_lines_text"]
@@ -198,7 +199,8 @@ def matches(hits: list[dict], score_field: str | None = None, matched: tuple[str
         found.append(Match(value("image_id"), value("image_name"), value("relative_path"), score,
                            value("sha256", ""), value("taken"), value("taken_source") or "",
                            size=value("size"), mtime=value("mtime"), matched=matched,
-                           text_lines=tuple(lines.get(value("image_id"), ())) if lines else ()))
+                           text_lines=tuple(lines.get(value("image_id"), ())) if lines else (),
+                           fingerprint=value("fingerprint", "")))
     return found
 
 
