@@ -106,3 +106,22 @@ def test_findimage_duplicates_tells_only_the_asker_the_archives_copies(bot_setti
     assert all(f"`{path}`" in text for path in group) and "lookalikes/" not in text
     assert "`lookalikes`" in none.visible_text
     assert refused.status == 200 and "`duplicates in:events/2024`" in refused.body  # the ack, only to the asker
+
+
+def test_a_german_user_gets_the_duplicates_report_and_already_in_the_archive_in_german(bot_settings, emu):
+    emu.add_user(ALICE, locale="de-DE")
+    groups = write_archive(bot_settings.archive, count=1, leave_out=("jpeg q50",))
+    [group] = groups.values()
+    index_once(bot_settings, progress=False)
+    with serve_bot(bot_settings) as bot:
+        ack = command(emu, bot, "duplicates")
+        report = emu.wait_for_response(containing="nahezu identischer Bilder", timeout=20)
+        answer, _ = post(emu, bot, case(0, scale=0.5).copies["jpeg q50"], "IMG_0815.jpg")
+
+    assert "Ich suche nahezu identische Bilder im Archiv" in ack.body
+    copies = len(group) - 1
+    assert report.visible_text.startswith(
+        f"*1 Gruppe nahezu identischer Bilder* im Archiv: {copies} zusätzliche "
+        + ("Kopie belegt " if copies == 1 else "Kopien belegen "))
+    assert re.fullmatch(r"Dieses Bild ist bereits im Archiv: `(.+)`", answer.initial_comment.splitlines()[1])
+    assert "nahezu identische Kopien unter" in answer.initial_comment.splitlines()[2]
