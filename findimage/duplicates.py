@@ -103,14 +103,20 @@ def summary_lines(groups: Sequence[Group], folder: str | None = None, most: int 
         return [f"No near-identical images{where}."]
     extra = sum(g.extra_bytes for g in groups)
     copies = sum(len(g.members) - 1 for g in groups)
-    lines = [f"{len(groups):,} group(s) of near-identical images{where}: {copies:,} extra cop(ies) take "
-             f"{human_bytes(extra)}."]
+    lines = [f"{counted(len(groups), 'group', 'groups')} of near-identical images{where}: "
+             f"{counted(copies, 'extra copy takes', 'extra copies take')} {human_bytes(extra)}."]
     for number, found in enumerate(groups[:most] if most else groups, start=1):
         lines.append(f"{number}. {len(found.members)} copies, {human_bytes(found.extra_bytes)} extra:")
         lines += [f"   {member.relative_path} ({human_bytes(member.bytes)})" for member in found.members]
     if most and len(groups) > most:
-        lines.append(f"... and {len(groups) - most:,} more group(s) (`findimage duplicates` lists them all).")
+        lines.append(f"... and {counted(len(groups) - most, 'more group', 'more groups')} (`findimage duplicates` "
+                     "lists them all).")
     return lines
+
+
+def counted(count: int, one: str, many: str) -> str:
+    """'1 group', '2 groups': the command line's English (Slack's answers have their catalogue's plurals)."""
+    return f"{count:,} {one if count == 1 else many}"
 
 
 def human_bytes(count: int) -> str:

@@ -76,7 +76,8 @@ class ElasticsearchStore:
     def upsert(self, docs: Sequence[ImageDoc]) -> None:
         """Whole documents; one that keeps its content keeps the text read from it (read first, in real
         time), one with other content loses it."""
-        self.indices.ensure([int(np.size(d.image_embedding)) for d in docs])
+        if not self.indices.ready:  # the documents' vector sizes matter only to the write that makes the index
+            self.indices.ensure([int(np.size(d.image_embedding)) for d in docs])
         paths = {d.image_id: d.relative_path for d in docs}
         kept = self._texts.kept(docs)
         actions = ({"_index": self.indices.target, "_id": d.image_id,

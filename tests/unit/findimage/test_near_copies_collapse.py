@@ -53,8 +53,14 @@ def test_the_report_says_what_the_extra_copies_take():
     groups = [Group((Copy("a/big.jpg", 2_500_000), Copy("b/small.jpg", 400_000), Copy("c/tiny.png", 999)))]
     assert groups[0].extra_bytes == 400_999
     assert summary_lines(groups, "a") == [
-        "1 group(s) of near-identical images under a: 2 extra cop(ies) take 401.0 kB.",
+        "1 group of near-identical images under a: 2 extra copies take 401.0 kB.",
         "1. 3 copies, 401.0 kB extra:", "   a/big.jpg (2.5 MB)", "   b/small.jpg (400.0 kB)",
         "   c/tiny.png (999 bytes)"]
+    lines = summary_lines([Group((Copy("a.jpg", 10), Copy("b.jpg", 10)))] * 3, most=2)
+    assert [lines[0], lines[4], lines[-1]] == [
+        "3 groups of near-identical images: 3 extra copies take 30 bytes.", "2. 2 copies, 10 bytes extra:",
+        "... and 1 more group (`findimage duplicates` lists them all)."]
+    assert summary_lines([Group((Copy("a.jpg", 10), Copy("b.jpg", 10)))])[0] == (
+        "1 group of near-identical images: 1 extra copy takes 10 bytes.")
     assert summary_lines([]) == ["No near-identical images."]
     assert human_bytes(3_200_000_000) == "3.2 GB"

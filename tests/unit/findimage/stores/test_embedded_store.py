@@ -146,3 +146,20 @@ def test_words_that_many_names_share_are_ranked_by_clip_among_the_documents_hold
     scores = {m.relative_path: m.score for m in in_folder}  # the CLIP score, as for any match
     assert scores == pytest.approx({m.relative_path: m.score for m in store.knn(query, 8) if m.relative_path in scores})
     store.close()
+
+
+def test_a_word_is_looked_for_among_candidates_letter_for_letter(tmp_path):
+    """The names of CLIP's candidates are tested in SQLite with LIKE: its wildcards in a word stand for
+    themselves (words are letters and digits, but the test must not depend on who cut them)."""
+    from findimage.stores.embedded.search import named_among
+
+    store, _ = named_store(tmp_path)
+    db = store._cache.db
+    slots = [r[0] for r in db.execute("SELECT slot FROM images ORDER BY slot")]
+    sommerfest = named_among(db, slots, ["sommerfest"], every=True)
+    assert sommerfest and len(sommerfest) < len(slots)
+    assert named_among(db, slots, ["sommer_est"], every=True) == []
+    assert named_among(db, slots, ["sommer%"], every=True) == []
+    assert named_among(db, slots, ["sommer"], every=True) == [], "whole words only"
+    assert named_among(db, list(reversed(slots)), ["sommerfest"], every=True) == list(reversed(sommerfest))
+    store.close()
