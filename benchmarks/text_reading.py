@@ -252,14 +252,14 @@ def probes(candidates: list[tuple[int, ...]], rounds: int, pages: int) -> dict:
                     ms, decoded = round(1000 * (time.process_time() - cpu), 1), 1
                 else:
                     candidate = readers[name]
-                    read, ms, decoded = with_copy(candidate, data, max(candidate.probe_sides))
+                    read, ms, decoded = with_copy(candidate, data, max(candidate.tuning.probe_sides))
                 if name not in best or ms < best[name]["cpu_ms"]:
                     best[name] = {"cpu_ms": ms, "decoded_again": decoded, "read": read,
                                   **(accuracy(p.lines, read) if p.lines else {})}
         for name in readers:  # without a copy: the small decode is the reading's own
             cpu = time.process_time()
             first = prepare_bytes(data, PROBE_DRAFT_SIDE)
-            probe_copy(first.image, max(readers[name].probe_sides))
+            probe_copy(first.image, max(readers[name].tuning.probe_sides))
             best[name]["small_decode_ms"] = round(1000 * (time.process_time() - cpu), 1)
         row["runs"] = best
         rows.append(row)
@@ -286,6 +286,33 @@ def probes(candidates: list[tuple[int, ...]], rounds: int, pages: int) -> dict:
     return {"pictures": len(pictures), "summary": summary, "rows": rows}
 
 
+def children(photos: int, rounds: int, baseline: str | None) -> dict:
+    """What reading a photo without text costs in the indexer: a reader child's CPU per 12-MP phone photo (the
+    photos benchmarks/run.py indexes), each handed over with the small copy of its embedding's decode
+    (benchmarks/workers.py `reader`). This code and, with `baseline`, the code in that folder, each in a
+    process of its own, alternating; each code's best round counts."""
+    from benchmarks import corpus
+
+    folder = corpus.photo_corpus("phone", (4032, 3024), photos, exif=True)
+    codes = {"this code": ROOT, **({"the code before": Path(baseline)} if baseline else {})}
+    start = f"import runpy; runpy.run_path({str(ROOT / 'benchmarks' / 'workers.py')!r}, run_name='__main__')"
+    runs: dict[str, list[dict]] = {name: [] for name in codes}
+    for r in range(rounds):
+        for name in list(codes)[r % len(codes):] + list(codes)[:r % len(codes)]:
+            env = {**os.environ, "PYTHONPATH": str(codes[name]) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+            proc = subprocess.run([sys.executable, "-c", start, "reader",
+                                   json.dumps({"folder": str(folder), "photos": photos})],
+                                  cwd=codes[name], env=env, capture_output=True, text=True)
+            if proc.returncode != 0:
+                sys.stderr.write(proc.stderr[-3000:])
+                raise RuntimeError(f"the reader measurement of {name} failed (exit {proc.returncode})")
+            runs[name].append(json.loads(proc.stdout.strip().splitlines()[-1]))
+            print(f"  round {r + 1}, {name}: {runs[name][-1]['child_cpu_ms_per_photo']:.1f} CPU-ms per photo "
+                  f"in the child", flush=True)
+    best = {name: min(found, key=lambda x: x["child_cpu_ms_per_photo"]) for name, found in runs.items()}
+    return {"photos": photos, "rounds": runs, "best": best}
+
+
 def report_probes(result: dict) -> None:
     print(f"\n{'probes':<10} " + " ".join(f"{LABEL[k][:18]:>28}" for k in KINDS))
     for name, entry in result["summary"].items():
@@ -310,6 +337,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="only compare candidate probes (e.g. 320,200 256,160 256), as the indexer reads now")
     parser.add_argument("--pages", type=int, default=0, metavar="N",
                         help="with --probes: also N x 12 pages, letters 0.8-3%% of the long side")
+    parser.add_argument("--children", type=int, metavar="PHOTOS",
+                        help="only measure a reader child's CPU per 12-MP phone photo without text, as the indexer "
+                             "hands them over")
+    parser.add_argument("--baseline", metavar="DIR", help="with --children: also the code in DIR (the code before)")
     parser.add_argument("--first-pass", type=int, metavar="COPIES",
                         help="only time `findimage index` over COPIES x the set, without and with reading text")
     args = parser.parse_args(argv)
@@ -322,6 +353,21 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.worker:
         worker(args.worker[0], Path(args.worker[1]), args.threads)
+        return 0
+    if args.children:
+        meter = CpuMeter()
+        result = children(args.children, args.rounds, args.baseline)
+        result.update(when=time.strftime("%Y-%m-%d %H:%M:%S"), command=" ".join(sys.argv),
+                      other_cpu_cores=round(meter.others(), 2), load_average=os.getloadavg())
+        for name, best in result["best"].items():
+            print(f"{name}: {best['child_cpu_ms_per_photo']:.1f} CPU-ms per photo in the reader child "
+                  f"(+{best['parent_cpu_ms_per_photo']:.1f} handing over), {best['with_lines']} of {best['photos']} "
+                  "with lines")
+        print(f"other processes used {result['other_cpu_cores']:.2f} cores meanwhile; load average "
+              + " ".join(f"{v:.2f}" for v in result["load_average"]))
+        out = ROOT / "benchmarks" / "results" / f"text-children-{time.strftime('%Y%m%d-%H%M%S')}.json"
+        out.write_text(json.dumps(result, indent=2))
+        print(f"results: {out.relative_to(ROOT)}")
         return 0
     if args.probes:
         meter = CpuMeter()

@@ -150,6 +150,42 @@ def index_pass(args: dict) -> dict:
     return result
 
 
+def reader_child(args: dict) -> dict:
+    """A text reader child's CPU per photo: the first `photos` files in `folder` (12-MP phone JPEGs without
+    text, as the indexing benchmark indexes them) handed over as the indexer hands them, with the small copy
+    of the pixels decoded for the embedding (that decode is the embedding's, not counted). The child is
+    started and warmed on the first file; its CPU is read from /proc, the handing over included."""
+    from findimage.imaging import prepare_bytes
+    from findimage.models.reader_process import ArchivePicture, ReaderPool, ReadingLimits
+    from findimage.models.text_reader import probe_copy
+
+    folder = Path(args["folder"])
+    pictures = []
+    for path in sorted(folder.glob("*.jpg"))[:args["photos"]]:
+        decoded = prepare_bytes(path.read_bytes(), 224)  # as the indexer decodes for CLIP's 224-px input
+        stat = path.stat()
+        pictures.append(ArchivePicture(str(folder), path.name, stat.st_size, stat.st_mtime,
+                                       probe_copy(decoded.image), (decoded.width, decoded.height)))
+    pool = ReaderPool(ReadingLimits(threads=1, timeout_seconds=120, max_pixels=200_000_000, budget=1 << 30,
+                                    memory=3 << 30, readers=1))
+
+    def child_cpu() -> float:
+        (reader,) = pool._readers
+        fields = Path(f"/proc/{reader._process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+
+    try:
+        pool.submit(pictures[0]).result()
+        cpu, parent = child_cpu(), cpu_seconds()
+        read = [future.result() for future in [pool.submit(p) for p in pictures]]
+        cpu, parent = child_cpu() - cpu, cpu_seconds() - parent
+    finally:
+        pool.close()
+    return {"photos": len(pictures), "child_cpu_ms_per_photo": round(1000 * cpu / len(pictures), 1),
+            "parent_cpu_ms_per_photo": round(1000 * parent / len(pictures), 1),
+            "with_lines": sum(bool(r.lines) for r in read), "not_read": sum(r.state != "read" for r in read)}
+
+
 def archive_pass(args: dict) -> dict:
     """One `findimage index` pass over an already indexed archive (the model is loaded only if needed)."""
     from findimage import backends
@@ -465,7 +501,7 @@ def evict_from_page_cache(folder: Path) -> int:
     return total
 
 
-WORKERS = {"seed": seed_loop, "index": index_pass, "pass": archive_pass, "queries": queries,
+WORKERS = {"seed": seed_loop, "index": index_pass, "pass": archive_pass, "reader": reader_child, "queries": queries,
            "build": build_store, "store": store_scale, "es": elasticsearch}
 
 

@@ -83,19 +83,62 @@ def test_a_photo_without_text_yields_no_lines(reader, seed, size):
     assert reader.read(rt.photo_without_text(seed, size).image) == []
 
 
+class Recorded:
+    """A model session that notes the shape of each input it runs."""
+
+    def __init__(self, session, shapes: list):
+        self.session, self.shapes = session, shapes
+
+    def __call__(self, pixels):
+        self.shapes.append(pixels.shape)
+        return self.session(pixels)
+
+
 @pytest.mark.parametrize("seed, regions", [(20, 1), (100, 0)])
 def test_a_photo_without_text_costs_two_small_detections(reader, monkeypatch, seed, regions):
     """The probes (288 and 192 px) find nothing line-sized: at most the big regions they took for text
-    are recognised (a few ms each), from the probe's boxes, and rejected."""
+    are recognised, from the probe's boxes, each at its own width (a few big letters: not padded to the
+    recogniser's 320 px, a fifth of the work), and rejected."""
     engine = reader._engine
-    detected, recognised = [], []
-    call, recognise = type(engine).__call__, engine.recognize_txt
-    monkeypatch.setattr(type(engine), "__call__",
-                        lambda self, img, **kw: detected.append(img.shape) or call(self, img, **kw))
-    monkeypatch.setattr(engine, "recognize_txt",
-                        lambda crops: recognised.extend(c.shape[0] for c in crops) or recognise(crops))
+    detected: list[tuple[int, ...]] = []
+    recognised: list[tuple[int, ...]] = []
+    monkeypatch.setattr(engine.text_det, "session", Recorded(engine.text_det.session, detected))
+    monkeypatch.setattr(engine.text_rec, "session", Recorded(engine.text_rec.session, recognised))
     assert reader.read(rt.photo_without_text(seed, (4032, 3024) if seed == 20 else (1600, 1200)).image) == []
-    assert detected == [(216, 288, 3), (144, 192, 3)] and recognised == [48] * regions
+    assert detected == [(1, 3, 224, 288), (1, 3, 128, 192)]  # the probes, rounded to multiples of 32
+    assert len(recognised) == regions and all(shape[2] == 48 and shape[3] < 320 for shape in recognised)
+
+
+@pytest.mark.parametrize("word, size, height", [("Kasse", (1600, 1200), 300), ("STOP", (4032, 3024), 1000),
+                                                ("42", (1600, 1200), 500)])
+def test_a_word_that_fills_the_photo_is_read_from_the_copy(reader, word, size, height):
+    """Letters a third of the photo high: the probes see one big region, read from the copy alone."""
+    sign = rt.sign_photo(word, size=size, seed=900, text_height=height, at=(0.05, 0.1))
+    decoded: list[int] = []
+    lines = reader.read(embedding_copy(sign), lambda: decoded.append(1) or sign.image, size)
+    assert [line.text for line in lines] == [word] and lines[0].confidence >= 0.9 and decoded == []
+    assert inside(lines[0].box, sign.where, slack=size[0] // 20)
+
+
+def test_the_probe_finds_the_regions_the_engine_finds(reader):
+    """The detection model is run directly, with the engine's own steps: the same regions as its pipeline,
+    a thin strip padded as it pads one included."""
+    from findimage.models.text_reader import _bgr
+
+    detection = reader._detection
+    banner = Image.new("RGB", (1500, 30), "white")
+    ImageDraw.Draw(banner).text((10, 4), "Sommerfest am Freitag", font=rt.font(20), fill="black")
+    pictures = [rt.street_sign().image, rt.page_photo().image.resize((640, 480)), rt.error_dialog().image,
+                embedding_copy(rt.photo_without_text(20, (4032, 3024))), banner]
+    for picture in pictures:
+        pixels = _bgr(np.asarray(picture))
+        for threshold in (0.4, 0.5):
+            found = reader._engine(pixels, use_cls=False, use_rec=False, box_thresh=threshold)
+            expected = [] if found.boxes is None else [np.asarray(b, np.float32) for b in found.boxes]
+            regions = detection.regions(pixels, threshold)
+            assert len(regions) == len(expected)
+            assert all(np.allclose(a, b) for a, b in zip(regions, expected, strict=True))
+    assert detection.regions(_bgr(np.asarray(banner)), 0.4)  # the strip's line is found
 
 
 def embedding_copy(picture: rt.Rendered) -> Image.Image:
