@@ -41,7 +41,7 @@ def confirmed(fingerprint: Fingerprint, candidates: Iterable[tuple[FileState, st
         if apart <= SAME_THRESHOLD:
             found.append((apart, state.relative_path, Match(
                 state.image_id, name, state.relative_path, SAME, state.sha256, taken, state.taken_source,
-                size=state.size, mtime=state.mtime)))
+                size=state.size, mtime=state.mtime, fingerprint=text)))
     return [match for _, _, match in sorted(found, key=lambda item: item[:2])]
 
 

@@ -178,7 +178,7 @@ class Searcher:
         the same one)."""
         found = self.store.near_copies(made, filters)
         if found:
-            closest = self.store.fingerprints_of([found[0].image_id]).get(found[0].image_id)
+            closest = found[0].fingerprint  # a store's near copies come with their fingerprints
             known = {m.image_id for m in found}
             if closest:
                 found += [m for m in self.store.near_copies(Fingerprint.from_string(closest), filters)

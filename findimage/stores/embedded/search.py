@@ -6,7 +6,6 @@ the filters as a WHERE clause, FTS5's match expressions, the path-word and the i
 from __future__ import annotations
 
 import math
-import re
 import sqlite3
 from collections.abc import Callable, Sequence
 
@@ -275,10 +274,11 @@ def named_among(db: sqlite3.Connection, slots: Sequence[int], words: Sequence[st
         return []
     # names_content is FTS5's own table of the indexed text (id = rowid = slot, c0 = the words, space
     # separated): a plain primary-key lookup, where a rowid list on the FTS table itself is answered row by
-    # row. The words are tested there too (both sides folded lowercase, so LIKE's ASCII case rule changes
-    # nothing): only the slots that hold them come back, not 400 paths to split in Python.
-    held = (" AND " if every else " OR ").join(["(' ' || c0 || ' ') LIKE ? ESCAPE '\\'"] * len(words))
-    patterns = ["% " + re.sub(r"([\\%_])", r"\\\1", word) + " %" for word in words]
+    # row. The words are tested there too, as substrings of the space-padded words (instr: a third cheaper
+    # than LIKE, and no wildcard to escape): only the slots that hold them come back, not 400 paths to split
+    # in Python.
+    held = (" AND " if every else " OR ").join(["instr(' ' || c0 || ' ', ?) > 0"] * len(words))
+    patterns = [f" {word} " for word in words]
     found: set[int] = set()
     for chunk in in_chunks([int(s) for s in slots], 900):
         found.update(r[0] for r in db.execute(

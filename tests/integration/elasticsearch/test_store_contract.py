@@ -481,6 +481,7 @@ def test_a_near_copy_finds_its_original_but_not_another_shot_of_the_scene(store,
     [found] = store.near_copies(posted)
     assert (found.relative_path, found.image_id, found.size, found.score) == (
         "archive/original.jpg", image_id_for("archive/original.jpg"), 1234, 1.0)
+    assert found.fingerprint == pictures["original"], "its own fingerprint comes with it: no second look-up"
     assert store.near_copies(posted, where(folder="elsewhere")) == []
     assert paths(store.near_copies(posted, where(folder="archive"))) == ["archive/original.jpg"]
     assert store.fingerprints_of([image_id_for("archive/original.jpg"), image_id_for("missing.jpg")]) == {

@@ -149,8 +149,9 @@ def test_words_that_many_names_share_are_ranked_by_clip_among_the_documents_hold
 
 
 def test_a_word_is_looked_for_among_candidates_letter_for_letter(tmp_path):
-    """The names of CLIP's candidates are tested in SQLite with LIKE: its wildcards in a word stand for
-    themselves (words are letters and digits, but the test must not depend on who cut them)."""
+    """The names of CLIP's candidates are tested in SQLite: a word is found whole, and a character that a
+    pattern would read as a wildcard stands for itself (words are letters and digits, but the test must
+    not depend on who cut them)."""
     from findimage.stores.embedded.search import named_among
 
     store, _ = named_store(tmp_path)
@@ -162,4 +163,6 @@ def test_a_word_is_looked_for_among_candidates_letter_for_letter(tmp_path):
     assert named_among(db, slots, ["sommer%"], every=True) == []
     assert named_among(db, slots, ["sommer"], every=True) == [], "whole words only"
     assert named_among(db, list(reversed(slots)), ["sommerfest"], every=True) == list(reversed(sommerfest))
+    assert named_among(db, slots, ["sommerfest", "nowhere"], every=False) == sommerfest
+    assert named_among(db, slots, ["sommerfest", "nowhere"], every=True) == []
     store.close()
