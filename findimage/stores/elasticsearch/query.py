@@ -154,8 +154,9 @@ def names_body(vector: np.ndarray, words: Sequence[str], k: int, filter_: list[d
 def text_body(vector: np.ndarray, words: Sequence[str], k: int, filter_: list[dict]) -> dict:
     """The BM25 search on the text read from the images: the k best, those with every query word in one
     line first (over every match, as on the embedded store), each with its CLIP score and its lines' text
-    (the snippet), all from doc values: no stored field is loaded. No total count: nothing reads it, and
-    counting every match costs."""
+    (the snippet), all from doc values: no stored field is loaded. Ranked by score alone (equal scores in
+    index order, as the embedded store keeps slot order) and without a total count, so Elasticsearch may
+    skip the matches that cannot reach the top k instead of scoring and sorting every one."""
     match = " ".join(words)
     one_line = [] if len(words) < 2 else [{"constant_score": {
         "filter": {"intervals": {"text_words": {"match": {"query": match, "max_gaps": LINE_GAP - 1,
@@ -166,7 +167,6 @@ def text_body(vector: np.ndarray, words: Sequence[str], k: int, filter_: list[di
                            "should": one_line, "filter": filter_}},
         "size": min(k, 10_000), **FETCH, "docvalue_fields": [*MATCH_DOC_VALUES, "clip", *LINES_DOC_VALUES],
         "stored_fields": "_none_", "runtime_mappings": clip_runtime(vector), "track_total_hits": False,
-        "sort": [{"_score": "desc"}, {"relative_path": "asc"}],
     }
 
 

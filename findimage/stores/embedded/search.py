@@ -33,7 +33,7 @@ NAME: Signals = ("name",)
 TEXT: Signals = ("text",)
 
 # image_id, image_name, relative_path, sha256, taken, taken_source, size, mtime, lines: the columns _matches reads
-_MatchRow = tuple[str, str, str, str, str | None, str | None, int | None, float | None, str | None]
+_MatchRow = tuple[str, str, str, str, str | None, str | None, int | None, float | None, str | None, str | None]
 
 
 class EmbeddedSearch:
@@ -207,7 +207,8 @@ class EmbeddedSearch:
     def _matches(self, slots: np.ndarray, sims: np.ndarray, matched: Signals = IMAGE,
                  lines: bool = False) -> list[Match]:
         """Matches of these slots with these similarities, marked `matched`; with `lines`, each with the
-        lines of its text as read (from the same query: no second look-up per candidate)."""
+        lines of its text as read; each with its fingerprint ("": none made yet), so that collapsing near
+        copies asks nothing more (all from the same query: no second look-up per candidate)."""
         if not len(slots):
             return []
         ids = [int(s) for s in slots]
@@ -215,11 +216,13 @@ class EmbeddedSearch:
         joined = " LEFT JOIN texts ON texts.slot = images.slot" if lines else ""
         rows = self.cache.db.execute(
             f"SELECT images.slot, image_id, image_name, relative_path, images.sha256, taken, taken_source, size, "
-            f"mtime, {text} FROM images{joined} WHERE images.slot IN ({','.join('?' * len(ids))})", ids).fetchall()
+            f"mtime, {text}, fingerprints.fingerprint FROM images{joined} LEFT JOIN fingerprints ON "
+            "fingerprints.slot = images.slot AND fingerprints.sha256 = images.sha256 "
+            f"WHERE images.slot IN ({','.join('?' * len(ids))})", ids).fetchall()
         by_slot: dict[int, _MatchRow] = {r[0]: r[1:] for r in rows}
         return [Match(*by_slot[s][:3], score=cosine_to_score(sim), sha256=by_slot[s][3], taken=by_slot[s][4],
                       taken_source=by_slot[s][5] or "", size=by_slot[s][6], mtime=by_slot[s][7], matched=matched,
-                      text_lines=lines_as_read(by_slot[s][8]))
+                      text_lines=lines_as_read(by_slot[s][8]), fingerprint=by_slot[s][9] or "")
                 for s, sim in zip(ids, sims, strict=True) if s in by_slot]
 
 

@@ -57,8 +57,9 @@ def test_a_text_querys_searches_read_their_hits_from_doc_values_alone():
         assert "clip" in body["docvalue_fields"] and "image_id" in body["docvalue_fields"], search
 
 
-def test_the_path_word_search_ranks_by_score_alone_without_counting():
-    """A word that tens of thousands of paths hold (a year, an event's name) is cheap only while
-    Elasticsearch may skip what cannot reach the top k: no second sort key and no total count."""
-    body = names_body(QUERY, ["sommerfest", "2024"], 50, [])
-    assert "sort" not in body and body["track_total_hits"] is False
+def test_the_word_searches_rank_by_score_alone_without_counting():
+    """A word that tens of thousands of paths, or thousands of texts, hold (a year, an event's name, "team")
+    is cheap only while Elasticsearch may skip what cannot reach the top k: no second sort key and no total
+    count."""
+    for body in (names_body(QUERY, ["sommerfest", "2024"], 50, []), text_body(QUERY, ["welcome", "team"], 50, [])):
+        assert "sort" not in body and body["track_total_hits"] is False
