@@ -72,7 +72,6 @@ class Language:
         return format_date(when, DAY_PATTERNS[self.code], locale=self.code)
 
 
-
 class Translatable(Exception):
     """A failure whose message is one sentence of the catalogues: English with `{name}` placeholders for
     `values`, filled in English as the message (logs, the command line), and in another language by `said_in`."""

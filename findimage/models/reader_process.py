@@ -204,9 +204,9 @@ def _read(reader: Any, picture: bytes | ArchivePicture, max_pixels: int, budget:
     first = decoded(PROBE_DRAFT_SIDE)
     size, image = (first.width, first.height), first.image
     del first
-    if image.size == size:  # decoded whole (not a drafted JPEG): read from these pixels, not decoded again
-        return reader.read(probe_copy(image), lambda: image, size)
-    return reader.read(probe_copy(image), lambda: decoded(READ_MIN_SIDE).image, size)
+    # Decoded whole already (not a drafted JPEG): read from these pixels, not decoded again.
+    whole = (lambda: image) if image.size == size else (lambda: decoded(READ_MIN_SIDE).image)
+    return reader.read(probe_copy(image), whole, size)
 
 
 def _archive_bytes(picture: ArchivePicture, budget: int) -> bytes:

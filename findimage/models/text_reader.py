@@ -72,7 +72,6 @@ def normalize(text: str) -> str:
     return " ".join(words(text))
 
 
-
 @dataclass(frozen=True)
 class Tuning:
     """How much of a picture the reader looks at, and what it keeps (the defaults as measured by

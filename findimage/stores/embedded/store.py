@@ -144,15 +144,10 @@ class EmbeddedStore:
         def work(db: sqlite3.Connection, version: int) -> None:
             read = False
             for chunk in in_chunks(ids, 500):
-                marks = ",".join("?" * len(chunk))
                 if self._rebuilding:
-                    db.execute(f"DELETE FROM rebuild_images WHERE image_id IN ({marks})", chunk)
-                forget_names(db, marks, chunk)
-                read = forget_texts_of(db, marks, chunk) or read
-                fingerprints.forget_fingerprints_of(db, chunk)
-                db.execute(f"INSERT OR REPLACE INTO removed(slot, version) "
-                           f"SELECT slot, ? FROM images WHERE image_id IN ({marks})", (version, *chunk))
-                db.execute(f"DELETE FROM images WHERE image_id IN ({marks})", chunk)
+                    db.execute(f"DELETE FROM rebuild_images WHERE image_id IN ({','.join('?' * len(chunk))})",
+                               chunk)
+                read = _forget_documents(db, chunk, version) or read
             if self.erase_deleted:
                 merge_out_deleted_words(db, with_text=read)
 
@@ -358,10 +353,9 @@ def _take_vector_size(db: sqlite3.Connection, docs: Sequence[ImageDoc]) -> None:
 
 def _stage(db: sqlite3.Connection, docs: Sequence[ImageDoc]) -> None:
     """A rebuild's documents, beside the live ones until the rebuild ends."""
-    size = _size_of(docs)
-    staged = db.execute("SELECT length(embedding) / 4 FROM rebuild_images LIMIT 1").fetchone()
-    if staged and staged[0] != size:
-        raise StoreError(f"The rebuild holds {staged[0]}-dim vectors and was given {size}-dim ones: two models "
+    size, staged = _size_of(docs), _staged_size(db)
+    if staged and staged != size:
+        raise StoreError(f"The rebuild holds {staged}-dim vectors and was given {size}-dim ones: two models "
                          "write one rebuild; run `findimage index --full` again.")
     db.executemany(f"INSERT OR REPLACE INTO rebuild_images({DOC_COLUMNS}, fingerprint) "
                    "VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
@@ -370,27 +364,40 @@ def _stage(db: sqlite3.Connection, docs: Sequence[ImageDoc]) -> None:
                      d.fingerprint or None) for d in docs])
 
 
+def _staged_size(db: sqlite3.Connection) -> int | None:
+    """The vector size of the documents a rebuild wrote so far; None before the first."""
+    row = db.execute("SELECT length(embedding) / 4 FROM rebuild_images LIMIT 1").fetchone()
+    return int(row[0]) if row else None
+
+
+def _forget_documents(db: sqlite3.Connection, image_ids: list[str], version: int) -> bool:
+    """Documents (at most SQLite's parameters) with their names, texts and fingerprints, their slots handed
+    to the kNN cache's `removed` (inside the caller's transaction); whether any had text read."""
+    marks = ",".join("?" * len(image_ids))
+    forget_names(db, marks, image_ids)
+    read = forget_texts_of(db, marks, image_ids)
+    fingerprints.forget_fingerprints_of(db, image_ids)
+    db.execute(f"INSERT OR REPLACE INTO removed(slot, version) "
+               f"SELECT slot, ? FROM images WHERE image_id IN ({marks})", (version, *image_ids))
+    db.execute(f"DELETE FROM images WHERE image_id IN ({marks})", image_ids)
+    return read
+
+
 def _swap_in_rebuild(db: sqlite3.Connection, version: int) -> None:
     """finish_rebuild's one transaction: live documents the rebuild did not write go (their slots to the kNN
     cache's `removed`), the rebuilt ones replace or join the rest, then its vector size and models."""
     gone = [r[0] for r in db.execute(
         "SELECT image_id FROM images WHERE image_id NOT IN (SELECT image_id FROM rebuild_images)")]
     for chunk in in_chunks(gone, 500):
-        marks = ",".join("?" * len(chunk))
-        forget_names(db, marks, chunk)
-        forget_texts_of(db, marks, chunk)
-        fingerprints.forget_fingerprints_of(db, chunk)
-        db.execute(f"INSERT OR REPLACE INTO removed(slot, version) "
-                   f"SELECT slot, ? FROM images WHERE image_id IN ({marks})", (version, *chunk))
-        db.execute(f"DELETE FROM images WHERE image_id IN ({marks})", chunk)
+        _forget_documents(db, chunk, version)
     last = ""
     while rows := db.execute(f"SELECT {DOC_COLUMNS}, fingerprint FROM rebuild_images WHERE image_id > ? "
                              "ORDER BY image_id LIMIT 2000", (last,)).fetchall():
         _write_docs(db, [_doc(row) for row in rows], version)
         last = rows[-1][0]
-    size = db.execute("SELECT length(embedding) / 4 FROM rebuild_images LIMIT 1").fetchone()
+    size = _staged_size(db)
     if size:
-        set_meta(db, META_VECTOR_SIZE, str(size[0]))
+        set_meta(db, META_VECTOR_SIZE, str(size))
     for key, value in db.execute("SELECT key, value FROM rebuild_meta").fetchall():
         set_meta(db, key, value)
     db.execute("DROP TABLE rebuild_images")
