@@ -27,11 +27,9 @@ from __future__ import annotations
 import logging
 import sqlite3
 
-log = logging.getLogger(__name__)
+from findimage.stores.embedded.schema import NAME_INDEXES, TEXT_INDEXES
 
-# schema.NAMES_TABLE and schema.TEXT_TABLES
-NAME_TABLES = ("names",)
-TEXT_TABLES = ("text_words", "text_lines")
+log = logging.getLogger(__name__)
 
 
 def zero_deleted_content(db: sqlite3.Connection) -> None:
@@ -44,7 +42,7 @@ def merge_out_deleted_words(db: sqlite3.Connection, with_text: bool) -> None:
     merged into one segment each, which leaves out the deleted rows' words and their delete markers
     (inside the caller's transaction; with secure_delete the old segments' pages are zeroed). The text
     indexes are the larger ones: a deletion of images without text leaves them as they are."""
-    for table in NAME_TABLES + (TEXT_TABLES if with_text else ()):
+    for table in NAME_INDEXES + (TEXT_INDEXES if with_text else ()):
         db.execute(f"INSERT INTO {table}({table}) VALUES('optimize')")
 
 

@@ -73,6 +73,11 @@ TEXT_TABLES = (
     f"CREATE VIRTUAL TABLE IF NOT EXISTS text_words USING fts5(words, {WORDS})",
     f"CREATE VIRTUAL TABLE IF NOT EXISTS text_lines USING fts5(words, {WORDS}, detail=none)",
 )
+# The FTS5 indexes of words: a path's (NAMES_TABLE), the read text's (TEXT_TABLES).
+NAME_INDEXES = ("names",)
+TEXT_INDEXES = ("text_words", "text_lines")
+MERGE_SEGMENTS_ABOVE = 4
+MMAP_BYTES = 2**30  # the first GiB of findimage.sqlite, about 240,000 documents
 # A `--full` rebuild's documents and models, written beside the live ones while searches keep reading those,
 # and moved into `images` and `meta` in one transaction at its end (store.py); gone when no rebuild runs.
 REBUILD_TABLES = (
@@ -114,7 +119,28 @@ def connect(path: Path) -> sqlite3.Connection:
     db = sqlite3.connect(path, timeout=30, check_same_thread=False, isolation_level=None)
     db.execute("PRAGMA journal_mode=WAL")
     db.execute("PRAGMA synchronous=NORMAL")  # with WAL: safe against process kills, fast
+    # Reads from the mapped file, not by a system call and a copy into SQLite's 2 MB page cache each: a
+    # search looks up hundreds of random rows (its candidates' vectors, names and lines), ~2 us each
+    # unmapped (400 vectors at 100k documents: 1.4 ms unmapped, 0.9 mapped). The mapped pages are the
+    # kernel's file cache, given back under memory pressure like any other; writes are unchanged.
+    db.execute(f"PRAGMA mmap_size={MMAP_BYTES}")
     return db
+
+
+def merge_word_indexes(db: sqlite3.Connection) -> list[str]:
+    """Merge the segments of each FTS5 index holding more than MERGE_SEGMENTS_ABOVE into one; the indexes
+    merged. FTS5 writes every transaction's words as a segment of its own and merges only segments of one
+    level, so a first pass or an upgrade of a large archive leaves ten or so side by side, and each query
+    walks a word's list in every one of them: three common words that no path holds together took 0.66 ms
+    in the ten segments of 100,000 names, 0.23 ms in one. A merge rewrites the index (0.25 s at 100,000
+    names); the few small segments later passes add cost little and are merged by FTS5 itself."""
+    merged = []
+    for table in NAME_INDEXES + TEXT_INDEXES:
+        segments = db.execute(f"SELECT count(DISTINCT segid) FROM {table}_idx").fetchone()[0]
+        if segments > MERGE_SEGMENTS_ABOVE:
+            db.execute(f"INSERT INTO {table}({table}) VALUES('optimize')")
+            merged.append(table)
+    return merged
 
 
 def create(db: sqlite3.Connection, tables: Sequence[str]) -> None:

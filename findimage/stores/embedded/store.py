@@ -34,6 +34,7 @@ from findimage.stores.embedded.schema import (
     blob,
     connect,
     in_chunks,
+    merge_word_indexes,
     set_meta,
     vector_size,
 )
@@ -226,9 +227,15 @@ class EmbeddedStore:
         self._rebuilding = True
 
     def checkpoint(self) -> None:
-        """Save the kNN cache so the next process opens in seconds, and fold the WAL into the database."""
+        """Save the kNN cache so the next process opens in seconds, merge the word indexes that a pass left
+        in many pieces (each query walks every piece: schema.merge_word_indexes), and fold the WAL into the
+        database."""
         with self._write_errors_explained():
             self._cache.save()
+            with self._lock:
+                merged = merge_word_indexes(self._db)
+            if merged:
+                log.info("merged the segments of %s", ", ".join(merged))
         with self._lock:
             self._db.execute("PRAGMA wal_checkpoint(PASSIVE)")
 

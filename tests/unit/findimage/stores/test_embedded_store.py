@@ -166,3 +166,44 @@ def test_a_word_is_looked_for_among_candidates_letter_for_letter(tmp_path):
     assert named_among(db, slots, ["sommerfest", "nowhere"], every=False) == sommerfest
     assert named_among(db, slots, ["sommerfest", "nowhere"], every=True) == []
     store.close()
+
+
+def segments(db, table: str) -> int:
+    return db.execute(f"SELECT count(DISTINCT segid) FROM {table}_idx").fetchone()[0]
+
+
+def test_a_pass_that_wrote_in_many_pieces_leaves_each_word_index_in_one(tmp_path):
+    """Every write is a segment of FTS5's index, and a query walks each word's list in all of them: the
+    pass's checkpoint merges them, and what the words find stays the same."""
+    from findimage.records import ReadText, TextLine
+
+    store, vectors = named_store(tmp_path)
+    db = store._cache.db
+    query = clustered(1, seed=9)[0]
+    for i in range(12):  # twelve small writes, as a first pass over a large archive makes
+        path = f"2025 Sommerfest/extra-{i}.jpg"
+        store.upsert([ImageDoc(image_id_for(path), path.rsplit("/", 1)[1], path, clustered(1, seed=20 + i)[0],
+                               f"x{i}", 1, 1.0, 1, 1, time.time(), "m")])
+        store.set_texts([(image_id_for(path), f"x{i}", ReadText("read", (TextLine(f"Tor {i} offen", (
+            (0, 0), (9, 0), (9, 9), (0, 9)), 0.9),)))])
+    before = {table: segments(db, table) for table in ("names", "text_words", "text_lines")}
+    found_before = store.hybrid_with_text(query, ["sommerfest", "tor"], 20)
+
+    store.checkpoint()
+
+    assert all(count > 4 for count in before.values()), before
+    assert {table: segments(db, table) for table in before} == {"names": 1, "text_words": 1, "text_lines": 1}
+    assert store.hybrid_with_text(query, ["sommerfest", "tor"], 20) == found_before
+    path = "2026 Sommerfest/late.jpg"  # a later small write is left in its own piece: a merge rewrites all
+    store.upsert([ImageDoc(image_id_for(path), "late.jpg", path, query, "late", 1, 1.0, 1, 1, time.time(), "m")])
+    store.checkpoint()
+    assert segments(db, "names") == 2
+    store.close()
+
+
+def test_the_store_reads_its_database_through_a_memory_map(tmp_path):
+    """A search looks up hundreds of random rows; mapped, each costs no system call and no copy."""
+    store, _ = named_store(tmp_path)
+    assert store._cache.db.execute("PRAGMA mmap_size").fetchone()[0] >= 2**30
+    assert store._db.execute("PRAGMA mmap_size").fetchone()[0] >= 2**30
+    store.close()
