@@ -300,8 +300,10 @@ def main() -> None:
             try:
                 started = time.perf_counter()
                 copy_documents(store, es, texts)
+                segments = len(es.client.cat.segments(index=es.alias, format="json").body)
                 print(f"elasticsearch: {es.count():,} documents with names and dates written in "
-                      f"{time.perf_counter() - started:.0f} s")
+                      f"{time.perf_counter() - started:.0f} s ({segments} segments)")
+                result["elasticsearch_segments"] = segments
                 result["elasticsearch"] = compare("elasticsearch", es, env, text, args, baseline)
             finally:
                 try:
