@@ -203,7 +203,7 @@ class TextReader:
             big = self.tuning.big_share * min(sw, sh)
             for side in self.tuning.probe_sides:  # the next probe sees the text sizes this one blurs into nothing
                 scale = min(1.0, side / max(sw, sh))
-                probe = self._detect(engine, small, scale, self.tuning.probe_box_thresh)
+                probe = self._detect(small, scale, self.tuning.probe_box_thresh)
                 lines = [b for b in probe if _thickness(b) <= big]
                 if lines:
                     break
@@ -224,7 +224,7 @@ class TextReader:
         if screen:
             scale = max(scale, self.tuning.screen_scale)
         offset = np.array(region[:2], np.float32)
-        boxes = [b + offset for b in self._detect(engine, part, min(1.0, scale, DET_LIMIT / max(part.size)),
+        boxes = [b + offset for b in self._detect(part, min(1.0, scale, DET_LIMIT / max(part.size)),
                                                    self.tuning.box_thresh)]
         found = self._recognise(engine, picture, [b for b in boxes if _thickness(b) >= self.tuning.min_box_height],
                                 self.tuning.big_share * min(w, h))
@@ -253,8 +253,9 @@ class TextReader:
                 lines.append(TextLine(text.strip(), corners, round(float(score), 4)))
         return lines
 
-    def _detect(self, engine: Any, image: Image.Image, scale: float, box_thresh: float) -> list[np.ndarray]:
-        """Text regions found at `scale`, as 4x2 corner arrays in the original picture's pixels."""
+    def _detect(self, image: Image.Image, scale: float, box_thresh: float) -> list[np.ndarray]:
+        """Text regions found at `scale` by the loaded engine's detection, as 4x2 corner arrays in the original
+        picture's pixels."""
         w, h = image.size
         size = (max(1, round(w * scale)), max(1, round(h * scale)))
         small = image if size == image.size else image.resize(size, Image.Resampling.BILINEAR, reducing_gap=2.0)

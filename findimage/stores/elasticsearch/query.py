@@ -162,12 +162,12 @@ def text_body(vector: np.ndarray, words: Sequence[str], k: int, filter_: list[di
         "filter": {"intervals": {"text_words": {"match": {"query": match, "max_gaps": LINE_GAP - 1,
                                                           "ordered": False}}}},
         "boost": float(ONE_LINE_BOOST_PER_CHAR * len(match))}}]
-    return {
+    body = {
         "query": {"bool": {"must": [{"match": {"text_words": {"query": match, "operator": "or"}}}],
                            "should": one_line, "filter": filter_}},
-        "size": min(k, 10_000), **FETCH, "docvalue_fields": [*MATCH_DOC_VALUES, "clip", *LINES_DOC_VALUES],
-        "stored_fields": "_none_", "runtime_mappings": clip_runtime(vector), "track_total_hits": False,
+        "size": min(k, 10_000), **_fetch(lines=True), "track_total_hits": False,
     }
+    return {**body, **_with_clip(body, vector)}
 
 
 def lines_value(lines: Sequence[str]) -> str:

@@ -27,7 +27,7 @@ from __future__ import annotations
 import logging
 import sqlite3
 
-from findimage.stores.embedded.schema import NAME_INDEXES, TEXT_INDEXES
+from findimage.stores.embedded.schema import NAME_INDEXES, TEXT_INDEXES, merge_segments
 
 log = logging.getLogger(__name__)
 
@@ -42,8 +42,7 @@ def merge_out_deleted_words(db: sqlite3.Connection, with_text: bool) -> None:
     merged into one segment each, which leaves out the deleted rows' words and their delete markers
     (inside the caller's transaction; with secure_delete the old segments' pages are zeroed). The text
     indexes are the larger ones: a deletion of images without text leaves them as they are."""
-    for table in NAME_INDEXES + (TEXT_INDEXES if with_text else ()):
-        db.execute(f"INSERT INTO {table}({table}) VALUES('optimize')")
+    merge_segments(db, NAME_INDEXES + (TEXT_INDEXES if with_text else ()))
 
 
 def empty_wal(db: sqlite3.Connection, where: str) -> None:

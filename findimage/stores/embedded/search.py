@@ -32,7 +32,7 @@ IMAGE: Signals = ("image",)
 NAME: Signals = ("name",)
 TEXT: Signals = ("text",)
 
-# image_id, image_name, relative_path, sha256, taken, taken_source, size, mtime, lines: the columns _matches reads
+# image_id, image_name, relative_path, sha256, taken, taken_source, size, mtime, lines, fingerprint: what _matches reads
 _MatchRow = tuple[str, str, str, str, str | None, str | None, int | None, float | None, str | None, str | None]
 
 
