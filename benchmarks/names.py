@@ -2,7 +2,7 @@
 """Names, dates and text in images at 100k documents: text query latency with fusion (names; names and
 image text) vs CLIP alone, and the upgrade of an index made before names and dates were kept.
 
-    .venv/bin/python -m benchmarks.names [--docs 100000] [--queries 400] [--es http://127.0.0.1:9250]
+    .venv/bin/python -m benchmarks.names [--docs 100000] [--queries 1000] [--es http://127.0.0.1:9250]
         [--baseline DIR]
 
 Writes an archive of tiny EXIF-dated JPEGs in folders with everyday names (the files' content does not
@@ -13,9 +13,9 @@ schema migration fills the FTS5 table), one ordinary `IndexPass` (headers only, 
 with names and the text read in images (one document in ten holds lines of text, as an archive of photos
 with some screenshots would), alternating query by query (the text model is left out: the same for all);
 with --es, the same documents and texts copied into an Elasticsearch index (deleted at the end) and timed
-the same way. With --baseline, a checkout of other code (`git worktree add DIR <commit>`) answers the same
-queries on the same store in a child process, its query alternating with each of this code's, so both are
-measured on the same machine at the same time (for a machine others keep busy).
+the same way once its merges are done. With --baseline, a checkout of other code (`git worktree add DIR
+<commit>`) answers the same queries on the same store in a child process, its query alternating with each of
+this code's, so both are measured on the same machine at the same time (for a machine others keep busy).
 Writes benchmarks/results/names-<time>.json.
 """
 from __future__ import annotations
@@ -253,10 +253,22 @@ def copy_documents(source: EmbeddedStore, target, texts: dict[str, ReadText], ch
     target.checkpoint()
 
 
+def settled(client, index: str, quiet_s: int = 5, at_most_s: int = 900) -> float:
+    """Seconds waited until Elasticsearch has merged no segment of `index` for `quiet_s` seconds in a row.
+    A bulk load leaves merges running for a minute or more (each rebuilding HNSW graphs on this machine's
+    cores): timed meanwhile, every mode's tail is the merge's, not the query's."""
+    started, quiet = time.perf_counter(), 0
+    while quiet < quiet_s and time.perf_counter() - started < at_most_s:
+        merges = client.indices.stats(index=index, metric="merge")["_all"]["total"]["merges"]
+        quiet = quiet + 1 if merges["current"] == 0 else 0
+        time.sleep(1)
+    return time.perf_counter() - started
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--docs", type=int, default=100_000)
-    parser.add_argument("--queries", type=int, default=400)
+    parser.add_argument("--queries", type=int, default=1000)
     parser.add_argument("--es", metavar="URL", help="also measure the Elasticsearch store on this server")
     parser.add_argument("--baseline", metavar="DIR", type=Path,
                         help="a checkout of other code to measure alongside, its queries alternating with these")
@@ -303,7 +315,11 @@ def main() -> None:
                 segments = len(es.client.cat.segments(index=es.alias, format="json").body)
                 print(f"elasticsearch: {es.count():,} documents with names and dates written in "
                       f"{time.perf_counter() - started:.0f} s ({segments} segments)")
+                waited = settled(es.client, es.alias)
+                segments = len(es.client.cat.segments(index=es.alias, format="json").body)
+                print(f"elasticsearch: merges done {waited:.0f} s later ({segments} segments)")
                 result["elasticsearch_segments"] = segments
+                result["elasticsearch_settled_s"] = round(waited)
                 result["elasticsearch"] = compare("elasticsearch", es, env, text, args, baseline)
             finally:
                 try:
