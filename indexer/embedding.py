@@ -20,37 +20,13 @@ from findimage.models.base import ImageEmbedder
 from findimage.records import ImageDoc, image_id_for
 from findimage.stores.base import Store
 
+from .outcome import Outcome
 from .reading import Loaded, batches, prefetched, read_and_decode
 from .retry import retry_while_unavailable
 from .scan import ArchiveFile
 from .text_stage import ReadAlong, Readers
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """What became of one file: stored with this content, or failed (why)."""
-
-    relative_path: str
-    sha256: str = ""
-    error: str | None = None
-    embedded: bool = False  # the model ran for it (not a vector reused from the index or this run)
-    # Failed because the store refused its document (a mapping, an ingest pipeline), not because of the file:
-    # tried again on the next pass, changed or not.
-    rejected_by_store: bool = False
-    # What became of its text beside the embedding: "read", "failed", "timed_out", "reused" (a copy of content
-    # read in the same batch), or "" (left to the pass's text stage).
-    text: str = ""
-
-    def as_json(self) -> dict:
-        return {"relative_path": self.relative_path, "sha256": self.sha256, "error": self.error,
-                "embedded": self.embedded, "rejected_by_store": self.rejected_by_store, "text": self.text}
-
-    @classmethod
-    def of_json(cls, value: dict) -> Outcome:
-        return cls(value["relative_path"], value.get("sha256") or "", value.get("error"), bool(value.get("embedded")),
-                   bool(value.get("rejected_by_store")), str(value.get("text") or ""))
 
 
 @dataclass

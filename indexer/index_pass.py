@@ -25,7 +25,8 @@ from findimage.models.base import ImageEmbedder
 from findimage.records import FileState, image_id_for
 from findimage.stores.base import META_IMAGE_MODEL, META_LAST_PASS, META_TEXT_MODEL, Store
 
-from .embedding import Embedding, Outcome
+from .embedding import Embedding
+from .outcome import Outcome
 from .reading import fingerprint_file, taken_from_header
 from .retry import retry_while_unavailable
 from .scan import ArchiveFile, ArchiveUnavailable, Scan, scan_archive

@@ -46,8 +46,9 @@ from findimage.errors import EXIT_UNAVAILABLE, FindimageError, StoreError
 from findimage.models.base import ImageEmbedder
 from findimage.stores.base import Store
 
-from .embedding import Embedding, Outcome
+from .embedding import Embedding
 from .metrics import BUCKETS
+from .outcome import Outcome
 from .scan import ArchiveFile, not_listed
 from .text_stage import Readers
 

@@ -29,7 +29,6 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from tqdm import tqdm
 
@@ -38,11 +37,9 @@ from findimage.models.reader_process import ArchivePicture, ReaderPool, ReadingL
 from findimage.records import FileState, ReadText, image_id_for
 from findimage.stores.base import Store
 
+from .outcome import Outcome
 from .reading import Loaded, archive_root, batches
 from .retry import retry_while_unavailable
-
-if TYPE_CHECKING:
-    from .embedding import Outcome
 
 log = logging.getLogger(__name__)
 BATCH = 16  # texts per write: what a killed pass reads again at most
