@@ -201,6 +201,36 @@ def test_a_pass_that_wrote_in_many_pieces_leaves_each_word_index_in_one(tmp_path
     store.close()
 
 
+def test_a_new_store_keeps_a_picture_in_under_3_kb(tmp_path):
+    """A 512-float vector and a document's fields take ~2.3 KB: SQLite's default 4 KB pages held one each
+    (4.3 KB a picture); 8 KB pages hold three."""
+    vectors = clustered(900)
+    store = EmbeddedStore(tmp_path)
+    store.upsert(docs(vectors[:300]))
+    store.checkpoint()
+    before = (tmp_path / "findimage.sqlite").stat().st_size
+    store.upsert(docs(vectors[300:], start=300))
+    store.checkpoint()
+    assert ((tmp_path / "findimage.sqlite").stat().st_size - before) / 600 < 3000
+    store.close()
+
+
+def test_a_store_made_with_4_kb_pages_keeps_them_and_every_document(tmp_path):
+    import sqlite3
+
+    old = sqlite3.connect(tmp_path / "findimage.sqlite")
+    old.execute("PRAGMA page_size=4096")
+    old.execute("PRAGMA journal_mode=WAL")
+    old.close()
+    vectors = clustered(50)
+    store = EmbeddedStore(tmp_path)
+    store.upsert(docs(vectors))
+    store.checkpoint()
+    assert store._db.execute("PRAGMA page_size").fetchone()[0] == 4096
+    assert store.knn(vectors[7], k=1)[0].relative_path == "bulk/7.jpg"
+    store.close()
+
+
 def test_the_store_reads_its_database_through_a_memory_map(tmp_path):
     """A search looks up hundreds of random rows; mapped, each costs no system call and no copy."""
     store, _ = named_store(tmp_path)
