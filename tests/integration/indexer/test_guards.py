@@ -267,7 +267,8 @@ def test_a_full_disk_mid_pass_is_one_sentence_and_the_next_pass_completes(settin
     for i in range(60):
         save_photo(archive / "bulk" / f"{i:03d}.jpg", seed=500 + i, size=(160, 120))
 
-    failed = _index_with_file_size_limit({**env, "FINDIMAGE_BATCH_SIZE": "8"}, 256 * 1024)
+    # An empty store's file is 256 KB (32 pages of 8 KB): at 768 KB a few batches fit (24 of 67 here).
+    failed = _index_with_file_size_limit({**env, "FINDIMAGE_BATCH_SIZE": "8"}, 768 * 1024)
 
     assert failed.returncode == EXIT_ERROR, failed.stdout + failed.stderr
     lines = failed.stderr.strip().splitlines()
