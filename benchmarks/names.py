@@ -312,12 +312,11 @@ def main() -> None:
             try:
                 started = time.perf_counter()
                 copy_documents(store, es, texts)
-                segments = len(es.client.cat.segments(index=es.alias, format="json").body)
-                print(f"elasticsearch: {es.count():,} documents with names and dates written in "
-                      f"{time.perf_counter() - started:.0f} s ({segments} segments)")
+                written = time.perf_counter() - started
                 waited = settled(es.client, es.alias)
                 segments = len(es.client.cat.segments(index=es.alias, format="json").body)
-                print(f"elasticsearch: merges done {waited:.0f} s later ({segments} segments)")
+                print(f"elasticsearch: {es.count():,} documents with names and dates written in {written:.0f} s, "
+                      f"merges done {waited:.0f} s later ({segments} segments)")
                 result["elasticsearch_segments"] = segments
                 result["elasticsearch_settled_s"] = round(waited)
                 result["elasticsearch"] = compare("elasticsearch", es, env, text, args, baseline)

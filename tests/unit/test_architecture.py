@@ -1,6 +1,6 @@
 """The layering a newcomer relies on: the core imports nothing from the bot or the indexer, those two
-never import each other, no package has import cycles and speaks to neither Slack nor the queue, a store's
-package is reached only through the one factory, and the architecture page's tables name every module."""
+never import each other, no package has import cycles, the core speaks to neither Slack nor the queue, a
+store's package is reached only through the one factory, and the architecture page's tables name every module."""
 from __future__ import annotations
 
 import ast
